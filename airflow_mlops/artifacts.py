@@ -1,0 +1,260 @@
+"""Artifact references and the artifact store.
+
+Tasks exchange :class:`ArtifactRef` objects through XCom, never data. A ref names an artifact by
+URI and pins its content by sha256, so every consumer checks that it reads exactly what the
+producer wrote. Artifacts live under a per-run prefix ``{root}/{pipeline}/{run_id}/{stage}/...``.
+
+A *directory* artifact (a model) is pinned by the sha256 of its manifest: the sorted list of
+``<relative path> <sha256 of file>`` lines.
+
+Stores: a local directory (``/path`` or ``file:///path``) or S3 (``s3://bucket/prefix``; boto3 is
+imported lazily, endpoint and credentials come from the environment or an Airflow connection via
+the hook). Writes are atomic: a file is written to a temporary name and renamed, so a failed task
+never leaves a half-written artifact behind under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.exceptions import ArtifactError, ArtifactIntegrityError
+
+_CHUNK = 1 << 20
+DIRECTORY_MEDIA_TYPE = "inode/directory"
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A small, typed pointer to an artifact in the store; safe to put in XCom."""
+
+    uri: str
+    sha256: str
+    size: int
+    media_type: str
+    producer: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | ArtifactRef) -> ArtifactRef:
+        if isinstance(data, ArtifactRef):
+            return data
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ArtifactError(
+                f"not an artifact reference: {data!r} ({exc}); expected the output of an "
+                "airflow-mlops task"
+            ) from exc
+
+    @property
+    def is_directory(self) -> bool:
+        return self.media_type == DIRECTORY_MEDIA_TYPE
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def directory_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str, int]]:
+    """``(relative posix path, sha256, size)`` of every file below ``path``, sorted."""
+    root = Path(path)
+    rows = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rows.append((file.relative_to(root).as_posix(), sha256_file(file), file.stat().st_size))
+    return rows
+
+
+def sha256_directory(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Digest of a directory's manifest, and the total size of its files."""
+    manifest = directory_manifest(path)
+    text = "".join(f"{rel} {digest}\n" for rel, digest, _ in manifest)
+    return hashlib.sha256(text.encode()).hexdigest(), sum(size for _, _, size in manifest)
+
+
+_UNSAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_segment(value: str) -> str:
+    """Turn a run id such as ``manual__2026-01-01T00:00:00+00:00`` into a path segment."""
+    cleaned = _UNSAFE_SEGMENT.sub("_", value).strip("._")
+    if not cleaned:
+        raise ArtifactError(f"cannot build a storage path segment from {value!r}")
+    return cleaned
+
+
+def _media_type(path: Path) -> str:
+    return {
+        ".parquet": "application/vnd.apache.parquet",
+        ".csv": "text/csv",
+        ".json": "application/json",
+        ".safetensors": "application/vnd.safetensors",
+        ".sig": "application/vnd.dev.sigstore.bundle+json",
+        ".txt": "text/plain",
+    }.get(path.suffix, "application/octet-stream")
+
+
+class ArtifactStore:
+    """Stores files and directories under a root URI and hands back :class:`ArtifactRef` s."""
+
+    def __init__(self, root: str, *, s3_client: Any = None) -> None:
+        if not root:
+            raise ArtifactError("artifact store root is empty; set `artifacts.root` in the spec")
+        self.root = root.rstrip("/")
+        self.is_s3 = self.root.startswith("s3://")
+        self._s3 = s3_client
+        if not self.is_s3:
+            local = self.root[len("file://") :] if self.root.startswith("file://") else self.root
+            self._local_root = Path(local).expanduser().resolve()
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    def uri_for(self, *parts: str) -> str:
+        clean = "/".join(p.strip("/") for p in parts if p)
+        if self.is_s3:
+            return f"{self.root}/{clean}"
+        return str(self._local_root / clean)
+
+    def run_prefix(self, pipeline: str, run_id: str, stage: str) -> str:
+        return "/".join([safe_segment(pipeline), safe_segment(run_id), safe_segment(stage)])
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        return self._s3
+
+    @staticmethod
+    def _split_s3(uri: str) -> tuple[str, str]:
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        return bucket, key
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def put_file(
+        self, src: str | os.PathLike[str], key: str, *, producer: str = "", **metadata: Any
+    ) -> ArtifactRef:
+        """Copy a local file into the store at ``key`` (relative to the root)."""
+        src_path = Path(src)
+        if not src_path.is_file():
+            raise ArtifactError(f"cannot store {src_path}: not a file")
+        digest = sha256_file(src_path)
+        uri = self.uri_for(key)
+        if self.is_s3:
+            bucket, obj = self._split_s3(uri)
+            self.s3.upload_file(str(src_path), bucket, obj, ExtraArgs={"Metadata": {"sha256": digest}})
+        else:
+            dest = Path(uri)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            os.close(fd)
+            try:
+                shutil.copyfile(src_path, tmp)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return ArtifactRef(
+            uri=uri,
+            sha256=digest,
+            size=src_path.stat().st_size,
+            media_type=_media_type(src_path),
+            producer=producer,
+            metadata=dict(metadata),
+        )
+
+    def put_directory(
+        self, src: str | os.PathLike[str], key: str, *, producer: str = "", **metadata: Any
+    ) -> ArtifactRef:
+        """Copy a local directory into the store at ``key``; the ref pins its manifest digest."""
+        src_path = Path(src)
+        if not src_path.is_dir():
+            raise ArtifactError(f"cannot store {src_path}: not a directory")
+        digest, size = sha256_directory(src_path)
+        uri = self.uri_for(key)
+        if self.is_s3:
+            bucket, prefix = self._split_s3(uri)
+            for rel, _, _ in directory_manifest(src_path):
+                self.s3.upload_file(str(src_path / rel), bucket, f"{prefix}/{rel}")
+        else:
+            dest = Path(uri)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+            try:
+                shutil.copytree(src_path, tmp, dirs_exist_ok=True)
+                if dest.exists():  # a retried task replaces what its earlier try left
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return ArtifactRef(
+            uri=uri,
+            sha256=digest,
+            size=size,
+            media_type=DIRECTORY_MEDIA_TYPE,
+            producer=producer,
+            metadata=dict(metadata),
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def fetch(self, ref: ArtifactRef | dict[str, Any], dest_dir: str | os.PathLike[str]) -> Path:
+        """Bring an artifact to ``dest_dir`` and check its sha256; returns the local path."""
+        ref = ArtifactRef.from_dict(ref)
+        dest_root = Path(dest_dir)
+        dest_root.mkdir(parents=True, exist_ok=True)
+        name = ref.uri.rstrip("/").rsplit("/", 1)[-1]
+        target = dest_root / name
+        if ref.uri.startswith("s3://"):
+            bucket, key = self._split_s3(ref.uri)
+            if ref.is_directory:
+                paginator = self.s3.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=bucket, Prefix=key + "/"):
+                    for obj in page.get("Contents", []):
+                        rel = obj["Key"][len(key) + 1 :]
+                        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                        self.s3.download_file(bucket, obj["Key"], str(target / rel))
+            else:
+                self.s3.download_file(bucket, key, str(target))
+        else:
+            source = Path(ref.uri[len("file://") :] if ref.uri.startswith("file://") else ref.uri)
+            if not source.exists():
+                raise ArtifactError(
+                    f"artifact {ref.uri} (from task {ref.producer or '?'}) does not exist; "
+                    "was the artifact store cleaned, or does this worker see another filesystem?"
+                )
+            if ref.is_directory:
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
+        verify_local(target, ref)
+        return target
+
+
+def verify_local(path: str | os.PathLike[str], ref: ArtifactRef | dict[str, Any]) -> None:
+    """Raise :class:`ArtifactIntegrityError` unless ``path`` holds exactly what ``ref`` pins."""
+    ref = ArtifactRef.from_dict(ref)
+    p = Path(path)
+    actual = sha256_directory(p)[0] if ref.is_directory else sha256_file(p)
+    if actual != ref.sha256:
+        raise ArtifactIntegrityError(
+            f"artifact {ref.uri} changed after task {ref.producer or '?'} wrote it: sha256 is "
+            f"{actual}, the reference pins {ref.sha256}. Refusing to use it; re-run the "
+            "producing task."
+        )
