@@ -128,7 +128,8 @@ class ArtifactStore:
             return f"{self.root}/{clean}"
         return str(self._local_root / clean)
 
-    def run_prefix(self, pipeline: str, run_id: str, stage: str) -> str:
+    @staticmethod
+    def run_prefix(pipeline: str, run_id: str, stage: str) -> str:
         return "/".join([safe_segment(pipeline), safe_segment(run_id), safe_segment(stage)])
 
     @property

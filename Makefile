@@ -1,0 +1,52 @@
+# airflow-mlops: every set-up step on a fresh machine is in here.
+#   make demo   venv + install + embedded stack + the example lifecycle end to end
+#   make test   venv (reused) + the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# The CPU build of torch; installed first so nothing resolves a newer (CUDA) build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: venv demo test lint up down status clean-stack unit integration
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -c constraints.txt -e ".[all,dev]" "$(TORCH_SPEC)"
+	$(PY) -c "import torch, airflow, mlflow, great_expectations, model_signing; print('installed: torch', torch.__version__, '| airflow', airflow.__version__, '| mlflow', mlflow.__version__)"
+	@touch $(STAMP)
+
+test: venv
+	bash scripts/run_tests.sh
+
+unit: venv
+	$(PY) -m pytest -m "not integration" -q
+
+integration: venv
+	$(PY) -m pytest -m integration -q
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_mlops dags tests benchmarks scripts
+	$(VENV)/bin/ruff format --check airflow_mlops dags tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+demo: venv
+	bash scripts/stack.sh demo
+
+up: venv
+	bash scripts/stack.sh up
+
+down:
+	bash scripts/stack.sh down
+
+status:
+	bash scripts/stack.sh status
+
+clean-stack: down
+	rm -rf .stack dags/data

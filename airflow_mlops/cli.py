@@ -1,0 +1,70 @@
+"""``airflow-mlops`` command line: validate, render and describe pipeline specs without Airflow running."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from airflow_mlops.exceptions import SpecError
+
+
+def _validate(files: Sequence[str]) -> int:
+    from airflow_mlops.spec.loader import load_spec
+
+    failed = 0
+    for file in files:
+        try:
+            spec = load_spec(file)
+        except SpecError as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+            continue
+        print(f"{file}: ok (pipeline {spec.pipeline})")
+    return 1 if failed else 0
+
+
+def _render(file: str) -> int:
+    from airflow_mlops.factory import build_dags
+    from airflow_mlops.spec.loader import load_spec
+
+    try:
+        spec = load_spec(file)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for dag_id, dag in build_dags(spec, spec_path=file).items():
+        print(f"DAG {dag_id}  schedule={dag.schedule!r}  catchup={dag.catchup}")
+        for task in sorted(dag.tasks, key=lambda t: t.task_id):
+            downstream = ", ".join(sorted(task.downstream_task_ids)) or "-"
+            print(f"  {task.task_id:<24} {type(task).__name__:<26} -> {downstream}")
+    return 0
+
+
+def _schema() -> int:
+    from airflow_mlops.spec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="group", required=True)
+    spec = sub.add_parser("spec", help="work with pipeline specs")
+    spec_sub = spec.add_subparsers(dest="command", required=True)
+    validate = spec_sub.add_parser("validate", help="check spec files; non-zero exit on any error")
+    validate.add_argument("files", nargs="+")
+    render = spec_sub.add_parser("render", help="print the task graph a spec produces")
+    render.add_argument("file")
+    spec_sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    args = parser.parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.files)
+    if args.command == "render":
+        return _render(args.file)
+    return _schema()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

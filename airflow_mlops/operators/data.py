@@ -1,0 +1,176 @@
+"""Operators for the data stages: validation and the poisoning screen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_mlops.artifacts import ArtifactRef
+from airflow_mlops.operators.base import MLOpsBaseOperator
+
+
+def _write_json(path: Any, payload: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+
+
+class DataValidateOperator(MLOpsBaseOperator):
+    """Snapshot the input batch into the artifact store and validate it with Great Expectations.
+
+    :param source: path or ``s3://`` URI of the batch (templated, e.g. ``.../{{ ds }}/batch.parquet``).
+    :param data_format: ``parquet`` or ``csv``; default from the extension.
+    :param expectations: ``[{expect_...: {kwargs}}, ...]`` (templated).
+    :param reference: reference data set; with ``infer_from_reference`` its columns, null rates,
+        ranges and categories become expectations too (templated).
+    :param columns: columns whose expectations are inferred (features and target).
+    :param on_failure: ``fail`` raises, ``warn`` records the failure and lets the run go on.
+
+    Returns ``{"data": ArtifactRef, "report": ArtifactRef, "success": bool}``.
+    """
+
+    template_fields = (*MLOpsBaseOperator.template_fields, "source", "reference", "expectations")
+    stage = "validate"
+    ui_color = "#d7f5e3"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        data_format: str | None = None,
+        expectations: Sequence[dict[str, dict[str, Any]]] = (),
+        reference: str | None = None,
+        infer_from_reference: bool = True,
+        columns: Sequence[str] | None = None,
+        on_failure: str = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_failure not in ("fail", "warn"):
+            raise ValueError(f"on_failure must be 'fail' or 'warn', got {on_failure!r}")
+        self.source = source
+        self.data_format = data_format
+        self.expectations = list(expectations)
+        self.reference = reference
+        self.infer_from_reference = infer_from_reference
+        self.columns = list(columns) if columns else None
+        self.on_failure = on_failure
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.data.io import read_table, write_table
+        from airflow_mlops.data.validation import infer_expectations, validate_dataframe
+
+        store = self.artifact_store()
+        with self.scratch() as tmp:
+            df = read_table(self.fetch_source(self.source, tmp), self.data_format)
+            self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), self.source)
+            snapshot = tmp / "batch.parquet"
+            write_table(df, snapshot)
+            data_ref = store.put_file(
+                snapshot, self.artifact_key(context, "batch.parquet"), producer=self.task_id,
+                source=self.source, rows=len(df),
+            )
+            expectations = list(self.expectations)
+            if self.reference and self.infer_from_reference:
+                reference = read_table(self.fetch_source(self.reference, tmp))
+                columns = self.columns or [str(c) for c in reference.columns]
+                expectations = infer_expectations(reference, columns=columns) + expectations
+            report = validate_dataframe(df, expectations)
+            report_path = tmp / "validation_report.json"
+            _write_json(report_path, report.to_dict())
+            report_ref = store.put_file(
+                report_path, self.artifact_key(context, "validation_report.json"), producer=self.task_id
+            )
+        self.log.info("Validation %s: %s", "passed" if report.success else "FAILED", report.summary())
+        if not report.success and self.on_failure == "fail":
+            report.raise_if_failed()
+        return {"data": data_ref.to_dict(), "report": report_ref.to_dict(), "success": report.success}
+
+
+class PoisoningScreenOperator(MLOpsBaseOperator):
+    """Screen a batch for poisoned rows; suspects are quarantined with reasons, never dropped.
+
+    :param data: the ``ArtifactRef`` of the batch (templated; e.g. ``validate.output["data"]``).
+    :param checks: screens to run: ``duplicates``, ``label_flips``, ``outliers``, ``class_balance``.
+    :param max_suspect_fraction: above this share of suspects the task fails before training.
+
+    Returns ``{"accepted", "quarantine", "summary"}`` refs and ``suspect_fraction``.
+    """
+
+    template_fields = (*MLOpsBaseOperator.template_fields, "data", "reference")
+    stage = "screen"
+    ui_color = "#fdf2d0"
+
+    def __init__(
+        self,
+        *,
+        data: Any,
+        target: str,
+        features: Sequence[str] | None = None,
+        checks: Sequence[str] = ("duplicates", "label_flips"),
+        max_suspect_fraction: float = 0.02,
+        neighbours: int = 10,
+        outlier_threshold: float = 8.0,
+        max_class_shift: float = 0.5,
+        reference: str | None = None,
+        positive_label: Any = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+        self.target = target
+        self.features = list(features) if features else None
+        self.checks = list(checks)
+        self.max_suspect_fraction = max_suspect_fraction
+        self.neighbours = neighbours
+        self.outlier_threshold = outlier_threshold
+        self.max_class_shift = max_class_shift
+        self.reference = reference
+        self.positive_label = positive_label
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.data.io import read_table, write_table
+        from airflow_mlops.data.poisoning import screen_data
+
+        store = self.artifact_store()
+        with self.scratch() as tmp:
+            df = read_table(self.fetch(self.data, tmp / "in"))
+            features = self.features or [c for c in map(str, df.columns) if c != self.target]
+            reference = read_table(self.fetch_source(self.reference, tmp)) if self.reference else None
+            result = screen_data(
+                df,
+                target=self.target,
+                features=features,
+                checks=self.checks,
+                max_suspect_fraction=self.max_suspect_fraction,
+                neighbours=self.neighbours,
+                outlier_threshold=self.outlier_threshold,
+                max_class_shift=self.max_class_shift,
+                reference=reference,
+                positive_label=self.positive_label,
+            )
+            write_table(result.accepted, tmp / "accepted.parquet")
+            write_table(result.quarantined, tmp / "quarantine.parquet")
+            _write_json(tmp / "screen_summary.json", result.summary)
+            refs = {
+                name: store.put_file(
+                    tmp / file, self.artifact_key(context, file), producer=self.task_id
+                ).to_dict()
+                for name, file in (
+                    ("accepted", "accepted.parquet"),
+                    ("quarantine", "quarantine.parquet"),
+                    ("summary", "screen_summary.json"),
+                )
+            }
+        self.log.info(
+            "Screen: %s rows in, %s accepted, %s quarantined (%.4f; max %.4f)",
+            result.summary["rows_in"], result.summary["rows_accepted"],
+            result.summary["rows_quarantined"], result.summary["suspect_fraction"],
+            self.max_suspect_fraction,
+        )
+        result.raise_if_failed()  # after storing the quarantine: nothing is lost when it stops
+        return {**refs, "suspect_fraction": float(result.summary["suspect_fraction"])}
+
+
+def ref_uri(ref: Any) -> str:
+    return ArtifactRef.from_dict(ref).uri

@@ -1,0 +1,200 @@
+"""Operators for the model stages: scan, evaluate, sign."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow_mlops.hooks.mlflow import MLflowHook
+from airflow_mlops.hooks.signing import ModelSigningHook
+from airflow_mlops.operators.base import MLOpsBaseOperator
+
+
+class ModelScanOperator(MLOpsBaseOperator):
+    """Scan every file of a model for content that could run code on load; fail closed.
+
+    Pickles are walked opcode by opcode (never unpickled), safetensors headers are checked,
+    code files are accepted only when they are the package's own MLflow wrapper (by sha256).
+
+    Returns ``{"model": ref, "report": ref}`` (the model ref unchanged, for the next stage).
+    """
+
+    template_fields = (*MLOpsBaseOperator.template_fields, "model")
+    stage = "scan"
+    ui_color = "#ece2fd"
+
+    def __init__(self, *, model: Any, allowed_globals: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.allowed_globals = list(allowed_globals)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.registry.mlflow_registry import trusted_code
+        from airflow_mlops.security.scanning import scan_model_dir
+
+        store = self.artifact_store()
+        with self.scratch() as tmp:
+            model_dir = self.fetch(self.model, tmp / "in")
+            report = scan_model_dir(model_dir, allowed_globals=self.allowed_globals, trusted_code=trusted_code())
+            (tmp / "scan_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+            report_ref = store.put_file(
+                tmp / "scan_report.json", self.artifact_key(context, "scan_report.json"), producer=self.task_id
+            )
+        self.log.info("Scanned %s files: %s finding(s)", report.files_scanned, len(report.findings))
+        report.ensure_safe()
+        return {"model": dict(self.model), "report": report_ref.to_dict()}
+
+
+class ModelEvaluateOperator(MLOpsBaseOperator):
+    """Score the candidate on the holdout set and apply the gates; a gate that cannot decide blocks.
+
+    When the registry already has a champion (``alias``), the champion is downloaded, its
+    signature verified, scanned, and scored on the *same* holdout rows, so the comparison is fair.
+
+    Returns ``{"report": ref, "metrics": {...}, "champion_version": str|None, "passed": True}``;
+    raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails (after storing the
+    report and logging the metrics).
+    """
+
+    template_fields = (*MLOpsBaseOperator.template_fields, "model", "holdout", "mlflow_run_id")
+    stage = "evaluate"
+    ui_color = "#e2f0fd"
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        holdout: Any,
+        target: str,
+        positive_label: Any = 1,
+        bounds: dict[str, dict[str, float | None]] | None = None,
+        compare_to_champion: dict[str, dict[str, float]] | None = None,
+        threshold: float = 0.5,
+        model_name: str | None = None,
+        alias: str = "champion",
+        mlflow_run_id: str | None = None,
+        mlflow_conn_id: str = "mlflow_default",
+        signing_conn_id: str = "mlops_signing",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.holdout = holdout
+        self.target = target
+        self.positive_label = positive_label
+        self.bounds = dict(bounds or {})
+        self.compare_to_champion = dict(compare_to_champion or {})
+        self.threshold = threshold
+        self.model_name = model_name
+        self.alias = alias
+        self.mlflow_run_id = mlflow_run_id
+        self.mlflow_conn_id = mlflow_conn_id
+        self.signing_conn_id = signing_conn_id
+
+    @cached_property
+    def mlflow_hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def _score(self, model_dir: Any, holdout: Any) -> dict[str, float]:
+        from airflow_mlops.registry.evaluation import compute_metrics
+        from airflow_mlops.registry.mlflow_registry import weights_dir
+        from airflow_mlops.training.model import load_predictor
+
+        predictor = load_predictor(weights_dir(model_dir))
+        y_true = (holdout[self.target] == self.positive_label).astype(int).to_numpy()
+        return compute_metrics(y_true, predictor.predict_proba(holdout), threshold=self.threshold)
+
+    def _champion_metrics(self, holdout: Any, tmp: Any) -> tuple[str | None, dict[str, float] | None]:
+        from airflow_mlops.registry.mlflow_registry import champion_version, fetch_verified_version, trusted_code
+        from airflow_mlops.security.scanning import scan_model_dir
+
+        if not (self.compare_to_champion and self.model_name):
+            return None, None
+        client = self.mlflow_hook.get_conn()
+        champion = champion_version(client, self.model_name, self.alias)
+        if champion is None:
+            self.log.info("No %s of %s yet: champion comparisons pass as first model", self.alias, self.model_name)
+            return None, None
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        champion_dir, _ = fetch_verified_version(
+            client, self.model_name, str(champion.version), key.public_key_pem, tmp / "champion"
+        )
+        scan_model_dir(champion_dir, trusted_code=trusted_code()).ensure_safe()
+        return str(champion.version), self._score(champion_dir, holdout)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.data.io import read_table
+        from airflow_mlops.registry.evaluation import evaluate_gates
+        from airflow_mlops.registry.mlflow_registry import log_run_data
+
+        store = self.artifact_store()
+        with self.scratch() as tmp:
+            model_dir = self.fetch(self.model, tmp / "model")
+            holdout = read_table(self.fetch(self.holdout, tmp / "holdout"))
+            metrics = self._score(model_dir, holdout)
+            champion_version, champion_metrics = self._champion_metrics(holdout, tmp)
+            report = evaluate_gates(
+                metrics, bounds=self.bounds, champion_metrics=champion_metrics, comparisons=self.compare_to_champion
+            )
+            payload = {
+                "metrics": metrics,
+                "champion_version": champion_version,
+                "champion_metrics": champion_metrics,
+                "holdout_rows": len(holdout),
+                "gates": report.to_dict(),
+                "passed": report.passed,
+            }
+            (tmp / "evaluation.json").write_text(json.dumps(payload, indent=2, default=str))
+            report_ref = store.put_file(
+                tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
+            )
+        self.log.info("Holdout metrics: %s", metrics)
+        self.log.info("Gates:\n%s", report.summary())
+        if self.mlflow_run_id:
+            client = self.mlflow_hook.get_conn()
+            log_run_data(
+                client, self.mlflow_run_id,
+                metrics={f"eval_{k}": v for k, v in metrics.items()},
+                tags={"mlops.gates": "passed" if report.passed else "failed"},
+            )
+            client.log_dict(self.mlflow_run_id, payload, "evaluation/evaluation.json")
+        report.raise_if_failed()
+        return {"report": report_ref.to_dict(), "metrics": metrics, "champion_version": champion_version, "passed": True}
+
+
+class ModelSignOperator(MLOpsBaseOperator):
+    """Sign the exact model directory with the key in an Airflow connection (OpenSSF model signing).
+
+    The private key is read by :class:`~airflow_mlops.hooks.signing.ModelSigningHook`, written
+    only to a private temporary file for the signing call, and never logged or returned.
+
+    Returns ``{"model": ref, "signature": ref, "key_fingerprint": str}``.
+    """
+
+    template_fields = (*MLOpsBaseOperator.template_fields, "model")
+    stage = "sign"
+    ui_color = "#fdeee2"
+
+    def __init__(self, *, model: Any, signing_conn_id: str = "mlops_signing", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.signing_conn_id = signing_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.security.signing import sign_model, verify_model
+
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=True)
+        assert key.private_key_pem is not None
+        store = self.artifact_store()
+        with self.scratch() as tmp:
+            model_dir = self.fetch(self.model, tmp / "in")
+            info = sign_model(model_dir, tmp / "model.sig", key.private_key_pem, password=key.password)
+            verify_model(model_dir, tmp / "model.sig", key.public_key_pem)  # the pair matches
+            sig_ref = store.put_file(
+                tmp / "model.sig", self.artifact_key(context, "model.sig"), producer=self.task_id,
+                key_fingerprint=info.public_key_fingerprint,
+            )
+        self.log.info("Signed model %s with key %s", self.model["sha256"], info.public_key_fingerprint)
+        return {"model": dict(self.model), "signature": sig_ref.to_dict(), "key_fingerprint": info.public_key_fingerprint}

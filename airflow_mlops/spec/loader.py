@@ -1,0 +1,264 @@
+"""Load a pipeline spec with line numbers, and turn every problem into an actionable message.
+
+YAML is composed into nodes with ``yaml.SafeLoader`` (no arbitrary tags, no code), converted to
+plain Python while recording the line and column of every key path, and validated by the strict
+pydantic models. Each pydantic error becomes a :class:`SpecIssue` naming the file, line, column,
+key path, the bad value, what is allowed, and a "did you mean" for misspelt keys and enum values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from airflow_mlops.exceptions import SpecError, SpecIssue
+from airflow_mlops.spec.models import PipelineSpec
+
+Mark = tuple[int, int]  # 1-based line, column
+PathKey = tuple[str | int, ...]
+
+
+class _LocatedYaml:
+    """Plain data from a YAML document plus the position of every key path in it."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.marks: dict[PathKey, Mark] = {}
+        self.key_marks: dict[PathKey, Mark] = {}
+        self.issues: list[SpecIssue] = []
+
+    def _construct(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            loader.flatten_mapping(node)
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) or key is None:
+                    self.issues.append(self._issue(key_node, path, "mapping keys must be plain strings", key))
+                    continue
+                key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if isinstance(key, bool):  # YAML 1.1 turns `on:`/`yes:` into booleans
+                    key = key_node.value
+                if key in out:
+                    first = self.key_marks[(*path, key)]
+                    self.issues.append(
+                        SpecIssue(
+                            self.file, key_mark[0], key_mark[1], _dotted((*path, key)),
+                            f"duplicate key {key!r}; it was first given on line {first[0]}",
+                            hint="remove one of them: YAML keeps only the last, which hides mistakes",
+                        )
+                    )
+                    continue
+                self.key_marks[(*path, key)] = key_mark
+                out[key] = self._construct(value_node, (*path, key), loader)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._construct(item, (*path, i), loader) for i, item in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+    def _issue(self, node: yaml.Node, path: PathKey, message: str, value: Any = None) -> SpecIssue:
+        return SpecIssue(
+            self.file, node.start_mark.line + 1, node.start_mark.column + 1, _dotted(path), message, value
+        )
+
+    def position(self, path: PathKey) -> Mark | None:
+        """The closest recorded position for ``path`` (walking up to its parents)."""
+        probe = tuple(path)
+        while True:
+            if probe in self.key_marks:
+                return self.key_marks[probe]
+            if probe in self.marks:
+                return self.marks[probe]
+            if not probe:
+                return None
+            probe = probe[:-1]
+
+
+def _dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, _LocatedYaml]:
+    """Parse one YAML document, keeping positions. Raises :class:`SpecError` on bad YAML."""
+    located = _LocatedYaml(file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", hint="start from docs/spec.md")])
+        data = located._construct(node, (), loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        hint = "check indentation, and quote values that contain ': ' or start with '{', '[', '*', '&' or '@'"
+        if "tab" in problem.lower():
+            hint = "YAML indentation must use spaces, not tabs"
+        raise SpecError([SpecIssue(file, line, column, "", f"invalid YAML: {problem}", hint=hint)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecIssue(file, None, None, "", f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if located.issues:
+        raise SpecError(located.issues)
+    return data, located
+
+
+# --- pydantic errors -> actionable issues -----------------------------------------------------
+
+
+def _model_at(path: PathKey) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` (for "did you mean" on keys)."""
+    model: Any = PipelineSpec
+    for part in path:
+        if isinstance(part, int):
+            return None
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model if isinstance(model, type) else None
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _did_you_mean(value: Any, choices: list[str]) -> str | None:
+    if not isinstance(value, str):
+        return None
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+_LITERAL_EXPECTED = re.compile(r"'([^']+)'")
+
+
+def _issue_from_error(err: dict[str, Any], located: _LocatedYaml) -> SpecIssue:
+    loc: PathKey = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = err["type"]
+    if loc and loc[-1] == "[key]":  # a bad mapping key (e.g. an unknown metric name)
+        loc = loc[:-1]
+    value = err.get("input")
+    pos = located.position(loc)
+    line, column = pos if pos else (None, None)
+    path = _dotted(loc)
+    hint: str | None = None
+
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        parent = _model_at(loc[:-1])
+        allowed = _allowed_keys(parent) if parent else []
+        suggestion = _did_you_mean(key, allowed)
+        message = f"unknown key {key!r}"
+        if suggestion:
+            message += f"; did you mean {suggestion!r}?"
+        if allowed:
+            hint = "allowed keys here: " + ", ".join(allowed)
+        return SpecIssue(located.file, line, column, path, message, None, hint)
+
+    if kind == "missing":
+        return SpecIssue(
+            located.file, line, column, path, "required key is missing",
+            hint=f"add `{loc[-1]}:` to {_dotted(loc[:-1]) or 'the top level'}; see docs/spec.md",
+        )
+
+    if kind in ("literal_error", "enum"):
+        expected = _LITERAL_EXPECTED.findall(err.get("ctx", {}).get("expected", ""))
+        suggestion = _did_you_mean(value, expected)
+        message = f"{value!r} is not allowed here"
+        if suggestion:
+            message += f"; did you mean {suggestion!r}?"
+        return SpecIssue(
+            located.file, line, column, path, message, None,
+            "allowed values: " + ", ".join(expected) if expected else None,
+        )
+
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "value_error" and "unknown expectation" in message:
+        from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
+
+        name = message.split("'")[1] if "'" in message else ""
+        for index in range(len(value) if isinstance(value, list) else 0):
+            if (*loc, index, name) in located.key_marks:
+                loc = (*loc, index, name)
+                line, column = located.key_marks[loc]
+                path = _dotted(loc)
+                break
+        suggestion = _did_you_mean(name, list(SUPPORTED_EXPECTATIONS))
+        if suggestion:
+            message += f"; did you mean {suggestion!r}?"
+        hint = "supported expectations are listed in docs/spec.md (validation.expectations)"
+        value = None
+    elif kind == "value_error" and "schedule preset" in message:
+        from airflow_mlops.spec.models import SCHEDULE_PRESETS
+
+        suggestion = _did_you_mean(value, list(SCHEDULE_PRESETS))
+        if suggestion:
+            message += f"; did you mean {suggestion!r}?"
+        hint = "presets: " + ", ".join(SCHEDULE_PRESETS) + "; or a 5-field cron such as '0 3 * * *'"
+        value = None
+    elif kind == "value_error" and "cron" in path:
+        pass
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "pipeline":
+        hint = "use lowercase letters, digits and underscores, starting with a letter, e.g. fraud_detector"
+    if isinstance(value, (dict, list)):
+        value = None  # the whole subtree is not a useful "got"
+    return SpecIssue(located.file, line, column, path, message, value, hint)
+
+
+def validate_data(data: Any, located: _LocatedYaml) -> PipelineSpec:
+    if not isinstance(data, dict):
+        raise SpecError(
+            [SpecIssue(located.file, 1, 1, "", "a pipeline spec must be a YAML mapping (key: value)", type(data).__name__)]
+        )
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue_from_error(dict(e), located) for e in exc.errors()]
+        issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+        raise SpecError(issues) from None
+
+
+def load_spec_text(text: str, file: str = "<string>") -> PipelineSpec:
+    data, located = parse_yaml(text, file)
+    return validate_data(data, located)
+
+
+def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
+    """Read and validate one spec file. Raises :class:`SpecError` with every problem found."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(str(p), None, None, "", f"cannot read the spec: {exc}")]) from None
+    return load_spec_text(text, str(p))
+
+
+def is_spec_document(text: str) -> bool:
+    """Cheap check used to pick spec files out of a dags folder: an ``apiVersion: mlops/...`` line."""
+    return re.search(r"^apiVersion:\s*['\"]?mlops/", text, re.MULTILINE) is not None
+
+
+def date_to_datetime(value: dt.date) -> dt.datetime:
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
