@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow_mlops.factory import build_dags
+from airflow_mlops.factory.folder import load_dags_folder
+from airflow_mlops.spec.loader import load_spec, load_spec_text
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
+
+
+def build_example():
+    return build_dags(load_spec(EXAMPLE), spec_path=EXAMPLE)["fraud_detector__train"]
+
+
+def test_lifecycle_order() -> None:
+    dag = build_example()
+    order = ["data.validate", "data.screen", "training.train", "gates.scan", "gates.evaluate",
+             "release.sign", "release.register", "release.promote"]
+    for upstream, downstream in zip(order, order[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+
+
+def test_dag_settings_come_from_the_spec() -> None:
+    dag = build_example()
+    assert dag.schedule == "@daily"
+    assert dag.catchup is False
+    assert set(dag.tags) == {"mlops", "fraud", "tabular"}
+    assert dag.default_args["retries"] == 1
+    assert dag.default_args["owner"] == "risk-ml"
+    assert "pr_auc" in dag.doc_md and "0.85" in dag.doc_md
+
+
+def test_relative_data_paths_resolve_against_the_spec_folder() -> None:
+    dag = build_example()
+    validate = dag.get_task("data.validate")
+    assert validate.source.startswith(str(EXAMPLE.parent.resolve()))
+    assert validate.source.endswith("/{{ ds }}/batch.parquet")
+    assert "source" in validate.template_fields
+
+
+def test_structure_is_identical_between_parses() -> None:
+    a, b = build_example(), build_example()
+    assert [t.task_id for t in a.tasks] == [t.task_id for t in b.tasks]
+    assert a.doc_md == b.doc_md
+    assert {t.task_id: sorted(t.downstream_task_ids) for t in a.tasks} == {
+        t.task_id: sorted(t.downstream_task_ids) for t in b.tasks
+    }
+
+
+def test_broken_spec_does_not_hide_good_ones(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(EXAMPLE.read_text().replace("../data", str(ROOT / "dags" / "data")))
+    (tmp_path / "bad.yaml").write_text("apiVersion: mlops/v1\npipeline: bad\nregistry: {model_name: x}\n")
+    (tmp_path / "other.yaml").write_text("not: a spec\n")  # ignored: no apiVersion: mlops/...
+    dags, errors = load_dags_folder(tmp_path)
+    assert list(dags) == ["fraud_detector__train"]
+    assert list(errors) == [str(tmp_path / "bad.yaml")]
+    assert "data: required key is missing" in str(errors[str(tmp_path / "bad.yaml")])
+
+
+def test_duplicate_pipeline_names_are_reported(tmp_path: Path) -> None:
+    text = "apiVersion: mlops/v1\npipeline: same\ndata: {source: a.csv, target: y}\nregistry: {model_name: m}\n"
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    dags, errors = load_dags_folder(tmp_path)
+    assert list(dags) == ["same__train"]
+    assert "already defined" in str(errors[str(tmp_path / "b.yaml")])
+
+
+def test_minimal_spec_builds() -> None:
+    spec = load_spec_text("apiVersion: mlops/v1\npipeline: p\ndata: {source: s3://b/k.parquet, target: y}\nregistry: {model_name: m}\n")
+    dag = build_dags(spec)["p__train"]
+    assert dag.schedule is None
+    assert dag.get_task("data.validate").source == "s3://b/k.parquet"

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.exceptions import SpecError
+from airflow_mlops.spec.loader import load_spec, load_spec_text
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
+
+MINIMAL = """\
+apiVersion: mlops/v1
+pipeline: churn
+data:
+  source: data/{{ ds }}.parquet
+  target: churned
+registry:
+  model_name: churn-model
+"""
+
+
+def errors_of(text: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(textwrap.dedent(text), "spec.yaml")
+    return info.value
+
+
+def test_example_spec_loads() -> None:
+    spec = load_spec(EXAMPLE)
+    assert spec.pipeline == "fraud_detector"
+    assert spec.train_dag_id == "fraud_detector__train"
+    assert spec.evaluation.metrics["roc_auc"].min == 0.85
+    assert spec.data.features and "amount" in spec.data.features
+
+
+def test_minimal_spec_gets_safe_defaults() -> None:
+    spec = load_spec_text(MINIMAL)
+    assert spec.validation.on_failure == "fail"
+    assert spec.poisoning.max_suspect_fraction == 0.02
+    assert spec.registry.alias == "champion"
+    assert spec.schedule is None
+    assert spec.defaults.retry_delay.total_seconds() == 300
+
+
+def test_misspelt_key_names_line_column_and_suggestion() -> None:
+    err = errors_of(MINIMAL.replace("  target: churned", "  target: churned\n  formt: csv"))
+    (issue,) = err.issues
+    assert (issue.line, issue.column) == (6, 3)
+    assert issue.path == "data.formt"
+    assert "did you mean 'format'" in issue.message
+    assert "spec.yaml:6:3" in str(err)
+
+
+def test_bad_enum_value_suggests_the_close_one() -> None:
+    err = errors_of(MINIMAL + "validation:\n  on_failure: wrn\n")
+    (issue,) = err.issues
+    assert issue.path == "validation.on_failure"
+    assert issue.line == 9
+    assert "did you mean 'warn'" in issue.message
+    assert "fail, warn" in (issue.hint or "")
+
+
+def test_wrong_type_reports_value() -> None:
+    err = errors_of(MINIMAL + "training:\n  params: {epochs: many}\n")
+    (issue,) = err.issues
+    assert issue.path == "training.params.epochs"
+    assert issue.value == "many"
+    assert issue.line == 9
+
+
+def test_missing_required_field() -> None:
+    err = errors_of(MINIMAL.replace("  target: churned\n", ""))
+    assert any(i.path == "data.target" and "missing" in i.message for i in err.issues)
+
+
+def test_duplicate_key_is_an_error_not_silently_overwritten() -> None:
+    err = errors_of(MINIMAL + "pipeline: other\n")
+    (issue,) = err.issues
+    assert "duplicate key 'pipeline'" in issue.message
+    assert "line 2" in issue.message
+    assert issue.line == 8
+
+
+def test_invalid_yaml_points_at_the_line() -> None:
+    err = errors_of("apiVersion: mlops/v1\npipeline: [unclosed\ndata: {}\n")
+    assert err.issues[0].message.startswith("invalid YAML")
+    assert err.issues[0].line is not None
+
+
+def test_invalid_cron_names_the_field() -> None:
+    err = errors_of(MINIMAL + "schedule: '61 * * * *'\n")
+    (issue,) = err.issues
+    assert issue.path == "schedule"
+    assert "minute" in issue.message and "61" in issue.message
+
+
+def test_schedule_preset_typo() -> None:
+    err = errors_of(MINIMAL + "schedule: '@dayly'\n")
+    assert "did you mean '@daily'" in err.issues[0].message
+
+
+def test_unknown_expectation_is_located_at_its_item() -> None:
+    err = errors_of(
+        MINIMAL + "validation:\n  expectations:\n    - expect_column_values_to_not_be_nul: {column: a}\n"
+    )
+    (issue,) = err.issues
+    assert issue.line == 10
+    assert "did you mean 'expect_column_values_to_not_be_null'" in issue.message
+
+
+def test_unknown_metric_name() -> None:
+    err = errors_of(MINIMAL + "evaluation:\n  metrics: {roc_acu: {min: 0.8}}\n")
+    (issue,) = err.issues
+    assert issue.path == "evaluation.metrics.roc_acu"
+    assert "did you mean 'roc_auc'" in issue.message
+
+
+def test_all_problems_reported_at_once() -> None:
+    err = errors_of(MINIMAL.replace("churn-model", "churn-model\n  aliass: x") + "ownr: me\n")
+    assert {i.path for i in err.issues} == {"registry.aliass", "ownr"}
+
+
+def test_target_in_features_rejected() -> None:
+    err = errors_of(MINIMAL.replace("  target: churned", "  target: churned\n  features: [a, churned]"))
+    assert "must not be listed in features" in err.issues[0].message
+
+
+def test_pipeline_identifier_hint() -> None:
+    err = errors_of(MINIMAL.replace("pipeline: churn", "pipeline: Churn-Model"))
+    assert "lowercase" in (err.issues[0].hint or "")
+
+
+def test_yaml_tags_cannot_construct_python_objects() -> None:
+    err = errors_of("!!python/object/apply:os.system ['echo hi']\n")
+    assert "invalid YAML" in err.issues[0].message
+
+
+def test_empty_and_non_mapping_documents() -> None:
+    assert "empty" in errors_of("").issues[0].message
+    assert "mapping" in errors_of("- a\n- b\n").issues[0].message
