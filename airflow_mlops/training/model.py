@@ -1,0 +1,452 @@
+"""The built-in tabular model: preprocessing, the MLP, and a loader that never unpickles.
+
+A trained model is a directory of two files:
+
+- ``model.safetensors``: the weights, as plain tensors (no code, nothing to unpickle);
+- ``model_config.json``: everything needed to rebuild the network and prepare its input
+  (see :func:`build_model_config` for the format, ``"format_version": 1``).
+
+This module runs wherever a model is trained or loaded: the trainer subprocess or pod, the
+evaluation task, and MLflow serving. It imports only torch, numpy, pandas, safetensors and the
+standard-library-only exception hierarchy (never Airflow or MLflow), and it is never imported by
+the DAG processor (hence its exemption from the module-level import ban in ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from airflow_mlops.exceptions import ArtifactError, DataError
+
+FORMAT_VERSION = 1
+MODEL_TYPE = "mlp"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.json"
+# A categorical column with more distinct values than this is almost always an identifier.
+MAX_CATEGORIES = 1000
+# An object/string column is "numbers with typos" when at least this share of its values parse.
+_NUMERIC_LOOKING_SHARE = 0.9
+
+
+class MLP(nn.Module):
+    """A feed-forward binary classifier: ``[Linear -> ReLU -> Dropout] * n -> Linear(1)``.
+
+    ``forward`` returns one logit per row (shape ``(n,)``); apply a sigmoid for probabilities.
+    """
+
+    def __init__(self, input_dim: int, hidden_units: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        if not _is_int(input_dim) or input_dim < 1:
+            raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
+        if not hidden_units or not all(_is_int(u) and u >= 1 for u in hidden_units):
+            raise ValueError(
+                f"hidden_units must be a non-empty list of positive integers, got {hidden_units!r}"
+            )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_dim = int(input_dim)
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.dropout = float(dropout)
+        layers: list[nn.Module] = []
+        width = self.input_dim
+        for units in self.hidden_units:
+            # Dropout is kept even at p=0 so the state-dict keys never depend on the rate.
+            layers += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(self.dropout)]
+            width = units
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    def architecture(self) -> dict[str, Any]:
+        """What :meth:`from_architecture` needs to rebuild this network (without weights)."""
+        return {"input_dim": self.input_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout}
+
+    @classmethod
+    def from_architecture(cls, architecture: Mapping[str, Any]) -> MLP:
+        return cls(
+            input_dim=architecture["input_dim"],
+            hidden_units=architecture["hidden_units"],
+            dropout=architecture.get("dropout", 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Turns a DataFrame into the MLP's float32 input matrix.
+
+    Numeric columns are standardised with the training mean and standard deviation (missing
+    values become the mean, i.e. 0 after scaling). Categorical columns are one-hot encoded with
+    the categories seen in training; a missing or unseen category encodes as all zeros. Output
+    columns follow ``features`` order (see :attr:`output_names`).
+    """
+
+    features: tuple[str, ...]
+    numeric: Mapping[str, tuple[float, float]]  # column -> (mean, std)
+    categorical: Mapping[str, tuple[str, ...]]  # column -> categories, as strings
+
+    @classmethod
+    def fit(
+        cls, df: pd.DataFrame, features: Sequence[str], categorical: Sequence[str] | None = None
+    ) -> Preprocessor:
+        """Learn the encoding from training data.
+
+        :param categorical: columns to one-hot encode; every other feature must be numeric.
+            ``None`` infers: object, string and category columns are categorical.
+        :raises DataError: a feature is missing, a numeric column holds non-numbers or
+            infinities, a column has an unusable dtype, or a categorical column has more than
+            ``MAX_CATEGORIES`` distinct values.
+        """
+        features = [str(f) for f in features]
+        if not features:
+            raise DataError("no feature columns given; list at least one in features")
+        duplicates = sorted({f for f in features if features.count(f) > 1})
+        if duplicates:
+            raise DataError(f"feature column(s) listed more than once: {', '.join(duplicates)}")
+        _require_columns(df, features, "training data")
+        if categorical is None:
+            cat_set = {f for f in features if _infer_categorical(df[f], f)}
+        else:
+            cat_set = {str(c) for c in categorical}
+            unknown = sorted(cat_set - set(features))
+            if unknown:
+                raise DataError(
+                    f"categorical column(s) {', '.join(unknown)} are not among the features; "
+                    "add them to features or remove them from categorical"
+                )
+        numeric: dict[str, tuple[float, float]] = {}
+        cats: dict[str, tuple[str, ...]] = {}
+        for name in features:
+            if name in cat_set:
+                strings = _category_strings(df[name])
+                seen = sorted({s for s in strings if s is not None})
+                if len(seen) > MAX_CATEGORIES:
+                    raise DataError(
+                        f"categorical column {name!r} has {len(seen)} distinct values (limit "
+                        f"{MAX_CATEGORIES}); it looks like an identifier: drop it from features"
+                    )
+                cats[name] = tuple(seen)
+            else:
+                values = _numeric_values(df[name], name)
+                finite = values[~np.isnan(values)]
+                mean = float(finite.mean()) if finite.size else 0.0
+                std = float(finite.std()) if finite.size else 1.0
+                if not math.isfinite(std) or std < 1e-12:
+                    std = 1.0
+                numeric[name] = (mean, std)
+        return cls(features=tuple(features), numeric=numeric, categorical=cats)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the encoded columns: ``col`` for numerics, ``col=category`` for one-hots."""
+        names: list[str] = []
+        for name in self.features:
+            if name in self.numeric:
+                names.append(name)
+            else:
+                names.extend(f"{name}={c}" for c in self.categorical[name])
+        return names
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.numeric) + sum(len(c) for c in self.categorical.values())
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode ``df`` into a ``(len(df), output_dim)`` float32 matrix.
+
+        :raises DataError: a feature column is missing, or a numeric column holds non-numbers.
+        """
+        _require_columns(df, self.features, "input data")
+        out = np.zeros((len(df), self.output_dim), dtype=np.float32)
+        offset = 0
+        for name in self.features:
+            if name in self.numeric:
+                mean, std = self.numeric[name]
+                values = _numeric_values(df[name], name)
+                values = np.where(np.isnan(values), mean, values)
+                out[:, offset] = (values - mean) / std
+                offset += 1
+            else:
+                categories = self.categorical[name]
+                codes = pd.Categorical(_category_strings(df[name]), categories=categories).codes
+                rows = np.flatnonzero(codes >= 0)
+                out[rows, offset + codes[rows]] = 1.0
+                offset += len(categories)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "numeric": {name: {"mean": m, "std": s} for name, (m, s) in self.numeric.items()},
+            "categorical": {name: list(c) for name, c in self.categorical.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
+        features = tuple(str(f) for f in data["features"])
+        numeric = {str(k): (float(v["mean"]), float(v["std"])) for k, v in data["numeric"].items()}
+        categorical = {str(k): tuple(str(c) for c in v) for k, v in data["categorical"].items()}
+        if set(numeric) & set(categorical) or set(numeric) | set(categorical) != set(features):
+            raise ValueError("every feature must be exactly one of numeric or categorical")
+        if any(not (math.isfinite(m) and math.isfinite(s) and s > 0) for m, s in numeric.values()):
+            raise ValueError("numeric means must be finite and stds finite and positive")
+        return cls(features=features, numeric=numeric, categorical=categorical)
+
+
+def build_model_config(
+    model: MLP,
+    preprocessor: Preprocessor,
+    *,
+    target: str,
+    positive_label: Any,
+    seed: int | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of ``model_config.json``: everything but the weights.
+
+    Format version 1 (readers reject any other ``format_version``)::
+
+        {
+          "format_version": 1,
+          "model_type": "mlp",
+          "architecture": {"input_dim": 7, "hidden_units": [64, 32], "dropout": 0.1},
+          "target": "is_fraud",
+          "positive_label": 1,
+          "features": ["amount", "merchant"],
+          "preprocessing": {
+            "features": ["amount", "merchant"],
+            "numeric": {"amount": {"mean": 52.1, "std": 31.9}},
+            "categorical": {"merchant": ["fuel", "grocery", "online"]}
+          },
+          "output_columns": ["amount", "merchant=fuel", "merchant=grocery", "merchant=online"],
+          "weights_file": "model.safetensors",
+          "torch_version": "2.13.0+cpu",
+          "seed": 42,
+          "training": {...}    # free-form: the trainer's params, for the record
+        }
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_type": MODEL_TYPE,
+        "architecture": model.architecture(),
+        "target": target,
+        "positive_label": positive_label,
+        "features": list(preprocessor.features),
+        "preprocessing": preprocessor.to_dict(),
+        "output_columns": preprocessor.output_names,
+        "weights_file": WEIGHTS_FILE,
+        "torch_version": torch.__version__,
+        "seed": seed,
+        "training": dict(training or {}),
+    }
+
+
+def save_model(directory: str | Path, model: MLP, config: Mapping[str, Any]) -> None:
+    """Write ``model.safetensors`` and ``model_config.json`` into an existing ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
+
+
+class Predictor:
+    """A loaded model: DataFrame in, positive-class probabilities out."""
+
+    def __init__(
+        self, model: MLP, preprocessor: Preprocessor, config: Mapping[str, Any], device: torch.device
+    ) -> None:
+        self.model = model
+        self.preprocessor = preprocessor
+        self.config = dict(config)
+        self.device = device
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.preprocessor.features)
+
+    @property
+    def positive_label(self) -> Any:
+        return self.config.get("positive_label")
+
+    def predict_proba(self, df: pd.DataFrame, *, batch_size: int = 65536) -> np.ndarray:
+        """Probability of the positive class for each row, as a float64 array of ``len(df)``.
+
+        :raises DataError: a feature column is missing (named in the message) or unusable.
+        """
+        x = self.preprocessor.transform(df)
+        out = np.empty(len(x), dtype=np.float64)
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                batch = torch.from_numpy(x[start : start + batch_size]).to(self.device)
+                probs = torch.sigmoid(self.model(batch))
+                out[start : start + len(batch)] = probs.to("cpu", torch.float64).numpy()
+        return out
+
+
+def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
+    """Rebuild a trained model from ``model_dir`` (``model_config.json`` + ``model.safetensors``).
+
+    Weights are read with ``safetensors.torch.load_file`` only: nothing is unpickled, so a
+    tampered model file can at worst fail to load, never run code.
+
+    :raises ArtifactError: a file is missing or malformed, the format version is unknown, or the
+        weights do not match the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    config_path = model_dir / CONFIG_FILE
+    weights_path = model_dir / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ArtifactError(f"{path} not found: {model_dir} is not a model trained by airflow-mlops")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{config_path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{config_path} must hold a JSON object")
+    version = config.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{config_path}: unsupported format_version {version!r}; this version of airflow-mlops "
+            f"reads format_version {FORMAT_VERSION}: retrain the model or upgrade airflow-mlops"
+        )
+    if config.get("model_type") != MODEL_TYPE:
+        raise ArtifactError(f"{config_path}: unsupported model_type {config.get('model_type')!r}")
+    try:
+        model = MLP.from_architecture(config["architecture"])
+        preprocessor = Preprocessor.from_dict(config["preprocessing"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{config_path} is malformed: {type(exc).__name__}: {exc}") from exc
+    if preprocessor.output_dim != model.input_dim:
+        raise ArtifactError(
+            f"{config_path}: the preprocessing yields {preprocessor.output_dim} columns but the "
+            f"network expects {model.input_dim}"
+        )
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
+    bad_dtypes = sorted(k for k, v in state.items() if v.dtype != torch.float32)
+    if bad_dtypes:
+        raise ArtifactError(f"{weights_path}: tensors {', '.join(bad_dtypes)} are not float32")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(
+            f"{weights_path} does not match the architecture in {config_path}: {exc}"
+        ) from exc
+    target_device = torch.device(device)
+    model.to(target_device).eval()
+    return Predictor(model, preprocessor, config, target_device)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    present = {str(c) for c in df.columns}
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise DataError(
+            f"{what} lacks feature column(s) {', '.join(repr(c) for c in missing)} "
+            f"(it has {len(present)} column(s): {', '.join(sorted(present)[:20])})"
+        )
+
+
+def _is_categorical_dtype(dtype: Any) -> bool:
+    return (
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
+
+
+def _infer_categorical(series: pd.Series, name: str) -> bool:
+    """Object, string and category columns are categorical; numbers and booleans are numeric.
+
+    An object/string column that is mostly numbers with a few non-numbers is a broken numeric
+    column (typically a CSV with a typo), not a category: that is reported, not encoded.
+    """
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+    ):
+        return False
+    if not _is_categorical_dtype(dtype):
+        raise DataError(
+            f"feature column {name!r} has dtype {dtype}, which the model cannot use; convert it "
+            "to numbers or strings, or drop it from features"
+        )
+    if not isinstance(dtype, pd.CategoricalDtype):
+        present = series[series.notna()].astype(object)
+        parsed = pd.to_numeric(present, errors="coerce")
+        share = float(parsed.notna().mean()) if len(present) else 0.0
+        if _NUMERIC_LOOKING_SHARE <= share < 1.0:
+            bad = present[parsed.isna()]
+            raise DataError(
+                f"column {name!r} looks numeric ({share:.1%} of its values are numbers) but holds "
+                f"non-numeric values such as {bad.iloc[0]!r} (row {bad.index[0]!r}); fix the data, "
+                "or list the column under categorical to treat it as categories"
+            )
+    return True
+
+
+def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
+    """A numeric column as float64 with NaN for missing values; non-numbers raise DataError."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+    ):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif _is_categorical_dtype(dtype):
+        raw = series.astype(object)
+        coerced = pd.to_numeric(raw, errors="coerce")
+        bad = coerced.isna() & raw.notna()
+        if bad.any():
+            first = raw[bad]
+            raise DataError(
+                f"numeric column {name!r} holds {int(bad.sum())} non-numeric value(s) such as "
+                f"{first.iloc[0]!r} (row {first.index[0]!r}); fix the data, or list the column "
+                "under categorical"
+            )
+        values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        raise DataError(
+            f"numeric column {name!r} has dtype {dtype}, not numbers; convert it or drop it from features"
+        )
+    if np.isinf(values).any():
+        raise DataError(
+            f"numeric column {name!r} holds {int(np.isinf(values).sum())} infinite value(s); "
+            "replace them with finite numbers or leave them empty"
+        )
+    return values
+
+
+def _category_strings(series: pd.Series) -> np.ndarray:
+    """Category values as strings (so 1 and "1" match), with None for missing values."""
+    raw = series.astype(object)
+    present = raw.notna().to_numpy()
+    out = np.full(len(raw), None, dtype=object)
+    out[present] = [str(v) for v in raw.to_numpy()[present]]
+    return out

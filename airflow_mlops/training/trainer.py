@@ -1,0 +1,552 @@
+"""The trainer entrypoint: tabular data in, a safetensors model directory out.
+
+Runs as ``python -m airflow_mlops.training.trainer --train PATH --output DIR --config CONFIG``
+in a subprocess of the Airflow worker, or in a Kubernetes pod that has neither Airflow nor
+MLflow. It imports only the standard library, torch, numpy, pandas/pyarrow, safetensors and
+:mod:`airflow_mlops.training.model` (plus the standard-library-only exception hierarchy).
+
+The config JSON holds::
+
+    {"target": "is_fraud", "features": ["amount", "merchant"], "positive_label": 1,
+     "categorical": ["merchant"],           # optional; default: object/string/category columns
+     "params": {"epochs": 20, "lr": 0.001, "batch_size": 512, "hidden_units": [64, 32],
+                "dropout": 0.1, "weight_decay": 0.0, "class_weight": "balanced"},
+     "seed": 42, "device": "auto",          # auto | cpu | cuda
+     "validation_fraction": 0.1,            # optional; 0 trains on everything, keeps the last epoch
+     "early_stopping_patience": null}       # optional; stop after this many epochs without progress
+
+Outputs in DIR: ``model.safetensors``, ``model_config.json`` (see
+:func:`airflow_mlops.training.model.build_model_config`) and ``metrics.json``. They are written
+into a temporary directory beside DIR and renamed into place, so a failed run leaves nothing
+half-written. User errors (bad data, bad config) exit with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from airflow_mlops.exceptions import DataError, MLOpsError, TrainingError
+from airflow_mlops.training.model import MLP, Preprocessor, build_model_config, save_model
+
+log = logging.getLogger("airflow_mlops.training.trainer")
+
+METRICS_FILE = "metrics.json"
+EXIT_USER_ERROR = 2
+
+# Defaults match airflow_mlops.spec.models.TrainingParams (not imported: it needs pydantic).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 1e-3,
+    "batch_size": 512,
+    "hidden_units": [64, 32],
+    "dropout": 0.1,
+    "weight_decay": 0.0,
+    "class_weight": "balanced",
+}
+_CONFIG_KEYS = {
+    "target",
+    "features",
+    "positive_label",
+    "categorical",
+    "params",
+    "seed",
+    "device",
+    "validation_fraction",
+    "early_stopping_patience",
+}
+_EVAL_CHUNK = 65536
+
+
+def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """Train the MLP on ``train_df`` and write the model directory ``output_dir``.
+
+    :param config: the trainer config (see the module docstring); unknown keys are rejected.
+    :returns: the content of ``metrics.json``.
+    :raises DataError: the data cannot be trained on (empty, no target, one class, non-numbers).
+    :raises TrainingError: the config is invalid, CUDA was requested but is absent, or training
+        diverged.
+    """
+    started = time.monotonic()
+    cfg = _check_config(config)
+    params = cfg["params"]
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TrainingError(f"output path {output_dir} exists and is not a directory")
+
+    if len(train_df) == 0:
+        raise DataError("the training data is empty (0 rows)")
+    columns = [str(c) for c in train_df.columns]
+    target = cfg["target"]
+    if target not in columns:
+        raise DataError(
+            f"target column {target!r} not found in the training data; its columns are: "
+            + ", ".join(columns[:30])
+        )
+    features = cfg["features"] or [c for c in columns if c != target]
+    if target in features:
+        raise DataError(f"the target column {target!r} must not be listed in features")
+    y_all = _binary_target(train_df[target], cfg["positive_label"], target)
+
+    device = _pick_device(cfg["device"])
+    log.info(
+        "device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    )
+
+    seed = cfg["seed"]
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = _stratified_split(y_all, cfg["validation_fraction"], rng)
+    fit_df = train_df.iloc[train_idx]
+    preprocessor = Preprocessor.fit(fit_df, features, cfg["categorical"])
+    x_train = preprocessor.transform(fit_df)
+    y_train = y_all[train_idx]
+    x_val = preprocessor.transform(train_df.iloc[val_idx])
+    y_val = y_all[val_idx]
+    n_pos = int(y_train.sum())
+    log.info(
+        "rows: %d (train %d, validation %d), positive rate %.4f, %d features -> %d inputs",
+        len(y_all),
+        len(y_train),
+        len(y_val),
+        float(y_all.mean()),
+        len(features),
+        preprocessor.output_dim,
+    )
+
+    pos_weight = (len(y_train) - n_pos) / n_pos if params["class_weight"] == "balanced" else 1.0
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cuda":
+        # cuBLAS needs this for reproducible matmuls; it must be set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        # fork_rng keeps the caller's global RNG state untouched when train() runs in-process.
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+            torch.manual_seed(seed)
+            fit = _fit(x_train, y_train, x_val, y_val, params, pos_weight, device, seed, cfg)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+    model, history, best_epoch, stopped_early = fit
+
+    train_scores = _scores(model, x_train, device)
+    val_scores = _scores(model, x_val, device)
+    best = history[best_epoch - 1]
+    metrics: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "best_train_loss": best["train_loss"],
+        "best_val_loss": best["val_loss"],
+        "train_roc_auc": _finite_or_none(_roc_auc(y_train, train_scores)),
+        "val_roc_auc": _finite_or_none(_roc_auc(y_val, val_scores)) if len(y_val) else None,
+        "rows": len(y_all),
+        "train_rows": len(y_train),
+        "validation_rows": len(y_val),
+        "positive_rows": int(y_all.sum()),
+        "pos_weight": pos_weight,
+        "device": device.type,
+        "seed": seed,
+        "history": history,
+    }
+    model_config = build_model_config(
+        model,
+        preprocessor,
+        target=target,
+        positive_label=cfg["positive_label"],
+        seed=seed,
+        training={
+            "params": params,
+            "validation_fraction": cfg["validation_fraction"],
+            "early_stopping_patience": cfg["early_stopping_patience"],
+            "best_epoch": best_epoch,
+        },
+    )
+    metrics["duration_seconds"] = round(time.monotonic() - started, 3)
+    _publish(output_dir, model, model_config, metrics)
+    log.info(
+        "done in %.1fs: best epoch %d, train roc_auc %s, val roc_auc %s -> %s",
+        metrics["duration_seconds"],
+        best_epoch,
+        _fmt_optional(metrics["train_roc_auc"]),
+        _fmt_optional(metrics["val_roc_auc"]),
+        output_dir,
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line. Returns the exit status (0, or 2 for a user error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_mlops.training.trainer",
+        description="Train the airflow-mlops tabular MLP and write a safetensors model directory.",
+    )
+    parser.add_argument("--train", required=True, help="training data (.parquet or .csv)")
+    parser.add_argument("--output", required=True, help="model directory to create (replaced if present)")
+    parser.add_argument("--config", required=True, help="trainer config JSON file")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+        )
+    log.setLevel(logging.INFO)
+    try:
+        config = _read_config(Path(args.config))
+        df = _read_table(Path(args.train))
+        train(df, config, args.output)
+    except MLOpsError as exc:
+        message = " ".join(str(exc).split())
+        print(f"trainer: error: {type(exc).__name__}: {message}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    return 0
+
+
+# --- config and input -------------------------------------------------------------------------
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TrainingError(f"trainer config file not found: {path}")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"trainer config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise TrainingError(f"trainer config {path} must hold a JSON object")
+    return config
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"training data file not found: {path}")
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow and pandas raise many types; all mean "unreadable"
+        raise DataError(f"cannot read training data {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the config and fill in defaults. Raises TrainingError naming the bad key."""
+    if not isinstance(config, Mapping):
+        raise TrainingError("the trainer config must be a JSON object")
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise TrainingError(
+            f"unknown trainer config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(_CONFIG_KEYS))}"
+        )
+
+    def bad(key: str, expected: str) -> TrainingError:
+        return TrainingError(f"trainer config: {key} must be {expected}, got {config_value(key)!r}")
+
+    def config_value(key: str) -> Any:
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    target = config.get("target")
+    if not isinstance(target, str) or not target:
+        raise bad("target", "the name of the label column")
+    features = config.get("features")
+    if features is not None and (
+        not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features)
+    ):
+        raise bad("features", "a non-empty list of column names (or null for every column but the target)")
+    categorical = config.get("categorical")
+    if categorical is not None and (
+        not isinstance(categorical, list) or not all(isinstance(c, str) for c in categorical)
+    ):
+        raise bad("categorical", "a list of column names (or null to infer)")
+    positive_label = config.get("positive_label", 1)
+    if not isinstance(positive_label, (int, str, bool)):
+        raise bad("positive_label", "an integer, string or boolean label value")
+    seed = config.get("seed", 42)
+    if not _is_int(seed):
+        raise bad("seed", "an integer")
+    device = config.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise bad("device", "one of auto, cpu, cuda")
+    fraction = config.get("validation_fraction", 0.1)
+    if not _is_number(fraction) or not 0 <= fraction < 0.9:
+        raise bad("validation_fraction", "a number in [0, 0.9)")
+    patience = config.get("early_stopping_patience")
+    if patience is not None and (not _is_int(patience) or patience < 1):
+        raise bad("early_stopping_patience", "a positive integer or null")
+
+    raw_params = config.get("params") or {}
+    if not isinstance(raw_params, Mapping):
+        raise bad("params", "an object")
+    unknown = sorted(set(raw_params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise TrainingError(
+            f"unknown trainer params: {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_PARAMS))}"
+        )
+    params = {**DEFAULT_PARAMS, **raw_params}
+    if not _is_int(params["epochs"]) or params["epochs"] < 1:
+        raise bad("params.epochs", "a positive integer")
+    if not _is_number(params["lr"]) or not params["lr"] > 0:
+        raise bad("params.lr", "a positive number")
+    if not _is_int(params["batch_size"]) or params["batch_size"] < 1:
+        raise bad("params.batch_size", "a positive integer")
+    hidden = params["hidden_units"]
+    if not isinstance(hidden, list) or not hidden or not all(_is_int(u) and u >= 1 for u in hidden):
+        raise bad("params.hidden_units", "a non-empty list of positive integers")
+    if not _is_number(params["dropout"]) or not 0 <= params["dropout"] < 1:
+        raise bad("params.dropout", "a number in [0, 1)")
+    if not _is_number(params["weight_decay"]) or params["weight_decay"] < 0:
+        raise bad("params.weight_decay", "a non-negative number")
+    if params["class_weight"] not in ("balanced", "none"):
+        raise bad("params.class_weight", "balanced or none")
+    return {
+        "target": target,
+        "features": list(features) if features else None,
+        "categorical": list(categorical) if categorical is not None else None,
+        "positive_label": positive_label,
+        "seed": seed,
+        "device": device,
+        "validation_fraction": float(fraction),
+        "early_stopping_patience": patience,
+        "params": params,
+    }
+
+
+def _binary_target(series: pd.Series, positive_label: Any, target: str) -> np.ndarray:
+    """The target as float32 0/1 (1 = ``positive_label``). Raises DataError if not learnable."""
+    missing = int(series.isna().sum())
+    if missing:
+        raise DataError(f"target column {target!r} has {missing} missing value(s); label or drop those rows")
+    values = list(pd.unique(series))
+    if len(values) < 2:
+        raise DataError(
+            f"target column {target!r} holds a single class only ({values[0]!r}); "
+            "the trainer needs both positive and negative rows"
+        )
+    is_positive = (series == positive_label).to_numpy(dtype=bool)
+    if not is_positive.any():  # e.g. labels read from CSV as strings, positive_label an int
+        is_positive = (series.astype(str) == str(positive_label)).to_numpy(dtype=bool)
+    if not is_positive.any():
+        shown = ", ".join(repr(v) for v in values[:10])
+        raise DataError(
+            f"positive_label {positive_label!r} does not occur in target column {target!r} "
+            f"(its values: {shown}); set data.positive_label to one of them"
+        )
+    if len(values) > 2:
+        log.warning(
+            "target %r has %d distinct values; training %r against all others",
+            target,
+            len(values),
+            positive_label,
+        )
+    return is_positive.astype(np.float32)
+
+
+def _pick_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrainingError(
+                "device 'cuda' was requested but CUDA is not available here; use device 'auto' or 'cpu'"
+            )
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _stratified_split(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, validation), the validation share taken from each class alike.
+
+    Every class keeps at least one training row; a class of one row stays in training.
+    """
+    if fraction <= 0:
+        return np.arange(len(y)), np.arange(0)
+    val_parts = []
+    for cls in (0.0, 1.0):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        k = min(max(round(len(idx) * fraction), 1), len(idx) - 1) if len(idx) >= 2 else 0
+        val_parts.append(idx[:k])
+    val_idx = np.sort(np.concatenate(val_parts))
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    return train_idx, val_idx
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def _fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    params: Mapping[str, Any],
+    pos_weight: float,
+    device: torch.device,
+    seed: int,
+    cfg: Mapping[str, Any],
+) -> tuple[MLP, list[dict[str, Any]], int, bool]:
+    """The epoch loop. Returns the best model (by validation loss), history, best epoch, stopped early."""
+    model = MLP(x_train.shape[1], params["hidden_units"], params["dropout"]).to(device)
+    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+    sum_loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum")
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    shuffle = torch.Generator().manual_seed(seed)
+
+    xt = torch.from_numpy(x_train).to(device)
+    yt = torch.from_numpy(y_train).to(device)
+    xv = torch.from_numpy(x_val).to(device)
+    yv = torch.from_numpy(y_val).to(device)
+    has_val = len(y_val) > 0
+    n, batch_size, epochs = len(yt), params["batch_size"], params["epochs"]
+    patience = cfg["early_stopping_patience"]
+
+    history: list[dict[str, Any]] = []
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    stopped_early = False
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        total = torch.zeros((), device=device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        train_loss = float(total.item()) / n
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (loss is {train_loss}); lower params.lr or check the data"
+            )
+        val_loss = _mean_loss(model, xv, yv, sum_loss_fn) if has_val else None
+        score = val_loss if val_loss is not None else train_loss
+        improved = score < best_loss if has_val else True  # without validation keep the last epoch
+        if improved:
+            best_loss, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        log.info(
+            "epoch %d/%d train_loss=%.5f val_loss=%s%s",
+            epoch,
+            epochs,
+            train_loss,
+            "n/a" if val_loss is None else f"{val_loss:.5f}",
+            " *" if improved else "",
+        )
+        if patience is not None and has_val and epoch - best_epoch >= patience:
+            log.info("early stop: no validation improvement for %d epoch(s)", patience)
+            stopped_early = True
+            break
+    assert best_state is not None  # epochs >= 1 and the first epoch always improves
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history, best_epoch, stopped_early
+
+
+def _mean_loss(model: MLP, x: torch.Tensor, y: torch.Tensor, sum_loss_fn: torch.nn.Module) -> float:
+    model.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(y), _EVAL_CHUNK):
+            total += float(sum_loss_fn(model(x[start : start + _EVAL_CHUNK]), y[start : start + _EVAL_CHUNK]))
+    value = total / len(y)
+    if not math.isfinite(value):
+        raise TrainingError("the validation loss is not finite; lower params.lr or check the data")
+    return value
+
+
+def _scores(model: MLP, x: np.ndarray, device: torch.device) -> np.ndarray:
+    model.eval()
+    out = np.empty(len(x), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(x), _EVAL_CHUNK):
+            batch = torch.from_numpy(x[start : start + _EVAL_CHUNK]).to(device)
+            out[start : start + len(batch)] = torch.sigmoid(model(batch)).to("cpu", torch.float64).numpy()
+    return out
+
+
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC via average ranks (ties count one half); NaN when ``y`` has a single class.
+
+    The same formula as ``airflow_mlops.registry.evaluation``; repeated here because the trainer
+    must not import the registry package (it runs where only torch is installed).
+    """
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def _publish(output_dir: Path, model: MLP, model_config: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write the three files into a temp dir beside ``output_dir``, then rename it into place."""
+    parent = output_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=parent))
+    try:
+        save_model(tmp, model, model_config)
+        (tmp / METRICS_FILE).write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        if output_dir.exists():
+            # A retried task replaces its earlier output; the old tree is moved aside first so
+            # the directory always holds either the old or the new model, complete.
+            old = parent / f".{output_dir.name}.old-{uuid.uuid4().hex}"
+            os.replace(output_dir, old)
+            os.replace(tmp, output_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _fmt_optional(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""The trainer entrypoint: CLI in a subprocess, and ``train()`` in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import roc_auc_score
+
+from airflow_mlops.exceptions import DataError, TrainingError
+from airflow_mlops.training import trainer
+from airflow_mlops.training.model import load_predictor
+from airflow_mlops.training.trainer import main, train
+
+REPO = Path(__file__).resolve().parents[3]
+CLI_CONFIG = {
+    "target": "label",
+    "features": ["amount", "age", "hour", "merchant"],
+    "positive_label": 1,
+    "params": {"epochs": 8, "lr": 0.01, "batch_size": 128, "hidden_units": [16, 8], "dropout": 0.1},
+    "seed": 11,
+    "device": "auto",
+}
+
+
+def run_cli(train_path: Path, out: Path, config_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [sys.executable, "-m", "airflow_mlops.training.trainer"]
+    cmd += ["--train", str(train_path), "--output", str(out), "--config", str(config_path)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+@dataclass
+class CliRun:
+    data_dir: Path
+    train_path: Path
+    config_path: Path
+    out: Path
+    holdout: pd.DataFrame
+    proc: subprocess.CompletedProcess[str]
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory, make_frame) -> CliRun:
+    data_dir = tmp_path_factory.mktemp("cli")
+    make_frame(4000, 1).to_parquet(data_dir / "train.parquet")
+    config_path = data_dir / "config.json"
+    config_path.write_text(json.dumps(CLI_CONFIG))
+    out = data_dir / "runs" / "model"
+    started = time.monotonic()
+    proc = run_cli(data_dir / "train.parquet", out, config_path)
+    seconds = time.monotonic() - started
+    print(f"trainer CLI wall time: {seconds:.2f}s")
+    return CliRun(data_dir, data_dir / "train.parquet", config_path, out, make_frame(3000, 2), proc, seconds)
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_writes_the_three_files(cli_run: CliRun) -> None:
+    assert cli_run.proc.returncode == 0, cli_run.proc.stderr
+    assert sorted(p.name for p in cli_run.out.iterdir()) == [
+        "metrics.json",
+        "model.safetensors",
+        "model_config.json",
+    ]
+    # Only the model directory is left beside it: no temp dirs.
+    assert [p.name for p in cli_run.out.parent.iterdir()] == ["model"]
+    assert cli_run.seconds < 20
+
+
+def test_cli_logs_device_and_every_epoch(cli_run: CliRun) -> None:
+    stdout = cli_run.proc.stdout
+    assert "device: cpu" in stdout
+    for epoch in range(1, 9):
+        assert f"epoch {epoch}/8 train_loss=" in stdout
+
+
+def test_cli_metrics_json(cli_run: CliRun) -> None:
+    metrics = json.loads((cli_run.out / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    val_losses = [h["val_loss"] for h in history]
+    assert metrics["best_epoch"] == 1 + int(np.argmin(val_losses))
+    assert metrics["best_val_loss"] == min(val_losses)
+    assert metrics["rows"] == 4000
+    assert metrics["train_rows"] + metrics["validation_rows"] == 4000
+    assert metrics["validation_rows"] == pytest.approx(400, abs=2)
+    assert metrics["device"] == "cpu"
+    assert 0 < metrics["duration_seconds"] < 20
+    assert metrics["train_roc_auc"] > 0.8
+    assert metrics["val_roc_auc"] > 0.75
+
+
+def test_cli_model_config(cli_run: CliRun) -> None:
+    config = json.loads((cli_run.out / "model_config.json").read_text())
+    assert config["format_version"] == 1
+    assert config["model_type"] == "mlp"
+    assert config["architecture"] == {"input_dim": 7, "hidden_units": [16, 8], "dropout": 0.1}
+    assert config["target"] == "label"
+    assert config["positive_label"] == 1
+    assert config["features"] == CLI_CONFIG["features"]
+    assert config["preprocessing"]["categorical"] == {"merchant": ["fuel", "grocery", "online", "travel"]}
+    assert set(config["preprocessing"]["numeric"]) == {"amount", "age", "hour"}
+    assert config["torch_version"] == torch.__version__
+    assert config["seed"] == 11
+
+
+def test_model_beats_chance_on_holdout(cli_run: CliRun) -> None:
+    predictor = load_predictor(cli_run.out)
+    scores = predictor.predict_proba(cli_run.holdout)
+    auc = roc_auc_score(cli_run.holdout["label"], scores)
+    print(f"holdout roc_auc: {auc:.4f}")
+    assert auc > 0.8
+
+
+def test_same_seed_gives_identical_weights(cli_run: CliRun) -> None:
+    again = cli_run.data_dir / "again"
+    proc = run_cli(cli_run.train_path, again, cli_run.config_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (again / "model.safetensors").read_bytes() == (cli_run.out / "model.safetensors").read_bytes()
+    assert (again / "model_config.json").read_text() == (cli_run.out / "model_config.json").read_text()
+
+
+def test_cli_user_errors_exit_2_with_one_line_and_leave_nothing(tmp_path: Path, make_frame) -> None:
+    df = make_frame(200, 3)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(CLI_CONFIG))
+    df.drop(columns=["label"]).to_parquet(tmp_path / "no_target.parquet")
+    out = tmp_path / "runs" / "model"
+
+    proc = run_cli(tmp_path / "no_target.parquet", out, config_path)
+
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "target column 'label' not found" in lines[0]
+    assert "amount" in lines[0]  # names the columns that are there
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_single_class_exits_2(tmp_path: Path, make_frame) -> None:
+    df = make_frame(200, 3).assign(label=0)
+    df.to_parquet(tmp_path / "one_class.parquet")
+    (tmp_path / "config.json").write_text(json.dumps(CLI_CONFIG))
+
+    proc = run_cli(tmp_path / "one_class.parquet", tmp_path / "model", tmp_path / "config.json")
+
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "holds a single class only (0)" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "one_class.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("missing_data", "training data file not found"),
+        ("missing_config", "trainer config file not found"),
+        ("bad_json", "is not valid JSON"),
+        ("empty", "the training data is empty (0 rows)"),
+        ("text_in_numeric", "numeric column 'age' holds 1 non-numeric value(s) such as 'forty'"),
+        ("unknown_key", "unknown trainer config key(s): epochs"),
+    ],
+)
+def test_main_user_errors(
+    tmp_path: Path, make_frame, capsys: pytest.CaptureFixture[str], setup: str, expected: str
+) -> None:
+    df = make_frame(200, 4)
+    config = dict(CLI_CONFIG)
+    data = tmp_path / "train.parquet"
+    config_path = tmp_path / "config.json"
+    if setup == "empty":
+        df = df.iloc[:0]
+    if setup == "text_in_numeric":
+        df = df.astype({"age": str})  # e.g. a CSV export with a typo in it
+        df.loc[5, "age"] = "forty"
+        config["categorical"] = ["merchant"]
+    if setup == "unknown_key":
+        config["epochs"] = 3
+    if setup != "missing_data":
+        df.to_parquet(data)
+    if setup == "bad_json":
+        config_path.write_text("{not json")
+    elif setup != "missing_config":
+        config_path.write_text(json.dumps(config))
+
+    code = main(["--train", str(data), "--output", str(tmp_path / "out"), "--config", str(config_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reads_csv(tmp_path: Path, make_frame, base_config: dict) -> None:
+    make_frame(300, 5).to_csv(tmp_path / "train.csv", index=False)
+    base_config["positive_label"] = "1"  # CSV labels are ints; the string form matches too
+    base_config["params"]["epochs"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(base_config))
+
+    code = main(
+        [
+            "--train",
+            str(tmp_path / "train.csv"),
+            "--output",
+            str(tmp_path / "m"),
+            "--config",
+            str(tmp_path / "config.json"),
+        ]
+    )
+
+    assert code == 0
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["positive_rows"] > 0
+
+
+def test_trainer_imports_no_airflow_or_mlflow() -> None:
+    code = (
+        "import sys, airflow_mlops.training.trainer\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'mlflow', 'pydantic', 'yaml', 'sklearn'})\n"
+        "print(','.join(bad))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert proc.stdout.strip() == ""
+
+
+# --- train() in-process ---------------------------------------------------------------------------
+
+
+def test_train_returns_the_metrics_it_writes(tmp_path: Path, make_frame, base_config: dict) -> None:
+    metrics = train(make_frame(600, 6), base_config, tmp_path / "m")
+    on_disk = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert metrics["epochs_run"] == 6
+    assert not metrics["stopped_early"]
+
+
+def test_infers_categoricals_and_accepts_string_labels(tmp_path: Path, make_frame, base_config: dict) -> None:
+    df = make_frame(600, 7)
+    df["label"] = np.where(df["label"] == 1, "fraud", "ok")
+    base_config["positive_label"] = "fraud"
+    train(df, base_config, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert list(config["preprocessing"]["categorical"]) == ["merchant"]
+    assert config["positive_label"] == "fraud"
+
+
+def test_explicit_categorical_treats_numbers_as_categories(
+    tmp_path: Path, make_frame, base_config: dict
+) -> None:
+    df = make_frame(600, 8)
+    df["hour"] = df["hour"].fillna(0).astype(int) % 4
+    base_config["categorical"] = ["merchant", "hour"]
+    train(df, base_config, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert config["preprocessing"]["categorical"]["hour"] == ["0", "1", "2", "3"]
+    assert config["architecture"]["input_dim"] == 2 + 4 + 4
+
+
+def test_features_default_to_every_column_but_the_target(
+    tmp_path: Path, make_frame, base_config: dict
+) -> None:
+    base_config["features"] = None
+    train(make_frame(300, 9), base_config, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert config["features"] == ["amount", "age", "hour", "merchant"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "message"),
+    [
+        (lambda df: df.iloc[:0], DataError, "empty (0 rows)"),
+        (lambda df: df.drop(columns="label"), DataError, "target column 'label' not found"),
+        (lambda df: df.assign(label=1), DataError, "single class only (1)"),
+        (lambda df: df.assign(label=df["label"] + 5), DataError, "positive_label 1 does not occur"),
+        (
+            lambda df: df.assign(label=df["label"].astype(float).where(df.index > 0)),
+            DataError,
+            "1 missing value(s)",
+        ),
+        (lambda df: df.drop(columns="age"), DataError, "lacks feature column(s) 'age'"),
+        (lambda df: df.assign(amount=np.inf), DataError, "infinite value(s)"),
+    ],
+)
+def test_train_data_errors(tmp_path: Path, make_frame, base_config: dict, mutate, error, message) -> None:
+    with pytest.raises(error, match=None) as info:
+        train(mutate(make_frame(200, 10)), base_config, tmp_path / "m")
+    assert message in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"params": {"epochs": 0}}, "params.epochs must be a positive integer"),
+        ({"params": {"hidden_units": []}}, "params.hidden_units must be a non-empty list"),
+        ({"params": {"class_weight": "auto"}}, "params.class_weight must be balanced or none"),
+        ({"params": {"learning_rate": 0.1}}, "unknown trainer params: learning_rate"),
+        ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be a number in [0, 0.9)"),
+        ({"seed": "42"}, "seed must be an integer"),
+        ({"target": ""}, "target must be the name of the label column"),
+    ],
+)
+def test_config_errors(tmp_path: Path, make_frame, base_config: dict, change: dict, message: str) -> None:
+    config = {**base_config, **change}
+    with pytest.raises(TrainingError) as info:
+        train(make_frame(100, 11), config, tmp_path / "m")
+    assert message in str(info.value)
+
+
+def test_target_in_features_is_rejected(tmp_path: Path, make_frame, base_config: dict) -> None:
+    base_config["features"] = [*base_config["features"], "label"]
+    with pytest.raises(DataError, match="must not be listed in features"):
+        train(make_frame(100, 12), base_config, tmp_path / "m")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda(tmp_path: Path, make_frame, base_config: dict) -> None:
+    base_config["device"] = "cuda"
+    with pytest.raises(TrainingError, match="CUDA is not available"):
+        train(make_frame(100, 13), base_config, tmp_path / "m")
+
+
+def test_no_validation_keeps_the_last_epoch(tmp_path: Path, make_frame, base_config: dict) -> None:
+    base_config["validation_fraction"] = 0
+    metrics = train(make_frame(300, 14), base_config, tmp_path / "m")
+    assert metrics["best_epoch"] == 6
+    assert metrics["validation_rows"] == 0
+    assert metrics["val_roc_auc"] is None
+    assert all(h["val_loss"] is None for h in metrics["history"])
+
+
+def test_early_stopping_keeps_the_best_epoch(
+    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])  # best at epoch 2, then two epochs without progress
+    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses))
+    base_config["early_stopping_patience"] = 2
+    metrics = train(make_frame(300, 15), base_config, tmp_path / "m")
+    assert metrics["stopped_early"] is True
+    assert metrics["epochs_run"] == 4
+    assert metrics["best_epoch"] == 2
+    assert metrics["best_val_loss"] == 0.4
+
+
+def test_best_epoch_weights_are_the_ones_saved(
+    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Best epoch 1 of 6: the saved weights must differ from a run that keeps epoch 6."""
+    df = make_frame(300, 16)
+    losses = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses))
+    first = train(df, base_config, tmp_path / "first")
+    monkeypatch.undo()
+    losses_last = iter([0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses_last))
+    last = train(df, base_config, tmp_path / "last")
+    assert (first["best_epoch"], last["best_epoch"]) == (1, 6)
+    w_first = load_file(tmp_path / "first" / "model.safetensors")
+    w_last = load_file(tmp_path / "last" / "model.safetensors")
+    assert not torch.equal(w_first["net.0.weight"], w_last["net.0.weight"])
+
+
+def test_failed_write_leaves_no_partial_output(
+    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(directory, model, config):
+        (Path(directory) / "model.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer, "save_model", explode)
+    with pytest.raises(OSError, match="disk full"):
+        train(make_frame(200, 17), base_config, tmp_path / "runs" / "model")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_failed_rerun_keeps_the_previous_model(
+    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "model"
+    train(make_frame(200, 18), base_config, out)
+    before = (out / "model.safetensors").read_bytes()
+    monkeypatch.setattr(trainer, "save_model", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        train(make_frame(200, 19), base_config, out)
+    assert (out / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_rerun_replaces_the_previous_output(tmp_path: Path, make_frame, base_config: dict) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier try")
+    train(make_frame(200, 20), base_config, out)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.safetensors", "model_config.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_train_leaves_the_callers_torch_state_alone(tmp_path: Path, make_frame, base_config: dict) -> None:
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(make_frame(200, 21), base_config, tmp_path / "m")
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_different_seeds_give_different_weights(tmp_path: Path, make_frame, base_config: dict) -> None:
+    df = make_frame(200, 22)
+    train(df, base_config, tmp_path / "a")
+    train(df, {**base_config, "seed": 8}, tmp_path / "b")
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() != (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_internal_roc_auc_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500).astype(np.float32)
+    score = np.round(rng.random(500), 1)  # many ties
+    assert trainer._roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(trainer._roc_auc(np.zeros(5, dtype=np.float32), np.arange(5.0)))

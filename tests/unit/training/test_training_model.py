@@ -1,0 +1,264 @@
+"""The model module: preprocessing, the MLP, and the safetensors-only loader."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from airflow_mlops.exceptions import ArtifactError, DataError
+from airflow_mlops.training.model import (
+    CONFIG_FILE,
+    MAX_CATEGORIES,
+    MLP,
+    WEIGHTS_FILE,
+    Preprocessor,
+    load_predictor,
+)
+from airflow_mlops.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, make_frame) -> Path:
+    out = tmp_path_factory.mktemp("model") / "m"
+    config = {
+        "target": "label",
+        "features": ["amount", "age", "hour", "merchant"],
+        "positive_label": 1,
+        "params": {"epochs": 3, "lr": 0.01, "batch_size": 128, "hidden_units": [8], "dropout": 0.0},
+        "seed": 3,
+        "device": "cpu",
+    }
+    train(make_frame(500, 30), config, out)
+    return out
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def edit_config(directory: Path, **changes) -> None:
+    path = directory / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+# --- Preprocessor ---------------------------------------------------------------------------------
+
+
+def small_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": [1.0, 2.0, 3.0, np.nan],
+            "flag": [True, False, True, False],
+            "colour": ["red", "blue", None, "red"],
+            "size": pd.Categorical(["S", "M", "S", "L"]),
+        }
+    )
+
+
+def test_preprocessor_standardises_imputes_and_one_hot_encodes() -> None:
+    pre = Preprocessor.fit(small_frame(), ["x", "flag", "colour", "size"])
+    assert pre.numeric["x"] == pytest.approx((2.0, np.std([1.0, 2.0, 3.0])))
+    assert set(pre.numeric) == {"x", "flag"}
+    assert pre.categorical == {"colour": ("blue", "red"), "size": ("L", "M", "S")}
+    assert pre.output_names == ["x", "flag", "colour=blue", "colour=red", "size=L", "size=M", "size=S"]
+
+    out = pre.transform(small_frame())
+
+    assert out.dtype == np.float32
+    assert out.shape == (4, 7)
+    assert out[:3, 0].mean() == pytest.approx(0.0, abs=1e-6)
+    assert out[3, 0] == 0.0  # NaN -> the mean -> 0 after scaling
+    np.testing.assert_array_equal(out[:, 2:4], [[0, 1], [1, 0], [0, 0], [0, 1]])  # None -> all zeros
+    np.testing.assert_array_equal(out[:, 4:], [[0, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+
+
+def test_unknown_category_encodes_as_all_zeros() -> None:
+    pre = Preprocessor.fit(small_frame(), ["colour"])
+    out = pre.transform(pd.DataFrame({"colour": ["green", "red"]}))
+    np.testing.assert_array_equal(out, [[0, 0], [0, 1]])
+
+
+def test_categories_match_across_int_and_string_values() -> None:
+    pre = Preprocessor.fit(pd.DataFrame({"code": [1, 2, 3]}), ["code"], categorical=["code"])
+    assert pre.categorical["code"] == ("1", "2", "3")
+    np.testing.assert_array_equal(pre.transform(pd.DataFrame({"code": ["2"]})), [[0, 1, 0]])
+
+
+def test_constant_column_gets_unit_std() -> None:
+    pre = Preprocessor.fit(pd.DataFrame({"c": [5.0, 5.0, 5.0]}), ["c"])
+    assert pre.numeric["c"] == (5.0, 1.0)
+    assert np.isfinite(pre.transform(pd.DataFrame({"c": [7.0]}))).all()
+
+
+def test_round_trip_through_json() -> None:
+    pre = Preprocessor.fit(small_frame(), ["x", "flag", "colour", "size"])
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    assert again == pre
+    np.testing.assert_array_equal(again.transform(small_frame()), pre.transform(small_frame()))
+
+
+def test_text_in_an_explicitly_numeric_column() -> None:
+    df = pd.DataFrame({"amount": ["1.5", "2", "abc", None], "kind": ["a", "b", "a", "b"]})
+    with pytest.raises(
+        DataError, match=r"numeric column 'amount' holds 1 non-numeric value\(s\) such as 'abc' \(row 2\)"
+    ):
+        Preprocessor.fit(df, ["amount", "kind"], categorical=["kind"])
+
+
+def test_mostly_numeric_text_column_is_reported_not_encoded() -> None:
+    values = [str(i) for i in range(30)] + ["n/a"]
+    with pytest.raises(DataError, match=r"looks numeric .* non-numeric values such as 'n/a'"):
+        Preprocessor.fit(pd.DataFrame({"amount": values}), ["amount"])
+
+
+def test_numeric_column_turning_into_text_at_predict_time() -> None:
+    pre = Preprocessor.fit(pd.DataFrame({"x": [1.0, 2.0]}), ["x"])
+    with pytest.raises(DataError, match="numeric column 'x' holds 1 non-numeric"):
+        pre.transform(pd.DataFrame({"x": ["3", "three"]}))
+
+
+def test_identifier_like_column_is_rejected() -> None:
+    df = pd.DataFrame({"id": [f"t{i}" for i in range(MAX_CATEGORIES + 1)]})
+    with pytest.raises(DataError, match="looks like an identifier"):
+        Preprocessor.fit(df, ["id"])
+
+
+def test_unusable_dtype_is_rejected() -> None:
+    df = pd.DataFrame({"when": pd.date_range("2026-01-01", periods=3)})
+    with pytest.raises(DataError, match="'when' has dtype datetime64"):
+        Preprocessor.fit(df, ["when"])
+
+
+def test_missing_feature_is_named() -> None:
+    with pytest.raises(DataError, match="lacks feature column\\(s\\) 'y'"):
+        Preprocessor.fit(pd.DataFrame({"x": [1.0]}), ["x", "y"])
+
+
+# --- MLP ----------------------------------------------------------------------------------------
+
+
+def test_mlp_shapes_and_architecture_round_trip() -> None:
+    mlp = MLP(5, [4, 3], dropout=0.2)
+    assert mlp(torch.zeros(7, 5)).shape == (7,)
+    again = MLP.from_architecture(json.loads(json.dumps(mlp.architecture())))
+    assert again.state_dict().keys() == mlp.state_dict().keys()
+    assert [tuple(t.shape) for t in again.state_dict().values()] == [
+        tuple(t.shape) for t in mlp.state_dict().values()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [((0, [4]), "input_dim"), ((3, []), "hidden_units"), ((3, [4], 1.0), "dropout")]
+)
+def test_mlp_rejects_bad_architecture(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MLP(*args)
+
+
+# --- load_predictor -------------------------------------------------------------------------------
+
+
+def test_load_predictor_never_unpickles(model_dir: Path, make_frame, monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the loader must not unpickle")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+
+    predictor = load_predictor(model_dir)
+    scores = predictor.predict_proba(make_frame(50, 31))
+
+    assert scores.shape == (50,)
+    assert scores.dtype == np.float64
+    assert ((scores > 0) & (scores < 1)).all()
+    assert not predictor.model.training
+
+
+def test_predictions_match_between_loads(model_dir: Path, make_frame) -> None:
+    df = make_frame(100, 32)
+    np.testing.assert_array_equal(
+        load_predictor(model_dir).predict_proba(df), load_predictor(model_dir).predict_proba(df)
+    )
+
+
+def test_predicts_in_batches(model_dir: Path, make_frame) -> None:
+    predictor = load_predictor(model_dir)
+    df = make_frame(100, 33)
+    np.testing.assert_allclose(
+        predictor.predict_proba(df, batch_size=7), predictor.predict_proba(df), rtol=1e-6
+    )
+
+
+def test_unknown_category_and_missing_values_still_predict(model_dir: Path, make_frame) -> None:
+    df = make_frame(20, 34)
+    df.loc[:9, "merchant"] = "casino"  # never seen in training
+    df.loc[10:, "amount"] = np.nan
+    scores = load_predictor(model_dir).predict_proba(df)
+    assert np.isfinite(scores).all()
+
+
+def test_extra_columns_and_column_order_do_not_matter(model_dir: Path, make_frame) -> None:
+    df = make_frame(30, 35)
+    predictor = load_predictor(model_dir)
+    shuffled = df[["merchant", "label", "hour", "age", "amount"]].assign(extra=1)
+    np.testing.assert_array_equal(predictor.predict_proba(shuffled), predictor.predict_proba(df))
+
+
+def test_missing_column_raises_data_error_naming_it(model_dir: Path, make_frame) -> None:
+    with pytest.raises(DataError, match="lacks feature column\\(s\\) 'merchant'"):
+        load_predictor(model_dir).predict_proba(make_frame(10, 36).drop(columns="merchant"))
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, True])
+def test_unknown_format_version_is_rejected(model_copy: Path, version) -> None:
+    edit_config(model_copy, format_version=version)
+    with pytest.raises(ArtifactError, match="unsupported format_version"):
+        load_predictor(model_copy)
+
+
+def test_pickled_weights_are_refused_not_loaded(model_copy: Path) -> None:
+    """A pickle disguised as the safetensors file fails to parse; it is never unpickled."""
+    state = {"net.0.weight": torch.zeros(1)}
+    torch.save(state, model_copy / WEIGHTS_FILE)
+    with pytest.raises(ArtifactError, match="not a readable safetensors file"):
+        load_predictor(model_copy)
+
+
+def test_weights_not_matching_the_architecture_are_refused(model_copy: Path) -> None:
+    config = json.loads((model_copy / CONFIG_FILE).read_text())
+    edit_config(model_copy, architecture={**config["architecture"], "hidden_units": [9]})
+    with pytest.raises(ArtifactError, match="does not match the architecture"):
+        load_predictor(model_copy)
+
+
+def test_preprocessing_not_matching_the_network_is_refused(model_copy: Path) -> None:
+    config = json.loads((model_copy / CONFIG_FILE).read_text())
+    config["preprocessing"]["categorical"]["merchant"].append("casino")
+    (model_copy / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="preprocessing yields 8 columns but the network expects 7"):
+        load_predictor(model_copy)
+
+
+def test_missing_files_and_malformed_config(model_copy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"model_config\.json not found"):
+        load_predictor(tmp_path / "nowhere")
+    edit_config(model_copy, preprocessing={"features": ["a"]})
+    with pytest.raises(ArtifactError, match="is malformed"):
+        load_predictor(model_copy)
+    (model_copy / CONFIG_FILE).write_text("[1, 2")
+    with pytest.raises(ArtifactError, match="is not valid JSON"):
+        load_predictor(model_copy)
