@@ -25,6 +25,9 @@ Mark = tuple[int, int]  # 1-based line, column
 PathKey = tuple[str | int, ...]
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _LocatedYaml:
     """Plain data from a YAML document plus the position of every key path in it."""
 
@@ -36,6 +39,10 @@ class _LocatedYaml:
 
     def _construct(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the tag {node.tag!r} is not allowed in a spec", node.start_mark
+            )
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
