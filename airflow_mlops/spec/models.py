@@ -263,16 +263,16 @@ class RegistryConfig(_Strict):
 class PipelineSpec(_Strict):
     """One model's lifecycle."""
 
-    api_version: Literal["mlops/v1"] = Field(alias="apiVersion")
+    api_version: Literal["mlops/v1"] = Field(alias="apiVersion", description="The spec language version.")
     pipeline: Identifier = Field(description="Identifier; DAG ids derive from it.")
-    description: str = ""
-    owner: str = "airflow"
+    description: str = Field("", description="What the model is for; shown on the DAG's page.")
+    owner: str = Field("airflow", description="The DAG's owner in the Airflow UI.")
     schedule: str | None = Field(
         None, description="Cron expression, preset (`@daily`), or null (manual / events only)."
     )
-    start_date: dt.date = Field(dt.date(2026, 1, 1))
-    catchup: bool = False
-    tags: list[str] = Field(default_factory=list)
+    start_date: dt.date = Field(dt.date(2026, 1, 1), description="First data interval (UTC).")
+    catchup: bool = Field(False, description="`true`: one run per missed data interval since start_date.")
+    tags: list[str] = Field(default_factory=list, description="DAG tags; `mlops` is always added.")
     defaults: Defaults = Field(default_factory=Defaults)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     data: DataConfig

@@ -32,3 +32,12 @@ def test_valid_cron(expr: str) -> None:
 def test_invalid_cron(expr: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         validate_cron(expr)
+
+
+def test_docs_reference_is_generated_from_the_models() -> None:
+    from airflow_mlops.spec.reference import DOC_PATH, updated_document
+
+    text = DOC_PATH.read_text()
+    assert text == updated_document(text), "run: python -m airflow_mlops.spec.reference"
+    for key in ("max_suspect_fraction", "holdout_fraction", "compare_to_champion", "model_name"):
+        assert f"`{key}`" in text

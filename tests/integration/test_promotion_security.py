@@ -1,0 +1,92 @@
+"""Promotion against a real MLflow server: tampering after signing blocks it, the alias stays put."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.exceptions import PromotionBlockedError
+from tests.integration.conftest import MLflowServer
+
+pytestmark = pytest.mark.integration
+
+
+def _signed_model(tmp: Path, name: str, keys: tuple[bytes, bytes], weight: bytes) -> tuple[Path, Path]:
+    from airflow_mlops.security.signing import sign_model
+
+    model = tmp / name
+    (model / "artifacts" / "weights").mkdir(parents=True)
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (model / "artifacts" / "weights" / "model_config.json").write_text(json.dumps({"w": weight.hex()}))
+    sig = tmp / f"{name}.sig"
+    sign_model(model, sig, keys[0])
+    return model, sig
+
+
+def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, gates: str = "passed"):
+    from airflow_mlops.registry.mlflow_registry import TAG_GATES, register_version, start_or_resume_run
+
+    model, sig = _signed_model(tmp, name, keys, weight)
+    run_id = start_or_resume_run(client, experiment="promotion-it", pipeline="p", airflow_run=run_tag, run_name=run_tag)
+    return register_version(
+        client, model_name="promo-model", run_id=run_id, model_dir=model, signature_path=sig,
+        airflow_run=run_tag, tags={TAG_GATES: gates},
+    )
+
+
+def test_tampering_after_signing_blocks_promotion(
+    tmp_path: Path, mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes]
+) -> None:
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.mlflow_registry import champion_version, promote_version, register_version
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    v1 = _register(client, tmp_path, "m1", signing_keys, b"\x01", "dag/run1")
+    promoted = promote_version(client, model_name="promo-model", version=v1.version, alias="champion",
+                               public_key_pem=signing_keys[1], gates_passed=True)
+    assert promoted.previous_version is None and promoted.signature_verified
+
+    # The same registration retried finds the earlier version instead of duplicating it.
+    model_again, sig_again = tmp_path / "m1", tmp_path / "m1.sig"
+    again = register_version(client, model_name="promo-model", run_id=v1.run_id, model_dir=model_again,
+                             signature_path=sig_again, airflow_run="dag/run1", tags={})
+    assert again.version == v1.version
+
+    v2 = _register(client, tmp_path, "m2", signing_keys, b"\x02", "dag/run2")
+    # Tamper with the registered artifact in the server's artifact store.
+    weights = list(mlflow_server.root.rglob("model_config.json"))
+    target = next(p for p in weights if "02" in p.read_text())
+    target.write_text(json.dumps({"w": "ff"}))
+    with pytest.raises(PromotionBlockedError, match="signature does not verify"):
+        promote_version(client, model_name="promo-model", version=v2.version, alias="champion",
+                        public_key_pem=signing_keys[1], gates_passed=True)
+    assert champion_version(client, "promo-model", "champion").version == v1.version
+
+
+def test_other_key_and_failed_gates_block_promotion(
+    tmp_path: Path, mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes]
+) -> None:
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.mlflow_registry import champion_version, promote_version
+    from airflow_mlops.security.signing import generate_key_pair
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    before = champion_version(client, "promo-model", "champion")
+    v3 = _register(client, tmp_path, "m3", signing_keys, b"\x03", "dag/run3")
+    _, other_public = generate_key_pair()
+    with pytest.raises(PromotionBlockedError):
+        promote_version(client, model_name="promo-model", version=v3.version, alias="champion",
+                        public_key_pem=other_public, gates_passed=True)
+    with pytest.raises(PromotionBlockedError, match="not every gate passed"):
+        promote_version(client, model_name="promo-model", version=v3.version, alias="champion",
+                        public_key_pem=signing_keys[1], gates_passed=False)
+    v4 = _register(client, tmp_path, "m4", signing_keys, b"\x04", "dag/run4", gates="failed")
+    with pytest.raises(PromotionBlockedError, match="mlops.gates=passed"):
+        promote_version(client, model_name="promo-model", version=v4.version, alias="champion",
+                        public_key_pem=signing_keys[1], gates_passed=True)
+    after = champion_version(client, "promo-model", "champion")
+    assert (before.version if before else None) == (after.version if after else None)
