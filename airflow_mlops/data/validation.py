@@ -1,0 +1,495 @@
+"""Data validation with Great Expectations 1.x.
+
+Expectations are plain dicts, as the spec writes them: ``{expect_snake_name: {kwarg: value}}``
+(names from :data:`~airflow_mlops.spec.models.SUPPORTED_EXPECTATIONS`). :func:`validate_dataframe`
+runs them on a pandas frame through an ephemeral GX context (no files, no usage statistics, no
+progress bars) and returns a :class:`ValidationReport` that is plain data: JSON-serialisable, with
+a readable summary of what failed.
+
+Errors are reported in our words, not as GX stack traces:
+
+* an unknown expectation, or arguments GX rejects: :class:`~airflow_mlops.exceptions.DataError`
+  naming the expectation and the arguments (the spec is wrong, nothing can be validated);
+* a column that is not in the data: a *failed* result naming the column and the columns there
+  are (the data does not have what the spec expects);
+* an expectation GX cannot evaluate on this data (e.g. a mean of a text column): a failed result
+  carrying GX's error message.
+
+:func:`infer_expectations` derives a starting set of expectations from a reference data set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import DataError, DataValidationError
+from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+MAX_PARTIAL_UNEXPECTED = 20
+# infer_expectations: numeric ranges are widened by this share of the reference's range.
+RANGE_MARGIN = 0.25
+# ... on a log1p scale for non-negative columns with a skewness above this.
+LOG_SKEW_THRESHOLD = 1.0
+# infer_expectations: categorical columns with more distinct values than this get no value set.
+MAX_INFERRED_CATEGORIES = 1000
+
+_META_KEY = "airflow_mlops_key"
+_MAX_ERROR = 300
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one expectation.
+
+    :ivar expectation: the snake_case name, e.g. ``expect_column_values_to_be_between``.
+    :ivar kwargs: the arguments as given (JSON-safe).
+    :ivar success: whether the data met the expectation.
+    :ivar observed_value: what GX measured (aggregate expectations), else ``None``.
+    :ivar unexpected_count: rows that broke a per-row expectation, else ``None``.
+    :ivar unexpected_percent: their share of the non-null rows in percent, else ``None``.
+    :ivar partial_unexpected_list: up to 20 of the offending values.
+    :ivar error: why the expectation could not be evaluated (it then counts as failed).
+    """
+
+    expectation: str
+    kwargs: dict[str, Any]
+    success: bool
+    observed_value: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    partial_unexpected_list: tuple[Any, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the result."""
+        return {
+            "expectation": self.expectation,
+            "kwargs": _jsonable(self.kwargs),
+            "success": bool(self.success),
+            "observed_value": _jsonable(self.observed_value),
+            "unexpected_count": self.unexpected_count,
+            "unexpected_percent": self.unexpected_percent,
+            "partial_unexpected_list": _jsonable(list(self.partial_unexpected_list)),
+            "error": self.error,
+        }
+
+    def describe(self) -> str:
+        """One line: the expectation, its arguments and what was observed."""
+        args = ", ".join(f"{k}={_short(v)}" for k, v in self.kwargs.items())
+        text = f"{self.expectation}({args})"
+        if self.error:
+            return f"{text}: {self.error}"
+        parts = []
+        if self.observed_value is not None:
+            parts.append(f"observed {_short(self.observed_value)}")
+        if self.unexpected_count is not None:
+            pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
+            parts.append(f"{self.unexpected_count} unexpected value(s){pct}")
+        if self.partial_unexpected_list:
+            parts.append(f"e.g. {_short(list(self.partial_unexpected_list[:5]))}")
+        return f"{text}: {'; '.join(parts) or 'failed'}"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of :func:`validate_dataframe`: one result per expectation, in input order."""
+
+    success: bool
+    results: tuple[ExpectationResult, ...]
+    row_count: int
+    failed: tuple[ExpectationResult, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failed", tuple(r for r in self.results if not r.success))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the report (numpy types converted)."""
+        return {
+            "success": bool(self.success),
+            "row_count": int(self.row_count),
+            "evaluated_expectations": len(self.results),
+            "failed_expectations": len(self.failed),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def summary(self) -> str:
+        """A readable summary: the counts, then each failed expectation with what was observed."""
+        head = (
+            f"{len(self.results) - len(self.failed)} of {len(self.results)} expectation(s) met "
+            f"on {self.row_count} row(s)"
+        )
+        if not self.failed:
+            return head
+        return head + "; failed:\n" + "\n".join(f"  - {r.describe()}" for r in self.failed)
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`DataValidationError` with :meth:`summary` when an expectation failed."""
+        if not self.success:
+            raise DataValidationError(
+                "data validation failed: " + self.summary() + "\nFix the data, or the expectations in "
+                "the spec's validation section (validation.on_failure: warn records and goes on)."
+            )
+
+
+def infer_expectations(reference: pd.DataFrame, *, columns: list[str]) -> list[dict[str, dict[str, Any]]]:
+    """Derive expectations for ``columns`` from a reference data set (the training distribution).
+
+    Per column, in this order:
+
+    * ``expect_column_to_exist``;
+    * ``expect_column_values_to_not_be_null`` when the reference has no nulls in it;
+    * numeric columns (not booleans): ``expect_column_values_to_be_between`` the reference's
+      min and max, each widened by :data:`RANGE_MARGIN` (25 %) of the range. Heavy right-tailed
+      columns (all values >= 0, skewness > 1, e.g. amounts, counts) are widened on a
+      ``log1p`` scale instead, because their next batch's maximum is often well above the
+      reference's. The lower bound never goes below 0 when the reference is non-negative;
+      integer columns get whole-number bounds. The aim is to catch impossible values (negative
+      amounts, unit mix-ups, garbage), not to detect drift: the drift checks do that.
+    * boolean, text and categorical columns with at most :data:`MAX_INFERRED_CATEGORIES`
+      distinct values, and integer columns with at most two (flags, binary labels):
+      ``expect_column_values_to_be_in_set`` of the reference's values.
+
+    Other columns (dates, huge-cardinality text such as ids) get existence and null checks only.
+
+    :raises DataError: a column is not in the reference.
+    """
+    import pandas as pd
+
+    missing = [c for c in columns if c not in reference.columns]
+    if missing:
+        raise DataError(
+            f"cannot infer expectations: column(s) {missing} not in the reference data; it has "
+            f"{list(map(str, reference.columns))}"
+        )
+    out: list[dict[str, dict[str, Any]]] = []
+    for name in columns:
+        col = reference[name]
+        out.append({"expect_column_to_exist": {"column": name}})
+        if not col.isna().any():
+            out.append({"expect_column_values_to_not_be_null": {"column": name}})
+        values = col.dropna()
+        if values.empty:
+            continue
+        is_bool = pd.api.types.is_bool_dtype(col.dtype)
+        binary_int = pd.api.types.is_integer_dtype(col.dtype) and values.nunique() <= 2
+        if pd.api.types.is_numeric_dtype(col.dtype) and not is_bool and not binary_int:
+            bounds = _inferred_range(
+                values.to_numpy(dtype="float64"), pd.api.types.is_integer_dtype(col.dtype)
+            )
+            if bounds is not None:
+                low, high = bounds
+                out.append(
+                    {
+                        "expect_column_values_to_be_between": {
+                            "column": name,
+                            "min_value": low,
+                            "max_value": high,
+                        }
+                    }
+                )
+        elif (
+            is_bool
+            or binary_int
+            or pd.api.types.is_object_dtype(col.dtype)
+            or pd.api.types.is_string_dtype(col.dtype)
+            or isinstance(col.dtype, pd.CategoricalDtype)
+        ):
+            distinct = pd.unique(values.to_numpy(dtype=object))
+            if len(distinct) > MAX_INFERRED_CATEGORIES:
+                log.info(
+                    "Not inferring a value set for %s: %s distinct values (more than %s)",
+                    name,
+                    len(distinct),
+                    MAX_INFERRED_CATEGORIES,
+                )
+                continue
+            value_set = sorted((_jsonable(v) for v in distinct), key=lambda v: (type(v).__name__, str(v)))
+            out.append({"expect_column_values_to_be_in_set": {"column": name, "value_set": value_set}})
+    log.info("Inferred %s expectation(s) for %s column(s) from the reference", len(out), len(columns))
+    return out
+
+
+def _inferred_range(values: Any, integer: bool) -> tuple[float, float] | None:
+    """The widened ``(min, max)`` of ``values`` (see :func:`infer_expectations`); ``None`` if infinite."""
+    import numpy as np
+
+    lo, hi = float(values.min()), float(values.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    std = float(values.std())
+    skew = float(((values - values.mean()) ** 3).mean() / std**3) if std > 0 else 0.0
+    if lo >= 0 and skew > LOG_SKEW_THRESHOLD:
+        llo, lhi = math.log1p(lo), math.log1p(hi)
+        margin = RANGE_MARGIN * (lhi - llo)
+        low, high = float(np.expm1(llo - margin)), float(np.expm1(lhi + margin))
+    else:
+        margin = RANGE_MARGIN * (hi - lo)
+        low, high = lo - margin, hi + margin
+    if lo >= 0:
+        low = max(low, 0.0)
+    if integer:
+        return math.floor(low), math.ceil(high)
+    return low, high
+
+
+def validate_dataframe(
+    df: pd.DataFrame, expectations: Sequence[Mapping[str, Mapping[str, Any]]]
+) -> ValidationReport:
+    """Run ``expectations`` on ``df`` with Great Expectations and report every result.
+
+    :param df: the data.
+    :param expectations: items ``{expect_snake_name: kwargs}``; names from
+        :data:`SUPPORTED_EXPECTATIONS`.
+    :returns: a report with one result per item, in the same order.
+    :raises DataError: an item is malformed, names an unknown expectation, or has arguments
+        GX rejects.
+    """
+    parsed = _parse(expectations)
+    results: list[ExpectationResult | None] = [None] * len(parsed)
+
+    # Columns that are not there fail with our message, without asking GX.
+    columns = set(map(str, df.columns))
+    to_run: list[int] = []
+    for i, (name, kwargs) in enumerate(parsed):
+        absent = [c for c in _referenced_columns(kwargs) if c not in columns]
+        if absent and name == "expect_column_to_exist":
+            results[i] = ExpectationResult(
+                expectation=name, kwargs=_jsonable(kwargs), success=False, observed_value=sorted(columns)
+            )
+        elif absent:
+            results[i] = ExpectationResult(
+                expectation=name,
+                kwargs=_jsonable(kwargs),
+                success=False,
+                error=f"column(s) {absent} not in the data; its columns are {sorted(columns)}",
+            )
+        else:
+            to_run.append(i)
+
+    if to_run:
+        gx_results = _run_gx(df, [(i, *parsed[i]) for i in to_run])
+        for i in to_run:
+            results[i] = gx_results[i]
+
+    final = tuple(r for r in results if r is not None)
+    report = ValidationReport(success=all(r.success for r in final), results=final, row_count=len(df))
+    if report.success:
+        log.info("Data validation passed: %s", report.summary())
+    else:
+        log.warning("Data validation failed: %s", report.summary())
+    return report
+
+
+# --- Great Expectations ---------------------------------------------------------------------
+
+
+def gx_class_name(expectation: str) -> str:
+    """``expect_column_values_to_be_between`` -> ``ExpectColumnValuesToBeBetween``."""
+    return "".join(part.capitalize() for part in expectation.split("_"))
+
+
+def _parse(expectations: Sequence[Mapping[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    parsed: list[tuple[str, dict[str, Any]]] = []
+    for n, item in enumerate(expectations, start=1):
+        if not isinstance(item, Mapping) or len(item) != 1:
+            raise DataError(
+                f"expectation #{n} must be a mapping with exactly one key, "
+                f"{{expect_...: {{column: ..., ...}}}}; got {item!r}"
+            )
+        ((name, kwargs),) = item.items()
+        if name not in SUPPORTED_EXPECTATIONS:
+            raise DataError(
+                f"expectation #{n}: unknown expectation {name!r}; supported: {', '.join(SUPPORTED_EXPECTATIONS)}"
+            )
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, Mapping):
+            raise DataError(f"expectation #{n} {name}: its arguments must be a mapping, got {kwargs!r}")
+        parsed.append((name, dict(kwargs)))
+    return parsed
+
+
+def _referenced_columns(kwargs: Mapping[str, Any]) -> list[str]:
+    cols: list[str] = []
+    for key in ("column", "column_A", "column_B"):
+        if isinstance(kwargs.get(key), str):
+            cols.append(kwargs[key])
+    if isinstance(kwargs.get("column_list"), (list, tuple)):
+        cols.extend(c for c in kwargs["column_list"] if isinstance(c, str))
+    return cols
+
+
+def _build(name: str, kwargs: dict[str, Any], key: str, n: int) -> Any:
+    """The GX expectation object for ``name(**kwargs)``; DataError naming it when GX rejects it."""
+    import great_expectations as gx
+
+    cls = getattr(gx.expectations, gx_class_name(name), None)
+    if cls is None:  # pragma: no cover - guarded by a test over SUPPORTED_EXPECTATIONS
+        raise DataError(f"expectation #{n} {name}: not available in this Great Expectations version")
+    if "meta" in kwargs or "id" in kwargs:
+        raise DataError(f"expectation #{n} {name}: 'meta' and 'id' are reserved, remove them")
+    try:
+        return cls(**kwargs, meta={_META_KEY: key})
+    except Exception as exc:  # pydantic ValidationError, TypeError, ValueError
+        raise DataError(
+            f"expectation #{n} {name}: invalid arguments {_short(kwargs)}: {_pydantic_errors(exc)}"
+        ) from None
+
+
+def _run_gx(df: pd.DataFrame, items: list[tuple[int, str, dict[str, Any]]]) -> dict[int, ExpectationResult]:
+    """Validate the given (index, name, kwargs) items in one suite; results by index."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:
+        gx_logger.setLevel(logging.WARNING)  # GX is chatty at INFO; an explicit setting wins
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        ),
+    )
+    batch = (
+        context.data_sources.add_pandas("airflow_mlops")
+        .add_dataframe_asset("data")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_PARTIAL_UNEXPECTED}
+
+    # Identical expectations are run once (a GX suite keeps only one of equal expectations).
+    by_key: dict[str, list[int]] = {}
+    built: dict[str, Any] = {}
+    for i, name, kwargs in items:
+        key = json.dumps([name, _jsonable(kwargs)], sort_keys=True)
+        if key not in built:
+            built[key] = _build(name, kwargs, key, i + 1)
+        by_key.setdefault(key, []).append(i)
+
+    suite = gx.ExpectationSuite(name="airflow_mlops")
+    for expectation in built.values():
+        suite.add_expectation(expectation)
+    suite_result = batch.validate(suite, result_format=result_format)
+    raw: dict[str, Any] = {}
+    for r in suite_result.results:
+        config = r.expectation_config
+        tag = (config.meta or {}).get(_META_KEY) if config is not None else None
+        if tag is not None:
+            raw[tag] = r
+    for key, expectation in built.items():
+        if key not in raw:  # GX merged it with an equal one: run it on its own
+            raw[key] = batch.validate(expectation, result_format=result_format)
+
+    out: dict[int, ExpectationResult] = {}
+    for i, name, kwargs in items:
+        key = json.dumps([name, _jsonable(kwargs)], sort_keys=True)
+        out[i] = _convert(name, kwargs, raw[key])
+    return out
+
+
+def _convert(name: str, kwargs: dict[str, Any], r: Any) -> ExpectationResult:
+    """A GX ExpectationValidationResult as our plain ExpectationResult."""
+    result = dict(r.result or {})
+    error = _gx_error(r.exception_info)
+    partial = result.get("partial_unexpected_list") or []
+    percent = result.get("unexpected_percent")
+    count = result.get("unexpected_count")
+    return ExpectationResult(
+        expectation=name,
+        kwargs=_jsonable(kwargs),
+        success=bool(r.success) and error is None,
+        observed_value=_jsonable(result.get("observed_value")),
+        unexpected_count=int(count) if count is not None else None,
+        unexpected_percent=float(percent) if percent is not None else None,
+        partial_unexpected_list=tuple(_jsonable(list(partial)[:MAX_PARTIAL_UNEXPECTED])),
+        error=error,
+    )
+
+
+def _gx_error(info: Any) -> str | None:
+    """The first exception message in a GX ``exception_info`` (flat or keyed by metric)."""
+    if not info:
+        return None
+    if isinstance(info, Mapping):
+        if "raised_exception" in info:
+            if info.get("raised_exception"):
+                message = str(info.get("exception_message") or "Great Expectations raised an error")
+                return message if len(message) <= _MAX_ERROR else message[: _MAX_ERROR - 3] + "..."
+            return None
+        for value in info.values():
+            nested = _gx_error(value)
+            if nested:
+                return nested
+    return None
+
+
+def _pydantic_errors(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            items = errors()
+            return "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ())) or 'arguments'}: {e.get('msg')}" for e in items
+            )
+        except Exception:  # pragma: no cover - fall back to the message
+            pass
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- plain data -----------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy/pandas scalars, arrays, sets and dates turned into JSON types.
+
+    NaN becomes ``None``; infinities become the strings ``"inf"`` and ``"-inf"``.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return float(value) if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=str)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return _jsonable(value.tolist())
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):
+        return _jsonable(value.item())
+    return str(value)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(_jsonable(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,471 @@
+"""Model signing and verification with OpenSSF model signing (``model_signing``) and EC keys.
+
+A model directory is signed as a whole: every file's sha256 goes into an in-toto statement that is
+signed with an ECDSA key and written as a Sigstore bundle (JSON) *outside* the model directory.
+Verification re-hashes the directory and fails on any added, removed or changed file.
+
+Two things differ on purpose from ``model_signing``'s defaults:
+
+- ``model_signing`` ignores git files (``.git/``, ``.gitignore``, ``.gitattributes``,
+  ``.github/``) by default, both when signing and when verifying, so a ``.gitignore`` added after
+  signing would go unnoticed. Here nothing is ignored on either side, and a signature whose signed
+  manifest declares ignored paths is refused.
+- Key material arrives as bytes (from an Airflow connection). ``model_signing`` reads keys from
+  files, so the key is written to a fresh private temporary directory (file mode 0600) and
+  removed as soon as signing is done. Keys and passwords never appear in logs or error messages.
+
+Example::
+
+    private_pem, public_pem = generate_key_pair()
+    info = sign_model("/models/churn/1", "/signatures/churn-1.sig", private_pem)
+    verify_model("/models/churn/1", "/signatures/churn-1.sig", public_pem)  # raises if tampered
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from airflow_mlops.exceptions import SignatureVerificationError, SigningError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from model_signing import hashing
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SignatureInfo",
+    "generate_key_pair",
+    "public_key_fingerprint",
+    "public_key_from_private",
+    "sign_model",
+    "verify_model",
+]
+
+_SUPPORTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")  # what model_signing accepts
+_KEY_FILE = "signing-key.pem"
+_PUBLIC_KEY_FILE = "trusted-key.pub"
+_SIGNATURE_COPY = "signature.json"
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """What :func:`sign_model` produced (safe to log, push to XCom or put in an ML-BOM).
+
+    Attributes:
+        signature_path: where the signature (a Sigstore bundle, JSON) was written.
+        sha256: sha256 hex digest of the signature file.
+        public_key_fingerprint: sha256 hex digest of the signer's public key (DER
+            SubjectPublicKeyInfo); see :func:`public_key_fingerprint`.
+        method: the signing method; ``"key"`` for a private EC key.
+    """
+
+    signature_path: str
+    sha256: str
+    public_key_fingerprint: str
+    method: str = "key"
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-able representation."""
+        return asdict(self)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def generate_key_pair(password: bytes | str | None = None) -> tuple[bytes, bytes]:
+    """Generate an ECDSA P-256 signing key pair.
+
+    Args:
+        password: if given, the private key is encrypted with it (PKCS#8, best available
+            encryption).
+
+    Returns:
+        ``(private_key_pem, public_key_pem)``: the private key as PKCS#8 PEM and the public key
+        as SubjectPublicKeyInfo PEM. Store the private key in an Airflow connection or secrets
+        backend; distribute the public key to whoever verifies.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(_as_bytes(password))
+        if password
+        else serialization.NoEncryption()
+    )
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    return private_pem, _public_pem(key.public_key())
+
+
+def public_key_from_private(private_pem: bytes | str, password: bytes | str | None = None) -> bytes:
+    """Derive the public key (SubjectPublicKeyInfo PEM) from a private key PEM.
+
+    Raises:
+        SigningError: the private key cannot be loaded (not PEM, wrong or missing password,
+            not an elliptic-curve key on a supported curve). The message never contains the key.
+    """
+    return _public_pem(_load_private_key(private_pem, password).public_key())
+
+
+def public_key_fingerprint(public_pem: bytes | str) -> str:
+    """sha256 hex digest of a public key's DER SubjectPublicKeyInfo encoding.
+
+    The fingerprint does not depend on PEM formatting (line breaks, trailing newlines).
+
+    Raises:
+        SignatureVerificationError: ``public_pem`` is not a PEM elliptic-curve public key.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    return hashlib.sha256(
+        _load_public_key(public_pem).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).hexdigest()
+
+
+def _public_pem(key: ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _load_private_key(private_pem: bytes | str, password: bytes | str | None) -> ec.EllipticCurvePrivateKey:
+    """Load and check a private key; errors never include the key or the password."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not private_pem:
+        raise SigningError("no private signing key was given; set it in the signing connection")
+    try:
+        key = serialization.load_pem_private_key(
+            _as_bytes(private_pem), password=_as_bytes(password) if password else None
+        )
+    except TypeError:
+        # cryptography says whether a password was expected; the reason carries no secret
+        hint = (
+            "the key is encrypted but no password was given"
+            if not password
+            else "a password was given but the key is not encrypted"
+        )
+        raise SigningError(f"the private signing key cannot be loaded: {hint}") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise SigningError(
+            "the private signing key cannot be loaded: it is not a PEM private key, or the password "
+            "is wrong; generate one with airflow_mlops.security.signing.generate_key_pair"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise SigningError(
+            f"the private signing key is a {type(key).__name__.lstrip('_')}, but model signing needs "
+            "an elliptic-curve (ECDSA P-256/P-384/P-521) key"
+        )
+    if key.curve.name not in _SUPPORTED_CURVES:
+        raise SigningError(
+            f"the private signing key uses curve {key.curve.name}; use one of {', '.join(_SUPPORTED_CURVES)}"
+        )
+    return key
+
+
+def _load_public_key(public_pem: bytes | str) -> ec.EllipticCurvePublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key = serialization.load_pem_public_key(_as_bytes(public_pem))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SignatureVerificationError(
+            "the trusted public key cannot be loaded: it must be a PEM 'PUBLIC KEY' "
+            "(SubjectPublicKeyInfo), as returned by generate_key_pair"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _SUPPORTED_CURVES:
+        raise SignatureVerificationError(
+            "the trusted public key is not an elliptic-curve key on a supported curve "
+            f"({', '.join(_SUPPORTED_CURVES)})"
+        )
+    return key
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _hashing_config() -> hashing.Config:
+    """File-by-file sha256 over *every* file: no ignored paths (git files included), no symlinks."""
+    from model_signing import hashing
+
+    return (
+        hashing.Config()
+        .set_ignored_paths(paths=[], ignore_git_paths=False)
+        .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)
+    )
+
+
+@contextlib.contextmanager
+def _private_dir() -> Iterator[Path]:
+    """A fresh directory only this user can read (mkdtemp makes it 0700); removed on exit."""
+    path = Path(tempfile.mkdtemp(prefix="airflow-mlops-signing-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (never following a link) and write ``data`` to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _redact(text: str, secrets: list[bytes | str | None]) -> str:
+    """Remove any secret (or any long line of it, such as a PEM body line) from ``text``."""
+    for secret in secrets:
+        if not secret:
+            continue
+        value = secret.decode("utf-8", "replace") if isinstance(secret, bytes) else secret
+        pieces = [value, *(line.strip() for line in value.splitlines())]
+        for piece in sorted(pieces, key=len, reverse=True):
+            if len(piece) >= 8 or piece == value:
+                text = text.replace(piece, "<redacted>")
+    return text
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    path, directory = path.resolve(), directory.resolve()
+    return path == directory or directory in path.parents
+
+
+def _has_files(directory: Path) -> bool:
+    return any(p.is_file() or p.is_symlink() for p in directory.rglob("*"))
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+def sign_model(
+    model_dir: str | os.PathLike[str],
+    signature_path: str | os.PathLike[str],
+    private_key_pem: bytes | str,
+    *,
+    password: bytes | str | None = None,
+) -> SignatureInfo:
+    """Sign every file of ``model_dir`` and write the signature to ``signature_path``.
+
+    The signature is written atomically (to a temporary file next to it, then renamed), so a
+    reader never sees a half-written signature and a failed signing leaves an older one intact.
+
+    Args:
+        model_dir: the model directory to sign; symlinks inside it are refused.
+        signature_path: where to write the signature; must be outside ``model_dir`` (a
+            signature inside the directory would change what it signs). Parent directories are
+            created.
+        private_key_pem: the PEM private key (EC P-256/P-384/P-521), e.g. from an Airflow
+            connection. It is written to a private 0600 temporary file only while signing.
+        password: the key's password, if it is encrypted.
+
+    Returns:
+        A :class:`SignatureInfo` describing the signature.
+
+    Raises:
+        SigningError: the key cannot be loaded, the model directory is missing or empty, the
+            signature path is inside the model directory, or signing failed. Messages never
+            contain the key or the password.
+    """
+    model = Path(model_dir)
+    signature = Path(signature_path)
+    if not model.is_dir():
+        raise SigningError(f"cannot sign model: {model} is not a directory")
+    if _is_within(signature, model):
+        raise SigningError(
+            f"the signature path {signature} is inside the model directory {model}; write it "
+            "outside the model (for example next to it as <model>.sig), or it would change what it signs"
+        )
+    if not _has_files(model):
+        raise SigningError(f"cannot sign model: {model} contains no files")
+
+    key = _load_private_key(private_key_pem, password)
+    fingerprint = public_key_fingerprint(_public_pem(key.public_key()))
+    signature.parent.mkdir(parents=True, exist_ok=True)
+    tmp_signature = signature.with_name(f".{signature.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        from model_signing import signing as ms_signing
+
+        with _private_dir() as private:
+            key_file = private / _KEY_FILE
+            _write_private_file(key_file, _as_bytes(private_key_pem))
+            # model_signing types `password` as str, but hands it to cryptography, which needs bytes
+            config = ms_signing.Config().use_elliptic_key_signer(
+                private_key=key_file,
+                password=cast(Any, _as_bytes(password) if password else None),
+            )
+            config.set_hashing_config(_hashing_config()).sign(model, tmp_signature)
+        with tmp_signature.open("rb") as fh:
+            os.fsync(fh.fileno())
+        digest = _sha256_file(tmp_signature)
+        os.replace(tmp_signature, signature)
+    except SigningError:
+        raise
+    except Exception as exc:
+        reason = _redact(f"{type(exc).__name__}: {exc}", [private_key_pem, password])
+        raise SigningError(
+            f"signing model {model} failed: {reason}. Check that the directory holds only regular "
+            "files (no symlinks) readable by the worker"
+        ) from None
+    finally:
+        tmp_signature.unlink(missing_ok=True)
+
+    log.info("Signed model %s; signature %s (sha256 %s, key %s)", model, signature, digest, fingerprint)
+    return SignatureInfo(
+        signature_path=str(signature), sha256=digest, public_key_fingerprint=fingerprint, method="key"
+    )
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def _signed_serialization(signature_bytes: bytes) -> dict[str, Any]:
+    """The ``serialization`` block of the (already verified) signed in-toto statement."""
+    bundle = json.loads(signature_bytes)
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    serialization = statement["predicate"]["serialization"]
+    if not isinstance(serialization, dict):
+        raise ValueError("serialization is not an object")
+    return serialization
+
+
+def _describe_mismatch(model: Path, signature_bytes: bytes, fallback: str) -> str:
+    """Which files were added, removed or changed, from the (verified) signed statement."""
+    try:
+        bundle = json.loads(signature_bytes)
+        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        expected = {str(r["name"]): str(r["digest"]) for r in statement["predicate"]["resources"]}
+        actual = {p.relative_to(model).as_posix(): p for p in model.rglob("*") if p.is_file()}
+        added = sorted(set(actual) - set(expected))
+        removed = sorted(set(expected) - set(actual))
+        changed = sorted(n for n in set(actual) & set(expected) if _sha256_file(actual[n]) != expected[n])
+    except Exception:
+        return fallback
+    parts = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (("added", added), ("removed", removed), ("changed", changed))
+        if names
+    ]
+    return "; ".join(parts) or fallback
+
+
+def verify_model(
+    model_dir: str | os.PathLike[str],
+    signature_path: str | os.PathLike[str],
+    public_key_pem: bytes | str,
+) -> None:
+    """Verify that ``model_dir`` is exactly what was signed, by the holder of ``public_key_pem``.
+
+    Every file counts: a file added, removed or changed after signing fails verification, git
+    files included.
+
+    Raises:
+        SignatureVerificationError: the model directory or the signature file is missing, the
+            signature is malformed, it was made with another key, or the model's files differ
+            from the signed ones. The message says which.
+    """
+    model = Path(model_dir)
+    signature = Path(signature_path)
+    if not model.is_dir():
+        raise SignatureVerificationError(f"cannot verify model: {model} is not a directory")
+    if not signature.is_file():
+        raise SignatureVerificationError(
+            f"signature file {signature} for model {model} is missing; the model was never signed "
+            "(run the signing step), or the signature was stored somewhere else"
+        )
+    public_key = _load_public_key(public_key_pem)
+    fingerprint = public_key_fingerprint(_public_pem(public_key))
+    try:
+        signature_bytes = signature.read_bytes()
+    except OSError as exc:
+        raise SignatureVerificationError(f"signature file {signature} cannot be read: {exc}") from exc
+    try:
+        json.loads(signature_bytes)
+    except ValueError:
+        raise SignatureVerificationError(
+            f"signature file {signature} is malformed: it is not JSON (expected a Sigstore bundle "
+            "written by sign_model)"
+        ) from None
+
+    from cryptography.exceptions import InvalidSignature
+    from model_signing import verifying as ms_verifying
+
+    with _private_dir() as private:
+        # verify a private copy, so the bytes checked below are exactly the bytes verified
+        key_file = private / _PUBLIC_KEY_FILE
+        signature_copy = private / _SIGNATURE_COPY
+        _write_private_file(key_file, _public_pem(public_key))
+        _write_private_file(signature_copy, signature_bytes)
+        config = ms_verifying.Config().use_elliptic_key_verifier(public_key=key_file)
+        try:
+            config.set_hashing_config(_hashing_config()).verify(model, signature_copy)
+        except InvalidSignature:
+            raise SignatureVerificationError(
+                f"signature {signature} does not verify with the trusted public key {fingerprint[:16]}...: "
+                "it was made with another key, or the signature file was altered"
+            ) from None
+        except ValueError as exc:
+            message = str(exc)
+            if message.startswith("Key mismatch"):
+                raise SignatureVerificationError(
+                    f"signature {signature} was made with a different key than the trusted public key "
+                    f"{fingerprint[:16]}...; the model was not signed by the trusted signer"
+                ) from None
+            if message.startswith("Signature mismatch"):
+                raise SignatureVerificationError(
+                    f"model {model} does not match its signature {signature}: files were added, "
+                    f"removed or changed after signing ({_describe_mismatch(model, signature_bytes, message)}); "
+                    "do not use this model: re-run the pipeline to rebuild and re-sign it"
+                ) from None
+            raise SignatureVerificationError(
+                f"model {model} failed verification against {signature}: {message}"
+            ) from None
+        except Exception as exc:
+            raise SignatureVerificationError(
+                f"signature file {signature} is malformed or unsupported "
+                f"({type(exc).__name__}: {exc}); re-sign the model with sign_model"
+            ) from None
+
+    # The statement is authentic now. model_signing honours ignore_paths recorded in it, which
+    # would let files under those paths change unnoticed: only accept signatures that cover all.
+    try:
+        serialization = _signed_serialization(signature_bytes)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SignatureVerificationError(f"signature file {signature} is malformed: {exc}") from None
+    ignored = serialization.get("ignore_paths") or []
+    if ignored:
+        raise SignatureVerificationError(
+            f"signature {signature} leaves paths out of the signature ({', '.join(map(str, ignored))}), "
+            "so changes to them would go unnoticed; re-sign the model with sign_model, which covers every file"
+        )
+    log.info("Verified model %s against signature %s (key %s)", model, signature, fingerprint)
