@@ -104,7 +104,8 @@ start_airflow() {
 }
 
 where_to_look() {
-  local pw_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" pw="(see $pw_file)"
+  local pw_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  local pw="(see $pw_file)"
   [ -f "$pw_file" ] && pw="$(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("admin", next(iter(d.values()))))' "$pw_file")"
   cat <<MSG
 

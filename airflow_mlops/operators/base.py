@@ -36,7 +36,6 @@ class MLOpsBaseOperator(BaseOperator):
     template_fields: tuple[str, ...] = ("artifact_root",)
     stage: str = "stage"
     ui_color = "#e8f0fe"
-    multiple_outputs = True  # each key of the returned dict is its own XCom: `task.output["model"]`
 
     def __init__(
         self,
@@ -47,6 +46,8 @@ class MLOpsBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # Each key of the returned dict is also its own XCom, so `task.output["model"]` works.
+        self.multiple_outputs = True
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id

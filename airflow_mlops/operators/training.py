@@ -113,10 +113,10 @@ class ModelTrainOperator(MLOpsBaseOperator):
                 "device": self.device,
             }
             (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-            self._run_trainer(tmp / "train.parquet", tmp / "trainer-out", tmp / "config.json")
-            train_metrics = json.loads((tmp / "trainer-out" / "metrics.json").read_text())
+            self._run_trainer(tmp / "train.parquet", tmp / "weights", tmp / "config.json")
+            train_metrics = json.loads((tmp / "weights" / "metrics.json").read_text())
 
-            package_model(tmp / "trainer-out", tmp / "model", pip_requirements=SERVING_REQUIREMENTS)
+            package_model(tmp / "weights", tmp / "model", pip_requirements=SERVING_REQUIREMENTS)
             model_ref = store.put_directory(tmp / "model", self.artifact_key(context, "model"), producer=self.task_id)
             holdout_ref = store.put_file(
                 tmp / "holdout.parquet", self.artifact_key(context, "holdout.parquet"), producer=self.task_id,

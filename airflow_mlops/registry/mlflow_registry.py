@@ -65,8 +65,19 @@ def package_model(payload_dir: str | Path, out_dir: str | Path, *, pip_requireme
 
 
 def weights_dir(model_dir: str | Path) -> Path:
-    """Where the trainer's files live inside a packaged model directory."""
-    return Path(model_dir) / "artifacts" / WEIGHTS_ARTIFACT
+    """Where the trainer's files live inside a packaged model directory (as its MLmodel says)."""
+    import yaml
+
+    root = Path(model_dir)
+    try:
+        mlmodel = yaml.safe_load((root / "MLmodel").read_text())
+        relative = mlmodel["flavors"]["python_function"]["artifacts"][WEIGHTS_ARTIFACT]["path"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise RegistryError(f"{root} is not a model packaged by airflow-mlops (MLmodel: {exc})") from None
+    path = (root / relative).resolve()
+    if root.resolve() not in path.parents:
+        raise RegistryError(f"{root}/MLmodel points its weights outside the model directory: {relative}")
+    return path
 
 
 # --- tracking ---------------------------------------------------------------------------------
