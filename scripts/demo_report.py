@@ -41,7 +41,7 @@ def main() -> int:
     print("Promoted model")
     print(f"  model      : {args.model}")
     print(f"  version    : {mv.version}   (alias @{args.alias})")
-    print(f"  metrics    : " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    print("  metrics    : " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     print(f"  gates      : {tags.get('mlops.gates')}")
     print(f"  signature  : verified now against key {public_key_fingerprint(public)[:16]}...")
     print(f"  model sha256 : {tags.get('mlops.model_sha256')}")

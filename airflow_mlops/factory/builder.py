@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,11 @@ if TYPE_CHECKING:
     from airflow_mlops.spec.models import PipelineSpec
 
 log = logging.getLogger(__name__)
+
+
+def _out(task: Any, key: str) -> Any:
+    """The XCom ``key`` of an upstream lifecycle task (they push each returned key separately)."""
+    return task.output[key]
 
 
 def resolve_location(value: str | None, base: Path | None) -> str | None:
@@ -65,7 +69,7 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
 def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> DAG:
     """Build the ``<pipeline>__train`` DAG for a validated spec."""
     base = Path(spec_path).resolve().parent if spec_path else None
-    source = resolve_location(spec.data.source, base)
+    source = resolve_location(spec.data.source, base) or spec.data.source
     reference = resolve_location(spec.data.reference, base)
     root = resolve_location(spec.artifacts.root, base)
     defaults = spec.defaults
@@ -104,7 +108,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
             )
             screen = PoisoningScreenOperator(
                 task_id="screen",
-                data=validate.output["data"],
+                data=_out(validate, "data"),
                 target=spec.data.target,
                 features=spec.data.features,
                 checks=list(spec.poisoning.checks),
@@ -119,7 +123,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         with TaskGroup("training", tooltip="Train with the trainer entrypoint; log to MLflow"):
             train = ModelTrainOperator(
                 task_id="train",
-                data=screen.output["accepted"],
+                data=_out(screen, "accepted"),
                 target=spec.data.target,
                 features=spec.data.features,
                 positive_label=spec.data.positive_label,
@@ -134,14 +138,14 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         with TaskGroup("gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"):
             scan = ModelScanOperator(
                 task_id="scan",
-                model=train.output["model"],
+                model=_out(train, "model"),
                 allowed_globals=list(spec.security.allowed_pickle_globals),
                 **common,
             )
             evaluate = ModelEvaluateOperator(
                 task_id="evaluate",
-                model=scan.output["model"],
-                holdout=train.output["holdout"],
+                model=_out(scan, "model"),
+                holdout=_out(train, "holdout"),
                 target=spec.data.target,
                 positive_label=spec.data.positive_label,
                 bounds={m: b.model_dump() for m, b in spec.evaluation.metrics.items()},
@@ -149,7 +153,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 threshold=spec.evaluation.threshold,
                 model_name=registry.model_name,
                 alias=registry.alias,
-                mlflow_run_id=train.output["mlflow_run_id"],
+                mlflow_run_id=_out(train, "mlflow_run_id"),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
                 **common,
@@ -157,19 +161,19 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         with TaskGroup("release", tooltip="Sign, register and promote; promotion re-verifies the signature"):
             sign = ModelSignOperator(
                 task_id="sign",
-                model=scan.output["model"],
+                model=_out(scan, "model"),
                 signing_conn_id=spec.security.signing.connection,
                 **common,
             )
             evaluate >> sign
             register = ModelRegisterOperator(
                 task_id="register",
-                model=sign.output["model"],
-                signature=sign.output["signature"],
+                model=_out(sign, "model"),
+                signature=_out(sign, "signature"),
                 model_name=registry.model_name,
-                mlflow_run_id=train.output["mlflow_run_id"],
-                gates_passed=evaluate.output["passed"],
-                key_fingerprint=sign.output["key_fingerprint"],
+                mlflow_run_id=_out(train, "mlflow_run_id"),
+                gates_passed=_out(evaluate, "passed"),
+                key_fingerprint=_out(sign, "key_fingerprint"),
                 description=spec.description,
                 mlflow_conn_id=registry.connection,
                 **common,
@@ -177,8 +181,8 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
             ModelPromoteOperator(
                 task_id="promote",
                 model_name=registry.model_name,
-                version=register.output["version"],
-                gates_passed=evaluate.output["passed"],
+                version=_out(register, "version"),
+                gates_passed=_out(evaluate, "passed"),
                 alias=registry.alias,
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,

@@ -107,7 +107,11 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         return compute_metrics(y_true, predictor.predict_proba(holdout), threshold=self.threshold)
 
     def _champion_metrics(self, holdout: Any, tmp: Any) -> tuple[str | None, dict[str, float] | None]:
-        from airflow_mlops.registry.mlflow_registry import champion_version, fetch_verified_version, trusted_code
+        from airflow_mlops.registry.mlflow_registry import (
+            champion_version,
+            fetch_verified_version,
+            trusted_code,
+        )
         from airflow_mlops.security.scanning import scan_model_dir
 
         if not (self.compare_to_champion and self.model_name):

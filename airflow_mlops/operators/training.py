@@ -77,7 +77,7 @@ class ModelTrainOperator(MLOpsBaseOperator):
         tail: list[str] = []
         for line in proc.stdout:
             self.log.info("trainer | %s", line.rstrip())
-            tail = (tail + [line.rstrip()])[-20:]
+            tail = [*tail, line.rstrip()][-20:]
         if proc.wait() != 0:
             raise TrainingError(
                 f"the trainer exited with status {proc.returncode}; its last lines:\n" + "\n".join(tail)

@@ -120,8 +120,9 @@ def log_run_data(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
-    from mlflow.entities import Metric, Param, RunTag
     import time
+
+    from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
     existing = client.get_run(run_id).data.params
@@ -172,13 +173,16 @@ def register_version(
     existing = _find_version(client, model_name, airflow_run, sha)
     if existing is not None:
         log.info("Model version %s of %s already registered by an earlier try", existing.version, model_name)
-        return RegisteredVersion(model_name, str(existing.version), existing.source, run_id, sha)
+        return RegisteredVersion(model_name, str(existing.version), str(existing.source), run_id, sha)
     try:
         client.get_registered_model(model_name)
     except Exception:
         client.create_registered_model(model_name, tags={TAG_PIPELINE: tags.get(TAG_PIPELINE, "")})
     client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
-    client.log_artifact(run_id, str(signature_path), SIGNATURE_ARTIFACT_PATH)
+    with tempfile.TemporaryDirectory() as staging:  # always stored as signature/model.sig
+        canonical = Path(staging) / SIGNATURE_FILE
+        shutil.copyfile(signature_path, canonical)
+        client.log_artifact(run_id, str(canonical), SIGNATURE_ARTIFACT_PATH)
     run = client.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
     all_tags = {

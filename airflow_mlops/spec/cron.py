@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}),
-    ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    ("day of week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
 )
 
 
@@ -27,7 +27,7 @@ def validate_cron(expr: str) -> None:
         raise ValueError(
             f"a cron expression has 5 fields (minute hour day month weekday), this one has {len(parts)}"
         )
-    for part, (field, low, high, names) in zip(parts, _FIELDS):
+    for part, (field, low, high, names) in zip(parts, _FIELDS, strict=True):
         for item in part.split(","):
             base, _, step = item.partition("/")
             if step and (not step.isdigit() or int(step) == 0):

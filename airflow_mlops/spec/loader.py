@@ -268,4 +268,4 @@ def is_spec_document(text: str) -> bool:
 
 
 def date_to_datetime(value: dt.date) -> dt.datetime:
-    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)

@@ -155,7 +155,7 @@ class PoisoningConfig(_Strict):
     """Screens for poisoned or corrupt training rows. Suspects are quarantined with reasons."""
 
     checks: list[Literal["duplicates", "label_flips", "outliers", "class_balance"]] = Field(
-        default_factory=lambda: ["duplicates", "label_flips"],
+        default_factory=lambda: ["duplicates", "label_flips"],  # type: ignore[arg-type]
         description="Which screens run. duplicates: identical feature rows with conflicting "
         "labels. label_flips: rows whose label disagrees with most of their nearest neighbours. "
         "outliers: rows far outside the robust range of the data. class_balance: a label rate "

@@ -34,7 +34,7 @@ class MLflowServer:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLflowServer]:
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
-    log = open(root / "server.log", "w")
+    log = open(root / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
@@ -49,7 +49,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLflowSe
                     break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("mlflow server did not start:\n" + (root / "server.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "mlflow server did not start:\n" + (root / "server.log").read_text()[-3000:]
+                    ) from None
                 time.sleep(0.5)
         yield MLflowServer(url=url, root=root)
     finally:
@@ -70,8 +72,9 @@ def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes
 
 @pytest.fixture(scope="session")
 def example_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from airflow_mlops.data.generate import write_example_data
     import datetime as dt
+
+    from airflow_mlops.data.generate import write_example_data
 
     out = tmp_path_factory.mktemp("data") / "fraud"
     write_example_data(out, start=dt.date(2026, 1, 1), days=4)

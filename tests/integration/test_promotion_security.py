@@ -85,7 +85,7 @@ def test_other_key_and_failed_gates_block_promotion(
         promote_version(client, model_name="promo-model", version=v3.version, alias="champion",
                         public_key_pem=signing_keys[1], gates_passed=False)
     v4 = _register(client, tmp_path, "m4", signing_keys, b"\x04", "dag/run4", gates="failed")
-    with pytest.raises(PromotionBlockedError, match="mlops.gates=passed"):
+    with pytest.raises(PromotionBlockedError, match=r"mlops\.gates=passed"):
         promote_version(client, model_name="promo-model", version=v4.version, alias="champion",
                         public_key_pem=signing_keys[1], gates_passed=True)
     after = champion_version(client, "promo-model", "champion")

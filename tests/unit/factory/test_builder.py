@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from airflow_mlops.factory import build_dags
@@ -18,7 +19,7 @@ def test_lifecycle_order() -> None:
     dag = build_example()
     order = ["data.validate", "data.screen", "training.train", "gates.scan", "gates.evaluate",
              "release.sign", "release.register", "release.promote"]
-    for upstream, downstream in zip(order, order[1:]):
+    for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
 
