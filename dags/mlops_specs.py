@@ -1,7 +1,8 @@
 """Airflow DAG file: builds the lifecycle DAGs of every pipeline spec in ``specs/``.
 
-Copy this file and your ``*.yaml`` specs into your dags folder. It imports no heavy library:
-torch, MLflow, Great Expectations and pandas load only when a task runs.
+Copy this file and your ``*.yaml`` specs into your dags folder. A broken spec shows up as an
+import error of that spec file (file, line, key, fix) and never hides the others' DAGs. Parsing
+imports no heavy library: torch, MLflow, Great Expectations and pandas load only when a task runs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow_mlops.factory import load_dags_folder
+from airflow_mlops.factory.importer import report_spec_errors
 
-_dags, _errors = load_dags_folder(Path(__file__).parent / "specs")
+_HERE = Path(__file__).resolve().parent
+_dags, _errors = load_dags_folder(_HERE / "specs", default_allowed_roots=[_HERE])
 globals().update(_dags)
+report_spec_errors(_errors, __file__)

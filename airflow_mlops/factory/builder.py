@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,96 @@ def resolve_location(value: str | None, base: Path | None) -> str | None:
     if value is None or base is None or "://" in value or value.startswith(("/", "~", "{{")):
         return value
     return str((base / value).resolve()) if "{{" not in value else str(base.resolve() / value)
+
+
+BUILTIN_TASK_SETTINGS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=5),
+    "execution_timeout": dt.timedelta(hours=2),
+}
+
+
+def _callbacks(notify: Any) -> dict[str, Any]:
+    """Airflow ``on_*_callback`` arguments from a ``notify`` block (notifiers are instantiated)."""
+    from airflow_mlops.spec.checks import resolve_entrypoint
+
+    out: dict[str, Any] = {}
+    if notify is None:
+        return out
+    for event in ("on_failure", "on_retry", "on_success"):
+        items = getattr(notify, event)
+        if items:
+            out[f"{event}_callback"] = [resolve_entrypoint(i.notifier)(**i.args) for i in items]
+    return out
+
+
+def task_settings(spec: PipelineSpec, stage: str | None, extra: Any = None) -> dict[str, Any]:
+    """Effective task arguments: built-in < folder defaults < spec defaults < stage (< step)."""
+    stages: dict[Any, Any] = dict(spec.stages)
+    layers = [spec.defaults, stages.get(stage) if stage else None, extra]
+    merged: dict[str, Any] = dict(BUILTIN_TASK_SETTINGS)
+    for layer in layers:
+        if layer is not None:
+            merged.update({k: getattr(layer, k) for k in layer.model_fields_set})
+    notify = merged.pop("notify", None)
+    args = {k: v for k, v in merged.items() if v is not None}
+    args.update(_callbacks(notify))
+    return args
+
+
+def build_schedule(spec: PipelineSpec) -> Any:
+    """Airflow ``schedule`` for the spec: cron/preset string, timedelta, assets, or both."""
+    from airflow_mlops.spec.models import ScheduleConfig, parse_duration
+
+    def time_part(value: str | None) -> Any:
+        if value is None or value.startswith("@"):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return value  # a cron expression
+
+    value = spec.schedule
+    if not isinstance(value, ScheduleConfig):
+        return time_part(value)
+    from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
+
+    assets = [pipeline_asset(spec.pipeline, e) if e in ("drift", "new_data") else Asset(e) for e in value.events]
+    condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
+    when = time_part(value.time)
+    if when is None:
+        return condition
+    if isinstance(when, dt.timedelta):
+        timetable: Any = DeltaTriggerTimetable(when)
+    else:
+        timetable = CronTriggerTimetable(_PRESET_CRON.get(when, when), timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=condition)
+
+
+_PRESET_CRON = {
+    "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
+}
+
+
+def pipeline_asset(pipeline: str, event: str) -> Any:
+    """The asset a pipeline's own events update: ``mlops://<pipeline>/<event>``."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=f"mlops://{pipeline}/{event}", name=f"{pipeline}__{event}", group="mlops")
+
+
+def build_deadline(spec: PipelineSpec) -> Any:
+    if spec.deadline is None:
+        return None
+    from airflow.sdk.definitions.callback import AsyncCallback, SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    d = spec.deadline
+    reference = DeadlineReference.DAGRUN_QUEUED_AT if d.reference == "queued_at" else DeadlineReference.DAGRUN_LOGICAL_DATE
+    path = d.callback.replace(":", ".")
+    callback = AsyncCallback(path, kwargs=d.kwargs) if d.mode == "async" else SyncCallback(path, kwargs=d.kwargs)
+    return DeadlineAlert(reference=reference, interval=d.after, callback=callback, name=f"{spec.pipeline} run is late")
 
 
 def _doc_md(spec: PipelineSpec, source: str | None) -> str:
@@ -72,27 +163,27 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
     source = resolve_location(spec.data.source, base) or spec.data.source
     reference = resolve_location(spec.data.reference, base)
     root = resolve_location(spec.artifacts.root, base)
-    defaults = spec.defaults
-    default_args: dict[str, Any] = {
-        "owner": spec.owner,
-        "retries": defaults.retries,
-        "retry_delay": defaults.retry_delay,
-        "execution_timeout": defaults.execution_timeout,
-    }
+    default_args: dict[str, Any] = {"owner": spec.owner}
     common: dict[str, Any] = {"pipeline": spec.pipeline, "artifact_root": root, "aws_conn_id": spec.artifacts.connection}
+
+    def stage(name: str) -> dict[str, Any]:
+        return {**common, **task_settings(spec, name)}
+
     columns = [*spec.data.features, spec.data.target] if spec.data.features else None
     registry = spec.registry
 
     with DAG(
         dag_id=spec.train_dag_id,
         description=spec.description or f"Training lifecycle of {spec.pipeline}",
-        schedule=spec.schedule,
+        schedule=build_schedule(spec),
         start_date=date_to_datetime(spec.start_date),
         catchup=spec.catchup,
         tags=sorted({"mlops", *spec.tags}),
         default_args=default_args,
         doc_md=_doc_md(spec, str(spec_path) if spec_path else None),
-        max_active_runs=1,
+        max_active_runs=spec.max_active_runs,
+        dagrun_timeout=spec.dagrun_timeout,
+        deadline=build_deadline(spec),
     ) as dag:
         with TaskGroup("data", tooltip="Validate the batch, then screen it for poisoning"):
             validate = DataValidateOperator(
@@ -104,7 +195,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 infer_from_reference=spec.validation.infer_from_reference,
                 columns=columns,
                 on_failure=spec.validation.on_failure,
-                **common,
+                **stage("validate"),
             )
             screen = PoisoningScreenOperator(
                 task_id="screen",
@@ -118,7 +209,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 max_class_shift=spec.poisoning.max_class_shift,
                 reference=reference,
                 positive_label=spec.data.positive_label,
-                **common,
+                **stage("screen"),
             )
         with TaskGroup("training", tooltip="Train with the trainer entrypoint; log to MLflow"):
             train = ModelTrainOperator(
@@ -133,14 +224,14 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 device=spec.training.device,
                 experiment=registry.experiment or spec.pipeline,
                 mlflow_conn_id=registry.connection,
-                **common,
+                **stage("train"),
             )
         with TaskGroup("gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"):
             scan = ModelScanOperator(
                 task_id="scan",
                 model=_out(train, "model"),
                 allowed_globals=list(spec.security.allowed_pickle_globals),
-                **common,
+                **stage("scan"),
             )
             evaluate = ModelEvaluateOperator(
                 task_id="evaluate",
@@ -156,14 +247,14 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 mlflow_run_id=_out(train, "mlflow_run_id"),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
-                **common,
+                **stage("evaluate"),
             )
         with TaskGroup("release", tooltip="Sign, register and promote; promotion re-verifies the signature"):
             sign = ModelSignOperator(
                 task_id="sign",
                 model=_out(scan, "model"),
                 signing_conn_id=spec.security.signing.connection,
-                **common,
+                **stage("sign"),
             )
             evaluate >> sign
             register = ModelRegisterOperator(
@@ -176,7 +267,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 key_fingerprint=_out(sign, "key_fingerprint"),
                 description=spec.description,
                 mlflow_conn_id=registry.connection,
-                **common,
+                **stage("register"),
             )
             ModelPromoteOperator(
                 task_id="promote",
@@ -186,8 +277,18 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 alias=registry.alias,
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
-                **common,
+                **stage("promote"),
             )
+        tasks = {t.task_id: t for t in dag.tasks}
+        for step in spec.steps:
+            from airflow_mlops.spec.checks import STAGE_TASK_IDS, resolve_entrypoint
+
+            operator = resolve_entrypoint(step.operator)
+            task = operator(task_id=step.id, **{**task_settings(spec, None, step.settings), **step.args})
+            tasks[step.id] = task
+        for step in spec.steps:
+            for ref in step.after:
+                tasks[STAGE_TASK_IDS.get(ref, ref)] >> tasks[step.id]
     return dag
 
 

@@ -1,4 +1,9 @@
-"""Load every spec in a folder into DAGs; a broken spec never hides the others."""
+"""Load every spec in a folder into DAGs; a broken spec never hides the others.
+
+Each broken spec is reported as an import error *of that spec file* (see
+:mod:`airflow_mlops.factory.importer`), so the Airflow UI and ``airflow dags list-import-errors``
+name the spec, line and key, while every valid spec in the folder still yields its DAGs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.exceptions import SpecError
+from airflow_mlops.exceptions import SpecError, SpecIssue
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +20,13 @@ log = logging.getLogger(__name__)
 def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
     """``*.yaml``/``*.yml`` files below ``folder`` that declare ``apiVersion: mlops/...``, sorted."""
     from airflow_mlops.spec.loader import is_spec_document
+    from airflow_mlops.spec.models import DEFAULTS_FILE_NAME
 
     root = Path(folder)
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     out = []
-    for path in files:
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")):
+        if path.name == DEFAULTS_FILE_NAME or not path.is_file():
+            continue
         try:
             if is_spec_document(path.read_text(encoding="utf-8", errors="replace")):
                 out.append(path)
@@ -28,29 +35,67 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
     return out
 
 
-def load_dags_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, SpecError]]:
-    """Build the DAGs of every valid spec; return them with the errors of the broken ones."""
-    from airflow_mlops.factory.builder import build_dags
-    from airflow_mlops.spec.loader import load_spec
+class SpecFolderLoader:
+    """Builds DAGs from spec files, sharing the folder-defaults lookups between them."""
 
-    dags: dict[str, Any] = {}
-    errors: dict[str, SpecError] = {}
-    for path in find_spec_files(folder):
+    def __init__(self, *, default_allowed_roots: list[str] | None = None) -> None:
+        self._defaults_cache: dict[Path, Any] = {}
+        self.default_allowed_roots = default_allowed_roots
+
+    def build(self, path: Path) -> dict[str, Any]:
+        """The DAGs of one spec file; raises :class:`SpecError`."""
+        from airflow_mlops.factory.builder import build_dags
+        from airflow_mlops.spec.checks import allowed_roots_from_env
+        from airflow_mlops.spec.loader import find_folder_defaults, load_spec
+
+        folder_defaults = find_folder_defaults(path, self._defaults_cache)
+        roots = None
+        if not (folder_defaults and folder_defaults.model.allowed_roots) and not allowed_roots_from_env():
+            roots = [str(Path(r).resolve()) if "://" not in r else r for r in (self.default_allowed_roots or [])] or None
+        spec = load_spec(path, folder_defaults=folder_defaults, allowed_roots=roots)
         try:
-            spec = load_spec(path)
-            built = build_dags(spec, spec_path=path)
+            return build_dags(spec, spec_path=path)
+        except SpecError:
+            raise
+        except Exception as exc:  # an operator or notifier rejected its arguments
+            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot build the DAG: {type(exc).__name__}: {exc}",
+                                       hint="check the arguments of your steps, notifiers and callbacks")]) from exc
+
+
+class SpecErrors(dict[str, SpecError]):
+    """Errors of the broken specs by path; ``parsed_files`` lists every spec file read."""
+
+    parsed_files: list[str]
+
+
+def load_dags_folder(
+    folder: str | os.PathLike[str], *, default_allowed_roots: list[str | os.PathLike[str]] | None = None
+) -> tuple[dict[str, Any], SpecErrors]:
+    """Build the DAGs of every valid spec; return them with the errors of the broken ones.
+
+    ``default_allowed_roots`` apply when neither a folder defaults file nor the
+    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable names any.
+    """
+    loader = SpecFolderLoader(default_allowed_roots=[str(r) for r in default_allowed_roots or []])
+    dags: dict[str, Any] = {}
+    errors = SpecErrors()
+    errors.parsed_files = []
+    owners: dict[str, Path] = {}
+    for path in find_spec_files(folder):
+        errors.parsed_files.append(str(path))
+        try:
+            built = loader.build(path)
         except SpecError as exc:
             errors[str(path)] = exc
             log.error("%s", exc)
             continue
+        clash = next((d for d in built if d in dags), None)
+        if clash is not None:
+            errors[str(path)] = SpecError([SpecIssue(
+                str(path), None, None, "pipeline", f"DAG id {clash!r} is already defined by {owners[clash]}",
+                hint="give each spec its own `pipeline` name")])
+            continue
         for dag_id, dag in built.items():
-            if dag_id in dags:
-                from airflow_mlops.exceptions import SpecIssue
-
-                errors[str(path)] = SpecError(
-                    [SpecIssue(str(path), None, None, "pipeline", f"DAG id {dag_id!r} is already defined by another spec",
-                               hint="give each spec its own `pipeline` name")]
-                )
-                continue
             dags[dag_id] = dag
+            owners[dag_id] = path
     return dags, errors

@@ -12,14 +12,21 @@ import datetime as dt
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from airflow_mlops.exceptions import SpecError, SpecIssue
-from airflow_mlops.spec.models import PipelineSpec
+from airflow_mlops.spec.models import (
+    DEFAULTS_FILE_NAME,
+    Defaults,
+    FolderDefaults,
+    PipelineSpec,
+    TaskSettings,
+)
 
 Mark = tuple[int, int]  # 1-based line, column
 PathKey = tuple[str | int, ...]
@@ -126,9 +133,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, _LocatedYaml]:
 # --- pydantic errors -> actionable issues -----------------------------------------------------
 
 
-def _model_at(path: PathKey) -> type[BaseModel] | None:
+def _model_at(path: PathKey, root: type[BaseModel] = PipelineSpec) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``path`` (for "did you mean" on keys)."""
-    model: Any = PipelineSpec
+    model: Any = root
     for part in path:
         if isinstance(part, int):
             return None
@@ -139,6 +146,8 @@ def _model_at(path: PathKey) -> type[BaseModel] | None:
             return None
         annotation = field.annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
+        if isinstance(part, str) and getattr(annotation, "__origin__", None) is dict:
+            candidates = list(getattr(annotation, "__args__", ()))[1:]
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
             return None
@@ -159,7 +168,9 @@ def _did_you_mean(value: Any, choices: list[str]) -> str | None:
 _LITERAL_EXPECTED = re.compile(r"'([^']+)'")
 
 
-def _issue_from_error(err: dict[str, Any], located: _LocatedYaml) -> SpecIssue:
+def _issue_from_error(
+    err: dict[str, Any], located: _LocatedYaml, root: type[BaseModel] = PipelineSpec
+) -> SpecIssue:
     loc: PathKey = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind = err["type"]
     if loc and loc[-1] == "[key]":  # a bad mapping key (e.g. an unknown metric name)
@@ -172,7 +183,7 @@ def _issue_from_error(err: dict[str, Any], located: _LocatedYaml) -> SpecIssue:
 
     if kind == "extra_forbidden":
         key = loc[-1]
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], root)
         allowed = _allowed_keys(parent) if parent else []
         suggestion = _did_you_mean(key, allowed)
         message = f"unknown key {key!r}"
@@ -234,32 +245,150 @@ def _issue_from_error(err: dict[str, Any], located: _LocatedYaml) -> SpecIssue:
     return SpecIssue(located.file, line, column, path, message, value, hint)
 
 
-def validate_data(data: Any, located: _LocatedYaml) -> PipelineSpec:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpec) -> M:  # type: ignore[assignment]
     if not isinstance(data, dict):
         raise SpecError(
             [SpecIssue(located.file, 1, 1, "", "a pipeline spec must be a YAML mapping (key: value)", type(data).__name__)]
         )
     try:
-        return PipelineSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        issues = [_issue_from_error(dict(e), located) for e in exc.errors()]
+        issues = [_issue_from_error(dict(e), located, model) for e in exc.errors()]
         issues.sort(key=lambda i: (i.line or 0, i.column or 0))
         raise SpecError(issues) from None
 
 
-def load_spec_text(text: str, file: str = "<string>") -> PipelineSpec:
+@dataclass(frozen=True)
+class LoadedDefaults:
+    """A folder's ``mlops-defaults.yaml``, validated."""
+
+    path: Path
+    model: FolderDefaults
+
+    @property
+    def allowed_roots(self) -> list[str]:
+        return [r if "://" in r else str((self.path.parent / os.path.expanduser(r)).resolve())
+                for r in self.model.allowed_roots]
+
+
+def load_folder_defaults(path: str | os.PathLike[str]) -> LoadedDefaults:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(str(p), None, None, "", f"cannot read the defaults file: {exc}")]) from None
+    data, located = parse_yaml(text, str(p))
+    return LoadedDefaults(p, validate_data(data, located, FolderDefaults))
+
+
+def find_folder_defaults(spec_path: str | os.PathLike[str], cache: dict[Path, LoadedDefaults | None] | None = None
+                         ) -> LoadedDefaults | None:
+    """The nearest ``mlops-defaults.yaml`` in the spec's folder or above it (nearest wins)."""
+    cache = {} if cache is None else cache
+    folder = Path(spec_path).resolve().parent
+    visited = []
+    found: LoadedDefaults | None = None
+    for candidate in (folder, *folder.parents):
+        if candidate in cache:
+            found = cache[candidate]
+            break
+        visited.append(candidate)
+        if (candidate / DEFAULTS_FILE_NAME).is_file():
+            found = load_folder_defaults(candidate / DEFAULTS_FILE_NAME)
+            break
+    for v in visited:
+        cache[v] = found
+    return found
+
+
+def apply_folder_defaults(spec: PipelineSpec, folder: FolderDefaults) -> PipelineSpec:
+    """Merge a folder's defaults under a spec: the spec's own keys win, tags add up."""
+
+    def merged(lower: BaseModel | None, upper: BaseModel | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for model in (lower, upper):
+            if model is not None:
+                out.update({k: getattr(model, k) for k in model.model_fields_set})
+        return out
+
+    stages = {
+        stage: TaskSettings.model_validate(merged(folder.stages.get(stage), spec.stages.get(stage)))
+        for stage in sorted(set(folder.stages) | set(spec.stages))
+    }
+    update: dict[str, Any] = {
+        "defaults": Defaults.model_validate(merged(folder.defaults, spec.defaults)),
+        "stages": stages,
+        "tags": list(dict.fromkeys([*folder.tags, *spec.tags])),
+    }
+    if "owner" not in spec.model_fields_set and folder.owner:
+        update["owner"] = folder.owner
+    return spec.model_copy(update=update)
+
+
+_AUTO: Any = object()
+
+
+def load_spec_text(
+    text: str,
+    file: str = "<string>",
+    *,
+    base: Path | None = None,
+    folder_defaults: LoadedDefaults | None = None,
+    allowed_roots: list[str] | None = None,
+    check_imports: bool = True,
+) -> PipelineSpec:
+    """Validate a spec's text. ``base`` is the folder relative paths resolve against."""
+    from airflow_mlops.spec.checks import allowed_roots_from_env, check_entrypoints, check_paths, check_steps
+
     data, located = parse_yaml(text, file)
-    return validate_data(data, located)
+    spec: PipelineSpec = validate_data(data, located)
+
+    def locate(path: tuple[str | int, ...]) -> tuple[int | None, int | None]:
+        pos = located.position(path)
+        return pos if pos else (None, None)
+
+    if allowed_roots is None:
+        allowed_roots = folder_defaults.allowed_roots if folder_defaults and folder_defaults.model.allowed_roots \
+            else allowed_roots_from_env()
+    issues = check_steps(spec, file, locate)
+    if check_imports:
+        issues += check_entrypoints(spec, file, locate)
+    issues += check_paths(spec, file, locate, base=base, allowed_roots=allowed_roots)
+    if issues:
+        issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+        raise SpecError(issues)
+    if folder_defaults is not None:
+        spec = apply_folder_defaults(spec, folder_defaults.model)
+    return spec
 
 
-def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
-    """Read and validate one spec file. Raises :class:`SpecError` with every problem found."""
+def load_spec(
+    path: str | os.PathLike[str],
+    *,
+    folder_defaults: LoadedDefaults | None = _AUTO,
+    allowed_roots: list[str] | None = None,
+    check_imports: bool = True,
+) -> PipelineSpec:
+    """Read and validate one spec file. Raises :class:`SpecError` with every problem found.
+
+    ``folder_defaults``: by default the nearest ``mlops-defaults.yaml`` above the spec.
+    ``allowed_roots``: by default the defaults file's ``allowed_roots``, else the
+    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable, else no restriction.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(str(p), None, None, "", f"cannot read the spec: {exc}")]) from None
-    return load_spec_text(text, str(p))
+    if folder_defaults is _AUTO:
+        folder_defaults = find_folder_defaults(p)
+    return load_spec_text(
+        text, str(p), base=p.resolve().parent, folder_defaults=folder_defaults,
+        allowed_roots=allowed_roots, check_imports=check_imports,
+    )
 
 
 def is_spec_document(text: str) -> bool:

@@ -71,14 +71,117 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Defaults(_Strict):
-    """Task defaults applied to every stage (a stage's own settings win)."""
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][A-Za-z0-9_]*$"
+Entrypoint = Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)]
+STAGES = ("validate", "screen", "train", "scan", "evaluate", "sign", "register", "promote")
+Stage = Literal["validate", "screen", "train", "scan", "evaluate", "sign", "register", "promote"]
 
-    retries: int = Field(2, ge=0, le=50, description="Times Airflow retries a failed task.")
-    retry_delay: Duration = Field(dt.timedelta(minutes=5), description="Wait between retries, e.g. '5m'.")
-    execution_timeout: Duration | None = Field(
-        dt.timedelta(hours=2), description="A task running longer than this fails, e.g. '1h'."
+
+class NotifierSpec(_Strict):
+    """An Airflow notifier (any ``BaseNotifier`` subclass) and its arguments."""
+
+    notifier: Entrypoint = Field(
+        description="Import path of the notifier class, e.g. "
+        "`airflow.providers.smtp.notifications.smtp.SmtpNotifier` (or `module:Class`)."
     )
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the notifier.")
+
+
+class Notifications(_Strict):
+    """Notifiers called on task events (Airflow's ``on_*_callback``)."""
+
+    on_failure: list[NotifierSpec] = Field(default_factory=list)
+    on_retry: list[NotifierSpec] = Field(default_factory=list)
+    on_success: list[NotifierSpec] = Field(default_factory=list)
+
+
+class TaskSettings(_Strict):
+    """Airflow task settings. Unset keys inherit (see "Precedence of settings" above)."""
+
+    retries: int | None = Field(None, ge=0, le=50, description="Times Airflow retries a failed task (built-in: 2).")
+    retry_delay: Duration | None = Field(None, description="Wait between retries, e.g. '5m' (built-in: 5m).")
+    retry_exponential_backoff: bool | None = Field(None, description="Double the wait after each retry.")
+    max_retry_delay: Duration | None = Field(None, description="Cap for exponential backoff.")
+    execution_timeout: Duration | None = Field(
+        None, description="A task running longer than this fails, e.g. '1h' (built-in: 2h)."
+    )
+    pool: str | None = Field(None, min_length=1, description="Airflow pool the task runs in.")
+    pool_slots: int | None = Field(None, ge=1, description="Pool slots the task takes.")
+    queue: str | None = Field(None, min_length=1, description="Executor queue (e.g. a GPU worker queue).")
+    priority_weight: int | None = Field(None, description="Airflow priority weight.")
+    notify: Notifications | None = Field(None, description="Notifiers called on failure, retry or success.")
+
+
+class Defaults(TaskSettings):
+    """Task settings for every stage of this spec (over the folder's defaults file)."""
+
+
+class DeadlineConfig(_Strict):
+    """A DAG-run deadline alert (Airflow 3 ``DeadlineAlert``): a callback when a run is late."""
+
+    after: Duration = Field(description="How long after the reference the run must be finished, e.g. '2h'.")
+    reference: Literal["queued_at", "logical_date"] = Field(
+        "queued_at", description="`queued_at`: when the run was queued; `logical_date`: its logical date."
+    )
+    callback: Entrypoint = Field(
+        description="Import path of the callback (e.g. a notifier class), called with the run's context."
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the callback.")
+    mode: Literal["async", "sync"] = Field(
+        "async", description="`async`: runs in the triggerer (awaitable callbacks, notifiers); `sync`: on an executor."
+    )
+
+
+class ScheduleConfig(_Strict):
+    """A schedule by time, by asset events, or both (either one starts a run)."""
+
+    time: str | None = Field(
+        None, description="Cron expression, preset (`@daily`) or interval (`6h`); null for events only."
+    )
+    events: list[str] = Field(
+        default_factory=list,
+        min_length=1,
+        description="Asset events that start a run: `drift` and `new_data` (this pipeline's own "
+        "assets, `mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`).",
+    )
+
+    @field_validator("time")
+    @classmethod
+    def _valid_time(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_schedule(value)
+
+
+def check_time_schedule(value: str) -> str:
+    """Accept a preset, a 5-field cron or an interval such as ``6h``; raise ``ValueError`` otherwise."""
+    if value.startswith("@"):
+        if value not in SCHEDULE_PRESETS:
+            raise ValueError(f"unknown schedule preset {value!r}")
+        return value
+    if _DURATION.match(value):
+        if parse_duration(value) <= dt.timedelta(0):
+            raise ValueError("a schedule interval must be positive")
+        return value
+    from airflow_mlops.spec.cron import validate_cron
+
+    validate_cron(value)
+    return value
+
+
+class StepSpec(_Strict):
+    """A task of your own, added to the lifecycle DAG (any Airflow operator)."""
+
+    id: Identifier = Field(description="Task id; unique in the DAG.")
+    operator: Entrypoint = Field(
+        description="Import path of the operator class, e.g. "
+        "`airflow.providers.standard.operators.bash.BashOperator`."
+    )
+    after: list[str] = Field(
+        default_factory=list,
+        description="What must finish first: stage names (`promote`), task ids (`release.promote`) "
+        "or other steps' ids.",
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the operator.")
+    settings: TaskSettings | None = Field(None, description="Task settings for this step.")
 
 
 class ArtifactsConfig(_Strict):
@@ -267,13 +370,22 @@ class PipelineSpec(_Strict):
     pipeline: Identifier = Field(description="Identifier; DAG ids derive from it.")
     description: str = Field("", description="What the model is for; shown on the DAG's page.")
     owner: str = Field("airflow", description="The DAG's owner in the Airflow UI.")
-    schedule: str | None = Field(
-        None, description="Cron expression, preset (`@daily`), or null (manual / events only)."
+    schedule: str | ScheduleConfig | None = Field(
+        None,
+        description="Cron expression, preset (`@daily`), interval (`6h`), null (manual only), or a "
+        "mapping `{time: ..., events: [drift, new_data]}` (see below).",
     )
     start_date: dt.date = Field(dt.date(2026, 1, 1), description="First data interval (UTC).")
     catchup: bool = Field(False, description="`true`: one run per missed data interval since start_date.")
     tags: list[str] = Field(default_factory=list, description="DAG tags; `mlops` is always added.")
+    max_active_runs: int = Field(1, ge=1, le=64, description="Runs of this DAG at the same time.")
+    dagrun_timeout: Duration | None = Field(None, description="A run taking longer than this fails.")
+    deadline: DeadlineConfig | None = Field(None, description="Alert when a run is late.")
     defaults: Defaults = Field(default_factory=Defaults)
+    stages: dict[Stage, TaskSettings] = Field(
+        default_factory=dict, description="Task settings per stage (they win over `defaults`)."
+    )
+    steps: list[StepSpec] = Field(default_factory=list, description="Tasks of your own in the DAG.")
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     data: DataConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -285,18 +397,30 @@ class PipelineSpec(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _valid_schedule(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if value.startswith("@"):
-            if value not in SCHEDULE_PRESETS:
-                raise ValueError(f"unknown schedule preset {value!r}")
-            return value
-        from airflow_mlops.spec.cron import validate_cron
-
-        validate_cron(value)
+    def _valid_schedule(cls, value: str | ScheduleConfig | None) -> str | ScheduleConfig | None:
+        if isinstance(value, str):
+            return check_time_schedule(value)
         return value
 
     @property
     def train_dag_id(self) -> str:
         return f"{self.pipeline}__train"
+
+
+DEFAULTS_FILE_NAME = "mlops-defaults.yaml"
+
+
+class FolderDefaults(_Strict):
+    """``mlops-defaults.yaml``: settings for every spec in its folder and the folders below it."""
+
+    api_version: Literal["mlops/v1"] = Field(alias="apiVersion", description="The spec language version.")
+    kind: Literal["Defaults"] = Field(description="Always `Defaults`.")
+    owner: str | None = Field(None, description="Owner of specs that set none.")
+    tags: list[str] = Field(default_factory=list, description="Tags added to every spec's DAG.")
+    defaults: TaskSettings = Field(default_factory=TaskSettings, description="Task settings for every stage.")
+    stages: dict[Stage, TaskSettings] = Field(default_factory=dict, description="Task settings per stage.")
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories (relative to this file) and s3:// prefixes that data and artifact "
+        "locations must lie under.",
+    )

@@ -28,7 +28,8 @@ def test_dag_settings_come_from_the_spec() -> None:
     assert dag.schedule == "@daily"
     assert dag.catchup is False
     assert set(dag.tags) == {"mlops", "fraud", "tabular"}
-    assert dag.default_args["retries"] == 1
+    assert {t.retries for t in dag.tasks} == {1}
+    assert dag.get_task("training.train").execution_timeout.total_seconds() == 1800
     assert dag.default_args["owner"] == "risk-ml"
     assert "pr_auc" in dag.doc_md and "0.85" in dag.doc_md
 

@@ -1,0 +1,734 @@
+"""Parse speed: N YAML specs through the factory vs. the same N DAGs written by hand in Python.
+
+For each N this script writes two dags folders into a temp dir:
+
+* ``factory/``: ``mlops_specs.py`` (a copy of ``dags/mlops_specs.py``) and ``specs/*.yaml``, N
+  variants of ``dags/specs/fraud_detector.yaml`` (own ``pipeline`` name, schedule, thresholds);
+* ``hand/``: N plain Python DAG files, one per DAG, rendered from :data:`HAND_TEMPLATE`. Each
+  builds the *same* DAG the factory builds from the matching spec: same dag_id, schedule,
+  default_args, doc, TaskGroups, operators, arguments and ``task.output["key"]`` wiring.
+
+Before timing, both folders are parsed once (also the warm-up that writes ``__pycache__``) and
+their DAGs are compared: dag settings, task ids, task groups, operator classes, every operator
+argument (XComArgs as ``(task_id, key)``) and every dependency must be identical.
+
+Each measurement is a fresh ``python`` subprocess, so imports are cold and equal for both sides;
+the subprocess times ``DagBag(dag_folder=..., safe_mode=False)`` only and reports which heavy
+modules are in ``sys.modules`` afterwards. The parent also times the whole process. Factory and
+hand-written runs alternate, and the median of ``--repeat`` runs is reported.
+
+The DAG processor applies ``[core] dagbag_import_timeout`` (default 30 s) per *file*. The
+factory parses all N specs inside its one loader file, so that file's own time is reported
+against the limit.
+
+Usage::
+
+    .venv/bin/python benchmarks/parse_specs.py --sizes 10,50,200 --repeat 3 --out results.json
+    .venv/bin/python benchmarks/parse_specs.py --sizes 200 --profile   # where the factory's time goes
+
+Only the standard library is imported at module level: the probe subprocess runs this file too,
+and must not load anything the DAG files themselves would not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import inspect
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_SPEC = ROOT / "dags" / "specs" / "fraud_detector.yaml"
+LOADER = ROOT / "dags" / "mlops_specs.py"
+
+# Must not be imported while parsing DAGs (STYLE.md habit 2); the first eight are the issue's list.
+HEAVY = (
+    "torch", "mlflow", "great_expectations", "alibi_detect", "pandas", "sklearn", "numpy", "boto3",
+    "pyarrow", "safetensors", "model_signing", "kubernetes",
+)  # fmt: skip
+SCHEDULES = ("@daily", "@hourly", "0 3 * * *", "30 */6 * * 1-5", "@weekly", None)
+FACTORY, HAND = "factory", "hand"
+
+
+# --- generation ---------------------------------------------------------------------------------
+
+
+def spec_variant(i: int) -> dict[str, Any]:
+    """The example spec with its own pipeline name, schedule, thresholds and sizes."""
+    import yaml
+
+    spec = yaml.safe_load(EXAMPLE_SPEC.read_text(encoding="utf-8"))
+    name = f"model_{i:04d}"
+    spec["pipeline"] = name
+    spec["description"] = f"Benchmark variant {i} of the fraud classifier."
+    spec["schedule"] = SCHEDULES[i % len(SCHEDULES)]
+    spec["tags"] = ["fraud", "tabular", f"shard_{i % 7}"]
+    spec["defaults"]["retries"] = i % 4
+    spec["poisoning"]["max_suspect_fraction"] = round(0.01 + (i % 5) * 0.005, 3)
+    spec["training"]["params"]["epochs"] = 5 + i % 20
+    spec["training"]["params"]["hidden_units"] = [64 + 16 * (i % 3), 32]
+    spec["evaluation"]["metrics"]["roc_auc"]["min"] = round(0.80 + (i % 10) * 0.01, 2)
+    spec["evaluation"]["compare_to_champion"]["roc_auc"]["max_regression"] = round(0.01 + (i % 3) * 0.01, 2)
+    spec["registry"]["model_name"] = f"model-{i:04d}"
+    return spec
+
+
+def write_factory_folder(folder: Path, n: int) -> list[Path]:
+    """``folder/mlops_specs.py`` plus ``folder/specs/model_NNNN.yaml`` x n."""
+    import yaml
+
+    specs = folder / "specs"
+    specs.mkdir(parents=True)
+    shutil.copy(LOADER, folder / "mlops_specs.py")
+    paths = []
+    for i in range(n):
+        path = specs / f"model_{i:04d}.yaml"
+        path.write_text(yaml.safe_dump(spec_variant(i), sort_keys=False), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+# One hand-written DAG file: the wiring (groups, operators, `task.output["key"]`, `>>`) is literal
+# here; `{name}` fields are filled with Python literals (see render_hand_written).
+HAND_TEMPLATE = """\
+\"\"\"{pipeline}: training lifecycle, written by hand.\"\"\"
+
+from __future__ import annotations
+
+import datetime
+
+from airflow.sdk import DAG, TaskGroup
+
+from airflow_mlops.operators.data import DataValidateOperator, PoisoningScreenOperator
+from airflow_mlops.operators.model import ModelEvaluateOperator, ModelScanOperator, ModelSignOperator
+from airflow_mlops.operators.registry import ModelPromoteOperator, ModelRegisterOperator
+from airflow_mlops.operators.training import ModelTrainOperator
+
+with DAG(
+{dag}) as dag:
+    with TaskGroup("data", tooltip={data_tooltip}):
+        validate = DataValidateOperator(
+            task_id="validate",
+{validate}        )
+        screen = PoisoningScreenOperator(
+            task_id="screen",
+{screen}        )
+    with TaskGroup("training", tooltip={training_tooltip}):
+        train = ModelTrainOperator(
+            task_id="train",
+{train}        )
+    with TaskGroup("gates", tooltip={gates_tooltip}):
+        scan = ModelScanOperator(
+            task_id="scan",
+{scan}        )
+        evaluate = ModelEvaluateOperator(
+            task_id="evaluate",
+{evaluate}        )
+    with TaskGroup("release", tooltip={release_tooltip}):
+        sign = ModelSignOperator(
+            task_id="sign",
+{sign}        )
+        evaluate >> sign
+        register = ModelRegisterOperator(
+            task_id="register",
+{register}        )
+        ModelPromoteOperator(
+            task_id="promote",
+{promote}        )
+"""
+
+# Task id -> the variable the template binds it to (for `var.output["key"]`).
+TEMPLATE_VARS = {
+    "data.validate": "validate",
+    "data.screen": "screen",
+    "training.train": "train",
+    "gates.scan": "scan",
+    "gates.evaluate": "evaluate",
+    "release.sign": "sign",
+    "release.register": "register",
+    "release.promote": "promote",
+}
+# BaseOperator settings a spec can set per task (TaskSettings); compared and rendered when set.
+TASK_SETTINGS = (
+    "owner", "retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout",
+    "pool", "pool_slots", "queue", "priority_weight",
+)  # fmt: skip
+
+
+def init_parameters(cls: type) -> list[tuple[str, Any]]:
+    """``(name, default)`` of the keyword-only ``__init__`` arguments of ``cls`` below BaseOperator."""
+    from airflow.sdk import BaseOperator
+
+    out: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is BaseOperator or not issubclass(klass, BaseOperator) or "__init__" not in vars(klass):
+            continue
+        for name, param in inspect.signature(klass.__init__).parameters.items():
+            if param.kind is param.KEYWORD_ONLY and name not in seen:
+                seen.add(name)
+                out.append((name, param.default))
+    return out
+
+
+def python_literal(value: Any) -> str:
+    """Source text that evaluates to ``value`` in the hand-written file."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    if isinstance(value, PlainXComArg):
+        var = TEMPLATE_VARS[value.operator.task_id]
+        return f"{var}.output" if value.key == "return_value" else f"{var}.output[{value.key!r}]"
+    if value is None or isinstance(value, bool | int | float | str | dt.timedelta):
+        return repr(value)  # a timedelta reads `datetime.timedelta(...)`: the template imports datetime
+    if isinstance(value, list | tuple):
+        items = ", ".join(python_literal(v) for v in value)
+        return f"[{items}]" if isinstance(value, list) else f"({items}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    raise NotImplementedError(f"the hand-written renderer cannot write {type(value).__name__}: {value!r}")
+
+
+def _kwargs(pairs: list[tuple[str, Any]], indent: int) -> str:
+    pad = " " * indent
+    return "".join(f"{pad}{name}={python_literal(value)},\n" for name, value in pairs)
+
+
+def render_hand_written(dag: Any) -> str:
+    """A hand-written Python DAG file that builds ``dag`` (one built by the factory).
+
+    The literals (paths, thresholds, settings, doc) are the values the factory put on the DAG and
+    its tasks, the way a person would type them; the wiring is :data:`HAND_TEMPLATE`'s. An
+    argument equal to the operator's default is left out, as people do. The comparison in
+    :func:`check_identical` then proves that both files build the same DAG.
+    """
+    from airflow.sdk import DAG, BaseOperator
+
+    if getattr(dag, "deadline", None):
+        raise NotImplementedError("the benchmark variants have no deadline")
+    if not isinstance(dag.schedule, str | dt.timedelta | type(None)):
+        raise NotImplementedError(f"the benchmark variants use time schedules, not {dag.schedule!r}")
+    with DAG("baseline", default_args=dict(dag.default_args), schedule=None):
+        baseline = BaseOperator(task_id="baseline")  # what a task gets without per-task settings
+
+    start = dag.start_date
+    if start.utcoffset() != dt.timedelta(0):
+        raise NotImplementedError("the benchmark variants start at a UTC date")
+    start_src = f"datetime.datetime({start.year}, {start.month}, {start.day}, {start.hour}, {start.minute}, tzinfo=datetime.UTC)"
+    dag_kwargs = [
+        ("dag_id", dag.dag_id),
+        ("description", dag.description),
+        ("schedule", dag.schedule),
+        ("start_date", None),
+        ("catchup", dag.catchup),
+        ("tags", sorted(dag.tags)),
+        ("default_args", dict(dag.default_args)),
+        ("doc_md", dag.doc_md),
+        ("max_active_runs", dag.max_active_runs),
+    ]
+    if dag.dagrun_timeout is not None:
+        dag_kwargs.append(("dagrun_timeout", dag.dagrun_timeout))
+    dag_src = _kwargs(dag_kwargs, 4).replace("start_date=None,", f"start_date={start_src},")
+
+    blocks: dict[str, str] = {}
+    unexpected = sorted(set(dag.task_dict) - set(TEMPLATE_VARS))
+    if unexpected:
+        raise NotImplementedError(f"tasks the template does not write: {unexpected}")
+    for task_id, var in TEMPLATE_VARS.items():
+        task = dag.get_task(task_id)
+        pairs = []
+        for name, default in init_parameters(type(task)):
+            value = getattr(task, name)
+            is_plain = value is None or isinstance(value, bool | int | float | str | list | dict | tuple)
+            if is_plain and default is not inspect.Parameter.empty and value == default:
+                continue
+            pairs.append((name, value))
+        for name in TASK_SETTINGS:
+            if getattr(task, name, None) != getattr(baseline, name, None):
+                pairs.append((name, getattr(task, name)))
+        for event in (
+            "on_execute_callback",
+            "on_failure_callback",
+            "on_retry_callback",
+            "on_success_callback",
+        ):
+            if getattr(task, event, None):
+                raise NotImplementedError(f"{task_id}: the benchmark variants have no {event}")
+        blocks[var] = _kwargs(pairs, 12)
+    tooltips = {
+        f"{group}_tooltip": repr(dag.task_group.get_task_group_dict()[group].tooltip)
+        for group in ("data", "training", "gates", "release")
+    }
+    pipeline = getattr(dag.get_task("data.validate"), "pipeline", dag.dag_id)
+    return HAND_TEMPLATE.format(pipeline=pipeline, dag=dag_src, **tooltips, **blocks)
+
+
+def build_with_loader(folder: Path) -> dict[str, Any]:
+    """The DAGs the factory folder's loader builds, exactly as the DAG processor would run it."""
+    import runpy
+
+    from airflow.sdk import DAG
+
+    namespace = runpy.run_path(str(folder / "mlops_specs.py"), run_name="mlops_specs_benchmark")
+    errors = namespace.get("_errors")
+    if errors:
+        raise AssertionError(f"the generated specs do not load: {errors}")
+    return {v.dag_id: v for v in namespace.values() if isinstance(v, DAG)}
+
+
+def write_hand_folder(folder: Path, dags: dict[str, Any]) -> list[Path]:
+    """One hand-written ``.py`` per DAG, named after it."""
+    folder.mkdir(parents=True)
+    out = []
+    for dag_id in sorted(dags):
+        path = folder / f"{dag_id}.py"
+        path.write_text(render_hand_written(dags[dag_id]), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def generate(workdir: Path, n: int) -> dict[str, Path]:
+    """Both dags folders for ``n`` DAGs under ``workdir``."""
+    write_factory_folder(workdir / FACTORY, n)
+    dags = build_with_loader(workdir / FACTORY)
+    if len(dags) != n:
+        raise AssertionError(f"the loader built {len(dags)} DAGs from {n} specs")
+    write_hand_folder(workdir / HAND, dags)
+    return {FACTORY: workdir / FACTORY, HAND: workdir / HAND}
+
+
+# --- the probe: runs in a fresh subprocess --------------------------------------------------------
+
+
+def _normalise(value: Any) -> Any:
+    """A JSON-able, comparable form of an operator argument (XComArg -> its task id and key)."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    if isinstance(value, XComArg):
+        return ["xcom", value.operator.task_id, getattr(value, "key", None)]  # type: ignore[attr-defined]
+    if isinstance(value, dt.timedelta):
+        return ["timedelta", value.total_seconds()]
+    if isinstance(value, dt.datetime | dt.date):
+        return ["datetime", value.isoformat()]
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_normalise(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def _operator_arguments(task: Any) -> dict[str, Any]:
+    """Every ``__init__`` argument of the task's class chain and its task settings, read back."""
+    names = [name for name, _default in init_parameters(type(task))]
+    names += [*TASK_SETTINGS, "multiple_outputs", "template_fields", "do_xcom_push", "trigger_rule"]
+    out = {name: _normalise(getattr(task, name, "<missing>")) for name in names}
+    for event in ("on_execute_callback", "on_failure_callback", "on_retry_callback", "on_success_callback"):
+        out[event] = _normalise(getattr(task, event, None))
+    return out
+
+
+def dag_fingerprint(dag: Any) -> dict[str, Any]:
+    """Everything that makes two DAGs the same DAG, in comparable form."""
+    groups = {}
+    for group_id, group in dag.task_group.get_task_group_dict().items():
+        groups[str(group_id)] = {
+            "tooltip": group.tooltip,
+            "children": sorted(group.children),
+        }
+    return {
+        "dag_id": dag.dag_id,
+        "description": dag.description,
+        "schedule": _normalise(dag.schedule),
+        "timetable": type(dag.timetable).__name__,
+        "start_date": _normalise(dag.start_date),
+        "catchup": dag.catchup,
+        "tags": sorted(dag.tags),
+        "default_args": _normalise(dag.default_args),
+        "doc_md": dag.doc_md,
+        "max_active_runs": dag.max_active_runs,
+        "task_groups": groups,
+        "tasks": {
+            task.task_id: {
+                "class": f"{type(task).__module__}.{type(task).__qualname__}",
+                "task_group": task.task_group.group_id if task.task_group else None,
+                "upstream": sorted(task.upstream_task_ids),
+                "downstream": sorted(task.downstream_task_ids),
+                "arguments": _operator_arguments(task),
+            }
+            for task in sorted(dag.tasks, key=lambda t: t.task_id)
+        },
+    }
+
+
+def probe(folder: str, fingerprint: bool, profile_out: str | None) -> None:
+    """Fill a DagBag from ``folder`` and print one JSON line of timings (run in a fresh process)."""
+    t_start = time.perf_counter()
+    from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import DagBag
+
+    t_imported = time.perf_counter()
+    modules_before = set(sys.modules)
+    profiler = None
+    if profile_out:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    t0 = time.perf_counter()
+    bag = DagBag(dag_folder=folder, safe_mode=False)
+    t1 = time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_out)
+    heavy = sorted(name for name in HEAVY if name in sys.modules)
+    result: dict[str, Any] = {
+        "fill_s": t1 - t0,
+        "import_dagbag_s": t_imported - t_start,
+        "dags": len(bag.dags),
+        "tasks": sum(len(d.tasks) for d in bag.dags.values()),
+        "errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
+        "heavy": heavy,
+        "new_modules": len(set(sys.modules) - modules_before),
+        "files": len(bag.dagbag_stats),
+        "slowest_file": bag.dagbag_stats[0].file if bag.dagbag_stats else None,
+        "slowest_file_s": bag.dagbag_stats[0].duration.total_seconds() if bag.dagbag_stats else 0.0,
+        "dagbag_import_timeout_s": conf.getfloat("core", "dagbag_import_timeout"),
+    }
+    if fingerprint:
+        result["fingerprint"] = {dag_id: dag_fingerprint(bag.dags[dag_id]) for dag_id in sorted(bag.dags)}
+    print(json.dumps(result))
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def probe_env(workdir: Path, bytecode: str) -> dict[str, str]:
+    """The probes' environment: a private AIRFLOW_HOME, no examples, the default 30 s timeout.
+
+    ``bytecode="cached"`` (the DAG processor's steady state: it re-parses unchanged files) lets
+    Python write and reuse ``.pyc`` files, under a private ``PYTHONPYCACHEPREFIX`` so nothing is
+    written into the repository or the venv; the untimed check run fills that cache for both
+    sides. ``bytecode="off"`` sets ``PYTHONDONTWRITEBYTECODE=1``: every DAG file (and every module
+    without a ``.pyc``) is compiled on every parse.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "PYTHONPYCACHEPREFIX"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    (workdir / "airflow_home").mkdir(exist_ok=True)
+    env.update(
+        AIRFLOW_HOME=str(workdir / "airflow_home"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="30",
+        GX_ANALYTICS_ENABLED="False",
+    )
+    if bytecode == "cached":
+        env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_probe(
+    folder: Path, env: dict[str, str], *, fingerprint: bool = False, profile_out: Path | None = None
+) -> dict[str, Any]:
+    """One measurement in a fresh interpreter; adds the whole-process wall time."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", str(folder)]
+    if fingerprint:
+        cmd.append("--fingerprint")
+    if profile_out:
+        cmd += ["--profile-out", str(profile_out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+    process_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"probe failed on {folder} (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_s"] = process_s
+    return result
+
+
+def check_identical(results: dict[str, dict[str, Any]], n: int) -> None:
+    """Both folders must hold the same N DAGs, task for task, argument for argument."""
+    for side, result in results.items():
+        if result["errors"]:
+            raise AssertionError(f"{side}: import errors: {result['errors']}")
+        if result["dags"] != n:
+            raise AssertionError(f"{side}: expected {n} DAGs, got {result['dags']}")
+    factory, hand = results[FACTORY]["fingerprint"], results[HAND]["fingerprint"]
+    if sorted(factory) != sorted(hand):
+        raise AssertionError(f"dag ids differ: {sorted(set(factory) ^ set(hand))}")
+    for dag_id in factory:
+        if factory[dag_id] != hand[dag_id]:
+            a, b = factory[dag_id], hand[dag_id]
+            diff = _first_difference(a, b, dag_id)
+            raise AssertionError(f"DAG {dag_id} differs between factory and hand-written: {diff}")
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, "<absent>") != b.get(key, "<absent>"):
+                return _first_difference(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{path}.{key}")
+    return f"{path}: factory={a!r} hand={b!r}"
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    last = runs[-1]
+    return {
+        "fill_s": statistics.median(r["fill_s"] for r in runs),
+        "process_s": statistics.median(r["process_s"] for r in runs),
+        "import_dagbag_s": statistics.median(r["import_dagbag_s"] for r in runs),
+        "slowest_file": last["slowest_file"],
+        "slowest_file_s": statistics.median(r["slowest_file_s"] for r in runs),
+        "fill_runs_s": [round(r["fill_s"], 4) for r in runs],
+        "process_runs_s": [round(r["process_s"], 4) for r in runs],
+        "dags": last["dags"],
+        "tasks": last["tasks"],
+        "files": last["files"],
+        "new_modules": last["new_modules"],
+        "heavy": sorted({m for r in runs for m in r["heavy"]}),
+        "dagbag_import_timeout_s": last["dagbag_import_timeout_s"],
+    }
+
+
+def measure(n: int, repeat: int, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    folders = generate(workdir / f"n{n}", n)
+    # Parse each folder once untimed: checks the DAGs are identical and warms __pycache__ / disk cache.
+    check = {side: run_probe(folder, env, fingerprint=True) for side, folder in folders.items()}
+    check_identical(check, n)
+    runs: dict[str, list[dict[str, Any]]] = {FACTORY: [], HAND: []}
+    for i in range(repeat):
+        order = (FACTORY, HAND) if i % 2 == 0 else (HAND, FACTORY)
+        for side in order:
+            runs[side].append(run_probe(folders[side], env))
+    factory, hand = _summary(runs[FACTORY]), _summary(runs[HAND])
+    return {
+        "n": n,
+        "factory": factory,
+        "hand": hand,
+        "ratio": factory["fill_s"] / hand["fill_s"],
+        "process_ratio": factory["process_s"] / hand["process_s"],
+        "per_spec_ms": 1000 * factory["fill_s"] / n,
+        "per_dag_ms": 1000 * hand["fill_s"] / n,
+        "identical_structure": True,
+    }
+
+
+def marginal(results: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Cost of one more DAG: the slope between the smallest and largest N (fixed costs cancel)."""
+    if len(results) < 2:
+        return None
+    lo, hi = results[0], results[-1]
+    span = hi["n"] - lo["n"]
+    f = (hi["factory"]["fill_s"] - lo["factory"]["fill_s"]) / span
+    h = (hi["hand"]["fill_s"] - lo["hand"]["fill_s"]) / span
+    return {"from_n": lo["n"], "to_n": hi["n"], "factory_ms": 1000 * f, "hand_ms": 1000 * h, "ratio": f / h}
+
+
+# --- profile -------------------------------------------------------------------------------------
+
+# Where the factory's parse time goes: (label, function name, file suffix) from the cProfile stats.
+PHASES = (
+    ("find spec files (rglob + read + apiVersion regex)", "find_spec_files", "factory/folder.py"),
+    ("load_spec total (read + YAML + pydantic)", "load_spec", "spec/loader.py"),
+    ("  YAML parse with line numbers (pure-Python SafeLoader)", "parse_yaml", "spec/loader.py"),
+    ("  pydantic validation", "validate_data", "spec/loader.py"),
+    ("build_dags (DAG + TaskGroups + 8 operators + XComArgs)", "build_dags", "factory/builder.py"),
+    ("  doc_md text", "_doc_md", "factory/builder.py"),
+    ("  XComArg wiring task.output[key]", "_out", "factory/builder.py"),
+    ("DagBag.bag_dag (cycle check, templates, policies)", "bag_dag", "dagbag.py"),
+    ("DAG.validate", "validate", "definitions/dag.py"),
+)
+
+
+def profile(n: int, workdir: Path, env: dict[str, str], top: int) -> dict[str, Any]:
+    """cProfile both sides at ``n`` and return the factory's phase costs and top functions."""
+    import io
+    import pstats
+
+    folders = generate(workdir / f"profile_n{n}", n)
+    out: dict[str, Any] = {"n": n}
+    for side, folder in folders.items():
+        run_probe(folder, env)  # warm-up
+        stats_file = workdir / f"{side}.prof"
+        result = run_probe(folder, env, profile_out=stats_file)
+        stats = pstats.Stats(str(stats_file))
+        raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+        total = result["fill_s"]
+        phases = []
+        for label, func, suffix in PHASES:
+            cum = sum(
+                v[3] for (file, _line, name), v in raw.items() if name == func and file.endswith(suffix)
+            )
+            calls = sum(
+                v[1] for (file, _line, name), v in raw.items() if name == func and file.endswith(suffix)
+            )
+            if calls:
+                phases.append({"phase": label, "cum_s": cum, "calls": calls, "share": cum / total})
+        imports = sum(
+            v[3] for (file, _l, name), v in raw.items() if name == "_find_and_load" and "importlib" in file
+        )
+        buf = io.StringIO()
+        pstats.Stats(str(stats_file), stream=buf).sort_stats("tottime").print_stats(top)
+        out[side] = {
+            "fill_s_profiled": total,
+            "phases": phases,
+            "imports_cum_s_upper_bound": imports,
+            "top_tottime": buf.getvalue(),
+        }
+    return out
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    mem_gb = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        airflow_version = version("apache-airflow")
+    except Exception:
+        airflow_version = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "airflow": airflow_version,
+        "platform": platform.platform(),
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (
+        "| N | factory s | hand-written s | ratio factory/hand | per-spec ms (factory) | per-DAG ms (hand) "
+        "| factory loader file s (limit 30 s) | process s factory / hand | heavy modules factory / hand |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        f, h = r["factory"], r["hand"]
+        lines.append(
+            f"| {r['n']} | {f['fill_s']:.3f} | {h['fill_s']:.3f} | {r['ratio']:.2f}x | {r['per_spec_ms']:.1f} "
+            f"| {r['per_dag_ms']:.1f} | {f['slowest_file_s']:.3f} | {f['process_s']:.2f} / {h['process_s']:.2f} "
+            f"| {', '.join(f['heavy']) or 'none'} / {', '.join(h['heavy']) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,50,200", help="comma-separated numbers of DAGs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side and size; the median counts")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--profile", action="store_true", help="cProfile both sides at the largest size")
+    parser.add_argument("--top", type=int, default=25, help="functions listed by --profile")
+    parser.add_argument("--keep", action="store_true", help="keep the generated folders (path printed)")
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "off"),
+        default="cached",
+        help="cached: .pyc files are written (to a private prefix) and reused, as in a long-running "
+        "DAG processor; off: PYTHONDONTWRITEBYTECODE=1, every DAG file is compiled on every parse",
+    )
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--fingerprint", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.probe:
+        probe(args.probe, args.fingerprint, args.profile_out)
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-parse-bench-"))
+    env = probe_env(workdir, args.bytecode)
+    report: dict[str, Any] = {
+        "benchmark": "parse_specs",
+        "date": dt.date.today().isoformat(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "repeat": args.repeat,
+        "bytecode": args.bytecode,
+        "results": [],
+    }
+    try:
+        for n in sizes:
+            result = measure(n, args.repeat, workdir, env)
+            report["results"].append(result)
+            print(
+                f"N={n}: factory {result['factory']['fill_s']:.3f}s, hand {result['hand']['fill_s']:.3f}s, "
+                f"ratio {result['ratio']:.2f}x",
+                file=sys.stderr,
+            )
+        report["marginal_per_dag"] = marginal(report["results"])
+        if args.profile:
+            report["profile"] = profile(max(sizes), workdir, env, args.top)
+    finally:
+        if args.keep:
+            print(f"generated folders kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    results = report["results"]
+    print(table(results))
+    m = report["marginal_per_dag"]
+    if m:
+        print(
+            f"\nmarginal cost of one more DAG (N {m['from_n']} -> {m['to_n']}): factory {m['factory_ms']:.1f} ms, "
+            f"hand-written {m['hand_ms']:.1f} ms, ratio {m['ratio']:.2f}x"
+        )
+    worst = max(r["ratio"] for r in results)
+    biggest = results[-1]
+    print(
+        f"target factory/hand <= 1.25x: {'met' if worst <= 1.25 else 'NOT met'} (worst {worst:.2f}x); "
+        f"factory loader file at N={biggest['n']}: {biggest['factory']['slowest_file_s']:.2f}s of the "
+        f"{biggest['factory']['dagbag_import_timeout_s']:.0f}s dagbag_import_timeout"
+    )
+    heavy = sorted({m for r in results for m in r["factory"]["heavy"]})
+    print(f"heavy modules after parsing the factory folder: {', '.join(heavy) or 'none'}")
+    if "profile" in report:
+        for side in (FACTORY, HAND):
+            p = report["profile"][side]
+            print(
+                f"\n== profile, {side}, N={report['profile']['n']} (profiled fill {p['fill_s_profiled']:.2f}s)"
+            )
+            for phase in p["phases"]:
+                print(
+                    f"  {phase['phase']:<62} {phase['cum_s']:7.3f}s {phase['share']:6.1%}  calls={phase['calls']}"
+                )
+            print(
+                f"  {'module imports during the fill (cumulative)':<62} "
+                f"{p['imports_cum_s_upper_bound']:7.3f}s"
+            )
+            print(p["top_tottime"])
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
