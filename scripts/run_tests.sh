@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
-echo "== ruff"; $V/ruff check airflow_mlops dags tests scripts benchmarks
+paths=(); for p in airflow_mlops dags tests scripts benchmarks; do [ -e "$p" ] && paths+=("$p"); done
+echo "== ruff"; $V/ruff check "${paths[@]}"
 echo "== mypy"; $V/mypy
 echo "== pytest"
 set +e
