@@ -9,13 +9,26 @@ from collections.abc import Sequence
 from airflow_mlops.exceptions import SpecError
 
 
-def _validate(files: Sequence[str]) -> int:
+def _validate(files: Sequence[str], allowed_roots: list[str] | None) -> int:
+    from pathlib import Path
+
+    from airflow_mlops.factory.folder import find_spec_files
     from airflow_mlops.spec.loader import load_spec
 
-    failed = 0
+    paths: list[str] = []
     for file in files:
+        if Path(file).is_dir():
+            found = [str(p) for p in find_spec_files(file)]
+            if not found:
+                print(f"{file}: no spec files (*.yaml with `apiVersion: mlops/v1`) found", file=sys.stderr)
+                return 1
+            paths.extend(found)
+        else:
+            paths.append(file)
+    failed = 0
+    for file in paths:
         try:
-            spec = load_spec(file)
+            spec = load_spec(file, allowed_roots=allowed_roots)
         except SpecError as exc:
             failed += 1
             print(exc, file=sys.stderr)
@@ -53,14 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="group", required=True)
     spec = sub.add_parser("spec", help="work with pipeline specs")
     spec_sub = spec.add_subparsers(dest="command", required=True)
-    validate = spec_sub.add_parser("validate", help="check spec files; non-zero exit on any error")
-    validate.add_argument("files", nargs="+")
+    validate = spec_sub.add_parser("validate", help="check spec files (or folders); non-zero exit on any error")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument(
+        "--allowed-root", action="append", dest="allowed_roots", metavar="DIR_OR_S3_PREFIX",
+        help="data and artifact locations must lie under one of these (repeatable); default: the "
+        "folder's mlops-defaults.yaml, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else no restriction",
+    )
     render = spec_sub.add_parser("render", help="print the task graph a spec produces")
     render.add_argument("file")
     spec_sub.add_parser("schema", help="print the JSON Schema of the spec language")
     args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.files)
+        return _validate(args.files, args.allowed_roots)
     if args.command == "render":
         return _render(args.file)
     return _schema()

@@ -38,6 +38,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -63,37 +64,45 @@ FACTORY, HAND = "factory", "hand"
 # --- generation ---------------------------------------------------------------------------------
 
 
-def spec_variant(i: int) -> dict[str, Any]:
-    """The example spec with its own pipeline name, schedule, thresholds and sizes."""
-    import yaml
+def spec_variant(i: int, example: str) -> str:
+    """The example spec's text with its own pipeline name, schedule, tags, thresholds and sizes.
 
-    spec = yaml.safe_load(EXAMPLE_SPEC.read_text(encoding="utf-8"))
-    name = f"model_{i:04d}"
-    spec["pipeline"] = name
-    spec["description"] = f"Benchmark variant {i} of the fraud classifier."
-    spec["schedule"] = SCHEDULES[i % len(SCHEDULES)]
-    spec["tags"] = ["fraud", "tabular", f"shard_{i % 7}"]
-    spec["defaults"]["retries"] = i % 4
-    spec["poisoning"]["max_suspect_fraction"] = round(0.01 + (i % 5) * 0.005, 3)
-    spec["training"]["params"]["epochs"] = 5 + i % 20
-    spec["training"]["params"]["hidden_units"] = [64 + 16 * (i % 3), 32]
-    spec["evaluation"]["metrics"]["roc_auc"]["min"] = round(0.80 + (i % 10) * 0.01, 2)
-    spec["evaluation"]["compare_to_champion"]["roc_auc"]["max_regression"] = round(0.01 + (i % 3) * 0.01, 2)
-    spec["registry"]["model_name"] = f"model-{i:04d}"
-    return spec
+    Edited as text, so every variant keeps the example's layout (comments, flow mappings): the
+    YAML the factory parses is the YAML people write.
+    """
+    schedule = SCHEDULES[i % len(SCHEDULES)]
+    edits = (
+        (r"^pipeline: .*$", f"pipeline: model_{i:04d}"),
+        (r"^schedule: .*$", f"schedule: {json.dumps(schedule) if schedule else 'null'}"),
+        (r"^tags: \[(.*)\]$", rf"tags: [\1, shard_{i % 7}]"),
+        (r"\bretries: \d+", f"retries: {i % 4}"),
+        (r"\bmax_suspect_fraction: [\d.]+", f"max_suspect_fraction: {0.01 + (i % 5) * 0.005:.3f}"),
+        (r"\bepochs: \d+", f"epochs: {5 + i % 20}"),
+        (r"\bhidden_units: \[\d+", f"hidden_units: [{64 + 16 * (i % 3)}"),
+        (r"\broc_auc: \{min: [\d.]+\}", f"roc_auc: {{min: {0.80 + (i % 10) * 0.01:.2f}}}"),
+        (r"\bmax_regression: [\d.]+", f"max_regression: {0.01 + (i % 3) * 0.01:.2f}"),
+        (r"^(\s+)model_name: .*$", rf"\1model_name: model-{i:04d}"),
+    )
+    text = example
+    for pattern, replacement in edits:
+        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        if count != 1:
+            raise AssertionError(
+                f"{EXAMPLE_SPEC}: expected one match of {pattern!r}, found {count}; update spec_variant"
+            )
+    return text
 
 
 def write_factory_folder(folder: Path, n: int) -> list[Path]:
-    """``folder/mlops_specs.py`` plus ``folder/specs/model_NNNN.yaml`` x n."""
-    import yaml
-
+    """``folder/mlops_specs.py`` (the repository's loader) plus ``folder/specs/model_NNNN.yaml`` x n."""
+    example = EXAMPLE_SPEC.read_text(encoding="utf-8")
     specs = folder / "specs"
     specs.mkdir(parents=True)
     shutil.copy(LOADER, folder / "mlops_specs.py")
     paths = []
     for i in range(n):
         path = specs / f"model_{i:04d}.yaml"
-        path.write_text(yaml.safe_dump(spec_variant(i), sort_keys=False), encoding="utf-8")
+        path.write_text(spec_variant(i, example), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -372,13 +381,93 @@ def dag_fingerprint(dag: Any) -> dict[str, Any]:
     }
 
 
-def probe(folder: str, fingerprint: bool, profile_out: str | None) -> None:
+# Phases timed by wrapping functions with a perf_counter (``--profile``): (label, "module:qualname").
+# Inclusive times; an indented label runs inside the one above it. A name that no longer exists
+# (the factory is evolving) is skipped and reported as missing.
+PHASES = (
+    ("find spec files (rglob, read, apiVersion regex)", "airflow_mlops.factory.folder:find_spec_files"),
+    ("folder defaults lookup", "airflow_mlops.spec.loader:find_folder_defaults"),
+    ("load_spec (read, YAML, pydantic, checks)", "airflow_mlops.spec.loader:load_spec"),
+    ("  YAML -> data with line numbers", "airflow_mlops.spec.loader:parse_yaml"),
+    ("  pydantic validation", "airflow_mlops.spec.loader:validate_data"),
+    ("  path checks", "airflow_mlops.spec.checks:check_paths"),
+    ("  step checks", "airflow_mlops.spec.checks:check_steps"),
+    ("build_dags (DAG, TaskGroups, 8 operators, XComArgs)", "airflow_mlops.factory.builder:build_dags"),
+    ("  doc_md text", "airflow_mlops.factory.builder:_doc_md"),
+    ("  task settings merge", "airflow_mlops.factory.builder:task_settings"),
+    ("  XComArg wiring task.output[key]", "airflow_mlops.factory.builder:_out"),
+    ("DagBag.bag_dag (cycle check, templates, policies)", "airflow.dag_processing.dagbag:DagBag.bag_dag"),
+    ("DAG.validate", "airflow.sdk.definitions.dag:DAG.validate"),
+)
+# What each side imports for its DAG files (timed before the fill in --profile runs).
+HAND_IMPORTS = (
+    "airflow_mlops.operators.data", "airflow_mlops.operators.model", "airflow_mlops.operators.registry",
+    "airflow_mlops.operators.training",
+)  # fmt: skip
+FACTORY_IMPORTS = ("airflow_mlops.factory", "airflow_mlops.factory.importer", "airflow_mlops.spec.loader")
+
+
+def _instrument(target: str, acc: list[float]) -> bool:
+    """Wrap ``module:qualname`` with a timer everywhere it is bound; False if it does not exist."""
+    import functools
+    import importlib
+
+    module_name, _, qualname = target.partition(":")
+    try:
+        owner: Any = importlib.import_module(module_name)
+        *parents, name = qualname.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+    except (ImportError, AttributeError):
+        return False
+
+    @functools.wraps(original)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            acc[0] += time.perf_counter() - t0
+            acc[1] += 1
+
+    setattr(owner, name, timed)
+    if not parents:  # also where it was imported by name (`from x import f`)
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if namespace is not None and namespace.get(name) is original:
+                namespace[name] = timed
+    return True
+
+
+def _timed_imports(names: tuple[str, ...]) -> float:
+    import importlib
+
+    t0 = time.perf_counter()
+    for name in names:
+        importlib.import_module(name)
+    return time.perf_counter() - t0
+
+
+def probe(folder: str, fingerprint: bool, profile_out: str | None, phases: bool) -> None:
     """Fill a DagBag from ``folder`` and print one JSON line of timings (run in a fresh process)."""
     t_start = time.perf_counter()
     from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
 
     t_imported = time.perf_counter()
+    result: dict[str, Any] = {}
+    timers: dict[str, list[float]] = {}
+    if phases:  # import up front (timed), then wrap the phase functions
+        result["pydantic_loaded_by_airflow"] = "pydantic" in sys.modules
+        result["yaml_loaded_by_airflow"] = "yaml" in sys.modules
+        result["import_operators_s"] = _timed_imports(HAND_IMPORTS)
+        result["import_factory_extra_s"] = _timed_imports(FACTORY_IMPORTS)
+        for label, target in PHASES:
+            acc = [0.0, 0]
+            if _instrument(target, acc):
+                timers[label] = acc
+        result["phases_missing"] = [label for label, _ in PHASES if label not in timers]
     modules_before = set(sys.modules)
     profiler = None
     if profile_out:
@@ -393,19 +482,23 @@ def probe(folder: str, fingerprint: bool, profile_out: str | None) -> None:
         profiler.disable()
         profiler.dump_stats(profile_out)
     heavy = sorted(name for name in HEAVY if name in sys.modules)
-    result: dict[str, Any] = {
-        "fill_s": t1 - t0,
-        "import_dagbag_s": t_imported - t_start,
-        "dags": len(bag.dags),
-        "tasks": sum(len(d.tasks) for d in bag.dags.values()),
-        "errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
-        "heavy": heavy,
-        "new_modules": len(set(sys.modules) - modules_before),
-        "files": len(bag.dagbag_stats),
-        "slowest_file": bag.dagbag_stats[0].file if bag.dagbag_stats else None,
-        "slowest_file_s": bag.dagbag_stats[0].duration.total_seconds() if bag.dagbag_stats else 0.0,
-        "dagbag_import_timeout_s": conf.getfloat("core", "dagbag_import_timeout"),
-    }
+    result.update(
+        {
+            "fill_s": t1 - t0,
+            "import_dagbag_s": t_imported - t_start,
+            "dags": len(bag.dags),
+            "tasks": sum(len(d.tasks) for d in bag.dags.values()),
+            "errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
+            "heavy": heavy,
+            "new_modules": len(set(sys.modules) - modules_before),
+            "files": len(bag.dagbag_stats),
+            "slowest_file": bag.dagbag_stats[0].file if bag.dagbag_stats else None,
+            "slowest_file_s": bag.dagbag_stats[0].duration.total_seconds() if bag.dagbag_stats else 0.0,
+            "dagbag_import_timeout_s": conf.getfloat("core", "dagbag_import_timeout"),
+        }
+    )
+    if timers:
+        result["phases"] = {label: {"s": acc[0], "calls": int(acc[1])} for label, acc in timers.items()}
     if fingerprint:
         result["fingerprint"] = {dag_id: dag_fingerprint(bag.dags[dag_id]) for dag_id in sorted(bag.dags)}
     print(json.dumps(result))
@@ -440,7 +533,12 @@ def probe_env(workdir: Path, bytecode: str) -> dict[str, str]:
 
 
 def run_probe(
-    folder: Path, env: dict[str, str], *, fingerprint: bool = False, profile_out: Path | None = None
+    folder: Path,
+    env: dict[str, str],
+    *,
+    fingerprint: bool = False,
+    profile_out: Path | None = None,
+    phases: bool = False,
 ) -> dict[str, Any]:
     """One measurement in a fresh interpreter; adds the whole-process wall time."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", str(folder)]
@@ -448,6 +546,8 @@ def run_probe(
         cmd.append("--fingerprint")
     if profile_out:
         cmd += ["--profile-out", str(profile_out)]
+    if phases:
+        cmd.append("--phases")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=folder, timeout=600)
     process_s = time.perf_counter() - t0
@@ -538,22 +638,13 @@ def marginal(results: list[dict[str, Any]]) -> dict[str, float] | None:
 
 # --- profile -------------------------------------------------------------------------------------
 
-# Where the factory's parse time goes: (label, function name, file suffix) from the cProfile stats.
-PHASES = (
-    ("find spec files (rglob + read + apiVersion regex)", "find_spec_files", "factory/folder.py"),
-    ("load_spec total (read + YAML + pydantic)", "load_spec", "spec/loader.py"),
-    ("  YAML parse with line numbers (pure-Python SafeLoader)", "parse_yaml", "spec/loader.py"),
-    ("  pydantic validation", "validate_data", "spec/loader.py"),
-    ("build_dags (DAG + TaskGroups + 8 operators + XComArgs)", "build_dags", "factory/builder.py"),
-    ("  doc_md text", "_doc_md", "factory/builder.py"),
-    ("  XComArg wiring task.output[key]", "_out", "factory/builder.py"),
-    ("DagBag.bag_dag (cycle check, templates, policies)", "bag_dag", "dagbag.py"),
-    ("DAG.validate", "validate", "definitions/dag.py"),
-)
 
+def profile(n: int, workdir: Path, env: dict[str, str], top: int, repeat: int) -> dict[str, Any]:
+    """Where the time goes at ``n``: timed phases (median of ``repeat``) and cProfile's top functions.
 
-def profile(n: int, workdir: Path, env: dict[str, str], top: int) -> dict[str, Any]:
-    """cProfile both sides at ``n`` and return the factory's phase costs and top functions."""
+    The phase timers add ~1 us per call, so their shares hold; cProfile slows pure-Python code
+    (the YAML scanner) far more than C code, so its list only names the hot functions.
+    """
     import io
     import pstats
 
@@ -561,31 +652,29 @@ def profile(n: int, workdir: Path, env: dict[str, str], top: int) -> dict[str, A
     out: dict[str, Any] = {"n": n}
     for side, folder in folders.items():
         run_probe(folder, env)  # warm-up
-        stats_file = workdir / f"{side}.prof"
-        result = run_probe(folder, env, profile_out=stats_file)
-        stats = pstats.Stats(str(stats_file))
-        raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-        total = result["fill_s"]
+        runs = [run_probe(folder, env, phases=True) for _ in range(repeat)]
+        fill = statistics.median(r["fill_s"] for r in runs)
+        labels = list(runs[0].get("phases", {}))
         phases = []
-        for label, func, suffix in PHASES:
-            cum = sum(
-                v[3] for (file, _line, name), v in raw.items() if name == func and file.endswith(suffix)
-            )
-            calls = sum(
-                v[1] for (file, _line, name), v in raw.items() if name == func and file.endswith(suffix)
-            )
+        for label in labels:
+            s = statistics.median(r["phases"][label]["s"] for r in runs)
+            calls = runs[0]["phases"][label]["calls"]
             if calls:
-                phases.append({"phase": label, "cum_s": cum, "calls": calls, "share": cum / total})
-        imports = sum(
-            v[3] for (file, _l, name), v in raw.items() if name == "_find_and_load" and "importlib" in file
-        )
+                phases.append({"phase": label, "s": s, "calls": calls, "share": s / fill})
+        stats_file = workdir / f"{side}.prof"
+        run_probe(folder, env, profile_out=stats_file)
         buf = io.StringIO()
         pstats.Stats(str(stats_file), stream=buf).sort_stats("tottime").print_stats(top)
+        first = runs[0]
         out[side] = {
-            "fill_s_profiled": total,
+            "fill_s": fill,
             "phases": phases,
-            "imports_cum_s_upper_bound": imports,
-            "top_tottime": buf.getvalue(),
+            "phases_missing": first.get("phases_missing", []),
+            "import_operators_s": statistics.median(r["import_operators_s"] for r in runs),
+            "import_factory_extra_s": statistics.median(r["import_factory_extra_s"] for r in runs),
+            "pydantic_loaded_by_airflow": first["pydantic_loaded_by_airflow"],
+            "yaml_loaded_by_airflow": first["yaml_loaded_by_airflow"],
+            "cprofile_top_tottime": buf.getvalue(),
         }
     return out
 
@@ -638,6 +727,30 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def profile_text(prof: dict[str, Any]) -> str:
+    lines = []
+    for side in (FACTORY, HAND):
+        p = prof[side]
+        lines.append(
+            f"\n== where the time goes: {side}, N={prof['n']}, fill {p['fill_s']:.3f}s (phase timers)"
+        )
+        for phase in p["phases"]:
+            lines.append(
+                f"  {phase['phase']:<56} {phase['s']:7.3f}s {phase['share']:6.1%}  calls={phase['calls']}"
+            )
+        if side == FACTORY:
+            lines.append(
+                f"  imports before the fill: operators {p['import_operators_s']:.3f}s, factory+spec on top "
+                f"{p['import_factory_extra_s']:.3f}s (pydantic already loaded by Airflow: "
+                f"{p['pydantic_loaded_by_airflow']}, yaml: {p['yaml_loaded_by_airflow']})"
+            )
+            if p["phases_missing"]:
+                lines.append(f"  not found (factory changed?): {', '.join(p['phases_missing'])}")
+        lines.append(f"-- cProfile, {side}, top by own time (profiling inflates pure-Python code):")
+        lines.append(p["cprofile_top_tottime"].strip())
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,50,200", help="comma-separated numbers of DAGs")
@@ -656,10 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--fingerprint", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.probe:
-        probe(args.probe, args.fingerprint, args.profile_out)
+        probe(args.probe, args.fingerprint, args.profile_out, args.phases)
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -685,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         report["marginal_per_dag"] = marginal(report["results"])
         if args.profile:
-            report["profile"] = profile(max(sizes), workdir, env, args.top)
+            report["profile"] = profile(max(sizes), workdir, env, args.top, args.repeat)
     finally:
         if args.keep:
             print(f"generated folders kept in {workdir}", file=sys.stderr)
@@ -710,20 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     heavy = sorted({m for r in results for m in r["factory"]["heavy"]})
     print(f"heavy modules after parsing the factory folder: {', '.join(heavy) or 'none'}")
     if "profile" in report:
-        for side in (FACTORY, HAND):
-            p = report["profile"][side]
-            print(
-                f"\n== profile, {side}, N={report['profile']['n']} (profiled fill {p['fill_s_profiled']:.2f}s)"
-            )
-            for phase in p["phases"]:
-                print(
-                    f"  {phase['phase']:<62} {phase['cum_s']:7.3f}s {phase['share']:6.1%}  calls={phase['calls']}"
-                )
-            print(
-                f"  {'module imports during the fill (cumulative)':<62} "
-                f"{p['imports_cum_s_upper_bound']:7.3f}s"
-            )
-            print(p["top_tottime"])
+        print(profile_text(report["profile"]))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"\nwrote {args.out}")

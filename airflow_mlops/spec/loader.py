@@ -247,6 +247,47 @@ def _issue_from_error(
 
 M = TypeVar("M", bound=BaseModel)
 
+_TYPE_MISMATCH = {"string_type", "none_required", "dict_type", "model_type", "model_attributes_type",
+                  "int_type", "float_type", "bool_type", "list_type", "literal_error", "string_pattern_mismatch"}
+
+
+_BRANCH_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "date", "datetime", "timedelta"}
+
+
+def _is_branch_tag(part: str) -> bool:
+    return part in _BRANCH_TAGS or part[:1].isupper() or "[" in part or part.startswith(("function-", "constrained-"))
+
+
+def _data_loc(err: dict[str, Any], data: Any) -> dict[str, Any]:
+    """Drop pydantic's union-branch tags (``str``, ``ScheduleConfig``...) from an error's location."""
+    loc: list[Any] = []
+    node = data
+    for part in err["loc"]:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            node = node[part]
+            loc.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_branch_tag(part):
+            loc.append(part)  # a key that is missing or unknown (e.g. extra_forbidden)
+            node = None
+        elif part == "[key]":
+            loc.append(part)
+        # anything else is a branch tag of a union or a validator wrapper
+    return {**err, "loc": tuple(loc), "branch": tuple(err["loc"]) != tuple(loc)}
+
+
+def _without_union_noise(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """When a union branch failed for a real reason, hide the "wrong type" errors of the others."""
+    real = {e["loc"][:1] for e in errors if e.get("branch") and e["type"] not in _TYPE_MISMATCH}
+    kept = [e for e in errors if not (e.get("branch") and e["type"] in _TYPE_MISMATCH and e["loc"][:1] in real)]
+    seen: set[tuple[Any, ...]] = set()
+    unique = []
+    for e in kept:
+        key = (e["loc"], e["msg"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+    return unique
+
 
 def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpec) -> M:  # type: ignore[assignment]
     if not isinstance(data, dict):
@@ -256,7 +297,8 @@ def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpe
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        issues = [_issue_from_error(dict(e), located, model) for e in exc.errors()]
+        errors = _without_union_noise([_data_loc(dict(e), data) for e in exc.errors()])
+        issues = [_issue_from_error(e, located, model) for e in errors]
         issues.sort(key=lambda i: (i.line or 0, i.column or 0))
         raise SpecError(issues) from None
 

@@ -140,7 +140,6 @@ class ScheduleConfig(_Strict):
     )
     events: list[str] = Field(
         default_factory=list,
-        min_length=1,
         description="Asset events that start a run: `drift` and `new_data` (this pipeline's own "
         "assets, `mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`).",
     )
@@ -149,6 +148,12 @@ class ScheduleConfig(_Strict):
     @classmethod
     def _valid_time(cls, value: str | None) -> str | None:
         return None if value is None else check_time_schedule(value)
+
+    @model_validator(mode="after")
+    def _something_to_run_on(self) -> ScheduleConfig:
+        if self.time is None and not self.events:
+            raise ValueError("give `time`, `events` or both (or `schedule: null` for manual runs only)")
+        return self
 
 
 def check_time_schedule(value: str) -> str:
