@@ -41,6 +41,10 @@ def make_dags_folder(tmp: Path, data: Path, model_name: str) -> Path:
     spec = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
     spec = spec.replace("../data/fraud", str(data)).replace("model_name: fraud-detector", f"model_name: {model_name}")
     (dags / "specs" / "fraud_detector.yaml").write_text(spec)
+    # The data lives outside the dags folder: allow it explicitly (a folder defaults file).
+    (dags / "specs" / "mlops-defaults.yaml").write_text(
+        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{data}]\ntags: [integration]\n"
+    )
     return dags
 
 
