@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_mlops.exceptions import DataError, GateFailedError
+from airflow_mlops.training.ranking import roc_auc
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +83,7 @@ def compute_metrics(y_true: Any, y_score: Any, *, threshold: float = 0.5) -> dic
     clipped = np.clip(score, eps, 1 - eps)
     log_loss = float(-np.mean(np.where(positive, np.log(clipped), np.log1p(-clipped))))
     return {
-        "roc_auc": _roc_auc(y, score),
+        "roc_auc": roc_auc(y, score),
         "pr_auc": _average_precision(y, score),
         "f1": float(f1),
         "precision": float(precision),
@@ -90,19 +91,6 @@ def compute_metrics(y_true: Any, y_score: Any, *, threshold: float = 0.5) -> dic
         "accuracy": float(np.mean(predicted == positive)),
         "log_loss": log_loss,
     }
-
-
-def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Mann-Whitney U over average ranks: a tied positive/negative pair counts one half."""
-    import numpy as np
-
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    average_ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((average_ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def _average_precision(y: np.ndarray, score: np.ndarray) -> float:

@@ -43,6 +43,7 @@ import torch
 
 from airflow_mlops.exceptions import DataError, MLOpsError, TrainingError
 from airflow_mlops.training.model import MLP, Preprocessor, build_model_config, save_model
+from airflow_mlops.training.ranking import roc_auc
 
 log = logging.getLogger("airflow_mlops.training.trainer")
 
@@ -153,8 +154,8 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         "stopped_early": stopped_early,
         "best_train_loss": best["train_loss"],
         "best_val_loss": best["val_loss"],
-        "train_roc_auc": _finite_or_none(_roc_auc(y_train, train_scores)),
-        "val_roc_auc": _finite_or_none(_roc_auc(y_val, val_scores)) if len(y_val) else None,
+        "train_roc_auc": _finite_or_none(roc_auc(y_train, train_scores)),
+        "val_roc_auc": _finite_or_none(roc_auc(y_val, val_scores)) if len(y_val) else None,
         "rows": len(y_all),
         "train_rows": len(y_train),
         "validation_rows": len(y_val),
@@ -480,21 +481,6 @@ def _scores(model: MLP, x: np.ndarray, device: torch.device) -> np.ndarray:
             batch = torch.from_numpy(x[start : start + _EVAL_CHUNK]).to(device)
             out[start : start + len(batch)] = torch.sigmoid(model(batch)).to("cpu", torch.float64).numpy()
     return out
-
-
-def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC via average ranks (ties count one half); NaN when ``y`` has a single class.
-
-    The same formula as ``airflow_mlops.registry.evaluation``; repeated here because the trainer
-    must not import the registry package (it runs where only torch is installed).
-    """
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 # --- output -------------------------------------------------------------------------------------
