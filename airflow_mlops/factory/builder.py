@@ -147,6 +147,16 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
     ]
     gates += [f"`{m}` at most {c.max_regression} below the champion" for m, c in spec.evaluation.compare_to_champion.items()]
     lines.append("- **Gates**: " + ("; ".join(gates) if gates else "none configured"))
+    schedule = spec.schedule
+    if schedule is None:
+        when = "manual runs only"
+    elif isinstance(schedule, str):
+        when = f"`{schedule}`"
+    else:
+        when = " or ".join(([f"`{schedule.time}`"] if schedule.time else []) + [f"asset event `{e}`" for e in schedule.events])
+    lines.insert(2, f"**Runs on**: {when}" + (" (catchup: one run per data interval)" if spec.catchup else "") + "\n")
+    if spec.steps:
+        lines.append("- **Steps of your own**: " + ", ".join(f"`{s.id}` after {', '.join(s.after) or 'start'}" for s in spec.steps))
     lines += [
         f"- **Security**: every model file scanned; signed with the key in connection "
         f"`{spec.security.signing.connection}`; promotion re-verifies the signature",
