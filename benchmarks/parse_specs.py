@@ -2,29 +2,36 @@
 
 For each N this script writes two dags folders into a temp dir:
 
-* ``factory/``: ``mlops_specs.py`` (a copy of ``dags/mlops_specs.py``) and ``specs/*.yaml``, N
-  variants of ``dags/specs/fraud_detector.yaml`` (own ``pipeline`` name, schedule, thresholds);
-* ``hand/``: N plain Python DAG files, one per DAG, rendered from :data:`HAND_TEMPLATE`. Each
-  builds the *same* DAG the factory builds from the matching spec: same dag_id, schedule,
-  default_args, doc, TaskGroups, operators, arguments and ``task.output["key"]`` wiring.
+* ``factory/``: a copy of ``dags/mlops_specs.py`` and ``specs/*.yaml``, N variants of
+  ``dags/specs/fraud_detector.yaml`` (own pipeline name, schedule, tags, retries, thresholds);
+* ``hand/``: N plain Python DAG files, one per DAG, rendered from :data:`HAND_TEMPLATE`: the
+  same DAG, TaskGroups, ``airflow_mlops.operators.*`` calls and ``task.output["key"]`` wiring,
+  with the literal values (paths, thresholds, settings, doc) a person would type. The literals
+  are read off the DAGs the loader builds, so the twin follows the factory as it evolves.
 
-Before timing, both folders are parsed once (also the warm-up that writes ``__pycache__``) and
-their DAGs are compared: dag settings, task ids, task groups, operator classes, every operator
-argument (XComArgs as ``(task_id, key)``) and every dependency must be identical.
+Before timing, every folder is parsed once (this also warms the bytecode and disk caches) and
+the DAGs are compared with the hand-written ones: DAG settings, doc, task groups, operator
+classes, every operator argument (XComArgs as task id + key), task settings and every edge must
+be identical, or the benchmark stops.
 
-Each measurement is a fresh ``python`` subprocess, so imports are cold and equal for both sides;
-the subprocess times ``DagBag(dag_folder=..., safe_mode=False)`` only and reports which heavy
-modules are in ``sys.modules`` afterwards. The parent also times the whole process. Factory and
-hand-written runs alternate, and the median of ``--repeat`` runs is reported.
+Each measurement is a fresh ``python`` subprocess that times ``DagBag(dag_folder=...,
+safe_mode=False)`` only (wall and CPU time), counts garbage-collection time, and lists the heavy
+modules in ``sys.modules`` afterwards; the parent also times the whole process. By default the
+probe does what the DAG processor does: ``gc.freeze()`` after importing Airflow, and ``.pyc``
+files reused (kept under a private ``PYTHONPYCACHEPREFIX``); ``--gc normal --bytecode off`` gives
+a plain fresh interpreter instead. The order of the sides rotates each round; medians of
+``--repeat`` runs are reported.
 
-The DAG processor applies ``[core] dagbag_import_timeout`` (default 30 s) per *file*. The
-factory parses all N specs inside its one loader file, so that file's own time is reported
-against the limit.
+The DAG processor applies ``[core] dagbag_import_timeout`` (default 30 s) per *file*; the
+factory parses all N specs inside its one loader file, so that file's time is reported against
+the limit. ``--with-pure-yaml`` also times the factory with the spec loader's libyaml fast path turned
+off (PyYAML's pure-Python parser, as before the loader used libyaml); ``--profile``
+times the factory's phases and lists cProfile's hottest functions.
 
 Usage::
 
     .venv/bin/python benchmarks/parse_specs.py --sizes 10,50,200 --repeat 3 --out results.json
-    .venv/bin/python benchmarks/parse_specs.py --sizes 200 --profile   # where the factory's time goes
+    .venv/bin/python benchmarks/parse_specs.py --sizes 200 --with-pure-yaml --profile
 
 Only the standard library is imported at module level: the probe subprocess runs this file too,
 and must not load anything the DAG files themselves would not.
@@ -58,7 +65,8 @@ HEAVY = (
     "pyarrow", "safetensors", "model_signing", "kubernetes",
 )  # fmt: skip
 SCHEDULES = ("@daily", "@hourly", "0 3 * * *", "30 */6 * * 1-5", "@weekly", None)
-FACTORY, HAND = "factory", "hand"
+FACTORY, HAND, PURE_YAML = "factory", "hand", "factory_pure_yaml"
+GC_ENV = "MLOPS_PARSE_BENCH_GC"  # how run_probe learns the --gc mode
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -116,7 +124,7 @@ from __future__ import annotations
 
 import datetime
 
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable, TaskGroup
 
 from airflow_mlops.operators.data import DataValidateOperator, PoisoningScreenOperator
 from airflow_mlops.operators.model import ModelEvaluateOperator, ModelScanOperator, ModelSignOperator
@@ -190,15 +198,23 @@ def init_parameters(cls: type) -> list[tuple[str, Any]]:
     return out
 
 
+class _Source(str):
+    """Python source written into the hand-written file as is."""
+
+
 def python_literal(value: Any) -> str:
     """Source text that evaluates to ``value`` in the hand-written file."""
     from airflow.sdk.definitions.xcom_arg import PlainXComArg
 
+    if isinstance(value, _Source):
+        return str(value)
     if isinstance(value, PlainXComArg):
         var = TEMPLATE_VARS[value.operator.task_id]
         return f"{var}.output" if value.key == "return_value" else f"{var}.output[{value.key!r}]"
     if value is None or isinstance(value, bool | int | float | str | dt.timedelta):
         return repr(value)  # a timedelta reads `datetime.timedelta(...)`: the template imports datetime
+    if type(value).__name__ in ("CronDataIntervalTimetable", "DeltaDataIntervalTimetable"):
+        return repr(value)  # `CronDataIntervalTimetable(expression='0 * * * *', timezone='UTC')`
     if isinstance(value, list | tuple):
         items = ", ".join(python_literal(v) for v in value)
         return f"[{items}]" if isinstance(value, list) else f"({items}{',' if len(value) == 1 else ''})"
@@ -224,7 +240,10 @@ def render_hand_written(dag: Any) -> str:
 
     if getattr(dag, "deadline", None):
         raise NotImplementedError("the benchmark variants have no deadline")
-    if not isinstance(dag.schedule, str | dt.timedelta | type(None)):
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+
+    time_schedules = (str, dt.timedelta, type(None), CronDataIntervalTimetable, DeltaDataIntervalTimetable)
+    if not isinstance(dag.schedule, time_schedules):
         raise NotImplementedError(f"the benchmark variants use time schedules, not {dag.schedule!r}")
     with DAG("baseline", default_args=dict(dag.default_args), schedule=None):
         baseline = BaseOperator(task_id="baseline")  # what a task gets without per-task settings
@@ -232,12 +251,15 @@ def render_hand_written(dag: Any) -> str:
     start = dag.start_date
     if start.utcoffset() != dt.timedelta(0):
         raise NotImplementedError("the benchmark variants start at a UTC date")
-    start_src = f"datetime.datetime({start.year}, {start.month}, {start.day}, {start.hour}, {start.minute}, tzinfo=datetime.UTC)"
+    start_src = _Source(
+        f"datetime.datetime({start.year}, {start.month}, {start.day}, {start.hour}, {start.minute}, "
+        f"{start.second}, tzinfo=datetime.UTC)"
+    )
     dag_kwargs = [
         ("dag_id", dag.dag_id),
         ("description", dag.description),
         ("schedule", dag.schedule),
-        ("start_date", None),
+        ("start_date", start_src),
         ("catchup", dag.catchup),
         ("tags", sorted(dag.tags)),
         ("default_args", dict(dag.default_args)),
@@ -246,7 +268,7 @@ def render_hand_written(dag: Any) -> str:
     ]
     if dag.dagrun_timeout is not None:
         dag_kwargs.append(("dagrun_timeout", dag.dagrun_timeout))
-    dag_src = _kwargs(dag_kwargs, 4).replace("start_date=None,", f"start_date={start_src},")
+    dag_src = _kwargs(dag_kwargs, 4)
 
     blocks: dict[str, str] = {}
     unexpected = sorted(set(dag.task_dict) - set(TEMPLATE_VARS))
@@ -449,14 +471,37 @@ def _timed_imports(names: tuple[str, ...]) -> float:
     return time.perf_counter() - t0
 
 
-def probe(folder: str, fingerprint: bool, profile_out: str | None, phases: bool) -> None:
-    """Fill a DagBag from ``folder`` and print one JSON line of timings (run in a fresh process)."""
+def probe(
+    folder: str, fingerprint: bool, profile_out: str | None, phases: bool, pure_yaml: bool, gc_freeze: bool
+) -> None:
+    """Fill a DagBag from ``folder`` and print one JSON line of timings (run in a fresh process).
+
+    With ``gc_freeze`` the heap Airflow built on import is frozen first, as the DAG processor does
+    (``DagFileProcessorManager.before_run`` calls ``gc.freeze()`` before it forks the per-file
+    parsers): a full collection then walks only what the parse itself allocated.
+    """
+    import gc
+
     t_start = time.perf_counter()
     from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
 
     t_imported = time.perf_counter()
     result: dict[str, Any] = {}
+    if pure_yaml:  # the spec loader without its libyaml fast path
+        from airflow_mlops.spec import loader
+
+        loader._FAST_LOADER = None
+    gc_stats = {"s": 0.0, "collections": 0, "full": 0, "_t": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_stats["_t"] = time.perf_counter()
+        else:
+            gc_stats["s"] += time.perf_counter() - gc_stats["_t"]
+            gc_stats["collections"] += 1
+            gc_stats["full"] += info["generation"] == 2
+
     timers: dict[str, list[float]] = {}
     if phases:  # import up front (timed), then wrap the phase functions
         result["pydantic_loaded_by_airflow"] = "pydantic" in sys.modules
@@ -475,9 +520,13 @@ def probe(folder: str, fingerprint: bool, profile_out: str | None, phases: bool)
 
         profiler = cProfile.Profile()
         profiler.enable()
-    t0 = time.perf_counter()
+    if gc_freeze:
+        gc.freeze()
+    gc.callbacks.append(on_gc)
+    c0, t0 = time.process_time(), time.perf_counter()
     bag = DagBag(dag_folder=folder, safe_mode=False)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
+    gc.callbacks.remove(on_gc)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
@@ -485,6 +534,10 @@ def probe(folder: str, fingerprint: bool, profile_out: str | None, phases: bool)
     result.update(
         {
             "fill_s": t1 - t0,
+            "fill_cpu_s": c1 - c0,
+            "gc_s": gc_stats["s"],
+            "gc_collections": gc_stats["collections"],
+            "gc_full_collections": gc_stats["full"],
             "import_dagbag_s": t_imported - t_start,
             "dags": len(bag.dags),
             "tasks": sum(len(d.tasks) for d in bag.dags.values()),
@@ -507,7 +560,7 @@ def probe(folder: str, fingerprint: bool, profile_out: str | None, phases: bool)
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def probe_env(workdir: Path, bytecode: str) -> dict[str, str]:
+def probe_env(workdir: Path, bytecode: str, gc_mode: str = "freeze") -> dict[str, str]:
     """The probes' environment: a private AIRFLOW_HOME, no examples, the default 30 s timeout.
 
     ``bytecode="cached"`` (the DAG processor's steady state: it re-parses unchanged files) lets
@@ -525,6 +578,7 @@ def probe_env(workdir: Path, bytecode: str) -> dict[str, str]:
         AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="30",
         GX_ANALYTICS_ENABLED="False",
     )
+    env[GC_ENV] = gc_mode
     if bytecode == "cached":
         env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     else:
@@ -539,15 +593,20 @@ def run_probe(
     fingerprint: bool = False,
     profile_out: Path | None = None,
     phases: bool = False,
+    pure_yaml: bool = False,
 ) -> dict[str, Any]:
     """One measurement in a fresh interpreter; adds the whole-process wall time."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", str(folder)]
+    if env.get(GC_ENV) == "normal":
+        cmd.append("--no-gc-freeze")
     if fingerprint:
         cmd.append("--fingerprint")
     if profile_out:
         cmd += ["--profile-out", str(profile_out)]
     if phases:
         cmd.append("--phases")
+    if pure_yaml:
+        cmd.append("--pure-yaml")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=folder, timeout=600)
     process_s = time.perf_counter() - t0
@@ -559,20 +618,23 @@ def run_probe(
 
 
 def check_identical(results: dict[str, dict[str, Any]], n: int) -> None:
-    """Both folders must hold the same N DAGs, task for task, argument for argument."""
+    """Every side must hold the same N DAGs as the hand-written folder, task for task."""
     for side, result in results.items():
         if result["errors"]:
             raise AssertionError(f"{side}: import errors: {result['errors']}")
         if result["dags"] != n:
             raise AssertionError(f"{side}: expected {n} DAGs, got {result['dags']}")
-    factory, hand = results[FACTORY]["fingerprint"], results[HAND]["fingerprint"]
-    if sorted(factory) != sorted(hand):
-        raise AssertionError(f"dag ids differ: {sorted(set(factory) ^ set(hand))}")
-    for dag_id in factory:
-        if factory[dag_id] != hand[dag_id]:
-            a, b = factory[dag_id], hand[dag_id]
-            diff = _first_difference(a, b, dag_id)
-            raise AssertionError(f"DAG {dag_id} differs between factory and hand-written: {diff}")
+    hand = results[HAND]["fingerprint"]
+    for side, result in results.items():
+        other = result["fingerprint"]
+        if sorted(other) != sorted(hand):
+            raise AssertionError(
+                f"{side}: dag ids differ from hand-written: {sorted(set(other) ^ set(hand))}"
+            )
+        for dag_id in hand:
+            if other[dag_id] != hand[dag_id]:
+                diff = _first_difference(other[dag_id], hand[dag_id], dag_id)
+                raise AssertionError(f"DAG {dag_id} differs between {side} and hand-written: {diff}")
 
 
 def _first_difference(a: Any, b: Any, path: str) -> str:
@@ -580,17 +642,24 @@ def _first_difference(a: Any, b: Any, path: str) -> str:
         for key in sorted(set(a) | set(b)):
             if a.get(key, "<absent>") != b.get(key, "<absent>"):
                 return _first_difference(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{path}.{key}")
-    return f"{path}: factory={a!r} hand={b!r}"
+    return f"{path}: {a!r} vs hand-written {b!r}"
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
     last = runs[-1]
     return {
-        "fill_s": statistics.median(r["fill_s"] for r in runs),
-        "process_s": statistics.median(r["process_s"] for r in runs),
-        "import_dagbag_s": statistics.median(r["import_dagbag_s"] for r in runs),
+        "fill_s": med("fill_s"),
+        "fill_min_s": min(r["fill_s"] for r in runs),
+        "fill_cpu_s": med("fill_cpu_s"),
+        "process_s": med("process_s"),
+        "import_dagbag_s": med("import_dagbag_s"),
+        "gc_s": med("gc_s"),
+        "gc_full_collections": med("gc_full_collections"),
         "slowest_file": last["slowest_file"],
-        "slowest_file_s": statistics.median(r["slowest_file_s"] for r in runs),
+        "slowest_file_s": med("slowest_file_s"),
         "fill_runs_s": [round(r["fill_s"], 4) for r in runs],
         "process_runs_s": [round(r["process_s"], 4) for r in runs],
         "dags": last["dags"],
@@ -602,38 +671,64 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure(n: int, repeat: int, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def measure(n: int, repeat: int, workdir: Path, env: dict[str, str], with_pure_yaml: bool) -> dict[str, Any]:
     folders = generate(workdir / f"n{n}", n)
-    # Parse each folder once untimed: checks the DAGs are identical and warms __pycache__ / disk cache.
-    check = {side: run_probe(folder, env, fingerprint=True) for side, folder in folders.items()}
+    sides: dict[str, tuple[Path, bool]] = {FACTORY: (folders[FACTORY], False), HAND: (folders[HAND], False)}
+    if with_pure_yaml:
+        sides[PURE_YAML] = (folders[FACTORY], True)
+    load_before = load_average()
+    # Parse each folder once untimed: proves the DAGs identical, and fills the bytecode/disk caches.
+    check = {
+        side: run_probe(folder, env, fingerprint=True, pure_yaml=pure_yaml)
+        for side, (folder, pure_yaml) in sides.items()
+    }
     check_identical(check, n)
-    runs: dict[str, list[dict[str, Any]]] = {FACTORY: [], HAND: []}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    names = list(sides)
     for i in range(repeat):
-        order = (FACTORY, HAND) if i % 2 == 0 else (HAND, FACTORY)
-        for side in order:
-            runs[side].append(run_probe(folders[side], env))
-    factory, hand = _summary(runs[FACTORY]), _summary(runs[HAND])
-    return {
+        for side in names[i % len(names) :] + names[: i % len(names)]:  # rotate the order each round
+            folder, pure_yaml = sides[side]
+            runs[side].append(run_probe(folder, env, pure_yaml=pure_yaml))
+    summary = {side: _summary(r) for side, r in runs.items()}
+    factory, hand = summary[FACTORY], summary[HAND]
+    out = {
         "n": n,
-        "factory": factory,
-        "hand": hand,
+        **summary,
         "ratio": factory["fill_s"] / hand["fill_s"],
+        "ratio_cpu": factory["fill_cpu_s"] / hand["fill_cpu_s"],
         "process_ratio": factory["process_s"] / hand["process_s"],
         "per_spec_ms": 1000 * factory["fill_s"] / n,
         "per_dag_ms": 1000 * hand["fill_s"] / n,
         "identical_structure": True,
+        "load_average_1m": [load_before, load_average()],
     }
+    if PURE_YAML in summary:
+        out["ratio_pure_yaml"] = summary[PURE_YAML]["fill_s"] / hand["fill_s"]
+        out["ratio_pure_yaml_cpu"] = summary[PURE_YAML]["fill_cpu_s"] / hand["fill_cpu_s"]
+    return out
 
 
-def marginal(results: list[dict[str, Any]]) -> dict[str, float] | None:
+def marginal(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Cost of one more DAG: the slope between the smallest and largest N (fixed costs cancel)."""
     if len(results) < 2:
         return None
     lo, hi = results[0], results[-1]
     span = hi["n"] - lo["n"]
-    f = (hi["factory"]["fill_s"] - lo["factory"]["fill_s"]) / span
-    h = (hi["hand"]["fill_s"] - lo["hand"]["fill_s"]) / span
-    return {"from_n": lo["n"], "to_n": hi["n"], "factory_ms": 1000 * f, "hand_ms": 1000 * h, "ratio": f / h}
+    out: dict[str, Any] = {"from_n": lo["n"], "to_n": hi["n"]}
+    for side in (FACTORY, HAND, PURE_YAML):
+        if side in hi:
+            out[f"{side}_ms"] = 1000 * (hi[side]["fill_s"] - lo[side]["fill_s"]) / span
+    out["ratio"] = out[f"{FACTORY}_ms"] / out[f"{HAND}_ms"]
+    if f"{PURE_YAML}_ms" in out:
+        out["ratio_pure_yaml"] = out[f"{PURE_YAML}_ms"] / out[f"{HAND}_ms"]
+    return out
 
 
 # --- profile -------------------------------------------------------------------------------------
@@ -661,6 +756,15 @@ def profile(n: int, workdir: Path, env: dict[str, str], top: int, repeat: int) -
             calls = runs[0]["phases"][label]["calls"]
             if calls:
                 phases.append({"phase": label, "s": s, "calls": calls, "share": s / fill})
+        gc_s = statistics.median(r["gc_s"] for r in runs)
+        phases.append(
+            {
+                "phase": "garbage collection (within the phases above)",
+                "s": gc_s,
+                "calls": runs[0]["gc_collections"],
+                "share": gc_s / fill,
+            }
+        )
         stats_file = workdir / f"{side}.prof"
         run_probe(folder, env, profile_out=stats_file)
         buf = io.StringIO()
@@ -686,10 +790,14 @@ def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     mem_gb = None
     try:
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        if "model name" in info:
+            cpu = (
+                f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+            )
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
@@ -712,18 +820,35 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = (
+    """The results as Markdown: wall-clock medians of the DagBag fill, then CPU time, GC, what-if."""
+    lines = [
         "| N | factory s | hand-written s | ratio factory/hand | per-spec ms (factory) | per-DAG ms (hand) "
-        "| factory loader file s (limit 30 s) | process s factory / hand | heavy modules factory / hand |"
-    )
-    lines = [head, "|" + "---|" * 9]
+        "| factory loader file s (limit 30 s) | whole process s factory / hand | heavy modules factory / hand |",
+        "|" + "---|" * 9,
+    ]
     for r in results:
-        f, h = r["factory"], r["hand"]
+        f, h = r[FACTORY], r[HAND]
         lines.append(
             f"| {r['n']} | {f['fill_s']:.3f} | {h['fill_s']:.3f} | {r['ratio']:.2f}x | {r['per_spec_ms']:.1f} "
             f"| {r['per_dag_ms']:.1f} | {f['slowest_file_s']:.3f} | {f['process_s']:.2f} / {h['process_s']:.2f} "
             f"| {', '.join(f['heavy']) or 'none'} / {', '.join(h['heavy']) or 'none'} |"
         )
+    pure_yaml = PURE_YAML in results[0]
+    head = "\n| N | CPU s factory / hand | ratio on CPU time | GC s factory / hand | load avg (1 min) |"
+    if pure_yaml:
+        head += " pure-Python YAML: factory s | ratio | ratio on CPU time |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        f, h = r[FACTORY], r[HAND]
+        load = "-".join(f"{x:.1f}" for x in r["load_average_1m"] if x is not None)
+        row = (
+            f"| {r['n']} | {f['fill_cpu_s']:.3f} / {h['fill_cpu_s']:.3f} | {r['ratio_cpu']:.2f}x "
+            f"| {f['gc_s']:.3f} / {h['gc_s']:.3f} | {load} |"
+        )
+        if pure_yaml:
+            y = r[PURE_YAML]
+            row += f" {y['fill_s']:.3f} | {r['ratio_pure_yaml']:.2f}x | {r['ratio_pure_yaml_cpu']:.2f}x |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -766,19 +891,36 @@ def main(argv: list[str] | None = None) -> int:
         help="cached: .pyc files are written (to a private prefix) and reused, as in a long-running "
         "DAG processor; off: PYTHONDONTWRITEBYTECODE=1, every DAG file is compiled on every parse",
     )
+    parser.add_argument(
+        "--gc",
+        choices=("freeze", "normal"),
+        default="freeze",
+        help="freeze: gc.freeze() after importing Airflow, as the DAG processor does before forking "
+        "its parsers; normal: a plain fresh interpreter (full collections walk all of Airflow)",
+    )
+    parser.add_argument(
+        "--with-pure-yaml",
+        action="store_true",
+        help="also time the factory with the spec loader's libyaml fast path turned off "
+        "(PyYAML's pure-Python parser)",
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--pure-yaml", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-gc-freeze", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fingerprint", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.probe:
-        probe(args.probe, args.fingerprint, args.profile_out, args.phases)
+        probe(
+            args.probe, args.fingerprint, args.profile_out, args.phases, args.pure_yaml, not args.no_gc_freeze
+        )
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="mlops-parse-bench-"))
-    env = probe_env(workdir, args.bytecode)
+    env = probe_env(workdir, args.bytecode, args.gc)
     report: dict[str, Any] = {
         "benchmark": "parse_specs",
         "date": dt.date.today().isoformat(),
@@ -786,14 +928,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "repeat": args.repeat,
         "bytecode": args.bytecode,
+        "gc": args.gc,
         "results": [],
     }
     try:
         for n in sizes:
-            result = measure(n, args.repeat, workdir, env)
+            result = measure(n, args.repeat, workdir, env, args.with_pure_yaml)
             report["results"].append(result)
             print(
-                f"N={n}: factory {result['factory']['fill_s']:.3f}s, hand {result['hand']['fill_s']:.3f}s, "
+                f"N={n}: factory {result[FACTORY]['fill_s']:.3f}s, hand {result[HAND]['fill_s']:.3f}s, "
                 f"ratio {result['ratio']:.2f}x",
                 file=sys.stderr,
             )
@@ -806,29 +949,37 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    results = report["results"]
-    print(table(results))
-    m = report["marginal_per_dag"]
-    if m:
-        print(
-            f"\nmarginal cost of one more DAG (N {m['from_n']} -> {m['to_n']}): factory {m['factory_ms']:.1f} ms, "
-            f"hand-written {m['hand_ms']:.1f} ms, ratio {m['ratio']:.2f}x"
-        )
-    worst = max(r["ratio"] for r in results)
-    biggest = results[-1]
-    print(
-        f"target factory/hand <= 1.25x: {'met' if worst <= 1.25 else 'NOT met'} (worst {worst:.2f}x); "
-        f"factory loader file at N={biggest['n']}: {biggest['factory']['slowest_file_s']:.2f}s of the "
-        f"{biggest['factory']['dagbag_import_timeout_s']:.0f}s dagbag_import_timeout"
-    )
-    heavy = sorted({m for r in results for m in r["factory"]["heavy"]})
-    print(f"heavy modules after parsing the factory folder: {', '.join(heavy) or 'none'}")
-    if "profile" in report:
-        print(profile_text(report["profile"]))
+    print(summary_text(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"\nwrote {args.out}")
     return 0
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    results = report["results"]
+    lines = [table(results)]
+    m = report.get("marginal_per_dag")
+    if m:
+        line = (
+            f"\nmarginal cost of one more DAG (N {m['from_n']} -> {m['to_n']}): factory {m['factory_ms']:.1f} ms, "
+            f"hand-written {m['hand_ms']:.1f} ms, ratio {m['ratio']:.2f}x"
+        )
+        if "ratio_pure_yaml" in m:
+            line += f"; pure-Python YAML {m[f'{PURE_YAML}_ms']:.1f} ms, ratio {m['ratio_pure_yaml']:.2f}x"
+        lines.append(line)
+    worst = max(r["ratio"] for r in results)
+    biggest = results[-1]
+    lines.append(
+        f"target factory/hand <= 1.25x: {'met' if worst <= 1.25 else 'NOT met'} (worst {worst:.2f}x); "
+        f"factory loader file at N={biggest['n']}: {biggest[FACTORY]['slowest_file_s']:.2f}s of the "
+        f"{biggest[FACTORY]['dagbag_import_timeout_s']:.0f}s dagbag_import_timeout"
+    )
+    heavy = sorted({m for r in results for m in r[FACTORY]["heavy"]})
+    lines.append(f"heavy modules after parsing the factory folder: {', '.join(heavy) or 'none'}")
+    if "profile" in report:
+        lines.append(profile_text(report["profile"]))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

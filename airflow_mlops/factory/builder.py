@@ -69,38 +69,48 @@ def task_settings(spec: PipelineSpec, stage: str | None, extra: Any = None) -> d
 
 
 def build_schedule(spec: PipelineSpec) -> Any:
-    """Airflow ``schedule`` for the spec: cron/preset string, timedelta, assets, or both."""
-    from airflow_mlops.spec.models import ScheduleConfig, parse_duration
+    """Airflow ``schedule`` for the spec: a data-interval timetable, assets, or both.
 
-    def time_part(value: str | None) -> Any:
-        if value is None or value.startswith("@"):
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError:
-            return value  # a cron expression
+    Time schedules (cron, presets, intervals) become *data-interval* timetables: the run for
+    ``2026-01-01`` with ``@daily`` covers ``[2026-01-01, 2026-01-02)``, starts once that day is
+    over, and ``{{ ds }}`` / ``{{ data_interval_start }}`` name the partition it trains on. That
+    is what a training pipeline over dated partitions needs, and it makes every backfilled run
+    read its own partition. (Airflow 3's default for a bare cron string is a *trigger* timetable
+    whose run for a day starts at midnight, before that day's data exists.) ``@once`` and
+    ``@continuous`` are passed through.
+    """
+    from airflow_mlops.spec.models import ScheduleConfig
 
     value = spec.schedule
     if not isinstance(value, ScheduleConfig):
-        return time_part(value)
-    from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
+        return time_timetable(value)
+    from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule
 
     assets = [pipeline_asset(spec.pipeline, e) if e in ("drift", "new_data") else Asset(e) for e in value.events]
     condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
-    when = time_part(value.time)
-    if when is None:
+    timetable = time_timetable(value.time)
+    if timetable is None:
         return condition
-    if isinstance(when, dt.timedelta):
-        timetable: Any = DeltaTriggerTimetable(when)
-    else:
-        timetable = CronTriggerTimetable(_PRESET_CRON.get(when, when), timezone="UTC")
+    if isinstance(timetable, str):  # @once / @continuous cannot be combined with events
+        raise ValueError(f"schedule.time {timetable!r} cannot be combined with events")
     return AssetOrTimeSchedule(timetable=timetable, assets=condition)
 
 
-_PRESET_CRON = {
-    "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
-    "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
-}
+def time_timetable(value: str | None) -> Any:
+    """The data-interval timetable for a cron expression, preset or interval (``6h``)."""
+    from airflow_mlops.spec.models import parse_duration
+
+    if value is None or value in ("@once", "@continuous"):
+        return value
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+
+    if not value.startswith("@"):
+        try:
+            return DeltaDataIntervalTimetable(parse_duration(value))
+        except ValueError:
+            pass  # a cron expression
+    return CronDataIntervalTimetable(value, timezone="UTC")  # presets map to their cron
+
 
 
 def pipeline_asset(pipeline: str, event: str) -> Any:
@@ -228,7 +238,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 target=spec.data.target,
                 features=spec.data.features,
                 positive_label=spec.data.positive_label,
-                params=spec.training.params.model_dump(),
+                hyperparameters=spec.training.params.model_dump(),
                 holdout_fraction=spec.training.holdout_fraction,
                 seed=spec.training.seed,
                 device=spec.training.device,

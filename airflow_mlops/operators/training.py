@@ -26,7 +26,12 @@ class ModelTrainOperator(MLOpsBaseOperator):
     ``mlops.airflow_run`` tag on retries.
 
     :param data: ``ArtifactRef`` of the accepted rows (templated).
-    :param trainer_config: target, features, params, seed, device (see ``docs/spec.md``).
+    :param target: label column; ``positive_label`` is its positive class.
+    :param features: feature columns (default: every column but the target).
+    :param hyperparameters: the trainer's ``training.params`` (epochs, lr, batch_size, ...; see
+        ``docs/spec.md``). Not called ``params``: that name is Airflow's own task params.
+    :param holdout_fraction: share of rows held out, stratified by label, for the gates.
+    :param seed: seeds the split and the trainer; ``device`` is ``auto``, ``cpu`` or ``cuda``.
 
     Returns ``{"model", "holdout"}`` refs, ``mlflow_run_id`` and ``train_metrics``.
     """
@@ -42,7 +47,7 @@ class ModelTrainOperator(MLOpsBaseOperator):
         target: str,
         features: Sequence[str] | None = None,
         positive_label: Any = 1,
-        params: dict[str, Any] | None = None,
+        hyperparameters: dict[str, Any] | None = None,
         holdout_fraction: float = 0.2,
         seed: int = 42,
         device: str = "auto",
@@ -55,7 +60,7 @@ class ModelTrainOperator(MLOpsBaseOperator):
         self.target = target
         self.features = list(features) if features else None
         self.positive_label = positive_label
-        self.params = dict(params or {})
+        self.hyperparameters = dict(hyperparameters or {})
         self.holdout_fraction = holdout_fraction
         self.seed = seed
         self.device = device
@@ -108,7 +113,7 @@ class ModelTrainOperator(MLOpsBaseOperator):
                 "target": self.target,
                 "features": features,
                 "positive_label": self.positive_label,
-                "params": self.params,
+                "params": self.hyperparameters,
                 "seed": self.seed,
                 "device": self.device,
             }
@@ -136,7 +141,8 @@ class ModelTrainOperator(MLOpsBaseOperator):
             log_run_data(
                 client,
                 run_id,
-                params={**{f"param_{k}": v for k, v in self.params.items()}, "features": ",".join(features),
+                params={**{f"param_{k}": v for k, v in self.hyperparameters.items()},
+                        "features": ",".join(features),
                         "target": self.target, "seed": self.seed, "holdout_fraction": self.holdout_fraction,
                         "train_rows": len(train_df), "holdout_rows": len(holdout_df)},
                 metrics=scalar_metrics,

@@ -153,6 +153,8 @@ class ScheduleConfig(_Strict):
     def _something_to_run_on(self) -> ScheduleConfig:
         if self.time is None and not self.events:
             raise ValueError("give `time`, `events` or both (or `schedule: null` for manual runs only)")
+        if self.events and self.time in ("@once", "@continuous"):
+            raise ValueError(f"`time: {self.time}` cannot be combined with `events`; use a cron, preset or interval")
         return self
 
 

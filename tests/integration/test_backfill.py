@@ -108,6 +108,25 @@ class AirflowStack:
                 pass
             proc.wait(timeout=10)
 
+    def create_backfill(self, *args: str, attempts: int = 5) -> None:
+        """``airflow backfill create``, retried while SQLite reports ``database is locked``.
+
+        The CLI writes the backfill's runs while the scheduler and dag-processor write to the same
+        SQLite file; a write that collides fails at once (WAL snapshot), and Airflow then removes
+        the partial backfill so that the same command can simply be run again.
+        """
+        for attempt in range(1, attempts + 1):
+            created = self.cli(*args)
+            output = created.stdout + created.stderr
+            if created.returncode == 0:
+                return
+            if "database is locked" not in output or attempt == attempts:
+                raise AssertionError(
+                    f"airflow {' '.join(args)} failed (attempt {attempt}):\n{output[-3000:]}"
+                )
+            print(f"backfill create hit 'database is locked' (attempt {attempt}); retrying", file=sys.stderr)
+            time.sleep(2)
+
     def check_alive(self) -> None:
         dead = {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
         if dead:
@@ -160,7 +179,7 @@ def airflow_stack(tmp: Path, env: dict[str, str]) -> Iterator[AirflowStack]:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__CORE__AUTH_MANAGER": (
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
@@ -197,7 +216,7 @@ def test_backfill_over_three_intervals_reads_each_days_partition(
     dags = make_dags_folder(tmp_path, example_data, f"fraud-detector-backfill-{secrets.token_hex(4)}")
     _backfill_spec(dags / "specs" / "fraud_detector.yaml")
     env = airflow_env(tmp_path, mlflow_server.url, signing_keys, dags)
-    artifact_root = Path(env["AIRFLOW_MLOPS_ARTIFACT_ROOT"])
+    artifact_root = Path(env["AIRFLOW_MLOPS_ARTIFACT_ROOT"]).resolve()
 
     with airflow_stack(tmp_path, env) as stack:
         stack.wait_for("the api-server", STARTUP_S, lambda: stack.api("monitor/health"))
@@ -206,19 +225,10 @@ def test_backfill_over_three_intervals_reads_each_days_partition(
         )
         assert dag["is_paused"] is False, dag
 
-        created = stack.cli(
-            "backfill",
-            "create",
-            "--dag-id",
-            DAG_ID,
-            "--from-date",
-            DAYS[0],
-            "--to-date",
-            DAYS[-1],
-            "--max-active-runs",
-            "1",
-        )
-        assert created.returncode == 0, (created.stdout + created.stderr)[-3000:]
+        # One run at a time: a backfill ignores the DAG's max_active_runs=1 (its own default is
+        # 10), and concurrent runs would race on the champion they compare against.
+        create = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", DAYS[0], "--to-date", DAYS[-1]]
+        stack.create_backfill(*create, "--max-active-runs", "1")
 
         def backfill_done() -> dict[str, Any] | None:
             backfills = stack.api(f"backfills?dag_id={DAG_ID}")["backfills"]
@@ -235,12 +245,11 @@ def test_backfill_over_three_intervals_reads_each_days_partition(
         assert [r["triggered_by"] for r in runs] == ["backfill"] * 3, summary
         assert [r["logical_date"][:10] for r in runs] == DAYS, summary
         assert [r["data_interval_start"][:10] for r in runs] == DAYS, summary
-        # "@daily" is a CronTriggerTimetable in Airflow 3 ([scheduler] create_cron_data_intervals
-        # is False): each run's interval is the single point of its logical date, and {{ ds }} is
-        # that date. A data-interval timetable would end the interval a day later.
+        # The factory makes "@daily" a data-interval timetable: each run covers one whole day,
+        # [day, day + 1), and {{ ds }} is the day it covers.
         for day, run in zip(DAYS, runs, strict=True):
             next_day = f"2026-01-{int(day[-2:]) + 1:02d}"
-            assert run["data_interval_end"][:10] in (day, next_day), run
+            assert run["data_interval_end"][:10] == next_day, run
         assert backfill["from_date"][:10] == DAYS[0] and backfill["to_date"][:10] == DAYS[-1], backfill
 
         digests = []
@@ -250,8 +259,8 @@ def test_backfill_over_three_intervals_reads_each_days_partition(
             ref = xcom["value"] if isinstance(xcom["value"], dict) else json.loads(xcom["value"])
 
             # The templated source rendered to this run's own partition ...
-            partition = example_data / "train" / day / "batch.parquet"
-            assert Path(ref["metadata"]["source"]) == partition, ref
+            partition = (example_data / "train" / day / "batch.parquet").resolve()
+            assert Path(ref["metadata"]["source"]).resolve() == partition, ref
             # ... and the snapshot lives under this run's prefix, pinned by its sha256 ...
             snapshot = Path(ref["uri"])
             run_prefix = artifact_root / "fraud_detector" / safe_segment(run["dag_run_id"]) / "validate"

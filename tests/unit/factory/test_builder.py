@@ -25,7 +25,9 @@ def test_lifecycle_order() -> None:
 
 def test_dag_settings_come_from_the_spec() -> None:
     dag = build_example()
-    assert dag.schedule == "@daily"
+    from airflow.sdk import CronDataIntervalTimetable
+
+    assert dag.schedule == CronDataIntervalTimetable("0 0 * * *", timezone="UTC")  # the spec's @daily
     assert dag.catchup is False
     assert set(dag.tags) == {"mlops", "fraud", "tabular"}
     assert {t.retries for t in dag.tasks} == {1}

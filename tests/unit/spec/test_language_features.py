@@ -42,8 +42,34 @@ def train_dag(spec):
 # --- schedules --------------------------------------------------------------------------------
 
 
-def test_interval_schedule_becomes_a_timedelta() -> None:
-    assert build_schedule(spec_of("schedule: 6h\n")) == dt.timedelta(hours=6)
+def _core(timetable):
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    return coerce_to_core_timetable(timetable)
+
+
+def test_interval_schedule_is_a_data_interval_timetable() -> None:
+    from airflow.sdk import DeltaDataIntervalTimetable
+
+    assert build_schedule(spec_of("schedule: 6h\n")) == DeltaDataIntervalTimetable(dt.timedelta(hours=6))
+
+
+@pytest.mark.parametrize(("schedule", "end"), [("'@daily'", "2026-01-02"), ("'0 0 * * 1'", "2026-01-12")])
+def test_time_schedules_cover_a_closed_data_interval(schedule: str, end: str) -> None:
+    """The run for a day trains on that day's partition, once the day is over ({{ ds }} = that day)."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    timetable = build_schedule(spec_of(f"schedule: {schedule}\n"))
+    assert isinstance(timetable, CronDataIntervalTimetable)
+    start = dt.datetime(2026, 1, 5 if "1'" in schedule else 1, tzinfo=dt.UTC)
+    interval = _core(timetable).infer_manual_data_interval(run_after=dt.datetime.fromisoformat(end + "T00:00:00+00:00"))
+    assert (interval.start, interval.end) == (start, dt.datetime.fromisoformat(end + "T00:00:00+00:00"))
+
+
+def test_once_is_passed_through_and_cannot_be_combined_with_events() -> None:
+    assert build_schedule(spec_of("schedule: '@once'\n")) == "@once"
+    issues = issues_of("schedule: {time: '@once', events: [drift]}\n")
+    assert "cannot be combined with `events`" in issues[0].message
 
 
 def test_event_schedule_uses_the_pipelines_assets() -> None:
@@ -56,6 +82,7 @@ def test_time_or_events_schedule() -> None:
 
     dag = train_dag(spec_of("schedule: {time: '0 3 * * *', events: [drift, new_data, 's3://bucket/incoming/']}\n"))
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert type(dag.timetable.timetable).__name__ == "CronDataIntervalTimetable"
     uris = {a.uri for a in dag.timetable.asset_condition.objects}
     assert uris == {"mlops://churn/drift", "mlops://churn/new_data", "s3://bucket/incoming"}
 

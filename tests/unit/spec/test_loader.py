@@ -141,3 +141,40 @@ def test_yaml_tags_cannot_construct_python_objects() -> None:
 def test_empty_and_non_mapping_documents() -> None:
     assert "empty" in errors_of("").issues[0].message
     assert "mapping" in errors_of("- a\n- b\n").issues[0].message
+
+
+def test_libyaml_and_pure_python_parsers_agree_on_data_and_positions() -> None:
+    import yaml
+
+    from airflow_mlops.spec import loader
+
+    if loader._FAST_LOADER is None:
+        pytest.skip("PyYAML built without libyaml")
+    text = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
+    fast = loader._parse_with(loader._FAST_LOADER, text, "f.yaml")
+    slow = loader._parse_with(yaml.SafeLoader, text, "f.yaml")
+    assert fast[0] == slow[0]
+    assert fast[1].marks == slow[1].marks and fast[1].key_marks == slow[1].key_marks
+    assert len(fast[1].marks) > 20
+
+
+def test_bad_yaml_message_comes_from_the_pure_python_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libyaml rejects the file first; the message users read is PyYAML's, with its marks."""
+    import yaml
+
+    from airflow_mlops.spec import loader
+
+    calls: list[str] = []
+    real = loader._parse_with
+
+    def spy(cls: type, text: str, file: str) -> object:
+        calls.append(cls.__name__)
+        return real(cls, text, file)
+
+    monkeypatch.setattr(loader, "_parse_with", spy)
+    with pytest.raises(SpecError) as err:
+        loader.parse_yaml("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml")
+    issue = err.value.issues[0]
+    assert issue.message.startswith("invalid YAML") and issue.line is not None
+    if loader._FAST_LOADER is not None:
+        assert calls == [loader._FAST_LOADER.__name__, yaml.SafeLoader.__name__]
