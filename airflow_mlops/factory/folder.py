@@ -10,9 +10,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import SpecError, SpecIssue
+from airflow_mlops.spec.cache import SpecCache, default_cache_dir
+from airflow_mlops.spec.checks import allowed_roots_from_env
+
+if TYPE_CHECKING:
+    from airflow_mlops.spec.models import PipelineSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +41,60 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 class SpecFolderLoader:
-    """Builds DAGs from spec files, sharing the folder-defaults lookups between them."""
+    """Builds DAGs from spec files, sharing the folder-defaults lookups and the parse cache."""
 
-    def __init__(self, *, default_allowed_roots: list[str] | None = None) -> None:
+    def __init__(
+        self, *, default_allowed_roots: list[str] | None = None, cache: SpecCache | None = None
+    ) -> None:
         self._defaults_cache: dict[Path, Any] = {}
         self.default_allowed_roots = default_allowed_roots
+        self.cache = cache
+
+    def load(self, path: Path) -> PipelineSpec:
+        """The validated spec of one file, from the parse cache when nothing it depends on changed."""
+        from airflow_mlops.spec.loader import effective_allowed_roots, find_folder_defaults, load_spec_text
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the spec: {exc}")]) from None
+        folder_defaults = find_folder_defaults(path, self._defaults_cache)
+        roots = None
+        if not (folder_defaults and folder_defaults.model.allowed_roots) and not allowed_roots_from_env():
+            roots = [
+                str(Path(r).resolve()) if "://" not in r else r for r in (self.default_allowed_roots or [])
+            ] or None
+        base = path.resolve().parent
+        key = None
+        if self.cache is not None and self.cache.enabled:
+            key = self.cache.key(path, text, folder_defaults, roots)
+            cached = self.cache.get(key, base=base, allowed_roots=effective_allowed_roots(folder_defaults, roots))
+            if cached is not None:
+                return cached
+        spec = load_spec_text(text, str(path), base=base, folder_defaults=folder_defaults, allowed_roots=roots)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, spec)
+        return spec
 
     def build(self, path: Path) -> dict[str, Any]:
         """The DAGs of one spec file; raises :class:`SpecError`."""
         from airflow_mlops.factory.builder import build_dags
-        from airflow_mlops.spec.checks import allowed_roots_from_env
-        from airflow_mlops.spec.loader import find_folder_defaults, load_spec
 
-        folder_defaults = find_folder_defaults(path, self._defaults_cache)
-        roots = None
-        if not (folder_defaults and folder_defaults.model.allowed_roots) and not allowed_roots_from_env():
-            roots = [str(Path(r).resolve()) if "://" not in r else r for r in (self.default_allowed_roots or [])] or None
-        spec = load_spec(path, folder_defaults=folder_defaults, allowed_roots=roots)
+        spec = self.load(path)
         try:
             return build_dags(spec, spec_path=path)
         except SpecError:
             raise
         except Exception as exc:  # an operator or notifier rejected its arguments
-            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot build the DAG: {type(exc).__name__}: {exc}",
-                                       hint="check the arguments of your steps, notifiers and callbacks")]) from exc
+            issue = SpecIssue(
+                str(path),
+                None,
+                None,
+                "",
+                f"cannot build the DAG: {type(exc).__name__}: {exc}",
+                hint="check the arguments of your steps, notifiers and callbacks",
+            )
+            raise SpecError([issue]) from exc
 
 
 class SpecErrors(dict[str, SpecError]):
@@ -68,15 +103,24 @@ class SpecErrors(dict[str, SpecError]):
     parsed_files: list[str]
 
 
+_DEFAULT: Any = object()
+
+
 def load_dags_folder(
-    folder: str | os.PathLike[str], *, default_allowed_roots: list[str | os.PathLike[str]] | None = None
+    folder: str | os.PathLike[str],
+    *,
+    default_allowed_roots: list[str | os.PathLike[str]] | None = None,
+    cache_dir: Path | None = _DEFAULT,
 ) -> tuple[dict[str, Any], SpecErrors]:
     """Build the DAGs of every valid spec; return them with the errors of the broken ones.
 
     ``default_allowed_roots`` apply when neither a folder defaults file nor the
-    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable names any.
+    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable names any. ``cache_dir``: where the
+    parse cache lives (see :mod:`airflow_mlops.spec.cache`); default from the environment,
+    ``None`` turns it off.
     """
-    loader = SpecFolderLoader(default_allowed_roots=[str(r) for r in default_allowed_roots or []])
+    cache = SpecCache(folder, default_cache_dir() if cache_dir is _DEFAULT else cache_dir)
+    loader = SpecFolderLoader(default_allowed_roots=[str(r) for r in default_allowed_roots or []], cache=cache)
     dags: dict[str, Any] = {}
     errors = SpecErrors()
     errors.parsed_files = []
@@ -91,11 +135,18 @@ def load_dags_folder(
             continue
         clash = next((d for d in built if d in dags), None)
         if clash is not None:
-            errors[str(path)] = SpecError([SpecIssue(
-                str(path), None, None, "pipeline", f"DAG id {clash!r} is already defined by {owners[clash]}",
-                hint="give each spec its own `pipeline` name")])
+            issue = SpecIssue(
+                str(path),
+                None,
+                None,
+                "pipeline",
+                f"DAG id {clash!r} is already defined by {owners[clash]}",
+                hint="give each spec its own `pipeline` name",
+            )
+            errors[str(path)] = SpecError([issue])
             continue
         for dag_id, dag in built.items():
             dags[dag_id] = dag
             owners[dag_id] = path
+    cache.save()
     return dags, errors

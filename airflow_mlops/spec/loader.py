@@ -399,7 +399,7 @@ def load_spec_text(
     check_imports: bool = True,
 ) -> PipelineSpec:
     """Validate a spec's text. ``base`` is the folder relative paths resolve against."""
-    from airflow_mlops.spec.checks import allowed_roots_from_env, check_entrypoints, check_paths, check_steps
+    from airflow_mlops.spec.checks import check_entrypoints, check_paths, check_steps
 
     data, located = parse_yaml(text, file)
     spec: PipelineSpec = validate_data(data, located)
@@ -408,9 +408,7 @@ def load_spec_text(
         pos = located.position(path)
         return pos if pos else (None, None)
 
-    if allowed_roots is None:
-        allowed_roots = folder_defaults.allowed_roots if folder_defaults and folder_defaults.model.allowed_roots \
-            else allowed_roots_from_env()
+    allowed_roots = effective_allowed_roots(folder_defaults, allowed_roots)
     issues = check_steps(spec, file, locate)
     if check_imports:
         issues += check_entrypoints(spec, file, locate)
@@ -421,6 +419,17 @@ def load_spec_text(
     if folder_defaults is not None:
         spec = apply_folder_defaults(spec, folder_defaults.model)
     return spec
+
+
+def effective_allowed_roots(folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None) -> list[str]:
+    """``allowed_roots`` if given, else the folder defaults', else ``AIRFLOW_MLOPS_ALLOWED_ROOTS``."""
+    from airflow_mlops.spec.checks import allowed_roots_from_env
+
+    if allowed_roots is not None:
+        return allowed_roots
+    if folder_defaults and folder_defaults.model.allowed_roots:
+        return folder_defaults.allowed_roots
+    return allowed_roots_from_env()
 
 
 def load_spec(
