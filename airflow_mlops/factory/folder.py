@@ -47,6 +47,7 @@ class SpecFolderLoader:
         self, *, default_allowed_roots: list[str] | None = None, cache: SpecCache | None = None
     ) -> None:
         self._defaults_cache: dict[Path, Any] = {}
+        self._defaults_by_dir: dict[Path, Any] = {}
         self.default_allowed_roots = default_allowed_roots
         self.cache = cache
 
@@ -58,16 +59,19 @@ class SpecFolderLoader:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the spec: {exc}")]) from None
-        folder_defaults = find_folder_defaults(path, self._defaults_cache)
+        resolved = path.resolve()
+        if path.parent not in self._defaults_by_dir:  # one lookup per folder, not per spec
+            self._defaults_by_dir[path.parent] = find_folder_defaults(resolved, self._defaults_cache)
+        folder_defaults = self._defaults_by_dir[path.parent]
         roots = None
         if not (folder_defaults and folder_defaults.model.allowed_roots) and not allowed_roots_from_env():
             roots = [
                 str(Path(r).resolve()) if "://" not in r else r for r in (self.default_allowed_roots or [])
             ] or None
-        base = path.resolve().parent
+        base = resolved.parent
         key = None
         if self.cache is not None and self.cache.enabled:
-            key = self.cache.key(path, text, folder_defaults, roots)
+            key = self.cache.key(resolved, text, folder_defaults, roots)
             cached = self.cache.get(key, base=base, allowed_roots=effective_allowed_roots(folder_defaults, roots))
             if cached is not None:
                 return cached

@@ -92,12 +92,13 @@ class SpecCache:
     def key(
         self, spec_path: Path, text: str, folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None
     ) -> str:
+        """The entry's key; ``spec_path`` is the spec's resolved path."""
         from airflow_mlops.spec.checks import allowed_roots_from_env
 
         defaults = None
         if folder_defaults is not None:
             defaults = [str(folder_defaults.path), folder_defaults.path.read_text(encoding="utf-8")]
-        material = [self._code, str(spec_path.resolve()), text, defaults, allowed_roots, allowed_roots_from_env()]
+        material = [self._code, str(spec_path), text, defaults, allowed_roots, allowed_roots_from_env()]
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str, *, base: Path, allowed_roots: list[str]) -> PipelineSpec | None:
