@@ -52,8 +52,7 @@ class ArtifactRef:
             return cls(**data)
         except TypeError as exc:
             raise ArtifactError(
-                f"not an artifact reference: {data!r} ({exc}); expected the output of an "
-                "airflow-mlops task"
+                f"not an artifact reference: {data!r} ({exc}); expected the output of an airflow-mlops task"
             ) from exc
 
     @property

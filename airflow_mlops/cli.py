@@ -66,10 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="group", required=True)
     spec = sub.add_parser("spec", help="work with pipeline specs")
     spec_sub = spec.add_subparsers(dest="command", required=True)
-    validate = spec_sub.add_parser("validate", help="check spec files (or folders); non-zero exit on any error")
+    validate = spec_sub.add_parser(
+        "validate", help="check spec files (or folders); non-zero exit on any error"
+    )
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument(
-        "--allowed-root", action="append", dest="allowed_roots", metavar="DIR_OR_S3_PREFIX",
+        "--allowed-root",
+        action="append",
+        dest="allowed_roots",
+        metavar="DIR_OR_S3_PREFIX",
         help="data and artifact locations must lie under one of these (repeatable); default: the "
         "folder's mlops-defaults.yaml, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else no restriction",
     )

@@ -42,6 +42,9 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook", "connection-type": "mlflow"},
-            {"hook-class-name": "airflow_mlops.hooks.signing.ModelSigningHook", "connection-type": "mlops_signing"},
+            {
+                "hook-class-name": "airflow_mlops.hooks.signing.ModelSigningHook",
+                "connection-type": "mlops_signing",
+            },
         ],
     }

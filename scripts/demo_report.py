@@ -35,7 +35,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fetch_verified_version(client, args.model, str(mv.version), public, tmp)  # raises if tampered
     run = client.get_run(mv.run_id)
-    metrics = {k[len("eval_"):]: v for k, v in sorted(run.data.metrics.items()) if k.startswith("eval_")}
+    metrics = {k[len("eval_") :]: v for k, v in sorted(run.data.metrics.items()) if k.startswith("eval_")}
     tags = mv.tags or {}
     print()
     print("Promoted model")

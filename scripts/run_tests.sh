@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
 paths=(); for p in airflow_mlops dags tests scripts benchmarks; do [ -e "$p" ] && paths+=("$p"); done
-echo "== ruff"; $V/ruff check "${paths[@]}"
+echo "== ruff"; $V/ruff check "${paths[@]}"; $V/ruff format --check "${paths[@]}"
 echo "== mypy"; $V/mypy
 echo "== pytest"
 set +e

@@ -17,7 +17,9 @@ def stratified_split(
     import numpy as np
 
     if target not in df.columns:
-        raise DataError(f"target column {target!r} is not in the data (columns: {', '.join(map(str, df.columns))})")
+        raise DataError(
+            f"target column {target!r} is not in the data (columns: {', '.join(map(str, df.columns))})"
+        )
     if not 0 < holdout_fraction < 1:
         raise DataError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
     rng = np.random.default_rng(seed)

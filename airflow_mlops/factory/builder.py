@@ -86,7 +86,9 @@ def build_schedule(spec: PipelineSpec) -> Any:
         return time_timetable(value)
     from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule
 
-    assets = [pipeline_asset(spec.pipeline, e) if e in ("drift", "new_data") else Asset(e) for e in value.events]
+    assets = [
+        pipeline_asset(spec.pipeline, e) if e in ("drift", "new_data") else Asset(e) for e in value.events
+    ]
     condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
     timetable = time_timetable(value.time)
     if timetable is None:
@@ -112,7 +114,6 @@ def time_timetable(value: str | None) -> Any:
     return CronDataIntervalTimetable(value, timezone="UTC")  # presets map to their cron
 
 
-
 def pipeline_asset(pipeline: str, event: str) -> Any:
     """The asset a pipeline's own events update: ``mlops://<pipeline>/<event>``."""
     from airflow.sdk import Asset
@@ -127,10 +128,18 @@ def build_deadline(spec: PipelineSpec) -> Any:
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     d = spec.deadline
-    reference = DeadlineReference.DAGRUN_QUEUED_AT if d.reference == "queued_at" else DeadlineReference.DAGRUN_LOGICAL_DATE
+    reference = (
+        DeadlineReference.DAGRUN_QUEUED_AT
+        if d.reference == "queued_at"
+        else DeadlineReference.DAGRUN_LOGICAL_DATE
+    )
     path = d.callback.replace(":", ".")
-    callback = AsyncCallback(path, kwargs=d.kwargs) if d.mode == "async" else SyncCallback(path, kwargs=d.kwargs)
-    return DeadlineAlert(reference=reference, interval=d.after, callback=callback, name=f"{spec.pipeline} run is late")
+    callback = (
+        AsyncCallback(path, kwargs=d.kwargs) if d.mode == "async" else SyncCallback(path, kwargs=d.kwargs)
+    )
+    return DeadlineAlert(
+        reference=reference, interval=d.after, callback=callback, name=f"{spec.pipeline} run is late"
+    )
 
 
 def _doc_md(spec: PipelineSpec, source: str | None) -> str:
@@ -142,7 +151,11 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
         "",
         f"- **Data**: `{spec.data.source}` (target `{spec.data.target}`)",
         f"- **Validation**: {len(spec.validation.expectations)} expectation(s)"
-        + (", plus ones inferred from the reference" if spec.data.reference and spec.validation.infer_from_reference else "")
+        + (
+            ", plus ones inferred from the reference"
+            if spec.data.reference and spec.validation.infer_from_reference
+            else ""
+        )
         + f"; on failure: {spec.validation.on_failure}",
         f"- **Poisoning screens**: {', '.join(spec.poisoning.checks)}; stop above "
         f"{spec.poisoning.max_suspect_fraction:.2%} suspect rows (suspects are quarantined, never dropped)",
@@ -150,12 +163,16 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
         f"holdout {spec.training.holdout_fraction:.0%}",
     ]
     gates = [
-        f"`{m}` " + " and ".join(
+        f"`{m}` "
+        + " and ".join(
             f"{'≥' if k == 'min' else '≤'} {v}" for k, v in (("min", b.min), ("max", b.max)) if v is not None
         )
         for m, b in spec.evaluation.metrics.items()
     ]
-    gates += [f"`{m}` at most {c.max_regression} below the champion" for m, c in spec.evaluation.compare_to_champion.items()]
+    gates += [
+        f"`{m}` at most {c.max_regression} below the champion"
+        for m, c in spec.evaluation.compare_to_champion.items()
+    ]
     lines.append("- **Gates**: " + ("; ".join(gates) if gates else "none configured"))
     schedule = spec.schedule
     if schedule is None:
@@ -163,10 +180,18 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
     elif isinstance(schedule, str):
         when = f"`{schedule}`"
     else:
-        when = " or ".join(([f"`{schedule.time}`"] if schedule.time else []) + [f"asset event `{e}`" for e in schedule.events])
-    lines.insert(2, f"**Runs on**: {when}" + (" (catchup: one run per data interval)" if spec.catchup else "") + "\n")
+        when = " or ".join(
+            ([f"`{schedule.time}`"] if schedule.time else [])
+            + [f"asset event `{e}`" for e in schedule.events]
+        )
+    lines.insert(
+        2, f"**Runs on**: {when}" + (" (catchup: one run per data interval)" if spec.catchup else "") + "\n"
+    )
     if spec.steps:
-        lines.append("- **Steps of your own**: " + ", ".join(f"`{s.id}` after {', '.join(s.after) or 'start'}" for s in spec.steps))
+        lines.append(
+            "- **Steps of your own**: "
+            + ", ".join(f"`{s.id}` after {', '.join(s.after) or 'start'}" for s in spec.steps)
+        )
     lines += [
         f"- **Security**: every model file scanned; signed with the key in connection "
         f"`{spec.security.signing.connection}`; promotion re-verifies the signature",
@@ -184,7 +209,11 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
     reference = resolve_location(spec.data.reference, base)
     root = resolve_location(spec.artifacts.root, base)
     default_args: dict[str, Any] = {"owner": spec.owner}
-    common: dict[str, Any] = {"pipeline": spec.pipeline, "artifact_root": root, "aws_conn_id": spec.artifacts.connection}
+    common: dict[str, Any] = {
+        "pipeline": spec.pipeline,
+        "artifact_root": root,
+        "aws_conn_id": spec.artifacts.connection,
+    }
 
     def stage(name: str) -> dict[str, Any]:
         return {**common, **task_settings(spec, name)}
@@ -246,7 +275,9 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 mlflow_conn_id=registry.connection,
                 **stage("train"),
             )
-        with TaskGroup("gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"):
+        with TaskGroup(
+            "gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"
+        ):
             scan = ModelScanOperator(
                 task_id="scan",
                 model=_out(train, "model"),
@@ -260,7 +291,9 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 target=spec.data.target,
                 positive_label=spec.data.positive_label,
                 bounds={m: b.model_dump() for m, b in spec.evaluation.metrics.items()},
-                compare_to_champion={m: c.model_dump() for m, c in spec.evaluation.compare_to_champion.items()},
+                compare_to_champion={
+                    m: c.model_dump() for m, c in spec.evaluation.compare_to_champion.items()
+                },
                 threshold=spec.evaluation.threshold,
                 model_name=registry.model_name,
                 alias=registry.alias,
@@ -316,5 +349,3 @@ def build_dags(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> di
     """Every DAG a spec describes, by dag id (today: the training lifecycle)."""
     dag = build_train_dag(spec, spec_path=spec_path)
     return {dag.dag_id: dag}
-
-

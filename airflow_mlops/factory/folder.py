@@ -72,10 +72,14 @@ class SpecFolderLoader:
         key = None
         if self.cache is not None and self.cache.enabled:
             key = self.cache.key(resolved, text, folder_defaults, roots)
-            cached = self.cache.get(key, base=base, allowed_roots=effective_allowed_roots(folder_defaults, roots))
+            cached = self.cache.get(
+                key, base=base, allowed_roots=effective_allowed_roots(folder_defaults, roots)
+            )
             if cached is not None:
                 return cached
-        spec = load_spec_text(text, str(path), base=base, folder_defaults=folder_defaults, allowed_roots=roots)
+        spec = load_spec_text(
+            text, str(path), base=base, folder_defaults=folder_defaults, allowed_roots=roots
+        )
         if key is not None and self.cache is not None:
             self.cache.put(key, spec)
         return spec
@@ -124,7 +128,9 @@ def load_dags_folder(
     ``None`` turns it off.
     """
     cache = SpecCache(folder, default_cache_dir() if cache_dir is _DEFAULT else cache_dir)
-    loader = SpecFolderLoader(default_allowed_roots=[str(r) for r in default_allowed_roots or []], cache=cache)
+    loader = SpecFolderLoader(
+        default_allowed_roots=[str(r) for r in default_allowed_roots or []], cache=cache
+    )
     dags: dict[str, Any] = {}
     errors = SpecErrors()
     errors.parsed_files = []

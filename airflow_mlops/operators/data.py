@@ -67,8 +67,11 @@ class DataValidateOperator(MLOpsBaseOperator):
             snapshot = tmp / "batch.parquet"
             write_table(df, snapshot)
             data_ref = store.put_file(
-                snapshot, self.artifact_key(context, "batch.parquet"), producer=self.task_id,
-                source=self.source, rows=len(df),
+                snapshot,
+                self.artifact_key(context, "batch.parquet"),
+                producer=self.task_id,
+                source=self.source,
+                rows=len(df),
             )
             expectations = list(self.expectations)
             if self.reference and self.infer_from_reference:
@@ -164,8 +167,10 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
             }
         self.log.info(
             "Screen: %s rows in, %s accepted, %s quarantined (%.4f; max %.4f)",
-            result.summary["rows_in"], result.summary["rows_accepted"],
-            result.summary["rows_quarantined"], result.summary["suspect_fraction"],
+            result.summary["rows_in"],
+            result.summary["rows_accepted"],
+            result.summary["rows_quarantined"],
+            result.summary["suspect_fraction"],
             self.max_suspect_fraction,
         )
         result.raise_if_failed()  # after storing the quarantine: nothing is lost when it stops

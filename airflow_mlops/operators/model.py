@@ -37,10 +37,14 @@ class ModelScanOperator(MLOpsBaseOperator):
         store = self.artifact_store()
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "in")
-            report = scan_model_dir(model_dir, allowed_globals=self.allowed_globals, trusted_code=trusted_code())
+            report = scan_model_dir(
+                model_dir, allowed_globals=self.allowed_globals, trusted_code=trusted_code()
+            )
             (tmp / "scan_report.json").write_text(json.dumps(report.to_dict(), indent=2))
             report_ref = store.put_file(
-                tmp / "scan_report.json", self.artifact_key(context, "scan_report.json"), producer=self.task_id
+                tmp / "scan_report.json",
+                self.artifact_key(context, "scan_report.json"),
+                producer=self.task_id,
             )
         self.log.info("Scanned %s files: %s finding(s)", report.files_scanned, len(report.findings))
         report.ensure_safe()
@@ -119,7 +123,9 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         client = self.mlflow_hook.get_conn()
         champion = champion_version(client, self.model_name, self.alias)
         if champion is None:
-            self.log.info("No %s of %s yet: champion comparisons pass as first model", self.alias, self.model_name)
+            self.log.info(
+                "No %s of %s yet: champion comparisons pass as first model", self.alias, self.model_name
+            )
             return None, None
         key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
         champion_dir, _ = fetch_verified_version(
@@ -140,7 +146,10 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             metrics = self._score(model_dir, holdout)
             champion_version, champion_metrics = self._champion_metrics(holdout, tmp)
             report = evaluate_gates(
-                metrics, bounds=self.bounds, champion_metrics=champion_metrics, comparisons=self.compare_to_champion
+                metrics,
+                bounds=self.bounds,
+                champion_metrics=champion_metrics,
+                comparisons=self.compare_to_champion,
             )
             payload = {
                 "metrics": metrics,
@@ -159,13 +168,19 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         if self.mlflow_run_id:
             client = self.mlflow_hook.get_conn()
             log_run_data(
-                client, self.mlflow_run_id,
+                client,
+                self.mlflow_run_id,
                 metrics={f"eval_{k}": v for k, v in metrics.items()},
                 tags={"mlops.gates": "passed" if report.passed else "failed"},
             )
             client.log_dict(self.mlflow_run_id, payload, "evaluation/evaluation.json")
         report.raise_if_failed()
-        return {"report": report_ref.to_dict(), "metrics": metrics, "champion_version": champion_version, "passed": True}
+        return {
+            "report": report_ref.to_dict(),
+            "metrics": metrics,
+            "champion_version": champion_version,
+            "passed": True,
+        }
 
 
 class ModelSignOperator(MLOpsBaseOperator):
@@ -197,8 +212,14 @@ class ModelSignOperator(MLOpsBaseOperator):
             info = sign_model(model_dir, tmp / "model.sig", key.private_key_pem, password=key.password)
             verify_model(model_dir, tmp / "model.sig", key.public_key_pem)  # the pair matches
             sig_ref = store.put_file(
-                tmp / "model.sig", self.artifact_key(context, "model.sig"), producer=self.task_id,
+                tmp / "model.sig",
+                self.artifact_key(context, "model.sig"),
+                producer=self.task_id,
                 key_fingerprint=info.public_key_fingerprint,
             )
         self.log.info("Signed model %s with key %s", self.model["sha256"], info.public_key_fingerprint)
-        return {"model": dict(self.model), "signature": sig_ref.to_dict(), "key_fingerprint": info.public_key_fingerprint}
+        return {
+            "model": dict(self.model),
+            "signature": sig_ref.to_dict(),
+            "key_fingerprint": info.public_key_fingerprint,
+        }

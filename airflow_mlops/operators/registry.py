@@ -20,7 +20,12 @@ class ModelRegisterOperator(MLOpsBaseOperator):
     """
 
     template_fields = (
-        *MLOpsBaseOperator.template_fields, "model", "signature", "mlflow_run_id", "gates_passed", "key_fingerprint",
+        *MLOpsBaseOperator.template_fields,
+        "model",
+        "signature",
+        "mlflow_run_id",
+        "gates_passed",
+        "key_fingerprint",
     )
     stage = "register"
     ui_color = "#e2fdf4"
@@ -131,6 +136,11 @@ class ModelPromoteOperator(MLOpsBaseOperator):
             public_key_pem=key.public_key_pem,
             gates_passed=self.gates_passed is True,
         )
-        self.log.info("Promoted %s version %s to @%s (previous: %s)", result.model_name, result.version,
-                      result.alias, result.previous_version)
+        self.log.info(
+            "Promoted %s version %s to @%s (previous: %s)",
+            result.model_name,
+            result.version,
+            result.alias,
+            result.previous_version,
+        )
         return result.to_dict()

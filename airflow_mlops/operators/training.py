@@ -73,8 +73,15 @@ class ModelTrainOperator(MLOpsBaseOperator):
 
     def _run_trainer(self, train_path: Any, out_dir: Any, config_path: Any) -> None:
         cmd = [
-            sys.executable, "-m", "airflow_mlops.training.trainer",
-            "--train", str(train_path), "--output", str(out_dir), "--config", str(config_path),
+            sys.executable,
+            "-m",
+            "airflow_mlops.training.trainer",
+            "--train",
+            str(train_path),
+            "--output",
+            str(out_dir),
+            "--config",
+            str(config_path),
         ]
         self.log.info("Running trainer: %s", " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -122,12 +129,18 @@ class ModelTrainOperator(MLOpsBaseOperator):
             train_metrics = json.loads((tmp / "weights" / "metrics.json").read_text())
 
             package_model(tmp / "weights", tmp / "model", pip_requirements=SERVING_REQUIREMENTS)
-            model_ref = store.put_directory(tmp / "model", self.artifact_key(context, "model"), producer=self.task_id)
+            model_ref = store.put_directory(
+                tmp / "model", self.artifact_key(context, "model"), producer=self.task_id
+            )
             holdout_ref = store.put_file(
-                tmp / "holdout.parquet", self.artifact_key(context, "holdout.parquet"), producer=self.task_id,
+                tmp / "holdout.parquet",
+                self.artifact_key(context, "holdout.parquet"),
+                producer=self.task_id,
                 rows=len(holdout_df),
             )
-            data_sha = self.data["sha256"] if isinstance(self.data, dict) else getattr(self.data, "sha256", "")
+            data_sha = (
+                self.data["sha256"] if isinstance(self.data, dict) else getattr(self.data, "sha256", "")
+            )
             run_id = start_or_resume_run(
                 client,
                 experiment=self.experiment,
@@ -141,10 +154,15 @@ class ModelTrainOperator(MLOpsBaseOperator):
             log_run_data(
                 client,
                 run_id,
-                params={**{f"param_{k}": v for k, v in self.hyperparameters.items()},
-                        "features": ",".join(features),
-                        "target": self.target, "seed": self.seed, "holdout_fraction": self.holdout_fraction,
-                        "train_rows": len(train_df), "holdout_rows": len(holdout_df)},
+                params={
+                    **{f"param_{k}": v for k, v in self.hyperparameters.items()},
+                    "features": ",".join(features),
+                    "target": self.target,
+                    "seed": self.seed,
+                    "holdout_fraction": self.holdout_fraction,
+                    "train_rows": len(train_df),
+                    "holdout_rows": len(holdout_df),
+                },
                 metrics=scalar_metrics,
                 tags={TAG_DATA_SHA256: data_sha, "mlops.model_sha256": model_ref.sha256},
             )

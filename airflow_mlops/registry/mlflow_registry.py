@@ -314,8 +314,13 @@ def promote_version(
     client.set_registered_model_alias(model_name, alias, version)  # one atomic update
     fingerprint = public_key_fingerprint(public_key_pem)
     client.set_model_version_tag(model_name, version, "mlops.promoted_alias", alias)
-    log.info("Alias %s of %s now points at version %s (was %s)", alias, model_name, version,
-             previous.version if previous else None)
+    log.info(
+        "Alias %s of %s now points at version %s (was %s)",
+        alias,
+        model_name,
+        version,
+        previous.version if previous else None,
+    )
     return PromotionResult(
         model_name=model_name,
         alias=alias,

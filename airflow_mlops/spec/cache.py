@@ -90,7 +90,11 @@ class SpecCache:
         return self.path is not None
 
     def key(
-        self, spec_path: Path, text: str, folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None
+        self,
+        spec_path: Path,
+        text: str,
+        folder_defaults: LoadedDefaults | None,
+        allowed_roots: list[str] | None,
     ) -> str:
         """The entry's key; ``spec_path`` is the spec's resolved path."""
         from airflow_mlops.spec.checks import allowed_roots_from_env

@@ -47,13 +47,29 @@ def check_steps(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue
     for index, step in enumerate(spec.steps):
         line, col = locate(("steps", index, "id"))
         if step.id in builtin:
-            issues.append(SpecIssue(file, line, col, f"steps[{index}].id",
-                                    f"step id {step.id!r} is a built-in stage or task of the DAG", step.id,
-                                    "choose another id"))
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    f"steps[{index}].id",
+                    f"step id {step.id!r} is a built-in stage or task of the DAG",
+                    step.id,
+                    "choose another id",
+                )
+            )
         elif step.id in seen:
-            issues.append(SpecIssue(file, line, col, f"steps[{index}].id",
-                                    f"duplicate step id {step.id!r}; steps[{seen[step.id]}] has it already",
-                                    step.id, "every step needs its own id"))
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    f"steps[{index}].id",
+                    f"duplicate step id {step.id!r}; steps[{seen[step.id]}] has it already",
+                    step.id,
+                    "every step needs its own id",
+                )
+            )
         else:
             seen[step.id] = index
     known = builtin | set(seen)
@@ -61,17 +77,33 @@ def check_steps(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue
         for j, ref in enumerate(step.after):
             if ref not in known:
                 line, col = locate(("steps", index, "after", j))
-                issues.append(SpecIssue(file, line, col, f"steps[{index}].after[{j}]",
-                                        f"unknown task {ref!r}{_suggest(ref, known)}", None,
-                                        "use a stage (" + ", ".join(STAGES) + "), a task id such as "
-                                        "release.promote, or another step's id"))
+                issues.append(
+                    SpecIssue(
+                        file,
+                        line,
+                        col,
+                        f"steps[{index}].after[{j}]",
+                        f"unknown task {ref!r}{_suggest(ref, known)}",
+                        None,
+                        "use a stage (" + ", ".join(STAGES) + "), a task id such as "
+                        "release.promote, or another step's id",
+                    )
+                )
     cycle = _find_cycle({s.id: [a for a in s.after if a in seen] for s in spec.steps})
     if cycle:
         index = seen[cycle[0]]
         line, col = locate(("steps", index, "after"))
-        issues.append(SpecIssue(file, line, col, f"steps[{index}].after",
-                                "the steps form a cycle: " + " -> ".join([*cycle, cycle[0]]), None,
-                                "remove one of these `after` references"))
+        issues.append(
+            SpecIssue(
+                file,
+                line,
+                col,
+                f"steps[{index}].after",
+                "the steps form a cycle: " + " -> ".join([*cycle, cycle[0]]),
+                None,
+                "remove one of these `after` references",
+            )
+        )
     return issues
 
 
@@ -85,7 +117,7 @@ def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
         stack.append(node)
         for dep in edges.get(node, []):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):]
+                return stack[stack.index(dep) :]
             if dep not in state:
                 found = visit(dep)
                 if found:
@@ -140,12 +172,30 @@ def check_entrypoints(spec: PipelineSpec, file: str, locate: Locate) -> list[Spe
         try:
             obj = resolve_entrypoint(target)
         except Exception as exc:
-            issues.append(SpecIssue(file, line, col, dotted, f"cannot import {target!r}: {exc}", None,
-                                    "install the package that provides it, or fix the import path"))
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    dotted,
+                    f"cannot import {target!r}: {exc}",
+                    None,
+                    "install the package that provides it, or fix the import path",
+                )
+            )
             continue
         if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
-            issues.append(SpecIssue(file, line, col, dotted,
-                                    f"{target!r} is not an Airflow {base.__name__} subclass", None, None))
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    dotted,
+                    f"{target!r} is not an Airflow {base.__name__} subclass",
+                    None,
+                    None,
+                )
+            )
     return issues
 
 
@@ -180,8 +230,9 @@ def _within(location: str, root: str) -> bool:
     return loc == base or base in loc.parents
 
 
-def check_paths(spec: PipelineSpec, file: str, locate: Locate, *, base: Path | None,
-                allowed_roots: list[str]) -> list[SpecIssue]:
+def check_paths(
+    spec: PipelineSpec, file: str, locate: Locate, *, base: Path | None, allowed_roots: list[str]
+) -> list[SpecIssue]:
     """Data and artifact locations must lie under an allowed root.
 
     Local paths are checked after resolving ``..`` (relative paths are relative to the spec's
@@ -205,14 +256,23 @@ def check_paths(spec: PipelineSpec, file: str, locate: Locate, *, base: Path | N
                 continue
             location = prefix
         else:
-            local = prefix[len("file://"):] if prefix.startswith("file://") else prefix
+            local = prefix[len("file://") :] if prefix.startswith("file://") else prefix
             local = os.path.expanduser(local)
             location = local if os.path.isabs(local) or base is None else str(base / local)
         if not any(_within(location, root) for root in allowed_roots):
             line, col = locate(path)
-            issues.append(SpecIssue(file, line, col, ".".join(path),
-                                    f"{value!r} is outside the allowed roots", None,
-                                    "allowed: " + ", ".join(allowed_roots)
-                                    + " (set AIRFLOW_MLOPS_ALLOWED_ROOTS or `allowed_roots` in the folder's "
-                                    "mlops-defaults.yaml)"))
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    ".".join(path),
+                    f"{value!r} is outside the allowed roots",
+                    None,
+                    "allowed: "
+                    + ", ".join(allowed_roots)
+                    + " (set AIRFLOW_MLOPS_ALLOWED_ROOTS or `allowed_roots` in the folder's "
+                    "mlops-defaults.yaml)",
+                )
+            )
     return issues

@@ -6,7 +6,17 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(
+                ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+            )
+        },
+    ),
     ("day of week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
 )
 
@@ -14,7 +24,9 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
 def _value(token: str, low: int, high: int, names: dict[str, int], field: str) -> int:
     number = names.get(token.lower()) if not token.isdigit() else int(token)
     if number is None:
-        raise ValueError(f"{field}: {token!r} is not a number" + (f" or name ({', '.join(names)})" if names else ""))
+        raise ValueError(
+            f"{field}: {token!r} is not a number" + (f" or name ({', '.join(names)})" if names else "")
+        )
     if not low <= number <= high:
         raise ValueError(f"{field}: {number} is outside {low}-{high}")
     return number

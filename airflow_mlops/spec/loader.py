@@ -65,7 +65,10 @@ class _LocatedYaml:
                     first = self.key_marks[(*path, key)]
                     self.issues.append(
                         SpecIssue(
-                            self.file, key_mark[0], key_mark[1], _dotted((*path, key)),
+                            self.file,
+                            key_mark[0],
+                            key_mark[1],
+                            _dotted((*path, key)),
                             f"duplicate key {key!r}; it was first given on line {first[0]}",
                             hint="remove one of them: YAML keeps only the last, which hides mistakes",
                         )
@@ -211,7 +214,11 @@ def _issue_from_error(
 
     if kind == "missing":
         return SpecIssue(
-            located.file, line, column, path, "required key is missing",
+            located.file,
+            line,
+            column,
+            path,
+            "required key is missing",
             hint=f"add `{loc[-1]}:` to {_dotted(loc[:-1]) or 'the top level'}; see docs/spec.md",
         )
 
@@ -222,7 +229,12 @@ def _issue_from_error(
         if suggestion:
             message += f"; did you mean {suggestion!r}?"
         return SpecIssue(
-            located.file, line, column, path, message, None,
+            located.file,
+            line,
+            column,
+            path,
+            message,
+            None,
             "allowed values: " + ", ".join(expected) if expected else None,
         )
 
@@ -263,15 +275,31 @@ def _issue_from_error(
 
 M = TypeVar("M", bound=BaseModel)
 
-_TYPE_MISMATCH = {"string_type", "none_required", "dict_type", "model_type", "model_attributes_type",
-                  "int_type", "float_type", "bool_type", "list_type", "literal_error", "string_pattern_mismatch"}
+_TYPE_MISMATCH = {
+    "string_type",
+    "none_required",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "list_type",
+    "literal_error",
+    "string_pattern_mismatch",
+}
 
 
 _BRANCH_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "date", "datetime", "timedelta"}
 
 
 def _is_branch_tag(part: str) -> bool:
-    return part in _BRANCH_TAGS or part[:1].isupper() or "[" in part or part.startswith(("function-", "constrained-"))
+    return (
+        part in _BRANCH_TAGS
+        or part[:1].isupper()
+        or "[" in part
+        or part.startswith(("function-", "constrained-"))
+    )
 
 
 def _data_loc(err: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -279,7 +307,9 @@ def _data_loc(err: dict[str, Any], data: Any) -> dict[str, Any]:
     loc: list[Any] = []
     node = data
     for part in err["loc"]:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
             loc.append(part)
         elif isinstance(node, dict) and isinstance(part, str) and not _is_branch_tag(part):
@@ -294,7 +324,9 @@ def _data_loc(err: dict[str, Any], data: Any) -> dict[str, Any]:
 def _without_union_noise(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """When a union branch failed for a real reason, hide the "wrong type" errors of the others."""
     real = {e["loc"][:1] for e in errors if e.get("branch") and e["type"] not in _TYPE_MISMATCH}
-    kept = [e for e in errors if not (e.get("branch") and e["type"] in _TYPE_MISMATCH and e["loc"][:1] in real)]
+    kept = [
+        e for e in errors if not (e.get("branch") and e["type"] in _TYPE_MISMATCH and e["loc"][:1] in real)
+    ]
     seen: set[tuple[Any, ...]] = set()
     unique = []
     for e in kept:
@@ -308,7 +340,16 @@ def _without_union_noise(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpec) -> M:  # type: ignore[assignment]
     if not isinstance(data, dict):
         raise SpecError(
-            [SpecIssue(located.file, 1, 1, "", "a pipeline spec must be a YAML mapping (key: value)", type(data).__name__)]
+            [
+                SpecIssue(
+                    located.file,
+                    1,
+                    1,
+                    "",
+                    "a pipeline spec must be a YAML mapping (key: value)",
+                    type(data).__name__,
+                )
+            ]
         )
     try:
         return model.model_validate(data)
@@ -328,8 +369,10 @@ class LoadedDefaults:
 
     @property
     def allowed_roots(self) -> list[str]:
-        return [r if "://" in r else str((self.path.parent / os.path.expanduser(r)).resolve())
-                for r in self.model.allowed_roots]
+        return [
+            r if "://" in r else str((self.path.parent / os.path.expanduser(r)).resolve())
+            for r in self.model.allowed_roots
+        ]
 
 
 def load_folder_defaults(path: str | os.PathLike[str]) -> LoadedDefaults:
@@ -337,13 +380,16 @@ def load_folder_defaults(path: str | os.PathLike[str]) -> LoadedDefaults:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([SpecIssue(str(p), None, None, "", f"cannot read the defaults file: {exc}")]) from None
+        raise SpecError(
+            [SpecIssue(str(p), None, None, "", f"cannot read the defaults file: {exc}")]
+        ) from None
     data, located = parse_yaml(text, str(p))
     return LoadedDefaults(p, validate_data(data, located, FolderDefaults))
 
 
-def find_folder_defaults(spec_path: str | os.PathLike[str], cache: dict[Path, LoadedDefaults | None] | None = None
-                         ) -> LoadedDefaults | None:
+def find_folder_defaults(
+    spec_path: str | os.PathLike[str], cache: dict[Path, LoadedDefaults | None] | None = None
+) -> LoadedDefaults | None:
     """The nearest ``mlops-defaults.yaml`` in the spec's folder or above it (nearest wins)."""
     cache = {} if cache is None else cache
     folder = Path(spec_path).resolve().parent
@@ -421,7 +467,9 @@ def load_spec_text(
     return spec
 
 
-def effective_allowed_roots(folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None) -> list[str]:
+def effective_allowed_roots(
+    folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None
+) -> list[str]:
     """``allowed_roots`` if given, else the folder defaults', else ``AIRFLOW_MLOPS_ALLOWED_ROOTS``."""
     from airflow_mlops.spec.checks import allowed_roots_from_env
 
@@ -453,8 +501,12 @@ def load_spec(
     if folder_defaults is _AUTO:
         folder_defaults = find_folder_defaults(p)
     return load_spec_text(
-        text, str(p), base=p.resolve().parent, folder_defaults=folder_defaults,
-        allowed_roots=allowed_roots, check_imports=check_imports,
+        text,
+        str(p),
+        base=p.resolve().parent,
+        folder_defaults=folder_defaults,
+        allowed_roots=allowed_roots,
+        check_imports=check_imports,
     )
 
 

@@ -42,7 +42,16 @@ SUPPORTED_EXPECTATIONS: tuple[str, ...] = (
 
 POISONING_CHECKS = ("duplicates", "label_flips", "outliers", "class_balance")
 METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
-SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -98,7 +107,9 @@ class Notifications(_Strict):
 class TaskSettings(_Strict):
     """Airflow task settings. Unset keys inherit (see "Precedence of settings" above)."""
 
-    retries: int | None = Field(None, ge=0, le=50, description="Times Airflow retries a failed task (built-in: 2).")
+    retries: int | None = Field(
+        None, ge=0, le=50, description="Times Airflow retries a failed task (built-in: 2)."
+    )
     retry_delay: Duration | None = Field(None, description="Wait between retries, e.g. '5m' (built-in: 5m).")
     retry_exponential_backoff: bool | None = Field(None, description="Double the wait after each retry.")
     max_retry_delay: Duration | None = Field(None, description="Cap for exponential backoff.")
@@ -128,7 +139,8 @@ class DeadlineConfig(_Strict):
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the callback.")
     mode: Literal["async", "sync"] = Field(
-        "async", description="`async`: runs in the triggerer (awaitable callbacks, notifiers); `sync`: on an executor."
+        "async",
+        description="`async`: runs in the triggerer (awaitable callbacks, notifiers); `sync`: on an executor.",
     )
 
 
@@ -154,7 +166,9 @@ class ScheduleConfig(_Strict):
         if self.time is None and not self.events:
             raise ValueError("give `time`, `events` or both (or `schedule: null` for manual runs only)")
         if self.events and self.time in ("@once", "@continuous"):
-            raise ValueError(f"`time: {self.time}` cannot be combined with `events`; use a cron, preset or interval")
+            raise ValueError(
+                f"`time: {self.time}` cannot be combined with `events`; use a cron, preset or interval"
+            )
         return self
 
 

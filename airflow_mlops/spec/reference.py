@@ -36,8 +36,14 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
             return "mapping"
-        return {str: "string", int: "integer", float: "number", bool: "boolean", dt.date: "date",
-                dt.timedelta: "duration"}.get(annotation, annotation.__name__)
+        return {
+            str: "string",
+            int: "integer",
+            float: "number",
+            bool: "boolean",
+            dt.date: "date",
+            dt.timedelta: "duration",
+        }.get(annotation, annotation.__name__)
     return str(annotation)
 
 

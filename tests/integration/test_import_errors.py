@@ -17,10 +17,15 @@ pytestmark = pytest.mark.integration
 
 GOOD = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
 BROKEN = {
-    "misspelt.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: misspelt").replace("  target: is_fraud", "  targt: is_fraud"),
-    "bad_cron.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: bad_cron").replace('schedule: "@daily"', 'schedule: "0 25 * * *"'),
+    "misspelt.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: misspelt").replace(
+        "  target: is_fraud", "  targt: is_fraud"
+    ),
+    "bad_cron.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: bad_cron").replace(
+        'schedule: "@daily"', 'schedule: "0 25 * * *"'
+    ),
     "bad_yaml.yaml": "apiVersion: mlops/v1\npipeline: [oops\n",
-    "cycle.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: cycle") + (
+    "cycle.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: cycle")
+    + (
         "steps:\n"
         "  - {id: a, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [b]}\n"
         "  - {id: b, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [a]}\n"
@@ -29,8 +34,13 @@ BROKEN = {
 
 
 def airflow(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def last_json(text: str) -> object:
@@ -49,8 +59,11 @@ def test_each_broken_spec_is_its_own_import_error(tmp_path: Path) -> None:
     for name, text in BROKEN.items():
         (dags / "specs" / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(AIRFLOW_HOME=str(tmp_path / "home"), AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-               AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    env.update(
+        AIRFLOW_HOME=str(tmp_path / "home"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    )
     assert airflow(["db", "migrate"], env).returncode == 0
     reserialize = airflow(["dags", "reserialize"], env)
     assert reserialize.returncode == 0, reserialize.stderr[-3000:]
@@ -71,6 +84,8 @@ def test_each_broken_spec_is_its_own_import_error(tmp_path: Path) -> None:
     # Fixing the spec clears its error on the next parse.
     (dags / "specs" / "misspelt.yaml").write_text(BROKEN["misspelt.yaml"].replace("targt:", "target:"))
     assert airflow(["dags", "reserialize"], env).returncode == 0
-    errors_after = {e["filepath"] for e in last_json(airflow(["dags", "list-import-errors", "-o", "json"], env).stdout)}  # type: ignore[union-attr]
+    errors_after = {
+        e["filepath"] for e in last_json(airflow(["dags", "list-import-errors", "-o", "json"], env).stdout)
+    }  # type: ignore[union-attr]
     assert "specs/misspelt.yaml" not in errors_after
     assert "specs/bad_cron.yaml" in errors_after

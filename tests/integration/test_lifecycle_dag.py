@@ -26,7 +26,11 @@ def airflow_env(tmp: Path, mlflow_url: str, keys: tuple[bytes, bytes], dags: Pat
         AIRFLOW_MLOPS_ARTIFACT_ROOT=str(tmp / "artifacts"),
         AIRFLOW_CONN_MLFLOW_DEFAULT=json.dumps({"conn_type": "mlflow", "host": mlflow_url}),
         AIRFLOW_CONN_MLOPS_SIGNING=json.dumps(
-            {"conn_type": "mlops_signing", "password": private.decode(), "extra": {"public_key": public.decode()}}
+            {
+                "conn_type": "mlops_signing",
+                "password": private.decode(),
+                "extra": {"public_key": public.decode()},
+            }
         ),
         GX_ANALYTICS_ENABLED="False",
         PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -39,7 +43,9 @@ def make_dags_folder(tmp: Path, data: Path, model_name: str) -> Path:
     (dags / "specs").mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "mlops_specs.py", dags / "mlops_specs.py")
     spec = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
-    spec = spec.replace("../data/fraud", str(data)).replace("model_name: fraud-detector", f"model_name: {model_name}")
+    spec = spec.replace("../data/fraud", str(data)).replace(
+        "model_name: fraud-detector", f"model_name: {model_name}"
+    )
     (dags / "specs" / "fraud_detector.yaml").write_text(spec)
     # The data lives outside the dags folder: allow it explicitly (a folder defaults file).
     (dags / "specs" / "mlops-defaults.yaml").write_text(

@@ -29,10 +29,17 @@ def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, g
     from airflow_mlops.registry.mlflow_registry import TAG_GATES, register_version, start_or_resume_run
 
     model, sig = _signed_model(tmp, name, keys, weight)
-    run_id = start_or_resume_run(client, experiment="promotion-it", pipeline="p", airflow_run=run_tag, run_name=run_tag)
+    run_id = start_or_resume_run(
+        client, experiment="promotion-it", pipeline="p", airflow_run=run_tag, run_name=run_tag
+    )
     return register_version(
-        client, model_name="promo-model", run_id=run_id, model_dir=model, signature_path=sig,
-        airflow_run=run_tag, tags={TAG_GATES: gates},
+        client,
+        model_name="promo-model",
+        run_id=run_id,
+        model_dir=model,
+        signature_path=sig,
+        airflow_run=run_tag,
+        tags={TAG_GATES: gates},
     )
 
 
@@ -45,14 +52,27 @@ def test_tampering_after_signing_blocks_promotion(
 
     client = MlflowClient(tracking_uri=mlflow_server.url)
     v1 = _register(client, tmp_path, "m1", signing_keys, b"\x01", "dag/run1")
-    promoted = promote_version(client, model_name="promo-model", version=v1.version, alias="champion",
-                               public_key_pem=signing_keys[1], gates_passed=True)
+    promoted = promote_version(
+        client,
+        model_name="promo-model",
+        version=v1.version,
+        alias="champion",
+        public_key_pem=signing_keys[1],
+        gates_passed=True,
+    )
     assert promoted.previous_version is None and promoted.signature_verified
 
     # The same registration retried finds the earlier version instead of duplicating it.
     model_again, sig_again = tmp_path / "m1", tmp_path / "m1.sig"
-    again = register_version(client, model_name="promo-model", run_id=v1.run_id, model_dir=model_again,
-                             signature_path=sig_again, airflow_run="dag/run1", tags={})
+    again = register_version(
+        client,
+        model_name="promo-model",
+        run_id=v1.run_id,
+        model_dir=model_again,
+        signature_path=sig_again,
+        airflow_run="dag/run1",
+        tags={},
+    )
     assert again.version == v1.version
 
     v2 = _register(client, tmp_path, "m2", signing_keys, b"\x02", "dag/run2")
@@ -61,8 +81,14 @@ def test_tampering_after_signing_blocks_promotion(
     target = next(p for p in weights if "02" in p.read_text())
     target.write_text(json.dumps({"w": "ff"}))
     with pytest.raises(PromotionBlockedError, match="signature does not verify"):
-        promote_version(client, model_name="promo-model", version=v2.version, alias="champion",
-                        public_key_pem=signing_keys[1], gates_passed=True)
+        promote_version(
+            client,
+            model_name="promo-model",
+            version=v2.version,
+            alias="champion",
+            public_key_pem=signing_keys[1],
+            gates_passed=True,
+        )
     assert champion_version(client, "promo-model", "champion").version == v1.version
 
 
@@ -79,14 +105,32 @@ def test_other_key_and_failed_gates_block_promotion(
     v3 = _register(client, tmp_path, "m3", signing_keys, b"\x03", "dag/run3")
     _, other_public = generate_key_pair()
     with pytest.raises(PromotionBlockedError):
-        promote_version(client, model_name="promo-model", version=v3.version, alias="champion",
-                        public_key_pem=other_public, gates_passed=True)
+        promote_version(
+            client,
+            model_name="promo-model",
+            version=v3.version,
+            alias="champion",
+            public_key_pem=other_public,
+            gates_passed=True,
+        )
     with pytest.raises(PromotionBlockedError, match="not every gate passed"):
-        promote_version(client, model_name="promo-model", version=v3.version, alias="champion",
-                        public_key_pem=signing_keys[1], gates_passed=False)
+        promote_version(
+            client,
+            model_name="promo-model",
+            version=v3.version,
+            alias="champion",
+            public_key_pem=signing_keys[1],
+            gates_passed=False,
+        )
     v4 = _register(client, tmp_path, "m4", signing_keys, b"\x04", "dag/run4", gates="failed")
     with pytest.raises(PromotionBlockedError, match=r"mlops\.gates=passed"):
-        promote_version(client, model_name="promo-model", version=v4.version, alias="champion",
-                        public_key_pem=signing_keys[1], gates_passed=True)
+        promote_version(
+            client,
+            model_name="promo-model",
+            version=v4.version,
+            alias="champion",
+            public_key_pem=signing_keys[1],
+            gates_passed=True,
+        )
     after = champion_version(client, "promo-model", "champion")
     assert (before.version if before else None) == (after.version if after else None)

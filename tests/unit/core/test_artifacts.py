@@ -69,7 +69,9 @@ def test_no_partial_files_left_under_final_name(tmp_path: Path, model_dir: Path)
 
 def test_missing_artifact_says_what_to_do(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))
-    ref = ArtifactRef(uri=str(tmp_path / "nope"), sha256="0" * 64, size=1, media_type="text/plain", producer="t")
+    ref = ArtifactRef(
+        uri=str(tmp_path / "nope"), sha256="0" * 64, size=1, media_type="text/plain", producer="t"
+    )
     with pytest.raises(ArtifactError, match="does not exist"):
         store.fetch(ref, tmp_path / "o")
 
@@ -97,8 +99,11 @@ def test_s3_store_against_a_real_http_endpoint(tmp_path: Path, model_dir: Path, 
     import boto3
 
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     )
     client.create_bucket(Bucket="mlops")
     store = ArtifactStore("s3://mlops/artifacts", s3_client=client)

@@ -14,8 +14,13 @@ EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_mlops.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_mlops.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_validate_ok() -> None:
@@ -27,16 +32,31 @@ def test_validate_ok() -> None:
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
-        (lambda t: t.replace("pipeline: fraud_detector", "pipeline: fraud_detector\npipeline: again"), ":4:1: pipeline: duplicate key"),
+        (
+            lambda t: t.replace("pipeline: fraud_detector", "pipeline: fraud_detector\npipeline: again"),
+            ":4:1: pipeline: duplicate key",
+        ),
         (lambda t: t.replace("  target: is_fraud", "  target: [is_fraud"), "invalid YAML"),
         (lambda t: t.replace("epochs: 15", "epochs: many"), ":34:12: training.params.epochs"),
         (lambda t: t.replace("  target: is_fraud\n", ""), "data.target: required key is missing"),
         (lambda t: t.replace('"@daily"', '"0 3 * * 8"'), "day of week: 8 is outside 0-7"),
-        (lambda t: t + "steps: [{id: x, operator: airflow.providers.standard.operators.bash.BashOperater}]\n",
-         "did you mean 'BashOperator'"),
-        (lambda t: t + "steps: [{id: x, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [x]}]\n",
-         "cycle: x -> x"),
-        (lambda t: t.replace("alias: champion", "alias: champion\n  strategy: direct"), "unknown key 'strategy'"),
+        (
+            lambda t: (
+                t + "steps: [{id: x, operator: airflow.providers.standard.operators.bash.BashOperater}]\n"
+            ),
+            "did you mean 'BashOperator'",
+        ),
+        (
+            lambda t: (
+                t
+                + "steps: [{id: x, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [x]}]\n"
+            ),
+            "cycle: x -> x",
+        ),
+        (
+            lambda t: t.replace("alias: champion", "alias: champion\n  strategy: direct"),
+            "unknown key 'strategy'",
+        ),
         (lambda t: t.replace("on_failure: fail", "on_failure: fial"), "did you mean 'fail'"),
     ],
 )

@@ -40,7 +40,14 @@ def test_airflow_sees_the_connection_types() -> None:
 def test_compose_file_binds_to_loopback_and_has_the_stack() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"} <= set(services)
+    assert {
+        "postgres",
+        "minio",
+        "mlflow",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+    } <= set(services)
     for service in services.values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), port

@@ -17,8 +17,16 @@ def build_example():
 
 def test_lifecycle_order() -> None:
     dag = build_example()
-    order = ["data.validate", "data.screen", "training.train", "gates.scan", "gates.evaluate",
-             "release.sign", "release.register", "release.promote"]
+    order = [
+        "data.validate",
+        "data.screen",
+        "training.train",
+        "gates.scan",
+        "gates.evaluate",
+        "release.sign",
+        "release.register",
+        "release.promote",
+    ]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
@@ -64,7 +72,9 @@ def test_broken_spec_does_not_hide_good_ones(tmp_path: Path) -> None:
 
 
 def test_duplicate_pipeline_names_are_reported(tmp_path: Path) -> None:
-    text = "apiVersion: mlops/v1\npipeline: same\ndata: {source: a.csv, target: y}\nregistry: {model_name: m}\n"
+    text = (
+        "apiVersion: mlops/v1\npipeline: same\ndata: {source: a.csv, target: y}\nregistry: {model_name: m}\n"
+    )
     (tmp_path / "a.yaml").write_text(text)
     (tmp_path / "b.yaml").write_text(text)
     dags, errors = load_dags_folder(tmp_path)
@@ -73,7 +83,9 @@ def test_duplicate_pipeline_names_are_reported(tmp_path: Path) -> None:
 
 
 def test_minimal_spec_builds() -> None:
-    spec = load_spec_text("apiVersion: mlops/v1\npipeline: p\ndata: {source: s3://b/k.parquet, target: y}\nregistry: {model_name: m}\n")
+    spec = load_spec_text(
+        "apiVersion: mlops/v1\npipeline: p\ndata: {source: s3://b/k.parquet, target: y}\nregistry: {model_name: m}\n"
+    )
     dag = build_dags(spec)["p__train"]
     assert dag.schedule is None
     assert dag.get_task("data.validate").source == "s3://b/k.parquet"

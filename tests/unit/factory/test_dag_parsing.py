@@ -9,8 +9,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-HEAVY = ["torch", "mlflow", "great_expectations", "alibi_detect", "pandas", "sklearn", "numpy", "boto3",
-         "safetensors", "model_signing", "kubernetes"]
+HEAVY = [
+    "torch",
+    "mlflow",
+    "great_expectations",
+    "alibi_detect",
+    "pandas",
+    "sklearn",
+    "numpy",
+    "boto3",
+    "safetensors",
+    "model_signing",
+    "kubernetes",
+]
 
 PROBE = """
 import json, sys
@@ -29,7 +40,11 @@ def parse(folder: Path, tmp_path: Path) -> dict:
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(folder), ",".join(HEAVY)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -41,6 +56,12 @@ def test_dags_folder_parses_without_errors_or_heavy_imports(tmp_path: Path) -> N
     assert "fraud_detector__train" in result["dags"]
     assert result["heavy"] == [], f"heavy modules imported at parse time: {result['heavy']}"
     assert result["tasks"] == [
-        "data.screen", "data.validate", "gates.evaluate", "gates.scan",
-        "release.promote", "release.register", "release.sign", "training.train",
+        "data.screen",
+        "data.validate",
+        "gates.evaluate",
+        "gates.scan",
+        "release.promote",
+        "release.register",
+        "release.sign",
+        "training.train",
     ]

@@ -26,11 +26,19 @@ def test_bare_yaml_specs_load_through_the_importer(tmp_path: Path) -> None:
     (folder / "team").mkdir(parents=True)
     good = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text().replace("../data/fraud", "data")
     (folder / "team" / "fraud.yaml").write_text(good)
-    (folder / "broken.yml").write_text("apiVersion: mlops/v1\npipeline: broken\ndata: {source: a.csv}\nregistry: {model_name: m}\n")
+    (folder / "broken.yml").write_text(
+        "apiVersion: mlops/v1\npipeline: broken\ndata: {source: a.csv}\nregistry: {model_name: m}\n"
+    )
     (folder / "notes.yaml").write_text("just: yaml\n")  # not a spec: ignored
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(folder)], capture_output=True, text=True, env=env,
-                         timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dags"] == ["fraud_detector__train"]

@@ -21,7 +21,10 @@ def test_docs_python_example_builds_the_same_lifecycle() -> None:
 
     spec = load_spec(ROOT / "dags" / "specs" / "fraud_detector.yaml")
     factory_dag = build_dags(spec)["fraud_detector__train"]
-    factory = {t.task_id.split(".")[-1]: sorted(d.split(".")[-1] for d in t.downstream_task_ids) for t in factory_dag.tasks}
+    factory = {
+        t.task_id.split(".")[-1]: sorted(d.split(".")[-1] for d in t.downstream_task_ids)
+        for t in factory_dag.tasks
+    }
     assert hand == factory
     # The same schedule semantics: the example spec's "@daily" is the timetable the docs spell out.
     assert factory_dag.timetable == dag.timetable

@@ -11,9 +11,13 @@ from airflow_mlops.security.signing import generate_key_pair
 
 
 def test_mlflow_hook_builds_the_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_MLF", json.dumps({"conn_type": "mlflow", "host": "127.0.0.1", "port": 5055}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLF", json.dumps({"conn_type": "mlflow", "host": "127.0.0.1", "port": 5055})
+    )
     assert MLflowHook("mlf").tracking_uri == "http://127.0.0.1:5055"
-    monkeypatch.setenv("AIRFLOW_CONN_MLF2", json.dumps({"conn_type": "mlflow", "host": "https://mlflow.internal"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLF2", json.dumps({"conn_type": "mlflow", "host": "https://mlflow.internal"})
+    )
     assert MLflowHook("mlf2").tracking_uri == "https://mlflow.internal"
 
 
@@ -23,9 +27,13 @@ def test_mlflow_hook_without_host_says_what_to_set(monkeypatch: pytest.MonkeyPat
         _ = MLflowHook("empty").tracking_uri
 
 
-def test_signing_hook_derives_the_public_key_and_hides_the_private_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signing_hook_derives_the_public_key_and_hides_the_private_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     private, public = generate_key_pair()
-    monkeypatch.setenv("AIRFLOW_CONN_SIGN", json.dumps({"conn_type": "mlops_signing", "password": private.decode()}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SIGN", json.dumps({"conn_type": "mlops_signing", "password": private.decode()})
+    )
     key = ModelSigningHook("sign").get_key(need_private=True)
     assert key.public_key_pem.strip() == public.strip()
     assert "PRIVATE" not in repr(key) and private.decode().splitlines()[1] not in repr(key)
@@ -34,7 +42,8 @@ def test_signing_hook_derives_the_public_key_and_hides_the_private_one(monkeypat
 def test_signing_hook_verify_only_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     _, public = generate_key_pair()
     monkeypatch.setenv(
-        "AIRFLOW_CONN_VERIFY", json.dumps({"conn_type": "mlops_signing", "extra": {"public_key": public.decode()}})
+        "AIRFLOW_CONN_VERIFY",
+        json.dumps({"conn_type": "mlops_signing", "extra": {"public_key": public.decode()}}),
     )
     hook = ModelSigningHook("verify")
     assert hook.get_key(need_private=False).private_key_pem is None
@@ -46,6 +55,8 @@ def test_encrypted_private_key_with_passphrase(monkeypatch: pytest.MonkeyPatch) 
     private, public = generate_key_pair(password=b"s3cret")
     monkeypatch.setenv(
         "AIRFLOW_CONN_ENC",
-        json.dumps({"conn_type": "mlops_signing", "password": private.decode(), "extra": {"key_password": "s3cret"}}),
+        json.dumps(
+            {"conn_type": "mlops_signing", "password": private.decode(), "extra": {"key_password": "s3cret"}}
+        ),
     )
     assert ModelSigningHook("enc").get_key(need_private=True).public_key_pem.strip() == public.strip()

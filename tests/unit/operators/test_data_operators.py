@@ -26,21 +26,33 @@ def batch(tmp_path: Path) -> Path:
 
 def test_validate_snapshots_the_batch_and_writes_a_report(tmp_path: Path, batch: Path) -> None:
     op = DataValidateOperator(
-        task_id="validate", pipeline="p", artifact_root=str(tmp_path / "store"), source=str(batch),
+        task_id="validate",
+        pipeline="p",
+        artifact_root=str(tmp_path / "store"),
+        source=str(batch),
         expectations=[{"expect_column_values_to_be_between": {"column": "amount", "min_value": 0}}],
     )
     out = op.execute(CONTEXT)
     data = ArtifactRef.from_dict(out["data"])
     assert out["success"] is True
-    assert data.uri.startswith(str(tmp_path / "store" / "p" / "manual__2026-01-02T00_00_00_00_00" / "validate"))
+    assert data.uri.startswith(
+        str(tmp_path / "store" / "p" / "manual__2026-01-02T00_00_00_00_00" / "validate")
+    )
     assert pd.read_parquet(data.uri).shape == (2000, 7)
     report = json.loads(Path(out["report"]["uri"]).read_text())
     assert report["success"] is True
 
 
 def test_validate_fails_or_warns_as_configured(tmp_path: Path, batch: Path) -> None:
-    expectations = [{"expect_column_values_to_be_between": {"column": "amount", "min_value": 0, "max_value": 1}}]
-    common = {"pipeline": "p", "artifact_root": str(tmp_path / "store"), "source": str(batch), "expectations": expectations}
+    expectations = [
+        {"expect_column_values_to_be_between": {"column": "amount", "min_value": 0, "max_value": 1}}
+    ]
+    common = {
+        "pipeline": "p",
+        "artifact_root": str(tmp_path / "store"),
+        "source": str(batch),
+        "expectations": expectations,
+    }
     with pytest.raises(DataValidationError, match="amount"):
         DataValidateOperator(task_id="v1", **common).execute(CONTEXT)
     out = DataValidateOperator(task_id="v2", on_failure="warn", **common).execute(CONTEXT)
@@ -48,7 +60,9 @@ def test_validate_fails_or_warns_as_configured(tmp_path: Path, batch: Path) -> N
 
 
 def test_screen_keeps_every_row_and_stores_the_quarantine_before_failing(tmp_path: Path) -> None:
-    df = inject_poison(generate_fraud_data(1500, seed=5), seed=1, n_conflicting_duplicates=60, n_label_flips=0)
+    df = inject_poison(
+        generate_fraud_data(1500, seed=5), seed=1, n_conflicting_duplicates=60, n_label_flips=0
+    )
     src = tmp_path / "in.parquet"
     df.to_parquet(src)
     store_root = tmp_path / "store"
@@ -56,8 +70,13 @@ def test_screen_keeps_every_row_and_stores_the_quarantine_before_failing(tmp_pat
 
     ref = ArtifactStore(str(store_root)).put_file(src, "p/r/validate/batch.parquet")
     op = PoisoningScreenOperator(
-        task_id="screen", pipeline="p", artifact_root=str(store_root), data=ref.to_dict(),
-        target="is_fraud", checks=["duplicates"], max_suspect_fraction=0.02,
+        task_id="screen",
+        pipeline="p",
+        artifact_root=str(store_root),
+        data=ref.to_dict(),
+        target="is_fraud",
+        checks=["duplicates"],
+        max_suspect_fraction=0.02,
     )
     with pytest.raises(PoisoningDetectedError):
         op.execute(CONTEXT)
@@ -75,7 +94,8 @@ def test_screen_refuses_a_tampered_input(tmp_path: Path, batch: Path) -> None:
 
     ref = ArtifactStore(str(tmp_path / "s")).put_file(batch, "p/r/validate/batch.parquet")
     generate_fraud_data(10, seed=9).to_parquet(ref.uri)
-    op = PoisoningScreenOperator(task_id="s", pipeline="p", artifact_root=str(tmp_path / "s"), data=ref.to_dict(),
-                                 target="is_fraud")
+    op = PoisoningScreenOperator(
+        task_id="s", pipeline="p", artifact_root=str(tmp_path / "s"), data=ref.to_dict(), target="is_fraud"
+    )
     with pytest.raises(ArtifactIntegrityError):
         op.execute(CONTEXT)

@@ -62,7 +62,9 @@ def test_time_schedules_cover_a_closed_data_interval(schedule: str, end: str) ->
     timetable = build_schedule(spec_of(f"schedule: {schedule}\n"))
     assert isinstance(timetable, CronDataIntervalTimetable)
     start = dt.datetime(2026, 1, 5 if "1'" in schedule else 1, tzinfo=dt.UTC)
-    interval = _core(timetable).infer_manual_data_interval(run_after=dt.datetime.fromisoformat(end + "T00:00:00+00:00"))
+    interval = _core(timetable).infer_manual_data_interval(
+        run_after=dt.datetime.fromisoformat(end + "T00:00:00+00:00")
+    )
     assert (interval.start, interval.end) == (start, dt.datetime.fromisoformat(end + "T00:00:00+00:00"))
 
 
@@ -80,7 +82,9 @@ def test_event_schedule_uses_the_pipelines_assets() -> None:
 def test_time_or_events_schedule() -> None:
     from airflow.sdk import AssetOrTimeSchedule
 
-    dag = train_dag(spec_of("schedule: {time: '0 3 * * *', events: [drift, new_data, 's3://bucket/incoming/']}\n"))
+    dag = train_dag(
+        spec_of("schedule: {time: '0 3 * * *', events: [drift, new_data, 's3://bucket/incoming/']}\n")
+    )
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert type(dag.timetable.timetable).__name__ == "CronDataIntervalTimetable"
     uris = {a.uri for a in dag.timetable.asset_condition.objects}
@@ -89,8 +93,12 @@ def test_time_or_events_schedule() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "needle"),
-    [("'@every_day'", "unknown schedule preset"), ("'0 0 * *'", "5 fields"), ("{events: []}", "give `time`, `events` or both"),
-     ("{time: 0s, events: [drift]}", "positive")],
+    [
+        ("'@every_day'", "unknown schedule preset"),
+        ("'0 0 * *'", "5 fields"),
+        ("{events: []}", "give `time`, `events` or both"),
+        ("{time: 0s, events: [drift]}", "positive"),
+    ],
 )
 def test_bad_schedules(schedule: str, needle: str) -> None:
     issues = issues_of(f"schedule: {schedule}\n")
@@ -102,11 +110,13 @@ def test_bad_schedules(schedule: str, needle: str) -> None:
 
 
 def test_stage_settings_win_over_defaults_and_builtins() -> None:
-    dag = train_dag(spec_of("""\
+    dag = train_dag(
+        spec_of("""\
         defaults: {retries: 4, queue: cpu, pool: mlops}
         stages:
           train: {queue: gpu, execution_timeout: 3h, pool_slots: 2}
-        """))
+        """)
+    )
     train, validate = dag.get_task("training.train"), dag.get_task("data.validate")
     assert (train.queue, train.pool, train.pool_slots, train.retries) == ("gpu", "mlops", 2, 4)
     assert train.execution_timeout == dt.timedelta(hours=3)
@@ -115,14 +125,16 @@ def test_stage_settings_win_over_defaults_and_builtins() -> None:
 
 
 def test_folder_defaults_sit_under_the_spec(tmp_path: Path) -> None:
-    (tmp_path / "mlops-defaults.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "mlops-defaults.yaml").write_text(
+        textwrap.dedent("""\
         apiVersion: mlops/v1
         kind: Defaults
         owner: platform
         tags: [team-a]
         defaults: {retries: 7, queue: shared}
         stages: {promote: {retries: 0}}
-        """))
+        """)
+    )
     (tmp_path / "sub").mkdir()
     spec_path = tmp_path / "sub" / "churn.yaml"
     spec_path.write_text(BASE + "tags: [churn]\ndefaults: {queue: own}\n")
@@ -135,7 +147,9 @@ def test_folder_defaults_sit_under_the_spec(tmp_path: Path) -> None:
 
 
 def test_broken_folder_defaults_name_their_own_file(tmp_path: Path) -> None:
-    (tmp_path / "mlops-defaults.yaml").write_text("apiVersion: mlops/v1\nkind: Defaults\ndefaults: {retrys: 1}\n")
+    (tmp_path / "mlops-defaults.yaml").write_text(
+        "apiVersion: mlops/v1\nkind: Defaults\ndefaults: {retrys: 1}\n"
+    )
     (tmp_path / "churn.yaml").write_text(BASE)
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "churn.yaml")
@@ -145,14 +159,16 @@ def test_broken_folder_defaults_name_their_own_file(tmp_path: Path) -> None:
 
 
 def test_notifiers_become_callbacks() -> None:
-    dag = train_dag(spec_of("""\
+    dag = train_dag(
+        spec_of("""\
         stages:
           promote:
             notify:
               on_failure:
                 - notifier: tests.unit.spec.notifiers.RecordingNotifier
                   args: {channel: ml-alerts}
-        """))
+        """)
+    )
     callbacks = dag.get_task("release.promote").on_failure_callback
     assert [type(c).__name__ for c in callbacks] == ["RecordingNotifier"]
     assert callbacks[0].channel == "ml-alerts"
@@ -160,7 +176,9 @@ def test_notifiers_become_callbacks() -> None:
 
 
 def test_unknown_notifier_is_located() -> None:
-    issues = issues_of("defaults:\n  notify:\n    on_failure: [{notifier: airflow.providers.nope.Notifier}]\n")
+    issues = issues_of(
+        "defaults:\n  notify:\n    on_failure: [{notifier: airflow.providers.nope.Notifier}]\n"
+    )
     assert issues[0].path == "defaults.notify.on_failure[0].notifier"
     assert "not installed" in issues[0].message and issues[0].line == 10
 
@@ -176,11 +194,13 @@ def test_deadline_alert() -> None:
 
 
 def test_custom_steps_are_wired_after_their_dependencies() -> None:
-    dag = train_dag(spec_of(f"""\
+    dag = train_dag(
+        spec_of(f"""\
         steps:
           - {{id: announce, operator: {EMPTY_OP}, after: [promote]}}
           - {{id: report, operator: {EMPTY_OP}, after: [announce, gates.evaluate], settings: {{queue: io}}}}
-        """))
+        """)
+    )
     assert "announce" in dag.get_task("release.promote").downstream_task_ids
     assert dag.get_task("report").upstream_task_ids == {"announce", "gates.evaluate"}
     assert dag.get_task("report").queue == "io"
@@ -189,13 +209,27 @@ def test_custom_steps_are_wired_after_their_dependencies() -> None:
 @pytest.mark.parametrize(
     ("steps", "path", "needle"),
     [
-        (f"[{{id: a, operator: {EMPTY_OP}}}, {{id: a, operator: {EMPTY_OP}}}]", "steps[1].id", "duplicate step id 'a'"),
+        (
+            f"[{{id: a, operator: {EMPTY_OP}}}, {{id: a, operator: {EMPTY_OP}}}]",
+            "steps[1].id",
+            "duplicate step id 'a'",
+        ),
         (f"[{{id: promote, operator: {EMPTY_OP}}}]", "steps[0].id", "built-in"),
-        (f"[{{id: a, operator: {EMPTY_OP}, after: [promte]}}]", "steps[0].after[0]", "did you mean 'promote'"),
-        (f"[{{id: a, operator: {EMPTY_OP}, after: [b]}}, {{id: b, operator: {EMPTY_OP}, after: [a]}}]",
-         "steps[0].after", "cycle: a -> b -> a"),
-        ("[{id: a, operator: airflow.providers.standard.operators.empty.EmptyOperatr}]", "steps[0].operator",
-         "did you mean 'EmptyOperator'"),
+        (
+            f"[{{id: a, operator: {EMPTY_OP}, after: [promte]}}]",
+            "steps[0].after[0]",
+            "did you mean 'promote'",
+        ),
+        (
+            f"[{{id: a, operator: {EMPTY_OP}, after: [b]}}, {{id: b, operator: {EMPTY_OP}, after: [a]}}]",
+            "steps[0].after",
+            "cycle: a -> b -> a",
+        ),
+        (
+            "[{id: a, operator: airflow.providers.standard.operators.empty.EmptyOperatr}]",
+            "steps[0].operator",
+            "did you mean 'EmptyOperator'",
+        ),
         ("[{id: a, operator: no_such_pkg.Op}]", "steps[0].operator", "not installed"),
         ("[{id: a, operator: pathlib.Path}]", "steps[0].operator", "not an Airflow BaseOperator"),
         ("[{id: a, operator: 'not a path'}]", "steps[0].operator", "pattern"),
@@ -229,8 +263,12 @@ def test_paths_outside_allowed_roots(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
     issues = []
     try:
-        load_spec_text(BASE.replace("data/{{", "../outside/{{"), "s.yaml", base=tmp_path / "specs",
-                       allowed_roots=[str(tmp_path / "specs")])
+        load_spec_text(
+            BASE.replace("data/{{", "../outside/{{"),
+            "s.yaml",
+            base=tmp_path / "specs",
+            allowed_roots=[str(tmp_path / "specs")],
+        )
     except SpecError as exc:
         issues = exc.issues
     assert issues and "outside the allowed roots" in issues[0].message

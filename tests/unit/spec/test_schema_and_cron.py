@@ -9,7 +9,9 @@ from airflow_mlops.spec.schema import SCHEMA_PATH, json_schema, schema_text
 
 
 def test_committed_schema_is_generated_from_the_models() -> None:
-    assert SCHEMA_PATH.read_text() == schema_text(), "run: python -c 'from airflow_mlops.spec.schema import write_schema; write_schema()'"
+    assert SCHEMA_PATH.read_text() == schema_text(), (
+        "run: python -c 'from airflow_mlops.spec.schema import write_schema; write_schema()'"
+    )
 
 
 def test_schema_rejects_unknown_keys_and_requires_identity() -> None:
@@ -26,8 +28,14 @@ def test_valid_cron(expr: str) -> None:
 
 @pytest.mark.parametrize(
     ("expr", "needle"),
-    [("* * *", "5 fields"), ("0 24 * * *", "hour"), ("0 0 32 * *", "day of month"), ("0 0 * * fri-mon", "backwards"),
-     ("*/0 * * * *", "step"), ("0 0 * foo *", "month")],
+    [
+        ("* * *", "5 fields"),
+        ("0 24 * * *", "hour"),
+        ("0 0 32 * *", "day of month"),
+        ("0 0 * * fri-mon", "backwards"),
+        ("*/0 * * * *", "step"),
+        ("0 0 * foo *", "month"),
+    ],
 )
 def test_invalid_cron(expr: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):

@@ -86,7 +86,12 @@ def _callbacks(value) -> list:
 
 def shape(dag) -> dict:
     """What a DAG's tasks carry that comes from the spec."""
-    out = {"schedule": repr(dag.schedule), "tags": sorted(dag.tags), "doc": dag.doc_md, "start": dag.start_date}
+    out = {
+        "schedule": repr(dag.schedule),
+        "tags": sorted(dag.tags),
+        "doc": dag.doc_md,
+        "start": dag.start_date,
+    }
     for task in dag.tasks:
         out[task.task_id] = (
             task.retries, task.retry_delay, task.execution_timeout, task.queue, task.pool_slots,
@@ -142,7 +147,9 @@ def test_what_the_result_depends_on_is_part_of_the_key(
 
 
 def test_broken_specs_are_never_cached_and_keep_their_located_error(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path, {"good": BASE.format(name="good"), "bad": BASE.format(name="bad") + "scheduel: 1\n"})
+    folder = write_folder(
+        tmp_path, {"good": BASE.format(name="good"), "bad": BASE.format(name="bad") + "scheduel: 1\n"}
+    )
     cache_dir = tmp_path / "cache"
     for _ in range(2):
         dags, errors = load_dags_folder(folder, default_allowed_roots=[folder], cache_dir=cache_dir)
@@ -154,7 +161,9 @@ def test_broken_specs_are_never_cached_and_keep_their_located_error(tmp_path: Pa
 
 
 def test_an_entry_whose_operator_no_longer_imports_is_reparsed_with_its_line(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path, {"a": BASE.format(name="a") + f"steps:\n  - {{id: s, operator: {EMPTY_OP}}}\n"})
+    folder = write_folder(
+        tmp_path, {"a": BASE.format(name="a") + f"steps:\n  - {{id: s, operator: {EMPTY_OP}}}\n"}
+    )
     cache_dir = tmp_path / "cache"
     load(folder, cache_dir)
     cache_file = next(cache_dir.glob("specs-*.json"))
@@ -175,7 +184,7 @@ def test_an_entry_pointing_outside_the_allowed_roots_is_not_used(tmp_path: Path)
     load(folder, cache_dir)
     cache_file = next(cache_dir.glob("specs-*.json"))
     stored = json.loads(cache_file.read_text())
-    (key, entry), = stored["entries"].items()
+    ((key, entry),) = stored["entries"].items()
     entry["data"]["source"] = "/etc/{{ ds }}.parquet"
     cache_file.write_text(json.dumps(stored))
     cache = SpecCache(folder, cache_dir)
@@ -185,7 +194,9 @@ def test_an_entry_pointing_outside_the_allowed_roots_is_not_used(tmp_path: Path)
     assert specs["a"].data.source == "data/{{ ds }}.parquet" and cache.misses == 1
 
 
-def test_a_damaged_cache_file_costs_a_parse_and_is_rewritten(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_cache_file_costs_a_parse_and_is_rewritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = write_folder(tmp_path, {"a": BASE.format(name="a")})
     cache_dir = tmp_path / "cache"
     load(folder, cache_dir)
