@@ -61,6 +61,34 @@ def test_structure_is_identical_between_parses() -> None:
     }
 
 
+def test_serialized_dag_hash_is_stable_across_parses_and_the_parse_cache(tmp_path: Path) -> None:
+    """Airflow makes a new DAG version when the serialized DAG's hash changes: it must not churn."""
+    import shutil
+
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    from airflow_mlops.factory.folder import load_dags_folder
+
+    def dag_hash(dag) -> str:
+        return LazyDeserializedDAG.from_dag(dag).hash
+
+    folder = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags" / "specs", folder / "specs")
+    hashes = []
+    for _ in range(3):  # parse (fills the cache), then two cache hits
+        dags, errors = load_dags_folder(folder, default_allowed_roots=[folder], cache_dir=tmp_path / "cache")
+        assert not errors
+        hashes.append(dag_hash(dags["fraud_detector__train"]))
+    uncached, _ = load_dags_folder(folder, default_allowed_roots=[folder], cache_dir=None)
+    hashes.append(dag_hash(uncached["fraud_detector__train"]))
+    assert len(set(hashes)) == 1, hashes
+    # ... and the hash does see a change of the spec.
+    spec_file = folder / "specs" / "fraud_detector.yaml"
+    spec_file.write_text(spec_file.read_text().replace("min: 0.85", "min: 0.86"))
+    changed, _ = load_dags_folder(folder, default_allowed_roots=[folder], cache_dir=tmp_path / "cache")
+    assert dag_hash(changed["fraud_detector__train"]) != hashes[0]
+
+
 def test_broken_spec_does_not_hide_good_ones(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(EXAMPLE.read_text().replace("../data", str(ROOT / "dags" / "data")))
     (tmp_path / "bad.yaml").write_text("apiVersion: mlops/v1\npipeline: bad\nregistry: {model_name: x}\n")
