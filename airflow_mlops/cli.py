@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from airflow_mlops.exceptions import SpecError
 
 
-def _validate(files: Sequence[str], allowed_roots: list[str] | None) -> int:
-    from pathlib import Path
-
+def _validate(files: Sequence[str], allowed_roots: list[str] | None, specs_only: bool = False) -> int:
     from airflow_mlops.factory.folder import find_spec_files
     from airflow_mlops.spec.loader import load_spec
 
@@ -23,6 +22,8 @@ def _validate(files: Sequence[str], allowed_roots: list[str] | None) -> int:
                 print(f"{file}: no spec files (*.yaml with `apiVersion: mlops/v1`) found", file=sys.stderr)
                 return 1
             paths.extend(found)
+        elif specs_only and not _declares_spec(Path(file)):
+            print(f"{file}: skipped (no `apiVersion: mlops/...` line)", file=sys.stderr)
         else:
             paths.append(file)
     failed = 0
@@ -35,6 +36,15 @@ def _validate(files: Sequence[str], allowed_roots: list[str] | None) -> int:
             continue
         print(f"{file}: ok (pipeline {spec.pipeline})")
     return 1 if failed else 0
+
+
+def _declares_spec(path: Path) -> bool:
+    from airflow_mlops.spec.loader import is_spec_document
+
+    try:
+        return is_spec_document(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return True  # the validation then says why it cannot be read
 
 
 def _render(file: str) -> int:
@@ -78,12 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="data and artifact locations must lie under one of these (repeatable); default: the "
         "folder's mlops-defaults.yaml, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else no restriction",
     )
+    validate.add_argument(
+        "--specs-only",
+        action="store_true",
+        help="skip given files that do not declare `apiVersion: mlops/...` (for pre-commit hooks "
+        "that see every YAML file)",
+    )
     render = spec_sub.add_parser("render", help="print the task graph a spec produces")
     render.add_argument("file")
     spec_sub.add_parser("schema", help="print the JSON Schema of the spec language")
     args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.files, args.allowed_roots)
+        return _validate(args.files, args.allowed_roots, args.specs_only)
     if args.command == "render":
         return _render(args.file)
     return _schema()

@@ -51,9 +51,14 @@ class _LocatedYaml:
                 None, None, f"the tag {node.tag!r} is not allowed in a spec", node.start_mark
             )
         if isinstance(node, yaml.MappingNode):
+            # `<<: *anchor` merges come first after flattening; a key of the mapping's own may
+            # override a merged one (that is what merges are for), but not another own key.
+            own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
             loader.flatten_mapping(node)
+            merged = len(node.value) - own
             out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
+            from_merge: set[Any] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key = loader.construct_object(key_node, deep=True)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
                     self.issues.append(self._issue(key_node, path, "mapping keys must be plain strings", key))
@@ -61,7 +66,10 @@ class _LocatedYaml:
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if isinstance(key, bool):  # YAML 1.1 turns `on:`/`yes:` into booleans
                     key = key_node.value
-                if key in out:
+                if key in out and (key in from_merge or index < merged):
+                    del out[key]  # a later merged map, or the mapping's own key, wins
+                    from_merge.discard(key)
+                elif key in out:
                     first = self.key_marks[(*path, key)]
                     self.issues.append(
                         SpecIssue(
@@ -75,6 +83,8 @@ class _LocatedYaml:
                     )
                     continue
                 self.key_marks[(*path, key)] = key_mark
+                if index < merged:
+                    from_merge.add(key)
                 out[key] = self._construct(value_node, (*path, key), loader)
             return out
         if isinstance(node, yaml.SequenceNode):

@@ -94,3 +94,30 @@ def test_schema_is_json_with_the_spec_keys() -> None:
     out = cli("spec", "schema")
     schema = json.loads(out.stdout)
     assert {"apiVersion", "pipeline", "data", "registry", "steps", "stages"} <= set(schema["properties"])
+
+
+def test_specs_only_skips_other_yaml_but_still_checks_specs(tmp_path: Path) -> None:
+    """What the pre-commit hook runs: every YAML file is passed, only specs are checked."""
+    other = tmp_path / "compose.yaml"
+    other.write_text("services: {a: {image: x}}\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(EXAMPLE.read_text().replace("target:", "targt:"))
+
+    plain = cli("spec", "validate", str(other))
+    assert plain.returncode == 1  # without the flag a given file must be a spec
+    skipped = cli("spec", "validate", "--specs-only", str(other), str(EXAMPLE))
+    assert skipped.returncode == 0, skipped.stderr
+    assert "compose.yaml: skipped" in skipped.stderr and "ok (pipeline fraud_detector)" in skipped.stdout
+    failed = cli("spec", "validate", "--specs-only", str(other), str(broken))
+    assert failed.returncode == 1 and "did you mean 'target'" in failed.stderr
+
+
+def test_pre_commit_hook_runs_the_cli_with_specs_only() -> None:
+    import tomllib
+
+    import yaml
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    program, *args = hook["entry"].split()
+    assert program in scripts and args == ["spec", "validate", "--specs-only"]

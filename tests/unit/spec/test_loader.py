@@ -178,3 +178,33 @@ def test_bad_yaml_message_comes_from_the_pure_python_parser(monkeypatch: pytest.
     assert issue.message.startswith("invalid YAML") and issue.line is not None
     if loader._FAST_LOADER is not None:
         assert calls == [loader._FAST_LOADER.__name__, yaml.SafeLoader.__name__]
+
+
+def test_yaml_merge_keys_may_be_overridden_but_own_duplicates_may_not() -> None:
+    from airflow_mlops.spec.loader import parse_yaml
+
+    text = textwrap.dedent("""\
+        base: &base {retries: 2, queue: cpu}
+        other: &other {queue: io, pool: p}
+        stage:
+          <<: [*base, *other]
+          queue: gpu
+        """)
+    data, located = parse_yaml(text, "m.yaml")
+    # Own key beats the merged ones; of the merged maps the first listed wins (YAML merge rules).
+    assert data["stage"] == {"retries": 2, "queue": "gpu", "pool": "p"}
+    assert located.key_marks[("stage", "queue")] == (5, 3)
+
+    with pytest.raises(SpecError) as err:
+        parse_yaml(text + "  queue: again\n", "m.yaml")
+    (issue,) = err.value.issues
+    assert (issue.line, issue.path) == (6, "stage.queue") and "first given on line 5" in issue.message
+
+
+def test_the_repository_compose_file_parses_with_the_spec_yaml_reader() -> None:
+    """A real file with anchors and overriding merges (docker-compose.yaml) is not flagged."""
+    from airflow_mlops.spec.loader import parse_yaml
+
+    data, _ = parse_yaml((ROOT / "docker-compose.yaml").read_text(), "docker-compose.yaml")
+    init = data["services"]["airflow-init"]
+    assert list(init["depends_on"]) == ["postgres"] and init["command"][1] == "db"
