@@ -23,14 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """``*.yaml``/``*.yml`` files below ``folder`` that declare ``apiVersion: mlops/...``, sorted."""
+    """``*.yaml``/``*.yml`` files below ``folder`` that declare ``apiVersion: mlops/...``, sorted.
+
+    Files and folders matched by an ``.airflowignore`` are skipped, with the same rules (and
+    ``[core] dag_ignore_file_syntax``) as Airflow's own DAG discovery.
+    """
     from airflow_mlops.spec.loader import is_spec_document
     from airflow_mlops.spec.models import DEFAULTS_FILE_NAME
 
-    root = Path(folder)
     out = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")):
-        if path.name == DEFAULTS_FILE_NAME or not path.is_file():
+    for path in sorted(_files_below(Path(folder))):
+        if path.suffix not in (".yaml", ".yml") or path.name == DEFAULTS_FILE_NAME or not path.is_file():
             continue
         try:
             if is_spec_document(path.read_text(encoding="utf-8", errors="replace")):
@@ -38,6 +41,16 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
         except OSError:
             continue
     return out
+
+
+def _files_below(root: Path) -> list[Path]:
+    try:
+        from airflow._shared.module_loading.file_discovery import find_path_from_directory
+        from airflow.configuration import conf
+    except ImportError:  # another Airflow layout: no .airflowignore support
+        return [p for p in root.rglob("*") if p.is_file()]
+    syntax = conf.get("core", "dag_ignore_file_syntax", fallback="glob")
+    return [Path(p) for p in find_path_from_directory(root, ".airflowignore", syntax)]
 
 
 class SpecFolderLoader:

@@ -65,3 +65,26 @@ def test_dags_folder_parses_without_errors_or_heavy_imports(tmp_path: Path) -> N
         "release.sign",
         "training.train",
     ]
+
+
+def test_a_bare_spec_dropped_anywhere_in_the_dags_folder_becomes_a_dag(tmp_path: Path) -> None:
+    """Only the loader file is Python; specs may sit at any depth, and .airflowignore is honoured."""
+    dags = tmp_path / "dags"
+    (dags / "team" / "fraud").mkdir(parents=True)
+    (dags / "drafts").mkdir()
+    (dags / "mlops_specs.py").write_text((ROOT / "dags" / "mlops_specs.py").read_text())
+    example = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
+    # Relative data paths are relative to each spec's own folder.
+    top = example.replace("pipeline: fraud_detector", "pipeline: top").replace("../data/", "data/")
+    (dags / "top.yml").write_text(top)
+    deep = example.replace("pipeline: fraud_detector", "pipeline: deep").replace("../data/", "../../data/")
+    (dags / "team" / "fraud" / "deep.yaml").write_text(deep)
+    (dags / "drafts" / "draft.yaml").write_text(
+        example.replace("pipeline: fraud_detector", "pipeline: draft")
+    )
+    (dags / "team" / "compose.yaml").write_text("services: {a: {image: x}}\n")  # not a spec: ignored
+    (dags / ".airflowignore").write_text("drafts/\n")
+
+    result = parse(dags, tmp_path)
+    assert result["errors"] == {}
+    assert result["dags"] == ["deep__train", "top__train"]
