@@ -312,7 +312,17 @@ def build_with_loader(folder: Path) -> dict[str, Any]:
 
     from airflow.sdk import DAG
 
-    namespace = runpy.run_path(str(folder / "mlops_specs.py"), run_name="mlops_specs_benchmark")
+    from airflow_mlops.spec.cache import CACHE_ENV
+
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = "off"  # this process's AIRFLOW_HOME is not the probes' private one
+    try:
+        namespace = runpy.run_path(str(folder / "mlops_specs.py"), run_name="mlops_specs_benchmark")
+    finally:
+        if saved is None:
+            os.environ.pop(CACHE_ENV)
+        else:
+            os.environ[CACHE_ENV] = saved
     errors = namespace.get("_errors")
     if errors:
         raise AssertionError(f"the generated specs do not load: {errors}")
