@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from airflow_mlops.exceptions import SpecError
 
@@ -57,11 +58,57 @@ def _render(file: str) -> int:
         print(exc, file=sys.stderr)
         return 1
     for dag_id, dag in build_dags(spec, spec_path=file).items():
-        print(f"DAG {dag_id}  schedule={dag.schedule!r}  catchup={dag.catchup}")
-        for task in sorted(dag.tasks, key=lambda t: t.task_id):
+        print(f"DAG {dag_id}")
+        print(f"  schedule: {_describe_schedule(spec.schedule, dag)}; catchup: {str(dag.catchup).lower()}")
+        print("  tasks, in run order:")
+        for task in _run_order(dag):
             downstream = ", ".join(sorted(task.downstream_task_ids)) or "-"
-            print(f"  {task.task_id:<24} {type(task).__name__:<26} -> {downstream}")
+            print(f"    {task.task_id:<24} {type(task).__name__:<26} -> {downstream}")
     return 0
+
+
+def _describe_schedule(written: Any, dag: Any) -> str:
+    """The schedule as the spec wrote it, then what Airflow will do with it."""
+    if written is None:
+        return "none (runs only when triggered)"
+    timetable = dag.timetable
+    parts = []
+    if isinstance(written, str):
+        text = written
+    else:  # a ScheduleConfig: time, events or both
+        text = " or ".join(
+            [f"time {written.time!r}"] * (written.time is not None) + [f"events {written.events}"]
+        )
+        timetable = getattr(timetable, "timetable", None) if written.events else timetable
+        if written.events:
+            parts.append("a run on each asset event")
+    name = type(timetable).__name__
+    if name == "CronDataIntervalTimetable":
+        parts.insert(0, f"one run per data interval of cron {timetable.expression!r} (UTC)")
+    elif name == "DeltaDataIntervalTimetable":
+        parts.insert(0, f"one run per data interval of {timetable.delta}")
+    elif written == "@once":
+        parts.insert(0, "a single run")
+    elif written == "@continuous":
+        parts.insert(0, "a new run as soon as the last one ends")
+    return f"{text} -> {' or '.join(parts)}"
+
+
+def _run_order(dag: Any) -> list[Any]:
+    """The tasks in dependency order (Kahn's algorithm; ties by task id), so the output reads top-down."""
+    tasks = {t.task_id: t for t in dag.tasks}
+    waiting = {tid: len(t.upstream_task_ids) for tid, t in tasks.items()}
+    ready = sorted(tid for tid, n in waiting.items() if n == 0)
+    order = []
+    while ready:
+        tid = ready.pop(0)
+        order.append(tasks[tid])
+        for child in tasks[tid].downstream_task_ids:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+                ready.sort()
+    return order
 
 
 def _schema() -> int:
