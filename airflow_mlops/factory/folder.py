@@ -156,6 +156,18 @@ def load_dags_folder(
             errors[str(path)] = exc
             log.error("%s", exc)
             continue
+        except Exception as exc:  # a bug of ours must not make every other spec's DAGs vanish
+            log.exception("unexpected error while loading the spec %s", path)
+            issue = SpecIssue(
+                str(path),
+                None,
+                None,
+                "",
+                f"unexpected error while loading this spec: {type(exc).__name__}: {exc}",
+                hint="this is a bug in airflow-mlops, not in your spec: please report it with the spec",
+            )
+            errors[str(path)] = SpecError([issue])
+            continue
         clash = next((d for d in built if d in dags), None)
         if clash is not None:
             issue = SpecIssue(

@@ -35,16 +35,28 @@ PathKey = tuple[str | int, ...]
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
+# More values than any real spec holds; a document over it is an alias bomb or a mistake. Each
+# alias is expanded where it is used, so nested aliases grow exponentially ("billion laughs").
+MAX_VALUES = 20_000
+
+
 class _LocatedYaml:
     """Plain data from a YAML document plus the position of every key path in it."""
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.values = 0
         self.marks: dict[PathKey, Mark] = {}
         self.key_marks: dict[PathKey, Mark] = {}
         self.issues: list[SpecIssue] = []
 
     def _construct(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            issue = self._issue(
+                node, path, f"the document expands to more than {MAX_VALUES:,} values", hint=_TOO_BIG_HINT
+            )
+            raise SpecError([issue])
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
             raise yaml.constructor.ConstructorError(
@@ -91,9 +103,17 @@ class _LocatedYaml:
             return [self._construct(item, (*path, i), loader) for i, item in enumerate(node.value)]
         return loader.construct_object(node, deep=True)
 
-    def _issue(self, node: yaml.Node, path: PathKey, message: str, value: Any = None) -> SpecIssue:
+    def _issue(
+        self, node: yaml.Node, path: PathKey, message: str, value: Any = None, hint: str | None = None
+    ) -> SpecIssue:
         return SpecIssue(
-            self.file, node.start_mark.line + 1, node.start_mark.column + 1, _dotted(path), message, value
+            self.file,
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
+            _dotted(path),
+            message,
+            value,
+            hint,
         )
 
     def position(self, path: PathKey) -> Mark | None:
@@ -107,6 +127,9 @@ class _LocatedYaml:
             if not probe:
                 return None
             probe = probe[:-1]
+
+
+_TOO_BIG_HINT = "YAML aliases (*name) are copied where they are used; nest them less, or split the spec"
 
 
 def _dotted(path: PathKey) -> str:

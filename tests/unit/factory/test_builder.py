@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from airflow_mlops.factory import build_dags
 from airflow_mlops.factory.folder import load_dags_folder
 from airflow_mlops.spec.loader import load_spec, load_spec_text
@@ -117,3 +119,32 @@ def test_minimal_spec_builds() -> None:
     dag = build_dags(spec)["p__train"]
     assert dag.schedule is None
     assert dag.get_task("data.validate").source == "s3://b/k.parquet"
+
+
+def test_an_unexpected_error_in_one_spec_is_that_specs_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_mlops.factory import folder as folder_module
+    from airflow_mlops.factory.folder import load_dags_folder
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    example = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
+    (specs / "a.yaml").write_text(example.replace("pipeline: fraud_detector", "pipeline: a"))
+    (specs / "b.yaml").write_text(example.replace("pipeline: fraud_detector", "pipeline: b"))
+    real_build = folder_module.SpecFolderLoader.build
+
+    def build(self, path: Path):
+        if path.name == "a.yaml":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_build(self, path)
+
+    monkeypatch.setattr(folder_module.SpecFolderLoader, "build", build)
+    dags, errors = load_dags_folder(specs, default_allowed_roots=[tmp_path], cache_dir=None)
+    assert list(dags) == ["b__train"]
+    (error,) = errors.values()
+    assert (
+        error.file.endswith("a.yaml")
+        and "RecursionError" in str(error)
+        and "bug in airflow-mlops" in str(error)
+    )

@@ -208,3 +208,17 @@ def test_the_repository_compose_file_parses_with_the_spec_yaml_reader() -> None:
     data, _ = parse_yaml((ROOT / "docker-compose.yaml").read_text(), "docker-compose.yaml")
     init = data["services"]["airflow-init"]
     assert list(init["depends_on"]) == ["postgres"] and init["command"][1] == "db"
+
+
+def test_an_alias_bomb_is_refused_not_expanded() -> None:
+    """Nested aliases would expand to 10**9 values; the reader stops at its limit, at the place."""
+    from airflow_mlops.spec.loader import MAX_VALUES, parse_yaml
+
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 10) + "]")
+    with pytest.raises(SpecError) as err:
+        parse_yaml("\n".join(lines) + "\n", "bomb.yaml")
+    (issue,) = err.value.issues
+    assert f"more than {MAX_VALUES:,} values" in issue.message and "alias" in (issue.hint or "")
+    assert issue.line is not None and issue.path.startswith("l")
