@@ -534,5 +534,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _run_and_exit() -> None:
+    """Run :func:`main` and leave with its status, skipping the interpreter's native teardown.
+
+    With torch and pyarrow loaded, the C++ destructors of their thread pools at interpreter exit
+    now and then abort the process ("terminate called without an active exception", SIGABRT),
+    which turns a clean exit status into -6. Everything the trainer writes is closed by then, so
+    it flushes its streams and logs and leaves with ``os._exit``.
+    """
+    import traceback
+
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse: --help, usage errors
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _run_and_exit()

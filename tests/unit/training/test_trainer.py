@@ -439,3 +439,15 @@ def test_internal_roc_auc_matches_sklearn() -> None:
     score = np.round(rng.random(500), 1)  # many ties
     assert trainer.roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
     assert np.isnan(trainer.roc_auc(np.zeros(5, dtype=np.float32), np.arange(5.0)))
+
+
+def test_cli_usage_error_exits_2_and_help_exits_0(tmp_path: Path) -> None:
+    """The entrypoint leaves through os._exit: argparse's own exits must keep their status."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "airflow_mlops.training.trainer"]
+    usage = subprocess.run([*base, "--train", "x.parquet"], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "required" in usage.stderr
+    helped = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--config" in helped.stdout
