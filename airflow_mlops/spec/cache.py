@@ -101,7 +101,7 @@ class SpecCache:
 
         defaults = None
         if folder_defaults is not None:
-            defaults = [str(folder_defaults.path), folder_defaults.path.read_text(encoding="utf-8")]
+            defaults = [str(folder_defaults.path), folder_defaults.text]
         material = [self._code, str(spec_path), text, defaults, allowed_roots, allowed_roots_from_env()]
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 

@@ -399,6 +399,7 @@ class LoadedDefaults:
 
     path: Path
     model: FolderDefaults
+    text: str = ""  # what the model was validated from (part of the parse cache's key)
 
     @property
     def allowed_roots(self) -> list[str]:
@@ -417,7 +418,7 @@ def load_folder_defaults(path: str | os.PathLike[str]) -> LoadedDefaults:
             [SpecIssue(str(p), None, None, "", f"cannot read the defaults file: {exc}")]
         ) from None
     data, located = parse_yaml(text, str(p))
-    return LoadedDefaults(p, validate_data(data, located, FolderDefaults))
+    return LoadedDefaults(p, validate_data(data, located, FolderDefaults), text)
 
 
 def find_folder_defaults(
