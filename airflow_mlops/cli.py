@@ -40,16 +40,17 @@ def _validate(files: Sequence[str], allowed_roots: list[str] | None, specs_only:
 
 
 def _declares_spec(path: Path) -> bool:
-    from airflow_mlops.spec.loader import is_spec_document
+    from airflow_mlops.factory.folder import declares_spec
 
     try:
-        return is_spec_document(path.read_text(encoding="utf-8", errors="replace"))
+        return declares_spec(path)
     except OSError:
         return True  # the validation then says why it cannot be read
 
 
 def _render(file: str) -> int:
     from airflow_mlops.factory import build_dags
+    from airflow_mlops.factory.builder import describe_schedule
     from airflow_mlops.spec.loader import load_spec
 
     try:
@@ -59,39 +60,12 @@ def _render(file: str) -> int:
         return 1
     for dag_id, dag in build_dags(spec, spec_path=file).items():
         print(f"DAG {dag_id}")
-        print(f"  schedule: {_describe_schedule(spec.schedule, dag)}; catchup: {str(dag.catchup).lower()}")
+        print(f"  schedule: {describe_schedule(spec, explain=True)}; catchup: {str(dag.catchup).lower()}")
         print("  tasks, in run order:")
         for task in _run_order(dag):
             downstream = ", ".join(sorted(task.downstream_task_ids)) or "-"
             print(f"    {task.task_id:<24} {type(task).__name__:<26} -> {downstream}")
     return 0
-
-
-def _describe_schedule(written: Any, dag: Any) -> str:
-    """The schedule as the spec wrote it, then what Airflow will do with it."""
-    if written is None:
-        return "none (runs only when triggered)"
-    timetable = dag.timetable
-    parts = []
-    if isinstance(written, str):
-        text = written
-    else:  # a ScheduleConfig: time, events or both
-        text = " or ".join(
-            [f"time {written.time!r}"] * (written.time is not None) + [f"events {written.events}"]
-        )
-        timetable = getattr(timetable, "timetable", None) if written.events else timetable
-        if written.events:
-            parts.append("a run on each asset event")
-    name = type(timetable).__name__
-    if name == "CronDataIntervalTimetable":
-        parts.insert(0, f"one run per data interval of cron {timetable.expression!r} (UTC)")
-    elif name == "DeltaDataIntervalTimetable":
-        parts.insert(0, f"one run per data interval of {timetable.delta}")
-    elif written == "@once":
-        parts.insert(0, "a single run")
-    elif written == "@continuous":
-        parts.insert(0, "a new run as soon as the last one ends")
-    return f"{text} -> {' or '.join(parts)}"
 
 
 def _run_order(dag: Any) -> list[Any]:

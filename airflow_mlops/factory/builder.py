@@ -93,8 +93,6 @@ def build_schedule(spec: PipelineSpec) -> Any:
     timetable = time_timetable(value.time)
     if timetable is None:
         return condition
-    if isinstance(timetable, str):  # @once / @continuous cannot be combined with events
-        raise ValueError(f"schedule.time {timetable!r} cannot be combined with events")
     return AssetOrTimeSchedule(timetable=timetable, assets=condition)
 
 
@@ -112,6 +110,26 @@ def time_timetable(value: str | None) -> Any:
         except ValueError:
             pass  # a cron expression
     return CronDataIntervalTimetable(value, timezone="UTC")  # presets map to their cron
+
+
+_TIME_MEANING = {"@once": "a single run", "@continuous": "a new run as soon as the last one ends"}
+
+
+def describe_schedule(spec: PipelineSpec, *, explain: bool = False) -> str:
+    """The spec's schedule in words, for the DAG's doc and ``spec render``.
+
+    ``explain`` adds what Airflow does with a time schedule (see :func:`build_schedule`).
+    """
+    value = spec.schedule
+    if value is None:
+        return "manual runs only"
+    time, events = (value, []) if isinstance(value, str) else (value.time, value.events)
+    parts = []
+    if time is not None:
+        meaning = _TIME_MEANING.get(time, "one run per data interval, UTC")
+        parts.append(f"`{time}` ({meaning})" if explain else f"`{time}`")
+    parts += [f"asset event `{e}`" for e in events]
+    return " or ".join(parts)
 
 
 def pipeline_asset(pipeline: str, event: str) -> Any:
@@ -174,16 +192,7 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
         for m, c in spec.evaluation.compare_to_champion.items()
     ]
     lines.append("- **Gates**: " + ("; ".join(gates) if gates else "none configured"))
-    schedule = spec.schedule
-    if schedule is None:
-        when = "manual runs only"
-    elif isinstance(schedule, str):
-        when = f"`{schedule}`"
-    else:
-        when = " or ".join(
-            ([f"`{schedule.time}`"] if schedule.time else [])
-            + [f"asset event `{e}`" for e in schedule.events]
-        )
+    when = describe_schedule(spec)
     lines.insert(
         2, f"**Runs on**: {when}" + (" (catchup: one run per data interval)" if spec.catchup else "") + "\n"
     )

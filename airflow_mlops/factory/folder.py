@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import SpecError, SpecIssue
 from airflow_mlops.spec.cache import SpecCache, default_cache_dir
-from airflow_mlops.spec.checks import allowed_roots_from_env
 
 if TYPE_CHECKING:
     from airflow_mlops.spec.models import PipelineSpec
@@ -28,7 +27,6 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
     Files and folders matched by an ``.airflowignore`` are skipped, with the same rules (and
     ``[core] dag_ignore_file_syntax``) as Airflow's own DAG discovery.
     """
-    from airflow_mlops.spec.loader import is_spec_document
     from airflow_mlops.spec.models import DEFAULTS_FILE_NAME
 
     out = []
@@ -36,11 +34,18 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
         if path.suffix not in (".yaml", ".yml") or path.name == DEFAULTS_FILE_NAME or not path.is_file():
             continue
         try:
-            if is_spec_document(path.read_text(encoding="utf-8", errors="replace")):
+            if declares_spec(path):
                 out.append(path)
         except OSError:
             continue
     return out
+
+
+def declares_spec(path: Path) -> bool:
+    """Whether the file has an ``apiVersion: mlops/...`` line; raises ``OSError`` if unreadable."""
+    from airflow_mlops.spec.loader import is_spec_document
+
+    return is_spec_document(path.read_text(encoding="utf-8", errors="replace"))
 
 
 def _files_below(root: Path) -> list[Path]:
@@ -61,33 +66,32 @@ class SpecFolderLoader:
     ) -> None:
         self._defaults_cache: dict[Path, Any] = {}
         self._defaults_by_dir: dict[Path, Any] = {}
-        self.default_allowed_roots = default_allowed_roots
+        self._default_roots = [
+            str(Path(r).resolve()) if "://" not in r else r for r in default_allowed_roots or []
+        ]
         self.cache = cache
 
     def load(self, path: Path) -> PipelineSpec:
         """The validated spec of one file, from the parse cache when nothing it depends on changed."""
-        from airflow_mlops.spec.loader import effective_allowed_roots, find_folder_defaults, load_spec_text
+        from airflow_mlops.spec.loader import (
+            effective_allowed_roots,
+            find_folder_defaults,
+            load_spec_text,
+            read_spec_text,
+        )
 
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the spec: {exc}")]) from None
+        text = read_spec_text(path)
         resolved = path.resolve()
         if path.parent not in self._defaults_by_dir:  # one lookup per folder, not per spec
             self._defaults_by_dir[path.parent] = find_folder_defaults(resolved, self._defaults_cache)
         folder_defaults = self._defaults_by_dir[path.parent]
-        roots = None
-        if not (folder_defaults and folder_defaults.model.allowed_roots) and not allowed_roots_from_env():
-            roots = [
-                str(Path(r).resolve()) if "://" not in r else r for r in (self.default_allowed_roots or [])
-            ] or None
+        # The defaults file's roots, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else this loader's default.
+        roots = effective_allowed_roots(folder_defaults, None) or self._default_roots
         base = resolved.parent
         key = None
         if self.cache is not None and self.cache.enabled:
             key = self.cache.key(resolved, text, folder_defaults, roots)
-            cached = self.cache.get(
-                key, base=base, allowed_roots=effective_allowed_roots(folder_defaults, roots)
-            )
+            cached = self.cache.get(key, base=base, allowed_roots=roots)
             if cached is not None:
                 return cached
         spec = load_spec_text(

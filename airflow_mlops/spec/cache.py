@@ -4,8 +4,9 @@ Airflow's DAG processor parses the loader file again every ``min_file_process_in
 (30 s by default), in a fresh process, although the specs rarely change. Reading YAML with line
 numbers and validating it is most of what the factory adds over hand-written DAGs, so the loader
 keeps each valid spec's validated model, as JSON, keyed by a sha256 over everything the result
-depends on: the spec's path and text, its folder defaults' path and text, the allowed roots, the
-``AIRFLOW_MLOPS_ALLOWED_ROOTS`` variable and the spec modules and pydantic version. Any change
+depends on: the spec's path and text, its folder defaults' path and text, the allowed roots in
+force (from the defaults file, ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` or the loader) and the spec
+modules and pydantic version. Any change
 to any of them is a miss, and a miss is a full parse.
 
 Only specs that passed every check are stored; a broken spec is parsed (and its located error
@@ -94,15 +95,13 @@ class SpecCache:
         spec_path: Path,
         text: str,
         folder_defaults: LoadedDefaults | None,
-        allowed_roots: list[str] | None,
+        allowed_roots: list[str],
     ) -> str:
-        """The entry's key; ``spec_path`` is the spec's resolved path."""
-        from airflow_mlops.spec.checks import allowed_roots_from_env
-
+        """The entry's key: ``spec_path`` resolved, ``allowed_roots`` the ones the checks apply."""
         defaults = None
         if folder_defaults is not None:
             defaults = [str(folder_defaults.path), folder_defaults.text]
-        material = [self._code, str(spec_path), text, defaults, allowed_roots, allowed_roots_from_env()]
+        material = [self._code, str(spec_path), text, defaults, allowed_roots]
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str, *, base: Path, allowed_roots: list[str]) -> PipelineSpec | None:

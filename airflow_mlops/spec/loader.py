@@ -514,6 +514,14 @@ def effective_allowed_roots(
     return allowed_roots_from_env()
 
 
+def read_spec_text(path: Path) -> str:
+    """A spec file's text; raises :class:`SpecError` when it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the spec: {exc}")]) from None
+
+
 def load_spec(
     path: str | os.PathLike[str],
     *,
@@ -528,10 +536,7 @@ def load_spec(
     ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable, else no restriction.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([SpecIssue(str(p), None, None, "", f"cannot read the spec: {exc}")]) from None
+    text = read_spec_text(p)
     if folder_defaults is _AUTO:
         folder_defaults = find_folder_defaults(p)
     return load_spec_text(

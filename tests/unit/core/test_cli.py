@@ -88,7 +88,7 @@ def test_render_prints_the_task_graph() -> None:
     assert "DAG fraud_detector__train" in out.stdout
     line = next(line for line in out.stdout.splitlines() if line.strip().startswith("gates.scan"))
     assert "ModelScanOperator" in line and "gates.evaluate" in line
-    assert "@daily -> one run per data interval of cron '0 0 * * *' (UTC)" in out.stdout
+    assert "schedule: `@daily` (one run per data interval, UTC); catchup: false" in out.stdout
     # Tasks are listed in run order: every task after all of its upstream tasks.
     listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")]
     assert listed[0] == "data.validate" and listed[-1] == "release.promote"

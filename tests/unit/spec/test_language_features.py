@@ -273,3 +273,26 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
         issues = exc.issues
     assert issues and "outside the allowed roots" in issues[0].message
     load_spec_text(BASE, "s.yaml", base=tmp_path / "specs", allowed_roots=[str(tmp_path / "specs")])
+
+
+@pytest.mark.parametrize(
+    ("schedule", "plain", "explained"),
+    [
+        ("null", "manual runs only", "manual runs only"),
+        ("'@once'", "`@once`", "`@once` (a single run)"),
+        ("6h", "`6h`", "`6h` (one run per data interval, UTC)"),
+        (
+            "{time: '0 3 * * *', events: [drift]}",
+            "`0 3 * * *` or asset event `drift`",
+            "`0 3 * * *` (one run per data interval, UTC) or asset event `drift`",
+        ),
+        ("{events: [new_data]}", "asset event `new_data`", "asset event `new_data`"),
+    ],
+)
+def test_schedule_in_words_for_the_dag_doc_and_render(schedule: str, plain: str, explained: str) -> None:
+    from airflow_mlops.factory.builder import describe_schedule
+
+    spec = spec_of(f"schedule: {schedule}\n")
+    assert describe_schedule(spec) == plain
+    assert describe_schedule(spec, explain=True) == explained
+    assert f"**Runs on**: {plain}" in train_dag(spec).doc_md

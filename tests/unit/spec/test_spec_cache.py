@@ -139,7 +139,7 @@ def test_what_the_result_depends_on_is_part_of_the_key(
     elif change == "defaults":
         (folder / "mlops-defaults.yaml").write_text(defaults.replace("7", "2"))
     else:
-        monkeypatch.setenv("AIRFLOW_MLOPS_ALLOWED_ROOTS", str(folder))
+        monkeypatch.setenv("AIRFLOW_MLOPS_ALLOWED_ROOTS", str(tmp_path))  # other roots than the default
     specs, _, cache = load(folder, cache_dir)
     assert (cache.hits, cache.misses) == (0, 1)
     expected = {"spec": 1, "defaults": 2, "env_roots": 7}[change]
