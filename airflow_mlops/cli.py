@@ -50,7 +50,7 @@ def _declares_spec(path: Path) -> bool:
 
 def _render(file: str) -> int:
     from airflow_mlops.factory import build_dags
-    from airflow_mlops.factory.builder import describe_schedule
+    from airflow_mlops.factory.builder import describe_schedule, describe_schedule_value
     from airflow_mlops.spec.loader import load_spec
 
     try:
@@ -60,7 +60,11 @@ def _render(file: str) -> int:
         return 1
     for dag_id, dag in build_dags(spec, spec_path=file).items():
         print(f"DAG {dag_id}")
-        print(f"  schedule: {describe_schedule(spec, explain=True)}; catchup: {str(dag.catchup).lower()}")
+        if spec.monitoring is not None and dag_id == spec.monitor_dag_id:
+            when = describe_schedule_value(spec.monitoring.schedule)
+        else:
+            when = describe_schedule(spec, explain=True)
+        print(f"  schedule: {when}; catchup: {str(dag.catchup).lower()}")
         print("  tasks, in run order:")
         for task in _run_order(dag):
             downstream = ", ".join(sorted(task.downstream_task_ids)) or "-"
@@ -92,6 +96,46 @@ def _schema() -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    """``model rollback NAME``: point the alias back at the version it replaced, verified first."""
+    from airflow_mlops.exceptions import MLOpsError
+
+    try:
+        if args.tracking_uri:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(tracking_uri=args.tracking_uri)
+        else:
+            from airflow_mlops.hooks.mlflow import MLflowHook
+
+            client = MLflowHook(mlflow_conn_id=args.mlflow_conn_id).get_conn()
+        if args.public_key:
+            public_key = Path(args.public_key).read_bytes()
+        else:
+            from airflow_mlops.hooks.signing import ModelSigningHook
+
+            key = ModelSigningHook(signing_conn_id=args.signing_conn_id).get_key(need_private=False)
+            public_key = key.public_key_pem
+        from airflow_mlops.registry.mlflow_registry import rollback_alias
+
+        result = rollback_alias(
+            client,
+            model_name=args.name,
+            alias=args.alias,
+            public_key_pem=public_key,
+            expected_version=args.from_version,
+            reason=args.reason or "airflow-mlops model rollback (command line)",
+        )
+    except (MLOpsError, OSError) as exc:
+        print(f"{args.name}@{args.alias}: rollback refused: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{result.model_name}@{result.alias}: version {result.version} (rolled back from "
+        f"{result.rolled_back_from}; signature verified with key {result.key_fingerprint})"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="group", required=True)
@@ -118,7 +162,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = spec_sub.add_parser("render", help="print the task graph a spec produces")
     render.add_argument("file")
     spec_sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    model = sub.add_parser("model", help="work with registered models")
+    model_sub = model.add_subparsers(dest="command", required=True)
+    rollback = model_sub.add_parser(
+        "rollback",
+        help="point the alias back at the version it replaced, after verifying that version's "
+        "signature, digest and scan",
+    )
+    rollback.add_argument("name", metavar="NAME", help="the registered model name")
+    rollback.add_argument("--alias", default="champion", help="the alias to move back (default: champion)")
+    rollback.add_argument(
+        "--from",
+        dest="from_version",
+        metavar="VERSION",
+        help="roll back only if the alias still points at this version",
+    )
+    rollback.add_argument("--reason", default="", help="why; recorded on the version rolled back from")
+    rollback.add_argument(
+        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+    )
+    rollback.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
+    rollback.add_argument(
+        "--signing-conn-id", default="mlops_signing", help="Airflow connection holding the public key"
+    )
+    rollback.add_argument(
+        "--public-key", metavar="PEM_FILE", help="the public key file instead of the connection"
+    )
     args = parser.parse_args(argv)
+    if args.group == "model":
+        return _rollback(args)
     if args.command == "validate":
         return _validate(args.files, args.allowed_roots, args.specs_only)
     if args.command == "render":

@@ -368,15 +368,25 @@ def _outliers(df: pd.DataFrame, features: list[str], threshold: float) -> tuple[
     return mask, used
 
 
-def _positive_rate(labels: pd.Series, positive_label: Any) -> float:
-    """Share of (non-missing) labels equal to ``positive_label`` (compared as text as a fallback)."""
-    labels = labels.dropna()
-    if labels.empty:
-        return float("nan")
-    hits = labels == positive_label
-    if not hits.any():
-        hits = labels.astype(str) == str(positive_label)
-    return float(hits.mean())
+def _positive_rates(
+    labels: pd.Series, reference: pd.Series, positive_label: Any, target: str
+) -> tuple[float, float]:
+    """Share of (non-missing) positive labels in the data and in the reference (NaN when none).
+
+    One rule for what "positive" means (``data/labels.py``), applied to both together: the
+    positive label must occur in one of them and they may hold two classes between them.
+    """
+    import pandas as pd
+
+    from airflow_mlops.data.labels import positive_mask
+
+    labels, reference = labels.dropna(), reference.dropna()
+    both = pd.concat([labels.astype(object), reference.astype(object)], ignore_index=True)
+    mask = positive_mask(both, positive_label, column=target, require_both=False)
+    data_mask, ref_mask = mask[: len(labels)], mask[len(labels) :]
+    rate = float(data_mask.mean()) if len(data_mask) else float("nan")
+    ref_rate = float(ref_mask.mean()) if len(ref_mask) else float("nan")
+    return rate, ref_rate
 
 
 def _class_balance(
@@ -392,8 +402,7 @@ def _class_balance(
             f"class_balance: the reference data has no target column {target!r}; it has "
             f"{list(map(str, reference.columns))}"
         )
-    rate = _positive_rate(df[target], positive_label)
-    ref_rate = _positive_rate(reference[target], positive_label)
+    rate, ref_rate = _positive_rates(df[target], reference[target], positive_label, target)
     detail: dict[str, Any] = {
         "status": "ran",
         "positive_label": positive_label.item() if hasattr(positive_label, "item") else positive_label,

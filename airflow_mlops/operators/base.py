@@ -1,20 +1,75 @@
-"""Shared plumbing of the lifecycle operators: the artifact store, run-scoped keys, scratch space."""
+"""Shared plumbing of the lifecycle operators: the artifact store, run-scoped keys, scratch space,
+and fail-fast: a project error that no retry can change fails the task at once."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
+from airflow_mlops.exceptions import MLOpsError, is_retryable
 
 DEFAULT_ARTIFACT_ROOT_ENV = "AIRFLOW_MLOPS_ARTIFACT_ROOT"
+
+log = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
+_FAIL_FAST_MARK = "__mlops_fail_fast__"
+_FINAL_TYPES: dict[type[MLOpsError], type[MLOpsError]] = {}
+
+
+def final_error_type(cls: type[MLOpsError]) -> type[MLOpsError]:
+    """``cls`` that is also an :class:`AirflowFailException` (made once per class).
+
+    Airflow's task runner fails an ``AirflowFailException`` without using the task's retries;
+    being a subclass of ``cls`` too, the error still reads and catches as what it is
+    (``except GateFailedError`` works, the log shows ``GateFailedError: ...``).
+    """
+    made = _FINAL_TYPES.get(cls)
+    if made is None:
+        namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        made = cast("type[MLOpsError]", type(cls.__name__, (cls, AirflowFailException), namespace))
+        _FINAL_TYPES[cls] = made
+    return made
+
+
+def as_final(exc: MLOpsError) -> MLOpsError:
+    """A copy of ``exc`` (same message, attributes and traceback) that fails the task at once."""
+    final_cls = final_error_type(type(exc))
+    final = final_cls.__new__(final_cls, *exc.args)
+    final.__dict__.update(exc.__dict__)
+    final.__cause__ = exc.__cause__
+    final.__suppress_context__ = True  # the copy stands in for exc: don't print exc twice
+    return final.with_traceback(exc.__traceback__)
+
+
+def fail_fast(method: _F) -> _F:
+    """Wrap an operator method so a final project error (``retryable = False``) fails the task
+    without retry; every other error propagates unchanged and keeps Airflow's retry policy."""
+    if getattr(method, _FAIL_FAST_MARK, False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except MLOpsError as exc:
+            if is_retryable(exc) or isinstance(exc, AirflowFailException):
+                raise
+            self.log.error("%s: no retry can change this, failing the task now", type(exc).__name__)
+            raise as_final(exc) from exc.__cause__
+
+    setattr(wrapper, _FAIL_FAST_MARK, True)
+    return cast("_F", wrapper)
 
 
 def default_artifact_root() -> str:
@@ -31,11 +86,27 @@ class MLOpsBaseOperator(BaseOperator):
     :param artifact_root: local directory or ``s3://bucket/prefix`` (templated). Default: the
         ``AIRFLOW_MLOPS_ARTIFACT_ROOT`` environment variable, else ``$AIRFLOW_HOME/mlops-artifacts``.
     :param aws_conn_id: Airflow AWS connection used for an ``s3://`` root.
+
+    Fail fast: when a subclass's ``execute`` raises a project error whose ``retryable`` is False
+    (a failed gate, an unsafe model, a poisoned batch, a blocked promotion, a spec, data or
+    integrity error), the task fails at once without its retries; other errors retry as usual.
     """
 
     template_fields: tuple[str, ...] = ("artifact_root",)
     stage: str = "stage"
     ui_color = "#e8f0fe"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Apply :func:`fail_fast` to the ``execute`` of every subclass that defines one."""
+        super().__init_subclass__(**kwargs)
+        execute = cls.__dict__.get("execute")
+        if callable(execute):
+            cls.execute = fail_fast(execute)  # type: ignore[method-assign]
+
+    @fail_fast
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Resume after a deferral; fail-fast applies to the resumed method too."""
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def __init__(
         self,

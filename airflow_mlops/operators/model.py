@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import GateFailedError
 from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
@@ -54,12 +56,16 @@ class ModelScanOperator(MLOpsBaseOperator):
 class ModelEvaluateOperator(MLOpsBaseOperator):
     """Score the candidate on the holdout set and apply the gates; a gate that cannot decide blocks.
 
-    When the registry already has a champion (``alias``), the champion is downloaded, its
-    signature verified, scanned, and scored on the *same* holdout rows, so the comparison is fair.
+    Fetch -> call -> store: when champion comparisons are configured, the champion is fetched
+    verified and scanned (:func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`;
+    a lookup that fails blocks, it never counts as "no champion"), then
+    :func:`~airflow_mlops.registry.evaluation.evaluate_candidate` scores both on the *same*
+    holdout rows, and the report is stored. No champion yet: absolute thresholds only, and the
+    report's ``note`` says so.
 
-    Returns ``{"report": ref, "metrics": {...}, "champion_version": str|None, "passed": True}``;
-    raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails (after storing the
-    report and logging the metrics).
+    Returns ``{"report": ref, "metrics": {...}, "champion_version": str|None, "note": str,
+    "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
+    (after storing the report and logging the metrics), which fails the task without retry.
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "model", "holdout", "mlflow_run_id")
@@ -81,6 +87,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         mlflow_run_id: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        allowed_globals: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,89 +103,79 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         self.mlflow_run_id = mlflow_run_id
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.allowed_globals = list(allowed_globals)
 
     @cached_property
     def mlflow_hook(self) -> MLflowHook:
         return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
-    def _score(self, model_dir: Any, holdout: Any) -> dict[str, float]:
-        from airflow_mlops.registry.evaluation import compute_metrics
-        from airflow_mlops.registry.mlflow_registry import weights_dir
-        from airflow_mlops.training.model import load_predictor
+    def _champion(self, dest: Path) -> tuple[str, Path] | None:
+        """The champion, verified and scanned, when comparisons are configured; else None."""
+        from airflow_mlops.registry.mlflow_registry import fetch_trusted_champion
 
-        predictor = load_predictor(weights_dir(model_dir))
-        y_true = (holdout[self.target] == self.positive_label).astype(int).to_numpy()
-        return compute_metrics(y_true, predictor.predict_proba(holdout), threshold=self.threshold)
-
-    def _champion_metrics(self, holdout: Any, tmp: Any) -> tuple[str | None, dict[str, float] | None]:
-        from airflow_mlops.registry.mlflow_registry import (
-            champion_version,
-            fetch_verified_version,
-            trusted_code,
-        )
-        from airflow_mlops.security.scanning import scan_model_dir
-
-        if not (self.compare_to_champion and self.model_name):
-            return None, None
-        client = self.mlflow_hook.get_conn()
-        champion = champion_version(client, self.model_name, self.alias)
-        if champion is None:
-            self.log.info(
-                "No %s of %s yet: champion comparisons pass as first model", self.alias, self.model_name
+        if not self.compare_to_champion:
+            return None
+        if not self.model_name:
+            raise GateFailedError(
+                f"task {self.task_id}: champion comparisons are configured "
+                f"({', '.join(sorted(self.compare_to_champion))}) but no model_name names the "
+                "registered model to compare with; set model_name (registry.model_name in the spec)"
             )
-            return None, None
         key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
-        champion_dir, _ = fetch_verified_version(
-            client, self.model_name, str(champion.version), key.public_key_pem, tmp / "champion"
+        champion = fetch_trusted_champion(
+            self.mlflow_hook.get_conn(),
+            self.model_name,
+            self.alias,
+            key.public_key_pem,
+            dest,
+            allowed_globals=self.allowed_globals,
+            pipeline=self.pipeline,
         )
-        scan_model_dir(champion_dir, trusted_code=trusted_code()).ensure_safe()
-        return str(champion.version), self._score(champion_dir, holdout)
+        if champion is None:
+            self.log.info("No %s of %s yet: absolute thresholds only", self.alias, self.model_name)
+        return champion
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
-        from airflow_mlops.registry.evaluation import evaluate_gates
+        from airflow_mlops.registry.evaluation import evaluate_candidate
         from airflow_mlops.registry.mlflow_registry import log_run_data
 
         store = self.artifact_store()
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "model")
             holdout = read_table(self.fetch(self.holdout, tmp / "holdout"))
-            metrics = self._score(model_dir, holdout)
-            champion_version, champion_metrics = self._champion_metrics(holdout, tmp)
-            report = evaluate_gates(
-                metrics,
+            report = evaluate_candidate(
+                model_dir,
+                holdout,
+                target=self.target,
+                positive_label=self.positive_label,
                 bounds=self.bounds,
-                champion_metrics=champion_metrics,
                 comparisons=self.compare_to_champion,
+                threshold=self.threshold,
+                champion=self._champion(tmp / "champion"),
             )
-            payload = {
-                "metrics": metrics,
-                "champion_version": champion_version,
-                "champion_metrics": champion_metrics,
-                "holdout_rows": len(holdout),
-                "gates": report.to_dict(),
-                "passed": report.passed,
-            }
+            payload = report.to_dict()
             (tmp / "evaluation.json").write_text(json.dumps(payload, indent=2, default=str))
             report_ref = store.put_file(
                 tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
             )
-        self.log.info("Holdout metrics: %s", metrics)
-        self.log.info("Gates:\n%s", report.summary())
+        self.log.info("Holdout metrics: %s", report.metrics)
+        self.log.info("Gates (%s):\n%s", report.note, report.gates.summary())
         if self.mlflow_run_id:
             client = self.mlflow_hook.get_conn()
             log_run_data(
                 client,
                 self.mlflow_run_id,
-                metrics={f"eval_{k}": v for k, v in metrics.items()},
+                metrics={f"eval_{k}": v for k, v in report.metrics.items()},
                 tags={"mlops.gates": "passed" if report.passed else "failed"},
             )
             client.log_dict(self.mlflow_run_id, payload, "evaluation/evaluation.json")
-        report.raise_if_failed()
+        report.gates.raise_if_failed()
         return {
             "report": report_ref.to_dict(),
-            "metrics": metrics,
-            "champion_version": champion_version,
+            "metrics": dict(report.metrics),
+            "champion_version": report.champion_version,
+            "note": report.note,
             "passed": True,
         }
 

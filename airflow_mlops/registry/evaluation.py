@@ -296,3 +296,114 @@ def _fmt_pair(a: float, b: float) -> tuple[str, str]:
     if sa == sb and a != b:
         return repr(a), repr(b)
     return sa, sb
+
+
+# --- one evaluation -----------------------------------------------------------------------------
+
+NO_CHAMPION_NOTE = "no champion yet: absolute thresholds only"
+NO_COMPARISON_NOTE = "no champion comparison configured: absolute thresholds only"
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The evaluation of one candidate on the held-out rows (and of the champion on the same rows).
+
+    ``note`` says what the candidate was held against: the champion (its version), or absolute
+    thresholds only (no champion yet, or no comparison configured).
+    """
+
+    metrics: Mapping[str, float]
+    gates: GateReport
+    champion_version: str | None
+    champion_metrics: Mapping[str, float] | None
+    holdout_rows: int
+    positive_rows: int
+    threshold: float
+    note: str
+
+    @property
+    def passed(self) -> bool:
+        return self.gates.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (stored as ``evaluation.json`` and logged to the MLflow run)."""
+        return {
+            "metrics": dict(self.metrics),
+            "champion_version": self.champion_version,
+            "champion_metrics": dict(self.champion_metrics) if self.champion_metrics is not None else None,
+            "holdout_rows": self.holdout_rows,
+            "positive_rows": self.positive_rows,
+            "threshold": self.threshold,
+            "note": self.note,
+            "gates": self.gates.to_dict(),
+            "passed": self.passed,
+        }
+
+
+def score_model(
+    model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
+) -> dict[str, float]:
+    """Holdout metrics of a packaged model (already verified and scanned: it is loaded here)."""
+    from airflow_mlops.data.labels import positive_mask
+    from airflow_mlops.registry.mlflow_registry import weights_dir
+    from airflow_mlops.training.model import load_predictor
+
+    if target not in holdout.columns:
+        raise DataError(
+            f"the holdout data has no target column {target!r}; it has {list(map(str, holdout.columns))}"
+        )
+    y_true = positive_mask(holdout[target], positive_label, column=target)
+    predictor = load_predictor(weights_dir(model_dir))
+    return compute_metrics(y_true, predictor.predict_proba(holdout), threshold=threshold)
+
+
+def evaluate_candidate(
+    model_dir: Any,
+    holdout: Any,
+    *,
+    target: str,
+    positive_label: Any,
+    bounds: Mapping[str, Mapping[str, float | None]] | None,
+    comparisons: Mapping[str, Mapping[str, float]] | None,
+    threshold: float,
+    champion: tuple[str, Any] | None = None,
+) -> EvaluationReport:
+    """Score the candidate, and the champion on the *same* rows, and apply every gate.
+
+    :param model_dir: the candidate's packaged model directory (scanned before it gets here).
+    :param holdout: the held-out rows (a pandas DataFrame with the ``target`` column).
+    :param bounds: absolute thresholds, ``{metric: {"min": x, "max": y}}``.
+    :param comparisons: allowed change versus the champion, ``{metric: {"max_regression": x}}``.
+    :param threshold: the operating threshold for the thresholded metrics (f1, precision, ...).
+    :param champion: ``(version, model_dir)`` of the champion, already downloaded, verified and
+        scanned (see :func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`), or
+        None when there is none: then only the absolute thresholds decide, and the note says so.
+    :raises DataError: the holdout cannot be scored (no target, missing or non-binary labels, a
+        positive label that does not occur, a single class).
+    """
+    from airflow_mlops.data.labels import positive_mask
+
+    metrics = score_model(
+        model_dir, holdout, target=target, positive_label=positive_label, threshold=threshold
+    )
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] | None = None
+    if champion is not None:
+        champion_version = str(champion[0])
+        champion_metrics = score_model(
+            champion[1], holdout, target=target, positive_label=positive_label, threshold=threshold
+        )
+        note = f"compared with champion version {champion_version} on the same {len(holdout)} rows"
+    else:
+        note = NO_CHAMPION_NOTE if comparisons else NO_COMPARISON_NOTE
+    gates = evaluate_gates(metrics, bounds=bounds, champion_metrics=champion_metrics, comparisons=comparisons)
+    return EvaluationReport(
+        metrics=metrics,
+        gates=gates,
+        champion_version=champion_version,
+        champion_metrics=champion_metrics,
+        holdout_rows=len(holdout),
+        positive_rows=int(positive_mask(holdout[target], positive_label, column=target).sum()),
+        threshold=float(threshold),
+        note=note,
+    )

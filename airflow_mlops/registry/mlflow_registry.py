@@ -5,6 +5,12 @@ training run is found again by its ``mlops.airflow_run`` tag, and a model versio
 ``mlops.airflow_run`` and ``mlops.model_sha256`` tags, so a retried task reuses what its earlier
 try made. Promotion moves the alias with one registry call, so the alias always points at the old
 or the new version, never at nothing.
+
+Fail closed: only MLflow's exact ``RESOURCE_DOES_NOT_EXIST`` answer (or a successful answer that
+lacks the thing, e.g. a model without the alias) means "absent". Any other error -- a proxy's
+HTML 404, a 500, a refused permission -- raises :class:`~airflow_mlops.exceptions.RegistryError`
+(transient: network, 5xx; retried) or :class:`~airflow_mlops.exceptions.RegistryLookupError`
+(final), naming the lookup that failed, so the gate that needed the answer blocks.
 """
 
 from __future__ import annotations
@@ -12,18 +18,30 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.artifacts import sha256_directory, sha256_file
-from airflow_mlops.exceptions import PromotionBlockedError, RegistryError, SignatureVerificationError
+from airflow_mlops.exceptions import (
+    PromotionBlockedError,
+    RegistryError,
+    RegistryLookupError,
+    SignatureVerificationError,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
+
+# MLflow's exact answer for "this model / alias / version / run / artifact does not exist".
+DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+# HTTP statuses worth a retry (the ones MLflow's own client retries on).
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_DETAIL = 400
 
 TAG_AIRFLOW_RUN = "mlops.airflow_run"
 TAG_PIPELINE = "mlops.pipeline"
@@ -32,6 +50,8 @@ TAG_SIGNATURE_SHA256 = "mlops.signature_sha256"
 TAG_KEY_FINGERPRINT = "mlops.signing_key_fingerprint"
 TAG_GATES = "mlops.gates"
 TAG_DATA_SHA256 = "mlops.data_sha256"
+# The ArtifactRef (JSON) of the accepted rows a version was trained on: the monitor's reference.
+TAG_TRAINING_DATA = "mlops.training_data"
 MODEL_ARTIFACT_PATH = "model"
 SIGNATURE_ARTIFACT_PATH = "signature"
 SIGNATURE_FILE = "model.sig"
@@ -78,6 +98,47 @@ def weights_dir(model_dir: str | Path) -> Path:
     if root.resolve() not in path.parents:
         raise RegistryError(f"{root}/MLmodel points its weights outside the model directory: {relative}")
     return path
+
+
+# --- registry answers ---------------------------------------------------------------------------
+
+
+def _does_not_exist(exc: BaseException) -> bool:
+    """True only for MLflow's exact "does not exist" answer (never a substring of a message)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code == DOES_NOT_EXIST
+
+
+def _lookup_failed(what: str, exc: BaseException) -> RegistryError:
+    """The error for a registry call that failed with anything but "does not exist".
+
+    Transient failures (network, timeouts, 408/429/5xx) give a retryable
+    :class:`RegistryError`; every other answer a final :class:`RegistryLookupError`.
+    """
+    from mlflow.exceptions import MlflowException
+
+    detail = " ".join(str(exc).split())
+    if len(detail) > _MAX_DETAIL:
+        detail = detail[:_MAX_DETAIL] + "..."
+    if isinstance(exc, MlflowException):
+        # MLflow maps a non-JSON answer's HTTP status to a code (404 -> ENDPOINT_NOT_FOUND) and
+        # a network error to INTERNAL_ERROR; the code's HTTP status says whether to retry.
+        answer = str(exc.error_code)
+        transient = int(exc.get_http_status_code()) in _TRANSIENT_STATUS
+    else:
+        answer = type(exc).__name__
+        transient = isinstance(exc, OSError)  # connection refused/reset, timeouts
+    if transient:
+        return RegistryError(
+            f"{what} failed with {answer}: {detail}. The registry is unreachable or failing; the "
+            "task retries, and nothing that depends on this answer passes until it succeeds."
+        )
+    return RegistryLookupError(
+        f"{what} failed with {answer}, which is not MLflow's {DOES_NOT_EXIST} answer: {detail}. "
+        "Check the MLflow connection's URL (is a proxy answering instead of the server?), its "
+        "credentials and permissions; nothing that depends on this answer passes."
+    )
 
 
 # --- tracking ---------------------------------------------------------------------------------
@@ -157,6 +218,28 @@ def _find_version(client: MlflowClient, name: str, airflow_run: str, sha: str) -
     return None
 
 
+def _ensure_registered_model(client: MlflowClient, model_name: str, *, pipeline: str) -> None:
+    """Create the registered model when (and only when) MLflow says it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model_name)
+        return
+    except MlflowException as exc:
+        if not _does_not_exist(exc):
+            raise _lookup_failed(
+                f"looking up registered model {model_name!r} before registering", exc
+            ) from exc
+    except OSError as exc:
+        raise _lookup_failed(f"looking up registered model {model_name!r} before registering", exc) from exc
+    try:
+        client.create_registered_model(model_name, tags={TAG_PIPELINE: pipeline})
+        log.info("Created registered model %s", model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # a concurrent try created it: fine
+            raise _lookup_failed(f"creating registered model {model_name!r}", exc) from exc
+
+
 def register_version(
     client: MlflowClient,
     *,
@@ -174,10 +257,7 @@ def register_version(
     if existing is not None:
         log.info("Model version %s of %s already registered by an earlier try", existing.version, model_name)
         return RegisteredVersion(model_name, str(existing.version), str(existing.source), run_id, sha)
-    try:
-        client.get_registered_model(model_name)
-    except Exception:
-        client.create_registered_model(model_name, tags={TAG_PIPELINE: tags.get(TAG_PIPELINE, "")})
+    _ensure_registered_model(client, model_name, pipeline=tags.get(TAG_PIPELINE, ""))
     client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
     with tempfile.TemporaryDirectory() as staging:  # always stored as signature/model.sig
         canonical = Path(staging) / SIGNATURE_FILE
@@ -199,35 +279,68 @@ def register_version(
     return RegisteredVersion(model_name, str(mv.version), source, run_id, sha)
 
 
+def _get_version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
+    """The model version; its absence and any other failure are errors that say which."""
+    from mlflow.exceptions import MlflowException
+
+    where = f"model version {version} of {model_name!r}"
+    try:
+        return client.get_model_version(model_name, version)
+    except (MlflowException, OSError) as exc:
+        if _does_not_exist(exc):
+            raise RegistryLookupError(
+                f"{where} does not exist in the registry ({exc}); check the model name and version"
+            ) from exc
+        raise _lookup_failed(f"looking up {where}", exc) from exc
+
+
 def download_version(
     client: MlflowClient, model_name: str, version: str, dest: str | Path
 ) -> tuple[Path, Path, ModelVersion]:
     """Download exactly what was registered (the run's model artifact) and its signature."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    mv = client.get_model_version(model_name, version)
+    where = f"model version {version} of {model_name!r}"
+    mv = _get_version(client, model_name, version)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tracking_uri = client._tracking_client.tracking_uri
-    model_dir = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=mv.source, dst_path=str(dest / "version"), tracking_uri=tracking_uri
-        )
-    )
     try:
-        sig_dir = mlflow.artifacts.download_artifacts(
-            run_id=mv.run_id,
-            artifact_path=f"{SIGNATURE_ARTIFACT_PATH}/{SIGNATURE_FILE}",
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=mv.source, dst_path=str(dest / "version"), tracking_uri=tracking_uri
+            )
+        )
+    except (MlflowException, OSError) as exc:
+        raise _lookup_failed(f"downloading {where} from {mv.source}", exc) from exc
+    # Not ``runs:/`` URIs: MLflow's runs artifact repository turns *any* download error into
+    # RESOURCE_DOES_NOT_EXIST. Listing the run's signature folder answers exactly.
+    sig_rel = f"{SIGNATURE_ARTIFACT_PATH}/{SIGNATURE_FILE}"
+    unsigned = (
+        f"{where} has no signature artifact ({sig_rel} in run {mv.run_id}). Unsigned models are "
+        "never promoted or loaded; re-run the pipeline's sign and register stages."
+    )
+    if not mv.run_id:
+        raise SignatureVerificationError(f"{unsigned} (the version records no run)")
+    try:
+        run = client.get_run(mv.run_id)
+        listed = {f.path for f in client.list_artifacts(mv.run_id, SIGNATURE_ARTIFACT_PATH)}
+    except (MlflowException, OSError) as exc:
+        if _does_not_exist(exc):
+            raise SignatureVerificationError(f"{unsigned} (the run: {exc})") from exc
+        raise _lookup_failed(f"looking up the signature of {where} in run {mv.run_id}", exc) from exc
+    if sig_rel not in listed:
+        raise SignatureVerificationError(unsigned)
+    try:
+        sig_path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{run.info.artifact_uri.rstrip('/')}/{sig_rel}",
             dst_path=str(dest / "signature"),
             tracking_uri=tracking_uri,
         )
-    except Exception as exc:
-        raise SignatureVerificationError(
-            f"model version {version} of {model_name} has no signature artifact "
-            f"({SIGNATURE_ARTIFACT_PATH}/{SIGNATURE_FILE} in run {mv.run_id}): {exc}. Unsigned models "
-            "are never promoted or loaded; re-run the pipeline's sign and register stages."
-        ) from None
-    return model_dir, Path(sig_dir), mv
+    except (MlflowException, OSError) as exc:
+        raise _lookup_failed(f"downloading the signature of {where} ({sig_rel})", exc) from exc
+    return model_dir, Path(sig_path), mv
 
 
 def fetch_verified_version(
@@ -248,17 +361,117 @@ def fetch_verified_version(
     return model_dir, mv
 
 
-def champion_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
-    """The version the alias points at, or None when there is no champion yet."""
+def champion_version(
+    client: MlflowClient, model_name: str, alias: str, *, pipeline: str | None = None
+) -> ModelVersion | None:
+    """The version ``alias`` points at, or None when there is no champion yet; fails closed.
+
+    None only for an exact "absent" answer:
+
+    - the registered model exists and has no such alias (MLflow answers the model, without it);
+    - the registered model does not exist (MLflow's ``RESOURCE_DOES_NOT_EXIST``) *and* no other
+      registered model carries this ``pipeline``'s tag, i.e. the pipeline never registered one.
+      Without ``pipeline`` a missing model cannot be told from a misspelt name, so it raises.
+
+    :raises RegistryLookupError: the model is missing but ``pipeline`` registered others (a
+        misspelt or renamed model name?), or no ``pipeline`` was given; a lookup got a final
+        answer other than "does not exist" (a proxy's 404 page, 403, ...).
+    :raises RegistryError: a lookup failed transiently (network, 5xx); retryable.
+    """
     from mlflow.exceptions import MlflowException
 
+    where = f"{model_name!r}@{alias}"
+    try:
+        model = client.get_registered_model(model_name)
+    except (MlflowException, OSError) as exc:
+        if not _does_not_exist(exc):
+            raise _lookup_failed(
+                f"champion lookup {where}: reading registered model {model_name!r}", exc
+            ) from exc
+        _ensure_never_registered(client, model_name, alias, pipeline)
+        return None
+    if alias not in (model.aliases or {}):
+        log.info("Registered model %s has no alias %s: no champion yet", model_name, alias)
+        return None
     try:
         return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
-            return None
-        raise
+    except (MlflowException, OSError) as exc:
+        # The model has the alias, so no answer here can mean "no champion".
+        raise _lookup_failed(
+            f"champion lookup {where}: reading the version the alias points at", exc
+        ) from exc
+
+
+def _ensure_never_registered(client: MlflowClient, model_name: str, alias: str, pipeline: str | None) -> None:
+    """Return when ``pipeline`` never registered a model; else raise the misspelt-name error."""
+    from mlflow.exceptions import MlflowException
+
+    if not pipeline:
+        raise RegistryLookupError(
+            f"champion lookup {model_name!r}@{alias}: registered model {model_name!r} does not exist, "
+            "and without the pipeline name a first model cannot be told from a misspelt name. "
+            "Pass pipeline=..., or create the registered model in MLflow to start it on purpose."
+        )
+    if "'" in pipeline:
+        raise RegistryLookupError(f"pipeline name {pipeline!r} contains a quote; it cannot be searched for")
+    try:
+        tagged = client.search_registered_models(
+            filter_string=f"tags.`{TAG_PIPELINE}` = '{pipeline}'", max_results=20
+        )
+    except (MlflowException, OSError) as exc:
+        raise _lookup_failed(
+            f"champion lookup {model_name!r}@{alias}: searching the models of pipeline {pipeline!r}", exc
+        ) from exc
+    others = sorted(str(m.name) for m in tagged if m.name != model_name)
+    if others:
+        raise RegistryLookupError(
+            f"champion lookup {model_name!r}@{alias}: registered model {model_name!r} does not exist, "
+            f"but pipeline {pipeline!r} registered {', '.join(others)}. Is the model name misspelt? "
+            "Fix it in the spec; to start a new model on purpose, create the registered model "
+            f"{model_name!r} in MLflow first (it then has no champion and the first-model rule applies)."
+        )
+    log.info(
+        "Registered model %s does not exist and pipeline %s never registered one: no champion yet",
+        model_name,
+        pipeline,
+    )
+
+
+def fetch_trusted_champion(
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    public_key_pem: bytes,
+    dest: str | Path,
+    *,
+    allowed_globals: Sequence[str] = (),
+    pipeline: str | None = None,
+) -> tuple[str, Path] | None:
+    """The champion, downloaded, signature-verified and scanned, ready to load; None if none yet.
+
+    :param pipeline: the pipeline name; lets a registered model that does not exist yet count as
+        "first model" (see :func:`champion_version`). Without it a missing model raises.
+    :returns: ``(version, model_dir)``, or None when there is no champion (see
+        :func:`champion_version` for exactly when).
+    :raises SignatureVerificationError: the champion is unsigned or its signature/digest does not
+        verify. :raises UnsafeModelError: the scan found content that could run code on load.
+    :raises RegistryError: a lookup failed (see :func:`champion_version`).
+    """
+    from airflow_mlops.security.scanning import scan_model_dir
+
+    champion = champion_version(client, model_name, alias, pipeline=pipeline)
+    if champion is None:
+        return None
+    version = str(champion.version)
+    try:
+        model_dir, _ = fetch_verified_version(client, model_name, version, public_key_pem, dest)
+    except SignatureVerificationError as exc:
+        raise SignatureVerificationError(
+            f"champion {model_name!r}@{alias} (version {version}) cannot be trusted: {exc}"
+        ) from exc
+    scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
+    log.info("Champion %s@%s is version %s: signature verified, scan clean", model_name, alias, version)
+    return version, model_dir
 
 
 @dataclass(frozen=True)
@@ -294,7 +507,7 @@ def promote_version(
         raise PromotionBlockedError(
             f"version {version} of {model_name} was not promoted: not every gate passed"
         )
-    mv = client.get_model_version(model_name, version)
+    mv = _get_version(client, model_name, version)
     if (mv.tags or {}).get(TAG_GATES) != "passed":
         raise PromotionBlockedError(
             f"version {version} of {model_name} lacks the tag {TAG_GATES}=passed; only versions "
@@ -311,21 +524,148 @@ def promote_version(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     previous = champion_version(client, model_name, alias)
-    client.set_registered_model_alias(model_name, alias, version)  # one atomic update
+    previous_version = str(previous.version) if previous else None
+    recorded_key = previous_tag(alias)
+    if previous_version == str(version):  # an earlier try already moved the alias
+        previous_version = (mv.tags or {}).get(recorded_key) or None
+        log.info("Alias %s of %s already points at version %s", alias, model_name, version)
+    else:
+        # Recorded *before* the alias moves, so a champion always knows what it replaced.
+        if previous_version is not None:
+            client.set_model_version_tag(model_name, version, recorded_key, previous_version)
+        elif (mv.tags or {}).get(recorded_key):
+            client.delete_model_version_tag(model_name, version, recorded_key)
+        client.set_registered_model_alias(model_name, alias, version)  # one atomic update
     fingerprint = public_key_fingerprint(public_key_pem)
     client.set_model_version_tag(model_name, version, "mlops.promoted_alias", alias)
-    log.info(
-        "Alias %s of %s now points at version %s (was %s)",
-        alias,
-        model_name,
-        version,
-        previous.version if previous else None,
-    )
+    log.info("Alias %s of %s now points at version %s (was %s)", alias, model_name, version, previous_version)
     return PromotionResult(
         model_name=model_name,
         alias=alias,
         version=str(version),
-        previous_version=str(previous.version) if previous else None,
+        previous_version=previous_version,
         signature_verified=True,
         key_fingerprint=fingerprint,
     )
+
+
+def previous_tag(alias: str) -> str:
+    """The version tag that records which version ``alias`` pointed at before this one."""
+    return f"mlops.{alias}.previous"
+
+
+def rollback_request_tag(alias: str) -> str:
+    """The version tag naming the rollback request that pointed ``alias`` back at this version."""
+    return f"mlops.{alias}.rollback_request"
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    model_name: str
+    alias: str
+    version: str  # what the alias points at now
+    rolled_back_from: str
+    signature_verified: bool
+    key_fingerprint: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollback_alias(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    alias: str,
+    public_key_pem: bytes,
+    allowed_globals: Sequence[str] = (),
+    expected_version: str | None = None,
+    request_id: str | None = None,
+    reason: str = "",
+) -> RollbackResult:
+    """Point ``alias`` back at the version it replaced (recorded by :func:`promote_version`).
+
+    The previous version is verified first, like a promotion: its signature and content digest
+    on a fresh download, its scan, and its ``mlops.gates=passed`` tag. The alias then moves in one
+    registry call, so it points at the current or the previous version, never at nothing.
+
+    :param expected_version: roll back only if the alias still points at this version.
+    :param request_id: a stable id of this request (e.g. ``dag_id/run_id``): a retry of the same
+        request that finds the rollback done returns it instead of rolling back once more.
+    :raises PromotionBlockedError: no alias, no recorded previous version, the previous version
+        does not verify, or the alias moved meanwhile; the alias is unchanged.
+    """
+    from airflow_mlops.exceptions import UnsafeModelError
+    from airflow_mlops.security.scanning import scan_model_dir
+    from airflow_mlops.security.signing import public_key_fingerprint
+
+    current = champion_version(client, model_name, alias)
+    if current is None:
+        raise PromotionBlockedError(f"{model_name!r} has no @{alias} version: nothing to roll back")
+    current_version = str(current.version)
+    tags = current.tags or {}
+    fingerprint = public_key_fingerprint(public_key_pem)
+    if request_id and tags.get(rollback_request_tag(alias)) == request_id:
+        log.info("Rollback %s of %s@%s was already done by an earlier try", request_id, model_name, alias)
+        return RollbackResult(
+            model_name,
+            alias,
+            current_version,
+            tags.get(f"mlops.{alias}.rolled_back_from", ""),
+            True,
+            fingerprint,
+            reason,
+        )
+    if expected_version is not None and str(expected_version) != current_version:
+        raise PromotionBlockedError(
+            f"{model_name!r}@{alias} points at version {current_version}, not {expected_version}; "
+            "nothing was rolled back"
+        )
+    target = tags.get(previous_tag(alias))
+    if not target:
+        raise PromotionBlockedError(
+            f"version {current_version} of {model_name!r} (@{alias}) records no previous version "
+            f"(tag {previous_tag(alias)}): it was the first {alias}, or was promoted before "
+            "rollback existed. Promote the version you want explicitly instead."
+        )
+    mv = _get_version(client, model_name, target)
+    if (mv.tags or {}).get(TAG_GATES) != "passed":
+        raise PromotionBlockedError(
+            f"cannot roll {model_name!r}@{alias} back to version {target}: it lacks {TAG_GATES}=passed"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-rollback-"))
+    try:
+        model_dir, _ = fetch_verified_version(client, model_name, target, public_key_pem, workdir)
+        scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
+    except (SignatureVerificationError, UnsafeModelError) as exc:
+        raise PromotionBlockedError(
+            f"cannot roll {model_name!r}@{alias} back to version {target}: {exc}. The alias is "
+            f"unchanged (version {current_version})."
+        ) from exc
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    again = champion_version(client, model_name, alias)
+    if again is None or str(again.version) != current_version:
+        raise PromotionBlockedError(
+            f"{model_name!r}@{alias} moved from version {current_version} to "
+            f"{again.version if again else 'nothing'} during the rollback; nothing was rolled back"
+        )
+    # The audit trail first, then the one atomic move.
+    client.set_model_version_tag(model_name, target, f"mlops.{alias}.rolled_back_from", current_version)
+    if request_id:
+        client.set_model_version_tag(model_name, target, rollback_request_tag(alias), request_id)
+    if reason:
+        client.set_model_version_tag(
+            model_name, current_version, f"mlops.{alias}.rollback_reason", reason[:5000]
+        )
+    client.set_registered_model_alias(model_name, alias, target)
+    log.info(
+        "Rolled %s@%s back from version %s to %s (%s)",
+        model_name,
+        alias,
+        current_version,
+        target,
+        reason or "-",
+    )
+    return RollbackResult(model_name, alias, str(target), current_version, True, fingerprint, reason)

@@ -1,0 +1,118 @@
+"""The one positive-label rule (``data/labels.py``), and that training, the screen and evaluation use it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.data.labels import label_key, positive_mask
+from airflow_mlops.exceptions import DataError
+
+
+@pytest.mark.parametrize(
+    ("labels", "positive_label"),
+    [
+        ([0, 1, 1, 0], 1),  # int labels, int label
+        ([0, 1, 1, 0], "1"),  # the spec quoted it
+        (["0", "1", "1", "0"], 1),  # CSV read the labels as text
+        ([0.0, 1.0, 1.0, 0.0], 1),  # a float column (e.g. after a NaN was dropped)
+        (["0.0", "1.0", "1.0", "0.0"], "1"),
+        ([False, True, True, False], True),  # bool labels
+        ([False, True, True, False], 1),
+        ([0, 1, 1, 0], True),
+        (["False", "True", "True", "False"], True),  # CSV text of booleans
+        (["no", "yes", "yes", "no"], "yes"),
+        (np.array([0, 1, 1, 0], dtype=np.int8), np.int64(1)),
+        (pd.Series([0, 1, 1, 0], dtype="Int64"), 1),  # pandas nullable integers
+        (pd.Series(["0", "1", "1", "0"], dtype="category"), 1),
+        ([0, "1", 1, "0"], 1),  # a mixed object column: both spellings of 1 are positive
+    ],
+)
+def test_every_spelling_of_the_positive_label_matches(labels, positive_label) -> None:
+    mask = positive_mask(labels, positive_label)
+    assert mask.dtype == bool
+    assert mask.tolist() == [False, True, True, False]
+
+
+def test_text_labels_are_case_sensitive_and_not_numbers_by_accident() -> None:
+    assert positive_mask(["Fraud", "ok", "Fraud"], "Fraud").tolist() == [True, False, True]
+    with pytest.raises(DataError, match="positive_label 'fraud' does not occur"):
+        positive_mask(["Fraud", "ok"], "fraud")
+    assert label_key(" 1 ") == label_key(1) == label_key(1.0) == label_key(True) == "1"
+    assert label_key(0.5) != label_key(0) and label_key("0.5") == label_key(0.5)
+
+
+def test_a_positive_label_that_never_occurs_is_an_error_naming_the_values() -> None:
+    with pytest.raises(
+        DataError, match=r"positive_label 2 does not occur in target column 'is_fraud' \(its values: 0, 1\)"
+    ):
+        positive_mask(pd.Series([0, 1, 0]), 2, column="is_fraud")
+
+
+def test_more_than_two_classes_is_an_error() -> None:
+    with pytest.raises(DataError, match="target column 'y' has 3 classes"):
+        positive_mask(pd.Series([0, 1, 2, 1]), 1, column="y")
+    # Two spellings of one class are still one class.
+    assert positive_mask(pd.Series([0, "1", 1, "0"], dtype=object), 1).sum() == 2
+
+
+def test_missing_labels_and_a_single_class_are_errors() -> None:
+    with pytest.raises(DataError, match="1 missing value"):
+        positive_mask(pd.Series([0.0, 1.0, np.nan]), 1)
+    with pytest.raises(DataError, match="single class only"):
+        positive_mask(pd.Series([1, 1, 1]), 1)
+    with pytest.raises(DataError, match=r"single class only \(0\); it needs both positive \(1\)"):
+        positive_mask(pd.Series([0, 0]), 1)
+    # One batch of the screen may lack a class; the label still has to be known.
+    assert positive_mask(pd.Series([1, 1]), 1, require_both=False).tolist() == [True, True]
+    assert positive_mask(pd.Series([], dtype=int), 1, require_both=False).tolist() == []
+    with pytest.raises(DataError, match="does not occur"):
+        positive_mask(pd.Series([0, 0]), 1, require_both=False)
+
+
+def test_the_poisoning_screen_uses_the_rule() -> None:
+    """Before: the screen fell back to text matching only when nothing matched; now a batch of
+    text labels is held against integer reference labels by the same rule."""
+    from airflow_mlops.data.poisoning import _class_balance
+
+    batch = pd.DataFrame({"y": ["1", "0", "0", "0"]})
+    reference = pd.DataFrame({"y": [1, 1, 0, 0]})
+    detail, finding = _class_balance(batch, "y", reference, 1, max_shift=0.2)
+    assert (detail["positive_rate"], detail["reference_positive_rate"]) == (0.25, 0.5)
+    assert finding is not None and "relative change 0.50" in finding
+    # A positive label in neither the batch nor the reference was a silent pass (0 vs 0).
+    with pytest.raises(DataError, match="positive_label 'fraud' does not occur"):
+        _class_balance(pd.DataFrame({"y": [0, 1]}), "y", pd.DataFrame({"y": [0, 1]}), "fraud", 0.2)
+
+
+def test_evaluation_matches_a_quoted_label_like_training_does() -> None:
+    """Before: evaluation compared ``holdout[target] == positive_label`` only, so a quoted "1"
+    against integer labels made every row negative (one class, gates blocked for the wrong reason)."""
+    import airflow_mlops.registry.evaluation as evaluation
+    import airflow_mlops.training.trainer as trainer
+
+    labels = pd.Series([0, 1, 1, 0, 1])
+    expected = [0.0, 1.0, 1.0, 0.0, 1.0]
+    assert trainer._binary_target(labels, "1", "y").tolist() == expected
+    seen: list[list[float]] = []
+
+    def fake_metrics(y_true, y_score, *, threshold):
+        seen.append(np.asarray(y_true, dtype=float).tolist())
+        return {"roc_auc": 1.0}
+
+    class Predictor:
+        def predict_proba(self, df):
+            return np.linspace(0, 1, len(df))
+
+    import airflow_mlops.registry.mlflow_registry as registry
+    import airflow_mlops.training.model as model
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "compute_metrics", fake_metrics)
+        mp.setattr(model, "load_predictor", lambda path: Predictor())
+        mp.setattr(registry, "weights_dir", lambda path: path)
+        evaluation.score_model(
+            "m", pd.DataFrame({"y": labels}), target="y", positive_label="1", threshold=0.5
+        )
+    assert seen == [expected]

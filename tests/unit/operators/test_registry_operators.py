@@ -1,0 +1,55 @@
+"""The rollback operator: a thin adapter whose request id makes a retried task converge."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops.exceptions import PromotionBlockedError
+from airflow_mlops.operators.registry import ModelRollbackOperator
+from airflow_mlops.registry.mlflow_registry import RollbackResult
+
+CONTEXT = {"run_id": "manual__1", "dag": SimpleNamespace(dag_id="ops__rollback")}
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    import airflow_mlops.registry.mlflow_registry as registry
+
+    seen: list[dict[str, Any]] = []
+
+    def fake(client: Any, **kwargs: Any) -> RollbackResult:
+        seen.append(kwargs)
+        if kwargs["expected_version"] == "9":
+            raise PromotionBlockedError("m@champion points at version 4, not 9; nothing was rolled back")
+        return RollbackResult("m", kwargs["alias"], "3", "4", True, "fp", kwargs["reason"])
+
+    monkeypatch.setattr(registry, "rollback_alias", fake)
+    monkeypatch.setattr(ModelRollbackOperator, "hook", SimpleNamespace(get_conn=lambda: object()))
+    key = SimpleNamespace(public_key_pem=b"pub")
+    monkeypatch.setattr(
+        "airflow_mlops.operators.registry.ModelSigningHook",
+        lambda signing_conn_id: SimpleNamespace(get_key=lambda need_private: key),
+    )
+    return seen
+
+
+def test_rollback_uses_the_airflow_run_as_its_request_id(calls) -> None:
+    out = ModelRollbackOperator(
+        task_id="rollback", pipeline="p", model_name="m", expected_version=""
+    ).execute(CONTEXT)
+    assert out["version"] == "3" and out["rolled_back_from"] == "4"
+    (kwargs,) = calls
+    assert kwargs["request_id"] == "ops__rollback/manual__1"
+    assert kwargs["expected_version"] is None  # an empty template renders "": no guard
+    assert kwargs["reason"] == "rollback by ops__rollback/manual__1"
+
+
+def test_a_refused_rollback_fails_without_retry(calls) -> None:
+    op = ModelRollbackOperator(task_id="rollback", pipeline="p", model_name="m", expected_version=9)
+    with pytest.raises(PromotionBlockedError, match="not 9") as caught:
+        op.execute(CONTEXT)
+    assert isinstance(caught.value, AirflowFailException)
