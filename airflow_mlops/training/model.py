@@ -1,4 +1,4 @@
-"""The built-in tabular model: preprocessing, the MLP, and a loader that never unpickles.
+"""Built-in models (tabular MLP, image CNN): preprocessing, networks, a loader that never unpickles.
 
 A trained model is a directory of two files:
 
@@ -29,7 +29,7 @@ from torch import nn
 from airflow_mlops.exceptions import ArtifactError, DataError
 
 FORMAT_VERSION = 1
-MODEL_TYPE = "mlp"
+MODEL_TYPE = "mlp"  # the default model type (tabular); see MODEL_TYPES for all of them
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model_config.json"
 # A categorical column with more distinct values than this is almost always an identifier.
@@ -69,6 +69,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
 
+    model_type = "mlp"
+
     def architecture(self) -> dict[str, Any]:
         """What :meth:`from_architecture` needs to rebuild this network (without weights)."""
         return {"input_dim": self.input_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout}
@@ -80,6 +82,84 @@ class MLP(nn.Module):
             hidden_units=architecture["hidden_units"],
             dropout=architecture.get("dropout", 0.0),
         )
+
+
+class CNN(nn.Module):
+    """A small convolutional binary classifier for images stored as pixel columns.
+
+    The input is the preprocessed float matrix, one column per pixel value in row-major
+    ``(channels, height, width)`` order; ``forward`` reshapes it to images, runs
+    ``[Conv3x3 -> ReLU -> MaxPool2]`` per entry of ``conv_channels`` (pooling only while the image
+    is at least 2x2), flattens, and ends in the same dense head as :class:`MLP`. No batch norm:
+    the network stays compatible with per-sample gradients (DP-SGD).
+    """
+
+    model_type = "cnn"
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        conv_channels: Sequence[int],
+        hidden_units: Sequence[int],
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if len(image_shape) != 3 or not all(_is_int(d) and d >= 1 for d in image_shape):
+            raise ValueError(f"image_shape must be [channels, height, width], got {image_shape!r}")
+        if not conv_channels or not all(_is_int(c) and c >= 1 for c in conv_channels):
+            raise ValueError(
+                f"conv_channels must be a non-empty list of positive integers, got {conv_channels!r}"
+            )
+        channels, height, width = (int(d) for d in image_shape)
+        self.image_shape = [channels, height, width]
+        self.conv_channels = [int(c) for c in conv_channels]
+        self.input_dim = channels * height * width
+        blocks: list[nn.Module] = []
+        for out_channels in self.conv_channels:
+            blocks += [nn.Conv2d(channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+            if height >= 2 and width >= 2:
+                blocks.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+            channels = out_channels
+        self.features = nn.Sequential(*blocks)
+        self.head = MLP(channels * height * width, hidden_units, dropout)
+
+    @property
+    def hidden_units(self) -> list[int]:
+        return self.head.hidden_units
+
+    @property
+    def dropout(self) -> float:
+        return self.head.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.reshape(x.shape[0], *self.image_shape)
+        return self.head(self.features(images).flatten(1))
+
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "input_dim": self.input_dim,
+            "image_shape": list(self.image_shape),
+            "conv_channels": list(self.conv_channels),
+            "hidden_units": list(self.hidden_units),
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_architecture(cls, architecture: Mapping[str, Any]) -> CNN:
+        model = cls(
+            image_shape=architecture["image_shape"],
+            conv_channels=architecture["conv_channels"],
+            hidden_units=architecture["hidden_units"],
+            dropout=architecture.get("dropout", 0.0),
+        )
+        if architecture.get("input_dim", model.input_dim) != model.input_dim:
+            raise ValueError("input_dim does not match image_shape")
+        return model
+
+
+# model_config.json "model_type" -> the class that rebuilds it from "architecture".
+MODEL_TYPES: dict[str, type[MLP] | type[CNN]] = {"mlp": MLP, "cnn": CNN}
 
 
 @dataclass(frozen=True)
@@ -205,7 +285,7 @@ class Preprocessor:
 
 
 def build_model_config(
-    model: MLP,
+    model: MLP | CNN,
     preprocessor: Preprocessor,
     *,
     target: str,
@@ -219,7 +299,7 @@ def build_model_config(
 
         {
           "format_version": 1,
-          "model_type": "mlp",
+          "model_type": "mlp",      # or "cnn" (architecture adds image_shape, conv_channels)
           "architecture": {"input_dim": 7, "hidden_units": [64, 32], "dropout": 0.1},
           "target": "is_fraud",
           "positive_label": 1,
@@ -238,7 +318,7 @@ def build_model_config(
     """
     return {
         "format_version": FORMAT_VERSION,
-        "model_type": MODEL_TYPE,
+        "model_type": model.model_type,
         "architecture": model.architecture(),
         "target": target,
         "positive_label": positive_label,
@@ -252,7 +332,7 @@ def build_model_config(
     }
 
 
-def save_model(directory: str | Path, model: MLP, config: Mapping[str, Any]) -> None:
+def save_model(directory: str | Path, model: MLP | CNN, config: Mapping[str, Any]) -> None:
     """Write ``model.safetensors`` and ``model_config.json`` into an existing ``directory``."""
     from safetensors.torch import save_file
 
@@ -266,7 +346,11 @@ class Predictor:
     """A loaded model: DataFrame in, positive-class probabilities out."""
 
     def __init__(
-        self, model: MLP, preprocessor: Preprocessor, config: Mapping[str, Any], device: torch.device
+        self,
+        model: MLP | CNN,
+        preprocessor: Preprocessor,
+        config: Mapping[str, Any],
+        device: torch.device,
     ) -> None:
         self.model = model
         self.preprocessor = preprocessor
@@ -327,10 +411,14 @@ def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
             f"{config_path}: unsupported format_version {version!r}; this version of airflow-mlops "
             f"reads format_version {FORMAT_VERSION}: retrain the model or upgrade airflow-mlops"
         )
-    if config.get("model_type") != MODEL_TYPE:
-        raise ArtifactError(f"{config_path}: unsupported model_type {config.get('model_type')!r}")
+    model_class = MODEL_TYPES.get(config.get("model_type"))  # type: ignore[arg-type]
+    if model_class is None:
+        raise ArtifactError(
+            f"{config_path}: unsupported model_type {config.get('model_type')!r}; this version of "
+            f"airflow-mlops reads {', '.join(MODEL_TYPES)}"
+        )
     try:
-        model = MLP.from_architecture(config["architecture"])
+        model = model_class.from_architecture(config["architecture"])
         preprocessor = Preprocessor.from_dict(config["preprocessing"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{config_path} is malformed: {type(exc).__name__}: {exc}") from exc

@@ -9,9 +9,14 @@ The config JSON holds::
 
     {"target": "is_fraud", "features": ["amount", "merchant"], "positive_label": 1,
      "categorical": ["merchant"],           # optional; default: object/string/category columns
+     "model": "mlp",                        # mlp | cnn (cnn: params.image_shape is required)
      "params": {"epochs": 20, "lr": 0.001, "batch_size": 512, "hidden_units": [64, 32],
-                "dropout": 0.1, "weight_decay": 0.0, "class_weight": "balanced"},
+                "dropout": 0.1, "weight_decay": 0.0, "class_weight": "balanced",
+                "image_shape": null, "conv_channels": [16, 32]},
      "seed": 42, "device": "auto",          # auto | cpu | cuda
+     "precision": "auto",                   # auto (bf16 autocast on a bf16 GPU) | fp32 | bf16
+     "privacy": null,                       # or {"epsilon": 3, "delta": 1e-5, "max_grad_norm": 1,
+                                            #     "noise_multiplier": null}: DP-SGD (Opacus)
      "validation_fraction": 0.1,            # optional; 0 trains on everything, keeps the last epoch
      "early_stopping_patience": null}       # optional; stop after this many epochs without progress
 
@@ -33,16 +38,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
 
-from airflow_mlops.exceptions import DataError, MLOpsError, TrainingError
-from airflow_mlops.training.model import MLP, Preprocessor, build_model_config, save_model
+from airflow_mlops.data.labels import positive_mask
+from airflow_mlops.exceptions import DataError, MLOpsError, PrivacyBudgetError, TrainingError
+from airflow_mlops.training.model import CNN, MLP, Preprocessor, build_model_config, save_model
 from airflow_mlops.training.ranking import roc_auc
 
 log = logging.getLogger("airflow_mlops.training.trainer")
@@ -59,8 +65,14 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "dropout": 0.1,
     "weight_decay": 0.0,
     "class_weight": "balanced",
+    "image_shape": None,
+    "conv_channels": [16, 32],
 }
+PRIVACY_DEFAULTS: dict[str, Any] = {"delta": 1e-5, "max_grad_norm": 1.0, "noise_multiplier": None}
 _CONFIG_KEYS = {
+    "model",
+    "precision",
+    "privacy",
     "target",
     "features",
     "positive_label",
@@ -105,8 +117,12 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     y_all = _binary_target(train_df[target], cfg["positive_label"], target)
 
     device = _pick_device(cfg["device"])
+    bf16 = _use_bf16(cfg["precision"], device)
     log.info(
-        "device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+        "device: %s%s, precision %s",
+        device,
+        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
+        "bf16 autocast" if bf16 else "fp32",
     )
 
     seed = cfg["seed"]
@@ -119,6 +135,12 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     x_val = preprocessor.transform(train_df.iloc[val_idx])
     y_val = y_all[val_idx]
     n_pos = int(y_train.sum())
+    if cfg["model"] == "cnn" and preprocessor.output_dim != math.prod(params["image_shape"]):
+        raise DataError(
+            f"params.image_shape {params['image_shape']} holds {math.prod(params['image_shape'])} "
+            f"values per image but the {len(features)} feature column(s) encode to "
+            f"{preprocessor.output_dim}; list exactly one numeric column per pixel value"
+        )
     log.info(
         "rows: %d (train %d, validation %d), positive rate %.4f, %d features -> %d inputs",
         len(y_all),
@@ -140,10 +162,14 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         with torch.random.fork_rng(devices=fork_devices):
             torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
             torch.manual_seed(seed)
-            fit = _fit(x_train, y_train, x_val, y_val, params, pos_weight, device, seed, cfg)
+            network = _build_network(cfg, x_train.shape[1]).to(device)
+            if cfg["privacy"] is not None:
+                fit = _fit_private(network, x_train, y_train, x_val, y_val, pos_weight, device, seed, cfg)
+            else:
+                fit = _fit(network, x_train, y_train, x_val, y_val, pos_weight, device, seed, cfg, bf16)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
-    model, history, best_epoch, stopped_early = fit
+    model, history, best_epoch, stopped_early, extra = fit
 
     train_scores = _scores(model, x_train, device)
     val_scores = _scores(model, x_val, device)
@@ -162,7 +188,10 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         "positive_rows": int(y_all.sum()),
         "pos_weight": pos_weight,
         "device": device.type,
+        "precision": "bf16" if bf16 and cfg["privacy"] is None else "fp32",
+        "model": cfg["model"],
         "seed": seed,
+        **extra,
         "history": history,
     }
     model_config = build_model_config(
@@ -176,6 +205,7 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             "validation_fraction": cfg["validation_fraction"],
             "early_stopping_patience": cfg["early_stopping_patience"],
             "best_epoch": best_epoch,
+            **({"privacy": {k: extra[k] for k in extra if k.startswith("dp_")}} if cfg["privacy"] else {}),
         },
     )
     metrics["duration_seconds"] = round(time.monotonic() - started, 3)
@@ -315,7 +345,32 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise bad("params.weight_decay", "a non-negative number")
     if params["class_weight"] not in ("balanced", "none"):
         raise bad("params.class_weight", "balanced or none")
+    model = config.get("model", "mlp")
+    if model not in ("mlp", "cnn"):
+        raise bad("model", "mlp or cnn (your own fit runs through `python -m airflow_mlops.training`)")
+    shape = params["image_shape"]
+    if shape is not None and (
+        not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d >= 1 for d in shape)
+    ):
+        raise bad("params.image_shape", "[channels, height, width] (positive integers)")
+    if model == "cnn" and shape is None:
+        raise bad("params.image_shape", "set for model cnn: [channels, height, width]")
+    conv = params["conv_channels"]
+    if not isinstance(conv, list) or not conv or not all(_is_int(c) and c >= 1 for c in conv):
+        raise bad("params.conv_channels", "a non-empty list of positive integers")
+    precision = config.get("precision", "auto")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise bad("precision", "one of auto, fp32, bf16")
+    privacy = _check_privacy(config.get("privacy"), bad)
+    if privacy is not None and patience is not None:
+        raise TrainingError(
+            "trainer config: early_stopping_patience cannot be combined with privacy (DP-SGD keeps the "
+            "last epoch: choosing an epoch by validation loss would spend privacy unaccounted)"
+        )
     return {
+        "model": model,
+        "precision": precision,
+        "privacy": privacy,
         "target": target,
         "features": list(features) if features else None,
         "categorical": list(categorical) if categorical is not None else None,
@@ -328,34 +383,36 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_privacy(raw: Any, bad: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise bad("privacy", "an object with epsilon (and optionally delta, max_grad_norm, noise_multiplier)")
+    unknown = sorted(set(raw) - {"epsilon", *PRIVACY_DEFAULTS})
+    if unknown:
+        raise TrainingError(
+            f"unknown trainer privacy key(s): {', '.join(unknown)}; known: epsilon, {', '.join(PRIVACY_DEFAULTS)}"
+        )
+    privacy = {**PRIVACY_DEFAULTS, **raw}
+    if not _is_number(privacy.get("epsilon")) or not privacy["epsilon"] > 0:
+        raise bad("privacy.epsilon", "a positive number (the privacy budget)")
+    if not _is_number(privacy["delta"]) or not 0 < privacy["delta"] < 1:
+        raise bad("privacy.delta", "a number in (0, 1)")
+    if not _is_number(privacy["max_grad_norm"]) or not privacy["max_grad_norm"] > 0:
+        raise bad("privacy.max_grad_norm", "a positive number")
+    noise = privacy["noise_multiplier"]
+    if noise is not None and (not _is_number(noise) or not noise > 0):
+        raise bad("privacy.noise_multiplier", "a positive number or null")
+    return {k: float(v) if v is not None else None for k, v in privacy.items()}
+
+
 def _binary_target(series: pd.Series, positive_label: Any, target: str) -> np.ndarray:
-    """The target as float32 0/1 (1 = ``positive_label``). Raises DataError if not learnable."""
-    missing = int(series.isna().sum())
-    if missing:
-        raise DataError(f"target column {target!r} has {missing} missing value(s); label or drop those rows")
-    values = list(pd.unique(series))
-    if len(values) < 2:
-        raise DataError(
-            f"target column {target!r} holds a single class only ({values[0]!r}); "
-            "the trainer needs both positive and negative rows"
-        )
-    is_positive = (series == positive_label).to_numpy(dtype=bool)
-    if not is_positive.any():  # e.g. labels read from CSV as strings, positive_label an int
-        is_positive = (series.astype(str) == str(positive_label)).to_numpy(dtype=bool)
-    if not is_positive.any():
-        shown = ", ".join(repr(v) for v in values[:10])
-        raise DataError(
-            f"positive_label {positive_label!r} does not occur in target column {target!r} "
-            f"(its values: {shown}); set data.positive_label to one of them"
-        )
-    if len(values) > 2:
-        log.warning(
-            "target %r has %d distinct values; training %r against all others",
-            target,
-            len(values),
-            positive_label,
-        )
-    return is_positive.astype(np.float32)
+    """The target as float32 0/1 (1 = ``positive_label``, the one rule in ``data/labels.py``).
+
+    Raises DataError if not learnable: missing labels, one class, more than two classes, or a
+    positive label that does not occur.
+    """
+    return positive_mask(series, positive_label, column=target).astype(np.float32)
 
 
 def _pick_device(requested: str) -> torch.device:
@@ -390,29 +447,56 @@ def _stratified_split(
 # --- training -----------------------------------------------------------------------------------
 
 
+def _build_network(cfg: Mapping[str, Any], input_dim: int) -> MLP | CNN:
+    params = cfg["params"]
+    if cfg["model"] == "cnn":
+        return CNN(params["image_shape"], params["conv_channels"], params["hidden_units"], params["dropout"])
+    return MLP(input_dim, params["hidden_units"], params["dropout"])
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast: always for ``bf16``; for ``auto`` on a GPU that supports it."""
+    if precision == "bf16":
+        return True
+    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``; through pinned memory (an asynchronous copy) for a GPU."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+FitOutcome = tuple[MLP | CNN, list[dict[str, Any]], int, bool, dict[str, Any]]
+
+
 def _fit(
+    model: MLP | CNN,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
-    params: Mapping[str, Any],
     pos_weight: float,
     device: torch.device,
     seed: int,
     cfg: Mapping[str, Any],
-) -> tuple[MLP, list[dict[str, Any]], int, bool]:
-    """The epoch loop. Returns the best model (by validation loss), history, best epoch, stopped early."""
-    model = MLP(x_train.shape[1], params["hidden_units"], params["dropout"]).to(device)
+    bf16: bool,
+) -> FitOutcome:
+    """The epoch loop. Returns the best model (by validation loss), history, best epoch, stopped
+    early, and extra metrics (throughput)."""
+    params = cfg["params"]
     weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
     sum_loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum")
     optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     shuffle = torch.Generator().manual_seed(seed)
 
-    xt = torch.from_numpy(x_train).to(device)
-    yt = torch.from_numpy(y_train).to(device)
-    xv = torch.from_numpy(x_val).to(device)
-    yv = torch.from_numpy(y_val).to(device)
+    # The whole (small) training set moves to the device once, through pinned memory on a GPU;
+    # batches are then index gathers on the device, with no host round trip per step.
+    xt, yt = _to_device(x_train, device), _to_device(y_train, device)
+    xv, yv = _to_device(x_val, device), _to_device(y_val, device)
     has_val = len(y_val) > 0
     n, batch_size, epochs = len(yt), params["batch_size"], params["epochs"]
     patience = cfg["early_stopping_patience"]
@@ -420,22 +504,24 @@ def _fit(
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early = False
+    train_seconds = 0.0
     for epoch in range(1, epochs + 1):
         model.train()
+        started = time.perf_counter()
         order = torch.randperm(n, generator=shuffle).to(device)
         total = torch.zeros((), device=device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(xt[idx]).float(), yt[idx])
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
-        train_loss = float(total.item()) / n
-        if not math.isfinite(train_loss):
-            raise TrainingError(
-                f"training diverged at epoch {epoch} (loss is {train_loss}); lower params.lr or check the data"
-            )
+        train_loss = float(total.item()) / n  # .item() waits for the device: the timing is honest
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        _check_finite(train_loss, epoch)
         val_loss = _mean_loss(model, xv, yv, sum_loss_fn) if has_val else None
         score = val_loss if val_loss is not None else train_loss
         improved = score < best_loss if has_val else True  # without validation keep the last epoch
@@ -443,14 +529,7 @@ def _fit(
             best_loss, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        log.info(
-            "epoch %d/%d train_loss=%.5f val_loss=%s%s",
-            epoch,
-            epochs,
-            train_loss,
-            "n/a" if val_loss is None else f"{val_loss:.5f}",
-            " *" if improved else "",
-        )
+        _log_epoch(epoch, epochs, train_loss, val_loss, n / seconds, improved)
         if patience is not None and has_val and epoch - best_epoch >= patience:
             log.info("early stop: no validation improvement for %d epoch(s)", patience)
             stopped_early = True
@@ -458,10 +537,176 @@ def _fit(
     assert best_state is not None  # epochs >= 1 and the first epoch always improves
     model.load_state_dict(best_state)
     model.eval()
-    return model, history, best_epoch, stopped_early
+    extra = {"samples_per_second": round(n * len(history) / train_seconds, 1)}
+    return model, history, best_epoch, stopped_early, extra
 
 
-def _mean_loss(model: MLP, x: torch.Tensor, y: torch.Tensor, sum_loss_fn: torch.nn.Module) -> float:
+def _fit_private(
+    model: MLP | CNN,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    pos_weight: float,
+    device: torch.device,
+    seed: int,
+    cfg: Mapping[str, Any],
+) -> FitOutcome:
+    """DP-SGD with Opacus: per-sample clipping, Gaussian noise, Poisson sampling, RDP accounting.
+
+    The budget is enforced before any step: with a given noise multiplier, the epsilon the whole
+    run would spend is computed first and a run above ``privacy.epsilon`` fails; without one, Opacus
+    picks the smallest noise that meets the budget. The spent epsilon is logged after every epoch
+    and checked again at the end. The last epoch is kept (no selection on validation loss).
+    """
+    try:
+        from opacus import PrivacyEngine
+        from opacus.accountants import RDPAccountant
+    except ImportError as exc:
+        raise TrainingError(
+            "training.privacy needs Opacus, which is not installed here: pip install 'airflow-mlops[dp]' "
+            "(in the trainer image too)"
+        ) from exc
+    from torch.utils.data import DataLoader, TensorDataset
+
+    params, privacy = cfg["params"], cfg["privacy"]
+    budget, delta = privacy["epsilon"], privacy["delta"]
+    n, batch_size, epochs = len(y_train), params["batch_size"], params["epochs"]
+    if delta >= 1.0 / n:
+        raise TrainingError(
+            f"privacy.delta {delta:g} is not below 1 / training rows (1/{n} = {1.0 / n:.2g}): such a delta "
+            "allows leaking a whole row; lower training.privacy.delta"
+        )
+    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+    sum_loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum")
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    dataset = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda",
+    )
+    engine = PrivacyEngine(accountant="rdp")
+    sample_rate = 1.0 / len(loader)
+    noise = privacy["noise_multiplier"]
+    if noise is None:
+        model, optimizer, loader = engine.make_private_with_epsilon(
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            target_epsilon=budget,
+            target_delta=delta,
+            epochs=epochs,
+            max_grad_norm=privacy["max_grad_norm"],
+        )
+        noise = float(optimizer.noise_multiplier)
+    else:
+        planned = RDPAccountant()
+        planned.history = [(noise, sample_rate, epochs * len(loader))]
+        expected = float(planned.get_epsilon(delta))
+        if expected > budget:
+            raise PrivacyBudgetError(
+                f"DP-SGD would spend epsilon {expected:.3f} (delta {delta:g}) over {epochs} epochs with "
+                f"noise_multiplier {noise:g}, above the budget training.privacy.epsilon = {budget:g}; "
+                "raise noise_multiplier, lower epochs, raise batch_size, or remove noise_multiplier to "
+                "let the trainer pick the noise for the budget"
+            )
+        model, optimizer, loader = engine.make_private(
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=noise,
+            max_grad_norm=privacy["max_grad_norm"],
+        )
+    log.info(
+        "DP-SGD: budget epsilon %.3f, delta %g, noise multiplier %.4f, clipping norm %g, sample rate %.5f",
+        budget,
+        delta,
+        noise,
+        privacy["max_grad_norm"],
+        sample_rate,
+    )
+    unwrapped = cast("MLP | CNN", model._module)  # the network inside Opacus' GradSampleModule
+    xv, yv = _to_device(x_val, device), _to_device(y_val, device)
+    has_val = len(y_val) > 0
+    history: list[dict[str, Any]] = []
+    train_seconds, seen, epsilon = 0.0, 0, 0.0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        total, count = 0.0, 0
+        for xb, yb in loader:
+            if len(yb) == 0:  # Poisson sampling can draw an empty batch
+                continue
+            xb = xb.to(device, non_blocking=True)
+            yb = yb.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(yb)
+            count += len(yb)
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        seen += count
+        train_loss = total / max(count, 1)
+        _check_finite(train_loss, epoch)
+        epsilon = float(engine.get_epsilon(delta))
+        val_loss = _mean_loss(unwrapped, xv, yv, sum_loss_fn) if has_val else None
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "epsilon": epsilon})
+        _log_epoch(epoch, epochs, train_loss, val_loss, count / seconds, True, epsilon)
+    if epsilon > budget + 1e-9:  # the accountant disagrees with the plan: never ship such a model
+        raise PrivacyBudgetError(
+            f"DP-SGD spent epsilon {epsilon:.3f}, above the budget training.privacy.epsilon = {budget:g}"
+        )
+    trained = unwrapped
+    trained.eval()
+    extra = {
+        "samples_per_second": round(seen / train_seconds, 1),
+        "dp_epsilon": epsilon,
+        "dp_epsilon_budget": budget,
+        "dp_delta": delta,
+        "dp_noise_multiplier": noise,
+        "dp_max_grad_norm": privacy["max_grad_norm"],
+        "dp_accountant": "rdp",
+    }
+    log.info("DP-SGD: spent epsilon %.3f of the budget %.3f (delta %g)", epsilon, budget, delta)
+    return trained, history, len(history), False, extra
+
+
+def _check_finite(train_loss: float, epoch: int) -> None:
+    if not math.isfinite(train_loss):
+        raise TrainingError(
+            f"training diverged at epoch {epoch} (loss is {train_loss}); lower params.lr or check the data"
+        )
+
+
+def _log_epoch(
+    epoch: int,
+    epochs: int,
+    train_loss: float,
+    val_loss: float | None,
+    samples_per_second: float,
+    improved: bool,
+    epsilon: float | None = None,
+) -> None:
+    log.info(
+        "epoch %d/%d train_loss=%.5f val_loss=%s%s %.0f samples/s%s",
+        epoch,
+        epochs,
+        train_loss,
+        "n/a" if val_loss is None else f"{val_loss:.5f}",
+        "" if epsilon is None else f" epsilon={epsilon:.3f}",
+        samples_per_second,
+        " *" if improved else "",
+    )
+
+
+def _mean_loss(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sum_loss_fn: torch.nn.Module
+) -> float:
     model.eval()
     total = 0.0
     with torch.inference_mode():
@@ -473,7 +718,7 @@ def _mean_loss(model: MLP, x: torch.Tensor, y: torch.Tensor, sum_loss_fn: torch.
     return value
 
 
-def _scores(model: MLP, x: np.ndarray, device: torch.device) -> np.ndarray:
+def _scores(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
     model.eval()
     out = np.empty(len(x), dtype=np.float64)
     with torch.inference_mode():
@@ -486,7 +731,9 @@ def _scores(model: MLP, x: np.ndarray, device: torch.device) -> np.ndarray:
 # --- output -------------------------------------------------------------------------------------
 
 
-def _publish(output_dir: Path, model: MLP, model_config: dict[str, Any], metrics: dict[str, Any]) -> None:
+def _publish(
+    output_dir: Path, model: MLP | CNN, model_config: dict[str, Any], metrics: dict[str, Any]
+) -> None:
     """Write the three files into a temp dir beside ``output_dir``, then rename it into place."""
     parent = output_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -534,7 +781,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _run_and_exit() -> None:
+def _run_and_exit(entry: Callable[[], int] | None = None) -> None:
     """Run :func:`main` and leave with its status, skipping the interpreter's native teardown.
 
     With torch and pyarrow loaded, the C++ destructors of their thread pools at interpreter exit
@@ -545,7 +792,7 @@ def _run_and_exit() -> None:
     import traceback
 
     try:
-        status = main()
+        status = (entry or main)()
     except SystemExit as exc:  # argparse: --help, usage errors
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         if exc.code is not None and not isinstance(exc.code, int):

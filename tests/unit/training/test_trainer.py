@@ -80,7 +80,6 @@ def test_cli_writes_the_three_files(cli_run: CliRun) -> None:
     ]
     # Only the model directory is left beside it: no temp dirs.
     assert [p.name for p in cli_run.out.parent.iterdir()] == ["model"]
-    assert cli_run.seconds < 20
 
 
 def test_cli_logs_device_and_every_epoch(cli_run: CliRun) -> None:
@@ -101,7 +100,7 @@ def test_cli_metrics_json(cli_run: CliRun) -> None:
     assert metrics["train_rows"] + metrics["validation_rows"] == 4000
     assert metrics["validation_rows"] == pytest.approx(400, abs=2)
     assert metrics["device"] == "cpu"
-    assert 0 < metrics["duration_seconds"] < 20
+    assert 0 < metrics["duration_seconds"] <= cli_run.seconds  # no speed goal here (house rule)
     assert metrics["train_roc_auc"] > 0.8
     assert metrics["val_roc_auc"] > 0.75
 

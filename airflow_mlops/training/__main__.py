@@ -1,0 +1,9 @@
+"""``python -m airflow_mlops.training --job ...``: the training job every backend runs (see job.py)."""
+
+from __future__ import annotations
+
+from airflow_mlops.training.job import main
+from airflow_mlops.training.trainer import _run_and_exit
+
+if __name__ == "__main__":
+    _run_and_exit(main)

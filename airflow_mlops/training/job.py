@@ -1,0 +1,339 @@
+"""The training job: what every backend runs, from artifact refs in to a model ref out.
+
+``python -m airflow_mlops.training --job '<ArtifactRef JSON of job.json>' [--result PATH]
+[--print-result]`` is the one entrypoint of the local subprocess, the Kubernetes pod and the
+Docker container. It needs torch and the project's light modules only (no Airflow, no MLflow):
+
+1. fetch ``job.json`` through its ref and check its sha256 (see :class:`TrainingJob`);
+2. fetch the training table through its ref (local path or S3), refusing a sha256 mismatch;
+3. train: a built-in model (``mlp``, ``cnn``; :func:`airflow_mlops.training.trainer.train`) or
+   your own ``package.module:fit`` (the contract is :class:`FitContext`);
+4. check the model directory loads (:func:`airflow_mlops.training.model.load_predictor`: no
+   pickle, safetensors only) and put it into the store at the job's output key;
+5. write the result -- ``{"format_version": 1, "weights": <ArtifactRef>, "metrics": {...}}`` --
+   to ``--result`` (the local backend's file, or KPO's ``/airflow/xcom/return.json``) and, with
+   ``--print-result``, as the last stdout line after :data:`RESULT_MARKER` (Docker).
+
+Exit status: 0 done; 2 the job was refused and no retry can help (bad data or config, integrity,
+privacy budget); 1 anything else (a network error: a retry may help). S3 credentials come from
+the process environment (the pod's secret references, the container's private environment, the
+variables the local backend hands its subprocess); nothing here reads Airflow connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
+from airflow_mlops.exceptions import MLOpsError, TrainingError, TrainingRejectedError, is_retryable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.training.model import CNN, MLP, Preprocessor
+
+log = logging.getLogger("airflow_mlops.training.job")
+
+JOB_FORMAT_VERSION = 1
+RESULT_FORMAT_VERSION = 1
+RESULT_MARKER = "airflow-mlops-result: "
+EXIT_REJECTED = 2
+BUILTIN_MODELS = ("mlp", "cnn")
+_JOB_KEYS = {"format_version", "store_root", "inputs", "model", "config", "options", "output_key"}
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """``job.json``: everything the trainer needs, pinned by the job's own ref.
+
+    :param store_root: root of the artifact store the output goes to (local dir or ``s3://``).
+    :param train: ref of the training table (parquet or csv).
+    :param model: ``mlp``, ``cnn`` or ``package.module:fit``.
+    :param config: the trainer config (see :mod:`airflow_mlops.training.trainer`); for a user
+        entrypoint: target, features, positive_label, seed, device and params.
+    :param options: free-form settings for a user entrypoint.
+    :param output_key: key (under ``store_root``) of the model directory to write.
+    """
+
+    store_root: str
+    train: ArtifactRef
+    model: str
+    config: dict[str, Any]
+    output_key: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": JOB_FORMAT_VERSION,
+            "store_root": self.store_root,
+            "inputs": {"train": self.train.to_dict()},
+            "model": self.model,
+            "config": dict(self.config),
+            "options": dict(self.options),
+            "output_key": self.output_key,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "job.json") -> TrainingJob:
+        if not isinstance(data, Mapping):
+            raise TrainingRejectedError(f"{where} must hold a JSON object")
+        unknown = sorted(set(data) - _JOB_KEYS)
+        if unknown:
+            raise TrainingRejectedError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        if data.get("format_version") != JOB_FORMAT_VERSION:
+            raise TrainingRejectedError(
+                f"{where}: format_version {data.get('format_version')!r} is not {JOB_FORMAT_VERSION}; "
+                "the trainer image and the Airflow package differ in version: use the same release"
+            )
+        try:
+            train = ArtifactRef.from_dict(data["inputs"]["train"])
+            job = cls(
+                store_root=str(data["store_root"]),
+                train=train,
+                model=str(data["model"]),
+                config=dict(data["config"]),
+                output_key=str(data["output_key"]),
+                options=dict(data.get("options") or {}),
+            )
+        except (KeyError, TypeError, ValueError, MLOpsError) as exc:
+            raise TrainingRejectedError(f"{where} is malformed: {type(exc).__name__}: {exc}") from exc
+        if not job.output_key or job.output_key.startswith("/") or ".." in job.output_key.split("/"):
+            raise TrainingRejectedError(f"{where}: output_key {job.output_key!r} must be a relative key")
+        return job
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a user ``fit`` entrypoint gets, and the contract it keeps.
+
+    Your function is ``fit(train: pandas.DataFrame, ctx: FitContext) -> Mapping[str, float]``:
+
+    - ``train`` is the training table (the holdout rows were split off before; split a
+      validation set from ``train`` yourself if you want one);
+    - it writes the model into ``ctx.output_dir`` in the airflow-mlops format -- call
+      :meth:`save` with a :class:`~airflow_mlops.training.model.MLP` or
+      :class:`~airflow_mlops.training.model.CNN` and its fitted
+      :class:`~airflow_mlops.training.model.Preprocessor` -- so the scan, the gates and MLflow
+      serving read it (safetensors only: nothing is pickled, nothing else is loaded);
+    - it returns its metrics (numbers and strings; logged to MLflow as ``train_<name>``);
+    - it seeds what it randomises from ``ctx.seed`` and trains on ``ctx.device``.
+
+    The trainer then loads the written model back and fails the job if it does not load.
+    """
+
+    target: str
+    features: list[str] | None
+    positive_label: Any
+    seed: int
+    device: str
+    params: dict[str, Any]
+    options: dict[str, Any]
+    output_dir: Path
+
+    def save(
+        self, model: MLP | CNN, preprocessor: Preprocessor, *, training: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write ``model.safetensors`` and ``model_config.json`` into :attr:`output_dir`."""
+        from airflow_mlops.training.model import build_model_config, save_model
+
+        config = build_model_config(
+            model,
+            preprocessor,
+            target=self.target,
+            positive_label=self.positive_label,
+            seed=self.seed,
+            training=training,
+        )
+        save_model(self.output_dir, model, config)
+
+
+def read_job_ref(value: str) -> ArtifactRef:
+    """The ``--job`` argument: the JSON of the job's :class:`ArtifactRef`."""
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise TrainingRejectedError(f"--job is not the JSON of an artifact reference: {exc}") from exc
+    try:
+        return ArtifactRef.from_dict(data)
+    except MLOpsError as exc:
+        raise TrainingRejectedError(f"--job: {exc}") from exc
+
+
+def write_job(store: ArtifactStore, key: str, job: TrainingJob, *, producer: str = "") -> ArtifactRef:
+    """Put ``job.json`` into the store at ``key`` and return its ref (what ``--job`` takes)."""
+    with tempfile.TemporaryDirectory(prefix="mlops-job-") as tmp:
+        path = Path(tmp) / "job.json"
+        path.write_text(json.dumps(job.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n")
+        return store.put_file(path, key, producer=producer)
+
+
+def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
+    """Run a training job (steps 1-4 of the module docstring); returns the result dict."""
+    work = Path(work_dir)
+    job_path = _store_for(job_ref.uri).fetch(job_ref, work / "job")
+    try:
+        raw = json.loads(job_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrainingRejectedError(f"job {job_ref.uri} is not valid JSON: {exc}") from exc
+    job = TrainingJob.from_dict(raw, where=job_ref.uri)
+    store = ArtifactStore(job.store_root)
+    log.info("job %s: model %s, training data %s", job_ref.uri, job.model, job.train.uri)
+    train_path = store.fetch(job.train, work / "inputs")
+    log.info("training data verified: sha256 %s, %d bytes", job.train.sha256, job.train.size)
+    train_df = _read_table(train_path)
+
+    out = work / "weights"
+    if job.model in BUILTIN_MODELS:
+        from airflow_mlops.training.trainer import train
+
+        metrics = train(train_df, {**job.config, "model": job.model}, out)
+    else:
+        metrics = _run_entrypoint(job, train_df, out)
+
+    from airflow_mlops.training.model import load_predictor
+
+    try:
+        load_predictor(out)
+    except MLOpsError as exc:
+        raise TrainingRejectedError(
+            f"the trained model in {out} does not load ({exc}); a fit entrypoint must write it with "
+            "FitContext.save (see docs/training.md)"
+        ) from exc
+    ref = store.put_directory(out, job.output_key, producer="trainer", model=job.model)
+    log.info("model written: %s (sha256 %s)", ref.uri, ref.sha256)
+    scalars = {k: v for k, v in metrics.items() if _is_scalar(v)}
+    return {"format_version": RESULT_FORMAT_VERSION, "weights": ref.to_dict(), "metrics": scalars}
+
+
+def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict[str, Any]:
+    fit = resolve_fit(job.model)
+    config = job.config
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = FitContext(
+        target=str(config["target"]),
+        features=list(config["features"]) if config.get("features") else None,
+        positive_label=config.get("positive_label", 1),
+        seed=int(config.get("seed", 42)),
+        device=str(config.get("device", "auto")),
+        params=dict(config.get("params") or {}),
+        options=dict(job.options),
+        output_dir=out,
+    )
+    log.info("running your fit entrypoint %s", job.model)
+    returned = fit(train_df, ctx)
+    if not isinstance(returned, Mapping):
+        raise TrainingRejectedError(
+            f"{job.model} returned {type(returned).__name__}; a fit entrypoint returns a mapping of metrics"
+        )
+    metrics = {str(k): v for k, v in returned.items()}
+    bad = sorted(k for k, v in metrics.items() if not _is_scalar(v))
+    if bad:
+        raise TrainingRejectedError(
+            f"{job.model} returned non-scalar metric(s) {', '.join(bad)}; return numbers or strings"
+        )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    return metrics
+
+
+def resolve_fit(path: str) -> Any:
+    """Import ``package.module:fit`` (or ``package.module.fit``)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainingRejectedError(
+            f"cannot import {module_name!r} for training.model {path!r}: {exc}; install your package "
+            "in the trainer image (or on the worker for the local backend)"
+        ) from exc
+    fit = getattr(module, attr, None)
+    if not callable(fit):
+        raise TrainingRejectedError(f"training.model {path!r}: {module_name} has no callable {attr!r}")
+    return fit
+
+
+def _store_for(uri: str) -> ArtifactStore:
+    """A store that can read ``uri`` (fetching uses the ref's own URI; the root only picks S3 or local)."""
+    if uri.startswith("s3://"):
+        return ArtifactStore("s3://" + uri[len("s3://") :].split("/", 1)[0])
+    return ArtifactStore(str(Path(uri[len("file://") :] if uri.startswith("file://") else uri).parent))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    from airflow_mlops.training.trainer import _read_table as read
+
+    return read(path)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (int, str, bool))
+
+
+def write_result(path: str | Path, result: Mapping[str, Any]) -> None:
+    """Write the result JSON atomically (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, allow_nan=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0, 1 or :data:`EXIT_REJECTED`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_mlops.training",
+        description="Run an airflow-mlops training job: artifact refs in, a model ref out.",
+    )
+    parser.add_argument("--job", required=True, help="JSON of the ArtifactRef of job.json")
+    parser.add_argument("--result", help="write the result JSON here (e.g. /airflow/xcom/return.json)")
+    parser.add_argument(
+        "--print-result",
+        action="store_true",
+        help=f"print the result as the last line: {RESULT_MARKER}{{...}}",
+    )
+    parser.add_argument("--work-dir", help="scratch directory (default: a new one under $TMPDIR)")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+        )
+    for name in ("airflow_mlops.training.job", "airflow_mlops.training.trainer"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="mlops-train-"))
+    try:
+        result = run_job(read_job_ref(args.job), work)
+    except MLOpsError as exc:
+        message = " ".join(str(exc).split())
+        print(f"trainer: error: {type(exc).__name__}: {message}", file=sys.stderr, flush=True)
+        final = not is_retryable(exc) or isinstance(exc, TrainingError)
+        return EXIT_REJECTED if final else 1
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.result:
+        write_result(args.result, result)
+    logging.shutdown()
+    sys.stdout.flush()
+    if args.print_result:
+        print(RESULT_MARKER + json.dumps(result, separators=(",", ":")), flush=True)
+    return 0

@@ -1,0 +1,70 @@
+"""The trainer image holds every module the trainer imports, and nothing of Airflow."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+TRAINER_DOCKERFILE = ROOT / "images" / "trainer" / "Dockerfile"
+AIRFLOW_DOCKERFILE = ROOT / "images" / "airflow" / "Dockerfile"
+
+# Import everything the job can reach (the CLI, both models, the user-entrypoint contract), then
+# list the project's modules that got loaded, as files.
+PROBE = """
+import runpy, sys
+import airflow_mlops.training.__main__, airflow_mlops.training.job, airflow_mlops.training.trainer
+import airflow_mlops.training.model, airflow_mlops.training.ranking
+for name, module in sorted(sys.modules.items()):
+    if name.split(".")[0] in ("airflow_mlops", "airflow", "mlflow", "pydantic", "yaml"):
+        print(name, getattr(module, "__file__", None))
+"""
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    """Repository paths the final stage COPYs from the build context (not --from=... stages)."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    final = text.split("\nFROM ")[-1]
+    sources: list[str] = []
+    for line in final.splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+    ).stdout.split("\n")
+    modules = dict(line.split(" ", 1) for line in out if line)
+    assert not [m for m in modules if not m.startswith("airflow_mlops")], "the trainer imports Airflow/MLflow"
+    files = {str(Path(f).resolve().relative_to(ROOT)) for f in modules.values() if f and f != "None"}
+    assert "airflow_mlops/artifacts.py" in files and "airflow_mlops/training/job.py" in files
+    sources = copied_sources(TRAINER_DOCKERFILE)
+    missing = sorted(
+        f for f in files if not any(f == s or f.startswith(s.rstrip("/") + "/") for s in sources)
+    )
+    assert missing == [], f"images/trainer/Dockerfile does not COPY {missing}"
+    # And only trainer code: no operator, hook or factory module goes into the image.
+    assert all(s.startswith(("airflow_mlops/training", "airflow_mlops/__init__", "airflow_mlops/exceptions",
+                             "airflow_mlops/artifacts", "airflow_mlops/data/__init__",
+                             "airflow_mlops/data/labels")) for s in sources), sources  # fmt: skip
+
+
+def test_images_are_multi_stage_non_root_and_labelled() -> None:
+    for dockerfile in (TRAINER_DOCKERFILE, AIRFLOW_DOCKERFILE):
+        text = dockerfile.read_text()
+        assert len(re.findall(r"^FROM ", text, re.M)) >= 2, dockerfile
+        for label in ("title", "description", "version", "licenses"):
+            assert f"org.opencontainers.image.{label}=" in text, (dockerfile, label)
+    trainer = TRAINER_DOCKERFILE.read_text()
+    assert re.search(r"^USER 1000:1000$", trainer, re.M)
+    assert 'ENTRYPOINT ["python", "-m", "airflow_mlops.training"]' in trainer
+    assert "cuda" in trainer.split("\n", 10)[-1].lower()  # a CUDA torch base
+    assert re.findall(r"^USER (\S+)", AIRFLOW_DOCKERFILE.read_text(), re.M)[-1] == "airflow"
