@@ -1,0 +1,412 @@
+"""The drift report: what :func:`airflow_mlops.drift.detect_drift` found, as frozen dataclasses.
+
+Standard library only, so the monitor operator, the HTML renderer and anything that reads a stored
+report can import it without numpy. Every class has ``to_dict()``; :meth:`DriftReport.from_dict`
+rebuilds a report from its ``to_dict()`` (also after a JSON round trip), so a report written as
+JSON by one task can be read back by another without losing a field.
+
+Two verdicts, kept apart on purpose:
+
+* ``drifted``: the data (or the champion's scores, or its live metrics) moved away from the
+  reference. The monitor answers with "retrain".
+* ``quality_failed``: the live window is broken (a surge of nulls, wrong types, values out of
+  range, unseen categories, too few rows). Retraining on broken data would make things worse, so
+  the monitor fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "DriftReport",
+    "FeatureDrift",
+    "MultivariateDrift",
+    "PerformanceCheck",
+    "PredictionDrift",
+    "QualityCheck",
+    "TestResult",
+]
+
+#: Tests that return a p-value (the others are distances compared with a threshold).
+P_VALUE_TESTS = frozenset({"ks", "chi2", "mmd"})
+
+
+def _float(value: Any) -> float:
+    return float(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3g}"
+    return f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One statistical test on one feature (or on the champion's scores).
+
+    :ivar test: ``"ks"``, ``"wasserstein"``, ``"psi"``, ``"chi2"`` or ``"jensen_shannon"``.
+    :ivar statistic: the test statistic (KS D, chi-squared, or the distance itself).
+    :ivar p_value: the raw p-value; None for distance-only tests.
+    :ivar adjusted_p_value: the p-value after the multiple-testing correction (None for distances).
+    :ivar threshold: alpha for p-value tests, the distance threshold otherwise.
+    :ivar drifted: this test's verdict (adjusted p-value < alpha, or distance >= threshold).
+    """
+
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite its name
+
+    test: str
+    statistic: float
+    p_value: float | None
+    adjusted_p_value: float | None
+    threshold: float
+    drifted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TestResult:
+        return cls(
+            test=str(d["test"]),
+            statistic=_float(d["statistic"]),
+            p_value=_opt_float(d.get("p_value")),
+            adjusted_p_value=_opt_float(d.get("adjusted_p_value")),
+            threshold=_float(d["threshold"]),
+            drifted=bool(d["drifted"]),
+        )
+
+    def format(self) -> str:
+        """``ks D=0.0312 p=0.0004 (adj 0.0021) < 0.05 DRIFT``-style one-liner."""
+        if self.p_value is not None:
+            adj = "" if self.adjusted_p_value is None else f" (adj {_fmt(self.adjusted_p_value)})"
+            rel = "<" if self.drifted else ">="
+            body = f"stat={_fmt(self.statistic)} p={_fmt(self.p_value)}{adj} {rel} {_fmt(self.threshold)}"
+        else:
+            rel = ">=" if self.drifted else "<"
+            body = f"{_fmt(self.statistic)} {rel} {_fmt(self.threshold)}"
+        return f"{self.test} {body}{' DRIFT' if self.drifted else ''}"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The univariate tests of one feature.
+
+    ``histogram`` is for plots: numeric features get ``{"edges": [n+1 floats], "reference": [n
+    proportions], "current": [n proportions]}`` (bins from the reference's quantiles), categorical
+    ones ``{"categories": [...], "reference": [...], "current": [...]}`` (proportions of non-null
+    values; categories unseen in the reference come last).
+    """
+
+    name: str
+    kind: str  # "numeric" | "categorical"
+    tests: tuple[TestResult, ...]
+    drifted: bool
+    histogram: dict[str, Any] = field(default_factory=dict)
+
+    def test(self, name: str) -> TestResult | None:
+        """The result of test ``name`` on this feature, or None if it did not run."""
+        return next((t for t in self.tests if t.test == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "tests": [t.to_dict() for t in self.tests],
+            "drifted": self.drifted,
+            "histogram": _plain(self.histogram),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureDrift:
+        return cls(
+            name=str(d["name"]),
+            kind=str(d["kind"]),
+            tests=tuple(TestResult.from_dict(t) for t in d["tests"]),
+            drifted=bool(d["drifted"]),
+            histogram=dict(d.get("histogram") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class MultivariateDrift:
+    """The MMD two-sample test on all numeric features together (catches correlation shifts)."""
+
+    test: str  # "mmd"
+    statistic: float  # MMD^2 (see docs/drift.md for the estimator)
+    p_value: float  # permutation p-value, (1 + #{perm >= observed}) / (1 + permutations)
+    threshold: float  # alpha
+    permutations: int
+    reference_rows: int  # rows used (after subsampling to mmd_max_rows)
+    current_rows: int
+    features: tuple[str, ...]
+    device: str  # "cpu" | "cuda" | "cuda:0" ...
+    drifted: bool
+    bandwidth: float = math.nan  # the RBF kernel's sigma (median heuristic, on standardised data)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["features"] = list(self.features)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MultivariateDrift:
+        return cls(
+            test=str(d["test"]),
+            statistic=_float(d["statistic"]),
+            p_value=_float(d["p_value"]),
+            threshold=_float(d["threshold"]),
+            permutations=int(d["permutations"]),
+            reference_rows=int(d["reference_rows"]),
+            current_rows=int(d["current_rows"]),
+            features=tuple(str(f) for f in d["features"]),
+            device=str(d["device"]),
+            drifted=bool(d["drifted"]),
+            bandwidth=_float(d.get("bandwidth", math.nan)),
+        )
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One data-quality check of the live window against the reference.
+
+    ``check`` is ``"null_rate"``, ``"type"``, ``"out_of_range"``, ``"new_categories"`` or
+    ``"row_count"``; ``column`` is None for table-level checks.
+    """
+
+    check: str
+    column: str | None
+    reference: float | str | None
+    current: float | str | None
+    threshold: float | None
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QualityCheck:
+        return cls(
+            check=str(d["check"]),
+            column=None if d.get("column") is None else str(d["column"]),
+            reference=d.get("reference"),
+            current=d.get("current"),
+            threshold=_opt_float(d.get("threshold")),
+            passed=bool(d["passed"]),
+            message=str(d["message"]),
+        )
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    """The champion's score distribution on the live window against the reference window."""
+
+    tests: tuple[TestResult, ...]
+    histogram: dict[str, Any]
+    drifted: bool
+    reference_rows: int = 0
+    current_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tests": [t.to_dict() for t in self.tests],
+            "histogram": _plain(self.histogram),
+            "drifted": self.drifted,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PredictionDrift:
+        return cls(
+            tests=tuple(TestResult.from_dict(t) for t in d["tests"]),
+            histogram=dict(d.get("histogram") or {}),
+            drifted=bool(d["drifted"]),
+            reference_rows=int(d.get("reference_rows", 0)),
+            current_rows=int(d.get("current_rows", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """Concept drift: one champion metric on the labelled live window against its recorded value.
+
+    ``drifted`` when the metric got worse by more than ``max_drop`` (for ``log_loss``, where lower
+    is better, "worse" means higher), or when it cannot be measured on the live window (NaN: e.g.
+    a single class), which fails closed.
+    """
+
+    metric: str
+    expected: float
+    current: float
+    max_drop: float
+    drifted: bool
+
+    @property
+    def drop(self) -> float:
+        """How much worse the live value is (positive = worse), in the metric's own units."""
+        from airflow_mlops.registry.evaluation import LOWER_IS_BETTER
+
+        if self.metric in LOWER_IS_BETTER:
+            return self.current - self.expected
+        return self.expected - self.current
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PerformanceCheck:
+        return cls(
+            metric=str(d["metric"]),
+            expected=_float(d["expected"]),
+            current=_float(d["current"]),
+            max_drop=_float(d["max_drop"]),
+            drifted=bool(d["drifted"]),
+        )
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Everything one drift run decided, with the evidence.
+
+    :ivar drifted: distribution, multivariate, prediction or performance drift: retrain.
+    :ivar quality_failed: a data-quality alarm: fail loudly, do NOT retrain.
+    :ivar reasons: human sentences explaining both verdicts (empty when nothing fired).
+    """
+
+    drifted: bool
+    quality_failed: bool
+    reasons: tuple[str, ...]
+    features: tuple[FeatureDrift, ...]
+    multivariate: MultivariateDrift | None
+    quality: tuple[QualityCheck, ...]
+    prediction: PredictionDrift | None
+    performance: tuple[PerformanceCheck, ...]
+    reference_rows: int
+    current_rows: int
+    settings: dict[str, Any]
+    created_at: str
+    #: dataset drift by the share-of-drifted-features rule (one of the inputs of ``drifted``)
+    dataset_drift: bool = False
+    drift_share: float = 0.0  # share of features that drifted
+
+    @property
+    def drifted_features(self) -> tuple[str, ...]:
+        """Names of the features whose univariate verdict is drift."""
+        return tuple(f.name for f in self.features if f.drifted)
+
+    @property
+    def failed_quality_checks(self) -> tuple[QualityCheck, ...]:
+        return tuple(q for q in self.quality if not q.passed)
+
+    def feature(self, name: str) -> FeatureDrift:
+        """The univariate result of feature ``name`` (KeyError if it was not tested)."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(
+            f"feature {name!r} is not in this drift report; features: {[f.name for f in self.features]}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (NaN stays a float: ``json.dumps`` writes it as ``NaN``)."""
+        return {
+            "drifted": self.drifted,
+            "quality_failed": self.quality_failed,
+            "reasons": list(self.reasons),
+            "dataset_drift": self.dataset_drift,
+            "drift_share": self.drift_share,
+            "drifted_features": list(self.drifted_features),
+            "features": [f.to_dict() for f in self.features],
+            "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
+            "quality": [q.to_dict() for q in self.quality],
+            "prediction": None if self.prediction is None else self.prediction.to_dict(),
+            "performance": [p.to_dict() for p in self.performance],
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "settings": _plain(self.settings),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DriftReport:
+        """Rebuild a report from :meth:`to_dict` output (``drifted_features`` is derived, ignored)."""
+        mv = d.get("multivariate")
+        pred = d.get("prediction")
+        return cls(
+            drifted=bool(d["drifted"]),
+            quality_failed=bool(d["quality_failed"]),
+            reasons=tuple(str(r) for r in d.get("reasons", ())),
+            features=tuple(FeatureDrift.from_dict(f) for f in d.get("features", ())),
+            multivariate=None if mv is None else MultivariateDrift.from_dict(mv),
+            quality=tuple(QualityCheck.from_dict(q) for q in d.get("quality", ())),
+            prediction=None if pred is None else PredictionDrift.from_dict(pred),
+            performance=tuple(PerformanceCheck.from_dict(p) for p in d.get("performance", ())),
+            reference_rows=int(d["reference_rows"]),
+            current_rows=int(d["current_rows"]),
+            settings=dict(d.get("settings") or {}),
+            created_at=str(d["created_at"]),
+            dataset_drift=bool(d.get("dataset_drift", False)),
+            drift_share=_float(d.get("drift_share", 0.0)),
+        )
+
+    def summary(self) -> str:
+        """Multi-line text for task logs: the verdicts, the reasons, then one line per feature."""
+        verdict = "DRIFT" if self.drifted else "no drift"
+        quality = "data-quality alarm" if self.quality_failed else "data quality ok"
+        lines = [
+            f"Drift report: {verdict}; {quality} "
+            f"({self.reference_rows} reference rows, {self.current_rows} current rows, {self.created_at})"
+        ]
+        lines += [f"  reason: {r}" for r in self.reasons]
+        if self.features:
+            n = len(self.features)
+            lines.append(
+                f"  features: {len(self.drifted_features)} of {n} drifted (share {self.drift_share:.2f})"
+            )
+            width = max(len(f.name) for f in self.features)
+            for f in self.features:
+                tests = "; ".join(t.format() for t in f.tests)
+                flag = "DRIFT" if f.drifted else "ok   "
+                lines.append(f"    {flag} {f.name:<{width}} [{f.kind}] {tests}")
+        if self.multivariate is not None:
+            m = self.multivariate
+            lines.append(
+                f"  multivariate: {'DRIFT' if m.drifted else 'ok'} {m.test} stat={_fmt(m.statistic)} "
+                f"p={_fmt(m.p_value)} alpha={_fmt(m.threshold)} ({m.permutations} permutations, "
+                f"{m.reference_rows}+{m.current_rows} rows, {len(m.features)} features, {m.device})"
+            )
+        if self.prediction is not None:
+            tests = "; ".join(t.format() for t in self.prediction.tests)
+            lines.append(f"  prediction: {'DRIFT' if self.prediction.drifted else 'ok'} {tests}")
+        for p in self.performance:
+            lines.append(
+                f"  performance: {'DRIFT' if p.drifted else 'ok'} {p.metric} expected {_fmt(p.expected)} "
+                f"current {_fmt(p.current)} (max drop {_fmt(p.max_drop)})"
+            )
+        failed = self.failed_quality_checks
+        lines.append(f"  quality: {len(self.quality) - len(failed)} of {len(self.quality)} checks passed")
+        lines += [f"    FAIL {q.check} {q.column or '<table>'}: {q.message}" for q in failed]
+        return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """A copy of nested dicts/lists/tuples as dicts/lists (what JSON gives back)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,287 @@
+"""Drift detection speed and false alarms: ``detect_drift`` against scipy and alibi-detect, one run.
+
+Three parts, each on the same data for every side, in the same process:
+
+1. **Univariate** (default 1,000,000 rows x 50 numeric features in *each* window; a mild shift in
+   every fifth feature): ``detect_drift`` with KS only (the peers' work) and with its default tests
+   (KS, Wasserstein, PSI) against ``scipy.stats.ks_2samp(method="asymp")`` column by column, and
+   alibi-detect's ``KSDrift`` and ``TabularDrift`` (both run that scipy loop). The KS p-values of
+   every side are compared with scipy's (largest absolute difference printed).
+2. **Multivariate** (10,000 vs 10,000 rows x 20 features, 100 permutations; a 0.1-sd shift in two
+   features): ``detect_drift``'s MMD on CPU (and on CUDA when torch sees a GPU) against
+   alibi-detect's ``MMDDrift`` (pytorch backend, CPU). Decisions are compared.
+3. **False alarms**: ``detect_drift`` with its defaults on ``--seeds`` pairs of windows drawn from
+   the same distribution (numeric, skewed, integer and categorical features); the share that says
+   "drift" at p = 0.05.
+
+Usage::
+
+    .venv/bin/python benchmarks/drift.py                      # everything (about 6 minutes here)
+    .venv/bin/python benchmarks/drift.py --skip-alibi-mmd     # without the 4-minute peer
+    .venv/bin/python benchmarks/drift.py --rows 2000 --features 5 --mmd-rows 300 --seeds 3  # smoke
+
+alibi-detect is optional (the ``alibi`` extra); its sides are skipped with a note when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from airflow_mlops.drift import detect_drift  # noqa: E402
+
+_CPU: dict[int, float] = {}
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    """Wall seconds of ``fn()``; its CPU seconds (all threads) go to ``_CPU[id(result)]``."""
+    cpu, start = time.process_time(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - start
+    _CPU[id(out)] = time.process_time() - cpu
+    return wall, out
+
+
+def _cpu(out: Any) -> float:
+    return _CPU.get(id(out), float("nan"))
+
+
+def _alibi() -> Any:
+    try:
+        import alibi_detect.cd as cd
+    except ImportError:
+        return None
+    return cd
+
+
+def univariate(rows: int, features: int, seed: int = 0) -> dict[str, Any]:
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    ref_t = rng.normal(size=(features, rows))  # one contiguous array per column, as read_table gives
+    cur_t = rng.normal(size=(features, rows))
+    cur_t[::5] += 0.01  # every fifth feature moves a little
+    ref, cur = ref_t.T, cur_t.T  # (rows, features) views for alibi-detect
+    names = [f"f{i:02d}" for i in range(features)]
+    ref_df = pd.DataFrame(dict(zip(names, ref_t, strict=True)))
+    cur_df = pd.DataFrame(dict(zip(names, cur_t, strict=True)))
+    out: dict[str, Any] = {"rows_per_window": rows, "features": features, "sides": {}}
+
+    def ours(tests: tuple[str, ...]) -> np.ndarray:
+        report = detect_drift(ref_df, cur_df, numeric_tests=tests, multivariate=False)
+        return np.array([f.test("ks").p_value for f in report.features])  # type: ignore[union-attr]
+
+    detect_drift(ref_df.iloc[:1000], cur_df.iloc[:1000], multivariate=False)  # warm imports
+    t_ks, p_ours = _timed(lambda: ours(("ks",)))
+    t_all, p_all = _timed(lambda: ours(("ks", "wasserstein", "psi")))
+    t_scipy, p_scipy = _timed(
+        lambda: np.array([stats.ks_2samp(ref_t[j], cur_t[j], method="asymp").pvalue for j in range(features)])
+    )
+    sides = out["sides"]
+    sides["detect_drift (ks)"] = {
+        "seconds": t_ks,
+        "cpu_seconds": _cpu(p_ours),
+        "max_abs_p_diff_vs_scipy": float(np.abs(p_ours - p_scipy).max()),
+    }
+    sides["detect_drift (ks, wasserstein, psi)"] = {
+        "seconds": t_all,
+        "cpu_seconds": _cpu(p_all),
+        "max_abs_p_diff_vs_scipy": float(np.abs(p_all - p_scipy).max()),
+    }
+    sides["scipy ks_2samp per column"] = {
+        "seconds": t_scipy,
+        "cpu_seconds": _cpu(p_scipy),
+        "max_abs_p_diff_vs_scipy": 0.0,
+    }
+    cd = _alibi()
+    if cd is not None:
+        for name, cls in (
+            ("alibi-detect KSDrift", cd.KSDrift),
+            ("alibi-detect TabularDrift", cd.TabularDrift),
+        ):
+            detector = cls(ref, p_val=0.05)
+            t, res = _timed(lambda d=detector: d.predict(cur, return_p_val=True))
+            sides[name] = {
+                "seconds": t,
+                "cpu_seconds": _cpu(res),
+                "max_abs_p_diff_vs_scipy": float(np.abs(np.asarray(res["data"]["p_val"]) - p_scipy).max()),
+            }
+    else:
+        out["note"] = "alibi-detect not installed: its sides were skipped"
+    peers = [v["seconds"] for k, v in sides.items() if not k.startswith("detect_drift")]
+    peers_cpu = [v["cpu_seconds"] for k, v in sides.items() if not k.startswith("detect_drift")]
+    out["faster_peer_seconds"] = min(peers)
+    out["ratio_vs_faster_peer"] = {"ks": min(peers) / t_ks, "default tests": min(peers) / t_all}
+    out["cpu_ratio_vs_faster_peer"] = {
+        "ks": min(peers_cpu) / _cpu(p_ours),
+        "default tests": min(peers_cpu) / _cpu(p_all),
+    }
+    return out
+
+
+def multivariate(
+    rows: int, features: int, permutations: int, skip_alibi: bool, seed: int = 0
+) -> dict[str, Any]:
+    import torch
+
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(rows, features))
+    cur = rng.normal(size=(rows, features))
+    cur[:, :2] += 0.1
+    names = [f"f{i:02d}" for i in range(features)]
+    ref_df, cur_df = pd.DataFrame(ref, columns=names), pd.DataFrame(cur, columns=names)
+    out: dict[str, Any] = {
+        "rows_per_window": rows,
+        "features": features,
+        "permutations": permutations,
+        "sides": {},
+    }
+
+    def ours(device: str) -> Any:
+        report = detect_drift(
+            ref_df,
+            cur_df,
+            mmd_permutations=permutations,
+            mmd_max_rows=rows,
+            device=device,
+            numeric_tests=("ks",),
+        )
+        return report.multivariate
+
+    detect_drift(ref_df.iloc[:200], cur_df.iloc[:200], device="cpu", mmd_permutations=20)  # warm imports
+    t, mv = _timed(lambda: ours("cpu"))
+    out["sides"]["detect_drift MMD (cpu)"] = {"seconds": t, "p_value": mv.p_value, "drift": mv.drifted}
+    if torch.cuda.is_available():
+        ours("cuda")  # warm up the CUDA context
+        t, mv = _timed(lambda: ours("cuda"))
+        out["sides"]["detect_drift MMD (cuda)"] = {"seconds": t, "p_value": mv.p_value, "drift": mv.drifted}
+    else:
+        out["cuda"] = "no GPU"
+    cd = _alibi()
+    if cd is not None and not skip_alibi:
+        detector = cd.MMDDrift(
+            ref.astype(np.float32), backend="pytorch", p_val=0.05, n_permutations=permutations, device="cpu"
+        )
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t, res = _timed(lambda: detector.predict(cur.astype(np.float32)))
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        out["sides"]["alibi-detect MMDDrift (cpu)"] = {
+            "seconds": t,
+            "p_value": float(res["data"]["p_val"]),
+            "drift": bool(res["data"]["is_drift"]),
+            "peak_rss_gb_after": peak_gb,
+            "peak_rss_gb_before": before / 1024**2,
+        }
+        ours_cpu = out["sides"]["detect_drift MMD (cpu)"]
+        out["ratio_vs_alibi_cpu"] = t / ours_cpu["seconds"]
+        out["same_decision"] = ours_cpu["drift"] == bool(res["data"]["is_drift"])
+    else:
+        out["note"] = "alibi-detect MMDDrift skipped" + ("" if cd is not None else " (not installed)")
+    return out
+
+
+def false_alarms(seeds: int, rows: int) -> dict[str, Any]:
+    def frame(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame(
+            {
+                **{f"x{i}": rng.normal(size=rows) for i in range(6)},
+                "amount": rng.lognormal(3, 1, rows),
+                "visits": rng.poisson(4, rows),
+                "segment": rng.choice(["a", "b", "c", "d"], rows, p=[0.4, 0.3, 0.2, 0.1]),
+                "active": rng.random(rows) < 0.3,
+            }
+        )
+
+    ref = frame(10_000)
+    flagged, dataset, mmd, univariate_any = [], 0, 0, 0
+    for seed in range(seeds):
+        report = detect_drift(ref, frame(seed), device="cpu", seed=seed)
+        flagged.append(report.drifted)
+        dataset += report.dataset_drift
+        mmd += bool(report.multivariate and report.multivariate.drifted)
+        univariate_any += bool(report.drifted_features)
+    return {
+        "seeds": seeds,
+        "rows_per_window": rows,
+        "features": 10,
+        "drift_verdicts": int(sum(flagged)),
+        "false_alarm_rate": sum(flagged) / seeds,
+        "dataset_drift_verdicts": dataset,
+        "mmd_drift_verdicts": mmd,
+        "runs_with_any_drifted_feature": univariate_any,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per window, univariate part")
+    parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--mmd-rows", type=int, default=10_000)
+    parser.add_argument("--mmd-features", type=int, default=20)
+    parser.add_argument("--permutations", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--fa-rows", type=int, default=2000, help="rows per window, false-alarm part")
+    parser.add_argument("--skip-alibi-mmd", action="store_true")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+    }
+    uni = results["univariate"] = univariate(args.rows, args.features)
+    print(f"Univariate, {args.rows} rows per window x {args.features} features:")
+    for name, side in uni["sides"].items():
+        print(
+            f"  {name:40s} {side['seconds']:8.2f} s wall {side['cpu_seconds']:8.2f} s CPU   "
+            f"max |p - scipy| {side['max_abs_p_diff_vs_scipy']:.1e}"
+        )
+    for name, ratio in uni["ratio_vs_faster_peer"].items():
+        cpu_ratio = uni["cpu_ratio_vs_faster_peer"][name]
+        print(
+            f"  ratio, faster peer / detect_drift ({name}): {ratio:.1f}x faster (CPU time: {cpu_ratio:.1f}x)"
+        )
+    mv = results["multivariate"] = multivariate(
+        args.mmd_rows, args.mmd_features, args.permutations, args.skip_alibi_mmd
+    )
+    print(
+        f"MMD, {args.mmd_rows} vs {args.mmd_rows} rows x {args.mmd_features} features, {args.permutations} permutations:"
+    )
+    for name, side in mv["sides"].items():
+        print(f"  {name:40s} {side['seconds']:8.2f} s   p {side['p_value']:.4f}  drift {side['drift']}")
+    if "cuda" in mv:
+        print("  cuda: no GPU")
+    if "ratio_vs_alibi_cpu" in mv:
+        print(
+            f"  ratio, alibi-detect / detect_drift (cpu): {mv['ratio_vs_alibi_cpu']:.1f}x faster; same decision: {mv['same_decision']}"
+        )
+    fa = results["false_alarms"] = false_alarms(args.seeds, args.fa_rows)
+    print(
+        f"False alarms over {fa['seeds']} no-drift seeds (p = 0.05, defaults): {fa['drift_verdicts']} "
+        f"({fa['false_alarm_rate']:.0%}); dataset drift {fa['dataset_drift_verdicts']}, MMD {fa['mmd_drift_verdicts']}, "
+        f"runs with a drifted feature {fa['runs_with_any_drifted_feature']}"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

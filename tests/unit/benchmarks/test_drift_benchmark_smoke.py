@@ -1,0 +1,52 @@
+"""Smoke test of benchmarks/drift.py at tiny sizes: every part runs, prints its ratios, p-values agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("drift_benchmark", ROOT / "benchmarks" / "drift.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_benchmark_runs_and_prints_ratios(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    bench = load_benchmark()
+    out = tmp_path / "results.json"
+    results = bench.main(
+        ["--rows", "1500", "--features", "4", "--mmd-rows", "150", "--mmd-features", "3",
+         "--permutations", "20", "--seeds", "2", "--fa-rows", "300", "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "ratio, faster peer / detect_drift (ks):" in printed and "x faster" in printed
+    assert "False alarms over 2 no-drift seeds" in printed
+    assert json.loads(out.read_text())["false_alarms"]["seeds"] == 2
+
+    uni = results["univariate"]
+    for name, side in uni["sides"].items():
+        # same p-values as scipy (alibi-detect's differ by float32 rounding only)
+        assert side["max_abs_p_diff_vs_scipy"] <= (1e-6 if name.startswith(("detect", "scipy")) else 1e-4), (
+            name
+        )
+    assert uni["ratio_vs_faster_peer"]["ks"] > 0
+    mv = results["multivariate"]
+    side = mv["sides"]["detect_drift MMD (cpu)"]
+    assert 0 < side["p_value"] <= 1 and isinstance(side["drift"], bool)
+    if "alibi-detect MMDDrift (cpu)" in mv["sides"]:
+        assert "ratio, alibi-detect / detect_drift (cpu)" in printed
+    fa = results["false_alarms"]
+    assert 0 <= fa["drift_verdicts"] <= 2 and fa["false_alarm_rate"] == fa["drift_verdicts"] / 2
