@@ -126,3 +126,30 @@ def test_bonferroni_and_benjamini_hochberg_match_a_hand_computation() -> None:
     assert np.array_equal(adjust_p_values(p, "none")[:5], p[:5])
     with pytest.raises(ValueError, match="unknown correction"):
         adjust_p_values(p, "holm")
+
+
+def test_ks_p_values_in_the_far_tail_match_scipy_within_1e_6() -> None:
+    """Where N * D**2 > 8 the Kolmogorov limit stands in for scipy's O(N) exact branch."""
+    from scipy import stats
+
+    from airflow_mlops.drift.statistics import KS_FAR_TAIL, ks_p_values
+
+    for n in (400, 20_000, 300_000):
+        d = np.sqrt(np.linspace(KS_FAR_TAIL * 0.5, KS_FAR_TAIL * 3, 25) / n)
+        ours = ks_p_values(d, np.full(d.shape, 2 * n), np.full(d.shape, 2 * n))
+        exact = np.clip(stats.kstwo.sf(d, n), 0, 1)
+        assert np.abs(ours - exact).max() < 1e-6, n
+        assert (d * d * n > KS_FAR_TAIL).any() and (d * d * n <= KS_FAR_TAIL).any()
+
+
+def test_ks_p_values_in_scipys_smirnov_band_match_scipy_within_1e_6() -> None:
+    """2.2 <= N * D**2 <= 8: the vectorised Birnbaum-Tingey sum stands in for scipy's scalar loop."""
+    from scipy import special, stats
+
+    from airflow_mlops.drift.statistics import ks_p_values, smirnov_sf
+
+    for n in (141, 3_000, 60_000):
+        d = np.sqrt(np.linspace(2.2, 8.0, 9) / n)
+        ours = ks_p_values(d, np.full(d.shape, 2 * n), np.full(d.shape, 2 * n))
+        assert np.abs(ours - np.clip(stats.kstwo.sf(d, n), 0, 1)).max() < 1e-6, n
+        assert abs(smirnov_sf(n, float(d[3])) - special.smirnov(n, float(d[3]))) < 1e-12
