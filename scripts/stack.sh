@@ -14,7 +14,10 @@ STACK="$ROOT/.stack"
 VENV_BIN="$ROOT/.venv/bin"
 MLFLOW_PORT="${MLOPS_MLFLOW_PORT:-5055}"
 AIRFLOW_PORT="${MLOPS_AIRFLOW_PORT:-8080}"
-DEMO_DATE="${MLOPS_DEMO_DATE:-2026-01-05}"
+# The example data ends yesterday (UTC), so the scheduler's first run of the @daily DAG (the last
+# closed day) finds its partition.
+DATA_DAYS=7
+DATA_START="$(date -u -d "-$DATA_DAYS days" +%Y-%m-%d)"
 
 export AIRFLOW_HOME="$STACK/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
@@ -57,10 +60,9 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 init() {
   mkdir -p "$STACK/logs" "$STACK/keys" "$STACK/artifacts" "$STACK/mlflow"
-  if [ ! -f "$ROOT/dags/data/fraud/reference.parquet" ]; then
-    say "generating the example data in dags/data/fraud"
-    python -m airflow_mlops.data.generate --out "$ROOT/dags/data/fraud" --start 2026-01-01 --days 14
-  fi
+  say "example data in dags/data/fraud: reference + daily batches $DATA_START .. yesterday"
+  python -m airflow_mlops.data.generate --out "$ROOT/dags/data/fraud" --start "$DATA_START" --days "$DATA_DAYS" > /dev/null
+  mkdir -p "$ROOT/dags/data/fraud/incoming"  # watched: a batch dropped here starts a training run
   if [ ! -f "$STACK/keys/signing_key.pem" ]; then
     say "creating the model-signing key pair in .stack/keys (private key mode 0600)"
     python - "$STACK/keys" <<'PY'
@@ -111,9 +113,10 @@ where_to_look() {
 
 Where to look:
   Airflow UI : http://127.0.0.1:$AIRFLOW_PORT   (login: admin / $pw)
-               DAG fraud_detector__train, run of $DEMO_DATE
-  MLflow UI  : http://127.0.0.1:$MLFLOW_PORT   (Models > fraud-detector)
-  Artifacts  : $STACK/artifacts
+               DAGs fraud_detector__train and fraud_detector__monitor; Assets
+  MLflow UI  : http://127.0.0.1:$MLFLOW_PORT   (Models > fraud-detector; experiment fraud_detector)
+  Artifacts  : $STACK/artifacts   (drift reports: */monitor/drift_report.html)
+  New data   : drop a batch (parquet, same columns) into dags/data/fraud/incoming/ to train on it
   Stop       : make down
 MSG
 }
@@ -122,13 +125,14 @@ case "${1:-}" in
   up)
     init; start_mlflow; start_airflow; where_to_look ;;
   demo)
-    init; start_mlflow
-    say "running the example lifecycle: airflow dags test fraud_detector__train $DEMO_DATE"
-    if ! airflow dags test fraud_detector__train "$DEMO_DATE" > "$STACK/logs/demo-dag.log" 2>&1; then
-      tail -60 "$STACK/logs/demo-dag.log"; say "the DAG run failed; full log: $STACK/logs/demo-dag.log"; exit 1
+    init; start_mlflow; start_airflow
+    say "the continuous-training loop, run by the scheduler: train v1, monitor, drift, retrain"
+    if ! python "$ROOT/scripts/demo_loop.py" --airflow-url "http://127.0.0.1:$AIRFLOW_PORT" \
+        --password-file "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; then
+      say "the loop did not close; task logs: $AIRFLOW_HOME/logs, Airflow: $STACK/logs/airflow.log"; exit 1
     fi
     python "$ROOT/scripts/demo_report.py" --model fraud-detector --alias champion
-    start_airflow; where_to_look ;;
+    where_to_look ;;
   down)
     stop_pidfile "$STACK/airflow.pid" Airflow
     stop_pidfile "$STACK/mlflow.pid" MLflow ;;

@@ -290,6 +290,31 @@ def write_example_data(
     return paths
 
 
+def write_live_window(
+    out_dir: str | os.PathLike[str],
+    day: dt.date,
+    *,
+    shift: float = 0.0,
+    rows: int = 4000,
+    seed: int = 7,
+) -> str:
+    """Write one day's live window, ``live/<YYYY-MM-DD>/batch.parquet``, with its labels.
+
+    ``shift=0`` draws from the training distribution (a window with no drift); ``shift=1`` is
+    the drifted live data. The rows depend only on ``seed``, ``day`` and ``shift``.
+
+    :returns: the path written.
+    """
+    from airflow_mlops.data.io import write_table
+
+    window = generate_fraud_data(
+        rows, seed=derive_seed(seed, _STREAM_LIVE, day.toordinal(), round(shift * 1000)), shift=shift
+    )
+    path = Path(out_dir) / "live" / day.isoformat() / "batch.parquet"
+    write_table(window, path)  # atomic: temporary name, then rename
+    return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m airflow_mlops.data.generate --out DIR --start DATE --days N``."""
     import json

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, TaskGroup
 
+from airflow_mlops.factory.training import build_training
 from airflow_mlops.operators.data import DataValidateOperator, PoisoningScreenOperator
 from airflow_mlops.operators.model import ModelEvaluateOperator, ModelScanOperator, ModelSignOperator
+from airflow_mlops.operators.monitor import ChampionScoreOperator, DriftDetectOperator, DriftEventEmitOperator
 from airflow_mlops.operators.registry import ModelPromoteOperator, ModelRegisterOperator
-from airflow_mlops.operators.training import ModelTrainOperator
 from airflow_mlops.spec.loader import date_to_datetime
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def task_settings(spec: PipelineSpec, stage: str | None, extra: Any = None) -> d
     return args
 
 
-def build_schedule(spec: PipelineSpec) -> Any:
+def build_schedule(spec: PipelineSpec, base: Path | None = None) -> Any:
     """Airflow ``schedule`` for the spec: a data-interval timetable, assets, or both.
 
     Time schedules (cron, presets, intervals) become *data-interval* timetables: the run for
@@ -86,9 +87,7 @@ def build_schedule(spec: PipelineSpec) -> Any:
         return time_timetable(value)
     from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule
 
-    assets = [
-        pipeline_asset(spec.pipeline, e) if e in ("drift", "new_data") else Asset(e) for e in value.events
-    ]
+    assets = [_event_asset(spec, e, base) if e in ("drift", "new_data") else Asset(e) for e in value.events]
     condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
     timetable = time_timetable(value.time)
     if timetable is None:
@@ -132,11 +131,39 @@ def describe_schedule(spec: PipelineSpec, *, explain: bool = False) -> str:
     return " or ".join(parts)
 
 
+def _event_asset(spec: PipelineSpec, event: str, base: Path | None = None) -> Any:
+    """The pipeline's own ``drift`` / ``new_data`` asset; ``new_data`` carries its watcher if the spec
+    says where batches land (the triggerer then polls it and emits the events)."""
+    watch = spec.data.new_data
+    if event != "new_data" or watch is None:
+        return pipeline_asset(spec.pipeline, event)
+    from airflow_mlops.triggers.new_data import new_data_asset
+
+    root = resolve_location(spec.artifacts.root, base)
+    return new_data_asset(
+        spec.pipeline,
+        location=resolve_location(watch.location, base) or watch.location,
+        pattern=watch.pattern,
+        poll_interval=watch.poll_interval.total_seconds(),
+        settle_seconds=watch.settle.total_seconds(),
+        state_uri=watermark_location(spec.pipeline, root),
+        aws_conn_id=spec.artifacts.connection,
+    )
+
+
+def watermark_location(pipeline: str, artifact_root: str | None) -> str:
+    """Where a pipeline's new-data watermark is kept: beside its artifacts, in ``_state/``."""
+    from airflow_mlops.operators.base import default_artifact_root
+
+    root = (artifact_root or default_artifact_root()).rstrip("/")
+    return f"{root}/{pipeline}/_state"
+
+
 def pipeline_asset(pipeline: str, event: str) -> Any:
-    """The asset a pipeline's own events update: ``mlops://<pipeline>/<event>``."""
+    """The asset a pipeline's own events update: ``x-mlops://<pipeline>/<event>``."""
     from airflow.sdk import Asset
 
-    return Asset(uri=f"mlops://{pipeline}/{event}", name=f"{pipeline}__{event}", group="mlops")
+    return Asset(uri=f"x-mlops://{pipeline}/{event}", name=f"{pipeline}__{event}", group="mlops")
 
 
 def build_deadline(spec: PipelineSpec) -> Any:
@@ -233,7 +260,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
     with DAG(
         dag_id=spec.train_dag_id,
         description=spec.description or f"Training lifecycle of {spec.pipeline}",
-        schedule=build_schedule(spec),
+        schedule=build_schedule(spec, base),
         start_date=date_to_datetime(spec.start_date),
         catchup=spec.catchup,
         tags=sorted({"mlops", *spec.tags}),
@@ -249,6 +276,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 source=source,
                 data_format=spec.data.format,
                 expectations=[dict(e) for e in spec.validation.expectations],
+                event_source=resolve_location(spec.data.event_source, base),
                 reference=reference,
                 infer_from_reference=spec.validation.infer_from_reference,
                 columns=columns,
@@ -269,21 +297,14 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 positive_label=spec.data.positive_label,
                 **stage("screen"),
             )
-        with TaskGroup("training", tooltip="Train with the trainer entrypoint; log to MLflow"):
-            train = ModelTrainOperator(
-                task_id="train",
-                data=_out(screen, "accepted"),
-                target=spec.data.target,
-                features=spec.data.features,
-                positive_label=spec.data.positive_label,
-                hyperparameters=spec.training.params.model_dump(),
-                holdout_fraction=spec.training.holdout_fraction,
-                seed=spec.training.seed,
-                device=spec.training.device,
-                experiment=registry.experiment or spec.pipeline,
-                mlflow_conn_id=registry.connection,
-                **stage("train"),
-            )
+        with TaskGroup(
+            "training",
+            tooltip=f"Prepare the split and the job, fit on the {spec.training.backend} backend, "
+            "package for MLflow and log the run",
+        ):
+            # prepare -> fit (local subprocess, Kubernetes pod or Docker container) -> package;
+            # `train` is the package task, whose outputs the gates read.
+            train = build_training(spec, data=_out(screen, "accepted"), settings=stage("train"))
         with TaskGroup(
             "gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"
         ):
@@ -309,6 +330,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 mlflow_run_id=_out(train, "mlflow_run_id"),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
+                allowed_globals=list(spec.security.allowed_pickle_globals),  # for the champion's scan
                 **stage("evaluate"),
             )
         with TaskGroup("release", tooltip="Sign, register and promote; promotion re-verifies the signature"):
@@ -327,6 +349,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 mlflow_run_id=_out(train, "mlflow_run_id"),
                 gates_passed=_out(evaluate, "passed"),
                 key_fingerprint=_out(sign, "key_fingerprint"),
+                training_data=_out(screen, "accepted"),
                 description=spec.description,
                 mlflow_conn_id=registry.connection,
                 **stage("register"),
@@ -354,7 +377,168 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
     return dag
 
 
+def _monitor_doc_md(spec: PipelineSpec, source: str | None) -> str:
+    m = spec.monitoring
+    assert m is not None
+    d = m.drift
+    on_drift = (
+        f"emits `x-mlops://{spec.pipeline}/drift`"
+        + (
+            f", which starts `{spec.train_dag_id}`"
+            if _listens_to_drift(spec)
+            else " (no DAG of this spec listens to it)"
+        )
+        if m.on_drift == "retrain"
+        else "fails the emit task (alert), no retraining"
+    )
+    lines = [
+        f"# {spec.pipeline}: monitoring",
+        "",
+        f"**Runs on**: {describe_schedule_value(m.schedule)}",
+        "",
+        "score the live window with the champion (verified, scanned) → drift and data-quality checks → "
+        "reports → drift event",
+        "",
+        f"- **Live window**: `{m.source}`; reference: {m.reference}",
+        f"- **Model**: MLflow `{spec.registry.model_name}@{spec.registry.alias}`; predictions stored per window",
+        f"- **Tests**: numeric {', '.join(d.numeric_tests)}; categorical {', '.join(d.categorical_tests)}; "
+        f"p < {d.p_value} ({d.correction}); data set drift when ≥ {d.drift_share:.0%} of features drifted"
+        + (f"; MMD ({d.mmd_permutations} permutations)" if d.multivariate else ""),
+        f"- **Data quality**: null rate +{m.quality.max_null_rate_increase:.0%}, out of range "
+        f"{m.quality.max_out_of_range_share:.0%}, new categories {m.quality.max_new_category_share:.0%}, "
+        f"at least {m.quality.min_rows} rows (an alarm fails the run; no retraining)",
+        f"- **On drift**: {on_drift}",
+    ]
+    if m.performance:
+        lines.append(
+            "- **Performance (labelled windows)**: "
+            + ", ".join(f"`{k}` may fall {v.max_drop} below its evaluation" for k, v in m.performance.items())
+        )
+    if source:
+        lines += ["", f"Generated by airflow-mlops from `{source}`."]
+    return "\n".join(lines)
+
+
+def describe_schedule_value(value: str | None) -> str:
+    return "manual runs only" if value is None else f"`{value}` (one run per data interval, UTC)"
+
+
+def _listens_to_drift(spec: PipelineSpec) -> bool:
+    from airflow_mlops.spec.models import ScheduleConfig
+
+    return isinstance(spec.schedule, ScheduleConfig) and "drift" in spec.schedule.events
+
+
+def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> DAG:
+    """Build the ``<pipeline>__monitor`` DAG of a spec with a ``monitoring`` section.
+
+    ``monitor.score`` (batch inference with the verified champion) → ``monitor.detect`` (drift,
+    data quality, reports, MLflow) → ``monitor.emit_drift`` (the ``drift`` asset event; skipped
+    when there is no drift).
+    """
+    m = spec.monitoring
+    if m is None:
+        raise ValueError(f"spec {spec.pipeline} has no monitoring section")
+    base = Path(spec_path).resolve().parent if spec_path else None
+    registry = spec.registry
+    common: dict[str, Any] = {
+        "pipeline": spec.pipeline,
+        "artifact_root": resolve_location(spec.artifacts.root, base),
+        "aws_conn_id": spec.artifacts.connection,
+        **task_settings(spec, None, m.settings),
+    }
+    reference = m.reference
+    if reference not in ("champion", "data"):
+        reference = resolve_location(reference, base) or reference
+    drift = m.drift
+    settings = {
+        "numeric_tests": list(drift.numeric_tests),
+        "categorical_tests": list(drift.categorical_tests),
+        "p_value": drift.p_value,
+        "correction": drift.correction,
+        "drift_share": drift.drift_share,
+        "psi_threshold": drift.psi_threshold,
+        "wasserstein_threshold": drift.wasserstein_threshold,
+        "jensen_shannon_threshold": drift.jensen_shannon_threshold,
+        "multivariate": drift.multivariate,
+        "mmd_permutations": drift.mmd_permutations,
+        "mmd_max_rows": drift.mmd_max_rows,
+        "mmd_p_value": drift.mmd_p_value,
+        "seed": spec.training.seed,
+        **m.quality.model_dump(),
+    }
+    with (
+        DAG(
+            dag_id=spec.monitor_dag_id,
+            description=f"Drift and data-quality monitoring of {spec.pipeline}",
+            schedule=time_timetable(m.schedule),
+            start_date=date_to_datetime(spec.start_date),
+            catchup=False,
+            tags=sorted({"mlops", "monitoring", *spec.tags}),
+            default_args={"owner": spec.owner},
+            doc_md=_monitor_doc_md(spec, str(spec_path) if spec_path else None),
+            max_active_runs=1,
+        ) as dag,
+        TaskGroup("monitor", tooltip="Score the live window, test it for drift, emit the drift event"),
+    ):
+        score = ChampionScoreOperator(
+            task_id="score",
+            source=resolve_location(m.source, base) or m.source,
+            data_format=m.format,
+            target=spec.data.target,
+            features=spec.data.features,
+            model_name=registry.model_name,
+            alias=registry.alias,
+            reference=reference,
+            data_reference=resolve_location(spec.data.reference, base),
+            max_reference_rows=m.max_reference_rows,
+            positive_label=spec.data.positive_label,
+            threshold=spec.evaluation.threshold,
+            allowed_globals=list(spec.security.allowed_pickle_globals),
+            seed=spec.training.seed,
+            mlflow_conn_id=registry.connection,
+            signing_conn_id=spec.security.signing.connection,
+            **common,
+        )
+        detect = DriftDetectOperator(
+            task_id="detect",
+            predictions=_out(score, "predictions"),
+            reference=_out(score, "reference"),
+            features=_out(score, "features"),
+            target=spec.data.target,
+            model_name=registry.model_name,
+            champion_version=_out(score, "champion_version"),
+            champion_metrics=_out(score, "champion_metrics"),
+            settings=settings,
+            performance={k: v.max_drop for k, v in m.performance.items()},
+            prediction_drift=m.prediction_drift,
+            positive_label=spec.data.positive_label,
+            history=m.history,
+            experiment=registry.experiment or spec.pipeline,
+            mlflow_conn_id=registry.connection,
+            **common,
+        )
+        DriftEventEmitOperator(
+            task_id="emit_drift",
+            asset=pipeline_asset(spec.pipeline, "drift"),
+            drifted=_out(detect, "drifted"),
+            reasons=_out(detect, "reasons"),
+            drifted_features=_out(detect, "drifted_features"),
+            report=_out(detect, "report"),
+            html=_out(detect, "html"),
+            window=_out(score, "window"),
+            labelled=_out(score, "labelled"),
+            champion_version=_out(score, "champion_version"),
+            on_drift=m.on_drift,
+            **common,
+        )
+    return dag
+
+
 def build_dags(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> dict[str, DAG]:
-    """Every DAG a spec describes, by dag id (today: the training lifecycle)."""
-    dag = build_train_dag(spec, spec_path=spec_path)
-    return {dag.dag_id: dag}
+    """Every DAG a spec describes, by dag id: the training lifecycle and, with a ``monitoring``
+    section, the monitor."""
+    dags = [build_train_dag(spec, spec_path=spec_path)]
+    if spec.monitoring is not None:
+        dags.append(build_monitor_dag(spec, spec_path=spec_path))
+    return {dag.dag_id: dag for dag in dags}

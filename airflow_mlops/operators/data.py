@@ -15,10 +15,52 @@ def _write_json(path: Any, payload: Any) -> None:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
 
 
+def triggering_data(context: Any) -> list[dict[str, Any]]:
+    """The data named by the asset events that started this run, oldest event first.
+
+    Events of this package carry ``extra["data"]`` (URIs) and, when the data is an artifact of
+    another run, ``extra["data_refs"]`` (``ArtifactRef`` s, so it is read verified); an asset
+    watcher's event carries them under ``extra["payload"]``. Returns ``[{"uri", "ref"|None,
+    "event"}]``, each URI once.
+    """
+    from airflow_mlops.data.arrivals import event_payload
+
+    events = context.get("triggering_asset_events") or {}
+    found: list[tuple[Any, dict[str, Any]]] = []
+    for asset_events in events.values():
+        for event in asset_events:
+            payload = event_payload(event.extra)
+            label = f"{event.asset.uri} at {event.timestamp}"
+            if payload.get("reason"):
+                label += f" ({payload['reason']})"
+            refs = {r["uri"]: r for r in payload.get("data_refs") or [] if isinstance(r, dict) and "uri" in r}
+            for uri in payload.get("data") or []:
+                found.append((event.timestamp, {"uri": str(uri), "ref": refs.get(uri), "event": label}))
+    found.sort(key=lambda item: item[0])
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for _, item in found:
+        if item["uri"] not in seen:
+            seen.add(item["uri"])
+            out.append(item)
+    return out
+
+
 class DataValidateOperator(MLOpsBaseOperator):
     """Snapshot the input batch into the artifact store and validate it with Great Expectations.
 
-    :param source: path or ``s3://`` URI of the batch (templated, e.g. ``.../{{ ds }}/batch.parquet``).
+    What the batch is depends on how the run started:
+
+    * a run started by asset events that name data (a ``new_data`` batch, a drifted and
+      labelled live window): exactly those files, concatenated (files given by ``ArtifactRef``
+      are checked against their sha256);
+    * any other asset-triggered run (it has no data interval): ``event_source``, else it fails
+      and says why;
+    * a scheduled, backfilled or manual run: ``source`` rendered for its data interval.
+
+    :param source: path or ``s3://`` URI of the batch (templated, e.g. ``.../{{ ds }}/batch.parquet``;
+        rendered when the task runs, because asset-triggered runs have no ``{{ ds }}``).
+    :param event_source: the batch of an asset-triggered run whose events name no data (templated).
     :param data_format: ``parquet`` or ``csv``; default from the extension.
     :param expectations: ``[{expect_...: {kwargs}}, ...]`` (templated).
     :param reference: reference data set; with ``infer_from_reference`` its columns, null rates,
@@ -29,7 +71,8 @@ class DataValidateOperator(MLOpsBaseOperator):
     Returns ``{"data": ArtifactRef, "report": ArtifactRef, "success": bool}``.
     """
 
-    template_fields = (*MLOpsBaseOperator.template_fields, "source", "reference", "expectations")
+    # `source` and `event_source` are rendered in `execute`: which one applies depends on the run.
+    template_fields = (*MLOpsBaseOperator.template_fields, "reference", "expectations")
     stage = "validate"
     ui_color = "#d7f5e3"
 
@@ -43,12 +86,14 @@ class DataValidateOperator(MLOpsBaseOperator):
         infer_from_reference: bool = True,
         columns: Sequence[str] | None = None,
         on_failure: str = "fail",
+        event_source: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if on_failure not in ("fail", "warn"):
             raise ValueError(f"on_failure must be 'fail' or 'warn', got {on_failure!r}")
         self.source = source
+        self.event_source = event_source
         self.data_format = data_format
         self.expectations = list(expectations)
         self.reference = reference
@@ -62,15 +107,14 @@ class DataValidateOperator(MLOpsBaseOperator):
 
         store = self.artifact_store()
         with self.scratch() as tmp:
-            df = read_table(self.fetch_source(self.source, tmp), self.data_format)
-            self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), self.source)
+            df, source = self._read_batch(context, tmp)
             snapshot = tmp / "batch.parquet"
             write_table(df, snapshot)
             data_ref = store.put_file(
                 snapshot,
                 self.artifact_key(context, "batch.parquet"),
                 producer=self.task_id,
-                source=self.source,
+                source=source,
                 rows=len(df),
             )
             expectations = list(self.expectations)
@@ -88,6 +132,52 @@ class DataValidateOperator(MLOpsBaseOperator):
         if not report.success and self.on_failure == "fail":
             report.raise_if_failed()
         return {"data": data_ref.to_dict(), "report": report_ref.to_dict(), "success": report.success}
+
+    def _read_batch(self, context: Any, tmp: Any) -> tuple[Any, str]:
+        """The run's batch (see the class docstring) and a description of where it came from."""
+        import pandas as pd
+
+        from airflow_mlops.data.io import read_table
+        from airflow_mlops.exceptions import DataError
+
+        items = triggering_data(context)
+        for asset, events in (context.get("triggering_asset_events") or {}).items():
+            for event in events:
+                self.log.info("This run was started by asset event %s at %s", asset.uri, event.timestamp)
+        if items:
+            frames = []
+            for index, item in enumerate(items):
+                dest = tmp / f"event-{index}"
+                dest.mkdir(parents=True)
+                path = self.fetch(item["ref"], dest) if item["ref"] else self.fetch_source(item["uri"], dest)
+                frame = read_table(path, self.data_format)
+                self.log.info("Read %s rows from %s (asset event %s)", len(frame), item["uri"], item["event"])
+                frames.append(frame)
+            columns = [list(map(str, f.columns)) for f in frames]
+            if any(c != columns[0] for c in columns):
+                raise DataError(
+                    "the batches named by this run's asset events have different columns: "
+                    + "; ".join(f"{i['uri']}: {c}" for i, c in zip(items, columns, strict=True))
+                )
+            source = ",".join(i["uri"] for i in items)
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            return df, source
+        import jinja2
+
+        no_interval = context.get("logical_date") is None
+        template = self.event_source if no_interval and self.event_source else self.source
+        try:
+            source = str(self.render_template(template, context))
+        except jinja2.UndefinedError as exc:
+            raise DataError(
+                f"cannot render the data location {template!r}: {exc}. This run has no data interval "
+                "(it was started by asset events that name no data, or manually without a logical "
+                "date); set data.event_source in the spec to the data such runs train on, or trigger "
+                "the run with a logical date"
+            ) from None
+        df = read_table(self.fetch_source(source, tmp), self.data_format)
+        self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), source)
+        return df, source
 
 
 class PoisoningScreenOperator(MLOpsBaseOperator):

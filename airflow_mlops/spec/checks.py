@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import SpecIssue
-from airflow_mlops.spec.models import STAGES, PipelineSpec
+from airflow_mlops.spec.models import MONITOR_REFERENCE_KEYWORDS, STAGES, PipelineSpec
 
 # Built-in task ids of the training DAG, by stage.
 STAGE_TASK_IDS: dict[str, str] = {
     "validate": "data.validate",
     "screen": "data.screen",
-    "train": "training.train",
+    "train": "training.package",
     "scan": "gates.scan",
     "evaluate": "gates.evaluate",
     "sign": "release.sign",
@@ -243,11 +243,18 @@ def check_paths(
         return []
     s3_roots = [r for r in allowed_roots if r.startswith("s3://")]
     issues = []
-    for path, value in (
+    monitoring = spec.monitoring
+    locations: list[tuple[tuple[str, ...], str | None]] = [
         (("data", "source"), spec.data.source),
         (("data", "reference"), spec.data.reference),
+        (("data", "event_source"), spec.data.event_source),
+        (("data", "new_data", "location"), spec.data.new_data.location if spec.data.new_data else None),
         (("artifacts", "root"), spec.artifacts.root),
-    ):
+        (("monitoring", "source"), monitoring.source if monitoring else None),
+    ]
+    if monitoring is not None and monitoring.reference not in MONITOR_REFERENCE_KEYWORDS:
+        locations.append((("monitoring", "reference"), monitoring.reference))
+    for path, value in locations:
         if value is None:
             continue
         prefix = _static_prefix(value)

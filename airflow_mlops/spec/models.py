@@ -153,7 +153,7 @@ class ScheduleConfig(_Strict):
     events: list[str] = Field(
         default_factory=list,
         description="Asset events that start a run: `drift` and `new_data` (this pipeline's own "
-        "assets, `mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`).",
+        "assets, `x-mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`).",
     )
 
     @field_validator("time")
@@ -216,6 +216,31 @@ class ArtifactsConfig(_Strict):
     connection: str | None = Field(None, description="Airflow AWS connection id for an s3:// root.")
 
 
+class NewDataWatch(_Strict):
+    """Where new training batches land, and how often to look."""
+
+    location: str = Field(
+        description="Local folder (relative to the spec) or `s3://bucket/prefix` that batches land in."
+    )
+    pattern: str = Field(
+        "**/*.parquet",
+        min_length=1,
+        description="Glob of the batch files below `location`; dot-files and `*.part`/`*.tmp` are ignored.",
+    )
+    poll_interval: Duration = Field(dt.timedelta(seconds=30), description="How often the watcher lists it.")
+    settle: Duration = Field(
+        dt.timedelta(seconds=5),
+        description="Files younger than this are not taken yet (a copy may still be running).",
+    )
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _positive_poll(cls, value: dt.timedelta) -> dt.timedelta:
+        if value <= dt.timedelta(0):
+            raise ValueError("poll_interval must be positive")
+        return value
+
+
 class DataConfig(_Strict):
     """The training data."""
 
@@ -234,6 +259,18 @@ class DataConfig(_Strict):
         None, description="Reference data set (the training distribution) for inferred checks."
     )
     positive_label: int | str = Field(1, description="The label value of the positive class.")
+    event_source: str | None = Field(
+        None,
+        description="Training data of a run started by an asset event whose extra names no data "
+        "(`extra.data`), e.g. drift found on an unlabelled window. Such runs have no data interval, so "
+        "no `{{ ds }}` here. Default: such a run fails and says so.",
+    )
+    new_data: NewDataWatch | None = Field(
+        None,
+        description="Watch a folder or S3 prefix for new batches (an asset watcher in the "
+        "triggerer); each new batch is a `new_data` event that starts a training run on it. Needs "
+        "`new_data` in `schedule.events`.",
+    )
 
     @model_validator(mode="after")
     def _target_not_a_feature(self) -> DataConfig:
@@ -296,7 +333,7 @@ class PoisoningConfig(_Strict):
 
 
 class TrainingParams(_Strict):
-    """Hyper-parameters of the built-in MLP."""
+    """Hyper-parameters of the built-in models (``mlp``; ``cnn`` uses them for its dense head)."""
 
     epochs: int = Field(20, ge=1, le=10_000)
     lr: float = Field(1e-3, gt=0, le=10)
@@ -307,21 +344,206 @@ class TrainingParams(_Strict):
     class_weight: Literal["balanced", "none"] = Field(
         "balanced", description="`balanced` weighs the positive class by its rarity."
     )
+    image_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="`cnn` only: `[channels, height, width]` of the image the feature columns hold "
+        "(one column per pixel value, in row-major order).",
+    )
+    conv_channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default_factory=lambda: [16, 32],
+        min_length=1,
+        max_length=6,
+        description="`cnn` only: output channels of each 3x3 convolution block.",
+    )
+
+
+class PrivacyConfig(_Strict):
+    """Differentially private training (DP-SGD through Opacus, the `dp` extra).
+
+    The budget is enforced: a run whose accounted epsilon would exceed `epsilon` fails before it
+    trains. Covers the network's weights; the input scaling statistics are computed without noise.
+    """
+
+    epsilon: float = Field(gt=0, le=100, description="Privacy budget: the largest epsilon the run may spend.")
+    delta: float = Field(
+        1e-5, gt=0, lt=1, description="delta of (epsilon, delta)-DP; must be below 1 / training rows."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-sample gradient clipping norm.")
+    noise_multiplier: float | None = Field(
+        None,
+        gt=0,
+        description="Noise scale; default: the smallest that keeps epsilon within the budget after every epoch.",
+    )
+
+
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_QUANTITY_CPU = r"^\d+(\.\d+)?m?$"
+_QUANTITY_MEMORY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class TrainingResources(_Strict):
+    """What the trainer container gets (requests equal limits: the pod is never throttled mid-run)."""
+
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="NVIDIA GPUs: a `nvidia.com/gpu` limit (Kubernetes) or device request (Docker).",
+    )
+    cpu: str | None = Field(None, pattern=_QUANTITY_CPU, description="CPU cores, e.g. `4` or `500m`.")
+    memory: str | None = Field(None, pattern=_QUANTITY_MEMORY, description="Memory, e.g. `16Gi`.")
+
+
+class SecretEnv(_Strict):
+    """An environment variable of the trainer pod filled from a Kubernetes secret (by reference)."""
+
+    env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Variable name, e.g. `AWS_ACCESS_KEY_ID`."
+    )
+    secret: str = Field(pattern=_K8S_NAME, description="Name of the Kubernetes secret.")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", description="Key inside the secret.")
+
+
+class Toleration(_Strict):
+    """A Kubernetes toleration (e.g. for the taint of a GPU node pool)."""
+
+    key: str | None = Field(None, description="Taint key, e.g. `nvidia.com/gpu`; null matches every key.")
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = Field(None, description="Taint value (with `operator: Equal`).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+class KubernetesTraining(_Strict):
+    """The `kubernetes` backend: the trainer in a hardened pod (KubernetesPodOperator)."""
+
+    namespace: str = Field("default", pattern=_K8S_NAME, description="Namespace of the trainer pod.")
+    connection: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
+    service_account: str | None = Field(
+        None, pattern=_K8S_NAME, description="Service account of the pod (its token is never mounted)."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pod must run on (e.g. a GPU node pool)."
+    )
+    tolerations: list[Toleration] | None = Field(
+        None,
+        description="Taints the pod tolerates; default with `resources.gpus`: the NVIDIA GPU taint "
+        "(`nvidia.com/gpu`, Exists, NoSchedule).",
+    )
+    secrets: list[SecretEnv] = Field(
+        default_factory=list,
+        description="Credentials as references to Kubernetes secrets (e.g. the S3 keys); never values.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Plain environment variables of the pod (e.g. `AWS_ENDPOINT_URL`); a name that "
+        "looks like a credential is refused: use `secrets`.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(
+        default_factory=list, description="Secrets holding registry credentials."
+    )
+    startup_timeout: Duration = Field(
+        dt.timedelta(minutes=10),
+        description="How long the pod may stay pending (image pull, GPU node scale-up).",
+    )
+    scratch_size: str = Field(
+        "20Gi", pattern=_QUANTITY_MEMORY, description="Size limit of the `/tmp` scratch volume (emptyDir)."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    priority_class: str | None = Field(None, pattern=_K8S_NAME, description="Pod priority class.")
+    deferrable: bool = Field(True, description="Wait for the pod in the triggerer, not in a worker slot.")
+
+
+class DockerTraining(_Strict):
+    """The `docker` backend: the trainer in a hardened container (DockerOperator)."""
+
+    url: str | None = Field(
+        None, description="Docker daemon URL; default: `DOCKER_HOST`, else the local socket."
+    )
+    connection: str | None = Field(None, description="Airflow Docker connection id (registry login).")
+    network_mode: str | None = Field(None, description="Docker network of the container (e.g. the stack's).")
+    scratch_size: str = Field(
+        "20g", pattern=r"^\d+[kmg]?$", description="Size of the `/tmp` tmpfs scratch, e.g. `20g`."
+    )
+
+
+BUILTIN_MODELS = ("mlp", "cnn")
 
 
 class TrainingConfig(_Strict):
-    """How the model is trained."""
+    """How the model is trained, and where."""
 
-    backend: Literal["local"] = Field(
-        "local", description="`local`: the trainer entrypoint in a subprocess of the worker."
+    backend: Literal["local", "kubernetes", "docker"] = Field(
+        "local",
+        description="`local`: the trainer in a subprocess of the worker; `kubernetes`: in a hardened "
+        "(GPU) pod; `docker`: in a hardened container. The same trainer runs in all three.",
     )
-    model: Literal["mlp"] = Field("mlp", description="Built-in model family.")
+    model: str = Field(
+        "mlp",
+        description="`mlp` (tabular), `cnn` (images stored as pixel columns; set "
+        "`params.image_shape`) or your own `package.module:fit` (see docs/training.md).",
+    )
     params: TrainingParams = Field(default_factory=TrainingParams)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form settings passed to your own `fit` entrypoint."
+    )
+    privacy: PrivacyConfig | None = Field(None, description="DP-SGD with an enforced epsilon budget.")
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
     )
     seed: int = Field(42, description="Seed for the split, initialisation and shuffling.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="`auto`: bf16 autocast on a GPU that supports it, float32 otherwise."
+    )
+    image: str | None = Field(
+        None, min_length=1, description="Trainer image (`kubernetes`, `docker`), see images/trainer."
+    )
+    resources: TrainingResources = Field(default_factory=TrainingResources)
+    kubernetes: KubernetesTraining | None = Field(None, description="Settings of the `kubernetes` backend.")
+    docker: DockerTraining | None = Field(None, description="Settings of the `docker` backend.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in BUILTIN_MODELS or re.match(ENTRYPOINT_PATTERN, value):
+            return value
+        raise ValueError(
+            "a built-in model (`mlp`, `cnn`) or the import path of your fit function (`pkg.module:fit`)"
+        )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        container = self.backend in ("kubernetes", "docker")
+        if container and not self.image:
+            raise ValueError(
+                f"`backend: {self.backend}` needs `image`: the trainer image (see images/trainer)"
+            )
+        if not container and (self.image or self.resources.model_fields_set):
+            raise ValueError(
+                "`image` and `resources` apply to the kubernetes and docker backends; with `backend: local` "
+                "the trainer runs on the worker (pick a GPU worker with `stages.train.queue`)"
+            )
+        for name in ("kubernetes", "docker"):
+            if getattr(self, name) is not None and self.backend != name:
+                raise ValueError(f"`{name}` settings are given but `backend` is {self.backend!r}")
+        if self.resources.gpus and self.device == "cpu":
+            raise ValueError("`resources.gpus` is set but `device: cpu`; use `auto` or `cuda`")
+        if self.model == "cnn" and self.params.image_shape is None:
+            raise ValueError("`model: cnn` needs `params.image_shape: [channels, height, width]`")
+        if self.model != "cnn" and "image_shape" in self.params.model_fields_set:
+            raise ValueError("`params.image_shape` applies to `model: cnn` only")
+        custom = self.model not in BUILTIN_MODELS
+        if self.options and not custom:
+            raise ValueError("`options` are for your own fit entrypoint; the built-in models take `params`")
+        if self.privacy is not None and custom:
+            raise ValueError("`privacy` applies to the built-in models; your own fit handles its own privacy")
+        return self
 
 
 class MetricBound(_Strict):
@@ -344,14 +566,75 @@ class ChampionComparison(_Strict):
 
 
 MetricName = Literal["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss"]
+# The values each metric can take; log_loss is unbounded above, every other metric is a share.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{m: (0.0, 1.0) for m in METRICS if m != "log_loss"},
+    "log_loss": (0.0, float("inf")),
+}
 
 
 class EvaluationConfig(_Strict):
     """Gates the candidate must pass on the holdout set. A gate that cannot decide blocks."""
 
-    metrics: dict[MetricName, MetricBound] = Field(default_factory=dict)
-    compare_to_champion: dict[MetricName, ChampionComparison] = Field(default_factory=dict)
+    metrics: dict[MetricName, MetricBound] = Field(
+        default_factory=dict,
+        description="Absolute thresholds, e.g. `{roc_auc: {min: 0.85}}`. Every metric lies in "
+        "[0, 1] except `log_loss` (>= 0); a bound outside the range is refused.",
+    )
+    compare_to_champion: dict[MetricName, ChampionComparison] = Field(
+        default_factory=dict,
+        description="Allowed regression versus the champion on the same holdout rows, e.g. "
+        "`{roc_auc: {max_regression: 0.03}}`. No champion yet: absolute thresholds only.",
+    )
     threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold on the score.")
+
+    @model_validator(mode="after")
+    def _bounds_within_range(self) -> EvaluationConfig:
+        """A bound outside the metric's range can never pass (or never fail): refuse it here,
+        at its key, rather than block (or wave through) every run."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        errors: list[InitErrorDetails] = []
+
+        def refuse(loc: tuple[str, ...], value: float, why: str) -> None:
+            error = PydanticCustomError("metric_range", "{why}", {"why": why})
+            errors.append(InitErrorDetails(type=error, loc=loc, input=value))
+
+        for metric, bound in self.metrics.items():
+            low, high = METRIC_RANGES[metric]
+            span = f"[{low:g}, {high:g}]" if high != float("inf") else f">= {low:g}"
+            for side, value in (("min", bound.min), ("max", bound.max)):
+                if value is None:
+                    continue
+                if (side == "min" and value > high) or (side == "max" and value < low):
+                    refuse(
+                        ("metrics", metric, side),
+                        value,
+                        f"{metric} lies in {span}: {side} {value:g} can never pass, so every run "
+                        f"would be blocked (a percentage? write {value / 100:g})"
+                        if value > 1 and high == 1.0
+                        else f"{metric} lies in {span}: {side} {value:g} can never pass",
+                    )
+                elif (side == "min" and value < low) or (side == "max" and value > high):
+                    refuse(
+                        ("metrics", metric, side),
+                        value,
+                        f"{metric} lies in {span}: {side} {value:g} can never fail, so the gate "
+                        "checks nothing",
+                    )
+        for metric, comparison in self.compare_to_champion.items():
+            low, high = METRIC_RANGES[metric]
+            if comparison.max_regression >= high - low:
+                refuse(
+                    ("compare_to_champion", metric, "max_regression"),
+                    comparison.max_regression,
+                    f"{metric} lies in [{low:g}, {high:g}]: max_regression "
+                    f"{comparison.max_regression:g} lets any candidate pass the champion comparison",
+                )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
 
 class SigningConfig(_Strict):
@@ -382,6 +665,123 @@ class RegistryConfig(_Strict):
         "mlflow_default", description="Airflow connection with the MLflow tracking server URL (host)."
     )
     experiment: str | None = Field(None, description="MLflow experiment; default: the pipeline name.")
+
+
+# `monitoring.reference` values that are not locations.
+MONITOR_REFERENCE_KEYWORDS = ("champion", "data")
+NumericDriftTest = Literal["ks", "wasserstein", "psi"]
+CategoricalDriftTest = Literal["chi2", "jensen_shannon", "psi"]
+
+
+class DriftTestsConfig(_Strict):
+    """Distribution tests of the live window against the reference (see docs/drift.md)."""
+
+    numeric_tests: list[NumericDriftTest] = Field(
+        default_factory=lambda: ["ks", "wasserstein", "psi"],  # type: ignore[arg-type]
+        min_length=1,
+        description="Tests on numeric features.",
+    )
+    categorical_tests: list[CategoricalDriftTest] = Field(
+        default_factory=lambda: ["chi2", "jensen_shannon", "psi"],  # type: ignore[arg-type]
+        min_length=1,
+        description="Tests on categorical features.",
+    )
+    p_value: float = Field(0.05, gt=0, lt=1, description="Significance level of the p-value tests.")
+    correction: Literal["bonferroni", "bh", "none"] = Field(
+        "bonferroni",
+        description="Multiple-testing correction across features: Bonferroni, Benjamini-Hochberg or none.",
+    )
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="The data set has drifted when at least this share of features drifted."
+    )
+    psi_threshold: float = Field(
+        0.2, gt=0, description="Population stability index above which a feature drifted."
+    )
+    wasserstein_threshold: float = Field(
+        0.1,
+        gt=0,
+        description="Wasserstein distance (in reference standard deviations) above which it drifted.",
+    )
+    jensen_shannon_threshold: float = Field(
+        0.1, gt=0, le=1, description="Jensen-Shannon distance above which a categorical feature drifted."
+    )
+    multivariate: bool = Field(
+        True,
+        description="Also run the MMD test on all numeric features together (catches correlation shifts).",
+    )
+    mmd_permutations: int = Field(100, ge=10, le=10_000, description="Permutations of the MMD p-value.")
+    mmd_max_rows: int = Field(5000, ge=100, description="Rows sampled per side for MMD.")
+    mmd_p_value: float = Field(0.05, gt=0, lt=1, description="Significance level of the MMD test.")
+
+
+class QualityConfig(_Strict):
+    """Data-quality checks of the live window against the reference. A failure is an alarm, not drift:
+    the monitor fails (notifiers fire) and does not start a retraining on a broken feed."""
+
+    max_null_rate_increase: float = Field(
+        0.05, ge=0, le=1, description="Largest allowed rise of a column's share of nulls."
+    )
+    max_out_of_range_share: float = Field(
+        0.05, ge=0, le=1, description="Largest share of values outside the reference's range."
+    )
+    max_new_category_share: float = Field(
+        0.05, ge=0, le=1, description="Largest share of values in categories the reference never had."
+    )
+    min_rows: int = Field(100, ge=1, description="Fewer rows in the window is an alarm.")
+
+
+class PerformanceBound(_Strict):
+    max_drop: float = Field(
+        gt=0,
+        description="How far the champion's metric on the live window may fall below its recorded value.",
+    )
+
+
+class MonitoringConfig(_Strict):
+    """The `<pipeline>__monitor` DAG: score each live window with the champion (batch inference), test it
+    for drift and data quality, report, and on drift start a retraining (the `drift` asset event)."""
+
+    source: str = Field(
+        description="Path or s3:// URI of the live window; templated per interval, e.g. "
+        "`../data/live/{{ ds }}/batch.parquet`."
+    )
+    format: Literal["parquet", "csv"] | None = Field(
+        None, description="File format; default: from the extension."
+    )
+    schedule: str | None = Field(
+        "@daily",
+        description="Cron, preset or interval of the monitor (data-interval timetable); null: manual.",
+    )
+    reference: str = Field(
+        "champion",
+        description="What the window is compared with: `champion` (the data the champion was trained on, "
+        "pinned by sha256 on its model version), `data` (`data.reference`), or a path / s3:// URI.",
+    )
+    max_reference_rows: int = Field(50_000, ge=100, description="Rows sampled from the reference.")
+    drift: DriftTestsConfig = Field(default_factory=DriftTestsConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    prediction_drift: bool = Field(
+        True, description="Test the champion's score distribution, live against reference."
+    )
+    performance: dict[MetricName, PerformanceBound] = Field(
+        default_factory=dict,
+        description="Concept drift: when the window has labels, the champion's metric on it against "
+        "its recorded evaluation, e.g. `{roc_auc: {max_drop: 0.05}}`.",
+    )
+    on_drift: Literal["retrain", "alert"] = Field(
+        "retrain",
+        description="`retrain`: emit the `drift` asset event (it starts `<pipeline>__train` when the "
+        "schedule lists `drift`); `alert`: fail the monitor's emit task (notifiers fire), no event.",
+    )
+    history: int = Field(14, ge=1, le=365, description="Recent windows shown in the HTML report.")
+    settings: TaskSettings | None = Field(None, description="Task settings of the monitor DAG's tasks.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        if value in ("@once", "@continuous"):
+            raise ValueError(f"{value} makes no sense for a monitor; use a cron, preset or interval")
+        return None if value is None else check_time_schedule(value)
 
 
 class PipelineSpec(_Strict):
@@ -415,6 +815,9 @@ class PipelineSpec(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     registry: RegistryConfig
+    monitoring: MonitoringConfig | None = Field(
+        None, description="Drift and data-quality monitoring of live data (the `<pipeline>__monitor` DAG)."
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -423,9 +826,25 @@ class PipelineSpec(_Strict):
             return check_time_schedule(value)
         return value
 
+    @model_validator(mode="after")
+    def _watched_data_is_scheduled(self) -> PipelineSpec:
+        events = self.schedule.events if isinstance(self.schedule, ScheduleConfig) else []
+        if self.data.new_data is not None and "new_data" not in events:
+            raise ValueError(
+                "data.new_data watches for new batches, but `new_data` is not in schedule.events, so "
+                "nothing would run on them; add it: `schedule: {time: ..., events: [new_data]}`"
+            )
+        if self.monitoring is not None and self.monitoring.reference == "data" and not self.data.reference:
+            raise ValueError("monitoring.reference is `data`, but data.reference is not set")
+        return self
+
     @property
     def train_dag_id(self) -> str:
         return f"{self.pipeline}__train"
+
+    @property
+    def monitor_dag_id(self) -> str:
+        return f"{self.pipeline}__monitor"
 
 
 DEFAULTS_FILE_NAME = "mlops-defaults.yaml"

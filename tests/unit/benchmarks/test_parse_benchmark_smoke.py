@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 TASKS = {
-    "data.validate", "data.screen", "training.train", "gates.scan", "gates.evaluate",
+    "data.validate", "data.screen", "training.prepare", "training.fit", "training.package",
+    "gates.scan", "gates.evaluate",
     "release.sign", "release.register", "release.promote",
 }  # fmt: skip
 

@@ -37,7 +37,7 @@ def test_validate_ok() -> None:
             ":4:1: pipeline: duplicate key",
         ),
         (lambda t: t.replace("  target: is_fraud", "  target: [is_fraud"), "invalid YAML"),
-        (lambda t: t.replace("epochs: 15", "epochs: many"), ":34:12: training.params.epochs"),
+        (lambda t: t.replace("epochs: 15", "epochs: many"), ":42:12: training.params.epochs"),
         (lambda t: t.replace("  target: is_fraud\n", ""), "data.target: required key is missing"),
         (lambda t: t.replace('"@daily"', '"0 3 * * 8"'), "day of week: 8 is outside 0-7"),
         (
@@ -88,11 +88,21 @@ def test_render_prints_the_task_graph() -> None:
     assert "DAG fraud_detector__train" in out.stdout
     line = next(line for line in out.stdout.splitlines() if line.strip().startswith("gates.scan"))
     assert "ModelScanOperator" in line and "gates.evaluate" in line
-    assert "schedule: `@daily` (one run per data interval, UTC); catchup: false" in out.stdout
+    train, monitor = out.stdout.split("DAG fraud_detector__monitor")
+    assert (
+        "schedule: `@daily` (one run per data interval, UTC) or asset event `drift` or asset event "
+        "`new_data`; catchup: false" in train
+    )
+    assert "schedule: `@daily` (one run per data interval, UTC); catchup: false" in monitor
     # Tasks are listed in run order: every task after all of its upstream tasks.
-    listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ")]
+    listed = [line.split()[0] for line in train.splitlines() if line.startswith("    ")]
     assert listed[0] == "data.validate" and listed[-1] == "release.promote"
     assert listed.index("gates.scan") < listed.index("gates.evaluate") < listed.index("release.sign")
+    assert [line.split()[0] for line in monitor.splitlines() if line.startswith("    ")] == [
+        "monitor.score",
+        "monitor.detect",
+        "monitor.emit_drift",
+    ]
 
 
 def test_schema_is_json_with_the_spec_keys() -> None:

@@ -22,7 +22,9 @@ def test_lifecycle_order() -> None:
     order = [
         "data.validate",
         "data.screen",
-        "training.train",
+        "training.prepare",
+        "training.fit",
+        "training.package",
         "gates.scan",
         "gates.evaluate",
         "release.sign",
@@ -35,13 +37,17 @@ def test_lifecycle_order() -> None:
 
 def test_dag_settings_come_from_the_spec() -> None:
     dag = build_example()
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
 
-    assert dag.schedule == CronDataIntervalTimetable("0 0 * * *", timezone="UTC")  # the spec's @daily
+    # The spec's `{time: "@daily", events: [drift, new_data]}`.
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable == CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
+    uris = sorted(a.uri for a in dag.timetable.asset_condition.objects)
+    assert uris == ["x-mlops://fraud_detector/drift", "x-mlops://fraud_detector/new_data"]
     assert dag.catchup is False
     assert set(dag.tags) == {"mlops", "fraud", "tabular"}
     assert {t.retries for t in dag.tasks} == {1}
-    assert dag.get_task("training.train").execution_timeout.total_seconds() == 1800
+    assert dag.get_task("training.fit").execution_timeout.total_seconds() == 1800
     assert dag.default_args["owner"] == "risk-ml"
     assert "pr_auc" in dag.doc_md and "0.85" in dag.doc_md
 
@@ -51,7 +57,8 @@ def test_relative_data_paths_resolve_against_the_spec_folder() -> None:
     validate = dag.get_task("data.validate")
     assert validate.source.startswith(str(EXAMPLE.parent.resolve()))
     assert validate.source.endswith("/{{ ds }}/batch.parquet")
-    assert "source" in validate.template_fields
+    # Rendered when the task runs: an asset-triggered run has no {{ ds }} and reads its events' data.
+    assert "source" not in validate.template_fields
 
 
 def test_structure_is_identical_between_parses() -> None:
@@ -96,7 +103,7 @@ def test_broken_spec_does_not_hide_good_ones(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("apiVersion: mlops/v1\npipeline: bad\nregistry: {model_name: x}\n")
     (tmp_path / "other.yaml").write_text("not: a spec\n")  # ignored: no apiVersion: mlops/...
     dags, errors = load_dags_folder(tmp_path)
-    assert list(dags) == ["fraud_detector__train"]
+    assert list(dags) == ["fraud_detector__train", "fraud_detector__monitor"]
     assert list(errors) == [str(tmp_path / "bad.yaml")]
     assert "data: required key is missing" in str(errors[str(tmp_path / "bad.yaml")])
 
@@ -141,7 +148,7 @@ def test_an_unexpected_error_in_one_spec_is_that_specs_import_error(
 
     monkeypatch.setattr(folder_module.SpecFolderLoader, "build", build)
     dags, errors = load_dags_folder(specs, default_allowed_roots=[tmp_path], cache_dir=None)
-    assert list(dags) == ["b__train"]
+    assert list(dags) == ["b__train", "b__monitor"]
     (error,) = errors.values()
     assert (
         error.file.endswith("a.yaml")

@@ -53,7 +53,7 @@ def parse(folder: Path, tmp_path: Path) -> dict:
 def test_dags_folder_parses_without_errors_or_heavy_imports(tmp_path: Path) -> None:
     result = parse(ROOT / "dags", tmp_path)
     assert result["errors"] == {}
-    assert "fraud_detector__train" in result["dags"]
+    assert result["dags"] == ["fraud_detector__monitor", "fraud_detector__train"]
     assert result["heavy"] == [], f"heavy modules imported at parse time: {result['heavy']}"
     assert result["tasks"] == [
         "data.screen",
@@ -63,7 +63,9 @@ def test_dags_folder_parses_without_errors_or_heavy_imports(tmp_path: Path) -> N
         "release.promote",
         "release.register",
         "release.sign",
-        "training.train",
+        "training.fit",
+        "training.package",
+        "training.prepare",
     ]
 
 
@@ -87,4 +89,4 @@ def test_a_bare_spec_dropped_anywhere_in_the_dags_folder_becomes_a_dag(tmp_path:
 
     result = parse(dags, tmp_path)
     assert result["errors"] == {}
-    assert result["dags"] == ["deep__train", "top__train"]
+    assert result["dags"] == ["deep__monitor", "deep__train", "top__monitor", "top__train"]

@@ -41,7 +41,7 @@ def test_bare_yaml_specs_load_through_the_importer(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["dags"] == ["fraud_detector__train"]
+    assert result["dags"] == ["fraud_detector__monitor", "fraud_detector__train"]
     assert result["filelocs"] == ["team/fraud.yaml"]
     assert list(result["errors"]) == ["broken.yml"]
     assert "broken.yml:3:1: data.target: required key is missing" in result["errors"]["broken.yml"]

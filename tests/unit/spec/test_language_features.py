@@ -76,7 +76,7 @@ def test_once_is_passed_through_and_cannot_be_combined_with_events() -> None:
 
 def test_event_schedule_uses_the_pipelines_assets() -> None:
     schedule = build_schedule(spec_of("schedule: {events: [drift]}\n"))
-    assert schedule.uri == "mlops://churn/drift"
+    assert schedule.uri == "x-mlops://churn/drift"
 
 
 def test_time_or_events_schedule() -> None:
@@ -88,7 +88,7 @@ def test_time_or_events_schedule() -> None:
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert type(dag.timetable.timetable).__name__ == "CronDataIntervalTimetable"
     uris = {a.uri for a in dag.timetable.asset_condition.objects}
-    assert uris == {"mlops://churn/drift", "mlops://churn/new_data", "s3://bucket/incoming"}
+    assert uris == {"x-mlops://churn/drift", "x-mlops://churn/new_data", "s3://bucket/incoming"}
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_stage_settings_win_over_defaults_and_builtins() -> None:
           train: {queue: gpu, execution_timeout: 3h, pool_slots: 2}
         """)
     )
-    train, validate = dag.get_task("training.train"), dag.get_task("data.validate")
+    train, validate = dag.get_task("training.fit"), dag.get_task("data.validate")
     assert (train.queue, train.pool, train.pool_slots, train.retries) == ("gpu", "mlops", 2, 4)
     assert train.execution_timeout == dt.timedelta(hours=3)
     assert (validate.queue, validate.execution_timeout) == ("cpu", dt.timedelta(hours=2))  # built-in timeout

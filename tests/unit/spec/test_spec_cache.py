@@ -123,7 +123,7 @@ def test_a_hit_gives_the_same_spec_and_dag_as_a_parse(tmp_path: Path) -> None:
     # The folder defaults really reached the cached specs, and the spec's own keys still win.
     rich = cached_dags["rich__train"]
     assert rich.get_task("data.validate").retries == 4 and rich.get_task("data.validate").pool == "shared"
-    assert "team-a" in rich.tags and rich.get_task("training.train").queue == "gpu"
+    assert "team-a" in rich.tags and rich.get_task("training.fit").queue == "gpu"
 
 
 @pytest.mark.parametrize("change", ["spec", "defaults", "env_roots"])
