@@ -164,6 +164,25 @@ def finished_run(
     )
 
 
+def _run_for_day(
+    api: AirflowAPI, dag_id: str, day: dt.date, mode: str, what: str, check: Callable[[], None] | None
+) -> str:
+    """The run of ``dag_id`` for ``day``: the scheduler's own (``mode="scheduled"``: the DAG was just
+    unpaused, so it runs the last closed interval) or one triggered with that logical date."""
+    if mode == "scheduled":
+        say(f"{dag_id} unpaused: the scheduler {what}, {day}")
+        run = wait_for(
+            f"the scheduled run of {dag_id} for {day}",
+            120,
+            lambda: next((r for r in api.runs(dag_id) if (r["logical_date"] or "")[:10] == str(day)), None),
+            check=check,
+        )
+        return str(run["dag_run_id"])
+    run_id = api.trigger(dag_id, logical_date=dt.datetime.combine(day, dt.time(), dt.UTC), note=what)
+    say(f"triggered {dag_id} for {day}: {run_id}")
+    return run_id
+
+
 def run_loop(
     api: AirflowAPI,
     *,
@@ -187,22 +206,9 @@ def run_loop(
 
     # 1. The first champion.
     api.unpause(train_dag)
-    if first_training == "scheduled":
-        say(f"{train_dag} unpaused: the scheduler runs the last closed day, {yesterday}")
-        first = wait_for(
-            f"the scheduled run of {train_dag} for {yesterday}",
-            120,
-            lambda: next(
-                (r for r in api.runs(train_dag) if (r["logical_date"] or "")[:10] == str(yesterday)), None
-            ),
-            check=check,
-        )
-        result.first_train_run = first["dag_run_id"]
-    else:
-        result.first_train_run = api.trigger(
-            train_dag, logical_date=dt.datetime.combine(yesterday, dt.time(), dt.UTC), note="first champion"
-        )
-        say(f"triggered {train_dag} for {yesterday}: {result.first_train_run}")
+    result.first_train_run = _run_for_day(
+        api, train_dag, yesterday, first_training, "trains the last closed day", check
+    )
     run = finished_run(api, train_dag, result.first_train_run, run_timeout, check)
     if run["state"] != "success":
         raise RuntimeError(
@@ -215,23 +221,14 @@ def run_loop(
     # 2. A window without drift: the monitor emits nothing.
     write_live_window(data_dir, yesterday, shift=0.0)
     api.unpause(monitor_dag)
-    if first_training == "scheduled":
-        say(f"{monitor_dag} unpaused: the scheduler checks the window of {yesterday} (no drift in it)")
-        mon = wait_for(
-            f"the scheduled run of {monitor_dag} for {yesterday}",
-            120,
-            lambda: next(
-                (r for r in api.runs(monitor_dag) if (r["logical_date"] or "")[:10] == str(yesterday)), None
-            ),
-            check=check,
-        )
-        result.no_drift_monitor_run = mon["dag_run_id"]
-    else:
-        result.no_drift_monitor_run = api.trigger(
-            monitor_dag,
-            logical_date=dt.datetime.combine(yesterday, dt.time(), dt.UTC),
-            note="no-drift window",
-        )
+    result.no_drift_monitor_run = _run_for_day(
+        api,
+        monitor_dag,
+        yesterday,
+        first_training,
+        "checks the window of the last closed day (no drift in it)",
+        check,
+    )
     finished_run(api, monitor_dag, result.no_drift_monitor_run, run_timeout, check)
     result.no_drift_states = api.task_states(monitor_dag, result.no_drift_monitor_run)
     say(f"{monitor_dag} {result.no_drift_monitor_run}: {result.no_drift_states}")

@@ -124,8 +124,11 @@ def detect_drift(
     # Family-wise error: each family of tests that can flag drift on its own (the univariate tests,
     # MMD, prediction drift) is tested at its level divided by the number of families (Bonferroni),
     # so under no drift the overall verdict's false-alarm rate stays at most the level.
+    univariate_p = (numeric and any(t in P_VALUE_TESTS for t in numeric_tests)) or (
+        cats and any(t in P_VALUE_TESTS for t in categorical_tests)
+    )
     families = (
-        int(any(t in P_VALUE_TESTS for t in (*numeric_tests, *categorical_tests)))
+        int(bool(univariate_p))
         + int(bool(multivariate and numeric))
         + int(reference_scores is not None and "ks" in numeric_tests)
     )

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -18,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import MLOpsError, is_retryable
+from airflow_mlops.hooks.mlflow import MLflowHook
 
 DEFAULT_ARTIFACT_ROOT_ENV = "AIRFLOW_MLOPS_ARTIFACT_ROOT"
 
@@ -122,6 +124,13 @@ class MLOpsBaseOperator(BaseOperator):
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+
+    #: Airflow connection of the MLflow tracking server (set by the stages that talk to MLflow).
+    mlflow_conn_id: str = "mlflow_default"
+
+    @cached_property
+    def mlflow_hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     # -- store ---------------------------------------------------------------------------------
 

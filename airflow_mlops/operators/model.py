@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import GateFailedError
-from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 
@@ -104,10 +102,6 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
         self.allowed_globals = list(allowed_globals)
-
-    @cached_property
-    def mlflow_hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def _champion(self, dest: Path) -> tuple[str, Path] | None:
         """The champion, verified and scanned, when comparisons are configured; else None."""

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import Any
 
-from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 
@@ -85,10 +83,6 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -97,7 +91,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         from airflow_mlops.registry.mlflow_registry import fetch_trusted_champion, weights_dir
         from airflow_mlops.training.model import load_predictor
 
-        client = self.hook.get_conn()
+        client = self.mlflow_hook.get_conn()
         store = self.artifact_store()
         with self.scratch() as tmp:
             window = read_table(self.fetch_source(self.source, tmp), self.data_format)
@@ -274,17 +268,13 @@ class DriftDetectOperator(MLOpsBaseOperator):
         self.experiment = experiment or self.pipeline
         self.mlflow_conn_id = mlflow_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
         from airflow_mlops.drift import detect_drift
         from airflow_mlops.drift.html import render_html
 
         store = self.artifact_store()
-        client = self.hook.get_conn()
+        client = self.mlflow_hook.get_conn()
         features = list(self.features)
         with self.scratch() as tmp:
             current = read_table(self.fetch(self.predictions, tmp / "predictions"))

@@ -4,10 +4,8 @@ the alias back to the version it replaced."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
-from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 
@@ -58,10 +56,6 @@ class ModelRegisterOperator(MLOpsBaseOperator):
         self.description = description
         self.mlflow_conn_id = mlflow_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         import airflow_mlops
         from airflow_mlops.registry.mlflow_registry import (
@@ -75,7 +69,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
             model_dir = self.fetch(self.model, tmp / "model")
             sig_path = self.fetch(self.signature, tmp / "signature")
             registered = register_version(
-                self.hook.get_conn(),
+                self.mlflow_hook.get_conn(),
                 model_name=self.model_name,
                 run_id=str(self.mlflow_run_id),
                 model_dir=model_dir,
@@ -139,16 +133,12 @@ class ModelPromoteOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.registry.mlflow_registry import promote_version
 
         key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
         result = promote_version(
-            self.hook.get_conn(),
+            self.mlflow_hook.get_conn(),
             model_name=self.model_name,
             version=str(self.version),
             alias=self.alias,
@@ -205,17 +195,13 @@ class ModelRollbackOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.registry.mlflow_registry import rollback_alias
 
         key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
         expected = self.expected_version
         result = rollback_alias(
-            self.hook.get_conn(),
+            self.mlflow_hook.get_conn(),
             model_name=self.model_name,
             alias=self.alias,
             public_key_pem=key.public_key_pem,

@@ -23,13 +23,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import ArtifactIntegrityError, TrainingError, TrainingRejectedError
-from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.training.job import EXIT_REJECTED, RESULT_MARKER  # job.py imports no torch
 
@@ -369,10 +367,6 @@ class ModelPackageOperator(MLOpsBaseOperator):
         self.experiment = experiment or self.pipeline
         self.mlflow_conn_id = mlflow_conn_id
 
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.registry.mlflow_registry import (
             TAG_DATA_SHA256,
@@ -391,7 +385,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 f"them to {expected}; refusing a model from elsewhere: re-run the training stage"
             )
         prepared = dict(self.prepared)
-        client = self.hook.get_conn()
+        client = self.mlflow_hook.get_conn()
         with self.scratch() as tmp:
             weights_dir = self.fetch(weights, tmp / "in")
             train_metrics = json.loads((weights_dir / "metrics.json").read_text())

@@ -58,20 +58,21 @@ class _NewDataArgs:
 
     classpath: str = ""
 
-    def _init_args(
+    def __init__(
         self,
         *,
         location: str,
-        pattern: str,
-        poll_interval: float,
+        pattern: str = "**/*",
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         state_uri: str,
-        aws_conn_id: str | None,
-        settle_seconds: float,
-        max_objects_per_event: int | None,
-        lookback_seconds: float,
-        consumer: str,
-        with_sha256: bool,
+        aws_conn_id: str | None = None,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        max_objects_per_event: int | None = DEFAULT_MAX_OBJECTS,
+        lookback_seconds: float = 0.0,
+        consumer: str = "",
+        with_sha256: bool = False,
     ) -> None:
+        super().__init__()  # the trigger base class (this mixin comes first in the bases)
         if not float(poll_interval) > 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
         self.location = str(location)
@@ -167,34 +168,6 @@ class NewDataTrigger(_NewDataArgs, BaseEventTrigger):
     """
 
     classpath = "airflow_mlops.triggers.new_data.NewDataTrigger"
-
-    def __init__(
-        self,
-        *,
-        location: str,
-        pattern: str = "**/*",
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        state_uri: str,
-        aws_conn_id: str | None = None,
-        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-        max_objects_per_event: int | None = DEFAULT_MAX_OBJECTS,
-        lookback_seconds: float = 0.0,
-        consumer: str = "",
-        with_sha256: bool = False,
-    ) -> None:
-        super().__init__()
-        self._init_args(
-            location=location,
-            pattern=pattern,
-            poll_interval=poll_interval,
-            state_uri=state_uri,
-            aws_conn_id=aws_conn_id,
-            settle_seconds=settle_seconds,
-            max_objects_per_event=max_objects_per_event,
-            lookback_seconds=lookback_seconds,
-            consumer=consumer,
-            with_sha256=with_sha256,
-        )
 
     # -- ack mode: the path the Airflow 3.3 triggerer takes ------------------------------------
 
@@ -315,34 +288,6 @@ class NewDataSensorTrigger(_NewDataArgs, BaseTrigger):
     """
 
     classpath = "airflow_mlops.triggers.new_data.NewDataSensorTrigger"
-
-    def __init__(
-        self,
-        *,
-        location: str,
-        pattern: str = "**/*",
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        state_uri: str,
-        aws_conn_id: str | None = None,
-        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-        max_objects_per_event: int | None = DEFAULT_MAX_OBJECTS,
-        lookback_seconds: float = 0.0,
-        consumer: str = "",
-        with_sha256: bool = False,
-    ) -> None:
-        super().__init__()
-        self._init_args(
-            location=location,
-            pattern=pattern,
-            poll_interval=poll_interval,
-            state_uri=state_uri,
-            aws_conn_id=aws_conn_id,
-            settle_seconds=settle_seconds,
-            max_objects_per_event=max_objects_per_event,
-            lookback_seconds=lookback_seconds,
-            consumer=consumer,
-            with_sha256=with_sha256,
-        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = await asyncio.to_thread(self.build_watch)

@@ -58,14 +58,14 @@ def _frame_digest(path: Path | str) -> str:
 
 
 def test_backfill_over_three_intervals_reads_each_days_partition(
-    tmp_path: Path, mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
+    tmp_path: Path, fresh_mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
 ) -> None:
     from airflow_mlops.artifacts import safe_segment, sha256_file
 
     started = time.monotonic()
     dags = make_dags_folder(tmp_path, example_data, f"fraud-detector-backfill-{secrets.token_hex(4)}")
     _backfill_spec(dags / "specs" / "fraud_detector.yaml")
-    env = airflow_env(tmp_path, mlflow_server.url, signing_keys, dags)
+    env = airflow_env(tmp_path, fresh_mlflow_server.url, signing_keys, dags)
     artifact_root = Path(env["AIRFLOW_MLOPS_ARTIFACT_ROOT"]).resolve()
 
     with airflow_stack(

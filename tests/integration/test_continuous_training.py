@@ -59,7 +59,7 @@ def _new_runs(api: AirflowAPI, known: set[str]) -> list[dict[str, Any]]:
 
 
 def test_drift_and_new_data_start_training_runs(
-    tmp_path: Path, mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
+    tmp_path: Path, fresh_mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
 ) -> None:
     from mlflow import MlflowClient
 
@@ -69,8 +69,8 @@ def test_drift_and_new_data_start_training_runs(
     model = f"fraud-detector-loop-{secrets.token_hex(4)}"
     dags = make_dags_folder(tmp_path, data, model)
     _loop_spec(dags / "specs" / "fraud_detector.yaml")
-    env = airflow_env(tmp_path, mlflow_server.url, signing_keys, dags)
-    client = MlflowClient(tracking_uri=mlflow_server.url)
+    env = airflow_env(tmp_path, fresh_mlflow_server.url, signing_keys, dags)
+    client = MlflowClient(tracking_uri=fresh_mlflow_server.url)
 
     with airflow_stack(tmp_path, env, components=(*COMPONENTS, "triggerer")) as stack:
         api = AirflowAPI(stack.url)  # all users are admins in this stack: no token needed

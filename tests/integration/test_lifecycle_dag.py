@@ -61,7 +61,7 @@ def run(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.CompletedP
 
 
 def test_example_dag_trains_signs_registers_and_promotes(
-    tmp_path: Path, mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
+    tmp_path: Path, fresh_mlflow_server: MLflowServer, signing_keys: tuple[bytes, bytes], example_data: Path
 ) -> None:
     from mlflow import MlflowClient
 
@@ -69,7 +69,7 @@ def test_example_dag_trains_signs_registers_and_promotes(
 
     model_name = "fraud-detector-it"
     dags = make_dags_folder(tmp_path, example_data, model_name)
-    env = airflow_env(tmp_path, mlflow_server.url, signing_keys, dags)
+    env = airflow_env(tmp_path, fresh_mlflow_server.url, signing_keys, dags)
     airflow = str(Path(sys.executable).parent / "airflow")
     migrate = run([airflow, "db", "migrate"], env, tmp_path / "migrate.log")
     assert migrate.returncode == 0, migrate.stderr[-2000:]
@@ -77,7 +77,7 @@ def test_example_dag_trains_signs_registers_and_promotes(
     first = run([airflow, "dags", "test", "fraud_detector__train", "2026-01-02"], env, tmp_path / "run1.log")
     assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
 
-    client = MlflowClient(tracking_uri=mlflow_server.url)
+    client = MlflowClient(tracking_uri=fresh_mlflow_server.url)
     versions = client.search_model_versions(f"name = '{model_name}'")
     assert [v.version for v in versions] == ["1"], (first.stdout + first.stderr)[-5000:]
     champion = champion_version(client, model_name, "champion")

@@ -28,7 +28,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return RollbackResult("m", kwargs["alias"], "3", "4", True, "fp", kwargs["reason"])
 
     monkeypatch.setattr(registry, "rollback_alias", fake)
-    monkeypatch.setattr(ModelRollbackOperator, "hook", SimpleNamespace(get_conn=lambda: object()))
+    monkeypatch.setattr(ModelRollbackOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
     key = SimpleNamespace(public_key_pem=b"pub")
     monkeypatch.setattr(
         "airflow_mlops.operators.registry.ModelSigningHook",
