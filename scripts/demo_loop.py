@@ -237,10 +237,15 @@ def run_loop(
     if len(api.asset_events(drift_uri)) != events_before:
         raise RuntimeError("the window without drift emitted a drift event")
 
-    # 3. A drifted window lands; the monitor finds it and emits the drift event.
+    # 3. A drifted window lands; the monitor finds it and emits the drift event. The monitor
+    # compares with the champion's own training data, and after a drift retraining that is the
+    # drifted window: so an even number of earlier drift events means the champion learnt the
+    # original distribution (the window moves away from it), an odd number that it learnt the
+    # shifted one (the window moves back). Either way the live data left what the champion knows.
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    path = write_live_window(data_dir, now.date(), shift=1.0)
-    say(f"a drifted live window landed: {path}")
+    shift = 1.0 if events_before % 2 == 0 else 0.0
+    path = write_live_window(data_dir, now.date(), shift=shift)
+    say(f"a live window unlike the champion's training data landed (shift {shift:g}): {path}")
     result.drift_monitor_run = api.trigger(monitor_dag, logical_date=now, note="drifted window")
     finished_run(api, monitor_dag, result.drift_monitor_run, run_timeout, check)
     result.drift_states = api.task_states(monitor_dag, result.drift_monitor_run)

@@ -280,6 +280,12 @@ class DriftDetectOperator(MLOpsBaseOperator):
             current = read_table(self.fetch(self.predictions, tmp / "predictions"))
             reference = read_table(self.fetch(self.reference, tmp / "reference"))
             labelled = self.target in current.columns
+            if self.performance and not labelled:
+                self.log.info(
+                    "The window has no %r column (labels): performance checks %s skipped",
+                    self.target,
+                    sorted(self.performance),
+                )
             report = detect_drift(
                 reference[features],
                 current[[*features, self.target]] if labelled else current[features],
@@ -287,7 +293,8 @@ class DriftDetectOperator(MLOpsBaseOperator):
                 target=self.target if labelled else None,
                 reference_scores=reference[SCORE_COLUMN].to_numpy() if self.prediction_drift else None,
                 current_scores=current[SCORE_COLUMN].to_numpy(),
-                expected_metrics=(self.champion_metrics or None) if labelled and self.performance else None,
+                # A champion without recorded metrics fails here (detect_drift names the metric).
+                expected_metrics=dict(self.champion_metrics or {}) if labelled and self.performance else None,
                 max_metric_drop=self.performance if labelled and self.performance else None,
                 positive_label=self.positive_label,
                 **self.settings,
