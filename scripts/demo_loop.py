@@ -306,9 +306,9 @@ def describe(result: LoopResult, *, pipeline: str, model: str, alias: str, airfl
         f"started by the drift event): {result.retrain_run.get('state')}",
         "       new version "
         + (
-            "PROMOTED: it beat the champion on the drifted data"
+            "PROMOTED: every gate passed, against the champion on the same holdout of the new window"
             if promoted
-            else f"REFUSED by its gates ({', '.join(failed)})"
+            else f"REFUSED ({', '.join(failed)} failed; the champion is unchanged)"
         ),
         "",
         "Where to look",
