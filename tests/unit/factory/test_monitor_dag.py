@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,28 +9,10 @@ import pytest
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.factory import build_dags
 from airflow_mlops.spec.loader import load_spec, load_spec_text
+from tests.unit.spec.test_language_features import BASE, spec_of
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
-
-
-def spec_of(extra: str):
-    return load_spec_text(BASE + textwrap.dedent(extra), "spec.yaml")
-
-
-def issues_of(extra: str) -> str:
-    with pytest.raises(SpecError) as info:
-        spec_of(extra)
-    return str(info.value)
 
 
 def example_dags():
@@ -139,7 +120,9 @@ def test_bad_monitoring_and_watch_sections_are_refused(extra: str, needle: str) 
             load_spec_text(text, "spec.yaml")
         assert needle in str(info.value)
         return
-    assert needle in issues_of(extra)
+    with pytest.raises(SpecError) as info:
+        spec_of(extra)
+    assert needle in str(info.value)
 
 
 def test_monitoring_locations_must_lie_under_the_allowed_roots(tmp_path: Path) -> None:
