@@ -61,7 +61,7 @@ def _render(file: str) -> int:
     for dag_id, dag in build_dags(spec, spec_path=file).items():
         print(f"DAG {dag_id}")
         if spec.monitoring is not None and dag_id == spec.monitor_dag_id:
-            when = describe_schedule_value(spec.monitoring.schedule)
+            when = describe_schedule_value(spec.monitoring.schedule, explain=True)
         else:
             when = describe_schedule(spec, explain=True)
         print(f"  schedule: {when}; catchup: {str(dag.catchup).lower()}")

@@ -148,7 +148,8 @@ class ChampionScoreOperator(MLOpsBaseOperator):
                 model_version=version,
                 threshold=threshold,
             )
-            reference, described = self._reference(client, version, tmp)
+            mv = client.get_model_version(self.model_name, version)
+            reference, described = self._reference(mv, tmp)
             if len(reference) > self.max_reference_rows:
                 reference = reference.sample(self.max_reference_rows, random_state=self.seed)
             reference = reference.reset_index(drop=True)
@@ -161,7 +162,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
                 source=described,
                 rows=len(reference),
             )
-            champion_metrics = self._recorded_metrics(client, version)
+            champion_metrics = self._recorded_metrics(client, mv)
         self.log.info("Reference: %s (%s rows); features: %s", described, len(reference), features)
         return {
             "window": window_ref.to_dict(),
@@ -173,15 +174,15 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             "labelled": self.target in window.columns,
         }
 
-    def _reference(self, client: Any, version: str, tmp: Any) -> tuple[Any, str]:
-        """The reference rows and where they came from."""
+    def _reference(self, mv: Any, tmp: Any) -> tuple[Any, str]:
+        """The reference rows and where they came from (``mv``: the champion's model version)."""
         from airflow_mlops.artifacts import ArtifactRef
         from airflow_mlops.data.io import read_table
         from airflow_mlops.exceptions import DriftInputError
         from airflow_mlops.registry.mlflow_registry import TAG_TRAINING_DATA
 
         if self.reference == "champion":
-            mv = client.get_model_version(self.model_name, version)
+            version = mv.version
             raw = (mv.tags or {}).get(TAG_TRAINING_DATA)
             if not raw:
                 raise DriftInputError(
@@ -197,9 +198,8 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             raise DriftInputError("monitoring.reference is `data`, but the spec sets no data.reference")
         return read_table(self.fetch_source(location, tmp / "reference-in")), location
 
-    def _recorded_metrics(self, client: Any, version: str) -> dict[str, float]:
+    def _recorded_metrics(self, client: Any, mv: Any) -> dict[str, float]:
         """The champion's evaluation metrics as its training run recorded them (``eval_*``)."""
-        mv = client.get_model_version(self.model_name, version)
         if not mv.run_id:
             return {}
         metrics = client.get_run(mv.run_id).data.metrics

@@ -98,10 +98,6 @@ def test_a_drift_event_without_a_watcher_section_is_a_plain_asset() -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (
-            "data_watch_without_event",
-            "`new_data` is not in schedule.events",
-        ),
         ("monitoring:\n  source: live.parquet\n  reference: data\n", "data.reference is not set"),
         ("monitoring:\n  source: live.parquet\n  schedule: '@once'\n", "makes no sense for a monitor"),
         ("monitoring:\n  source: live.parquet\n  drift: {correction: holm}\n", "monitoring.drift.correction"),
@@ -113,16 +109,20 @@ def test_a_drift_event_without_a_watcher_section_is_a_plain_asset() -> None:
         ("monitoring:\n  source: live.parquet\n  on_drift: retrian\n", "did you mean 'retrain'"),
     ],
 )
-def test_bad_monitoring_and_watch_sections_are_refused(extra: str, needle: str) -> None:
-    if extra == "data_watch_without_event":
-        text = BASE.replace("  target: churned\n", "  target: churned\n  new_data: {location: incoming}\n")
-        with pytest.raises(SpecError) as info:
-            load_spec_text(text, "spec.yaml")
-        assert needle in str(info.value)
-        return
+def test_bad_monitoring_sections_are_refused(extra: str, needle: str) -> None:
     with pytest.raises(SpecError) as info:
         spec_of(extra)
     assert needle in str(info.value)
+
+
+def test_a_watched_location_without_the_new_data_event_is_refused() -> None:
+    text = BASE.replace("  target: churned\n", "  target: churned\n  new_data: {location: incoming}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "spec.yaml")
+    assert "`new_data` is not in schedule.events" in str(info.value)
+    # ... and with the event it is accepted.
+    spec = load_spec_text(text + "schedule: {events: [new_data]}\n", "spec.yaml")
+    assert spec.data.new_data is not None and spec.data.new_data.location == "incoming"
 
 
 def test_monitoring_locations_must_lie_under_the_allowed_roots(tmp_path: Path) -> None:
