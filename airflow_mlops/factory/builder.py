@@ -15,6 +15,7 @@ from airflow_mlops.operators.model import ModelEvaluateOperator, ModelScanOperat
 from airflow_mlops.operators.monitor import ChampionScoreOperator, DriftDetectOperator, DriftEventEmitOperator
 from airflow_mlops.operators.registry import ModelPromoteOperator, ModelRegisterOperator
 from airflow_mlops.spec.loader import date_to_datetime
+from airflow_mlops.spec.models import MONITOR_REFERENCE_KEYWORDS
 
 if TYPE_CHECKING:
     from airflow_mlops.spec.models import PipelineSpec
@@ -448,7 +449,7 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
         **task_settings(spec, None, m.settings),
     }
     reference = m.reference
-    if reference not in ("champion", "data"):
+    if reference not in MONITOR_REFERENCE_KEYWORDS:
         reference = resolve_location(reference, base) or reference
     drift = m.drift
     settings = {
