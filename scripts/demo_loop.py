@@ -145,6 +145,27 @@ class LoopResult:
     retrain_run: dict[str, Any] = field(default_factory=dict)
     retrain_states: dict[str, str | None] = field(default_factory=dict)
     html_report: str = ""
+    # gates.evaluate of each training run: the operating threshold and the holdout metrics at it.
+    first_evaluation: dict[str, Any] = field(default_factory=dict)
+    retrain_evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def _evaluation(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, Any]:
+    """``{"threshold", "metrics"}`` of a run's ``gates.evaluate`` (empty when it has none)."""
+    try:
+        return {key: api.xcom(dag_id, run_id, "gates.evaluate", key) for key in ("threshold", "metrics")}
+    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        return {}
+
+
+def _operating_point(evaluation: dict[str, Any]) -> str:
+    metrics = evaluation.get("metrics") or {}
+    if not isinstance(metrics, dict) or evaluation.get("threshold") is None or "precision" not in metrics:
+        return ""
+    return (
+        f"       holdout precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f} at its "
+        f"operating threshold {float(evaluation['threshold']):.3f}"
+    )
 
 
 def say(message: str) -> None:
@@ -215,6 +236,7 @@ def run_loop(
             f"the first training run failed: {api.task_states(train_dag, result.first_train_run)}"
         )
     say(f"{train_dag} {result.first_train_run}: success (a champion is promoted)")
+    result.first_evaluation = _evaluation(api, train_dag, result.first_train_run)
     before = {r["dag_run_id"] for r in api.runs(train_dag)}
     events_before = len(api.asset_events(drift_uri))
 
@@ -281,6 +303,7 @@ def run_loop(
     say(f"{train_dag} started on the drift event: {retrain['dag_run_id']}")
     result.retrain_run = finished_run(api, train_dag, retrain["dag_run_id"], run_timeout, check)
     result.retrain_states = api.task_states(train_dag, retrain["dag_run_id"])
+    result.retrain_evaluation = _evaluation(api, train_dag, retrain["dag_run_id"])
     started = [
         r for r in api.runs(train_dag) if r["dag_run_id"] not in before and r["run_type"] == "asset_triggered"
     ]
@@ -297,6 +320,7 @@ def describe(result: LoopResult, *, pipeline: str, model: str, alias: str, airfl
         "",
         "The continuous-training loop",
         f"  1. {pipeline}__train {result.first_train_run}: trained, gated, signed, promoted @{alias}",
+        *filter(None, [_operating_point(result.first_evaluation)]),
         f"  2. {pipeline}__monitor {result.no_drift_monitor_run}: no drift -> monitor.emit_drift skipped, no retraining",
         f"  3. {pipeline}__monitor {result.drift_monitor_run}: DRIFT -> asset event x-mlops://{pipeline}/drift",
     ]
@@ -310,6 +334,7 @@ def describe(result: LoopResult, *, pipeline: str, model: str, alias: str, airfl
             if promoted
             else f"REFUSED ({', '.join(failed)} failed; the champion is unchanged)"
         ),
+        *filter(None, [_operating_point(result.retrain_evaluation)]),
         "",
         "Where to look",
         f"  Drift report (HTML): {result.html_report}",

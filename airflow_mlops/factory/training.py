@@ -45,6 +45,8 @@ def build_training(spec: PipelineSpec, *, data: Any, settings: dict[str, Any]) -
         seed=training.seed,
         device=training.device,
         precision=training.precision,
+        threshold=spec.evaluation.threshold.as_config(),
+        validation_fraction=training.validation_fraction,
         **settings,
     )
     prepared: Any = prepare.output  # each key of the returned dict is also its own XCom

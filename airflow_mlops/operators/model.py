@@ -59,10 +59,16 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     a lookup that fails blocks, it never counts as "no champion"), then
     :func:`~airflow_mlops.registry.evaluation.evaluate_candidate` scores both on the *same*
     holdout rows, and the report is stored. No champion yet: absolute thresholds only, and the
-    report's ``note`` says so.
+    report's ``note`` says so. ``fairness`` and ``robustness`` (the spec's ``evaluation.fairness``
+    and ``evaluation.robustness`` as plain dicts) add candidate-only gates: metric gaps between
+    slices of the holdout, and metric drops under perturbations; their details are in the report.
 
-    Returns ``{"report": ref, "metrics": {...}, "champion_version": str|None, "note": str,
-    "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
+    Each model (candidate and champion) is scored at the operating threshold stored with it;
+    ``threshold`` is the fallback for a model trained before thresholds were stored (the report's
+    ``threshold_source`` / ``champion_threshold_source`` say which was used).
+
+    Returns ``{"report": ref, "metrics": {...}, "threshold": float, "champion_version": str|None,
+    "note": str, "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
     (after storing the report and logging the metrics), which fails the task without retry.
     """
 
@@ -80,6 +86,8 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         bounds: dict[str, dict[str, float | None]] | None = None,
         compare_to_champion: dict[str, dict[str, float]] | None = None,
         threshold: float = 0.5,
+        fairness: dict[str, Any] | None = None,
+        robustness: dict[str, Any] | None = None,
         model_name: str | None = None,
         alias: str = "champion",
         mlflow_run_id: str | None = None,
@@ -96,6 +104,8 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         self.bounds = dict(bounds or {})
         self.compare_to_champion = dict(compare_to_champion or {})
         self.threshold = threshold
+        self.fairness = dict(fairness) if fairness else None
+        self.robustness = dict(robustness) if robustness else None
         self.model_name = model_name
         self.alias = alias
         self.mlflow_run_id = mlflow_run_id
@@ -147,13 +157,26 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 comparisons=self.compare_to_champion,
                 threshold=self.threshold,
                 champion=self._champion(tmp / "champion"),
+                fairness=self.fairness,
+                robustness=self.robustness,
             )
             payload = report.to_dict()
             (tmp / "evaluation.json").write_text(json.dumps(payload, indent=2, default=str))
             report_ref = store.put_file(
                 tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
             )
-        self.log.info("Holdout metrics: %s", report.metrics)
+        self.log.info(
+            "Holdout metrics at threshold %s (%s): %s",
+            report.threshold,
+            report.threshold_source,
+            report.metrics,
+        )
+        if report.champion_threshold is not None:
+            self.log.info(
+                "Champion scored at its threshold %s (%s)",
+                report.champion_threshold,
+                report.champion_threshold_source,
+            )
         self.log.info("Gates (%s):\n%s", report.note, report.gates.summary())
         if self.mlflow_run_id:
             client = self.mlflow_hook.get_conn()
@@ -168,9 +191,19 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         return {
             "report": report_ref.to_dict(),
             "metrics": dict(report.metrics),
+            "threshold": report.threshold,
             "champion_version": report.champion_version,
             "note": report.note,
             "passed": True,
+            # The verdict for this exact digest; registration records it, promotion checks it.
+            "blessing": {
+                "model_sha256": str(self.model["sha256"]),
+                "passed": report.passed,
+                "compared": bool(self.compare_to_champion),
+                "champion_version": report.champion_version,
+                "report": {"uri": report_ref.uri, "sha256": report_ref.sha256},
+                "by": f"{self.airflow_run(context)}/{self.task_id}",
+            },
         }
 
 

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
-from airflow_mlops.exceptions import ArtifactIntegrityError, TrainingError, TrainingRejectedError
+from airflow_mlops.exceptions import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    TrainingError,
+    TrainingRejectedError,
+)
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.training.job import EXIT_REJECTED, RESULT_MARKER  # job.py imports no torch
 
@@ -164,6 +169,11 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
     :param holdout_fraction: share of rows held out, stratified by label, for the gates.
     :param seed: seeds the split and the trainer; ``device`` is ``auto``, ``cpu`` or ``cuda``;
         ``precision`` ``auto``, ``fp32`` or ``bf16``.
+    :param validation_fraction: share of the training rows the built-in trainer validates on
+        (default: the trainer's, 0.1).
+    :param threshold: the rule that chooses the operating threshold on the trainer's validation
+        rows (``{"rule": "best_f1"}``, ``{"rule": "min_precision", "value": 0.8}``, ...; a number
+        is a fixed threshold); default ``best_f1``. See :mod:`airflow_mlops.training.threshold`.
 
     Returns ``job`` (the ref ``--job`` takes), ``holdout`` and ``train`` refs, ``features``,
     ``train_rows``, ``holdout_rows`` and ``data_sha256``.
@@ -188,9 +198,18 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         seed: int = 42,
         device: str = "auto",
         precision: str = "auto",
+        threshold: Mapping[str, Any] | float | None = None,
+        validation_fraction: float | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule
+
         super().__init__(**kwargs)
+        # Checked here, so a bad rule fails the DAG at parse time rather than in the trainer.
+        self.threshold = check_rule(
+            DEFAULT_RULE if threshold is None else threshold, where=f"task {kwargs.get('task_id')}: threshold"
+        )
+        self.validation_fraction = validation_fraction
         self.data = data
         self.target = target
         self.features = list(features) if features else None
@@ -213,9 +232,12 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             "params": self.hyperparameters,
             "seed": self.seed,
             "device": self.device,
+            "threshold": dict(self.threshold),
         }
         if self.model in ("mlp", "cnn"):
             config["precision"] = self.precision
+            if self.validation_fraction is not None:
+                config["validation_fraction"] = self.validation_fraction
             if self.privacy is not None:
                 config["privacy"] = self.privacy
         return config
@@ -389,6 +411,9 @@ class ModelPackageOperator(MLOpsBaseOperator):
         with self.scratch() as tmp:
             weights_dir = self.fetch(weights, tmp / "in")
             train_metrics = json.loads((weights_dir / "metrics.json").read_text())
+            threshold = _stored_threshold(weights_dir)
+            if threshold is not None:
+                train_metrics["threshold"] = threshold
             package_model(weights_dir, tmp / "model", pip_requirements=SERVING_REQUIREMENTS)
             model_ref = store.put_directory(
                 tmp / "model", self.artifact_key(context, "model"), producer=self.task_id
@@ -417,6 +442,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 "holdout_fraction": self.holdout_fraction,
                 "train_rows": prepared.get("train_rows"),
                 "holdout_rows": prepared.get("holdout_rows"),
+                **({"operating_threshold": threshold} if threshold is not None else {}),
             },
             metrics=scalar_metrics,
             tags={
@@ -435,3 +461,14 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 k: v for k, v in train_metrics.items() if isinstance(v, (int, float, str)) and k != "history"
             },
         }
+
+
+def _stored_threshold(weights_dir: Path) -> float | None:
+    """The operating threshold the trainer stored in ``model_config.json`` (None: none stored)."""
+    path = weights_dir / "model_config.json"  # training.model.CONFIG_FILE (that module loads torch)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    value = config.get("threshold") if isinstance(config, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

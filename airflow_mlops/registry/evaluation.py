@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_mlops.exceptions import DataError, GateFailedError
+from airflow_mlops.exceptions import ArtifactError, DataError, GateFailedError
 from airflow_mlops.training.ranking import roc_auc
 
 if TYPE_CHECKING:
     import numpy as np
 
-GateKind = Literal["threshold", "champion"]
+GateKind = Literal["threshold", "champion", "fairness", "robustness"]
 
 # Metrics where a lower value is better; for every other metric higher is better.
 LOWER_IS_BETTER = frozenset({"log_loss"})
@@ -222,6 +222,21 @@ def evaluate_gates(
     return GateReport(gates=tuple(gates))
 
 
+def allowances(metrics: Mapping[str, Mapping[str, float]], *, key: str, gate: str) -> dict[str, float]:
+    """``{metric: {key: x}}`` -> ``{metric: x}``, each ``x >= 0``; anything else is refused (a
+    malformed gate must not silently vanish)."""
+    out: dict[str, float] = {}
+    for metric, bound in metrics.items():
+        unknown = sorted(set(bound) - {key})
+        if unknown or key not in bound:
+            raise ValueError(f"{gate} gate on {metric!r}: give {key} (and nothing else), got {dict(bound)}")
+        value = float(bound[key])
+        if not value >= 0:
+            raise ValueError(f"{gate} gate on {metric!r}: {key} must be >= 0, got {value}")
+        out[metric] = value
+    return out
+
+
 def _measured(metrics: Mapping[str, float] | None, metric: str) -> tuple[float | None, str]:
     """(value, "") when usable, else (None, why it could not be measured)."""
     if metrics is None or metric not in metrics or metrics[metric] is None:
@@ -304,12 +319,18 @@ NO_CHAMPION_NOTE = "no champion yet: absolute thresholds only"
 NO_COMPARISON_NOTE = "no champion comparison configured: absolute thresholds only"
 
 
+ThresholdSource = Literal["model", "fallback"]
+
+
 @dataclass(frozen=True)
 class EvaluationReport:
     """The evaluation of one candidate on the held-out rows (and of the champion on the same rows).
 
     ``note`` says what the candidate was held against: the champion (its version), or absolute
-    thresholds only (no champion yet, or no comparison configured).
+    thresholds only (no champion yet, or no comparison configured). ``threshold`` is the
+    candidate's operating threshold, ``champion_threshold`` the champion's: each model is scored at
+    its own; ``*_threshold_source`` is ``model`` (stored with it) or ``fallback`` (a model trained
+    before thresholds were stored, scored at the evaluation's fallback threshold).
     """
 
     metrics: Mapping[str, float]
@@ -320,6 +341,12 @@ class EvaluationReport:
     positive_rows: int
     threshold: float
     note: str
+    threshold_source: ThresholdSource = "model"
+    champion_threshold: float | None = None
+    champion_threshold_source: ThresholdSource | None = None
+    # Details of the candidate-only gates (per slice / per perturbation), None when not configured.
+    fairness: Mapping[str, Any] | None = None
+    robustness: Mapping[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -334,16 +361,51 @@ class EvaluationReport:
             "holdout_rows": self.holdout_rows,
             "positive_rows": self.positive_rows,
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "champion_threshold": self.champion_threshold,
+            "champion_threshold_source": self.champion_threshold_source,
+            "fairness": self.fairness,
+            "robustness": self.robustness,
             "note": self.note,
             "gates": self.gates.to_dict(),
             "passed": self.passed,
         }
 
 
-def score_model(
+def operating_threshold(config: Mapping[str, Any], fallback: float) -> tuple[float, ThresholdSource]:
+    """The threshold a model is scored at: the one stored in its ``model_config.json``
+    (``"model"``), or ``fallback`` for a model trained before thresholds were stored.
+
+    :raises ArtifactError: the stored threshold is not a number in [0, 1] (blocks, never guessed).
+    """
+    stored = config.get("threshold")
+    if stored is None:
+        return float(fallback), "fallback"
+    if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not 0.0 <= stored <= 1.0:
+        raise ArtifactError(
+            f"the model's model_config.json holds threshold {stored!r}, not a number in [0, 1]; "
+            "retrain the model"
+        )
+    return float(stored), "model"
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's holdout metrics and the threshold they were measured at (and where it came from)."""
+
+    metrics: dict[str, float]
+    threshold: float
+    threshold_source: ThresholdSource
+    # The loaded model and its holdout scores, reused by the candidate-only gates (fairness, robustness).
+    predictor: Any = field(default=None, repr=False, compare=False)
+    scores: Any = field(default=None, repr=False, compare=False)
+
+
+def score_model_detailed(
     model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
-) -> dict[str, float]:
-    """Holdout metrics of a packaged model (already verified and scanned: it is loaded here)."""
+) -> ModelScore:
+    """Holdout metrics of a packaged model (already verified and scanned: it is loaded here), at
+    its own stored threshold; ``threshold`` is the fallback for a model that stores none."""
     from airflow_mlops.data.labels import positive_mask
     from airflow_mlops.registry.mlflow_registry import weights_dir
     from airflow_mlops.training.model import load_predictor
@@ -354,7 +416,19 @@ def score_model(
         )
     y_true = positive_mask(holdout[target], positive_label, column=target)
     predictor = load_predictor(weights_dir(model_dir))
-    return compute_metrics(y_true, predictor.predict_proba(holdout), threshold=threshold)
+    used, source = operating_threshold(getattr(predictor, "config", {}) or {}, threshold)
+    scores = predictor.predict_proba(holdout)
+    metrics = compute_metrics(y_true, scores, threshold=used)
+    return ModelScore(metrics, used, source, predictor, scores)
+
+
+def score_model(
+    model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
+) -> dict[str, float]:
+    """The metrics of :func:`score_model_detailed` (at the model's own threshold, else ``threshold``)."""
+    return score_model_detailed(
+        model_dir, holdout, target=target, positive_label=positive_label, threshold=threshold
+    ).metrics
 
 
 def evaluate_candidate(
@@ -367,6 +441,8 @@ def evaluate_candidate(
     comparisons: Mapping[str, Mapping[str, float]] | None,
     threshold: float,
     champion: tuple[str, Any] | None = None,
+    fairness: Mapping[str, Any] | None = None,
+    robustness: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Score the candidate, and the champion on the *same* rows, and apply every gate.
 
@@ -374,29 +450,53 @@ def evaluate_candidate(
     :param holdout: the held-out rows (a pandas DataFrame with the ``target`` column).
     :param bounds: absolute thresholds, ``{metric: {"min": x, "max": y}}``.
     :param comparisons: allowed change versus the champion, ``{metric: {"max_regression": x}}``.
-    :param threshold: the operating threshold for the thresholded metrics (f1, precision, ...).
+    :param threshold: the fallback operating threshold for the thresholded metrics (f1,
+        precision, ...): each model is scored at the threshold stored with it, this one only for
+        a model that stores none (trained before thresholds were stored).
     :param champion: ``(version, model_dir)`` of the champion, already downloaded, verified and
         scanned (see :func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`), or
         None when there is none: then only the absolute thresholds decide, and the note says so.
+    :param fairness: ``evaluation.fairness`` of the spec as a plain dict, or None: metric gaps
+        between slices of the holdout (:mod:`~airflow_mlops.registry.fairness`), candidate only.
+    :param robustness: ``evaluation.robustness`` of the spec as a plain dict, or None: metric
+        drops under perturbations (:mod:`~airflow_mlops.registry.robustness`), candidate only.
     :raises DataError: the holdout cannot be scored (no target, missing or non-binary labels, a
         positive label that does not occur, a single class).
     """
     from airflow_mlops.data.labels import positive_mask
 
-    metrics = score_model(
+    candidate = score_model_detailed(
         model_dir, holdout, target=target, positive_label=positive_label, threshold=threshold
     )
+    metrics = candidate.metrics
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
+    champion_score: ModelScore | None = None
     if champion is not None:
         champion_version = str(champion[0])
-        champion_metrics = score_model(
+        champion_score = score_model_detailed(
             champion[1], holdout, target=target, positive_label=positive_label, threshold=threshold
         )
+        champion_metrics = champion_score.metrics
         note = f"compared with champion version {champion_version} on the same {len(holdout)} rows"
     else:
         note = NO_CHAMPION_NOTE if comparisons else NO_COMPARISON_NOTE
     gates = evaluate_gates(metrics, bounds=bounds, champion_metrics=champion_metrics, comparisons=comparisons)
+    checks = None
+    if fairness or robustness:
+        from airflow_mlops.registry.holdout_checks import check_candidate
+
+        checks = check_candidate(
+            candidate.predictor,
+            holdout,
+            positive_mask(holdout[target], positive_label, column=target),
+            threshold=candidate.threshold,
+            clean_metrics=metrics,
+            fairness=fairness,
+            robustness=robustness,
+            scores=candidate.scores,
+        )
+        gates = GateReport(gates=(*gates.gates, *checks.gates))
     return EvaluationReport(
         metrics=metrics,
         gates=gates,
@@ -404,6 +504,11 @@ def evaluate_candidate(
         champion_metrics=champion_metrics,
         holdout_rows=len(holdout),
         positive_rows=int(positive_mask(holdout[target], positive_label, column=target).sum()),
-        threshold=float(threshold),
+        threshold=candidate.threshold,
         note=note,
+        threshold_source=candidate.threshold_source,
+        champion_threshold=champion_score.threshold if champion_score else None,
+        champion_threshold_source=champion_score.threshold_source if champion_score else None,
+        fairness=checks.fairness if checks else None,
+        robustness=checks.robustness if checks else None,
     )

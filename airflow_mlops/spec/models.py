@@ -9,6 +9,8 @@ its data; defaults are the safe ones (gates fail closed, validation failures fai
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -496,6 +498,14 @@ class TrainingConfig(_Strict):
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
     )
+    validation_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=0.9,
+        description="Share of the training rows the built-in trainer keeps for validation (the best "
+        "epoch, and the operating threshold of `evaluation.threshold`); 0 trains on every row (then "
+        "the threshold must be a number).",
+    )
     seed: int = Field(42, description="Seed for the split, initialisation and shuffling.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -543,6 +553,11 @@ class TrainingConfig(_Strict):
             raise ValueError("`options` are for your own fit entrypoint; the built-in models take `params`")
         if self.privacy is not None and custom:
             raise ValueError("`privacy` applies to the built-in models; your own fit handles its own privacy")
+        if "validation_fraction" in self.model_fields_set and custom:
+            raise ValueError(
+                "`validation_fraction` applies to the built-in models; your own fit splits its own "
+                "validation rows (see docs/training.md)"
+            )
         return self
 
 
@@ -571,6 +586,188 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     **{m: (0.0, 1.0) for m in METRICS if m != "log_loss"},
     "log_loss": (0.0, float("inf")),
 }
+ColumnName = Annotated[str, Field(min_length=1)]
+
+
+class BinnedSlice(_Strict):
+    """A numeric column cut into slices at fixed edges."""
+
+    column: ColumnName = Field(description="The numeric column to slice.")
+    bins: list[float] = Field(
+        min_length=1,
+        description="Edges, strictly increasing, e.g. `[0, 50, 500]` gives the slices `< 0`, `[0, 50)`, "
+        "`[50, 500)` and `>= 500`; missing values are a slice of their own.",
+    )
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("bin edges must be finite numbers")
+        for low, high in itertools.pairwise(value):
+            if not low < high:
+                raise ValueError(f"bin edges must be strictly increasing: {low:g} is followed by {high:g}")
+        return value
+
+
+class GapBound(_Strict):
+    max_gap: float = Field(
+        gt=0, description="Largest allowed difference between the best and the worst usable slice."
+    )
+
+
+class FairnessConfig(_Strict):
+    """The candidate's metrics on each slice of the holdout; the gap between slices is a gate."""
+
+    slices: list[ColumnName | BinnedSlice] = Field(
+        min_length=1,
+        description="What to slice by: a column name (one slice per value) or `{column: ..., bins: [...]}` "
+        "(numeric ranges). Each entry is gated on its own.",
+    )
+    metrics: dict[MetricName, GapBound] = Field(
+        min_length=1,
+        description="Largest allowed gap (best minus worst usable slice) per metric, e.g. "
+        "`{roc_auc: {max_gap: 0.1}}`.",
+    )
+    min_slice_rows: int = Field(
+        100, ge=1, description="Smaller slices are reported but not gated (their metrics are noise)."
+    )
+    min_slice_positives: int = Field(
+        10,
+        ge=1,
+        description="For the metrics that need positives (`recall`, `precision`, `f1`, `roc_auc`, "
+        "`pr_auc`): slices with fewer positive rows are reported but not gated for them.",
+    )
+
+    @field_validator("slices")
+    @classmethod
+    def _distinct_columns(cls, value: list[str | BinnedSlice]) -> list[str | BinnedSlice]:
+        names = [s if isinstance(s, str) else s.column for s in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"column(s) {', '.join(map(repr, repeated))} are sliced more than once")
+        return value
+
+
+class NoiseSettings(_Strict):
+    std: float = Field(
+        gt=0, description="Standard deviation of the Gaussian noise, in units of each feature's holdout std."
+    )
+    features: list[ColumnName] | None = Field(
+        None, min_length=1, description="Numeric features to perturb; default: every numeric feature."
+    )
+
+
+class Perturbation(_Strict):
+    """One perturbed copy of the holdout: give `missing` or `noise`."""
+
+    missing: list[ColumnName] | None = Field(
+        None,
+        min_length=1,
+        description="Features blanked out on every row: the model imputes them (numbers: the training mean; "
+        "categories: no category).",
+    )
+    noise: NoiseSettings | None = Field(
+        None, description="Gaussian noise added to numeric features, e.g. `{std: 0.1, features: [amount]}`."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Perturbation:
+        if (self.missing is None) == (self.noise is None):
+            raise ValueError("a perturbation is `{missing: [feature, ...]}` or `{noise: {std: ...}}`")
+        return self
+
+
+class DropBound(_Strict):
+    max_drop: float = Field(
+        ge=0,
+        description="How far the metric may fall below its clean holdout value (for `log_loss`: rise above).",
+    )
+
+
+class RobustnessConfig(_Strict):
+    """The candidate scored on perturbed copies of the holdout; the drop from the clean score is a gate."""
+
+    perturbations: list[Perturbation] = Field(
+        min_length=1,
+        description="Each entry is one perturbed copy: `{missing: [feature, ...]}` or "
+        "`{noise: {std: 0.1, features: [...]}}`.",
+    )
+    metrics: dict[MetricName, DropBound] = Field(
+        min_length=1, description="Allowed drop per metric, e.g. `{roc_auc: {max_drop: 0.05}}`."
+    )
+    seed: int = Field(0, description="Seed of the noise: the same seed gives the same perturbed rows.")
+
+
+ThresholdRuleName = Literal["fixed", "best_f1", "min_precision", "min_recall"]
+
+
+class ThresholdRule(_Strict):
+    """How the operating threshold is chosen (on the trainer's validation rows, never the holdout)."""
+
+    rule: ThresholdRuleName = Field(
+        description="`best_f1`: the highest F1; `min_precision`: the highest recall with precision >= "
+        "`value`; `min_recall`: the highest precision with recall >= `value`; `fixed`: `value` itself."
+    )
+    value: float | None = Field(
+        None,
+        description="The rule's target: in (0, 1] for `min_precision` and `min_recall`, in (0, 1) for "
+        "`fixed`; not given for `best_f1`.",
+    )
+
+    @model_validator(mode="after")
+    def _value_fits_rule(self) -> ThresholdRule:
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        why = ""
+        if self.rule == "best_f1":
+            if self.value is not None:
+                why = "`rule: best_f1` takes no `value` (it picks the threshold with the highest F1)"
+        elif self.value is None:
+            example = {"fixed": "0.5", "min_precision": "0.8", "min_recall": "0.9"}[self.rule]
+            why = f"`rule: {self.rule}` needs `value`, e.g. `{{rule: {self.rule}, value: {example}}}`"
+        elif self.rule == "fixed" and not 0 < self.value < 1:
+            why = f"a fixed threshold lies in (0, 1): at {self.value:g} " + (
+                "no row is positive" if self.value >= 1 else "every row is positive"
+            )
+        elif not 0 < self.value <= 1:
+            measure = self.rule.removeprefix("min_")
+            why = f"{measure} lies in [0, 1]: `value` must be in (0, 1]" + (
+                f" (a percentage? write {self.value / 100:g})" if 1 < self.value <= 100 else ""
+            )
+        if why:
+            error = PydanticCustomError("threshold_rule", "{why}", {"why": why})
+            details = InitErrorDetails(type=error, loc=("value",), input=self.value)
+            raise ValidationError.from_exception_data(type(self).__name__, [details])
+        return self
+
+    def as_config(self) -> dict[str, Any]:
+        """The rule as the trainer takes it (``{"rule": ..., "value": ...}``, no value for best_f1)."""
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def fallback(self) -> float:
+        """The threshold for a model that records none (trained before thresholds were stored):
+        the fixed value, else 0.5."""
+        return self.value if self.rule == "fixed" and self.value is not None else 0.5
+
+
+def _threshold_rule(value: Any) -> Any:
+    """A bare number is the fixed rule: ``threshold: 0.7`` is ``{rule: fixed, value: 0.7}``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"rule": "fixed", "value": value}
+    if not isinstance(value, (dict, ThresholdRule)):
+        raise ValueError(
+            "a number (a fixed threshold) or a rule: `{rule: best_f1}`, `{rule: min_precision, value: "
+            "0.8}`, `{rule: min_recall, value: 0.9}`"
+        )
+    return value
+
+
+Threshold = Annotated[
+    ThresholdRule, BeforeValidator(_threshold_rule, json_schema_input_type=float | ThresholdRule)
+]
 
 
 class EvaluationConfig(_Strict):
@@ -586,7 +783,22 @@ class EvaluationConfig(_Strict):
         description="Allowed regression versus the champion on the same holdout rows, e.g. "
         "`{roc_auc: {max_regression: 0.03}}`. No champion yet: absolute thresholds only.",
     )
-    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold on the score.")
+    threshold: Threshold = Field(
+        default_factory=lambda: ThresholdRule(rule="best_f1"),
+        description="The operating threshold (a row is positive where score >= threshold): a number "
+        "(fixed) or a rule, `{rule: best_f1}`, `{rule: min_precision, value: 0.8}`, `{rule: "
+        "min_recall, value: 0.9}`. The trainer chooses it on its validation rows and stores it with "
+        "the model; every model (candidate, champion, the monitor's) is scored at its own.",
+    )
+    fairness: FairnessConfig | None = Field(
+        None,
+        description="Fairness across slices of the holdout: the largest metric gap between slices is a gate.",
+    )
+    robustness: RobustnessConfig | None = Field(
+        None,
+        description="Robustness under perturbations (missing features, Gaussian noise): the metric's drop "
+        "from the clean holdout is a gate.",
+    )
 
     @model_validator(mode="after")
     def _bounds_within_range(self) -> EvaluationConfig:
@@ -632,6 +844,27 @@ class EvaluationConfig(_Strict):
                     f"{metric} lies in [{low:g}, {high:g}]: max_regression "
                     f"{comparison.max_regression:g} lets any candidate pass the champion comparison",
                 )
+        # A gap or a drop as wide as the metric's whole range can never fail.
+        allowances: list[tuple[tuple[str, ...], str, str, float, str]] = []
+        if self.fairness is not None:
+            allowances += [
+                (("fairness", "metrics", m), m, "max_gap", g.max_gap, "any gap between slices")
+                for m, g in self.fairness.metrics.items()
+            ]
+        if self.robustness is not None:
+            allowances += [
+                (("robustness", "metrics", m), m, "max_drop", d.max_drop, "any drop under perturbation")
+                for m, d in self.robustness.metrics.items()
+            ]
+        for loc, measured, key, value, what in allowances:
+            low, high = METRIC_RANGES[measured]
+            if value >= high - low:
+                refuse(
+                    (*loc, key),
+                    value,
+                    f"{measured} lies in [{low:g}, {high:g}]: {key} {value:g} allows {what}, so the gate "
+                    "checks nothing",
+                )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
@@ -656,6 +889,111 @@ class SecurityConfig(_Strict):
     )
 
 
+class RolloutGate(_Strict):
+    """The later gate of a shadow or canary rollout, run on each live window of the monitor DAG."""
+
+    min_rows: int = Field(
+        500, ge=1, description="Rows of one live window both models must score before it decides."
+    )
+    min_agreement: float | None = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Share of rows on which candidate and champion decide alike (each at its own "
+        "threshold); null: not checked.",
+    )
+    compare_to_champion: dict[MetricName, ChampionComparison] = Field(
+        default_factory=dict,
+        description="On labelled windows: how far the candidate may fall behind the champion on the "
+        "same live rows, e.g. `{roc_auc: {max_regression: 0.02}}`. An unlabelled window cannot "
+        "decide these and waits for the next.",
+    )
+    max_windows: int = Field(
+        7,
+        ge=1,
+        le=365,
+        description="Windows without a decision (too few rows, no labels) before the rollout is "
+        "aborted: a rollout that cannot decide ends, it never becomes champion by default.",
+    )
+
+    @model_validator(mode="after")
+    def _decides_something(self) -> RolloutGate:
+        if self.min_agreement is None and not self.compare_to_champion:
+            raise ValueError("the rollout gate checks nothing: set min_agreement or compare_to_champion")
+        for metric, comparison in self.compare_to_champion.items():
+            low, high = METRIC_RANGES[metric]
+            if comparison.max_regression >= high - low:
+                raise ValueError(
+                    f"compare_to_champion.{metric}.max_regression {comparison.max_regression:g} lets any "
+                    "candidate pass"
+                )
+        return self
+
+
+class RolloutConfig(_Strict):
+    """`direct`, `shadow` (the candidate sees traffic mirrored, its answers unused) or `canary`
+    (the serving layer sends it a share of traffic); see docs/spec.md."""
+
+    strategy: Literal["direct", "shadow", "canary"] = Field("direct")
+    alias: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+        description="The rollout alias the candidate gets first; default: `shadow` or `canary`.",
+    )
+    traffic: float | None = Field(
+        None,
+        gt=0,
+        le=0.5,
+        description="`canary`: the share of requests the serving layer sends to the canary "
+        "(registered-model tag `mlops.<alias>.traffic_share`); default 0.1.",
+    )
+    gate: RolloutGate = Field(default_factory=RolloutGate)
+
+    @property
+    def rollout_alias(self) -> str | None:
+        return None if self.strategy == "direct" else (self.alias or self.strategy)
+
+    @property
+    def traffic_share(self) -> float | None:
+        if self.strategy != "canary":
+            return None
+        return 0.1 if self.traffic is None else self.traffic
+
+    @model_validator(mode="after")
+    def _settings_fit_strategy(self) -> RolloutConfig:
+        if self.traffic is not None and self.strategy != "canary":
+            raise ValueError(f"`traffic` applies to `strategy: canary`, not {self.strategy!r}")
+        if self.strategy == "direct" and ("gate" in self.model_fields_set or self.alias):
+            raise ValueError(
+                "`alias` and `gate` apply to `shadow` and `canary`; `direct` moves the alias at once"
+            )
+        return self
+
+
+class ApprovalConfig(_Strict):
+    """A human-in-the-loop approval (Airflow 3's ApprovalOperator) before the alias moves."""
+
+    timeout: Duration | None = Field(
+        dt.timedelta(days=1),
+        description="How long to wait for an answer; no answer in time rejects (the alias stays). "
+        "null: wait without limit.",
+    )
+    assigned_users: list[str] = Field(
+        default_factory=list,
+        description="Airflow user ids (or names) who may answer; empty: anyone allowed to respond.",
+    )
+    subject: str | None = Field(
+        None, description="Headline of the request; default names the model and version."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value <= dt.timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
 class RegistryConfig(_Strict):
     """MLflow model registry."""
 
@@ -665,6 +1003,25 @@ class RegistryConfig(_Strict):
         "mlflow_default", description="Airflow connection with the MLflow tracking server URL (host)."
     )
     experiment: str | None = Field(None, description="MLflow experiment; default: the pipeline name.")
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig,
+        description="How a blessed version reaches users: `direct` (the alias moves at once), "
+        "`shadow` or `canary` (a rollout alias first; the monitor's live windows decide).",
+    )
+    approval: ApprovalConfig | None = Field(
+        None,
+        description="A person approves in the Airflow UI (human-in-the-loop) before the alias moves; "
+        "the approver is recorded.",
+    )
+
+    @model_validator(mode="after")
+    def _rollout_alias_differs(self) -> RegistryConfig:
+        if self.rollout.strategy != "direct" and self.rollout.rollout_alias == self.alias:
+            raise ValueError(
+                f"rollout.alias {self.rollout.rollout_alias!r} is the champion alias; name the "
+                "rollout alias differently (default: the strategy's name)"
+            )
+        return self
 
 
 # `monitoring.reference` values that are not locations.
@@ -836,6 +1193,69 @@ class PipelineSpec(_Strict):
             )
         if self.monitoring is not None and self.monitoring.reference == "data" and not self.data.reference:
             raise ValueError("monitoring.reference is `data`, but data.reference is not set")
+        strategy = self.registry.rollout.strategy
+        if strategy != "direct" and self.monitoring is None:
+            raise ValueError(
+                f"registry.rollout.strategy is {strategy!r}: its later gate runs on the live windows of "
+                "the monitor DAG, so the spec needs a `monitoring` section (or use `strategy: direct`)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _evaluation_columns_are_features(self) -> PipelineSpec:
+        """Fairness slices and perturbed columns are model features: not the target, and among
+        ``data.features`` when those are listed. Each refusal is located at its own key."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        evaluation = self.evaluation
+        columns: list[tuple[tuple[str | int, ...], str]] = []
+        if evaluation.fairness is not None:
+            for i, entry in enumerate(evaluation.fairness.slices):
+                if isinstance(entry, str):
+                    columns.append((("fairness", "slices", i), entry))
+                else:
+                    columns.append((("fairness", "slices", i, "column"), entry.column))
+        if evaluation.robustness is not None:
+            for i, perturbation in enumerate(evaluation.robustness.perturbations):
+                columns += [
+                    (("robustness", "perturbations", i, "missing", j), c)
+                    for j, c in enumerate(perturbation.missing or [])
+                ]
+                noised = perturbation.noise.features if perturbation.noise is not None else None
+                columns += [
+                    (("robustness", "perturbations", i, "noise", "features", j), c)
+                    for j, c in enumerate(noised or [])
+                ]
+        errors: list[InitErrorDetails] = []
+        for loc, column in columns:
+            if column == self.data.target:
+                why = f"{column!r} is the target column (data.target), not a feature"
+            elif self.data.features and column not in self.data.features:
+                why = f"{column!r} is not among data.features ({', '.join(self.data.features)})"
+            else:
+                continue
+            error = PydanticCustomError("evaluation_column", "{why}", {"why": why})
+            errors.append(InitErrorDetails(type=error, loc=("evaluation", *loc), input=column))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    @model_validator(mode="after")
+    def _threshold_has_validation_rows(self) -> PipelineSpec:
+        """A threshold rule learns from the trainer's validation rows: refuse a split without any."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        rule = self.evaluation.threshold.rule
+        if self.training.validation_fraction == 0 and rule != "fixed":
+            why = (
+                f"evaluation.threshold `rule: {rule}` chooses the threshold on the validation rows, "
+                "but validation_fraction is 0: keep some (e.g. 0.2) or set `evaluation.threshold: <number>`"
+            )
+            error = PydanticCustomError("threshold_validation", "{why}", {"why": why})
+            details = InitErrorDetails(type=error, loc=("training", "validation_fraction"), input=0.0)
+            raise ValidationError.from_exception_data(type(self).__name__, [details])
         return self
 
     @property

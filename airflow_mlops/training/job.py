@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import MLOpsError, TrainingError, TrainingRejectedError, is_retryable
+from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_threshold
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +129,12 @@ class FitContext:
       :class:`~airflow_mlops.training.model.Preprocessor` -- so the scan, the gates and MLflow
       serving read it (safetensors only: nothing is pickled, nothing else is loaded);
     - it returns its metrics (numbers and strings; logged to MLflow as ``train_<name>``);
-    - it seeds what it randomises from ``ctx.seed`` and trains on ``ctx.device``.
+    - it seeds what it randomises from ``ctx.seed`` and trains on ``ctx.device``;
+    - it chooses the operating threshold: ``ctx.choose_threshold(y_val, scores)`` with labels and
+      scores of rows the model did not fit on applies :attr:`threshold_rule` (the spec's
+      ``evaluation.threshold``) and records the choice, which :meth:`save` stores with the model.
+      With a ``fixed`` rule nothing needs choosing; with any other rule a fit that records no
+      choice is refused.
 
     The trainer then loads the written model back and fails the job if it does not load.
     """
@@ -141,13 +147,37 @@ class FitContext:
     params: dict[str, Any]
     options: dict[str, Any]
     output_dir: Path
+    threshold_rule: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RULE))
+    _threshold: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def choose_threshold(self, y_true: Any, scores: Any) -> float:
+        """Choose the operating threshold by :attr:`threshold_rule` and record it.
+
+        :param y_true: labels of rows the model did not fit on (1/True positive, 0/False not).
+        :param scores: the model's positive-class probabilities for the same rows.
+        :returns: the threshold (a row is positive where ``score >= threshold``).
+        :raises DataError: no rows, no positive among them, mismatched or non-finite inputs.
+        :raises TrainingRejectedError: no threshold meets the rule (the message gives the best).
+        """
+        choice = choose_threshold(y_true, scores, self.threshold_rule)
+        self._threshold.clear()
+        self._threshold.update(choice)
+        return float(choice["value"])
+
+    @property
+    def threshold_choice(self) -> dict[str, Any] | None:
+        """What :meth:`choose_threshold` recorded (see :func:`~airflow_mlops.training.threshold.
+        choose_threshold`), or None."""
+        return dict(self._threshold) if self._threshold else None
 
     def save(
         self, model: MLP | CNN, preprocessor: Preprocessor, *, training: Mapping[str, Any] | None = None
     ) -> None:
-        """Write ``model.safetensors`` and ``model_config.json`` into :attr:`output_dir`."""
+        """Write ``model.safetensors`` and ``model_config.json`` (with the recorded threshold, if
+        one was chosen already) into :attr:`output_dir`."""
         from airflow_mlops.training.model import build_model_config, save_model
 
+        choice = self.threshold_choice
         config = build_model_config(
             model,
             preprocessor,
@@ -155,6 +185,8 @@ class FitContext:
             positive_label=self.positive_label,
             seed=self.seed,
             training=training,
+            threshold=choice["value"] if choice else None,
+            threshold_choice=choice,
         )
         save_model(self.output_dir, model, config)
 
@@ -230,6 +262,10 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
         params=dict(config.get("params") or {}),
         options=dict(job.options),
         output_dir=out,
+        threshold_rule=check_rule(
+            DEFAULT_RULE if config.get("threshold") is None else config["threshold"],
+            where=f"{job.model}: config threshold",
+        ),
     )
     log.info("running your fit entrypoint %s", job.model)
     returned = fit(train_df, ctx)
@@ -243,8 +279,44 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
         raise TrainingRejectedError(
             f"{job.model} returned non-scalar metric(s) {', '.join(bad)}; return numbers or strings"
         )
+    threshold = _record_threshold(ctx, out, job.model)
+    if threshold is not None:
+        metrics.setdefault("threshold", threshold)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
+
+
+def _record_threshold(ctx: FitContext, out: Path, entrypoint: str) -> float | None:
+    """Store the fit's threshold in ``model_config.json`` (however the fit ordered its calls).
+
+    A fixed rule records its value when the fit chose nothing; any other rule needs the fit's
+    choice. Returns the threshold, or None when there is no readable model config (the load check
+    that follows reports that).
+    """
+    from airflow_mlops.training.model import CONFIG_FILE
+
+    path = out / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    choice = ctx.threshold_choice
+    if choice is None:
+        rule = ctx.threshold_rule
+        if rule["rule"] != "fixed":
+            raise TrainingRejectedError(
+                f"{entrypoint} chose no operating threshold, but the rule is {rule['rule']} "
+                f"({json.dumps(rule)}): call ctx.choose_threshold(y_val, scores) with labels and scores "
+                "of rows the model did not fit on, or set a fixed `evaluation.threshold: <number>` in the spec"
+            )
+        choice = choose_threshold([], [], rule)
+    config["threshold"] = float(choice["value"])
+    config["threshold_choice"] = choice
+    path.write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    log.info("operating threshold %.4g (%s)", choice["value"], choice["rule"])
+    return float(choice["value"])
 
 
 def resolve_fit(path: str) -> Any:

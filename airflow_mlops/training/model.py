@@ -292,6 +292,8 @@ def build_model_config(
     positive_label: Any,
     seed: int | None = None,
     training: Mapping[str, Any] | None = None,
+    threshold: float | None = None,
+    threshold_choice: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``model_config.json``: everything but the weights.
 
@@ -313,8 +315,14 @@ def build_model_config(
           "weights_file": "model.safetensors",
           "torch_version": "2.13.0+cpu",
           "seed": 42,
-          "training": {...}    # free-form: the trainer's params, for the record
+          "training": {...},   # free-form: the trainer's params, for the record
+          "threshold": 0.83,   # the operating threshold (score >= threshold is positive)
+          "threshold_choice": {"value": 0.83, "rule": "min_precision", "target": 0.8,
+                               "validation": {"rows": 300, "positives": 6, ...}}
         }
+
+    ``threshold`` and ``threshold_choice`` are additive (models written before them lack them;
+    readers use ``config.get("threshold")`` and fall back to the evaluation's threshold).
     """
     return {
         "format_version": FORMAT_VERSION,
@@ -329,6 +337,8 @@ def build_model_config(
         "torch_version": torch.__version__,
         "seed": seed,
         "training": dict(training or {}),
+        **({"threshold": float(threshold)} if threshold is not None else {}),
+        **({"threshold_choice": dict(threshold_choice)} if threshold_choice is not None else {}),
     }
 
 

@@ -18,10 +18,13 @@ The config JSON holds::
      "privacy": null,                       # or {"epsilon": 3, "delta": 1e-5, "max_grad_norm": 1,
                                             #     "noise_multiplier": null}: DP-SGD (Opacus)
      "validation_fraction": 0.1,            # optional; 0 trains on everything, keeps the last epoch
-     "early_stopping_patience": null}       # optional; stop after this many epochs without progress
+     "early_stopping_patience": null,       # optional; stop after this many epochs without progress
+     "threshold": {"rule": "best_f1"}}      # optional; the operating threshold's rule, chosen on
+                                            # the validation split (see training/threshold.py)
 
 Outputs in DIR: ``model.safetensors``, ``model_config.json`` (see
-:func:`airflow_mlops.training.model.build_model_config`) and ``metrics.json``. They are written
+:func:`airflow_mlops.training.model.build_model_config`; it holds the chosen ``threshold``) and
+``metrics.json`` (with ``threshold``, ``val_precision`` and ``val_recall`` at it). They are written
 into a temporary directory beside DIR and renamed into place, so a failed run leaves nothing
 half-written. User errors (bad data, bad config) exit with status 2 and one line on stderr.
 """
@@ -50,6 +53,7 @@ from airflow_mlops.data.labels import positive_mask
 from airflow_mlops.exceptions import DataError, MLOpsError, PrivacyBudgetError, TrainingError
 from airflow_mlops.training.model import CNN, MLP, Preprocessor, build_model_config, save_model
 from airflow_mlops.training.ranking import roc_auc
+from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_threshold
 
 log = logging.getLogger("airflow_mlops.training.trainer")
 
@@ -82,6 +86,7 @@ _CONFIG_KEYS = {
     "device",
     "validation_fraction",
     "early_stopping_patience",
+    "threshold",
 }
 _EVAL_CHUNK = 65536
 
@@ -173,6 +178,8 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
 
     train_scores = _scores(model, x_train, device)
     val_scores = _scores(model, x_val, device)
+    threshold = choose_threshold(y_val, val_scores, cfg["threshold"])
+    at_threshold = threshold["validation"] or {}
     best = history[best_epoch - 1]
     metrics: dict[str, Any] = {
         "best_epoch": best_epoch,
@@ -182,6 +189,10 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         "best_val_loss": best["val_loss"],
         "train_roc_auc": _finite_or_none(roc_auc(y_train, train_scores)),
         "val_roc_auc": _finite_or_none(roc_auc(y_val, val_scores)) if len(y_val) else None,
+        "threshold": threshold["value"],
+        "threshold_rule": threshold["rule"],
+        "val_precision": at_threshold.get("precision"),
+        "val_recall": at_threshold.get("recall"),
         "rows": len(y_all),
         "train_rows": len(y_train),
         "validation_rows": len(y_val),
@@ -207,15 +218,22 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             "best_epoch": best_epoch,
             **({"privacy": {k: extra[k] for k in extra if k.startswith("dp_")}} if cfg["privacy"] else {}),
         },
+        threshold=threshold["value"],
+        threshold_choice=threshold,
     )
     metrics["duration_seconds"] = round(time.monotonic() - started, 3)
     _publish(output_dir, model, model_config, metrics)
     log.info(
-        "done in %.1fs: best epoch %d, train roc_auc %s, val roc_auc %s -> %s",
+        "done in %.1fs: best epoch %d, train roc_auc %s, val roc_auc %s; threshold %.4g (%s), val "
+        "precision %s, recall %s -> %s",
         metrics["duration_seconds"],
         best_epoch,
         _fmt_optional(metrics["train_roc_auc"]),
         _fmt_optional(metrics["val_roc_auc"]),
+        threshold["value"],
+        threshold["rule"],
+        _fmt_optional(metrics["val_precision"]),
+        _fmt_optional(metrics["val_recall"]),
         output_dir,
     )
     return metrics
@@ -362,6 +380,16 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if precision not in ("auto", "fp32", "bf16"):
         raise bad("precision", "one of auto, fp32, bf16")
     privacy = _check_privacy(config.get("privacy"), bad)
+    threshold = check_rule(
+        DEFAULT_RULE if config.get("threshold") is None else config["threshold"],
+        where="trainer config: threshold",
+    )
+    if fraction == 0 and threshold["rule"] != "fixed":
+        raise TrainingError(
+            f"trainer config: threshold rule {threshold['rule']} chooses the threshold on the validation "
+            "split, but validation_fraction is 0; keep a validation split or use a fixed threshold "
+            "(evaluation.threshold: <number> in the spec)"
+        )
     if privacy is not None and patience is not None:
         raise TrainingError(
             "trainer config: early_stopping_patience cannot be combined with privacy (DP-SGD keeps the "
@@ -379,6 +407,7 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
         "device": device,
         "validation_fraction": float(fraction),
         "early_stopping_patience": patience,
+        "threshold": threshold,
         "params": params,
     }
 

@@ -39,6 +39,11 @@ def _backfill_spec(path: Path) -> None:
         "catchup: false": "catchup: true",
         "retries: 1,": "retries: 0,",  # a failure shows at once instead of after a 1 min retry
         "epochs: 15,": "epochs: 2,",
+        # After 2 epochs the validation rows sometimes hold no threshold with precision 0.8
+        # (the rule then refuses the model) and the holdout precision is lower: this test is about
+        # scheduling, not about the example's operating point.
+        "threshold: {rule: min_precision, value: 0.8}": "threshold: {rule: best_f1}",
+        ", precision: {min: 0.5}}": "}",
     }
     for old, new in edits.items():
         assert old in spec, f"the example spec changed: {old!r} not found in {path}"

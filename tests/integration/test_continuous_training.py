@@ -40,6 +40,11 @@ def _loop_spec(path: Path) -> None:
         'time: "@daily"\n  events: [drift, new_data]': "events: [drift, new_data]",
         "retries: 1,": "retries: 0,",
         "epochs: 15,": "epochs: 3,",
+        # After 3 epochs the validation rows sometimes hold no threshold with precision 0.8
+        # (the rule then refuses the model) and the holdout precision is lower: this test is about
+        # scheduling, not about the example's operating point.
+        "threshold: {rule: min_precision, value: 0.8}": "threshold: {rule: best_f1}",
+        ", precision: {min: 0.5}}": "}",
         "poll_interval: 10s": "poll_interval: 2s\n    settle: 1s",
         'schedule: "@daily"\n  reference: champion': "schedule: null\n  reference: champion",
     }

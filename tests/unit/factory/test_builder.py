@@ -155,3 +155,29 @@ def test_an_unexpected_error_in_one_spec_is_that_specs_import_error(
         and "RecursionError" in str(error)
         and "bug in airflow-mlops" in str(error)
     )
+
+
+def test_evaluate_gets_the_fairness_and_robustness_sections_and_the_docs_list_them() -> None:
+    spec = load_spec(EXAMPLE)
+    fairness = {"slices": ["country"], "metrics": {"accuracy": {"max_gap": 0.1}}, "min_slice_rows": 150}
+    evaluation = type(spec.evaluation).model_validate({**spec.evaluation.model_dump(), "fairness": fairness})
+    spec = spec.model_copy(update={"evaluation": evaluation})
+    dag = build_dags(spec, spec_path=EXAMPLE)["fraud_detector__train"]
+    evaluate = dag.get_task("gates.evaluate")
+    assert evaluate.fairness == spec.evaluation.fairness.model_dump()
+    assert evaluate.fairness["min_slice_rows"] == 150
+    assert evaluate.robustness == spec.evaluation.robustness.model_dump()  # the example's own section
+    assert [p["missing"] for p in evaluate.robustness["perturbations"]] == [["country"], None]
+    assert "`accuracy` gap across `country` slices ≤ 0.1" in dag.doc_md
+    assert "`roc_auc` at most 0.05 below clean under missing(country)" in dag.doc_md
+    assert "under noise(0.1 std)" in dag.doc_md
+
+
+def test_without_the_sections_evaluate_gets_none() -> None:
+    spec = load_spec_text(
+        "apiVersion: mlops/v1\npipeline: churn\ndata: {source: d.parquet, target: y}\n"
+        "registry: {model_name: churn}\n",
+        check_imports=False,
+    )
+    evaluate = build_dags(spec)["churn__train"].get_task("gates.evaluate")
+    assert evaluate.fairness is None and evaluate.robustness is None

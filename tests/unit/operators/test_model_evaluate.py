@@ -124,3 +124,26 @@ def test_comparisons_without_a_model_name_block_instead_of_passing(refs, champio
     with pytest.raises(GateFailedError, match="no model_name"):
         _operator(refs, model_name=None).execute(CONTEXT)
     assert champion_lookup["calls"] == []
+
+
+def test_fairness_and_robustness_reach_the_report_and_their_failure_blocks(refs, champion_lookup) -> None:
+    fairness = {
+        "slices": ["merchant"],
+        "metrics": {"accuracy": {"max_gap": 0.99}},
+        "min_slice_rows": 50,
+        "min_slice_positives": 5,
+    }
+    robustness = {"perturbations": [{"missing": ["amount"]}], "metrics": {"roc_auc": {"max_drop": 0.9}}}
+    op = _operator(refs, fairness=fairness, robustness=robustness, task_id="evaluate_checks")
+    out = op.execute(CONTEXT)
+    stored = json.loads(Path(out["report"]["uri"]).read_text())
+    kinds = [g["kind"] for g in stored["gates"]["gates"]]
+    assert kinds.count("fairness") == 1 and kinds.count("robustness") == 1
+    assert {s["slice"] for s in stored["fairness"]["columns"][0]["slices"]} == {"grocery", "travel", "online"}
+    assert stored["robustness"]["perturbations"][0]["perturbation"] == "missing(amount)"
+
+    strict = {**robustness, "metrics": {"roc_auc": {"max_drop": 0.0}}}
+    op = _operator(refs, robustness=strict, task_id="evaluate_checks_strict")
+    with pytest.raises(GateFailedError, match=r"roc_auc\.under_missing\(amount\)") as caught:
+        op.execute(CONTEXT)
+    assert isinstance(caught.value, AirflowFailException)

@@ -65,6 +65,8 @@ def test_local_backend_end_to_end(
         hyperparameters=PARAMS,
         seed=5,
         device="cpu",
+        threshold={"rule": "min_recall", "value": 0.5},
+        validation_fraction=0.2,
         **common,
     ).execute(context())
     fit = ModelFitOperator(task_id="fit", job=prepared["job"], python=str(spy), **common)
@@ -73,6 +75,8 @@ def test_local_backend_end_to_end(
     assert prepared["train_rows"] + prepared["holdout_rows"] == 1200
     job = json.loads(Path(prepared["job"]["uri"]).read_text())
     assert job["config"]["params"] == PARAMS and job["inputs"]["train"] == prepared["train"]
+    assert job["config"]["threshold"] == {"rule": "min_recall", "value": 0.5}
+    assert job["config"]["validation_fraction"] == 0.2
     assert result["weights"]["uri"] == str(Path(root) / "p/manual__2026-01-02/train/weights")
     assert result["metrics"]["epochs_run"] == 3
     child_env = json.loads(dump.read_text())
@@ -103,6 +107,12 @@ def test_local_backend_end_to_end(
     run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db").get_run(out["mlflow_run_id"])
     assert run.data.tags["mlops.training_backend"] == "local"
     assert run.data.metrics["train_epochs_run"] == 3.0
+    # The threshold the trainer chose and stored is the run's param and the stage's output.
+    weights_config = json.loads((Path(result["weights"]["uri"]) / "model_config.json").read_text())
+    assert weights_config["threshold_choice"]["rule"] == "min_recall"
+    assert weights_config["threshold_choice"]["validation"]["recall"] >= 0.5
+    assert out["train_metrics"]["threshold"] == weights_config["threshold"]
+    assert float(run.data.params["operating_threshold"]) == pytest.approx(weights_config["threshold"])
 
     # Weights from anywhere but this run's job output are refused.
     elsewhere = {**result, "weights": {**result["weights"], "uri": str(tmp_path / "evil")}}

@@ -163,3 +163,86 @@ def test_unscorable_holdouts_are_clear_errors(models, holdout) -> None:
         evaluate_candidate(
             models["good"], holdout.assign(label=0), target="label", positive_label=0, **common
         )
+
+
+# --- the operating threshold: each model at its own -----------------------------------------------
+
+
+def _with_threshold(src: Path, dest: Path, threshold: object) -> Path:
+    """A copy of a packaged model whose model_config.json stores ``threshold`` (absent: None)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dest)
+    path = dest / "artifacts" / "weights" / "model_config.json"
+    config = json.loads(path.read_text())
+    config.pop("threshold", None)
+    if threshold is not None:
+        config["threshold"] = threshold
+    path.write_text(json.dumps(config))
+    return dest
+
+
+def _sklearn_at(model_dir: Path, holdout: pd.DataFrame, threshold: float) -> tuple[float, float]:
+    from sklearn.metrics import precision_score, recall_score
+
+    from airflow_mlops.training.model import load_predictor
+
+    predicted = load_predictor(model_dir / "artifacts" / "weights").predict_proba(holdout) >= threshold
+    return precision_score(holdout["label"], predicted), recall_score(holdout["label"], predicted)
+
+
+def test_candidate_and_champion_are_each_scored_at_their_own_threshold(models, holdout, tmp_path) -> None:
+    candidate = _with_threshold(models["good"], tmp_path / "candidate", 0.3)
+    champion = _with_threshold(models["good"], tmp_path / "champion", 0.7)
+    report = evaluate_candidate(
+        candidate,
+        holdout,
+        target="label",
+        positive_label=1,
+        bounds={},
+        comparisons=COMPARE,
+        threshold=0.5,
+        champion=("4", champion),
+    )
+    assert (report.threshold, report.threshold_source) == (0.3, "model")
+    assert (report.champion_threshold, report.champion_threshold_source) == (0.7, "model")
+    precision, recall = _sklearn_at(candidate, holdout, 0.3)
+    assert report.metrics["precision"] == pytest.approx(precision)
+    assert report.metrics["recall"] == pytest.approx(recall)
+    precision, recall = _sklearn_at(champion, holdout, 0.7)
+    assert report.champion_metrics["precision"] == pytest.approx(precision)
+    assert report.champion_metrics["recall"] == pytest.approx(recall)
+    # Same weights, different thresholds: the ranking metrics agree, the thresholded ones do not.
+    assert report.metrics["roc_auc"] == report.champion_metrics["roc_auc"]
+    assert report.metrics["recall"] > report.champion_metrics["recall"]
+    stored = report.to_dict()
+    assert (stored["threshold"], stored["champion_threshold"]) == (0.3, 0.7)
+    assert (stored["threshold_source"], stored["champion_threshold_source"]) == ("model", "model")
+
+
+def test_a_model_without_a_stored_threshold_is_scored_at_the_fallback(models, holdout, tmp_path) -> None:
+    old = _with_threshold(models["good"], tmp_path / "old", None)
+    report = evaluate_candidate(
+        old, holdout, target="label", positive_label=1, bounds={}, comparisons={}, threshold=0.4
+    )
+    assert (report.threshold, report.threshold_source) == (0.4, "fallback")
+    assert report.champion_threshold is None and report.to_dict()["champion_threshold_source"] is None
+    precision, _ = _sklearn_at(old, holdout, 0.4)
+    assert report.metrics["precision"] == pytest.approx(precision)
+    # The trainer stores one: a freshly trained model never falls back.
+    fresh = evaluate_candidate(
+        models["good"], holdout, target="label", positive_label=1, bounds={}, comparisons={}, threshold=0.4
+    )
+    assert fresh.threshold_source == "model" and fresh.threshold != 0.4
+
+
+@pytest.mark.parametrize("bad", ["0.5", 1.5, -0.1, True])
+def test_a_stored_threshold_that_is_not_a_probability_blocks(models, holdout, tmp_path, bad) -> None:
+    from airflow_mlops.exceptions import ArtifactError
+
+    broken = _with_threshold(models["good"], tmp_path / "broken", bad)
+    with pytest.raises(ArtifactError, match="not a number in"):
+        evaluate_candidate(
+            broken, holdout, target="label", positive_label=1, bounds={}, comparisons={}, threshold=0.5
+        )

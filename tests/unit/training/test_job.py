@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import PrivacyBudgetError, TrainingError, TrainingRejectedError
@@ -164,12 +165,16 @@ def test_local_store_prints_the_result_marker_last(
 
 
 USER_FIT = """
+import json
+
 import torch
 from airflow_mlops.training.model import MLP, Preprocessor
 
 
-def fit(train, ctx):
+def _fit(train, ctx):
     torch.manual_seed(ctx.seed)
+    val = train.sample(frac=0.25, random_state=ctx.seed)
+    train = train.drop(val.index)
     prep = Preprocessor.fit(train, ctx.features)
     x = torch.from_numpy(prep.transform(train))
     y = torch.tensor((train[ctx.target] == ctx.positive_label).to_numpy(), dtype=torch.float32)
@@ -180,8 +185,26 @@ def fit(train, ctx):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
         loss.backward()
         opt.step()
+    with torch.no_grad():
+        val_scores = torch.sigmoid(model(torch.from_numpy(prep.transform(val)))).numpy()
+    return model, prep, loss, (val[ctx.target] == ctx.positive_label).to_numpy(), val_scores
+
+
+def fit(train, ctx):
+    model, prep, loss, y_val, val_scores = _fit(train, ctx)
     ctx.save(model, prep, training={"steps": ctx.options["steps"]})
+    # Chosen after saving: the trainer stores it all the same.
+    threshold = ctx.choose_threshold(y_val, val_scores)
+    (ctx.output_dir.parent / "validation.json").write_text(
+        json.dumps({"y": y_val.astype(int).tolist(), "scores": val_scores.tolist(), "threshold": threshold})
+    )
     return {"final_loss": float(loss.detach()), "who": "user"}
+
+
+def no_threshold(train, ctx):
+    model, prep, loss, _, _ = _fit(train, ctx)
+    ctx.save(model, prep)
+    return {"final_loss": float(loss.detach())}
 
 
 def forgetful(train, ctx):
@@ -210,6 +233,13 @@ def test_a_user_fit_entrypoint_keeps_the_model_format(
     assert config["architecture"]["hidden_units"] == [8]
     assert config["training"] == {"steps": 30}
     assert json.loads((model_dir / "metrics.json").read_text())["who"] == "user"
+    # The threshold the fit chose (best F1 by default, on its own validation rows) is stored.
+    validation = json.loads((tmp_path / "work" / "validation.json").read_text())
+    assert config["threshold"] == validation["threshold"] == result["metrics"]["threshold"]
+    assert config["threshold_choice"]["rule"] == "best_f1"
+    y, scores = np.array(validation["y"]), np.array(validation["scores"])
+    best_f1 = max(f1_score(y, scores >= t) for t in np.unique(scores))
+    assert f1_score(y, scores >= config["threshold"]) == pytest.approx(best_f1)
 
     forgetful = make_job(store, tmp_path, make_frame(200, 28), model="userpkg.training:forgetful")
     with pytest.raises(TrainingRejectedError, match="does not load"):
@@ -217,6 +247,55 @@ def test_a_user_fit_entrypoint_keeps_the_model_format(
     missing = make_job(store, tmp_path, make_frame(200, 28), model="userpkg.nothere:fit")
     with pytest.raises(TrainingRejectedError, match=r"cannot import 'userpkg\.nothere'"):
         run_job(missing, tmp_path / "work3")
+
+
+def test_a_user_fit_must_choose_the_threshold_unless_it_is_fixed(
+    tmp_path: Path, make_frame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "userpkg2").mkdir()
+    (tmp_path / "userpkg2" / "__init__.py").write_text("")
+    (tmp_path / "userpkg2" / "training.py").write_text(USER_FIT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = ArtifactStore(str(tmp_path / "store"))
+    options = {"width": 4, "steps": 5}
+
+    rule = {"rule": "min_precision", "value": 0.7}
+    chosen_nothing = make_job(
+        store,
+        tmp_path,
+        make_frame(300, 29),
+        model="userpkg2.training:no_threshold",
+        options=options,
+        config={"threshold": rule},
+    )
+    with pytest.raises(
+        TrainingRejectedError, match=r"chose no operating threshold.*min_precision.*ctx\.choose_threshold"
+    ):
+        run_job(chosen_nothing, tmp_path / "w1")
+
+    fixed = make_job(
+        store,
+        tmp_path,
+        make_frame(300, 29),
+        model="userpkg2.training:no_threshold",
+        options=options,
+        config={"threshold": {"rule": "fixed", "value": 0.3}},
+    )
+    result = run_job(fixed, tmp_path / "w2")
+    config = load_predictor(result["weights"]["uri"]).config
+    assert config["threshold"] == 0.3 == result["metrics"]["threshold"]
+    assert config["threshold_choice"] == {"value": 0.3, "rule": "fixed", "target": 0.3, "validation": None}
+
+    bad_rule = make_job(
+        store,
+        tmp_path,
+        make_frame(300, 29),
+        model="userpkg2.training:fit",
+        options=options,
+        config={"threshold": {"rule": "top_k"}},
+    )
+    with pytest.raises(TrainingRejectedError, match="unknown rule 'top_k'"):
+        run_job(bad_rule, tmp_path / "w3")
 
 
 def image_frame(n: int, seed: int) -> pd.DataFrame:

@@ -340,11 +340,14 @@ def test_cuda_requested_without_cuda(tmp_path: Path, make_frame, base_config: di
 
 def test_no_validation_keeps_the_last_epoch(tmp_path: Path, make_frame, base_config: dict) -> None:
     base_config["validation_fraction"] = 0
+    base_config["threshold"] = 0.4  # nothing to choose a threshold on: it must be fixed
     metrics = train(make_frame(300, 14), base_config, tmp_path / "m")
     assert metrics["best_epoch"] == 6
     assert metrics["validation_rows"] == 0
     assert metrics["val_roc_auc"] is None
     assert all(h["val_loss"] is None for h in metrics["history"])
+    assert (metrics["threshold"], metrics["val_precision"], metrics["val_recall"]) == (0.4, None, None)
+    assert load_predictor(tmp_path / "m").config["threshold"] == 0.4
 
 
 def test_early_stopping_keeps_the_best_epoch(
