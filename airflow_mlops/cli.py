@@ -96,19 +96,52 @@ def _schema() -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Any:
+    """The MLflow client of ``--tracking-uri``, else of the Airflow connection."""
+    if args.tracking_uri:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=args.tracking_uri)
+    from airflow_mlops.hooks.mlflow import MLflowHook
+
+    return MLflowHook(mlflow_conn_id=args.mlflow_conn_id).get_conn()
+
+
+def _history(args: argparse.Namespace) -> int:
+    """``model history NAME``: the audit trail of the model's registrations and alias moves."""
+    import json
+
+    from airflow_mlops.exceptions import MLOpsError
+
+    try:
+        from mlflow.exceptions import MlflowException
+
+        from airflow_mlops.registry.promotion import audit_history
+
+        entries = audit_history(_client(args), args.name)
+    except (MLOpsError, OSError, MlflowException) as exc:
+        print(f"{args.name}: cannot read the audit trail: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(entries, indent=2, sort_keys=True))
+        return 0
+    if not entries:
+        print(f"{args.name}: no alias moves recorded")
+    for e in entries:
+        move = f"@{e.get('alias')}: {e.get('from') or '-'} -> {e.get('to') or e.get('version')}"
+        extra = f" approved by {e['approved_by']}" if e.get("approved_by") else ""
+        print(
+            f"{e.get('at')}  {e.get('action'):<13} {move}  by {e.get('by')}{extra}  ({e.get('reason') or '-'})"
+        )
+    return 0
+
+
 def _rollback(args: argparse.Namespace) -> int:
     """``model rollback NAME``: point the alias back at the version it replaced, verified first."""
     from airflow_mlops.exceptions import MLOpsError
 
     try:
-        if args.tracking_uri:
-            from mlflow import MlflowClient
-
-            client = MlflowClient(tracking_uri=args.tracking_uri)
-        else:
-            from airflow_mlops.hooks.mlflow import MLflowHook
-
-            client = MLflowHook(mlflow_conn_id=args.mlflow_conn_id).get_conn()
+        client = _client(args)
         if args.public_key:
             public_key = Path(args.public_key).read_bytes()
         else:
@@ -116,7 +149,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
             key = ModelSigningHook(signing_conn_id=args.signing_conn_id).get_key(need_private=False)
             public_key = key.public_key_pem
-        from airflow_mlops.registry.mlflow_registry import rollback_alias
+        from airflow_mlops.registry.promotion import command_line_actor, rollback_alias
 
         result = rollback_alias(
             client,
@@ -125,6 +158,7 @@ def _rollback(args: argparse.Namespace) -> int:
             public_key_pem=public_key,
             expected_version=args.from_version,
             reason=args.reason or "airflow-mlops model rollback (command line)",
+            by=command_line_actor(),
         )
     except (MLOpsError, OSError) as exc:
         print(f"{args.name}@{args.alias}: rollback refused: {exc}", file=sys.stderr)
@@ -188,9 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument(
         "--public-key", metavar="PEM_FILE", help="the public key file instead of the connection"
     )
+    history = model_sub.add_parser(
+        "history", help="print the audit trail: who moved which alias to which version, when and why"
+    )
+    history.add_argument("name", metavar="NAME", help="the registered model name")
+    history.add_argument("--json", action="store_true", help="print the entries as JSON")
+    history.add_argument(
+        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+    )
+    history.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
     args = parser.parse_args(argv)
     if args.group == "model":
-        return _rollback(args)
+        return _history(args) if args.command == "history" else _rollback(args)
     if args.command == "validate":
         return _validate(args.files, args.allowed_roots, args.specs_only)
     if args.command == "render":

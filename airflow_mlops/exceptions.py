@@ -197,3 +197,9 @@ class PromotionBlockedError(RegistryError):
     """Promotion refused: a gate did not pass or the signature does not verify."""
 
     retryable = False
+
+
+class PromotionConflictError(PromotionBlockedError):
+    """Another request holds the lock on the alias: two promotions raced and this one lost.
+    Final: the other decides, and this candidate's evidence compared it with a champion that is
+    about to change; re-run it after the other has finished."""

@@ -149,6 +149,14 @@ class MLOpsBaseOperator(BaseOperator):
     def airflow_run(self, context: Any) -> str:
         return f"{context['dag'].dag_id}/{context['run_id']}"
 
+    def actor(self, context: Any) -> str:
+        """Who acts, for the audit trail: this task try, and the user who triggered the run."""
+        ti = context.get("ti") or context.get("task_instance")
+        try_number = getattr(ti, "try_number", None)
+        who = f"airflow:{self.airflow_run(context)}/{self.task_id}" + (f"#{try_number}" if try_number else "")
+        user = getattr(context.get("dag_run"), "triggering_user_name", None)
+        return f"{who} (triggered by {user})" if user else who
+
     @contextmanager
     def scratch(self) -> Iterator[Path]:
         path = Path(tempfile.mkdtemp(prefix=f"mlops-{self.stage}-"))

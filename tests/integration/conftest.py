@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,13 @@ class MLflowServer:
 
 
 @contextmanager
-def running_mlflow(root: Path) -> Iterator[MLflowServer]:
-    """An ``mlflow server`` on 127.0.0.1 with its state under ``root``; stopped by its process group."""
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
+def running_mlflow(root: Path, port: int | None = None, *, crash: bool = False) -> Iterator[MLflowServer]:
+    """An ``mlflow server`` on 127.0.0.1 with its state under ``root``; stopped by its process group
+    (``crash``: killed at once, as a server that dies, instead of a graceful stop).
+
+    Started again on the same ``root`` and ``port`` it is the same registry (a restart)."""
+    port = port or free_port()
+    log = open(root / "server.log", "a")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -72,12 +76,70 @@ def running_mlflow(root: Path) -> Iterator[MLflowServer]:
                 time.sleep(0.5)
         yield MLflowServer(url=url, root=root)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the process group this fixture started
+        os.killpg(proc.pid, signal.SIGKILL if crash else signal.SIGTERM)  # the group this fixture started
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def register_signed(
+    client: Any,
+    tmp: Path,
+    keys: tuple[bytes, bytes],
+    *,
+    model: str,
+    tag: str,
+    pipeline: str = "it-pipeline",
+    gates: str = "passed",
+    blessed: bool = True,
+    compared: bool = False,
+    champion: str | None = None,
+) -> str:
+    """Register a small signed model version the way the pipeline does (tags, blessing for its
+    exact digest); returns the version. ``tag`` names the Airflow run and the model's content."""
+    import json
+
+    from airflow_mlops.artifacts import sha256_directory
+    from airflow_mlops.registry.mlflow_registry import (
+        TAG_GATES,
+        TAG_PIPELINE,
+        register_version,
+        start_or_resume_run,
+    )
+    from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
+    from airflow_mlops.security.signing import sign_model
+
+    model_dir = tmp / tag.replace("/", "_")
+    (model_dir / "weights").mkdir(parents=True)
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    (model_dir / "weights" / "model_config.json").write_text(json.dumps({"tag": tag}))
+    sig = tmp / f"{tag.replace('/', '_')}.sig"
+    sign_model(model_dir, sig, keys[0])
+    run_id = start_or_resume_run(
+        client, experiment=pipeline, pipeline=pipeline, airflow_run=tag, run_name=tag
+    )
+    tags = {TAG_PIPELINE: pipeline, TAG_GATES: gates}
+    if blessed:
+        blessing = Blessing(
+            model_sha256=sha256_directory(model_dir)[0],
+            passed=gates == "passed",
+            compared=compared,
+            champion_version=champion,
+            by=f"{tag}/gates.evaluate",
+        )
+        tags[TAG_BLESSING] = blessing.to_tag()
+    registered = register_version(
+        client,
+        model_name=model,
+        run_id=run_id,
+        model_dir=model_dir,
+        signature_path=sig,
+        airflow_run=tag,
+        tags=tags,
+    )
+    return str(registered.version)
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,14 @@ def _signed_model(tmp: Path, name: str, keys: tuple[bytes, bytes], weight: bytes
 
 
 def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, gates: str = "passed"):
+    from airflow_mlops.artifacts import sha256_directory
     from airflow_mlops.registry.mlflow_registry import TAG_GATES, register_version, start_or_resume_run
+    from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
 
     model, sig = _signed_model(tmp, name, keys, weight)
+    blessing = Blessing(
+        sha256_directory(model)[0], passed=gates == "passed", compared=False, champion_version=None
+    )
     run_id = start_or_resume_run(
         client, experiment="promotion-it", pipeline="p", airflow_run=run_tag, run_name=run_tag
     )
@@ -39,7 +44,7 @@ def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, g
         model_dir=model,
         signature_path=sig,
         airflow_run=run_tag,
-        tags={TAG_GATES: gates},
+        tags={TAG_GATES: gates, TAG_BLESSING: blessing.to_tag()},
     )
 
 
@@ -48,7 +53,8 @@ def test_tampering_after_signing_blocks_promotion(
 ) -> None:
     from mlflow import MlflowClient
 
-    from airflow_mlops.registry.mlflow_registry import champion_version, promote_version, register_version
+    from airflow_mlops.registry.mlflow_registry import champion_version, register_version
+    from airflow_mlops.registry.promotion import promote_version
 
     client = MlflowClient(tracking_uri=mlflow_server.url)
     v1 = _register(client, tmp_path, "m1", signing_keys, b"\x01", "dag/run1")
@@ -80,7 +86,7 @@ def test_tampering_after_signing_blocks_promotion(
     weights = list(mlflow_server.root.rglob("model_config.json"))
     target = next(p for p in weights if "02" in p.read_text())
     target.write_text(json.dumps({"w": "ff"}))
-    with pytest.raises(PromotionBlockedError, match="signature does not verify"):
+    with pytest.raises(PromotionBlockedError, match="does not verify"):
         promote_version(
             client,
             model_name="promo-model",
@@ -97,7 +103,8 @@ def test_other_key_and_failed_gates_block_promotion(
 ) -> None:
     from mlflow import MlflowClient
 
-    from airflow_mlops.registry.mlflow_registry import champion_version, promote_version
+    from airflow_mlops.registry.mlflow_registry import champion_version
+    from airflow_mlops.registry.promotion import promote_version
     from airflow_mlops.security.signing import generate_key_pair
 
     client = MlflowClient(tracking_uri=mlflow_server.url)

@@ -25,7 +25,7 @@ from airflow_mlops.exceptions import (
     SignatureVerificationError,
     is_retryable,
 )
-from tests.integration.conftest import MLflowServer
+from tests.integration.conftest import MLflowServer, register_signed
 
 pytestmark = pytest.mark.integration
 
@@ -112,36 +112,11 @@ def _registered(
     """A signed version of ``model`` registered by ``PIPELINE``; the alias ``champion`` on it."""
     from mlflow import MlflowClient
 
-    from airflow_mlops.registry.mlflow_registry import (
-        TAG_GATES,
-        TAG_PIPELINE,
-        register_version,
-        start_or_resume_run,
-    )
-    from airflow_mlops.security.signing import sign_model
-
     client = MlflowClient(tracking_uri=mlflow_server.url)
-    model_dir = tmp / tag
-    (model_dir / "weights").mkdir(parents=True)
-    (model_dir / "MLmodel").write_text("flavors: {}\n")
-    (model_dir / "weights" / "model_config.json").write_text(json.dumps({"tag": tag}))
-    sig = tmp / f"{tag}.sig"
-    sign_model(model_dir, sig, keys[0])
-    run_id = start_or_resume_run(
-        client, experiment="fail-closed", pipeline=PIPELINE, airflow_run=tag, run_name=tag
-    )
-    registered = register_version(
-        client,
-        model_name=model,
-        run_id=run_id,
-        model_dir=model_dir,
-        signature_path=sig,
-        airflow_run=tag,
-        tags={TAG_PIPELINE: PIPELINE, TAG_GATES: "passed"},
-    )
+    version = register_signed(client, tmp, keys, model=model, tag=tag, pipeline=PIPELINE)
     if set_alias:
-        client.set_registered_model_alias(model, "champion", registered.version)
-    return client, str(registered.version)
+        client.set_registered_model_alias(model, "champion", version)
+    return client, version
 
 
 @pytest.fixture(scope="module")
@@ -306,12 +281,8 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
     import sys
 
     from airflow_mlops.exceptions import PromotionBlockedError
-    from airflow_mlops.registry.mlflow_registry import (
-        champion_version,
-        previous_tag,
-        promote_version,
-        rollback_alias,
-    )
+    from airflow_mlops.registry.mlflow_registry import champion_version
+    from airflow_mlops.registry.promotion import previous_tag, promote_version, rollback_alias
 
     name = "rb-model"
     versions = {}
@@ -395,3 +366,51 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
     blocked = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert blocked.returncode == 1 and "cannot roll 'rb-model'@champion back to version" in blocked.stderr
     assert champion_version(client, name, "champion").version == versions["c"]
+
+    # The audit trail: every alias move, who made it and why, oldest first; the refusals moved nothing.
+    history = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_mlops.cli",
+            "model",
+            "history",
+            name,
+            "--tracking-uri",
+            mlflow_server.url,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert history.returncode == 0, history.stderr
+    moves = [(e["action"], e["from"], e["to"]) for e in json.loads(history.stdout)]
+    a, b, c = versions["a"], versions["b"], versions["c"]
+    assert moves == [
+        ("promoted", None, a),
+        ("promoted", a, b),
+        ("rolled_back", b, a),
+        ("promoted", a, c),
+        ("rolled_back", c, a),
+        ("promoted", a, c),
+    ], moves
+    entries = json.loads(history.stdout)
+    assert entries[2]["reason"] == "bad canary" and entries[2]["by"] == "dag/rollback-1"
+    assert entries[4]["by"].startswith("cli:")
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_mlops.cli",
+            "model",
+            "history",
+            name,
+            "--tracking-uri",
+            mlflow_server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert text.returncode == 0 and f"@champion: {a} -> {c}" in text.stdout

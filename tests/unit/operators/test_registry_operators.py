@@ -10,14 +10,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.exceptions import PromotionBlockedError
 from airflow_mlops.operators.registry import ModelRollbackOperator
-from airflow_mlops.registry.mlflow_registry import RollbackResult
+from airflow_mlops.registry.promotion import RollbackResult
 
 CONTEXT = {"run_id": "manual__1", "dag": SimpleNamespace(dag_id="ops__rollback")}
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    import airflow_mlops.registry.mlflow_registry as registry
+    import airflow_mlops.registry.promotion as registry
 
     seen: list[dict[str, Any]] = []
 
@@ -53,3 +53,106 @@ def test_a_refused_rollback_fails_without_retry(calls) -> None:
     with pytest.raises(PromotionBlockedError, match="not 9") as caught:
         op.execute(CONTEXT)
     assert isinstance(caught.value, AirflowFailException)
+
+
+# --- registration records the blessing of exactly the model it registers ------------------------
+
+SHA = "a" * 64
+
+
+def _register_op(blessing: dict[str, Any]) -> Any:
+    from airflow_mlops.operators.registry import ModelRegisterOperator
+
+    return ModelRegisterOperator(
+        task_id="register",
+        pipeline="p",
+        model={"uri": "file:///m", "sha256": SHA, "size": 1, "media_type": "inode/directory"},
+        signature={},
+        model_name="m",
+        mlflow_run_id="r",
+        gates_passed=True,
+        blessing=blessing,
+    )
+
+
+def test_a_blessing_for_another_model_is_refused_before_anything_is_registered() -> None:
+    op = _register_op({"model_sha256": "b" * 64, "passed": True, "compared": False, "champion_version": None})
+    with pytest.raises(PromotionBlockedError, match="the gates judged another model"):
+        op._blessing()
+
+
+@pytest.mark.parametrize(
+    "blessing",
+    [
+        {"passed": True, "compared": False},
+        {"model_sha256": "short", "passed": True, "compared": False},
+        {"model_sha256": SHA, "passed": "yes", "compared": False},
+    ],
+)
+def test_a_malformed_blessing_is_refused(blessing: dict[str, Any]) -> None:
+    with pytest.raises(PromotionBlockedError, match="malformed"):
+        _register_op(blessing)._blessing()
+
+
+def test_the_blessing_of_the_model_is_kept() -> None:
+    blessing = _register_op(
+        {
+            "model_sha256": SHA,
+            "passed": True,
+            "compared": True,
+            "champion_version": 3,
+            "by": "d/r/gates.evaluate",
+        }
+    )._blessing()
+    assert (blessing.model_sha256, blessing.compared, blessing.champion_version) == (SHA, True, "3")
+
+
+# --- the promote operator: rollout alias only once there is a champion ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("champion", "expected"), [(None, "champion"), (SimpleNamespace(version="1"), "canary")]
+)
+def test_a_rollout_starts_only_beside_a_champion(
+    monkeypatch: pytest.MonkeyPatch, champion, expected: str
+) -> None:
+    import airflow_mlops.registry.mlflow_registry as mlflow_registry
+    import airflow_mlops.registry.promotion as promotion
+    from airflow_mlops.operators.registry import ModelPromoteOperator
+    from airflow_mlops.registry.promotion import PromotionResult
+
+    seen: dict[str, Any] = {}
+
+    def fake_promote(client: Any, **kwargs: Any) -> PromotionResult:
+        seen.update(kwargs)
+        return PromotionResult("m", kwargs["alias"], "2", "1", True, "fp")
+
+    monkeypatch.setattr(mlflow_registry, "champion_version", lambda *a, **k: champion)
+    monkeypatch.setattr(promotion, "promote_version", fake_promote)
+    monkeypatch.setattr(ModelPromoteOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
+    monkeypatch.setattr(
+        "airflow_mlops.operators.registry.ModelSigningHook",
+        lambda signing_conn_id: SimpleNamespace(
+            get_key=lambda need_private: SimpleNamespace(public_key_pem=b"k")
+        ),
+    )
+    op = ModelPromoteOperator(
+        task_id="promote",
+        pipeline="p",
+        model_name="m",
+        version="2",
+        gates_passed=True,
+        rollout_alias="canary",
+        traffic_share=0.2,
+    )
+    op.execute(
+        {
+            **CONTEXT,
+            "ti": SimpleNamespace(try_number=2),
+            "dag_run": SimpleNamespace(triggering_user_name="ana"),
+        }
+    )
+    assert seen["alias"] == expected and seen["champion_alias"] == "champion"
+    assert seen["traffic_share"] == (0.2 if expected == "canary" else None)
+    assert seen["request_id"] == "ops__rollback/manual__1"
+    assert seen["by"] == "airflow:ops__rollback/manual__1/promote#2 (triggered by ana)"
