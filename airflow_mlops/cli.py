@@ -11,32 +11,76 @@ from typing import Any
 from airflow_mlops.exceptions import SpecError
 
 
-def _validate(files: Sequence[str], allowed_roots: list[str] | None, specs_only: bool = False) -> int:
+def _validate(
+    files: Sequence[str],
+    allowed_roots: list[str] | None,
+    specs_only: bool = False,
+    dags_folder: str | None = None,
+) -> int:
+    """Check every file given (a folder: every spec below it); one bad file never stops the others."""
     from airflow_mlops.factory.folder import find_spec_files
-    from airflow_mlops.spec.loader import load_spec
 
     paths: list[str] = []
+    failed = 0
     for file in files:
         if Path(file).is_dir():
             found = [str(p) for p in find_spec_files(file)]
             if not found:
                 print(f"{file}: no spec files (*.yaml with `apiVersion: mlops/v1`) found", file=sys.stderr)
-                return 1
+                failed += 1
             paths.extend(found)
         elif specs_only and not _declares_spec(Path(file)):
             print(f"{file}: skipped (no `apiVersion: mlops/...` line)", file=sys.stderr)
         else:
             paths.append(file)
-    failed = 0
     for file in paths:
         try:
-            spec = load_spec(file, allowed_roots=allowed_roots)
+            spec = _load_for_validate(file, allowed_roots, dags_folder)
         except SpecError as exc:
             failed += 1
             print(exc, file=sys.stderr)
             continue
+        except Exception as exc:  # a bug of ours: still a located message, and the next file
+            failed += 1
+            print(
+                f"1 problem(s) in pipeline spec {file}:\n{file}: <document>: unexpected error while "
+                f"validating this spec: {type(exc).__name__}: {exc}\n    hint: this is a bug in "
+                "airflow-mlops, not in your spec: please report it with the spec",
+                file=sys.stderr,
+            )
+            continue
         print(f"{file}: ok (pipeline {spec.pipeline})")
     return 1 if failed else 0
+
+
+def _load_for_validate(file: str, allowed_roots: list[str] | None, dags_folder: str | None) -> Any:
+    """Validate one file with the allowed roots Airflow's loader will use for it.
+
+    Unless ``--allowed-root``, the defaults file or ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` name roots,
+    the root is the dags folder: ``--dags-folder``, else the folder of the loader file above the
+    spec (what ``dags/mlops_specs.py`` passes to the loader). Without either, nothing restricts
+    the locations, and a note says so.
+    """
+    from airflow_mlops.factory.folder import find_dags_folder
+    from airflow_mlops.spec.loader import effective_allowed_roots, find_folder_defaults, load_spec
+
+    path = Path(file)
+    folder_defaults = find_folder_defaults(path) if path.is_file() else None
+    default = None
+    if not effective_allowed_roots(folder_defaults, allowed_roots):
+        folder = Path(dags_folder) if dags_folder else find_dags_folder(path)
+        if folder is not None:
+            default = [str(folder)]
+        else:
+            print(
+                f"{file}: note: no dags folder found (no loader .py calling load_dags_folder at or above "
+                "it), so locations are not checked against allowed roots; pass --dags-folder or "
+                "--allowed-root",
+                file=sys.stderr,
+            )
+    return load_spec(
+        path, folder_defaults=folder_defaults, allowed_roots=allowed_roots, default_allowed_roots=default
+    )
 
 
 def _declares_spec(path: Path) -> bool:
@@ -51,14 +95,19 @@ def _declares_spec(path: Path) -> bool:
 def _render(file: str) -> int:
     from airflow_mlops.factory import build_dags
     from airflow_mlops.factory.builder import describe_schedule, describe_schedule_value
-    from airflow_mlops.spec.loader import load_spec
+    from airflow_mlops.factory.folder import build_error
 
     try:
-        spec = load_spec(file)
+        spec = _load_for_validate(file, None, None)
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1
-    for dag_id, dag in build_dags(spec, spec_path=file).items():
+    try:
+        dags = build_dags(spec, spec_path=file)
+    except Exception as exc:  # an operator or notifier rejected its arguments: located, no traceback
+        print(build_error(exc, Path(file)), file=sys.stderr)
+        return 1
+    for dag_id, dag in dags.items():
         print(f"DAG {dag_id}")
         if spec.monitoring is not None and dag_id == spec.monitor_dag_id:
             when = describe_schedule_value(spec.monitoring.schedule, explain=True)
@@ -184,8 +233,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         dest="allowed_roots",
         metavar="DIR_OR_S3_PREFIX",
-        help="data and artifact locations must lie under one of these (repeatable); default: the "
-        "folder's mlops-defaults.yaml, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else no restriction",
+        help="data and artifact locations must lie under one of these (repeatable; relative to the "
+        "current directory); default: the spec folder's mlops-defaults.yaml, else "
+        "AIRFLOW_MLOPS_ALLOWED_ROOTS, else the dags folder (as Airflow's loader does)",
+    )
+    validate.add_argument(
+        "--dags-folder",
+        metavar="DIR",
+        help="the dags folder the specs are loaded from (the default allowed root); default: the "
+        "nearest folder above each spec that holds the loader file (a .py calling load_dags_folder)",
     )
     validate.add_argument(
         "--specs-only",
@@ -235,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.group == "model":
         return _history(args) if args.command == "history" else _rollback(args)
     if args.command == "validate":
-        return _validate(args.files, args.allowed_roots, args.specs_only)
+        return _validate(args.files, args.allowed_roots, args.specs_only, args.dags_folder)
     if args.command == "render":
         return _render(args.file)
     return _schema()

@@ -16,7 +16,7 @@ from airflow_mlops.operators.monitor import ChampionScoreOperator, DriftDetectOp
 from airflow_mlops.operators.registry import ModelPromoteOperator, ModelRegisterOperator, approval_operator
 from airflow_mlops.operators.rollout import RolloutGateOperator
 from airflow_mlops.spec.loader import date_to_datetime
-from airflow_mlops.spec.models import MONITOR_REFERENCE_KEYWORDS
+from airflow_mlops.spec.models import MONITOR_REFERENCE_KEYWORDS, PIPELINE_EVENTS
 
 if TYPE_CHECKING:
     from airflow_mlops.spec.models import PipelineSpec
@@ -89,7 +89,7 @@ def build_schedule(spec: PipelineSpec, base: Path | None = None) -> Any:
         return time_timetable(value)
     from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule
 
-    assets = [_event_asset(spec, e, base) if e in ("drift", "new_data") else Asset(e) for e in value.events]
+    assets = [_event_asset(spec, e, base) if e in PIPELINE_EVENTS else Asset(e) for e in value.events]
     condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
     timetable = time_timetable(value.time)
     if timetable is None:
@@ -297,6 +297,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         max_active_runs=spec.max_active_runs,
         dagrun_timeout=spec.dagrun_timeout,
         deadline=build_deadline(spec),
+        auto_register=False,  # only build_dags' result is a DAG: never a half-built one
     ) as dag:
         with TaskGroup("data", tooltip="Validate the batch, then screen it for poisoning"):
             validate = DataValidateOperator(
@@ -368,6 +369,19 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
             sign = ModelSignOperator(
                 task_id="sign",
                 model=_out(scan, "model"),
+                evaluation=_out(evaluate, "report"),
+                blessing=_out(evaluate, "blessing"),
+                model_name=registry.model_name,
+                training_data=_out(screen, "accepted"),
+                holdout=_out(train, "holdout"),
+                train_metrics=_out(train, "train_metrics"),
+                training={
+                    "backend": spec.training.backend,
+                    "model": spec.training.model,
+                    "image": spec.training.image,
+                    "params": spec.training.params.model_dump(exclude_unset=True),
+                    "seed": spec.training.seed,
+                },
                 signing_conn_id=spec.security.signing.connection,
                 **stage("sign"),
             )
@@ -382,6 +396,9 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 key_fingerprint=_out(sign, "key_fingerprint"),
                 training_data=_out(screen, "accepted"),
                 blessing=_out(evaluate, "blessing"),
+                attestation=_out(sign, "attestation"),
+                mlbom=_out(sign, "mlbom"),
+                mlbom_attestation=_out(sign, "mlbom_attestation"),
                 description=spec.description,
                 mlflow_conn_id=registry.connection,
                 **stage("register"),
@@ -417,11 +434,24 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 **stage("promote"),
             )
         tasks = {t.task_id: t for t in dag.tasks}
-        for step in spec.steps:
+        for index, step in enumerate(spec.steps):
             from airflow_mlops.spec.checks import STAGE_TASK_IDS, resolve_entrypoint
 
             operator = resolve_entrypoint(step.operator)
-            task = operator(task_id=step.id, **{**task_settings(spec, None, step.settings), **step.args})
+            try:
+                task = operator(task_id=step.id, **{**task_settings(spec, None, step.settings), **step.args})
+            except Exception as exc:  # the operator rejects its arguments: name the step
+                from airflow_mlops.exceptions import SpecError, SpecIssue
+
+                issue = SpecIssue(
+                    str(spec_path or "<spec>"),
+                    None,
+                    None,
+                    f"steps[{index}].args",
+                    f"{step.operator} rejected the arguments of step {step.id!r}: {type(exc).__name__}: {exc}",
+                    hint="check `args` against the operator's parameters; the spec yields no DAG until then",
+                )
+                raise SpecError([issue]) from exc
             tasks[step.id] = task
         for step in spec.steps:
             for ref in step.after:
@@ -526,6 +556,7 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
             default_args={"owner": spec.owner},
             doc_md=_monitor_doc_md(spec, str(spec_path) if spec_path else None),
             max_active_runs=1,
+            auto_register=False,
         ) as dag,
         TaskGroup("monitor", tooltip="Score the live window, test it for drift, emit the drift event"),
     ):
@@ -606,7 +637,10 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
 
 def build_dags(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> dict[str, DAG]:
     """Every DAG a spec describes, by dag id: the training lifecycle and, with a ``monitoring``
-    section, the monitor."""
+    section, the monitor. All or nothing: when one fails to build, the exception propagates and
+    no DAG of the spec exists anywhere (the DAGs are not auto-registered with Airflow's DAG
+    context, so a half-built one cannot reach the DAG bag; put the result into your DAG file's
+    ``globals()``)."""
     dags = [build_train_dag(spec, spec_path=spec_path)]
     if spec.monitoring is not None:
         dags.append(build_monitor_dag(spec, spec_path=spec_path))

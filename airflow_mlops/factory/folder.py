@@ -41,6 +41,29 @@ def find_spec_files(folder: str | os.PathLike[str]) -> list[Path]:
     return out
 
 
+def find_dags_folder(spec_path: str | os.PathLike[str]) -> Path | None:
+    """The dags folder a spec is loaded from: the nearest folder at or above it holding a loader
+    file (a ``.py`` file that calls :func:`load_dags_folder`, like ``dags/mlops_specs.py``).
+
+    The loader's default allowed root is that folder, so the command line finds the same one to
+    check a spec as Airflow will. The search stops at a repository root (a folder with ``.git``).
+    """
+    folder = Path(spec_path).resolve().parent
+    for candidate in (folder, *folder.parents):
+        try:
+            for file in sorted(candidate.glob("*.py")):
+                try:
+                    if "load_dags_folder(" in file.read_text(encoding="utf-8", errors="replace"):
+                        return candidate
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        if (candidate / ".git").exists():
+            return None
+    return None
+
+
 def declares_spec(path: Path) -> bool:
     """Whether the file has an ``apiVersion: mlops/...`` line; raises ``OSError`` if unreadable."""
     from airflow_mlops.spec.loader import is_spec_document
@@ -86,7 +109,7 @@ class SpecFolderLoader:
             self._defaults_by_dir[path.parent] = find_folder_defaults(resolved, self._defaults_cache)
         folder_defaults = self._defaults_by_dir[path.parent]
         # The defaults file's roots, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else this loader's default.
-        roots = effective_allowed_roots(folder_defaults, None) or self._default_roots
+        roots = effective_allowed_roots(folder_defaults, None, self._default_roots)
         base = resolved.parent
         key = None
         if self.cache is not None and self.cache.enabled:
@@ -102,24 +125,62 @@ class SpecFolderLoader:
         return spec
 
     def build(self, path: Path) -> dict[str, Any]:
-        """The DAGs of one spec file; raises :class:`SpecError`."""
+        """The DAGs of one spec file, all of them or none; raises :class:`SpecError`.
+
+        A DAG that fails to build (an operator or notifier rejects its arguments) takes the
+        spec's other DAGs with it: a broken spec never yields a partial set of DAGs.
+        """
         from airflow_mlops.factory.builder import build_dags
 
         spec = self.load(path)
         try:
             return build_dags(spec, spec_path=path)
-        except SpecError:
-            raise
         except Exception as exc:  # an operator or notifier rejected its arguments
-            issue = SpecIssue(
-                str(path),
-                None,
-                None,
-                "",
-                f"cannot build the DAG: {type(exc).__name__}: {exc}",
-                hint="check the arguments of your steps, notifiers and callbacks",
-            )
-            raise SpecError([issue]) from exc
+            raise build_error(exc, path) from exc
+
+
+def build_error(exc: Exception, path: Path) -> SpecError:
+    """The located :class:`SpecError` for an exception raised while building a spec's DAGs."""
+    if not isinstance(exc, SpecError):
+        issue = SpecIssue(
+            str(path),
+            None,
+            None,
+            "",
+            f"cannot build the DAG: {type(exc).__name__}: {exc}",
+            hint="check the arguments of your steps, notifiers and callbacks",
+        )
+        exc = SpecError([issue])
+    return locate_issues(exc, path)
+
+
+def locate_issues(exc: SpecError, path: Path) -> SpecError:
+    """``exc`` with a line for each issue that has none: its key's, else the ``pipeline:`` key's.
+
+    Build-time errors come from a validated model (perhaps from the parse cache), which has no
+    positions; the file is parsed again for them, which only a broken spec pays for.
+    """
+    if all(issue.line is not None for issue in exc.issues):
+        return exc
+    import dataclasses
+    import re
+
+    from airflow_mlops.spec.loader import parse_yaml, read_spec_text
+
+    try:
+        _, located = parse_yaml(read_spec_text(path), str(path))
+    except SpecError:
+        return exc
+    issues = []
+    for issue in exc.issues:
+        if issue.line is None:
+            keys = tuple(int(k) if k.isdigit() else k for k in re.findall(r"[^.\[\]]+", issue.path))
+            mark = located.position(keys) if keys else None
+            mark = mark if mark and keys and mark != located.position(()) else located.position(("pipeline",))
+            if mark:
+                issue = dataclasses.replace(issue, line=mark[0], column=mark[1])
+        issues.append(issue)
+    return SpecError(issues)
 
 
 class SpecErrors(dict[str, SpecError]):

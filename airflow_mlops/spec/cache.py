@@ -57,9 +57,13 @@ def _code_fingerprint() -> list[Any]:
     from airflow_mlops.spec import checks, loader, models
 
     files = []
-    for module in (models, loader, checks):
-        stat = os.stat(str(module.__file__))
-        files.append([os.path.basename(str(module.__file__)), stat.st_size, stat.st_mtime_ns])
+    paths = [str(m.__file__) for m in (models, loader, checks)]
+    # Modules that only a full parse imports, and their data: stat them without importing.
+    folder = os.path.dirname(paths[0])
+    paths += [os.path.join(folder, n) for n in ("templates.py", "expectations.py", "gx_expectations.json")]
+    for path in paths:
+        stat = os.stat(path)
+        files.append([os.path.basename(path), stat.st_size, stat.st_mtime_ns])
     return [FORMAT, __version__, pydantic.VERSION, files]
 
 

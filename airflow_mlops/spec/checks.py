@@ -10,8 +10,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,16 @@ Locate = Callable[[tuple[str | int, ...]], tuple[int | None, int | None]]
 def _suggest(value: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def closest_argument(name: str, accepted: Iterable[str]) -> str | None:
+    """The accepted argument ``name`` most likely meant: a close spelling, else the one it begins
+    (``min`` -> ``min_value``)."""
+    choices = list(accepted)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    return next((c for c in choices if len(name) >= 3 and c.startswith(name)), None)
 
 
 def check_steps(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue]:
@@ -108,29 +121,21 @@ def check_steps(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue
 
 
 def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in ``node -> [depends on]`` as a list of nodes, or None. Deterministic."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """A cycle in ``node -> [depends on]`` as a list of nodes (each waits for the next), or None.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in edges.get(node, []):
-            if state.get(dep) == 1:
-                return stack[stack.index(dep) :]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
+    Deterministic: nodes are fed in sorted order and the cycle starts at its smallest id.
+    """
+    sorter: TopologicalSorter[str] = TopologicalSorter()
     for node in sorted(edges):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+        sorter.add(node, *sorted(edges[node]))
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        # graphlib lists the cycle in run order, first node repeated last: [a, c, b, a] means
+        # a runs before c before b before a. Reversed, each node waits for the next.
+        cycle = list(reversed(exc.args[1][:-1]))
+        start = cycle.index(min(cycle))
+        return cycle[start:] + cycle[:start]
     return None
 
 
@@ -153,22 +158,26 @@ def resolve_entrypoint(path: str) -> Any:
 
 
 def check_entrypoints(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue]:
-    """Every operator / notifier / callback named in the spec can be imported and is the right kind."""
+    """Every operator / notifier / callback named in the spec can be imported and is the right kind,
+    and the arguments given to operators and notifiers are ones they accept."""
     from airflow.sdk import BaseNotifier, BaseOperator
 
-    wanted: list[tuple[tuple[str | int, ...], str, type | None]] = []
+    Wanted = tuple[tuple[str | int, ...], str, type | None, dict[str, Any] | None]
+    wanted: list[Wanted] = []
     for i, step in enumerate(spec.steps):
-        wanted.append((("steps", i, "operator"), step.operator, BaseOperator))
+        wanted.append((("steps", i, "operator"), step.operator, BaseOperator, step.args))
     for path, notify in _notifications(spec):
         for event in ("on_failure", "on_retry", "on_success"):
             for j, item in enumerate(getattr(notify, event)):
-                wanted.append(((*path, "notify", event, j, "notifier"), item.notifier, BaseNotifier))
+                wanted.append(
+                    ((*path, "notify", event, j, "notifier"), item.notifier, BaseNotifier, item.args)
+                )
     if spec.deadline:
-        wanted.append((("deadline", "callback"), spec.deadline.callback, None))
+        wanted.append((("deadline", "callback"), spec.deadline.callback, None, None))
     issues = []
-    for path, target, base in wanted:
+    for path, target, base, args in wanted:
         line, col = locate(path)
-        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+        dotted = _dotted(path)
         try:
             obj = resolve_entrypoint(target)
         except Exception as exc:
@@ -196,6 +205,127 @@ def check_entrypoints(spec: PipelineSpec, file: str, locate: Locate) -> list[Spe
                     None,
                 )
             )
+            continue
+        if args is not None and isinstance(obj, type):
+            issues += _check_arguments(obj, args, path[:-1], file, locate, operator=base is BaseOperator)
+    return issues
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+# Set by the factory on every step: not for `args`.
+FACTORY_ARGUMENTS = {"task_id": "steps[].id", "dag": None, "task_group": None}
+
+
+@lru_cache(maxsize=512)
+def accepted_arguments(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """``(accepted, required, open)``: the keyword arguments ``cls(...)`` takes, statically.
+
+    Walks the ``__init__`` of every class in the MRO, as the arguments travel through
+    ``**kwargs`` to ``super().__init__``; a signature without ``**kwargs`` ends the walk. Airflow's
+    ``BaseOperator`` takes ``**kwargs`` but raises on any it does not know ("Invalid arguments
+    were passed"), so it ends the walk too, as does ``object``. ``open`` is True when some class
+    takes any keyword (the walk never ended). ``required``: arguments without a default of the
+    class's own ``__init__`` (Airflow checks those when the task is built).
+    """
+    from airflow.sdk import BaseOperator
+
+    accepted: dict[str, None] = {}
+    required: list[str] | None = None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return tuple(accepted), tuple(required or ()), False
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]  # without self
+        except (TypeError, ValueError):  # a signature Python cannot read: accept anything
+            return tuple(accepted), tuple(required or ()), True
+        accepted.update(dict.fromkeys(p.name for p in params if p.kind in keyword))
+        if required is None:
+            required = [p.name for p in params if p.kind in keyword and p.default is p.empty]
+        if klass is BaseOperator or not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return tuple(accepted), tuple(required), False
+    return tuple(accepted), tuple(required or ()), True
+
+
+def _own_arguments(cls: type, accepted: tuple[str, ...]) -> list[str]:
+    """The arguments ``cls`` adds over Airflow's BaseOperator / BaseNotifier (for messages)."""
+    from airflow.sdk import BaseNotifier, BaseOperator
+
+    base = next((b for b in (BaseOperator, BaseNotifier) if issubclass(cls, b)), None)
+    inherited = set(accepted_arguments(base)[0]) if base is not None and base is not cls else set()
+    return [a for a in accepted if a not in inherited]
+
+
+def _check_arguments(
+    cls: type,
+    args: dict[str, Any],
+    path: tuple[str | int, ...],
+    file: str,
+    locate: Locate,
+    *,
+    operator: bool,
+) -> list[SpecIssue]:
+    """Unknown, reserved and missing keyword arguments of an operator (step) or notifier."""
+    accepted, required, open_ = accepted_arguments(cls)
+    own = _own_arguments(cls, accepted)
+    name = cls.__name__
+    listing = ", ".join(own) if own else "none of its own"
+    if operator:
+        listing += "; and BaseOperator's task arguments (retries, pool, queue, ...: better in `settings`)"
+    issues = []
+    meant: set[str] = set()  # required arguments that a misspelt one stands for
+    for key in args:
+        key_path = (*path, "args", key)
+        line, col = locate(key_path)
+        if operator and key in FACTORY_ARGUMENTS:
+            where = FACTORY_ARGUMENTS[key]
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    _dotted(key_path),
+                    f"{key!r} is set by the factory" + (f" from `{where}`" if where else ""),
+                    None,
+                    f"remove it from args{f'; set `{where}`' if where else ''}",
+                )
+            )
+        elif not open_ and key not in accepted:
+            close = closest_argument(key, accepted)
+            suggestion = f"; did you mean {close!r}?" if close else ""
+            meant.add(close or "")
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    _dotted(key_path),
+                    f"{name} has no argument {key!r}{suggestion}",
+                    None,
+                    f"arguments of {name}: {listing}",
+                )
+            )
+    missing = [r for r in required if r not in args and r not in FACTORY_ARGUMENTS and r not in meant]
+    if missing:
+        line, col = locate((*path, "args"))  # the step itself when it has no `args`
+        shown = ", ".join(f"`{m}: ...`" for m in missing)
+        issues.append(
+            SpecIssue(
+                file,
+                line,
+                col,
+                _dotted((*path, "args")),
+                f"{name} needs the argument(s) {', '.join(map(repr, missing))}",
+                None,
+                f"add {shown} under args",
+            )
+        )
     return issues
 
 
@@ -282,4 +412,154 @@ def check_paths(
                     "mlops-defaults.yaml)",
                 )
             )
+    return issues
+
+
+def check_content(spec: PipelineSpec, file: str, locate: Locate, *, imports: bool = True) -> list[SpecIssue]:
+    """The checks that depend on the spec's text: templates and expectation arguments.
+
+    Run when a spec is parsed, not on a parse-cache hit (the cache key covers the text and
+    this code). ``imports``: also check the templated arguments of steps and notifiers (their
+    classes are imported to read their ``template_fields``).
+    """
+    return check_templates(spec, file, locate, imports=imports) + check_expectations(spec, file, locate)
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string inside ``value`` (nested lists and mappings, as Airflow renders them)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _templated_values(
+    spec: PipelineSpec, *, imports: bool = True
+) -> Iterator[tuple[tuple[str | int, ...], str, bool]]:
+    """``(path, text, no_interval)`` of every value Airflow renders as a template."""
+    data = spec.data
+    yield ("data", "source"), data.source, False
+    if data.event_source is not None:
+        yield ("data", "event_source"), data.event_source, True
+    if data.reference is not None:
+        yield ("data", "reference"), data.reference, False
+    if spec.artifacts.root is not None:
+        yield ("artifacts", "root"), spec.artifacts.root, False
+    if spec.monitoring is not None:
+        yield ("monitoring", "source"), spec.monitoring.source, False
+        if spec.monitoring.reference not in MONITOR_REFERENCE_KEYWORDS:
+            yield ("monitoring", "reference"), spec.monitoring.reference, False
+    for i, item in enumerate(spec.validation.expectations):  # a template field of the validate task
+        for path, text in _strings(item, ("validation", "expectations", i)):
+            yield path, text, False
+    if not imports:
+        return
+    owners: list[tuple[tuple[str | int, ...], str, dict[str, Any]]] = [
+        (("steps", i), step.operator, step.args) for i, step in enumerate(spec.steps)
+    ]
+    for path, notify in _notifications(spec):
+        for event in ("on_failure", "on_retry", "on_success"):
+            for j, item in enumerate(getattr(notify, event)):
+                owners.append(((*path, "notify", event, j), item.notifier, item.args))
+    for path, target, args in owners:
+        if not args:
+            continue
+        try:
+            cls = resolve_entrypoint(target)
+        except Exception:  # check_entrypoints reports it
+            continue
+        fields = getattr(cls, "template_fields", ())
+        extensions = tuple(getattr(cls, "template_ext", ()) or ())
+        for key in args:
+            if key not in fields:
+                continue
+            for value_path, text in _strings(args[key], (*path, "args", key)):
+                # A value ending in a template extension (`.sh`, `.sql`) names a template file.
+                if not (extensions and text.endswith(extensions)):
+                    yield value_path, text, False
+
+
+def check_templates(
+    spec: PipelineSpec, file: str, locate: Locate, *, imports: bool = True
+) -> list[SpecIssue]:
+    """Jinja syntax, unknown variables, macros, filters and tests in templated values."""
+    from airflow_mlops.spec.templates import check_template
+
+    issues = []
+    for path, text, no_interval in _templated_values(spec, imports=imports):
+        problems = check_template(text, no_interval=no_interval)
+        if not problems:
+            continue
+        line, col = locate(path)
+        issues += [SpecIssue(file, line, col, _dotted(path), p.message, text, p.hint) for p in problems]
+    return issues
+
+
+def check_expectations(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue]:
+    """Great Expectations arguments: unknown (with did-you-mean), reserved and missing ones.
+
+    Signatures come from the committed ``gx_expectations.json`` (GX itself is never imported here).
+    """
+    if not spec.validation.expectations:
+        return []
+    from airflow_mlops.spec.expectations import RESERVED_ARGUMENTS, example, expectation_signature
+
+    issues = []
+    for i, item in enumerate(spec.validation.expectations):
+        for name, kwargs in item.items():
+            found = expectation_signature(name)
+            if found is None:  # not a supported expectation: the model reports it
+                continue
+            required, optional = found
+            path: tuple[str | int, ...] = ("validation", "expectations", i, name)
+            accepted = [*required, *optional]
+            meant: set[str] = set()
+            for arg in kwargs:
+                line, col = locate((*path, arg))
+                if arg in RESERVED_ARGUMENTS:
+                    issues.append(
+                        SpecIssue(
+                            file,
+                            line,
+                            col,
+                            _dotted((*path, arg)),
+                            f"{arg!r} is reserved: the validation stage sets it",
+                            None,
+                            "remove it",
+                        )
+                    )
+                elif arg not in accepted:
+                    close = closest_argument(arg, accepted)
+                    meant.add(close or "")
+                    issues.append(
+                        SpecIssue(
+                            file,
+                            line,
+                            col,
+                            _dotted((*path, arg)),
+                            f"{name} has no argument {arg!r}"
+                            + (f"; did you mean {close!r}?" if close else ""),
+                            None,
+                            f"arguments of {name}: "
+                            + ", ".join([*(f"{r} (required)" for r in required), *optional]),
+                        )
+                    )
+            missing = [r for r in required if r not in kwargs and r not in meant]
+            if missing:
+                line, col = locate(path)
+                issues.append(
+                    SpecIssue(
+                        file,
+                        line,
+                        col,
+                        _dotted(path),
+                        f"{name} needs the argument(s) {', '.join(map(repr, missing))}",
+                        None,
+                        f"write `{example(name)}`",
+                    )
+                )
     return issues

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -101,7 +102,29 @@ class _LocatedYaml:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._construct(item, (*path, i), loader) for i, item in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, OverflowError) as exc:
+            # YAML's implicit resolvers pick the type by shape, then the constructor may still
+            # refuse the value: `2026-13-01` is resolved as a timestamp and datetime rejects it.
+            self.issues.append(self._scalar_issue(node, path, exc))
+            return None
+
+    def _scalar_issue(self, node: yaml.Node, path: PathKey, exc: Exception) -> SpecIssue:
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return self._issue(
+                node,
+                path,
+                f"not a valid date ({exc})",
+                node.value,
+                hint="write a date as YYYY-MM-DD, e.g. 2026-01-31; quote the value if it is meant as text",
+            )
+        kind = node.tag.rsplit(":", 1)[-1]
+        return self._issue(
+            node, path, f"cannot be read as a YAML {kind} ({exc})", node.value, hint="quote it"
+        )
 
     def _issue(
         self, node: yaml.Node, path: PathKey, message: str, value: Any = None, hint: str | None = None
@@ -165,14 +188,7 @@ def _parse_with(loader_class: type[yaml.SafeLoader], text: str, file: str) -> tu
             raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", hint="start from docs/spec.md")])
         data = located._construct(node, (), loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        hint = "check indentation, and quote values that contain ': ' or start with '{', '[', '*', '&' or '@'"
-        if "tab" in problem.lower():
-            hint = "YAML indentation must use spaces, not tabs"
-        raise SpecError([SpecIssue(file, line, column, "", f"invalid YAML: {problem}", hint=hint)]) from None
+        raise SpecError([_yaml_error_issue(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(file, None, None, "", f"invalid YAML: {exc}")]) from None
     finally:
@@ -182,28 +198,242 @@ def _parse_with(loader_class: type[yaml.SafeLoader], text: str, file: str) -> tu
     return data, located
 
 
+# What to do about the constructs PyYAML names in its "while ..." context (where they start).
+_CONTEXT_HINTS = {
+    "while scanning a quoted scalar": "close the quote that opens on line {line}; inside a quoted value "
+    "write the other kind of quote, or double it ('it''s')",
+    "while parsing a flow sequence": "close the `[` opened on line {line} with `]`, separating its items "
+    "with commas, or write the list one `- item` per line",
+    "while parsing a flow mapping": "close the `{{` opened on line {line} with `}}`, separating its entries "
+    "with commas, or write the mapping one `key: value` per line",
+    "while scanning a simple key": "a key needs a `: ` after it (line {line})",
+    "while parsing a block mapping": "the keys of one mapping must start in the same column as the one "
+    "on line {line}",
+    "while parsing a block collection": "the items of one list must start in the same column as the one "
+    "on line {line}",
+}
+_GENERIC_YAML_HINT = (
+    "check indentation, and quote values that contain ': ' or start with '{', '[', '*', '&' or '@'"
+)
+
+
+def _yaml_error_issue(exc: yaml.MarkedYAMLError, text: str, file: str) -> SpecIssue:
+    """PyYAML's error with both of its places: where the construct starts (``context_mark``) and
+    where the parser gave up (``problem_mark``). The issue is located at the start: an unclosed
+    quote is found only at the end of the file, an unclosed ``[`` on the next line."""
+    context, problem = exc.context_mark, exc.problem_mark
+    start = problem
+    if context is not None and (
+        problem is None or (context.line, context.column) <= (problem.line, problem.column)
+    ):
+        start = context
+    parts = []
+    if exc.context:
+        parts.append(
+            exc.context + (f" (line {context.line + 1}, column {context.column + 1})" if context else "")
+        )
+    if exc.problem:
+        parts.append(
+            exc.problem + (f" (line {problem.line + 1}, column {problem.column + 1})" if problem else "")
+        )
+    if exc.note:
+        parts.append(exc.note)
+    message = "invalid YAML: " + ": ".join(parts)
+    hint = _GENERIC_YAML_HINT
+    if "tab" in message.lower():
+        hint = "YAML indentation must use spaces, not tabs"
+    elif context is not None and exc.context:
+        template = next((h for c, h in _CONTEXT_HINTS.items() if exc.context.startswith(c)), None)
+        if template:
+            hint = template.format(line=context.line + 1)
+    if start is None:
+        return SpecIssue(file, None, None, "", message, hint=hint)
+    lines = text.splitlines()
+    line, column, at_value = start.line, start.column, start is context
+    opened = _unclosed_quote(lines, problem.line) if context is None and problem is not None else None
+    if opened is not None:  # a quote left open runs on to the next one, where the parser stops
+        line, column, at_value = opened[0], opened[1], True
+        message += (
+            f"; the quoted value that opens on line {line + 1}, column {column + 1} is not closed on "
+            "that line, so it runs on to the next quote"
+        )
+        hint = _CONTEXT_HINTS["while scanning a quoted scalar"].format(line=line + 1)
+    value = None
+    path = ""
+    if 0 <= line < len(lines):
+        snippet = lines[line][column:].strip()
+        value = (snippet[:40] + "...") if len(snippet) > 40 else snippet or None
+        if at_value:  # the key whose value the unfinished construct is
+            path = _key_path_at(lines, line, column)
+    return SpecIssue(file, line + 1, column + 1, path, message, value, hint)
+
+
+_OPEN_QUOTE = re.compile(r"""^\s*(?:-\s+)?(?:[^\s#'"][^#]*?:\s+)?(["'])""")
+
+
+def _unclosed_quote(lines: list[str], before: int) -> tuple[int, int] | None:
+    """The first line before ``before`` (0-based) whose value opens a quote it does not close."""
+    for index in range(min(before, len(lines))):
+        match = _OPEN_QUOTE.match(lines[index])
+        if match is None:
+            continue
+        quote, rest = match.group(1), lines[index][match.end() :]
+        if quote == '"':
+            closed = re.search(r'(?<!\\)(?:\\\\)*"', rest) is not None
+        else:
+            closed = re.search(r"'(?!')", rest.replace("''", "")) is not None
+        if not closed:
+            return index, match.start(1)
+    return None
+
+
+def _key_path_at(lines: list[str], index: int, column: int) -> str:
+    """The key path of the value that starts at line ``index``, column ``column`` (0-based), in a
+    document that does not parse: the lines before it, plus that line cut at ``column`` with a
+    ``null`` for the unfinished value, usually do; then the key on that line is known."""
+    cuts = [column]
+    colon = lines[index].find(": ")
+    if 0 <= colon < column:  # inside a flow collection on that line: fall back to its first key
+        cuts.append(colon + 1)
+    for cut in cuts:
+        head = "\n".join([*lines[:index], lines[index][:cut] + " null"])
+        located = _LocatedYaml("<prefix>")
+        loader = yaml.SafeLoader(head)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                located._construct(node, (), loader)
+        except (SpecError, yaml.YAMLError, RecursionError):
+            continue
+        finally:
+            loader.dispose()
+        on_line = [p for p, (line, col) in located.key_marks.items() if line == index + 1 and col <= cut]
+        if on_line:
+            return _dotted(max(on_line, key=len))
+    return ""
+
+
 # --- pydantic errors -> actionable issues -----------------------------------------------------
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    """The members of a union (``X | Y | None``), each without its ``Annotated`` metadata."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _alternatives(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [alt for arg in typing.get_args(annotation) for alt in _alternatives(arg)]
+    return [annotation]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    return model.model_fields.get(key) or next(
+        (f for f in model.model_fields.values() if f.alias == key), None
+    )
+
+
+def _annotations_at(path: PathKey, root: type[BaseModel] = PipelineSpec) -> list[Any]:
+    """What may stand at ``path``: the annotations of the field, list item or mapping value there."""
+    import typing
+
+    current: list[Any] = [root]
+    for part in path:
+        following: list[Any] = []
+        for alt in (a for c in current for a in _alternatives(c)):
+            origin = typing.get_origin(alt)
+            args = typing.get_args(alt)
+            if _is_model(alt) and isinstance(part, str):
+                field = _field(alt, part)
+                if field is not None:
+                    following.append(field.annotation)
+            elif origin in (list, tuple) and isinstance(part, int) and args:
+                following.append(args[0])
+            elif origin is dict and len(args) == 2:
+                following.append(args[1])
+        if not following:
+            return []
+        current = following
+    return current
 
 
 def _model_at(path: PathKey, root: type[BaseModel] = PipelineSpec) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``path`` (for "did you mean" on keys)."""
-    model: Any = root
-    for part in path:
-        if isinstance(part, int):
-            return None
-        field = model.model_fields.get(part) or next(
-            (f for f in model.model_fields.values() if f.alias == part), None
-        )
-        if field is None:
-            return None
-        annotation = field.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        if isinstance(part, str) and getattr(annotation, "__origin__", None) is dict:
-            candidates = list(getattr(annotation, "__args__", ()))[1:]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model if isinstance(model, type) else None
+    return next((a for c in _annotations_at(path, root) for a in _alternatives(c) if _is_model(a)), None)
+
+
+def _yaml_scalar(value: Any) -> str:
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _model_example(model: type[BaseModel], given: Any = None) -> str:
+    """A flow mapping of ``model``'s required keys (else its first), e.g. ``{min: 0.5}``.
+
+    ``given`` (a scalar written where the mapping belongs) fills the key when only one is shown.
+    """
+    keys = [(f.alias or name, f) for name, f in model.model_fields.items()]
+    shown = [key for key, f in keys if f.is_required()] or [keys[0][0]]
+    if len(shown) == 1 and _scalar(given):
+        return f"{{{shown[0]}: {_yaml_scalar(given)}}}"
+    return "{" + ", ".join(f"{key}: ..." for key in shown) + "}"
+
+
+def _value_example(annotation: Any, given: Any = None) -> str | None:
+    """A YAML example of a value of ``annotation`` (a model, a mapping of models, a list); None: none."""
+    import typing
+
+    for alt in _alternatives(annotation):
+        origin = typing.get_origin(alt)
+        args = typing.get_args(alt)
+        if _is_model(alt):
+            return _model_example(alt, given)
+        if origin is dict and len(args) == 2:
+            keys = [k for k in _alternatives(args[0]) if typing.get_origin(k) is typing.Literal]
+            inner = _value_example(args[1], given)
+            if not keys or inner is None:
+                return "{<key>: <value>}"
+            return f"{{{typing.get_args(keys[0])[0]}: {inner}}}"
+        if origin in (list, tuple) and args:
+            inner = _value_example(args[0]) or "..."
+            return f"[{inner}]"
+    return None
+
+
+def _shape_issue(
+    kind: str, loc: PathKey, value: Any, located: _LocatedYaml, root: type[BaseModel]
+) -> SpecIssue | None:
+    """A mapping or list where something else was written: what to write, built from the model."""
+    pos = located.position(loc)
+    line, column = pos if pos else (None, None)
+    wanted = "a list" if kind == "list_type" else "a mapping (key: value)"
+    got = value if _scalar(value) or value is None or isinstance(value, bool) else None
+    key = loc[-1] if loc else ""
+    if len(loc) == 4 and loc[:2] == ("validation", "expectations") and isinstance(key, str):
+        from airflow_mlops.spec.expectations import example as expectation_example
+
+        hint = f"write `{expectation_example(key, value)}`"
+        return SpecIssue(located.file, line, column, _dotted(loc), f"{wanted} is expected here", got, hint)
+    annotations = _annotations_at(loc, root)
+    example = next((e for a in annotations if (e := _value_example(a, value)) is not None), None)
+    if example is None:
+        return None
+    lead = f"{key}: " if isinstance(key, str) else "- "
+    hint = f"write `{lead}{example}`"
+    model = _model_at(loc, root)
+    if model is not None:
+        hint += "; allowed keys here: " + ", ".join(_allowed_keys(model))
+    return SpecIssue(located.file, line, column, _dotted(loc), f"{wanted} is expected here", got, hint)
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
@@ -270,6 +500,11 @@ def _issue_from_error(
             None,
             "allowed values: " + ", ".join(expected) if expected else None,
         )
+
+    if kind in ("model_type", "model_attributes_type", "dict_type", "list_type"):
+        shaped = _shape_issue(kind, loc, value, located, root)
+        if shaped is not None:
+            return shaped
 
     message = err["msg"]
     if message.startswith("Value error, "):
@@ -370,6 +605,21 @@ def _without_union_noise(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return unique
 
 
+def _without_misspelt_missing(errors: list[dict[str, Any]], root: type[BaseModel]) -> list[dict[str, Any]]:
+    """Drop "required key is missing" when an unknown key beside it is its misspelling.
+
+    ``{notifer: x}`` gives both errors; the unknown key's "did you mean 'notifier'?" says it all.
+    """
+    suggested: set[tuple[Any, ...]] = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden" and e["loc"]:
+            parent = _model_at(e["loc"][:-1], root)
+            close = _did_you_mean(e["loc"][-1], _allowed_keys(parent)) if parent else None
+            if close is not None:
+                suggested.add((*e["loc"][:-1], close))
+    return [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"]) in suggested)]
+
+
 def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpec) -> M:  # type: ignore[assignment]
     if not isinstance(data, dict):
         raise SpecError(
@@ -387,7 +637,9 @@ def validate_data(data: Any, located: _LocatedYaml, model: type[M] = PipelineSpe
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = _without_union_noise([_data_loc(dict(e), data) for e in exc.errors()])
+        errors = _without_misspelt_missing(
+            _without_union_noise([_data_loc(dict(e), data) for e in exc.errors()]), model
+        )
         issues = [_issue_from_error(e, located, model) for e in errors]
         issues.sort(key=lambda i: (i.line or 0, i.column or 0))
         raise SpecError(issues) from None
@@ -477,19 +729,26 @@ def load_spec_text(
     folder_defaults: LoadedDefaults | None = None,
     allowed_roots: list[str] | None = None,
     check_imports: bool = True,
+    default_allowed_roots: list[str] | None = None,
 ) -> PipelineSpec:
-    """Validate a spec's text. ``base`` is the folder relative paths resolve against."""
-    from airflow_mlops.spec.checks import check_entrypoints, check_paths, check_steps
+    """Validate a spec's text. ``base`` is the folder relative paths resolve against.
+
+    The allowed roots: see :func:`effective_allowed_roots`.
+    """
+    from airflow_mlops.spec.checks import check_content, check_entrypoints, check_paths, check_steps
 
     data, located = parse_yaml(text, file)
-    spec: PipelineSpec = validate_data(data, located)
+    try:
+        spec: PipelineSpec = validate_data(data, located)
+    except SpecError as exc:
+        raise _without_api_version(exc, data, file) from None
 
     def locate(path: tuple[str | int, ...]) -> tuple[int | None, int | None]:
         pos = located.position(path)
         return pos if pos else (None, None)
 
-    allowed_roots = effective_allowed_roots(folder_defaults, allowed_roots)
-    issues = check_steps(spec, file, locate)
+    allowed_roots = effective_allowed_roots(folder_defaults, allowed_roots, default_allowed_roots)
+    issues = check_steps(spec, file, locate) + check_content(spec, file, locate, imports=check_imports)
     if check_imports:
         issues += check_entrypoints(spec, file, locate)
     issues += check_paths(spec, file, locate, base=base, allowed_roots=allowed_roots)
@@ -501,17 +760,52 @@ def load_spec_text(
     return spec
 
 
+def _without_api_version(exc: SpecError, data: Any, file: str) -> SpecError:
+    """A document with spec keys but no ``apiVersion``: say so first, in the words that fix it."""
+    if not isinstance(data, dict) or "apiVersion" in data:
+        return exc
+    issue = SpecIssue(
+        file,
+        1,
+        1,
+        "apiVersion",
+        "this file looks like a pipeline spec (it has "
+        + ", ".join(f"`{k}:`" for k in _SPEC_KEYS if k in data)
+        + ") but has no `apiVersion`, so it is not read as one",
+        hint="add `apiVersion: mlops/v1` as the first line",
+    )
+    return SpecError([issue, *(i for i in exc.issues if i.path != "apiVersion")])
+
+
 def effective_allowed_roots(
-    folder_defaults: LoadedDefaults | None, allowed_roots: list[str] | None
+    folder_defaults: LoadedDefaults | None,
+    allowed_roots: list[str] | None,
+    default: list[str] | None = None,
 ) -> list[str]:
-    """``allowed_roots`` if given, else the folder defaults', else ``AIRFLOW_MLOPS_ALLOWED_ROOTS``."""
+    """The roots data and artifact locations must lie under, the first of these that names any:
+
+    ``allowed_roots`` (given by the caller: the CLI's ``--allowed-root``), the nearest folder
+    defaults file's ``allowed_roots``, ``AIRFLOW_MLOPS_ALLOWED_ROOTS``, ``default`` (the dags
+    folder, for the loader and the CLI alike). None of them: no restriction. Relative local roots
+    are resolved against the working directory (the defaults file's against its own folder).
+    """
     from airflow_mlops.spec.checks import allowed_roots_from_env
 
     if allowed_roots is not None:
-        return allowed_roots
+        return [resolve_root(r) for r in allowed_roots]
     if folder_defaults and folder_defaults.model.allowed_roots:
         return folder_defaults.allowed_roots
-    return allowed_roots_from_env()
+    return [resolve_root(r) for r in allowed_roots_from_env() or default or []]
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(root: str, cwd: str) -> str:
+    return str((Path(cwd) / os.path.expanduser(root)).resolve())
+
+
+def resolve_root(root: str) -> str:
+    """An allowed root as the checks compare it: URIs as given, local paths absolute and resolved."""
+    return root if "://" in root else _resolved(root, os.getcwd())
 
 
 def read_spec_text(path: Path) -> str:
@@ -528,12 +822,14 @@ def load_spec(
     folder_defaults: LoadedDefaults | None = _AUTO,
     allowed_roots: list[str] | None = None,
     check_imports: bool = True,
+    default_allowed_roots: list[str] | None = None,
 ) -> PipelineSpec:
     """Read and validate one spec file. Raises :class:`SpecError` with every problem found.
 
     ``folder_defaults``: by default the nearest ``mlops-defaults.yaml`` above the spec.
     ``allowed_roots``: by default the defaults file's ``allowed_roots``, else the
-    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable, else no restriction.
+    ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` environment variable, else ``default_allowed_roots``, else
+    no restriction (see :func:`effective_allowed_roots`).
     """
     p = Path(path)
     text = read_spec_text(p)
@@ -546,12 +842,33 @@ def load_spec(
         folder_defaults=folder_defaults,
         allowed_roots=allowed_roots,
         check_imports=check_imports,
+        default_allowed_roots=default_allowed_roots,
     )
 
 
+# `apiVersion: mlops/...` as a top-level key: at the start of a line, or first in a flow mapping
+# (`{apiVersion: mlops/v1, ...}`, JSON), with the key quoted or not.
+_API_VERSION_LINE = re.compile(
+    r"""(?:^|^\{\s*|[{,]\s*)["']?apiVersion["']?\s*:\s*["']?mlops/""", re.MULTILINE
+)
+# The top-level keys a spec must have besides apiVersion; a file with `pipeline:` and one of the
+# others (and no `kind:`, which other tools' manifests have) is taken for a spec without one.
+_SPEC_KEYS = ("pipeline", "data", "registry")
+_TOP_KEY = re.compile(r"""^["']?(pipeline|data|registry|kind)["']?\s*:""", re.MULTILINE)
+
+
 def is_spec_document(text: str) -> bool:
-    """Cheap check used to pick spec files out of a dags folder: an ``apiVersion: mlops/...`` line."""
-    return re.search(r"^apiVersion:\s*['\"]?mlops/", text, re.MULTILINE) is not None
+    """Cheap check used to pick spec files out of a dags folder.
+
+    True for an ``apiVersion: mlops/...`` key, and for a document that looks like a spec without
+    one, or with another (top-level ``pipeline:`` and ``data:`` or ``registry:``, and no ``kind:``):
+    loading it then reports the missing or wrong ``apiVersion`` instead of skipping the file
+    without a word. Other YAML (``mlops-defaults.yaml`` has ``kind: Defaults``) is not a spec.
+    """
+    if _API_VERSION_LINE.search(text) is not None:
+        return True
+    keys = set(_TOP_KEY.findall(text))
+    return "pipeline" in keys and bool(keys & {"data", "registry"}) and "kind" not in keys
 
 
 def date_to_datetime(value: dt.date) -> dt.datetime:

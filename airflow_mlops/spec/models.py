@@ -9,6 +9,7 @@ its data; defaults are the safe ones (gates fail closed, validation failures fai
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import itertools
 import math
 import re
@@ -75,6 +76,35 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+_DATE_HINT = "write a date as YYYY-MM-DD, e.g. 2026-01-31"
+
+
+def parse_date(value: Any) -> Any:
+    """A calendar date: ``2026-01-31`` (YAML reads it as a date), the same quoted, or a midnight datetime.
+
+    pydantic alone reads a number as a Unix timestamp and reports a bad string with a parser's
+    words ("input is too short"); this names the format instead.
+    """
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or (value.utcoffset() or dt.timedelta(0)) != dt.timedelta(0):
+            raise ValueError(
+                f"a date has no time of day (data intervals start at midnight UTC); {_DATE_HINT}"
+            )
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            try:
+                return dt.date.fromisoformat(text)
+            except ValueError as exc:  # e.g. month 13, 30 February
+                raise ValueError(f"{text!r} is not a valid date ({exc}); {_DATE_HINT}") from None
+    raise ValueError(f"not a date; {_DATE_HINT}")
+
+
+Date = Annotated[dt.date, BeforeValidator(parse_date)]
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
@@ -163,6 +193,27 @@ class ScheduleConfig(_Strict):
     def _valid_time(cls, value: str | None) -> str | None:
         return None if value is None else check_time_schedule(value)
 
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        """Each entry is a pipeline event (``drift``, ``new_data``) or an asset URI with a scheme.
+
+        A bare word that is neither would silently become an asset nothing ever updates.
+        Reported at the entry itself (the error's location names its index).
+        """
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        errors: list[InitErrorDetails] = []
+        for index, event in enumerate(value):
+            why = event_problem(event)
+            if why is not None:
+                error = PydanticCustomError("schedule_event", "{why}", {"why": why})
+                errors.append(InitErrorDetails(type=error, loc=(index,), input=event))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return value
+
     @model_validator(mode="after")
     def _something_to_run_on(self) -> ScheduleConfig:
         if self.time is None and not self.events:
@@ -172,6 +223,35 @@ class ScheduleConfig(_Strict):
                 f"`time: {self.time}` cannot be combined with `events`; use a cron, preset or interval"
             )
         return self
+
+
+# The events a pipeline updates itself (x-mlops://<pipeline>/<event>); any other entry of
+# `schedule.events` is an asset URI.
+PIPELINE_EVENTS = ("drift", "new_data")
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://\S")
+
+
+def event_problem(event: str) -> str | None:
+    """Why ``event`` cannot be a ``schedule.events`` entry, or None when it can."""
+    if event in PIPELINE_EVENTS:
+        return None
+    match = _URI_SCHEME.match(event)
+    if match is None:
+        close = difflib.get_close_matches(event.lower(), PIPELINE_EVENTS, n=1, cutoff=0.6)
+        if close:
+            return (
+                f"unknown event {event!r}; did you mean {close[0]!r}? (an event is "
+                f"{' or '.join(PIPELINE_EVENTS)}, or an asset URI with a scheme such as s3://bucket/key)"
+            )
+        return (
+            f"{event!r} is neither a pipeline event ({', '.join(PIPELINE_EVENTS)}) nor an asset URI; "
+            "an asset needs a scheme, e.g. s3://bucket/incoming/ or x-team://features/ready"
+        )
+    if match.group(1).lower() == "airflow":
+        return "the asset URI scheme 'airflow' is reserved by Airflow; use another, e.g. x-team://..."
+    if not event.isascii():
+        return "an asset URI must be ASCII only (Airflow rejects others)"
+    return None
 
 
 def check_time_schedule(value: str) -> str:
@@ -1153,7 +1233,7 @@ class PipelineSpec(_Strict):
         description="Cron expression, preset (`@daily`), interval (`6h`), null (manual only), or a "
         "mapping `{time: ..., events: [drift, new_data]}` (see below).",
     )
-    start_date: dt.date = Field(dt.date(2026, 1, 1), description="First data interval (UTC).")
+    start_date: Date = Field(dt.date(2026, 1, 1), description="First data interval (UTC).")
     catchup: bool = Field(False, description="`true`: one run per missed data interval since start_date.")
     tags: list[str] = Field(default_factory=list, description="DAG tags; `mlops` is always added.")
     max_active_runs: int = Field(1, ge=1, le=64, description="Runs of this DAG at the same time.")

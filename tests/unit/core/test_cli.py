@@ -39,7 +39,7 @@ def test_validate_ok() -> None:
         (lambda t: t.replace("  target: is_fraud", "  target: [is_fraud"), "invalid YAML"),
         (lambda t: t.replace("epochs: 15", "epochs: many"), ":42:12: training.params.epochs"),
         (lambda t: t.replace("  target: is_fraud\n", ""), "data.target: required key is missing"),
-        (lambda t: t.replace('"@daily"', '"0 3 * * 8"'), "day of week: 8 is outside 0-7"),
+        (lambda t: t.replace('"@daily"', '"0 3 * * 8"'), "day of week: '8' is not valid here (outside 0-7)"),
         (
             lambda t: (
                 t + "steps: [{id: x, operator: airflow.providers.standard.operators.bash.BashOperater}]\n"

@@ -21,9 +21,42 @@ def test_schema_rejects_unknown_keys_and_requires_identity() -> None:
     assert json.loads(json.dumps(schema))  # serialisable
 
 
-@pytest.mark.parametrize("expr", ["0 3 * * *", "*/15 * * * 1-5", "0 0 1 jan,jul *", "5,10 4 * * sun"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "0 3 * * *",
+        "*/15 * * * 1-5",
+        "0 0 1 jan,jul *",
+        "5,10 4 * * sun",
+        "0 9 * * MON-FRI",
+        "0 0 * * fri-mon",  # a range that wraps round the week, as croniter (and Airflow) run it
+        "0 0 L * *",
+        "0 0 * * 1#2",
+    ],
+)
 def test_valid_cron(expr: str) -> None:
     validate_cron(expr)
+
+
+@pytest.mark.parametrize("expr", ["0 3 * * *", "0 0 * * fri-mon", "0 0 L * *", "61 * * * *", "0 0 30 2 *"])
+def test_cron_accepts_what_airflow_schedules(expr: str) -> None:
+    """The spec accepts exactly the expressions Airflow's cron timetable can compute a run for."""
+    from airflow.exceptions import AirflowTimetableInvalid
+    from airflow.timetables.interval import CronDataIntervalTimetable
+    from croniter import CroniterError, croniter
+
+    try:
+        CronDataIntervalTimetable(expr, "UTC").validate()
+        croniter(expr).get_next()  # a run can be computed
+        airflow_runs_it = True
+    except (AirflowTimetableInvalid, CroniterError):
+        airflow_runs_it = False
+    try:
+        validate_cron(expr)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == airflow_runs_it
 
 
 @pytest.mark.parametrize(
@@ -32,9 +65,12 @@ def test_valid_cron(expr: str) -> None:
         ("* * *", "5 fields"),
         ("0 24 * * *", "hour"),
         ("0 0 32 * *", "day of month"),
-        ("0 0 * * fri-mon", "backwards"),
-        ("*/0 * * * *", "step"),
-        ("0 0 * foo *", "month"),
+        ("*/0 * * * *", "minute: '\\*/0' .*step"),
+        ("0 0 * foo *", "month: 'foo'"),
+        ("1,2,61 * * * *", "minute: '61' .*outside 0-59"),
+        ("0 0 * * 8", "day of week: '8' .*outside 0-7"),
+        ("H * * * *", "hashed"),
+        ("0 0 30 2 *", "never matches"),
     ],
 )
 def test_invalid_cron(expr: str, needle: str) -> None:
