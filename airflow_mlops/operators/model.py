@@ -208,22 +208,54 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
 
 
 class ModelSignOperator(MLOpsBaseOperator):
-    """Sign the exact model directory with the key in an Airflow connection (OpenSSF model signing).
+    """Sign the exact model directory with the key in an Airflow connection (OpenSSF model signing),
+    and, given the evaluation, the two signed in-toto attestations about it: the evaluation (the
+    gates' verdict, which promotion trusts only from here) and the ML-BOM (CycloneDX 1.6).
 
     The private key is read by :class:`~airflow_mlops.hooks.signing.ModelSigningHook`, written
     only to a private temporary file for the signing call, and never logged or returned.
 
-    Returns ``{"model": ref, "signature": ref, "key_fingerprint": str}``.
+    Returns ``{"model": ref, "signature": ref, "key_fingerprint": str}`` and, with ``evaluation``,
+    ``"attestation"`` (DSSE envelope of the evaluation statement), ``"mlbom"`` (the CycloneDX
+    document) and ``"mlbom_attestation"`` (its DSSE envelope).
     """
 
-    template_fields = (*MLOpsBaseOperator.template_fields, "model")
+    template_fields = (
+        *MLOpsBaseOperator.template_fields,
+        "model",
+        "evaluation",
+        "blessing",
+        "training_data",
+        "holdout",
+        "train_metrics",
+    )
     stage = "sign"
     ui_color = "#fdeee2"
 
-    def __init__(self, *, model: Any, signing_conn_id: str = "mlops_signing", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model: Any,
+        signing_conn_id: str = "mlops_signing",
+        evaluation: Any = None,
+        blessing: Any = None,
+        model_name: str = "",
+        training_data: Any = None,
+        holdout: Any = None,
+        train_metrics: Any = None,
+        training: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.signing_conn_id = signing_conn_id
+        self.evaluation = evaluation
+        self.blessing = blessing
+        self.model_name = model_name
+        self.training_data = training_data
+        self.holdout = holdout
+        self.train_metrics = train_metrics
+        self.training = dict(training or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.security.signing import sign_model, verify_model
@@ -231,6 +263,7 @@ class ModelSignOperator(MLOpsBaseOperator):
         key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=True)
         assert key.private_key_pem is not None
         store = self.artifact_store()
+        out: dict[str, Any] = {}
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "in")
             info = sign_model(model_dir, tmp / "model.sig", key.private_key_pem, password=key.password)
@@ -241,9 +274,80 @@ class ModelSignOperator(MLOpsBaseOperator):
                 producer=self.task_id,
                 key_fingerprint=info.public_key_fingerprint,
             )
+            if self.evaluation:
+                out = self._attest(context, store, tmp, model_dir, key, info.public_key_fingerprint)
         self.log.info("Signed model %s with key %s", self.model["sha256"], info.public_key_fingerprint)
         return {
             "model": dict(self.model),
             "signature": sig_ref.to_dict(),
             "key_fingerprint": info.public_key_fingerprint,
+            **out,
         }
+
+    def _attest(
+        self, context: Any, store: Any, tmp: Path, model_dir: Path, key: Any, fingerprint: str
+    ) -> dict[str, Any]:
+        """Sign the evaluation attestation and the ML-BOM; store them; return their refs."""
+        import airflow_mlops
+        from airflow_mlops.artifacts import directory_manifest
+        from airflow_mlops.registry.mlflow_registry import weights_dir
+        from airflow_mlops.security.attestation import (
+            CYCLONEDX_PREDICATE,
+            EVALUATION_PREDICATE,
+            evaluation_predicate,
+            sign_statement,
+            statement,
+        )
+        from airflow_mlops.security.mlbom import build_mlbom, validate_mlbom
+
+        digest = str(self.model["sha256"])
+        blessing = dict(self.blessing or {})
+        if blessing.get("model_sha256") != digest:
+            raise GateFailedError(
+                f"the blessing handed to {self.task_id} is for model {blessing.get('model_sha256')}, not "
+                f"{digest}: the gates judged another model; nothing is signed"
+            )
+        evaluation = json.loads(self.fetch(self.evaluation, tmp / "evaluation").read_text())
+        config = json.loads((weights_dir(model_dir) / "model_config.json").read_text())
+        refs: dict[str, Any] = {}
+        envelope = sign_statement(
+            statement(digest, EVALUATION_PREDICATE, evaluation_predicate(evaluation, blessing)),
+            key.private_key_pem,
+            password=key.password,
+        )
+        bom = build_mlbom(
+            model_name=self.model_name or self.pipeline,
+            model_dir=model_dir,
+            model_sha256=digest,
+            files=[(rel, sha) for rel, sha, _ in directory_manifest(model_dir)],
+            model_config=config,
+            evaluation=evaluation,
+            training_data=self.training_data,
+            holdout=self.holdout,
+            train_metrics=self.train_metrics if isinstance(self.train_metrics, dict) else None,
+            training=self.training,
+            code_version=airflow_mlops.__version__,
+            signer=fingerprint,
+            pipeline=self.pipeline,
+        )
+        validate_mlbom(bom)
+        bom_envelope = sign_statement(
+            statement(digest, CYCLONEDX_PREDICATE, bom), key.private_key_pem, password=key.password
+        )
+        for name, content in (
+            ("attestation", ("evaluation.intoto.json", envelope)),
+            ("mlbom", ("mlbom.cdx.json", bom)),
+            ("mlbom_attestation", ("mlbom.intoto.json", bom_envelope)),
+        ):
+            filename, payload = content
+            (tmp / filename).write_text(json.dumps(payload, indent=2, sort_keys=True))
+            refs[name] = store.put_file(
+                tmp / filename, self.artifact_key(context, filename), producer=self.task_id
+            ).to_dict()
+        self.log.info(
+            "Attested the evaluation (%s) and the ML-BOM (%s components) of model %s",
+            "passed" if blessing.get("passed") else "failed",
+            len(bom["components"]),
+            digest,
+        )
+        return refs

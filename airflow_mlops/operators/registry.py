@@ -15,8 +15,9 @@ class ModelRegisterOperator(MLOpsBaseOperator):
 
     The version carries tags linking it to its data (sha256), code version, the gates result,
     the model digest, and the signature digest and key fingerprint; with ``blessing`` (the
-    evaluate task's ``blessing`` output) the gates' verdict for this exact digest, which promotion
-    requires. The registration is recorded in the audit trail (``mlops.audit.registered``).
+    evaluate task's ``blessing`` output) the gates' verdict for this exact digest. The signed
+    ``attestation`` (the sign task's evaluation statement, which promotion requires), ``mlbom``
+    and ``mlbom_attestation`` are logged beside the model in the run (``attestations/``). The registration is recorded in the audit trail (``mlops.audit.registered``).
 
     Returns ``{"model_name", "version", "source", "run_id", "model_sha256"}``.
     """
@@ -30,6 +31,9 @@ class ModelRegisterOperator(MLOpsBaseOperator):
         "key_fingerprint",
         "training_data",
         "blessing",
+        "attestation",
+        "mlbom",
+        "mlbom_attestation",
     )
     stage = "register"
     ui_color = "#e2fdf4"
@@ -47,11 +51,17 @@ class ModelRegisterOperator(MLOpsBaseOperator):
         mlflow_conn_id: str = "mlflow_default",
         training_data: Any = None,
         blessing: Any = None,
+        attestation: Any = None,
+        mlbom: Any = None,
+        mlbom_attestation: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.training_data = training_data
         self.blessing = blessing
+        self.attestation = attestation
+        self.mlbom = mlbom
+        self.mlbom_attestation = mlbom_attestation
         self.model = model
         self.signature = signature
         self.model_name = model_name
@@ -64,6 +74,9 @@ class ModelRegisterOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         import airflow_mlops
         from airflow_mlops.registry.mlflow_registry import (
+            EVALUATION_ATTESTATION,
+            MLBOM_ATTESTATION,
+            MLBOM_FILE,
             TAG_GATES,
             TAG_KEY_FINGERPRINT,
             TAG_PIPELINE,
@@ -75,6 +88,15 @@ class ModelRegisterOperator(MLOpsBaseOperator):
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "model")
             sig_path = self.fetch(self.signature, tmp / "signature")
+            attachments = {
+                name: self.fetch(ref, tmp / "attestations" / name)
+                for name, ref in (
+                    (EVALUATION_ATTESTATION, self.attestation),
+                    (MLBOM_FILE, self.mlbom),
+                    (MLBOM_ATTESTATION, self.mlbom_attestation),
+                )
+                if ref
+            }
             client = self.mlflow_hook.get_conn()
             registered = register_version(
                 client,
@@ -95,6 +117,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
                     **self._training_data_tag(),
                 },
                 description=self.description,
+                attachments=attachments,
             )
             self._audit(client, registered, context, blessing)
         self.log.info("Registered %s version %s", registered.model_name, registered.version)

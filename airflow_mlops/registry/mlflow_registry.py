@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,12 @@ TAG_TRAINING_DATA = "mlops.training_data"
 MODEL_ARTIFACT_PATH = "model"
 SIGNATURE_ARTIFACT_PATH = "signature"
 SIGNATURE_FILE = "model.sig"
+# Signed in-toto statements about the model (DSSE envelopes), logged beside it in the run.
+ATTESTATION_ARTIFACT_PATH = "attestations"
+EVALUATION_ATTESTATION = "evaluation.intoto.json"
+MLBOM_ATTESTATION = "mlbom.intoto.json"
+MLBOM_FILE = "mlbom.cdx.json"
+TAG_ATTESTATION_SHA256 = "mlops.attestation_sha256"
 WRAPPER_FILE = "pyfunc_wrapper.py"
 WEIGHTS_ARTIFACT = "weights"
 
@@ -248,8 +254,13 @@ def register_version(
     airflow_run: str,
     tags: dict[str, str],
     description: str = "",
+    attachments: Mapping[str, str | Path] | None = None,
 ) -> RegisteredVersion:
-    """Log the signed model and its signature to the run and create (or reuse) a model version."""
+    """Log the signed model and its signature to the run and create (or reuse) a model version.
+
+    :param attachments: ``{file name: local path}`` logged under ``attestations/`` of the run
+        (the signed evaluation attestation, the ML-BOM and its attestation); the evaluation
+        attestation's sha256 is tagged on the version (``mlops.attestation_sha256``)."""
     sha, _ = sha256_directory(model_dir)
     existing = _find_version(client, model_name, airflow_run, sha)
     if existing is not None:
@@ -261,6 +272,10 @@ def register_version(
         canonical = Path(staging) / SIGNATURE_FILE
         shutil.copyfile(signature_path, canonical)
         client.log_artifact(run_id, str(canonical), SIGNATURE_ARTIFACT_PATH)
+        for name, path in (attachments or {}).items():
+            staged = Path(staging) / name
+            shutil.copyfile(path, staged)
+            client.log_artifact(run_id, str(staged), ATTESTATION_ARTIFACT_PATH)
     run = client.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
     all_tags = {
@@ -269,6 +284,8 @@ def register_version(
         TAG_MODEL_SHA256: sha,
         TAG_SIGNATURE_SHA256: sha256_file(signature_path),
     }
+    if attachments and EVALUATION_ATTESTATION in attachments:
+        all_tags[TAG_ATTESTATION_SHA256] = sha256_file(attachments[EVALUATION_ATTESTATION])
     mv = client.create_model_version(
         model_name, source=source, run_id=run_id, tags=all_tags, description=description or None
     )
@@ -339,6 +356,37 @@ def download_version(
     except (MlflowException, OSError) as exc:
         raise _lookup_failed(f"downloading the signature of {where} ({sig_rel})", exc) from exc
     return model_dir, Path(sig_path), mv
+
+
+def download_attestation(client: MlflowClient, mv: ModelVersion, name: str, dest: str | Path) -> Path | None:
+    """Download ``attestations/<name>`` of the version's run; None when the run has none (an
+    exact listing, never a download error read as absence)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    where = f"the attestation {name} of version {mv.version} of {mv.name!r}"
+    rel = f"{ATTESTATION_ARTIFACT_PATH}/{name}"
+    if not mv.run_id:
+        return None
+    try:
+        run = client.get_run(mv.run_id)
+        listed = {f.path for f in client.list_artifacts(mv.run_id, ATTESTATION_ARTIFACT_PATH)}
+    except (MlflowException, OSError) as exc:
+        if _does_not_exist(exc):
+            return None
+        raise _lookup_failed(f"looking up {where}", exc) from exc
+    if rel not in listed:
+        return None
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{run.info.artifact_uri.rstrip('/')}/{rel}",
+                dst_path=str(Path(dest)),
+                tracking_uri=client._tracking_client.tracking_uri,
+            )
+        )
+    except (MlflowException, OSError) as exc:
+        raise _lookup_failed(f"downloading {where}", exc) from exc
 
 
 def fetch_verified_version(
@@ -455,18 +503,41 @@ def fetch_trusted_champion(
         verify. :raises UnsafeModelError: the scan found content that could run code on load.
     :raises RegistryError: a lookup failed (see :func:`champion_version`).
     """
-    from airflow_mlops.security.scanning import scan_model_dir
-
     champion = champion_version(client, model_name, alias, pipeline=pipeline)
     if champion is None:
         return None
     version = str(champion.version)
     try:
-        model_dir, _ = fetch_verified_version(client, model_name, version, public_key_pem, dest)
+        model_dir, _ = fetch_trusted_version(
+            client, model_name, version, public_key_pem, dest, allowed_globals=allowed_globals
+        )
     except SignatureVerificationError as exc:
         raise SignatureVerificationError(
             f"champion {model_name!r}@{alias} (version {version}) cannot be trusted: {exc}"
         ) from exc
-    scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
     log.info("Champion %s@%s is version %s: signature verified, scan clean", model_name, alias, version)
     return version, model_dir
+
+
+def fetch_trusted_version(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    public_key_pem: bytes,
+    dest: str | Path,
+    *,
+    allowed_globals: Sequence[str] = (),
+) -> tuple[Path, ModelVersion]:
+    """The one verify-before-load step of every stage that loads or promotes a registered model
+    (evaluation's champion, the monitor's batch inference, the rollout gate, promotion, rollback):
+    a fresh download of exactly what was registered, its signature and content digest verified
+    (a failure names the file that differs, or the extra or missing file), then every file scanned.
+
+    :raises SignatureVerificationError: unsigned, or the signature or digest does not verify.
+    :raises UnsafeModelError: the scan found content that could run code on load.
+    """
+    from airflow_mlops.security.scanning import scan_model_dir
+
+    model_dir, mv = fetch_verified_version(client, model_name, version, public_key_pem, dest)
+    scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
+    return model_dir, mv

@@ -53,8 +53,7 @@ from airflow_mlops.registry.mlflow_registry import (
     _get_version,
     _lookup_failed,
     champion_version,
-    fetch_verified_version,
-    trusted_code,
+    fetch_trusted_version,
 )
 
 if TYPE_CHECKING:
@@ -218,6 +217,16 @@ def _in_history(client: MlflowClient, model_name: str, action: str, version: str
     )
 
 
+def _last_move_is(client: MlflowClient, model_name: str, alias: str, action: str, version: str) -> bool:
+    """Whether the history's last entry about ``alias`` is ``action`` to ``version``."""
+    try:
+        history = audit_history(client, model_name)
+    except json.JSONDecodeError:
+        return False
+    moves = [e for e in history if e.get("alias") == alias]
+    return bool(moves) and moves[-1].get("action") == action and moves[-1].get("version") == str(version)
+
+
 def audit_history(client: MlflowClient, model_name: str) -> list[dict[str, Any]]:
     """The registered model's audit history, oldest first."""
     model = client.get_registered_model(model_name)
@@ -335,24 +344,61 @@ def verify_registered(
     *,
     allowed_globals: Sequence[str] = (),
     purpose: str,
-) -> ModelVersion:
-    """Download the registered artifact afresh; its signature, digest and scan must all verify.
+    require_attestation: bool = True,
+) -> tuple[ModelVersion, Blessing | None]:
+    """Download the registered artifact afresh: its signature, digest and scan must all verify,
+    and its signed evaluation attestation must be for that digest (see
+    :mod:`airflow_mlops.security.attestation`).
 
+    :param require_attestation: a version without an evaluation attestation blocks (promotion);
+        with False it is accepted without one (rollback to a version registered before
+        attestations existed), but one that is there must verify.
+    :returns: the version and the blessing its verified attestation carries (None: none).
     :raises PromotionBlockedError: naming what did not verify; nothing was changed.
     """
-    from airflow_mlops.security.scanning import scan_model_dir
+    from airflow_mlops.registry.mlflow_registry import EVALUATION_ATTESTATION, download_attestation
+    from airflow_mlops.security.attestation import EVALUATION_PREDICATE, verify_envelope
 
     workdir = Path(tempfile.mkdtemp(prefix="mlops-verify-"))
+    attested: Blessing | None = None
     try:
-        model_dir, mv = fetch_verified_version(client, model_name, version, public_key_pem, workdir)
-        scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
+        _, mv = fetch_trusted_version(
+            client, model_name, version, public_key_pem, workdir, allowed_globals=allowed_globals
+        )
+        path = download_attestation(client, mv, EVALUATION_ATTESTATION, workdir / "attestation")
+        if path is None and require_attestation:
+            raise SignatureVerificationError(
+                f"it has no signed evaluation attestation ({EVALUATION_ATTESTATION} in run {mv.run_id}): "
+                "the gates' verdict is trusted only from a statement signed with the pipeline's key; "
+                "re-run the pipeline's evaluate, sign and register stages"
+            )
+        if path is not None:
+            verified = verify_envelope(
+                path.read_bytes(),
+                public_key_pem,
+                model_sha256=str((mv.tags or {}).get(TAG_MODEL_SHA256)),
+                predicate_type=EVALUATION_PREDICATE,
+                what="evaluation attestation",
+            )
+            attested = Blessing.from_dict(
+                verified.predicate.get("blessing") or {}, where="the attested blessing"
+            )
     except (SignatureVerificationError, UnsafeModelError) as exc:
         raise PromotionBlockedError(
             f"{purpose}: version {version} of {model_name!r} does not verify: {exc}"
         ) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return mv
+    if attested is not None and (mv.tags or {}).get(TAG_BLESSING):
+        tag = Blessing.of_version(mv)
+        core = ("model_sha256", "passed", "compared", "champion_version")
+        if any(getattr(tag, k) != getattr(attested, k) for k in core):
+            raise PromotionBlockedError(
+                f"{purpose}: the blessing tag of version {version} of {model_name!r} differs from its "
+                f"signed attestation ({ {k: getattr(tag, k) for k in core} } vs "
+                f"{ {k: getattr(attested, k) for k in core} }): the tag was edited; the attestation decides"
+            )
+    return mv, attested
 
 
 def check_blessing(
@@ -475,9 +521,10 @@ def promote_version(
         )
     if blessing is None:
         Blessing.of_version(mv)  # fail early, before the download, when there is none
-    verify_registered(
+    _, attested = verify_registered(
         client, model_name, version, public_key_pem, allowed_globals=allowed_globals, purpose=what
     )
+    evidence = blessing or attested
     holder = request_id or f"{by or command_line_actor()} {_now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):
         mv = _get_version(client, model_name, version)  # tags as they are now, under the lock
@@ -492,8 +539,12 @@ def promote_version(
             previous_version = tags.get(previous_tag(alias)) or None
             log.info("Alias %s of %s already points at version %s", alias, model_name, version)
         else:
+            if attested is None or not attested.passed:
+                raise PromotionBlockedError(
+                    f"{what}: its signed evaluation attestation does not say it passed"
+                )
             check_blessing(
-                mv, current_champion=champion_now, champion_alias=champion_alias, blessing=blessing
+                mv, current_champion=champion_now, champion_alias=champion_alias, blessing=evidence
             )
             previous_version = current_version
             # Recorded *before* the alias moves, so a champion always knows what it replaced.
@@ -509,8 +560,10 @@ def promote_version(
         if traffic_share is not None:
             client.set_registered_model_tag(model_name, traffic_tag(alias), f"{traffic_share:g}")
         client.set_model_version_tag(model_name, version, "mlops.promoted_alias", alias)
-        if current_version != str(version) or not _in_history(
-            client, model_name, "promoted", version, holder
+        # A retry whose earlier try moved the alias but lost the answer completes the record; a
+        # request that finds nothing to move (the alias was put there and recorded) adds nothing.
+        if current_version != str(version) or not _last_move_is(
+            client, model_name, alias, "promoted", version
         ):
             entry = audit_entry(
                 "promoted",
@@ -675,6 +728,7 @@ def rollback_alias(
         public_key_pem,
         allowed_globals=allowed_globals,
         purpose=f"cannot roll {model_name!r}@{alias} back to version {target} (the alias stays on {current_version})",
+        require_attestation=False,  # a champion from before attestations existed may be restored
     )
     holder = request_id or f"{by} {_now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):

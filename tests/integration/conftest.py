@@ -96,19 +96,23 @@ def register_signed(
     blessed: bool = True,
     compared: bool = False,
     champion: str | None = None,
+    attest_key: bytes | None = None,
 ) -> str:
     """Register a small signed model version the way the pipeline does (tags, blessing for its
-    exact digest); returns the version. ``tag`` names the Airflow run and the model's content."""
+    exact digest, signed as an evaluation attestation with ``attest_key``, default the signing
+    key); returns the version. ``tag`` names the Airflow run and the model's content."""
     import json
 
     from airflow_mlops.artifacts import sha256_directory
     from airflow_mlops.registry.mlflow_registry import (
+        EVALUATION_ATTESTATION,
         TAG_GATES,
         TAG_PIPELINE,
         register_version,
         start_or_resume_run,
     )
     from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
+    from airflow_mlops.security.attestation import EVALUATION_PREDICATE, sign_statement, statement
     from airflow_mlops.security.signing import sign_model
 
     model_dir = tmp / tag.replace("/", "_")
@@ -121,15 +125,23 @@ def register_signed(
         client, experiment=pipeline, pipeline=pipeline, airflow_run=tag, run_name=tag
     )
     tags = {TAG_PIPELINE: pipeline, TAG_GATES: gates}
+    attachments = {}
     if blessed:
+        digest = sha256_directory(model_dir)[0]
         blessing = Blessing(
-            model_sha256=sha256_directory(model_dir)[0],
+            model_sha256=digest,
             passed=gates == "passed",
             compared=compared,
             champion_version=champion,
             by=f"{tag}/gates.evaluate",
         )
         tags[TAG_BLESSING] = blessing.to_tag()
+        envelope = sign_statement(
+            statement(digest, EVALUATION_PREDICATE, {"blessing": blessing.to_dict(), "gates": []}),
+            attest_key or keys[0],
+        )
+        attachments[EVALUATION_ATTESTATION] = tmp / f"{tag.replace('/', '_')}.intoto.json"
+        attachments[EVALUATION_ATTESTATION].write_text(json.dumps(envelope))
     registered = register_version(
         client,
         model_name=model,
@@ -138,6 +150,7 @@ def register_signed(
         signature_path=sig,
         airflow_run=tag,
         tags=tags,
+        attachments=attachments,
     )
     return str(registered.version)
 

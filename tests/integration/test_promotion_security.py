@@ -25,15 +25,48 @@ def _signed_model(tmp: Path, name: str, keys: tuple[bytes, bytes], weight: bytes
     return model, sig
 
 
-def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, gates: str = "passed"):
+def _register(
+    client,
+    tmp: Path,
+    name: str,
+    keys,
+    weight: bytes,
+    run_tag: str,
+    gates: str = "passed",
+    *,
+    attest: str = "valid",
+    tag_passed: bool | None = None,
+):
+    """Register a signed model; ``attest``: ``valid``, ``none``, ``other-key`` (the attestation is
+    signed with another key) or ``other-digest`` (a valid attestation about another model)."""
+    import json
+
     from airflow_mlops.artifacts import sha256_directory
-    from airflow_mlops.registry.mlflow_registry import TAG_GATES, register_version, start_or_resume_run
+    from airflow_mlops.registry.mlflow_registry import (
+        EVALUATION_ATTESTATION,
+        TAG_GATES,
+        register_version,
+        start_or_resume_run,
+    )
     from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
+    from airflow_mlops.security.attestation import EVALUATION_PREDICATE, sign_statement, statement
+    from airflow_mlops.security.signing import generate_key_pair
 
     model, sig = _signed_model(tmp, name, keys, weight)
-    blessing = Blessing(
-        sha256_directory(model)[0], passed=gates == "passed", compared=False, champion_version=None
-    )
+    digest = sha256_directory(model)[0]
+    blessing = Blessing(digest, passed=gates == "passed", compared=False, champion_version=None)
+    attachments = {}
+    if attest != "none":
+        subject = "0" * 64 if attest == "other-digest" else digest
+        attested = Blessing(subject, passed=blessing.passed, compared=False, champion_version=None)
+        key = generate_key_pair()[0] if attest == "other-key" else keys[0]
+        envelope = sign_statement(
+            statement(subject, EVALUATION_PREDICATE, {"blessing": attested.to_dict()}), key
+        )
+        attachments[EVALUATION_ATTESTATION] = tmp / f"{name}.intoto.json"
+        attachments[EVALUATION_ATTESTATION].write_text(json.dumps(envelope))
+    if tag_passed is not None:  # the tag edited after registration would say this
+        blessing = Blessing(digest, passed=tag_passed, compared=True, champion_version="1")
     run_id = start_or_resume_run(
         client, experiment="promotion-it", pipeline="p", airflow_run=run_tag, run_name=run_tag
     )
@@ -45,6 +78,7 @@ def _register(client, tmp: Path, name: str, keys, weight: bytes, run_tag: str, g
         signature_path=sig,
         airflow_run=run_tag,
         tags={TAG_GATES: gates, TAG_BLESSING: blessing.to_tag()},
+        attachments=attachments,
     )
 
 
@@ -135,6 +169,54 @@ def test_other_key_and_failed_gates_block_promotion(
             client,
             model_name="promo-model",
             version=v4.version,
+            alias="champion",
+            public_key_pem=signing_keys[1],
+            gates_passed=True,
+        )
+    after = champion_version(client, "promo-model", "champion")
+    assert (before.version if before else None) == (after.version if after else None)
+
+
+@pytest.mark.parametrize(
+    ("attest", "tag_passed", "fragment"),
+    [
+        ("none", None, "no signed evaluation attestation"),
+        ("other-key", None, "evaluation attestation is not signed by the trusted key"),
+        ("other-digest", None, "it belongs to another model"),
+        ("valid", True, "differs from its signed attestation"),
+    ],
+)
+def test_promotion_trusts_the_verdict_only_from_a_signed_attestation_of_this_digest(
+    tmp_path: Path,
+    mlflow_server: MLflowServer,
+    signing_keys: tuple[bytes, bytes],
+    attest,
+    tag_passed,
+    fragment,
+) -> None:
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.mlflow_registry import champion_version
+    from airflow_mlops.registry.promotion import promote_version
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    before = champion_version(client, "promo-model", "champion")
+    weight = {"none": b"\x10", "other-key": b"\x11", "other-digest": b"\x12", "valid": b"\x13"}[attest]
+    version = _register(
+        client,
+        tmp_path,
+        f"att-{attest}",
+        signing_keys,
+        weight,
+        f"dag/att-{attest}",
+        attest=attest,
+        tag_passed=tag_passed,
+    ).version
+    with pytest.raises(PromotionBlockedError, match=fragment):
+        promote_version(
+            client,
+            model_name="promo-model",
+            version=version,
             alias="champion",
             public_key_pem=signing_keys[1],
             gates_passed=True,
