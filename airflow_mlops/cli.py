@@ -287,9 +287,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
     )
     history.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
+    from airflow_mlops.cli_model import add_commands
+
+    add_commands(model_sub)
     args = parser.parse_args(argv)
     if args.group == "model":
-        return _history(args) if args.command == "history" else _rollback(args)
+        if args.command == "history":
+            return _history(args)
+        if args.command == "rollback":
+            return _rollback(args)
+        return int(args.func(args))
     if args.command == "validate":
         return _validate(args.files, args.allowed_roots, args.specs_only, args.dags_folder)
     if args.command == "render":

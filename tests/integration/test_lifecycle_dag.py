@@ -96,11 +96,39 @@ def test_example_dag_trains_signs_registers_and_promotes(
     assert summary["rows_accepted"] + summary["rows_quarantined"] == summary["rows_in"]
     assert summary["rows_quarantined"] > 0  # the generator injects a little poison
 
-    # The private key never reaches the task logs or the artifacts.
+    # The signed attestations and the ML-BOM are stored with the version; the CLI verifies and
+    # prints the ML-BOM, which is valid CycloneDX 1.6 and names the datasets by sha256.
+    from airflow_mlops.security.mlbom import validate_mlbom
+
+    public = tmp_path / "public.pem"
+    public.write_bytes(signing_keys[1])
+    listed = {f.path for f in client.list_artifacts(champion.run_id, "attestations")}
+    assert listed == {
+        f"attestations/{n}" for n in ("evaluation.intoto.json", "mlbom.cdx.json", "mlbom.intoto.json")
+    }
+    cli = [str(Path(sys.executable).parent / "airflow-mlops"), "model", "bom", model_name, "1"]
+    bom_run = run(
+        [*cli, "--tracking-uri", fresh_mlflow_server.url, "--public-key", str(public)],
+        env,
+        tmp_path / "bom.log",
+    )
+    assert bom_run.returncode == 0, bom_run.stderr[-3000:]
+    bom = json.loads(bom_run.stdout[bom_run.stdout.index("{") :])
+    validate_mlbom(bom)
+    card = bom["components"][0]["modelCard"]
+    assert {d["name"] for d in card["modelParameters"]["datasets"]} == {"training data", "holdout"}
+    assert any(m["type"] == "roc_auc" for m in card["quantitativeAnalysis"]["performanceMetrics"])
+    assert bom["components"][0]["hashes"][0]["content"] == champion.tags["mlops.model_sha256"]
+
+    # The private key never reaches the task logs, the artifacts (reports, attestations, ML-BOM),
+    # Airflow's database (XCom, rendered templates, task instances) or MLflow's store.
     secret_line = signing_keys[0].decode().splitlines()[1]
     assert secret_line not in first.stdout + first.stderr
     for path in (tmp_path / "artifacts").rglob("*.json"):
         assert secret_line not in path.read_text()
+    for path in [*(tmp_path / "airflow").rglob("*"), *fresh_mlflow_server.root.rglob("*")]:
+        if path.is_file():
+            assert secret_line.encode() not in path.read_bytes(), path
 
     # A second run trains a challenger, scores the verified champion on the same holdout and
     # promotes only if it does not regress.
