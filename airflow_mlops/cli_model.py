@@ -61,7 +61,7 @@ def _scan(args: argparse.Namespace) -> int:
             if findings:
                 print(f"{path}: {len(findings)} finding(s)")
                 for f in findings:
-                    print(f"  {f.get('file', '?')}: {f.get('kind', '?')}: {f.get('detail', f)}")
+                    print(f"  {f.get('path', '?')}: {f.get('kind', '?')}: {f.get('detail', f)}")
             else:
                 print(f"{path}: ok ({data.get('files_scanned', '?')} file(s), no findings)")
     if args.json:

@@ -33,6 +33,10 @@ class _SystemCall:
         return (os.system, (self.command,))
 
 
+class _Opaque:
+    """A class of the test module: not on any built-in allowlist."""
+
+
 class _EvalCall:
     """Unpickling this evaluates Python source."""
 
@@ -109,15 +113,20 @@ def test_real_torch_state_dict_zip_and_legacy_formats_pass(tmp_path: Path) -> No
     assert report.files_scanned == 2
 
 
-def test_torch_full_module_pickle_needs_allowlisting(tmp_path: Path) -> None:
+def test_torch_full_module_pickle_passes_but_a_custom_module_needs_allowlisting(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    assert scan_model_dir(tmp_path).ok  # every torch.nn module class is on the built-in allowlist
 
-    refused = scan_model_dir(tmp_path)
-    allowed = scan_model_dir(tmp_path, allowed_globals=["torch.nn.modules.linear.Linear"])
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    torch.save(collections.Counter(w=torch.nn.Linear(2, 2)), custom / "module.pt")
+    (custom / "extra.pkl").write_bytes(pickle.dumps(_Opaque(), protocol=4))
+    refused = scan_model_dir(custom)
+    allowed = scan_model_dir(custom, allowed_globals=[f"{__name__}._Opaque"])
 
     assert _kinds(refused) == {"unknown_global"}
-    assert "torch.nn.modules.linear.Linear" in _details(refused)
+    assert {f.symbol for f in refused.findings} == {f"{__name__}._Opaque"}
     assert allowed.ok, _details(allowed)
 
 
@@ -193,16 +202,18 @@ def test_protocol_0_pickle_disguised_as_text_is_found(tmp_path: Path) -> None:
 
 
 def test_unknown_global_is_refused_unless_allowlisted(tmp_path: Path) -> None:
-    (tmp_path / "counts.pkl").write_bytes(pickle.dumps(collections.Counter("aab"), protocol=4))
+    import statistics
+
+    (tmp_path / "dist.pkl").write_bytes(pickle.dumps(statistics.NormalDist(0, 1), protocol=4))
 
     refused = scan_model_dir(tmp_path)
-    exact = scan_model_dir(tmp_path, allowed_globals=["collections.Counter"])
-    single_string = scan_model_dir(tmp_path, allowed_globals="collections.Counter")
-    wildcard = scan_model_dir(tmp_path, allowed_globals=["collections.*"])
-    other = scan_model_dir(tmp_path, allowed_globals=["collections.OrderedDict", "collectionsx.*"])
+    exact = scan_model_dir(tmp_path, allowed_globals=["statistics.NormalDist"])
+    single_string = scan_model_dir(tmp_path, allowed_globals="statistics.NormalDist")
+    wildcard = scan_model_dir(tmp_path, allowed_globals=["statistics.*"])
+    other = scan_model_dir(tmp_path, allowed_globals=["statistics.mean", "statisticsx.*"])
 
     assert _kinds(refused) == {"unknown_global"}
-    assert "collections.Counter" in _details(refused)
+    assert "statistics.NormalDist" in _details(refused)
     assert exact.ok and wildcard.ok and single_string.ok
     assert not other.ok
 
@@ -259,17 +270,19 @@ def _call_with_arg(module: str, name: str, *, via: str) -> bytes:
         ops = _s(module) + b"\x94" + _s(name) + b"\x94"
     elif via == "pop":  # operands hidden under a pushed-then-popped value
         ops = _s(module) + _s(name) + b")0"
+    elif via == "call":  # the module name is computed at load time: str(module)
+        ops = _s("builtins") + _s("str") + b"\x93" + _s(module) + b"\x85R" + _s(name)
     else:
         raise ValueError(via)
     return b"\x80\x04" + ops + b"\x93" + _s("abc") + b"\x85R."
 
 
-@pytest.mark.parametrize("via", ["memo", "memoize", "pop"])
+@pytest.mark.parametrize("via", ["memo", "memoize", "pop", "call"])
 def test_handmade_stack_global_pickles_are_valid(via: str) -> None:
     assert pickle.loads(_call_with_arg("builtins", "len", via=via)) == 3
 
 
-@pytest.mark.parametrize("via", ["memo", "memoize"])
+@pytest.mark.parametrize("via", ["memo", "memoize", "pop"])
 def test_stack_global_operands_resolved_through_the_memo(tmp_path: Path, via: str) -> None:
     (tmp_path / "a.pkl").write_bytes(_call_with_arg("builtins", "len", via=via))
     (tmp_path / "b.pkl").write_bytes(_call_with_arg(os.system.__module__, "system", via=via))
@@ -283,11 +296,12 @@ def test_stack_global_operands_resolved_through_the_memo(tmp_path: Path, via: st
 
 
 def test_unresolvable_stack_global_is_a_finding(tmp_path: Path) -> None:
-    (tmp_path / "model.pkl").write_bytes(_call_with_arg(os.system.__module__, "system", via="pop"))
+    (tmp_path / "model.pkl").write_bytes(_call_with_arg(os.system.__module__, "system", via="call"))
 
     report = scan_model_dir(tmp_path)
 
     assert _kinds(report) == {"unresolved_global"}
+    assert report.findings[0].offset is not None
 
 
 def test_extension_registry_import_is_a_finding(tmp_path: Path) -> None:
@@ -346,21 +360,29 @@ def test_unsafe_archive_members_are_refused(tmp_path: Path, member: str, content
     assert repr(member) in _details(report)
 
 
-def test_npz_with_object_array_is_refused(tmp_path: Path) -> None:
-    np.savez(tmp_path / "arrays.npz", ok=np.arange(3), bad=np.array([{"a": 1}], dtype=object))
+def test_npz_object_arrays_are_walked_not_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "plain.npz", ok=np.arange(3), objs=np.array([{"a": 1}, "x", None], dtype=object))
+    np.savez(tmp_path / "evil.npz", ok=np.arange(3), bad=np.array([_SystemCall("true")], dtype=object))
 
     report = scan_model_dir(tmp_path)
 
-    assert _kinds(report) == {"object_array"}
-    assert "bad.npy" in _details(report)
+    assert {(f.path, f.kind) for f in report.findings} == {("evil.npz", "dangerous_global")}
+    assert "'bad.npy'" in _details(report)
+    assert report.findings[0].symbol == f"{os.system.__module__}.system"
 
 
-def test_npy_object_array_is_refused(tmp_path: Path) -> None:
-    np.save(tmp_path / "objs.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+def test_npy_object_array_of_plain_values_passes_and_a_payload_is_reported(tmp_path: Path) -> None:
+    np.save(tmp_path / "objs.npy", np.array([{"a": 1}, [1, 2], "s"], dtype=object), allow_pickle=True)
+    assert scan_model_dir(tmp_path).ok
+    np.save(tmp_path / "objs.npy", np.array([1, _EvalCall()], dtype=object), allow_pickle=True)
 
     report = scan_model_dir(tmp_path)
 
-    assert _kinds(report) == {"object_array"}
+    assert [(f.path, f.kind, f.symbol) for f in report.findings] == [
+        ("objs.npy", "dangerous_global", "builtins.eval")
+    ]
+    data = (tmp_path / "objs.npy").read_bytes()
+    assert data[report.findings[0].offset :].startswith(b"cbuiltins\neval\n")  # protocol 3: GLOBAL
 
 
 # --- safetensors --------------------------------------------------------------------------
@@ -538,7 +560,7 @@ def test_a_file_the_scanner_cannot_check_is_a_finding(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("parser crashed")
 
-    monkeypatch.setattr("airflow_mlops.security.scanning.json.load", boom)
+    monkeypatch.setattr("airflow_mlops.security.scanning.formats.json.load", boom)
 
     report = scan_model_dir(tmp_path)
 

@@ -1,0 +1,888 @@
+"""Format handlers: decide what a file is by content (then extension) and check it.
+
+- pickle streams (plain, concatenated, legacy ``torch.save``), walked by :mod:`.walker`;
+- joblib files, plain or zlib/gzip/bz2/lzma/xz-compressed (decompressed as a stream), with the
+  raw array bytes after each ``NumpyArrayWrapper`` skipped exactly as ``joblib.load`` reads them;
+- zip archives (``torch.save``, ``.npz``): every pickle member and ``.npy`` member;
+- ``.npy``: numeric arrays pass on their header; object arrays have their embedded pickle walked;
+- safetensors (header only), code files (sha256 against ``trusted_code``), JSON/YAML/text.
+"""
+
+from __future__ import annotations
+
+import ast
+import bz2
+import codecs
+import hashlib
+import json
+import logging
+import lzma
+import os
+import stat
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, cast
+
+import yaml
+
+from airflow_mlops.security.scanning import policy
+from airflow_mlops.security.scanning.report import Finding, FindingKind
+from airflow_mlops.security.scanning.walker import (
+    TORCH_LEGACY_MAGIC,
+    PickleWalk,
+    Source,
+    map_py2_name,
+    walk_stream,
+)
+
+log = logging.getLogger(__name__)
+
+K = FindingKind
+_CODE_EXTENSIONS = frozenset(
+    [
+        ".py",
+        ".pyc",
+        ".pyo",
+        ".pyd",
+        ".pyw",
+        ".pyx",
+        ".pxd",
+        ".so",
+        ".dll",
+        ".dylib",
+        ".exe",
+        ".com",
+        ".bat",
+        ".cmd",
+        ".ps1",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".ksh",
+        ".csh",
+        ".fish",
+        ".jar",
+        ".class",
+        ".wasm",
+        ".elf",
+        ".msi",
+        ".vbs",
+        ".js",
+        ".mjs",
+        ".pl",
+        ".rb",
+        ".lua",
+    ]
+)
+_PICKLE_EXTENSIONS = frozenset([".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".p", ".sav"])
+_JSON_EXTENSIONS = frozenset([".json"])
+_YAML_EXTENSIONS = frozenset([".yaml", ".yml"])
+_TEXT_EXTENSIONS = frozenset([".txt", ".md", ".csv", ".tsv", ".rst"])
+_YAML_NAMES = frozenset(["MLmodel"])
+
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_EXECUTABLE_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "an ELF executable or shared library"),
+    (b"\xfe\xed\xfa\xce", "a Mach-O binary"),
+    (b"\xfe\xed\xfa\xcf", "a Mach-O binary"),
+    (b"\xce\xfa\xed\xfe", "a Mach-O binary"),
+    (b"\xcf\xfa\xed\xfe", "a Mach-O binary"),
+    (b"\xca\xfe\xba\xbe", "a Mach-O universal binary or Java class"),
+    (b"\x00asm", "a WebAssembly module"),
+)
+_TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys info, the object, storage keys; then raw data
+
+_SAFETENSORS_DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+}
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+_NPY_MAX_HEADER = 10_000  # numpy's own default max_header_size
+_HEAD_SIZE = 16
+_CHUNK = 1 << 20
+
+_JOBLIB_EXTENSIONS = frozenset([".joblib", ".z", ".gz", ".bz2", ".lzma", ".xz", ".pkl.z"])
+_PICKLE_PROTO = 0x80
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A finding before it is tied to a file."""
+
+    kind: FindingKind
+    detail: str
+    symbol: str | None = None
+    offset: int | None = None
+
+
+# --- judging one pickle walk ---------------------------------------------------------------
+
+
+def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: str) -> list[Hit]:
+    """Turn one pickle's walk (and its nested/polyglot walks) into findings."""
+    out: list[Hit] = []
+    seen: dict[str, int] = {}
+    for ref in walk.globals:
+        module, name = ref.module, ref.name
+        if walk.protocol < 3:
+            module, name = map_py2_name(module, name)
+        dotted = f"{module}.{name}"
+        if dotted in seen:
+            continue
+        seen[dotted] = ref.offset
+        shown = (
+            dotted if (module, name) == (ref.module, ref.name) else f"{ref.module}.{ref.name} (= {dotted})"
+        )
+        at = f" at byte {ref.offset} of the {stream}"
+        if dotted in policy.BUILTIN_SAFE_GLOBALS:
+            continue  # the curated allowlist is reviewed against the denylist (see policy.py)
+        if policy.is_dangerous(module, name):  # the name the unpickler really imports
+            extra = (
+                " (it is in allowed_globals, but dangerous globals are always refused)"
+                if policy.is_allowed(dotted, module, allowed)
+                else ""
+            )
+            out.append(
+                Hit(
+                    K.DANGEROUS_GLOBAL,
+                    f"{where}imports {shown} via {ref.opcode}{at}, which can run arbitrary code when "
+                    f"the file is loaded{extra}",
+                    dotted,
+                    ref.offset,
+                )
+            )
+        elif not policy.is_allowed(dotted, module, allowed):
+            out.append(
+                Hit(
+                    K.UNKNOWN_GLOBAL,
+                    f"{where}imports {shown} via {ref.opcode}{at}; unpickling calls it with data from "
+                    "the file, and it is not on the allowlist",
+                    dotted,
+                    ref.offset,
+                )
+            )
+    if walk.unresolved:
+        out.append(
+            Hit(
+                K.UNRESOLVED_GLOBAL,
+                f"{where}has {len(walk.unresolved)} STACK_GLOBAL import(s) whose module/name cannot be "
+                f"determined without executing the pickle (first at byte {walk.unresolved[0]} of the {stream})",
+                None,
+                walk.unresolved[0],
+            )
+        )
+    if walk.extension_refs:
+        out.append(
+            Hit(
+                K.EXTENSION_GLOBAL,
+                f"{where}has {len(walk.extension_refs)} EXT import(s) through the copyreg extension "
+                f"registry (first at byte {walk.extension_refs[0]} of the {stream})",
+                None,
+                walk.extension_refs[0],
+            )
+        )
+    for nested in walk.nested:
+        out.extend(
+            judge_walk(
+                nested,
+                f"{where}(nested pickle of a joblib object array at byte {nested.start}) ",
+                allowed,
+                stream,
+            )
+        )
+    for poly in walk.polyglot:
+        label = f"{where}(array bytes at byte {poly.start}, which pickle.load would read as opcodes: "
+        hits = judge_walk(poly, label, allowed, stream)
+        if not hits:
+            hits = [
+                Hit(
+                    K.INVALID_PICKLE,
+                    f"{label}they parse as pickle opcodes, so the file means different things to "
+                    "joblib.load and pickle.load) ",
+                    None,
+                    poly.start,
+                )
+            ]
+        out.extend(hits)
+    if walk.calls and not walk.globals and not walk.unresolved and not walk.extension_refs:
+        out.append(
+            Hit(
+                K.INVALID_PICKLE,
+                f"{where}has call opcodes (REDUCE/BUILD/OBJ) but imports no callable",
+                None,
+                walk.start,
+            )
+        )
+    if walk.error:
+        out.append(
+            Hit(
+                K.INVALID_PICKLE,
+                f"{where}cannot be parsed as a pickle: {walk.error} (near byte {walk.error_offset} of the {stream})",
+                None,
+                walk.error_offset,
+            )
+        )
+    return out
+
+
+def scan_pickle_stream(
+    raw: IO[bytes] | None,
+    size: int | None,
+    where: str,
+    allowed: frozenset[str],
+    *,
+    stream: str = "file",
+    joblib: bool = True,
+    base: int = 0,
+) -> list[Hit]:
+    """Scan every pickle in a stream.
+
+    Pickles may be concatenated (legacy ``torch.save`` files hold five, then raw storage bytes;
+    ``pickle.dump`` may have been called twice). Any bytes after a pickle must themselves be a
+    well-formed pickle, except the storage bytes after the fifth pickle of a legacy torch file.
+    ``joblib`` walks the stream the way ``joblib.load`` reads it (the raw array bytes after each
+    ``NumpyArrayWrapper`` are skipped); without a wrapper it is the same as ``pickle.load``.
+    """
+    src = Source(raw, size, base=base)
+    findings: list[Hit] = []
+    count = 0
+    legacy_torch = False
+    while True:
+        walk = walk_stream(src, joblib=joblib)
+        count += 1
+        label = where if count == 1 else f"{where}(pickle #{count} at byte {walk.start}) "
+        findings.extend(judge_walk(walk, label, allowed, stream))
+        if walk.error or src.at_end():
+            return findings
+        if count == 1 and walk.first_long == TORCH_LEGACY_MAGIC:
+            legacy_torch = True
+        if legacy_torch and count >= _TORCH_LEGACY_PICKLES:
+            return findings  # the rest of a legacy torch file is raw storage bytes, never unpickled
+
+
+# --- compressed streams (joblib compress=...) ----------------------------------------------
+
+_DECOMPRESS_CHUNK = 1 << 20
+
+
+class Decompressed:
+    """A read-only stream of the decompressed bytes of a zlib/gzip/bz2/lzma/xz file.
+
+    Memory is bounded: at most about one chunk of input and ``n`` bytes of output are held.
+    Concatenated streams are all decompressed (as joblib and gzip do).
+    """
+
+    def __init__(self, raw: IO[bytes], fmt: str) -> None:
+        self._raw = raw
+        self._fmt = fmt
+        self._pending = b""  # decompressed bytes not yet returned
+        self._dec: Any = self._new()
+        self._input_done = False
+        self._feed = b""
+        self.compressed_offset = 0
+
+    def _new(self) -> Any:
+        if self._fmt == "zlib":
+            return zlib.decompressobj(15)
+        if self._fmt == "gzip":
+            return zlib.decompressobj(31)
+        if self._fmt == "bz2":
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor(format=lzma.FORMAT_AUTO)
+
+    def seekable(self) -> bool:
+        return False
+
+    def _produce(self, max_length: int) -> bytes:
+        """Up to ``max_length`` more decompressed bytes (b"" at the end of the last stream)."""
+        while True:
+            if self._dec.eof:
+                leftover = self._dec.unused_data or self._read_input()
+                if not leftover.strip(b"\x00"):
+                    self._input_done = True  # end of input (gzip allows zero padding)
+                    return b""
+                self._dec = self._new()
+                self._feed = leftover
+            feed, self._feed = self._feed, b""
+            if not feed and self._fmt in ("zlib", "gzip"):
+                feed = self._dec.unconsumed_tail
+            if not feed:
+                out = self._dec.decompress(b"", max_length)
+                if out:
+                    return bytes(out)
+                if self._dec.eof:
+                    continue
+                feed = self._read_input()
+                if not feed:
+                    raise EOFError(f"{self._fmt} stream ends before its end marker (truncated)")
+            out = self._dec.decompress(feed, max_length)
+            if out:
+                return bytes(out)
+
+    def _read_input(self) -> bytes:
+        data = self._raw.read(_DECOMPRESS_CHUNK)
+        self.compressed_offset += len(data)
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = _DECOMPRESS_CHUNK
+        parts = []
+        have = 0
+        if self._pending:
+            parts.append(self._pending[:n])
+            have = len(parts[0])
+            self._pending = self._pending[n:]
+        while have < n and not self._input_done:
+            data = self._produce(n - have)
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression format a file's first bytes announce (joblib's own detection order)."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and len(head) > 3 and head[3:4].isdigit():
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x5d\x00\x00"):
+        return "lzma"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+# --- other formats -------------------------------------------------------------------------
+
+
+def _check_safetensors(fh: IO[bytes], size: int) -> list[str]:
+    """Validate a safetensors header; returns problems (empty when valid). Reads the header only."""
+    if size < 8:
+        return [f"file is {size} bytes, too short for the 8-byte header length"]
+    (header_len,) = struct.unpack("<Q", fh.read(8))
+    if header_len > _SAFETENSORS_MAX_HEADER:
+        return [f"header length {header_len} exceeds the {_SAFETENSORS_MAX_HEADER}-byte limit"]
+    if 8 + header_len > size:
+        return [f"header length {header_len} runs past the end of the {size}-byte file"]
+    raw_header = fh.read(header_len)
+    duplicates: list[str] = []
+
+    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        duplicates.extend(k for k in set(keys) if keys.count(k) > 1)
+        return dict(pairs)
+
+    try:
+        header = json.loads(raw_header.decode("utf-8"), object_pairs_hook=_pairs)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return [f"header is not valid UTF-8 JSON: {exc}"]
+    if not isinstance(header, dict):
+        return [f"header must be a JSON object, got {type(header).__name__}"]
+    problems: list[str] = []
+    if duplicates:
+        problems.append(f"header repeats key(s) {sorted(set(duplicates))} (ambiguous between parsers)")
+    data_len = size - 8 - header_len
+    spans: list[tuple[int, int, str]] = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            if not isinstance(info, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in info.items()
+            ):
+                problems.append("__metadata__ must map strings to strings")
+            continue
+        if not isinstance(info, dict):
+            problems.append(f"tensor {key!r}: entry must be an object")
+            continue
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPE_BITS:
+            problems.append(f"tensor {key!r}: unknown dtype {dtype!r}")
+            continue
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            problems.append(f"tensor {key!r}: shape must be a list of non-negative integers, got {shape!r}")
+            continue
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+        ):
+            problems.append(
+                f"tensor {key!r}: data_offsets must be two non-negative integers, got {offsets!r}"
+            )
+            continue
+        begin, end = offsets
+        if begin > end or end > data_len:
+            problems.append(
+                f"tensor {key!r}: data_offsets [{begin}, {end}] fall outside the {data_len}-byte data region"
+            )
+            continue
+        numel = 1
+        for d in shape:
+            numel *= d
+        bits = numel * _SAFETENSORS_DTYPE_BITS[dtype]
+        if bits % 8 or bits // 8 != end - begin:
+            problems.append(
+                f"tensor {key!r}: {dtype} shape {shape} needs {bits / 8:g} bytes but data_offsets span {end - begin}"
+            )
+            continue
+        spans.append((begin, end, key))
+    spans.sort()
+    cursor = 0
+    for begin, end, key in spans:
+        if begin < cursor:
+            problems.append(f"tensor {key!r}: data_offsets [{begin}, {end}] overlap another tensor")
+        elif begin > cursor:
+            problems.append(f"tensor {key!r}: unexplained gap of {begin - cursor} bytes before its data")
+        cursor = max(cursor, end)
+    if not problems and cursor != data_len:
+        problems.append(
+            f"{data_len - cursor} trailing bytes after the last tensor are not described by the header"
+        )
+    return problems
+
+
+def _has_pickle_magic(head: bytes) -> bool:
+    """True when ``head`` starts with the PROTO opcode of pickle protocol 2 to 5."""
+    return len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
+def _npy_header(fh: IO[bytes]) -> tuple[dict[str, Any] | None, int, str | None]:
+    """(header, bytes read, problem) of a ``.npy`` stream positioned at its start."""
+    head = fh.read(8)
+    if len(head) < 8 or not head.startswith(_NPY_MAGIC):
+        return None, len(head), "not a valid .npy file"
+    major = head[6]
+    if major == 1:
+        (hlen,) = struct.unpack("<H", fh.read(2))
+        used = 10
+    elif major in (2, 3):
+        (hlen,) = struct.unpack("<I", fh.read(4))
+        used = 12
+    else:
+        return None, 8, f"unsupported .npy format version {major}"
+    if hlen > _NPY_MAX_HEADER:
+        return None, used, f".npy header of {hlen} bytes exceeds numpy's {_NPY_MAX_HEADER}-byte limit"
+    try:
+        raw = fh.read(hlen)
+        text = raw.decode("utf-8" if major == 3 else "latin-1")
+        header = ast.literal_eval(text)
+    except (ValueError, SyntaxError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
+        return None, used + hlen, f".npy header cannot be parsed: {exc}"
+    if not isinstance(header, dict) or "descr" not in header:
+        return None, used + hlen, ".npy header has no 'descr'"
+    return header, used + hlen, None
+
+
+def _descr_has_object(descr: object) -> bool:
+    if isinstance(descr, str):
+        return "O" in descr
+    if isinstance(descr, list | tuple):
+        return any(_descr_has_object(d) for d in descr)
+    return True  # unknown structure: fail closed
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_utf8_text(path: Path) -> bool:
+    """True when the whole file decodes as UTF-8 and holds no NUL byte (streamed)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                if b"\x00" in chunk:
+                    return False
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _parses_as_complete_pickle(path: Path, size: int) -> bool:
+    """True when the file is one well-formed pickle (used to catch protocol 0/1 pickles)."""
+    with path.open("rb") as fh:
+        walk = walk_stream(Source(fh, size))
+    return walk.error is None
+
+
+# --- per-file dispatch ---------------------------------------------------------------------
+
+
+class Scanner:
+    """Holds the scan options and collects findings."""
+
+    def __init__(self, allowed: frozenset[str], trusted_code: Mapping[str, str]) -> None:
+        self.allowed = allowed
+        self.trusted_code = {str(PurePosixPath(k)): v.lower() for k, v in trusted_code.items()}
+        self.findings: list[Finding] = []
+        self.files = 0
+
+    def add(
+        self,
+        rel: str,
+        kind: FindingKind,
+        detail: str,
+        *,
+        symbol: str | None = None,
+        offset: int | None = None,
+        stream: str | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                path=rel,
+                kind=kind,
+                detail=detail,
+                symbol=symbol,
+                offset=offset,
+                stream=stream if offset is not None else None,
+            )
+        )
+
+    def add_hits(self, rel: str, hits: list[Hit], stream: str, *, polyglot: bool = False) -> None:
+        for hit in hits:
+            if polyglot and hit.kind == K.INVALID_PICKLE:
+                continue
+            self.add(rel, hit.kind, hit.detail, symbol=hit.symbol, offset=hit.offset, stream=stream)
+
+    def walk(self, root: Path, top: Path) -> Iterator[tuple[Path, str]]:
+        """Yield (path, relative posix path) of regular files; report links and special files."""
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError as exc:
+            self.add(_rel(top, root), K.UNREADABLE, f"cannot list directory: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            rel = _rel(path, root)
+            if entry.is_symlink():
+                target = os.readlink(entry.path)
+                self.add(rel, K.SYMLINK, f"symbolic link to {target!r}; a link can point outside the model")
+            elif entry.is_dir(follow_symlinks=False):
+                yield from self.walk(root, path)
+            elif entry.is_file(follow_symlinks=False):
+                yield path, rel
+            else:
+                self.add(rel, K.SPECIAL_FILE, "not a regular file (device, socket or FIFO)")
+
+    def scan_file(self, path: Path, rel: str) -> None:
+        """Classify one regular file by content, then by extension, and check it."""
+        self.files += 1
+        suffix = path.suffix.lower()
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                head = fh.read(_HEAD_SIZE)
+        except OSError as exc:
+            self.add(rel, K.UNREADABLE, f"cannot read file: {exc.strerror or exc}")
+            return
+        try:
+            self._dispatch(path, rel, suffix, head, size)
+        except OSError as exc:
+            self.add(rel, K.UNREADABLE, f"cannot read file: {exc.strerror or exc}")
+        except Exception as exc:  # fail closed: a file the scanner cannot check is not safe
+            log.exception("Model scan could not check %s", path)
+            self.add(rel, K.SCAN_ERROR, f"the scanner could not check this file: {type(exc).__name__}: {exc}")
+
+    def _dispatch(self, path: Path, rel: str, suffix: str, head: bytes, size: int) -> None:
+        code_reason = self._code_reason(path, suffix, head)
+        if code_reason:
+            self._check_code(path, rel, code_reason)
+            return
+        pickle_magic = _has_pickle_magic(head)
+        compression = compression_of(head)
+        if head.startswith(_ZIP_MAGICS):
+            self._scan_zip(path, rel)
+        elif suffix == ".safetensors" or _looks_like_safetensors(head, size):
+            self._check_safetensors_file(path, rel, suffix, size, pickle_magic=pickle_magic)
+        elif pickle_magic:
+            self._scan_pickle_file(path, rel, size)
+        elif head.startswith(_NPY_MAGIC):
+            with path.open("rb") as fh:
+                self._check_npy(fh, rel, "file", size)
+        elif compression and (suffix in _PICKLE_EXTENSIONS | _JOBLIB_EXTENSIONS or not _is_utf8_text(path)):
+            self._scan_compressed(path, rel, compression)
+        elif suffix in _PICKLE_EXTENSIONS:
+            # protocol 0/1 pickles have no magic; the extension says a loader will unpickle it
+            self._scan_pickle_file(path, rel, size)
+        elif suffix in _JSON_EXTENSIONS:
+            self._check_json(path, rel)
+        elif suffix in _YAML_EXTENSIONS or path.name in _YAML_NAMES:
+            self._check_yaml(path, rel)
+        elif suffix in _TEXT_EXTENSIONS or _is_utf8_text(path):
+            self._check_text(path, rel, size)
+        elif size and _parses_as_complete_pickle(path, size):
+            self._scan_pickle_file(path, rel, size)
+        else:
+            self.add(rel, K.UNRECOGNISED_FILE, f"binary file of {size} bytes in no recognised format")
+
+    def _check_safetensors_file(
+        self, path: Path, rel: str, suffix: str, size: int, *, pickle_magic: bool
+    ) -> None:
+        with path.open("rb") as fh:
+            problems = _check_safetensors(fh, size)
+        if problems and pickle_magic and suffix != ".safetensors":
+            # a pickle whose first bytes merely look like a safetensors header length
+            self._scan_pickle_file(path, rel, size)
+            return
+        for problem in problems:
+            self.add(rel, K.INVALID_SAFETENSORS, problem)
+        if pickle_magic or suffix in _PICKLE_EXTENSIONS:
+            # a torch.load("model.bin") would unpickle it: make sure it is not a pickle polyglot
+            self._scan_pickle_file(path, rel, size, where="file, read as a pickle, ", polyglot=True)
+
+    def _code_reason(self, path: Path, suffix: str, head: bytes) -> str | None:
+        if suffix in _CODE_EXTENSIONS:
+            return f"'{suffix}' file"
+        for magic, what in _EXECUTABLE_MAGICS:
+            if head.startswith(magic):
+                return what
+        text_like = (
+            suffix in _JSON_EXTENSIONS | _YAML_EXTENSIONS | _TEXT_EXTENSIONS or path.name in _YAML_NAMES
+        )
+        if not text_like and head.startswith(b"MZ"):
+            return "a Windows (PE) executable or DLL"
+        if not text_like and head.startswith(b"#!"):
+            return "a script with a #! interpreter line"
+        return None
+
+    def _check_code(self, path: Path, rel: str, reason: str) -> None:
+        expected = self.trusted_code.get(rel)
+        if expected is None:
+            self.add(rel, K.CODE, f"{reason}: executable code in a model can run when the model is loaded")
+            return
+        actual = _sha256_file(path)
+        if actual != expected:
+            self.add(
+                rel,
+                K.CODE_HASH_MISMATCH,
+                f"{reason} listed in trusted_code, but its sha256 is {actual}, not the trusted {expected}",
+            )
+
+    def _scan_pickle_file(
+        self, path: Path, rel: str, size: int, *, where: str = "pickle ", polyglot: bool = False
+    ) -> None:
+        """Walk a pickle file. With ``polyglot``, only report what a pickle loader would import.
+
+        ``polyglot`` is for files that are valid in another format (safetensors, text) but could
+        still be handed to a pickle loader: parse errors are expected there and are not findings,
+        while any import seen before the parse error still is (the unpickler runs opcodes as it
+        reads them).
+        """
+        with path.open("rb") as fh:
+            hits = scan_pickle_stream(fh, size, where, self.allowed, joblib=not polyglot)
+        self.add_hits(rel, hits, "file", polyglot=polyglot)
+
+    def _scan_compressed(self, path: Path, rel: str, fmt: str) -> None:
+        """A compressed file (joblib ``compress=``): decompress as a stream and check the content."""
+        stream = f"{fmt}-decompressed stream"
+        with path.open("rb") as fh:
+            dec = Decompressed(fh, fmt)
+            try:
+                head = dec.read(_HEAD_SIZE)
+            except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+                self.add(rel, K.INVALID_COMPRESSED, f"{fmt} stream cannot be decompressed: {exc}")
+                return
+            if not head:
+                self.add(rel, K.INVALID_COMPRESSED, f"{fmt} stream decompresses to nothing")
+                return
+            replay = cast(IO[bytes], _Replay(head, dec))
+            try:
+                if head.startswith(_NPY_MAGIC):
+                    self._check_npy(replay, rel, stream, None)
+                    return
+                text = not _has_pickle_magic(head) and _is_utf8_bytes(head)
+                hits = scan_pickle_stream(
+                    replay, None, f"{fmt}-compressed pickle ", self.allowed, stream=stream
+                )
+            except (zlib.error, EOFError, lzma.LZMAError, ValueError) as exc:
+                self.add(
+                    rel,
+                    K.INVALID_COMPRESSED,
+                    f"{fmt} stream is corrupt or truncated after byte {dec.compressed_offset} of the file: {exc}",
+                )
+                return
+        # compressed text (a .csv.gz) is fine unless it is also a pickle that imports something
+        self.add_hits(rel, hits, stream, polyglot=text)
+
+    def _check_npy(self, fh: IO[bytes], rel: str, stream: str, size: int | None, where: str = "") -> None:
+        """A ``.npy``: numeric arrays pass on their header; an object array's pickle is walked."""
+        header, used, problem = _npy_header(fh)
+        if problem or header is None:
+            self.add(rel, K.UNRECOGNISED_FILE, where + (problem or "not a valid .npy file"))
+            return
+        if not _descr_has_object(header["descr"]):
+            return
+        # numpy.load(allow_pickle=True) unpickles the rest of the file with pickle.load
+        label = f"{where}object array (dtype {header['descr']!r}), whose pickle "
+        hits = scan_pickle_stream(
+            fh,
+            None if size is None else size - used,
+            label,
+            self.allowed,
+            stream=stream,
+            joblib=False,
+            base=used,
+        )
+        self.add_hits(rel, hits, stream)
+
+    def _scan_zip(self, path: Path, rel: str) -> None:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+            self.add(rel, K.INVALID_ARCHIVE, f"zip archive cannot be read: {exc}")
+            return
+        with zf:
+            infos = zf.infolist()
+            names = [i.filename for i in infos]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                self.add(rel, K.INVALID_ARCHIVE, f"archive repeats member name(s) {dupes}")
+            for info in infos:
+                self._scan_zip_member(zf, info, rel)
+
+    def _scan_zip_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str) -> None:
+        name = info.filename
+        where = f"member {name!r} "
+        stream = f"member {name!r}"
+        if info.is_dir():
+            return
+        member_path = PurePosixPath(name)
+        if member_path.is_absolute() or ".." in member_path.parts or "\\" in name:
+            self.add(rel, K.INVALID_ARCHIVE, f"{where}has an unsafe path (absolute or '..')")
+        if info.flag_bits & 0x1:
+            self.add(rel, K.INVALID_ARCHIVE, f"{where}is encrypted and cannot be scanned")
+            return
+        if stat.S_ISLNK(info.external_attr >> 16):
+            self.add(rel, K.SYMLINK, f"{where}is a symbolic link")
+            return
+        suffix = member_path.suffix.lower()
+        if suffix in _CODE_EXTENSIONS:
+            self.add(rel, K.CODE, f"{where}is a '{suffix}' file: executable code inside the archive")
+            return
+        try:
+            with zf.open(info) as fh:
+                head = fh.read(_HEAD_SIZE)
+            # torch.load unpickles data.pkl only; raw storages ("data/0") may start with 0x80 by chance
+            is_pickle = suffix in (".pkl", ".pickle") or (
+                _has_pickle_magic(head) and suffix in _PICKLE_EXTENSIONS
+            )
+            if is_pickle:
+                with zf.open(info) as fh:
+                    hits = scan_pickle_stream(fh, info.file_size, where, self.allowed, stream=stream)
+                self.add_hits(rel, hits, stream)
+            elif head.startswith(_NPY_MAGIC):
+                with zf.open(info) as fh:
+                    self._check_npy(fh, rel, stream, info.file_size, where=where)
+            elif head.startswith(_ZIP_MAGICS):
+                self.add(rel, K.INVALID_ARCHIVE, f"{where}is a nested archive, which is not scanned")
+            else:
+                for magic, what in _EXECUTABLE_MAGICS:
+                    if head.startswith(magic):
+                        self.add(rel, K.CODE, f"{where}is {what}")
+                        break
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+            self.add(rel, K.INVALID_ARCHIVE, f"{where}cannot be read: {exc}")
+
+    def _check_json(self, path: Path, rel: str) -> None:
+        try:
+            with path.open("rb") as fh:
+                json.load(fh)
+        except (ValueError, RecursionError) as exc:
+            self.add(rel, K.INVALID_DATA_FILE, f"not valid JSON: {exc}")
+
+    def _check_yaml(self, path: Path, rel: str) -> None:
+        try:
+            with path.open("rb") as fh:
+                yaml.safe_load(fh)
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            self.add(rel, K.INVALID_DATA_FILE, f"not valid YAML (yaml.safe_load): {exc}".replace("\n", " "))
+            return
+        self._check_text_is_not_pickle(path, rel)
+
+    def _check_text(self, path: Path, rel: str, size: int) -> None:
+        if size:
+            self._check_text_is_not_pickle(path, rel)
+
+    def _check_text_is_not_pickle(self, path: Path, rel: str) -> None:
+        """Text can still be a protocol 0 pickle (``cos\\nsystem\\n...``): walk it if it is one."""
+        size = path.stat().st_size
+        if size and _parses_as_complete_pickle(path, size):
+            self._scan_pickle_file(path, rel, size, where="text file that is a pickle ", polyglot=True)
+
+
+class _Replay:
+    """A stream that first returns ``head`` (already read), then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: Decompressed) -> None:
+        self._head = head
+        self._raw = raw
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                n = len(self._head) + _DECOMPRESS_CHUNK
+            out, self._head = self._head[:n], self._head[n:]
+            if len(out) < n:
+                out += self._raw.read(n - len(out))
+            return out
+        return self._raw.read(n)
+
+
+def _is_utf8_bytes(data: bytes) -> bool:
+    if b"\x00" in data:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _rel(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return rel or "."

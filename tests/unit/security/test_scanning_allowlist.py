@@ -1,0 +1,71 @@
+"""The built-in allowlist: generated lists are current, and nothing on it is on the denylist."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mlops.security.scanning import policy
+from airflow_mlops.security.scanning.sklearn_globals import SKLEARN_GLOBALS, SKLEARN_VERSION
+from airflow_mlops.security.scanning.torch_globals import TORCH_NN_GLOBALS, TORCH_NN_VERSION
+
+REGENERATE = "run `python -m airflow_mlops.security.scanning.generate` and commit the result"
+
+
+def test_committed_sklearn_list_is_current_for_the_installed_version() -> None:
+    pytest.importorskip("sklearn")
+    from airflow_mlops.security.scanning.generate import sklearn_globals
+
+    version, names = sklearn_globals()
+
+    assert (SKLEARN_VERSION, sorted(SKLEARN_GLOBALS)) == (version, names), REGENERATE
+
+
+def test_committed_torch_list_is_current_for_the_installed_version() -> None:
+    pytest.importorskip("torch.nn")
+    from airflow_mlops.security.scanning.generate import torch_globals
+
+    version, names = torch_globals()
+
+    assert (TORCH_NN_VERSION, sorted(TORCH_NN_GLOBALS)) == (version, names), REGENERATE
+
+
+def test_every_installed_estimator_is_allowed() -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.utils import all_estimators
+
+    missing = [f"{c.__module__}.{c.__qualname__}" for _, c in all_estimators()]
+    assert [m for m in missing if m not in policy.BUILTIN_SAFE_GLOBALS] == []
+
+
+def test_only_the_joblib_wrapper_overrides_the_denylist() -> None:
+    overlap = {g for g in policy.BUILTIN_SAFE_GLOBALS if policy.is_dangerous(*g.rsplit(".", 1))}
+
+    assert overlap == {policy.JOBLIB_ARRAY_WRAPPER}
+
+
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "os.system",
+        "posix.system",
+        "subprocess.Popen",
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.getattr",
+        "builtins.__import__",
+        "importlib.import_module",
+        "marshal.loads",
+        "functools.partial",
+        "ctypes.CDLL",
+        "runpy.run_path",
+        "pickle.loads",
+        "_pickle.loads",
+        "operator.attrgetter",
+        "numpy.core._ufunc_reconstruct",
+        "joblib.load",
+        "torch.load",
+    ],
+)
+def test_classic_payload_globals_are_dangerous(dotted: str) -> None:
+    assert policy.is_dangerous(*dotted.rsplit(".", 1))
+    assert dotted not in policy.BUILTIN_SAFE_GLOBALS
