@@ -73,7 +73,7 @@ def test_each_broken_spec_is_its_own_import_error(tmp_path: Path) -> None:
     assert set(errors) == {f"specs/{name}" for name in BROKEN}
     assert "specs/misspelt.yaml:" in errors["specs/misspelt.yaml"]
     assert "did you mean 'target'" in errors["specs/misspelt.yaml"]
-    assert "hour: 25 is outside 0-23" in errors["specs/bad_cron.yaml"]
+    assert "hour: '25' is not valid here (outside 0-23)" in errors["specs/bad_cron.yaml"]
     assert "invalid YAML" in errors["specs/bad_yaml.yaml"]
     assert "cycle: a -> b -> a" in errors["specs/cycle.yaml"]
     assert "mlops_specs.py" not in " ".join(errors)  # never a vague error on the loader

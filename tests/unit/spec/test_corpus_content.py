@@ -15,20 +15,11 @@ import pytest
 from airflow_mlops import cli
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec.loader import load_spec_text
+from tests.unit.spec.test_language_features import BASE
 
 BASH = "airflow.providers.standard.operators.bash.BashOperator"
 EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
 SMTP = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
-
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
 
 
 def with_data(extra: str) -> str:
