@@ -191,13 +191,7 @@ def record_audit(
     if not history:
         log.info("audit %s %s v%s: %s", model_name, entry.get("action"), version, text)
         return
-    model = client.get_registered_model(model_name)
-    try:
-        entries = json.loads((model.tags or {}).get(TAG_HISTORY) or "[]")
-    except json.JSONDecodeError:
-        entries = []
-    if not isinstance(entries, list):
-        entries = []
+    entries = audit_history(client, model_name, strict=False)
     entries = [*entries, {**dict(entry), "version": None if version is None else str(version)}]
     client.set_registered_model_tag(
         model_name, TAG_HISTORY, json.dumps(entries[-HISTORY_LIMIT:], sort_keys=True, default=str)
@@ -207,32 +201,33 @@ def record_audit(
 
 def _in_history(client: MlflowClient, model_name: str, action: str, version: str, request: str) -> bool:
     """Whether the history already records ``action`` on ``version`` by ``request`` (a retry)."""
-    try:
-        history = audit_history(client, model_name)
-    except json.JSONDecodeError:
-        return False
     return any(
         e.get("action") == action and e.get("version") == str(version) and e.get("request") == request
-        for e in history
+        for e in audit_history(client, model_name, strict=False)
     )
 
 
 def _last_move_is(client: MlflowClient, model_name: str, alias: str, action: str, version: str) -> bool:
     """Whether the history's last entry about ``alias`` is ``action`` to ``version``."""
-    try:
-        history = audit_history(client, model_name)
-    except json.JSONDecodeError:
-        return False
-    moves = [e for e in history if e.get("alias") == alias]
+    moves = [e for e in audit_history(client, model_name, strict=False) if e.get("alias") == alias]
     return bool(moves) and moves[-1].get("action") == action and moves[-1].get("version") == str(version)
 
 
-def audit_history(client: MlflowClient, model_name: str) -> list[dict[str, Any]]:
-    """The registered model's audit history, oldest first."""
+def audit_history(client: MlflowClient, model_name: str, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The registered model's audit history, oldest first.
+
+    :param strict: a history tag that is not JSON raises (``json.JSONDecodeError``); with False it
+        reads as empty (the writers start it afresh rather than fail the move they record).
+    """
     model = client.get_registered_model(model_name)
     raw = (model.tags or {}).get(TAG_HISTORY) or "[]"
-    history = json.loads(raw)
-    return [dict(e) for e in history] if isinstance(history, list) else []
+    try:
+        history = json.loads(raw)
+    except json.JSONDecodeError:
+        if strict:
+            raise
+        return []
+    return [dict(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
 
 
 # --- the alias lock -----------------------------------------------------------------------------

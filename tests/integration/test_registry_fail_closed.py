@@ -368,22 +368,16 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
     assert champion_version(client, name, "champion").version == versions["c"]
 
     # The audit trail: every alias move, who made it and why, oldest first; the refusals moved nothing.
-    history = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_mlops.cli",
-            "model",
-            "history",
-            name,
-            "--tracking-uri",
-            mlflow_server.url,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def history_cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "airflow_mlops.cli", "model", "history", name]
+        return subprocess.run(
+            [*command, "--tracking-uri", mlflow_server.url, *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    history = history_cli("--json")
     assert history.returncode == 0, history.stderr
     moves = [(e["action"], e["from"], e["to"]) for e in json.loads(history.stdout)]
     a, b, c = versions["a"], versions["b"], versions["c"]
@@ -398,19 +392,5 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
     entries = json.loads(history.stdout)
     assert entries[2]["reason"] == "bad canary" and entries[2]["by"] == "dag/rollback-1"
     assert entries[4]["by"].startswith("cli:")
-    text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_mlops.cli",
-            "model",
-            "history",
-            name,
-            "--tracking-uri",
-            mlflow_server.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    text = history_cli()
     assert text.returncode == 0 and f"@champion: {a} -> {c}" in text.stdout
