@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch; installed first so nothing resolves a newer (CUDA) build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint up down status clean-stack unit integration
+.PHONY: venv demo test lint up down status clean-stack unit integration system-deps
 
 venv: $(STAMP)
 
@@ -22,13 +22,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -c "import torch, airflow, mlflow, great_expectations, model_signing; print('installed: torch', torch.__version__, '| airflow', airflow.__version__, '| mlflow', mlflow.__version__)"
 	@touch $(STAMP)
 
-test: venv
+system-deps:
+	bash scripts/system_deps.sh
+
+test: venv system-deps
 	bash scripts/run_tests.sh
 
 unit: venv
 	$(PY) -m pytest -m "not integration" -q
 
-integration: venv
+integration: venv system-deps
 	$(PY) -m pytest -m integration -q
 
 lint: venv

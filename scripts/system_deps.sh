@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The system programs the test suite runs for real, from Debian's packages:
+#   postgresql + redis-server  the distributed stack (CeleryExecutor, Airflow/MLflow on Postgres)
+#   chromium + chromium-driver  the Models view's browser test
+#   docker-compose              `docker-compose config` checks docker-compose.yaml offline
+# Idempotent: installs only what is missing. Needs root (CI runs as root); without it, it says
+# what to install and fails, so a test that needs a program is never skipped silently.
+set -euo pipefail
+declare -A need=(
+  [postgresql]=/usr/lib/postgresql
+  [redis-server]=/usr/bin/redis-server
+  [chromium]=/usr/bin/chromium
+  [chromium-driver]=/usr/bin/chromedriver
+  [docker-compose]=/usr/bin/docker-compose
+)
+missing=()
+for pkg in "${!need[@]}"; do [ -e "${need[$pkg]}" ] || missing+=("$pkg"); done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+echo "installing system packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "not root: run  sudo apt-get install -y ${missing[*]}  and retry" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
