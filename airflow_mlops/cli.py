@@ -191,20 +191,20 @@ def _rollback(args: argparse.Namespace) -> int:
 
     try:
         client = _client(args)
+        trust: Any
         if args.public_key:
-            public_key = Path(args.public_key).read_bytes()
+            trust = Path(args.public_key).read_bytes()
         else:
             from airflow_mlops.hooks.signing import ModelSigningHook
 
-            key = ModelSigningHook(signing_conn_id=args.signing_conn_id).get_key(need_private=False)
-            public_key = key.public_key_pem
+            trust = ModelSigningHook(signing_conn_id=args.signing_conn_id).get_key(need_private=False).trust
         from airflow_mlops.registry.promotion import command_line_actor, rollback_alias
 
         result = rollback_alias(
             client,
             model_name=args.name,
             alias=args.alias,
-            public_key_pem=public_key,
+            trust=trust,
             expected_version=args.from_version,
             reason=args.reason or "airflow-mlops model rollback (command line)",
             by=command_line_actor(),
@@ -214,7 +214,7 @@ def _rollback(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{result.model_name}@{result.alias}: version {result.version} (rolled back from "
-        f"{result.rolled_back_from}; signature verified with key {result.key_fingerprint})"
+        f"{result.rolled_back_from}; signature verified: {result.key_fingerprint})"
     )
     return 0
 

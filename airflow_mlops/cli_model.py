@@ -69,22 +69,82 @@ def _scan(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _env(name: str | None) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise SystemExit(f"error: the environment variable {name} is not set")
+    return value
+
+
+def _signer(args: argparse.Namespace) -> Any:
+    """The signing identity the options describe: key, certificate chain or Sigstore keyless."""
+    from airflow_mlops.security.trust import SigningIdentity
+
+    if args.sigstore:
+        return SigningIdentity(
+            method="sigstore",
+            identity_token=_env(args.identity_token_env),
+            staging=args.sigstore_staging,
+            trust_config=args.trust_config,
+        )
+    key = _read_key(args.private_key, "private-key")
+    password = _env(args.password_env)
+    if args.certificate:
+        return SigningIdentity(
+            method="certificate",
+            private_key_pem=key,
+            password=password.encode() if password else None,
+            certificate_pem=_read_key(args.certificate, "certificate"),
+            chain_pem=_read_key(args.certificate_chain, "certificate-chain")
+            if args.certificate_chain
+            else None,
+        )
+    return SigningIdentity(
+        method="key", private_key_pem=key, password=password.encode() if password else None
+    )
+
+
+def _trust(args: argparse.Namespace, *, required: bool = True) -> Any:
+    """What the options trust: a public key, a CA bundle (+ identity) or a Sigstore identity."""
+    from airflow_mlops.security.trust import Trust
+
+    given = [bool(args.public_key), bool(args.ca_bundle), bool(args.sigstore_identity)]
+    if sum(given) > 1:
+        raise SystemExit("error: give one of --public-key, --ca-bundle, --sigstore-identity")
+    if args.public_key:
+        return Trust(method="key", public_key_pem=_read_key(args.public_key, "public-key"))
+    if args.ca_bundle:
+        return Trust(
+            method="certificate", ca_bundle_pem=_read_key(args.ca_bundle, "ca-bundle"), identity=args.identity
+        )
+    if args.sigstore_identity:
+        if not args.oidc_issuer:
+            raise SystemExit("error: --sigstore-identity needs --oidc-issuer (the identity's OIDC issuer)")
+        return Trust(
+            method="sigstore",
+            identity=args.sigstore_identity,
+            oidc_issuer=args.oidc_issuer,
+            staging=args.sigstore_staging,
+            trust_config=args.trust_config,
+        )
+    if required:
+        raise SystemExit("error: give --public-key PEM_FILE, --ca-bundle PEM_FILE or --sigstore-identity ID")
+    return None
+
+
 def _sign(args: argparse.Namespace) -> int:
     from airflow_mlops.exceptions import MLOpsError
     from airflow_mlops.security.signing import sign_model
 
-    key = _read_key(args.private_key, "private-key")
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if args.password_env and password is None:
-        print(f"error: the environment variable {args.password_env} is not set", file=sys.stderr)
-        return 1
     signature = Path(args.signature or f"{args.path.rstrip('/')}.sig")
     try:
-        info = sign_model(args.path, signature, key, password=password)
+        info = sign_model(args.path, signature, _signer(args))
     except MLOpsError as exc:
         print(f"{args.path}: not signed: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.path}: signed -> {signature} (key {info.public_key_fingerprint})")
+    print(f"{args.path}: signed -> {signature} ({info.method}, signer {info.public_key_fingerprint})")
     return 0
 
 
@@ -93,12 +153,12 @@ def _verify(args: argparse.Namespace) -> int:
     from airflow_mlops.artifacts import sha256_directory
     from airflow_mlops.exceptions import MLOpsError
     from airflow_mlops.security.attestation import CYCLONEDX_PREDICATE, EVALUATION_PREDICATE, verify_envelope
-    from airflow_mlops.security.signing import public_key_fingerprint, verify_model
+    from airflow_mlops.security.signing import verify_model
 
-    public = _read_key(args.public_key, "public-key")
+    trust = _trust(args)
     signature = Path(args.signature or f"{args.path.rstrip('/')}.sig")
     try:
-        verify_model(args.path, signature, public)
+        signer = verify_model(args.path, signature, trust)
         digest = sha256_directory(args.path)[0]
         checked = []
         for kind, predicate in (("evaluation", EVALUATION_PREDICATE), ("mlbom", CYCLONEDX_PREDICATE)):
@@ -106,7 +166,7 @@ def _verify(args: argparse.Namespace) -> int:
             if envelope:
                 verify_envelope(
                     Path(envelope).read_bytes(),
-                    public,
+                    trust,
                     model_sha256=digest,
                     predicate_type=predicate,
                     what=f"{kind} attestation {envelope}",
@@ -116,7 +176,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{args.path}: does NOT verify: {exc}", file=sys.stderr)
         return 1
     extra = f"; {', '.join(checked)} verified" if checked else ""
-    print(f"{args.path}: verified (key {public_key_fingerprint(public)}, digest {digest}){extra}")
+    who = f"{signer.method} {signer.identity or ''} {signer.fingerprint}".replace("  ", " ")
+    print(f"{args.path}: verified (signer: {who}; digest {digest}){extra}")
     return 0
 
 
@@ -136,6 +197,7 @@ def _bom(args: argparse.Namespace) -> int:
     from airflow_mlops.security.attestation import CYCLONEDX_PREDICATE, verify_envelope
 
     where = f"{args.name} version {args.version}"
+    trust = _trust(args, required=False)
     try:
         client = _client(args)
         mv = _get_version(client, args.name, str(args.version))
@@ -149,10 +211,10 @@ def _bom(args: argparse.Namespace) -> int:
                 )
                 return 1
             bom = json.loads(bom_path.read_text())
-            if args.public_key:
+            if trust is not None:
                 verified = verify_envelope(
                     envelope.read_bytes(),
-                    _read_key(args.public_key, "public-key"),
+                    trust,
                     model_sha256=str((mv.tags or {}).get(TAG_MODEL_SHA256)),
                     predicate_type=CYCLONEDX_PREDICATE,
                     what=f"ML-BOM attestation of {where}",
@@ -167,7 +229,8 @@ def _bom(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(text + "\n")
         print(
-            f"{where}: ML-BOM written to {args.output}" + (" (signature verified)" if args.public_key else "")
+            f"{where}: ML-BOM written to {args.output}"
+            + (" (signature verified)" if trust is not None else "")
         )
     else:
         print(text)
@@ -190,8 +253,21 @@ def add_commands(model_sub: Any) -> None:
 
     sign = model_sub.add_parser("sign", help="sign every file of a model directory (OpenSSF model signing)")
     sign.add_argument("path", metavar="MODEL_DIR")
-    sign.add_argument("--private-key", metavar="PEM_FILE", required=True)
+    sign.add_argument(
+        "--private-key", metavar="PEM_FILE", help="the EC private key (methods key, certificate)"
+    )
     sign.add_argument("--password-env", metavar="VAR", help="environment variable holding the key's password")
+    sign.add_argument(
+        "--certificate", metavar="PEM_FILE", help="sign with this certificate (method certificate)"
+    )
+    sign.add_argument("--certificate-chain", metavar="PEM_FILE", help="the intermediate certificates")
+    sign.add_argument("--sigstore", action="store_true", help="keyless signing with Sigstore")
+    sign.add_argument(
+        "--identity-token-env",
+        metavar="VAR",
+        help="environment variable holding the OIDC token (default: ambient credentials)",
+    )
+    _sigstore_instance_options(sign)
     sign.add_argument("--signature", metavar="FILE", help="where to write it (default: MODEL_DIR.sig)")
     sign.set_defaults(func=_sign)
 
@@ -199,7 +275,7 @@ def add_commands(model_sub: Any) -> None:
         "verify", help="verify a model directory's signature (and attestations); non-zero naming what differs"
     )
     verify.add_argument("path", metavar="MODEL_DIR")
-    verify.add_argument("--public-key", metavar="PEM_FILE", required=True)
+    _trust_options(verify)
     verify.add_argument("--signature", metavar="FILE", help="default: MODEL_DIR.sig")
     verify.add_argument("--evaluation-attestation", metavar="FILE", help="a DSSE envelope to verify too")
     verify.add_argument("--mlbom-attestation", metavar="FILE", help="a DSSE envelope to verify too")
@@ -208,10 +284,31 @@ def add_commands(model_sub: Any) -> None:
     bom = model_sub.add_parser("bom", help="print the ML-BOM (CycloneDX 1.6) of a registered version")
     bom.add_argument("name", metavar="NAME")
     bom.add_argument("version", metavar="VERSION")
-    bom.add_argument("--public-key", metavar="PEM_FILE", help="verify its signed attestation with this key")
+    _trust_options(bom)
     bom.add_argument("--output", metavar="FILE", help="write it here instead of printing it")
     bom.add_argument(
         "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
     )
     bom.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
     bom.set_defaults(func=_bom)
+
+
+def _sigstore_instance_options(parser: Any) -> None:
+    parser.add_argument("--sigstore-staging", action="store_true", help="Sigstore's staging instance (tests)")
+    parser.add_argument(
+        "--trust-config", metavar="JSON_FILE", help="a private Sigstore instance's trust config"
+    )
+
+
+def _trust_options(parser: Any) -> None:
+    """--public-key | --ca-bundle [--identity] | --sigstore-identity --oidc-issuer."""
+    parser.add_argument("--public-key", metavar="PEM_FILE", help="trust this public key (method key)")
+    parser.add_argument("--ca-bundle", metavar="PEM_FILE", help="trust certificates chained to these roots")
+    parser.add_argument(
+        "--identity", help="with --ca-bundle: the identity the signing certificate must carry"
+    )
+    parser.add_argument(
+        "--sigstore-identity", metavar="ID", help="trust Sigstore signatures of this identity"
+    )
+    parser.add_argument("--oidc-issuer", metavar="URL", help="with --sigstore-identity: its OIDC issuer")
+    _sigstore_instance_options(parser)

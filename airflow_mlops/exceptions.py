@@ -172,9 +172,19 @@ class SigningError(MLOpsError):
 
 
 class SignatureVerificationError(MLOpsError):
-    """A model's signature is missing or does not verify against the trusted public key."""
+    """A model's signature is missing or does not verify against what the verifier trusts."""
 
     retryable = False
+
+
+class SigstoreUnavailableError(SigningError, SignatureVerificationError):
+    """Sigstore's services (the TUF trust root, Fulcio, Rekor, the OIDC issuer) cannot be reached.
+
+    A retry may succeed once the network is back, so this one is retryable; being a
+    :class:`SignatureVerificationError` too, a verification that cannot reach them blocks.
+    """
+
+    retryable = True
 
 
 class RegistryError(MLOpsError):

@@ -1,36 +1,78 @@
-"""Hook for the model-signing key held in an Airflow connection (or a secrets backend)."""
+"""Hook for the model-signing identity held in an Airflow connection (or a secrets backend)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import SigningError
 
+if TYPE_CHECKING:
+    from airflow_mlops.security.trust import SigningIdentity, Trust
+
 
 @dataclass(frozen=True, repr=False)
 class SigningKey:
-    """Key material. ``repr`` hides the private key so it cannot leak through logs."""
+    """The connection's signer (None on a verify-only connection) and what verifiers trust.
 
-    private_key_pem: bytes | None
-    public_key_pem: bytes
-    password: bytes | None
+    ``repr`` hides the key material, so it cannot leak through logs.
+    """
+
+    trust: Trust
+    signer: SigningIdentity | None = None
 
     def __repr__(self) -> str:
-        return "SigningKey(<redacted>)"
+        return f"SigningKey(method={self.method!r}, <redacted>)"
+
+    @property
+    def method(self) -> str:
+        return self.trust.method
+
+    @property
+    def private_key_pem(self) -> bytes | None:
+        return self.signer.private_key_pem if self.signer else None
+
+    @property
+    def password(self) -> bytes | None:
+        return self.signer.password if self.signer else None
+
+    @property
+    def public_key_pem(self) -> bytes | None:
+        """The trusted public key (method ``key`` only)."""
+        return self.trust.public_key_pem
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _pem(value: Any) -> bytes | None:
+    text = _text(value)
+    return text.encode() if text else None
 
 
 class ModelSigningHook(BaseHook):
-    """Reads the signing key from a connection of type ``mlops_signing``.
+    """Reads the signing identity from a connection of type ``mlops_signing``.
 
-    - ``password``: the PEM private key (ECDSA P-256). Airflow masks it in logs.
-    - ``extra.public_key``: the PEM public key. Optional when the private key is present; a
-      verify-only connection (on a serving cluster) holds just the public key.
-    - ``extra.key_password``: the private key's passphrase, if it is encrypted.
+    ``extra.method`` chooses the signing method (default ``key``):
 
-    Only these named keys are read.
+    - ``key``: ``password`` holds the PEM private key (ECDSA P-256); ``extra.public_key`` the PEM
+      public key (optional when the private key is there; a verify-only connection on a serving
+      cluster holds just the public key); ``extra.key_password`` the key's passphrase.
+    - ``certificate``: ``password`` and ``extra.key_password`` as for ``key``;
+      ``extra.certificate`` the signing certificate (PEM), ``extra.certificate_chain`` its
+      intermediates (PEM), ``extra.ca_bundle`` the root CA(s) verifiers trust (PEM), and optionally
+      ``extra.identity``, an identity (SAN e-mail, URI or DNS name, or subject CN) the signing
+      certificate must carry.
+    - ``sigstore`` (keyless): ``extra.identity`` and ``extra.oidc_issuer`` are what verifiers
+      trust; ``password`` may hold an OIDC identity token (otherwise the worker's ambient
+      credentials are used); ``extra.staging`` (tests) or ``extra.trust_config`` (the path of a
+      private Sigstore instance's client trust configuration).
+
+    Airflow masks the password in logs. Only these named keys are read.
     """
 
     conn_name_attr = "signing_conn_id"
@@ -38,39 +80,99 @@ class ModelSigningHook(BaseHook):
     conn_type = "mlops_signing"
     hook_name = "Model signing key"
 
-    def __init__(self, signing_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self, signing_conn_id: str = default_conn_name, method: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.signing_conn_id = signing_conn_id
+        self.method = method
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
             "hidden_fields": ["host", "schema", "login", "port"],
-            "relabeling": {"password": "Private key (PEM)"},
-            "placeholders": {"extra": '{"public_key": "-----BEGIN PUBLIC KEY-----\\n..."}'},
+            "relabeling": {"password": "Private key (PEM) or Sigstore identity token"},
+            "placeholders": {
+                "extra": '{"method": "key", "public_key": "-----BEGIN PUBLIC KEY-----\\n..."}',
+            },
         }
 
     def get_key(self, *, need_private: bool) -> SigningKey:
+        """The connection's trust and, with ``need_private``, its signer.
+
+        :param need_private: the caller signs: a connection that cannot sign is refused.
+        :raises SigningError: the connection lacks what its method needs, or its method is not the
+            one the pipeline asks for; the message names the field.
+        """
         from airflow_mlops.security.signing import public_key_from_private
+        from airflow_mlops.security.trust import METHODS, SigningIdentity, Trust
 
         conn = self.get_connection(self.signing_conn_id)
         extra = conn.extra_dejson or {}
-        private = (conn.password or "").strip().encode() or None
-        passphrase = extra.get("key_password")
-        password = passphrase.encode() if passphrase else None
-        public_text = extra.get("public_key")
+        method = _text(extra.get("method")) or "key"
+        name = f"connection {self.signing_conn_id!r}"
+        if method not in METHODS:
+            raise SigningError(f"{name}: extra.method {method!r} is not one of {', '.join(METHODS)}")
+        if self.method and self.method != method:
+            raise SigningError(
+                f"{name} holds a {method!r} signing identity, but the pipeline asks for {self.method!r} "
+                "(security.signing.method in the spec); change one of them"
+            )
+        secret = _text(conn.password)
+        passphrase = _pem(extra.get("key_password"))
+        signer: SigningIdentity | None = None
+        if method == "sigstore":
+            staging = bool(extra.get("staging", False))
+            trust_config = _text(extra.get("trust_config"))
+            trust = Trust(
+                method="sigstore",
+                identity=_text(extra.get("identity")),
+                oidc_issuer=_text(extra.get("oidc_issuer")),
+                staging=staging,
+                trust_config=trust_config,
+            )
+            if need_private:
+                signer = SigningIdentity(
+                    method="sigstore",
+                    identity_token=secret,
+                    oidc_issuer=_text(extra.get("oidc_issuer")),
+                    staging=staging,
+                    trust_config=trust_config,
+                )
+            return SigningKey(trust=trust, signer=signer)
+        private = secret.encode() if secret else None
         if need_private and private is None:
             raise SigningError(
-                f"connection {self.signing_conn_id!r} holds no private key; put the PEM private key "
-                "in its password field (see docs/security.md)"
+                f"{name} holds no private key; put the PEM private key in its password field "
+                "(see docs/security.md)"
             )
-        if public_text:
-            public = public_text.strip().encode()
-        elif private is not None:
-            public = public_key_from_private(private, password)
-        else:
+        if method == "certificate":
+            if not _pem(extra.get("ca_bundle")):
+                raise SigningError(
+                    f"{name} (method certificate) has no extra.ca_bundle: the root CA certificate(s) "
+                    "that verifiers trust"
+                )
+            trust = Trust(
+                method="certificate",
+                ca_bundle_pem=_pem(extra.get("ca_bundle")),
+                identity=_text(extra.get("identity")),
+            )
+            if need_private:
+                signer = SigningIdentity(
+                    method="certificate",
+                    private_key_pem=private,
+                    password=passphrase,
+                    certificate_pem=_pem(extra.get("certificate")),
+                    chain_pem=_pem(extra.get("certificate_chain")),
+                )
+            return SigningKey(trust=trust, signer=signer)
+        public = _pem(extra.get("public_key"))
+        if public is None and private is not None:
+            public = public_key_from_private(private, passphrase)
+        if public is None:
             raise SigningError(
-                f"connection {self.signing_conn_id!r} holds neither a private key (password) nor "
-                "a public key (extra.public_key)"
+                f"{name} holds neither a private key (password) nor a public key (extra.public_key)"
             )
-        return SigningKey(private_key_pem=private, public_key_pem=public, password=password)
+        if need_private:
+            signer = SigningIdentity(method="key", private_key_pem=private, password=passphrase)
+        return SigningKey(trust=Trust(method="key", public_key_pem=public), signer=signer)

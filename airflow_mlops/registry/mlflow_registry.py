@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from airflow_mlops.security.trust import Trust
+
 log = logging.getLogger(__name__)
 
 # MLflow's exact answer for "this model / alias / version / run / artifact does not exist".
@@ -390,13 +392,13 @@ def download_attestation(client: MlflowClient, mv: ModelVersion, name: str, dest
 
 
 def fetch_verified_version(
-    client: MlflowClient, model_name: str, version: str, public_key_pem: bytes, dest: str | Path
+    client: MlflowClient, model_name: str, version: str, trust: Trust | bytes, dest: str | Path
 ) -> tuple[Path, ModelVersion]:
     """Download a registered version and verify its signature and recorded digest; fail closed."""
     from airflow_mlops.security.signing import verify_model
 
     model_dir, sig_path, mv = download_version(client, model_name, version, dest)
-    verify_model(model_dir, sig_path, public_key_pem)
+    verify_model(model_dir, sig_path, trust)
     expected = (mv.tags or {}).get(TAG_MODEL_SHA256)
     actual, _ = sha256_directory(model_dir)
     if expected != actual:
@@ -487,7 +489,7 @@ def fetch_trusted_champion(
     client: MlflowClient,
     model_name: str,
     alias: str,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     dest: str | Path,
     *,
     allowed_globals: Sequence[str] = (),
@@ -509,7 +511,7 @@ def fetch_trusted_champion(
     version = str(champion.version)
     try:
         model_dir, _ = fetch_trusted_version(
-            client, model_name, version, public_key_pem, dest, allowed_globals=allowed_globals
+            client, model_name, version, trust, dest, allowed_globals=allowed_globals
         )
     except SignatureVerificationError as exc:
         raise SignatureVerificationError(
@@ -523,7 +525,7 @@ def fetch_trusted_version(
     client: MlflowClient,
     model_name: str,
     version: str,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     dest: str | Path,
     *,
     allowed_globals: Sequence[str] = (),
@@ -538,6 +540,6 @@ def fetch_trusted_version(
     """
     from airflow_mlops.security.scanning import scan_model_dir
 
-    model_dir, mv = fetch_verified_version(client, model_name, version, public_key_pem, dest)
+    model_dir, mv = fetch_verified_version(client, model_name, version, trust, dest)
     scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
     return model_dir, mv

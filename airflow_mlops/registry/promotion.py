@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from airflow_mlops.security.trust import Trust
+
 log = logging.getLogger(__name__)
 
 TAG_BLESSING = "mlops.blessing"
@@ -335,7 +337,7 @@ def verify_registered(
     client: MlflowClient,
     model_name: str,
     version: str,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     *,
     allowed_globals: Sequence[str] = (),
     purpose: str,
@@ -358,7 +360,7 @@ def verify_registered(
     attested: Blessing | None = None
     try:
         _, mv = fetch_trusted_version(
-            client, model_name, version, public_key_pem, workdir, allowed_globals=allowed_globals
+            client, model_name, version, trust, workdir, allowed_globals=allowed_globals
         )
         path = download_attestation(client, mv, EVALUATION_ATTESTATION, workdir / "attestation")
         if path is None and require_attestation:
@@ -370,7 +372,7 @@ def verify_registered(
         if path is not None:
             verified = verify_envelope(
                 path.read_bytes(),
-                public_key_pem,
+                trust,
                 model_sha256=str((mv.tags or {}).get(TAG_MODEL_SHA256)),
                 predicate_type=EVALUATION_PREDICATE,
                 what="evaluation attestation",
@@ -469,7 +471,7 @@ def promote_version(
     model_name: str,
     version: str,
     alias: str,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     gates_passed: bool = True,
     allowed_globals: Sequence[str] = (),
     champion_alias: str | None = None,
@@ -502,7 +504,7 @@ def promote_version(
     :raises PromotionBlockedError: a check failed; the alias is unchanged.
     :raises PromotionConflictError: another request holds the alias lock; nothing changed.
     """
-    from airflow_mlops.security.signing import public_key_fingerprint
+    from airflow_mlops.security.trust import as_trust
 
     champion_alias = champion_alias or alias
     what = f"version {version} of {model_name!r} was not promoted to @{alias}"
@@ -517,7 +519,7 @@ def promote_version(
     if blessing is None:
         Blessing.of_version(mv)  # fail early, before the download, when there is none
     _, attested = verify_registered(
-        client, model_name, version, public_key_pem, allowed_globals=allowed_globals, purpose=what
+        client, model_name, version, trust, allowed_globals=allowed_globals, purpose=what
     )
     evidence = blessing or attested
     holder = request_id or f"{by or command_line_actor()} {_now()}"
@@ -572,7 +574,7 @@ def promote_version(
                 request=holder,
             )
             record_audit(client, model_name, version, entry, key=f"promoted.{alias}")
-    fingerprint = public_key_fingerprint(public_key_pem)
+    fingerprint = as_trust(trust).fingerprint
     log.info("Alias %s of %s now points at version %s (was %s)", alias, model_name, version, previous_version)
     return PromotionResult(
         model_name=model_name,
@@ -645,7 +647,7 @@ def rollback_alias(
     *,
     model_name: str,
     alias: str,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     allowed_globals: Sequence[str] = (),
     expected_version: str | None = None,
     request_id: str | None = None,
@@ -667,7 +669,7 @@ def rollback_alias(
         does not verify, or the alias moved meanwhile; the alias is unchanged.
     :raises PromotionConflictError: another request holds the alias lock.
     """
-    from airflow_mlops.security.signing import public_key_fingerprint
+    from airflow_mlops.security.trust import as_trust
 
     by = by or request_id or command_line_actor()
     current = champion_version(client, model_name, alias)
@@ -675,7 +677,7 @@ def rollback_alias(
         raise PromotionBlockedError(f"{model_name!r} has no @{alias} version: nothing to roll back")
     current_version = str(current.version)
     tags = current.tags or {}
-    fingerprint = public_key_fingerprint(public_key_pem)
+    fingerprint = as_trust(trust).fingerprint
     if request_id and tags.get(rollback_request_tag(alias)) == request_id:
         log.info("Rollback %s of %s@%s was already done by an earlier try", request_id, model_name, alias)
         if not _in_history(client, model_name, "rolled_back", current_version, request_id):
@@ -720,7 +722,7 @@ def rollback_alias(
         client,
         model_name,
         target,
-        public_key_pem,
+        trust,
         allowed_globals=allowed_globals,
         purpose=f"cannot roll {model_name!r}@{alias} back to version {target} (the alias stays on {current_version})",
         require_attestation=False,  # a champion from before attestations existed may be restored

@@ -21,9 +21,12 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.exceptions import SignatureVerificationError
+from airflow_mlops.exceptions import SignatureVerificationError, SigningError
+
+if TYPE_CHECKING:
+    from airflow_mlops.security.trust import SigningIdentity, Trust
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -51,27 +54,70 @@ def _pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def sign_statement(
-    stmt: Mapping[str, Any], private_key_pem: bytes, *, password: bytes | None = None
+    stmt: Mapping[str, Any], signer: SigningIdentity | bytes, *, password: bytes | None = None
 ) -> dict[str, Any]:
-    """A DSSE envelope of ``stmt`` signed with the private key (its fingerprint as ``keyid``)."""
-    from cryptography.hazmat.primitives import hashes
+    """``stmt`` signed by ``signer`` (a :class:`~airflow_mlops.security.trust.SigningIdentity`,
+    or a bare PEM private key for the ``key`` method).
+
+    - ``key``: a DSSE envelope, the key's fingerprint as ``keyid``.
+    - ``certificate``: the same, and the signature entry carries the signing certificate and the
+      intermediates (``certificates``: base64 DER, signing certificate first).
+    - ``sigstore``: a Sigstore bundle (JSON) holding the DSSE envelope, its Fulcio certificate and
+      its Rekor entry.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from airflow_mlops.security.signing import _load_private_key, _public_pem, public_key_fingerprint
+    from airflow_mlops.security.trust import as_signer, check_signing_certificate, load_certificates
 
-    key = _load_private_key(private_key_pem, password)
+    identity = as_signer(signer, password)
     payload = json.dumps(dict(stmt), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    signature = key.sign(_pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    if identity.method == "sigstore":
+        return _sigstore_sign(payload, identity)
+    key = _load_private_key(identity.private_key_pem or b"", identity.password)
+    entry: dict[str, Any] = {"keyid": public_key_fingerprint(_public_pem(key.public_key()))}
+    if identity.method == "certificate":
+        check_signing_certificate(identity, key)
+        certs = load_certificates(identity.certificate_pem or b"", "the signing certificate")[:1]
+        if identity.chain_pem:
+            certs += load_certificates(identity.chain_pem, "the certificate chain")
+        entry["certificates"] = [
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certs
+        ]
+    entry["sig"] = base64.b64encode(key.sign(_pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))).decode()
     return {
         "payloadType": PAYLOAD_TYPE,
         "payload": base64.b64encode(payload).decode(),
-        "signatures": [
-            {
-                "keyid": public_key_fingerprint(_public_pem(key.public_key())),
-                "sig": base64.b64encode(signature).decode(),
-            }
-        ],
+        "signatures": [entry],
     }
+
+
+def _sigstore_sign(payload: bytes, identity: SigningIdentity) -> dict[str, Any]:
+    """A Sigstore bundle of the statement (keyless: a Fulcio certificate, a Rekor entry)."""
+    from sigstore import dsse
+    from sigstore.sign import SigningContext
+
+    from airflow_mlops.security.trust import (
+        _is_unreachable,
+        sigstore_client_config,
+        sigstore_identity_token,
+        sigstore_unavailable,
+    )
+
+    config = sigstore_client_config(identity.staging, identity.trust_config, "Sigstore keyless signing")
+    token = sigstore_identity_token(identity, config)
+    try:
+        context = SigningContext.from_trust_config(config)
+        with context.signer(token) as signer:
+            bundle = signer.sign_dsse(dsse.Statement(payload))
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise sigstore_unavailable(exc, "Sigstore keyless signing", identity.trust_config) from None
+        raise SigningError(
+            f"Sigstore keyless signing of an attestation failed: {type(exc).__name__}"
+        ) from None
+    return dict(json.loads(bundle.to_json()))
 
 
 @dataclass(frozen=True)
@@ -86,54 +132,33 @@ class VerifiedStatement:
 
 def verify_envelope(
     envelope: Any,
-    public_key_pem: bytes,
+    trust: Trust | bytes,
     *,
     model_sha256: str,
     predicate_type: str,
     what: str = "attestation",
 ) -> VerifiedStatement:
-    """Verify a DSSE envelope and its statement; fail closed.
+    """Verify an attestation (a DSSE envelope, or a Sigstore bundle) and its statement; fail closed.
 
-    :raises SignatureVerificationError: malformed, not signed by this key, about another model
-        digest, or of another predicate type; the message says which.
+    ``trust`` is a :class:`~airflow_mlops.security.trust.Trust`, or a bare PEM public key.
+
+    :raises SignatureVerificationError: malformed, not signed by a signer ``trust`` accepts,
+        about another model digest, or of another predicate type; the message says which.
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from airflow_mlops.security.trust import as_trust
 
-    from airflow_mlops.security.signing import _load_public_key, public_key_fingerprint
-
+    trusted = as_trust(trust)
     if isinstance(envelope, (bytes, str)):
         try:
             envelope = json.loads(envelope)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SignatureVerificationError(f"the {what} is not JSON: {exc}") from None
-    try:
-        payload_type = envelope["payloadType"]
-        payload = base64.b64decode(envelope["payload"], validate=True)
-        signatures = list(envelope["signatures"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SignatureVerificationError(
-            f"the {what} is not a DSSE envelope ({type(exc).__name__}: {exc})"
-        ) from None
+    if trusted.method == "sigstore":
+        payload_type, payload, fingerprint = _sigstore_verify(envelope, trusted, what)
+    else:
+        payload_type, payload, fingerprint = _dsse_verify(envelope, trusted, what)
     if payload_type != PAYLOAD_TYPE:
         raise SignatureVerificationError(f"the {what} has payloadType {payload_type!r}, not {PAYLOAD_TYPE}")
-    key = _load_public_key(public_key_pem)
-    fingerprint = public_key_fingerprint(public_key_pem)
-    verified = False
-    for entry in signatures:
-        try:
-            sig = base64.b64decode(entry["sig"], validate=True)
-            key.verify(sig, _pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
-        except (KeyError, TypeError, ValueError, InvalidSignature):
-            continue
-        verified = True
-        break
-    if not verified:
-        raise SignatureVerificationError(
-            f"the {what} is not signed by the trusted key {fingerprint} (its signature was made with "
-            f"another key, or its content changed after signing)"
-        )
     try:
         stmt = json.loads(payload)
         subject_digests = [s["digest"]["sha256"] for s in stmt["subject"]]
@@ -154,6 +179,79 @@ def verify_envelope(
     if not isinstance(predicate, dict):
         raise SignatureVerificationError(f"the {what}'s predicate is not an object")
     return VerifiedStatement(kind, model_sha256, predicate, fingerprint)
+
+
+def _dsse_verify(envelope: Any, trust: Trust, what: str) -> tuple[str, bytes, str]:
+    """Check a DSSE envelope's signature with the trusted key, or a certificate chained to the CA."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from airflow_mlops.security.signing import _load_public_key, _public_pem, public_key_fingerprint
+    from airflow_mlops.security.trust import verify_certificate_chain
+
+    try:
+        payload_type = envelope["payloadType"]
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        signatures = list(envelope["signatures"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SignatureVerificationError(
+            f"the {what} is not a DSSE envelope ({type(exc).__name__}: {exc})"
+        ) from None
+    if payload_type != PAYLOAD_TYPE:
+        raise SignatureVerificationError(f"the {what} has payloadType {payload_type!r}, not {PAYLOAD_TYPE}")
+    if trust.method == "key":
+        keys = [_load_public_key(trust.public_key_pem or b"")] * len(signatures)
+    else:
+        keys = []
+        for entry in signatures:
+            try:
+                chain = [base64.b64decode(c, validate=True) for c in entry["certificates"]]
+            except (KeyError, TypeError, ValueError):
+                raise SignatureVerificationError(
+                    f"the {what} carries no certificate chain: it was not signed with the certificate "
+                    "method (a key signature does not verify against a CA)"
+                ) from None
+            keys.append(verify_certificate_chain(chain, trust, what=f"the {what}")[0])
+    for entry, key in zip(signatures, keys, strict=True):
+        try:
+            sig = base64.b64decode(entry["sig"], validate=True)
+            key.verify(sig, _pae(str(payload_type), payload), ec.ECDSA(hashes.SHA256()))
+        except (KeyError, TypeError, ValueError, InvalidSignature):
+            continue
+        return str(payload_type), payload, public_key_fingerprint(_public_pem(key))
+    raise SignatureVerificationError(
+        f"the {what} is not signed by the trusted {trust.describe()} (its signature was made with "
+        f"another key, or its content changed after signing)"
+    )
+
+
+def _sigstore_verify(bundle: Any, trust: Trust, what: str) -> tuple[str, bytes, str]:
+    """Check a Sigstore bundle against the trusted identity and issuer (and Sigstore's trust root)."""
+    from sigstore.models import Bundle
+    from sigstore.verify import Verifier, policy
+
+    from airflow_mlops.security.trust import _is_unreachable, sigstore_client_config, sigstore_unavailable
+
+    config = sigstore_client_config(trust.staging, trust.trust_config, f"verifying the {what}")
+    try:
+        parsed = Bundle.from_json(json.dumps(bundle))
+    except Exception as exc:
+        raise SignatureVerificationError(
+            f"the {what} is not a Sigstore bundle ({type(exc).__name__})"
+        ) from None
+    try:
+        verifier = Verifier(trusted_root=config.trusted_root)
+        payload_type, payload = verifier.verify_dsse(
+            parsed, policy.Identity(identity=trust.identity or "", issuer=trust.oidc_issuer or "")
+        )
+    except Exception as exc:
+        if _is_unreachable(exc):
+            raise sigstore_unavailable(exc, f"verifying the {what}", trust.trust_config) from None
+        raise SignatureVerificationError(
+            f"the {what} does not verify for the trusted {trust.describe()}: {str(exc)[:300]}"
+        ) from None
+    return str(payload_type), bytes(payload), trust.fingerprint
 
 
 def evaluation_predicate(evaluation: Mapping[str, Any], blessing: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
     from model_signing import hashing
 
+    from airflow_mlops.security.trust import SigningIdentity, Trust, VerifiedSigner
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -271,7 +273,7 @@ def _sha256_file(path: Path) -> str:
 def sign_model(
     model_dir: str | os.PathLike[str],
     signature_path: str | os.PathLike[str],
-    private_key_pem: bytes | str,
+    signer: SigningIdentity | bytes | str,
     *,
     password: bytes | str | None = None,
 ) -> SignatureInfo:
@@ -285,18 +287,24 @@ def sign_model(
         signature_path: where to write the signature; must be outside ``model_dir`` (a
             signature inside the directory would change what it signs). Parent directories are
             created.
-        private_key_pem: the PEM private key (EC P-256/P-384/P-521), e.g. from an Airflow
-            connection. It is written to a private 0600 temporary file only while signing.
-        password: the key's password, if it is encrypted.
+        signer: a :class:`~airflow_mlops.security.trust.SigningIdentity` (key, certificate
+            chain or Sigstore keyless), or a bare PEM private key (EC P-256/P-384/P-521) for the
+            ``key`` method. Key material is written to a private 0600 temporary file only while
+            signing.
+        password: a bare private key's password, if it is encrypted.
 
     Returns:
         A :class:`SignatureInfo` describing the signature.
 
     Raises:
-        SigningError: the key cannot be loaded, the model directory is missing or empty, the
-            signature path is inside the model directory, or signing failed. Messages never
-            contain the key or the password.
+        SigningError: the key or certificate cannot be used, the model directory is missing or
+            empty, the signature path is inside the model directory, or signing failed. Messages
+            never contain the key, the password or the identity token.
+        SigstoreUnavailableError: keyless signing cannot reach Sigstore's services.
     """
+    from airflow_mlops.security.trust import as_signer, check_signing_certificate
+
+    identity = as_signer(signer, password)
     model = Path(model_dir)
     signature = Path(signature_path)
     if not model.is_dir():
@@ -309,41 +317,116 @@ def sign_model(
     if not _has_files(model):
         raise SigningError(f"cannot sign model: {model} contains no files")
 
-    key = _load_private_key(private_key_pem, password)
-    fingerprint = public_key_fingerprint(_public_pem(key.public_key()))
+    secrets: list[bytes | str | None] = [identity.private_key_pem, identity.password, identity.identity_token]
+    fingerprint = ""
+    if identity.method in ("key", "certificate"):
+        key = _load_private_key(identity.private_key_pem or b"", identity.password)
+        fingerprint = public_key_fingerprint(_public_pem(key.public_key()))
+        if identity.method == "certificate":
+            check_signing_certificate(identity, key)
     signature.parent.mkdir(parents=True, exist_ok=True)
     tmp_signature = signature.with_name(f".{signature.name}.{uuid.uuid4().hex}.tmp")
     try:
-        from model_signing import signing as ms_signing
-
         with _private_dir() as private:
-            key_file = private / _KEY_FILE
-            _write_private_file(key_file, _as_bytes(private_key_pem))
-            # model_signing types `password` as str, but hands it to cryptography, which needs bytes
-            config = ms_signing.Config().use_elliptic_key_signer(
-                private_key=key_file,
-                password=cast(Any, _as_bytes(password) if password else None),
-            )
+            config = _signing_config(identity, private)
             config.set_hashing_config(_hashing_config()).sign(model, tmp_signature)
         with tmp_signature.open("rb") as fh:
             os.fsync(fh.fileno())
         digest = _sha256_file(tmp_signature)
+        if identity.method == "sigstore":
+            fingerprint = _sigstore_signer_identity(tmp_signature.read_bytes())
         os.replace(tmp_signature, signature)
     except SigningError:
         raise
     except Exception as exc:
-        reason = _redact(f"{type(exc).__name__}: {exc}", [private_key_pem, password])
+        if identity.method == "sigstore":
+            from airflow_mlops.security.trust import _is_unreachable, sigstore_unavailable
+
+            if _is_unreachable(exc):
+                raise sigstore_unavailable(exc, "Sigstore keyless signing", identity.trust_config) from None
+        reason = _redact(f"{type(exc).__name__}: {exc}", secrets)
         raise SigningError(
-            f"signing model {model} failed: {reason}. Check that the directory holds only regular "
-            "files (no symlinks) readable by the worker"
+            f"signing model {model} with method {identity.method!r} failed: {reason}. Check that the "
+            "directory holds only regular files (no symlinks) readable by the worker"
         ) from None
     finally:
         tmp_signature.unlink(missing_ok=True)
 
-    log.info("Signed model %s; signature %s (sha256 %s, key %s)", model, signature, digest, fingerprint)
-    return SignatureInfo(
-        signature_path=str(signature), sha256=digest, public_key_fingerprint=fingerprint, method="key"
+    log.info(
+        "Signed model %s (%s); signature %s (sha256 %s, signer %s)",
+        model,
+        identity.method,
+        signature,
+        digest,
+        fingerprint,
     )
+    return SignatureInfo(
+        signature_path=str(signature),
+        sha256=digest,
+        public_key_fingerprint=fingerprint,
+        method=identity.method,
+    )
+
+
+def _signing_config(identity: SigningIdentity, private: Path) -> Any:
+    """model_signing's signing configuration for the identity; key files go into ``private``."""
+    from model_signing import signing as ms_signing
+
+    config = ms_signing.Config()
+    if identity.method == "sigstore":
+        from airflow_mlops.security.trust import sigstore_client_config, sigstore_identity_token
+
+        client = sigstore_client_config(identity.staging, identity.trust_config, "Sigstore keyless signing")
+        token = sigstore_identity_token(identity, client)
+        trust_file = None
+        if identity.trust_config:
+            trust_file = Path(identity.trust_config)
+        return config.use_sigstore_signer(
+            oidc_issuer=identity.oidc_issuer,
+            use_ambient_credentials=False,
+            use_staging=identity.staging,
+            identity_token=str(token),
+            trust_config=trust_file,
+        )
+    key_file = private / _KEY_FILE
+    _write_private_file(key_file, identity.private_key_pem or b"")
+    # model_signing types `password` as str, but hands it to cryptography, which needs bytes
+    password = cast(Any, identity.password or None)
+    if identity.method == "key":
+        return config.use_elliptic_key_signer(private_key=key_file, password=password)
+    if password:
+        # model_signing's certificate signer reads only unencrypted keys: hand it a decrypted copy
+        from cryptography.hazmat.primitives import serialization
+
+        key = _load_private_key(identity.private_key_pem or b"", identity.password)
+        key_file.unlink()
+        _write_private_file(
+            key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+    cert_file = private / "signing-cert.pem"
+    _write_private_file(cert_file, identity.certificate_pem or b"")
+    # model_signing needs a non-empty chain; a certificate issued by the root itself has none
+    chain_file = private / "chain.pem"
+    _write_private_file(chain_file, identity.chain_pem or identity.certificate_pem or b"")
+    chain = [chain_file]
+    return config.use_certificate_signer(
+        private_key=key_file, signing_certificate=cert_file, certificate_chain=chain
+    )
+
+
+def _sigstore_signer_identity(signature_bytes: bytes) -> str:
+    """The identity in a Sigstore bundle's (Fulcio) certificate."""
+    from cryptography import x509
+
+    from airflow_mlops.security.trust import bundle_certificate_chain, certificate_identities
+
+    chain = bundle_certificate_chain(json.loads(signature_bytes))
+    if not chain:
+        return "sigstore"
+    return "sigstore:" + ", ".join(certificate_identities(x509.load_der_x509_certificate(chain[0])))
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -382,18 +465,28 @@ def _describe_mismatch(model: Path, signature_bytes: bytes, fallback: str) -> st
 def verify_model(
     model_dir: str | os.PathLike[str],
     signature_path: str | os.PathLike[str],
-    public_key_pem: bytes | str,
-) -> None:
-    """Verify that ``model_dir`` is exactly what was signed, by the holder of ``public_key_pem``.
+    trust: Trust | bytes | str,
+) -> VerifiedSigner:
+    """Verify that ``model_dir`` is exactly what was signed, by a signer ``trust`` accepts.
 
-    Every file counts: a file added, removed or changed after signing fails verification, git
-    files included.
+    ``trust`` is a :class:`~airflow_mlops.security.trust.Trust` (a public key, a root CA bundle
+    with an optional identity, or a Sigstore identity and issuer), or a bare PEM public key for
+    the ``key`` method. Every file counts: a file added, removed or changed after signing fails
+    verification, git files included.
+
+    Returns:
+        The :class:`~airflow_mlops.security.trust.VerifiedSigner`.
 
     Raises:
         SignatureVerificationError: the model directory or the signature file is missing, the
-            signature is malformed, it was made with another key, or the model's files differ
-            from the signed ones. The message says which.
+            signature is malformed, it was made by a signer the trust does not accept, or the
+            model's files differ from the signed ones. The message says which.
+        SigstoreUnavailableError: a Sigstore signature cannot be checked because Sigstore's trust
+            root cannot be fetched (this blocks too).
     """
+    from airflow_mlops.security.trust import as_trust
+
+    trusted = as_trust(trust)
     model = Path(model_dir)
     signature = Path(signature_path)
     if not model.is_dir():
@@ -403,14 +496,12 @@ def verify_model(
             f"signature file {signature} for model {model} is missing; the model was never signed "
             "(run the signing step), or the signature was stored somewhere else"
         )
-    public_key = _load_public_key(public_key_pem)
-    fingerprint = public_key_fingerprint(_public_pem(public_key))
     try:
         signature_bytes = signature.read_bytes()
     except OSError as exc:
         raise SignatureVerificationError(f"signature file {signature} cannot be read: {exc}") from exc
     try:
-        json.loads(signature_bytes)
+        bundle = json.loads(signature_bytes)
     except ValueError:
         raise SignatureVerificationError(
             f"signature file {signature} is malformed: it is not JSON (expected a Sigstore bundle "
@@ -418,28 +509,28 @@ def verify_model(
         ) from None
 
     from cryptography.exceptions import InvalidSignature
-    from model_signing import verifying as ms_verifying
 
+    signer: VerifiedSigner
     with _private_dir() as private:
         # verify a private copy, so the bytes checked below are exactly the bytes verified
-        key_file = private / _PUBLIC_KEY_FILE
         signature_copy = private / _SIGNATURE_COPY
-        _write_private_file(key_file, _public_pem(public_key))
         _write_private_file(signature_copy, signature_bytes)
-        config = ms_verifying.Config().use_elliptic_key_verifier(public_key=key_file)
+        config, signer = _verifying_config(trusted, bundle, private, signature)
         try:
             config.set_hashing_config(_hashing_config()).verify(model, signature_copy)
+        except SignatureVerificationError:
+            raise
         except InvalidSignature:
             raise SignatureVerificationError(
-                f"signature {signature} does not verify with the trusted public key {fingerprint[:16]}...: "
+                f"signature {signature} does not verify with the trusted {trusted.describe()}: "
                 "it was made with another key, or the signature file was altered"
             ) from None
         except ValueError as exc:
             message = str(exc)
             if message.startswith("Key mismatch"):
                 raise SignatureVerificationError(
-                    f"signature {signature} was made with a different key than the trusted public key "
-                    f"{fingerprint[:16]}...; the model was not signed by the trusted signer"
+                    f"signature {signature} was made with a different key than the trusted "
+                    f"{trusted.describe()}; the model was not signed by the trusted signer"
                 ) from None
             if message.startswith("Signature mismatch"):
                 raise SignatureVerificationError(
@@ -448,12 +539,19 @@ def verify_model(
                     "do not use this model: re-run the pipeline to rebuild and re-sign it"
                 ) from None
             raise SignatureVerificationError(
-                f"model {model} failed verification against {signature}: {message}"
+                f"model {model} failed verification against {signature} ({trusted.describe()}): {message}"
             ) from None
         except Exception as exc:
+            if trusted.method == "sigstore":
+                from airflow_mlops.security.trust import _is_unreachable, sigstore_unavailable
+
+                if _is_unreachable(exc):
+                    raise sigstore_unavailable(
+                        exc, "verifying a Sigstore signature", trusted.trust_config
+                    ) from None
             raise SignatureVerificationError(
-                f"signature file {signature} is malformed or unsupported "
-                f"({type(exc).__name__}: {exc}); re-sign the model with sign_model"
+                f"signature file {signature} does not verify against the trusted {trusted.describe()} "
+                f"({type(exc).__name__}: {str(exc)[:300]}); re-sign the model with sign_model"
             ) from None
 
     # The statement is authentic now. model_signing honours ignore_paths recorded in it, which
@@ -468,4 +566,66 @@ def verify_model(
             f"signature {signature} leaves paths out of the signature ({', '.join(map(str, ignored))}), "
             "so changes to them would go unnoticed; re-sign the model with sign_model, which covers every file"
         )
-    log.info("Verified model %s against signature %s (key %s)", model, signature, fingerprint)
+    log.info("Verified model %s against signature %s (signer %s)", model, signature, signer.fingerprint)
+    return signer
+
+
+def _verifying_config(
+    trust: Trust, bundle: Any, private: Path, signature: Path
+) -> tuple[Any, VerifiedSigner]:
+    """model_signing's verifying configuration for ``trust``, and who the signer will be.
+
+    For certificates, the chain and the identity are checked here first (with a precise
+    message); model_signing checks the chain again together with the signature.
+    """
+    from model_signing import verifying as ms_verifying
+
+    from airflow_mlops.security.trust import (
+        VerifiedSigner,
+        bundle_certificate_chain,
+        sigstore_client_config,
+        verify_certificate_chain,
+    )
+
+    config = ms_verifying.Config()
+    material = bundle.get("verificationMaterial") if isinstance(bundle, dict) else None
+    if trust.method == "key" and isinstance(material, dict) and "publicKey" not in material:
+        made_with = "certificate" if "x509CertificateChain" in material else "sigstore"
+        raise SignatureVerificationError(
+            f"signature {signature} was made with the {made_with} method, not with a key: it does not "
+            f"verify with the trusted {trust.describe()} (the model was not signed by the trusted signer)"
+        )
+    if trust.method == "key":
+        public_key = _load_public_key(trust.public_key_pem or b"")
+        key_file = private / _PUBLIC_KEY_FILE
+        _write_private_file(key_file, _public_pem(public_key))
+        signer = VerifiedSigner("key", public_key_fingerprint(_public_pem(public_key)))
+        return config.use_elliptic_key_verifier(public_key=key_file), signer
+    if trust.method == "certificate":
+        try:
+            chain = bundle_certificate_chain(bundle if isinstance(bundle, dict) else {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SignatureVerificationError(
+                f"signature {signature} has a malformed certificate chain: {exc}"
+            ) from None
+        if not chain:
+            raise SignatureVerificationError(
+                f"signature {signature} carries no certificate chain: it was not signed with the "
+                "certificate method (a key signature does not verify against a CA)"
+            )
+        key, identities = verify_certificate_chain(chain, trust, what=f"signature {signature}")
+        ca_file = private / "trusted-ca.pem"
+        _write_private_file(ca_file, trust.ca_bundle_pem or b"")
+        signer = VerifiedSigner("certificate", public_key_fingerprint(_public_pem(key)), identities)
+        return config.use_certificate_verifier(certificate_chain=[ca_file]), signer
+    sigstore_client_config(trust.staging, trust.trust_config, "verifying a Sigstore signature")
+    signer = VerifiedSigner("sigstore", trust.fingerprint, trust.identity)
+    return (
+        config.use_sigstore_verifier(
+            identity=trust.identity or "",
+            oidc_issuer=trust.oidc_issuer or "",
+            use_staging=trust.staging,
+            trust_config=Path(trust.trust_config) if trust.trust_config else None,
+        ),
+        signer,
+    )

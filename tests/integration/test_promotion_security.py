@@ -97,7 +97,7 @@ def test_tampering_after_signing_blocks_promotion(
         model_name="promo-model",
         version=v1.version,
         alias="champion",
-        public_key_pem=signing_keys[1],
+        trust=signing_keys[1],
         gates_passed=True,
     )
     assert promoted.previous_version is None and promoted.signature_verified
@@ -126,7 +126,7 @@ def test_tampering_after_signing_blocks_promotion(
             model_name="promo-model",
             version=v2.version,
             alias="champion",
-            public_key_pem=signing_keys[1],
+            trust=signing_keys[1],
             gates_passed=True,
         )
     assert champion_version(client, "promo-model", "champion").version == v1.version
@@ -151,7 +151,7 @@ def test_other_key_and_failed_gates_block_promotion(
             model_name="promo-model",
             version=v3.version,
             alias="champion",
-            public_key_pem=other_public,
+            trust=other_public,
             gates_passed=True,
         )
     with pytest.raises(PromotionBlockedError, match="not every gate passed"):
@@ -160,7 +160,7 @@ def test_other_key_and_failed_gates_block_promotion(
             model_name="promo-model",
             version=v3.version,
             alias="champion",
-            public_key_pem=signing_keys[1],
+            trust=signing_keys[1],
             gates_passed=False,
         )
     v4 = _register(client, tmp_path, "m4", signing_keys, b"\x04", "dag/run4", gates="failed")
@@ -170,7 +170,7 @@ def test_other_key_and_failed_gates_block_promotion(
             model_name="promo-model",
             version=v4.version,
             alias="champion",
-            public_key_pem=signing_keys[1],
+            trust=signing_keys[1],
             gates_passed=True,
         )
     after = champion_version(client, "promo-model", "champion")
@@ -181,7 +181,7 @@ def test_other_key_and_failed_gates_block_promotion(
     ("attest", "tag_passed", "fragment"),
     [
         ("none", None, "no signed evaluation attestation"),
-        ("other-key", None, "evaluation attestation is not signed by the trusted key"),
+        ("other-key", None, "evaluation attestation is not signed by the trusted public key"),
         ("other-digest", None, "it belongs to another model"),
         ("valid", True, "differs from its signed attestation"),
     ],
@@ -218,8 +218,51 @@ def test_promotion_trusts_the_verdict_only_from_a_signed_attestation_of_this_dig
             model_name="promo-model",
             version=version,
             alias="champion",
-            public_key_pem=signing_keys[1],
+            trust=signing_keys[1],
             gates_passed=True,
         )
     after = champion_version(client, "promo-model", "champion")
     assert (before.version if before else None) == (after.version if after else None)
+
+
+def test_a_certificate_signed_model_is_promoted_against_the_ca_and_blocked_for_another(
+    tmp_path: Path, mlflow_server: MLflowServer
+) -> None:
+    """The certificate method end to end: signature and attestation chain to the trusted root."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.mlflow_registry import champion_version
+    from airflow_mlops.registry.promotion import audit_history, promote_version
+    from tests.pki import IDENTITY, make_pki
+
+    pki, other = make_pki(), make_pki("Other")
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    version = _register(client, tmp_path, "cert", (pki.signer(), b""), b"\x21", "dag/cert").version
+    for trust, fragment in (
+        (other.trust(), "does not chain to the trusted CA"),
+        (pki.trust(identity="someone-else@example.org"), "not by the trusted identity"),
+    ):
+        before = champion_version(client, "promo-model", "champion")
+        with pytest.raises(PromotionBlockedError, match=fragment):
+            promote_version(
+                client,
+                model_name="promo-model",
+                version=version,
+                alias="champion",
+                trust=trust,
+                gates_passed=True,
+            )
+        after = champion_version(client, "promo-model", "champion")
+        assert (before.version if before else None) == (after.version if after else None)
+
+    result = promote_version(
+        client,
+        model_name="promo-model",
+        version=version,
+        alias="champion",
+        trust=pki.trust(identity=IDENTITY),
+        gates_passed=True,
+    )
+    assert result.signature_verified and result.key_fingerprint.startswith("ca:")
+    assert champion_version(client, "promo-model", "champion").version == version
+    assert audit_history(client, "promo-model")[-1]["to"] == str(version)

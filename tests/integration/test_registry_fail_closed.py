@@ -298,7 +298,7 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
             model_name=name,
             version=version,
             alias="champion",
-            public_key_pem=signing_keys[1],
+            trust=signing_keys[1],
             gates_passed=True,
         )
 
@@ -312,7 +312,7 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
         client,
         model_name=name,
         alias="champion",
-        public_key_pem=signing_keys[1],
+        trust=signing_keys[1],
         request_id="dag/rollback-1",
         reason="bad canary",
     )
@@ -320,7 +320,7 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
     assert champion_version(client, name, "champion").version == versions["a"]
     # The same request retried does not roll back once more.
     retried = rollback_alias(
-        client, model_name=name, alias="champion", public_key_pem=signing_keys[1], request_id="dag/rollback-1"
+        client, model_name=name, alias="champion", trust=signing_keys[1], request_id="dag/rollback-1"
     )
     assert retried.version == versions["a"]
     assert champion_version(client, name, "champion").version == versions["a"]
@@ -328,7 +328,7 @@ def test_promotion_records_the_previous_champion_and_rollback_restores_it(
         client.get_model_version(name, versions["b"]).tags["mlops.champion.rollback_reason"] == "bad canary"
     )
     with pytest.raises(PromotionBlockedError, match="records no previous version"):
-        rollback_alias(client, model_name=name, alias="champion", public_key_pem=signing_keys[1])
+        rollback_alias(client, model_name=name, alias="champion", trust=signing_keys[1])
 
     # The command line: guarded by --from, then the same verified rollback.
     promote(versions["c"])  # previous: a

@@ -60,3 +60,76 @@ def test_encrypted_private_key_with_passphrase(monkeypatch: pytest.MonkeyPatch) 
         ),
     )
     assert ModelSigningHook("enc").get_key(need_private=True).public_key_pem.strip() == public.strip()
+
+
+def _conn(monkeypatch: pytest.MonkeyPatch, name: str, password: str | None, extra: dict) -> None:
+    body = {"conn_type": "mlops_signing", "extra": extra}
+    if password is not None:
+        body["password"] = password
+    monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(body))
+
+
+def test_a_certificate_connection_gives_a_signer_and_a_ca_trust(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from airflow_mlops.security.signing import sign_model, verify_model
+    from tests.pki import IDENTITY, make_pki, pem
+
+    pki = make_pki()
+    private, cert = pki.leaf()
+    extra = {
+        "method": "certificate",
+        "certificate": cert.decode(),
+        "certificate_chain": pem(pki.intermediate[0]).decode(),
+        "ca_bundle": pem(pki.root).decode(),
+        "identity": IDENTITY,
+    }
+    _conn(monkeypatch, "cert", private.decode(), extra)
+    key = ModelSigningHook("cert", method="certificate").get_key(need_private=True)
+    assert key.method == "certificate" and key.trust.identity == IDENTITY
+    assert private.decode().splitlines()[1] not in repr(key)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w").write_bytes(b"w")
+    assert key.signer is not None
+    sign_model(model, tmp_path / "m.sig", key.signer)
+    assert verify_model(model, tmp_path / "m.sig", key.trust).method == "certificate"
+
+    verify_only = ModelSigningHook("cert").get_key(need_private=False)
+    assert verify_only.signer is None and verify_only.trust.ca_bundle_pem
+    _conn(monkeypatch, "nocab", private.decode(), {k: v for k, v in extra.items() if k != "ca_bundle"})
+    with pytest.raises(SigningError, match="ca_bundle"):
+        ModelSigningHook("nocab").get_key(need_private=False)
+
+
+def test_a_sigstore_connection_needs_its_identity_and_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.exceptions import SignatureVerificationError
+
+    _conn(
+        monkeypatch,
+        "keyless",
+        "eyJ.token.sig",
+        {"method": "sigstore", "identity": "ci@example.org", "oidc_issuer": "https://id.example.org"},
+    )
+    key = ModelSigningHook("keyless").get_key(need_private=True)
+    assert (
+        key.method == "sigstore" and key.signer is not None and key.signer.identity_token == "eyJ.token.sig"
+    )
+    assert "token" not in repr(key) and "token" not in repr(key.signer)
+    _conn(monkeypatch, "anyone", None, {"method": "sigstore"})
+    with pytest.raises(SignatureVerificationError, match="identity and its OIDC issuer"):
+        ModelSigningHook("anyone").get_key(need_private=False)
+
+
+def test_a_connection_of_another_method_than_the_spec_asks_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private, _ = generate_key_pair()
+    _conn(monkeypatch, "plain", private.decode(), {})
+    with pytest.raises(
+        SigningError, match="holds a 'key' signing identity, but the pipeline asks for 'sigstore'"
+    ):
+        ModelSigningHook("plain", method="sigstore").get_key(need_private=False)
+    _conn(monkeypatch, "typo", private.decode(), {"method": "certifcate"})
+    with pytest.raises(SigningError, match="not one of key, certificate, sigstore"):
+        ModelSigningHook("typo").get_key(need_private=False)

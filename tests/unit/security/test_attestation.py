@@ -67,10 +67,10 @@ def test_a_changed_payload_another_key_another_digest_or_type_fail(keys) -> None
     payload = json.loads(base64.b64decode(envelope["payload"]))
     payload["predicate"]["blessing"]["passed"] = False
     forged["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
-    with pytest.raises(SignatureVerificationError, match="not signed by the trusted key"):
+    with pytest.raises(SignatureVerificationError, match="not signed by the trusted public key"):
         verify_envelope(forged, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)
     _, other_public = generate_key_pair()
-    with pytest.raises(SignatureVerificationError, match="not signed by the trusted key"):
+    with pytest.raises(SignatureVerificationError, match="not signed by the trusted public key"):
         verify_envelope(envelope, other_public, model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)
     with pytest.raises(SignatureVerificationError, match="belongs to another model"):
         verify_envelope(envelope, keys[1], model_sha256="cd" * 32, predicate_type=EVALUATION_PREDICATE)

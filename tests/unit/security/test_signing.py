@@ -128,8 +128,13 @@ def test_sign_and_verify_round_trip(model_dir: Path, keys: tuple[bytes, bytes], 
     }
     bundle = json.loads(signature.read_text())
     assert "dsseEnvelope" in bundle
-    assert verify_model(model_dir, signature, public_pem) is None
-    assert verify_model(str(model_dir), str(signature), public_pem.decode()) is None
+    signer = verify_model(model_dir, signature, public_pem)
+    assert (signer.method, signer.fingerprint, signer.identity) == (
+        "key",
+        public_key_fingerprint(public_pem),
+        None,
+    )
+    assert verify_model(str(model_dir), str(signature), public_pem.decode()) == signer
 
 
 def test_encrypted_key_signs_with_password(model_dir: Path, tmp_path: Path) -> None:
@@ -362,7 +367,7 @@ def test_verification_reads_nothing_but_the_given_paths(signed: tuple[Path, Path
     renamed = model_dir.with_name("model-copy")
     os.rename(model_dir, renamed)
 
-    assert verify_model(renamed, signature, public_pem) is None
+    assert verify_model(renamed, signature, public_pem).fingerprint == public_key_fingerprint(public_pem)
 
 
 def test_importing_the_security_modules_loads_no_heavy_library() -> None:
