@@ -86,7 +86,7 @@ def test_example_dag_trains_signs_registers_and_promotes(
     model_dir, _ = fetch_verified_version(client, model_name, "1", signing_keys[1], tmp_path / "check")
     assert (model_dir / "MLmodel").exists()
     run_data = client.get_run(champion.run_id).data
-    assert run_data.metrics["eval_roc_auc"] >= 0.85
+    assert run_data.metrics["eval_roc_auc"] >= 0.8
     assert run_data.tags["mlops.data_sha256"]
 
     # Every input row is accounted for: accepted + quarantined == rows in.

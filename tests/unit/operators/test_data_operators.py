@@ -84,8 +84,12 @@ def test_screen_keeps_every_row_and_stores_the_quarantine_before_failing(tmp_pat
     accepted = pd.read_parquet(screen_dir / "accepted.parquet")
     quarantine = pd.read_parquet(screen_dir / "quarantine.parquet")
     assert len(accepted) + len(quarantine) == len(df)
-    assert len(quarantine) >= 120  # both rows of each conflicting pair
+    # Only the copy of each conflicting pair whose label disagrees with the model's view.
+    assert len(quarantine) == 60
     assert quarantine["_reasons"].str.contains("conflicting_duplicate").all()
+    assert set(quarantine["_row_index"]) == set(range(1500, 1560))
+    report = (screen_dir / "screen_report.html").read_text()
+    assert "Quarantined rows and their nearest accepted rows" in report
 
 
 def test_screen_refuses_a_tampered_input(tmp_path: Path, batch: Path) -> None:
