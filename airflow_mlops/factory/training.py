@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 PREPARE_TASK, FIT_TASK, PACKAGE_TASK = "prepare", "fit", "package"
 
 
-def build_training(spec: PipelineSpec, *, data: Any, settings: dict[str, Any]) -> Any:
+def build_training(
+    spec: PipelineSpec, *, data: Any, settings: dict[str, Any], datasets: dict[str, Any] | None = None
+) -> Any:
     """Create the three training tasks (inside the caller's TaskGroup); returns the package task.
 
     :param data: the accepted rows (an XComArg of the screen task).
+    :param datasets: ``{role: XComArg}`` of the tables logged as MLflow dataset inputs of the
+        training run (see :class:`ModelPackageOperator`).
     :param settings: operator arguments of the ``train`` stage (pipeline, artifact root, AWS
         connection, task settings); every task of the stage gets them.
     """
@@ -64,6 +68,7 @@ def build_training(spec: PipelineSpec, *, data: Any, settings: dict[str, Any]) -
         backend=training.backend,
         experiment=registry.experiment or spec.pipeline,
         mlflow_conn_id=registry.connection,
+        datasets=datasets,
         **settings,
     )
     return package

@@ -34,6 +34,7 @@ from airflow_mlops.exceptions import (
     TrainingRejectedError,
 )
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.links import MLflowRunLink
 from airflow_mlops.training.job import EXIT_REJECTED, RESULT_MARKER  # job.py imports no torch
 
 # What a served model needs (MLflow writes these into the model's requirements.txt).
@@ -354,13 +355,19 @@ class ModelPackageOperator(MLOpsBaseOperator):
     :param fit_result: the fit step's return value (templated).
     :param prepared: the prepare step's return value (templated).
     :param hyperparameters: logged as ``param_<name>``; ``backend`` is logged as a tag.
+    :param datasets: ``{role: ArtifactRef}`` of the tables the model descends from, e.g.
+        ``{"input": validate.output["data"], "accepted": screen.output["accepted"],
+        "quarantine": screen.output["quarantine"]}`` (templated). Each, and the ``train`` and
+        ``holdout`` splits of ``prepared``, is logged as an MLflow dataset input of the run
+        (source: its URI, digest: its sha256; see :mod:`airflow_mlops.registry.mlflow_datasets`).
 
     Returns ``{"model", "holdout"}`` refs, ``mlflow_run_id`` and ``train_metrics``.
     """
 
-    template_fields = (*MLOpsBaseOperator.template_fields, "fit_result", "prepared")
+    template_fields = (*MLOpsBaseOperator.template_fields, "fit_result", "prepared", "datasets")
     stage = "train"
     ui_color = "#fde2e4"
+    operator_extra_links = (MLflowRunLink(),)
 
     def __init__(
         self,
@@ -375,9 +382,11 @@ class ModelPackageOperator(MLOpsBaseOperator):
         backend: str = "local",
         experiment: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
+        datasets: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.datasets = dict(datasets or {})
         self.fit_result = fit_result
         self.prepared = prepared
         self.target = target
@@ -453,6 +462,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
             },
         )
         client.log_dict(run_id, train_metrics, "training/metrics.json")
+        self._log_datasets(client, run_id, prepared)
         return {
             "model": model_ref.to_dict(),
             "holdout": dict(prepared["holdout"]),
@@ -461,6 +471,26 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 k: v for k, v in train_metrics.items() if isinstance(v, (int, float, str)) and k != "history"
             },
         }
+
+    def _log_datasets(self, client: Any, run_id: str, prepared: Mapping[str, Any]) -> None:
+        """Log ``datasets`` and the splits as MLflow dataset inputs, each read verified (only its
+        first rows and parquet footer: no table is loaded in full)."""
+        from airflow_mlops.registry.mlflow_datasets import (
+            DATASET_CONTEXTS,
+            log_dataset_inputs,
+            table_dataset,
+        )
+
+        refs = {**self.datasets, "train": prepared.get("train"), "holdout": prepared.get("holdout")}
+        entries = []
+        with self.scratch() as tmp:
+            for role, ref in refs.items():
+                if not ref:
+                    continue
+                path = self.fetch(ref, tmp / role)
+                dataset = table_dataset(ref, name=f"{self.pipeline}.{role}", path=path)
+                entries.append((dataset, DATASET_CONTEXTS.get(role, role)))
+        log_dataset_inputs(client, run_id, entries)
 
 
 def _stored_threshold(weights_dir: Path) -> float | None:
