@@ -347,6 +347,10 @@ class EvaluationReport:
     # Details of the candidate-only gates (per slice / per perturbation), None when not configured.
     fairness: Mapping[str, Any] | None = None
     robustness: Mapping[str, Any] | None = None
+    # The plotted curves of each scored model ({"candidate": ..., "champion": ...}, see
+    # :func:`~airflow_mlops.registry.evaluation_report.score_curves`), for the HTML report only:
+    # downsampled, so bounded in size, and kept out of ``to_dict()`` (evaluation.json is attested).
+    curves: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -511,4 +515,19 @@ def evaluate_candidate(
         champion_threshold_source=champion_score.threshold_source if champion_score else None,
         fairness=checks.fairness if checks else None,
         robustness=checks.robustness if checks else None,
+        curves=_curves(holdout, target, positive_label, candidate, champion_score),
     )
+
+
+def _curves(
+    holdout: Any, target: str, positive_label: Any, candidate: ModelScore, champion: ModelScore | None
+) -> dict[str, Any]:
+    """The report's plotted curves of the candidate (and the champion) from the scores at hand."""
+    from airflow_mlops.data.labels import positive_mask
+    from airflow_mlops.registry.evaluation_report import score_curves
+
+    y_true = positive_mask(holdout[target], positive_label, column=target)
+    out = {"candidate": score_curves(y_true, candidate.scores, threshold=candidate.threshold)}
+    if champion is not None:
+        out["champion"] = score_curves(y_true, champion.scores, threshold=champion.threshold)
+    return out

@@ -69,10 +69,10 @@ def champion_lookup(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(registry, "fetch_trusted_champion", fake)
     monkeypatch.setattr(ModelEvaluateOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
-    key = SimpleNamespace(public_key_pem=b"pub")
+    key = SimpleNamespace(trust=b"pub")
     monkeypatch.setattr(
         "airflow_mlops.operators.model.ModelSigningHook",
-        lambda signing_conn_id: SimpleNamespace(get_key=lambda need_private: key),
+        lambda signing_conn_id, method=None: SimpleNamespace(get_key=lambda need_private: key),
     )
     return state
 
@@ -84,6 +84,11 @@ def test_first_model_is_judged_on_absolute_thresholds_and_stored(refs, champion_
     stored = json.loads(Path(out["report"]["uri"]).read_text())
     assert stored["note"] == out["note"] and stored["metrics"] == out["metrics"]
     assert stored["metrics"]["roc_auc"] > 0.7
+    page = Path(out["html_report"]["uri"]).read_text()
+    assert out["html_report"]["uri"].endswith("evaluation_report.html")
+    assert "ROC curve" in page and "roc_auc.min" in page and "confusion matrix" in page
+    assert f"candidate (AUC {stored['metrics']['roc_auc']:.4f})" in page  # the plotted curve's AUC
+    assert "champion (AUC" not in page
     ((name, alias, kwargs),) = champion_lookup["calls"]
     assert (name, alias, kwargs["pipeline"]) == ("m", "champion", "p")
 
@@ -95,6 +100,8 @@ def test_the_champion_is_scored_on_the_same_rows(refs, champion_lookup) -> None:
     assert out["champion_version"] == "7"
     assert stored["champion_metrics"] == stored["metrics"]
     assert "champion version 7 on the same 500 rows" in stored["note"]
+    page = Path(out["html_report"]["uri"]).read_text()
+    assert "champion (AUC" in page and "champion (version 7)" in page
 
 
 @pytest.mark.parametrize(
@@ -118,6 +125,10 @@ def test_a_failed_gate_is_stored_then_fails_without_retry(refs, champion_lookup)
     assert isinstance(caught.value, AirflowFailException)
     stored = ArtifactStore(str(refs["root"] / "store")).uri_for(op.artifact_key(CONTEXT, "evaluation.json"))
     assert json.loads(Path(stored).read_text())["passed"] is False
+    page = ArtifactStore(str(refs["root"] / "store")).uri_for(
+        op.artifact_key(CONTEXT, "evaluation_report.html")
+    )
+    assert "blocked" in Path(page).read_text()  # the HTML report is stored before the gate fails
 
 
 def test_comparisons_without_a_model_name_block_instead_of_passing(refs, champion_lookup) -> None:
