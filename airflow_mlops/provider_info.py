@@ -40,6 +40,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [],
         "triggers": [],
+        "extra-links": [
+            "airflow_mlops.operators.links.MLflowRunLink",
+            "airflow_mlops.operators.links.MLflowModelVersionLink",
+            "airflow_mlops.operators.links.ModelsViewLink",
+            "airflow_mlops.operators.links.EvaluationReportLink",
+            "airflow_mlops.operators.links.DriftReportLink",
+        ],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook", "connection-type": "mlflow"},
             {

@@ -1,0 +1,212 @@
+"""The Models view's data layer against a local MLflow store (SQLite + local artifacts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_mlops.exceptions import RegistryLookupError
+from airflow_mlops.ui import rows
+from tests.unit.ui.models_registry import GATES, MODEL, PIPELINE, log_monitor_run, register
+
+
+def _model(views: list[rows.ModelView], name: str = MODEL) -> rows.ModelView:
+    (view,) = [v for v in views if v.name == name]
+    return view
+
+
+def _row(view: rows.ModelView, version: str) -> rows.VersionRow:
+    (row,) = [r for r in view.versions if r.version == version]
+    return row
+
+
+def test_the_champion_row_shows_alias_metrics_attested_gates_and_verified_signature(
+    client: Any, registry: dict[str, Any], keys: tuple[bytes, bytes]
+) -> None:
+    view = _model(rows.collect_models(client, public_key_pem=keys[1]))
+    assert view.pipeline == PIPELINE and view.aliases == {"champion": registry["v1"]}
+    assert [r.version for r in view.versions] == [registry["v2"], registry["v1"]]  # newest first
+    champion = _row(view, registry["v1"])
+    assert champion.aliases == ("champion",)
+    assert champion.metrics == pytest.approx(registry["metrics"])
+    assert champion.gates_source == "attested" and champion.gates_passed is True
+    assert [(g.name, g.value, g.threshold, g.passed) for g in champion.gates] == [
+        (g["name"], g["value"], g["threshold"], g["passed"]) for g in GATES
+    ]
+    assert (champion.signature.state, champion.signature.label) == (rows.OK, "verified")
+    assert (champion.scan.state, champion.scan.label) == (rows.OK, "clean")
+    assert champion.has_mlbom
+    other = _row(view, registry["v2"])
+    assert other.aliases == () and other.metrics == {} and not other.has_mlbom
+    assert other.signature.state == rows.UNCHECKED  # only aliased versions are checked by default
+    assert other.gates_source == "attested"
+    assert not view.errors
+
+
+def test_verify_all_checks_every_listed_version(client: Any, registry: dict[str, Any], keys) -> None:
+    view = _model(rows.collect_models(client, public_key_pem=keys[1], verify="all"))
+    assert {r.version: r.signature.label for r in view.versions} == {
+        registry["v1"]: "verified",
+        registry["v2"]: "verified",
+    }
+
+
+def test_lock_models_and_models_no_pipeline_registered_are_hidden(
+    client: Any, registry: dict[str, Any], keys
+) -> None:
+    from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE
+    from airflow_mlops.registry.promotion import lock_name
+
+    client.create_registered_model(lock_name(MODEL, "champion"), tags={TAG_PIPELINE: PIPELINE})
+    client.create_registered_model("hand-made")  # no pipeline tag
+    names = [v.name for v in rows.collect_models(client, public_key_pem=keys[1], verify="none")]
+    assert names == [MODEL]
+
+
+def test_include_hides_the_pipelines_the_user_may_not_read(client: Any, registry, keys) -> None:
+    asked: list[str] = []
+
+    def include(pipeline: str) -> bool:
+        asked.append(pipeline)
+        return False
+
+    assert rows.collect_models(client, public_key_pem=keys[1], include=include) == []
+    assert asked == [PIPELINE]
+
+
+def _stored_model_file(client: Any, model: str, version: str) -> Path:
+    from urllib.parse import urlparse
+
+    mv = client.get_model_version(model, version)
+    root = client.get_run(mv.run_id).info.artifact_uri
+    path = Path(urlparse(root).path if root.startswith("file:") else root) / "model" / "weights"
+    return path / "model_config.json"
+
+
+def test_a_tampered_artifact_shows_signature_failed_and_is_not_scanned(
+    client: Any, registry: dict[str, Any], keys
+) -> None:
+    stored = _stored_model_file(client, MODEL, registry["v1"])
+    stored.write_text(json.dumps({"tag": "swapped"}))
+    champion = _row(_model(rows.collect_models(client, public_key_pem=keys[1])), registry["v1"])
+    assert (champion.signature.state, champion.signature.label) == (rows.FAILED, "FAILED")
+    assert "model_config.json" in champion.signature.detail
+    assert champion.scan.state == rows.UNCHECKED
+
+
+def test_the_check_cache_expires_and_a_recheck_sees_tampering(client: Any, registry, keys) -> None:
+    cache = rows.CheckCache(ttl=3600)
+    first = rows.check_version(client, MODEL, registry["v1"], keys[1], cache=cache)
+    assert first[0].ok
+    _stored_model_file(client, MODEL, registry["v1"]).write_text("{}")
+    assert rows.check_version(client, MODEL, registry["v1"], keys[1], cache=cache) == first  # cached
+    cache.ttl = 0
+    cache.put(rows._cache_key(client.get_model_version(MODEL, registry["v1"]), keys[1]), first)
+    again = rows.check_version(client, MODEL, registry["v1"], keys[1], cache=cache)
+    assert again[0].state == rows.FAILED
+
+
+def test_an_attestation_signed_with_another_key_reads_as_failed_gates(
+    client: Any, tmp_path: Path, keys: tuple[bytes, bytes]
+) -> None:
+    from airflow_mlops.security.signing import generate_key_pair
+
+    other_private, _ = generate_key_pair()
+    version = register(client, tmp_path, keys[0], model=MODEL, tag="ui/forged", attest_key=other_private)
+    row = _row(_model(rows.collect_models(client, public_key_pem=keys[1], verify="all")), version)
+    assert row.gates_passed is False and row.gates == ()
+    assert (
+        row.gates_source.startswith("attestation FAILED") and "not signed by the trusted" in row.gates_source
+    )
+    assert row.signature.label == "verified"  # the model itself is signed with the right key
+
+
+def test_without_a_key_nothing_reads_as_verified(client: Any, registry: dict[str, Any]) -> None:
+    champion = _row(_model(rows.collect_models(client, public_key_pem=None)), registry["v1"])
+    assert champion.signature.state == rows.ERROR and champion.signature.label == "not verified"
+    assert "no public key" in champion.signature.detail
+    assert champion.scan.state == rows.UNCHECKED
+    assert champion.gates_passed is True and champion.gates_source.startswith("tag (not verified")
+
+
+def test_a_version_without_attestation_shows_its_tag_unverified(client: Any, tmp_path: Path, keys) -> None:
+    version = register(client, tmp_path, keys[0], model=MODEL, tag="ui/old", attest=False, passed=False)
+    row = _row(_model(rows.collect_models(client, public_key_pem=keys[1], verify="none")), version)
+    assert row.gates_passed is False and row.gates_source == "tag (not verified: no attestation)"
+
+
+def test_the_last_drift_result_is_the_newest_finished_monitor_run(client: Any, registry, keys) -> None:
+    log_monitor_run(
+        client,
+        experiment=PIPELINE,
+        pipeline=PIPELINE,
+        model=MODEL,
+        version=registry["v1"],
+        drifted=False,
+        share=0.0,
+    )
+    newest = log_monitor_run(
+        client,
+        experiment=PIPELINE,
+        pipeline=PIPELINE,
+        model=MODEL,
+        version=registry["v1"],
+        drifted=True,
+        share=0.4,
+    )
+    log_monitor_run(  # another model's monitor run in the same experiment
+        client, experiment=PIPELINE, pipeline=PIPELINE, model="other", version="9", drifted=False, share=0.0
+    )
+    drift = _model(rows.collect_models(client, public_key_pem=keys[1], verify="none")).drift
+    assert drift is not None
+    assert (drift.run_id, drift.verdict, drift.drift_share, drift.model_version) == (
+        newest,
+        "drift",
+        pytest.approx(0.4),
+        registry["v1"],
+    )
+    assert drift.has_html and drift.drifted_features == 2
+
+
+def test_no_monitor_run_means_no_drift_result(client: Any, registry, keys) -> None:
+    assert _model(rows.collect_models(client, public_key_pem=keys[1], verify="none")).drift is None
+
+
+def test_the_mlbom_document_is_the_stored_cyclonedx_json(client: Any, registry: dict[str, Any]) -> None:
+    data = rows.mlbom_document(client, MODEL, registry["v1"])
+    assert json.loads(data) == registry["bom"]
+    with pytest.raises(RegistryLookupError, match="has no ML-BOM"):
+        rows.mlbom_document(client, MODEL, registry["v2"])
+    with pytest.raises(RegistryLookupError, match="does not exist"):
+        rows.mlbom_document(client, MODEL, "99")
+
+
+def test_model_pipeline_refuses_locks_and_unknown_models(client: Any, registry) -> None:
+    from airflow_mlops.registry.promotion import lock_name
+
+    assert rows.model_pipeline(client, MODEL) == PIPELINE
+    with pytest.raises(RegistryLookupError, match="promotion lock"):
+        rows.model_pipeline(client, lock_name(MODEL, "champion"))
+    client.create_registered_model("hand-made")
+    with pytest.raises(RegistryLookupError, match="not registered by a pipeline"):
+        rows.model_pipeline(client, "hand-made")
+
+
+def test_run_report_serves_only_the_pipeline_reports(client: Any, registry) -> None:
+    run_id = log_monitor_run(
+        client, experiment=PIPELINE, pipeline=PIPELINE, model=MODEL, version="1", drifted=True, share=0.5
+    )
+    data, media_type = rows.run_report(client, run_id, "drift/drift_report.html")
+    assert b"<h1>drift</h1>" in data and media_type.startswith("text/html")
+    with pytest.raises(RegistryLookupError, match="not a report"):
+        rows.run_report(client, run_id, "../../etc/passwd")
+    with pytest.raises(RegistryLookupError, match=r"has no drift/drift_report\.json"):
+        rows.run_report(client, run_id, "drift/drift_report.json")
+
+
+def test_verify_must_be_a_known_mode(client: Any) -> None:
+    with pytest.raises(ValueError, match="verify must be"):
+        rows.collect_models(client, verify="some")
