@@ -207,7 +207,11 @@ def test_the_repository_compose_file_parses_with_the_spec_yaml_reader() -> None:
 
     data, _ = parse_yaml((ROOT / "docker-compose.yaml").read_text(), "docker-compose.yaml")
     init = data["services"]["airflow-init"]
-    assert list(init["depends_on"]) == ["postgres"] and init["command"][1] == "db"
+    # The service's own depends_on replaced the anchor's (which names airflow-init itself).
+    assert next(iter(init["depends_on"])) == "postgres" and "airflow-init" not in init["depends_on"]
+    assert init["command"][1] == "db"
+    worker = data["services"]["airflow-worker"]  # a list merge: <<: [*airflow-env, *signing-env]
+    assert {"AIRFLOW__SECRETS__BACKEND", "AIRFLOW__CORE__EXECUTOR"} <= set(worker["environment"])
 
 
 def test_an_alias_bomb_is_refused_not_expanded() -> None:
