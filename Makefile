@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch; installed first so nothing resolves a newer (CUDA) build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint up down status clean-stack unit integration system-deps
+.PHONY: venv demo test lint up down status clean-stack unit integration system-deps distributed
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ lint: venv
 
 demo: venv
 	bash scripts/stack.sh demo
+
+# The same lifecycle on CeleryExecutor + Postgres + Redis + MLflow + S3 (moto), without Docker.
+distributed: venv system-deps
+	bash scripts/distributed_stack.sh demo
 
 up: venv
 	bash scripts/stack.sh up
