@@ -103,6 +103,7 @@ def _media_type(path: Path) -> str:
         ".safetensors": "application/vnd.safetensors",
         ".sig": "application/vnd.dev.sigstore.bundle+json",
         ".txt": "text/plain",
+        ".html": "text/html",
     }.get(path.suffix, "application/octet-stream")
 
 

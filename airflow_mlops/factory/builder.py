@@ -310,6 +310,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 infer_from_reference=spec.validation.infer_from_reference,
                 columns=columns,
                 on_failure=spec.validation.on_failure,
+                target=spec.data.target,
                 **stage("validate"),
             )
             screen = PoisoningScreenOperator(
@@ -322,6 +323,10 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 neighbours=spec.poisoning.neighbours,
                 outlier_threshold=spec.poisoning.outlier_threshold,
                 max_class_shift=spec.poisoning.max_class_shift,
+                max_feature_shift=spec.poisoning.max_feature_shift,
+                folds=spec.poisoning.folds,
+                max_fit_rows=spec.poisoning.max_fit_rows,
+                seed=spec.poisoning.seed,
                 reference=reference,
                 positive_label=spec.data.positive_label,
                 **stage("screen"),
@@ -333,7 +338,17 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         ):
             # prepare -> fit (local subprocess, Kubernetes pod or Docker container) -> package;
             # `train` is the package task, whose outputs the gates read.
-            train = build_training(spec, data=_out(screen, "accepted"), settings=stage("train"))
+            train = build_training(
+                spec,
+                data=_out(screen, "accepted"),
+                settings=stage("train"),
+                # logged as MLflow dataset inputs of the training run (lineage)
+                datasets={
+                    "input": _out(validate, "data"),
+                    "accepted": _out(screen, "accepted"),
+                    "quarantine": _out(screen, "quarantine"),
+                },
+            )
         with TaskGroup(
             "gates", tooltip="Scan the model, then evaluate it against thresholds and the champion"
         ):
@@ -362,6 +377,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 mlflow_run_id=_out(train, "mlflow_run_id"),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
+                signing_method=spec.security.signing.method,
                 allowed_globals=list(spec.security.allowed_pickle_globals),  # for the champion's scan
                 **stage("evaluate"),
             )
@@ -383,6 +399,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                     "seed": spec.training.seed,
                 },
                 signing_conn_id=spec.security.signing.connection,
+                signing_method=spec.security.signing.method,
                 **stage("sign"),
             )
             evaluate >> sign
@@ -431,6 +448,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
                 allowed_globals=list(spec.security.allowed_pickle_globals),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
+                signing_method=spec.security.signing.method,
                 **stage("promote"),
             )
         tasks = {t.task_id: t for t in dag.tasks}
@@ -577,6 +595,7 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
             seed=spec.training.seed,
             mlflow_conn_id=registry.connection,
             signing_conn_id=spec.security.signing.connection,
+            signing_method=spec.security.signing.method,
             **common,
         )
         detect = DriftDetectOperator(
@@ -630,6 +649,7 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
                 allowed_globals=list(spec.security.allowed_pickle_globals),
                 mlflow_conn_id=registry.connection,
                 signing_conn_id=spec.security.signing.connection,
+                signing_method=spec.security.signing.method,
                 **common,
             )
     return dag

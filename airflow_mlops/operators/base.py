@@ -63,7 +63,10 @@ def fail_fast(method: _F) -> _F:
     @functools.wraps(method)
     def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            if isinstance(self, MLOpsBaseOperator):
+                self._lineage_result = result  # what get_openlineage_facets_on_complete reports
+            return result
         except MLOpsError as exc:
             if is_retryable(exc) or isinstance(exc, AirflowFailException):
                 raise
@@ -167,7 +170,40 @@ class MLOpsBaseOperator(BaseOperator):
 
     def fetch(self, ref: ArtifactRef | dict[str, Any], dest: Path) -> Path:
         """Fetch an upstream artifact and check it is exactly what the producer wrote."""
-        return self.artifact_store().fetch(ref, dest)
+        path = self.artifact_store().fetch(ref, dest)
+        data = ref.to_dict() if isinstance(ref, ArtifactRef) else dict(ref)
+        self._lineage_inputs.append((str(data.get("uri")), str(data.get("sha256") or "") or None))
+        return path
+
+    # -- lineage -------------------------------------------------------------------------------
+
+    @cached_property
+    def _lineage_inputs(self) -> list[tuple[str, str | None]]:
+        return []
+
+    def record_input(self, uri: str, sha256: str | None = None) -> None:
+        """Note an input this task read from outside the artifact store (for OpenLineage)."""
+        if "://" not in uri:
+            uri = str(Path(uri).expanduser().resolve())
+        elif uri.startswith("file://"):
+            uri = str(Path(uri[len("file://") :]).resolve())
+        self._lineage_inputs.append((uri, sha256))
+
+    _lineage_result: Any = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The artifacts this task read and wrote, and the model version it registered, as
+        OpenLineage datasets (see :mod:`airflow_mlops.operators.lineage`)."""
+        from airflow_mlops.operators.lineage import dataset_for_uri, operator_lineage, outputs_of
+
+        tracking_uri = None
+        if isinstance(self._lineage_result, dict) and self._lineage_result.get("model_name"):
+            try:
+                tracking_uri = self.mlflow_hook.tracking_uri
+            except Exception:  # lineage never fails a task
+                tracking_uri = None
+        inputs = [dataset_for_uri(uri, sha) for uri, sha in self._lineage_inputs]
+        return operator_lineage(inputs, outputs_of(self._lineage_result, tracking_uri))
 
     def fetch_source(self, uri: str, dest: Path) -> Path:
         """Bring an input file (local path or s3:// URI) to ``dest``."""
@@ -176,6 +212,8 @@ class MLOpsBaseOperator(BaseOperator):
             bucket, key = ArtifactStore._split_s3(uri)
             target = dest / key.rsplit("/", 1)[-1]
             store.s3.download_file(bucket, key, str(target))
+            self.record_input(uri)
             return target
         path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
+        self.record_input(str(path))
         return path

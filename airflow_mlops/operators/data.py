@@ -67,8 +67,18 @@ class DataValidateOperator(MLOpsBaseOperator):
         ranges and categories become expectations too (templated).
     :param columns: columns whose expectations are inferred (features and target).
     :param on_failure: ``fail`` raises, ``warn`` records the failure and lets the run go on.
+    :param target: the label column (``data.target``); a batch or reference without it fails.
 
-    Returns ``{"data": ArtifactRef, "report": ArtifactRef, "success": bool}``.
+    Before anything is stored, the batch (and the reference) must be readable, have rows, the
+    target and ``columns``, no column that is only nulls, and the reference's schema (same
+    columns, same kind of each); otherwise a :class:`~airflow_mlops.exceptions.DataError` names
+    the file and the columns, and no artifact is left behind. Then the expectations run, whatever
+    their outcome the batch snapshot and both reports are stored, and the task log gives the HTML
+    report's URI.
+
+    Returns ``{"data", "report", "html_report"}`` (``ArtifactRef`` s: the batch snapshot, the JSON
+    report with column profiles, the HTML report a person reads: failed expectations with sample
+    rows, per-column profiles and histograms of batch against reference) and ``success``.
     """
 
     # `source` and `event_source` are rendered in `execute`: which one applies depends on the run.
@@ -87,6 +97,7 @@ class DataValidateOperator(MLOpsBaseOperator):
         columns: Sequence[str] | None = None,
         on_failure: str = "fail",
         event_source: str | None = None,
+        target: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,16 +111,56 @@ class DataValidateOperator(MLOpsBaseOperator):
         self.infer_from_reference = infer_from_reference
         self.columns = list(columns) if columns else None
         self.on_failure = on_failure
+        self.target = target
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.data.io import read_table, write_table
+        from airflow_mlops.data.io import check_table, compare_schema, read_source, write_table
         from airflow_mlops.data.validation import infer_expectations, validate_dataframe
+        from airflow_mlops.data.validation_report import profile_columns, render_validation_html
 
         store = self.artifact_store()
         with self.scratch() as tmp:
+            # Read and check everything before storing anything: bad input leaves no artifact.
             df, source = self._read_batch(context, tmp)
+            check_table(df, source=source, columns=self.columns, target=self.target)
+            reference = None
+            if self.reference:
+                reference = read_source(
+                    self.reference, tmp / "reference", s3_client=self._s3_client(self.reference, store)
+                )
+                self.record_input(self.reference)
+                check_table(reference, source=self.reference, columns=self.columns, target=self.target)
+                compare_schema(df, reference, source=source, reference_source=self.reference)
+            expectations = list(self.expectations)
+            if reference is not None and self.infer_from_reference:
+                columns = self.columns or [str(c) for c in reference.columns]
+                expectations = infer_expectations(reference, columns=columns) + expectations
+            report = validate_dataframe(df, expectations)
+            profiles = profile_columns(df, reference, columns=self.columns)
+            html = render_validation_html(
+                report,
+                df,
+                reference=reference,
+                source=source,
+                reference_source=self.reference,
+                title=f"Data validation: {self.pipeline}",
+                context={"run": self.airflow_run(context), "task": self.task_id},
+                profiles=profiles,
+            )
             snapshot = tmp / "batch.parquet"
             write_table(df, snapshot)
+            report_path = tmp / "validation_report.json"
+            _write_json(
+                report_path,
+                {
+                    **report.to_dict(),
+                    "source": source,
+                    "reference": self.reference,
+                    "profiles": [p.to_dict() for p in profiles],
+                },
+            )
+            html_path = tmp / "validation_report.html"
+            html_path.write_text(html, encoding="utf-8")
             data_ref = store.put_file(
                 snapshot,
                 self.artifact_key(context, "batch.parquet"),
@@ -117,30 +168,36 @@ class DataValidateOperator(MLOpsBaseOperator):
                 source=source,
                 rows=len(df),
             )
-            expectations = list(self.expectations)
-            if self.reference and self.infer_from_reference:
-                reference = read_table(self.fetch_source(self.reference, tmp))
-                columns = self.columns or [str(c) for c in reference.columns]
-                expectations = infer_expectations(reference, columns=columns) + expectations
-            report = validate_dataframe(df, expectations)
-            report_path = tmp / "validation_report.json"
-            _write_json(report_path, report.to_dict())
             report_ref = store.put_file(
                 report_path, self.artifact_key(context, "validation_report.json"), producer=self.task_id
             )
+            html_ref = store.put_file(
+                html_path, self.artifact_key(context, "validation_report.html"), producer=self.task_id
+            )
         self.log.info("Validation %s: %s", "passed" if report.success else "FAILED", report.summary())
+        self.log.info("Validation report (HTML): %s", html_ref.uri)
         if not report.success and self.on_failure == "fail":
             report.raise_if_failed()
-        return {"data": data_ref.to_dict(), "report": report_ref.to_dict(), "success": report.success}
+        return {
+            "data": data_ref.to_dict(),
+            "report": report_ref.to_dict(),
+            "html_report": html_ref.to_dict(),
+            "success": report.success,
+        }
+
+    def _s3_client(self, uri: str, store: Any) -> Any:
+        """The store's S3 client for an ``s3://`` input (its connection), else None."""
+        return store.s3 if uri.startswith("s3://") else None
 
     def _read_batch(self, context: Any, tmp: Any) -> tuple[Any, str]:
         """The run's batch (see the class docstring) and a description of where it came from."""
         import pandas as pd
 
-        from airflow_mlops.data.io import read_table
+        from airflow_mlops.data.io import read_source, read_table
         from airflow_mlops.exceptions import DataError
 
         items = triggering_data(context)
+        store = self.artifact_store() if items else None
         for asset, events in (context.get("triggering_asset_events") or {}).items():
             for event in events:
                 self.log.info("This run was started by asset event %s at %s", asset.uri, event.timestamp)
@@ -149,8 +206,13 @@ class DataValidateOperator(MLOpsBaseOperator):
             for index, item in enumerate(items):
                 dest = tmp / f"event-{index}"
                 dest.mkdir(parents=True)
-                path = self.fetch(item["ref"], dest) if item["ref"] else self.fetch_source(item["uri"], dest)
-                frame = read_table(path, self.data_format)
+                if item["ref"]:
+                    frame = read_table(self.fetch(item["ref"], dest), self.data_format, name=item["uri"])
+                else:
+                    frame = read_source(
+                        item["uri"], dest, self.data_format, s3_client=self._s3_client(item["uri"], store)
+                    )
+                    self.record_input(item["uri"])
                 self.log.info("Read %s rows from %s (asset event %s)", len(frame), item["uri"], item["event"])
                 frames.append(frame)
             columns = [list(map(str, f.columns)) for f in frames]
@@ -175,7 +237,10 @@ class DataValidateOperator(MLOpsBaseOperator):
                 "date); set data.event_source in the spec to the data such runs train on, or trigger "
                 "the run with a logical date"
             ) from None
-        df = read_table(self.fetch_source(source, tmp), self.data_format)
+        df = read_source(
+            source, tmp, self.data_format, s3_client=self._s3_client(source, self.artifact_store())
+        )
+        self.record_input(source)
         self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), source)
         return df, source
 
@@ -184,10 +249,14 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
     """Screen a batch for poisoned rows; suspects are quarantined with reasons, never dropped.
 
     :param data: the ``ArtifactRef`` of the batch (templated; e.g. ``validate.output["data"]``).
-    :param checks: screens to run: ``duplicates``, ``label_flips``, ``outliers``, ``class_balance``.
+    :param checks: screens to run (see :mod:`airflow_mlops.data.poisoning`): ``duplicates``,
+        ``label_issues``, ``out_of_distribution``, ``class_balance``, ``feature_shift``; the old
+        names ``label_flips`` and ``outliers`` still work.
     :param max_suspect_fraction: above this share of suspects the task fails before training.
+    :param max_feature_shift, folds, max_fit_rows, seed: see ``poisoning`` in docs/spec.md.
 
-    Returns ``{"accepted", "quarantine", "summary"}`` refs and ``suspect_fraction``.
+    Returns ``{"accepted", "quarantine", "summary", "report"}`` refs (``report``: the HTML
+    report) and ``suspect_fraction``.
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "data", "reference")
@@ -200,16 +269,23 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         data: Any,
         target: str,
         features: Sequence[str] | None = None,
-        checks: Sequence[str] = ("duplicates", "label_flips"),
+        checks: Sequence[str] = ("duplicates", "label_issues"),
         max_suspect_fraction: float = 0.02,
         neighbours: int = 10,
         outlier_threshold: float = 8.0,
         max_class_shift: float = 0.5,
         reference: str | None = None,
         positive_label: Any = 1,
+        max_feature_shift: float = 0.1,
+        folds: int = 5,
+        max_fit_rows: int = 50_000,
+        seed: int = 0,
         **kwargs: Any,
     ) -> None:
+        from airflow_mlops.data.poisoning import normalise_checks
+
         super().__init__(**kwargs)
+        normalise_checks(checks)  # an unknown check fails when the DAG is built, not when it runs
         self.data = data
         self.target = target
         self.features = list(features) if features else None
@@ -220,10 +296,15 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         self.max_class_shift = max_class_shift
         self.reference = reference
         self.positive_label = positive_label
+        self.max_feature_shift = max_feature_shift
+        self.folds = folds
+        self.max_fit_rows = max_fit_rows
+        self.seed = seed
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table, write_table
         from airflow_mlops.data.poisoning import screen_data
+        from airflow_mlops.data.screen_report import render_screen_report
 
         store = self.artifact_store()
         with self.scratch() as tmp:
@@ -241,10 +322,17 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
                 max_class_shift=self.max_class_shift,
                 reference=reference,
                 positive_label=self.positive_label,
+                max_feature_shift=self.max_feature_shift,
+                folds=self.folds,
+                max_fit_rows=self.max_fit_rows,
+                seed=self.seed,
             )
             write_table(result.accepted, tmp / "accepted.parquet")
             write_table(result.quarantined, tmp / "quarantine.parquet")
             _write_json(tmp / "screen_summary.json", result.summary)
+            (tmp / "screen_report.html").write_text(
+                render_screen_report(result, target=self.target, features=features), encoding="utf-8"
+            )
             refs = {
                 name: store.put_file(
                     tmp / file, self.artifact_key(context, file), producer=self.task_id
@@ -253,8 +341,10 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
                     ("accepted", "accepted.parquet"),
                     ("quarantine", "quarantine.parquet"),
                     ("summary", "screen_summary.json"),
+                    ("report", "screen_report.html"),
                 )
             }
+        self.log.info("Screen report: %s", refs["report"]["uri"])
         self.log.info(
             "Screen: %s rows in, %s accepted, %s quarantined (%.4f; max %.4f)",
             result.summary["rows_in"],

@@ -10,6 +10,7 @@ from typing import Any
 from airflow_mlops.exceptions import GateFailedError
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.links import EvaluationReportLink, MLflowRunLink
 
 
 class ModelScanOperator(MLOpsBaseOperator):
@@ -67,14 +68,20 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     ``threshold`` is the fallback for a model trained before thresholds were stored (the report's
     ``threshold_source`` / ``champion_threshold_source`` say which was used).
 
-    Returns ``{"report": ref, "metrics": {...}, "threshold": float, "champion_version": str|None,
-    "note": str, "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
+    Beside ``evaluation.json`` it stores ``evaluation_report.html``
+    (:func:`~airflow_mlops.registry.evaluation_report.render_evaluation_report`: the verdict, every
+    gate, the metrics beside the champion's, ROC and precision-recall curves, score distributions
+    and the confusion matrix at the operating threshold), also when a gate fails.
+
+    Returns ``{"report": ref, "html_report": ref, "metrics": {...}, "threshold": float,
+    "champion_version": str|None, "note": str, "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
     (after storing the report and logging the metrics), which fails the task without retry.
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "model", "holdout", "mlflow_run_id")
     stage = "evaluate"
     ui_color = "#e2f0fd"
+    operator_extra_links = (MLflowRunLink(), EvaluationReportLink())
 
     def __init__(
         self,
@@ -93,6 +100,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         mlflow_run_id: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         allowed_globals: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
@@ -111,6 +119,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         self.mlflow_run_id = mlflow_run_id
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
         self.allowed_globals = list(allowed_globals)
 
     def _champion(self, dest: Path) -> tuple[str, Path] | None:
@@ -125,12 +134,14 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 f"({', '.join(sorted(self.compare_to_champion))}) but no model_name names the "
                 "registered model to compare with; set model_name (registry.model_name in the spec)"
             )
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=False
+        )
         champion = fetch_trusted_champion(
             self.mlflow_hook.get_conn(),
             self.model_name,
             self.alias,
-            key.public_key_pem,
+            key.trust,
             dest,
             allowed_globals=self.allowed_globals,
             pipeline=self.pipeline,
@@ -142,6 +153,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
         from airflow_mlops.registry.evaluation import evaluate_candidate
+        from airflow_mlops.registry.evaluation_report import render_evaluation_report
         from airflow_mlops.registry.mlflow_registry import log_run_data
 
         store = self.artifact_store()
@@ -165,6 +177,23 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             report_ref = store.put_file(
                 tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
             )
+            html = render_evaluation_report(
+                report,
+                title=f"Evaluation of {self.pipeline}",
+                context={
+                    "pipeline": self.pipeline,
+                    "task": f"{self.airflow_run(context)}/{self.task_id}",
+                    "model sha256": str(self.model.get("sha256", "")),
+                    "evaluation.json": report_ref.uri,
+                },
+            )
+            (tmp / "evaluation_report.html").write_text(html, encoding="utf-8")
+            html_ref = store.put_file(
+                tmp / "evaluation_report.html",
+                self.artifact_key(context, "evaluation_report.html"),
+                producer=self.task_id,
+            )
+        self.log.info("Evaluation report (HTML): %s", html_ref.uri)
         self.log.info(
             "Holdout metrics at threshold %s (%s): %s",
             report.threshold,
@@ -187,9 +216,11 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 tags={"mlops.gates": "passed" if report.passed else "failed"},
             )
             client.log_dict(self.mlflow_run_id, payload, "evaluation/evaluation.json")
+            client.log_text(self.mlflow_run_id, html, "evaluation/evaluation_report.html")
         report.gates.raise_if_failed()
         return {
             "report": report_ref.to_dict(),
+            "html_report": html_ref.to_dict(),
             "metrics": dict(report.metrics),
             "threshold": report.threshold,
             "champion_version": report.champion_version,
@@ -237,6 +268,7 @@ class ModelSignOperator(MLOpsBaseOperator):
         *,
         model: Any,
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         evaluation: Any = None,
         blessing: Any = None,
         model_name: str = "",
@@ -249,6 +281,7 @@ class ModelSignOperator(MLOpsBaseOperator):
         super().__init__(**kwargs)
         self.model = model
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
         self.evaluation = evaluation
         self.blessing = blessing
         self.model_name = model_name
@@ -260,27 +293,34 @@ class ModelSignOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.security.signing import sign_model, verify_model
 
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=True)
-        assert key.private_key_pem is not None
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=True
+        )
+        assert key.signer is not None
         store = self.artifact_store()
         out: dict[str, Any] = {}
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "in")
-            info = sign_model(model_dir, tmp / "model.sig", key.private_key_pem, password=key.password)
-            verify_model(model_dir, tmp / "model.sig", key.public_key_pem)  # the pair matches
+            info = sign_model(model_dir, tmp / "model.sig", key.signer)
+            signer = verify_model(model_dir, tmp / "model.sig", key.trust)  # signer and trust agree
             sig_ref = store.put_file(
                 tmp / "model.sig",
                 self.artifact_key(context, "model.sig"),
                 producer=self.task_id,
                 key_fingerprint=info.public_key_fingerprint,
             )
+            who = info.public_key_fingerprint
+            if signer.identity:
+                who = f"{signer.method} {signer.identity} ({info.public_key_fingerprint})"
             if self.evaluation:
-                out = self._attest(context, store, tmp, model_dir, key, info.public_key_fingerprint)
-        self.log.info("Signed model %s with key %s", self.model["sha256"], info.public_key_fingerprint)
+                out = self._attest(context, store, tmp, model_dir, key, who)
+        self.log.info("Signed model %s (%s) by %s", self.model["sha256"], signer.method, who)
         return {
             "model": dict(self.model),
             "signature": sig_ref.to_dict(),
             "key_fingerprint": info.public_key_fingerprint,
+            "signing_method": signer.method,
+            "signer_identity": signer.identity,
             **out,
         }
 
@@ -312,8 +352,7 @@ class ModelSignOperator(MLOpsBaseOperator):
         refs: dict[str, Any] = {}
         envelope = sign_statement(
             statement(digest, EVALUATION_PREDICATE, evaluation_predicate(evaluation, blessing)),
-            key.private_key_pem,
-            password=key.password,
+            key.signer,
         )
         bom = build_mlbom(
             model_name=self.model_name or self.pipeline,
@@ -331,9 +370,7 @@ class ModelSignOperator(MLOpsBaseOperator):
             pipeline=self.pipeline,
         )
         validate_mlbom(bom)
-        bom_envelope = sign_statement(
-            statement(digest, CYCLONEDX_PREDICATE, bom), key.private_key_pem, password=key.password
-        )
+        bom_envelope = sign_statement(statement(digest, CYCLONEDX_PREDICATE, bom), key.signer)
         for name, content in (
             ("attestation", ("evaluation.intoto.json", envelope)),
             ("mlbom", ("mlbom.cdx.json", bom)),

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.links import DriftReportLink, MLflowRunLink
 
 MONITOR_RUN_KIND = "monitor"
 TAG_KIND = "mlops.kind"
@@ -64,6 +65,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         seed: int = 0,
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +84,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         self.seed = seed
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -99,12 +102,14 @@ class ChampionScoreOperator(MLOpsBaseOperator):
                 raise DriftInputError(
                     f"the live window {self.source} has no rows: an empty window is not 'no drift'"
                 )
-            key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+            key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+                need_private=False
+            )
             champion = fetch_trusted_champion(
                 client,
                 self.model_name,
                 self.alias,
-                key.public_key_pem,
+                key.trust,
                 tmp / "champion",
                 allowed_globals=self.allowed_globals,
                 pipeline=self.pipeline,
@@ -232,6 +237,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
     )
     stage = "monitor"
     ui_color = "#fef7e0"
+    operator_extra_links = (MLflowRunLink(), DriftReportLink())
 
     def __init__(
         self,

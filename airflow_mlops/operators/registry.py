@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.links import MLflowModelVersionLink, MLflowRunLink, ModelsViewLink
 
 
 class ModelRegisterOperator(MLOpsBaseOperator):
@@ -37,6 +38,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
     )
     stage = "register"
     ui_color = "#e2fdf4"
+    operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink(), ModelsViewLink())
 
     def __init__(
         self,
@@ -192,6 +194,7 @@ class ModelPromoteOperator(MLOpsBaseOperator):
     template_fields = (*MLOpsBaseOperator.template_fields, "version", "gates_passed", "approval", "reason")
     stage = "promote"
     ui_color = "#fde2f7"
+    operator_extra_links = (MLflowModelVersionLink(), ModelsViewLink())
 
     def __init__(
         self,
@@ -207,6 +210,7 @@ class ModelPromoteOperator(MLOpsBaseOperator):
         allowed_globals: Sequence[str] = (),
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -221,13 +225,16 @@ class ModelPromoteOperator(MLOpsBaseOperator):
         self.allowed_globals = list(allowed_globals)
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.registry.mlflow_registry import champion_version
         from airflow_mlops.registry.promotion import promote_version
 
         approved_by = approver(self.approval, task_id=self.task_id) if self.approval is not None else None
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=False
+        )
         client = self.mlflow_hook.get_conn()
         target = self.alias
         if self.rollout_alias and champion_version(
@@ -242,7 +249,7 @@ class ModelPromoteOperator(MLOpsBaseOperator):
             version=str(self.version),
             alias=target,
             champion_alias=self.alias,
-            public_key_pem=key.public_key_pem,
+            trust=key.trust,
             gates_passed=self.gates_passed is True,
             allowed_globals=self.allowed_globals,
             request_id=self.airflow_run(context),
@@ -305,6 +312,7 @@ class ModelRollbackOperator(MLOpsBaseOperator):
     template_fields = (*MLOpsBaseOperator.template_fields, "expected_version", "reason")
     stage = "rollback"
     ui_color = "#fde2e2"
+    operator_extra_links = (MLflowModelVersionLink(), ModelsViewLink())
 
     def __init__(
         self,
@@ -316,6 +324,7 @@ class ModelRollbackOperator(MLOpsBaseOperator):
         allowed_globals: Sequence[str] = (),
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -326,17 +335,20 @@ class ModelRollbackOperator(MLOpsBaseOperator):
         self.allowed_globals = list(allowed_globals)
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.registry.promotion import rollback_alias
 
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=False
+        )
         expected = self.expected_version
         result = rollback_alias(
             self.mlflow_hook.get_conn(),
             model_name=self.model_name,
             alias=self.alias,
-            public_key_pem=key.public_key_pem,
+            trust=key.trust,
             allowed_globals=self.allowed_globals,
             expected_version=str(expected) if expected not in (None, "") else None,
             request_id=self.airflow_run(context),

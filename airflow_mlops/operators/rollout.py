@@ -51,6 +51,7 @@ class RolloutGateOperator(MLOpsBaseOperator):
         allowed_globals: Sequence[str] = (),
         mlflow_conn_id: str = "mlflow_default",
         signing_conn_id: str = "mlops_signing",
+        signing_method: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -69,6 +70,7 @@ class RolloutGateOperator(MLOpsBaseOperator):
         self.allowed_globals = list(allowed_globals)
         self.mlflow_conn_id = mlflow_conn_id
         self.signing_conn_id = signing_conn_id
+        self.signing_method = signing_method
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -97,13 +99,15 @@ class RolloutGateOperator(MLOpsBaseOperator):
                 f"@{self.rollout_alias} was the champion already; the alias is removed"
             )
         store = self.artifact_store()
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=False
+        )
         with self.scratch() as tmp:
             fetched = fetch_trusted_champion(
                 client,
                 self.model_name,
                 self.rollout_alias,
-                key.public_key_pem,
+                key.trust,
                 tmp / "candidate",
                 allowed_globals=self.allowed_globals,
                 pipeline=self.pipeline,
@@ -189,13 +193,15 @@ class RolloutGateOperator(MLOpsBaseOperator):
             by=f"{self.airflow_run(context)}/{self.task_id}",
             evidence="rollout",
         )
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id).get_key(need_private=False)
+        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
+            need_private=False
+        )
         result = promote_version(
             client,
             model_name=self.model_name,
             version=version,
             alias=self.alias,
-            public_key_pem=key.public_key_pem,
+            trust=key.trust,
             allowed_globals=self.allowed_globals,
             request_id=self.airflow_run(context),
             by=self.actor(context),

@@ -293,7 +293,7 @@ class ArtifactsConfig(_Strict):
     root: str | None = Field(
         None,
         description="Local directory or s3://bucket/prefix. Default: the AIRFLOW_MLOPS_ARTIFACT_ROOT "
-        "environment variable, else `mlops-artifacts` beside the dags folder.",
+        "environment variable, else `$AIRFLOW_HOME/mlops-artifacts`.",
     )
     connection: str | None = Field(None, description="Airflow AWS connection id for an s3:// root.")
 
@@ -397,21 +397,56 @@ class ValidationConfig(_Strict):
 class PoisoningConfig(_Strict):
     """Screens for poisoned or corrupt training rows. Suspects are quarantined with reasons."""
 
-    checks: list[Literal["duplicates", "label_flips", "outliers", "class_balance"]] = Field(
-        default_factory=lambda: ["duplicates", "label_flips"],  # type: ignore[arg-type]
-        description="Which screens run. duplicates: identical feature rows with conflicting "
-        "labels. label_flips: rows whose label disagrees with most of their nearest neighbours. "
-        "outliers: rows far outside the robust range of the data. class_balance: a label rate "
-        "far from the reference's.",
+    checks: list[
+        Literal[
+            "duplicates",
+            "label_issues",
+            "out_of_distribution",
+            "class_balance",
+            "feature_shift",
+            "label_flips",
+            "outliers",
+        ]
+    ] = Field(
+        default_factory=lambda: ["duplicates", "label_issues"],  # type: ignore[arg-type]
+        description="Which screens run. duplicates: exact and near duplicate rows with conflicting "
+        "labels (the copies that disagree with the model's view). label_issues: confident learning "
+        "on out-of-fold gradient-boosting probabilities, per-class thresholds. "
+        "out_of_distribution: rows an isolation forest fitted on the reference finds anomalous, "
+        "or with a value beyond outlier_threshold. class_balance: a label rate far from the "
+        "reference's. feature_shift: a feature whose distribution moved beyond max_feature_shift. "
+        "The dataset checks (class_balance, feature_shift) fail the run without quarantining rows. "
+        "label_flips and outliers are the old names of label_issues and out_of_distribution.",
     )
     max_suspect_fraction: float = Field(
         0.02, ge=0, le=1, description="Above this share of suspect rows the run stops before training."
     )
-    neighbours: int = Field(10, ge=3, le=100, description="k for the label-flip screen.")
-    outlier_threshold: float = Field(8.0, gt=0, description="Robust z-score above which a row is an outlier.")
+    neighbours: int = Field(
+        10, ge=3, le=100, description="Deprecated and ignored: k of the old label-flip screen."
+    )
+    outlier_threshold: float = Field(
+        8.0,
+        gt=0,
+        description="out_of_distribution: robust z-score (against the reference) above which a value "
+        "makes its row an outlier.",
+    )
     max_class_shift: float = Field(
         0.5, gt=0, description="class_balance: largest allowed relative change of the positive rate."
     )
+    max_feature_shift: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="feature_shift: largest allowed Kolmogorov-Smirnov (numeric) or total-variation "
+        "(categorical) distance between a feature in the batch and in the reference.",
+    )
+    folds: int = Field(5, ge=2, le=20, description="label_issues: folds of the out-of-fold model.")
+    max_fit_rows: int = Field(
+        50_000,
+        ge=100,
+        description="label_issues: at most this many rows train each fold's model (every row is scored).",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the folds, subsamples and models of the screen.")
 
 
 class TrainingParams(_Strict):
@@ -951,11 +986,20 @@ class EvaluationConfig(_Strict):
 
 
 class SigningConfig(_Strict):
-    method: Literal["key"] = Field("key", description="`key`: an elliptic-curve key pair.")
+    method: Literal["key", "certificate", "sigstore"] = Field(
+        "key",
+        description="`key`: an elliptic-curve key pair. `certificate`: a key with its X.509 signing "
+        "certificate and chain; verifiers trust the root CA bundle (and optionally an identity). "
+        "`sigstore`: keyless signing with an OIDC identity (Fulcio certificate, Rekor log); "
+        "verifiers trust the identity and its issuer. The connection must hold this method "
+        "(extra `method`); another is refused.",
+    )
     connection: str = Field(
         "mlops_signing",
-        description="Airflow connection holding the PEM private key (password) and, optionally, "
-        "the public key (extra `public_key`).",
+        description="Airflow connection holding the signing identity: the PEM private key "
+        "(password) and the public key (extra `public_key`); for `certificate` also extra "
+        "`certificate`, `certificate_chain`, `ca_bundle`, `identity`; for `sigstore` extra "
+        "`identity`, `oidc_issuer` and an optional token (password). See docs/security.md.",
     )
 
 

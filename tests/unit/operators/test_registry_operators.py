@@ -29,10 +29,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(registry, "rollback_alias", fake)
     monkeypatch.setattr(ModelRollbackOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
-    key = SimpleNamespace(public_key_pem=b"pub")
+    key = SimpleNamespace(trust=b"pub")
     monkeypatch.setattr(
         "airflow_mlops.operators.registry.ModelSigningHook",
-        lambda signing_conn_id: SimpleNamespace(get_key=lambda need_private: key),
+        lambda signing_conn_id, method=None: SimpleNamespace(get_key=lambda need_private: key),
     )
     return seen
 
@@ -132,8 +132,8 @@ def test_a_rollout_starts_only_beside_a_champion(
     monkeypatch.setattr(ModelPromoteOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
     monkeypatch.setattr(
         "airflow_mlops.operators.registry.ModelSigningHook",
-        lambda signing_conn_id: SimpleNamespace(
-            get_key=lambda need_private: SimpleNamespace(public_key_pem=b"k")
+        lambda signing_conn_id, method=None: SimpleNamespace(
+            get_key=lambda need_private: SimpleNamespace(trust=b"k")
         ),
     )
     op = ModelPromoteOperator(
