@@ -16,6 +16,7 @@ never leaves a half-written artifact behind under its final name.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ArtifactError, ArtifactIntegrityError
+from airflow_mlops.progress import Progress
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 DIRECTORY_MEDIA_TYPE = "inode/directory"
@@ -80,8 +84,12 @@ def directory_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str, int
 def sha256_directory(path: str | os.PathLike[str]) -> tuple[str, int]:
     """Digest of a directory's manifest, and the total size of its files."""
     manifest = directory_manifest(path)
+    return _manifest_digest(manifest), sum(size for _, _, size in manifest)
+
+
+def _manifest_digest(manifest: list[tuple[str, str, int]]) -> str:
     text = "".join(f"{rel} {digest}\n" for rel, digest, _ in manifest)
-    return hashlib.sha256(text.encode()).hexdigest(), sum(size for _, _, size in manifest)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 _UNSAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._=-]+")
@@ -186,12 +194,17 @@ class ArtifactStore:
         src_path = Path(src)
         if not src_path.is_dir():
             raise ArtifactError(f"cannot store {src_path}: not a directory")
-        digest, size = sha256_directory(src_path)
+        manifest = directory_manifest(src_path)
+        digest, size = _manifest_digest(manifest), sum(n for _, _, n in manifest)
         uri = self.uri_for(key)
+        progress = Progress(
+            log, f"Storing {src_path.name} -> {uri}", total_items=len(manifest), total_bytes=size
+        )
         if self.is_s3:
             bucket, prefix = self._split_s3(uri)
-            for rel, _, _ in directory_manifest(src_path):
+            for rel, _, nbytes in manifest:
                 self.s3.upload_file(str(src_path / rel), bucket, f"{prefix}/{rel}")
+                progress.advance(items=1, nbytes=nbytes)
         else:
             dest = Path(uri)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +217,8 @@ class ArtifactStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            progress.advance(items=len(manifest), nbytes=size)
+        progress.done()
         return ArtifactRef(
             uri=uri,
             sha256=digest,
@@ -225,12 +240,15 @@ class ArtifactStore:
         if ref.uri.startswith("s3://"):
             bucket, key = self._split_s3(ref.uri)
             if ref.is_directory:
+                progress = Progress(log, f"Fetching {ref.uri}", total_bytes=ref.size or None)
                 paginator = self.s3.get_paginator("list_objects_v2")
                 for page in paginator.paginate(Bucket=bucket, Prefix=key + "/"):
                     for obj in page.get("Contents", []):
                         rel = obj["Key"][len(key) + 1 :]
                         (target / rel).parent.mkdir(parents=True, exist_ok=True)
                         self.s3.download_file(bucket, obj["Key"], str(target / rel))
+                        progress.advance(items=1, nbytes=int(obj.get("Size") or 0))
+                progress.done()
             else:
                 self.s3.download_file(bucket, key, str(target))
         else:

@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -326,6 +327,8 @@ def sign_model(
             check_signing_certificate(identity, key)
     signature.parent.mkdir(parents=True, exist_ok=True)
     tmp_signature = signature.with_name(f".{signature.name}.{uuid.uuid4().hex}.tmp")
+    started = time.monotonic()
+    log.info("Signing model %s (%s): hashing every file", model, identity.method)
     try:
         with _private_dir() as private:
             config = _signing_config(identity, private)
@@ -353,9 +356,10 @@ def sign_model(
         tmp_signature.unlink(missing_ok=True)
 
     log.info(
-        "Signed model %s (%s); signature %s (sha256 %s, signer %s)",
+        "Signed model %s (%s): %s; signature %s (sha256 %s, signer %s)",
         model,
         identity.method,
+        _size_line(model, started),
         signature,
         digest,
         fingerprint,
@@ -366,6 +370,16 @@ def sign_model(
         public_key_fingerprint=fingerprint,
         method=identity.method,
     )
+
+
+def _size_line(model: Path, started: float) -> str:
+    """``3 files, 1.2 GiB in 4.1 s (300 MiB/s)`` for a model directory."""
+    from airflow_mlops.progress import human_bytes
+
+    files = [p for p in model.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    seconds = max(time.monotonic() - started, 1e-9)
+    return f"{len(files)} files, {human_bytes(size)} in {seconds:.1f} s ({human_bytes(size / seconds)}/s)"
 
 
 def _signing_config(identity: SigningIdentity, private: Path) -> Any:
@@ -510,6 +524,7 @@ def verify_model(
 
     from cryptography.exceptions import InvalidSignature
 
+    started = time.monotonic()
     signer: VerifiedSigner
     with _private_dir() as private:
         # verify a private copy, so the bytes checked below are exactly the bytes verified
@@ -566,7 +581,13 @@ def verify_model(
             f"signature {signature} leaves paths out of the signature ({', '.join(map(str, ignored))}), "
             "so changes to them would go unnoticed; re-sign the model with sign_model, which covers every file"
         )
-    log.info("Verified model %s against signature %s (signer %s)", model, signature, signer.fingerprint)
+    log.info(
+        "Verified model %s against signature %s (signer %s): %s",
+        model,
+        signature,
+        signer.fingerprint,
+        _size_line(model, started),
+    )
     return signer
 
 

@@ -40,6 +40,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from airflow_mlops.progress import Progress
 from airflow_mlops.security.scanning.formats import Scanner
 from airflow_mlops.security.scanning.policy import (
     BUILTIN_SAFE_GLOBALS,
@@ -95,8 +96,14 @@ def scan_model_dir(
     elif root.is_file():
         scanner.scan_file(root, root.name)
     elif root.is_dir():
+        progress = Progress(log, f"Scanning model {root}")
         for file_path, rel in scanner.walk(root, root):
             scanner.scan_file(file_path, rel)
+            try:
+                progress.advance(items=1, nbytes=file_path.stat().st_size)
+            except OSError:
+                progress.advance(items=1)
+        progress.done()
     elif root.exists():
         scanner.add(".", FindingKind.SPECIAL_FILE, f"{root} is neither a file nor a directory")
     if scanner.files == 0 and not scanner.findings:
