@@ -46,6 +46,7 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_mlops.operators.links.ModelsViewLink",
             "airflow_mlops.operators.links.EvaluationReportLink",
             "airflow_mlops.operators.links.DriftReportLink",
+            "airflow_mlops.operators.links.ArtifactReportLink",
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.mlflow.MLflowHook", "connection-type": "mlflow"},

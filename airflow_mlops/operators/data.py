@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_mlops.artifacts import ArtifactRef
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.links import ArtifactReportLink
 
 
 def _write_json(path: Any, payload: Any) -> None:
@@ -85,6 +86,7 @@ class DataValidateOperator(MLOpsBaseOperator):
     template_fields = (*MLOpsBaseOperator.template_fields, "reference", "expectations")
     stage = "validate"
     ui_color = "#d7f5e3"
+    operator_extra_links = (ArtifactReportLink(),)
 
     def __init__(
         self,
@@ -262,6 +264,7 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
     template_fields = (*MLOpsBaseOperator.template_fields, "data", "reference")
     stage = "screen"
     ui_color = "#fdf2d0"
+    operator_extra_links = (ArtifactReportLink(),)
 
     def __init__(
         self,

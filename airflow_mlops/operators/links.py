@@ -114,3 +114,19 @@ class DriftReportLink(_RunReportLink):
 
     name = "Drift report"
     path = "drift/drift_report.html"
+
+
+class ArtifactReportLink(BaseOperatorLink):
+    """The stage's HTML report in the artifact store, served by the Models view (checked against
+    the sha256 the task recorded)."""
+
+    name = "Report"
+    keys: tuple[str, ...] = ("html_report", "report")
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        for key in self.keys:
+            ref = _output(ti_key, key)
+            if isinstance(ref, dict) and str(ref.get("uri", "")).endswith(".html") and ref.get("sha256"):
+                query = f"uri={quote(str(ref['uri']), safe='')}&sha256={quote(str(ref['sha256']), safe='')}"
+                return models_view_url(f"/artifacts/report?{query}")
+        return ""

@@ -129,7 +129,32 @@ def create_app() -> FastAPI:
             headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
+    @app.get("/artifacts/report")
+    def artifact_report(user: User, uri: str, sha256: str) -> Response:
+        """A stage's HTML report from the artifact store (validation, screen, evaluation), served
+        only when its content has the digest its task recorded."""
+        try:
+            pipeline, data = rows.artifact_report(artifact_root(), uri, sha256)
+        except LookupError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        except ArtifactError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        if not may_read(user, pipeline):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+        return Response(
+            data,
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+        )
+
     return app
+
+
+def artifact_root() -> str:
+    """The lifecycle's artifact root, as the operators see it."""
+    from airflow_mlops.operators.base import default_artifact_root
+
+    return default_artifact_root()
 
 
 def mlflow_client() -> Any:

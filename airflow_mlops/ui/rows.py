@@ -613,3 +613,41 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
         except Exception as exc:
             raise _lookup_failed(f"downloading {path} of run {run_id}", exc) from exc
         return Path(local).read_bytes(), media_type
+
+
+#: Stage reports the Models view serves from the artifact store (file names of the operators).
+ARTIFACT_REPORTS = frozenset(
+    {"validation_report.html", "screen_report.html", "evaluation_report.html", "drift_report.html"}
+)
+
+
+def artifact_report(root: str, uri: str, sha256: str) -> tuple[str, bytes]:
+    """``(pipeline, bytes)`` of a stage report stored under ``root``.
+
+    Only the report files of :data:`ARTIFACT_REPORTS` under the artifact root are served (never
+    another path: ``..`` and other roots are refused), and only when their sha256 is the one the
+    task recorded, so a report changed in the store is not shown as the task's.
+
+    :raises LookupError: not a report under the root, or missing.
+    :raises ArtifactError: its content differs from the recorded digest.
+    """
+    from airflow_mlops.artifacts import ArtifactIntegrityError, ArtifactStore
+
+    store = ArtifactStore(root)
+    base = store.uri_for("").rstrip("/")
+    if not uri.startswith(base + "/"):
+        raise LookupError("not an artifact of this deployment's artifact store")
+    key = uri[len(base) + 1 :]
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts) or parts[-1] not in ARTIFACT_REPORTS or len(parts) < 4:
+        raise LookupError(f"not a stage report: {key}")
+    with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
+        try:
+            path = store.fetch({"uri": uri, "sha256": sha256, "size": 0, "media_type": "text/html"}, tmp)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactError(f"the report differs from what its task stored: {exc}") from None
+        except ArtifactError as exc:
+            raise LookupError(str(exc)) from None
+        except Exception as exc:  # e.g. S3: no such key
+            raise LookupError(f"cannot read {uri}: {type(exc).__name__}") from None
+        return parts[0], path.read_bytes()

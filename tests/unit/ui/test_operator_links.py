@@ -114,3 +114,15 @@ def test_the_links_are_on_the_operators_and_in_the_provider_info() -> None:
         for link in cls.operator_extra_links
     }
     assert used <= set(listed)
+
+
+def test_the_report_link_carries_the_recorded_digest(outputs: dict[str, Any]) -> None:
+    assert links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key()) == ""
+    outputs["report"] = {"uri": "/store/p/r/screen/screen_summary.json", "sha256": "ab" * 32}
+    assert links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key()) == ""  # not a page
+    outputs["html_report"] = {"uri": "/store/p/r/validate/validation_report.html", "sha256": "cd" * 32}
+    link = links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key())
+    assert link == (
+        "/mlops/models/artifacts/report?uri=%2Fstore%2Fp%2Fr%2Fvalidate%2Fvalidation_report.html"
+        f"&sha256={'cd' * 32}"
+    )
