@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -c constraints.txt -e ".[all,dev]" "$(TORCH_SPEC)"
+	$(PIP) install -q -c constraints.txt -e ".[all,dev,benchmarks]" "$(TORCH_SPEC)"
 	$(PY) -c "import torch, airflow, mlflow, great_expectations, model_signing; print('installed: torch', torch.__version__, '| airflow', airflow.__version__, '| mlflow', mlflow.__version__)"
 	@touch $(STAMP)
 

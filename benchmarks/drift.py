@@ -21,7 +21,7 @@ Usage::
     .venv/bin/python benchmarks/drift.py --skip-alibi-mmd     # without the 4-minute peer
     .venv/bin/python benchmarks/drift.py --rows 2000 --features 5 --mmd-rows 300 --seeds 3  # smoke
 
-alibi-detect is optional (the ``alibi`` extra); its sides are skipped with a note when missing.
+alibi-detect is optional (the ``benchmarks`` extra); its sides are skipped with a note when missing.
 """
 
 from __future__ import annotations
