@@ -18,16 +18,20 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     not its label. Its score is the class-normalised log-likelihood ratio
     ``log(p_y / prior_y) - max_j!=y log(p_j / prior_j)``, so a rare class is judged against its
     own rate, not the majority's. A candidate is suspect (reason ``label_issue``) when its score
-    is below its class's cut: with a reference, the reference's own clean tail (the
-    :data:`CALIBRATION_QUANTILE` quantile of the reference's out-of-fold scores of that class,
-    less a margin of ``log 2``); without one, the fixed :data:`UNCALIBRATED_LABEL_CUT`.
+    is below its class's cut. With a reference, the reference's rows are scored by the same fold
+    models (none of which saw them), so they show how the batch's *clean* rows score under a
+    model trained on the (possibly poisoned) batch; the cut of class ``j`` is set so that at
+    most a share :data:`CALIBRATION_ALPHA` of the reference's class-``j`` rows would be flagged
+    (a conformal bound on the clean rows' flag rate), and never above 0. Without a reference:
+    the fixed :data:`UNCALIBRATED_LABEL_CUT`.
 ``out_of_distribution`` (old name ``outliers``)
     An :class:`~sklearn.ensemble.IsolationForest` fitted on the reference (without a reference: on
     the batch itself, which the summary says); a row whose anomaly score is above the cut is
     suspect (reason ``out_of_distribution``). The cut comes from the fitted data's own scores: the
     :data:`OOD_QUANTILE` quantile plus half its distance from the median. Independently, a value
     more than ``outlier_threshold`` robust z-scores (``0.6745 * |x - median| / MAD`` against the
-    reference) from the median, or an infinite value, makes a row suspect too.
+    reference) from the median, an infinite value, or a negative value in a column the reference
+    has only values >= 0 of (and that is log-compressed), makes a row suspect too.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
     its standard deviation) with conflicting labels. Only the copies whose label disagrees with the
@@ -90,10 +94,15 @@ MAX_CATEGORIES = 50
 LOG_SKEW_THRESHOLD = 1.0
 # 0.6745 is the 75th percentile of the standard normal: it makes the MAD comparable to a stdev.
 _MAD_TO_Z = 0.6745
-# label_issues: the reference's clean tail that sets each class's cut, and the cut without one
-# (the given label is 20 times less likely than another, after dividing by the class rates).
-CALIBRATION_QUANTILE = 0.005
+# label_issues: the share of a class's clean rows that its cut may flag (conformal, on the
+# reference scored by the batch's models), the margin below a thin tail's cut (rank below
+# MIN_CALIBRATION_RANK), the fewest reference rows a class needs to be calibrated at all, and
+# the cut without a reference (the given label is 20 times less likely than another,
+# after dividing by the class rates).
+CALIBRATION_ALPHA = 0.005
 CALIBRATION_MARGIN = math.log(2.0)
+MIN_CALIBRATION_ROWS = 20
+MIN_CALIBRATION_RANK = 5
 UNCALIBRATED_LABEL_CUT = -math.log(20.0)
 # Rows of the reference used to calibrate (a random sample when it has more).
 MAX_CALIBRATION_ROWS = 10_000
@@ -379,8 +388,23 @@ def screen_data(
     def label_model() -> _LabelModel:
         nonlocal model
         if model is None:
+            ref_x = ref_labels = None
+            if reference is not None and "label_issues" in checks:
+                ref = reference[reference[target].notna()]
+                if len(ref) > MAX_CALIBRATION_ROWS:
+                    ref = ref.sample(n=MAX_CALIBRATION_ROWS, random_state=seed)
+                ref_x, ref_labels = encoder.transform(ref), ref[target].to_numpy()
             model = _LabelModel.fit(
-                x, df[target], labelled, encoder, groups, folds=folds, max_fit_rows=max_fit_rows, seed=seed
+                x,
+                df[target],
+                labelled,
+                encoder,
+                groups,
+                folds=folds,
+                max_fit_rows=max_fit_rows,
+                seed=seed,
+                reference_x=ref_x,
+                reference_labels=ref_labels,
             )
         return model
 
@@ -391,11 +415,7 @@ def screen_data(
                 check_details[check] = {"status": lm.status, "suspects": 0}
                 check_counts[check] = 0
                 continue
-            cal = (
-                _calibrate_label_cut(lm, reference, target, encoder, folds, seed)
-                if reference is not None
-                else None
-            )
+            cal = _calibrate_label_cut(lm) if reference is not None else None
             mask, detail = lm.issues(cal)
             count = mark(mask, REASON_LABEL_ISSUE)
             for i in np.flatnonzero(mask):
@@ -487,6 +507,10 @@ class _LabelModel:
     thresholds: np.ndarray  # per class: mean self-confidence (confident learning)
     score: np.ndarray  # class-normalised log-likelihood ratio of the given label (NaN unlabelled)
     suggested: np.ndarray  # the class the probabilities confidently point to (-1: none)
+    # The reference's rows scored by the batch's fold models (see _calibrate_label_cut).
+    ref_y: np.ndarray | None = None  # class code per reference row (-1: a class the batch lacks)
+    ref_score: np.ndarray | None = None
+    ref_suggested: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -500,6 +524,8 @@ class _LabelModel:
         folds: int,
         max_fit_rows: int,
         seed: int,
+        reference_x: np.ndarray | None = None,
+        reference_labels: np.ndarray | None = None,
     ) -> _LabelModel:
         import numpy as np
 
@@ -525,8 +551,16 @@ class _LabelModel:
         if status != "ran":
             return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1))
         proba = np.full((n, k), np.nan)
-        proba[rows] = _oof_proba(
-            x[rows], codes, k, encoder, folds=folds, max_fit_rows=max_fit_rows, seed=seed, groups=groups[rows]
+        proba[rows], ref_proba = _oof_proba(
+            x[rows],
+            codes,
+            k,
+            encoder,
+            folds=folds,
+            max_fit_rows=max_fit_rows,
+            seed=seed,
+            groups=groups[rows],
+            extra=reference_x,
         )
         prior = counts / counts.sum()
         score, suggested, thresholds = _confident_learning(proba[rows], codes, prior)
@@ -534,7 +568,16 @@ class _LabelModel:
         full_score[rows] = score
         full_suggested = np.full(n, -1, dtype=np.int64)
         full_suggested[rows] = suggested
-        return cls("ran", classes, y, proba, prior, thresholds, full_score, full_suggested)
+        model = cls("ran", classes, y, proba, prior, thresholds, full_score, full_suggested)
+        if ref_proba is not None and reference_labels is not None:
+            lookup = {str(c): j for j, c in enumerate(classes)}
+            ref_y = np.array([lookup.get(str(v), -1) for v in reference_labels], dtype=np.int64)
+            known = ref_y >= 0
+            model.ref_y = ref_y[known]
+            model.ref_score, model.ref_suggested = _confident_scores(
+                ref_proba[known], model.ref_y, prior, thresholds
+            )
+        return model
 
     def issues(self, calibration: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
         """Suspect rows and the details: candidates whose score is below their class's cut."""
@@ -546,6 +589,7 @@ class _LabelModel:
         else:
             cuts = calibration["cuts"]
             how = calibration["how"]
+        ref_rates = calibration.get("reference_flag_rates") if calibration else None
         lab = self.y >= 0
         cut_row = np.where(lab, cuts[np.maximum(self.y, 0)], np.nan)
         candidate = lab & (self.suggested >= 0) & (self.suggested != self.y)
@@ -558,6 +602,7 @@ class _LabelModel:
                 "cut": float(cuts[j]),
                 "suspects": int((mask & (self.y == j)).sum()),
                 "score_quantiles": _quantiles(self.score[self.y == j]),
+                **({"reference_flag_rate": float(ref_rates[j])} if ref_rates is not None else {}),
             }
             for j, c in enumerate(self.classes)
         }
@@ -584,9 +629,20 @@ def _confident_learning(
     none) and, per class, the threshold (mean self-confidence of the class)."""
     import numpy as np
 
-    n, k = proba.shape
-    ar = np.arange(n)
+    k = proba.shape[1]
     thresholds = np.array([proba[y == j, j].mean() for j in range(k)])
+    score, suggested = _confident_scores(proba, y, prior, thresholds)
+    return score, suggested, thresholds
+
+
+def _confident_scores(
+    proba: np.ndarray, y: np.ndarray, prior: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the class-normalised score of its label and the confidently suggested class (-1:
+    none), given the per-class ``thresholds``."""
+    import numpy as np
+
+    ar = np.arange(len(proba))
     above = proba >= thresholds[None, :]
     masked = np.where(above, proba, -1.0)
     suggested = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
@@ -594,7 +650,7 @@ def _confident_learning(
     own = logp[ar, y]
     logp[ar, y] = -np.inf
     score = own - logp.max(axis=1)
-    return score, suggested, thresholds
+    return score, suggested
 
 
 def _hgb(encoder: _Encoder, seed: int) -> Any:
@@ -622,17 +678,22 @@ def _oof_proba(
     max_fit_rows: int,
     seed: int,
     groups: np.ndarray | None = None,
-) -> np.ndarray:
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Out-of-fold probabilities: each fold predicted by a model fitted on (a sample of) the rest.
 
     With ``groups``, the folds are stratified over each group's first row and every row goes to
-    its group's fold."""
+    its group's fold. Rows of ``extra`` (rows no model trains on: the reference) are dealt out to
+    the folds at random and predicted by their fold's model, so they are scored exactly as the
+    batch's own rows are. Returns the batch's and the extra rows' probabilities."""
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     proba = np.zeros((len(x), k))
+    extra_proba = np.zeros((len(extra), k)) if extra is not None else None
+    extra_fold = rng.integers(0, folds, size=len(extra)) if extra is not None else None
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     if groups is None:
         splits = list(splitter.split(x, y))
@@ -646,42 +707,61 @@ def _oof_proba(
     # Small fits run faster on one thread (and do not spin on a busy machine).
     threads = 1 if min(len(x), max_fit_rows) < SMALL_FIT_ROWS else None
     with threadpool_limits(limits=threads, user_api="openmp"):
-        for train, test in splits:
+        for f, (train, test) in enumerate(splits):
             if len(train) > max_fit_rows:
                 train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
             model = _hgb(encoder, seed).fit(x[train], y[train])
-            proba[np.ix_(test, model.classes_.astype(np.int64))] = model.predict_proba(x[test])
-    return proba
+            cols = model.classes_.astype(np.int64)
+            proba[np.ix_(test, cols)] = model.predict_proba(x[test])
+            if extra is not None and extra_proba is not None and extra_fold is not None:
+                mine = np.flatnonzero(extra_fold == f)
+                if len(mine):
+                    extra_proba[np.ix_(mine, cols)] = model.predict_proba(extra[mine])
+    return proba, extra_proba
 
 
-def _calibrate_label_cut(
-    batch_model: _LabelModel, reference: pd.DataFrame, target: str, encoder: _Encoder, folds: int, seed: int
-) -> dict[str, Any] | None:
-    """Per class, the reference's clean tail of out-of-fold scores, less a margin (capped at 0)."""
+def _calibrate_label_cut(model: _LabelModel) -> dict[str, Any] | None:
+    """Per class, the cut that keeps the flag rate of clean rows below :data:`CALIBRATION_ALPHA`.
+
+    The reference's rows are clean and come from the batch's distribution, and they were scored by
+    the batch's own fold models (models that saw none of them), exactly as each batch row was by
+    the models that did not see it: a clean batch row and a reference row are exchangeable. A
+    reference row of class ``j`` that the confident-learning rule would flag (a candidate) counts
+    with its score, any other with +inf; the cut of class ``j`` is the ``m``-th smallest of these,
+    ``m = floor(alpha * (n_j + 1))``, so a clean batch row is flagged with probability at most
+    ``alpha`` (the conformal bound), and never above 0 (the label must be less likely than another
+    class). When every reference candidate's score is above that, the cut is 0: the
+    confident-learning rule alone decides. When ``m`` is below :data:`MIN_CALIBRATION_RANK` (a
+    class with fewer than ~1,000 reference rows) the tail is too thin to trust: the cut is the
+    ``max(m, 1)``-th smallest less a margin of ``log 2``.
+    """
     import numpy as np
 
-    ref = reference[reference[target].notna()]
-    if len(ref) > MAX_CALIBRATION_ROWS:
-        ref = ref.sample(n=MAX_CALIBRATION_ROWS, random_state=seed)
-    keys = [str(c) if isinstance(c, str) else c for c in batch_model.classes]
-    values = ref[target].to_numpy()
-    lookup = {str(c): j for j, c in enumerate(keys)}
-    codes = np.array([lookup.get(str(v), -1) for v in values], dtype=np.int64)
-    keep = codes >= 0
-    k = len(keys)
-    counts = np.bincount(codes[keep], minlength=k)
-    if counts.min() < max(folds, 20):
+    if model.ref_y is None or model.ref_score is None or model.ref_suggested is None:
         return None
-    x = encoder.transform(ref)[keep]
-    codes = codes[keep]
-    proba = _oof_proba(x, codes, k, encoder, folds=folds, max_fit_rows=MAX_CALIBRATION_ROWS, seed=seed)
-    score, _, _ = _confident_learning(proba, codes, counts / counts.sum())
-    tails = np.array([np.quantile(score[codes == j], CALIBRATION_QUANTILE) for j in range(k)])
-    cuts = np.minimum(tails, 0.0) - CALIBRATION_MARGIN
+    k = len(model.classes)
+    ref_y, ref_score = model.ref_y, model.ref_score
+    candidate = (model.ref_suggested >= 0) & (model.ref_suggested != ref_y)
+    conformity = np.where(candidate, ref_score, np.inf)
+    counts = np.bincount(ref_y, minlength=k)
+    if counts.min() < MIN_CALIBRATION_ROWS:
+        return None
+    cuts = np.zeros(k)
+    flagged = np.zeros(k)
+    for j in range(k):
+        values = np.sort(conformity[ref_y == j])
+        m = math.floor(CALIBRATION_ALPHA * (len(values) + 1))
+        cut = float(values[max(m, 1) - 1])
+        if m < MIN_CALIBRATION_RANK:  # a thin tail: its few rows say little about the next ones
+            cut -= CALIBRATION_MARGIN
+        cuts[j] = min(cut, 0.0)
+        flagged[j] = float((values < cuts[j]).mean())
     return {
         "cuts": cuts,
-        "how": f"calibrated: per class, the {CALIBRATION_QUANTILE:g} quantile of the reference's "
-        f"out-of-fold scores ({len(codes)} rows), capped at 0, less log 2",
+        "reference_flag_rates": flagged,
+        "how": f"calibrated: per class, the floor({CALIBRATION_ALPHA:g} x (n + 1))-th smallest score "
+        f"of the reference's candidates ({len(ref_y)} rows scored by the batch's fold models), "
+        "capped at 0",
     }
 
 
@@ -717,7 +797,8 @@ def _out_of_distribution(
         return np.where(np.isnan(m), fill[None, :], m)
 
     x_fit = impute(encoder.transform(fit))
-    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=seed).fit(x_fit)
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(x_fit)), random_state=seed)
+    forest.fit(x_fit)
     fit_score = -forest.score_samples(x_fit)
     score = -forest.score_samples(impute(x))
 
@@ -746,6 +827,9 @@ def _out_of_distribution(
         logged = _is_heavy_tailed(_float_values(fit_frame[name]))
         ref_values = _float_values(fit_frame[name])
         values = _float_values(df[name])
+        # A log-compressed column has no negative value in the reference: a negative one (which
+        # log1p cannot compress) is below its whole range.
+        negative = values < 0 if logged else np.zeros(len(values), dtype=bool)
         if logged:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref_values, values = np.log1p(ref_values), np.log1p(values)
@@ -758,6 +842,7 @@ def _out_of_distribution(
             else:
                 z = _MAD_TO_Z * np.abs(values - median) / mad
                 hit = np.where(np.isnan(z), False, z > outlier_threshold)
+        hit |= negative
         if hit.any():
             extreme_cols.append(name)
         extreme |= hit

@@ -43,7 +43,14 @@ def _backfill_spec(path: Path) -> None:
         # (the rule then refuses the model) and the holdout precision is lower: this test is about
         # scheduling, not about the example's operating point.
         "threshold: {rule: min_precision, value: 0.8}": "threshold: {rule: best_f1}",
-        ", precision: {min: 0.5}}": "}",
+        # After 2 epochs the example's quality floors are not always met (pr_auc 0.297 < 0.3
+        # seen on one day): loose floors, so a day's run fails only for a scheduling reason.
+        "metrics: {roc_auc: {min: 0.8}, pr_auc: {min: 0.3}, precision: {min: 0.5}}": (
+            "metrics: {roc_auc: {min: 0.6}, pr_auc: {min: 0.1}}"
+        ),
+        "compare_to_champion: {roc_auc: {max_regression: 0.03}}": (
+            "compare_to_champion: {roc_auc: {max_regression: 0.2}}"
+        ),
     }
     for old, new in edits.items():
         assert old in spec, f"the example spec changed: {old!r} not found in {path}"

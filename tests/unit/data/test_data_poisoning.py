@@ -164,6 +164,78 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
     assert recall >= 0.5 and precision >= 0.85, (recall, precision)
 
 
+def test_label_cut_is_the_conformal_rank_of_the_reference_scores():
+    """Per class: the floor(alpha (n + 1))-th smallest score of the reference's candidates (non-
+    candidates count as +inf), less a margin for a thin tail, capped at 0; computed again here."""
+    from airflow_mlops.data import poisoning
+
+    rng = np.random.default_rng(3)
+    n0, n1 = 3000, 300  # class 0: rank 15 (no margin); class 1: rank 1 (margin)
+    ref_y = np.repeat([0, 1], [n0, n1])
+    ref_score = rng.normal(-1.0, 2.0, n0 + n1)
+    ref_suggested = np.where(rng.random(n0 + n1) < 0.3, 1 - ref_y, ref_y)  # 30 % candidates
+    model = poisoning._LabelModel(
+        "ran", [0, 1], ref_y, np.zeros((0, 2)), np.array([0.9, 0.1]), np.zeros(2), ref_score,
+        ref_suggested, ref_y=ref_y, ref_score=ref_score, ref_suggested=ref_suggested,
+    )  # fmt: skip
+    cal = poisoning._calibrate_label_cut(model)
+    assert cal is not None
+    for j, n in ((0, n0), (1, n1)):
+        own = ref_y == j
+        values = np.sort(np.where(ref_suggested[own] != j, ref_score[own], np.inf))
+        m = int(np.floor(poisoning.CALIBRATION_ALPHA * (n + 1)))
+        expected = values[max(m, 1) - 1] - (
+            poisoning.CALIBRATION_MARGIN if m < poisoning.MIN_CALIBRATION_RANK else 0
+        )
+        assert cal["cuts"][j] == pytest.approx(min(expected, 0.0))
+        # the share of the clean reference the cut flags is within the budget
+        assert cal["reference_flag_rates"][j] <= poisoning.CALIBRATION_ALPHA
+    # A class with too few reference rows is not calibrated at all.
+    few = ref_y.copy()
+    few[n0 + poisoning.MIN_CALIBRATION_ROWS - 1 :] = 0
+    model.ref_y = few
+    assert poisoning._calibrate_label_cut(model) is None
+
+
+def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
+    """Scored by the batch's own fold models, the clean reference sets cuts that flag at most
+    1 % of each class of a clean batch, and still catch most 10 % random flips."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=6000, n_features=8, n_informative=6, flip_y=0.0, random_state=4, class_sep=1.5
+    )
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)]).assign(y=y)
+    ref, batch = df.iloc[:3000].reset_index(drop=True), df.iloc[3000:].reset_index(drop=True)
+    args = {"target": "y", "features": [f"f{i}" for i in range(8)], "checks": ["label_issues"]}
+    clean = screen_data(batch, max_suspect_fraction=0.2, reference=ref, **args)
+    flagged = np.zeros(len(batch), dtype=bool)
+    flagged[clean.quarantined["_row_index"].to_numpy()] = True
+    for cls in (0, 1):
+        assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
+    for detail in clean.summary["checks"]["label_issues"]["classes"].values():
+        assert detail["reference_flag_rate"] <= 0.005 and detail["cut"] <= 0
+    rng = np.random.default_rng(0)
+    flips = rng.choice(len(batch), size=300, replace=False)
+    poisoned = batch.copy()
+    poisoned.loc[flips, "y"] = 1 - poisoned.loc[flips, "y"]
+    result = screen_data(poisoned, max_suspect_fraction=0.2, reference=ref, **args)
+    caught = set(result.quarantined["_row_index"])
+    recall = len(caught & set(flips)) / len(flips)
+    precision = len(caught & set(flips)) / max(len(caught), 1)
+    assert recall >= 0.55 and precision >= 0.85, (recall, precision)
+
+
+def test_negative_value_in_a_log_compressed_column_is_out_of_distribution(clean, reference):
+    df = clean.iloc[:500].copy().reset_index(drop=True)
+    df["amount"] = df["amount"].astype("float64")
+    df.loc[7, "amount"] = -250.0  # log1p cannot compress it; the reference has no negative amount
+    result = screen(df, checks=["out_of_distribution"], reference=reference)
+    reasons = dict(zip(result.quarantined["_row_index"], result.quarantined["_reasons"], strict=True))
+    assert "out_of_distribution" in reasons.get(7, "")
+    assert "amount" in result.summary["checks"]["out_of_distribution"]["extreme_value_columns"]
+
+
 def test_injected_out_of_distribution_rows_with_plausible_labels(clean, reference):
     df = clean.copy().reset_index(drop=True)
     rng = np.random.default_rng(1)
