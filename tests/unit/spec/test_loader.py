@@ -32,7 +32,7 @@ def test_example_spec_loads() -> None:
     spec = load_spec(EXAMPLE)
     assert spec.pipeline == "fraud_detector"
     assert spec.train_dag_id == "fraud_detector__train"
-    assert spec.evaluation.metrics["roc_auc"].min == 0.85
+    assert spec.evaluation.metrics["roc_auc"].min == 0.8
     assert spec.data.features and "amount" in spec.data.features
 
 
