@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.data.validation import ExpectationResult, ValidationReport, _jsonable, _short
 from airflow_mlops.drift.figures import distribution_svg, escape, format_value
+from airflow_mlops.drift.html import html_page
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,8 +56,6 @@ TOP_VALUES = 5
 # Expectations whose offending rows are the null ones, or the non-null ones.
 _NULL_ROWS = {"expect_column_values_to_not_be_null"}
 _NON_NULL_ROWS = {"expect_column_values_to_be_null"}
-
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;
@@ -355,33 +354,26 @@ def render_validation_html(
     heading = title or "Data validation report"
     if profiles is None:
         profiles = profile_columns(batch, reference, columns=columns)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(_CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="generator" content="airflow-mlops">',
-        f"<title>{escape(heading)}</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{escape(heading)}</h1></header>",
-        _banner(report),
-        _context(
-            {
-                "batch": source or "(not given)",
-                "reference": reference_source or "(none)",
-                "rows": str(report.row_count),
-                **dict(context or {}),
-            }
-        ),
-        '<nav><a href="#failed">Failed expectations</a> <a href="#expectations">All expectations</a> '
-        '<a href="#profiles">Column profiles</a></nav>',
-        _failed_section(report, batch),
-        _expectations_section(report),
-        _profiles_section(profiles, reference is not None),
-        '<footer class="muted"><p>Written by airflow-mlops. Self-contained: no scripts, no '
-        "external resources.</p></footer>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p) + "\n"
+    return html_page(
+        heading,
+        [
+            _banner(report),
+            _context(
+                {
+                    "batch": source or "(not given)",
+                    "reference": reference_source or "(none)",
+                    "rows": str(report.row_count),
+                    **dict(context or {}),
+                }
+            ),
+            '<nav><a href="#failed">Failed expectations</a> <a href="#expectations">All expectations</a> '
+            '<a href="#profiles">Column profiles</a></nav>',
+            _failed_section(report, batch),
+            _expectations_section(report),
+            _profiles_section(profiles, reference is not None),
+        ],
+        style=_STYLE,
+    )
 
 
 def _tag(css: str, text: str) -> str:

@@ -101,24 +101,36 @@ def render_html(
         )
     windows = [*coerce_history(history), report]
     heading = title or "Drift report"
+    return html_page(
+        heading,
+        [
+            _banner(report),
+            _context(context),
+            _nav(),
+            _features_section(report),
+            _multivariate_section(report),
+            _quality_section(report.quality),
+            _prediction_section(report),
+            _performance_section(report),
+            _history_section(windows),
+            _settings_section(report.settings),
+        ],
+        header_extra=_meta_line(report),
+    )
+
+
+def html_page(heading: str, sections: list[str], *, header_extra: str = "", style: str | None = None) -> str:
+    """A self-contained report page: no scripts, no external resources (a CSP says so), the
+    house style; ``sections`` are HTML fragments (empty ones are left out)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{escape(_CSP)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="airflow-mlops">',
-        f"<title>{escape(heading)}</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{escape(heading)}</h1>{_meta_line(report)}</header>",
-        _banner(report),
-        _context(context),
-        _nav(),
-        _features_section(report),
-        _multivariate_section(report),
-        _quality_section(report.quality),
-        _prediction_section(report),
-        _performance_section(report),
-        _history_section(windows),
-        _settings_section(report.settings),
+        f"<title>{escape(heading)}</title><style>{_STYLE if style is None else style}</style></head><body>",
+        f"<header><h1>{escape(heading)}</h1>{header_extra}</header>",
+        *sections,
         '<footer class="muted"><p>Written by airflow-mlops. Self-contained: no scripts, no '
         "external resources.</p></footer>",
         "</body></html>",

@@ -33,7 +33,7 @@ from airflow_mlops.drift.figures import (
     escape,
     format_value,
 )
-from airflow_mlops.drift.html import _CSP, _STYLE, _cell, _missing, _section, _table, _tag
+from airflow_mlops.drift.html import _cell, _missing, _section, _table, _tag, html_page
 from airflow_mlops.exceptions import DataError
 
 if TYPE_CHECKING:
@@ -549,24 +549,16 @@ def render_evaluation_report(
             f"{type(evaluation).__name__}"
         )
     heading = title or "Evaluation report"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(_CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="generator" content="airflow-mlops">',
-        f"<title>{escape(heading)}</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{escape(heading)}</h1></header>",
-        _banner(evaluation),
-        _context(context),
-        _gates_section(evaluation),
-        _metrics_section(evaluation),
-        _thresholds_section(evaluation),
-        _plots_section(curves),
-        _fairness_section(evaluation.get("fairness")),
-        _robustness_section(evaluation.get("robustness")),
-        '<footer class="muted"><p>Written by airflow-mlops. Self-contained: no scripts, no '
-        "external resources.</p></footer>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p) + "\n"
+    return html_page(
+        heading,
+        [
+            _banner(evaluation),
+            _context(context),
+            _gates_section(evaluation),
+            _metrics_section(evaluation),
+            _thresholds_section(evaluation),
+            _plots_section(curves),
+            _fairness_section(evaluation.get("fairness")),
+            _robustness_section(evaluation.get("robustness")),
+        ],
+    )
