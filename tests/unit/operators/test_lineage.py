@@ -82,3 +82,35 @@ def test_a_registered_version_is_an_output_dataset() -> None:
     assert ("mlflow://mlflow:5000", "models/fraud/3") in _names(outs)
     assert ("s3://b", "p/m") in _names(outs)
     assert model_version_dataset("http://mlflow:5000", "fraud", 3).name == "models/fraud/3"
+
+
+def test_the_openlineage_providers_extractor_reads_it_on_success_and_on_failure(tmp_path: Path) -> None:
+    from airflow.providers.openlineage.extractors.base import DefaultExtractor
+    from openlineage.client.serde import Serde
+
+    from airflow_mlops.exceptions import DataValidationError
+
+    source = tmp_path / "batch.parquet"
+    generate_fraud_data(300, seed=2).to_parquet(source)
+    common = {"pipeline": "p", "artifact_root": str(tmp_path / "store"), "source": str(source)}
+    ok = DataValidateOperator(
+        task_id="ok",
+        expectations=[{"expect_column_values_to_be_between": {"column": "amount", "min_value": 0}}],
+        **common,
+    )
+    ok.execute(CONTEXT)
+    lineage = DefaultExtractor(ok).extract_on_complete(None)
+    assert lineage is not None and _names(lineage.inputs) == {("file", str(source.resolve()))}
+    assert len(lineage.outputs) >= 2
+    assert '"datasetVersion"' in Serde.to_json(lineage.outputs[0])  # what the client would send
+
+    failing = DataValidateOperator(
+        task_id="bad",
+        expectations=[{"expect_column_values_to_be_between": {"column": "amount", "max_value": 0}}],
+        **common,
+    )
+    with pytest.raises(DataValidationError):
+        failing.execute(CONTEXT)
+    lineage = DefaultExtractor(failing).extract_on_failure(None)
+    assert lineage is not None and _names(lineage.inputs) == {("file", str(source.resolve()))}
+    assert lineage.outputs == []
