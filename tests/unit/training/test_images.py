@@ -53,7 +53,7 @@ def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
     assert missing == [], f"images/trainer/Dockerfile does not COPY {missing}"
     # And only trainer code: no operator, hook or factory module goes into the image.
     assert all(s.startswith(("airflow_mlops/training", "airflow_mlops/__init__", "airflow_mlops/exceptions",
-                             "airflow_mlops/artifacts", "airflow_mlops/data/__init__",
+                             "airflow_mlops/artifacts", "airflow_mlops/progress", "airflow_mlops/data/__init__",
                              "airflow_mlops/data/labels")) for s in sources), sources  # fmt: skip
 
 
