@@ -106,7 +106,7 @@ def _sigstore_sign(payload: bytes, identity: SigningIdentity) -> dict[str, Any]:
     )
 
     config = sigstore_client_config(identity.staging, identity.trust_config, "Sigstore keyless signing")
-    token = sigstore_identity_token(identity, config)
+    token = sigstore_identity_token(identity)
     try:
         context = SigningContext.from_trust_config(config)
         with context.signer(token) as signer:

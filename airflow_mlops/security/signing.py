@@ -390,17 +390,15 @@ def _signing_config(identity: SigningIdentity, private: Path) -> Any:
     if identity.method == "sigstore":
         from airflow_mlops.security.trust import sigstore_client_config, sigstore_identity_token
 
-        client = sigstore_client_config(identity.staging, identity.trust_config, "Sigstore keyless signing")
-        token = sigstore_identity_token(identity, client)
-        trust_file = None
-        if identity.trust_config:
-            trust_file = Path(identity.trust_config)
+        # fetched here first so that unreachable services get a clear error
+        sigstore_client_config(identity.staging, identity.trust_config, "Sigstore keyless signing")
+        token = sigstore_identity_token(identity)
         return config.use_sigstore_signer(
             oidc_issuer=identity.oidc_issuer,
             use_ambient_credentials=False,
             use_staging=identity.staging,
             identity_token=str(token),
-            trust_config=trust_file,
+            trust_config=Path(identity.trust_config) if identity.trust_config else None,
         )
     key_file = private / _KEY_FILE
     _write_private_file(key_file, identity.private_key_pem or b"")

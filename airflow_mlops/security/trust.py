@@ -403,7 +403,7 @@ def sigstore_client_config(staging: bool, trust_config: str | None, doing: str) 
         raise
 
 
-def sigstore_identity_token(signer: SigningIdentity, config: Any) -> Any:
+def sigstore_identity_token(signer: SigningIdentity) -> Any:
     """The OIDC token: the explicit one, else the ambient credentials; never an interactive flow."""
     from sigstore.oidc import IdentityToken, detect_credential
 
