@@ -49,7 +49,7 @@ def test_dag_settings_come_from_the_spec() -> None:
     assert {t.retries for t in dag.tasks} == {1}
     assert dag.get_task("training.fit").execution_timeout.total_seconds() == 1800
     assert dag.default_args["owner"] == "risk-ml"
-    assert "pr_auc" in dag.doc_md and "0.8" in dag.doc_md
+    assert "`roc_auc` ≥ 0.8;" in dag.doc_md and "`pr_auc` ≥ 0.3" in dag.doc_md
 
 
 def test_relative_data_paths_resolve_against_the_spec_folder() -> None:
