@@ -9,29 +9,35 @@ it was held back and its scores, and the function raises if that accounting ever
 Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets a reason):
 
 ``label_issues`` (old name ``label_flips``)
-    Confident learning on *out-of-fold* predicted probabilities. A
-    :class:`~sklearn.ensemble.HistGradientBoostingClassifier` is fitted on ``folds - 1`` folds
-    (at most ``max_fit_rows`` rows each, so 1M rows screen in seconds) and predicts the held-out
-    fold, so no row is judged by a model that saw it. Per class ``j`` the threshold ``t_j`` is the
-    mean self-confidence of the rows labelled ``j``; a row is a *candidate* when the class its
-    probabilities confidently point to (the most probable class ``j`` with ``p_j >= t_j``) is
-    not its label. Its score is the class-normalised log-likelihood ratio
+    Confident learning on class probabilities from models that never saw the row they score.
+    **With a reference** (the trusted rows), ``folds`` HistGradientBoosting
+    models are cross-fitted on the reference alone (poisoned rows cannot teach them their labels):
+    each reference row is scored by the model that did not see it, each batch row by the
+    average of all of them. A row's score is the class-normalised log-likelihood ratio
     ``log(p_y / prior_y) - max_j!=y log(p_j / prior_j)``, so a rare class is judged against its
-    own rate, not the majority's. A candidate is suspect (reason ``label_issue``) when its score
-    is below its class's cut. With a reference, the reference's rows are scored by the same fold
-    models (none of which saw them), so they show how the batch's *clean* rows score under a
-    model trained on the (possibly poisoned) batch; the cut of class ``j`` is set so that at
-    most a share :data:`CALIBRATION_ALPHA` of the reference's class-``j`` rows would be flagged
-    (a conformal bound on the clean rows' flag rate), and never above 0. Without a reference:
-    the fixed :data:`UNCALIBRATED_LABEL_CUT`.
+    own rate, not the majority's. Its conformal p-value is its rank among the reference's scores
+    *of the same class* (a clean batch row is exchangeable with them), smoothed below the lowest
+    one (exponential tail, :func:`_conformal_p_values`); per class, Benjamini-Hochberg at false
+    discovery rate :data:`FDR_LEVEL` over the rows whose label is less likely than another class
+    picks the suspects (reason ``label_issue``). The cut adapts to the amount of poison: a clean
+    batch has almost no suspects (any at all with probability at most ``FDR_LEVEL`` per class),
+    a class swamped by flips loses them all. **Without a reference** (or one with fewer than
+    :data:`MIN_CALIBRATION_ROWS` rows of a class): out-of-fold models on the batch itself
+    (``folds`` folds, at most ``max_fit_rows`` rows each, copies of a row in one fold), the
+    confident-learning rule (the class the probabilities confidently point to, ``p_j >= t_j``
+    with ``t_j`` the mean self-confidence of class ``j``, is not the label) and the fixed cut
+    :data:`UNCALIBRATED_LABEL_CUT`.
 ``out_of_distribution`` (old name ``outliers``)
-    An :class:`~sklearn.ensemble.IsolationForest` fitted on the reference (without a reference: on
-    the batch itself, which the summary says); a row whose anomaly score is above the cut is
-    suspect (reason ``out_of_distribution``). The cut comes from the fitted data's own scores: the
-    :data:`OOD_QUANTILE` quantile plus half its distance from the median. Independently, a value
-    more than ``outlier_threshold`` robust z-scores (``0.6745 * |x - median| / MAD`` against the
-    reference) from the median, an infinite value, or a negative value in a column the reference
-    has only values >= 0 of (and that is log-compressed), makes a row suspect too.
+    An :class:`~sklearn.ensemble.IsolationForest`. With a reference it is fitted on one half of
+    it and the other half calibrates: the batch's anomaly scores get conformal p-values against
+    that half's (per class when the class has :data:`MIN_OOD_CLASS_ROWS` calibration rows, else
+    against all of them) and Benjamini-Hochberg at :data:`FDR_LEVEL` picks the suspects (reason
+    ``out_of_distribution``). Without a reference the forest is fitted on the batch itself (the
+    summary says so) and the cut comes from its own scores: the :data:`OOD_QUANTILE` quantile plus
+    half its distance from the median. Independently, a value more than ``outlier_threshold``
+    robust z-scores (``0.6745 * |x - median| / MAD`` against the reference) from the median, an
+    infinite value, or a negative value in a column the reference has only values >= 0 of (and
+    that is log-compressed), makes a row suspect too.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
     its standard deviation) with conflicting labels. Only the copies whose label disagrees with the
@@ -94,22 +100,28 @@ MAX_CATEGORIES = 50
 LOG_SKEW_THRESHOLD = 1.0
 # 0.6745 is the 75th percentile of the standard normal: it makes the MAD comparable to a stdev.
 _MAD_TO_Z = 0.6745
-# label_issues: the share of a class's clean rows that its cut may flag (conformal, on the
-# reference scored by the batch's models), the margin below a thin tail's cut (rank below
-# MIN_CALIBRATION_RANK), the fewest reference rows a class needs to be calibrated at all, and
-# the cut without a reference (the given label is 20 times less likely than another,
-# after dividing by the class rates).
-CALIBRATION_ALPHA = 0.005
-CALIBRATION_MARGIN = math.log(2.0)
+# label_issues and out_of_distribution with a reference: the false discovery rate of
+# Benjamini-Hochberg, the fewest reference rows of each class the label check needs to use the
+# reference (else it falls back to the batch's own out-of-fold models and the fixed cut below:
+# the given label 20 times less likely than another, after dividing by the class rates), and the
+# fewest calibration rows a class needs for its own out-of-distribution p-values.
+FDR_LEVEL = 0.1
 MIN_CALIBRATION_ROWS = 20
-MIN_CALIBRATION_RANK = 5
+MIN_OOD_CLASS_ROWS = 10
 UNCALIBRATED_LABEL_CUT = -math.log(20.0)
 # Rows of the reference used to calibrate (a random sample when it has more).
 MAX_CALIBRATION_ROWS = 10_000
 # Model fits on fewer rows than this use one thread.
 SMALL_FIT_ROWS = 20_000
-# Probabilities are clipped to [PROB_FLOOR, 1] before logs: a score is at most ~log(1/PROB_FLOOR).
-PROB_FLOOR = 1e-4
+# Probabilities are clipped to [PROB_FLOOR, 1] before logs: a score is at most ~log(1/PROB_FLOOR)
+# (low enough that a flipped row far inside another class does not tie with borderline rows).
+PROB_FLOOR = 1e-7
+# Conformal p-values below the lowest reference score: the exponential tail's scale is the mean
+# distance of the lowest max(TAIL_ROWS, TAIL_SHARE x n) reference scores from the lowest.
+# A reference of fewer than TAIL_MIN_ROWS scores gets rank p-values only.
+TAIL_ROWS = 10
+TAIL_SHARE = 0.05
+TAIL_MIN_ROWS = 50
 # out_of_distribution: the cut is this quantile of the fitted data's scores plus half its distance
 # from the median.
 OOD_QUANTILE = 0.995
@@ -333,6 +345,7 @@ def screen_data(
     :raises ValueError: an unknown check or an out-of-range setting.
     """
     import numpy as np
+    import pandas as pd
 
     del neighbours  # see the docstring
     checks = normalise_checks(checks)
@@ -466,8 +479,15 @@ def screen_data(
     accepted = df.iloc[accepted_pos].copy()
     quarantined = df.iloc[quarantined_pos].copy()
     quarantined[ROW_INDEX_COLUMN] = quarantined_pos.astype("int64")
-    quarantined[REASONS_COLUMN] = [";".join(reasons[i]) for i in quarantined_pos]
-    quarantined[SCORES_COLUMN] = [json.dumps(row_scores[i], sort_keys=True) for i in quarantined_pos]
+    # Text columns even when empty (a clean batch has an empty quarantine of the same shape).
+    quarantined[REASONS_COLUMN] = pd.Series(
+        [";".join(reasons[i]) for i in quarantined_pos], index=quarantined.index, dtype=object
+    )
+    quarantined[SCORES_COLUMN] = pd.Series(
+        [json.dumps(row_scores[i], sort_keys=True) for i in quarantined_pos],
+        index=quarantined.index,
+        dtype=object,
+    )
     hashes = _check_accounting(df, accepted, quarantined, accepted_pos, quarantined_pos)
 
     suspect_fraction = len(quarantined) / n
@@ -497,20 +517,27 @@ def screen_data(
 
 @dataclass
 class _LabelModel:
-    """Out-of-fold class probabilities of the batch and the confident-learning quantities."""
+    """Class probabilities of the batch's rows from models that never saw them, and the
+    confident-learning quantities.
+
+    ``source`` says which models: ``"reference"`` (fitted on the trusted reference only, cross-
+    fitted so that every reference row also has a score from a model that did not see it:
+    ``ref_*``) or ``"batch"`` (out-of-fold models fitted on the batch itself, no ``ref_*``).
+    """
 
     status: str
     classes: list[Any]
     y: np.ndarray  # class code per row, -1 where unlabelled
-    proba: np.ndarray  # (n, classes) out-of-fold probabilities (NaN rows where unlabelled)
-    prior: np.ndarray
+    proba: np.ndarray  # (n, classes) probabilities (NaN rows where unlabelled)
+    prior: np.ndarray  # class rates of the data the models were fitted on
     thresholds: np.ndarray  # per class: mean self-confidence (confident learning)
     score: np.ndarray  # class-normalised log-likelihood ratio of the given label (NaN unlabelled)
     suggested: np.ndarray  # the class the probabilities confidently point to (-1: none)
-    # The reference's rows scored by the batch's fold models (see _calibrate_label_cut).
-    ref_y: np.ndarray | None = None  # class code per reference row (-1: a class the batch lacks)
+    source: str = "batch"
+    note: str = ""  # why the reference was not used, when it was given
+    # The reference's rows, each scored by the one cross-fit model that did not see it.
+    ref_y: np.ndarray | None = None
     ref_score: np.ndarray | None = None
-    ref_suggested: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -527,20 +554,39 @@ class _LabelModel:
         reference_x: np.ndarray | None = None,
         reference_labels: np.ndarray | None = None,
     ) -> _LabelModel:
+        """From the reference when one is given and has every class of the batch (at least
+        :data:`MIN_CALIBRATION_ROWS` rows of each), else out of fold on the batch."""
         import numpy as np
 
         n = len(x)
         rows = np.flatnonzero(labelled)
         values = labels.to_numpy()[rows]
-        classes_arr, codes = np.unique(
-            values.astype(str) if values.dtype == object else values, return_inverse=True
-        )
-        classes = [_first_value(values, codes, k) for k in range(len(classes_arr))]
+        note = ""
+        if reference_x is not None and reference_labels is not None:
+            both = np.concatenate([values.astype(object), reference_labels.astype(object)])
+            classes = _classes_of(both)
+            lookup = {str(c): j for j, c in enumerate(classes)}
+            codes = np.array([lookup[str(v)] for v in values], dtype=np.int64)
+            ref_y = np.array([lookup[str(v)] for v in reference_labels], dtype=np.int64)
+            ref_counts = np.bincount(ref_y, minlength=len(classes))
+            short = [
+                str(_plain(c)) for c, m in zip(classes, ref_counts, strict=True) if m < MIN_CALIBRATION_ROWS
+            ]
+            if len(classes) >= 2 and not short:
+                return cls._from_reference(
+                    n, rows, codes, classes, x[rows], reference_x, ref_y, encoder,
+                    folds=folds, max_fit_rows=max_fit_rows, seed=seed,
+                )  # fmt: skip
+            note = (
+                f"the reference has fewer than {MIN_CALIBRATION_ROWS} labelled rows of class(es) "
+                f"{short}: the label model was fitted on the batch itself, with the fixed cut"
+            )
+        classes = _classes_of(values)
+        lookup = {str(c): j for j, c in enumerate(classes)}
+        codes = np.array([lookup[str(v)] for v in values], dtype=np.int64)
         y = np.full(n, -1, dtype=np.int64)
         y[rows] = codes
         k = len(classes)
-        empty = np.full((n, max(k, 1)), np.nan)
-        nan = np.full(n, np.nan)
         counts = np.bincount(codes, minlength=k) if k else np.zeros(0, dtype=np.int64)
         if k < 2:
             status = f"skipped: {k} class(es) among the labelled rows, need at least 2"
@@ -549,90 +595,154 @@ class _LabelModel:
         else:
             status = "ran"
         if status != "ran":
-            return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1))
+            empty = np.full((n, max(k, 1)), np.nan)
+            nan = np.full(n, np.nan)
+            return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1), note=note)
         proba = np.full((n, k), np.nan)
-        proba[rows], ref_proba = _oof_proba(
-            x[rows],
-            codes,
-            k,
-            encoder,
-            folds=folds,
-            max_fit_rows=max_fit_rows,
-            seed=seed,
-            groups=groups[rows],
-            extra=reference_x,
+        proba[rows] = _oof_proba(
+            x[rows], codes, k, encoder, folds=folds, max_fit_rows=max_fit_rows, seed=seed, groups=groups[rows]
         )
         prior = counts / counts.sum()
-        score, suggested, thresholds = _confident_learning(proba[rows], codes, prior)
-        full_score = nan.copy()
-        full_score[rows] = score
-        full_suggested = np.full(n, -1, dtype=np.int64)
-        full_suggested[rows] = suggested
-        model = cls("ran", classes, y, proba, prior, thresholds, full_score, full_suggested)
-        if ref_proba is not None and reference_labels is not None:
-            lookup = {str(c): j for j, c in enumerate(classes)}
-            ref_y = np.array([lookup.get(str(v), -1) for v in reference_labels], dtype=np.int64)
-            known = ref_y >= 0
-            model.ref_y = ref_y[known]
-            model.ref_score, model.ref_suggested = _confident_scores(
-                ref_proba[known], model.ref_y, prior, thresholds
-            )
+        thresholds = _mean_self_confidence(proba[rows], codes, k)
+        model = cls(
+            "ran",
+            classes,
+            y,
+            proba,
+            prior,
+            thresholds,
+            *_spread(n, rows, proba[rows], codes, prior, thresholds),
+        )
+        model.note = note
+        return model
+
+    @classmethod
+    def _from_reference(
+        cls,
+        n: int,
+        rows: np.ndarray,
+        codes: np.ndarray,
+        classes: list[Any],
+        batch_x: np.ndarray,
+        reference_x: np.ndarray,
+        ref_y: np.ndarray,
+        encoder: _Encoder,
+        *,
+        folds: int,
+        max_fit_rows: int,
+        seed: int,
+    ) -> _LabelModel:
+        """Cross-fit ``folds`` models on the reference: each reference row is scored by the model
+        that did not see it, each batch row by the average of all of them (none saw it)."""
+        import numpy as np
+
+        k = len(classes)
+        ref_proba, batch_proba = _crossfit_proba(
+            reference_x, ref_y, k, encoder, batch_x, folds=folds, max_fit_rows=max_fit_rows, seed=seed
+        )
+        prior = np.bincount(ref_y, minlength=k) / len(ref_y)
+        thresholds = _mean_self_confidence(ref_proba, ref_y, k)
+        y = np.full(n, -1, dtype=np.int64)
+        y[rows] = codes
+        proba = np.full((n, k), np.nan)
+        proba[rows] = batch_proba
+        model = cls(
+            "ran",
+            classes,
+            y,
+            proba,
+            prior,
+            thresholds,
+            *_spread(n, rows, batch_proba, codes, prior, thresholds),
+        )
+        model.source = "reference"
+        model.ref_y = ref_y
+        model.ref_score = _confident_scores(ref_proba, ref_y, prior, thresholds)[0]
         return model
 
     def issues(self, calibration: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Suspect rows and the details: candidates whose score is below their class's cut."""
+        """Suspect rows and the details: rows whose score is below their class's cut (and, when
+        there is no calibration, whose probabilities confidently point to another class)."""
         import numpy as np
 
+        lab = self.y >= 0
+        candidate = lab & (self.suggested >= 0) & (self.suggested != self.y)
         if calibration is None:
             cuts = np.full(len(self.classes), UNCALIBRATED_LABEL_CUT)
             how = f"fixed: {UNCALIBRATED_LABEL_CUT:.3f} (no reference to calibrate on)"
+            eligible = candidate
         else:
             cuts = calibration["cuts"]
             how = calibration["how"]
-        ref_rates = calibration.get("reference_flag_rates") if calibration else None
-        lab = self.y >= 0
+            eligible = lab
         cut_row = np.where(lab, cuts[np.maximum(self.y, 0)], np.nan)
-        candidate = lab & (self.suggested >= 0) & (self.suggested != self.y)
-        mask = candidate & (self.score < cut_row)
+        mask = eligible & (self.score < cut_row)
+        ref_rates = calibration.get("reference_flag_rates") if calibration else None
         per_class = {
             str(_plain(c)): {
                 "rows": int((self.y == j).sum()),
                 "prior": float(self.prior[j]),
                 "mean_self_confidence": float(self.thresholds[j]),
-                "cut": float(cuts[j]),
+                "cut": _finite_or_none(cuts[j]),
                 "suspects": int((mask & (self.y == j)).sum()),
                 "score_quantiles": _quantiles(self.score[self.y == j]),
                 **({"reference_flag_rate": float(ref_rates[j])} if ref_rates is not None else {}),
             }
             for j, c in enumerate(self.classes)
         }
+        fitted = (
+            "cross-fitted on the reference (the trusted rows), the batch scored by their average"
+            if self.source == "reference"
+            else "out of fold on the batch itself"
+        )
         detail = {
-            "method": "confident learning on out-of-fold HistGradientBoosting probabilities",
+            "method": f"confident learning on HistGradientBoosting probabilities, {fitted}",
+            "model_source": self.source,
             "threshold": how,
             "candidates": int(candidate.sum()),
             "classes": per_class,
-            "cuts": [float(c) for c in cuts],
+            "cuts": [_finite_or_none(c) for c in cuts],
+            **(calibration.get("detail", {}) if calibration else {}),
+            **({"note": self.note} if self.note else {}),
         }
         return mask, detail
 
     def row_cut(self, detail: dict[str, Any]) -> np.ndarray:
         import numpy as np
 
-        cuts = np.asarray(detail["cuts"], dtype=float)
+        cuts = np.array([-np.inf if c is None else c for c in detail["cuts"]], dtype=float)
         return np.where(self.y >= 0, cuts[np.maximum(self.y, 0)], np.nan)
 
 
-def _confident_learning(
-    proba: np.ndarray, y: np.ndarray, prior: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: the class-normalised score of its label, the confidently suggested class (-1:
-    none) and, per class, the threshold (mean self-confidence of the class)."""
+def _classes_of(values: np.ndarray) -> list[Any]:
+    """The distinct labels, sorted (as strings when mixed), each as its first occurrence."""
     import numpy as np
 
-    k = proba.shape[1]
-    thresholds = np.array([proba[y == j, j].mean() for j in range(k)])
-    score, suggested = _confident_scores(proba, y, prior, thresholds)
-    return score, suggested, thresholds
+    keys = values.astype(str) if values.dtype == object else values
+    _, first = np.unique(keys, return_index=True)
+    return [_plain(values[i]) for i in first]
+
+
+def _mean_self_confidence(proba: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Per class, the mean probability the rows labelled with it give it (confident learning's
+    per-class threshold)."""
+    import numpy as np
+
+    return np.array([proba[y == j, j].mean() if (y == j).any() else 1.0 for j in range(k)])
+
+
+def _spread(
+    n: int, rows: np.ndarray, proba: np.ndarray, codes: np.ndarray, prior: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and suggested classes of the labelled ``rows``, as arrays over all ``n`` rows."""
+    import numpy as np
+
+    score, suggested = _confident_scores(proba, codes, prior, thresholds)
+    full_score = np.full(n, np.nan)
+    full_score[rows] = score
+    full_suggested = np.full(n, -1, dtype=np.int64)
+    full_suggested[rows] = suggested
+    return full_score, full_suggested
 
 
 def _confident_scores(
@@ -646,7 +756,8 @@ def _confident_scores(
     above = proba >= thresholds[None, :]
     masked = np.where(above, proba, -1.0)
     suggested = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
-    logp = np.log(np.clip(proba, PROB_FLOOR, 1.0)) - np.log(prior)[None, :]
+    with np.errstate(divide="ignore"):
+        logp = np.log(np.clip(proba, PROB_FLOOR, 1.0)) - np.log(prior)[None, :]
     own = logp[ar, y]
     logp[ar, y] = -np.inf
     score = own - logp.max(axis=1)
@@ -668,6 +779,20 @@ def _hgb(encoder: _Encoder, seed: int) -> Any:
     )
 
 
+def _fit_threads(rows: int, max_fit_rows: int) -> int | None:
+    # Small fits run faster on one thread (and do not spin on a busy machine).
+    return 1 if min(rows, max_fit_rows) < SMALL_FIT_ROWS else None
+
+
+def _predict_into(out: np.ndarray, rows: Any, model: Any, x: np.ndarray, weight: float = 1.0) -> None:
+    """Add ``weight`` x the model's probabilities to ``out[rows]`` (in the columns of its classes:
+    a fold's model may not have seen every class)."""
+    import numpy as np
+
+    cols = model.classes_.astype(np.int64)
+    out[np.ix_(np.arange(len(out))[rows], cols)] += weight * model.predict_proba(x)
+
+
 def _oof_proba(
     x: np.ndarray,
     y: np.ndarray,
@@ -678,22 +803,17 @@ def _oof_proba(
     max_fit_rows: int,
     seed: int,
     groups: np.ndarray | None = None,
-    extra: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> np.ndarray:
     """Out-of-fold probabilities: each fold predicted by a model fitted on (a sample of) the rest.
 
     With ``groups``, the folds are stratified over each group's first row and every row goes to
-    its group's fold. Rows of ``extra`` (rows no model trains on: the reference) are dealt out to
-    the folds at random and predicted by their fold's model, so they are scored exactly as the
-    batch's own rows are. Returns the batch's and the extra rows' probabilities."""
+    its group's fold (so no copy is judged by a model that was trained on its twin)."""
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     proba = np.zeros((len(x), k))
-    extra_proba = np.zeros((len(extra), k)) if extra is not None else None
-    extra_fold = rng.integers(0, folds, size=len(extra)) if extra is not None else None
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     if groups is None:
         splits = list(splitter.split(x, y))
@@ -704,65 +824,143 @@ def _oof_proba(
             fold_of_group[test] = f
         fold = fold_of_group[inverse.ravel()]
         splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
-    # Small fits run faster on one thread (and do not spin on a busy machine).
-    threads = 1 if min(len(x), max_fit_rows) < SMALL_FIT_ROWS else None
-    with threadpool_limits(limits=threads, user_api="openmp"):
-        for f, (train, test) in enumerate(splits):
+    with threadpool_limits(limits=_fit_threads(len(x), max_fit_rows), user_api="openmp"):
+        for train, test in splits:
             if len(train) > max_fit_rows:
                 train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
             model = _hgb(encoder, seed).fit(x[train], y[train])
-            cols = model.classes_.astype(np.int64)
-            proba[np.ix_(test, cols)] = model.predict_proba(x[test])
-            if extra is not None and extra_proba is not None and extra_fold is not None:
-                mine = np.flatnonzero(extra_fold == f)
-                if len(mine):
-                    extra_proba[np.ix_(mine, cols)] = model.predict_proba(extra[mine])
-    return proba, extra_proba
+            _predict_into(proba, test, model, x[test])
+    return proba
+
+
+def _crossfit_proba(
+    rx: np.ndarray,
+    ry: np.ndarray,
+    k: int,
+    encoder: _Encoder,
+    bx: np.ndarray,
+    *,
+    folds: int,
+    max_fit_rows: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``folds`` models cross-fitted on the reference ``rx``, ``ry``: the reference's out-of-fold
+    probabilities, and the batch ``bx``'s average probabilities over all the models."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    ref_proba = np.zeros((len(rx), k))
+    batch_proba = np.zeros((len(bx), k))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with threadpool_limits(limits=_fit_threads(len(rx), max_fit_rows), user_api="openmp"):
+        for train, test in splitter.split(rx, ry):
+            if len(train) > max_fit_rows:
+                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
+            model = _hgb(encoder, seed).fit(rx[train], ry[train])
+            _predict_into(ref_proba, test, model, rx[test])
+            _predict_into(batch_proba, slice(None), model, bx, 1.0 / folds)
+    return ref_proba, batch_proba
 
 
 def _calibrate_label_cut(model: _LabelModel) -> dict[str, Any] | None:
-    """Per class, the cut that keeps the flag rate of clean rows below :data:`CALIBRATION_ALPHA`.
+    """Per class, the score cut that controls the false discovery rate at :data:`FDR_LEVEL`.
 
-    The reference's rows are clean and come from the batch's distribution, and they were scored by
-    the batch's own fold models (models that saw none of them), exactly as each batch row was by
-    the models that did not see it: a clean batch row and a reference row are exchangeable. A
-    reference row of class ``j`` that the confident-learning rule would flag (a candidate) counts
-    with its score, any other with +inf; the cut of class ``j`` is the ``m``-th smallest of these,
-    ``m = floor(alpha * (n_j + 1))``, so a clean batch row is flagged with probability at most
-    ``alpha`` (the conformal bound), and never above 0 (the label must be less likely than another
-    class). When every reference candidate's score is above that, the cut is 0: the
-    confident-learning rule alone decides. When ``m`` is below :data:`MIN_CALIBRATION_RANK` (a
-    class with fewer than ~1,000 reference rows) the tail is too thin to trust: the cut is the
-    ``max(m, 1)``-th smallest less a margin of ``log 2``.
+    Each labelled batch row gets a conformal p-value against the reference rows of its own class
+    (a Mondrian, i.e. class-conditional, p-value): ``p = (1 + #{reference rows of the class with a
+    score <= the row's}) / (n_class + 1)``, the reference rows scored by the cross-fit model that
+    did not see them. A clean batch row and a reference row are exchangeable (the batch row is
+    scored by the average of the models, which is if anything better, so its p-value is if
+    anything larger: the test stays valid), so a clean row's p-value is (super-)uniform.
+    Benjamini-Hochberg at level ``q`` over all labelled batch rows then keeps the expected share
+    of clean rows among the suspects at most ``q`` (Bates et al., 2023, "Testing for outliers
+    with conformal p-values"): the threshold adapts to the amount of poison, so a clean batch has
+    almost no suspects (any flag at all has probability at most ``q``) and a heavily flipped one
+    loses all its flips, whatever a class's rate. A row is a discovery iff its p-value is at most
+    the BH threshold ``t``, i.e. iff its score is below the ``floor(t (n_class + 1) - 1) + 1``-th
+    smallest reference score of its class: that score, capped at 0 (the label must be less likely
+    than another class, after dividing by the class rates), is the class's cut.
     """
     import numpy as np
 
-    if model.ref_y is None or model.ref_score is None or model.ref_suggested is None:
+    if model.ref_y is None or model.ref_score is None:
         return None
     k = len(model.classes)
-    ref_y, ref_score = model.ref_y, model.ref_score
-    candidate = (model.ref_suggested >= 0) & (model.ref_suggested != ref_y)
-    conformity = np.where(candidate, ref_score, np.inf)
-    counts = np.bincount(ref_y, minlength=k)
-    if counts.min() < MIN_CALIBRATION_ROWS:
-        return None
+    lab = model.y >= 0
+    y, score = model.y[lab], model.score[lab]
     cuts = np.zeros(k)
     flagged = np.zeros(k)
+    thresholds = np.zeros(k)
+    discoveries = np.zeros(k, dtype=np.int64)
     for j in range(k):
-        values = np.sort(conformity[ref_y == j])
-        m = math.floor(CALIBRATION_ALPHA * (len(values) + 1))
-        cut = float(values[max(m, 1) - 1])
-        if m < MIN_CALIBRATION_RANK:  # a thin tail: its few rows say little about the next ones
-            cut -= CALIBRATION_MARGIN
-        cuts[j] = min(cut, 0.0)
-        flagged[j] = float((values < cuts[j]).mean())
+        own = score[y == j]
+        ref = np.sort(model.ref_score[model.ref_y == j])
+        if not len(ref) or not len(own):
+            cuts[j] = -math.inf
+            continue
+        # Only a row whose label is less likely than another class (score < 0) is a test.
+        p = np.where(own < 0, _conformal_p_values(ref, own), np.inf)
+        thresholds[j] = _bh_threshold(p, FDR_LEVEL)
+        hits = own[p <= thresholds[j]]
+        discoveries[j] = len(hits)
+        # The cut: just above the highest discovery's score (p-values rise with the score).
+        cuts[j] = float(np.nextafter(hits.max(), np.inf)) if len(hits) else -math.inf
+        flagged[j] = float((ref < cuts[j]).mean())
     return {
         "cuts": cuts,
         "reference_flag_rates": flagged,
-        "how": f"calibrated: per class, the floor({CALIBRATION_ALPHA:g} x (n + 1))-th smallest score "
-        f"of the reference's candidates ({len(ref_y)} rows scored by the batch's fold models), "
-        "capped at 0",
+        "how": f"calibrated: Benjamini-Hochberg at false discovery rate {FDR_LEVEL:g} on conformal "
+        f"p-values against the reference's rows of the same class ({len(model.ref_y)} rows, each "
+        "scored by the cross-fit model that did not see it); cuts capped at 0",
+        "detail": {
+            "fdr_level": FDR_LEVEL,
+            "p_value_thresholds": [float(v) for v in thresholds],
+            "discoveries": int(discoveries.sum()),
+        },
     }
+
+
+def _conformal_p_values(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Conformal p-values of ``scores`` against the sorted ``reference`` scores (lower = stranger).
+
+    ``p = (1 + #{reference <= s}) / (n + 1)``: for a score exchangeable with the reference's it
+    is (super-)uniform. Its resolution is ``1 / (n + 1)``, too coarse for a small reference to
+    tell a row far below every reference score from one just below the lowest (and BH needs
+    ``p <= q i / m``), so below the lowest reference score ``r_1`` the tail is taken as
+    exponential: ``p = exp(-(r_1 - s) / beta) / (n + 1)``, ``beta`` the mean distance of the
+    lowest ``k = max(TAIL_ROWS, TAIL_SHARE n)`` reference scores from ``r_1`` (a spread that
+    over- rather than under-states the tail's, for light tails such as a normal's). Under
+    :data:`TAIL_MIN_ROWS` reference scores there is no tail to speak of: ranks only.
+    """
+    import numpy as np
+
+    n = len(reference)
+    p = (1 + np.searchsorted(reference, scores, side="right")) / (n + 1)
+    if n < TAIL_MIN_ROWS:  # too few rows to say how the tail goes on: ranks only
+        return p
+    k = max(TAIL_ROWS, math.ceil(TAIL_SHARE * n))
+    low = float(reference[0])
+    beta = float(np.mean(reference[:k]) - low)
+    if not beta > 0:
+        return p
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.exp(-(low - scores) / beta) / (n + 1)
+    return np.where(scores < low, tail, p)
+
+
+def _bh_threshold(p: np.ndarray, level: float) -> float:
+    """The Benjamini-Hochberg threshold of the p-values ``p`` at false discovery rate ``level``:
+    the largest ``p_(i) <= i level / m`` (0 when there is none); ``inf`` entries are not tests
+    but count in ``m``."""
+    import numpy as np
+
+    m = len(p)
+    if not m:
+        return 0.0
+    order = np.sort(p)
+    passing = np.flatnonzero(order <= level * np.arange(1, m + 1) / m)
+    return float(order[passing[-1]]) if len(passing) else 0.0
 
 
 # --- out of distribution ------------------------------------------------------------------
@@ -784,7 +982,6 @@ def _out_of_distribution(
     """Isolation-forest anomaly scores against ``fit_frame`` with a class-aware automatic cut, and
     extreme values (robust z-score, infinities). Returns mask, details, scores, per-row cut."""
     import numpy as np
-    from sklearn.ensemble import IsolationForest
 
     fit = fit_frame
     if len(fit) > MAX_CALIBRATION_ROWS:
@@ -796,28 +993,13 @@ def _out_of_distribution(
     def impute(m: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(m), fill[None, :], m)
 
-    x_fit = impute(encoder.transform(fit))
-    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(x_fit)), random_state=seed)
-    forest.fit(x_fit)
-    fit_score = -forest.score_samples(x_fit)
-    score = -forest.score_samples(impute(x))
-
-    def cut_of(values: np.ndarray) -> float:
-        q = float(np.quantile(values, OOD_QUANTILE))
-        return q + OOD_MARGIN * (q - float(np.median(values)))
-
-    overall = cut_of(fit_score)
-    cuts: dict[str, float] = {}
-    cut = np.full(len(df), overall)
-    fit_labels = fit[target].astype(str).where(fit[target].notna()).to_numpy()
     labels = df[target].astype(str).where(df[target].notna()).to_numpy()
-    for value in sorted({str(v) for v in fit_labels if isinstance(v, str)}):
-        own = fit_score[fit_labels == value]
-        # A class with few rows cannot have its own tail: it gets the overall cut or its maximum.
-        c = cut_of(own) if len(own) >= 200 else max(overall, float(own.max()))
-        cuts[value] = c
-        cut[labels == value] = c
-    forest_mask = score > cut
+
+    def prepare(frame: pd.DataFrame) -> np.ndarray:
+        return impute(encoder.transform(frame))
+
+    how = _conformal_forest if fitted_on == "reference" else _quantile_forest
+    forest_mask, cut, forest_detail, score = how(prepare, fit, impute(x), labels, target, seed)
 
     extreme = np.zeros(len(df), dtype=bool)
     extreme_cols: list[str] = []
@@ -849,19 +1031,114 @@ def _out_of_distribution(
     detail = {
         "method": "isolation forest (100 trees) + robust z-score of each numeric feature",
         "fitted_on": fitted_on,
-        "threshold": f"per class: the {OOD_QUANTILE:g} quantile of the fitted data's own scores plus "
-        f"{OOD_MARGIN:g} x its distance from their median",
-        "cut": float(overall),
-        "class_cuts": cuts,
+        **forest_detail,
         "forest_suspects": int(forest_mask.sum()),
         "extreme_value_suspects": int(extreme.sum()),
         "extreme_value_columns": extreme_cols,
         "outlier_threshold": float(outlier_threshold),
         "score_quantiles": _quantiles(score),
-        "reference_score_quantiles": _quantiles(fit_score),
     }
     del labelled
     return forest_mask | extreme, detail, score, cut
+
+
+def _isolation_forest(x_fit: np.ndarray, seed: int) -> Any:
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(x_fit)), random_state=seed)
+    return forest.fit(x_fit)
+
+
+def _conformal_forest(
+    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, target: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:
+    """The forest fitted on one half of the reference, the other half calibrating: per class (a
+    class with fewer than :data:`MIN_CALIBRATION_ROWS` calibration rows, and unlabelled rows,
+    against all of them), conformal p-values of the batch's anomaly scores and Benjamini-Hochberg
+    at :data:`FDR_LEVEL`. Returns the mask, the per-row cut (suspect above it), the details and the
+    scores."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(fit))
+    half = len(fit) // 2
+    train, calib = fit.iloc[order[:half]], fit.iloc[order[half:]]
+    forest = _isolation_forest(prepare(train), seed)
+    calib_score = -forest.score_samples(prepare(calib))
+    score = -forest.score_samples(x)
+    calib_labels = calib[target].astype(str).where(calib[target].notna()).to_numpy()
+    mask = np.zeros(len(x), dtype=bool)
+    cut = np.full(len(x), np.inf)
+    cuts: dict[str, float | None] = {}
+    pooled = np.sort(-calib_score)
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    rest = np.ones(len(x), dtype=bool)
+    for value in sorted({v for v in labels if isinstance(v, str)}):
+        own = calib_labels == value
+        if own.sum() >= MIN_OOD_CLASS_ROWS:
+            rows = labels == value
+            groups[value] = (rows, np.sort(-calib_score[own]))
+            rest &= ~rows
+    groups["(all classes)"] = (rest, pooled)
+    thresholds: dict[str, float] = {}
+    for name, (rows, ref) in groups.items():
+        if not rows.any():
+            continue
+        p = _conformal_p_values(ref, -score[rows])
+        t = _bh_threshold(p, FDR_LEVEL)
+        hit = p <= t if t > 0 else np.zeros(len(p), dtype=bool)
+        idx = np.flatnonzero(rows)
+        mask[idx[hit]] = True
+        # suspect above the cut: just below the lowest discovery's score
+        c = float(np.nextafter(score[idx[hit]].min(), -np.inf)) if hit.any() else math.inf
+        cut[idx] = c
+        cuts[name] = c if math.isfinite(c) else None
+        thresholds[name] = t
+    detail = {
+        "threshold": f"per class: Benjamini-Hochberg at false discovery rate {FDR_LEVEL:g} on conformal "
+        f"p-values against the anomaly scores of a calibration half of the reference ({len(calib)} "
+        f"rows; the forest is fitted on the other {len(train)})",
+        "class_cuts": cuts,
+        "p_value_thresholds": thresholds,
+        "reference_score_quantiles": _quantiles(calib_score),
+    }
+    return mask, cut, detail, score
+
+
+def _quantile_forest(
+    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, target: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:
+    """Without a reference: the forest fitted on the batch, the cut of each class from the
+    batch's own scores (the :data:`OOD_QUANTILE` quantile plus :data:`OOD_MARGIN` x its distance
+    from the median; a class under 200 rows: the overall cut or its maximum)."""
+    import numpy as np
+
+    x_fit = prepare(fit)
+    forest = _isolation_forest(x_fit, seed)
+    fit_score = -forest.score_samples(x_fit)
+    score = -forest.score_samples(x)
+
+    def cut_of(values: np.ndarray) -> float:
+        q = float(np.quantile(values, OOD_QUANTILE))
+        return q + OOD_MARGIN * (q - float(np.median(values)))
+
+    overall = cut_of(fit_score)
+    cuts: dict[str, float | None] = {}
+    cut = np.full(len(x), overall)
+    fit_labels = fit[target].astype(str).where(fit[target].notna()).to_numpy()
+    for value in sorted({str(v) for v in fit_labels if isinstance(v, str)}):
+        own = fit_score[fit_labels == value]
+        c = cut_of(own) if len(own) >= 200 else max(overall, float(own.max()))
+        cuts[value] = c
+        cut[labels == value] = c
+    detail = {
+        "threshold": f"per class: the {OOD_QUANTILE:g} quantile of the fitted data's own scores plus "
+        f"{OOD_MARGIN:g} x its distance from their median",
+        "cut": float(overall),
+        "class_cuts": cuts,
+        "reference_score_quantiles": _quantiles(fit_score),
+    }
+    return score > cut, cut, detail, score
 
 
 # --- duplicates -----------------------------------------------------------------------------
@@ -1150,6 +1427,11 @@ def _first_value(values: np.ndarray, codes: np.ndarray, k: int) -> Any:
     import numpy as np
 
     return _plain(values[int(np.flatnonzero(codes == k)[0])])
+
+
+def _finite_or_none(value: float) -> float | None:
+    """``value`` as a float, ``None`` when it is infinite (JSON has no infinities)."""
+    return float(value) if math.isfinite(value) else None
 
 
 def _plain(value: Any) -> Any:

@@ -410,10 +410,13 @@ class PoisoningConfig(_Strict):
     ] = Field(
         default_factory=lambda: ["duplicates", "label_issues"],  # type: ignore[arg-type]
         description="Which screens run. duplicates: exact and near duplicate rows with conflicting "
-        "labels (the copies that disagree with the model's view). label_issues: confident learning "
-        "on out-of-fold gradient-boosting probabilities, per-class thresholds. "
-        "out_of_distribution: rows an isolation forest fitted on the reference finds anomalous, "
-        "or with a value beyond outlier_threshold. class_balance: a label rate far from the "
+        "labels (the copies that disagree with the model's view). label_issues: rows whose label "
+        "gradient-boosting models cross-fitted on the reference find unlikely, judged against the "
+        "reference's rows of the same class (conformal p-values, Benjamini-Hochberg at a 10 % false "
+        "discovery rate; without a reference: out-of-fold models on the batch, a fixed cut). "
+        "out_of_distribution: rows an isolation forest fitted on half the reference finds more "
+        "anomalous than the other half (same test), or with a value beyond outlier_threshold. "
+        "class_balance: a label rate far from the "
         "reference's. feature_shift: a feature whose distribution moved beyond max_feature_shift. "
         "The dataset checks (class_balance, feature_shift) fail the run without quarantining rows. "
         "label_flips and outliers are the old names of label_issues and out_of_distribution.",
@@ -440,7 +443,12 @@ class PoisoningConfig(_Strict):
         description="feature_shift: largest allowed Kolmogorov-Smirnov (numeric) or total-variation "
         "(categorical) distance between a feature in the batch and in the reference.",
     )
-    folds: int = Field(5, ge=2, le=20, description="label_issues: folds of the out-of-fold model.")
+    folds: int = Field(
+        5,
+        ge=2,
+        le=20,
+        description="label_issues: folds of the cross-fitted (or, without a reference, out-of-fold) models.",
+    )
     max_fit_rows: int = Field(
         50_000,
         ge=100,

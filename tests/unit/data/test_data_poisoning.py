@@ -108,10 +108,16 @@ def test_summary_has_scores_and_thresholds(poisoned_result):
     label = checks["label_issues"]
     assert label["threshold"].startswith("calibrated")
     assert set(label["classes"]) == {"0", "1"}
+    assert label["model_source"] == "reference" and label["fdr_level"] == 0.1
+    assert label["discoveries"] == poisoned_result.summary["check_counts"]["label_issues"] > 0
     for detail in label["classes"].values():
-        assert detail["cut"] <= 0 and 0 < detail["mean_self_confidence"] <= 1
+        assert detail["cut"] is None or detail["cut"] <= 0
+        assert 0 < detail["mean_self_confidence"] <= 1
     ood = checks["out_of_distribution"]
-    assert ood["fitted_on"] == "reference" and ood["cut"] > ood["reference_score_quantiles"]["q0.5"]
+    assert ood["fitted_on"] == "reference" and ood["threshold"].startswith("per class: Benjamini-Hochberg")
+    assert set(ood["class_cuts"]) == {"0", "1"}
+    for cut in ood["class_cuts"].values():
+        assert cut is None or cut > ood["reference_score_quantiles"]["q0.5"]
     assert len(poisoned_result.scores["label_issues"]) == poisoned_result.summary["rows_in"]
     q = poisoned_result.quarantined
     flagged = q[q["_reasons"].str.contains("label_issue")]
@@ -127,13 +133,13 @@ def test_confident_learning_thresholds_match_an_independent_computation(poisoned
     y = poisoned[TARGET].to_numpy()
     proba = np.column_stack([1 - y * 0.7, y * 0.7 + 0.0]).astype(float)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    prior = np.bincount(y) / len(y)
-    _, _, thresholds = poisoning._confident_learning(proba, y, prior)
+    thresholds = poisoning._mean_self_confidence(proba, y, 2)
     expected = [proba[y == j, j].mean() for j in (0, 1)]
     assert np.allclose(thresholds, expected)
     # A row labelled 1 whose probabilities point to 0 (p_0 = 0.99 >= t_0 = 0.9) is suggested 0.
     test = np.array([[0.9, 0.1], [0.99, 0.01], [0.2, 0.8]])
-    s, sug, t = poisoning._confident_learning(test, np.array([0, 1, 1]), np.array([0.5, 0.5]))
+    t = poisoning._mean_self_confidence(test, np.array([0, 1, 1]), 2)
+    s, sug = poisoning._confident_scores(test, np.array([0, 1, 1]), np.array([0.5, 0.5]), t)
     assert t.tolist() == pytest.approx([0.9, 0.405])
     assert sug.tolist() == [0, 0, 1]
     assert s[1] == pytest.approx(np.log(0.01) - np.log(0.99)) and s[0] > 0 and s[2] > 0
@@ -164,42 +170,107 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
     assert recall >= 0.5 and precision >= 0.85, (recall, precision)
 
 
-def test_label_cut_is_the_conformal_rank_of_the_reference_scores():
-    """Per class: the floor(alpha (n + 1))-th smallest score of the reference's candidates (non-
-    candidates count as +inf), less a margin for a thin tail, capped at 0; computed again here."""
+def test_conformal_p_values_are_ranks_with_a_smoothed_tail_below_the_reference():
+    from airflow_mlops.data import poisoning
+
+    rng = np.random.default_rng(5)
+    ref = np.sort(rng.normal(0.0, 1.0, 400))
+    inside = np.array([ref[0], ref[3] + 1e-9, 0.0, 5.0])
+    p = poisoning._conformal_p_values(ref, inside)
+    expected = (1 + np.array([(ref <= v).sum() for v in inside])) / (len(ref) + 1)
+    assert p == pytest.approx(expected)
+    # Below the lowest reference score p keeps falling (a rank p-value would stay at 1/(n+1)).
+    below = poisoning._conformal_p_values(ref, np.array([ref[0] - 0.1, ref[0] - 1.0, ref[0] - 5.0]))
+    assert (below < 1 / (len(ref) + 1)).all() and below[0] > below[1] > below[2] > 0
+    # Valid: clean scores from the reference's distribution get (super-)uniform p-values, also in
+    # the smoothed tail.
+    fresh = poisoning._conformal_p_values(ref, rng.normal(0.0, 1.0, 200_000))
+    for alpha in (0.001, 0.01, 0.1):
+        assert (fresh <= alpha).mean() <= alpha * 1.25 + 2e-4, alpha
+
+
+def test_bh_threshold_matches_an_independent_computation():
+    from airflow_mlops.data import poisoning
+
+    rng = np.random.default_rng(6)
+    p = np.concatenate([rng.uniform(size=900), rng.uniform(0, 0.002, size=100), [np.inf] * 50])
+    t = poisoning._bh_threshold(p, 0.1)
+    m = len(p)
+    ranked = sorted(p)
+    best = max((ranked[i - 1] for i in range(1, m + 1) if ranked[i - 1] <= 0.1 * i / m), default=0.0)
+    assert t == best and (p <= t).sum() >= 100
+    assert poisoning._bh_threshold(rng.uniform(0.5, 1.0, size=100), 0.1) == 0.0
+    assert poisoning._bh_threshold(np.array([]), 0.1) == 0.0
+
+
+def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
+    """Per class: the batch's p-values against the reference's scores of that class, BH at the
+    FDR level among the rows whose label is not the most likely; the cut sits just above the
+    highest discovery. Computed again here."""
     from airflow_mlops.data import poisoning
 
     rng = np.random.default_rng(3)
-    n0, n1 = 3000, 300  # class 0: rank 15 (no margin); class 1: rank 1 (margin)
-    ref_y = np.repeat([0, 1], [n0, n1])
-    ref_score = rng.normal(-1.0, 2.0, n0 + n1)
-    ref_suggested = np.where(rng.random(n0 + n1) < 0.3, 1 - ref_y, ref_y)  # 30 % candidates
+    ref_y = np.repeat([0, 1], [3000, 300])
+    ref_score = rng.normal(2.0, 1.5, len(ref_y))
+    y = np.repeat([0, 1], [2000, 400])
+    score = rng.normal(2.0, 1.5, len(y))
+    flipped = rng.choice(np.flatnonzero(y == 1), size=120, replace=False)  # 30 % of class 1
+    score[flipped] = rng.normal(-6.0, 1.0, len(flipped))
     model = poisoning._LabelModel(
-        "ran", [0, 1], ref_y, np.zeros((0, 2)), np.array([0.9, 0.1]), np.zeros(2), ref_score,
-        ref_suggested, ref_y=ref_y, ref_score=ref_score, ref_suggested=ref_suggested,
+        "ran", [0, 1], y, np.zeros((len(y), 2)), np.array([0.9, 0.1]), np.zeros(2), score,
+        np.full(len(y), -1), source="reference", ref_y=ref_y, ref_score=ref_score,
     )  # fmt: skip
     cal = poisoning._calibrate_label_cut(model)
     assert cal is not None
-    for j, n in ((0, n0), (1, n1)):
-        own = ref_y == j
-        values = np.sort(np.where(ref_suggested[own] != j, ref_score[own], np.inf))
-        m = int(np.floor(poisoning.CALIBRATION_ALPHA * (n + 1)))
-        expected = values[max(m, 1) - 1] - (
-            poisoning.CALIBRATION_MARGIN if m < poisoning.MIN_CALIBRATION_RANK else 0
-        )
-        assert cal["cuts"][j] == pytest.approx(min(expected, 0.0))
-        # the share of the clean reference the cut flags is within the budget
-        assert cal["reference_flag_rates"][j] <= poisoning.CALIBRATION_ALPHA
-    # A class with too few reference rows is not calibrated at all.
-    few = ref_y.copy()
-    few[n0 + poisoning.MIN_CALIBRATION_ROWS - 1 :] = 0
-    model.ref_y = few
-    assert poisoning._calibrate_label_cut(model) is None
+    for j in (0, 1):
+        own = score[y == j]
+        p = np.where(own < 0, poisoning._conformal_p_values(np.sort(ref_score[ref_y == j]), own), np.inf)
+        t = poisoning._bh_threshold(p, poisoning.FDR_LEVEL)
+        found = own[p <= t] if t > 0 else own[:0]
+        if len(found):
+            assert found.max() < cal["cuts"][j] <= np.nextafter(found.max(), np.inf)
+        else:
+            assert cal["cuts"][j] == -np.inf
+    mask, detail = model.issues(cal)
+    hits = np.flatnonzero(mask)
+    assert len(set(hits) & set(flipped)) >= 0.9 * len(flipped)
+    assert len(set(hits) - set(flipped)) <= 0.1 * len(hits)
+    json.dumps(detail, allow_nan=False)  # no infinities in what is stored
+
+
+def test_flips_into_a_rare_class_are_caught_and_its_clean_rows_spared():
+    """2 % positives, 10 % random flips: most flips go *into* the rare class and outnumber its
+    genuine rows. Its clean rows were flagged by the old rule or the flips missed; BH on p-values
+    against the reference's own positives adapts to the amount of poison in each class."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=20_000, n_features=10, n_informative=6, weights=[0.98], flip_y=0.0,
+        class_sep=1.5, random_state=7,
+    )  # fmt: skip
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(10)]).assign(y=y)
+    ref, batch = df.iloc[:10_000].reset_index(drop=True), df.iloc[10_000:].reset_index(drop=True)
+    args = {"target": "y", "features": [f"f{i}" for i in range(10)], "checks": ["label_issues"]}
+    clean = screen_data(batch, max_suspect_fraction=1.0, reference=ref, **args)
+    flagged = np.zeros(len(batch), dtype=bool)
+    flagged[clean.quarantined["_row_index"].to_numpy()] = True
+    for cls in (0, 1):
+        assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
+    rng = np.random.default_rng(1)
+    flips = rng.choice(len(batch), size=1000, replace=False)
+    poisoned = batch.copy()
+    poisoned.loc[flips, "y"] = 1 - poisoned.loc[flips, "y"]
+    result = screen_data(poisoned, max_suspect_fraction=1.0, reference=ref, **args)
+    caught = set(result.quarantined["_row_index"])
+    recall = len(caught & set(flips)) / len(flips)
+    precision = len(caught & set(flips)) / max(len(caught), 1)
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision)
+    assert result.summary["checks"]["label_issues"]["model_source"] == "reference"
 
 
 def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
-    """Scored by the batch's own fold models, the clean reference sets cuts that flag at most
-    1 % of each class of a clean batch, and still catch most 10 % random flips."""
+    """Scored by models cross-fitted on the clean reference, a clean batch has at most 1 % of each
+    class flagged, and most 10 % random flips are caught."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
@@ -214,7 +285,7 @@ def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
     for cls in (0, 1):
         assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
     for detail in clean.summary["checks"]["label_issues"]["classes"].values():
-        assert detail["reference_flag_rate"] <= 0.005 and detail["cut"] <= 0
+        assert detail["reference_flag_rate"] <= 0.01 and (detail["cut"] is None or detail["cut"] <= 0)
     rng = np.random.default_rng(0)
     flips = rng.choice(len(batch), size=300, replace=False)
     poisoned = batch.copy()
