@@ -35,13 +35,15 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     ``out_of_distribution``). Without a reference the forest is fitted on the batch itself (the
     summary says so) and the cut comes from its own scores: the :data:`OOD_QUANTILE` quantile plus
     half its distance from the median. Independently, a value more than ``outlier_threshold``
-    robust z-scores (``0.6745 * |x - median| / MAD`` against the reference) from the median, an
-    infinite value, or a negative value in a column the reference has only values >= 0 of (and
+    robust z-scores (``0.6745 * |x - median| / MAD`` against the reference; a heavy-tailed column
+    ``>= 0`` is first log-compressed as ``log(x + median)``) from the median (and, with a
+    reference, outside the range of the reference's values; in a column whose MAD is 0 only an
+    infinite value counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
     that is log-compressed), makes a row suspect too.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
     its standard deviation) with conflicting labels. Only the copies whose label disagrees with the
-    group's most plausible label (the out-of-fold model's class-normalised view of the group) are
+    group's most plausible label (the label model's view of the group, on average over its copies) are
     suspect (reason ``conflicting_duplicate``), not every member of the pair.
 
 Dataset checks (a finding fails the screen; no row is quarantined; they need a reference, without
@@ -101,11 +103,14 @@ LOG_SKEW_THRESHOLD = 1.0
 # 0.6745 is the 75th percentile of the standard normal: it makes the MAD comparable to a stdev.
 _MAD_TO_Z = 0.6745
 # label_issues and out_of_distribution with a reference: the false discovery rate of
-# Benjamini-Hochberg, the fewest reference rows of each class the label check needs to use the
-# reference (else it falls back to the batch's own out-of-fold models and the fixed cut below:
-# the given label 20 times less likely than another, after dividing by the class rates), and the
-# fewest calibration rows a class needs for its own out-of-distribution p-values.
+# Benjamini-Hochberg; the p-value below which a row is suspect even when BH alone would not flag
+# it (so at most ~0.05 % of a clean class is); the fewest reference rows of each class the label
+# check needs to use the reference (HistGradientBoosting's min_samples_leaf: fewer cannot have a
+# leaf of their own; else it falls back to the batch's own out-of-fold models and the fixed cut
+# below: the given label 20 times less likely than another, after dividing by the class rates);
+# and the fewest calibration rows a class needs for its own out-of-distribution p-values.
 FDR_LEVEL = 0.1
+ROW_LEVEL = 0.0005
 MIN_CALIBRATION_ROWS = 20
 MIN_OOD_CLASS_ROWS = 10
 UNCALIBRATED_LABEL_CUT = -math.log(20.0)
@@ -901,7 +906,7 @@ def _calibrate_label_cut(model: _LabelModel) -> dict[str, Any] | None:
             continue
         # Only a row whose label is less likely than another class (score < 0) is a test.
         p = np.where(own < 0, _conformal_p_values(ref, own), np.inf)
-        thresholds[j] = _bh_threshold(p, FDR_LEVEL)
+        thresholds[j] = _suspect_level(p)
         hits = own[p <= thresholds[j]]
         discoveries[j] = len(hits)
         # The cut: just above the highest discovery's score (p-values rise with the score).
@@ -947,6 +952,13 @@ def _conformal_p_values(reference: np.ndarray, scores: np.ndarray) -> np.ndarray
     with np.errstate(over="ignore", invalid="ignore"):
         tail = np.exp(-(low - scores) / beta) / (n + 1)
     return np.where(scores < low, tail, p)
+
+
+def _suspect_level(p: np.ndarray) -> float:
+    """The p-value at or below which a row is suspect: the Benjamini-Hochberg threshold at
+    :data:`FDR_LEVEL` (many suspects: the cut grows with them), or :data:`ROW_LEVEL` when that is
+    higher (one strong suspect among many clean rows: BH alone would need ``p <= q / m``)."""
+    return max(_bh_threshold(p, FDR_LEVEL), ROW_LEVEL)
 
 
 def _bh_threshold(p: np.ndarray, level: float) -> float:
@@ -1013,17 +1025,25 @@ def _out_of_distribution(
         # log1p cannot compress) is below its whole range.
         negative = values < 0 if logged else np.zeros(len(values), dtype=bool)
         if logged:
+            # log(x + c), c the reference's median: scale-free, so a column of small values
+            # (where log1p is nearly the identity) is compressed as much as one of large values.
+            ref_finite = ref_values[np.isfinite(ref_values)]
+            c = float(np.median(ref_finite)) or float(ref_finite.max()) or 1.0
             with np.errstate(invalid="ignore", divide="ignore"):
-                ref_values, values = np.log1p(ref_values), np.log1p(values)
+                ref_values, values = np.log(ref_values + c), np.log(values + c)
         finite = ref_values[np.isfinite(ref_values)]
         median = float(np.median(finite))
         mad = float(np.median(np.abs(finite - median)))
         with np.errstate(invalid="ignore"):
-            if mad == 0:  # a flag or nearly constant column: only infinities count
+            if mad == 0:  # a flag or mostly constant column: only infinities count
                 hit = np.isinf(values)
             else:
                 z = _MAD_TO_Z * np.abs(values - median) / mad
                 hit = np.where(np.isnan(z), False, z > outlier_threshold)
+            if fitted_on == "reference":
+                # A value the trusted reference has seen is not extreme, however small the MAD
+                # of a sparse or discrete column makes its z-score.
+                hit &= (values < finite.min()) | (values > finite.max())
         hit |= negative
         if hit.any():
             extreme_cols.append(name)
@@ -1085,8 +1105,8 @@ def _conformal_forest(
         if not rows.any():
             continue
         p = _conformal_p_values(ref, -score[rows])
-        t = _bh_threshold(p, FDR_LEVEL)
-        hit = p <= t if t > 0 else np.zeros(len(p), dtype=bool)
+        t = _suspect_level(p)
+        hit = p <= t
         idx = np.flatnonzero(rows)
         mask[idx[hit]] = True
         # suspect above the cut: just below the lowest discovery's score

@@ -431,7 +431,7 @@ class PoisoningConfig(_Strict):
         8.0,
         gt=0,
         description="out_of_distribution: robust z-score (against the reference) above which a value "
-        "makes its row an outlier.",
+        "makes its row an outlier (with a reference: only a value outside the reference's range).",
     )
     max_class_shift: float = Field(
         0.5, gt=0, description="class_balance: largest allowed relative change of the positive rate."

@@ -205,8 +205,8 @@ def test_bh_threshold_matches_an_independent_computation():
 
 def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
     """Per class: the batch's p-values against the reference's scores of that class, BH at the
-    FDR level among the rows whose label is not the most likely; the cut sits just above the
-    highest discovery. Computed again here."""
+    FDR level among the rows whose label is not the most likely (or the per-row level, when
+    higher); the cut sits just above the highest discovery. Computed again here."""
     from airflow_mlops.data import poisoning
 
     rng = np.random.default_rng(3)
@@ -225,8 +225,8 @@ def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
     for j in (0, 1):
         own = score[y == j]
         p = np.where(own < 0, poisoning._conformal_p_values(np.sort(ref_score[ref_y == j]), own), np.inf)
-        t = poisoning._bh_threshold(p, poisoning.FDR_LEVEL)
-        found = own[p <= t] if t > 0 else own[:0]
+        t = max(poisoning._bh_threshold(p, poisoning.FDR_LEVEL), poisoning.ROW_LEVEL)
+        found = own[p <= t]
         if len(found):
             assert found.max() < cal["cuts"][j] <= np.nextafter(found.max(), np.inf)
         else:
@@ -462,3 +462,32 @@ def test_build_feature_matrix():
     assert x.shape == (4, 4) and np.isfinite(x).all()
     assert np.allclose(x[:, 0].mean(), 0) and np.allclose(x[:, 0].std(), 1)
     assert np.allclose(x[:, 1:].sum(axis=1), 1 / np.sqrt(2))
+
+
+def test_extreme_values_must_leave_the_reference_range_and_small_skewed_columns_are_compressed():
+    """A sparse column (MAD 0: only infinities count) or a skewed column of small values (where
+    log1p is nearly the identity) made clean rows "extreme"; a value far outside the reference
+    still is."""
+    rng = np.random.default_rng(8)
+
+    def frame(n: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "pixel": np.where(rng.random(n) < 0.8, 0.0, rng.integers(1, 17, n)).astype(float),
+                "small": rng.lognormal(-5.0, 1.0, n),  # ~0.007, heavy right tail
+                "x": rng.normal(0, 1, n),
+                "y": rng.integers(0, 2, n),
+            }
+        )
+
+    ref, batch = frame(200), frame(3000)
+    args = {"target": "y", "features": ["pixel", "small", "x"], "checks": ["out_of_distribution"]}
+    clean = screen_data(batch, max_suspect_fraction=1.0, reference=ref, **args)
+    detail = clean.summary["checks"]["out_of_distribution"]
+    assert detail["extreme_value_suspects"] <= 0.002 * len(batch), detail["extreme_value_columns"]
+    bad = batch.copy()
+    bad.loc[5, "small"] = 50 * ref["small"].max()
+    bad.loc[6, "x"] = 40.0
+    result = screen_data(bad, max_suspect_fraction=1.0, reference=ref, **args)
+    held = set(result.quarantined["_row_index"])
+    assert {5, 6} <= held
