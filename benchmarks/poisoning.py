@@ -709,7 +709,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         if "ratio_cleanlab_hgb_over_screen_data" in sc:
             print(
-                f"  ratio, cleanlab (HGB) / screen_data: {sc['ratio_cleanlab_hgb_over_screen_data']:.1f}x faster"
+                f"  ratio of seconds, cleanlab (HGB) / screen_data: {sc['ratio_cleanlab_hgb_over_screen_data']:.2f}x"
             )
         print(f"  target < {TARGET_SCALE_SECONDS:g} s: {'met' if sc['target']['met'] else 'MISSED'}")
     results["machine"]["load_average_at_end"] = os.getloadavg()
