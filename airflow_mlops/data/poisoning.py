@@ -603,23 +603,40 @@ class _LabelModel:
             empty = np.full((n, max(k, 1)), np.nan)
             nan = np.full(n, np.nan)
             return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1), note=note)
-        proba = np.full((n, k), np.nan)
-        proba[rows] = _oof_proba(
+        batch_proba = _oof_proba(
             x[rows], codes, k, encoder, folds=folds, max_fit_rows=max_fit_rows, seed=seed, groups=groups[rows]
         )
         prior = counts / counts.sum()
-        thresholds = _mean_self_confidence(proba[rows], codes, k)
-        model = cls(
-            "ran",
-            classes,
-            y,
-            proba,
-            prior,
-            thresholds,
-            *_spread(n, rows, proba[rows], codes, prior, thresholds),
-        )
+        thresholds = _mean_self_confidence(batch_proba, codes, k)
+        model = cls._ran(n, rows, codes, classes, batch_proba, prior, thresholds)
         model.note = note
         return model
+
+    @classmethod
+    def _ran(
+        cls,
+        n: int,
+        rows: np.ndarray,
+        codes: np.ndarray,
+        classes: list[Any],
+        batch_proba: np.ndarray,
+        prior: np.ndarray,
+        thresholds: np.ndarray,
+    ) -> _LabelModel:
+        """A model that ran: the labelled ``rows``' codes, probabilities and scores spread over all
+        ``n`` rows."""
+        import numpy as np
+
+        y = np.full(n, -1, dtype=np.int64)
+        y[rows] = codes
+        proba = np.full((n, len(classes)), np.nan)
+        proba[rows] = batch_proba
+        score, suggested = _confident_scores(batch_proba, codes, prior, thresholds)
+        full_score = np.full(n, np.nan)
+        full_score[rows] = score
+        full_suggested = np.full(n, -1, dtype=np.int64)
+        full_suggested[rows] = suggested
+        return cls("ran", classes, y, proba, prior, thresholds, full_score, full_suggested)
 
     @classmethod
     def _from_reference(
@@ -647,19 +664,7 @@ class _LabelModel:
         )
         prior = np.bincount(ref_y, minlength=k) / len(ref_y)
         thresholds = _mean_self_confidence(ref_proba, ref_y, k)
-        y = np.full(n, -1, dtype=np.int64)
-        y[rows] = codes
-        proba = np.full((n, k), np.nan)
-        proba[rows] = batch_proba
-        model = cls(
-            "ran",
-            classes,
-            y,
-            proba,
-            prior,
-            thresholds,
-            *_spread(n, rows, batch_proba, codes, prior, thresholds),
-        )
+        model = cls._ran(n, rows, codes, classes, batch_proba, prior, thresholds)
         model.source = "reference"
         model.ref_y = ref_y
         model.ref_score = _confident_scores(ref_proba, ref_y, prior, thresholds)[0]
@@ -734,20 +739,6 @@ def _mean_self_confidence(proba: np.ndarray, y: np.ndarray, k: int) -> np.ndarra
     import numpy as np
 
     return np.array([proba[y == j, j].mean() if (y == j).any() else 1.0 for j in range(k)])
-
-
-def _spread(
-    n: int, rows: np.ndarray, proba: np.ndarray, codes: np.ndarray, prior: np.ndarray, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and suggested classes of the labelled ``rows``, as arrays over all ``n`` rows."""
-    import numpy as np
-
-    score, suggested = _confident_scores(proba, codes, prior, thresholds)
-    full_score = np.full(n, np.nan)
-    full_score[rows] = score
-    full_suggested = np.full(n, -1, dtype=np.int64)
-    full_suggested[rows] = suggested
-    return full_score, full_suggested
 
 
 def _confident_scores(

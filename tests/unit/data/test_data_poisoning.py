@@ -46,6 +46,36 @@ def assert_accounted(df: pd.DataFrame, result: ScreenResult) -> None:
     json.dumps(s)
 
 
+def flagged_mask(result: ScreenResult, n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[result.quarantined["_row_index"].to_numpy()] = True
+    return mask
+
+
+def flip_and_screen(batch: pd.DataFrame, ref: pd.DataFrame, flips: np.ndarray, **args) -> tuple[float, float]:
+    """Flip the binary label ``y`` of rows ``flips``, screen; recall and precision of the flags."""
+    poisoned = batch.copy()
+    poisoned.loc[flips, "y"] = 1 - poisoned.loc[flips, "y"]
+    result = screen_data(poisoned, reference=ref, **args)
+    caught = set(result.quarantined["_row_index"])
+    return len(caught & set(flips)) / len(flips), len(caught & set(flips)) / max(len(caught), 1)
+
+
+def screen_clean_half(x: np.ndarray, y: np.ndarray, *, max_suspect_fraction: float) -> tuple:
+    """First half the reference, second half the batch: screen the clean batch (label issues) and
+    check that at most 1 % of each class is flagged. Returns reference, batch, args, result."""
+    names = [f"f{i}" for i in range(x.shape[1])]
+    df = pd.DataFrame(x, columns=names).assign(y=y)
+    half = len(df) // 2
+    ref, batch = df.iloc[:half].reset_index(drop=True), df.iloc[half:].reset_index(drop=True)
+    args = {"target": "y", "features": names, "checks": ["label_issues"]}
+    clean = screen_data(batch, max_suspect_fraction=max_suspect_fraction, reference=ref, **args)
+    flagged = flagged_mask(clean, len(batch))
+    for cls in (0, 1):
+        assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
+    return ref, batch, args, clean
+
+
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
     return generate_fraud_data(10_000, seed=30)
@@ -153,20 +183,11 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
     df = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)]).assign(y=y)
     ref = df.iloc[:1500].reset_index(drop=True)
     batch = df.iloc[1500:].reset_index(drop=True)
-    rng = np.random.default_rng(0)
-    flips = rng.choice(len(batch), size=150, replace=False)
-    batch.loc[flips, "y"] = 1 - batch.loc[flips, "y"]
-    result = screen_data(
-        batch,
-        target="y",
-        features=[f"f{i}" for i in range(8)],
-        checks=["label_issues"],
+    flips = np.random.default_rng(0).choice(len(batch), size=150, replace=False)
+    recall, precision = flip_and_screen(
+        batch, ref, flips, target="y", features=[f"f{i}" for i in range(8)], checks=["label_issues"],
         max_suspect_fraction=0.2,
-        reference=ref,
-    )
-    caught = set(result.quarantined["_row_index"])
-    recall = len(caught & set(flips)) / len(flips)
-    precision = len(caught & set(flips)) / max(len(caught), 1)
+    )  # fmt: skip
     assert recall >= 0.5 and precision >= 0.85, (recall, precision)
 
 
@@ -248,24 +269,11 @@ def test_flips_into_a_rare_class_are_caught_and_its_clean_rows_spared():
         n_samples=20_000, n_features=10, n_informative=6, weights=[0.98], flip_y=0.0,
         class_sep=1.5, random_state=7,
     )  # fmt: skip
-    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(10)]).assign(y=y)
-    ref, batch = df.iloc[:10_000].reset_index(drop=True), df.iloc[10_000:].reset_index(drop=True)
-    args = {"target": "y", "features": [f"f{i}" for i in range(10)], "checks": ["label_issues"]}
-    clean = screen_data(batch, max_suspect_fraction=1.0, reference=ref, **args)
-    flagged = np.zeros(len(batch), dtype=bool)
-    flagged[clean.quarantined["_row_index"].to_numpy()] = True
-    for cls in (0, 1):
-        assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
-    rng = np.random.default_rng(1)
-    flips = rng.choice(len(batch), size=1000, replace=False)
-    poisoned = batch.copy()
-    poisoned.loc[flips, "y"] = 1 - poisoned.loc[flips, "y"]
-    result = screen_data(poisoned, max_suspect_fraction=1.0, reference=ref, **args)
-    caught = set(result.quarantined["_row_index"])
-    recall = len(caught & set(flips)) / len(flips)
-    precision = len(caught & set(flips)) / max(len(caught), 1)
+    ref, batch, args, clean = screen_clean_half(x, y, max_suspect_fraction=1.0)
+    assert clean.summary["checks"]["label_issues"]["model_source"] == "reference"
+    flips = np.random.default_rng(1).choice(len(batch), size=1000, replace=False)
+    recall, precision = flip_and_screen(batch, ref, flips, max_suspect_fraction=1.0, **args)
     assert recall >= 0.9 and precision >= 0.9, (recall, precision)
-    assert result.summary["checks"]["label_issues"]["model_source"] == "reference"
 
 
 def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
@@ -276,24 +284,11 @@ def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
     x, y = make_classification(
         n_samples=6000, n_features=8, n_informative=6, flip_y=0.0, random_state=4, class_sep=1.5
     )
-    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)]).assign(y=y)
-    ref, batch = df.iloc[:3000].reset_index(drop=True), df.iloc[3000:].reset_index(drop=True)
-    args = {"target": "y", "features": [f"f{i}" for i in range(8)], "checks": ["label_issues"]}
-    clean = screen_data(batch, max_suspect_fraction=0.2, reference=ref, **args)
-    flagged = np.zeros(len(batch), dtype=bool)
-    flagged[clean.quarantined["_row_index"].to_numpy()] = True
-    for cls in (0, 1):
-        assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
+    ref, batch, args, clean = screen_clean_half(x, y, max_suspect_fraction=0.2)
     for detail in clean.summary["checks"]["label_issues"]["classes"].values():
         assert detail["reference_flag_rate"] <= 0.01 and (detail["cut"] is None or detail["cut"] <= 0)
-    rng = np.random.default_rng(0)
-    flips = rng.choice(len(batch), size=300, replace=False)
-    poisoned = batch.copy()
-    poisoned.loc[flips, "y"] = 1 - poisoned.loc[flips, "y"]
-    result = screen_data(poisoned, max_suspect_fraction=0.2, reference=ref, **args)
-    caught = set(result.quarantined["_row_index"])
-    recall = len(caught & set(flips)) / len(flips)
-    precision = len(caught & set(flips)) / max(len(caught), 1)
+    flips = np.random.default_rng(0).choice(len(batch), size=300, replace=False)
+    recall, precision = flip_and_screen(batch, ref, flips, max_suspect_fraction=0.2, **args)
     assert recall >= 0.55 and precision >= 0.85, (recall, precision)
 
 
