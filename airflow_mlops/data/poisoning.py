@@ -37,8 +37,9 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     half its distance from the median. Independently, a value more than ``outlier_threshold``
     robust z-scores (``0.6745 * |x - median| / MAD`` against the reference; a heavy-tailed column
     ``>= 0`` is first log-compressed as ``log(x + median)``) from the median (and, with a
-    reference, outside the range of the reference's values; in a column whose MAD is 0 only an
-    infinite value counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
+    reference, outside the range of the reference's values by more than
+    :data:`EXTREME_RANGE_MARGIN` x its width; in a column whose MAD is 0 only an infinite value
+    counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
     that is log-compressed), makes a row suspect too.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
@@ -131,6 +132,9 @@ TAIL_MIN_ROWS = 50
 # from the median.
 OOD_QUANTILE = 0.995
 OOD_MARGIN = 0.5
+# out_of_distribution with a reference: an extreme value must also be beyond the reference's
+# range by this share of the range.
+EXTREME_RANGE_MARGIN = 0.5
 # duplicates: numeric features are rounded to this share of their standard deviation.
 NEAR_DUPLICATE_RESOLUTION = 1e-3
 
@@ -1034,7 +1038,11 @@ def _out_of_distribution(
             if fitted_on == "reference":
                 # A value the trusted reference has seen is not extreme, however small the MAD
                 # of a sparse or discrete column makes its z-score.
-                hit &= (values < finite.min()) | (values > finite.max())
+                # Nor is one just past the edge of a small reference: it must be beyond it by
+                # EXTREME_RANGE_MARGIN x the reference's range.
+                lo, hi = float(finite.min()), float(finite.max())
+                margin = EXTREME_RANGE_MARGIN * (hi - lo)
+                hit &= (values < lo - margin) | (values > hi + margin)
         hit |= negative
         if hit.any():
             extreme_cols.append(name)
