@@ -70,6 +70,9 @@ def render_screen_report(result: ScreenResult, *, target: str, features: Sequenc
             cut = result.scores.get(f"{check}_cut")
             parts.append(f"<h3>{check}</h3><p>{html.escape(label)}</p>")
             parts.append(_histogram_svg(result.scores[check], cut))
+            how = s["checks"].get(check, {}).get("threshold")
+            if how:  # how the cut was set (a class without a line had no suspect)
+                parts.append(f"<p>Cut: {html.escape(str(how))}.</p>")
     if not shown:
         parts.append("<p>No scoring check ran.</p>")
     parts.append("<h2>Quarantined rows and their nearest accepted rows</h2>")
