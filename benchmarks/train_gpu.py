@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     print(
         f"trainer {results['trainer_samples_per_second']:,.0f} samples/s vs plain torch loop "
-        f"{results['plain_samples_per_second']:,.0f} samples/s: ratio {ratio:.2f}x ({metrics['precision']})"
+        f"{results['plain_samples_per_second']:,.0f} samples/s: ratio {results['ratio']:.2f}x ({metrics['precision']})"
     )
     print(
         f"time to val roc_auc >= {args.target_auc}: trainer whole run {trainer_wall:.1f}s "
