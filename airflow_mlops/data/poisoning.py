@@ -115,7 +115,8 @@ ROW_LEVEL = 0.0005
 MIN_CALIBRATION_ROWS = 20
 MIN_OOD_CLASS_ROWS = 10
 UNCALIBRATED_LABEL_CUT = -math.log(20.0)
-# Rows of the reference used to calibrate (a random sample when it has more).
+# Rows of the reference the label models and the forest are fitted and calibrated on (a random
+# sample when it has more).
 MAX_CALIBRATION_ROWS = 10_000
 # Model fits on fewer rows than this use one thread.
 SMALL_FIT_ROWS = 20_000
@@ -411,7 +412,9 @@ def screen_data(
         nonlocal model
         if model is None:
             ref_x = ref_labels = None
-            if reference is not None and "label_issues" in checks:
+            # With a reference, the label models learn from it (the trusted rows) for the
+            # duplicates check too.
+            if reference is not None:
                 ref = reference[reference[target].notna()]
                 if len(ref) > MAX_CALIBRATION_ROWS:
                     ref = ref.sample(n=MAX_CALIBRATION_ROWS, random_state=seed)
@@ -1208,7 +1211,8 @@ def _conflicting_duplicates(
         best_of = dict(zip(per_group.index.to_numpy(), best, strict=True))
         preferred = np.array([best_of[g] for g in group[rows]])
         mask[rows[lm.y[rows] != preferred]] = True
-        detail["resolved_by"] = "out-of-fold model: copies whose label is not the group's most plausible"
+        detail["resolved_by"] = "label model: copies whose label is not the group's most plausible"
+        detail["model_source"] = lm.source
     else:
         mask[in_conflict] = True  # cannot tell which copy is genuine: hold them all back
         detail["resolved_by"] = f"every copy (label model {lm.status})"
@@ -1440,12 +1444,6 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
         return {}
     qs = (0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0)
     return {f"q{q:g}": round(float(v), 4) for q, v in zip(qs, np.quantile(finite, qs), strict=True)}
-
-
-def _first_value(values: np.ndarray, codes: np.ndarray, k: int) -> Any:
-    import numpy as np
-
-    return _plain(values[int(np.flatnonzero(codes == k)[0])])
 
 
 def _finite_or_none(value: float) -> float | None:

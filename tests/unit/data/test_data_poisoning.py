@@ -114,7 +114,7 @@ def test_clean_imbalanced_data_spares_the_positives(clean, clean_result):
     assert_accounted(clean, result)
 
 
-def test_injected_poison_is_caught(poisoned, poisoned_result):
+def test_injected_poison_is_caught(poisoned, poisoned_result, reference):
     result = poisoned_result
     info = poisoned.attrs["poison"]
     reasons = dict(zip(result.quarantined["_row_index"], result.quarantined["_reasons"], strict=True))
@@ -122,6 +122,11 @@ def test_injected_poison_is_caught(poisoned, poisoned_result):
     assert all("conflicting_duplicate" in reasons.get(i, "") for i in info["conflicting_duplicates"])
     assert not any(i in reasons for i in info["duplicate_sources"])
     assert result.summary["check_counts"]["duplicates"] == 12
+    # The duplicates check alone also judges the copies with the reference's models.
+    alone = screen(poisoned, checks=["duplicates"], reference=reference)
+    assert alone.summary["checks"]["duplicates"]["model_source"] == "reference"
+    held = set(alone.quarantined["_row_index"])
+    assert set(info["conflicting_duplicates"]) <= held and not held & set(info["duplicate_sources"])
     # Hidden fraud (fraud relabelled legitimate) is caught; the kNN rule missed most of it.
     y_clean = generate_fraud_data(4000, seed=31)[TARGET].to_numpy()
     hidden = [i for i in info["label_flips"] if y_clean[i] == 1]
