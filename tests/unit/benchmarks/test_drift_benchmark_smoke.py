@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drift_benchmark", ROOT / "benchmarks" / "drift.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_benchmark_runs_and_prints_ratios(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_benchmark_runs_and_prints_ratios(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], load_benchmark
+) -> None:
     pytest.importorskip("torch")
-    bench = load_benchmark()
+    bench = load_benchmark("drift.py")
     out = tmp_path / "results.json"
     results = bench.main(
         ["--rows", "1500", "--features", "4", "--mmd-rows", "150", "--mmd-features", "3",

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
 TASKS = {
     "data.validate", "data.screen", "training.prepare", "training.fit", "training.package",
     "gates.scan", "gates.evaluate",
@@ -18,19 +14,8 @@ TASKS = {
 }  # fmt: skip
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "parse_specs_benchmark", ROOT / "benchmarks" / "parse_specs.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_factory_and_hand_written_folders_build_identical_dags(tmp_path: Path) -> None:
-    bench = load_benchmark()
+def test_factory_and_hand_written_folders_build_identical_dags(tmp_path: Path, load_benchmark) -> None:
+    bench = load_benchmark("parse_specs.py")
     folders = bench.generate(tmp_path / "n2", 2)
     hand_file = (folders["hand"] / "model_0001__train.py").read_text()
     assert "validate.output['data']" in hand_file and "evaluate >> sign" in hand_file

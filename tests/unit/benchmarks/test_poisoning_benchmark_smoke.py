@@ -6,7 +6,6 @@ The real cleanlab (AGPL) lives only in the benchmark's own venv; here a tiny sta
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,8 +13,6 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
 
 FAKE_CLEANLAB = {
     "__init__.py": '__version__ = "0.0+fake"\n',
@@ -27,18 +24,9 @@ FAKE_CLEANLAB = {
 }
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("poisoning_benchmark", ROOT / "benchmarks" / "poisoning.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return load_benchmark()
+def bench(load_benchmark) -> ModuleType:
+    return load_benchmark("poisoning.py")
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
