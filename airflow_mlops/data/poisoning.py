@@ -871,19 +871,18 @@ def _calibrate_label_cut(model: _LabelModel) -> dict[str, Any] | None:
     """Per class, the score cut that controls the false discovery rate at :data:`FDR_LEVEL`.
 
     Each labelled batch row gets a conformal p-value against the reference rows of its own class
-    (a Mondrian, i.e. class-conditional, p-value): ``p = (1 + #{reference rows of the class with a
-    score <= the row's}) / (n_class + 1)``, the reference rows scored by the cross-fit model that
-    did not see them. A clean batch row and a reference row are exchangeable (the batch row is
-    scored by the average of the models, which is if anything better, so its p-value is if
-    anything larger: the test stays valid), so a clean row's p-value is (super-)uniform.
-    Benjamini-Hochberg at level ``q`` over all labelled batch rows then keeps the expected share
-    of clean rows among the suspects at most ``q`` (Bates et al., 2023, "Testing for outliers
-    with conformal p-values"): the threshold adapts to the amount of poison, so a clean batch has
-    almost no suspects (any flag at all has probability at most ``q``) and a heavily flipped one
-    loses all its flips, whatever a class's rate. A row is a discovery iff its p-value is at most
-    the BH threshold ``t``, i.e. iff its score is below the ``floor(t (n_class + 1) - 1) + 1``-th
-    smallest reference score of its class: that score, capped at 0 (the label must be less likely
-    than another class, after dividing by the class rates), is the class's cut.
+    (a Mondrian, i.e. class-conditional, p-value; :func:`_conformal_p_values`, ranks smoothed
+    below the lowest reference score), the reference rows scored by the cross-fit model that did
+    not see them. A clean batch row and a reference row are exchangeable (the batch row is scored
+    by the average of the models, which is if anything better, so its p-value is if anything
+    larger: the test stays valid), so a clean row's p-value is (super-)uniform. Per class, the
+    rows whose label is less likely than another class (score < 0) are the tests, and
+    :func:`_suspect_level` (Benjamini-Hochberg at ``q``, or :data:`ROW_LEVEL` when higher) sets
+    the p-value threshold: the expected share of clean rows among a class's suspects stays at
+    most ``q`` (Bates et al., 2023, "Testing for outliers with conformal p-values"), so a clean
+    batch has almost no suspects and a heavily flipped class loses its flips, whatever its rate.
+    p-values rise with the score, so the class's cut is just above its highest discovery's score
+    (``-inf``, reported as ``None``, when it has none).
     """
     import numpy as np
 
