@@ -136,6 +136,21 @@ class ArtifactStore:
             return f"{self.root}/{clean}"
         return str(self._local_root / clean)
 
+    def contains(self, uri: str) -> bool:
+        """Whether ``uri`` names something inside this store: an ``s3://`` URI under an S3 root, or
+        a local path (``file://`` URIs decoded) that resolves, symbolic links followed, below a
+        local root. For refs that come from outside the run (an asset event's ``data_refs``)."""
+        from airflow_mlops.allowed_roots import OutsideAllowedRootsError, ensure_within_roots
+
+        if self.is_s3 != uri.startswith("s3://"):
+            return False
+        root = self.root if self.is_s3 else str(self._local_root)
+        try:
+            ensure_within_roots(uri, [root], what="artifact")
+        except OutsideAllowedRootsError:
+            return False
+        return True
+
     @staticmethod
     def run_prefix(pipeline: str, run_id: str, stage: str) -> str:
         return "/".join([safe_segment(pipeline), safe_segment(run_id), safe_segment(stage)])

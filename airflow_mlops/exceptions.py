@@ -99,6 +99,11 @@ class DataError(MLOpsError):
     retryable = False
 
 
+class OutsideAllowedRootsError(DataError):
+    """A data or artifact location resolves outside every allowed root, or cannot be judged (an
+    unsupported scheme, a file URI naming another host). See :mod:`airflow_mlops.allowed_roots`."""
+
+
 class DataValidationError(DataError):
     """Data failed the spec's expectations (and ``validation.on_failure`` is ``fail``)."""
 

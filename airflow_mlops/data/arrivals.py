@@ -745,9 +745,13 @@ class WatchConfig:
     max_objects: int | None = None
     consumer: str = ""
     with_sha256: bool = False
+    #: roots the watched location must lie under (symbolic links resolved); None: only
+    #: ``AIRFLOW_MLOPS_ALLOWED_ROOTS``, where it is set (see :mod:`airflow_mlops.allowed_roots`).
+    allowed_roots: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         normalize_location(self.location)
+        self.check_location()
         compile_pattern(self.pattern)
         normalize_location(self.state_uri)
         if self.settle_seconds < 0 or self.lookback_seconds < 0:
@@ -759,6 +763,13 @@ class WatchConfig:
             raise DataError(f"max_objects_per_event must be at least 1, got {self.max_objects}")
         if self.with_sha256 and self.location.startswith("s3://"):
             raise DataError("with_sha256 hashes local files only; S3 objects carry their ETag instead")
+
+    def check_location(self) -> str:
+        """The watched location, checked against the allowed roots (raises
+        :class:`~airflow_mlops.exceptions.OutsideAllowedRootsError`)."""
+        from airflow_mlops.allowed_roots import check_runtime
+
+        return check_runtime(self.location, self.allowed_roots, what="new-data location")
 
     @property
     def watch_id(self) -> str:
@@ -774,6 +785,7 @@ class WatchConfig:
             "max_objects": self.max_objects,
             "consumer": self.consumer,
             "with_sha256": self.with_sha256,
+            "allowed_roots": list(self.allowed_roots) if self.allowed_roots is not None else None,
             "watch_id": self.watch_id,
         }
 
@@ -797,6 +809,7 @@ class NewDataWatch:
         return self.store.load(self.empty())
 
     def list(self) -> Listing:
+        self.config.check_location()  # again on every listing: a folder can be swapped for a link
         if self.is_s3:
             return list_s3(
                 self.store.s3 if self._s3 is None else self._s3, self.config.location, self.config.pattern
@@ -814,7 +827,7 @@ class NewDataWatch:
             committed_by=committed_by,
         )
         if self.config.with_sha256 and objects:
-            objects = [_with_sha256(o) for o in objects]
+            objects = [_with_sha256(o, self.config.allowed_roots) for o in objects]
             nxt = watermark.advance(
                 objects, lookback_ns=int(self.config.lookback_seconds * _NS), committed_by=committed_by
             )
@@ -824,5 +837,8 @@ class NewDataWatch:
         return self.store.save(watermark, expected_version=expected_version)
 
 
-def _with_sha256(obj: ObjectInfo) -> ObjectInfo:
-    return ObjectInfo(obj.uri, obj.key, obj.size, obj.mtime_ns, obj.etag, sha256_of(obj.uri))
+def _with_sha256(obj: ObjectInfo, allowed_roots: Sequence[str] | None = None) -> ObjectInfo:
+    from airflow_mlops.allowed_roots import check_runtime
+
+    path = check_runtime(obj.uri, allowed_roots, what="new-data file")  # it is about to be read
+    return ObjectInfo(obj.uri, obj.key, obj.size, obj.mtime_ns, obj.etag, sha256_of(path))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,15 @@ def format_from_path(path: str | os.PathLike[str], fmt: str | None = None) -> st
 def read_table(
     path: str | os.PathLike[str], fmt: str | None = None, *, name: str | None = None
 ) -> pd.DataFrame:
-    """Read a parquet or CSV file into a DataFrame.
+    """Read a parquet or CSV file into a DataFrame, exactly as the file holds it.
 
     :param path: the file to read.
     :param fmt: ``"parquet"`` or ``"csv"``; default: from the file extension.
     :param name: how messages name the file (e.g. the ``s3://`` URI a local copy came from);
         default: ``path``.
-    :raises DataError: the file is missing, unreadable, of an unknown format, or has no rows.
+    :raises DataError: the file is missing, unreadable, of an unknown format, has no rows, or has
+        columns pandas would silently change (see :func:`check_csv_layout` and
+        :func:`check_parquet_schema`). Every such error is final: no retry reads it differently.
     """
     import pandas as pd
 
@@ -69,8 +72,10 @@ def read_table(
     if not p.is_file():
         what = "is a directory, not a file" if p.is_dir() else "does not exist"
         raise DataError(f"data file {shown} {what}: check data.source / data.reference and the data interval")
+    expected_rows = check_csv_layout(p, shown) if fmt == "csv" else check_parquet_schema(p, shown)
     try:
-        df = pd.read_parquet(p) if fmt == "parquet" else pd.read_csv(p)
+        # index_col=False: a row with one field too many never turns the first column into the index.
+        df = pd.read_parquet(p) if fmt == "parquet" else pd.read_csv(p, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {shown} is empty (no columns, no rows)") from None
     except Exception as exc:
@@ -79,27 +84,205 @@ def read_table(
         raise DataError(f"data file {shown} has no columns")
     if df.empty:
         raise DataError(f"data file {shown} has no rows (columns: {list(df.columns)})")
+    check_column_names(list(df.columns), shown)
+    if expected_rows is not None and len(df) != expected_rows:
+        raise DataError(
+            f"data file {shown} holds {expected_rows} row(s) but {len(df)} were read; refusing to "
+            "train on a silently changed table: check the file's quoting and line endings"
+        )
     log.info("Read %s rows x %s columns from %s (%s)", len(df), len(df.columns), shown, fmt)
     return df
 
 
+def _name_key(name: str) -> str:
+    """How column names are compared for near-duplicates: Unicode-normalized, trimmed, case-folded."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def check_column_names(names: Sequence[Any], source: str) -> None:
+    """Every column must have a name of its own, as a string.
+
+    Refused (one message naming every offending column): a name that is not a string (a
+    multi-level header), an empty or blank name (pandas would call it ``Unnamed: N``), and names
+    that are equal or differ only in case, surrounding whitespace or Unicode form (``a`` / ``a``,
+    ``Age`` / ``age ``): pandas renames exact duplicates (``a``, ``a.1``) and keeps the others
+    apart, and either way a model would be trained on a column the spec does not mean.
+
+    :raises DataError: final; the message lists the columns and how to fix the file.
+    """
+    problems = []
+    groups: dict[str, list[str]] = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            problems.append(f"column {index + 1} has a non-text name {name!r} (a multi-level header?)")
+            continue
+        if not name.strip():
+            problems.append(f"column {index + 1} has no name")
+            continue
+        groups.setdefault(_name_key(name), []).append(name)
+    for same in groups.values():
+        if len(same) > 1:
+            kind = "duplicated" if len(set(same)) == 1 else "differ only in case, whitespace or Unicode form"
+            problems.append(f"columns {same} are {kind}")
+    if problems:
+        raise DataError(
+            f"data file {source} has unusable column names: "
+            + "; ".join(problems)
+            + ". Give every column one distinct name in the file's header"
+        )
+
+
+def check_csv_layout(path: Path, source: str) -> int:
+    """Check a CSV's header and that every row has the header's number of fields; return the
+    number of data rows (blank lines are not rows, as for pandas).
+
+    pandas would rename duplicated headers (``a``, ``a.1``), name an empty one ``Unnamed: N``,
+    fill a short row with nulls and shift a long one: each is refused here, naming the columns
+    or the line.
+
+    :raises DataError: final; the header's or the first bad row's problem, with its line number.
+    """
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header: list[str] | None = None
+            rows = 0
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # a blank line
+                if header is None:
+                    header = fields
+                    check_column_names(header, source)
+                    continue
+                if len(fields) != len(header):
+                    raise DataError(
+                        f"data file {source}: line {reader.line_num} has {len(fields)} field(s), the header "
+                        f"has {len(header)} ({header}); pandas would "
+                        + (
+                            "fill the missing ones with nulls"
+                            if len(fields) < len(header)
+                            else "shift the row"
+                        )
+                        + ". Fix the row (quote fields that contain commas)"
+                    )
+                rows += 1
+    except UnicodeDecodeError as exc:
+        raise DataError(f"data file {source} is not UTF-8 text: {exc}") from None
+    except csv.Error as exc:
+        raise DataError(f"cannot read {source} as csv: {exc}") from None
+    if header is None:
+        raise DataError(f"data file {source} is empty (no columns, no rows)")
+    return rows
+
+
+def _unsupported_arrow_type(arrow_type: Any) -> str | None:
+    """Why a parquet column of ``arrow_type`` cannot be used, or None when it is a flat column
+    pandas reads faithfully (booleans, numbers, text, dates, timestamps, categoricals of those)."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_dictionary(arrow_type):
+        return _unsupported_arrow_type(arrow_type.value_type)
+    if t.is_nested(arrow_type):
+        return "nested values (a list, struct, map or union per row)"
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_fixed_size_binary(arrow_type):
+        return "raw bytes"
+    if t.is_decimal(arrow_type):
+        return "decimals (pandas would read them as text); cast them to double"
+    if t.is_time(arrow_type) or t.is_duration(arrow_type) or t.is_interval(arrow_type):
+        return "times of day, durations or intervals; cast them to numbers"
+    flat = (
+        t.is_boolean(arrow_type)
+        or t.is_integer(arrow_type)
+        or t.is_floating(arrow_type)
+        or t.is_string(arrow_type)
+        or t.is_large_string(arrow_type)
+        or getattr(t, "is_string_view", lambda _: False)(arrow_type)
+        or t.is_timestamp(arrow_type)
+        or t.is_date(arrow_type)
+        or t.is_null(arrow_type)  # an all-null column: check_table names it
+    )
+    return None if flat else "a type the pipeline cannot use"
+
+
+def check_parquet_schema(path: Path, source: str) -> int | None:
+    """Check a parquet file's columns before pandas reads it; return its row count (footer).
+
+    Refused, naming each column and its type: nested columns (lists, structs, maps, unions),
+    raw bytes, decimals, times and durations, and any other type that is not a flat boolean,
+    number, text, date or timestamp; column names as :func:`check_column_names` requires.
+
+    :raises DataError: final.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path)
+        schema = metadata.schema.to_arrow_schema()
+    except Exception as exc:
+        raise DataError(f"cannot read {source} as parquet: {type(exc).__name__}: {exc}") from exc
+    pandas_index = _pandas_index_columns(schema)
+    names = [f.name for f in schema if f.name not in pandas_index]
+    check_column_names(names, source)
+    bad = [
+        f"{f.name!r} ({f.type}): {why}"
+        for f in schema
+        if (why := _unsupported_arrow_type(f.type)) is not None and f.name not in pandas_index
+    ]
+    if bad:
+        raise DataError(
+            f"data file {source} has column(s) the pipeline cannot use: "
+            + "; ".join(bad)
+            + ". Flatten or drop them in the extract (one scalar per cell)"
+        )
+    return int(metadata.num_rows)
+
+
+def _pandas_index_columns(schema: Any) -> set[str]:
+    """Columns pandas stored as the frame's index (``__index_level_0__``): not data columns."""
+    import json
+
+    raw = (schema.metadata or {}).get(b"pandas")
+    if not raw:
+        return set()
+    try:
+        index = json.loads(raw).get("index_columns") or []
+    except (ValueError, AttributeError):
+        return set()
+    return {c for c in index if isinstance(c, str)}
+
+
 def read_source(
-    uri: str, dest_dir: str | os.PathLike[str], fmt: str | None = None, *, s3_client: Any = None
+    uri: str,
+    dest_dir: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    s3_client: Any = None,
+    allowed_roots: Iterable[str] | None = None,
+    what: str = "data location",
 ) -> pd.DataFrame:
     """Read a parquet or CSV table from a local path, a ``file://`` URI or an ``s3://`` URI.
 
+    The location is first checked against the allowed roots (``allowed_roots`` and, where it is
+    set, ``AIRFLOW_MLOPS_ALLOWED_ROOTS``; see :mod:`airflow_mlops.allowed_roots`): a local one
+    with ``..`` and symbolic links resolved, and the resolved file is what is read.
     An S3 object is downloaded into ``dest_dir`` first (with ``s3_client``, else a boto3 client
     for ``AWS_ENDPOINT_URL`` and the standard credential chain); a local file is read in place.
     Every message names ``uri``, never the local copy. The format comes from ``fmt`` or from the
     URI's extension, and is checked before anything is downloaded.
 
+    :raises OutsideAllowedRootsError: the location lies outside the allowed roots (final).
     :raises DataError: the object or file does not exist, is empty, unreadable, has no rows or an
         unknown format. Other S3 failures (network, permissions) propagate as they are.
     """
+    from airflow_mlops.allowed_roots import check_runtime
+
     fmt = format_from_path(uri, fmt)
+    location = check_runtime(uri, allowed_roots, what=what)
     if not uri.startswith("s3://"):
-        local = uri[len("file://") :] if uri.startswith("file://") else uri
-        return read_table(Path(local).expanduser(), fmt, name=uri)
+        return read_table(location, fmt, name=uri)
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket or not key or key.endswith("/"):
         raise DataError(f"data location {uri} does not name an object: use s3://bucket/path/file.{fmt}")

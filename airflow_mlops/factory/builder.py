@@ -71,7 +71,9 @@ def task_settings(spec: PipelineSpec, stage: str | None, extra: Any = None) -> d
     return args
 
 
-def build_schedule(spec: PipelineSpec, base: Path | None = None) -> Any:
+def build_schedule(
+    spec: PipelineSpec, base: Path | None = None, allowed_roots: list[str] | None = None
+) -> Any:
     """Airflow ``schedule`` for the spec: a data-interval timetable, assets, or both.
 
     Time schedules (cron, presets, intervals) become *data-interval* timetables: the run for
@@ -89,7 +91,9 @@ def build_schedule(spec: PipelineSpec, base: Path | None = None) -> Any:
         return time_timetable(value)
     from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule
 
-    assets = [_event_asset(spec, e, base) if e in PIPELINE_EVENTS else Asset(e) for e in value.events]
+    assets = [
+        _event_asset(spec, e, base, allowed_roots) if e in PIPELINE_EVENTS else Asset(e) for e in value.events
+    ]
     condition = assets[0] if len(assets) == 1 else AssetAny(*assets)
     timetable = time_timetable(value.time)
     if timetable is None:
@@ -137,7 +141,9 @@ def describe_schedule_value(value: Any, *, explain: bool = False) -> str:
     return " or ".join(parts)
 
 
-def _event_asset(spec: PipelineSpec, event: str, base: Path | None = None) -> Any:
+def _event_asset(
+    spec: PipelineSpec, event: str, base: Path | None = None, allowed_roots: list[str] | None = None
+) -> Any:
     """The pipeline's own ``drift`` / ``new_data`` asset; ``new_data`` carries its watcher if the spec
     says where batches land (the triggerer then polls it and emits the events)."""
     watch = spec.data.new_data
@@ -154,6 +160,7 @@ def _event_asset(spec: PipelineSpec, event: str, base: Path | None = None) -> An
         settle_seconds=watch.settle.total_seconds(),
         state_uri=watermark_location(spec.pipeline, root),
         aws_conn_id=spec.artifacts.connection,
+        allowed_roots=allowed_roots,
     )
 
 
@@ -266,8 +273,14 @@ def _holdout_check_gates(spec: PipelineSpec) -> list[str]:
     return phrases
 
 
-def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> DAG:
-    """Build the ``<pipeline>__train`` DAG for a validated spec."""
+def build_train_dag(
+    spec: PipelineSpec, *, spec_path: str | Path | None = None, allowed_roots: list[str] | None = None
+) -> DAG:
+    """Build the ``<pipeline>__train`` DAG for a validated spec.
+
+    ``allowed_roots``: the roots the spec was checked against; its tasks check every location
+    they read against them again when they run (see :mod:`airflow_mlops.allowed_roots`).
+    """
     base = Path(spec_path).resolve().parent if spec_path else None
     source = resolve_location(spec.data.source, base) or spec.data.source
     reference = resolve_location(spec.data.reference, base)
@@ -277,6 +290,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
         "pipeline": spec.pipeline,
         "artifact_root": root,
         "aws_conn_id": spec.artifacts.connection,
+        "allowed_roots": allowed_roots,
     }
 
     def stage(name: str) -> dict[str, Any]:
@@ -288,7 +302,7 @@ def build_train_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) 
     with DAG(
         dag_id=spec.train_dag_id,
         description=spec.description or f"Training lifecycle of {spec.pipeline}",
-        schedule=build_schedule(spec, base),
+        schedule=build_schedule(spec, base, allowed_roots),
         start_date=date_to_datetime(spec.start_date),
         catchup=spec.catchup,
         tags=sorted({"mlops", *spec.tags}),
@@ -525,7 +539,9 @@ def _listens_to_drift(spec: PipelineSpec) -> bool:
     return isinstance(spec.schedule, ScheduleConfig) and "drift" in spec.schedule.events
 
 
-def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> DAG:
+def build_monitor_dag(
+    spec: PipelineSpec, *, spec_path: str | Path | None = None, allowed_roots: list[str] | None = None
+) -> DAG:
     """Build the ``<pipeline>__monitor`` DAG of a spec with a ``monitoring`` section.
 
     ``monitor.score`` (batch inference with the verified champion) → ``monitor.detect`` (drift,
@@ -541,6 +557,7 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
         "pipeline": spec.pipeline,
         "artifact_root": resolve_location(spec.artifacts.root, base),
         "aws_conn_id": spec.artifacts.connection,
+        "allowed_roots": allowed_roots,
         **task_settings(spec, None, m.settings),
     }
     reference = m.reference
@@ -655,13 +672,15 @@ def build_monitor_dag(spec: PipelineSpec, *, spec_path: str | Path | None = None
     return dag
 
 
-def build_dags(spec: PipelineSpec, *, spec_path: str | Path | None = None) -> dict[str, DAG]:
+def build_dags(
+    spec: PipelineSpec, *, spec_path: str | Path | None = None, allowed_roots: list[str] | None = None
+) -> dict[str, DAG]:
     """Every DAG a spec describes, by dag id: the training lifecycle and, with a ``monitoring``
     section, the monitor. All or nothing: when one fails to build, the exception propagates and
     no DAG of the spec exists anywhere (the DAGs are not auto-registered with Airflow's DAG
     context, so a half-built one cannot reach the DAG bag; put the result into your DAG file's
-    ``globals()``)."""
-    dags = [build_train_dag(spec, spec_path=spec_path)]
+    ``globals()``). ``allowed_roots``: see :func:`build_train_dag`."""
+    dags = [build_train_dag(spec, spec_path=spec_path, allowed_roots=allowed_roots)]
     if spec.monitoring is not None:
-        dags.append(build_monitor_dag(spec, spec_path=spec_path))
+        dags.append(build_monitor_dag(spec, spec_path=spec_path, allowed_roots=allowed_roots))
     return {dag.dag_id: dag for dag in dags}

@@ -80,7 +80,11 @@ def build_fit_task(spec: PipelineSpec, *, job: Any, settings: dict[str, Any]) ->
     if training.backend == "local":
         return ModelFitOperator(task_id=FIT_TASK, job=job, **settings)
     # The container backends take the task settings, not the lifecycle operators' store settings.
-    task_args = {k: v for k, v in settings.items() if k not in ("pipeline", "artifact_root", "aws_conn_id")}
+    task_args = {
+        k: v
+        for k, v in settings.items()
+        if k not in ("pipeline", "artifact_root", "aws_conn_id", "allowed_roots")
+    }
     root = settings.get("artifact_root")
     resources = training.resources
     assert training.image is not None  # the spec model requires it for these backends

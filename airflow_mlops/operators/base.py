@@ -91,6 +91,12 @@ class MLOpsBaseOperator(BaseOperator):
     :param artifact_root: local directory or ``s3://bucket/prefix`` (templated). Default: the
         ``AIRFLOW_MLOPS_ARTIFACT_ROOT`` environment variable, else ``$AIRFLOW_HOME/mlops-artifacts``.
     :param aws_conn_id: Airflow AWS connection used for an ``s3://`` root.
+    :param allowed_roots: local directories and ``s3://`` prefixes the task may read user data
+        from (the spec's effective allowed roots; the DAG factory passes them). Every location is
+        checked when the task runs, after rendering, with symbolic links resolved, against these
+        and against ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` where it is set
+        (:func:`airflow_mlops.allowed_roots.check_runtime`); an explicit ``artifact_root`` too.
+        None and no variable: not restricted.
 
     Fail fast: when a subclass's ``execute`` raises a project error whose ``retryable`` is False
     (a failed gate, an unsafe model, a poisoned batch, a blocked promotion, a spec, data or
@@ -119,6 +125,7 @@ class MLOpsBaseOperator(BaseOperator):
         pipeline: str,
         artifact_root: str | None = None,
         aws_conn_id: str | None = None,
+        allowed_roots: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +134,7 @@ class MLOpsBaseOperator(BaseOperator):
         self.pipeline = pipeline
         self.artifact_root = artifact_root
         self.aws_conn_id = aws_conn_id
+        self.allowed_roots = list(allowed_roots) if allowed_roots is not None else None
 
     #: Airflow connection of the MLflow tracking server (set by the stages that talk to MLflow).
     mlflow_conn_id: str = "mlflow_default"
@@ -137,7 +145,17 @@ class MLOpsBaseOperator(BaseOperator):
 
     # -- store ---------------------------------------------------------------------------------
 
+    def check_location(self, location: str, what: str = "data location") -> str:
+        """``location`` checked against the allowed roots (see ``allowed_roots``); returns what to
+        open: the resolved local path, or the ``s3://`` URI. Raises ``OutsideAllowedRootsError``
+        (final: the task fails without retry)."""
+        from airflow_mlops.allowed_roots import check_runtime
+
+        return check_runtime(location, self.allowed_roots, what=what)
+
     def artifact_store(self) -> ArtifactStore:
+        if self.artifact_root:  # the spec's artifacts.root, rendered; the default is the deployment's
+            self.check_location(self.artifact_root, "artifacts.root")
         root = self.artifact_root or default_artifact_root()
         client = None
         if root.startswith("s3://") and self.aws_conn_id:
@@ -205,15 +223,16 @@ class MLOpsBaseOperator(BaseOperator):
         inputs = [dataset_for_uri(uri, sha) for uri, sha in self._lineage_inputs]
         return operator_lineage(inputs, outputs_of(self._lineage_result, tracking_uri))
 
-    def fetch_source(self, uri: str, dest: Path) -> Path:
-        """Bring an input file (local path or s3:// URI) to ``dest``."""
-        if uri.startswith("s3://"):
+    def fetch_source(self, uri: str, dest: Path, what: str = "data location") -> Path:
+        """Bring an input file (local path, ``file://`` or ``s3://`` URI) to ``dest``, once it is
+        known to lie under the allowed roots; a local file is returned resolved, not copied."""
+        location = self.check_location(uri, what)
+        if location.startswith("s3://"):
             store = self.artifact_store()
-            bucket, key = ArtifactStore._split_s3(uri)
+            bucket, key = ArtifactStore._split_s3(location)
             target = dest / key.rsplit("/", 1)[-1]
             store.s3.download_file(bucket, key, str(target))
             self.record_input(uri)
             return target
-        path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
-        self.record_input(str(path))
-        return path
+        self.record_input(location)
+        return Path(location)

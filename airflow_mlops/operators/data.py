@@ -128,7 +128,11 @@ class DataValidateOperator(MLOpsBaseOperator):
             reference = None
             if self.reference:
                 reference = read_source(
-                    self.reference, tmp / "reference", s3_client=self._s3_client(self.reference, store)
+                    self.reference,
+                    tmp / "reference",
+                    s3_client=self._s3_client(self.reference, store),
+                    allowed_roots=self.allowed_roots,
+                    what="data.reference",
                 )
                 self.record_input(self.reference)
                 check_table(reference, source=self.reference, columns=self.columns, target=self.target)
@@ -191,6 +195,20 @@ class DataValidateOperator(MLOpsBaseOperator):
         """The store's S3 client for an ``s3://`` input (its connection), else None."""
         return store.s3 if uri.startswith("s3://") else None
 
+    def _event_ref(self, ref: Any, store: Any) -> ArtifactRef:
+        """An asset event's ``ArtifactRef``, once its URI is known to be a file in this pipeline's
+        artifact store or under the allowed roots: whoever posts an event writes its sha256 too,
+        so the digest alone proves nothing about where the file is."""
+        parsed = ArtifactRef.from_dict(ref)
+        what = f"the asset event's data ref {parsed.uri}"
+        if parsed.is_directory:
+            from airflow_mlops.allowed_roots import OutsideAllowedRootsError
+
+            raise OutsideAllowedRootsError(f"{what} names a directory; an event's data must be files")
+        if not store.contains(parsed.uri):
+            self.check_location(parsed.uri, what)
+        return parsed
+
     def _read_batch(self, context: Any, tmp: Any) -> tuple[Any, str]:
         """The run's batch (see the class docstring) and a description of where it came from."""
         import pandas as pd
@@ -209,10 +227,16 @@ class DataValidateOperator(MLOpsBaseOperator):
                 dest = tmp / f"event-{index}"
                 dest.mkdir(parents=True)
                 if item["ref"]:
-                    frame = read_table(self.fetch(item["ref"], dest), self.data_format, name=item["uri"])
+                    ref = self._event_ref(item["ref"], store)
+                    frame = read_table(self.fetch(ref, dest), self.data_format, name=item["uri"])
                 else:
                     frame = read_source(
-                        item["uri"], dest, self.data_format, s3_client=self._s3_client(item["uri"], store)
+                        item["uri"],
+                        dest,
+                        self.data_format,
+                        s3_client=self._s3_client(item["uri"], store),
+                        allowed_roots=self.allowed_roots,
+                        what=f"the data of asset event {item['event']}",
                     )
                     self.record_input(item["uri"])
                 self.log.info("Read %s rows from %s (asset event %s)", len(frame), item["uri"], item["event"])
@@ -240,7 +264,12 @@ class DataValidateOperator(MLOpsBaseOperator):
                 "the run with a logical date"
             ) from None
         df = read_source(
-            source, tmp, self.data_format, s3_client=self._s3_client(source, self.artifact_store())
+            source,
+            tmp,
+            self.data_format,
+            s3_client=self._s3_client(source, self.artifact_store()),
+            allowed_roots=self.allowed_roots,
+            what="data.event_source" if template is self.event_source else "data.source",
         )
         self.record_input(source)
         self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), source)
@@ -313,7 +342,11 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         with self.scratch() as tmp:
             df = read_table(self.fetch(self.data, tmp / "in"))
             features = self.features or [c for c in map(str, df.columns) if c != self.target]
-            reference = read_table(self.fetch_source(self.reference, tmp)) if self.reference else None
+            reference = (
+                read_table(self.fetch_source(self.reference, tmp, "data.reference"))
+                if self.reference
+                else None
+            )
             result = screen_data(
                 df,
                 target=self.target,

@@ -36,6 +36,8 @@ class NewDataSensor(BaseSensorOperator):
     :param max_objects: at most this many objects per batch.
     :param consumer: separates this sensor's watermark from other watches of the same location.
     :param with_sha256: add each local file's sha256 to the batch.
+    :param allowed_roots: roots ``location`` must lie under (symbolic links resolved), checked on
+        every poke, and ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` where it is set.
     :param commit: commit the watermark when the batch is returned (default). ``False`` only
         peeks: the same batch is reported again until something commits.
     :param deferrable: defer to the triggerer while waiting.
@@ -61,6 +63,7 @@ class NewDataSensor(BaseSensorOperator):
         consumer: str = "",
         with_sha256: bool = False,
         commit: bool = True,
+        allowed_roots: Sequence[str] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -75,6 +78,7 @@ class NewDataSensor(BaseSensorOperator):
         self.consumer = consumer
         self.with_sha256 = with_sha256
         self.commit = commit
+        self.allowed_roots = list(allowed_roots) if allowed_roots is not None else None
         self.deferrable = deferrable
 
     # -- helpers -------------------------------------------------------------------------------
@@ -89,6 +93,7 @@ class NewDataSensor(BaseSensorOperator):
             max_objects=self.max_objects,
             consumer=self.consumer,
             with_sha256=self.with_sha256,
+            allowed_roots=tuple(self.allowed_roots) if self.allowed_roots is not None else None,
         )
 
     @staticmethod
@@ -148,6 +153,7 @@ class NewDataSensor(BaseSensorOperator):
                 lookback_seconds=config.lookback_seconds,
                 consumer=config.consumer,
                 with_sha256=config.with_sha256,
+                allowed_roots=self.allowed_roots,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

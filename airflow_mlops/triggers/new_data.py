@@ -71,6 +71,7 @@ class _NewDataArgs:
         lookback_seconds: float = 0.0,
         consumer: str = "",
         with_sha256: bool = False,
+        allowed_roots: Sequence[str] | None = None,
     ) -> None:
         super().__init__()  # the trigger base class (this mixin comes first in the bases)
         if not float(poll_interval) > 0:
@@ -85,6 +86,7 @@ class _NewDataArgs:
         self.lookback_seconds = float(lookback_seconds)
         self.consumer = str(consumer)
         self.with_sha256 = bool(with_sha256)
+        self.allowed_roots = [str(r) for r in allowed_roots] if allowed_roots is not None else None
         self.validate()
 
     def validate(self) -> WatchConfig:
@@ -102,6 +104,7 @@ class _NewDataArgs:
             max_objects=self.max_objects_per_event,
             consumer=self.consumer,
             with_sha256=self.with_sha256,
+            allowed_roots=tuple(self.allowed_roots) if self.allowed_roots is not None else None,
         )
 
     def _kwargs(self) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class _NewDataArgs:
             "lookback_seconds": self.lookback_seconds,
             "consumer": self.consumer,
             "with_sha256": self.with_sha256,
+            "allowed_roots": self.allowed_roots,
         }
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -162,6 +166,9 @@ class NewDataTrigger(_NewDataArgs, BaseEventTrigger):
     :param lookback_seconds: also compare keys this far below the watermark (S3 multipart uploads).
     :param consumer: separates watermarks of watches on the same location (e.g. the pipeline name).
     :param with_sha256: add each local file's sha256 to the batch (reads every new file).
+    :param allowed_roots: roots ``location`` must lie under, symbolic links resolved, checked
+        when the trigger is built and on every listing (and ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` where
+        it is set); the consumers check every file they read again.
 
     Payload: ``location``, ``pattern``, ``batch_id``, ``objects`` and ``data`` (lists of URIs),
     ``count``, ``bytes``, ``watermark`` (a summary of the watermark after the batch).
@@ -311,6 +318,7 @@ def new_data_asset(
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     max_objects_per_event: int | None = DEFAULT_MAX_OBJECTS,
     lookback_seconds: float = 0.0,
+    allowed_roots: Sequence[str] | None = None,
 ) -> Any:
     """The pipeline's ``x-mlops://<pipeline>/new_data`` asset, watched by a :class:`NewDataTrigger`.
 
@@ -329,6 +337,7 @@ def new_data_asset(
         max_objects_per_event=max_objects_per_event,
         lookback_seconds=lookback_seconds,
         consumer=pipeline,
+        allowed_roots=allowed_roots,
     )
     return Asset(
         uri=f"x-mlops://{pipeline}/new_data",
