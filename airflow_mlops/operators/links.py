@@ -12,7 +12,7 @@ output is missing (the task failed before producing it) is empty, and the button
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseOperatorLink
 
@@ -117,8 +117,11 @@ class DriftReportLink(_RunReportLink):
 
 
 class ArtifactReportLink(BaseOperatorLink):
-    """The stage's HTML report in the artifact store, served by the Models view (checked against
-    the sha256 the task recorded)."""
+    """The stage's HTML report in the artifact store, served by the Models view.
+
+    The link names the task instance and which of its outputs holds the report; the view reads
+    the report's location and sha256 from that task's own XCom record (never from the URL) and
+    serves the file only while it still has that digest."""
 
     name = "Report"
     keys: tuple[str, ...] = ("html_report", "report")
@@ -127,6 +130,15 @@ class ArtifactReportLink(BaseOperatorLink):
         for key in self.keys:
             ref = _output(ti_key, key)
             if isinstance(ref, dict) and str(ref.get("uri", "")).endswith(".html") and ref.get("sha256"):
-                query = f"uri={quote(str(ref['uri']), safe='')}&sha256={quote(str(ref['sha256']), safe='')}"
+                query = urlencode(
+                    {
+                        "dag_id": ti_key.dag_id,
+                        "run_id": ti_key.run_id,
+                        "task_id": ti_key.task_id,
+                        "map_index": ti_key.map_index,
+                        "output": key,
+                    },
+                    quote_via=quote,
+                )
                 return models_view_url(f"/artifacts/report?{query}")
         return ""

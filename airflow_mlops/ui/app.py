@@ -20,28 +20,47 @@ import logging
 from typing import Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.configuration import conf
-from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlops.exceptions import ArtifactError, RegistryError, RegistryLookupError
+from airflow_mlops.redaction import redact_paths
 from airflow_mlops.ui import URL_PREFIX, page, rows
+from airflow_mlops.ui.headers import REPORT_CSP, SecureHeaders
 
 log = logging.getLogger(__name__)
 
-# Served documents are data, never active content in the Airflow origin.
-_REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
-_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Served documents are data, never active content in the Airflow origin (the page policy and
+# the other security headers are on every answer: ``headers.SecureHeaders``).
+_REPORT_HEADERS = {"Content-Security-Policy": REPORT_CSP}
 # Every route needs an Airflow user (401 without one, 403 for an invalid token).
 User = Annotated[Any, Depends(get_user)]
+_UNAVAILABLE = "the model registry (MLflow) is unavailable; try again later"
 
 
 def create_app() -> FastAPI:
     """The app; the plugin builds it on the view's first request (see ``plugin.LazyApp``)."""
     cache = rows.CheckCache()
     app = FastAPI(title="airflow-mlops Models view", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecureHeaders)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Error bodies never name server paths or credentials, whatever a message carried.
+        return JSONResponse(
+            {"detail": redact_paths(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        where = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) or "request" for e in exc.errors()})
+        detail = f"invalid request: missing or malformed {', '.join(where)}"
+        return JSONResponse({"detail": redact_paths(detail)}, status_code=422)
 
     def may_read(user: Any, pipeline: str) -> bool:
         return bool(
@@ -50,11 +69,27 @@ def create_app() -> FastAPI:
             )
         )
 
+    def may_read_outputs(user: Any, dag_id: str) -> bool:
+        return bool(
+            get_auth_manager().is_authorized_dag(
+                method="GET", access_entity=DagAccessEntity.XCOM, details=DagDetails(id=dag_id), user=user
+            )
+        )
+
+    def registry() -> Any:
+        try:
+            return mlflow_client()
+        except Exception as exc:
+            log.warning("Models view: no MLflow client: %s", redact_paths(exc))
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE) from None
+
     def authorize_model(mlflow: Any, user: Any, model_name: str) -> None:
         try:
             pipeline = rows.model_pipeline(mlflow, model_name)
         except RegistryLookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        except RegistryError as exc:
+            raise unavailable(exc) from None
         if not may_read(user, pipeline):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
 
@@ -62,13 +97,14 @@ def create_app() -> FastAPI:
         return str(request.scope.get("root_path") or URL_PREFIX)
 
     def unavailable(exc: Exception) -> HTTPException:
-        return HTTPException(status.HTTP_502_BAD_GATEWAY, f"the model registry did not answer: {exc}")
+        log.warning("Models view: the model registry did not answer: %s", redact_paths(exc))
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _UNAVAILABLE)
 
     @app.get("/", response_class=HTMLResponse)
     def models_page(request: Request, user: User) -> HTMLResponse:
         try:
             models = rows.collect_models(
-                mlflow_client(),
+                registry(),
                 public_key_pem=public_key_pem(),
                 include=lambda pipeline: may_read(user, pipeline),
                 max_versions=conf.getint("mlops", "models_view_max_versions", fallback=10),
@@ -76,20 +112,18 @@ def create_app() -> FastAPI:
             )
         except RegistryError as exc:
             raise unavailable(exc) from None
-        return HTMLResponse(page.render_models(models, base=base(request)), headers=_NO_STORE)
+        return HTMLResponse(page.render_models(models, base=base(request)))
 
     @app.get("/{model_name}/versions/{version}/check", response_class=HTMLResponse)
     def check_page(request: Request, user: User, model_name: str, version: str) -> HTMLResponse:
-        mlflow = mlflow_client()
+        mlflow = registry()
         authorize_model(mlflow, user, model_name)
         signature, scan = rows.check_version(mlflow, model_name, version, public_key_pem(), cache=None)
-        return HTMLResponse(
-            page.render_check(model_name, version, signature, scan, base=base(request)), headers=_NO_STORE
-        )
+        return HTMLResponse(page.render_check(model_name, version, signature, scan, base=base(request)))
 
     @app.get("/{model_name}/versions/{version}/mlbom.cdx.json")
     def mlbom(user: User, model_name: str, version: str) -> Response:
-        mlflow = mlflow_client()
+        mlflow = registry()
         authorize_model(mlflow, user, model_name)
         try:
             data = rows.mlbom_document(mlflow, model_name, version)
@@ -103,18 +137,22 @@ def create_app() -> FastAPI:
         return Response(
             data,
             media_type="application/vnd.cyclonedx+json",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"', **_NO_STORE},
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
     @app.get("/runs/{run_id}/report/{path:path}")
     def report(user: User, run_id: str, path: str) -> Response:
-        from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE
+        from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, _lookup_failed
 
-        mlflow = mlflow_client()
+        mlflow = registry()
         try:
             pipeline = mlflow.get_run(run_id).data.tags.get(TAG_PIPELINE)
         except Exception as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id}: {exc}") from None
+            error = _lookup_failed(f"reading MLflow run {run_id}", exc)
+            if isinstance(error, RegistryLookupError):
+                log.info("Models view: MLflow run %r: %s", run_id, redact_paths(exc))
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no MLflow run {run_id!r}") from None
+            raise unavailable(exc) from None
         if not pipeline or not may_read(user, str(pipeline)):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
         try:
@@ -123,31 +161,84 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         except RegistryError as exc:
             raise unavailable(exc) from None
-        return Response(
-            data,
-            media_type=media_type,
-            headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
-        )
+        return Response(data, media_type=media_type, headers=_REPORT_HEADERS)
 
     @app.get("/artifacts/report")
-    def artifact_report(user: User, uri: str, sha256: str) -> Response:
-        """A stage's HTML report from the artifact store (validation, screen, evaluation), served
-        only when its content has the digest its task recorded."""
-        try:
-            pipeline, data = rows.artifact_report(artifact_root(), uri, sha256)
-        except LookupError as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-        except ArtifactError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        if not may_read(user, pipeline):
+    def artifact_report(
+        user: User,
+        dag_id: Annotated[str, Query(min_length=1, max_length=250)],
+        run_id: Annotated[str, Query(min_length=1, max_length=250)],
+        task_id: Annotated[str, Query(min_length=1, max_length=250)],
+        map_index: Annotated[int, Query(ge=-1)] = -1,
+        output: str = "html_report",
+    ) -> Response:
+        """The HTML report a task stored in the artifact store (validation, screen).
+
+        The URL names the task instance and which of its outputs (``html_report`` or
+        ``report``); the report's location and sha256 come from that task's own XCom record,
+        never from the URL. Served to a user who may read the DAG's XComs (and, for a report of
+        another pipeline than the DAG's, that pipeline's ``<pipeline>__train`` DAG), only when
+        the stored file still has the recorded digest."""
+        if output not in rows.REPORT_OUTPUTS:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{output!r} is not a report output")
+        if not may_read_outputs(user, dag_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
-        return Response(
-            data,
-            media_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": _REPORT_CSP, "X-Content-Type-Options": "nosniff"},
-        )
+        where = f"task {task_id!r} of run {run_id!r} of DAG {dag_id!r}"
+        try:
+            record = task_output(dag_id, run_id, task_id, map_index, output)
+        except Exception as exc:
+            log.warning("Models view: reading the XCom of %s failed: %s", where, redact_paths(exc))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the Airflow metadata database did not answer"
+            ) from None
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where} recorded no {output}")
+
+        def may_read_pipeline(pipeline: str) -> bool:
+            from airflow_mlops.artifacts import safe_segment
+
+            own = dag_id.rsplit("__", 1)[0] if "__" in dag_id else dag_id
+            try:
+                if safe_segment(own) == pipeline:
+                    return True
+            except ArtifactError:
+                pass
+            return may_read(user, pipeline)
+
+        try:
+            _, data = rows.artifact_report(
+                artifact_root(), record, run_id=run_id, authorize=may_read_pipeline
+            )
+        except PermissionError:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden") from None
+        except rows.ReportRefusedError as exc:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"the report of {where} is not served: {exc}"
+            ) from None
+        except rows.ReportUnavailableError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        except LookupError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where}: {exc}") from None
+        except ArtifactError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"{where}: {exc}") from None
+        return Response(data, media_type="text/html; charset=utf-8", headers=_REPORT_HEADERS)
 
     return app
+
+
+def task_output(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
+    """The XCom ``key`` a task instance pushed (None when it pushed none), read from Airflow's
+    metadata database as the api-server's own XCom routes read it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            XComModel.get_many(
+                run_id=run_id, key=key, task_ids=task_id, dag_ids=dag_id, map_indexes=map_index, limit=1
+            )
+        ).first()
+        return None if row is None else XComModel.deserialize_value(row)
 
 
 def artifact_root() -> str:

@@ -12,26 +12,41 @@ import the view's routes, Airflow's API security modules or MLflow for it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_mlops.ui import URL_PREFIX
+from airflow_mlops.ui.headers import SecureHeaders, send_error
 
 PLUGIN_NAME = "mlops_models_view"
+log = logging.getLogger(__name__)
 
 
 class LazyApp:
-    """An ASGI app that builds :func:`airflow_mlops.ui.app.create_app` on its first request."""
+    """An ASGI app that builds :func:`airflow_mlops.ui.app.create_app` on its first request.
+
+    Every answer carries the view's security headers (:class:`~airflow_mlops.ui.headers.SecureHeaders`),
+    including the 503 given when the app cannot be built (the reason goes to the log only)."""
 
     def __init__(self) -> None:
         self._app: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self._app is None:
-            from airflow_mlops.ui.app import create_app
+        await SecureHeaders(self._serve)(scope, receive, send)
 
-            self._app = create_app()
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            try:
+                from airflow_mlops.ui.app import create_app
+
+                self._app = create_app()
+            except Exception:
+                log.exception("Models view: the app could not be built")
+                if scope.get("type") == "http":
+                    await send_error(send, 503, "the Models view is unavailable (see the api-server log)")
+                return
         await self._app(scope, receive, send)
 
 

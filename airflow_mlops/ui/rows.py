@@ -25,9 +25,14 @@ versions and every version an alias points at:
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -619,35 +624,154 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
 ARTIFACT_REPORTS = frozenset(
     {"validation_report.html", "screen_report.html", "evaluation_report.html", "drift_report.html"}
 )
+#: The XCom outputs of a task that may name its HTML report (``ArtifactRef`` dicts).
+REPORT_OUTPUTS = ("html_report", "report")
+#: The largest report served (a bigger file is refused, never read whole into memory).
+MAX_REPORT_BYTES = 128 * 1024 * 1024
+_SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def artifact_report(root: str, uri: str, sha256: str) -> tuple[str, bytes]:
-    """``(pipeline, bytes)`` of a stage report stored under ``root``.
+class ReportRefusedError(LookupError):
+    """The recorded report is not served: a link in its path, not a regular file, too big."""
 
-    Only the report files of :data:`ARTIFACT_REPORTS` under the artifact root are served (never
-    another path: ``..`` and other roots are refused), and only when their sha256 is the one the
-    task recorded, so a report changed in the store is not shown as the task's.
 
-    :raises LookupError: not a report under the root, or missing.
+class ReportUnavailableError(LookupError):
+    """The artifact store did not answer."""
+
+
+def recorded_report(ref: Any) -> tuple[str, str]:
+    """``(uri, sha256)`` of a task's recorded HTML report (an ``ArtifactRef`` dict from its XCom).
+
+    :raises LookupError: the record is not a reference to an HTML report with a sha256.
+    """
+    if not isinstance(ref, Mapping):
+        raise LookupError("the task recorded no HTML report")
+    uri, sha256 = ref.get("uri"), ref.get("sha256")
+    if not isinstance(uri, str) or not uri.endswith(".html"):
+        raise LookupError("the task recorded no HTML report")
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise LookupError("the task's record of its report has no sha256")
+    return uri, sha256
+
+
+def artifact_report(
+    root: str,
+    ref: Any,
+    *,
+    run_id: str | None = None,
+    authorize: Callable[[str], bool] | None = None,
+    s3_client: Any = None,
+) -> tuple[str, bytes]:
+    """``(pipeline, bytes)`` of the stage report a task recorded (``ref``: its ``ArtifactRef``).
+
+    The digest checked is the one in ``ref`` -- the task's own record -- never one a caller
+    supplies. Only the report files of :data:`ARTIFACT_REPORTS` at ``{pipeline}/{run}/{stage}/``
+    under the artifact root are served (of ``run_id``'s folder when given). A local file is
+    opened one path component at a time below the root without following links: a symbolic
+    link anywhere below the root, a hard-linked file, or anything but a regular file is refused.
+
+    ``authorize`` is called with the report's pipeline before anything is read; False raises
+    :class:`PermissionError`. Messages never name the store's paths (they go to a web client).
+
+    :raises LookupError: no such report recorded, or it is missing from the store.
+    :raises ReportRefusedError: a link in the path, not a regular file, or too big.
+    :raises ReportUnavailableError: the store did not answer.
     :raises ArtifactError: its content differs from the recorded digest.
     """
-    from airflow_mlops.artifacts import ArtifactIntegrityError, ArtifactStore
+    from airflow_mlops.artifacts import ArtifactStore, safe_segment
 
-    store = ArtifactStore(root)
+    uri, sha256 = recorded_report(ref)
+    store = ArtifactStore(root, s3_client=s3_client)
     base = store.uri_for("").rstrip("/")
+    if uri.startswith("file://") and not store.is_s3:
+        uri = uri[len("file://") :]
     if not uri.startswith(base + "/"):
-        raise LookupError("not an artifact of this deployment's artifact store")
-    key = uri[len(base) + 1 :]
-    parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or parts[-1] not in ARTIFACT_REPORTS or len(parts) < 4:
-        raise LookupError(f"not a stage report: {key}")
-    with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
-        try:
-            path = store.fetch({"uri": uri, "sha256": sha256, "size": 0, "media_type": "text/html"}, tmp)
-        except ArtifactIntegrityError as exc:
-            raise ArtifactError(f"the report differs from what its task stored: {exc}") from None
-        except ArtifactError as exc:
-            raise LookupError(str(exc)) from None
-        except Exception as exc:  # e.g. S3: no such key
-            raise LookupError(f"cannot read {uri}: {type(exc).__name__}") from None
-        return parts[0], path.read_bytes()
+        raise LookupError("the recorded report is not in this deployment's artifact store")
+    parts = uri[len(base) + 1 :].split("/")
+    if len(parts) != 4 or parts[-1] not in ARTIFACT_REPORTS or not all(_SEGMENT.match(p) for p in parts):
+        raise LookupError("the recorded artifact is not a stage report")
+    if any(p in (".", "..") for p in parts):
+        raise LookupError("the recorded artifact is not a stage report")
+    if run_id is not None and parts[1] != safe_segment(run_id):
+        raise LookupError("the recorded report belongs to another run")
+    if authorize is not None and not authorize(parts[0]):
+        raise PermissionError(f"not authorized to read the reports of pipeline {parts[0]!r}")
+    data = _read_s3(store, uri) if store.is_s3 else _read_local(store._local_root, parts)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtifactError(
+            "the report in the artifact store differs from what its task recorded (sha256 mismatch); "
+            "it is not served -- re-run the task to regenerate it"
+        )
+    return parts[0], data
+
+
+def _read_local(root: Path, parts: Sequence[str]) -> bytes:
+    """The file at ``root/parts...``, opened relative to directory descriptors, never via a link."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    directory = getattr(os, "O_DIRECTORY", 0)
+    if not nofollow or not directory or os.open not in os.supports_dir_fd:
+        raise ReportRefusedError("this platform cannot open files without following links")
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | nofollow
+    try:
+        fd = os.open(root, os.O_RDONLY | directory | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        raise LookupError("the artifact store is not readable here") from None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise LookupError("the recorded report is missing from the artifact store") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise ReportRefusedError("the report's path holds a symbolic link; links are not followed")
+            if not last and not stat.S_ISDIR(st.st_mode):
+                raise LookupError("the recorded report is missing from the artifact store")
+            if last and not stat.S_ISREG(st.st_mode):
+                raise ReportRefusedError("the recorded report is not a regular file")
+            try:
+                nxt = os.open(part, flags | (os.O_NONBLOCK if last else directory), dir_fd=fd)
+            except FileNotFoundError:
+                raise LookupError("the recorded report is missing from the artifact store") from None
+            except OSError as exc:  # ELOOP: replaced by a link since the stat
+                if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
+                    raise ReportRefusedError(
+                        "the report's path holds a symbolic link; links are not followed"
+                    ) from None
+                raise LookupError("the recorded report is not readable") from None
+            os.close(fd)
+            fd = nxt
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReportRefusedError("the recorded report is not a regular file")
+        if st.st_nlink != 1:
+            raise ReportRefusedError("the recorded report is hard-linked; links are not followed")
+        if st.st_size > MAX_REPORT_BYTES:
+            raise ReportRefusedError(f"the recorded report is larger than {MAX_REPORT_BYTES} bytes")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > MAX_REPORT_BYTES:
+                raise ReportRefusedError(f"the recorded report is larger than {MAX_REPORT_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _read_s3(store: Any, uri: str) -> bytes:
+    bucket, key = store._split_s3(uri)
+    try:
+        answer = store.s3.get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise LookupError("the recorded report is missing from the artifact store") from None
+        raise ReportUnavailableError(f"the artifact store did not answer ({type(exc).__name__})") from None
+    if int(answer.get("ContentLength") or 0) > MAX_REPORT_BYTES:
+        raise ReportRefusedError(f"the recorded report is larger than {MAX_REPORT_BYTES} bytes")
+    data = answer["Body"].read(MAX_REPORT_BYTES + 1)
+    if len(data) > MAX_REPORT_BYTES:
+        raise ReportRefusedError(f"the recorded report is larger than {MAX_REPORT_BYTES} bytes")
+    return bytes(data)

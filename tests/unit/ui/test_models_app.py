@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,33 +146,3 @@ def test_loading_the_plugin_imports_neither_the_routes_nor_mlflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_stage_reports_are_served_from_the_store_only_as_recorded(
-    app_for: Any, registry: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from airflow_mlops.artifacts import ArtifactStore
-    from airflow_mlops.ui import app as app_module
-
-    root = tmp_path / "store"
-    monkeypatch.setattr(app_module, "artifact_root", lambda: str(root))
-    store = ArtifactStore(str(root))
-    (tmp_path / "screen_report.html").write_text("<html>screen</html>")
-    ref = store.put_file(tmp_path / "screen_report.html", f"{PIPELINE}/run1/screen/screen_report.html")
-    (tmp_path / "secret.txt").write_text("not a report")
-    other = store.put_file(tmp_path / "secret.txt", f"{PIPELINE}/run1/screen/secret.txt")
-
-    http, _ = app_for({f"{PIPELINE}__train"})
-    answer = http.get("/artifacts/report", params={"uri": ref.uri, "sha256": ref.sha256})
-    assert answer.status_code == 200 and answer.text == "<html>screen</html>"
-    assert "sandbox" in answer.headers["content-security-policy"]
-    refused, _ = app_for({"other__train"})
-    assert refused.get("/artifacts/report", params={"uri": ref.uri, "sha256": ref.sha256}).status_code == 403
-    for uri in (other.uri, str(root / PIPELINE / ".." / "x" / "screen_report.html"), "/etc/passwd"):
-        assert http.get("/artifacts/report", params={"uri": uri, "sha256": ref.sha256}).status_code == 404
-    Path(ref.uri).write_text("<html>changed</html>")
-    assert http.get("/artifacts/report", params={"uri": ref.uri, "sha256": ref.sha256}).status_code == 409
-    anonymous, _ = app_for({f"{PIPELINE}__train"}, user=False)
-    assert (
-        anonymous.get("/artifacts/report", params={"uri": ref.uri, "sha256": ref.sha256}).status_code == 401
-    )

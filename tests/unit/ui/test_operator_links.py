@@ -116,13 +116,30 @@ def test_the_links_are_on_the_operators_and_in_the_provider_info() -> None:
     assert used <= set(listed)
 
 
-def test_the_report_link_carries_the_recorded_digest(outputs: dict[str, Any]) -> None:
+def test_the_report_link_names_the_task_never_the_digest(outputs: dict[str, Any]) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
     assert links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key()) == ""
     outputs["report"] = {"uri": "/store/p/r/screen/screen_summary.json", "sha256": "ab" * 32}
     assert links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key()) == ""  # not a page
     outputs["html_report"] = {"uri": "/store/p/r/validate/validation_report.html", "sha256": "cd" * 32}
     link = links.ArtifactReportLink().get_link(_Operator(), ti_key=_Key())
-    assert link == (
-        "/mlops/models/artifacts/report?uri=%2Fstore%2Fp%2Fr%2Fvalidate%2Fvalidation_report.html"
-        f"&sha256={'cd' * 32}"
-    )
+    parts = urlsplit(link)
+    assert parts.path == "/mlops/models/artifacts/report"
+    assert parse_qs(parts.query) == {
+        "dag_id": ["fraud__train"],
+        "run_id": ["manual__1"],
+        "task_id": ["release.register"],
+        "map_index": ["-1"],
+        "output": ["html_report"],
+    }
+    assert "cd" * 32 not in link and "store" not in link  # neither the digest nor the path
+
+
+def test_the_report_link_quotes_run_ids(outputs: dict[str, Any]) -> None:
+    class Key(_Key):
+        run_id = "scheduled__2026-01-01T00:00:00+00:00"
+
+    outputs["report"] = {"uri": "/s/p/r/screen/screen_report.html", "sha256": "ab" * 32}
+    link = links.ArtifactReportLink().get_link(_Operator(), ti_key=Key())
+    assert "run_id=scheduled__2026-01-01T00%3A00%3A00%2B00%3A00" in link and "output=report" in link
