@@ -145,22 +145,21 @@ def verify_envelope(
     :raises SignatureVerificationError: malformed, not signed by a signer ``trust`` accepts,
         about another model digest, or of another predicate type; the message says which.
     """
-    from airflow_mlops.security.trust import as_trust
+    from airflow_mlops.security.trust import as_trust, check_json_depth, load_signed_json
 
     trusted = as_trust(trust)
     if isinstance(envelope, (bytes, str)):
-        try:
-            envelope = json.loads(envelope)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SignatureVerificationError(f"the {what} is not JSON: {exc}") from None
+        envelope = load_signed_json(envelope, what)
+    else:
+        check_json_depth(envelope, what)
     if trusted.method == "sigstore":
         payload_type, payload, fingerprint = _sigstore_verify(envelope, trusted, what)
     else:
         payload_type, payload, fingerprint = _dsse_verify(envelope, trusted, what)
     if payload_type != PAYLOAD_TYPE:
         raise SignatureVerificationError(f"the {what} has payloadType {payload_type!r}, not {PAYLOAD_TYPE}")
+    stmt = load_signed_json(payload, f"{what}'s statement")
     try:
-        stmt = json.loads(payload)
         subject_digests = [s["digest"]["sha256"] for s in stmt["subject"]]
         kind = stmt["predicateType"]
         predicate = stmt["predicate"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -433,9 +432,13 @@ def _sigstore_signer_identity(signature_bytes: bytes) -> str:
     """The identity in a Sigstore bundle's (Fulcio) certificate."""
     from cryptography import x509
 
-    from airflow_mlops.security.trust import bundle_certificate_chain, certificate_identities
+    from airflow_mlops.security.trust import (
+        bundle_certificate_chain,
+        certificate_identities,
+        load_signed_json,
+    )
 
-    chain = bundle_certificate_chain(json.loads(signature_bytes))
+    chain = bundle_certificate_chain(load_signed_json(signature_bytes, "signature file"))
     if not chain:
         return "sigstore"
     return "sigstore:" + ", ".join(certificate_identities(x509.load_der_x509_certificate(chain[0])))
@@ -446,8 +449,10 @@ def _sigstore_signer_identity(signature_bytes: bytes) -> str:
 
 def _signed_serialization(signature_bytes: bytes) -> dict[str, Any]:
     """The ``serialization`` block of the (already verified) signed in-toto statement."""
-    bundle = json.loads(signature_bytes)
-    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    from airflow_mlops.security.trust import load_signed_json
+
+    bundle = load_signed_json(signature_bytes, "signature file")
+    statement = load_signed_json(base64.b64decode(bundle["dsseEnvelope"]["payload"]), "signed statement")
     serialization = statement["predicate"]["serialization"]
     if not isinstance(serialization, dict):
         raise ValueError("serialization is not an object")
@@ -456,9 +461,11 @@ def _signed_serialization(signature_bytes: bytes) -> dict[str, Any]:
 
 def _describe_mismatch(model: Path, signature_bytes: bytes, fallback: str) -> str:
     """Which files were added, removed or changed, from the (verified) signed statement."""
+    from airflow_mlops.security.trust import load_signed_json
+
     try:
-        bundle = json.loads(signature_bytes)
-        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        bundle = load_signed_json(signature_bytes, "signature file")
+        statement = load_signed_json(base64.b64decode(bundle["dsseEnvelope"]["payload"]), "signed statement")
         expected = {str(r["name"]): str(r["digest"]) for r in statement["predicate"]["resources"]}
         actual = {p.relative_to(model).as_posix(): p for p in model.rglob("*") if p.is_file()}
         added = sorted(set(actual) - set(expected))
@@ -496,7 +503,7 @@ def verify_model(
         SigstoreUnavailableError: a Sigstore signature cannot be checked because Sigstore's trust
             root cannot be fetched (this blocks too).
     """
-    from airflow_mlops.security.trust import as_trust
+    from airflow_mlops.security.trust import as_trust, load_signed_json
 
     trusted = as_trust(trust)
     model = Path(model_dir)
@@ -513,11 +520,11 @@ def verify_model(
     except OSError as exc:
         raise SignatureVerificationError(f"signature file {signature} cannot be read: {exc}") from exc
     try:
-        bundle = json.loads(signature_bytes)
-    except ValueError:
+        bundle = load_signed_json(signature_bytes, f"signature file {signature}")
+        _check_signed_payload(bundle, signature)
+    except SignatureVerificationError as exc:
         raise SignatureVerificationError(
-            f"signature file {signature} is malformed: it is not JSON (expected a Sigstore bundle "
-            "written by sign_model)"
+            f"{exc} (expected a Sigstore bundle written by sign_model); verification failed"
         ) from None
 
     from cryptography.exceptions import InvalidSignature
@@ -587,6 +594,22 @@ def verify_model(
         _size_line(model, started),
     )
     return signer
+
+
+def _check_signed_payload(bundle: Any, signature: Path) -> None:
+    """Bound the statement inside the bundle before model_signing parses it (it nests no deeper)."""
+    from airflow_mlops.security.trust import load_signed_json
+
+    if not isinstance(bundle, dict):
+        raise SignatureVerificationError(f"signature file {signature} is not a JSON object")
+    envelope = bundle.get("dsseEnvelope")
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    if isinstance(payload, str):
+        try:
+            decoded = base64.b64decode(payload, validate=True)
+        except ValueError:
+            return  # model_signing refuses it with its own message
+        load_signed_json(decoded, f"statement in signature file {signature}")
 
 
 def _verifying_config(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -426,4 +427,71 @@ def sigstore_identity_token(signer: SigningIdentity) -> Any:
 
 def statement_payload(bundle: dict[str, Any]) -> dict[str, Any]:
     """The in-toto statement inside a (verified) bundle's DSSE envelope."""
-    return dict(json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"])))
+    return dict(load_signed_json(base64.b64decode(bundle["dsseEnvelope"]["payload"]), "signed statement"))
+
+
+# --- bounded parsing of signature files -----------------------------------------------------------
+
+#: The deepest nesting a signature file, bundle or statement may have (real ones nest < 10 deep).
+MAX_JSON_DEPTH = 64
+#: The largest signature file or statement parsed (a signature of many files is a few MB).
+MAX_SIGNED_JSON_BYTES = 64 * 1024 * 1024
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(data: bytes, limit: int) -> bool:
+    """Whether the JSON text ``data`` nests containers deeper than ``limit`` (strings skipped)."""
+    depth = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub(b'""', data)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def load_signed_json(data: bytes | str, what: str) -> Any:
+    """Parse a signature file, bundle, envelope or statement, bounded; fail closed.
+
+    Untrusted input: its size and nesting depth are checked before it is parsed, so a file
+    nested 100,000 deep is a verification failure with a message, never a ``RecursionError``.
+
+    :raises SignatureVerificationError: too big, nested too deep, or not JSON.
+    """
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if len(raw) > MAX_SIGNED_JSON_BYTES:
+        raise SignatureVerificationError(
+            f"the {what} is {len(raw)} bytes, more than the {MAX_SIGNED_JSON_BYTES} a signature may have; "
+            "it is not a signature this project wrote"
+        )
+    if _too_deep(raw, MAX_JSON_DEPTH):
+        raise SignatureVerificationError(
+            f"the {what} nests JSON deeper than {MAX_JSON_DEPTH} levels; it is malformed (not a "
+            "signature this project wrote) and is not verified"
+        )
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SignatureVerificationError(
+            f"the {what} is malformed: it is not JSON ({str(exc)[:200]})"
+        ) from None
+
+
+def check_json_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Fail closed when an already-parsed signature document nests deeper than ``limit``.
+
+    :raises SignatureVerificationError: it does.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth + 1 > limit:
+                raise SignatureVerificationError(
+                    f"the {what} nests deeper than {limit} levels; it is malformed and is not verified"
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)

@@ -213,3 +213,40 @@ def test_pinned_requirements_reads_only_exact_pins(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("a==1.0\nb>=2\nC[extra] == 3.1 ; python_version>'3'\n-r x\n")
     assert pinned_requirements(tmp_path) == [("a", "1.0"), ("c", "3.1")]
     assert pinned_requirements(tmp_path / "missing") == []
+
+
+def test_deeply_nested_attestations_fail_closed_with_a_message(keys) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested: list = []
+    node = nested
+    for _ in range(100_000):  # built without recursion
+        child: list = []
+        node.append(child)
+        node = child
+    for envelope in (
+        deep,
+        deep.decode(),
+        b'{"payload": ' + deep + b"}",
+        {"payload": "x", "signatures": nested},
+    ):
+        with pytest.raises(SignatureVerificationError, match="deeper than"):
+            verify_envelope(envelope, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)
+
+
+def test_a_deeply_nested_statement_signed_by_the_trusted_key_fails_closed(keys) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from airflow_mlops.security.attestation import _pae
+
+    payload = b'{"_type": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    key = serialization.load_pem_private_key(keys[0], password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    sig = key.sign(_pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    envelope = {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"sig": base64.b64encode(sig).decode()}],
+    }
+    with pytest.raises(SignatureVerificationError, match=r"statement .*deeper than"):
+        verify_envelope(envelope, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)

@@ -382,3 +382,55 @@ def test_importing_the_security_modules_loads_no_heavy_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert out.stdout.strip() == "[]"
+
+
+DEEP = 100_000
+
+
+def _deep_list(depth: int = DEEP) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _deep_list(),
+        b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial": '
+        + b'{"a": ' * DEEP
+        + b"1"
+        + b"}" * DEEP
+        + b"}",
+        b'{"dsseEnvelope": {"payload": "x", "signatures": ' + _deep_list() + b"}}",
+        b"[" * DEEP,  # unterminated
+    ],
+    ids=["list", "in-bundle", "in-envelope", "unterminated"],
+)
+def test_a_deeply_nested_signature_fails_closed_with_a_message(
+    signed: tuple[Path, Path, bytes], content: bytes
+) -> None:
+    model_dir, signature, public_pem = signed
+    signature.write_bytes(content)
+    with pytest.raises(SignatureVerificationError, match="deeper than 64 levels") as info:
+        verify_model(model_dir, signature, public_pem)
+    assert "verification failed" in str(info.value)
+
+
+def test_a_deeply_nested_signed_statement_fails_closed(signed: tuple[Path, Path, bytes]) -> None:
+    import base64
+    import json
+
+    model_dir, signature, public_pem = signed
+    bundle = json.loads(signature.read_bytes())
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(_deep_list()).decode()
+    signature.write_text(json.dumps(bundle))
+    with pytest.raises(SignatureVerificationError, match=r"statement .*deeper than 64 levels"):
+        verify_model(model_dir, signature, public_pem)
+
+
+def test_an_ordinary_signature_is_well_within_the_bounds(signed: tuple[Path, Path, bytes]) -> None:
+    from airflow_mlops.security.trust import MAX_JSON_DEPTH, _too_deep
+
+    model_dir, signature, public_pem = signed
+    assert not _too_deep(signature.read_bytes(), 12)
+    assert MAX_JSON_DEPTH >= 32
+    verify_model(model_dir, signature, public_pem)

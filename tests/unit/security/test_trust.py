@@ -281,3 +281,30 @@ def test_cli_signs_with_a_certificate_and_verifies_against_the_ca(
         "--public-key", str(tmp_path / "root.pem"),
     )  # fmt: skip
     assert both.returncode != 0 and "one of" in both.stderr
+
+
+def test_signature_json_is_parsed_bounded() -> None:
+    import base64
+
+    from airflow_mlops.security.trust import check_json_depth, load_signed_json, statement_payload
+
+    assert load_signed_json(b'{"a": "[[[[[[[[", "b": [[1]]}', "bundle") == {"a": "[[[[[[[[", "b": [[1]]}
+    for bad, fragment in (
+        (b"[" * 100_000 + b"]" * 100_000, "deeper than"),
+        (b'{"x": "\\"' + b"{" * 100_000, "deeper than"),  # an escaped quote does not hide brackets
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+    ):
+        with pytest.raises(SignatureVerificationError, match=fragment):
+            load_signed_json(bad, "signature file")
+    deep = base64.b64encode(b"{" * 50_000 + b"}" * 50_000).decode()
+    with pytest.raises(SignatureVerificationError, match="deeper than"):
+        statement_payload({"dsseEnvelope": {"payload": deep}})
+    value: dict = {}
+    node = value
+    for _ in range(200):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(SignatureVerificationError, match="deeper than"):
+        check_json_depth(value, "envelope")
+    check_json_depth({"a": [{"b": [1, 2]}]}, "envelope")
