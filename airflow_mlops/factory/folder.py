@@ -65,10 +65,14 @@ def find_dags_folder(spec_path: str | os.PathLike[str]) -> Path | None:
 
 
 def declares_spec(path: Path) -> bool:
-    """Whether the file has an ``apiVersion: mlops/...`` line; raises ``OSError`` if unreadable."""
-    from airflow_mlops.spec.loader import is_spec_document
+    """Whether the file has an ``apiVersion: mlops/...`` line; raises ``OSError`` if unreadable.
 
-    return is_spec_document(path.read_text(encoding="utf-8", errors="replace"))
+    The text is decoded as the loader decodes it (UTF-8, or UTF-16/32 by byte-order mark or
+    NUL pattern), leniently: a spec that is not valid text is still found, and its error reported.
+    """
+    from airflow_mlops.spec.loader import is_spec_document, read_spec_head
+
+    return is_spec_document(read_spec_head(path))
 
 
 def _files_below(root: Path) -> list[Path]:
@@ -79,6 +83,54 @@ def _files_below(root: Path) -> list[Path]:
         return [p for p in root.rglob("*") if p.is_file()]
     syntax = conf.get("core", "dag_ignore_file_syntax", fallback="glob")
     return [Path(p) for p in find_path_from_directory(root, ".airflowignore", syntax)]
+
+
+def folder_allowed_roots(folder_defaults: Any, default: list[str] | None = None) -> list[str]:
+    """The roots a folder's specs are checked against, at parse time and when their tasks run: the
+    defaults file's ``allowed_roots``, else ``AIRFLOW_MLOPS_ALLOWED_ROOTS``, else ``default``.
+
+    The defaults file may narrow the variable, never widen it: when the variable is set, each of
+    the file's roots (resolved, symbolic links followed) must lie inside one of the variable's.
+
+    :raises SpecError: a root of the defaults file lies outside every root of the variable; the
+        issue names the defaults file, the line and the root (every spec of the folder fails).
+    """
+    from airflow_mlops.allowed_roots import ensure_narrowing, roots_from_env
+    from airflow_mlops.spec.loader import effective_allowed_roots
+
+    roots = effective_allowed_roots(folder_defaults, None, default)
+    env = roots_from_env()
+    if folder_defaults is None or not folder_defaults.model.allowed_roots or not env:
+        return roots
+    resolved = folder_defaults.allowed_roots  # same order as the file's list
+    wider = set(ensure_narrowing(resolved, env))
+    if not wider:
+        return roots
+    from airflow_mlops.spec.loader import parse_yaml
+
+    try:
+        _, located = parse_yaml(folder_defaults.text, str(folder_defaults.path))
+    except SpecError:
+        located = None
+    issues = []
+    for index, (raw, root) in enumerate(zip(folder_defaults.model.allowed_roots, resolved, strict=True)):
+        if root not in wider:
+            continue
+        mark = located.position(("allowed_roots", index)) if located is not None else None
+        issues.append(
+            SpecIssue(
+                str(folder_defaults.path),
+                mark[0] if mark else None,
+                mark[1] if mark else None,
+                f"allowed_roots[{index}]",
+                f"allowed root {raw!r} ({root}) widens AIRFLOW_MLOPS_ALLOWED_ROOTS: a defaults file "
+                "may only narrow the roots the Airflow deployment allows",
+                None,
+                "use a folder inside one of " + ", ".join(env) + ", or ask the Airflow operator to "
+                "widen AIRFLOW_MLOPS_ALLOWED_ROOTS",
+            )
+        )
+    raise SpecError(issues)
 
 
 class SpecFolderLoader:
@@ -96,20 +148,14 @@ class SpecFolderLoader:
 
     def load(self, path: Path) -> PipelineSpec:
         """The validated spec of one file, from the parse cache when nothing it depends on changed."""
-        from airflow_mlops.spec.loader import (
-            effective_allowed_roots,
-            find_folder_defaults,
-            load_spec_text,
-            read_spec_text,
-        )
+        from airflow_mlops.spec.loader import load_spec_text, read_spec_text
 
         text = read_spec_text(path)
         resolved = path.resolve()
-        if path.parent not in self._defaults_by_dir:  # one lookup per folder, not per spec
-            self._defaults_by_dir[path.parent] = find_folder_defaults(resolved, self._defaults_cache)
-        folder_defaults = self._defaults_by_dir[path.parent]
-        # The defaults file's roots, else AIRFLOW_MLOPS_ALLOWED_ROOTS, else this loader's default.
-        roots = effective_allowed_roots(folder_defaults, None, self._default_roots)
+        folder_defaults = self._folder_defaults(path)
+        # The defaults file's roots (inside AIRFLOW_MLOPS_ALLOWED_ROOTS when set), else the
+        # variable's, else this loader's default.
+        roots = self.roots(path)
         base = resolved.parent
         key = None
         if self.cache is not None and self.cache.enabled:
@@ -124,6 +170,17 @@ class SpecFolderLoader:
             self.cache.put(key, spec)
         return spec
 
+    def _folder_defaults(self, path: Path) -> Any:
+        from airflow_mlops.spec.loader import find_folder_defaults
+
+        if path.parent not in self._defaults_by_dir:  # one lookup per folder, not per spec
+            self._defaults_by_dir[path.parent] = find_folder_defaults(path.resolve(), self._defaults_cache)
+        return self._defaults_by_dir[path.parent]
+
+    def roots(self, path: Path) -> list[str]:
+        """The allowed roots of the spec at ``path`` (see :func:`folder_allowed_roots`)."""
+        return folder_allowed_roots(self._folder_defaults(path), self._default_roots)
+
     def build(self, path: Path) -> dict[str, Any]:
         """The DAGs of one spec file, all of them or none; raises :class:`SpecError`.
 
@@ -134,7 +191,7 @@ class SpecFolderLoader:
 
         spec = self.load(path)
         try:
-            return build_dags(spec, spec_path=path)
+            return build_dags(spec, spec_path=path, allowed_roots=self.roots(path) or None)
         except Exception as exc:  # an operator or notifier rejected its arguments
             raise build_error(exc, path) from exc
 

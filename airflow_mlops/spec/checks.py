@@ -11,7 +11,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from graphlib import CycleError, TopologicalSorter
@@ -343,35 +343,36 @@ def _notifications(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], Any]
 
 
 def allowed_roots_from_env() -> list[str]:
-    raw = os.environ.get("AIRFLOW_MLOPS_ALLOWED_ROOTS", "")
-    return [r.strip() for r in raw.replace(os.pathsep, ",").split(",") if r.strip()]
+    from airflow_mlops.allowed_roots import roots_from_env
+
+    return roots_from_env()
 
 
-def _static_prefix(value: str) -> str:
-    """The part of a templated location before the first template expression."""
-    return value.split("{{", 1)[0].split("{%", 1)[0]
+_TEMPLATE = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
 
 
-def _within(location: str, root: str) -> bool:
-    if root.startswith("s3://") or location.startswith("s3://"):
-        return location.startswith(root.rstrip("/") + "/") or location == root
-    loc = Path(os.path.normpath(location))
-    base = Path(os.path.normpath(os.path.expanduser(root)))
-    return loc == base or base in loc.parents
+def _placeholder(value: str) -> str:
+    """``value`` with each template expression replaced by one plain segment character, so the
+    path around them (``../`` after a ``{{ ds }}``) is judged too, not only the text before."""
+    return _TEMPLATE.sub("x", value)
 
 
 def check_paths(
     spec: PipelineSpec, file: str, locate: Locate, *, base: Path | None, allowed_roots: list[str]
 ) -> list[SpecIssue]:
-    """Data and artifact locations must lie under an allowed root.
+    """Data and artifact locations must lie under an allowed root: an early error.
 
-    Local paths are checked after resolving ``..`` (relative paths are relative to the spec's
-    folder); ``s3://`` URIs are checked only when an ``s3://`` root is configured. Templated
-    locations are checked on their fixed prefix.
+    Uses :func:`airflow_mlops.allowed_roots.ensure_within_roots` (relative paths are relative
+    to the spec's folder, ``..`` and symbolic links resolved, ``file://`` URIs decoded; ``s3://``
+    URIs are checked only when an ``s3://`` root is configured). A templated location is checked
+    with every expression standing for one plain segment (``a/{{ ds }}/../../x`` is judged as
+    ``a/x/../../x``). What a template renders to is only known when the task runs: the tasks
+    check the rendered path again, and that check is the guarantee.
     """
+    from airflow_mlops.allowed_roots import OutsideAllowedRootsError, ensure_within_roots
+
     if not allowed_roots:
         return []
-    s3_roots = [r for r in allowed_roots if r.startswith("s3://")]
     issues = []
     monitoring = spec.monitoring
     locations: list[tuple[tuple[str, ...], str | None]] = [
@@ -387,16 +388,9 @@ def check_paths(
     for path, value in locations:
         if value is None:
             continue
-        prefix = _static_prefix(value)
-        if "://" in prefix and not prefix.startswith("file://"):
-            if not prefix.startswith("s3://") or not s3_roots:
-                continue
-            location = prefix
-        else:
-            local = prefix[len("file://") :] if prefix.startswith("file://") else prefix
-            local = os.path.expanduser(local)
-            location = local if os.path.isabs(local) or base is None else str(base / local)
-        if not any(_within(location, root) for root in allowed_roots):
+        try:
+            ensure_within_roots(_placeholder(value), allowed_roots, what=".".join(path), base=base)
+        except OutsideAllowedRootsError as exc:
             line, col = locate(path)
             issues.append(
                 SpecIssue(
@@ -404,15 +398,25 @@ def check_paths(
                     line,
                     col,
                     ".".join(path),
-                    f"{value!r} is outside the allowed roots",
+                    f"{value!r} is outside the allowed roots" + _resolved_note(str(exc)),
                     None,
                     "allowed: "
                     + ", ".join(allowed_roots)
                     + " (set AIRFLOW_MLOPS_ALLOWED_ROOTS or `allowed_roots` in the folder's "
-                    "mlops-defaults.yaml)",
+                    "mlops-defaults.yaml; the defaults file can only narrow the variable)",
                 )
             )
     return issues
+
+
+def _resolved_note(message: str) -> str:
+    """`` (resolved: ...)`` or the reason from an :class:`OutsideAllowedRootsError` message."""
+    found = re.search(r"\(resolved: [^)]*\)", message)
+    if found:
+        return " " + found.group(0)
+    if "outside the allowed roots" in message:
+        return ""
+    return f": {message}"
 
 
 def check_content(spec: PipelineSpec, file: str, locate: Locate, *, imports: bool = True) -> list[SpecIssue]:
