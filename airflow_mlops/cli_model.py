@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _error(message: object) -> None:
+    from airflow_mlops.cli import error
+
+    error(message)
+
+
 def _read_key(path: str | None, what: str) -> bytes:
     if not path:
         raise SystemExit(f"error: give --{what} PEM_FILE")
@@ -51,7 +57,7 @@ def _scan(args: argparse.Namespace) -> int:
             failed = True
             results.append({"path": str(path), "error": str(exc)})
             if not args.json:
-                print(f"{path}: cannot scan: {exc}", file=sys.stderr)
+                _error(f"{path}: cannot scan: {exc}")
             continue
         data = report.to_dict()
         results.append({"path": str(path), **data})
@@ -142,7 +148,7 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         info = sign_model(args.path, signature, _signer(args))
     except MLOpsError as exc:
-        print(f"{args.path}: not signed: {exc}", file=sys.stderr)
+        _error(f"{args.path}: not signed: {exc}")
         return 1
     print(f"{args.path}: signed -> {signature} ({info.method}, signer {info.public_key_fingerprint})")
     return 0
@@ -173,7 +179,7 @@ def _verify(args: argparse.Namespace) -> int:
                 )
                 checked.append(f"{kind} attestation")
     except (MLOpsError, OSError) as exc:
-        print(f"{args.path}: does NOT verify: {exc}", file=sys.stderr)
+        _error(f"{args.path}: does NOT verify: {exc}")
         return 1
     extra = f"; {', '.join(checked)} verified" if checked else ""
     who = f"{signer.method} {signer.identity or ''} {signer.fingerprint}".replace("  ", " ")
@@ -223,7 +229,7 @@ def _bom(args: argparse.Namespace) -> int:
                     print(f"{where}: the ML-BOM file differs from its signed attestation", file=sys.stderr)
                     return 1
     except (MLOpsError, OSError, MlflowException, json.JSONDecodeError) as exc:
-        print(f"{where}: {exc}", file=sys.stderr)
+        _error(f"{where}: {exc}")
         return 1
     text = json.dumps(bom, indent=2, sort_keys=True)
     if args.output:

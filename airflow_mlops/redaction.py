@@ -14,7 +14,9 @@ Pure Python, no imports beyond the standard library: cheap to call from any laye
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
 MASK = "***"
 
@@ -58,3 +60,22 @@ def redact_paths(text: object, placeholder: str = "<path>") -> str:
     out = redact_credentials(text)
     out = _STORE_URI.sub(placeholder, out)
     return _ABS_PATH.sub(placeholder, out)
+
+
+class RedactingRecordFactory:
+    """A ``logging`` record factory whose records carry :func:`redact_credentials`'d messages
+    (installed by the command line: every logger of the process, whatever its handlers)."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = self.factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return record
+        redacted = redact_credentials(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return record

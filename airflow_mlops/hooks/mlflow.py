@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.hooks import read_connection
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -98,7 +99,13 @@ class MLflowHook(BaseHook):
 
     @cached_property
     def tracking_uri(self) -> str:
-        conn = self.get_connection(self.mlflow_conn_id)
+        conn = read_connection(
+            self,
+            self.mlflow_conn_id,
+            RegistryError,
+            '{"conn_type": "mlflow", "host": "http://127.0.0.1:5000"}',
+            "pass --tracking-uri URI on the command line",
+        )
         host = (conn.host or "").strip()
         if not host:
             raise RegistryError(
@@ -121,7 +128,13 @@ class MLflowHook(BaseHook):
         """
         from mlflow import MlflowClient
 
-        conn = self.get_connection(self.mlflow_conn_id)
+        conn = read_connection(
+            self,
+            self.mlflow_conn_id,
+            RegistryError,
+            '{"conn_type": "mlflow", "host": "http://127.0.0.1:5000"}',
+            "pass --tracking-uri URI on the command line",
+        )
         uri = self.tracking_uri
         if conn.login:
             register_credentials(uri, conn.login, conn.password or "")
@@ -131,5 +144,7 @@ class MLflowHook(BaseHook):
         try:
             self.get_conn().search_experiments(max_results=1)
         except Exception as exc:
-            return False, str(exc)
+            from airflow_mlops.redaction import redact_credentials
+
+            return False, redact_credentials(exc)
         return True, "Connection successfully tested"

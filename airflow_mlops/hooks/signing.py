@@ -101,13 +101,20 @@ class ModelSigningHook(BaseHook):
         """The connection's trust and, with ``need_private``, its signer.
 
         :param need_private: the caller signs: a connection that cannot sign is refused.
-        :raises SigningError: the connection lacks what its method needs, or its method is not the
+        :raises SigningError: the connection is not defined (the message says how to add it), lacks what its method needs, or its method is not the
             one the pipeline asks for; the message names the field.
         """
+        from airflow_mlops.hooks import read_connection
         from airflow_mlops.security.signing import public_key_from_private
         from airflow_mlops.security.trust import METHODS, SigningIdentity, Trust
 
-        conn = self.get_connection(self.signing_conn_id)
+        conn = read_connection(
+            self,
+            self.signing_conn_id,
+            SigningError,
+            '{"conn_type": "mlops_signing", "extra": {"public_key": "<PEM public key>"}}',
+            "pass --public-key PEM_FILE on the command line",
+        )
         extra = conn.extra_dejson or {}
         method = _text(extra.get("method")) or "key"
         name = f"connection {self.signing_conn_id!r}"

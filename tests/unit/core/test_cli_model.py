@@ -124,3 +124,123 @@ def test_scan_passes_a_plain_model_and_reports_a_payload(
     assert not reports[0]["findings"] and reports[1]["findings"]
     assert "system" in json.dumps(reports[1]["findings"])
     assert main(["model", "scan", str(tmp_path / "missing")]) == 1
+
+
+# --- clear errors, credentials redacted -----------------------------------------------------------
+
+SECRET = "s3cr3t-Pa55w0rd"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"http://alice:{SECRET}@mlflow.internal:5000/api", "http://***@mlflow.internal:5000/api"),
+        (f"HTTPS://{SECRET}@mlflow/", "HTTPS://***@mlflow/"),
+        (f"postgresql+psycopg2://airflow:{SECRET}@db:5432/airflow", "@db:5432/airflow"),
+        (f"http://u:pa/ss{SECRET}@h:1/x", "http://***@h:1/x"),
+        (f"http://h/api?token={SECRET}&run=1", "http://h/api?token=***&run=1"),
+        (f"http://h/?x=1&access_token={SECRET}", "access_token=***"),
+        (f"s3://b/k?X-Amz-Signature={SECRET}&X-Amz-Credential={SECRET}", "X-Amz-Signature=***"),
+        (f"http://h/?API_KEY={SECRET}", "API_KEY=***"),
+        (f"dsn host=db password={SECRET} user=x", "password=***"),
+        (f"Authorization: Bearer {SECRET}", "Bearer ***"),
+        (f"failed: 'http://bob:{SECRET}@h/' (connection refused)", "'http://***@h/'"),
+    ],
+)
+def test_credentials_are_redacted_in_any_uri_or_pair(text: str, kept: str) -> None:
+    from airflow_mlops.redaction import redact_credentials
+
+    out = redact_credentials(text)
+    assert SECRET not in out and kept in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://mlflow:5000/api/2.0/mlflow/runs/get?run_id=abc",
+        "/models/fraud/versions/3",
+        "v1 of fraud: key abc",
+    ],
+)
+def test_ordinary_messages_are_left_alone(text: str) -> None:
+    from airflow_mlops.redaction import redact_credentials
+
+    assert redact_credentials(text) == text
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    for name in ("AIRFLOW_CONN_NOSUCH_SIGNING", "AIRFLOW_CONN_NOSUCH_MLFLOW"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_rollback_without_a_signing_connection_says_which_and_how(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_connections: None
+) -> None:
+    code = main(
+        [
+            *("model", "rollback", "fraud", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"),
+            *("--signing-conn-id", "nosuch_signing"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "'nosuch_signing' is not defined" in err and "AIRFLOW_CONN_NOSUCH_SIGNING" in err
+    assert "--public-key" in err and "airflow connections add nosuch_signing" in err
+
+
+@pytest.mark.parametrize("command", ["history", "rollback", "bom"])
+def test_a_missing_mlflow_connection_says_which_and_how(
+    command: str, key_files, capsys: pytest.CaptureFixture[str], no_connections: None
+) -> None:
+    args = ["model", command, "fraud", "--mlflow-conn-id", "nosuch_mlflow"]
+    if command == "rollback":
+        args += ["--public-key", str(key_files[1])]
+    if command == "bom":
+        args.insert(3, "1")
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "'nosuch_mlflow' is not defined" in err and "--tracking-uri" in err
+
+
+@pytest.mark.parametrize("command", ["history", "rollback"])
+def test_a_tracking_uri_with_credentials_is_never_echoed(
+    command: str, key_files, capsys: pytest.CaptureFixture[str], no_connections: None
+) -> None:
+    uri = f"http://alice:{SECRET}@127.0.0.1:9/?token={SECRET}"
+    args = ["model", command, "fraud", "--tracking-uri", uri]
+    if command == "rollback":
+        args += ["--public-key", str(key_files[1])]
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert SECRET not in captured.err + captured.out and "Traceback" not in captured.err
+
+
+def test_an_unexpected_error_is_one_redacted_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_mlops.registry import promotion
+
+    def boom(*args: object, **kwargs: object) -> object:
+        raise RuntimeError(f"cannot reach https://bob:{SECRET}@mlflow/api?api_key={SECRET}")
+
+    monkeypatch.setattr(promotion, "audit_history", boom)
+    assert main(["model", "history", "fraud", "--tracking-uri", "sqlite:///x.db"]) == 1
+    err = capsys.readouterr().err
+    assert SECRET not in err and "https://***@mlflow/api?api_key=***" in err and "RuntimeError" in err
+
+
+def test_log_records_of_the_model_commands_are_redacted(
+    tmp_path: Path, key_files, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    model = _signed(tmp_path, key_files)  # runs main(): the redaction is installed
+    assert model.is_dir()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("mlflow.x").warning("cannot reach %s", f"http://u:{SECRET}@h/?token={SECRET}")
+    assert SECRET not in caplog.text and "http://***@h/?token=***" in caplog.text

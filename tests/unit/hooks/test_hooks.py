@@ -133,3 +133,32 @@ def test_a_connection_of_another_method_than_the_spec_asks_is_refused(
     _conn(monkeypatch, "typo", private.decode(), {"method": "certifcate"})
     with pytest.raises(SigningError, match="not one of key, certificate, sigstore"):
         ModelSigningHook("typo").get_key(need_private=False)
+
+
+def test_a_missing_connection_is_a_clear_project_error(monkeypatch) -> None:
+    import pytest as _pytest
+
+    from airflow_mlops.exceptions import RegistryError, SigningError
+    from airflow_mlops.hooks.mlflow import MLflowHook
+    from airflow_mlops.hooks.signing import ModelSigningHook
+
+    monkeypatch.delenv("AIRFLOW_CONN_NOSUCH_CONN", raising=False)
+    with _pytest.raises(SigningError, match=r"'nosuch_conn' is not defined.*AIRFLOW_CONN_NOSUCH_CONN"):
+        ModelSigningHook(signing_conn_id="nosuch_conn").get_key(need_private=False)
+    with _pytest.raises(RegistryError, match=r"'nosuch_conn' is not defined.*conn_type.*mlflow"):
+        MLflowHook(mlflow_conn_id="nosuch_conn").get_conn()
+
+
+def test_the_mlflow_connection_test_never_echoes_credentials(monkeypatch) -> None:
+    import json
+
+    from airflow_mlops.hooks.mlflow import MLflowHook
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LEAKY",
+        json.dumps({"conn_type": "mlflow", "host": "http://bob:hunter2-secret@127.0.0.1:9"}),
+    )
+    ok, message = MLflowHook(mlflow_conn_id="leaky").test_connection()
+    assert not ok and "hunter2-secret" not in message
