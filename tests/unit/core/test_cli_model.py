@@ -221,7 +221,7 @@ def test_a_tracking_uri_with_credentials_is_never_echoed(
 
 
 def test_an_unexpected_error_is_one_redacted_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from airflow_mlops.registry import promotion
 
@@ -229,7 +229,7 @@ def test_an_unexpected_error_is_one_redacted_line(
         raise RuntimeError(f"cannot reach https://bob:{SECRET}@mlflow/api?api_key={SECRET}")
 
     monkeypatch.setattr(promotion, "audit_history", boom)
-    assert main(["model", "history", "fraud", "--tracking-uri", "sqlite:///x.db"]) == 1
+    assert main(["model", "history", "fraud", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]) == 1
     err = capsys.readouterr().err
     assert SECRET not in err and "https://***@mlflow/api?api_key=***" in err and "RuntimeError" in err
 
