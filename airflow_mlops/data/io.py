@@ -122,8 +122,10 @@ def check_column_names(names: Sequence[Any], source: str) -> None:
         groups.setdefault(_name_key(name), []).append(name)
     for same in groups.values():
         if len(same) > 1:
-            kind = "duplicated" if len(set(same)) == 1 else "differ only in case, whitespace or Unicode form"
-            problems.append(f"columns {same} are {kind}")
+            kind = (
+                "are duplicated" if len(set(same)) == 1 else "differ only in case, whitespace or Unicode form"
+            )
+            problems.append(f"columns {same} {kind}")
     if problems:
         raise DataError(
             f"data file {source} has unusable column names: "
