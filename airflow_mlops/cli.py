@@ -35,7 +35,8 @@ def _validate(
             paths.append(file)
     for file in paths:
         try:
-            spec = _load_for_validate(file, allowed_roots, dags_folder)
+            spec, roots = _load_for_validate(file, allowed_roots, dags_folder)
+            _build_for_validate(spec, file, roots)
         except SpecError as exc:
             failed += 1
             print(exc, file=sys.stderr)
@@ -53,8 +54,11 @@ def _validate(
     return 1 if failed else 0
 
 
-def _load_for_validate(file: str, allowed_roots: list[str] | None, dags_folder: str | None) -> Any:
-    """Validate one file with the allowed roots Airflow's loader will use for it.
+def _load_for_validate(
+    file: str, allowed_roots: list[str] | None, dags_folder: str | None
+) -> tuple[Any, list[str]]:
+    """Validate one file with the allowed roots Airflow's loader will use for it; returns the
+    spec and those roots.
 
     Unless ``--allowed-root``, the defaults file or ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` name roots,
     the root is the dags folder: ``--dags-folder``, else the folder of the loader file above the
@@ -78,9 +82,18 @@ def _load_for_validate(file: str, allowed_roots: list[str] | None, dags_folder: 
                 "--allowed-root",
                 file=sys.stderr,
             )
-    return load_spec(
+    spec = load_spec(
         path, folder_defaults=folder_defaults, allowed_roots=allowed_roots, default_allowed_roots=default
     )
+    return spec, effective_allowed_roots(folder_defaults, allowed_roots, default)
+
+
+def _build_for_validate(spec: Any, file: str, roots: list[str]) -> dict[str, Any]:
+    """Build the spec's DAGs with the loader's own function: whatever Airflow's loader refuses,
+    validation refuses, with the same message."""
+    from airflow_mlops.factory.folder import build_spec_dags
+
+    return build_spec_dags(spec, Path(file), roots or None)
 
 
 def _declares_spec(path: Path) -> bool:
@@ -93,19 +106,13 @@ def _declares_spec(path: Path) -> bool:
 
 
 def _render(file: str) -> int:
-    from airflow_mlops.factory import build_dags
     from airflow_mlops.factory.builder import describe_schedule, describe_schedule_value
-    from airflow_mlops.factory.folder import build_error
 
     try:
-        spec = _load_for_validate(file, None, None)
-    except SpecError as exc:
+        spec, roots = _load_for_validate(file, None, None)
+        dags = _build_for_validate(spec, file, roots)
+    except SpecError as exc:  # invalid, or an operator or notifier rejected its arguments: located
         print(exc, file=sys.stderr)
-        return 1
-    try:
-        dags = build_dags(spec, spec_path=file)
-    except Exception as exc:  # an operator or notifier rejected its arguments: located, no traceback
-        print(build_error(exc, Path(file)), file=sys.stderr)
         return 1
     for dag_id, dag in dags.items():
         print(f"DAG {dag_id}")

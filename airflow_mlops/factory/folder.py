@@ -187,13 +187,22 @@ class SpecFolderLoader:
         A DAG that fails to build (an operator or notifier rejects its arguments) takes the
         spec's other DAGs with it: a broken spec never yields a partial set of DAGs.
         """
-        from airflow_mlops.factory.builder import build_dags
+        return build_spec_dags(self.load(path), path, self.roots(path) or None)
 
-        spec = self.load(path)
-        try:
-            return build_dags(spec, spec_path=path, allowed_roots=self.roots(path) or None)
-        except Exception as exc:  # an operator or notifier rejected its arguments
-            raise build_error(exc, path) from exc
+
+def build_spec_dags(spec: PipelineSpec, path: Path, allowed_roots: list[str] | None = None) -> dict[str, Any]:
+    """The DAGs of a validated spec, all or none; raises a located :class:`SpecError`.
+
+    The last step of loading a spec, shared by the loader, the importer and ``spec validate``:
+    a spec that validates builds its DAGs, and one that fails to build fails validation with
+    the same message.
+    """
+    from airflow_mlops.factory.builder import build_dags
+
+    try:
+        return build_dags(spec, spec_path=path, allowed_roots=allowed_roots)
+    except Exception as exc:  # an operator or notifier rejected its arguments
+        raise build_error(exc, path) from exc
 
 
 def build_error(exc: Exception, path: Path) -> SpecError:

@@ -175,6 +175,8 @@ def check_entrypoints(spec: PipelineSpec, file: str, locate: Locate) -> list[Spe
     if spec.deadline:
         wanted.append((("deadline", "callback"), spec.deadline.callback, None, None))
     issues = []
+    if spec.deadline:
+        issues += _check_deadline_callback(spec, file, locate)
     for path, target, base, args in wanted:
         line, col = locate(path)
         dotted = _dotted(path)
@@ -209,6 +211,68 @@ def check_entrypoints(spec: PipelineSpec, file: str, locate: Locate) -> list[Spe
         if args is not None and isinstance(obj, type):
             issues += _check_arguments(obj, args, path[:-1], file, locate, operator=base is BaseOperator)
     return issues
+
+
+def _check_deadline_callback(spec: PipelineSpec, file: str, locate: Locate) -> list[SpecIssue]:
+    """The deadline callback is what Airflow's callback of its mode accepts: awaitable for `async`
+    (it runs in the triggerer), callable for `sync`. An import failure is reported elsewhere."""
+    assert spec.deadline is not None
+    deadline = spec.deadline
+    try:
+        obj = resolve_entrypoint(deadline.callback)
+    except Exception:
+        return []
+    if deadline.mode == "async":
+        ok = inspect.iscoroutinefunction(obj) or hasattr(obj, "__await__")
+        wanted, hint = (
+            "an awaitable (an `async def` function or a notifier class)",
+            "make it `async def`, or set `deadline.mode: sync` to run it on an executor",
+        )
+    else:
+        ok = callable(obj)
+        wanted, hint = "a callable", "name a function or a notifier class"
+    if ok:
+        return []
+    line, col = locate(("deadline", "callback"))
+    return [
+        SpecIssue(
+            file,
+            line,
+            col,
+            "deadline.callback",
+            f"{deadline.callback!r} is not {wanted}, which {'an' if deadline.mode == 'async' else 'a'} "
+            f"`{deadline.mode}` deadline callback must be",
+            None,
+            hint,
+        )
+    ]
+
+
+_CALLABLE_ANNOTATION = re.compile(r"\b(Callable|Callback|TaskStateChangeCallback\w*)\b")
+
+
+@lru_cache(maxsize=512)
+def callable_arguments(cls: type) -> frozenset[str]:
+    """The keyword arguments of ``cls(...)`` that take only Python callables (by annotation,
+    e.g. ``python_callable: Callable``): nothing a YAML value can be."""
+    found: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):
+            continue
+        for p in params:
+            text = p.annotation if isinstance(p.annotation, str) else repr(p.annotation)
+            if (
+                p.annotation is not p.empty
+                and _CALLABLE_ANNOTATION.search(text)
+                and not re.search(r"\bstr\b", text)
+            ):
+                found.add(p.name)
+    return frozenset(found)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -294,6 +358,21 @@ def _check_arguments(
                     f"{key!r} is set by the factory" + (f" from `{where}`" if where else ""),
                     None,
                     f"remove it from args{f'; set `{where}`' if where else ''}",
+                )
+            )
+        elif key in callable_arguments(cls) and args[key] is not None:
+            issues.append(
+                SpecIssue(
+                    file,
+                    line,
+                    col,
+                    _dotted(key_path),
+                    f"{name}'s {key!r} takes a Python callable, and a spec can only give it "
+                    f"{'a string' if isinstance(args[key], str) else 'data'}, which {name} refuses",
+                    None,
+                    "use an operator that takes what YAML can hold (e.g. BashOperator's `bash_command`, "
+                    "or an operator class of your own that imports the function), or build this "
+                    "task in a Python DAG",
                 )
             )
         elif not open_ and key not in accepted:

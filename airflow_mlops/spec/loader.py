@@ -8,6 +8,7 @@ key path, the bad value, what is allowed, and a "did you mean" for misspelt keys
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import functools
@@ -36,9 +37,88 @@ PathKey = tuple[str | int, ...]
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-# More values than any real spec holds; a document over it is an alias bomb or a mistake. Each
-# alias is expanded where it is used, so nested aliases grow exponentially ("billion laughs").
+# Limits that keep one hostile file from taking the loader (and every other spec's DAGs) down.
+# Each is far above any real spec: the example specs are ~6 KB, nest ~8 levels, hold ~300 values.
+#: Bytes of a spec or defaults file. The parse cost, and the DAG processor's time per loader
+#: file, stay bounded; the file is not even read past it.
+MAX_SPEC_BYTES = 256 * 1024
+#: Nesting of mappings and sequences (block or flow, aliases expanded). Composing and building
+#: nested values recurses, and libyaml's own composer overflows the C stack on ~10,000 nested
+#: brackets (SIGSEGV, no error to report); its scanner slows down quadratically long before.
+MAX_DEPTH = 64
+#: Values after aliases are expanded: more is an alias bomb or a mistake. Each alias is copied
+#: where it is used, so nested aliases grow exponentially ("billion laughs").
 MAX_VALUES = 20_000
+#: Integers a spec may hold (64-bit signed): counts, seeds and sizes beyond it only overflow later.
+MAX_INT = 2**63 - 1
+
+_TOO_DEEP_HINT = (
+    "a spec needs a few levels; look for unclosed `[`/`{{` or runaway indentation near line {line}"
+)
+
+
+class _TooDeep(Exception):
+    """Raised by the composer at the first collection nested deeper than :data:`MAX_DEPTH`."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__()
+        self.mark = mark
+
+
+class _GuardedComposer(yaml.composer.Composer):
+    """PyYAML's composer, pulling events one at a time, that stops at :data:`MAX_DEPTH` levels.
+
+    Events are pulled lazily from the parser, so a deeply nested file is refused after reading
+    just past the limit: libyaml's composer (which recurses in C) is never used, and neither
+    parser gets to the nesting where its cost grows quadratically. Each node also keeps the tag
+    written in the text (``written_tag``), which the loader refuses: a resolved node's tag does
+    not tell ``!!str 5`` from ``"5"``.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nested:
+            if self._depth >= MAX_DEPTH:
+                raise _TooDeep(event.start_mark)
+            self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            if nested:
+                self._depth -= 1
+        if event.tag is not None:
+            node.written_tag = event.tag
+        return node
+
+
+class _PySafeLoader(_GuardedComposer, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader under the depth guard (its messages are the clearest)."""
+
+
+_CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
+_FAST_LOADER: type[Any] | None = None
+if _CParser is not None and getattr(yaml, "__with_libyaml__", False):
+
+    class _CSafeLoader(  # type: ignore[misc,valid-type]
+        _GuardedComposer, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """libyaml's parser (events) under the depth guard; composing is PyYAML's own."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    # libyaml's parser is ~20x faster than PyYAML's pure-Python one and dominates parse time
+    # for a big folder of specs. A file it rejects is parsed again with the pure-Python loader,
+    # whose error messages (context, problem, marks) are the ones users see.
+    _FAST_LOADER = _CSafeLoader
 
 
 class _LocatedYaml:
@@ -58,7 +138,18 @@ class _LocatedYaml:
                 node, path, f"the document expands to more than {MAX_VALUES:,} values", hint=_TOO_BIG_HINT
             )
             raise SpecError([issue])
+        if len(path) > MAX_DEPTH:  # nesting the composer allowed, deepened by aliases
+            issue = self._issue(
+                node,
+                path[:MAX_DEPTH],
+                f"values nest deeper than {MAX_DEPTH} levels (through aliases)",
+                hint=_TOO_BIG_HINT,
+            )
+            raise SpecError([issue])
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if getattr(node, "written_tag", None) is not None:
+            self.issues.append(self._tag_issue(node, path))
+            return None
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
             raise yaml.constructor.ConstructorError(
                 None, None, f"the tag {node.tag!r} is not allowed in a spec", node.start_mark
@@ -67,14 +158,31 @@ class _LocatedYaml:
             # `<<: *anchor` merges come first after flattening; a key of the mapping's own may
             # override a merged one (that is what merges are for), but not another own key.
             own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+            if own + self._merged_size(node) > MAX_VALUES:
+                issue = self._issue(
+                    node,
+                    path,
+                    f"its merges (`<<:`) expand to more than {MAX_VALUES:,} keys",
+                    hint=_TOO_BIG_HINT,
+                )
+                raise SpecError([issue])
             loader.flatten_mapping(node)
             merged = len(node.value) - own
             out: dict[Any, Any] = {}
             from_merge: set[Any] = set()
             for index, (key_node, value_node) in enumerate(node.value):
-                key = loader.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)) or key is None:
-                    self.issues.append(self._issue(key_node, path, "mapping keys must be plain strings", key))
+                if getattr(key_node, "written_tag", None) is not None:
+                    self.issues.append(self._tag_issue(key_node, path))
+                    continue
+                key = None
+                if isinstance(key_node, yaml.ScalarNode):  # a `? [complex]` key is not even built
+                    key = self._construct_scalar(key_node, path, loader)
+                if not isinstance(key, (str, int, float, bool)):
+                    self.issues.append(
+                        self._issue(key_node, path, "mapping keys must be plain strings", key_node.value)
+                        if isinstance(key_node, yaml.ScalarNode)
+                        else self._issue(key_node, path, "mapping keys must be plain strings")
+                    )
                     continue
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if isinstance(key, bool):  # YAML 1.1 turns `on:`/`yes:` into booleans
@@ -102,8 +210,11 @@ class _LocatedYaml:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._construct(item, (*path, i), loader) for i, item in enumerate(node.value)]
+        return self._construct_scalar(node, path, loader)
+
+    def _construct_scalar(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
         try:
-            return loader.construct_object(node, deep=True)
+            value = loader.construct_object(node, deep=True)
         except yaml.YAMLError:
             raise
         except (ValueError, OverflowError) as exc:
@@ -111,6 +222,39 @@ class _LocatedYaml:
             # refuse the value: `2026-13-01` is resolved as a timestamp and datetime rejects it.
             self.issues.append(self._scalar_issue(node, path, exc))
             return None
+        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
+            self.issues.append(
+                self._issue(
+                    node,
+                    path,
+                    f"the integer is out of range: a spec's integers lie between {-MAX_INT - 1:,} and "
+                    f"{MAX_INT:,} (64-bit)",
+                    node.value if len(node.value) <= 40 else node.value[:37] + "...",
+                    hint="write the value this field means; see its range in docs/spec.md",
+                )
+            )
+            return None
+        return value
+
+    @staticmethod
+    def _merged_size(node: yaml.MappingNode) -> int:
+        """How many keys the mapping's ``<<:`` merges bring in (its merge targets' sizes)."""
+        size = 0
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                targets = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                size += sum(len(t.value) for t in targets if isinstance(t, yaml.MappingNode))
+        return size
+
+    def _tag_issue(self, node: yaml.Node, path: PathKey) -> SpecIssue:
+        tag = node.written_tag  # type: ignore[attr-defined]
+        shown = "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+        return self._issue(
+            node,
+            path,
+            f"the YAML tag {shown!r} is not allowed: a spec is plain YAML, without tags",
+            hint=f"remove `{shown}`; to make a value text, quote it instead",
+        )
 
     def _scalar_issue(self, node: yaml.Node, path: PathKey, exc: Exception) -> SpecIssue:
         if node.tag == "tag:yaml.org,2002:timestamp":
@@ -162,40 +306,106 @@ def _dotted(path: PathKey) -> str:
     return text
 
 
-# libyaml's parser is ~5x faster than PyYAML's pure-Python one and dominates parse time for a
-# big folder of specs. It is used for every file; a file it rejects is parsed again with the
-# pure-Python loader, whose error messages (context, problem, marks) are the ones users see.
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+#: Broken files up to this size are parsed again by the pure-Python parser for its messages;
+#: bigger ones keep libyaml's, so a broken file costs little more than a good one.
+_SLOW_PARSE_BYTES = 64 * 1024
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, _LocatedYaml]:
-    """Parse one YAML document, keeping positions. Raises :class:`SpecError` on bad YAML."""
+    """Parse one YAML document, keeping positions. Raises :class:`SpecError` on bad YAML.
+
+    Any text is safe to give: its size, nesting and expansion are limited (:data:`MAX_SPEC_BYTES`,
+    :data:`MAX_DEPTH`, :data:`MAX_VALUES`) and every way it can fail is a located issue.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([_too_big_issue(text, file, size)])
     if _FAST_LOADER is not None:
         try:
             return _parse_with(_FAST_LOADER, text, file)
         except SpecError as exc:
-            if not any(issue.message.startswith("invalid YAML") for issue in exc.issues):
+            if size > _SLOW_PARSE_BYTES or not any(
+                issue.message.startswith("invalid YAML") for issue in exc.issues
+            ):
                 raise
-    return _parse_with(yaml.SafeLoader, text, file)
+    return _parse_with(_PySafeLoader, text, file)
 
 
-def _parse_with(loader_class: type[yaml.SafeLoader], text: str, file: str) -> tuple[Any, _LocatedYaml]:
+def _too_big_issue(text: str, file: str, size: int) -> SpecIssue:
+    head = text.encode("utf-8", "surrogatepass")[:MAX_SPEC_BYTES].decode("utf-8", "ignore")
+    return SpecIssue(
+        file,
+        head.count("\n") + 1,
+        None,
+        "",
+        f"the file is {size:,} bytes; a spec may be at most {MAX_SPEC_BYTES:,} bytes "
+        f"({MAX_SPEC_BYTES // 1024} KiB), and this line is past that",
+        hint="a spec is a few KB: split it into several specs, or move data out of it",
+    )
+
+
+def _parse_with(loader_class: type[Any], text: str, file: str) -> tuple[Any, _LocatedYaml]:
     located = _LocatedYaml(file)
-    loader = loader_class(text)
+    loader = None
     try:
+        loader = loader_class(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError([SpecIssue(file, 1, 1, "", "the file is empty", hint="start from docs/spec.md")])
         data = located._construct(node, (), loader)
+    except _TooDeep as exc:
+        raise SpecError([_too_deep_issue(exc.mark, text, file)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecError([_reader_error_issue(exc, text, file)]) from None
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_yaml_error_issue(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(file, None, None, "", f"invalid YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if located.issues:
         raise SpecError(located.issues)
     return data, located
+
+
+def _too_deep_issue(mark: Any, text: str, file: str) -> SpecIssue:
+    lines = text.splitlines()
+    line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    snippet = line[mark.column : mark.column + 40].strip() or None
+    return SpecIssue(
+        file,
+        mark.line + 1,
+        mark.column + 1,
+        "",
+        f"mappings and lists nest deeper than {MAX_DEPTH} levels here",
+        snippet,
+        _TOO_DEEP_HINT.format(line=mark.line + 1),
+    )
+
+
+# What PyYAML's reader refuses: control characters other than tab and line breaks, surrogates,
+# U+FFFE/U+FFFF (its own `Reader.NON_PRINTABLE`, which libyaml applies too).
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+
+
+def _reader_error_issue(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecIssue:
+    found = _NON_PRINTABLE.search(text)
+    index = found.start() if found else 0
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    char = text[index] if found else ""
+    return SpecIssue(
+        file,
+        line if found else None,
+        column if found else None,
+        "",
+        f"the file contains the character U+{ord(char):04X}, which YAML does not allow"
+        if found
+        else f"invalid YAML: {exc}",
+        hint="remove it; a NUL every other byte means the file is UTF-16 or UTF-32 without a "
+        "byte-order mark: save it as UTF-8",
+    )
 
 
 # What to do about the constructs PyYAML names in its "while ..." context (where they start).
@@ -297,16 +507,20 @@ def _key_path_at(lines: list[str], index: int, column: int) -> str:
         cuts.append(colon + 1)
     for cut in cuts:
         head = "\n".join([*lines[:index], lines[index][:cut] + " null"])
+        if len(head) > _SLOW_PARSE_BYTES:
+            return ""
         located = _LocatedYaml("<prefix>")
-        loader = yaml.SafeLoader(head)
+        loader = None
         try:
+            loader = _PySafeLoader(head)
             node = loader.get_single_node()
             if node is not None:
                 located._construct(node, (), loader)
-        except (SpecError, yaml.YAMLError, RecursionError):
+        except (SpecError, yaml.YAMLError, RecursionError, _TooDeep):
             continue
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         on_line = [p for p, (line, col) in located.key_marks.items() if line == index + 1 and col <= cut]
         if on_line:
             return _dotted(max(on_line, key=len))
@@ -663,12 +877,7 @@ class LoadedDefaults:
 
 def load_folder_defaults(path: str | os.PathLike[str]) -> LoadedDefaults:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(
-            [SpecIssue(str(p), None, None, "", f"cannot read the defaults file: {exc}")]
-        ) from None
+    text = read_spec_text(p)
     data, located = parse_yaml(text, str(p))
     return LoadedDefaults(p, validate_data(data, located, FolderDefaults), text)
 
@@ -808,12 +1017,93 @@ def resolve_root(root: str) -> str:
     return root if "://" in root else _resolved(root, os.getcwd())
 
 
-def read_spec_text(path: Path) -> str:
-    """A spec file's text; raises :class:`SpecError` when it cannot be read as UTF-8."""
+# Byte-order marks, longest first (UTF-32's LE mark starts with UTF-16's), and the encodings
+# YAML 1.2 (5.2) detects without one from the NULs around an ASCII first character.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_NUL_PATTERNS = (
+    (re.compile(rb"\A\x00\x00\x00[^\x00]"), "utf-32-be"),
+    (re.compile(rb"\A[^\x00]\x00\x00\x00"), "utf-32-le"),
+    (re.compile(rb"\A\x00[^\x00]"), "utf-16-be"),
+    (re.compile(rb"\A[^\x00]\x00"), "utf-16-le"),
+)
+
+
+def spec_encoding(data: bytes) -> tuple[str, int]:
+    """The encoding of a spec's bytes and the length of its byte-order mark.
+
+    UTF-8 unless a byte-order mark or YAML's NUL pattern says UTF-16 or UTF-32 (the encodings
+    the YAML spec asks every reader to accept); the mark is not part of the text.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding, len(bom)
+    for pattern, encoding in _NUL_PATTERNS:
+        if pattern.match(data):
+            return encoding, 0
+    return "utf-8", 0
+
+
+def decode_spec(data: bytes, file: str) -> str:
+    """A spec file's text from its bytes (see :func:`spec_encoding`); :class:`SpecError` if it
+    is not valid in its encoding, at the line where it stops being."""
+    encoding, skip = spec_encoding(data)
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return data[skip:].decode(encoding)
+    except UnicodeDecodeError as exc:
+        good = data[skip : skip + exc.start].decode(encoding, "replace")
+        line = good.count("\n") + 1
+        column = len(good) - (good.rfind("\n") + 1) + 1
+        bad = data[skip + exc.start : skip + min(exc.end, exc.start + 4)].hex(" ")
+        detected = "" if encoding == "utf-8" else f" (detected as {encoding.upper()} from its first bytes)"
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    line,
+                    column,
+                    "",
+                    f"the file is not valid {encoding.upper()}{detected}: bytes {bad} cannot be decoded",
+                    hint="save the file as UTF-8 (a spec may also be UTF-16 or UTF-32 with a byte-order mark)",
+                )
+            ]
+        ) from None
+
+
+def read_spec_bytes(path: Path, limit: int = MAX_SPEC_BYTES) -> bytes:
+    """At most ``limit + 1`` bytes of the file (one more tells that it is too big)."""
+    with path.open("rb") as handle:
+        return handle.read(limit + 1)
+
+
+def read_spec_head(path: Path) -> str:
+    """The text a spec file starts with, decoded leniently: what spec detection looks at."""
+    data = read_spec_bytes(path)
+    encoding, skip = spec_encoding(data)
+    return data[skip:].decode(encoding, "replace")
+
+
+def read_spec_text(path: Path) -> str:
+    """A spec (or defaults) file's text; raises :class:`SpecError` when it cannot be read as text
+    in its encoding (:func:`spec_encoding`) or is over :data:`MAX_SPEC_BYTES`."""
+    try:
+        data = read_spec_bytes(path)
+    except OSError as exc:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the spec: {exc}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = len(data)
+        head = data[:MAX_SPEC_BYTES].decode(spec_encoding(data)[0], "replace")
+        issue = _too_big_issue(head, str(path), size)
+        raise SpecError([issue])
+    return decode_spec(data, str(path))
 
 
 def load_spec(
@@ -846,15 +1136,15 @@ def load_spec(
     )
 
 
-# `apiVersion: mlops/...` as a top-level key: at the start of a line, or first in a flow mapping
-# (`{apiVersion: mlops/v1, ...}`, JSON), with the key quoted or not.
+# `apiVersion: mlops/...` as a key: at the start of a line (indented too: a document may be),
+# after `---`, or in a flow mapping (`{apiVersion: mlops/v1, ...}`, JSON), quoted or not.
 _API_VERSION_LINE = re.compile(
-    r"""(?:^|^\{\s*|[{,]\s*)["']?apiVersion["']?\s*:\s*["']?mlops/""", re.MULTILINE
+    r"""(?:^[ \t]*(?:---[ \t]+)?|[{,][ \t]*)["']?apiVersion["']?[ \t]*:\s*["']?mlops/""", re.MULTILINE
 )
 # The top-level keys a spec must have besides apiVersion; a file with `pipeline:` and one of the
 # others (and no `kind:`, which other tools' manifests have) is taken for a spec without one.
 _SPEC_KEYS = ("pipeline", "data", "registry")
-_TOP_KEY = re.compile(r"""^["']?(pipeline|data|registry|kind)["']?\s*:""", re.MULTILINE)
+_TOP_KEY = re.compile(r"""^(?:---[ \t]+)?["']?(pipeline|data|registry|kind)["']?[ \t]*:""", re.MULTILINE)
 
 
 def is_spec_document(text: str) -> bool:

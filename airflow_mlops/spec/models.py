@@ -60,19 +60,30 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: The longest duration a spec may give (timeouts, delays, intervals); past it is a typo.
+MAX_DURATION = dt.timedelta(days=3650)
+_DURATION_RANGE = f"between 0 and {MAX_DURATION.days} days (10 years)"
+
+
 def parse_duration(value: Any) -> Any:
-    """``"90s"``, ``"5m"``, ``"1h"``, ``"2d"``, ``"1w"`` or a number of seconds -> timedelta."""
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"2d"``, ``"1w"`` or a number of seconds -> timedelta.
+
+    A duration lies between 0 and :data:`MAX_DURATION`; anything else (negative, infinite, or
+    too big for Python's ``timedelta``) is a validation error naming that range.
+    """
     if isinstance(value, dt.timedelta):
-        return value
-    if isinstance(value, bool):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
         raise ValueError("a duration such as '5m', '1h' or a number of seconds")
-    if isinstance(value, (int, float)):
-        return dt.timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError("a duration such as '30s', '5m', '1h', '2d' or a number of seconds")
+    elif isinstance(value, (int, float)):
+        seconds = float(value) if abs(value) < 1e300 else math.copysign(math.inf, value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("a duration such as '30s', '5m', '1h', '2d' or a number of seconds")
+    if not 0 <= seconds <= MAX_DURATION.total_seconds():  # also NaN
+        raise ValueError(f"a duration must be {_DURATION_RANGE}, e.g. '30m', '2h', '7d'")
+    return value if isinstance(value, dt.timedelta) else dt.timedelta(seconds=seconds)
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
@@ -543,6 +554,11 @@ class Toleration(_Strict):
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
+# Names of environment variables whose value must come from a secret, never a literal in the spec
+# (the pod operator refuses them too, for tasks built from Python).
+CREDENTIAL_LIKE_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|PRIVATE)", re.I)
+
+
 class KubernetesTraining(_Strict):
     """The `kubernetes` backend: the trainer in a hardened pod (KubernetesPodOperator)."""
 
@@ -568,6 +584,18 @@ class KubernetesTraining(_Strict):
         description="Plain environment variables of the pod (e.g. `AWS_ENDPOINT_URL`); a name that "
         "looks like a credential is refused: use `secrets`.",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _no_credentials_in_env(cls, env: dict[str, str]) -> dict[str, str]:
+        literal = sorted(k for k in env if CREDENTIAL_LIKE_NAME.search(k))
+        if literal:
+            raise ValueError(
+                f"{', '.join(literal)} look(s) like a credential and would be written into the pod spec "
+                "in plain text; give it under `secrets` (a Kubernetes secret reference: env, secret, key)"
+            )
+        return env
+
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(
         default_factory=list, description="Secrets holding registry credentials."
