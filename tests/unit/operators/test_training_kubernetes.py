@@ -189,3 +189,88 @@ def test_parsing_a_local_spec_imports_no_container_provider(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("BAD=")]
     assert line == "BAD=", line
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "S3_KEY",
+        "api_key",
+        "MyApiKey",
+        "GH_TOKEN",
+        "db_password",
+        "DB_PASSWD",
+        "SigningSecret",
+        "gcp_credentials",
+    ],
+)
+def test_a_credential_like_name_is_refused_in_any_case_or_position(name: str) -> None:
+    from airflow_mlops.operators.training_kubernetes import ModelFitPodOperator
+
+    with pytest.raises(TrainingRejectedError, match=f"{name} look like credentials.*secret references"):
+        ModelFitPodOperator(task_id="t", job=JOB, image="i", env={name: "x"})
+
+
+SECRET_VALUES = [
+    "AKIAIOSFODNN7EXAMPLE",
+    "ASIAY34FZKBOKMUTVV7A",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "password=hunter2",
+    "user=bob;Password=hunter2",
+    "token: 0123abcd",
+    "http://alice:hunter2@mlflow:5000",
+    "https://mlflow.internal/?access_token=abc",
+    "postgresql://airflow:airflow@db/airflow",
+    "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6",
+    "xoxb-123456789012-abcdefABCDEF",
+    "7Hq9xZ2kP4mW8vR1tY6nB3cJ5dL0fG",
+    "Ab3dEf6hIj9kLm2nOp5q",
+]
+
+
+@pytest.mark.parametrize("value", SECRET_VALUES)
+def test_a_credential_like_value_is_refused_whatever_the_name(value: str) -> None:
+    from airflow_mlops.operators.training_kubernetes import ModelFitPodOperator
+
+    with pytest.raises(TrainingRejectedError, match=r"STORAGE_OPTS .*look like credentials") as info:
+        ModelFitPodOperator(task_id="t", job=JOB, image="i", env={"STORAGE_OPTS": value})
+    assert value not in str(info.value) and "Kubernetes secret" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "s3://mlops-artifacts/fraud/data",
+        "http://minio:9000",
+        "/var/lib/mlops/x.parquet",
+        "12345",
+        "0.001",
+        "us-east-1",
+        "fraud-detector-v2",
+        "FraudDetectorChampionV2Model",
+        "resnet50-imagenet-v1-5-fp16",
+        "bert-base-uncased-finetuned-sst2",
+        "nvidia-tesla-a100-80gb-pcie",
+        "manual__2026-01-01T00:00:00+00:00",
+        "ab" * 32,  # a sha256 digest
+        "sklearn.ensemble.RandomForestClassifier",
+        "INFO",
+        "true",
+        "",
+    ],
+)
+def test_ordinary_values_pass(value: str) -> None:
+    from airflow_mlops.operators.training_kubernetes import ModelFitPodOperator, secret_like_value
+
+    assert secret_like_value(value) is None
+    ModelFitPodOperator(task_id="t", job=JOB, image="i", env={"MODEL_SETTING": value})
+
+
+def test_a_rendered_credential_never_reaches_the_pod_spec(fit: Any) -> None:
+    from kubernetes.client import models as k8s
+
+    fit.env_vars = [*(fit.env_vars or []), k8s.V1EnvVar(name="EXTRA", value="AKIAIOSFODNN7EXAMPLE")]
+    with pytest.raises(TrainingRejectedError, match=r"EXTRA .*AWS access key id"):
+        fit.build_pod_request_obj(dry_run=True)
