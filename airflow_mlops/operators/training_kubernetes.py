@@ -265,9 +265,8 @@ class ModelFitPodOperator(KubernetesPodOperator):
             )
         self.arguments = trainer_arguments(job, result=XCOM_RESULT)
         # env values are templated: check what was rendered too, before it enters the pod spec
-        check_plain_env(
-            {str(v.name): v.value for v in self.env_vars or [] if getattr(v, "value", None) is not None}
-        )
+        rendered: list[Any] = list(self.env_vars or [])
+        check_plain_env({str(v.name): v.value for v in rendered if getattr(v, "value", None) is not None})
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def extract_xcom(self, pod: Any, **kwargs: Any) -> Any:
