@@ -346,11 +346,14 @@ def screen_data(
     :param reference: the trusted reference data set (with the target column): the label cut
         is calibrated on it, the out-of-distribution model is fitted on it, the dataset checks
         compare against it.
-    :param positive_label: the label of the positive class, for ``class_balance``.
+    :param positive_label: the label of the positive class of a binary pipeline (``class_balance``
+        compares its rate); a target with more than two classes is then a final DataError. None
+        screens a multiclass target (``duplicates`` and ``label_issues`` model every class).
     :param folds: folds of the out-of-fold model (2-20).
     :param max_fit_rows: at most this many rows train each fold's model (all rows are scored).
     :param seed: seed of the fold split, the subsamples and the models.
-    :raises DataError: the target or a feature column is missing, a feature column is all null,
+    :raises DataError: the target or a feature column is missing, a binary target (a
+        ``positive_label`` is given) holds more than two classes, a feature column is all null,
         the reference's columns differ from the batch's, or there are no rows.
     :raises ValueError: an unknown check or an out-of-range setting.
     """
@@ -370,6 +373,8 @@ def screen_data(
     if target in features:
         raise DataError(f"the target column {target!r} must not be listed among the features")
     _require_columns(df, [target, *features])
+    if positive_label is not None:
+        _require_binary_target(df, reference, target, positive_label)
     clash = [c for c in (ROW_INDEX_COLUMN, REASONS_COLUMN, SCORES_COLUMN) if c in df.columns]
     if clash:
         raise DataError(f"the data already has column(s) {clash}, which the quarantine reserves: rename them")
@@ -1324,6 +1329,34 @@ def _class_balance(
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _require_binary_target(
+    df: pd.DataFrame, reference: pd.DataFrame | None, target: str, positive_label: Any
+) -> None:
+    """A binary pipeline's target (the batch's, with the reference's) holds at most two classes.
+
+    More is not poisoning -- no row is suspect, the data is for another task -- so it is a final
+    :class:`DataError` before any check runs, never a finding or a quarantine.
+    """
+    import pandas as pd
+
+    from airflow_mlops.data.labels import label_key
+
+    labels = [df[target]]
+    if reference is not None and target in reference.columns:
+        labels.append(reference[target])
+    values = list(pd.unique(pd.concat([s.dropna().astype(object) for s in labels], ignore_index=True)))
+    classes = {label_key(v) for v in values}
+    if len(classes) > 2:
+        shown = ", ".join(repr(_plain(v)) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+        where = "the batch and its reference hold" if len(labels) > 1 else "the batch holds"
+        raise DataError(
+            f"target column {target!r} has {len(classes)} classes ({shown}): {where} {len(classes)} "
+            f"distinct labels, but the task is binary (positive_label {positive_label!r}); this is not "
+            "a poisoning finding and no row was screened. Map the target to two classes before the "
+            "pipeline, or point data.target at the binary label column"
+        )
 
 
 def _check_reference(df: pd.DataFrame, reference: pd.DataFrame, target: str, features: list[str]) -> None:

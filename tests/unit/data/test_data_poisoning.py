@@ -508,3 +508,78 @@ def test_extreme_values_must_leave_the_reference_range_and_small_skewed_columns_
     result = screen_data(bad, max_suspect_fraction=1.0, reference=ref, **args)
     held = set(result.quarantined["_row_index"])
     assert {5, 6} <= held
+
+
+def _three_classes(seed: int, n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    frame["y"] = np.argmax(x, axis=1)
+    return frame
+
+
+@pytest.mark.parametrize(
+    "checks", [["duplicates", "label_issues"], ["class_balance"], ["duplicates"], ["out_of_distribution"]]
+)
+def test_a_multiclass_target_in_a_binary_pipeline_is_a_final_error_not_poisoning(checks) -> None:
+    from airflow_mlops.exceptions import is_retryable
+
+    with pytest.raises(DataError, match=r"target column 'y' has 3 classes .*the task is binary") as info:
+        screen_data(
+            _three_classes(0),
+            target="y",
+            features=["a", "b", "c"],
+            checks=checks,
+            max_suspect_fraction=0.02,
+            reference=_three_classes(1),
+            positive_label=1,
+        )
+    assert not isinstance(info.value, PoisoningDetectedError) and not is_retryable(info.value)
+    assert "not a poisoning finding" in str(info.value)
+
+
+def test_a_third_class_only_in_the_reference_or_as_text_counts_too() -> None:
+    batch = _three_classes(0)
+    batch["y"] = (batch["y"] == 1).astype(int)
+    with pytest.raises(DataError, match="has 3 classes"):
+        screen_data(
+            batch,
+            target="y",
+            features=["a", "b", "c"],
+            checks=["duplicates"],
+            max_suspect_fraction=0.02,
+            reference=_three_classes(1),
+        )
+    texts = _three_classes(2)
+    texts["y"] = texts["y"].map({0: "no", 1: "yes", 2: "maybe"})
+    with pytest.raises(DataError, match="has 3 classes"):
+        screen_data(
+            texts,
+            target="y",
+            features=["a", "b", "c"],
+            checks=["duplicates"],
+            max_suspect_fraction=0.02,
+            positive_label="yes",
+        )
+
+
+def test_binary_labels_written_differently_are_two_classes() -> None:
+    batch = _three_classes(3)
+    batch["y"] = np.where(batch["y"] == 1, 1.0, 0).astype(object)
+    batch.loc[batch.index[:5], "y"] = 1  # 1 and 1.0 are one class
+    result = screen_data(
+        batch, target="y", features=["a", "b", "c"], checks=["duplicates"], max_suspect_fraction=0.5
+    )
+    assert result.summary["rows_in"] == len(batch)
+
+
+def test_a_multiclass_screen_models_every_class() -> None:
+    result = screen_data(
+        _three_classes(4),
+        target="y",
+        features=["a", "b", "c"],
+        checks=["duplicates", "label_issues"],
+        max_suspect_fraction=0.05,
+        positive_label=None,
+    )
+    assert set(result.summary["checks"]["label_issues"]["classes"]) == {"0", "1", "2"}
