@@ -78,7 +78,7 @@ class _GuardedComposer(yaml.composer.Composer):
     _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event: Any = self.peek_event()  # type: ignore[attr-defined]  # from the parser class
         if isinstance(event, yaml.AliasEvent):
             return super().compose_node(parent, index)
         nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
@@ -87,7 +87,7 @@ class _GuardedComposer(yaml.composer.Composer):
                 raise _TooDeep(event.start_mark)
             self._depth += 1
         try:
-            node = super().compose_node(parent, index)
+            node: Any = super().compose_node(parent, index)
         finally:
             if nested:
                 self._depth -= 1
@@ -104,9 +104,7 @@ _CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
 _FAST_LOADER: type[Any] | None = None
 if _CParser is not None and getattr(yaml, "__with_libyaml__", False):
 
-    class _CSafeLoader(  # type: ignore[misc,valid-type]
-        _GuardedComposer, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
-    ):
+    class _CSafeLoader(_GuardedComposer, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
         """libyaml's parser (events) under the depth guard; composing is PyYAML's own."""
 
         def __init__(self, stream: str) -> None:
@@ -115,7 +113,7 @@ if _CParser is not None and getattr(yaml, "__with_libyaml__", False):
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
 
-    # libyaml's parser is ~20x faster than PyYAML's pure-Python one and dominates parse time
+    # libyaml's parser is ~8x faster than PyYAML's pure-Python one and dominates parse time
     # for a big folder of specs. A file it rejects is parsed again with the pure-Python loader,
     # whose error messages (context, problem, marks) are the ones users see.
     _FAST_LOADER = _CSafeLoader
@@ -174,7 +172,7 @@ class _LocatedYaml:
                 if getattr(key_node, "written_tag", None) is not None:
                     self.issues.append(self._tag_issue(key_node, path))
                     continue
-                key = None
+                key: Any = None
                 if isinstance(key_node, yaml.ScalarNode):  # a `? [complex]` key is not even built
                     key = self._construct_scalar(key_node, path, loader)
                 if not isinstance(key, (str, int, float, bool)):

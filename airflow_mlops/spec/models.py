@@ -91,7 +91,19 @@ Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 _DATE_HINT = "write a date as YYYY-MM-DD, e.g. 2026-01-31"
 
 
+#: The dates a spec may give: a schedule's intervals are computed past them, and Python's
+#: datetimes end at 9999-12-31, so the range leaves room; before 1900 is a typo.
+DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2999, 12, 31))
+
+
 def parse_date(value: Any) -> Any:
+    date = _parse_date(value)
+    if not DATE_RANGE[0] <= date <= DATE_RANGE[1]:
+        raise ValueError(f"a date must lie between {DATE_RANGE[0]} and {DATE_RANGE[1]}; {_DATE_HINT}")
+    return date
+
+
+def _parse_date(value: Any) -> dt.date:
     """A calendar date: ``2026-01-31`` (YAML reads it as a date), the same quoted, or a midnight datetime.
 
     pydantic alone reads a number as a Unix timestamp and reports a bad string with a parser's

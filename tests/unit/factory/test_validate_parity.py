@@ -1,0 +1,121 @@
+"""`spec validate` and the DAG loader agree on every spec: one passes exactly what the other builds.
+
+Validation runs the loader's own steps (parse, validate, check, build the DAGs), so the corpus
+below holds specs that used to pass validation and then yield no DAG (a sync deadline callback,
+a callable given as a string, a credential in a pod's environment, an operator that refuses its
+arguments when built), besides hostile and plain broken ones, and good ones of each kind.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.cli import _validate
+from airflow_mlops.factory.folder import load_dags_folder
+
+BASE = """\
+apiVersion: mlops/v1
+pipeline: {name}
+data:
+  source: data/train.parquet
+  target: y
+registry:
+  model_name: {name}
+"""
+CB = "tests.unit.factory.parity_callbacks"
+PY = "airflow.providers.standard.operators.python.PythonOperator"
+BASH = "airflow.providers.standard.operators.bash.BashOperator"
+PICKY = "tests.unit.spec.corpus_operators.PickyOperator"
+K8S = "artifacts: {root: s3://bucket/mlops}\ntraining:\n  backend: kubernetes\n  image: repo/trainer:1\n"
+
+# name -> (YAML added to the base spec, whether the spec builds its DAGs)
+CORPUS: dict[str, tuple[str, bool]] = {
+    "plain": ("", True),
+    "deadline_async": (f"deadline: {{after: 2h, callback: {CB}.late_async}}\n", True),
+    "deadline_sync_fn_async_mode": (f"deadline: {{after: 2h, callback: {CB}.late_sync}}\n", False),
+    "deadline_sync_mode": (f"deadline: {{after: 2h, callback: {CB}.late_sync, mode: sync}}\n", True),
+    "deadline_not_callable": (f"deadline: {{after: 2h, callback: {CB}.NOT_CALLABLE, mode: sync}}\n", False),
+    "deadline_notifier": (
+        "deadline: {after: 2h, callback: tests.unit.spec.notifiers.RecordingNotifier}\n",
+        True,
+    ),
+    "python_callable_string": (
+        f"steps:\n  - id: hello\n    operator: {PY}\n    args: {{python_callable: {CB}.late_sync}}\n",
+        False,
+    ),
+    "bash_step": (
+        f"steps:\n  - id: hello\n    operator: {BASH}\n    args: {{bash_command: echo hi}}\n",
+        True,
+    ),
+    "picky_ok": (f"steps:\n  - id: p\n    operator: {PICKY}\n    args: {{level: 2}}\n", True),
+    "picky_refuses_at_build": (f"steps:\n  - id: p\n    operator: {PICKY}\n    args: {{level: 5}}\n", False),
+    "env_credential": (K8S + "  kubernetes:\n    env: {MY_API_TOKEN: abc}\n", False),
+    "env_private_key": (K8S + "  kubernetes:\n    env: {private_key_path: /k}\n", False),
+    "env_plain": (K8S + "  kubernetes:\n    env: {AWS_ENDPOINT_URL: 'http://minio:9000'}\n", True),
+    "kubernetes_local_root": (K8S.replace("s3://bucket/mlops", "artifacts") + "\n", False),
+    "tag": ("description: !!binary aGVsbG8=\n", False),
+    "deep": ("x: " + "[" * 50_000 + "]" * 50_000 + "\n", False),
+    "deep_block": (
+        "x:\n" + "".join(" " * (i + 1) + "a:\n" for i in range(200)) + " " * 201 + "b: 1\n",
+        False,
+    ),
+    "huge_duration": ("defaults: {execution_timeout: 99999999999999d}\n", False),
+    "huge_int": ("max_active_runs: 99999999999999999999999\n", False),
+    "far_date": ("start_date: 9999-12-31\n", False),
+    "unknown_key": ("descripton: typo\n", False),
+    "brackets_in_strings": ("description: '" + "[{" * 3000 + "'\n# ]]]]\n", True),
+}
+
+
+def _write(folder: Path, name: str, extra: str) -> Path:
+    path = folder / f"{name}.yaml"
+    text = BASE.format(name=name) + extra
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    folder = tmp_path_factory.mktemp("dags")
+    (folder / "mlops_specs.py").write_text("# calls load_dags_folder( for spec validate\n", encoding="utf-8")
+    (folder / "data").mkdir()
+    paths = {name: _write(folder, name, extra) for name, (extra, _) in CORPUS.items()}
+    wide = BASE.format(name="utf16") + "description: café\n"
+    (folder / "utf16.yaml").write_bytes(codecs.BOM_UTF16_LE + wide.encode("utf-16-le"))
+    (folder / "utf16_no_bom.yaml").write_bytes(wide.replace("utf16", "utf16_no_bom").encode("utf-16-be"))
+    (folder / "latin1.yaml").write_bytes(BASE.format(name="latin1").encode() + b"description: caf\xe9\n")
+    paths.update({n: folder / f"{n}.yaml" for n in ("utf16", "utf16_no_bom", "latin1")})
+    return folder, paths
+
+
+EXPECTED = {**{n: ok for n, (_, ok) in CORPUS.items()}, "utf16": True, "utf16_no_bom": True, "latin1": False}
+
+
+def test_validate_passes_exactly_the_specs_the_loader_builds(
+    corpus: tuple[Path, dict[str, Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, paths = corpus
+    dags, errors = load_dags_folder(folder, default_allowed_roots=[folder], cache_dir=None)
+    built = {name: f"{name}__train" in dags for name in paths}
+    assert built == EXPECTED  # the corpus means what it says
+    for name, path in paths.items():
+        capsys.readouterr()
+        verdict = _validate([str(path)], None, dags_folder=str(folder)) == 0
+        out = capsys.readouterr()
+        assert verdict == built[name], f"{name}: validate {'passed' if verdict else 'refused'}:\n{out.err}"
+        if not verdict:  # the same message, word for word
+            loader_error = errors[str(path)]
+            assert str(loader_error) in out.err, f"{name}:\n{loader_error}\n---\n{out.err}"
+
+
+def test_validating_the_folder_agrees_too(
+    corpus: tuple[Path, dict[str, Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, paths = corpus
+    assert _validate([str(folder)], None, dags_folder=str(folder)) == 1
+    out = capsys.readouterr().out
+    passed = {line.split(":")[0] for line in out.splitlines() if ": ok (pipeline" in line}
+    assert passed == {str(paths[n]) for n, ok in EXPECTED.items() if ok}
