@@ -227,6 +227,17 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
                 )
             ]
         out.extend(hits)
+    for opname, target, offset in walk.mutations:
+        out.append(
+            Hit(
+                K.GLOBAL_MUTATION,
+                f"{where}{opname} at byte {offset} of the {stream} sets state on or adds items to "
+                f"{target}, an object the pickle did not create; loading would change it for the "
+                "whole process (class or module poisoning)",
+                target if not target.startswith("numpy.dtype(") else "numpy.dtype",
+                offset,
+            )
+        )
     if walk.calls and not walk.globals and not walk.unresolved and not walk.extension_refs:
         out.append(
             Hit(
@@ -239,7 +250,7 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
     if walk.error:
         out.append(
             Hit(
-                K.INVALID_PICKLE,
+                K.AMBIGUOUS_LAYOUT if walk.layout_error else K.INVALID_PICKLE,
                 f"{where}cannot be parsed as a pickle: {walk.error} (near byte {walk.error_offset} of the {stream})",
                 None,
                 walk.error_offset,

@@ -40,6 +40,7 @@ __all__ = [
     "JOBLIB_ARRAY_WRAPPER",
     "JOBLIB_SAFE_GLOBALS",
     "NUMPY_SAFE_GLOBALS",
+    "SHARED_RESULT_GLOBALS",
     "STDLIB_SAFE_GLOBALS",
     "TORCH_SAFE_GLOBALS",
     "is_allowed",
@@ -255,6 +256,31 @@ JOBLIB_SAFE_GLOBALS: frozenset[str] = frozenset([JOBLIB_ARRAY_WRAPPER])
 #: joblib models, and pickles of standard-library values, pass by default.
 BUILTIN_SAFE_GLOBALS: frozenset[str] = (
     STDLIB_SAFE_GLOBALS | NUMPY_SAFE_GLOBALS | TORCH_SAFE_GLOBALS | JOBLIB_SAFE_GLOBALS | SKLEARN_GLOBALS
+)
+
+#: Allowlisted callables whose result may be an object that already exists in the loading process
+#: (an enum member, numpy's ``True_``/``False_`` singletons ...). Setting state on what they
+#: return (``BUILD``), or adding items to it, would change that shared object for the whole
+#: process, so the scanner reports it like state set on an imported class. ``numpy.dtype`` is
+#: handled by the walker itself (it returns numpy's cached dtype unless called with copy=True).
+SHARED_RESULT_GLOBALS: frozenset[str] = frozenset(
+    [
+        "uuid.SafeUUID",  # an Enum: calling it looks a member up
+        "numpy.bool_",  # returns the True_/False_ singletons
+        "builtins.bool",
+        "builtins.int",  # small ints, interned strings, the empty tuple/frozenset are cached
+        "builtins.str",
+        "builtins.bytes",
+        "builtins.tuple",
+        "builtins.frozenset",
+        "builtins.float",
+        "builtins.complex",
+        "builtins.slice",
+        "builtins.range",
+        "datetime.timezone",  # timezone(timedelta(0)) is timezone.utc
+        "builtins.NotImplemented",
+        "builtins.Ellipsis",
+    ]
 )
 
 # --- denylist ------------------------------------------------------------------------------

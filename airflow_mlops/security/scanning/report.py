@@ -17,6 +17,8 @@ class FindingKind(enum.StrEnum):
     UNRESOLVED_GLOBAL = "unresolved_global"
     EXTENSION_GLOBAL = "extension_global"
     INVALID_PICKLE = "invalid_pickle"
+    GLOBAL_MUTATION = "global_mutation"
+    AMBIGUOUS_LAYOUT = "ambiguous_layout"
     OBJECT_ARRAY = "object_array"
     CODE = "code"
     CODE_HASH_MISMATCH = "code_hash_mismatch"
@@ -51,6 +53,17 @@ FIX_HINTS: dict[FindingKind, str] = {
         "re-save the model with safetensors"
     ),
     FindingKind.INVALID_PICKLE: "the file is not a well-formed pickle; re-export the model (prefer safetensors)",
+    FindingKind.GLOBAL_MUTATION: (
+        "the pickle sets state on (or adds items to) an imported class, function, module or shared "
+        "object, which would change it for the whole loading process; no ordinary model does this, "
+        "treat the file as hostile and re-export the model with safetensors"
+    ),
+    FindingKind.AMBIGUOUS_LAYOUT: (
+        "the scanner cannot decide exactly which bytes the loader reads here (a joblib array "
+        "wrapper or numpy dtype in a form joblib.dump/numpy never write), so it refuses the file; "
+        "re-export it with joblib.dump from a current joblib, or better with safetensors / the "
+        "library's native format"
+    ),
     FindingKind.OBJECT_ARRAY: (
         "save arrays with a numeric dtype (np.save with allow_pickle=False) or with safetensors"
     ),

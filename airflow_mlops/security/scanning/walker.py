@@ -21,7 +21,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from airflow_mlops.security.scanning import policy
 
@@ -61,20 +61,36 @@ _MARK_MODE_ERROR = "mixes PUT and MEMOIZE memo writes, which no pickler emits"
 
 
 class _Global:
-    __slots__ = ("dotted",)
+    """An object the pickle did not create: an imported class, function or module (``GLOBAL``,
+    ``STACK_GLOBAL``), or what a call returned when that may be a pre-existing shared object
+    (``shared_call``: an enum member, numpy's ``True_``, a cached dtype ...).
 
-    def __init__(self, dotted: str) -> None:
+    Setting state on one (``BUILD``) or mutating it (``SETITEM``, ``APPEND`` ...) changes it for
+    the whole loading process, so the walker records it as a mutation.
+    """
+
+    __slots__ = ("dotted", "shared_call")
+
+    def __init__(self, dotted: str, shared_call: bool = False) -> None:
         self.dotted = dotted
+        self.shared_call = shared_call
 
 
 class _Obj:
-    """An object built by calling a tracked global (joblib wrappers and numpy dtypes)."""
+    """An object built by calling a tracked global (joblib wrappers and numpy dtypes).
 
-    __slots__ = ("args", "cls", "state")
+    ``attrs`` is what a joblib wrapper's ``__dict__`` holds as far as the walker knows it exactly
+    (``None``: it cannot be known, and a joblib read of it is refused); ``builds`` counts the
+    ``BUILD`` opcodes applied to it.
+    """
 
-    def __init__(self, cls: str, args: object) -> None:
+    __slots__ = ("args", "attrs", "builds", "cls", "state")
+
+    def __init__(self, cls: str, args: object, attrs: dict[object, object] | None = None) -> None:
         self.cls = cls
         self.args = args
+        self.attrs = attrs
+        self.builds = 0
         self.state: object = None
 
 
@@ -93,7 +109,49 @@ class _Dict:
         self.overflow = True
 
 
-_TRACKED_CLASSES = frozenset(["numpy.dtype", policy.JOBLIB_ARRAY_WRAPPER])
+_WRAPPER = policy.JOBLIB_ARRAY_WRAPPER
+_RECONSTRUCTOR = "copyreg._reconstructor"
+_REBUILD_FROM_TYPE = "torch._tensor._rebuild_from_type_v2"
+_MAX_SENSITIVE_MEMO = 4_000_000  # memo entries holding globals/tracked objects, kept past the budget
+
+
+class LayoutError(PickleParseError):
+    """The bytes a loader reads next cannot be decided exactly as the loader decides them."""
+
+
+class _Refused(Exception):
+    """A value the walker cannot interpret exactly the way the loader does."""
+
+
+def _holds_wrapper(value: object) -> bool:
+    """True for the joblib wrapper class itself or a (flat) tuple that holds it."""
+    if isinstance(value, _Global):
+        return value.dotted == _WRAPPER and not value.shared_call
+    if isinstance(value, tuple):
+        return any(isinstance(v, _Global) and v.dotted == _WRAPPER for v in value)
+    return False
+
+
+def _is_shared(value: object) -> bool:
+    """True when ``value`` may be an object that exists outside this pickle (see :class:`_Global`)."""
+    if isinstance(value, _Global):
+        return True
+    if isinstance(value, _Obj) and value.cls == "numpy.dtype":
+        # numpy.dtype(code, align, copy=False) returns numpy's own cached dtype object
+        args = value.args
+        return not (isinstance(args, tuple) and len(args) >= 3 and args[2] is True)
+    return False
+
+
+def _shared_label(value: object) -> str:
+    if isinstance(value, _Global):
+        return value.dotted
+    return "numpy.dtype(..., copy=False), numpy's cached dtype"
+
+
+def _sensitive(value: object) -> bool:
+    """Memo values that must never be dropped for the memory budget (they decide findings)."""
+    return isinstance(value, _Global | _Obj) or _holds_wrapper(value)
 
 
 @dataclass
@@ -133,7 +191,10 @@ class PickleWalk:
     arrays: list[ArrayRegion] = field(default_factory=list)
     nested: list[PickleWalk] = field(default_factory=list)  # joblib object arrays: nested pickles
     polyglot: list[PickleWalk] = field(default_factory=list)  # array bytes read as opcodes
-    problems: list[tuple[str, int]] = field(default_factory=list)  # (detail, offset) invalid_pickle
+    # (opcode, what it mutates, offset): state set on / items added to an object the pickle did not create
+    mutations: list[tuple[str, str, int]] = field(default_factory=list)
+    # the walk stopped because the bytes the loader reads next cannot be decided exactly
+    layout_error: bool = False
 
 
 class Source:
@@ -432,6 +493,42 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
     table = _TABLE
     run_match = _NUMBER_RUN.match
     run_starts = _RUN_STARTS
+    sensitive_kept = 0
+
+    def escape(values: object, what: str, offset: int) -> None:
+        """joblib reads array bytes after a BUILD on any NumpyArrayWrapper *instance*: the class
+        may only be called directly (or through copyreg._reconstructor), never handed elsewhere,
+        or the walker could not tell which objects are wrappers."""
+        if joblib and isinstance(values, list | tuple) and any(_holds_wrapper(v) for v in values):
+            raise LayoutError(
+                f"{what} receives the joblib NumpyArrayWrapper class as a value; joblib reads array "
+                "bytes after any wrapper instance, so the scanner refuses a wrapper class used other "
+                "than as a direct constructor",
+                offset,
+            )
+
+    def mutate(target: object, opname: str, offset: int) -> None:
+        if _is_shared(target):
+            walk.mutations.append((opname, _shared_label(target), offset))
+
+    def remember(idx: int, top: object, offset: int) -> None:
+        nonlocal memo_kept, sensitive_kept
+        if top is U:
+            memo.pop(idx, None)
+        elif memo_kept < _MEMO_BUDGET:
+            if idx not in memo:
+                memo_kept += 1
+            memo[idx] = top
+        elif _sensitive(top):
+            sensitive_kept += 1
+            if sensitive_kept > _MAX_SENSITIVE_MEMO:
+                raise PickleParseError(
+                    "the pickle memoizes more imported objects than the scanner tracks", offset
+                )
+            memo[idx] = top
+        else:
+            memo.pop(idx, None)
+
     try:
         while True:
             buf = src.buf
@@ -487,21 +584,30 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                 state = stack.pop()
                 target = stack[-1]
                 walk.calls += 1
+                escape((state,), "BUILD state", op_offset)
+                mutate(target, name, op_offset)
                 if isinstance(target, _Obj):
+                    target.builds += 1
                     target.state = state
-                    if joblib and target.cls == policy.JOBLIB_ARRAY_WRAPPER:
-                        _joblib_array(src, target, walk, op_offset)
-                        stack[-1] = U  # joblib replaces the wrapper with the array it read
+                    if target.cls == _WRAPPER:
+                        _apply_wrapper_state(target, state)
+                        if joblib:
+                            _joblib_array(src, target, walk, op_offset)
+                            stack[-1] = U  # joblib replaces the wrapper with the array it read
             elif cat == _C_APPEND:
-                stack.pop()
+                value = stack.pop()
                 if not stack:
                     raise PickleParseError("APPEND with an empty stack", op_offset)
+                escape((value,), name, op_offset)
+                mutate(stack[-1], name, op_offset)
             elif cat in (_C_APPENDS, _C_SETITEMS, _C_ADDITEMS):
                 k = marks.pop()
                 items = stack[k:]
                 del stack[k:]
                 if not stack:
                     raise PickleParseError(f"{name} with nothing to add to", op_offset)
+                escape(items, name, op_offset)
+                mutate(stack[-1], name, op_offset)
                 if cat == _C_SETITEMS and isinstance(stack[-1], _Dict):
                     target_dict = stack[-1]
                     for i in range(0, len(items) - 1, 2):
@@ -512,10 +618,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                 used_memoize = True
                 if not stack:
                     raise PickleParseError("MEMOIZE with an empty stack", op_offset)
-                top = stack[-1]
-                if top is not U and memo_kept < _MEMO_BUDGET:
-                    memo[memo_len] = top
-                    memo_kept += 1
+                remember(memo_len, stack[-1], op_offset)
                 memo_len += 1
             elif cat == _C_GET:
                 if size:
@@ -535,13 +638,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                     idx = int(_decode_text_int(src.line(), op_offset))  # type: ignore[call-overload]
                 if not stack:
                     raise PickleParseError("PUT with an empty stack", op_offset)
-                top = stack[-1]
-                if top is not U and memo_kept < _MEMO_BUDGET:
-                    if idx not in memo:
-                        memo_kept += 1
-                    memo[idx] = top
-                else:
-                    memo.pop(idx, None)
+                remember(idx, stack[-1], op_offset)
             elif cat == _C_STACK_GLOBAL:
                 attr = stack.pop()
                 module = stack.pop()
@@ -563,25 +660,42 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                     inst_args = tuple(stack[k:])
                     del stack[k:]
                     walk.calls += 1
-                    stack.append(_call(_global_value(module, attr, walk.protocol), inst_args))
+                    escape(inst_args, name, op_offset)
+                    how = "init" if inst_args else "new"  # pickle's _instantiate
+                    stack.append(_call(_global_value(module, attr, walk.protocol), inst_args, how))
                 else:
                     stack.append(_global_value(module, attr, walk.protocol))
             elif cat == _C_REDUCE:
                 args = stack.pop()
                 func = stack.pop()
                 walk.calls += 1
-                stack.append(_call(func, args))
+                reconstructor = isinstance(func, _Global) and func.dotted == _RECONSTRUCTOR
+                if not (
+                    reconstructor and isinstance(args, tuple) and not any(_holds_wrapper(a) for a in args[1:])
+                ):
+                    escape((args,), name, op_offset)
+                if (
+                    isinstance(func, _Global)
+                    and func.dotted == _REBUILD_FROM_TYPE
+                    and isinstance(args, tuple)
+                    and len(args) == 4
+                ):
+                    # torch calls args[0](*args[2]) and then sets args[3] as the result's state
+                    mutate(_call(args[0], args[2], "init"), name, op_offset)
+                stack.append(_call(func, args, "init"))
             elif cat == _C_NEWOBJ:
                 args = stack.pop()
                 cls = stack.pop()
                 walk.calls += 1
-                stack.append(_call(cls, args))
+                escape((args,), name, op_offset)
+                stack.append(_call(cls, args, "new"))  # cls.__new__(cls, *args): __init__ does not run
             elif cat == _C_NEWOBJ_EX:
-                stack.pop()
+                kwargs = stack.pop()
                 args = stack.pop()
                 cls = stack.pop()
                 walk.calls += 1
-                stack.append(_call(cls, args))
+                escape((args, kwargs), name, op_offset)
+                stack.append(_call(cls, args, "new"))
             elif cat == _C_OBJ:
                 k = marks.pop()
                 items = stack[k:]
@@ -589,7 +703,9 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                 if not items:
                     raise PickleParseError("OBJ without a class", op_offset)
                 walk.calls += 1
-                stack.append(_call(items[0], tuple(items[1:])))
+                escape(items[1:], name, op_offset)
+                obj_args = tuple(items[1:])
+                stack.append(_call(items[0], obj_args, "init" if obj_args else "new"))
             elif cat in (_C_EMPTY_LIST, _C_EMPTY_SET, _C_NONE_PUSH):
                 stack.append(U)
             elif cat == _C_EMPTY_DICT:
@@ -601,11 +717,16 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                     raise PickleParseError(f"{name} with too few stack items", op_offset)
                 items = stack[-size:]
                 del stack[-size:]
+                escape([i for i in items if isinstance(i, tuple)], name, op_offset)
                 stack.append(tuple(items))
             elif cat in (_C_TUPLE, _C_LIST, _C_FROZENSET, _C_DICT):
                 k = marks.pop()
                 items = stack[k:]
                 del stack[k:]
+                if cat != _C_TUPLE or len(items) > _MAX_KEPT_TUPLE:
+                    escape(items, name, op_offset)
+                else:
+                    escape([i for i in items if isinstance(i, tuple)], name, op_offset)
                 if cat == _C_TUPLE:
                     stack.append(tuple(items) if len(items) <= _MAX_KEPT_TUPLE else U)
                 elif cat == _C_DICT:
@@ -620,6 +741,8 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                 key = stack.pop()
                 if not stack:
                     raise PickleParseError("SETITEM with nothing to set", op_offset)
+                escape((key, value), name, op_offset)
+                mutate(stack[-1], name, op_offset)
                 if isinstance(stack[-1], _Dict):
                     stack[-1].set(key, value)
             elif cat == _C_NONE:
@@ -700,7 +823,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                 src.line()
                 stack.append(U)
             elif cat == _C_BINPERSID:
-                stack.pop()
+                escape((stack.pop(),), name, op_offset)
                 stack.append(U)
             elif cat == _C_NOOP:
                 if not stack:
@@ -710,6 +833,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
     except PickleParseError as exc:
         walk.error = str(exc)
         walk.error_offset = exc.offset
+        walk.layout_error = isinstance(exc, LayoutError)
     except IndexError:
         walk.error = "an opcode needs more stack items (or a MARK) than the pickle pushed"
         walk.error_offset = src.offset
@@ -723,13 +847,38 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
 def _global_value(module: str, name: str, protocol: int) -> object:
     if protocol < 3:
         module, name = map_py2_name(module, name)
-    dotted = f"{module}.{name}"
-    return _Global(dotted) if dotted in _TRACKED_CLASSES else U
+    return _Global(f"{module}.{name}")
 
 
-def _call(func: object, args: object) -> object:
-    if isinstance(func, _Global):
-        return _Obj(func.dotted, args)
+def _call(func: object, args: object, how: str) -> object:
+    """What calling ``func`` pushes: ``how`` is ``"init"`` (``func(*args)``: REDUCE, INST/OBJ with
+    arguments) or ``"new"`` (``cls.__new__(cls, *args)`` without ``__init__``: NEWOBJ, NEWOBJ_EX,
+    INST/OBJ without arguments)."""
+    if not isinstance(func, _Global) or func.shared_call:
+        return U
+    dotted = func.dotted
+    if dotted == _WRAPPER:
+        if how == "new":
+            return _Obj(dotted, args, attrs={})  # no __init__: the instance has no attributes yet
+        if isinstance(args, tuple) and 4 <= len(args) <= len(_WRAPPER_PARAMS):
+            attrs: dict[object, object] = {"allow_mmap": False, "numpy_array_alignment_bytes": 16}
+            attrs.update(zip(_WRAPPER_PARAMS, args, strict=False))
+            return _Obj(dotted, args, attrs=attrs)
+        return _Obj(dotted, args, attrs=None)
+    if dotted == "numpy.dtype":
+        return _Obj(dotted, args)
+    if dotted == _RECONSTRUCTOR and isinstance(args, tuple) and len(args) == 3:
+        cls, base = args[0], args[1]
+        if isinstance(cls, _Global) and cls.dotted == _WRAPPER:
+            plain = isinstance(base, _Global) and base.dotted == "builtins.object"
+            return _Obj(_WRAPPER, args, attrs={} if plain else None)  # object.__new__(cls)
+        if isinstance(base, _Global) and (
+            base.dotted in policy.SHARED_RESULT_GLOBALS or base.dotted == "numpy.dtype"
+        ):
+            return _Global(f"{base.dotted}.__new__(...)", shared_call=True)
+        return U
+    if dotted in policy.SHARED_RESULT_GLOBALS:
+        return _Global(f"{dotted}(...)", shared_call=True)
     return U
 
 
@@ -745,97 +894,188 @@ def map_py2_name(module: str, name: str) -> tuple[str, str]:
 # --- joblib --------------------------------------------------------------------------------
 
 _WRAPPER_PARAMS = ("subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes")
-_DTYPE_CODE = re.compile(r"[<>|=]?([a-zA-Z?])(\d*)")
+_DTYPE_CODE = re.compile(r"[<>|=]?[a-zA-Z?]\d{0,9}")
+_ENDIANS = frozenset(["<", ">", "|", "="])
+_MAX_DTYPE_DEPTH = 8
 
 
-def _wrapper_fields(obj: _Obj) -> dict[object, object] | None:
-    """The wrapper's attributes: constructor arguments (when called with any), then its BUILD state."""
-    fields: dict[object, object] = {}
-    if isinstance(obj.args, tuple) and obj.args:
-        fields = {"numpy_array_alignment_bytes": 16}  # the constructor's default
-        fields.update(zip(_WRAPPER_PARAMS, obj.args, strict=False))
-    elif obj.args != ():
-        return None
-    state = obj.state
-    if isinstance(state, _Dict):
-        if state.overflow:
-            return None
-        fields.update(state.items)
-    elif state is not None:
-        return None
-    return fields
+def _apply_wrapper_state(obj: _Obj, state: object) -> None:
+    """Apply a BUILD state to a wrapper's known attributes exactly as ``pickle``'s load_build does.
 
-
-def _dtype_layout(dtype: object, depth: int = 0) -> tuple[int, bool, str] | None:
-    """(itemsize, has objects, text) of a numpy dtype rebuilt in the pickle, when it is known.
-
-    Structured dtypes (sklearn's tree nodes) count as holding objects when their flags say so
-    *or* any field's dtype does, so both ways numpy might decide agree with the scan.
+    The wrapper has no ``__setstate__``, so a truthy dict state is merged into its ``__dict__``;
+    a ``(state, slotstate)`` pair, any other mapping or an untracked value makes it unknown.
     """
-    if depth > 8 or not isinstance(dtype, _Obj) or dtype.cls != "numpy.dtype":
-        return None
-    if not isinstance(dtype.args, tuple) or not dtype.args or not isinstance(dtype.args[0], str):
-        return None
-    code = dtype.args[0]
-    m = _DTYPE_CODE.fullmatch(code)
-    if m is None:
-        return None
-    kind, digits = m.group(1), m.group(2)
-    state = dtype.state
-    elsize = -1
-    flags = 0
-    names: object = None
-    fields: object = None
-    if isinstance(state, tuple) and len(state) >= 8:
-        names, fields, elsize_v, flags_v = state[3], state[4], state[5], state[7]
-        if not isinstance(elsize_v, int) or not isinstance(flags_v, int):
-            return None
-        elsize, flags = elsize_v, flags_v
-    elif state is not None:
-        return None
-    has_object = kind == "O" or bool(flags & 1)
-    if names is not None:
-        if not isinstance(names, tuple) or not isinstance(fields, _Dict) or fields.overflow or elsize <= 0:
-            return None
-        for field_name in names:
-            entry = fields.items.get(field_name)
-            if not isinstance(entry, tuple) or not entry:
-                return None
-            sub = _dtype_layout(entry[0], depth + 1)
-            if sub is None:
-                return None
-            has_object = has_object or sub[1]
-    if elsize > 0:
-        itemsize = elsize
-    elif digits:
-        itemsize = int(digits)
-    elif kind in "?b":
-        itemsize = 1
+    if obj.attrs is None or state is None:
+        return
+    if isinstance(state, _Dict) and not state.overflow:
+        obj.attrs.update(state.items)
+    elif isinstance(state, tuple | int | str) and not state:
+        return  # falsy: load_build sets nothing
     else:
-        return None
-    return itemsize, has_object, code
+        obj.attrs = None
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numpy_dtype(value: object, depth: int = 0) -> object:
+    """The ``numpy.dtype`` the unpickler would build from ``value``, or raise :class:`_Refused`.
+
+    Mirrors numpy's ``dtype.__reduce__``/``__setstate__``: the type code decides the kind (and,
+    for all but the flexible kinds S, U and V, the item size: numpy ignores a state's element
+    size for them, so one that disagrees is refused); numpy takes the flags -- whether the
+    dtype holds objects -- from the state verbatim, so they must equal the flags of the dtype
+    that numpy's own constructor builds from the same layout. Anything else is refused.
+    """
+    import numpy as np
+
+    if depth > _MAX_DTYPE_DEPTH:
+        raise _Refused("the dtype nests too deeply")
+    if not isinstance(value, _Obj) or value.cls != "numpy.dtype":
+        raise _Refused("the dtype is not a numpy.dtype rebuilt from a type code")
+    args = value.args
+    if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[0], str)):
+        raise _Refused(f"numpy.dtype is called with arguments {_show(args)}, not (code, align, copy)")
+    code = args[0]
+    if args[1] is not False or args[2] is not True or not _DTYPE_CODE.fullmatch(code):
+        raise _Refused(f"numpy.dtype{_show(args)} is not how numpy pickles a dtype")
+    try:
+        base = np.dtype(code)
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"numpy refuses the dtype code {code!r}: {exc}") from None
+    if value.builds == 0:
+        return base
+    if value.builds > 1:
+        raise _Refused("the dtype's state is set more than once (numpy merges them)")
+    state = value.state
+    if not isinstance(state, tuple) or (len(state), state[0] if state else None) not in ((8, 3), (9, 4)):
+        raise _Refused(f"dtype state {_show(state)} is not a version 3 or 4 numpy dtype state")
+    endian, subarray, names, fields, elsize, alignment, flags = state[1:8]
+    if endian not in _ENDIANS or not (_int(elsize) and _int(alignment) and _int(flags)):
+        raise _Refused(f"dtype state {_show(state)} has malformed fields")
+    if not -128 <= flags <= 255:
+        raise _Refused(f"dtype flags {flags} do not fit numpy's flag byte")
+    if len(state) == 9 and state[8] is not None and base.kind not in "mM":
+        raise _Refused("dtype state carries metadata for a non-datetime dtype")
+    kind = base.kind
+    if kind != "V" and (subarray is not None or names is not None or fields is not None):
+        raise _Refused(f"dtype {code!r} of kind {kind!r} has fields or a subarray in its state")
+    result: Any
+    if kind not in "SUV":
+        if elsize not in (-1, base.itemsize) or alignment not in (-1, base.alignment):
+            raise _Refused(
+                f"dtype {code!r} state claims element size {elsize} (alignment {alignment}); numpy "
+                f"ignores it and uses {base.itemsize}"
+            )
+        result = base
+    elif kind == "S" or kind == "U":
+        if elsize < 0 or (kind == "U" and elsize % 4):
+            raise _Refused(f"dtype {code!r} state has element size {elsize}")
+        result = np.dtype(f"{kind}{elsize if kind == 'S' else elsize // 4}")
+    elif subarray is not None:
+        if (
+            names is not None
+            or fields is not None
+            or not (isinstance(subarray, tuple) and len(subarray) == 2)
+        ):
+            raise _Refused("dtype state has a malformed subarray")
+        sub_shape = subarray[1]
+        if not (isinstance(sub_shape, tuple) and all(_int(d) and 0 <= d < 1 << 31 for d in sub_shape)):
+            raise _Refused(f"dtype subarray shape {_show(sub_shape)} is not a tuple of sizes")
+        result = _build(lambda: np.dtype((_numpy_dtype(subarray[0], depth + 1), sub_shape)))
+    elif names is not None:
+        if not (
+            isinstance(names, tuple)
+            and all(isinstance(n, str) for n in names)
+            and len(set(names)) == len(names)
+        ):
+            raise _Refused("dtype field names are not a tuple of distinct strings")
+        if not isinstance(fields, _Dict) or fields.overflow or set(fields.items) != set(names):
+            raise _Refused("dtype fields do not match its names (titles are not supported)")
+        formats, offsets = [], []
+        for field_name in names:
+            entry = fields.items[field_name]
+            if not (isinstance(entry, tuple) and len(entry) == 2 and _int(entry[1]) and entry[1] >= 0):
+                raise _Refused(f"dtype field {field_name!r} is not (dtype, offset)")
+            formats.append(_numpy_dtype(entry[0], depth + 1))
+            offsets.append(entry[1])
+        spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": elsize}
+        result = _build(lambda: np.dtype(spec, align=bool(flags & 0x80)))  # type: ignore[call-overload]
+    else:
+        if fields is not None:
+            raise _Refused("dtype state has fields without names")
+        result = _build(lambda: np.dtype(f"V{elsize}"))
+    if kind in "SUV" and (elsize != result.itemsize or alignment != result.alignment):
+        raise _Refused(
+            f"dtype {code!r} state (element size {elsize}, alignment {alignment}) disagrees with "
+            f"its layout ({result.itemsize}, {result.alignment})"
+        )
+    if flags % 256 != result.flags % 256:
+        raise _Refused(
+            f"dtype {code!r} state has flags {flags}, but numpy builds this layout with flags "
+            f"{result.flags} (whether it holds Python objects would disagree)"
+        )
+    return result
+
+
+def _build(make: Callable[[], object]) -> Any:
+    try:
+        return make()
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+        raise _Refused(f"numpy refuses this dtype layout: {exc}") from None
+
+
+def _show(value: object, limit: int = 120) -> str:
+    def plain(v: object) -> object:
+        if isinstance(v, tuple):
+            return tuple(plain(i) for i in v)
+        if isinstance(v, _Dict):
+            return {k: plain(i) for k, i in v.items.items()}
+        if isinstance(v, _Obj):
+            return f"<{v.cls} object>"
+        if isinstance(v, _Global):
+            return f"<{v.dotted}>"
+        return v
+
+    text = repr(plain(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_JOBLIB_REFUSAL = "the bytes joblib reads after a NumpyArrayWrapper cannot be located exactly: "
 
 
 def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) -> None:
-    """Consume what joblib wrote after a wrapper's BUILD: array bytes, or a nested pickle."""
-    fields = _wrapper_fields(wrapper)
-    if fields is None:
-        walk.problems.append(("joblib NumpyArrayWrapper state cannot be read statically", op_offset))
-        raise PickleParseError("cannot locate the array data after a joblib NumpyArrayWrapper", op_offset)
-    shape = fields.get("shape")
-    layout = _dtype_layout(fields.get("dtype"))
-    if (
-        not isinstance(shape, tuple)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        or layout is None
-    ):
-        raise PickleParseError(
-            "joblib NumpyArrayWrapper has a shape or dtype the scanner cannot read, so the array "
-            "bytes after it cannot be located",
+    """Consume what ``NumpyArrayWrapper.read`` reads after the wrapper's BUILD, decided exactly as
+    joblib decides it (padding only when the instance has a non-None
+    ``numpy_array_alignment_bytes``; ``dtype.hasobject`` and ``dtype.itemsize`` as numpy computes
+    them); anything the scanner cannot decide exactly is refused (:class:`LayoutError`)."""
+    attrs = wrapper.attrs
+    if attrs is None:
+        raise LayoutError(
+            _JOBLIB_REFUSAL + "the wrapper is built or given a state in a way the scanner cannot "
+            "follow (only joblib's own NEWOBJ + dict state, constructor calls and "
+            "copyreg._reconstructor are understood)",
             op_offset,
         )
-    itemsize, has_object, code = layout
-    if has_object:
+    shape = attrs.get("shape")
+    if not isinstance(shape, tuple) or not all(_int(d) and d >= 0 for d in shape):
+        raise LayoutError(_JOBLIB_REFUSAL + f"its shape {_show(shape)} is not a tuple of sizes", op_offset)
+    try:
+        dtype: Any = _numpy_dtype(attrs.get("dtype"))
+    except _Refused as exc:
+        raise LayoutError(_JOBLIB_REFUSAL + str(exc), op_offset) from None
+    count = 1
+    for d in shape:
+        count *= d
+    if count >= 1 << 63:
+        raise LayoutError(
+            _JOBLIB_REFUSAL + f"shape {shape} overflows joblib's int64 element count", op_offset
+        )
+    code = dtype.str
+    if dtype.hasobject:
+        if attrs.get("allow_mmap", False) is not False:
+            raise LayoutError(_JOBLIB_REFUSAL + "an object array that allows memory mapping", op_offset)
         nested = _walk(src, joblib=False)
         walk.nested.append(nested)
         if nested.error:
@@ -844,12 +1084,15 @@ def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) 
                 nested.error_offset if nested.error_offset is not None else src.offset,
             )
         return
+    if dtype.itemsize == 0:
+        raise LayoutError(_JOBLIB_REFUSAL + f"dtype {code!r} has no item size", op_offset)
+    alignment = attrs.get("numpy_array_alignment_bytes")  # joblib: getattr(..., None)
+    if isinstance(alignment, _Unknown):
+        raise LayoutError(
+            _JOBLIB_REFUSAL + "whether numpy_array_alignment_bytes is None (padding) is unknown", op_offset
+        )
     start = src.offset
-    alignment = fields.get("numpy_array_alignment_bytes")
-    count = 1
-    for d in shape:
-        count *= d
-    nbytes = count * itemsize
+    nbytes = count * dtype.itemsize
     head = src.peek(1)
     if alignment is not None:
         if not head:
@@ -864,7 +1107,13 @@ def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) 
         benign_stop = poly.error is not None and poly.error.startswith(
             ("invalid opcode", "bad ", "text opcode")
         )
-        if poly.globals or poly.unresolved or poly.extension_refs or not (benign_stop or poly.error is None):
+        if (
+            poly.globals
+            or poly.unresolved
+            or poly.extension_refs
+            or poly.mutations
+            or not (benign_stop or poly.error is None)
+        ):
             walk.polyglot.append(poly)
     data_offset = src.offset
     if not src.skip(nbytes):
