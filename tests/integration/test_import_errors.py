@@ -30,6 +30,20 @@ BROKEN = {
         "  - {id: a, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [b]}\n"
         "  - {id: b, operator: airflow.providers.standard.operators.empty.EmptyOperator, after: [a]}\n"
     ),
+    # Hostile: 60 KB of brackets crashed the DAG processor (libyaml's C stack) and took every
+    # spec's DAGs with it; the others once passed as plain YAML or ended in a traceback.
+    "deep.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: deep")
+    + "x: "
+    + "[" * 30_000
+    + "]" * 30_000,
+    "tagged.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: tagged").replace(
+        "owner: risk-ml", "owner: !!binary cmlzay1tbA=="
+    ),
+    "forever.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: forever").replace(
+        "execution_timeout: 30m", "execution_timeout: 99999999999999d"
+    ),
+    "sync_deadline.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: sync_deadline")
+    + "deadline: {after: 2h, callback: json.dumps}\n",
 }
 
 
@@ -76,6 +90,10 @@ def test_each_broken_spec_is_its_own_import_error(tmp_path: Path) -> None:
     assert "hour: '25' is not valid here (outside 0-23)" in errors["specs/bad_cron.yaml"]
     assert "invalid YAML" in errors["specs/bad_yaml.yaml"]
     assert "cycle: a -> b -> a" in errors["specs/cycle.yaml"]
+    assert "nest deeper than 64 levels" in errors["specs/deep.yaml"]
+    assert "'!!binary' is not allowed" in errors["specs/tagged.yaml"]
+    assert "between 0 and 3650 days" in errors["specs/forever.yaml"]
+    assert "is not an awaitable" in errors["specs/sync_deadline.yaml"]
     assert "mlops_specs.py" not in " ".join(errors)  # never a vague error on the loader
 
     dag_list = airflow(["dags", "list", "-o", "json"], env)
