@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import ast
 import bz2
 import codecs
 import hashlib
 import json
 import logging
 import lzma
+import mmap
 import os
 import stat
 import struct
@@ -81,6 +81,7 @@ _CODE_EXTENSIONS = frozenset(
 _PICKLE_EXTENSIONS = frozenset([".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".p", ".sav"])
 _JSON_EXTENSIONS = frozenset([".json"])
 _YAML_EXTENSIONS = frozenset([".yaml", ".yml"])
+_UBJSON_EXTENSIONS = frozenset([".ubj", ".ubjson"])
 _TEXT_EXTENSIONS = frozenset([".txt", ".md", ".csv", ".tsv", ".rst"])
 _YAML_NAMES = frozenset(["MLmodel"])
 
@@ -120,7 +121,7 @@ _SAFETENSORS_DTYPE_BITS: dict[str, int] = {
     "F6_E3M2": 6,
 }
 _SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
-_NPY_MAX_HEADER = 10_000  # numpy's own default max_header_size
+_NPY_MAX_HEADER = 1 << 20  # numpy ignores its 10 kB limit with allow_pickle=True; the scanner bounds it
 _HEAD_SIZE = 16
 _CHUNK = 1 << 20
 
@@ -493,39 +494,199 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
-def _npy_header(fh: IO[bytes]) -> tuple[dict[str, Any] | None, int, str | None]:
-    """(header, bytes read, problem) of a ``.npy`` stream positioned at its start."""
-    head = fh.read(8)
-    if len(head) < 8 or not head.startswith(_NPY_MAGIC):
-        return None, len(head), "not a valid .npy file"
-    major = head[6]
-    if major == 1:
-        (hlen,) = struct.unpack("<H", fh.read(2))
-        used = 10
-    elif major in (2, 3):
-        (hlen,) = struct.unpack("<I", fh.read(4))
-        used = 12
-    else:
-        return None, 8, f"unsupported .npy format version {major}"
-    if hlen > _NPY_MAX_HEADER:
-        return None, used, f".npy header of {hlen} bytes exceeds numpy's {_NPY_MAX_HEADER}-byte limit"
+class _BoundedReader:
+    """Counts what numpy's header reader consumes and refuses any single read over ``cap`` bytes
+    (a forged 4 GiB header length must not be allocated)."""
+
+    def __init__(self, raw: IO[bytes], cap: int) -> None:
+        self.raw = raw
+        self.cap = cap
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self.cap:
+            raise ValueError(f"the header asks for {n} bytes, more than the scanner's {self.cap}-byte limit")
+        data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def _npy_dtype(fh: IO[bytes]) -> tuple[Any, int, str | None]:
+    """(dtype, bytes read, problem) of a ``.npy`` stream at its start, decided by numpy itself.
+
+    ``numpy.load`` reads the magic, then the header with ``numpy.lib.format``'s reader, and
+    unpickles the rest of the stream when ``dtype.hasobject``; the scanner calls the same
+    functions (only the header size is bounded), so it cannot disagree with the loader about
+    whether an array holds objects (``'O'``, ``'object'``, a structured field of objects ...).
+    """
+    from numpy.lib import format as npformat
+
+    read_header = getattr(npformat, "_read_array_header", None)
+    if read_header is None:  # pragma: no cover - numpy moved its private reader: fail closed
+        raise RuntimeError("numpy.lib.format._read_array_header is missing; the .npy check needs it")
+    reader = _BoundedReader(fh, _NPY_MAX_HEADER)
     try:
-        raw = fh.read(hlen)
-        text = raw.decode("utf-8" if major == 3 else "latin-1")
-        header = ast.literal_eval(text)
-    except (ValueError, SyntaxError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
-        return None, used + hlen, f".npy header cannot be parsed: {exc}"
-    if not isinstance(header, dict) or "descr" not in header:
-        return None, used + hlen, ".npy header has no 'descr'"
-    return header, used + hlen, None
+        version = npformat.read_magic(reader)
+        npformat._check_version(version)
+        _shape, _fortran, dtype = read_header(reader, version, max_header_size=_NPY_MAX_HEADER)
+    except (
+        ValueError,
+        TypeError,
+        SyntaxError,
+        UnicodeDecodeError,
+        RecursionError,
+        MemoryError,
+        OverflowError,
+        KeyError,
+    ) as exc:
+        return None, reader.count, f"numpy refuses the .npy header: {exc}".replace("\n", " ")
+    return dtype, reader.count, None
 
 
-def _descr_has_object(descr: object) -> bool:
-    if isinstance(descr, str):
-        return "O" in descr
-    if isinstance(descr, list | tuple):
-        return any(_descr_has_object(d) for d in descr)
-    return True  # unknown structure: fail closed
+_UBJ_FIXED = {
+    ord("i"): 1,
+    ord("U"): 1,
+    ord("I"): 2,
+    ord("l"): 4,
+    ord("L"): 8,
+    ord("d"): 4,
+    ord("D"): 8,
+    ord("C"): 1,
+    ord("Z"): 0,
+    ord("T"): 0,
+    ord("F"): 0,
+}
+_UBJ_INT_FORMATS = {ord("i"): ">b", ord("U"): ">B", ord("I"): ">h", ord("l"): ">i", ord("L"): ">q"}
+_UBJ_MAX_DEPTH = 128
+
+
+class _UbjError(ValueError):
+    pass
+
+
+def ubjson_problem(buf: Any) -> str | None:
+    """Why ``buf`` is not one well-formed UBJSON value (draft 12, as XGBoost writes it), or None.
+
+    Iterative and bounded: nesting is limited, every count is checked against the bytes left,
+    typed numeric arrays are skipped in one step, strings must be UTF-8, and the value must end
+    exactly at the end of the file. Nothing is built from the data.
+    """
+    n = len(buf)
+    pos = 0
+
+    def need(k: int) -> None:
+        if k < 0 or pos + k > n:
+            raise _UbjError(f"truncated: {k} bytes needed at byte {pos} of {n}")
+
+    def integer(marker: int) -> int:
+        nonlocal pos
+        fmt = _UBJ_INT_FORMATS.get(marker)
+        if fmt is None:
+            raise _UbjError(f"expected an integer length marker at byte {pos - 1}, got {bytes([marker])!r}")
+        size = struct.calcsize(fmt)
+        need(size)
+        value = struct.unpack(fmt, buf[pos : pos + size])[0]
+        pos += size
+        return int(value)
+
+    def length() -> int:
+        nonlocal pos
+        need(1)
+        marker = buf[pos]
+        pos += 1
+        value = integer(marker)
+        if value < 0:
+            raise _UbjError(f"negative length at byte {pos}")
+        return value
+
+    def string() -> None:
+        nonlocal pos
+        size = length()
+        need(size)
+        try:
+            bytes(buf[pos : pos + size]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _UbjError(f"string at byte {pos} is not UTF-8") from exc
+        pos += size
+
+    def scalar(marker: int) -> None:
+        nonlocal pos
+        if marker in _UBJ_FIXED:
+            need(_UBJ_FIXED[marker])
+            pos += _UBJ_FIXED[marker]
+        elif marker in (ord("S"), ord("H")):
+            string()
+        else:
+            raise _UbjError(f"unknown marker {bytes([marker])!r} at byte {pos - 1}")
+
+    # frames: [is_object, remaining count (None: until the closing marker), element type or None]
+    stack: list[list[Any]] = []
+
+    def open_container(marker: int) -> None:
+        nonlocal pos
+        if len(stack) >= _UBJ_MAX_DEPTH:
+            raise _UbjError(f"nesting deeper than {_UBJ_MAX_DEPTH} at byte {pos}")
+        typ = None
+        count = None
+        if pos < n and buf[pos] == ord("$"):
+            need(2)
+            typ = buf[pos + 1]
+            pos += 2
+            if typ not in _UBJ_FIXED and typ not in (ord("S"), ord("H")):
+                raise _UbjError(f"unsupported container element type {bytes([typ])!r} at byte {pos - 1}")
+            if pos >= n or buf[pos] != ord("#"):
+                raise _UbjError(f"typed container without a count at byte {pos}")
+        if pos < n and buf[pos] == ord("#"):
+            pos += 1
+            count = length()
+            if count > n - pos:
+                raise _UbjError(f"container count {count} exceeds the {n - pos} bytes left")
+        is_object = marker == ord("{")
+        if typ is not None and not is_object and typ in _UBJ_FIXED and count is not None:
+            need(count * _UBJ_FIXED[typ])
+            pos += count * _UBJ_FIXED[typ]  # typed numeric array: skipped in one step
+            return
+        stack.append([is_object, count, typ])
+
+    try:
+        need(1)
+        first = buf[0]
+        pos = 1
+        if first not in (ord("{"), ord("[")):
+            raise _UbjError("the top-level value is not an object or array")
+        open_container(first)
+        while stack:
+            frame = stack[-1]
+            is_object, remaining, typ = frame
+            if remaining is None:
+                need(1)
+                closer = ord("}") if is_object else ord("]")
+                if buf[pos] == closer:
+                    pos += 1
+                    stack.pop()
+                    continue
+            elif remaining == 0:
+                stack.pop()
+                continue
+            else:
+                frame[1] = remaining - 1
+            if is_object:
+                string()
+            if typ is not None:
+                scalar(typ)
+                continue
+            need(1)
+            marker = buf[pos]
+            pos += 1
+            if marker in (ord("{"), ord("[")):
+                open_container(marker)
+            else:
+                scalar(marker)
+        if pos != n:
+            raise _UbjError(f"{n - pos} trailing bytes after the top-level value")
+    except _UbjError as exc:
+        return str(exc)
+    return None
 
 
 def _sha256_file(path: Path) -> str:
@@ -654,6 +815,8 @@ class Scanner:
                 self._check_npy(fh, rel, "file", size)
         elif compression and (suffix in _PICKLE_EXTENSIONS | _JOBLIB_EXTENSIONS or not _is_utf8_text(path)):
             self._scan_compressed(path, rel, compression)
+        elif suffix in _UBJSON_EXTENSIONS:
+            self._check_ubjson(path, rel, size)
         elif suffix in _PICKLE_EXTENSIONS:
             # protocol 0/1 pickles have no magic; the extension says a loader will unpickle it
             self._scan_pickle_file(path, rel, size)
@@ -759,14 +922,14 @@ class Scanner:
 
     def _check_npy(self, fh: IO[bytes], rel: str, stream: str, size: int | None, where: str = "") -> None:
         """A ``.npy``: numeric arrays pass on their header; an object array's pickle is walked."""
-        header, used, problem = _npy_header(fh)
-        if problem or header is None:
+        dtype, used, problem = _npy_dtype(fh)
+        if problem or dtype is None:
             self.add(rel, K.UNRECOGNISED_FILE, where + (problem or "not a valid .npy file"))
             return
-        if not _descr_has_object(header["descr"]):
+        if not dtype.hasobject:
             return
         # numpy.load(allow_pickle=True) unpickles the rest of the file with pickle.load
-        label = f"{where}object array (dtype {header['descr']!r}), whose pickle "
+        label = f"{where}object array (dtype {dtype.descr!r}), whose pickle "
         hits = scan_pickle_stream(
             fh,
             None if size is None else size - used,
@@ -797,8 +960,8 @@ class Scanner:
         name = info.filename
         where = f"member {name!r} "
         stream = f"member {name!r}"
-        if info.is_dir():
-            return
+        if info.is_dir() and info.file_size == 0:
+            return  # np.load reads a member by any name, including one ending in '/', so only empty ones are skipped
         member_path = PurePosixPath(name)
         if member_path.is_absolute() or ".." in member_path.parts or "\\" in name:
             self.add(rel, K.INVALID_ARCHIVE, f"{where}has an unsafe path (absolute or '..')")
@@ -842,6 +1005,17 @@ class Scanner:
                 json.load(fh)
         except (ValueError, RecursionError) as exc:
             self.add(rel, K.INVALID_DATA_FILE, f"not valid JSON: {exc}")
+
+    def _check_ubjson(self, path: Path, rel: str, size: int) -> None:
+        """XGBoost's native UBJSON model: validated structurally (bounded, nothing is decoded to code)."""
+        problem = "empty file"
+        if size:
+            with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                problem = ubjson_problem(buf)
+        if problem:
+            self.add(rel, K.INVALID_DATA_FILE, f"not valid UBJSON: {problem}")
+            return
+        self._check_text_is_not_pickle(path, rel)
 
     def _check_yaml(self, path: Path, rel: str) -> None:
         try:
