@@ -522,12 +522,13 @@ def _npy_dtype(fh: IO[bytes]) -> tuple[Any, int, str | None]:
     from numpy.lib import format as npformat
 
     read_header = getattr(npformat, "_read_array_header", None)
-    if read_header is None:  # pragma: no cover - numpy moved its private reader: fail closed
+    check_version = getattr(npformat, "_check_version", None)
+    if read_header is None or check_version is None:  # pragma: no cover - numpy moved its private reader: fail closed
         raise RuntimeError("numpy.lib.format._read_array_header is missing; the .npy check needs it")
     reader = _BoundedReader(fh, _NPY_MAX_HEADER)
     try:
         version = npformat.read_magic(reader)
-        npformat._check_version(version)
+        check_version(version)
         _shape, _fortran, dtype = read_header(reader, version, max_header_size=_NPY_MAX_HEADER)
     except (
         ValueError,
@@ -1008,7 +1009,7 @@ class Scanner:
 
     def _check_ubjson(self, path: Path, rel: str, size: int) -> None:
         """XGBoost's native UBJSON model: validated structurally (bounded, nothing is decoded to code)."""
-        problem = "empty file"
+        problem: str | None = "empty file"
         if size:
             with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 problem = ubjson_problem(buf)
