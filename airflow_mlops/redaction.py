@@ -14,8 +14,11 @@ Pure Python, no imports beyond the standard library: cheap to call from any laye
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
@@ -79,3 +82,89 @@ class RedactingRecordFactory:
         if redacted != message:
             record.msg, record.args = redacted, None
         return record
+
+
+# --- credentials where plain values belong (pod environment variables) ----------------
+
+# Names of variables whose value must come from a secret reference, never a literal (any case,
+# anywhere in the name: S3_KEY, apiKey, db_passwd, GH_TOKEN, ...).
+SECRET_LIKE_NAME = re.compile(r"(SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|KEY|CREDENTIAL|PRIVATE)", re.I)
+# Values that are credentials whatever the variable is called.
+_SECRET_VALUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a PEM key or certificate", re.compile(r"-----BEGIN [A-Z0-9 ]+-----")),
+    (
+        "an AWS access key id",
+        re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
+    ),
+    ("a JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")),
+    (
+        "a service token",
+        re.compile(
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}|"
+            r"xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{30,}|hf_[A-Za-z0-9]{30,}|"
+            r"npm_[A-Za-z0-9]{30,}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
+        ),
+    ),
+    (
+        "a password or token pair",
+        re.compile(
+            r"(?i)(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"
+            r"\s*[=:]\s*[^\s&;,]+"
+        ),
+    ),
+)
+# A random-looking token: base64/base62 characters only, long, high entropy (paths, URIs, numbers,
+# model names and hex digests are not).
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9+/=_-]{16,}$")
+_WORD = re.compile(r"[A-Z]?[a-z]{2,}")
+_HEX_OR_NUMBER = re.compile(r"[0-9a-fA-F]+|[0-9._-]+")
+
+
+def _char_kind(c: str) -> str:
+    return "lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "other"
+
+
+def _entropy(text: str) -> float:
+    counts = {c: text.count(c) for c in set(text)}
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def secret_like_value(value: Any) -> str | None:
+    """Why ``value`` looks like a credential (a PEM block, an AWS key id, a JWT, a known service
+    token, a ``password=`` pair, a URI with user-info or a token in its query, or a long
+    high-entropy token), or None for an ordinary value (paths, URIs, numbers, names, digests)."""
+    text = str(value).strip()
+    for what, pattern in _SECRET_VALUES:
+        if pattern.search(text):
+            return what
+    if "://" in text and redact_credentials(text) != text:
+        return "a URI with credentials"
+    if _TOKEN_CHARS.match(text) and not text.startswith("/") and not _HEX_OR_NUMBER.fullmatch(text):
+        kinds = [_char_kind(c) for c in text if c.isalnum()]
+        switches = sum(a != b for a, b in itertools.pairwise(kinds)) / max(len(kinds) - 1, 1)
+        words = sum(len(w) for w in _WORD.findall(text)) / len(text)
+        # a random token switches between lower, upper and digit every other character and holds
+        # few words; names (CamelCase, kebab-case, words with versions) are mostly words
+        if len(set(kinds)) >= 2 and switches >= 0.3 and words < 0.35 and _entropy(text) >= 3.5:
+            return "a random token"
+    return None
+
+
+def plain_env_problem(env: Mapping[str, Any]) -> str | None:
+    """Why plain environment variables ``env`` must not be written out in plain text (a name or
+    a value that looks like a credential), naming the variables but never their values; None
+    when every variable is ordinary. The spec (``training.kubernetes.env``) and the pod operator
+    both apply this one rule."""
+    by_name = sorted(str(k) for k in env if SECRET_LIKE_NAME.search(str(k)))
+    if by_name:
+        return (
+            f"variable(s) {', '.join(by_name)} look like credentials by name and would be written "
+            "into the pod spec in plain text"
+        )
+    by_value = sorted(f"{k} ({why})" for k, v in env.items() if (why := secret_like_value(v)))
+    if by_value:
+        return (
+            f"the value(s) of variable(s) {', '.join(by_value)} look like credentials and would be "
+            "written into the pod spec in plain text"
+        )
+    return None

@@ -566,11 +566,6 @@ class Toleration(_Strict):
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-# Names of environment variables whose value must come from a secret, never a literal in the spec
-# (the pod operator refuses them too, for tasks built from Python).
-CREDENTIAL_LIKE_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL|PRIVATE)", re.I)
-
-
 class KubernetesTraining(_Strict):
     """The `kubernetes` backend: the trainer in a hardened pod (KubernetesPodOperator)."""
 
@@ -600,11 +595,13 @@ class KubernetesTraining(_Strict):
     @field_validator("env")
     @classmethod
     def _no_credentials_in_env(cls, env: dict[str, str]) -> dict[str, str]:
-        literal = sorted(k for k in env if CREDENTIAL_LIKE_NAME.search(k))
-        if literal:
+        # one rule with the pod operator (which checks the rendered values again)
+        from airflow_mlops.redaction import plain_env_problem
+
+        problem = plain_env_problem(env)
+        if problem:
             raise ValueError(
-                f"{', '.join(literal)} look(s) like a credential and would be written into the pod spec "
-                "in plain text; give it under `secrets` (a Kubernetes secret reference: env, secret, key)"
+                f"{problem}; give them under `secrets` (a Kubernetes secret reference: env, secret, key)"
             )
         return env
 

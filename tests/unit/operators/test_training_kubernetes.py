@@ -262,7 +262,8 @@ def test_a_credential_like_value_is_refused_whatever_the_name(value: str) -> Non
     ],
 )
 def test_ordinary_values_pass(value: str) -> None:
-    from airflow_mlops.operators.training_kubernetes import ModelFitPodOperator, secret_like_value
+    from airflow_mlops.operators.training_kubernetes import ModelFitPodOperator
+    from airflow_mlops.redaction import secret_like_value
 
     assert secret_like_value(value) is None
     ModelFitPodOperator(task_id="t", job=JOB, image="i", env={"MODEL_SETTING": value})
