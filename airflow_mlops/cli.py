@@ -65,7 +65,7 @@ def _load_for_validate(
     spec (what ``dags/mlops_specs.py`` passes to the loader). Without either, nothing restricts
     the locations, and a note says so.
     """
-    from airflow_mlops.factory.folder import find_dags_folder
+    from airflow_mlops.factory.folder import find_dags_folder, folder_allowed_roots
     from airflow_mlops.spec.loader import effective_allowed_roots, find_folder_defaults, load_spec
 
     path = Path(file)
@@ -82,6 +82,9 @@ def _load_for_validate(
                 "--allowed-root",
                 file=sys.stderr,
             )
+    if allowed_roots is None:
+        # the loader's own rule: a defaults file may narrow AIRFLOW_MLOPS_ALLOWED_ROOTS, never widen it
+        folder_allowed_roots(folder_defaults, default)
     spec = load_spec(
         path, folder_defaults=folder_defaults, allowed_roots=allowed_roots, default_allowed_roots=default
     )

@@ -133,3 +133,18 @@ def test_the_new_data_watcher_carries_the_roots(dags: Path, monkeypatch: pytest.
     dag = built["churn__train"]
     [watcher] = dag.timetable.asset_condition.watchers
     assert watcher.trigger.serialize()[1]["allowed_roots"] == [str(data.resolve())]
+
+
+def test_spec_validate_refuses_a_widening_defaults_file_as_the_loader_does(
+    dags: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_mlops.cli import main
+
+    data = dags.parent / "data"
+    monkeypatch.setenv(ENV_VAR, str(data))
+    spec = write(dags, f"{data}/team/x.csv", roots=[str(data / "team"), "../../elsewhere"])
+    assert main(["spec", "validate", str(spec), "--dags-folder", str(dags)]) == 1
+    assert "widens" in capsys.readouterr().err
+    # the same folder narrowed properly validates
+    write(dags, f"{data}/team/x.csv", roots=[str(data / "team")])
+    assert main(["spec", "validate", str(spec), "--dags-folder", str(dags)]) == 0
