@@ -154,7 +154,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         from airflow_mlops.data.io import read_table
         from airflow_mlops.registry.evaluation import evaluate_candidate
         from airflow_mlops.registry.evaluation_report import render_evaluation_report
-        from airflow_mlops.registry.mlflow_registry import log_run_data
+        from airflow_mlops.registry.mlflow_registry import log_report, log_run_data
 
         store = self.artifact_store()
         with self.scratch() as tmp:
@@ -215,8 +215,13 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 metrics={f"eval_{k}": v for k, v in report.metrics.items()},
                 tags={"mlops.gates": "passed" if report.passed else "failed"},
             )
-            client.log_dict(self.mlflow_run_id, payload, "evaluation/evaluation.json")
-            client.log_text(self.mlflow_run_id, html, "evaluation/evaluation_report.html")
+            log_report(
+                client,
+                self.mlflow_run_id,
+                json.dumps(payload, indent=2).encode(),
+                "evaluation/evaluation.json",
+            )
+            log_report(client, self.mlflow_run_id, html.encode(), "evaluation/evaluation_report.html")
         report.gates.raise_if_failed()
         return {
             "report": report_ref.to_dict(),

@@ -412,7 +412,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
         history: list[Any],
     ) -> None:
         from airflow_mlops.drift.figures import write_figures
-        from airflow_mlops.registry.mlflow_registry import log_run_data
+        from airflow_mlops.registry.mlflow_registry import log_report, log_run_data
 
         metrics: dict[str, float] = {
             "drifted": float(report.drifted),
@@ -429,8 +429,8 @@ class DriftDetectOperator(MLOpsBaseOperator):
             client, run_id, metrics=metrics, tags={"mlops.drift": "drift" if report.drifted else "none"}
         )
         figures = write_figures(report, tmp / "figures", history=history)
-        client.log_artifact(run_id, str(report_path), "drift")
-        client.log_artifact(run_id, str(html_path), "drift")
+        log_report(client, run_id, report_path.read_bytes(), "drift/drift_report.json")
+        log_report(client, run_id, html_path.read_bytes(), "drift/drift_report.html")
         if figures:
             client.log_artifacts(run_id, str(tmp / "figures"), "drift/figures")
         client.set_terminated(run_id, status="FINISHED")

@@ -61,6 +61,9 @@ EVALUATION_ATTESTATION = "evaluation.intoto.json"
 MLBOM_ATTESTATION = "mlbom.intoto.json"
 MLBOM_FILE = "mlbom.cdx.json"
 TAG_ATTESTATION_SHA256 = "mlops.attestation_sha256"
+#: Prefix of the run tags recording the sha256 of each report logged to a run (the tag's suffix
+#: is the artifact path); the Models view serves a run's report only when its bytes match.
+TAG_REPORT_SHA256 = "mlops.report_sha256/"
 WRAPPER_FILE = "pyfunc_wrapper.py"
 WEIGHTS_ARTIFACT = "weights"
 
@@ -199,6 +202,23 @@ def log_run_data(
         params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items() if k not in existing],
         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
     )
+
+
+def log_report(client: MlflowClient, run_id: str, data: bytes, artifact_path: str) -> None:
+    """Log one report (``data``, to ``artifact_path`` such as ``drift/drift_report.html``) to a
+    run and record its sha256 in the run tag ``mlops.report_sha256/<artifact_path>``.
+
+    The tag is set after the upload, so a report whose upload was interrupted has no record and
+    is never served (the Models view refuses a report without a recorded digest).
+    """
+    import hashlib
+
+    folder, _, name = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(data)
+        client.log_artifact(run_id, str(local), folder or None)
+    client.set_tag(run_id, TAG_REPORT_SHA256 + artifact_path, hashlib.sha256(data).hexdigest())
 
 
 # --- registry ---------------------------------------------------------------------------------

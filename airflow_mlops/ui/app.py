@@ -157,6 +157,10 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
         try:
             data, media_type = rows.run_report(mlflow, run_id, path)
+        except rows.ReportRefusedError as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+        except rows.ReportChangedError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except RegistryLookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         except RegistryError as exc:

@@ -596,11 +596,15 @@ def mlbom_document(client: MlflowClient, model_name: str, version: str) -> bytes
 
 
 def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str]:
-    """A report the pipeline logged to an MLflow run (only :data:`REPORT_ARTIFACTS`), and its type.
+    """A report the pipeline logged to an MLflow run (only :data:`REPORT_ARTIFACTS`), and its type,
+    served only when its bytes have the sha256 the logging task recorded in the run's
+    ``mlops.report_sha256/<path>`` tag (:func:`~airflow_mlops.registry.mlflow_registry.log_report`).
 
     :raises RegistryLookupError: not a report path, or the run has no such artifact.
+    :raises ReportRefusedError: no digest was recorded, or the artifact is not a regular file.
+    :raises ReportChangedError: the artifact's bytes differ from the recorded digest.
     """
-    from airflow_mlops.registry.mlflow_registry import _lookup_failed
+    from airflow_mlops.registry.mlflow_registry import TAG_REPORT_SHA256, _lookup_failed
 
     media_type = REPORT_ARTIFACTS.get(path)
     if media_type is None:
@@ -612,12 +616,32 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
         raise _lookup_failed(f"listing {folder}/ of run {run_id}", exc) from exc
     if path not in listed:
         raise RegistryLookupError(f"run {run_id} has no {path}")
+    try:
+        recorded = client.get_run(run_id).data.tags.get(TAG_REPORT_SHA256 + path)
+    except Exception as exc:
+        raise _lookup_failed(f"reading run {run_id}", exc) from exc
+    if not isinstance(recorded, str) or not _SHA256.fullmatch(recorded):
+        raise ReportRefusedError(
+            f"run {run_id} recorded no digest for {path} (a report logged before digests were "
+            "recorded, or an interrupted upload): it is not served"
+        )
     with tempfile.TemporaryDirectory(prefix="mlops-ui-report-") as tmp:
         try:
             local = client.download_artifacts(run_id, path, tmp)
         except Exception as exc:
             raise _lookup_failed(f"downloading {path} of run {run_id}", exc) from exc
-        return Path(local).read_bytes(), media_type
+        local_path = Path(local)
+        if local_path.is_symlink() or not local_path.is_file():
+            raise ReportRefusedError(f"{path} of run {run_id} is not a regular file")
+        if local_path.stat().st_size > MAX_REPORT_BYTES:
+            raise ReportRefusedError(f"{path} of run {run_id} is larger than {MAX_REPORT_BYTES} bytes")
+        data = local_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise ReportChangedError(
+            f"{path} of run {run_id} no longer has the sha256 its task recorded: it was changed "
+            "in the store after it was logged, and is not served"
+        )
+    return data, media_type
 
 
 #: Stage reports the Models view serves from the artifact store (file names of the operators).
@@ -634,6 +658,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class ReportRefusedError(LookupError):
     """The recorded report is not served: a link in its path, not a regular file, too big."""
+
+
+class ReportChangedError(LookupError):
+    """The report's bytes differ from the digest its task recorded."""
 
 
 class ReportUnavailableError(LookupError):

@@ -136,9 +136,8 @@ def log_monitor_run(
     client: Any, *, experiment: str, pipeline: str, model: str, version: str, drifted: bool, share: float
 ) -> str:
     """A finished monitor run as the drift stage records it (tags, metrics, drift reports)."""
-    import tempfile
 
-    from airflow_mlops.registry.mlflow_registry import ensure_experiment, log_run_data
+    from airflow_mlops.registry.mlflow_registry import ensure_experiment, log_report, log_run_data
 
     experiment_id = ensure_experiment(client, experiment)
     run = client.create_run(
@@ -162,9 +161,12 @@ def log_monitor_run(
         },
         tags={"mlops.drift": "drift" if drifted else "none"},
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        html = Path(tmp) / "drift_report.html"
-        html.write_text("<html><body><h1>drift</h1><script>alert(1)</script></body></html>")
-        client.log_artifact(run_id, str(html), "drift")
+    # as the monitor logs it: the upload, then the run tag with its sha256
+    log_report(
+        client,
+        run_id,
+        b"<html><body><h1>drift</h1><script>alert(1)</script></body></html>",
+        "drift/drift_report.html",
+    )
     client.set_terminated(run_id, status="FINISHED")
     return run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,6 +98,25 @@ def test_reports_are_served_sandboxed(app_for: Any, client: Any, registry: dict[
     assert http.get(f"/runs/{run_id}/report/drift/other.html").status_code == 404
     refused, _ = app_for(set())
     assert refused.get(f"/runs/{run_id}/report/drift/drift_report.html").status_code == 403
+
+
+def test_a_run_report_changed_in_the_store_is_a_conflict(
+    app_for: Any, client: Any, registry: dict[str, Any]
+) -> None:
+    from urllib.parse import urlparse
+
+    from tests.unit.ui.models_registry import log_monitor_run
+
+    run_id = log_monitor_run(
+        client, experiment=PIPELINE, pipeline=PIPELINE, model=MODEL, version="1", drifted=True, share=0.3
+    )
+    stored = Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / "drift/drift_report.html"
+    stored.write_bytes(b"<html><body>swapped</body></html>")
+    http, _ = app_for({f"{PIPELINE}__train"})
+    answer = http.get(f"/runs/{run_id}/report/drift/drift_report.html")
+    assert answer.status_code == 409 and "swapped" not in answer.text
+    assert str(stored.parent) not in answer.text  # no server paths in the error body
+    assert answer.headers["x-content-type-options"] == "nosniff"
 
 
 def test_everything_from_the_registry_is_escaped() -> None:

@@ -207,6 +207,37 @@ def test_run_report_serves_only_the_pipeline_reports(client: Any, registry) -> N
         rows.run_report(client, run_id, "drift/drift_report.json")
 
 
+def _stored_report(client: Any, run_id: str, path: str) -> Path:
+    from urllib.parse import urlparse
+
+    return Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / path
+
+
+def test_run_report_changed_in_the_store_is_not_served(client: Any, registry) -> None:
+    run_id = log_monitor_run(
+        client, experiment=PIPELINE, pipeline=PIPELINE, model=MODEL, version="1", drifted=True, share=0.5
+    )
+    stored = _stored_report(client, run_id, "drift/drift_report.html")
+    assert stored.is_file()
+    stored.write_bytes(b"<html><body>changed after the task logged it</body></html>")
+    with pytest.raises(rows.ReportChangedError, match="no longer has the sha256"):
+        rows.run_report(client, run_id, "drift/drift_report.html")
+
+
+def test_run_report_without_a_recorded_digest_is_not_served(client: Any, registry) -> None:
+    from airflow_mlops.registry.mlflow_registry import TAG_REPORT_SHA256
+
+    run_id = log_monitor_run(
+        client, experiment=PIPELINE, pipeline=PIPELINE, model=MODEL, version="1", drifted=True, share=0.5
+    )
+    client.delete_tag(run_id, TAG_REPORT_SHA256 + "drift/drift_report.html")
+    with pytest.raises(rows.ReportRefusedError, match="recorded no digest"):
+        rows.run_report(client, run_id, "drift/drift_report.html")
+    client.set_tag(run_id, TAG_REPORT_SHA256 + "drift/drift_report.html", "not-a-digest")
+    with pytest.raises(rows.ReportRefusedError, match="recorded no digest"):
+        rows.run_report(client, run_id, "drift/drift_report.html")
+
+
 def test_verify_must_be_a_known_mode(client: Any) -> None:
     with pytest.raises(ValueError, match="verify must be"):
         rows.collect_models(client, verify="some")
