@@ -539,7 +539,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
             if pos >= len(buf):
                 raise PickleParseError("stream ended before the STOP opcode", src.offset)
             code = buf[pos]
-            if code in run_starts:
+            if code in run_starts and not (stack and _is_shared(stack[-1])):
                 if len(buf) - pos < _LOOKAHEAD and not src.exhausted:
                     src.fill(_LOOKAHEAD)
                     buf, pos = src.buf, src.pos

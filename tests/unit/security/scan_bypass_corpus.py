@@ -1,0 +1,521 @@
+"""Byte-by-byte builders of scanner-bypass fixtures, each with the verdict the scanner must give.
+
+Every fixture names the loader that would read it (``joblib``, ``pickle``, ``npy``, ``torch`` or
+``none`` for non-pickle formats). The differential test scans each one; a file that passes is
+loaded for real in a sandboxed subprocess that must see nothing run, and a refused file must
+carry a reason. The classes of bypass covered:
+
+- joblib arrays whose byte count the scanner and joblib/numpy would compute differently
+  (dtype element sizes, unicode without state, wrappers without ``__init__`` and without the
+  alignment attribute, object flags, repeated BUILDs, other construction routes), plain and
+  zlib-compressed;
+- .npy/.npz object arrays that do not spell ``'O'`` (``'object'``, structured fields), and
+  npz members named like directories or with a bad CRC;
+- class and module poisoning: BUILD / SETITEM / APPEND on globals reached directly, through the
+  memo or DUP, and on shared objects returned by calls (enum members, numpy's cached dtypes);
+- published picklescan / modelscan bypasses (CVE-2025-1716, CVE-2025-10155/10156/10157 and the
+  picklescan GHSA list): dangerous callables outside the obvious modules, extension tricks.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """One file: its name, how to write it, who loads it, and the verdict the scanner must give."""
+
+    name: str
+    write: Callable[[Path], None]
+    loader: str  # joblib | pickle | npy | torch | none
+    verdict: str  # "pass" | "refuse"
+    kinds: frozenset[str] = field(default_factory=frozenset)  # refusal kinds accepted (empty: any)
+    note: str = ""
+
+
+# --- pickle byte helpers -------------------------------------------------------------------
+
+
+def s4(text: str) -> bytes:
+    """SHORT_BINUNICODE (protocol 4) or BINUNICODE."""
+    raw = text.encode()
+    if len(raw) < 256:
+        return b"\x8c" + bytes([len(raw)]) + raw
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def sglobal(module: str, name: str) -> bytes:
+    return s4(module) + s4(name) + b"\x93"
+
+
+def tglobal(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def bint(value: int) -> bytes:
+    if 0 <= value < 256:
+        return b"K" + bytes([value])
+    if 0 <= value < 65536:
+        return b"M" + struct.pack("<H", value)
+    return b"J" + struct.pack("<i", value)
+
+
+def tup(*items: bytes) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def dct(**items: bytes) -> bytes:
+    return b"}(" + b"".join(s4(k) + v for k, v in items.items()) + b"u"
+
+
+def dtype_bytes(code: str, state: tuple[object, ...] | None = None, *, copy: bool = True) -> bytes:
+    """numpy.dtype(code, False, copy) and, when given, BUILD(state) -- simple states only."""
+    out = sglobal("numpy", "dtype") + tup(s4(code), b"\x89", b"\x88" if copy else b"\x89") + b"R"
+    if state is not None:
+        out += _value(state) + b"b"
+    return out
+
+
+def _value(v: object) -> bytes:
+    if v is None:
+        return b"N"
+    if isinstance(v, bool):
+        return b"\x88" if v else b"\x89"
+    if isinstance(v, int):
+        return bint(v) if v >= 0 else b"J" + struct.pack("<i", v)
+    if isinstance(v, str):
+        return s4(v)
+    if isinstance(v, bytes):
+        return v  # raw opcodes
+    if isinstance(v, tuple):
+        return tup(*(_value(i) for i in v))
+    raise TypeError(v)
+
+
+def os_system_payload(proto4: bool = True) -> bytes:
+    """Pushes os.system('true') and calls it (no PROTO, no STOP)."""
+    g = sglobal("os", "system") if proto4 else tglobal("os", "system")
+    return g + tup(s4("true")) + b"R"
+
+
+PAYLOAD_TAIL = b"0" + os_system_payload() + b"."  # POP the array, run the payload, STOP
+
+
+def wrapper_newobj(
+    shape: bytes, dtype: bytes, *, alignment: bytes | None = b"K\x10", args: bytes = b")"
+) -> bytes:
+    """A wrapper as joblib writes it (NEWOBJ + dict state), optionally without the alignment key."""
+    state = {"subclass": sglobal("numpy", "ndarray"), "shape": shape, "order": s4("C"), "dtype": dtype}
+    state["allow_mmap"] = b"\x88"
+    if alignment is not None:
+        state["numpy_array_alignment_bytes"] = alignment
+    return sglobal(*WRAPPER) + args + b"\x81" + dct(**state) + b"b"
+
+
+def desync_region(scanner_skip: int, loader_skip: int, tail: bytes = PAYLOAD_TAIL) -> bytes:
+    """Bytes after a wrapper's BUILD where the old scanner skipped ``scanner_skip`` bytes but the
+    loader reads ``loader_skip``: the loader then runs ``tail`` while the scanner saw a harmless
+    BINBYTES (or array data) and STOP."""
+    if loader_skip > scanner_skip:
+        filler = b"\x00" * scanner_skip
+        hidden = loader_skip - scanner_skip - 5
+        assert hidden >= 0
+        length = hidden + len(tail)
+        return filler + b"B" + struct.pack("<I", length) + b"\x00" * hidden + tail + b"."
+    region = bytearray(b"\x00" * scanner_skip)
+    region[loader_skip : loader_skip + len(tail)] = tail
+    return bytes(region) + b"."
+
+
+def _write(data: bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    return write
+
+
+def _joblib_variants(name: str, data: bytes, verdict: str, kinds: frozenset[str], note: str) -> list[Fixture]:
+    return [
+        Fixture(f"{name}.joblib", _write(data), "joblib", verdict, kinds, note),
+        Fixture(
+            f"{name}_zlib.joblib", _write(zlib.compress(data)), "joblib", verdict, kinds, note + " (zlib)"
+        ),
+    ]
+
+
+LAYOUT = frozenset(["ambiguous_layout"])
+POISON = frozenset(["global_mutation"])
+DANGER = frozenset(["dangerous_global", "unknown_global"])
+
+
+def joblib_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+    n = 64
+    # (a) a non-flexible dtype whose state claims another element size (numpy uses 8, not 1)
+    f8_small = dtype_bytes("f8", (3, "<", None, None, None, 1, 1, 0))
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(n)), f8_small) + b"\x00" + desync_region(n * 1, n * 8)
+    out += _joblib_variants("dtype_elsize_lies", data, "refuse", LAYOUT, "state elsize ignored by numpy")
+    # (b) a unicode dtype without state: numpy counts 4 bytes a character
+    u5 = dtype_bytes("U5")
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(n)), u5) + b"\x00" + desync_region(n * 5, n * 20)
+    out += _joblib_variants(
+        "unicode_without_state", data, "refuse", DANGER, "numpy counts 4 bytes a character"
+    )
+    # (c) NEWOBJ with constructor arguments and no alignment key: joblib reads no padding
+    args = tup(sglobal("numpy", "ndarray"), tup(bint(n)), s4("C"), dtype_bytes("u1"))
+    wrapper = sglobal(*WRAPPER) + args + b"\x81" + dct(shape=tup(bint(n)), dtype=dtype_bytes("u1")) + b"b"
+    data = b"\x80\x04" + wrapper + desync_region(1 + 40 + n, n)
+    data = bytearray(data)
+    data[len(b"\x80\x04" + wrapper)] = 40  # the pad byte the old scanner read
+    out += _joblib_variants(
+        "newobj_args_no_alignment", bytes(data), "refuse", DANGER, "NEWOBJ skips __init__"
+    )
+    # object dtype whose flags say it holds no objects: numpy reads raw pointers (crash)
+    o8_noflags = dtype_bytes("O8", (3, "|", None, None, None, -1, -1, 0))
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(2)), o8_noflags) + b"\x00" + b"\x41" * 16 + b"."
+    out += _joblib_variants("object_dtype_flags_zero", data, "refuse", LAYOUT, "segfaults joblib.load")
+    # a float dtype that claims to hold objects: joblib would unpickle what follows
+    f8_obj = dtype_bytes("f8", (3, "<", None, None, None, -1, -1, 63))
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(2)), f8_obj) + b"\x00" + b"\x00" * 16 + b"."
+    out += _joblib_variants("float_dtype_object_flags", data, "refuse", LAYOUT, "flags disagree with kind")
+    # a dtype built with copy=False is numpy's cached one: setting its state poisons the process
+    shared = dtype_bytes("f8", (3, "<", None, None, None, -1, -1, 0), copy=False)
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(2)), shared) + b"\x00" + b"\x00" * 16 + b"."
+    out += _joblib_variants("dtype_copy_false", data, "refuse", LAYOUT | POISON, "cached dtype mutated")
+    # (state, slotstate) pair: setattr path the scanner does not follow
+    pair = b"N" + dct(shape=tup(bint(n)), dtype=dtype_bytes("u1"), numpy_array_alignment_bytes=b"N") + b"\x86"
+    wrapper = sglobal(*WRAPPER) + b")\x81" + pair + b"b"
+    data = b"\x80\x04" + wrapper + desync_region(1 + n, n)
+    out += _joblib_variants("slotstate_pair", data, "refuse", LAYOUT, "slotstate")
+    # wrapper class handed to torch's _rebuild_from_type_v2 (instance without a visible constructor)
+    rebuild = (
+        sglobal("torch._tensor", "_rebuild_from_type_v2")
+        + tup(sglobal(*WRAPPER), sglobal(*WRAPPER), tup(b"N", tup(bint(n)), s4("C"), dtype_bytes("u1")), b"}")
+        + b"R"
+    )
+    data = b"\x80\x04" + rebuild + b"}b" + desync_region(1 + n, n)
+    out += _joblib_variants("wrapper_class_escapes", data, "refuse", LAYOUT, "class used as a value")
+    # a benign REDUCE-built wrapper (constructor path: alignment defaults to 16, padding read)
+    args = tup(sglobal("numpy", "ndarray"), tup(bint(4)), s4("C"), dtype_bytes("<i4"))
+    data = b"\x80\x04" + sglobal(*WRAPPER) + args + b"R}b" + b"\x00" + struct.pack("<4i", 1, 2, 3, 4) + b"."
+    out += _joblib_variants("reduce_wrapper_benign", data, "pass", frozenset(), "constructor route")
+    # protocol 2 copyreg._reconstructor route, benign, without padding
+    recon = (
+        tglobal("copyreg", "_reconstructor")
+        + tup(tglobal(*WRAPPER), tglobal("builtins", "object"), b"N")
+        + b"R"
+    )
+    state = dct(
+        subclass=tglobal("numpy", "ndarray"),
+        shape=tup(bint(3)),
+        dtype=dtype_bytes("u1"),
+        order=s4("C"),
+        numpy_array_alignment_bytes=b"N",
+    )
+    data = b"\x80\x02" + recon + state + b"b" + b"\xff\xfe\xfd" + b"."
+    out += _joblib_variants("reconstructor_wrapper_benign", data, "pass", frozenset(), "protocol 2 route")
+    # the same wrapper BUILT twice through the memo: joblib reads two arrays
+    first = (
+        sglobal(*WRAPPER)
+        + b")\x81\x94"
+        + dct(
+            subclass=sglobal("numpy", "ndarray"),
+            shape=tup(bint(2)),
+            order=s4("C"),
+            dtype=dtype_bytes("u1"),
+            numpy_array_alignment_bytes=b"N",
+        )
+        + b"b"
+    )
+    data = b"\x80\x04" + first + b"\xffy" + b"h\x00}b" + b"\xffw" + b"\x86."
+    out += _joblib_variants("wrapper_built_twice_benign", data, "pass", frozenset(), "memo GET + BUILD")
+    data = b"\x80\x04" + first + b"xy" + b"0h\x00" + dct(shape=tup(bint(40))) + b"b" + desync_region(2, 40)
+    out += _joblib_variants(
+        "wrapper_built_twice_payload", data, "refuse", DANGER, "second read hides payload"
+    )
+    # flexible dtype with a state element size: numpy uses it, and so must the scanner
+    s3 = dtype_bytes("S5", (3, "|", None, None, None, 3, 1, 0))
+    data = b"\x80\x04" + wrapper_newobj(tup(bint(2)), s3, alignment=b"N") + b"\xffbcdef" + b"."
+    out += _joblib_variants("bytes_dtype_state_size_benign", data, "pass", frozenset(), "S with elsize 3")
+    return out
+
+
+# --- numpy files ---------------------------------------------------------------------------
+
+
+def npy_bytes(descr: str, shape: tuple[int, ...], body: bytes) -> bytes:
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape!r}, }}".encode()
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body
+
+
+EVIL_PICKLE = b"\x80\x02" + os_system_payload(False) + b"."
+
+
+def _zip(members: dict[str, bytes], *, bad_crc: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    raw = bytearray(buf.getvalue())
+    if bad_crc is not None:
+        with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+            info = zf.getinfo(bad_crc)
+        crc = struct.pack("<I", info.CRC)
+        raw[info.header_offset + 14 : info.header_offset + 18] = b"\x00\x00\x00\x00"
+        pos = bytes(raw).rfind(crc)
+        raw[pos : pos + 4] = b"\x00\x00\x00\x00"
+    return bytes(raw)
+
+
+def numpy_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+    for label, descr in (
+        ("object_word", "'object'"),
+        ("object_field", "[('a', 'object')]"),
+        ("object_O", "'|O'"),
+    ):
+        data = npy_bytes(descr, (1,), EVIL_PICKLE)
+        out.append(
+            Fixture(f"{label}.npy", _write(data), "npy", "refuse", DANGER, "object dtype spelled " + descr)
+        )
+    benign_obj = io.BytesIO()
+    np.save(benign_obj, np.array([1, "a", None], dtype=object), allow_pickle=True)
+    numeric = io.BytesIO()
+    np.save(numeric, np.arange(5.0))
+    out.append(
+        Fixture(
+            "benign.npz",
+            _write(_zip({"a.npy": numeric.getvalue(), "o.npy": benign_obj.getvalue()})),
+            "npy",
+            "pass",
+        )
+    )
+    for member in ("x.npy/", "x/", "dir/"):
+        data = _zip({"a.npy": numeric.getvalue(), member: npy_bytes("'O'", (1,), EVIL_PICKLE)})
+        out.append(
+            Fixture(
+                f"dir_member_{member.strip('/').replace('.', '_')}.npz", _write(data), "npy", "refuse", DANGER
+            )
+        )
+    data = _zip({"a.npy": numeric.getvalue(), "b.npy": npy_bytes("'O'", (1,), EVIL_PICKLE)}, bad_crc="b.npy")
+    out.append(Fixture("bad_crc.npz", _write(data), "npy", "refuse", frozenset(), "CVE-2025-10156"))
+    data = _zip({"archive/data.pkl": EVIL_PICKLE}, bad_crc="archive/data.pkl")
+    out.append(Fixture("bad_crc_torch.pt", _write(data), "none", "refuse", frozenset(), "CVE-2025-10156"))
+    # a header numpy refuses is refused
+    out.append(
+        Fixture("bad_header.npy", _write(npy_bytes("'<f8', 'x': 1", (1,), b"\x00" * 8)), "none", "refuse")
+    )
+    return out
+
+
+# --- class and module poisoning ------------------------------------------------------------
+
+PUREPATH = ("pathlib", "PurePath")
+
+
+def poisoning_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+    slot = b"N" + dct(is_relative_to=sglobal("builtins", "bool")) + b"\x86"
+    routes = {
+        "direct": sglobal(*PUREPATH) + slot + b"b",
+        "memo": sglobal(*PUREPATH) + b"\x94" + b"0" + b"h\x00" + slot + b"b",
+        "dup": sglobal(*PUREPATH) + b"2" + b"0" + slot + b"b",
+        "put_get": tglobal(*PUREPATH) + b"q\x07" + b"0" + b"h\x07" + slot + b"b",
+        "text_global": tglobal(*PUREPATH) + b"N" + dct(is_relative_to=tglobal("builtins", "bool")) + b"\x86b",
+        "inside_tuple_then_memo": sglobal(*PUREPATH) + b"\x94\x85" + b"0h\x00" + slot + b"b",
+    }
+    for label, body in routes.items():
+        data = b"\x80\x04" + body + b"."
+        out.append(
+            Fixture(f"poison_{label}.pkl", _write(data), "pickle", "refuse", POISON, "BUILD on a class")
+        )
+        out.append(Fixture(f"poison_{label}.joblib", _write(data), "joblib", "refuse", POISON))
+    # SETITEM / SETITEMS / APPEND(S) on globals
+    for label, body in {
+        "setitem": sglobal("collections", "OrderedDict") + s4("k") + b"K\x01s",
+        "setitems": sglobal("collections", "OrderedDict") + b"(" + s4("k") + b"K\x01u",
+        "append": sglobal("builtins", "list") + b"K\x01a",
+        "appends": sglobal("builtins", "list") + b"(K\x01e",
+        "additems": sglobal("builtins", "set") + b"(K\x01\x90",
+    }.items():
+        out.append(
+            Fixture(f"mutate_{label}.pkl", _write(b"\x80\x04" + body + b"."), "pickle", "refuse", POISON)
+        )
+    # shared objects returned by calls: an enum member, numpy's True_, numpy's cached float64
+    for label, body in {
+        "enum_member": sglobal("uuid", "SafeUUID") + tup(bint(0)) + b"R" + dct(_value_=bint(7)) + b"b",
+        "numpy_true": sglobal("numpy", "bool_") + tup(bint(1)) + b"R" + tup(bint(1)) + b"b",
+        "reconstructed_dtype": sglobal("copyreg", "_reconstructor")
+        + tup(sglobal("numpy", "dtype"), sglobal("numpy", "dtype"), s4("f8"))
+        + b"R"
+        + _value((3, ">", None, None, None, -1, -1, 0))
+        + b"b",
+        "cached_dtype": dtype_bytes("f8", (3, ">", None, None, None, -1, -1, 0), copy=False),
+    }.items():
+        out.append(
+            Fixture(f"shared_{label}.pkl", _write(b"\x80\x04" + body + b"."), "pickle", "refuse", POISON)
+        )
+    return out
+
+
+# --- published bypasses --------------------------------------------------------------------
+
+ADVISORY_CALLABLES: dict[str, tuple[str, str]] = {
+    "CVE-2025-1716 pip.main": ("pip", "main"),
+    "CVE-2025-10157 asyncio subprocess": ("asyncio.unix_events", "_UnixSubprocessTransport"),
+    "CVE-2025-10157 _pickle internals": ("_pickle", "Unpickler"),
+    "GHSA operator.attrgetter": ("operator", "attrgetter"),
+    "GHSA _operator.attrgetter": ("_operator", "attrgetter"),
+    "GHSA _operator.methodcaller": ("_operator", "methodcaller"),
+    "GHSA torch.utils.bottleneck": ("torch.utils.bottleneck.__main__", "run_cprofile"),
+    "GHSA torch._inductor": ("torch._inductor.codecache", "compile_file"),
+    "GHSA torch._dynamo": ("torch._dynamo.guards", "GuardBuilder"),
+    "GHSA numpy.f2py": ("numpy.f2py.crackfortran", "myeval"),
+    "GHSA pydoc.locate": ("pydoc", "locate"),
+    "GHSA builtins.__import__": ("builtins", "__import__"),
+    "GHSA importlib via __builtin__": ("__builtin__", "__import__"),
+    "GHSA idlelib": ("idlelib.pyshell", "ModifiedInterpreter"),
+    "GHSA lib2to3": ("lib2to3.pgen2.pgen", "generate_grammar"),
+    "GHSA code.InteractiveInterpreter": ("code", "InteractiveInterpreter"),
+    "GHSA cProfile.run": ("cProfile", "run"),
+    "GHSA profile.run": ("profile", "run"),
+    "GHSA timeit.timeit": ("timeit", "timeit"),
+    "GHSA venv.create": ("venv", "create"),
+    "GHSA ensurepip": ("ensurepip", "_run_pip"),
+    "GHSA distutils": ("distutils.file_util", "write_file"),
+    "GHSA pty.spawn": ("pty", "spawn"),
+    "GHSA runpy": ("runpy", "_run_code"),
+    "GHSA ctypes": ("ctypes", "CDLL"),
+    "GHSA shutil.rmtree": ("shutil", "rmtree"),
+    "GHSA _posixsubprocess": ("_posixsubprocess", "fork_exec"),
+    "GHSA doctest": ("doctest", "debug_script"),
+    "GHSA trace": ("trace", "Trace"),
+    "GHSA bdb": ("bdb", "Bdb"),
+    "GHSA pdb": ("pdb", "Pdb"),
+    "GHSA webbrowser": ("webbrowser", "open"),
+    "GHSA _io.FileIO": ("_io", "FileIO"),
+    "GHSA numpy.load": ("numpy", "load"),
+    "GHSA torch.load": ("torch.serialization", "load"),
+    "GHSA functools.partial": ("functools", "partial"),
+    "GHSA builtins.getattr chain": ("builtins", "getattr"),
+    "GHSA dotted getattr": ("builtins", "object.__subclasses__"),
+    "GHSA ufunc reconstruct": ("numpy.core", "_ufunc_reconstruct"),
+    "GHSA torch.jit": ("torch.jit", "load"),
+    "GHSA torch.hub": ("torch.hub", "load"),
+    "GHSA signal": ("signal", "pthread_kill"),
+    "GHSA sys.modules": ("sys", "modules"),
+    "GHSA os.environ": ("os", "environ"),
+}
+
+
+def advisory_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+    for i, (label, (module, name)) in enumerate(ADVISORY_CALLABLES.items()):
+        for proto, g in ((4, sglobal(module, name)), (0, tglobal(module, name))):
+            head = b"\x80\x04" if proto == 4 else b""
+            data = head + g + tup(s4("true")) + b"R."
+            out.append(
+                Fixture(f"advisory_{i:02d}_p{proto}.pkl", _write(data), "pickle", "refuse", DANGER, label)
+            )
+    # CVE-2025-10155: the same payload under extensions a scanner might treat as non-pickle
+    evil0 = tglobal("os", "system") + b"(S'true'\ntR."
+    evil4 = b"\x80\x04" + os_system_payload() + b"."
+    for name, data in {
+        "ext_model.bin": evil0,
+        "ext_model.pt": evil0,
+        "ext_weights.npy": evil0,
+        "ext_weights.safetensors": evil4,
+        "ext_model.json": evil4,
+        "ext_model.ubj": evil4,
+        "ext_model.txt": evil0,
+        "ext_noext": evil4,
+    }.items():
+        out.append(Fixture(name, _write(data), "pickle", "refuse", frozenset(), "CVE-2025-10155"))
+    # a pickle renamed .npy is still unpickled by np.load(allow_pickle=True)
+    out.append(
+        Fixture("ext_pickle_as.npy", _write(evil4), "npy", "refuse", DANGER, "np.load falls back to pickle")
+    )
+    return out
+
+
+# --- benign models that must keep passing ---------------------------------------------------
+
+
+def benign_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+
+    def sklearn_model() -> object:
+        from sklearn.ensemble import RandomForestClassifier
+
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(60, 3))
+        return RandomForestClassifier(n_estimators=3, random_state=0).fit(x, (x[:, 0] > 0).astype(int))
+
+    def joblib_dump(compress: object) -> Callable[[Path], None]:
+        def write(path: Path) -> None:
+            import joblib
+
+            joblib.dump(
+                {"model": sklearn_model(), "s": np.array(["ab", "c"]), "b": np.array([b"x"])},
+                path,
+                compress=compress,
+            )
+
+        return write
+
+    out.append(Fixture("benign_forest.joblib", joblib_dump(0), "joblib", "pass"))
+    out.append(Fixture("benign_forest_zlib.joblib", joblib_dump(3), "joblib", "pass"))
+    out.append(
+        Fixture(
+            "benign_forest.pkl",
+            lambda p: p.write_bytes(pickle.dumps(sklearn_model(), protocol=2)),
+            "pickle",
+            "pass",
+        )
+    )
+
+    def torch_state(path: Path) -> None:
+        import torch
+
+        torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+
+    out.append(Fixture("benign_state.pt", torch_state, "torch", "pass"))
+
+    def xgb_model(path: Path) -> None:
+        import xgboost as xgb
+
+        x = np.random.default_rng(1).random((50, 3))
+        booster = xgb.train({"max_depth": 2}, xgb.DMatrix(x, label=(x[:, 0] > 0.5).astype(int)), 3)
+        booster.save_model(str(path))
+
+    def lgb_model(path: Path) -> None:
+        import lightgbm as lgb
+
+        x = np.random.default_rng(2).random((80, 3))
+        ds = lgb.Dataset(x, label=(x[:, 0] > 0.5).astype(int))
+        lgb.train({"verbose": -1, "num_leaves": 4}, ds, 3).save_model(str(path))
+
+    out.append(Fixture("benign_xgb.ubj", xgb_model, "none", "pass", note="XGBoost native UBJSON"))
+    out.append(Fixture("benign_xgb.json", xgb_model, "none", "pass"))
+    out.append(Fixture("benign_lgb.txt", lgb_model, "none", "pass", note="LightGBM text"))
+    out.append(Fixture("benign_lgb.model", lgb_model, "none", "pass", note="LightGBM text, other extension"))
+    return out
+
+
+def all_fixtures() -> list[Fixture]:
+    return (
+        joblib_fixtures() + numpy_fixtures() + poisoning_fixtures() + advisory_fixtures() + benign_fixtures()
+    )
