@@ -366,6 +366,17 @@ DANGEROUS_MODULES: frozenset[str] = frozenset(
         "torch._C",
         "torch.utils.cpp_extension",
         "torch.classes",
+        "torch._inductor",  # compiles and loads code (picklescan GHSA)
+        "torch._dynamo",
+        "torch.utils.bottleneck",  # runs a script under the profilers
+        "torch.utils.collect_env",  # runs commands
+        "torch.distributed",  # rpc: remote calls
+        "torch.testing",
+        "numpy.ctypeslib",
+        "pydoc",  # pydoc.locate imports any dotted name
+        "_posixsubprocess",
+        "_winapi",
+        "_osx_support",
         "yaml",
         "gc",
         "sysconfig",

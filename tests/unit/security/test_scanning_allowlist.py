@@ -69,3 +69,22 @@ def test_only_the_joblib_wrapper_overrides_the_denylist() -> None:
 def test_classic_payload_globals_are_dangerous(dotted: str) -> None:
     assert policy.is_dangerous(*dotted.rsplit(".", 1))
     assert dotted not in policy.BUILTIN_SAFE_GLOBALS
+
+
+def test_allowlisted_callables_that_may_return_shared_objects_are_marked() -> None:
+    # calling an Enum class looks up an existing member: state set on it would poison the process
+    import enum
+    import importlib
+
+    from airflow_mlops.security.scanning.policy import BUILTIN_SAFE_GLOBALS, SHARED_RESULT_GLOBALS
+
+    unmarked = []
+    for dotted in sorted(BUILTIN_SAFE_GLOBALS):
+        module, _, name = dotted.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(obj, type) and issubclass(obj, enum.Enum) and dotted not in SHARED_RESULT_GLOBALS:
+            unmarked.append(dotted)
+    assert not unmarked, f"enum classes missing from SHARED_RESULT_GLOBALS: {unmarked}"
