@@ -523,7 +523,8 @@ def _npy_dtype(fh: IO[bytes]) -> tuple[Any, int, str | None]:
 
     read_header = getattr(npformat, "_read_array_header", None)
     check_version = getattr(npformat, "_check_version", None)
-    if read_header is None or check_version is None:  # pragma: no cover - numpy moved its private reader: fail closed
+    # pragma: no cover - numpy moved its private reader: fail closed
+    if read_header is None or check_version is None:
         raise RuntimeError("numpy.lib.format._read_array_header is missing; the .npy check needs it")
     reader = _BoundedReader(fh, _NPY_MAX_HEADER)
     try:
