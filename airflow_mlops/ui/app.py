@@ -17,6 +17,7 @@ Settings (``[mlops]`` section of airflow.cfg, or ``AIRFLOW__MLOPS__...``):
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -29,11 +30,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlops.exceptions import ArtifactError, RegistryError, RegistryLookupError
-from airflow_mlops.redaction import redact_paths
+from airflow_mlops.redaction import RedactingFilter, redact_paths
 from airflow_mlops.ui import URL_PREFIX, page, rows
 from airflow_mlops.ui.headers import REPORT_CSP, SecureHeaders
 
 log = logging.getLogger(__name__)
+log.addFilter(RedactingFilter())  # messages and tracebacks in the api-server log, credentials masked
 
 # Served documents are data, never active content in the Airflow origin (the page policy and
 # the other security headers are on every answer: ``headers.SecureHeaders``).
@@ -41,6 +43,9 @@ _REPORT_HEADERS = {"Content-Security-Policy": REPORT_CSP}
 # Every route needs an Airflow user (401 without one, 403 for an invalid token).
 User = Annotated[Any, Depends(get_user)]
 _UNAVAILABLE = "the model registry (MLflow) is unavailable; try again later"
+#: Airflow stores a task's map index as a 32-bit integer.
+MAX_MAP_INDEX = 2**31 - 1
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def create_app() -> FastAPI:
@@ -133,7 +138,7 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
         except RegistryError as exc:
             raise unavailable(exc) from None
-        filename = f"{model_name}-v{version}.mlbom.cdx.json".replace('"', "")
+        filename = _filename(f"{model_name}-v{version}.mlbom.cdx.json")
         return Response(
             data,
             media_type="application/vnd.cyclonedx+json",
@@ -173,16 +178,17 @@ def create_app() -> FastAPI:
         dag_id: Annotated[str, Query(min_length=1, max_length=250)],
         run_id: Annotated[str, Query(min_length=1, max_length=250)],
         task_id: Annotated[str, Query(min_length=1, max_length=250)],
-        map_index: Annotated[int, Query(ge=-1)] = -1,
-        output: str = "html_report",
+        map_index: Annotated[int, Query(ge=-1, le=MAX_MAP_INDEX)] = -1,
+        output: Annotated[str, Query(max_length=64)] = "html_report",
     ) -> Response:
         """The HTML report a task stored in the artifact store (validation, screen).
 
         The URL names the task instance and which of its outputs (``html_report`` or
         ``report``); the report's location and sha256 come from that task's own XCom record,
-        never from the URL. Served to a user who may read the DAG's XComs (and, for a report of
-        another pipeline than the DAG's, that pipeline's ``<pipeline>__train`` DAG), only when
-        the stored file still has the recorded digest."""
+        never from the URL. Served to a user who may read the DAG's XComs and the report's
+        pipeline's ``<pipeline>__train`` DAG (a DAG id that starts with a pipeline's name proves
+        nothing: it is checked like any other), only while the stored file still has the recorded
+        digest."""
         if output not in rows.REPORT_OUTPUTS:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{output!r} is not a report output")
         if not may_read_outputs(user, dag_id):
@@ -198,20 +204,9 @@ def create_app() -> FastAPI:
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where} recorded no {output}")
 
-        def may_read_pipeline(pipeline: str) -> bool:
-            from airflow_mlops.artifacts import safe_segment
-
-            own = dag_id.rsplit("__", 1)[0] if "__" in dag_id else dag_id
-            try:
-                if safe_segment(own) == pipeline:
-                    return True
-            except ArtifactError:
-                pass
-            return may_read(user, pipeline)
-
         try:
             _, data = rows.artifact_report(
-                artifact_root(), record, run_id=run_id, authorize=may_read_pipeline
+                artifact_root(), record, run_id=run_id, authorize=lambda pipeline: may_read(user, pipeline)
             )
         except PermissionError:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden") from None
@@ -228,6 +223,11 @@ def create_app() -> FastAPI:
         return Response(data, media_type="text/html; charset=utf-8", headers=_REPORT_HEADERS)
 
     return app
+
+
+def _filename(name: str) -> str:
+    """A file name safe in a ``Content-Disposition`` header (ASCII letters, digits, ``._-``)."""
+    return _UNSAFE_FILENAME.sub("_", name)[:200] or "download"
 
 
 def task_output(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:

@@ -19,7 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from airflow_mlops.redaction import RedactingFilter
+
 log = logging.getLogger(__name__)
+log.addFilter(RedactingFilter())  # tracebacks in the api-server log, credentials masked
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

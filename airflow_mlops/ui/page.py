@@ -1,5 +1,6 @@
 """Server-side HTML of the Models view (Jinja2, autoescaped: everything read from the registry --
-model names, aliases, tags, metric names, error messages -- is escaped; URL parts are quoted)."""
+model names, aliases, tags, metric names, error messages -- is escaped; URL parts are quoted;
+error text is shown with server paths and credentials redacted)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
   {% else %}
   <div class="drift">last drift result: <strong class="drift-verdict">no monitor run yet</strong></div>
   {% endif %}
-  {% if m.errors %}<ul class="errors">{% for e in m.errors %}<li>{{ e }}</li>{% endfor %}</ul>{% endif %}
+  {% if m.errors %}<ul class="errors">{% for e in m.errors %}<li>{{ e|clean }}</li>{% endfor %}</ul>{% endif %}
   <table>
     <thead><tr><th>Version</th><th>Aliases</th><th>Metrics</th><th>Gates</th><th>Signature &amp; scan</th><th>ML-BOM</th><th>Registered</th></tr></thead>
     <tbody>
@@ -80,13 +81,13 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
       <td class="metrics"><ul class="plain">{% for k, x in v.metrics|dictsort %}<li><span class="metric" data-metric="{{ k }}">{{ k }}: {{ '%.4f'|format(x) }}</span></li>{% endfor %}</ul></td>
       <td class="gates">
         <span class="check {{ 'ok' if v.gates_passed is sameas true else ('failed' if v.gates_passed is sameas false else 'unchecked') }}">gates: {{ 'passed' if v.gates_passed is sameas true else ('FAILED' if v.gates_passed is sameas false else 'unknown') }}</span>
-        <div class="gates-source">{{ v.gates_source }}</div>
+        <div class="gates-source">{{ v.gates_source|clean }}</div>
         {% if v.gates %}<ul class="plain">{% for g in v.gates %}<li class="gate">{{ '&#10003;'|safe if g.passed else '&#10007;'|safe }} {{ g.name }}{% if g.value is not none %}: {{ g.value|num }}{% endif %}{% if g.threshold is not none %} (threshold {{ g.threshold|num }}){% endif %}</li>{% endfor %}</ul>{% endif %}
       </td>
       <td class="security">
-        <span class="check signature {{ v.signature.state }}" title="{{ v.signature.detail }}">signature: {{ v.signature.label }}</span><br>
-        <span class="check scan {{ v.scan.state }}" title="{{ v.scan.detail }}">scan: {{ v.scan.label }}</span>
-        {% if v.signature.state != 'ok' %}<div>{% if v.signature.state != 'unchecked' %}<small>{{ v.signature.detail }}</small><br>{% endif %}<a class="check-now" href="{{ base }}/{{ m.name|q }}/versions/{{ v.version|q }}/check">check now</a></div>{% endif %}
+        <span class="check signature {{ v.signature.state }}" title="{{ v.signature.detail|clean }}">signature: {{ v.signature.label }}</span><br>
+        <span class="check scan {{ v.scan.state }}" title="{{ v.scan.detail|clean }}">scan: {{ v.scan.label }}</span>
+        {% if v.signature.state != 'ok' %}<div>{% if v.signature.state != 'unchecked' %}<small>{{ v.signature.detail|clean }}</small><br>{% endif %}<a class="check-now" href="{{ base }}/{{ m.name|q }}/versions/{{ v.version|q }}/check">check now</a></div>{% endif %}
       </td>
       <td class="mlbom">{% if v.has_mlbom %}<a class="mlbom" href="{{ base }}/{{ m.name|q }}/versions/{{ v.version|q }}/mlbom.cdx.json" download>mlbom.cdx.json</a>{% else %}none{% endif %}</td>
       <td class="created">{{ v.created }}<br><code title="model sha256">{{ v.model_sha256[:12] }}</code></td>
@@ -106,9 +107,9 @@ _CHECK_TEMPLATE = """<!doctype html>
 <body>
 <h1>{{ name }} v{{ version }}</h1>
 <p class="lead">Checked now: a fresh download of the registered artifact.</p>
-<p><span class="check signature {{ signature.state }}">signature: {{ signature.label }}</span> {{ signature.detail }}</p>
-<p><span class="check scan {{ scan.state }}">scan: {{ scan.label }}</span> {{ scan.detail }}</p>
-<p><a href="{{ base }}/#model-{{ name }}">back to the Models view</a></p>
+<p><span class="check signature {{ signature.state }}">signature: {{ signature.label }}</span> {{ signature.detail|clean }}</p>
+<p><span class="check scan {{ scan.state }}">scan: {{ scan.label }}</span> {{ scan.detail|clean }}</p>
+<p><a href="{{ base }}/#model-{{ name|q }}">back to the Models view</a></p>
 </body></html>
 """
 
@@ -123,6 +124,13 @@ def _num(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def _clean(value: Any) -> str:
+    """Error text for the page: server paths and credentials redacted (escaped after, as all)."""
+    from airflow_mlops.redaction import redact_paths
+
+    return redact_paths(value)
+
+
 @cache
 def _env() -> Any:
     from jinja2 import Environment
@@ -130,6 +138,7 @@ def _env() -> Any:
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["q"] = _q
     env.filters["num"] = _num
+    env.filters["clean"] = _clean
     return env
 
 

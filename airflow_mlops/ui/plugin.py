@@ -17,11 +17,13 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_mlops.redaction import RedactingFilter
 from airflow_mlops.ui import URL_PREFIX
 from airflow_mlops.ui.headers import SecureHeaders, send_error
 
 PLUGIN_NAME = "mlops_models_view"
 log = logging.getLogger(__name__)
+log.addFilter(RedactingFilter())  # tracebacks in the api-server log, credentials masked
 
 
 class LazyApp:

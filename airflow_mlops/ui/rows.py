@@ -202,7 +202,7 @@ def check_version(
         try:
             key = _cache_key(client.get_model_version(model_name, version), public_key_pem)
         except Exception as exc:  # the registry's answer decides nothing: not verified
-            return Check(ERROR, "not verified", f"reading the version failed: {exc}"), NOT_CHECKED
+            return Check(ERROR, "not verified", f"reading the version failed: {_short(exc)}"), NOT_CHECKED
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -242,8 +242,12 @@ def check_version(
     return result
 
 
-def _short(exc: BaseException, limit: int = 500) -> str:
-    text = " ".join(str(exc).split())
+def _short(exc: BaseException | str, limit: int = 500) -> str:
+    """An error for the page: one line, bounded, server paths and credentials redacted (the page
+    goes to a web client; the details are in the api-server log)."""
+    from airflow_mlops.redaction import redact_paths
+
+    text = " ".join(redact_paths(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -576,7 +580,9 @@ def mlbom_document(client: MlflowClient, model_name: str, version: str) -> bytes
     :raises RegistryLookupError: the version or its ML-BOM does not exist.
     :raises ArtifactError: the stored document is not a JSON object.
     """
+    from airflow_mlops.exceptions import SignatureVerificationError
     from airflow_mlops.registry.mlflow_registry import MLBOM_FILE, _get_version, download_attestation
+    from airflow_mlops.security.trust import MAX_SIGNED_JSON_BYTES, load_signed_json, read_limited
 
     mv = _get_version(client, model_name, version)
     with tempfile.TemporaryDirectory(prefix="mlops-ui-mlbom-") as tmp:
@@ -585,11 +591,13 @@ def mlbom_document(client: MlflowClient, model_name: str, version: str) -> bytes
             raise RegistryLookupError(
                 f"version {version} of {model_name!r} has no ML-BOM ({MLBOM_FILE} in run {mv.run_id})"
             )
-        data = path.read_bytes()
-    try:
-        parsed = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"the ML-BOM of version {version} of {model_name!r} is not JSON: {exc}") from None
+        try:
+            data = read_limited(path, MAX_SIGNED_JSON_BYTES, "ML-BOM", ArtifactError)
+            parsed = load_signed_json(data, "ML-BOM")
+        except (ArtifactError, SignatureVerificationError) as exc:
+            raise ArtifactError(
+                f"the ML-BOM of version {version} of {model_name!r} is not served: {_short(exc, 300)}"
+            ) from None
     if not isinstance(parsed, dict):
         raise ArtifactError(f"the ML-BOM of version {version} of {model_name!r} is not a JSON object")
     return data
@@ -678,7 +686,7 @@ def recorded_report(ref: Any) -> tuple[str, str]:
     uri, sha256 = ref.get("uri"), ref.get("sha256")
     if not isinstance(uri, str) or not uri.endswith(".html"):
         raise LookupError("the task recorded no HTML report")
-    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise LookupError("the task's record of its report has no sha256")
     return uri, sha256
 
@@ -717,7 +725,7 @@ def artifact_report(
     if not uri.startswith(base + "/"):
         raise LookupError("the recorded report is not in this deployment's artifact store")
     parts = uri[len(base) + 1 :].split("/")
-    if len(parts) != 4 or parts[-1] not in ARTIFACT_REPORTS or not all(_SEGMENT.match(p) for p in parts):
+    if len(parts) != 4 or parts[-1] not in ARTIFACT_REPORTS or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise LookupError("the recorded artifact is not a stage report")
     if any(p in (".", "..") for p in parts):
         raise LookupError("the recorded artifact is not a stage report")
