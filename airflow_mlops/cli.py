@@ -323,22 +323,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_commands(model_sub)
     args = parser.parse_args(argv)
-    if args.group == "model":
-        install_log_redaction()
-        try:
+    install_log_redaction()
+    try:
+        if args.group == "model":
             if args.command == "history":
                 return _history(args)
             if args.command == "rollback":
                 return _rollback(args)
             return int(args.func(args))
-        except Exception as exc:  # never a raw traceback (it may hold a URI with credentials)
-            error(f"airflow-mlops model {args.command}: {type(exc).__name__}: {exc}")
-            return 1
-    if args.command == "validate":
-        return _validate(args.files, args.allowed_roots, args.specs_only, args.dags_folder)
-    if args.command == "render":
-        return _render(args.file)
-    return _schema()
+        if args.command == "validate":
+            return _validate(args.files, args.allowed_roots, args.specs_only, args.dags_folder)
+        if args.command == "render":
+            return _render(args.file)
+        return _schema()
+    except KeyboardInterrupt:
+        error(f"airflow-mlops {args.group} {args.command}: interrupted")
+        return 130
+    except RecursionError:
+        error(
+            f"airflow-mlops {args.group} {args.command}: an input is nested too deeply to be read "
+            "(RecursionError); it is malformed"
+        )
+        return 1
+    except Exception as exc:  # never a raw traceback (it may hold a URI with credentials)
+        error(f"airflow-mlops {args.group} {args.command}: {type(exc).__name__}: {_short(exc)}")
+        return 1
+
+
+def _short(exc: BaseException, limit: int = 2000) -> str:
+    """An exception's message for one error line: bounded (a message quoting a 100,000-digit
+    number or a whole file stays readable)."""
+    try:
+        text = str(exc)
+    except Exception:  # a message that cannot even be made: say so, never a traceback
+        return "(the error's message could not be formatted)"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 if __name__ == "__main__":

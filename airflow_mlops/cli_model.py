@@ -22,13 +22,30 @@ def _error(message: object) -> None:
     error(message)
 
 
+#: The largest key, certificate or CA bundle file read (real ones are a few KB).
+MAX_KEY_FILE_BYTES = 4 * 1024 * 1024
+
+
 def _read_key(path: str | None, what: str) -> bytes:
+    from airflow_mlops.security.trust import read_limited
+
     if not path:
         raise SystemExit(f"error: give --{what} PEM_FILE")
+
+    class _Refused(Exception):
+        pass
+
     try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read the {what.replace('-', ' ')} {path}: {exc.strerror}") from None
+        return read_limited(path, MAX_KEY_FILE_BYTES, f"{what.replace('-', ' ')} {path}", _Refused)
+    except _Refused as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _read_document(path: Path | str, what: str) -> bytes:
+    """A signed document named on the command line (an attestation), bounded like a signature."""
+    from airflow_mlops.security.trust import MAX_SIGNED_JSON_BYTES, read_limited
+
+    return read_limited(path, MAX_SIGNED_JSON_BYTES, what)
 
 
 def _scan(args: argparse.Namespace) -> int:
@@ -51,6 +68,8 @@ def _scan(args: argparse.Namespace) -> int:
                     except OSError:
                         shutil.copyfile(path, staged)
                     report = scan_model_dir(Path(tmp), allowed_globals=args.allow)
+            elif path.exists():
+                raise FileNotFoundError(f"{path}: not a regular file or directory")
             else:
                 raise FileNotFoundError(f"{path}: no such file or directory")
         except (MLOpsError, OSError) as exc:
@@ -171,7 +190,7 @@ def _verify(args: argparse.Namespace) -> int:
             envelope = getattr(args, f"{kind}_attestation")
             if envelope:
                 verify_envelope(
-                    Path(envelope).read_bytes(),
+                    _read_document(envelope, f"{kind} attestation {envelope}"),
                     trust,
                     model_sha256=digest,
                     predicate_type=predicate,
@@ -216,7 +235,7 @@ def _bom(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            bom = json.loads(bom_path.read_text())
+            bom = _load_bom(bom_path, where)
             if trust is not None:
                 verified = verify_envelope(
                     envelope.read_bytes(),
@@ -241,6 +260,21 @@ def _bom(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def _load_bom(path: Path, where: str) -> Any:
+    """The downloaded ML-BOM, parsed bounded and strictly (size, depth, duplicate keys, NaN, huge
+    integers, UTF-8): a malformed one is an :class:`~airflow_mlops.exceptions.ArtifactError`."""
+    from airflow_mlops.exceptions import ArtifactError, SignatureVerificationError
+    from airflow_mlops.security.trust import load_signed_json
+
+    try:
+        bom = load_signed_json(_read_document(path, f"ML-BOM of {where}"), f"ML-BOM of {where}")
+    except SignatureVerificationError as exc:
+        raise ArtifactError(str(exc)) from None
+    if not isinstance(bom, dict):
+        raise ArtifactError(f"the ML-BOM of {where} is not a JSON object")
+    return bom
 
 
 def add_commands(model_sub: Any) -> None:

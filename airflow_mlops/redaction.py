@@ -37,12 +37,54 @@ _SECRET_PARAM = re.compile(rf"(?i)(?P<name>[?&;]{_SECRET_NAME}=)(?P<value>[^&#\s
 # ``password=...`` / ``token: ...`` pairs outside a URI (DSNs, connection strings, messages).
 _SECRET_PAIR = re.compile(
     r"(?i)(?P<name>(?<![?&;\w])(?:[A-Za-z0-9_.-]*(?:token|secret|passw(?:or)?d|pwd|passphrase|"
-    r"api[_-]?key|access[_-]?key|private[_-]?key|credential|signature))\s*[=:]\s*)(?P<value>[^\s&;,'\"<>]+)"
+    r"api[_-]?key|access[_-]?key|private[_-]?key|credential|signature))['\"]?\s*[=:]\s*['\"]?)"
+    r"(?P<value>[^\s&;,'\"<>]+)"
+)
+# An HTTP Authorization header as a message prints it (``Authorization: Basic dTpw``, a dict's repr).
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<name>\b(?:proxy-)?authorization['\"]?\s*[=:]\s*['\"]?(?:[A-Za-z-]+\s+)?)(?P<value>[^\s'\",}]+)"
 )
 _BEARER = re.compile(r"(?i)\b(?P<name>(?:bearer|basic|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
-# Absolute POSIX paths (not the path part of a URL) and object-store / file URIs.
+# Absolute POSIX paths (not the path part of a URL), object-store / file URIs, and every URI of
+# a scheme other than http(s) whose rest is a path (``sqlite:////srv/mlflow.db``,
+# ``mlflow-artifacts:/0/abc``, ``dbfs:/Volumes/x``, ``file:/tmp/x``).
 _STORE_URI = re.compile(r"(?i)\b(?:s3|gs|gcs|abfss?|wasbs?|file|hdfs)://[^\s'\"<>]*")
+_PATH_URI = re.compile(r"(?i)\b(?!https?:)[a-z][a-z0-9+.-]*:/(?:/?/)?(?=[^/\s]|/)[^\s'\"<>]*")
 _ABS_PATH = re.compile(r"(?<![\w:/.~-])(?:~)?/(?:[^\s'\"<>,;()]+)")
+# Windows paths (``C:\\Users\\x``, ``\\\\server\\share``) and relative ones (``./mlruns/0``, ``../x``).
+_WINDOWS_PATH = re.compile(r"(?i)(?<![\w])(?:[a-z]:\\|\\\\)[^\s'\"<>,;]*")
+_RELATIVE_PATH = re.compile(r"(?<![\w/.~-])\.{1,2}/[^\s'\"<>,;()]+")
+# Environment variables whose values are credentials wherever they appear in a message (MLflow
+# and the cloud SDKs read them; a library may echo one). Others are masked when their name looks
+# like a credential and the value is long enough not to be a common word.
+_CREDENTIAL_ENV = (
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_USERNAME",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+_ENV_NAME = re.compile(r"(SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.I)
+
+
+def _env_secrets() -> list[str]:
+    """Values of the environment's credential variables, longest first."""
+    import os
+
+    found = set()
+    for name, value in os.environ.items():
+        if name.upper() in _CREDENTIAL_ENV:
+            if len(value) >= 4:
+                found.add(value)
+        elif _ENV_NAME.search(name) and len(value) >= 8 and value.lower() not in ("true", "false"):
+            found.add(value)
+    return sorted(found, key=len, reverse=True)
 
 
 def redact_credentials(text: object) -> str:
@@ -52,9 +94,12 @@ def redact_credentials(text: object) -> str:
     'cannot reach http://***@mlflow:5000/api?token=***&x=1'
     """
     out = str(text)
+    for value in _env_secrets():
+        out = out.replace(value, MASK)
     out = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", out)
     out = _SECRET_PARAM.sub(lambda m: f"{m['name']}{MASK}", out)
     out = _SECRET_PAIR.sub(lambda m: f"{m['name']}{MASK}", out)
+    out = _AUTH_HEADER.sub(lambda m: f"{m['name']}{MASK}", out)
     return _BEARER.sub(lambda m: f"{m['name']}{MASK}", out)
 
 
@@ -62,6 +107,9 @@ def redact_paths(text: object, placeholder: str = "<path>") -> str:
     """:func:`redact_credentials`, then absolute paths and store URIs replaced by ``placeholder``."""
     out = redact_credentials(text)
     out = _STORE_URI.sub(placeholder, out)
+    out = _PATH_URI.sub(placeholder, out)
+    out = _WINDOWS_PATH.sub(placeholder, out)
+    out = _RELATIVE_PATH.sub(placeholder, out)
     return _ABS_PATH.sub(placeholder, out)
 
 
@@ -74,14 +122,42 @@ class RedactingRecordFactory:
 
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = self.factory(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to logging's own error handling
-            return record
+        redact_record(record)
+        return record
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Redact a log record in place: its message, and the traceback and stack it carries.
+
+    A traceback (``exc_info``) is formatted here, once, and redacted into ``exc_text``; the
+    exception itself is dropped from the record, so no formatter or handler can format it again
+    from the live exception (whose message and frames may hold a URI with credentials)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record: leave it to logging's own error handling
+        message = None
+    if message is not None:
         redacted = redact_credentials(message)
         if redacted != message:
             record.msg, record.args = redacted, None
-        return record
+    if record.exc_info and record.exc_info[0] is not None:
+        if not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact_credentials(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_credentials(record.stack_info)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter applying :func:`redact_record` (for records made before the factory was
+    installed, or by a factory set later)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
 
 
 # --- credentials where plain values belong (pod environment variables) ----------------

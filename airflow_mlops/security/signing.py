@@ -503,7 +503,7 @@ def verify_model(
         SigstoreUnavailableError: a Sigstore signature cannot be checked because Sigstore's trust
             root cannot be fetched (this blocks too).
     """
-    from airflow_mlops.security.trust import as_trust, load_signed_json
+    from airflow_mlops.security.trust import MAX_SIGNED_JSON_BYTES, as_trust, load_signed_json, read_limited
 
     trusted = as_trust(trust)
     model = Path(model_dir)
@@ -515,10 +515,8 @@ def verify_model(
             f"signature file {signature} for model {model} is missing; the model was never signed "
             "(run the signing step), or the signature was stored somewhere else"
         )
-    try:
-        signature_bytes = signature.read_bytes()
-    except OSError as exc:
-        raise SignatureVerificationError(f"signature file {signature} cannot be read: {exc}") from exc
+    # bounded: a signature file the size of a disk is refused before it is read whole
+    signature_bytes = read_limited(signature, MAX_SIGNED_JSON_BYTES, f"signature file {signature}")
     try:
         bundle = load_signed_json(signature_bytes, f"signature file {signature}")
         _check_signed_payload(bundle, signature)

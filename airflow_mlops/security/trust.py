@@ -436,6 +436,8 @@ def statement_payload(bundle: dict[str, Any]) -> dict[str, Any]:
 MAX_JSON_DEPTH = 64
 #: The largest signature file or statement parsed (a signature of many files is a few MB).
 MAX_SIGNED_JSON_BYTES = 64 * 1024 * 1024
+#: The longest integer a signed document may hold (Python's own limit is 4300 digits).
+MAX_JSON_INT_DIGITS = 1000
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKETS = re.compile(rb"[\[\]{}]")
 
@@ -473,11 +475,76 @@ def load_signed_json(data: bytes | str, what: str) -> Any:
             "signature this project wrote) and is not verified"
         )
     try:
-        return json.loads(raw)
+        return strict_json_loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SignatureVerificationError(
             f"the {what} is malformed: it is not JSON ({str(exc)[:200]})"
         ) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:80]!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_JSON_INT_DIGITS})")
+    return int(text)
+
+
+def strict_json_loads(data: bytes | str) -> Any:
+    """JSON as RFC 8259 means it, for documents whose meaning must not depend on the parser: a
+    key twice in one object, ``NaN``/``Infinity`` and integers of more than
+    :data:`MAX_JSON_INT_DIGITS` digits are errors (``ValueError``), never silently read one way.
+    Bytes must be UTF-8 (``UnicodeDecodeError``). The caller bounds size and depth."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    return json.loads(
+        text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant, parse_int=_bounded_int
+    )
+
+
+def read_limited(
+    path: Any, limit: int, what: str, error: type[Exception] = SignatureVerificationError
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them; never blocks on a FIFO
+    or reads a device without end.
+
+    :raises error: not a regular file, unreadable, or larger than ``limit`` (messages name ``what``).
+    """
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"the {what} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"the {what} is not a regular file")
+        if st.st_size > limit:
+            raise error(f"the {what} is {st.st_size} bytes, more than the {limit} it may have")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise error(f"the {what} is more than the {limit} bytes it may have")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"the {what} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        os.close(fd)
 
 
 def check_json_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
