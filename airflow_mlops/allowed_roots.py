@@ -17,7 +17,14 @@ What is checked, for a local location (a plain path or a ``file://`` URI):
 * the resolved path must be a root or lie below one, segment by segment (``/data-evil`` is not
   under ``/data``); roots are resolved the same way.
 
-The caller then opens the *resolved* path it got back, never the text it was given.
+The caller then opens the *resolved* path it got back, never the text it was given, and opens
+it with :func:`open_resolved`: no symbolic link is followed on the way, and the file the
+descriptor really names is compared with the path that was checked, so a folder or file swapped
+for a link between the check and the open is refused, never read.
+
+At run time (:func:`check_runtime`) every local root must be absolute: a relative root would be
+resolved against whatever directory the worker happens to run in. An empty root is refused
+everywhere (it would otherwise read as "no roots", which means no restriction).
 
 An ``s3://`` URI is checked only against ``s3://`` roots: when none is configured, S3 locations
 are not restricted (the bucket's IAM policy is their boundary). With one, the URI must lie under
@@ -29,8 +36,11 @@ No Airflow import: domain code and the trainer may use it.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
+from io import BufferedReader
 from urllib.parse import unquote, urlsplit
 
 from airflow_mlops.exceptions import OutsideAllowedRootsError
@@ -43,6 +53,8 @@ __all__ = [
     "ensure_narrowing",
     "ensure_within_roots",
     "local_path",
+    "open_resolved",
+    "open_resolved_dir",
     "resolve_local",
     "resolve_root",
     "roots_from_env",
@@ -155,7 +167,7 @@ def ensure_within_roots(
         the location, where it resolved to and the allowed roots.
     """
     text = os.fspath(location)
-    given = [r for r in roots or () if r]
+    given = _given_roots(roots)
     if is_s3(text):
         s3_roots = [resolve_root(r) for r in given if is_s3(r)]
         if not s3_roots:
@@ -175,6 +187,17 @@ def ensure_within_roots(
     if any(path_within(resolved, r) for r in local_roots):
         return resolved
     raise _outside(what, text, resolved, given)
+
+
+def _given_roots(roots: Iterable[str] | None) -> list[str]:
+    """The roots as given; an empty or blank one is refused (it must not read as "no roots")."""
+    given = [str(r) for r in roots or ()]
+    if any(not r.strip() for r in given):
+        raise OutsideAllowedRootsError(
+            f"an allowed root is empty ({given!r}); name a directory or s3://bucket/prefix. An empty "
+            f"root never means 'anywhere': leave {ENV_VAR} and allowed_roots unset for no restriction"
+        )
+    return given
 
 
 def _outside(what: str, location: str, resolved: str, roots: Sequence[str]) -> OutsideAllowedRootsError:
@@ -215,7 +238,95 @@ def check_runtime(
     set where the task runs, against ``AIRFLOW_MLOPS_ALLOWED_ROOTS`` too: the stricter of both.
     ``roots`` None and no variable: not restricted. Returns the location to open."""
     env = roots_from_env(environ)
-    resolved = ensure_within_roots(location, roots, what=what)
+    own = _given_roots(roots) if roots is not None else None
+    for source, given in (("the task's allowed_roots", own or []), (ENV_VAR, env)):
+        for root in given:
+            path = None if is_s3(root) else local_path(root)
+            if path is not None and not os.path.isabs(path):
+                raise OutsideAllowedRootsError(
+                    f"allowed root {root!r} of {source} is a relative path: where a task runs it would "
+                    "be resolved against the worker's working directory, which is not what anyone "
+                    "allowed. Give an absolute directory"
+                )
+    resolved = ensure_within_roots(location, own, what=what)
     if env:
         ensure_within_roots(location, env, what=what)
     return resolved
+
+
+def open_resolved(path: str | os.PathLike[str], *, what: str = "data file") -> BufferedReader:
+    """Open for reading exactly ``path``, the resolved path a roots check returned, following no
+    symbolic link: the last component is opened with ``O_NOFOLLOW``, and the file the descriptor
+    names (``/proc/self/fd``; elsewhere device and inode of the path, re-resolved) must be ``path``
+    itself, so a folder on the way swapped for a link after the check is refused.
+
+    :raises FileNotFoundError: nothing at ``path``.
+    :raises IsADirectoryError: ``path`` is a directory.
+    :raises OutsideAllowedRootsError: a link is on the way (``path`` is not what it was checked
+        as), or ``path`` is not a regular file (a FIFO, a device, a socket).
+    """
+    fd = _open_exact(os.fspath(path), what, directory=False)
+    return BufferedReader(io.FileIO(fd, "rb"))
+
+
+def open_resolved_dir(path: str | os.PathLike[str], *, what: str = "folder") -> int:
+    """A descriptor of exactly the folder ``path`` (resolved, see :func:`open_resolved`), for
+    :func:`os.scandir`; the caller closes it.
+
+    :raises FileNotFoundError: nothing at ``path``.
+    :raises NotADirectoryError: ``path`` is not a folder.
+    :raises OutsideAllowedRootsError: a link is on the way.
+    """
+    return _open_exact(os.fspath(path), what, directory=True)
+
+
+def _open_exact(target: str, what: str, *, directory: bool) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # a FIFO must not block
+    if directory:
+        flags |= getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError)):
+            raise
+        if os.path.islink(target):
+            raise _swapped(what, target, "it is now a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if directory and not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(target)
+        if not directory and stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(target)
+        if not directory and not stat.S_ISREG(info.st_mode):
+            raise OutsideAllowedRootsError(
+                f"{what} {target} is not a regular file (a FIFO, device or socket)"
+            )
+        actual = _fd_path(fd)
+        if actual is not None:
+            if actual != target:
+                raise _swapped(what, target, f"the file opened is {actual}")
+        elif os.path.realpath(target) != target or not os.path.samestat(info, os.stat(target)):
+            raise _swapped(what, target, "a link is on its path")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _fd_path(fd: int) -> str | None:
+    """The path the kernel gives for ``fd`` (Linux), or None where it cannot say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _swapped(what: str, path: str, detail: str) -> OutsideAllowedRootsError:
+    return OutsideAllowedRootsError(
+        f"{what} {path} changed after it was checked against the allowed roots ({detail}); refusing "
+        "to read it: a file or folder on its path was replaced by a symbolic link"
+    )

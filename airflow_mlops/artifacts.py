@@ -125,8 +125,9 @@ class ArtifactStore:
         self.is_s3 = self.root.startswith("s3://")
         self._s3 = s3_client
         if not self.is_s3:
-            local = self.root[len("file://") :] if self.root.startswith("file://") else self.root
-            self._local_root = Path(local).expanduser().resolve()
+            # Decoded as the allowed-roots check decodes it (file:// URIs percent-decoded), so
+            # the folder written is the folder that was checked.
+            self._local_root = Path(_resolve_local(self.root))
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -140,16 +141,20 @@ class ArtifactStore:
         """Whether ``uri`` names something inside this store: an ``s3://`` URI under an S3 root, or
         a local path (``file://`` URIs decoded) that resolves, symbolic links followed, below a
         local root. For refs that come from outside the run (an asset event's ``data_refs``)."""
+        return self.locate(uri) is not None
+
+    def locate(self, uri: str) -> str | None:
+        """What to read for ``uri`` when it lies inside this store (see :meth:`contains`): the
+        resolved local path or the ``s3://`` URI; None when it lies outside."""
         from airflow_mlops.allowed_roots import OutsideAllowedRootsError, ensure_within_roots
 
         if self.is_s3 != uri.startswith("s3://"):
-            return False
+            return None
         root = self.root if self.is_s3 else str(self._local_root)
         try:
-            ensure_within_roots(uri, [root], what="artifact")
+            return ensure_within_roots(uri, [root], what="artifact")
         except OutsideAllowedRootsError:
-            return False
-        return True
+            return None
 
     @staticmethod
     def run_prefix(pipeline: str, run_id: str, stage: str) -> str:
@@ -245,8 +250,20 @@ class ArtifactStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def fetch(self, ref: ArtifactRef | dict[str, Any], dest_dir: str | os.PathLike[str]) -> Path:
-        """Bring an artifact to ``dest_dir`` and check its sha256; returns the local path."""
+    def fetch(
+        self,
+        ref: ArtifactRef | dict[str, Any],
+        dest_dir: str | os.PathLike[str],
+        *,
+        source: str | None = None,
+    ) -> Path:
+        """Bring an artifact to ``dest_dir`` and check its sha256; returns the local path.
+
+        A local artifact is read from its resolved path (``source`` when the caller checked it
+        against the allowed roots, else the ref's URI decoded and resolved here), following no
+        symbolic link: a directory artifact holding a link, or anything but files and folders, is
+        refused (:class:`ArtifactIntegrityError`) before any of it is copied.
+        """
         ref = ArtifactRef.from_dict(ref)
         dest_root = Path(dest_dir)
         dest_root.mkdir(parents=True, exist_ok=True)
@@ -267,18 +284,65 @@ class ArtifactStore:
             else:
                 self.s3.download_file(bucket, key, str(target))
         else:
-            source = Path(ref.uri[len("file://") :] if ref.uri.startswith("file://") else ref.uri)
-            if not source.exists():
+            resolved = source if source is not None else _resolve_local(ref.uri)
+            if not os.path.lexists(resolved):
                 raise ArtifactError(
                     f"artifact {ref.uri} (from task {ref.producer or '?'}) does not exist; "
                     "was the artifact store cleaned, or does this worker see another filesystem?"
                 )
             if ref.is_directory:
-                shutil.copytree(source, target, dirs_exist_ok=True)
+                _copy_tree_no_links(resolved, target, ref)
             else:
-                shutil.copyfile(source, target)
+                _copy_file_no_links(resolved, target, ref)
         verify_local(target, ref)
         return target
+
+
+def _resolve_local(uri: str) -> str:
+    """A local store location (a path or ``file://`` URI) as the allowed-roots check resolves it."""
+    from airflow_mlops.allowed_roots import OutsideAllowedRootsError, resolve_local
+
+    try:
+        return resolve_local(uri)
+    except OutsideAllowedRootsError as exc:
+        raise ArtifactError(f"not a local artifact location: {exc}") from None
+
+
+def _copy_file_no_links(source: str, target: Path, ref: ArtifactRef) -> None:
+    from airflow_mlops.allowed_roots import open_resolved
+
+    try:
+        fh = open_resolved(source, what=f"artifact {ref.uri}")
+    except IsADirectoryError:
+        raise ArtifactIntegrityError(
+            f"artifact {ref.uri} is a directory; its reference names a file"
+        ) from None
+    with fh, open(target, "wb") as out:
+        shutil.copyfileobj(fh, out, _CHUNK)
+
+
+def _copy_tree_no_links(source: str, target: Path, ref: ArtifactRef) -> None:
+    """Copy a directory artifact file by file; a symbolic link (or a FIFO, device...) inside it is
+    refused, never followed: a link in a model folder could lead anywhere on the worker."""
+    if os.path.islink(source) or not os.path.isdir(source):
+        raise ArtifactIntegrityError(f"artifact {ref.uri} is not a directory; its reference names one")
+    folders: list[str] = []
+    files: list[str] = []
+    for folder, dir_names, file_names in os.walk(source, followlinks=False):
+        for name in [*dir_names, *file_names]:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                raise ArtifactIntegrityError(
+                    f"artifact {ref.uri} holds a symbolic link ({os.path.relpath(path, source)}); "
+                    "refusing to follow it: a directory artifact holds files and folders only"
+                )
+        folders += [os.path.join(folder, d) for d in dir_names]
+        files += [os.path.join(folder, f) for f in file_names]
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folders:
+        (target / os.path.relpath(path, source)).mkdir(parents=True, exist_ok=True)
+    for path in files:
+        _copy_file_no_links(path, target / os.path.relpath(path, source), ref)
 
 
 def verify_local(path: str | os.PathLike[str], ref: ArtifactRef | dict[str, Any]) -> None:

@@ -266,44 +266,74 @@ class _Matcher:
 
 
 def _walk_local(root: str, matcher: _Matcher) -> Iterator[ObjectInfo]:
+    """The regular files below the resolved folder ``root`` that ``matcher`` matches.
+
+    No symbolic link is followed, at any depth and at any moment: each folder is opened as the
+    exact path the walk expects (:func:`~airflow_mlops.allowed_roots.open_resolved_dir`), so a
+    folder swapped for a link while the walk runs is not entered; links to files are skipped.
+    """
+    from airflow_mlops.allowed_roots import OutsideAllowedRootsError, open_resolved_dir
+
     stack: list[tuple[str, str, int]] = [(root, "", 0)]
     while stack:
         folder, rel, depth = stack.pop()
         try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            continue  # removed while we were listing
-        for entry in entries:
-            key = f"{rel}{entry.name}"
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if matcher.may_descend(entry.name, depth + 1):
-                        stack.append((entry.path, key + "/", depth + 1))
-                    continue
-                # Regular files only: a symlink could point outside the watched folder.
-                if not entry.is_file(follow_symlinks=False) or not matcher.matches(key):
-                    continue
-                stat = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
+            fd = open_resolved_dir(folder, what="new-data folder")
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed (or replaced by a file) while we were listing
+        except OutsideAllowedRootsError:
+            if not rel:
+                raise  # the watched folder itself: checked a moment ago, now a link
+            continue  # a folder below it swapped for a link: links are never followed
+        try:
+            yield from _scan(fd, folder, rel, depth, matcher, stack)
+        finally:
+            os.close(fd)
+
+
+def _scan(
+    fd: int, folder: str, rel: str, depth: int, matcher: _Matcher, stack: list[tuple[str, str, int]]
+) -> Iterator[ObjectInfo]:
+    """One folder of :func:`_walk_local`, read through its open descriptor ``fd``."""
+    with os.scandir(fd) as found:
+        entries = list(found)
+    for entry in entries:
+        key = f"{rel}{entry.name}"
+        path = f"{folder.rstrip('/')}/{entry.name}"
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if matcher.may_descend(entry.name, depth + 1):
+                    stack.append((path, key + "/", depth + 1))
                 continue
-            yield ObjectInfo(uri=entry.path, key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            # Regular files only: a symlink could point outside the watched folder.
+            if not entry.is_file(follow_symlinks=False) or not matcher.matches(key):
+                continue
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield ObjectInfo(uri=path, key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 
-def list_local(location: str, pattern: str) -> Listing:
+def list_local(location: str, pattern: str, *, root: str | None = None) -> Listing:
     """List the regular files under a local folder whose relative path matches ``pattern``.
 
     A folder that does not exist yet lists as empty (data may not have arrived); a location that
-    is a file, or that cannot be read, is an error.
+    is a file, or that cannot be read, is an error. ``root``: the folder to walk, as an
+    allowed-roots check resolved ``location`` (default: ``location`` resolved here, ``file://``
+    URIs decoded as that check decodes them); the objects' URIs lie below it.
     """
-    root = normalize_location(location)
-    if root.startswith("s3://"):
+    from airflow_mlops.allowed_roots import resolve_local
+
+    location_text = normalize_location(location)
+    if location_text.startswith("s3://"):
         raise DataError(f"list_local got an S3 location {location!r}; use list_s3")
+    walk_root = root if root is not None else resolve_local(location.strip())
     matcher = _Matcher(pattern)
     started = time.time_ns()
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise DataError(f"new-data location {root} is a file, not a folder; watch its parent folder")
-    objects = tuple(_walk_local(root, matcher)) if os.path.isdir(root) else ()
-    return Listing(root, matcher.pattern, started, objects)
+    if os.path.lexists(walk_root) and not os.path.isdir(walk_root):
+        raise DataError(f"new-data location {location_text} is a file, not a folder; watch its parent folder")
+    objects = tuple(_walk_local(walk_root, matcher)) if os.path.isdir(walk_root) else ()
+    return Listing(location_text, matcher.pattern, started, objects)
 
 
 def list_s3(client: Any, location: str, pattern: str) -> Listing:
@@ -337,7 +367,10 @@ def list_s3(client: Any, location: str, pattern: str) -> Listing:
 
 
 def sha256_of(path: str) -> str:
-    with open(path, "rb") as fh:
+    """The sha256 of the file at the resolved ``path``, opened without following a link."""
+    from airflow_mlops.allowed_roots import open_resolved
+
+    with open_resolved(path, what="new-data file") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
@@ -809,12 +842,14 @@ class NewDataWatch:
         return self.store.load(self.empty())
 
     def list(self) -> Listing:
-        self.config.check_location()  # again on every listing: a folder can be swapped for a link
+        # Checked again on every listing (a folder can be swapped for a link), and the folder
+        # walked is the one the check resolved, opened without following links.
+        root = self.config.check_location()
         if self.is_s3:
             return list_s3(
                 self.store.s3 if self._s3 is None else self._s3, self.config.location, self.config.pattern
             )
-        return list_local(self.config.location, self.config.pattern)
+        return list_local(self.config.location, self.config.pattern, root=root)
 
     def poll(self, watermark: Watermark, *, committed_by: str | None = None) -> Batch:
         """List once and return what is new since ``watermark`` (possibly empty)."""

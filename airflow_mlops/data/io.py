@@ -11,13 +11,15 @@ sees half a file and a retried task simply overwrites the previous attempt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from airflow_mlops.exceptions import DataError
 
@@ -52,30 +54,62 @@ def format_from_path(path: str | os.PathLike[str], fmt: str | None = None) -> st
 
 
 def read_table(
-    path: str | os.PathLike[str], fmt: str | None = None, *, name: str | None = None
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    name: str | None = None,
+    checked: bool = False,
 ) -> pd.DataFrame:
     """Read a parquet or CSV file into a DataFrame, exactly as the file holds it.
+
+    The file is opened once, following no symbolic link (see
+    :func:`airflow_mlops.allowed_roots.open_resolved`), and every check and pandas read the same
+    open file: what was checked is what is read.
 
     :param path: the file to read.
     :param fmt: ``"parquet"`` or ``"csv"``; default: from the file extension.
     :param name: how messages name the file (e.g. the ``s3://`` URI a local copy came from);
         default: ``path``.
+    :param checked: ``path`` is the resolved path an allowed-roots check returned: it is opened
+        as it is, and a link found on it since the check is refused
+        (:class:`~airflow_mlops.exceptions.OutsideAllowedRootsError`). Otherwise (a scratch
+        copy) it is resolved here first.
     :raises DataError: the file is missing, unreadable, of an unknown format, has no rows, or has
         columns pandas would silently change (see :func:`check_csv_layout` and
         :func:`check_parquet_schema`). Every such error is final: no retry reads it differently.
     """
+    from airflow_mlops.allowed_roots import open_resolved
+
+    shown = name or os.fspath(path)
+    fmt = format_from_path(path, fmt)
+    target = os.fspath(path) if checked else os.path.realpath(path)
+    try:
+        fh = open_resolved(target, what=f"data file {shown}")
+    except FileNotFoundError:
+        raise DataError(
+            f"data file {shown} does not exist: check data.source / data.reference and the data interval"
+        ) from None
+    except IsADirectoryError:
+        raise DataError(
+            f"data file {shown} is a directory, not a file (a partitioned dataset folder is not read): "
+            "name one file in data.source / data.reference"
+        ) from None
+    except DataError:
+        raise
+    except OSError as exc:
+        raise DataError(f"cannot open {shown}: {exc}") from None
+    with fh:
+        return _read_open_table(fh, fmt, shown)
+
+
+def _read_open_table(fh: Any, fmt: str, shown: str) -> pd.DataFrame:
     import pandas as pd
 
-    p = Path(path)
-    shown = name or str(p)
-    fmt = format_from_path(path, fmt)
-    if not p.is_file():
-        what = "is a directory, not a file" if p.is_dir() else "does not exist"
-        raise DataError(f"data file {shown} {what}: check data.source / data.reference and the data interval")
-    expected_rows = check_csv_layout(p, shown) if fmt == "csv" else check_parquet_schema(p, shown)
+    expected_rows = check_csv_layout(fh, shown) if fmt == "csv" else check_parquet_schema(fh, shown)
+    fh.seek(0)
     try:
         # index_col=False: a row with one field too many never turns the first column into the index.
-        df = pd.read_parquet(p) if fmt == "parquet" else pd.read_csv(p, index_col=False)
+        df = _parquet_frame(fh) if fmt == "parquet" else pd.read_csv(fh, index_col=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {shown} is empty (no columns, no rows)") from None
     except Exception as exc:
@@ -94,17 +128,41 @@ def read_table(
     return df
 
 
+def _parquet_frame(fh: Any) -> pd.DataFrame:
+    """The parquet file's columns as they are stored: the pandas metadata a writer may add is
+    not applied (it could rename columns, turn one into the index or impose another dtype), only
+    pandas' own stored index (``__index_level_N__``) is left out, as pandas leaves it out."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(fh) as parquet:
+        table = parquet.read(use_pandas_metadata=False)
+    index = _pandas_index_columns(table.schema)
+    if index:
+        table = table.drop_columns([n for n in table.column_names if n in index])
+    return table.to_pandas(ignore_metadata=True)
+
+
 def _name_key(name: str) -> str:
-    """How column names are compared for near-duplicates: Unicode-normalized, trimmed, case-folded."""
-    return unicodedata.normalize("NFKC", name).strip().casefold()
+    """How column names are compared for near-duplicates: invisible characters dropped,
+    Unicode-normalized, trimmed, case-folded."""
+    visible = "".join(c for c in name if unicodedata.category(c) not in ("Cf", "Cc"))
+    return unicodedata.normalize("NFKC", visible).strip().casefold()
+
+
+def _invisible(name: str) -> list[str]:
+    """The control and format characters (BOM, zero-width space, NUL...) in a column name."""
+    return sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cf", "Cc")})
 
 
 def check_column_names(names: Sequence[Any], source: str) -> None:
     """Every column must have a name of its own, as a string.
 
     Refused (one message naming every offending column): a name that is not a string (a
-    multi-level header), an empty or blank name (pandas would call it ``Unnamed: N``), and names
-    that are equal or differ only in case, surrounding whitespace or Unicode form (``a`` / ``a``,
+    multi-level header), an empty or blank name (pandas would call it ``Unnamed: N``), a name
+    holding an invisible character (a second byte-order mark, a zero-width space, a control
+    character: ``\ufeffage`` is not ``age``), and names
+    that are equal or differ only in case, surrounding whitespace, invisible characters or Unicode
+    form (``a`` / ``a``,
     ``Age`` / ``age ``): pandas renames exact duplicates (``a``, ``a.1``) and keeps the others
     apart, and either way a model would be trained on a column the spec does not mean.
 
@@ -119,6 +177,12 @@ def check_column_names(names: Sequence[Any], source: str) -> None:
         if not name.strip():
             problems.append(f"column {index + 1} has no name")
             continue
+        hidden = _invisible(name)
+        if hidden:
+            problems.append(
+                f"column {index + 1} {name!r} holds invisible or control characters ({', '.join(hidden)}: "
+                "a byte-order mark, a zero-width space, a tab or line break) that a spec cannot name"
+            )
         groups.setdefault(_name_key(name), []).append(name)
     for same in groups.values():
         if len(same) > 1:
@@ -134,42 +198,56 @@ def check_column_names(names: Sequence[Any], source: str) -> None:
         )
 
 
-def check_csv_layout(path: Path, source: str) -> int:
+def check_csv_layout(path: str | os.PathLike[str] | BinaryIO, source: str) -> int:
     """Check a CSV's header and that every row has the header's number of fields; return the
     number of data rows (blank lines are not rows, as for pandas).
 
     pandas would rename duplicated headers (``a``, ``a.1``), name an empty one ``Unnamed: N``,
-    fill a short row with nulls and shift a long one: each is refused here, naming the columns
-    or the line.
+    fill a short row with nulls, shift a long one, and cut a field at a NUL byte: each is refused
+    here, naming the columns or the line.
 
+    :param path: the file, or a binary file open on it (read from where it is; not closed).
     :raises DataError: final; the header's or the first bad row's problem, with its line number.
     """
+    import io
+
+    with contextlib.ExitStack() as stack:
+        binary = cast(
+            "BinaryIO",
+            path if hasattr(path, "read") else stack.enter_context(open(cast("str", path), "rb")),
+        )
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        stack.callback(text.detach)  # leave the caller's file open
+        return _csv_rows(text, source)
+
+
+def _csv_rows(fh: Any, source: str) -> int:
     import csv
 
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header: list[str] | None = None
-            rows = 0
-            for fields in reader:
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # a blank line
-                if header is None:
-                    header = fields
-                    check_column_names(header, source)
-                    continue
-                if len(fields) != len(header):
-                    raise DataError(
-                        f"data file {source}: line {reader.line_num} has {len(fields)} field(s), the header "
-                        f"has {len(header)} ({header}); pandas would "
-                        + (
-                            "fill the missing ones with nulls"
-                            if len(fields) < len(header)
-                            else "shift the row"
-                        )
-                        + ". Fix the row (quote fields that contain commas)"
-                    )
-                rows += 1
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        rows = 0
+        for fields in reader:
+            if any("\x00" in f for f in fields):
+                raise DataError(
+                    f"data file {source}: line {reader.line_num} holds a NUL byte; pandas would cut "
+                    "the field there. Is it a binary file, or UTF-16 text? Write it as UTF-8 CSV"
+                )
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header = fields
+                check_column_names(header, source)
+                continue
+            if len(fields) != len(header):
+                raise DataError(
+                    f"data file {source}: line {reader.line_num} has {len(fields)} field(s), the header "
+                    f"has {len(header)} ({header}); pandas would "
+                    + ("fill the missing ones with nulls" if len(fields) < len(header) else "shift the row")
+                    + ". Fix the row (quote fields that contain commas)"
+                )
+            rows += 1
     except UnicodeDecodeError as exc:
         raise DataError(f"data file {source} is not UTF-8 text: {exc}") from None
     except csv.Error as exc:
@@ -209,13 +287,15 @@ def _unsupported_arrow_type(arrow_type: Any) -> str | None:
     return None if flat else "a type the pipeline cannot use"
 
 
-def check_parquet_schema(path: Path, source: str) -> int | None:
+def check_parquet_schema(path: str | os.PathLike[str] | BinaryIO, source: str) -> int | None:
     """Check a parquet file's columns before pandas reads it; return its row count (footer).
 
     Refused, naming each column and its type: nested columns (lists, structs, maps, unions),
     raw bytes, decimals, times and durations, and any other type that is not a flat boolean,
     number, text, date or timestamp; column names as :func:`check_column_names` requires.
+    The pandas metadata of the file is not applied (see :func:`read_table`).
 
+    :param path: the file, or a binary file open on it.
     :raises DataError: final.
     """
     import pyarrow.parquet as pq
@@ -243,7 +323,9 @@ def check_parquet_schema(path: Path, source: str) -> int | None:
 
 
 def _pandas_index_columns(schema: Any) -> set[str]:
-    """Columns pandas stored as the frame's index (``__index_level_0__``): not data columns."""
+    """Columns pandas stored as the frame's unnamed index (``__index_level_0__``): not data
+    columns. Any other column the metadata calls an index (a named one, or a data column a writer
+    lists there) stays a data column."""
     import json
 
     raw = (schema.metadata or {}).get(b"pandas")
@@ -253,7 +335,10 @@ def _pandas_index_columns(schema: Any) -> set[str]:
         index = json.loads(raw).get("index_columns") or []
     except (ValueError, AttributeError):
         return set()
-    return {c for c in index if isinstance(c, str)}
+    return {c for c in index if isinstance(c, str) and _PANDAS_INDEX.fullmatch(c)}
+
+
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 def read_source(
@@ -284,7 +369,7 @@ def read_source(
     fmt = format_from_path(uri, fmt)
     location = check_runtime(uri, allowed_roots, what=what)
     if not uri.startswith("s3://"):
-        return read_table(location, fmt, name=uri)
+        return read_table(location, fmt, name=uri, checked=True)
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket or not key or key.endswith("/"):
         raise DataError(f"data location {uri} does not name an object: use s3://bucket/path/file.{fmt}")

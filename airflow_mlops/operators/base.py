@@ -154,9 +154,13 @@ class MLOpsBaseOperator(BaseOperator):
         return check_runtime(location, self.allowed_roots, what=what)
 
     def artifact_store(self) -> ArtifactStore:
-        if self.artifact_root:  # the spec's artifacts.root, rendered; the default is the deployment's
+        # The spec's artifacts.root, rendered and checked: the store is the checked (resolved)
+        # folder, never the text again. The default is the deployment's.
+        root = (
             self.check_location(self.artifact_root, "artifacts.root")
-        root = self.artifact_root or default_artifact_root()
+            if self.artifact_root
+            else default_artifact_root()
+        )
         client = None
         if root.startswith("s3://") and self.aws_conn_id:
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -187,10 +191,20 @@ class MLOpsBaseOperator(BaseOperator):
             shutil.rmtree(path, ignore_errors=True)
 
     def fetch(self, ref: ArtifactRef | dict[str, Any], dest: Path) -> Path:
-        """Fetch an upstream artifact and check it is exactly what the producer wrote."""
-        path = self.artifact_store().fetch(ref, dest)
-        data = ref.to_dict() if isinstance(ref, ArtifactRef) else dict(ref)
-        self._lineage_inputs.append((str(data.get("uri")), str(data.get("sha256") or "") or None))
+        """Fetch an upstream artifact and check it is exactly what the producer wrote.
+
+        The ref is read only from this pipeline's artifact store or from under the allowed roots
+        (its URI resolved, links followed; the resolved file is what is read, no link followed):
+        a ref can come from outside the run (an asset event, a model version's tag), and whoever
+        writes it writes its sha256 too, so the digest alone says nothing about where it points.
+        """
+        store = self.artifact_store()
+        parsed = ArtifactRef.from_dict(ref)
+        source = store.locate(parsed.uri)
+        if source is None:
+            source = self.check_location(parsed.uri, f"artifact {parsed.uri} (outside the artifact store)")
+        path = store.fetch(parsed, dest, source=None if source.startswith("s3://") else source)
+        self._lineage_inputs.append((parsed.uri, parsed.sha256 or None))
         return path
 
     # -- lineage -------------------------------------------------------------------------------
@@ -225,7 +239,10 @@ class MLOpsBaseOperator(BaseOperator):
 
     def fetch_source(self, uri: str, dest: Path, what: str = "data location") -> Path:
         """Bring an input file (local path, ``file://`` or ``s3://`` URI) to ``dest``, once it is
-        known to lie under the allowed roots; a local file is returned resolved, not copied."""
+        known to lie under the allowed roots; a local file is returned resolved, not copied.
+
+        The path returned is resolved: read it with ``read_table(path, checked=True)``, which
+        opens it without following a link swapped in since the check."""
         location = self.check_location(uri, what)
         if location.startswith("s3://"):
             store = self.artifact_store()
@@ -233,6 +250,6 @@ class MLOpsBaseOperator(BaseOperator):
             target = dest / key.rsplit("/", 1)[-1]
             store.s3.download_file(bucket, key, str(target))
             self.record_input(uri)
-            return target
+            return Path(os.path.realpath(target))
         self.record_input(location)
         return Path(location)

@@ -343,7 +343,7 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
             df = read_table(self.fetch(self.data, tmp / "in"))
             features = self.features or [c for c in map(str, df.columns) if c != self.target]
             reference = (
-                read_table(self.fetch_source(self.reference, tmp, "data.reference"))
+                read_table(self.fetch_source(self.reference, tmp, "data.reference"), checked=True)
                 if self.reference
                 else None
             )

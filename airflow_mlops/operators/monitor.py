@@ -97,7 +97,9 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         client = self.mlflow_hook.get_conn()
         store = self.artifact_store()
         with self.scratch() as tmp:
-            window = read_table(self.fetch_source(self.source, tmp, "monitoring.source"), self.data_format)
+            window = read_table(
+                self.fetch_source(self.source, tmp, "monitoring.source"), self.data_format, checked=True
+            )
             if window.empty:
                 raise DriftInputError(
                     f"the live window {self.source} has no rows: an empty window is not 'no drift'"
@@ -202,7 +204,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         if not location:
             raise DriftInputError("monitoring.reference is `data`, but the spec sets no data.reference")
         what = "data.reference" if self.reference == "data" else "monitoring.reference"
-        return read_table(self.fetch_source(location, tmp / "reference-in", what)), location
+        return read_table(self.fetch_source(location, tmp / "reference-in", what), checked=True), location
 
     def _recorded_metrics(self, client: Any, mv: Any) -> dict[str, float]:
         """The champion's evaluation metrics as its training run recorded them (``eval_*``)."""

@@ -222,7 +222,15 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     job = TrainingJob.from_dict(raw, where=job_ref.uri)
     store = ArtifactStore(job.store_root)
     log.info("job %s: model %s, training data %s", job_ref.uri, job.model, job.train.uri)
-    train_path = store.fetch(job.train, work / "inputs")
+    # The training data must be the job's own snapshot in its store: job.json names the store,
+    # so a train ref pointing anywhere else (another folder or bucket) is refused, not read.
+    located = store.locate(job.train.uri)
+    if located is None:
+        raise TrainingRejectedError(
+            f"job {job_ref.uri}: its training data {job.train.uri} is not in the job's artifact store "
+            f"{job.store_root}; refusing to read it"
+        )
+    train_path = store.fetch(job.train, work / "inputs", source=None if store.is_s3 else located)
     log.info("training data verified: sha256 %s, %d bytes", job.train.sha256, job.train.size)
     train_df = _read_table(train_path)
 
