@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import hashlib
+import importlib.util
 import json
 import logging
 import lzma
@@ -20,6 +21,8 @@ import mmap
 import os
 import stat
 import struct
+import sys
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -33,6 +36,7 @@ from airflow_mlops.security.scanning import policy
 from airflow_mlops.security.scanning.report import Finding, FindingKind
 from airflow_mlops.security.scanning.walker import (
     TORCH_LEGACY_MAGIC,
+    GlobalRef,
     PickleWalk,
     Source,
     map_py2_name,
@@ -125,6 +129,8 @@ _NPY_MAX_HEADER = 1 << 20  # numpy ignores its 10 kB limit with allow_pickle=Tru
 _HEAD_SIZE = 16
 _CHUNK = 1 << 20
 
+_ZFILE_PREFIX = b"ZF"  # joblib < 0.10 compressed format: "ZF", 19-byte hex length, zlib data
+_ZFILE_HEADER = 21
 _JOBLIB_EXTENSIONS = frozenset([".joblib", ".z", ".gz", ".bz2", ".lzma", ".xz", ".pkl.z"])
 _PICKLE_PROTO = 0x80
 
@@ -269,6 +275,7 @@ def scan_pickle_stream(
     stream: str = "file",
     joblib: bool = True,
     base: int = 0,
+    text: bool = False,
 ) -> list[Hit]:
     """Scan every pickle in a stream.
 
@@ -277,6 +284,8 @@ def scan_pickle_stream(
     well-formed pickle, except the storage bytes after the fifth pickle of a legacy torch file.
     ``joblib`` walks the stream the way ``joblib.load`` reads it (the raw array bytes after each
     ``NumpyArrayWrapper`` are skipped); without a wrapper it is the same as ``pickle.load``.
+    ``text``: the stream is a text file that may merely start like a pickle; imports of modules
+    that cannot exist are not findings (see :func:`_importable`).
     """
     src = Source(raw, size, base=base)
     findings: list[Hit] = []
@@ -284,6 +293,8 @@ def scan_pickle_stream(
     legacy_torch = False
     while True:
         walk = walk_stream(src, joblib=joblib)
+        if text:
+            walk = _drop_unimportable(walk)
         count += 1
         label = where if count == 1 else f"{where}(pickle #{count} at byte {walk.start}) "
         findings.extend(judge_walk(walk, label, allowed, stream))
@@ -691,6 +702,58 @@ def ubjson_problem(buf: Any) -> str | None:
     return None
 
 
+def _is_tar(path: Path) -> bool:
+    """True when ``tarfile`` opens the file as ``torch.load`` does for its legacy tar format
+    (a valid first header block is enough; the extension plays no part)."""
+    try:
+        with path.open("rb") as fh, tarfile.open(fileobj=fh, mode="r:", format=tarfile.PAX_FORMAT):
+            return True
+    except (tarfile.TarError, OSError, ValueError, EOFError, UnicodeDecodeError):
+        return False
+
+
+def _is_joblib_zfile(head: bytes) -> bool:
+    """True when ``joblib.load`` would read the file in its pre-0.10 "ZF" format: it checks only the
+    two-byte prefix, then parses the next 19 bytes as a hexadecimal length."""
+    return head.startswith(_ZFILE_PREFIX)
+
+
+def _importable(module: str) -> bool:
+    """Whether importing ``module`` could succeed, decided without importing anything.
+
+    Used only for text files that merely start like a pickle (``classes.txt`` holding
+    ``cat\ndog\n`` reads as ``GLOBAL at.dog``): the unpickler's import of a module that does not
+    exist fails before anything runs. A name that is not a dotted identifier never imports; for the
+    rest the top-level package is looked up with ``importlib.util.find_spec`` (which runs no module
+    code for a top-level name). When in doubt it answers True (the import is reported).
+    """
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return False
+    top = parts[0]
+    if top in sys.modules or top in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError, AttributeError):
+        return True
+
+
+def _drop_unimportable(walk: PickleWalk) -> PickleWalk:
+    """``walk`` without the imports of modules that cannot exist (see :func:`_importable`)."""
+
+    def keep(ref: GlobalRef) -> bool:
+        module, name = ref.module, ref.name
+        if walk.protocol < 3:
+            module, name = map_py2_name(module, name)
+        return policy.is_dangerous(module, name) or _importable(module)
+
+    walk.globals = [ref for ref in walk.globals if keep(ref)]
+    walk.nested = [_drop_unimportable(n) for n in walk.nested]
+    walk.polyglot = [_drop_unimportable(n) for n in walk.polyglot]
+    return walk
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -714,11 +777,26 @@ def _is_utf8_text(path: Path) -> bool:
     return True
 
 
-def _parses_as_complete_pickle(path: Path, size: int) -> bool:
-    """True when the file is one well-formed pickle (used to catch protocol 0/1 pickles)."""
+def _starts_like_pickle(path: Path, size: int) -> bool:
+    """True when a binary file of no known format parses as a pickle, or imports or calls anything
+    before it stops parsing (the unpickler runs opcodes as it reads them), read by ``pickle.load``
+    or by ``joblib.load``."""
+    for joblib in (False, True):
+        with path.open("rb") as fh:
+            walk = walk_stream(Source(fh, size), joblib=joblib)
+        if walk.error is None or walk.globals or walk.unresolved or walk.extension_refs or walk.calls:
+            return True
+    return False
+
+
+def _decompresses(path: Path, fmt: str) -> bool:
+    """True when a file whose first bytes announce ``fmt`` really starts a stream of that format
+    (a zlib stream of stored blocks can be valid UTF-8 text, and joblib.load decompresses it)."""
     with path.open("rb") as fh:
-        walk = walk_stream(Source(fh, size))
-    return walk.error is None
+        try:
+            return bool(Decompressed(fh, fmt).read(1))
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+            return False
 
 
 # --- per-file dispatch ---------------------------------------------------------------------
@@ -806,7 +884,22 @@ class Scanner:
             return
         pickle_magic = _has_pickle_magic(head)
         compression = compression_of(head)
-        if head.startswith(_ZIP_MAGICS):
+        if not head.startswith(_ZIP_MAGICS) and _is_tar(path):
+            # torch.load tries tarfile before pickle on every non-zip file and unpickles members
+            self.add(
+                rel,
+                K.INVALID_ARCHIVE,
+                "tar archive: torch.load reads it as its legacy tar format and unpickles its "
+                "'storages', 'tensors' and 'pickle' members; tar archives are not scanned",
+            )
+        elif _is_joblib_zfile(head):
+            self.add(
+                rel,
+                K.INVALID_COMPRESSED,
+                "starts with joblib's pre-0.10 'ZF' prefix: joblib.load would decompress and unpickle "
+                "it in its legacy format (which also reads sibling .npy files); re-save the model",
+            )
+        elif head.startswith(_ZIP_MAGICS):
             self._scan_zip(path, rel)
         elif suffix == ".safetensors" or _looks_like_safetensors(head, size):
             self._check_safetensors_file(path, rel, suffix, size, pickle_magic=pickle_magic)
@@ -815,7 +908,11 @@ class Scanner:
         elif head.startswith(_NPY_MAGIC):
             with path.open("rb") as fh:
                 self._check_npy(fh, rel, "file", size)
-        elif compression and (suffix in _PICKLE_EXTENSIONS | _JOBLIB_EXTENSIONS or not _is_utf8_text(path)):
+        elif compression and (
+            suffix in _PICKLE_EXTENSIONS | _JOBLIB_EXTENSIONS
+            or not _is_utf8_text(path)
+            or _decompresses(path, compression)
+        ):
             self._scan_compressed(path, rel, compression)
         elif suffix in _UBJSON_EXTENSIONS:
             self._check_ubjson(path, rel, size)
@@ -828,7 +925,7 @@ class Scanner:
             self._check_yaml(path, rel)
         elif suffix in _TEXT_EXTENSIONS or _is_utf8_text(path):
             self._check_text(path, rel, size)
-        elif size and _parses_as_complete_pickle(path, size):
+        elif size and _starts_like_pickle(path, size):
             self._scan_pickle_file(path, rel, size)
         else:
             self.add(rel, K.UNRECOGNISED_FILE, f"binary file of {size} bytes in no recognised format")
@@ -886,9 +983,13 @@ class Scanner:
         while any import seen before the parse error still is (the unpickler runs opcodes as it
         reads them).
         """
-        with path.open("rb") as fh:
-            hits = scan_pickle_stream(fh, size, where, self.allowed, joblib=not polyglot)
-        self.add_hits(rel, hits, "file", polyglot=polyglot)
+        modes = (True, False) if polyglot else (True,)
+        for joblib in modes:  # joblib.load and pickle.load read array bytes differently
+            with path.open("rb") as fh:
+                hits = scan_pickle_stream(fh, size, where, self.allowed, joblib=joblib, text=polyglot)
+            self.add_hits(rel, hits, "file", polyglot=polyglot)
+            if polyglot and any(h.kind != K.INVALID_PICKLE for h in hits):
+                return
 
     def _scan_compressed(self, path: Path, rel: str, fmt: str) -> None:
         """A compressed file (joblib ``compress=``): decompress as a stream and check the content."""
@@ -950,6 +1051,18 @@ class Scanner:
             self.add(rel, K.INVALID_ARCHIVE, f"zip archive cannot be read: {exc}")
             return
         with zf:
+            shift = _zip_directory_shift(zf)
+            if shift:
+                # zipfile adds the shift to every member offset (it assumes bytes were prepended);
+                # torch's reader (miniz) does not, so the two would read different members
+                self.add(
+                    rel,
+                    K.INVALID_ARCHIVE,
+                    f"the central directory is {shift} bytes away from where the end record puts it "
+                    "(prepended bytes or a second directory): Python's zipfile and torch.load would "
+                    "read different members",
+                )
+                return
             infos = zf.infolist()
             names = [i.filename for i in infos]
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -1033,10 +1146,25 @@ class Scanner:
             self._check_text_is_not_pickle(path, rel)
 
     def _check_text_is_not_pickle(self, path: Path, rel: str) -> None:
-        """Text can still be a protocol 0 pickle (``cos\\nsystem\\n...``): walk it if it is one."""
+        """Text can still be a protocol 0 pickle (``cos\\nsystem\\n...``). The unpickler runs each
+        opcode as it reads it, so what a text file imports *before* it stops parsing as a pickle
+        is reported, whether or not a complete pickle follows (read both as ``pickle.load`` and as
+        ``joblib.load`` read it)."""
         size = path.stat().st_size
-        if size and _parses_as_complete_pickle(path, size):
-            self._scan_pickle_file(path, rel, size, where="text file that is a pickle ", polyglot=True)
+        if size:
+            self._scan_pickle_file(path, rel, size, where="text file read as a pickle ", polyglot=True)
+
+
+def _zip_directory_shift(zf: zipfile.ZipFile) -> int:
+    """How far zipfile moved the central directory from the end record's offset (0 normally)."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    start_dir = getattr(zf, "start_dir", None)
+    if end_record is None or not isinstance(start_dir, int) or zf.fp is None:  # pragma: no cover
+        raise RuntimeError("zipfile internals changed; the zip layout check needs _EndRecData")
+    endrec = end_record(zf.fp)
+    if not endrec:  # pragma: no cover - ZipFile opened it, so the record exists
+        raise zipfile.BadZipFile("no end of central directory record")
+    return int(start_dir - endrec[zipfile._ECD_OFFSET])  # type: ignore[attr-defined]
 
 
 class _Replay:

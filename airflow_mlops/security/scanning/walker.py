@@ -33,6 +33,7 @@ _MAX_KEPT_TUPLE = 32
 _MAX_KEPT_DICT = 64
 _MEMO_BUDGET = 1 << 20  # memo entries kept as values; later ones are placeholders
 _MAX_STACK = 5_000_000
+_MAX_MARKS = 1 << 20  # open MARKs (nesting depth); a flood of MARK opcodes must not grow memory
 _POLYGLOT_WINDOW = 64 << 10
 
 #: The first pickle of a legacy (non-zip) ``torch.save`` file is this LONG1 magic number.
@@ -481,12 +482,23 @@ def _decode_text_int(data: bytes, offset: int) -> object:
         raise PickleParseError(f"bad integer argument {data[:40]!r}", offset) from exc
 
 
-def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | None = None) -> PickleWalk:
-    """Walk one pickle (up to and including its STOP) from ``src``; see the module docstring."""
-    walk = PickleWalk(start=src.offset)
+def _walk(
+    src: Source,
+    *,
+    joblib: bool,
+    on_walk: Callable[[PickleWalk], None] | None = None,
+    memo_init: dict[int, object] | None = None,
+    protocol: int = 0,
+) -> PickleWalk:
+    """Walk one pickle (up to and including its STOP) from ``src``; see the module docstring.
+
+    ``memo_init`` and ``protocol`` continue a pickle another walk started (the array bytes a
+    plain ``pickle.load`` reads as opcodes after a joblib wrapper: its memo is still there).
+    """
+    walk = PickleWalk(start=src.offset, protocol=protocol)
     stack: list[object] = []
     marks: list[int] = []
-    memo: dict[int, object] = {}
+    memo: dict[int, object] = dict(memo_init) if memo_init else {}
     memo_len = 0
     memo_kept = 0
     used_put = used_memoize = False
@@ -579,6 +591,8 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                         raise PickleParseError(f"{name} argument runs past the end of the stream", op_offset)
                     stack.append(U)
             elif cat == _C_MARK:
+                if len(marks) >= _MAX_MARKS:
+                    raise PickleParseError("the pickle opens more MARKs than the scanner tracks", op_offset)
                 marks.append(len(stack))
             elif cat == _C_BUILD:
                 state = stack.pop()
@@ -592,7 +606,7 @@ def _walk(src: Source, *, joblib: bool, on_walk: Callable[[PickleWalk], None] | 
                     if target.cls == _WRAPPER:
                         _apply_wrapper_state(target, state)
                         if joblib:
-                            _joblib_array(src, target, walk, op_offset)
+                            _joblib_array(src, target, walk, op_offset, memo)
                             stack[-1] = U  # joblib replaces the wrapper with the array it read
             elif cat == _C_APPEND:
                 value = stack.pop()
@@ -1045,7 +1059,9 @@ def _show(value: object, limit: int = 120) -> str:
 _JOBLIB_REFUSAL = "the bytes joblib reads after a NumpyArrayWrapper cannot be located exactly: "
 
 
-def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) -> None:
+def _joblib_array(
+    src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int, memo: dict[int, object]
+) -> None:
     """Consume what ``NumpyArrayWrapper.read`` reads after the wrapper's BUILD, decided exactly as
     joblib decides it (padding only when the instance has a non-None
     ``numpy_array_alignment_bytes``; ``dtype.hasobject`` and ``dtype.itemsize`` as numpy computes
@@ -1094,16 +1110,14 @@ def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) 
     start = src.offset
     nbytes = count * dtype.itemsize
     head = src.peek(1)
-    if alignment is not None:
-        if not head:
-            raise PickleParseError("joblib array padding is missing", start)
-        padding = head[0]
-        if not src.skip(1 + padding):
-            raise PickleParseError("joblib array padding runs past the end of the stream", start)
-    if nbytes and alignment is None and head and head[0] in VALID_OPCODES:
-        # a plain pickle.load would read these array bytes as opcodes: check what they would do
-        window = src.peek(min(nbytes, _POLYGLOT_WINDOW))
-        poly = _walk(Source(None, base=src.offset, data=window), joblib=False)
+    if head and head[0] in VALID_OPCODES and (nbytes or alignment is not None):
+        # a plain pickle.load (or torch.load of a legacy file) reads what joblib skips -- the
+        # padding byte and padding, then the array bytes -- as opcodes of the same pickle, with
+        # the same memo: check what they would do
+        window = src.peek(min(nbytes + 256, _POLYGLOT_WINDOW))
+        poly = _walk(
+            Source(None, base=src.offset, data=window), joblib=False, memo_init=memo, protocol=walk.protocol
+        )
         benign_stop = poly.error is not None and poly.error.startswith(
             ("invalid opcode", "bad ", "text opcode")
         )
@@ -1112,9 +1126,16 @@ def _joblib_array(src: Source, wrapper: _Obj, walk: PickleWalk, op_offset: int) 
             or poly.unresolved
             or poly.extension_refs
             or poly.mutations
+            or poly.calls
             or not (benign_stop or poly.error is None)
         ):
             walk.polyglot.append(poly)
+    if alignment is not None:
+        if not head:
+            raise PickleParseError("joblib array padding is missing", start)
+        padding = head[0]
+        if not src.skip(1 + padding):
+            raise PickleParseError("joblib array padding runs past the end of the stream", start)
     data_offset = src.offset
     if not src.skip(nbytes):
         raise PickleParseError(

@@ -14,7 +14,12 @@ carry a reason. The classes of bypass covered:
 - class and module poisoning: BUILD / SETITEM / APPEND on globals reached directly, through the
   memo or DUP, and on shared objects returned by calls (enum members, numpy's cached dtypes);
 - published picklescan / modelscan bypasses (CVE-2025-1716, CVE-2025-10155/10156/10157 and the
-  picklescan GHSA list): dangerous callables outside the obvious modules, extension tricks.
+  picklescan GHSA list): dangerous callables outside the obvious modules, extension tricks;
+- loader-view disagreements: text files that run a payload before they stop parsing as a pickle,
+  text read differently by joblib.load and pickle.load, joblib padding bytes that pickle.load
+  reads as opcodes (with the memo of the pickle), zlib streams that are valid UTF-8, torch's
+  legacy tar format, zips whose directory zipfile and torch's reader place differently, joblib's
+  pre-0.10 "ZF" files, and a MARK flood that must not exhaust memory.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -451,6 +457,205 @@ def advisory_fixtures() -> list[Fixture]:
     return out
 
 
+# --- loader-view disagreements -------------------------------------------------------------
+
+P0_PAYLOAD = b"cos\nsystem\n(S'true'\ntR"  # protocol 0: import and call os.system, no STOP
+ARCHIVE = frozenset(["invalid_archive"])
+
+
+def _text_wrapper() -> bytes:
+    """A protocol 0 joblib wrapper (OBJ without arguments, dict state, no alignment) of 1 byte."""
+    dtype = b"cnumpy\ndtype\n(S'u1'\nI00\nI01\ntR"
+    return (
+        b"(cjoblib.numpy_pickle\nNumpyArrayWrapper\no(dS'shape'\n(I1\ntsS'dtype'\n"
+        + dtype
+        + b"sS'numpy_array_alignment_bytes'\nNsS'order'\nS'C'\nsS'subclass'\ncnumpy\nndarray\n"
+        + b"sS'allow_mmap'\nI00\nsb"
+    )
+
+
+def _zlib_stored_utf8(payload: bytes) -> bytes:
+    """A zlib stream of one stored deflate block whose every byte is valid UTF-8 (no NUL)."""
+    for extra in range(100_000):
+        body = payload.ljust(0x4020, b" ") + str(extra).encode()  # LEN needs 0x40 <= hi byte
+        size = len(body)
+        lo, hi = size & 0xFF, size >> 8
+        if not (0x20 <= lo <= 0x3D and 0x40 <= hi <= 0x7F):
+            continue  # LEN ascii, NLEN a two-byte UTF-8 sequence
+        raw = b"\x78\x01\x01" + bytes([lo, hi, lo ^ 0xFF, hi ^ 0xFF]) + body
+        raw += struct.pack(">I", zlib.adler32(body))
+        if b"\x00" not in raw:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            return raw
+    raise AssertionError("no UTF-8 zlib stream found")
+
+
+def _torch_tar(pickle_member: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for member, payload in (("storages", b"K\x00."), ("tensors", b"K\x00."), ("pickle", pickle_member)):
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def _two_directory_zip() -> bytes:
+    """zipfile reads the benign data.pkl (it shifts offsets by the 'prepended' bytes it infers);
+    torch's reader follows the end record to the first directory and the payload."""
+    evil = EVIL_PICKLE
+    good = b"\x80\x02C" + bytes([len(evil) - 6]) + b"\x00" * (len(evil) - 6) + b"0."
+    assert len(good) == len(evil)
+
+    def parts(members: dict[str, bytes]) -> tuple[bytes, bytes, bytes]:
+        raw = _zip(members)
+        end = raw.rfind(b"PK\x05\x06")
+        size_cd, off_cd = struct.unpack("<II", raw[end + 12 : end + 20])
+        return raw[:off_cd], raw[off_cd : off_cd + size_cd], raw[end:]
+
+    evil_local, evil_cd, _ = parts({"archive/data.pkl": evil, "archive/version": b"3\n"})
+    good_local, good_cd, good_end = parts({"archive/data.pkl": good, "archive/version": b"3\n"})
+    end = bytearray(good_end)
+    struct.pack_into("<II", end, 12, len(good_cd), len(evil_local))
+    return evil_local + evil_cd + good_local + good_cd + bytes(end)
+
+
+def loader_view_fixtures() -> list[Fixture]:
+    out: list[Fixture] = []
+    for name in ("nostop.txt", "nostop.yaml", "nostop.csv", "nostop_noext"):
+        data = P0_PAYLOAD + b"Z and then some text\n"
+        out.append(
+            Fixture(
+                f"text_{name}",
+                _write(data),
+                "pickle",
+                "refuse",
+                DANGER,
+                "payload runs before the parse error",
+            )
+        )
+    out.append(
+        Fixture(
+            "text_joblib_view.txt",
+            _write(_text_wrapper() + b"." + b"0" + P0_PAYLOAD + b"."),
+            "joblib",
+            "refuse",
+            DANGER | LAYOUT,
+            "pickle.load stops at the array byte, joblib.load skips it",
+        )
+    )
+    out.append(
+        Fixture(
+            "text_joblib_view_invalid.txt",
+            _write(_text_wrapper() + b"Z" + b"0" + P0_PAYLOAD + b"."),
+            "joblib",
+            "refuse",
+            DANGER | LAYOUT,
+            "pickle.load fails at the array byte",
+        )
+    )
+    out.append(
+        Fixture(
+            "text_imports_real_module.txt",
+            _write(b"cantigravity\nx\n"),
+            "pickle",
+            "refuse",
+            DANGER,
+            "import side effect",
+        )
+    )
+    # joblib padding byte that pickle.load reads as GLOBAL: the padding holds os.system
+    padding = b"os\nsystem\n(S'true'\ntR."
+    data = (
+        b"\x80\x04"
+        + wrapper_newobj(tup(bint(1)), dtype_bytes("u1"))
+        + b"c"
+        + padding.ljust(0x63, b"\x00")
+        + b"\x07."
+    )
+    out += [
+        Fixture(
+            "pad_byte_opcode.joblib", _write(data), "joblib", "refuse", DANGER, "pickle.load reads padding"
+        )
+    ]
+    # array bytes that pickle.load reads as a BUILD onto a class memoized before the wrapper
+    poly = b"h\x00" + b"N" + dct(is_relative_to=bint(1)) + b"\x86" + b"b."
+    data = (
+        b"\x80\x04"
+        + sglobal(*PUREPATH)
+        + b"\x94"
+        + b"0"
+        + wrapper_newobj(tup(bint(len(poly))), dtype_bytes("u1"), alignment=b"N")
+        + poly
+        + b"0N."
+    )
+    out.append(
+        Fixture(
+            "array_bytes_poison_memo.joblib",
+            _write(data),
+            "joblib",
+            "refuse",
+            POISON,
+            "memo reaches the array bytes",
+        )
+    )
+    out.append(
+        Fixture(
+            "zlib_utf8.csv",
+            _write(_zlib_stored_utf8(P0_PAYLOAD + b".")),
+            "joblib",
+            "refuse",
+            DANGER,
+            "stored zlib block is UTF-8",
+        )
+    )
+    out.append(
+        Fixture("zlib_utf8.txt", _write(_zlib_stored_utf8(P0_PAYLOAD + b".")), "joblib", "refuse", DANGER)
+    )
+    for name in ("legacy_tar.pt", "legacy_tar.csv", "legacy_tar_noext"):
+        out.append(
+            Fixture(name, _write(_torch_tar(EVIL_PICKLE)), "torch", "refuse", ARCHIVE, "torch legacy tar")
+        )
+    out.append(
+        Fixture(
+            "two_directories.pt", _write(_two_directory_zip()), "torch", "refuse", ARCHIVE, "zipfile vs miniz"
+        )
+    )
+    zf = zlib.compress(EVIL_PICKLE)
+    out.append(
+        Fixture(
+            "zfile.txt",
+            _write(b"ZF" + f"0x{len(EVIL_PICKLE):x}".ljust(19).encode() + zf),
+            "joblib",
+            "refuse",
+            frozenset(["invalid_compressed"]),
+            "joblib < 0.10 format",
+        )
+    )
+    out.append(
+        Fixture(
+            "mark_flood.pkl",
+            _write(b"\x80\x04" + b"(" * (1 << 20) + b"(."),
+            "none",
+            "refuse",
+            frozenset(["invalid_pickle"]),
+            "bounded memory",
+        )
+    )
+    # benign text that merely starts like a pickle: imports of modules that cannot exist
+    for name, text in {
+        "classes.txt": b"cat\ndog\nbird\n",
+        "labels.csv": b"class\nlabel\n",
+        "conda.yaml": b"channels:\n- conda-forge\ndependencies:\n- python=3.11\n",
+        "requirements.txt": b"cloudpickle==3.0\nnumpy\n",
+    }.items():
+        out.append(Fixture(f"benign_{name}", _write(text), "none", "pass"))
+    return out
+
+
 # --- benign models that must keep passing ---------------------------------------------------
 
 
@@ -517,5 +722,10 @@ def benign_fixtures() -> list[Fixture]:
 
 def all_fixtures() -> list[Fixture]:
     return (
-        joblib_fixtures() + numpy_fixtures() + poisoning_fixtures() + advisory_fixtures() + benign_fixtures()
+        joblib_fixtures()
+        + numpy_fixtures()
+        + poisoning_fixtures()
+        + advisory_fixtures()
+        + loader_view_fixtures()
+        + benign_fixtures()
     )
