@@ -277,6 +277,13 @@ class ArtifactStore:
                 for page in paginator.paginate(Bucket=bucket, Prefix=key + "/"):
                     for obj in page.get("Contents", []):
                         rel = obj["Key"][len(key) + 1 :]
+                        if any(part in ("", ".", "..") for part in rel.split("/")):
+                            # S3 keys may hold `..`: written below the scratch folder, such a key
+                            # would land outside it. A directory artifact never holds one.
+                            raise ArtifactIntegrityError(
+                                f"artifact {ref.uri} holds the object {obj['Key']!r}, whose key has an "
+                                "empty, '.' or '..' segment; refusing to write it outside the fetch folder"
+                            )
                         (target / rel).parent.mkdir(parents=True, exist_ok=True)
                         self.s3.download_file(bucket, obj["Key"], str(target / rel))
                         progress.advance(items=1, nbytes=int(obj.get("Size") or 0))

@@ -371,7 +371,7 @@ def read_source(
     if not uri.startswith("s3://"):
         return read_table(location, fmt, name=uri, checked=True)
     bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key or key.endswith("/"):
+    if not bucket or not key or key.rsplit("/", 1)[-1] in ("", ".", ".."):
         raise DataError(f"data location {uri} does not name an object: use s3://bucket/path/file.{fmt}")
     if s3_client is None:
         import boto3

@@ -247,6 +247,10 @@ class MLOpsBaseOperator(BaseOperator):
         if location.startswith("s3://"):
             store = self.artifact_store()
             bucket, key = ArtifactStore._split_s3(location)
+            if key.rsplit("/", 1)[-1] in ("", ".", ".."):
+                from airflow_mlops.exceptions import DataError
+
+                raise DataError(f"{what} {uri} does not name an object: use s3://bucket/path/file")
             target = dest / key.rsplit("/", 1)[-1]
             store.s3.download_file(bucket, key, str(target))
             self.record_input(uri)

@@ -247,3 +247,37 @@ def test_a_clean_directory_artifact_is_copied_whole(tree: dict[str, Path]) -> No
     ref = ArtifactRef(str(model), *sha256_directory(model), "inode/directory")
     out = ArtifactStore(str(tree["root"] / "store")).fetch(ref, tree["tmp"] / "scratch")
     assert (out / "sub" / "b.bin").read_bytes() == b"b" and (out / "sub" / "empty").is_dir()
+
+
+class _FakeS3:
+    """Lists one directory artifact whose objects include a key with `..` segments."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.downloaded: list[str] = []
+
+    def get_paginator(self, _name: str) -> _FakeS3:
+        return self
+
+    def paginate(self, **_kwargs: object) -> list[dict[str, object]]:
+        return [{"Contents": [{"Key": k, "Size": 1} for k in self.keys]}]
+
+    def download_file(self, _bucket: str, key: str, target: str) -> None:
+        self.downloaded.append(target)
+        Path(target).write_bytes(b"x")
+
+
+def test_an_s3_directory_object_with_dot_dot_is_not_written_outside(tree: dict[str, Path]) -> None:
+    fake = _FakeS3(["store/model/w.bin", "store/model/../../../escaped.bin"])
+    store = ArtifactStore("s3://bucket/store", s3_client=fake)
+    ref = ArtifactRef("s3://bucket/store/model", "0" * 64, 2, "inode/directory")
+    with pytest.raises(ArtifactIntegrityError, match=r"'\.\.' segment"):
+        store.fetch(ref, tree["tmp"] / "scratch" / "deep")
+    assert not any(p.endswith("escaped.bin") for p in fake.downloaded)
+    assert not (tree["tmp"] / "escaped.bin").exists()
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/data/..", "s3://bucket/data/.", "s3://bucket/data/"])
+def test_an_s3_source_must_name_an_object(tree: dict[str, Path], uri: str) -> None:
+    with pytest.raises(DataError, match="does not name an object"):
+        read_source(uri, tree["tmp"], "csv", s3_client=_FakeS3([]))
