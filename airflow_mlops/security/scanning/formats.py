@@ -1011,7 +1011,7 @@ class Scanner:
                     return
                 text = not _has_pickle_magic(head) and _is_utf8_bytes(head)
                 hits = scan_pickle_stream(
-                    replay, None, f"{fmt}-compressed pickle ", self.allowed, stream=stream
+                    replay, None, f"{fmt}-compressed pickle ", self.allowed, stream=stream, text=text
                 )
             except (zlib.error, EOFError, lzma.LZMAError, ValueError) as exc:
                 self.add(

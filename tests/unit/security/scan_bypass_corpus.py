@@ -645,6 +645,19 @@ def loader_view_fixtures() -> list[Fixture]:
             "bounded memory",
         )
     )
+    import gzip
+
+    out.append(
+        Fixture(
+            "text_nostop.csv.gz",
+            _write(gzip.compress(P0_PAYLOAD + b"ZZ")),
+            "joblib",
+            "refuse",
+            DANGER,
+            "gzip text",
+        )
+    )
+    out.append(Fixture("benign_classes.csv.gz", _write(gzip.compress(b"cat\ndog\n")), "none", "pass"))
     # benign text that merely starts like a pickle: imports of modules that cannot exist
     for name, text in {
         "classes.txt": b"cat\ndog\nbird\n",
