@@ -26,9 +26,9 @@ At run time (:func:`check_runtime`) every local root must be absolute: a relativ
 resolved against whatever directory the worker happens to run in. An empty root is refused
 everywhere (it would otherwise read as "no roots", which means no restriction).
 
-An ``s3://`` URI is checked only against ``s3://`` roots: when none is configured, S3 locations
-are not restricted (the bucket's IAM policy is their boundary). With one, the URI must lie under
-it and its key may not hold empty, ``.`` or ``..`` segments. Any other scheme is refused while
+An ``s3://`` URI must lie under an ``s3://`` root (bucket and prefix, segment by segment) and
+its key may not hold empty, ``.`` or ``..`` segments; while roots are configured and none of them
+is in S3, every S3 location is refused (roots that name only local folders allow no bucket). Any other scheme is refused while
 roots are configured. No roots at all: nothing is restricted.
 
 No Airflow import: domain code and the trainer may use it.
@@ -169,9 +169,15 @@ def ensure_within_roots(
     text = os.fspath(location)
     given = _given_roots(roots)
     if is_s3(text):
+        if not given:
+            return text  # no roots at all: nothing is restricted
         s3_roots = [resolve_root(r) for r in given if is_s3(r)]
         if not s3_roots:
-            return text  # no s3:// root: S3 is not restricted (documented policy)
+            raise OutsideAllowedRootsError(
+                f"{what} {text!r} is in S3, but the allowed roots name no s3:// location: "
+                f"{_describe(given)}. Add the bucket and prefix (s3://bucket/prefix) to {ENV_VAR} or "
+                "to the folder's allowed_roots"
+            )
         if not _s3_clean(text):
             raise OutsideAllowedRootsError(
                 f"{what} {text!r} has an empty, '.' or '..' segment in its key; allowed roots: "

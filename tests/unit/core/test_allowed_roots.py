@@ -124,8 +124,13 @@ def test_locations_that_cannot_be_judged_are_refused(location: str) -> None:
 
 def test_s3_policy(tree: dict[str, Path]) -> None:
     local = [str(tree["root"])]
-    # No s3:// root: S3 is not restricted by local roots (documented).
-    assert ensure_within_roots("s3://any/thing.csv", local) == "s3://any/thing.csv"
+    # Roots that name only local folders allow no bucket.
+    with pytest.raises(
+        OutsideAllowedRootsError, match=r"is in S3, but the allowed roots name no s3:// location"
+    ):
+        ensure_within_roots("s3://any/thing.csv", local)
+    # No roots at all: nothing is restricted.
+    assert ensure_within_roots("s3://any/thing.csv", []) == "s3://any/thing.csv"
     roots = [*local, "s3://bucket/data"]
     assert ensure_within_roots("s3://bucket/data/x.csv", roots) == "s3://bucket/data/x.csv"
     refused("s3://bucket/data-evil/x.csv", roots)

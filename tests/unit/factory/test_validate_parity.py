@@ -57,6 +57,8 @@ CORPUS: dict[str, tuple[str, bool]] = {
     "env_key_by_name": (K8S + "  kubernetes:\n    env: {S3_KEY: abc}\n", False),
     "env_aws_key_by_value": (K8S + "  kubernetes:\n    env: {STORE: AKIAIOSFODNN7EXAMPLE}\n", False),
     "env_uri_with_password": (K8S + "  kubernetes:\n    env: {DSN: 'postgresql://u:pw@db/x'}\n", False),
+    "s3_root_outside_the_roots": ("artifacts: {root: s3://other/mlops}\n", False),
+    "s3_source_outside_the_roots": ("artifacts: {root: s3://bucket/mlops/x}\n", True),
     "env_plain": (K8S + "  kubernetes:\n    env: {AWS_ENDPOINT_URL: 'http://minio:9000'}\n", True),
     "kubernetes_local_root": (K8S.replace("s3://bucket/mlops", "artifacts") + "\n", False),
     "tag": ("description: !!binary aGVsbG8=\n", False),
@@ -85,6 +87,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pa
     folder = tmp_path_factory.mktemp("dags")
     (folder / "mlops_specs.py").write_text("# calls load_dags_folder( for spec validate\n", encoding="utf-8")
     (folder / "data").mkdir()
+    # the folder's roots: itself and the pods' bucket (an S3 location needs an s3:// root)
+    (folder / "mlops-defaults.yaml").write_text(
+        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{folder}, 's3://bucket/mlops']\n",
+        encoding="utf-8",
+    )
     paths = {name: _write(folder, name, extra) for name, (extra, _) in CORPUS.items()}
     wide = BASE.format(name="utf16") + "description: café\n"
     (folder / "utf16.yaml").write_bytes(codecs.BOM_UTF16_LE + wide.encode("utf-16-le"))
