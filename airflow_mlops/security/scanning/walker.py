@@ -33,6 +33,10 @@ _MAX_KEPT_TUPLE = 32
 _MAX_KEPT_DICT = 64
 _MEMO_BUDGET = 1 << 20  # memo entries kept as values; later ones are placeholders
 _MAX_STACK = 5_000_000
+#: Opcodes walked per stream (all its pickles together): bounds the scan's time as the buffer bounds
+#: its memory. Real models store arrays as byte payloads (skipped with ``seek``) and number lists
+#: as runs (one regex match), so even a pickled vocabulary of millions of strings stays far below.
+MAX_OPCODES = 100_000_000
 _MAX_MARKS = 1 << 20  # open MARKs (nesting depth); a flood of MARK opcodes must not grow memory
 _POLYGLOT_WINDOW = 64 << 10
 
@@ -214,6 +218,7 @@ class Source:
         self.pos = 0
         self.base = base  # absolute offset of buf[0]
         self.exhausted = raw is None
+        self.opcodes = 0  # opcodes walked in this stream (see MAX_OPCODES)
         self.seekable = False
         if raw is not None:
             try:
@@ -565,8 +570,14 @@ def _walk(
                 raise PickleParseError(f"invalid opcode 0x{code:02x}", op_offset)
             name, cat, size = entry
             src.pos = pos + 1
-            if len(stack) > _MAX_STACK:
-                raise PickleParseError("the pickle stack grows past the scanner's limit", op_offset)
+            src.opcodes += 1
+            if src.opcodes > MAX_OPCODES or len(stack) > _MAX_STACK:
+                raise PickleParseError(
+                    f"the pickle has more than {MAX_OPCODES} opcodes or a stack of more than "
+                    f"{_MAX_STACK} items, past the scanner's limits (a model stores its arrays as "
+                    "byte payloads, which are not counted)",
+                    op_offset,
+                )
 
             if cat == _C_FIXED_PUSH:
                 src.take(size)
