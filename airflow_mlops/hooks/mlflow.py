@@ -97,15 +97,19 @@ class MLflowHook(BaseHook):
             "placeholders": {"host": "http://127.0.0.1:5000"},
         }
 
-    @cached_property
-    def tracking_uri(self) -> str:
-        conn = read_connection(
+    def _connection(self) -> Any:
+        """The MLflow connection, or a :class:`RegistryError` naming it and how to add it."""
+        return read_connection(
             self,
             self.mlflow_conn_id,
             RegistryError,
             '{"conn_type": "mlflow", "host": "http://127.0.0.1:5000"}',
             "pass --tracking-uri URI on the command line",
         )
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        conn = self._connection()
         host = (conn.host or "").strip()
         if not host:
             raise RegistryError(
@@ -128,13 +132,7 @@ class MLflowHook(BaseHook):
         """
         from mlflow import MlflowClient
 
-        conn = read_connection(
-            self,
-            self.mlflow_conn_id,
-            RegistryError,
-            '{"conn_type": "mlflow", "host": "http://127.0.0.1:5000"}',
-            "pass --tracking-uri URI on the command line",
-        )
+        conn = self._connection()
         uri = self.tracking_uri
         if conn.login:
             register_credentials(uri, conn.login, conn.password or "")
