@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,25 +34,54 @@ def _validate(
             print(f"{file}: skipped (no `apiVersion: mlops/...` line)", file=sys.stderr)
         else:
             paths.append(file)
-    for file in paths:
+    results: dict[str, tuple[Any, dict[str, Any]] | str] = {}
+    for file in dict.fromkeys(paths):  # a file named twice is checked once
         try:
             spec, roots = _load_for_validate(file, allowed_roots, dags_folder)
-            _build_for_validate(spec, file, roots)
+            results[file] = (spec, _build_for_validate(spec, file, roots))
         except SpecError as exc:
-            failed += 1
-            print(exc, file=sys.stderr)
-            continue
+            results[file] = str(exc)
         except Exception as exc:  # a bug of ours: still a located message, and the next file
-            failed += 1
-            print(
+            results[file] = (
                 f"1 problem(s) in pipeline spec {file}:\n{file}: <document>: unexpected error while "
                 f"validating this spec: {type(exc).__name__}: {exc}\n    hint: this is a bug in "
-                "airflow-mlops, not in your spec: please report it with the spec",
-                file=sys.stderr,
+                "airflow-mlops, not in your spec: please report it with the spec"
             )
-            continue
-        print(f"{file}: ok (pipeline {spec.pipeline})")
+    _refuse_dag_id_clashes(results, dags_folder)
+    for file, result in results.items():
+        if isinstance(result, str):
+            failed += 1
+            print(result, file=sys.stderr)
+        else:
+            print(f"{file}: ok (pipeline {result[0].pipeline})")
     return 1 if failed else 0
+
+
+def _refuse_dag_id_clashes(results: dict[str, Any], dags_folder: str | None) -> None:
+    """A spec whose DAG ids a spec read before it already defines fails, as in the loader: the
+    specs validated together, and the other specs of its dags folder, in the loader's path order."""
+    from airflow_mlops.factory.folder import dag_id_clash, earlier_owners, find_dags_folder, find_spec_files
+
+    built = {f: r for f, r in results.items() if not isinstance(r, str)}
+    checked = {Path(f).resolve() for f in built}
+    owners: dict[Path | None, dict[str, Path]] = {}  # by dags folder: each is its own loader
+    specs: dict[Path, list[Path]] = {}
+    for file in sorted(built, key=lambda f: Path(os.path.abspath(f))):
+        spec, dags = built[file]
+        path = Path(file)
+        folder = Path(dags_folder).resolve() if dags_folder else find_dags_folder(path)
+        earlier: dict[str, Path] = {}
+        if folder is not None:
+            if folder not in specs:
+                specs[folder] = find_spec_files(folder)
+            earlier = earlier_owners(path, spec.pipeline, folder, checked, specs[folder])
+        mine = owners.setdefault(folder, {})
+        clash = dag_id_clash(dags, {**earlier, **mine}, path)
+        if clash is not None:
+            results[file] = str(clash)
+            continue
+        for dag_id in dags:
+            mine.setdefault(dag_id, path)
 
 
 def _load_for_validate(
@@ -66,9 +96,15 @@ def _load_for_validate(
     the locations, and a note says so.
     """
     from airflow_mlops.factory.folder import find_dags_folder, folder_allowed_roots
-    from airflow_mlops.spec.loader import effective_allowed_roots, find_folder_defaults, load_spec
+    from airflow_mlops.spec.loader import (
+        effective_allowed_roots,
+        find_folder_defaults,
+        load_spec,
+        read_spec_text,
+    )
 
     path = Path(file)
+    read_spec_text(path)  # first: a FIFO, a device or a symbolic link loop is a message, not a hang
     folder_defaults = find_folder_defaults(path) if path.is_file() else None
     default = None
     if not effective_allowed_roots(folder_defaults, allowed_roots):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,48 @@ def _files_below(root: Path) -> list[Path]:
     except ImportError:  # another Airflow layout: no .airflowignore support
         return [p for p in root.rglob("*") if p.is_file()]
     syntax = conf.get("core", "dag_ignore_file_syntax", fallback="glob")
-    return [Path(p) for p in find_path_from_directory(root, ".airflowignore", syntax)]
+    try:
+        return [Path(p) for p in find_path_from_directory(root, ".airflowignore", syntax)]
+    except RuntimeError as exc:  # a symbolic link back up the tree: Airflow's walk gives up
+        log.error("%s; reading the specs below %s without following that link again", exc, root)
+        return _files_below_once(root, syntax)
+
+
+def _files_below_once(root: Path, syntax: str) -> list[Path]:
+    """Airflow's walk (``.airflowignore`` rules included) that enters each real folder once, so
+    a symbolic link that loops costs one spec folder's files, not every spec's DAGs."""
+    from airflow._shared.module_loading import file_discovery as discovery
+
+    rule: Any = discovery._RegexpIgnoreRule if syntax == "regexp" else discovery._GlobIgnoreRule
+    patterns_by_dir: dict[Path, list[Any]] = {root.resolve(): []}
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        patterns = list(patterns_by_dir.get(Path(folder).resolve(), []))
+        ignore_file = Path(folder) / ".airflowignore"
+        if ignore_file.is_file():
+            try:
+                lines = ignore_file.read_text(errors="replace").split("\n")
+            except OSError:
+                lines = []
+            for line in lines:
+                line = re.sub(r"\s*#.*", "", line)
+                compiled = rule.compile(line, root, ignore_file) if line else None
+                if compiled is not None:
+                    patterns.append(compiled)
+        kept = []
+        for sub in dirs:
+            real = (Path(folder) / sub).resolve()
+            if real in patterns_by_dir or rule.match(Path(folder) / sub, patterns):
+                continue
+            patterns_by_dir[real] = patterns.copy()
+            kept.append(sub)
+        dirs[:] = kept
+        out += [
+            Path(folder) / f
+            for f in files
+            if f != ".airflowignore" and not rule.match(Path(folder) / f, patterns)
+        ]
+    return out
 
 
 def folder_allowed_roots(folder_defaults: Any, default: list[str] | None = None) -> list[str]:
@@ -249,6 +291,58 @@ def locate_issues(exc: SpecError, path: Path) -> SpecError:
     return SpecError(issues)
 
 
+def dag_id_clash(built: dict[str, Any], owners: dict[str, Path], path: Path) -> SpecError | None:
+    """The error of a spec whose DAG id an earlier spec already defines (specs are read in path
+    order: the first keeps its DAGs), located at its ``pipeline:``; None when there is no clash."""
+    clash = next((d for d in built if d in owners), None)
+    if clash is None:
+        return None
+    issue = SpecIssue(
+        str(path),
+        None,
+        None,
+        "pipeline",
+        f"DAG id {clash!r} is already defined by {owners[clash]}",
+        hint="give each spec its own `pipeline` name (specs load in path order: the first keeps the id)",
+    )
+    return locate_issues(SpecError([issue]), path)
+
+
+def earlier_owners(
+    path: Path, pipeline: str, folder: Path, skip: set[Path], specs: list[Path] | None = None
+) -> dict[str, Path]:
+    """The DAG ids that the specs of the dags folder ``folder`` read before ``path`` build (the
+    loader reads them in path order), leaving out the files in ``skip`` (resolved): what
+    ``spec validate`` checks a spec's DAG ids against, as the loader will. ``specs``: the
+    folder's :func:`find_spec_files`, when the caller has them.
+
+    Only the specs that could name the same ``pipeline`` are built (the name is in their text,
+    or a backslash escape could spell it), so a big folder costs little more than reading it.
+    """
+    from airflow_mlops.spec.loader import read_spec_text
+
+    here = Path(os.path.abspath(path))
+    if not here.is_relative_to(folder):
+        here = here.resolve()
+    loader = SpecFolderLoader(default_allowed_roots=[str(folder)])
+    owners: dict[str, Path] = {}
+    for other in find_spec_files(folder) if specs is None else specs:
+        if other >= here:
+            break
+        if other.resolve() in skip:
+            continue
+        try:
+            text = read_spec_text(other)
+            if pipeline not in text and "\\" not in text:
+                continue
+            built = loader.build(other)
+        except Exception:  # a broken spec defines no DAG id: the loader skips it too
+            continue
+        for dag_id in built:
+            owners.setdefault(dag_id, other)
+    return owners
+
+
 class SpecErrors(dict[str, SpecError]):
     """Errors of the broken specs by path; ``parsed_files`` lists every spec file read."""
 
@@ -299,17 +393,9 @@ def load_dags_folder(
             )
             errors[str(path)] = SpecError([issue])
             continue
-        clash = next((d for d in built if d in dags), None)
+        clash = dag_id_clash(built, owners, path)
         if clash is not None:
-            issue = SpecIssue(
-                str(path),
-                None,
-                None,
-                "pipeline",
-                f"DAG id {clash!r} is already defined by {owners[clash]}",
-                hint="give each spec its own `pipeline` name",
-            )
-            errors[str(path)] = SpecError([issue])
+            errors[str(path)] = clash
             continue
         for dag_id, dag in built.items():
             dags[dag_id] = dag

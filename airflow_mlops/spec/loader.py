@@ -14,6 +14,7 @@ import difflib
 import functools
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ PathKey = tuple[str | int, ...]
 
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_INT_TAG = "tag:yaml.org,2002:int"
 
 
 # Limits that keep one hostile file from taking the loader (and every other spec's DAGs) down.
@@ -128,6 +132,9 @@ class _LocatedYaml:
         self.marks: dict[PathKey, Mark] = {}
         self.key_marks: dict[PathKey, Mark] = {}
         self.issues: list[SpecIssue] = []
+        self._flat: dict[int, tuple[list[tuple[Any, Any]], int]] = {}  # by id(node): nodes live as long
+        self._merge_costs: dict[int, int] = {}
+        self.merge_cost = 0
 
     def _construct(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
         self.values += 1
@@ -155,20 +162,10 @@ class _LocatedYaml:
         if isinstance(node, yaml.MappingNode):
             # `<<: *anchor` merges come first after flattening; a key of the mapping's own may
             # override a merged one (that is what merges are for), but not another own key.
-            own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
-            if own + self._merged_size(node) > MAX_VALUES:
-                issue = self._issue(
-                    node,
-                    path,
-                    f"its merges (`<<:`) expand to more than {MAX_VALUES:,} keys",
-                    hint=_TOO_BIG_HINT,
-                )
-                raise SpecError([issue])
-            loader.flatten_mapping(node)
-            merged = len(node.value) - own
+            pairs, merged = self._flatten(node, path)
             out: dict[Any, Any] = {}
             from_merge: set[Any] = set()
-            for index, (key_node, value_node) in enumerate(node.value):
+            for index, (key_node, value_node) in enumerate(pairs):
                 if getattr(key_node, "written_tag", None) is not None:
                     self.issues.append(self._tag_issue(key_node, path))
                     continue
@@ -177,9 +174,22 @@ class _LocatedYaml:
                     key = self._construct_scalar(key_node, path, loader)
                 if not isinstance(key, (str, int, float, bool)):
                     self.issues.append(
-                        self._issue(key_node, path, "mapping keys must be plain strings", key_node.value)
+                        self._issue(
+                            key_node,
+                            path,
+                            "mapping keys must be plain strings",
+                            key_node.value,
+                            hint="write the key as text; quote one that YAML reads as something else "
+                            "(`'null': x`, `'2026-01-01': x`)",
+                        )
                         if isinstance(key_node, yaml.ScalarNode)
-                        else self._issue(key_node, path, "mapping keys must be plain strings")
+                        else self._issue(
+                            key_node,
+                            path,
+                            "mapping keys must be plain strings",
+                            hint="a key is a word such as `owner:`, never a list or a mapping "
+                            "(`[a]:`, `{a: 1}:`, `? ...`)",
+                        )
                     )
                     continue
                 key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -211,6 +221,10 @@ class _LocatedYaml:
         return self._construct_scalar(node, path, loader)
 
     def _construct_scalar(self, node: yaml.Node, path: PathKey, loader: yaml.SafeLoader) -> Any:
+        if node.tag == _INT_TAG and _surely_past_64_bits(node.value):
+            # Not even converted: PyYAML reads `1:0:0:...` (base 60) in quadratic time.
+            self.issues.append(self._int_range_issue(node, path))
+            return None
         try:
             value = loader.construct_object(node, deep=True)
         except yaml.YAMLError:
@@ -221,28 +235,128 @@ class _LocatedYaml:
             self.issues.append(self._scalar_issue(node, path, exc))
             return None
         if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
-            self.issues.append(
-                self._issue(
-                    node,
-                    path,
-                    f"the integer is out of range: a spec's integers lie between {-MAX_INT - 1:,} and "
-                    f"{MAX_INT:,} (64-bit)",
-                    node.value if len(node.value) <= 40 else node.value[:37] + "...",
-                    hint="write the value this field means; see its range in docs/spec.md",
-                )
-            )
+            self.issues.append(self._int_range_issue(node, path))
             return None
         return value
 
+    def _int_range_issue(self, node: yaml.Node, path: PathKey) -> SpecIssue:
+        return self._issue(
+            node,
+            path,
+            f"the integer is out of range: a spec's integers lie between {-MAX_INT - 1:,} and "
+            f"{MAX_INT:,} (64-bit)",
+            node.value if len(node.value) <= 40 else node.value[:37] + "...",
+            hint="write the value this field means; see its range in docs/spec.md",
+        )
+
+    def _flatten(self, node: yaml.MappingNode, path: PathKey) -> tuple[list[tuple[Any, Any]], int]:
+        """The mapping's key and value nodes with its ``<<:`` merges expanded, and how many of
+        them come from merges (they come first, in PyYAML's order: a merged mapping's own merges,
+        then its keys; of a merged list, the last mapping first, so the earlier ones win).
+
+        Unlike PyYAML's ``flatten_mapping`` this neither recurses (a chain of thousands of merges
+        hidden where nothing constructs them would overflow the stack) nor copies before knowing
+        the size (mappings merging each other twice double at each level), and leaves the nodes
+        as they are, so a merged mapping used again through an alias is read the same way.
+        """
+        own = self._own_pairs(node)
+        if len(own) == len(node.value):
+            return own, 0
+        memo = self._flat.get(id(node))
+        if memo is not None:
+            return memo
+        cost = self._merge_cost(node)
+        self.merge_cost += cost
+        if cost > MAX_VALUES or self.merge_cost > MAX_VALUES:
+            what = "its merges (`<<:`)" if cost > MAX_VALUES else "the merges (`<<:`) of the document"
+            raise SpecError(
+                [
+                    self._issue(
+                        node, path, f"{what} expand to more than {MAX_VALUES:,} keys", hint=_TOO_BIG_HINT
+                    )
+                ]
+            )
+        merged: list[tuple[Any, Any]] = []
+        work: list[tuple[bool, Any]] = [(False, s) for s in reversed(self._merge_sources(node))]
+        while work:
+            own_only, source = work.pop()
+            done = self._flat.get(id(source))
+            if own_only:
+                merged.extend(self._own_pairs(source))
+            elif done is not None:
+                merged.extend(done[0])
+            else:
+                work.append((True, source))
+                work.extend((False, s) for s in reversed(self._merge_sources(source)))
+        self._flat[id(node)] = (merged + own, len(merged))
+        return self._flat[id(node)]
+
     @staticmethod
-    def _merged_size(node: yaml.MappingNode) -> int:
-        """How many keys the mapping's ``<<:`` merges bring in (its merge targets' sizes)."""
-        size = 0
+    def _own_pairs(node: yaml.MappingNode) -> list[tuple[Any, Any]]:
+        own = []
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                targets = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                size += sum(len(t.value) for t in targets if isinstance(t, yaml.MappingNode))
-        return size
+            if key_node.tag == _MERGE_TAG:
+                continue
+            if key_node.tag == _VALUE_TAG:  # `=` as a key: a string, as PyYAML reads it
+                key_node.tag = "tag:yaml.org,2002:str"
+            own.append((key_node, value_node))
+        return own
+
+    @staticmethod
+    def _merge_sources(node: yaml.MappingNode) -> list[yaml.MappingNode]:
+        """The mappings ``node`` merges, in the order their keys are laid down."""
+        sources: list[yaml.MappingNode] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            if isinstance(value_node, yaml.MappingNode):
+                sources.append(value_node)
+            elif isinstance(value_node, yaml.SequenceNode):
+                for sub in value_node.value:
+                    if not isinstance(sub, yaml.MappingNode):
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping",
+                            node.start_mark,
+                            f"expected a mapping for merging, but found {sub.id}",
+                            sub.start_mark,
+                        )
+                sources.extend(reversed(value_node.value))
+            else:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"expected a mapping or list of mappings for merging, but found {value_node.id}",
+                    value_node.start_mark,
+                )
+        return sources
+
+    def _merge_cost(self, root: yaml.MappingNode) -> int:
+        """How many keys and merged mappings expanding ``root``'s merges visits (capped just past
+        :data:`MAX_VALUES`), computed without expanding them: once per mapping, without
+        recursion. A mapping that merges itself, directly or through others, is an error."""
+        costs = self._merge_costs
+        on_path: set[int] = set()
+        stack: list[tuple[bool, Any]] = [(False, root)]
+        while stack:
+            finished, node = stack.pop()
+            if finished:
+                on_path.discard(id(node))
+                total = len(self._own_pairs(node)) + sum(1 + costs[id(s)] for s in self._merge_sources(node))
+                costs[id(node)] = min(total, MAX_VALUES + 1)
+                continue
+            if id(node) in costs:
+                continue
+            if id(node) in on_path:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    root.start_mark,
+                    "found a mapping that merges itself (`<<:` with an alias of the mapping it is in)",
+                    node.start_mark,
+                )
+            on_path.add(id(node))
+            stack.append((True, node))
+            stack.extend((False, s) for s in self._merge_sources(node) if id(s) not in costs)
+        return costs[id(root)]
 
     def _tag_issue(self, node: yaml.Node, path: PathKey) -> SpecIssue:
         tag = node.written_tag  # type: ignore[attr-defined]
@@ -294,6 +408,17 @@ class _LocatedYaml:
             probe = probe[:-1]
 
 
+def _surely_past_64_bits(text: str) -> bool:
+    """Whether an integer YAML resolved (decimal, 0b/0o/0x, 0-octal, base 60 ``1:30:00``) has
+    more digits than any 64-bit integer, told from the text alone."""
+    digits = text.replace("_", "").lstrip("+-")
+    if ":" in digits:  # base 60: 60**11 is past 2**63
+        return digits.count(":") > 11
+    if digits[:2] in ("0b", "0x", "0o"):
+        digits = digits[2:]
+    return len(digits.lstrip("0")) > 64
+
+
 _TOO_BIG_HINT = "YAML aliases (*name) are copied where they are used; nest them less, or split the spec"
 
 
@@ -326,6 +451,12 @@ def parse_yaml(text: str, file: str) -> tuple[Any, _LocatedYaml]:
                 issue.message.startswith("invalid YAML") for issue in exc.issues
             ):
                 raise
+            fast_error = exc
+        try:
+            return _parse_with(_PySafeLoader, text, file)
+        except SpecError as exc:
+            # libyaml refused the text; PyYAML's words are clearer, but only when it refuses too
+            raise (exc if any(i.line is not None for i in exc.issues) else fast_error) from None
     return _parse_with(_PySafeLoader, text, file)
 
 
@@ -359,6 +490,21 @@ def _parse_with(loader_class: type[Any], text: str, file: str) -> tuple[Any, _Lo
         raise SpecError([_yaml_error_issue(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(file, None, None, "", f"invalid YAML: {exc}")]) from None
+    except (ValueError, OverflowError) as exc:  # PyYAML's scanner: `"\UFFFFFFFF"` (chr() refuses)
+        mark = loader.get_mark() if loader is not None and hasattr(loader, "get_mark") else None
+        raise SpecError(
+            [
+                SpecIssue(
+                    file,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    "",
+                    f"invalid YAML: a `\\U` or `\\x` escape that names no character ({exc})",
+                    hint="an escape such as \\U0001F600 names a character up to U+10FFFF; to write a "
+                    "backslash itself, use single quotes",
+                )
+            ]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -450,6 +596,11 @@ def _yaml_error_issue(exc: yaml.MarkedYAMLError, text: str, file: str) -> SpecIs
     hint = _GENERIC_YAML_HINT
     if "tab" in message.lower():
         hint = "YAML indentation must use spaces, not tabs"
+    elif exc.problem and "merg" in exc.problem:
+        hint = (
+            "`<<:` takes an alias of another mapping (`<<: *defaults`) or a list of them "
+            "(`<<: [*a, *b]`), never of the mapping it is in"
+        )
     elif context is not None and exc.context:
         template = next((h for c, h in _CONTEXT_HINTS.items() if exc.context.startswith(c)), None)
         if template:
@@ -711,6 +862,18 @@ def _issue_from_error(
             message,
             None,
             "allowed values: " + ", ".join(expected) if expected else None,
+        )
+
+    if kind == "too_long" and isinstance(value, (list, dict)):
+        limit = err.get("ctx", {}).get("max_length")
+        return SpecIssue(
+            located.file,
+            line,
+            column,
+            path,
+            f"too many entries: at most {limit} here, not {len(value):,}",
+            None,
+            f"see what `{loc[-1] if loc and isinstance(loc[-1], str) else path}` takes in docs/spec.md",
         )
 
     if kind in ("model_type", "model_attributes_type", "dict_type", "list_type"):
@@ -1074,8 +1237,29 @@ def decode_spec(data: bytes, file: str) -> str:
 
 
 def read_spec_bytes(path: Path, limit: int = MAX_SPEC_BYTES) -> bytes:
-    """At most ``limit + 1`` bytes of the file (one more tells that it is too big)."""
-    with path.open("rb") as handle:
+    """At most ``limit + 1`` bytes of the file (one more tells that it is too big).
+
+    :raises OSError: also when it is not a regular file: a FIFO would block the reader forever,
+        a device (``/dev/zero``, ``/dev/urandom``) would never end, a folder cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISFIFO(mode):
+            kind = "a FIFO"
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = "a device"
+        elif stat.S_ISDIR(mode):
+            kind = "a folder"
+        else:
+            kind = "not a file"
+        raise OSError(f"{path} is {kind}, not a regular file: a spec is a plain text file")
+    with os.fdopen(fd, "rb") as handle:
         return handle.read(limit + 1)
 
 

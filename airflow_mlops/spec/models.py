@@ -199,6 +199,10 @@ class DeadlineConfig(_Strict):
     )
 
 
+#: Asset events one schedule may list.
+MAX_SCHEDULE_EVENTS = 32
+
+
 class ScheduleConfig(_Strict):
     """A schedule by time, by asset events, or both (either one starts a run)."""
 
@@ -207,8 +211,12 @@ class ScheduleConfig(_Strict):
     )
     events: list[str] = Field(
         default_factory=list,
+        # Airflow hashes the whole schedule each time a task is wired into the DAG: a thousand
+        # assets take the DAG processor seconds per parse.
+        max_length=MAX_SCHEDULE_EVENTS,
         description="Asset events that start a run: `drift` and `new_data` (this pipeline's own "
-        "assets, `x-mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`).",
+        f"assets, `x-mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`); at most "
+        f"{MAX_SCHEDULE_EVENTS}.",
     )
 
     @field_validator("time")

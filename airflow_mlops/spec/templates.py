@@ -150,9 +150,11 @@ def check_template(text: str, *, no_interval: bool = False) -> tuple[TemplatePro
             )
         return ()
     import jinja2
-    from jinja2 import nodes
 
     try:
+        too_complex = _too_complex(text)
+        if too_complex is not None:
+            return (too_complex,)
         tree = _environment().parse(text)
     except jinja2.TemplateSyntaxError as exc:
         return (
@@ -161,6 +163,77 @@ def check_template(text: str, *, no_interval: bool = False) -> tuple[TemplatePro
                 "close every `{{` with `}}` and every `{%` with `%}`, e.g. `data/{{ ds }}/batch.parquet`",
             ),
         )
+    except RecursionError:  # the limits below keep Jinja's recursive parser far from this
+        return (_complexity_problem("nests too deeply for Jinja's parser"),)
+    try:
+        return _check_tree(tree, no_interval=no_interval)
+    except RecursionError:
+        return (_complexity_problem("nests too deeply to be checked"),)
+
+
+#: Limits on one template, far above any real one (`data/{{ ds }}/x`, a bash command with a few
+#: expressions): Jinja parses, compiles and renders templates recursively, so a deeper one
+#: would end in a RecursionError (at parse time here, and when the task renders it).
+MAX_TEMPLATE_NESTING = 32  # brackets inside one expression; `{% if %}`/`{% for %}`... inside each other
+MAX_EXPRESSION_TOKENS = 256  # tokens between `{{` and `}}` (or `{%` and `%}`): chains nest too
+_BLOCK_TAGS = frozenset(
+    {"for", "if", "macro", "call", "filter", "block", "with", "autoescape", "trans", "set"}
+)
+
+
+def _complexity_problem(what: str) -> TemplateProblem:
+    return TemplateProblem(
+        f"the template {what} (at most {MAX_TEMPLATE_NESTING} levels of brackets or of blocks, and "
+        f"{MAX_EXPRESSION_TOKENS} tokens in one expression)",
+        "split it: compute the value in a task or a macro, and keep the template short",
+    )
+
+
+def _too_complex(text: str) -> TemplateProblem | None:
+    """Whether the template is past the limits, judged from Jinja's own tokens (its lexer is a
+    loop, not a recursion). Raises ``TemplateSyntaxError`` as parsing would."""
+    brackets = blocks = tokens = 0
+    opening: str | None = None  # the tag name just after `{%`
+    block_set = False
+    for token in _environment().lexer.tokenize(text):
+        kind = token.type
+        if kind in ("variable_begin", "block_begin"):
+            tokens, opening = 0, "" if kind == "block_begin" else None
+            continue
+        if kind in ("variable_end", "block_end"):
+            if block_set:  # `{% set x %}...{% endset %}` opens a block; `{% set x = 1 %}` does not
+                blocks += 1
+                if blocks > MAX_TEMPLATE_NESTING:
+                    return _complexity_problem(f"nests blocks more than {MAX_TEMPLATE_NESTING} deep")
+            block_set = False
+            continue
+        tokens += 1
+        if tokens > MAX_EXPRESSION_TOKENS:
+            return _complexity_problem(f"has an expression of more than {MAX_EXPRESSION_TOKENS} tokens")
+        if kind in ("lparen", "lbracket", "lbrace"):
+            brackets += 1
+            if brackets > MAX_TEMPLATE_NESTING:
+                return _complexity_problem(f"nests brackets more than {MAX_TEMPLATE_NESTING} deep")
+        elif kind in ("rparen", "rbracket", "rbrace"):
+            brackets = max(0, brackets - 1)
+        elif opening == "" and kind == "name":
+            opening = token.value
+            if token.value.startswith("end"):
+                blocks = max(0, blocks - 1)
+            elif token.value == "set":
+                block_set = True
+            elif token.value in _BLOCK_TAGS:
+                blocks += 1
+                if blocks > MAX_TEMPLATE_NESTING:
+                    return _complexity_problem(f"nests blocks more than {MAX_TEMPLATE_NESTING} deep")
+        elif kind == "assign":
+            block_set = False
+    return None
+
+
+def _check_tree(tree: Any, *, no_interval: bool) -> tuple[TemplateProblem, ...]:
+    from jinja2 import nodes
+
     problems: list[TemplateProblem] = []
     declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     declared |= {n.target for n in tree.find_all(nodes.Import)}

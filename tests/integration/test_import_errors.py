@@ -44,6 +44,18 @@ BROKEN = {
     ),
     "sync_deadline.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: sync_deadline")
     + "deadline: {after: 2h, callback: json.dumps}\n",
+    # Merges that double at each level (a hang), a template Jinja parses recursively
+    # (RecursionError) and a base-60 integer converted in quadratic time.
+    "merges.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: merges")
+    + "? &m0 {k: 0}\n: 1\n"
+    + "".join(f"? &m{i} {{<<: [*m{i - 1}, *m{i - 1}]}}\n: 1\n" for i in range(1, 40)),
+    "template.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: template").replace(
+        "{{ ds }}/batch.parquet", "{{ " + "(" * 300 + "ds" + ")" * 300 + " }}/batch.parquet", 1
+    ),
+    "base60.yaml": GOOD.replace("pipeline: fraud_detector", "pipeline: base60")
+    + "x: 1"
+    + ":0" * 100_000
+    + "\n",
 }
 
 
@@ -94,6 +106,9 @@ def test_each_broken_spec_is_its_own_import_error(tmp_path: Path) -> None:
     assert "'!!binary' is not allowed" in errors["specs/tagged.yaml"]
     assert "between 0 and 3650 days" in errors["specs/forever.yaml"]
     assert "is not an awaitable" in errors["specs/sync_deadline.yaml"]
+    assert "20,000" in errors["specs/merges.yaml"] or "keys must be plain" in errors["specs/merges.yaml"]
+    assert "nests brackets" in errors["specs/template.yaml"]
+    assert "64-bit" in errors["specs/base60.yaml"]
     assert "mlops_specs.py" not in " ".join(errors)  # never a vague error on the loader
 
     dag_list = airflow(["dags", "list", "-o", "json"], env)

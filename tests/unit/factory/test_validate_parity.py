@@ -72,6 +72,32 @@ CORPUS: dict[str, tuple[str, bool]] = {
     "far_date": ("start_date: 9999-12-31\n", False),
     "unknown_key": ("descripton: typo\n", False),
     "brackets_in_strings": ("description: '" + "[{" * 3000 + "'\n# ]]]]\n", True),
+    # merges hidden where nothing constructs them (a complex key) once overflowed the stack
+    "merge_chain_in_keys": (
+        "? &m0 {k0: 0}\n: 1\n"
+        + "".join(f"? &m{i} {{<<: *m{i - 1}, k{i}: {i}}}\n: 1\n" for i in range(1, 3000)),
+        False,
+    ),
+    # each mapping merging the one before twice: 2**40 keys once flattened
+    "merge_doubling": (
+        "? &m0 {k: 0}\n: 1\n"
+        + "".join(f"? &m{i} {{<<: [*m{i - 1}, *m{i - 1}]}}\n: 1\n" for i in range(1, 40)),
+        False,
+    ),
+    "merge_reused_by_alias": (
+        "defaults: &d {<<: {retries: 1}, retries: 2}\nstages: {train: *d, evaluate: *d}\n",
+        True,
+    ),
+    "merge_of_itself": ("defaults: &d {<<: *d, retries: 2}\n", False),
+    "base_60_integer": ("description: 1" + ":0" * 100_000 + "\n", False),
+    "escape_past_unicode": ('description: "\\UFFFFFFFF"\n', False),
+    "template_nested_deep": ("artifacts: {root: 'x/{{ " + "(" * 300 + "ds" + ")" * 300 + " }}'}\n", False),
+    "template_long_chain": ("artifacts: {root: 'x/{{ ds" + " | upper" * 2000 + " }}'}\n", False),
+    "template_nested_ok": ('artifacts: {root: \'x/{{ ((ds)) | replace("-", "/") }}\'}\n', True),
+    "many_schedule_events": (
+        "schedule: {events: [" + ", ".join(f"s3://b/k{i}" for i in range(40)) + "]}\n",
+        False,
+    ),
 }
 
 
@@ -129,3 +155,27 @@ def test_validating_the_folder_agrees_too(
     out = capsys.readouterr().out
     passed = {line.split(":")[0] for line in out.splitlines() if ": ok (pipeline" in line}
     assert passed == {str(paths[n]) for n, ok in EXPECTED.items() if ok}
+
+
+def test_a_pipeline_name_taken_by_an_earlier_spec_fails_in_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two specs with one `pipeline`: the loader keeps the first in path order and refuses the
+    other at its `pipeline:` line; validate says the same of each file, alone or together."""
+    (tmp_path / "mlops_specs.py").write_text("# calls load_dags_folder(\n", encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    first = _write(tmp_path, "a_first", "")
+    second = tmp_path / "b_second.yaml"
+    second.write_text(BASE.format(name="a_first"), encoding="utf-8")
+    dags, errors = load_dags_folder(tmp_path, default_allowed_roots=[tmp_path], cache_dir=None)
+    assert sorted(dags) == ["a_first__train"] and set(errors) == {str(second)}
+    (issue,) = errors[str(second)].issues
+    assert (issue.line, issue.path) == (2, "pipeline") and "already defined by" in issue.message
+    for files in ([second], [second, first], [first, second], [tmp_path]):
+        capsys.readouterr()
+        assert _validate([str(f) for f in files], None) == 1
+        err = capsys.readouterr().err
+        assert "b_second.yaml:2:1: pipeline: DAG id 'a_first__train' is already defined by" in err
+        assert "a_first.yaml" not in err.split("already defined by")[0]
+    assert _validate([str(first)], None) == 0
+    assert _validate([str(first), str(first)], None) == 0  # a file named twice is no clash

@@ -322,6 +322,11 @@ def test_hostile_specs_become_import_errors_and_the_good_one_loads(tmp_path: Pat
         "block.yaml": good + _block_mapping(300),
         "binary.yaml": good + "description: !!binary aGVsbG8=\n",
         "timeout.yaml": good + "defaults: {execution_timeout: 99999999999999d}\n",
+        "merges.yaml": good + HIDDEN_MERGES["doubling"],
+        "base60.yaml": good + "description: 1" + ":0" * 100_000 + "\n",
+        "template.yaml": good.replace(
+            "data/train.parquet", "'data/{{ " + "(" * 500 + "ds" + ")" * 500 + " }}'"
+        ),
     }
     for name, text in hostile.items():
         (tmp_path / name).write_text(
@@ -344,3 +349,188 @@ def test_hostile_specs_become_import_errors_and_the_good_one_loads(tmp_path: Pat
     assert "'!!binary' is not allowed" in errors["binary.yaml"][0]
     assert "3650 days" in errors["timeout.yaml"][0]
     assert "not valid UTF-8" in errors["latin1.yaml"][0]
+    assert "64-bit" in errors["base60.yaml"][0] and "nests brackets" in errors["template.yaml"][0]
+
+
+# --- merges, wherever the merged mappings hide ---------------------------------------------
+
+
+def _chain(link: str, n: int = 3000) -> str:
+    """``n`` mappings each merging the one before, written with ``link`` (``{i}``/``{p}``)."""
+    return "".join(link.format(i=i, p=i - 1) for i in range(1, n)) + f"x: {{<<: *m{n - 1}}}\n"
+
+
+HIDDEN_MERGES = {
+    "in complex keys": "? &m0 {k0: 0}\n: 1\n" + _chain("? &m{i} {{<<: *m{p}, k{i}: {i}}}\n: 1\n"),
+    "in flow complex keys": "z: {? &m0 {k0: 0}: 1}\n" + _chain("z{i}: {{? &m{i} {{<<: *m{p}}}: 1}}\n"),
+    "under tags": "m0: !!map &m0 {k0: 0}\n" + _chain("m{i}: !!map &m{i} {{<<: *m{p}, k{i}: {i}}}\n"),
+    "under duplicate keys": "d: &m0 {k0: 0}\n" + _chain("d: &m{i} {{<<: *m{p}, k{i}: {i}}}\n"),
+    "in merge lists": "? &m0 {k0: 0}\n: 1\n" + _chain("? &m{i} {{<<: [*m{p}], k{i}: {i}}}\n: 1\n"),
+    "doubling": "? &m0 {k: 0}\n: 1\n" + _chain("? &m{i} {{<<: [*m{p}, *m{p}]}}\n: 1\n", 40),
+    "doubling, empty mappings": "e: &m0 {}\n" + _chain("? &m{i} {{<<: [*m{p}, *m{p}]}}\n: 1\n", 40),
+    "many small merges": "b: &b {k: 1}\n"
+    + "".join(f"x{i}: {{<<: [" + ", ".join(["*b"] * 400) + "]}\n" for i in range(60)),
+}
+
+
+@pytest.mark.parametrize("text", HIDDEN_MERGES.values(), ids=HIDDEN_MERGES.keys())
+def test_merges_expand_without_recursion_and_within_the_limit(text: str) -> None:
+    """PyYAML's flatten_mapping recursed into chains no construction had flattened yet
+    (RecursionError) and copied doubling merges before counting them (a hang)."""
+    err, seconds = timed(parse_error, MINIMAL + text)
+    assert seconds < 2
+    issue = err.issues[0]
+    assert issue.line is not None and issue.line > MINIMAL_LINES
+    assert any(w in issue.message for w in ("20,000", "tag", "duplicate", "keys must be plain")), issue
+    assert issue.hint
+
+
+def test_a_merged_mapping_reads_the_same_through_every_alias() -> None:
+    text = MINIMAL + "a: &a {<<: {k: 1, j: 1}, k: 2}\nb: *a\nc: {<<: [*a, {k: 3, z: 0}], j: 5}\n"
+    data, _ = parse_yaml(text, "spec.yaml")
+    assert data["a"] == data["b"] == {"k": 2, "j": 1}  # once read "duplicate key 'k'"
+    assert data["c"] == {"k": 2, "j": 5, "z": 0}  # the earlier mapping of a merge list wins
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &a {<<: *a, b: 1}\n",
+        "a: &a {b: {<<: *a}}\n",
+        "a: &a {<<: [{k: 1}, *a]}\n",
+        "a: {<<: [1]}\n",
+        "a: {<<: 1}\n",
+    ],
+    ids=["itself", "nested", "in a list", "list of scalars", "scalar"],
+)
+def test_merges_of_themselves_or_of_scalars_are_located(text: str) -> None:
+    err = parse_error(MINIMAL + text)
+    issue = err.issues[0]
+    assert issue.line == MINIMAL_LINES + 1, issue
+    assert ("merg" in issue.message and issue.hint and "<<:" in issue.hint) or "deeper" in issue.message
+
+
+# --- numbers and escapes that are costly or impossible to convert --------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" + ":0" * 120_000,
+        "1" + ":59" * 80_000,
+        "-1" + ":0" * 12,
+        "0x" + "f" * 200_000,
+        "0b" + "1" * 200_000,
+    ],
+    ids=["base 60", "base 60, 59s", "base 60, 13 places", "hex", "binary"],
+)
+def test_integers_past_64_bits_are_refused_before_conversion(value: str) -> None:
+    err, seconds = timed(parse_error, MINIMAL + f"description: {value}\n")
+    (issue,) = err.issues
+    assert "64-bit" in issue.message and issue.line == MINIMAL_LINES + 1
+    assert seconds < 1  # base 60 once took 4 s: each place multiplied a growing integer
+
+
+def test_integers_with_leading_zeros_and_underscores_still_read() -> None:
+    data, _ = parse_yaml(MINIMAL + "a: 0x" + "0" * 500 + "ff\nb: 1_000\nc: 1:30:00\n", "spec.yaml")
+    assert (data["a"], data["b"], data["c"]) == (255, 1000, 5400)
+
+
+@pytest.mark.parametrize("escape", ["\\UFFFFFFFF", "\\U0011FFFF"])
+def test_an_escape_past_unicode_is_located(escape: str) -> None:
+    (issue,) = parse_error(MINIMAL + f'description: "{escape}"\n').issues
+    assert issue.line == MINIMAL_LINES + 1 and "escape" in issue.message and issue.hint
+
+
+# --- templates Jinja would parse recursively -----------------------------------------------
+
+TEMPLATES = {
+    "parentheses": "{{ " + "(" * 40 + "ds" + ")" * 40 + " }}",
+    "200 parentheses": "{{ " + "(" * 200 + "ds" + ")" * 200 + " }}",
+    "lists": "{{ " + "[" * 3000 + "]" * 3000 + " }}",
+    "if blocks": "{% if ds %}" * 2000 + "x" + "{% endif %}" * 2000,
+    "for blocks": "{% for a in ds %}" * 500 + "x" + "{% endfor %}" * 500,
+    "set blocks": "{% set x %}" * 100 + "{% endset %}" * 100,
+    "attribute chain": "{{ ds" + ".a" * 30_000 + " }}",
+    "filter chain": "{{ ds" + " | upper" * 20_000 + " }}",
+    "operator chain": "{{ 1" + " + 1" * 30_000 + " }}",
+    "unary chain": "{{ " + "-" * 5000 + "1 }}",
+    "not chain": "{{ " + "not " * 5000 + "ds }}",
+}
+
+
+@pytest.mark.parametrize("template", TEMPLATES.values(), ids=TEMPLATES.keys())
+def test_templates_nested_past_the_limits_are_located(template: str) -> None:
+    text = MINIMAL.replace("data/{{ ds }}.parquet", "'data/" + template + "'")
+    err, seconds = timed(spec_error, text)
+    (issue,) = err.issues
+    assert issue.path == "data.source" and issue.line == 4
+    assert "nests" in issue.message or "tokens" in issue.message, issue
+    assert seconds < 2
+
+
+def test_templates_within_the_limits_still_load() -> None:
+    from airflow_mlops.spec.templates import MAX_TEMPLATE_NESTING, check_template
+
+    assert (
+        check_template("{{ " + "(" * MAX_TEMPLATE_NESTING + "ds" + ")" * MAX_TEMPLATE_NESTING + " }}") == ()
+    )
+    assert check_template("{% set x = 1 %}" * 100 + "{{ x }}" * 1000) == ()
+    assert check_template("{% for a in [1] %}{% if loop.first %}{{ a | upper }}{% endif %}{% endfor %}") == ()
+
+
+def test_schedule_events_are_limited() -> None:
+    from airflow_mlops.spec.models import MAX_SCHEDULE_EVENTS
+
+    events = ", ".join(f"s3://b/k{i}" for i in range(MAX_SCHEDULE_EVENTS + 1))
+    (issue,) = spec_error(MINIMAL + f"schedule: {{events: [{events}]}}\n").issues
+    assert issue.path == "schedule.events" and f"at most {MAX_SCHEDULE_EVENTS}" in issue.message
+
+
+# --- files that are not plain files ---------------------------------------------------------
+
+
+def test_a_fifo_or_a_device_is_refused_without_reading(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it for reading used to block `spec validate` forever
+    device = tmp_path / "zero.yaml"
+    device.symlink_to("/dev/zero")
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(tmp_path / "loop.yaml")
+    for path, words in (
+        (fifo, "a FIFO"),
+        (device, "a device"),
+        (tmp_path, "a folder"),
+        (loop, "symbolic links"),
+    ):
+        with pytest.raises(SpecError) as info:
+            read_spec_text(path)
+        assert words in info.value.issues[0].message
+
+
+def test_validate_refuses_them_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from airflow_mlops.cli import _validate
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    assert _validate([str(tmp_path / "fifo.yaml"), str(tmp_path / "loop.yaml")], None) == 1
+    err = capsys.readouterr().err
+    assert "a FIFO, not a regular file" in err and "symbolic links" in err and "unexpected" not in err
+
+
+def test_a_symbolic_link_loop_in_the_folder_keeps_the_other_specs(tmp_path: Path) -> None:
+    from airflow_mlops.factory import load_dags_folder
+
+    (tmp_path / "data").mkdir()
+    good = MINIMAL.replace("data/{{ ds }}.parquet", "data/train.parquet")
+    (tmp_path / "a.yaml").write_text(good, encoding="utf-8")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "back").symlink_to(tmp_path)  # Airflow's walk raises RuntimeError on it
+    (sub / "b.yaml").write_text(good.replace("churn", "other"), encoding="utf-8")
+    dags, errors = load_dags_folder(tmp_path, default_allowed_roots=[tmp_path], cache_dir=None)
+    assert sorted(dags) == ["churn__train", "other__train"] and not errors
