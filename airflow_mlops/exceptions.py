@@ -60,6 +60,10 @@ class SpecIssue:
         return text
 
 
+#: Issues a SpecError's message lists (all stay in ``issues``): an import error stays readable.
+SPEC_ISSUES_SHOWN = 50
+
+
 class SpecError(MLOpsError):
     """A spec file cannot be used. Holds every issue found, each with file, line and key path."""
 
@@ -70,7 +74,10 @@ class SpecError(MLOpsError):
             raise ValueError("SpecError needs at least one issue")
         self.issues = list(issues)
         head = f"{len(self.issues)} problem(s) in pipeline spec {self.issues[0].file}"
-        super().__init__(head + ":\n" + "\n".join(i.format() for i in self.issues))
+        shown = [i.format() for i in self.issues[:SPEC_ISSUES_SHOWN]]
+        if len(self.issues) > SPEC_ISSUES_SHOWN:
+            shown.append(f"... and {len(self.issues) - SPEC_ISSUES_SHOWN} more (fix these first)")
+        super().__init__(head + ":\n" + "\n".join(shown))
 
     @property
     def file(self) -> str:
