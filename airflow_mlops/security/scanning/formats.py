@@ -1051,17 +1051,9 @@ class Scanner:
             self.add(rel, K.INVALID_ARCHIVE, f"zip archive cannot be read: {exc}")
             return
         with zf:
-            shift = _zip_directory_shift(zf)
-            if shift:
-                # zipfile adds the shift to every member offset (it assumes bytes were prepended);
-                # torch's reader (miniz) does not, so the two would read different members
-                self.add(
-                    rel,
-                    K.INVALID_ARCHIVE,
-                    f"the central directory is {shift} bytes away from where the end record puts it "
-                    "(prepended bytes or a second directory): Python's zipfile and torch.load would "
-                    "read different members",
-                )
+            problem = _zip_directory_problem(zf)
+            if problem:
+                self.add(rel, K.INVALID_ARCHIVE, problem)
                 return
             infos = zf.infolist()
             names = [i.filename for i in infos]
@@ -1155,8 +1147,21 @@ class Scanner:
             self._scan_pickle_file(path, rel, size, where="text file read as a pickle ", polyglot=True)
 
 
-def _zip_directory_shift(zf: zipfile.ZipFile) -> int:
-    """How far zipfile moved the central directory from the end record's offset (0 normally)."""
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_END = b"PK\x06\x06"
+_ZIP64_LOCATOR_SIZE = 20
+_ZIP64_END_SIZE = 56  # without extensible data, which is what zipfile assumes
+
+
+def _zip_directory_problem(zf: zipfile.ZipFile) -> str | None:
+    """Why Python's zipfile and torch's reader (miniz) could read different central directories.
+
+    Both find the same end record (the last one). Python's zipfile then assumes the zip64 end
+    record sits right before the zip64 locator and adds any gap between the directory and the end
+    records to every member offset (prepended bytes); miniz follows the locator's offset to the
+    zip64 record and takes member offsets as written. Only a layout where the two agree passes:
+    no shift, and a locator that points exactly where zipfile reads the zip64 record.
+    """
     end_record = getattr(zipfile, "_EndRecData", None)
     start_dir = getattr(zf, "start_dir", None)
     if end_record is None or not isinstance(start_dir, int) or zf.fp is None:  # pragma: no cover
@@ -1164,7 +1169,36 @@ def _zip_directory_shift(zf: zipfile.ZipFile) -> int:
     endrec = end_record(zf.fp)
     if not endrec:  # pragma: no cover - ZipFile opened it, so the record exists
         raise zipfile.BadZipFile("no end of central directory record")
-    return int(start_dir - endrec[zipfile._ECD_OFFSET])  # type: ignore[attr-defined]
+    shift = int(start_dir - endrec[zipfile._ECD_OFFSET])  # type: ignore[attr-defined]
+    if shift:
+        return (
+            f"the central directory is {shift} bytes away from where the end record puts it "
+            "(prepended bytes or a second directory): Python's zipfile and torch.load would "
+            "read different members"
+        )
+    location = int(endrec[zipfile._ECD_LOCATION])  # type: ignore[attr-defined]
+    if location < _ZIP64_LOCATOR_SIZE:
+        return None
+    zf.fp.seek(location - _ZIP64_LOCATOR_SIZE)
+    locator = zf.fp.read(_ZIP64_LOCATOR_SIZE)
+    if not locator.startswith(_ZIP64_LOCATOR):
+        return None  # neither reader looks for a zip64 record
+    _sig, _disk, record_at, _disks = struct.unpack("<4sIQI", locator)
+    expected = location - _ZIP64_LOCATOR_SIZE - _ZIP64_END_SIZE
+    if record_at != expected:
+        return (
+            f"the zip64 locator points at byte {record_at} for the zip64 end record, but Python's "
+            f"zipfile reads it at byte {expected}: torch.load (which follows the locator) and "
+            "zipfile would read different central directories"
+        )
+    zf.fp.seek(expected)
+    record = zf.fp.read(12)
+    if not record.startswith(_ZIP64_END) or struct.unpack("<Q", record[4:12])[0] != _ZIP64_END_SIZE - 12:
+        return (
+            f"the zip64 end record at byte {expected} is missing or carries extensible data: "
+            "Python's zipfile and torch.load would place the central directory differently"
+        )
+    return None
 
 
 class _Replay:

@@ -523,6 +523,58 @@ def _two_directory_zip() -> bytes:
     return evil_local + evil_cd + good_local + good_cd + bytes(end)
 
 
+def _relocate_cd(cd: bytes, delta: int) -> bytes:
+    """A central directory whose member offsets are moved by ``delta`` bytes."""
+    out = bytearray(cd)
+    pos = 0
+    while pos < len(out):
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", out, pos + 28)
+        (offset,) = struct.unpack_from("<I", out, pos + 42)
+        struct.pack_into("<I", out, pos + 42, offset + delta)
+        pos += 46 + name_len + extra_len + comment_len
+    return bytes(out)
+
+
+def _zip64_locator_zip(*, to_evil: bool) -> bytes:
+    """A torch-style zip with zip64 end records (torch.save always writes them) and two central
+    directories: zipfile reads the zip64 record right before the locator (the benign one), torch's
+    reader (miniz) follows the locator's offset, here to the payload's directory."""
+    evil = EVIL_PICKLE
+    good = b"\x80\x02}q\x00."
+
+    def parts(members: dict[str, bytes]) -> tuple[bytes, bytes, int]:
+        raw = _zip(members)
+        end = raw.rfind(b"PK\x05\x06")
+        size_cd, off_cd = struct.unpack("<II", raw[end + 12 : end + 20])
+        return raw[:off_cd], raw[off_cd : off_cd + size_cd], len(members)
+
+    def zip64_end(count: int, size: int, offset: int) -> bytes:
+        return b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 0x31E, 45, 0, 0, count, count, size, offset)
+
+    good_local, good_cd, n_good = parts({"archive/data.pkl": good, "archive/version": b"3\n"})
+    evil_local, evil_cd, n_evil = parts({"archive/data.pkl": evil, "archive/version": b"3\n"})
+    body = good_local + evil_local
+    evil_cd_at = len(body)
+    body += _relocate_cd(evil_cd, len(good_local))
+    evil_end_at = len(body)
+    body += zip64_end(n_evil, len(evil_cd), evil_cd_at)
+    good_cd_at = len(body)
+    body += good_cd
+    good_end_at = len(body)
+    body += zip64_end(n_good, len(good_cd), good_cd_at)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, evil_end_at if to_evil else good_end_at, 1)
+    end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, n_good, n_good, len(good_cd), good_cd_at, 0)
+    return body + locator + end
+
+
+def _zip64_extensible_zip() -> bytes:
+    """The zip64 end record claims extensible data: zipfile still reads 56 bytes before the locator."""
+    raw = bytearray(_zip64_locator_zip(to_evil=False))
+    at = raw.rfind(b"PK\x06\x06")
+    struct.pack_into("<Q", raw, at + 4, 60)
+    return bytes(raw)
+
+
 def loader_view_fixtures() -> list[Fixture]:
     out: list[Fixture] = []
     for name in ("nostop.txt", "nostop.yaml", "nostop.csv", "nostop_noext"):
@@ -666,6 +718,37 @@ def loader_view_fixtures() -> list[Fixture]:
         "requirements.txt": b"cloudpickle==3.0\nnumpy\n",
     }.items():
         out.append(Fixture(f"benign_{name}", _write(text), "none", "pass"))
+    # zip64: torch.save always writes zip64 end records; miniz follows the locator's offset,
+    # zipfile reads the record right before the locator
+    out.append(
+        Fixture(
+            "zip64_locator_benign.pt",
+            _write(_zip64_locator_zip(to_evil=False)),
+            "torch",
+            "pass",
+            note="two directories, the locator points where zipfile reads",
+        )
+    )
+    out.append(
+        Fixture(
+            "zip64_locator_elsewhere.pt",
+            _write(_zip64_locator_zip(to_evil=True)),
+            "torch",
+            "refuse",
+            frozenset(["invalid_archive"]),
+            "torch follows the zip64 locator to the payload's directory",
+        )
+    )
+    out.append(
+        Fixture(
+            "zip64_extensible.pt",
+            _write(_zip64_extensible_zip()),
+            "torch",
+            "refuse",
+            frozenset(["invalid_archive"]),
+            "zip64 record size disagrees with where zipfile reads it",
+        )
+    )
     return out
 
 
