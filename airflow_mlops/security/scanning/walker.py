@@ -1085,6 +1085,16 @@ def _joblib_array(
             "copyreg._reconstructor are understood)",
             op_offset,
         )
+    extra = sorted(repr(k) for k in attrs if k not in _WRAPPER_PARAMS)
+    if extra:
+        # joblib calls the wrapper's methods (read, read_array, safe_get_numpy_array_alignment_bytes
+        # ...) through the instance: a state key of that name replaces the method with whatever
+        # the pickle puts there, and joblib then reads a different number of bytes
+        raise LayoutError(
+            _JOBLIB_REFUSAL + f"its state sets attribute(s) {', '.join(extra)[:200]} that joblib never "
+            "writes; an attribute named like one of the wrapper's methods replaces it",
+            op_offset,
+        )
     shape = attrs.get("shape")
     if not isinstance(shape, tuple) or not all(_int(d) and d >= 0 for d in shape):
         raise LayoutError(_JOBLIB_REFUSAL + f"its shape {_show(shape)} is not a tuple of sizes", op_offset)

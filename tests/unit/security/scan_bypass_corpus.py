@@ -255,6 +255,31 @@ def joblib_fixtures() -> list[Fixture]:
     s3 = dtype_bytes("S5", (3, "|", None, None, None, 3, 1, 0))
     data = b"\x80\x04" + wrapper_newobj(tup(bint(2)), s3, alignment=b"N") + b"\xffbcdef" + b"."
     out += _joblib_variants("bytes_dtype_state_size_benign", data, "pass", frozenset(), "S with elsize 3")
+    # a state key named like a wrapper method replaces it on the instance: joblib calls
+    # safe_get_numpy_array_alignment_bytes() -> dict() = {} (not None) and reads padding the
+    # scanner, following the missing alignment attribute, did not skip
+    for method, value in (
+        ("safe_get_numpy_array_alignment_bytes", sglobal("builtins", "dict")),
+        ("read", sglobal("builtins", "tuple")),
+    ):
+        state = {
+            "subclass": sglobal("numpy", "ndarray"),
+            "shape": tup(bint(n)),
+            "order": s4("C"),
+            "dtype": dtype_bytes("f8"),
+            "allow_mmap": b"\x88",
+            method: value,
+        }
+        wrapper = sglobal(*WRAPPER) + b")\x81" + dct(**state) + b"b"
+        region = bytearray(desync_region(n * 8, 1 + 40 + n * 8))
+        region[0] = 40  # the padding byte joblib reads
+        out += _joblib_variants(
+            f"wrapper_shadows_{method}",
+            b"\x80\x04" + wrapper + bytes(region),
+            "refuse",
+            LAYOUT,
+            f"instance attribute {method} replaces the wrapper's method",
+        )
     return out
 
 
