@@ -528,6 +528,19 @@ def _walk(
         if _is_shared(target):
             walk.mutations.append((opname, _shared_label(target), offset))
 
+    def rebuild_from_type(func: object, args: object, opname: str, offset: int) -> None:
+        """torch's ``_rebuild_from_type_v2(func, new_type, args, state)`` calls ``func(*args)`` and
+        sets ``state`` on the result (``setattr`` or ``__setstate__``), whichever opcode calls it
+        (REDUCE, OBJ, INST): the result must be an object the pickle creates."""
+        if not (isinstance(func, _Global) and func.dotted == _REBUILD_FROM_TYPE):
+            return
+        if isinstance(args, tuple) and len(args) == 4 and isinstance(args[0], _Global):
+            mutate(_call(args[0], args[2], "init"), opname, offset)
+        else:
+            walk.mutations.append(
+                (opname, f"the result of {_REBUILD_FROM_TYPE}, whose function the scanner cannot see,", offset)
+            )
+
     def remember(idx: int, top: object, offset: int) -> None:
         nonlocal memo_kept, sensitive_kept
         if top is U:
@@ -687,7 +700,9 @@ def _walk(
                     walk.calls += 1
                     escape(inst_args, name, op_offset)
                     how = "init" if inst_args else "new"  # pickle's _instantiate
-                    stack.append(_call(_global_value(module, attr, walk.protocol), inst_args, how))
+                    klass = _global_value(module, attr, walk.protocol)
+                    rebuild_from_type(klass, inst_args, name, op_offset)
+                    stack.append(_call(klass, inst_args, how))
                 else:
                     stack.append(_global_value(module, attr, walk.protocol))
             elif cat == _C_REDUCE:
@@ -699,14 +714,7 @@ def _walk(
                     reconstructor and isinstance(args, tuple) and not any(_holds_wrapper(a) for a in args[1:])
                 ):
                     escape((args,), name, op_offset)
-                if (
-                    isinstance(func, _Global)
-                    and func.dotted == _REBUILD_FROM_TYPE
-                    and isinstance(args, tuple)
-                    and len(args) == 4
-                ):
-                    # torch calls args[0](*args[2]) and then sets args[3] as the result's state
-                    mutate(_call(args[0], args[2], "init"), name, op_offset)
+                rebuild_from_type(func, args, name, op_offset)
                 stack.append(_call(func, args, "init"))
             elif cat == _C_NEWOBJ:
                 args = stack.pop()
@@ -730,6 +738,7 @@ def _walk(
                 walk.calls += 1
                 escape(items[1:], name, op_offset)
                 obj_args = tuple(items[1:])
+                rebuild_from_type(items[0], obj_args, name, op_offset)
                 stack.append(_call(items[0], obj_args, "init" if obj_args else "new"))
             elif cat in (_C_EMPTY_LIST, _C_EMPTY_SET, _C_NONE_PUSH):
                 stack.append(U)

@@ -399,6 +399,34 @@ def poisoning_fixtures() -> list[Fixture]:
         out.append(
             Fixture(f"shared_{label}.pkl", _write(b"\x80\x04" + body + b"."), "pickle", "refuse", POISON)
         )
+    # torch's _rebuild_from_type_v2(func, new_type, args, state) sets state on func(*args),
+    # whichever opcode calls it: REDUCE, OBJ, INST, or with its arguments built by a call
+    rebuild = sglobal("torch._tensor", "_rebuild_from_type_v2")
+    safe_uuid = sglobal("uuid", "SafeUUID")
+    rebuild_args = (safe_uuid, safe_uuid, tup(bint(0)), dct(x=bint(1)))
+    for label, body in {
+        "reduce": rebuild + tup(*rebuild_args) + b"R",
+        "obj": b"(" + rebuild + b"".join(rebuild_args) + b"o",
+        "inst": b"(" + b"".join(rebuild_args) + b"itorch._tensor\n_rebuild_from_type_v2\n",
+        "args_from_call": rebuild + sglobal("builtins", "tuple") + b"(](" + b"".join(rebuild_args) + b"etR" + b"R",
+        "dtype_obj": b"("
+        + rebuild
+        + sglobal("numpy", "dtype")
+        + sglobal("numpy", "dtype")
+        + tup(s4("f8"))
+        + _value((3, "<", None, None, None, 1, 1, 0))
+        + b"o",
+    }.items():
+        out.append(
+            Fixture(
+                f"rebuild_from_type_{label}.pkl",
+                _write(b"\x80\x04" + body + b"."),
+                "pickle",
+                "refuse",
+                POISON,
+                "torch sets the state on a shared object (an enum member, numpy's cached dtype)",
+            )
+        )
     return out
 
 
