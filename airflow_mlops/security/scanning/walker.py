@@ -855,10 +855,11 @@ def _walk(
                 stack.append(U)
             elif cat == _C_PERSID:
                 src.line()
-                stack.append(U)
+                stack.append(U)  # a string id: torch's persistent_load refuses anything but a tuple
             elif cat == _C_BINPERSID:
-                escape((stack.pop(),), name, op_offset)
-                stack.append(U)
+                pid = stack.pop()
+                escape((pid,), name, op_offset)
+                stack.append(_persistent_result(pid))
             elif cat == _C_NOOP:
                 if not stack:
                     raise PickleParseError("READONLY_BUFFER with an empty stack", op_offset)
@@ -882,6 +883,25 @@ def _global_value(module: str, name: str, protocol: int) -> object:
     if protocol < 3:
         module, name = map_py2_name(module, name)
     return _Global(f"{module}.{name}")
+
+
+_PERSISTENT_UNKNOWN = _Global("an object torch's persistent_load returns for an id the scanner cannot read", True)
+
+
+def _persistent_result(pid: object) -> object:
+    """What ``torch.load``'s ``persistent_load`` pushes for a BINPERSID id (plain ``pickle``,
+    ``joblib`` and ``numpy`` refuse persistent ids). A ``('storage', ...)`` id is a storage the
+    file itself holds; legacy ``torch.load`` returns ``data[0]`` of a ``('module', cls, file,
+    source)`` id as it is -- the class itself, exactly as if the pickle had imported it, so state
+    set on it changes the class for the whole process. An id whose kind cannot be read is treated
+    as an object that exists outside the pickle."""
+    if isinstance(pid, tuple) and pid:
+        kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
+        if kind == "storage":
+            return U
+        if kind == "module" and len(pid) >= 2:
+            return pid[1]
+    return _PERSISTENT_UNKNOWN
 
 
 def _call(func: object, args: object, how: str) -> object:

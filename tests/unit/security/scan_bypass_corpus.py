@@ -349,6 +349,38 @@ def numpy_fixtures() -> list[Fixture]:
     out.append(
         Fixture("bad_header.npy", _write(npy_bytes("'<f8', 'x': 1", (1,), b"\x00" * 8)), "none", "refuse")
     )
+    # np.load(allow_pickle=True) lifts numpy's 10 kB header limit: the scanner reads past it
+    big = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }" + b" " * 20000
+    big += b" " * ((64 - (12 + len(big) + 1) % 64) % 64) + b"\n"
+    data = b"\x93NUMPY\x02\x00" + struct.pack("<I", len(big)) + big + EVIL_PICKLE
+    out.append(Fixture("object_header_20k.npy", _write(data), "npy", "refuse", DANGER, "header > 10 kB"))
+    for k, descr in enumerate(["'<O8'", "'O4'", "[('a', [('b', 'O')])]", "('O', (2,))", "u'|O'"]):
+        out.append(
+            Fixture(
+                f"object_descr_{k}.npy",
+                _write(npy_bytes(descr, (1,), EVIL_PICKLE)),
+                "npy",
+                "refuse",
+                DANGER,
+                f"descr {descr}",
+            )
+        )
+    benign = io.BytesIO()
+    np.save(benign, np.arange(3.0))
+    for label, members in {
+        "plain_first": {"a": benign.getvalue(), "a.npy": npy_bytes("'|O'", (1,), EVIL_PICKLE)},
+        "npy_first": {"a.npy": npy_bytes("'|O'", (1,), EVIL_PICKLE), "a": benign.getvalue()},
+    }.items():
+        out.append(
+            Fixture(
+                f"npz_a_and_a_npy_{label}.npz",
+                _write(_zip(members)),
+                "npy",
+                "refuse",
+                DANGER,
+                "files lists 'a' twice; every member is scanned",
+            )
+        )
     return out
 
 
@@ -425,6 +457,37 @@ def poisoning_fixtures() -> list[Fixture]:
                 "refuse",
                 POISON,
                 "torch sets the state on a shared object (an enum member, numpy's cached dtype)",
+            )
+        )
+    # legacy torch.load: persistent_load returns data[0] of a ('module', cls, file, source) id,
+    # the class itself; BUILD on it (or on an enum member its call returns) poisons the class
+    legacy_header = (
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps({"protocol_version": 1001, "little_endian": True, "type_sizes": {}}, protocol=2)
+    )
+    slot_state = tup(b"N", dct(is_relative_to=sglobal("builtins", "bool"))) + b"b"
+    for label, body in {
+        "class": tup(s4("module"), sglobal(*PUREPATH), b"N", b"N") + b"Q" + slot_state,
+        "class_bytes_kind": tup(b"C\x06module", sglobal(*PUREPATH), b"N", b"N") + b"Q" + slot_state,
+        "enum_member": tup(s4("module"), sglobal("uuid", "SafeUUID"), b"N", b"N")
+        + b"Q"
+        + tup(bint(0))
+        + b"R"
+        + dct(_value_=bint(7))
+        + b"b",
+        "unreadable_id": sglobal("builtins", "tuple") + b"(](" + s4("module") + sglobal(*PUREPATH) + b"NNetR"
+        + b"Q"
+        + slot_state,
+    }.items():
+        out.append(
+            Fixture(
+                f"persistent_id_{label}.pt",
+                _write(legacy_header + b"\x80\x04" + body + b"." + pickle.dumps([], protocol=2)),
+                "torch",
+                "refuse",
+                POISON,
+                "legacy torch.load's persistent_load hands back the class",
             )
         )
     return out
@@ -628,6 +691,32 @@ def _zip64_extensible_zip() -> bytes:
     return bytes(raw)
 
 
+def _comment_end_record_zip(*, evil_inner: bool, trailing: bytes) -> bytes:
+    """The first end record's comment holds a directory and a second end record (the one both
+    zipfile and torch's reader use: the last)."""
+
+    def parts(members: dict[str, bytes]) -> tuple[bytes, bytes]:
+        raw = _zip(members)
+        end = raw.rfind(b"PK\x05\x06")
+        size_cd, off_cd = struct.unpack("<II", raw[end + 12 : end + 20])
+        return raw[:off_cd], raw[off_cd : off_cd + size_cd]
+
+    def end(size: int, offset: int, comment: int) -> bytes:
+        return b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 2, 2, size, offset, comment)
+
+    good_local, good_cd = parts({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/version": b"3\n"})
+    evil_local, evil_cd = parts({"archive/data.pkl": EVIL_PICKLE, "archive/version": b"3\n"})
+    outer_cd, inner_cd = (good_cd, _relocate_cd(evil_cd, len(good_local)))
+    if not evil_inner:
+        outer_cd, inner_cd = inner_cd, outer_cd
+    body = good_local + evil_local
+    outer_at = len(body)
+    body += outer_cd
+    inner_at = len(body) + 22
+    comment = inner_cd + end(len(inner_cd), inner_at, 0) + trailing
+    return body + end(len(outer_cd), outer_at, len(comment)) + comment
+
+
 def loader_view_fixtures() -> list[Fixture]:
     out: list[Fixture] = []
     for name in ("nostop.txt", "nostop.yaml", "nostop.csv", "nostop_noext"):
@@ -801,6 +890,32 @@ def loader_view_fixtures() -> list[Fixture]:
             frozenset(["invalid_archive"]),
             "zip64 record size disagrees with where zipfile reads it",
         )
+    )
+    for trailing in (b"", b"X"):
+        out.append(
+            Fixture(
+                f"comment_end_record_benign_{len(trailing)}.pt",
+                _write(_comment_end_record_zip(evil_inner=False, trailing=trailing)),
+                "torch",
+                "pass",
+                note="both readers take the last end record",
+            )
+        )
+        out.append(
+            Fixture(
+                f"comment_end_record_evil_{len(trailing)}.pt",
+                _write(_comment_end_record_zip(evil_inner=True, trailing=trailing)),
+                "torch",
+                "refuse",
+                DANGER,
+                "the last end record leads to the payload",
+            )
+        )
+    # a compression method zipfile cannot read (torch's reader cannot either)
+    raw = bytearray(_zip({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/version": b"3\n"}))
+    struct.pack_into("<H", raw, raw.index(b"PK\x01\x02") + 10, 99)
+    out.append(
+        Fixture("unsupported_method.pt", _write(bytes(raw)), "torch", "refuse", ARCHIVE, "method 99")
     )
     return out
 
