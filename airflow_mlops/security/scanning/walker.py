@@ -538,7 +538,11 @@ def _walk(
             mutate(_call(args[0], args[2], "init"), opname, offset)
         else:
             walk.mutations.append(
-                (opname, f"the result of {_REBUILD_FROM_TYPE}, whose function the scanner cannot see,", offset)
+                (
+                    opname,
+                    f"the result of {_REBUILD_FROM_TYPE}, whose function or arguments the scanner cannot see",
+                    offset,
+                )
             )
 
     def remember(idx: int, top: object, offset: int) -> None:
@@ -885,7 +889,9 @@ def _global_value(module: str, name: str, protocol: int) -> object:
     return _Global(f"{module}.{name}")
 
 
-_PERSISTENT_UNKNOWN = _Global("an object torch's persistent_load returns for an id the scanner cannot read", True)
+_PERSISTENT_UNKNOWN = _Global(
+    "an object torch's persistent_load returns for an id the scanner cannot read", True
+)
 
 
 def _persistent_result(pid: object) -> object:

@@ -440,7 +440,12 @@ def poisoning_fixtures() -> list[Fixture]:
         "reduce": rebuild + tup(*rebuild_args) + b"R",
         "obj": b"(" + rebuild + b"".join(rebuild_args) + b"o",
         "inst": b"(" + b"".join(rebuild_args) + b"itorch._tensor\n_rebuild_from_type_v2\n",
-        "args_from_call": rebuild + sglobal("builtins", "tuple") + b"(](" + b"".join(rebuild_args) + b"etR" + b"R",
+        "args_from_call": rebuild
+        + sglobal("builtins", "tuple")
+        + b"(]("
+        + b"".join(rebuild_args)
+        + b"etR"
+        + b"R",
         "dtype_obj": b"("
         + rebuild
         + sglobal("numpy", "dtype")
@@ -476,7 +481,11 @@ def poisoning_fixtures() -> list[Fixture]:
         + b"R"
         + dct(_value_=bint(7))
         + b"b",
-        "unreadable_id": sglobal("builtins", "tuple") + b"(](" + s4("module") + sglobal(*PUREPATH) + b"NNetR"
+        "unreadable_id": sglobal("builtins", "tuple")
+        + b"(]("
+        + s4("module")
+        + sglobal(*PUREPATH)
+        + b"NNetR"
         + b"Q"
         + slot_state,
     }.items():
@@ -914,9 +923,7 @@ def loader_view_fixtures() -> list[Fixture]:
     # a compression method zipfile cannot read (torch's reader cannot either)
     raw = bytearray(_zip({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/version": b"3\n"}))
     struct.pack_into("<H", raw, raw.index(b"PK\x01\x02") + 10, 99)
-    out.append(
-        Fixture("unsupported_method.pt", _write(bytes(raw)), "torch", "refuse", ARCHIVE, "method 99")
-    )
+    out.append(Fixture("unsupported_method.pt", _write(bytes(raw)), "torch", "refuse", ARCHIVE, "method 99"))
     return out
 
 
