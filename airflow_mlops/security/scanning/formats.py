@@ -91,6 +91,7 @@ _YAML_NAMES = frozenset(["MLmodel"])
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
+_LZ4_PREFIX = b"\x04\x22\x4d\x18"  # joblib's lz4 compressor prefix (LZ4 frame magic)
 _EXECUTABLE_MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "an ELF executable or shared library"),
     (b"\xfe\xed\xfa\xce", "a Mach-O binary"),
@@ -396,7 +397,9 @@ def compression_of(head: bytes) -> str | None:
         return "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    if head.startswith(b"\x5d\x00\x00"):
+    if head.startswith(b"\x5d\x00"):
+        # joblib's prefix: lzma.LZMAFile then reads the .lzma header, whatever dictionary size
+        # the next bytes give (4096 is 5d 00 10 00 00)
         return "lzma"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
         return "zlib"
@@ -898,6 +901,14 @@ class Scanner:
                 K.INVALID_COMPRESSED,
                 "starts with joblib's pre-0.10 'ZF' prefix: joblib.load would decompress and unpickle "
                 "it in its legacy format (which also reads sibling .npy files); re-save the model",
+            )
+        elif head.startswith(_LZ4_PREFIX):
+            self.add(
+                rel,
+                K.INVALID_COMPRESSED,
+                "starts with the LZ4 frame magic: joblib.load decompresses and unpickles it when the "
+                "lz4 package is installed, and the scanner cannot decompress LZ4; re-save the model "
+                "uncompressed or with zlib/gzip/bz2/lzma/xz",
             )
         elif head.startswith(_ZIP_MAGICS):
             self._scan_zip(path, rel)

@@ -25,6 +25,7 @@ carry a reason. The classes of bypass covered:
 from __future__ import annotations
 
 import io
+import lzma
 import pickle
 import struct
 import tarfile
@@ -924,6 +925,35 @@ def loader_view_fixtures() -> list[Fixture]:
     raw = bytearray(_zip({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/version": b"3\n"}))
     struct.pack_into("<H", raw, raw.index(b"PK\x01\x02") + 10, 99)
     out.append(Fixture("unsupported_method.pt", _write(bytes(raw)), "torch", "refuse", ARCHIVE, "method 99"))
+    # joblib decides compression by prefix alone: ']\x00' is lzma whatever the dictionary size
+    # that follows (4096 gives 5d 00 10 ...), and lz4 when the lz4 package is installed
+    for dict_size in (4096, 1 << 16):
+        packed = lzma.compress(
+            b"\x80\x04" + os_system_payload() + b".",
+            format=lzma.FORMAT_ALONE,
+            filters=[{"id": lzma.FILTER_LZMA1, "dict_size": dict_size}],
+        )
+        for ext in ("txt", "joblib", "dat"):
+            out.append(
+                Fixture(
+                    f"lzma_dict_{dict_size}.{ext}",
+                    _write(packed),
+                    "joblib",
+                    "refuse",
+                    DANGER,
+                    "lzma header with another dictionary size",
+                )
+            )
+    out.append(
+        Fixture(
+            "lz4_prefix.joblib",
+            _write(b"\x04\x22\x4d\x18" + b"\x00" * 16),
+            "joblib",
+            "refuse",
+            frozenset(["invalid_compressed"]),
+            "LZ4 frame: joblib decompresses it when lz4 is installed",
+        )
+    )
     return out
 
 
