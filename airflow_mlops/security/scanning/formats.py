@@ -155,7 +155,7 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
     seen: dict[str, int] = {}
     for ref in walk.globals:
         module, name = ref.module, ref.name
-        if walk.protocol < 3:
+        if ref.protocol < 3:
             module, name = map_py2_name(module, name)
         dotted = f"{module}.{name}"
         if dotted in seen:
@@ -747,7 +747,7 @@ def _drop_unimportable(walk: PickleWalk) -> PickleWalk:
 
     def keep(ref: GlobalRef) -> bool:
         module, name = ref.module, ref.name
-        if walk.protocol < 3:
+        if ref.protocol < 3:
             module, name = map_py2_name(module, name)
         return policy.is_dangerous(module, name) or _importable(module)
 

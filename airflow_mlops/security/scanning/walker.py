@@ -167,6 +167,9 @@ class GlobalRef:
     name: str
     opcode: str
     offset: int
+    #: the protocol in force when the import ran (a later PROTO opcode changes it for what
+    #: follows only): below 3 the unpickler renames Python 2 imports (``__builtin__`` ...)
+    protocol: int = 0
 
 
 @dataclass
@@ -685,7 +688,7 @@ def _walk(
                 attr = stack.pop()
                 module = stack.pop()
                 if isinstance(module, str) and isinstance(attr, str):
-                    walk.globals.append(GlobalRef(module, attr, name, op_offset))
+                    walk.globals.append(GlobalRef(module, attr, name, op_offset, walk.protocol))
                     stack.append(_global_value(module, attr, walk.protocol))
                 else:
                     walk.unresolved.append(op_offset)
@@ -696,7 +699,7 @@ def _walk(
                     attr = src.line().decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise PickleParseError(f"{name} argument is not UTF-8", op_offset) from exc
-                walk.globals.append(GlobalRef(module, attr, name, op_offset))
+                walk.globals.append(GlobalRef(module, attr, name, op_offset, walk.protocol))
                 if cat == _C_INST:
                     k = marks.pop()
                     inst_args = tuple(stack[k:])

@@ -954,6 +954,27 @@ def loader_view_fixtures() -> list[Fixture]:
             "LZ4 frame: joblib decompresses it when lz4 is installed",
         )
     )
+    # a PROTO opcode changes the protocol for what follows only: Python 2 renames apply to the
+    # imports made while it is below 3 (judged per import, not by the last PROTO)
+    out.append(
+        Fixture(
+            "proto_switch_py2_import.pkl",
+            _write(b"\x80\x02c__builtin__\nset\n)R0\x80\x04N."),
+            "pickle",
+            "pass",
+            note="__builtin__.set read under protocol 2 is builtins.set",
+        )
+    )
+    out.append(
+        Fixture(
+            "proto_switch_py2_import.txt",
+            _write(b"K\xc2\x80\x02" + b"0" + b"ccommands\ngetoutput\n(S'true'\ntR" + b"0K\xc2\x80\x04."),
+            "pickle",
+            "refuse",
+            DANGER,
+            "UTF-8 text whose BININT1 argument hides a PROTO 2; commands is subprocess under protocol 2",
+        )
+    )
     return out
 
 
