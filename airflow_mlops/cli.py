@@ -99,13 +99,13 @@ def _load_for_validate(
     from airflow_mlops.spec.loader import (
         effective_allowed_roots,
         find_folder_defaults,
-        load_spec,
+        load_spec_text,
         read_spec_text,
     )
 
     path = Path(file)
-    read_spec_text(path)  # first: a FIFO, a device or a symbolic link loop is a message, not a hang
-    folder_defaults = find_folder_defaults(path) if path.is_file() else None
+    text = read_spec_text(path)  # first: a FIFO, a device or a symbolic link loop is a message, not a hang
+    folder_defaults = find_folder_defaults(path)
     default = None
     if not effective_allowed_roots(folder_defaults, allowed_roots):
         folder = Path(dags_folder) if dags_folder else find_dags_folder(path)
@@ -118,13 +118,21 @@ def _load_for_validate(
                 "--allowed-root",
                 file=sys.stderr,
             )
-    if allowed_roots is None:
+    roots = (
         # the loader's own rule: a defaults file may narrow AIRFLOW_MLOPS_ALLOWED_ROOTS, never widen it
         folder_allowed_roots(folder_defaults, default)
-    spec = load_spec(
-        path, folder_defaults=folder_defaults, allowed_roots=allowed_roots, default_allowed_roots=default
+        if allowed_roots is None
+        else effective_allowed_roots(folder_defaults, allowed_roots)
     )
-    return spec, effective_allowed_roots(folder_defaults, allowed_roots, default)
+    spec = load_spec_text(
+        text,
+        str(path),
+        base=path.resolve().parent,
+        folder_defaults=folder_defaults,
+        allowed_roots=allowed_roots,
+        default_allowed_roots=default,
+    )
+    return spec, roots
 
 
 def _build_for_validate(spec: Any, file: str, roots: list[str]) -> dict[str, Any]:

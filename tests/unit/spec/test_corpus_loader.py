@@ -203,14 +203,14 @@ def test_an_unexpected_error_is_a_located_message_and_the_next_file_is_checked(
     from airflow_mlops.spec import loader
 
     dags = dags_folder(tmp_path, {"first": spec_text("first"), "second": spec_text("second")})
-    real = loader.load_spec
+    real = loader.load_spec_text
 
-    def flaky(path, **kwargs):
-        if Path(path).name == "first.yaml":
+    def flaky(text, file, **kwargs):
+        if Path(file).name == "first.yaml":
             raise RuntimeError("boom")
-        return real(path, **kwargs)
+        return real(text, file, **kwargs)
 
-    monkeypatch.setattr(loader, "load_spec", flaky)
+    monkeypatch.setattr(loader, "load_spec_text", flaky)
     first, second = dags / "specs" / "first.yaml", dags / "specs" / "second.yaml"
     code, out, err = validate(capsys, str(first), str(second))
     assert code == 1
