@@ -94,9 +94,7 @@ def read_table(
             f"data file {shown} is a directory, not a file (a partitioned dataset folder is not read): "
             "name one file in data.source / data.reference"
         ) from None
-    except DataError:
-        raise
-    except OSError as exc:
+    except OSError as exc:  # a link swapped in since the check is an OutsideAllowedRootsError: not caught
         raise DataError(f"cannot open {shown}: {exc}") from None
     with fh:
         return _read_open_table(fh, fmt, shown)
