@@ -293,9 +293,9 @@ def _open_exact(target: str, what: str, *, directory: bool) -> int:
         flags |= getattr(os, "O_DIRECTORY", 0)
     try:
         fd = os.open(target, flags)
-    except OSError as exc:
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError)):
-            raise
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError:
         if os.path.islink(target):
             raise _swapped(what, target, "it is now a symbolic link") from None
         raise
