@@ -515,11 +515,23 @@ def _walk(
     run_starts = _RUN_STARTS
     sensitive_kept = 0
 
-    def escape(values: object, what: str, offset: int) -> None:
+    # the wrapper class reaches the stack only through a GLOBAL / STACK_GLOBAL of this walk (a
+    # memo_init is only handed to pickle.load walks): until one imports it, escape() has nothing
+    # to find, and the per-item check stays off the hot path
+    watch_wrapper = False
+
+    def escape(
+        values: list[object] | tuple[object, ...], what: str, offset: int, *, tuples_only: bool = False
+    ) -> None:
         """joblib reads array bytes after a BUILD on any NumpyArrayWrapper *instance*: the class
         may only be called directly (or through copyreg._reconstructor), never handed elsewhere,
-        or the walker could not tell which objects are wrappers."""
-        if joblib and isinstance(values, list | tuple) and any(_holds_wrapper(v) for v in values):
+        or the walker could not tell which objects are wrappers. ``tuples_only``: ``values`` are
+        the items of a tuple the walker keeps (a wrapper class directly in it stays tracked)."""
+        if not watch_wrapper:
+            return
+        if tuples_only:
+            values = [v for v in values if isinstance(v, tuple)]
+        if any(_holds_wrapper(v) for v in values):
             raise LayoutError(
                 f"{what} receives the joblib NumpyArrayWrapper class as a value; joblib reads array "
                 "bytes after any wrapper instance, so the scanner refuses a wrapper class used other "
@@ -689,7 +701,9 @@ def _walk(
                 module = stack.pop()
                 if isinstance(module, str) and isinstance(attr, str):
                     walk.globals.append(GlobalRef(module, attr, name, op_offset, walk.protocol))
-                    stack.append(_global_value(module, attr, walk.protocol))
+                    imported = _global_value(module, attr, walk.protocol)
+                    watch_wrapper = watch_wrapper or (joblib and imported.dotted == _WRAPPER)
+                    stack.append(imported)
                 else:
                     walk.unresolved.append(op_offset)
                     stack.append(U)
@@ -711,7 +725,9 @@ def _walk(
                     rebuild_from_type(klass, inst_args, name, op_offset)
                     stack.append(_call(klass, inst_args, how))
                 else:
-                    stack.append(_global_value(module, attr, walk.protocol))
+                    imported = _global_value(module, attr, walk.protocol)
+                    watch_wrapper = watch_wrapper or (joblib and imported.dotted == _WRAPPER)
+                    stack.append(imported)
             elif cat == _C_REDUCE:
                 args = stack.pop()
                 func = stack.pop()
@@ -758,7 +774,7 @@ def _walk(
                     raise PickleParseError(f"{name} with too few stack items", op_offset)
                 items = stack[-size:]
                 del stack[-size:]
-                escape([i for i in items if isinstance(i, tuple)], name, op_offset)
+                escape(items, name, op_offset, tuples_only=True)
                 stack.append(tuple(items))
             elif cat in (_C_TUPLE, _C_LIST, _C_FROZENSET, _C_DICT):
                 k = marks.pop()
@@ -767,7 +783,7 @@ def _walk(
                 if cat != _C_TUPLE or len(items) > _MAX_KEPT_TUPLE:
                     escape(items, name, op_offset)
                 else:
-                    escape([i for i in items if isinstance(i, tuple)], name, op_offset)
+                    escape(items, name, op_offset, tuples_only=True)
                 if cat == _C_TUPLE:
                     stack.append(tuple(items) if len(items) <= _MAX_KEPT_TUPLE else U)
                 elif cat == _C_DICT:
@@ -886,7 +902,7 @@ def _walk(
     return walk
 
 
-def _global_value(module: str, name: str, protocol: int) -> object:
+def _global_value(module: str, name: str, protocol: int) -> _Global:
     if protocol < 3:
         module, name = map_py2_name(module, name)
     return _Global(f"{module}.{name}")
