@@ -14,6 +14,7 @@ Pure Python, no imports beyond the standard library: cheap to call from any laye
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -73,18 +74,26 @@ _CREDENTIAL_ENV = (
 _ENV_NAME = re.compile(r"(SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.I)
 
 
-def _env_secrets() -> list[str]:
-    """Values of the environment's credential variables, longest first."""
+def _env_secrets() -> tuple[str, ...]:
+    """Values of the environment's credential variables, longest first.
+
+    Called for every redacted message (every log record, once the command line installs its
+    record factory): worked out once per state of the environment, not once per message."""
     import os
 
+    return _secrets_in(tuple(os.environ.items()))
+
+
+@functools.lru_cache(maxsize=1)
+def _secrets_in(environment: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     found = set()
-    for name, value in os.environ.items():
+    for name, value in environment:
         if name.upper() in _CREDENTIAL_ENV:
             if len(value) >= 4:
                 found.add(value)
         elif _ENV_NAME.search(name) and len(value) >= 8 and value.lower() not in ("true", "false"):
             found.add(value)
-    return sorted(found, key=len, reverse=True)
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def redact_credentials(text: object) -> str:
