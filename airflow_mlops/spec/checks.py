@@ -346,50 +346,29 @@ def _check_arguments(
     meant: set[str] = set()  # required arguments that a misspelt one stands for
     for key in args:
         key_path = (*path, "args", key)
-        line, col = locate(key_path)
         if operator and key in FACTORY_ARGUMENTS:
             where = FACTORY_ARGUMENTS[key]
-            issues.append(
-                SpecIssue(
-                    file,
-                    line,
-                    col,
-                    _dotted(key_path),
-                    f"{key!r} is set by the factory" + (f" from `{where}`" if where else ""),
-                    None,
-                    f"remove it from args{f'; set `{where}`' if where else ''}",
-                )
-            )
+            message = f"{key!r} is set by the factory" + (f" from `{where}`" if where else "")
+            hint = f"remove it from args{f'; set `{where}`' if where else ''}"
         elif key in callable_arguments(cls) and args[key] is not None:
-            issues.append(
-                SpecIssue(
-                    file,
-                    line,
-                    col,
-                    _dotted(key_path),
-                    f"{name}'s {key!r} takes a Python callable, and a spec can only give it "
-                    f"{'a string' if isinstance(args[key], str) else 'data'}, which {name} refuses",
-                    None,
-                    "use an operator that takes what YAML can hold (e.g. BashOperator's `bash_command`, "
-                    "or an operator class of your own that imports the function), or build this "
-                    "task in a Python DAG",
-                )
+            message = (
+                f"{name}'s {key!r} takes a Python callable, and a spec can only give it "
+                f"{'a string' if isinstance(args[key], str) else 'data'}, which {name} refuses"
+            )
+            hint = (
+                "use an operator that takes what YAML can hold (e.g. BashOperator's `bash_command`, "
+                "or an operator class of your own that imports the function), or build this "
+                "task in a Python DAG"
             )
         elif not open_ and key not in accepted:
             close = closest_argument(key, accepted)
             suggestion = f"; did you mean {close!r}?" if close else ""
             meant.add(close or "")
-            issues.append(
-                SpecIssue(
-                    file,
-                    line,
-                    col,
-                    _dotted(key_path),
-                    f"{name} has no argument {key!r}{suggestion}",
-                    None,
-                    f"arguments of {name}: {listing}",
-                )
-            )
+            message, hint = f"{name} has no argument {key!r}{suggestion}", f"arguments of {name}: {listing}"
+        else:
+            continue
+        line, col = locate(key_path)
+        issues.append(SpecIssue(file, line, col, _dotted(key_path), message, None, hint))
     missing = [r for r in required if r not in args and r not in FACTORY_ARGUMENTS and r not in meant]
     if missing:
         line, col = locate((*path, "args"))  # the step itself when it has no `args`
