@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -538,28 +539,25 @@ def test_a_multiclass_target_in_a_binary_pipeline_is_a_final_error_not_poisoning
     assert "not a poisoning finding" in str(info.value)
 
 
-def test_a_third_class_only_in_the_reference_or_as_text_counts_too() -> None:
+def _binary_batch_with_a_multiclass_reference() -> dict[str, Any]:
     batch = _three_classes(0)
     batch["y"] = (batch["y"] == 1).astype(int)
-    with pytest.raises(DataError, match="has 3 classes"):
-        screen_data(
-            batch,
-            target="y",
-            features=["a", "b", "c"],
-            checks=["duplicates"],
-            max_suspect_fraction=0.02,
-            reference=_three_classes(1),
-        )
+    return {"df": batch, "reference": _three_classes(1)}
+
+
+def _text_labels() -> dict[str, Any]:
     texts = _three_classes(2)
     texts["y"] = texts["y"].map({0: "no", 1: "yes", 2: "maybe"})
+    return {"df": texts, "positive_label": "yes"}
+
+
+@pytest.mark.parametrize(
+    "make", [_binary_batch_with_a_multiclass_reference, _text_labels], ids=["in-reference", "as-text"]
+)
+def test_a_third_class_only_in_the_reference_or_as_text_counts_too(make) -> None:
     with pytest.raises(DataError, match="has 3 classes"):
         screen_data(
-            texts,
-            target="y",
-            features=["a", "b", "c"],
-            checks=["duplicates"],
-            max_suspect_fraction=0.02,
-            positive_label="yes",
+            target="y", features=["a", "b", "c"], checks=["duplicates"], max_suspect_fraction=0.02, **make()
         )
 
 
