@@ -60,21 +60,21 @@ def _validate(
 def _refuse_dag_id_clashes(results: dict[str, Any], dags_folder: str | None) -> None:
     """A spec whose DAG ids a spec read before it already defines fails, as in the loader: the
     specs validated together, and the other specs of its dags folder, in the loader's path order."""
-    from airflow_mlops.factory.folder import dag_id_clash, earlier_owners, find_dags_folder, find_spec_files
+    from airflow_mlops.factory.folder import EarlierSpecs, dag_id_clash, find_dags_folder
 
     built = {f: r for f, r in results.items() if not isinstance(r, str)}
     checked = {Path(f).resolve() for f in built}
     owners: dict[Path | None, dict[str, Path]] = {}  # by dags folder: each is its own loader
-    specs: dict[Path, list[Path]] = {}
+    siblings: dict[Path, EarlierSpecs] = {}
     for file in sorted(built, key=lambda f: Path(os.path.abspath(f))):
         spec, dags = built[file]
         path = Path(file)
         folder = Path(dags_folder).resolve() if dags_folder else find_dags_folder(path)
         earlier: dict[str, Path] = {}
         if folder is not None:
-            if folder not in specs:
-                specs[folder] = find_spec_files(folder)
-            earlier = earlier_owners(path, spec.pipeline, folder, checked, specs[folder])
+            if folder not in siblings:
+                siblings[folder] = EarlierSpecs(folder, checked)
+            earlier = siblings[folder].owners(path, spec.pipeline)
         mine = owners.setdefault(folder, {})
         clash = dag_id_clash(dags, {**earlier, **mine}, path)
         if clash is not None:

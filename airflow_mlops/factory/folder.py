@@ -308,39 +308,58 @@ def dag_id_clash(built: dict[str, Any], owners: dict[str, Path], path: Path) -> 
     return locate_issues(SpecError([issue]), path)
 
 
-def earlier_owners(
-    path: Path, pipeline: str, folder: Path, skip: set[Path], specs: list[Path] | None = None
-) -> dict[str, Path]:
-    """The DAG ids that the specs of the dags folder ``folder`` read before ``path`` build (the
-    loader reads them in path order), leaving out the files in ``skip`` (resolved): what
-    ``spec validate`` checks a spec's DAG ids against, as the loader will. ``specs``: the
-    folder's :func:`find_spec_files`, when the caller has them.
-
-    Only the specs that could name the same ``pipeline`` are built (the name is in their text,
-    or a backslash escape could spell it), so a big folder costs little more than reading it.
+class EarlierSpecs:
+    """The specs of the dags folder ``folder`` that ``spec validate`` checks a spec's DAG ids
+    against, as the loader will (it reads them in path order), leaving out the files in ``skip``
+    (resolved): those are checked themselves. Each is read once and built at most once, however
+    many specs are checked against it.
     """
-    from airflow_mlops.spec.loader import read_spec_text
 
-    here = Path(os.path.abspath(path))
-    if not here.is_relative_to(folder):
-        here = here.resolve()
-    loader = SpecFolderLoader(default_allowed_roots=[str(folder)])
-    owners: dict[str, Path] = {}
-    for other in find_spec_files(folder) if specs is None else specs:
-        if other >= here:
-            break
-        if other.resolve() in skip:
-            continue
-        try:
-            text = read_spec_text(other)
-            if pipeline not in text and "\\" not in text:
+    def __init__(self, folder: Path, skip: set[Path]) -> None:
+        self.folder = folder
+        self._specs = [p for p in find_spec_files(folder) if p.resolve() not in skip]
+        self._loader = SpecFolderLoader(default_allowed_roots=[str(folder)])
+        self._texts: dict[Path, str | None] = {}
+        self._built: dict[Path, dict[str, Any] | None] = {}
+
+    def owners(self, path: Path, pipeline: str) -> dict[str, Path]:
+        """The DAG ids that the specs read before ``path`` build, with the spec that builds each.
+
+        Only the specs that could name the same ``pipeline`` are built (the name is in their
+        text, or a backslash escape could spell it), so a big folder costs little more than
+        reading it. A broken spec defines no DAG id: the loader skips it too.
+        """
+        here = Path(os.path.abspath(path))
+        if not here.is_relative_to(self.folder):
+            here = here.resolve()
+        owners: dict[str, Path] = {}
+        for other in self._specs:
+            if other >= here:
+                break
+            text = self._text(other)
+            if text is None or (pipeline not in text and "\\" not in text):
                 continue
-            built = loader.build(other)
-        except Exception:  # a broken spec defines no DAG id: the loader skips it too
-            continue
-        for dag_id in built:
-            owners.setdefault(dag_id, other)
-    return owners
+            for dag_id in self._build(other) or ():
+                owners.setdefault(dag_id, other)
+        return owners
+
+    def _text(self, path: Path) -> str | None:
+        from airflow_mlops.spec.loader import read_spec_text
+
+        if path not in self._texts:
+            try:
+                self._texts[path] = read_spec_text(path)
+            except Exception:
+                self._texts[path] = None
+        return self._texts[path]
+
+    def _build(self, path: Path) -> dict[str, Any] | None:
+        if path not in self._built:
+            try:
+                self._built[path] = self._loader.build(path)
+            except Exception:
+                self._built[path] = None
+        return self._built[path]
 
 
 class SpecErrors(dict[str, SpecError]):
