@@ -39,7 +39,6 @@ from airflow_mlops.security.scanning.walker import (
     GlobalRef,
     PickleWalk,
     Source,
-    map_py2_name,
     walk_stream,
 )
 
@@ -154,9 +153,7 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
     out: list[Hit] = []
     seen: dict[str, int] = {}
     for ref in walk.globals:
-        module, name = ref.module, ref.name
-        if ref.protocol < 3:
-            module, name = map_py2_name(module, name)
+        module, name = ref.resolved()
         dotted = f"{module}.{name}"
         if dotted in seen:
             continue
@@ -746,9 +743,7 @@ def _drop_unimportable(walk: PickleWalk) -> PickleWalk:
     """``walk`` without the imports of modules that cannot exist (see :func:`_importable`)."""
 
     def keep(ref: GlobalRef) -> bool:
-        module, name = ref.module, ref.name
-        if ref.protocol < 3:
-            module, name = map_py2_name(module, name)
+        module, name = ref.resolved()
         return policy.is_dangerous(module, name) or _importable(module)
 
     walk.globals = [ref for ref in walk.globals if keep(ref)]

@@ -171,6 +171,12 @@ class GlobalRef:
     #: follows only): below 3 the unpickler renames Python 2 imports (``__builtin__`` ...)
     protocol: int = 0
 
+    def resolved(self) -> tuple[str, str]:
+        """(module, name) the unpickler really imports: Python 2 names renamed below protocol 3."""
+        if self.protocol < 3:
+            return map_py2_name(self.module, self.name)
+        return self.module, self.name
+
 
 @dataclass
 class ArrayRegion:
