@@ -21,16 +21,8 @@ import pytest
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec import loader
 from airflow_mlops.spec.loader import MAX_DEPTH, MAX_SPEC_BYTES, load_spec_text, parse_yaml, read_spec_text
+from tests.unit.spec.test_language_features import BASE as MINIMAL
 
-MINIMAL = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
 MINIMAL_LINES = MINIMAL.count("\n")
 
 

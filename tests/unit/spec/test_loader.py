@@ -7,19 +7,10 @@ import pytest
 
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec.loader import load_spec, load_spec_text
+from tests.unit.spec.test_language_features import BASE as MINIMAL
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
-
-MINIMAL = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
 
 
 def errors_of(text: str) -> SpecError:
