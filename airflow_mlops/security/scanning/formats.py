@@ -130,7 +130,6 @@ _HEAD_SIZE = 16
 _CHUNK = 1 << 20
 
 _ZFILE_PREFIX = b"ZF"  # joblib < 0.10 compressed format: "ZF", 19-byte hex length, zlib data
-_ZFILE_HEADER = 21
 _JOBLIB_EXTENSIONS = frozenset([".joblib", ".z", ".gz", ".bz2", ".lzma", ".xz", ".pkl.z"])
 _PICKLE_PROTO = 0x80
 
@@ -534,8 +533,7 @@ def _npy_dtype(fh: IO[bytes]) -> tuple[Any, int, str | None]:
 
     read_header = getattr(npformat, "_read_array_header", None)
     check_version = getattr(npformat, "_check_version", None)
-    # pragma: no cover - numpy moved its private reader: fail closed
-    if read_header is None or check_version is None:
+    if read_header is None or check_version is None:  # pragma: no cover - numpy moved its reader: fail closed
         raise RuntimeError("numpy.lib.format._read_array_header is missing; the .npy check needs it")
     reader = _BoundedReader(fh, _NPY_MAX_HEADER)
     try:

@@ -131,7 +131,7 @@ class _Refused(Exception):
 def _holds_wrapper(value: object) -> bool:
     """True for the joblib wrapper class itself or a (flat) tuple that holds it."""
     if isinstance(value, _Global):
-        return value.dotted == _WRAPPER and not value.shared_call
+        return value.dotted == _WRAPPER  # a shared_call result is labelled '...(...)', never the class
     if isinstance(value, tuple):
         return any(isinstance(v, _Global) and v.dotted == _WRAPPER for v in value)
     return False
