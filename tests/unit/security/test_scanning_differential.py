@@ -23,7 +23,7 @@ import pytest
 
 scan_bypass_corpus = pytest.importorskip("scan_bypass_corpus")
 
-from airflow_mlops.security.scanning import FindingKind, scan_model_dir  # noqa: E402
+from airflow_mlops.security.scanning import FindingKind, ScanReport, scan_model_dir  # noqa: E402
 
 _RUNNER = textwrap.dedent(
     r"""
@@ -170,13 +170,20 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[scan_by
     return root, fixtures
 
 
-def test_every_fixture_gets_its_expected_verdict(
-    corpus: tuple[Path, list[scan_bypass_corpus.Fixture]],
-) -> None:
+@pytest.fixture(scope="module")
+def reports(corpus: tuple[Path, list[scan_bypass_corpus.Fixture]]) -> dict[str, ScanReport]:
+    """Each fixture's scan report, by name (scanned once for all the tests below)."""
     root, fixtures = corpus
+    return {fx.name: scan_model_dir(root / fx.name) for fx in fixtures}
+
+
+def test_every_fixture_gets_its_expected_verdict(
+    corpus: tuple[Path, list[scan_bypass_corpus.Fixture]], reports: dict[str, ScanReport]
+) -> None:
+    _, fixtures = corpus
     wrong = []
     for fx in fixtures:
-        report = scan_model_dir(root / fx.name)
+        report = reports[fx.name]
         kinds = {str(f.kind) for f in report.findings}
         if fx.verdict == "pass" and not report.ok:
             wrong.append(f"{fx.name} ({fx.note}) refused: {[f.format() for f in report.findings]}")
@@ -189,22 +196,21 @@ def test_every_fixture_gets_its_expected_verdict(
     assert not wrong, "\n".join(wrong)
 
 
-def test_refusals_name_a_reason(corpus: tuple[Path, list[scan_bypass_corpus.Fixture]]) -> None:
-    root, fixtures = corpus
-    for fx in fixtures:
-        for finding in scan_model_dir(root / fx.name).findings:
+def test_refusals_name_a_reason(reports: dict[str, ScanReport]) -> None:
+    for report in reports.values():
+        for finding in report.findings:
             assert finding.kind in set(FindingKind)
             assert len(finding.detail) > 20, finding.format()
             assert finding.fix
 
 
 def test_files_the_scanner_passes_run_nothing_when_loaded(
-    corpus: tuple[Path, list[scan_bypass_corpus.Fixture]], tmp_path: Path
+    corpus: tuple[Path, list[scan_bypass_corpus.Fixture]], reports: dict[str, ScanReport], tmp_path: Path
 ) -> None:
     root, fixtures = corpus
     jobs = []
     for fx in fixtures:
-        if fx.loader == "none" or not scan_model_dir(root / fx.name).ok:
+        if fx.loader == "none" or not reports[fx.name].ok:
             continue
         path = str(root / fx.name)
         jobs.append((path, fx.loader))
