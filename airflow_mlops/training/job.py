@@ -43,7 +43,7 @@ from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_th
 if TYPE_CHECKING:
     import pandas as pd
 
-    from airflow_mlops.training.model import CNN, MLP, Preprocessor
+    from airflow_mlops.training.model import Preprocessor
 
 log = logging.getLogger("airflow_mlops.training.job")
 
@@ -51,7 +51,6 @@ JOB_FORMAT_VERSION = 1
 RESULT_FORMAT_VERSION = 1
 RESULT_MARKER = "airflow-mlops-result: "
 EXIT_REJECTED = 2
-BUILTIN_MODELS = ("mlp", "cnn")
 _JOB_KEYS = {"format_version", "store_root", "inputs", "model", "config", "options", "output_key"}
 
 
@@ -123,18 +122,22 @@ class FitContext:
 
     - ``train`` is the training table (the holdout rows were split off before; split a
       validation set from ``train`` yourself if you want one);
-    - it writes the model into ``ctx.output_dir`` in the airflow-mlops format -- call
-      :meth:`save` with a :class:`~airflow_mlops.training.model.MLP` or
-      :class:`~airflow_mlops.training.model.CNN` and its fitted
-      :class:`~airflow_mlops.training.model.Preprocessor` -- so the scan, the gates and MLflow
-      serving read it (safetensors only: nothing is pickled, nothing else is loaded);
+    - :attr:`task` is the pipeline's task (``binary``, ``multiclass`` or ``regression``: the
+      spec's ``task``, else inferred from the target); :meth:`y` gives the target encoded for it
+      (0/1 with 1 the positive class, class indices into :attr:`classes`, or floats) and
+      :meth:`x` the feature columns;
+    - it trains any supported model -- a scikit-learn estimator or pipeline, an XGBoost or
+      LightGBM model (scikit-learn API or booster), the built-in ``MLP``/``CNN`` or a torch
+      ``nn.Module`` of your own -- and writes it with :meth:`save`, which stores it in its safe
+      format (see :mod:`airflow_mlops.training.flavors`) so the scan, the gates and MLflow serving
+      read it; nothing is pickled;
     - it returns its metrics (numbers and strings; logged to MLflow as ``train_<name>``);
     - it seeds what it randomises from ``ctx.seed`` and trains on ``ctx.device``;
-    - it chooses the operating threshold: ``ctx.choose_threshold(y_val, scores)`` with labels and
-      scores of rows the model did not fit on applies :attr:`threshold_rule` (the spec's
-      ``evaluation.threshold``) and records the choice, which :meth:`save` stores with the model.
-      With a ``fixed`` rule nothing needs choosing; with any other rule a fit that records no
-      choice is refused.
+    - binary only: it chooses the operating threshold: ``ctx.choose_threshold(y_val, scores)``
+      with labels and scores of rows the model did not fit on applies :attr:`threshold_rule` (the
+      spec's ``evaluation.threshold``) and records the choice, which :meth:`save` stores with the
+      model. With a ``fixed`` rule nothing needs choosing; with any other rule a binary fit that
+      records no choice is refused.
 
     The trainer then loads the written model back and fails the job if it does not load.
     """
@@ -148,10 +151,52 @@ class FitContext:
     options: dict[str, Any]
     output_dir: Path
     threshold_rule: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RULE))
+    task: str = "binary"
+    #: classification: the canonical labels (sorted) of the training target; see :meth:`y`.
+    classes: list[str] = field(default_factory=list)
     _threshold: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _class_order: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _columns: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def learn_classes(self, train: pd.DataFrame) -> None:
+        """Record the target's classes and the feature columns (the trainer calls this first)."""
+        from airflow_mlops.data.labels import label_key, positive_mask
+        from airflow_mlops.tasks import class_labels, sort_classes
+
+        series = train[self.target]
+        self._columns[:] = list(self.features or [str(c) for c in train.columns if str(c) != self.target])
+        if self.task == "binary":
+            mask = positive_mask(series, self.positive_label, column=self.target)
+            negative = label_key(series[~mask].iloc[0])
+            self._class_order[:] = [negative, label_key(self.positive_label)]
+            self.classes[:] = sort_classes(self._class_order)
+        elif self.task == "multiclass":
+            self.classes[:] = class_labels(series, column=self.target)
+            self._class_order[:] = list(self.classes)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The feature columns (the spec's ``data.features``, else every column but the target)."""
+        return list(self._columns)
+
+    def x(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns of ``frame``."""
+        return frame[self.feature_columns]
+
+    def y(self, frame: pd.DataFrame) -> Any:
+        """The target of ``frame`` encoded for the task: 0/1 ints (1 = positive), class indices
+        into :attr:`classes`, or float64 values."""
+        import numpy as np
+
+        from airflow_mlops.tasks import encode_target
+
+        encoded = encode_target(
+            self.task, frame[self.target], positive_label=self.positive_label, classes=self.classes, column=self.target
+        )
+        return encoded.astype(np.int64) if self.task == "binary" else encoded
 
     def choose_threshold(self, y_true: Any, scores: Any) -> float:
-        """Choose the operating threshold by :attr:`threshold_rule` and record it.
+        """Choose the operating threshold by :attr:`threshold_rule` and record it (binary only).
 
         :param y_true: labels of rows the model did not fit on (1/True positive, 0/False not).
         :param scores: the model's positive-class probabilities for the same rows.
@@ -159,6 +204,8 @@ class FitContext:
         :raises DataError: no rows, no positive among them, mismatched or non-finite inputs.
         :raises TrainingRejectedError: no threshold meets the rule (the message gives the best).
         """
+        if self.task != "binary":
+            raise TrainingRejectedError(f"an operating threshold applies to binary tasks, not {self.task}")
         choice = choose_threshold(y_true, scores, self.threshold_rule)
         self._threshold.clear()
         self._threshold.update(choice)
@@ -171,24 +218,69 @@ class FitContext:
         return dict(self._threshold) if self._threshold else None
 
     def save(
-        self, model: MLP | CNN, preprocessor: Preprocessor, *, training: Mapping[str, Any] | None = None
+        self,
+        model: Any,
+        preprocessor: Preprocessor | None = None,
+        *,
+        training: Mapping[str, Any] | None = None,
+        init_kwargs: Mapping[str, Any] | None = None,
+        target_scaling: Mapping[str, float] | None = None,
     ) -> None:
-        """Write ``model.safetensors`` and ``model_config.json`` (with the recorded threshold, if
-        one was chosen already) into :attr:`output_dir`."""
-        from airflow_mlops.training.model import build_model_config, save_model
+        """Write ``model`` and ``model_config.json`` (with the recorded threshold, if one was
+        chosen already) into :attr:`output_dir`.
 
-        choice = self.threshold_choice
-        config = build_model_config(
+        :param model: a fitted scikit-learn estimator or pipeline, an XGBoost or LightGBM model
+            (scikit-learn API or booster), the built-in ``MLP``/``CNN`` or your own torch module.
+        :param preprocessor: the fitted :class:`~airflow_mlops.training.model.Preprocessor` whose
+            matrix the model was trained on (required for torch models); None when the model takes
+            the feature columns as a DataFrame (e.g. a scikit-learn pipeline).
+        :param init_kwargs: your own torch module: the JSON keyword arguments that rebuild it
+            (its class must live in an importable module of your package).
+        :param target_scaling: regression on a standardised target: ``{"mean": m, "std": s}``.
+        :raises TrainingError: a model that cannot be stored safely (the message says why).
+        """
+        from airflow_mlops.training.flavors import save_model_dir
+
+        save_model_dir(
+            self.output_dir,
             model,
-            preprocessor,
+            task=self.task,
             target=self.target,
-            positive_label=self.positive_label,
+            features=list(preprocessor.features) if preprocessor is not None else self.feature_columns,
+            class_order=self._model_class_order(model),
+            positive_label=self.positive_label if self.task == "binary" else None,
+            preprocessor=preprocessor,
             seed=self.seed,
             training=training,
-            threshold=choice["value"] if choice else None,
-            threshold_choice=choice,
+            threshold_choice=self.threshold_choice,
+            init_kwargs=init_kwargs,
+            target_scaling=target_scaling,
         )
-        save_model(self.output_dir, model, config)
+
+    def _model_class_order(self, model: Any) -> list[str] | None:
+        """The label of each of the model's output columns.
+
+        A model fitted on the raw labels (``classes_`` are the target's own values) keeps them; a
+        model fitted on :meth:`y` (``classes_`` are 0..K-1) or with no ``classes_`` (a booster, a
+        torch module) has this context's encoding.
+        """
+        from airflow_mlops.data.labels import label_key
+
+        if self.task == "regression":
+            return None
+        raw = getattr(model, "classes_", None)
+        if raw is None:
+            return list(self._class_order)
+        keys = [label_key(c) for c in list(raw)]
+        encoded = [str(i) for i in range(len(self._class_order))]
+        if sorted(keys) == sorted(self._class_order):
+            return keys
+        if keys == encoded:
+            return list(self._class_order)
+        raise TrainingRejectedError(
+            f"the model's classes_ {keys[:10]} are neither the target's classes {self._class_order[:10]} "
+            "nor the encoding of ctx.y (0..K-1)"
+        )
 
 
 def read_job_ref(value: str) -> ArtifactRef:
@@ -235,14 +327,14 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     train_df = _read_table(train_path)
 
     out = work / "weights"
-    if job.model in BUILTIN_MODELS:
+    if ":" not in job.model:  # mlp, cnn, xgboost, lightgbm or an estimator class
         from airflow_mlops.training.trainer import train
 
         metrics = train(train_df, {**job.config, "model": job.model}, out)
     else:
         metrics = _run_entrypoint(job, train_df, out)
 
-    from airflow_mlops.training.model import load_predictor
+    from airflow_mlops.training.flavors import load_predictor
 
     try:
         load_predictor(out)
@@ -258,10 +350,17 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
 
 
 def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict[str, Any]:
+    from airflow_mlops.tasks import resolve_task
+
     fit = resolve_fit(job.model)
     config = job.config
     out.mkdir(parents=True, exist_ok=True)
+    target = str(config["target"])
+    if target not in train_df.columns:
+        raise TrainingRejectedError(f"the training data has no target column {target!r}")
+    task = resolve_task(config.get("task"), train_df[target], column=target)
     ctx = FitContext(
+        task=task,
         target=str(config["target"]),
         features=list(config["features"]) if config.get("features") else None,
         positive_label=config.get("positive_label", 1),
@@ -275,7 +374,8 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
             where=f"{job.model}: config threshold",
         ),
     )
-    log.info("running your fit entrypoint %s", job.model)
+    ctx.learn_classes(train_df)
+    log.info("running your fit entrypoint %s (task %s)", job.model, task)
     returned = fit(train_df, ctx)
     if not isinstance(returned, Mapping):
         raise TrainingRejectedError(
@@ -301,14 +401,14 @@ def _record_threshold(ctx: FitContext, out: Path, entrypoint: str) -> float | No
     choice. Returns the threshold, or None when there is no readable model config (the load check
     that follows reports that).
     """
-    from airflow_mlops.training.model import CONFIG_FILE
+    from airflow_mlops.training.flavors import CONFIG_FILE
 
     path = out / CONFIG_FILE
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or config.get("task", "binary") != "binary":
         return None
     choice = ctx.threshold_choice
     if choice is None:

@@ -39,12 +39,15 @@ _NUMERIC_LOOKING_SHARE = 0.9
 
 
 class MLP(nn.Module):
-    """A feed-forward binary classifier: ``[Linear -> ReLU -> Dropout] * n -> Linear(1)``.
+    """A feed-forward network: ``[Linear -> ReLU -> Dropout] * n -> Linear(outputs)``.
 
-    ``forward`` returns one logit per row (shape ``(n,)``); apply a sigmoid for probabilities.
+    With one output (binary: a logit; regression: a value) ``forward`` returns shape ``(n,)``;
+    with ``outputs`` > 1 (multiclass logits) ``(n, outputs)``.
     """
 
-    def __init__(self, input_dim: int, hidden_units: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(
+        self, input_dim: int, hidden_units: Sequence[int], dropout: float = 0.0, outputs: int = 1
+    ) -> None:
         super().__init__()
         if not _is_int(input_dim) or input_dim < 1:
             raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
@@ -54,6 +57,9 @@ class MLP(nn.Module):
             )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not _is_int(outputs) or outputs < 1:
+            raise ValueError(f"outputs must be a positive integer, got {outputs!r}")
+        self.outputs = int(outputs)
         self.input_dim = int(input_dim)
         self.hidden_units = [int(u) for u in hidden_units]
         self.dropout = float(dropout)
@@ -63,17 +69,23 @@ class MLP(nn.Module):
             # Dropout is kept even at p=0 so the state-dict keys never depend on the rate.
             layers += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(self.dropout)]
             width = units
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, self.outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        out = self.net(x)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
     model_type = "mlp"
 
     def architecture(self) -> dict[str, Any]:
         """What :meth:`from_architecture` needs to rebuild this network (without weights)."""
-        return {"input_dim": self.input_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout}
+        return {
+            "input_dim": self.input_dim,
+            "hidden_units": list(self.hidden_units),
+            "dropout": self.dropout,
+            "outputs": self.outputs,
+        }
 
     @classmethod
     def from_architecture(cls, architecture: Mapping[str, Any]) -> MLP:
@@ -81,11 +93,12 @@ class MLP(nn.Module):
             input_dim=architecture["input_dim"],
             hidden_units=architecture["hidden_units"],
             dropout=architecture.get("dropout", 0.0),
+            outputs=architecture.get("outputs", 1),
         )
 
 
 class CNN(nn.Module):
-    """A small convolutional binary classifier for images stored as pixel columns.
+    """A small convolutional network for images stored as pixel columns (any task: see :class:`MLP`).
 
     The input is the preprocessed float matrix, one column per pixel value in row-major
     ``(channels, height, width)`` order; ``forward`` reshapes it to images, runs
@@ -102,6 +115,7 @@ class CNN(nn.Module):
         conv_channels: Sequence[int],
         hidden_units: Sequence[int],
         dropout: float = 0.0,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         if len(image_shape) != 3 or not all(_is_int(d) and d >= 1 for d in image_shape):
@@ -122,7 +136,7 @@ class CNN(nn.Module):
                 height, width = height // 2, width // 2
             channels = out_channels
         self.features = nn.Sequential(*blocks)
-        self.head = MLP(channels * height * width, hidden_units, dropout)
+        self.head = MLP(channels * height * width, hidden_units, dropout, outputs)
 
     @property
     def hidden_units(self) -> list[int]:
@@ -131,6 +145,10 @@ class CNN(nn.Module):
     @property
     def dropout(self) -> float:
         return self.head.dropout
+
+    @property
+    def outputs(self) -> int:
+        return self.head.outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = x.reshape(x.shape[0], *self.image_shape)
@@ -143,6 +161,7 @@ class CNN(nn.Module):
             "conv_channels": list(self.conv_channels),
             "hidden_units": list(self.hidden_units),
             "dropout": self.dropout,
+            "outputs": self.outputs,
         }
 
     @classmethod
@@ -152,6 +171,7 @@ class CNN(nn.Module):
             conv_channels=architecture["conv_channels"],
             hidden_units=architecture["hidden_units"],
             dropout=architecture.get("dropout", 0.0),
+            outputs=architecture.get("outputs", 1),
         )
         if architecture.get("input_dim", model.input_dim) != model.input_dim:
             raise ValueError("input_dim does not match image_shape")
@@ -175,10 +195,17 @@ class Preprocessor:
     features: tuple[str, ...]
     numeric: Mapping[str, tuple[float, float]]  # column -> (mean, std)
     categorical: Mapping[str, tuple[str, ...]]  # column -> categories, as strings
+    # True: a missing numeric value stays NaN (for tree models, which learn where it goes).
+    keep_missing: bool = False
 
     @classmethod
     def fit(
-        cls, df: pd.DataFrame, features: Sequence[str], categorical: Sequence[str] | None = None
+        cls,
+        df: pd.DataFrame,
+        features: Sequence[str],
+        categorical: Sequence[str] | None = None,
+        *,
+        keep_missing: bool = False,
     ) -> Preprocessor:
         """Learn the encoding from training data.
 
@@ -225,7 +252,7 @@ class Preprocessor:
                 if not math.isfinite(std) or std < 1e-12:
                     std = 1.0
                 numeric[name] = (mean, std)
-        return cls(features=tuple(features), numeric=numeric, categorical=cats)
+        return cls(features=tuple(features), numeric=numeric, categorical=cats, keep_missing=keep_missing)
 
     @property
     def output_names(self) -> list[str]:
@@ -254,7 +281,8 @@ class Preprocessor:
             if name in self.numeric:
                 mean, std = self.numeric[name]
                 values = _numeric_values(df[name], name)
-                values = np.where(np.isnan(values), mean, values)
+                if not self.keep_missing:
+                    values = np.where(np.isnan(values), mean, values)
                 out[:, offset] = (values - mean) / std
                 offset += 1
             else:
@@ -270,6 +298,7 @@ class Preprocessor:
             "features": list(self.features),
             "numeric": {name: {"mean": m, "std": s} for name, (m, s) in self.numeric.items()},
             "categorical": {name: list(c) for name, c in self.categorical.items()},
+            **({"missing": "keep"} if self.keep_missing else {}),
         }
 
     @classmethod
@@ -281,7 +310,10 @@ class Preprocessor:
             raise ValueError("every feature must be exactly one of numeric or categorical")
         if any(not (math.isfinite(m) and math.isfinite(s) and s > 0) for m, s in numeric.values()):
             raise ValueError("numeric means must be finite and stds finite and positive")
-        return cls(features=features, numeric=numeric, categorical=categorical)
+        missing = data.get("missing", "mean")
+        if missing not in ("mean", "keep"):
+            raise ValueError(f"preprocessing missing must be mean or keep, got {missing!r}")
+        return cls(features=features, numeric=numeric, categorical=categorical, keep_missing=missing == "keep")
 
 
 def build_model_config(

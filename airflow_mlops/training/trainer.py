@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,10 +50,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from airflow_mlops.data.labels import positive_mask
+from airflow_mlops.data.labels import label_key, positive_mask
 from airflow_mlops.exceptions import DataError, MLOpsError, PrivacyBudgetError, TrainingError
-from airflow_mlops.training.model import CNN, MLP, Preprocessor, build_model_config, save_model
-from airflow_mlops.training.ranking import roc_auc
+from airflow_mlops.metrics import PRIMARY_METRIC, compute_metrics
+from airflow_mlops.tasks import (
+    TASKS,
+    class_indices,
+    class_labels,
+    regression_target,
+    resolve_task,
+    sort_classes,
+)
+from airflow_mlops.tasks import describe as describe_task
+from airflow_mlops.training.flavors import save_model_dir
+from airflow_mlops.training.model import CNN, MLP, Preprocessor
 from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_threshold
 
 log = logging.getLogger("airflow_mlops.training.trainer")
@@ -73,8 +84,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "conv_channels": [16, 32],
 }
 PRIVACY_DEFAULTS: dict[str, Any] = {"delta": 1e-5, "max_grad_norm": 1.0, "noise_multiplier": None}
+BUILTIN_MODELS = ("mlp", "cnn")
 _CONFIG_KEYS = {
     "model",
+    "task",
     "precision",
     "privacy",
     "target",
@@ -92,7 +105,7 @@ _EVAL_CHUNK = 65536
 
 
 def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | Path) -> dict[str, Any]:
-    """Train the MLP on ``train_df`` and write the model directory ``output_dir``.
+    """Train the configured model on ``train_df`` and write the model directory ``output_dir``.
 
     :param config: the trainer config (see the module docstring); unknown keys are rejected.
     :returns: the content of ``metrics.json``.
@@ -102,7 +115,6 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     """
     started = time.monotonic()
     cfg = _check_config(config)
-    params = cfg["params"]
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise TrainingError(f"output path {output_dir} exists and is not a directory")
@@ -119,8 +131,145 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     features = cfg["features"] or [c for c in columns if c != target]
     if target in features:
         raise DataError(f"the target column {target!r} must not be listed in features")
-    y_all = _binary_target(train_df[target], cfg["positive_label"], target)
+    data = _target(train_df[target], cfg, target)
+    log.info("task: %s", describe_task(data.task, data.classes, cfg["positive_label"]))
 
+    seed = cfg["seed"]
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = _split(data.y, data.task, cfg["validation_fraction"], rng)
+    fit_df = train_df.iloc[train_idx]
+    if cfg["model"] in BUILTIN_MODELS:
+        outcome = _train_network(cfg, data, fit_df, train_df.iloc[val_idx], train_idx, val_idx, features)
+    else:
+        outcome = _train_estimator(cfg, data, fit_df, train_df.iloc[val_idx], train_idx, val_idx, features)
+    metrics = {
+        **outcome.metrics,
+        "task": data.task,
+        "rows": len(data.y),
+        "train_rows": len(train_idx),
+        "validation_rows": len(val_idx),
+        "model": cfg["model"],
+        "seed": seed,
+    }
+    if data.task == "binary":
+        metrics["positive_rows"] = int(data.y.sum())
+    elif data.task == "multiclass":
+        metrics["classes"] = len(data.classes)
+    primary = PRIMARY_METRIC[data.task]
+    threshold = None
+    if data.task == "binary":
+        threshold = choose_threshold(data.y[val_idx], outcome.val_output, cfg["threshold"])
+        at_threshold = threshold["validation"] or {}
+        metrics.update(
+            threshold=threshold["value"],
+            threshold_rule=threshold["rule"],
+            val_precision=at_threshold.get("precision"),
+            val_recall=at_threshold.get("recall"),
+        )
+    metrics[f"train_{primary}"] = _metric_or_none(data.task, primary, data.y[train_idx], outcome.train_output)
+    metrics[f"val_{primary}"] = (
+        _metric_or_none(data.task, primary, data.y[val_idx], outcome.val_output) if len(val_idx) else None
+    )
+    if outcome.history is not None:
+        metrics["history"] = outcome.history
+    metrics["duration_seconds"] = round(time.monotonic() - started, 3)
+
+    def write(directory: Path) -> None:
+        save_model_dir(
+            directory,
+            outcome.model,
+            task=data.task,
+            target=target,
+            features=features,
+            class_order=data.class_order,
+            positive_label=cfg["positive_label"] if data.task == "binary" else None,
+            preprocessor=outcome.preprocessor,
+            seed=seed,
+            training=outcome.training,
+            threshold_choice=threshold,
+            target_scaling=outcome.target_scaling,
+        )
+
+    _publish(output_dir, write, metrics)
+    log.info(
+        "done in %.1fs: %s train %s %s, validation %s%s -> %s",
+        metrics["duration_seconds"],
+        cfg["model"],
+        primary,
+        _fmt_optional(metrics[f"train_{primary}"]),
+        _fmt_optional(metrics[f"val_{primary}"]),
+        f"; threshold {threshold['value']:.4g} ({threshold['rule']})" if threshold else "",
+        output_dir,
+    )
+    return metrics
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The encoded target: bool→float 0/1 (binary), class indices (multiclass), floats."""
+
+    task: str
+    y: np.ndarray
+    classes: list[str]  # canonical labels, sorted (classification)
+    class_order: list[str] | None  # the label of each model output column
+
+
+@dataclass
+class _Outcome:
+    model: Any
+    preprocessor: Preprocessor
+    train_output: np.ndarray
+    val_output: np.ndarray
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    history: list[dict[str, Any]] | None = None
+    target_scaling: dict[str, float] | None = None
+
+
+def _target(series: pd.Series, cfg: Mapping[str, Any], column: str) -> _Target:
+    task = resolve_task(cfg["task"], series, column=column)
+    if task == "binary":
+        mask = positive_mask(series, cfg["positive_label"], column=column)
+        positive = label_key(cfg["positive_label"])
+        negative = next(label_key(v) for v in series[~mask].head(1))
+        return _Target(task, mask.astype(np.float32), sort_classes([negative, positive]), [negative, positive])
+    if task == "multiclass":
+        classes = class_labels(series, column=column)
+        if len(classes) < 3:
+            raise DataError(
+                f"target column {column!r} has {len(classes)} classes: that is a binary task, not multiclass"
+            )
+        return _Target(task, class_indices(series, classes, column=column), classes, classes)
+    return _Target(task, regression_target(series, column=column), [], None)
+
+
+def _split(y: np.ndarray, task: str, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if task == "regression":
+        if fraction <= 0:
+            return np.arange(len(y)), np.arange(0)
+        order = rng.permutation(len(y))
+        k = min(max(round(len(y) * fraction), 1), len(y) - 1) if len(y) >= 2 else 0
+        return np.sort(order[k:]), np.sort(order[:k])
+    return _stratified_split(y, fraction, rng)
+
+
+def _metric_or_none(task: str, name: str, y: np.ndarray, output: np.ndarray) -> float | None:
+    if len(y) == 0:
+        return None
+    value = compute_metrics(task, y, output, names=[name])[name]
+    return value if math.isfinite(value) else None
+
+
+def _train_network(
+    cfg: Mapping[str, Any],
+    data: _Target,
+    fit_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    features: list[str],
+) -> _Outcome:
+    params = cfg["params"]
     device = _pick_device(cfg["device"])
     bf16 = _use_bf16(cfg["precision"], device)
     log.info(
@@ -129,17 +278,10 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
         "bf16 autocast" if bf16 else "fp32",
     )
-
-    seed = cfg["seed"]
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = _stratified_split(y_all, cfg["validation_fraction"], rng)
-    fit_df = train_df.iloc[train_idx]
     preprocessor = Preprocessor.fit(fit_df, features, cfg["categorical"])
     x_train = preprocessor.transform(fit_df)
-    y_train = y_all[train_idx]
-    x_val = preprocessor.transform(train_df.iloc[val_idx])
-    y_val = y_all[val_idx]
-    n_pos = int(y_train.sum())
+    x_val = preprocessor.transform(val_df)
+    y_train, y_val = data.y[train_idx], data.y[val_idx]
     if cfg["model"] == "cnn" and preprocessor.output_dim != math.prod(params["image_shape"]):
         raise DataError(
             f"params.image_shape {params['image_shape']} holds {math.prod(params['image_shape'])} "
@@ -147,39 +289,42 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             f"{preprocessor.output_dim}; list exactly one numeric column per pixel value"
         )
     log.info(
-        "rows: %d (train %d, validation %d), positive rate %.4f, %d features -> %d inputs",
-        len(y_all),
+        "rows: %d (train %d, validation %d), %d features -> %d inputs",
+        len(data.y),
         len(y_train),
         len(y_val),
-        float(y_all.mean()),
         len(features),
         preprocessor.output_dim,
     )
-
-    pos_weight = (len(y_train) - n_pos) / n_pos if params["class_weight"] == "balanced" else 1.0
+    scaling = None
+    if data.task == "regression":
+        mean, std = float(y_train.mean()), float(y_train.std())
+        scaling = {"mean": mean, "std": std if math.isfinite(std) and std > 1e-12 else 1.0}
+        y_train = ((y_train - scaling["mean"]) / scaling["std"]).astype(np.float32)
+        y_val = ((y_val - scaling["mean"]) / scaling["std"]).astype(np.float32)
+    losses, weighting = _losses(data, y_train, params, device)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     if device.type == "cuda":
         # cuBLAS needs this for reproducible matmuls; it must be set before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
+    outputs = len(data.classes) if data.task == "multiclass" else 1
+    seed = cfg["seed"]
     try:
         # fork_rng keeps the caller's global RNG state untouched when train() runs in-process.
         with torch.random.fork_rng(devices=fork_devices):
             torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
             torch.manual_seed(seed)
-            network = _build_network(cfg, x_train.shape[1]).to(device)
+            network = _build_network(cfg, x_train.shape[1], outputs).to(device)
             if cfg["privacy"] is not None:
-                fit = _fit_private(network, x_train, y_train, x_val, y_val, pos_weight, device, seed, cfg)
+                fit = _fit_private(network, x_train, y_train, x_val, y_val, losses, device, seed, cfg)
             else:
-                fit = _fit(network, x_train, y_train, x_val, y_val, pos_weight, device, seed, cfg, bf16)
+                fit = _fit(network, x_train, y_train, x_val, y_val, losses, device, seed, cfg, bf16)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
     model, history, best_epoch, stopped_early, extra = fit
-
-    train_scores = _scores(model, x_train, device)
-    val_scores = _scores(model, x_val, device)
-    threshold = choose_threshold(y_val, val_scores, cfg["threshold"])
-    at_threshold = threshold["validation"] or {}
+    train_output = _outputs(model, x_train, device, data.task, scaling)
+    val_output = _outputs(model, x_val, device, data.task, scaling)
     best = history[best_epoch - 1]
     metrics: dict[str, Any] = {
         "best_epoch": best_epoch,
@@ -187,56 +332,115 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         "stopped_early": stopped_early,
         "best_train_loss": best["train_loss"],
         "best_val_loss": best["val_loss"],
-        "train_roc_auc": _finite_or_none(roc_auc(y_train, train_scores)),
-        "val_roc_auc": _finite_or_none(roc_auc(y_val, val_scores)) if len(y_val) else None,
-        "threshold": threshold["value"],
-        "threshold_rule": threshold["rule"],
-        "val_precision": at_threshold.get("precision"),
-        "val_recall": at_threshold.get("recall"),
-        "rows": len(y_all),
-        "train_rows": len(y_train),
-        "validation_rows": len(y_val),
-        "positive_rows": int(y_all.sum()),
-        "pos_weight": pos_weight,
+        **weighting,
         "device": device.type,
         "precision": "bf16" if bf16 and cfg["privacy"] is None else "fp32",
-        "model": cfg["model"],
-        "seed": seed,
         **extra,
-        "history": history,
     }
-    model_config = build_model_config(
-        model,
-        preprocessor,
-        target=target,
-        positive_label=cfg["positive_label"],
-        seed=seed,
-        training={
-            "params": params,
-            "validation_fraction": cfg["validation_fraction"],
-            "early_stopping_patience": cfg["early_stopping_patience"],
-            "best_epoch": best_epoch,
-            **({"privacy": {k: extra[k] for k in extra if k.startswith("dp_")}} if cfg["privacy"] else {}),
-        },
-        threshold=threshold["value"],
-        threshold_choice=threshold,
-    )
-    metrics["duration_seconds"] = round(time.monotonic() - started, 3)
-    _publish(output_dir, model, model_config, metrics)
+    training = {
+        "params": params,
+        "validation_fraction": cfg["validation_fraction"],
+        "early_stopping_patience": cfg["early_stopping_patience"],
+        "best_epoch": best_epoch,
+        **({"privacy": {k: extra[k] for k in extra if k.startswith("dp_")}} if cfg["privacy"] else {}),
+    }
+    return _Outcome(model, preprocessor, train_output, val_output, metrics, training, history, scaling)
+
+
+Losses = tuple[torch.nn.Module, torch.nn.Module]
+
+
+def _losses(
+    data: _Target, y_train: np.ndarray, params: Mapping[str, Any], device: torch.device
+) -> tuple[Losses, dict[str, Any]]:
+    """The loss (mean, sum) of the task: weighted BCE, weighted cross-entropy, MSE."""
+    balanced = params["class_weight"] == "balanced"
+    if data.task == "binary":
+        n_pos = int(y_train.sum())
+        pos_weight = (len(y_train) - n_pos) / n_pos if balanced and n_pos else 1.0
+        weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
+        return (
+            torch.nn.BCEWithLogitsLoss(pos_weight=weight),
+            torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum"),
+        ), {"pos_weight": pos_weight}
+    if data.task == "multiclass":
+        counts = np.bincount(y_train.astype(np.int64), minlength=len(data.classes)).astype(np.float64)
+        weights = (
+            np.where(counts > 0, len(y_train) / (len(counts) * np.maximum(counts, 1)), 0.0)
+            if balanced
+            else np.ones(len(counts))
+        )
+        w = torch.tensor(weights, dtype=torch.float32, device=device)
+        return (
+            torch.nn.CrossEntropyLoss(weight=w),
+            _WeightedSumCrossEntropy(w),
+        ), {"class_weights": [round(float(v), 6) for v in weights]}
+    return (torch.nn.MSELoss(), torch.nn.MSELoss(reduction="sum")), {}
+
+
+class _WeightedSumCrossEntropy(torch.nn.Module):
+    """Cross-entropy summed so that sum / rows is the weighted mean per row (as in training)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.loss = torch.nn.CrossEntropyLoss(weight=weight, reduction="sum")
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = self.loss(logits, y)
+        return total * len(y) / self.weight[y].sum().clamp_min(1e-12)
+
+
+def _train_estimator(
+    cfg: Mapping[str, Any],
+    data: _Target,
+    fit_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    features: list[str],
+) -> _Outcome:
+    from airflow_mlops.training.estimators import fit_estimator, make_estimator
+
+    estimator, kind = make_estimator(cfg["model"], data.task, cfg["params"], cfg["seed"])
+    preprocessor = Preprocessor.fit(fit_df, features, cfg["categorical"], keep_missing=kind.keeps_missing)
+    x_train = preprocessor.transform(fit_df)
+    x_val = preprocessor.transform(val_df)
+    y_train, y_val = data.y[train_idx], data.y[val_idx]
+    if data.task != "regression":
+        y_train, y_val = y_train.astype(np.int64), y_val.astype(np.int64)
+        missing = sorted(set(range(len(data.classes))) - set(np.unique(y_train).tolist()))
+        if missing:
+            raise DataError(
+                f"class(es) {', '.join(repr(data.classes[i]) for i in missing)} of {cfg['target']!r} have "
+                "no training rows after the validation split; add rows or lower validation_fraction"
+            )
     log.info(
-        "done in %.1fs: best epoch %d, train roc_auc %s, val roc_auc %s; threshold %.4g (%s), val "
-        "precision %s, recall %s -> %s",
-        metrics["duration_seconds"],
-        best_epoch,
-        _fmt_optional(metrics["train_roc_auc"]),
-        _fmt_optional(metrics["val_roc_auc"]),
-        threshold["value"],
-        threshold["rule"],
-        _fmt_optional(metrics["val_precision"]),
-        _fmt_optional(metrics["val_recall"]),
-        output_dir,
+        "rows: %d (train %d, validation %d), %d features -> %d inputs; estimator %s",
+        len(data.y),
+        len(y_train),
+        len(y_val),
+        len(features),
+        preprocessor.output_dim,
+        kind.path,
     )
-    return metrics
+    started = time.perf_counter()
+    fitted, extra = fit_estimator(
+        estimator, kind, x_train, y_train, x_val, y_val, patience=cfg["early_stopping_patience"]
+    )
+    seconds = time.perf_counter() - started
+    predict = kind.output_function(fitted, data.task)
+    train_output = predict(x_train)
+    val_output = predict(x_val) if len(y_val) else np.zeros((0,) if data.task != "multiclass" else (0, len(data.classes)))
+    metrics = {"fit_seconds": round(seconds, 3), "estimator": kind.path, **extra}
+    training = {
+        "estimator": kind.path,
+        "params": dict(cfg["params"]),
+        "validation_fraction": cfg["validation_fraction"],
+        "early_stopping_patience": cfg["early_stopping_patience"],
+        **extra,
+    }
+    return _Outcome(fitted, preprocessor, train_output, val_output, metrics, training)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,38 +514,22 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
             node = node.get(part) if isinstance(node, Mapping) else None
         return node
 
-    target = config.get("target")
-    if not isinstance(target, str) or not target:
-        raise bad("target", "the name of the label column")
-    features = config.get("features")
-    if features is not None and (
-        not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features)
-    ):
-        raise bad("features", "a non-empty list of column names (or null for every column but the target)")
-    categorical = config.get("categorical")
-    if categorical is not None and (
-        not isinstance(categorical, list) or not all(isinstance(c, str) for c in categorical)
-    ):
-        raise bad("categorical", "a list of column names (or null to infer)")
-    positive_label = config.get("positive_label", 1)
-    if not isinstance(positive_label, (int, str, bool)):
-        raise bad("positive_label", "an integer, string or boolean label value")
-    seed = config.get("seed", 42)
-    if not _is_int(seed):
-        raise bad("seed", "an integer")
+    common = _common_config(config, bad)
     device = config.get("device", "auto")
     if device not in ("auto", "cpu", "cuda"):
         raise bad("device", "one of auto, cpu, cuda")
-    fraction = config.get("validation_fraction", 0.1)
-    if not _is_number(fraction) or not 0 <= fraction < 0.9:
-        raise bad("validation_fraction", "a number in [0, 0.9)")
-    patience = config.get("early_stopping_patience")
-    if patience is not None and (not _is_int(patience) or patience < 1):
-        raise bad("early_stopping_patience", "a positive integer or null")
 
     raw_params = config.get("params") or {}
     if not isinstance(raw_params, Mapping):
         raise bad("params", "an object")
+    model = config.get("model", "mlp")
+    if not isinstance(model, str) or not model:
+        raise bad("model", "mlp, cnn, xgboost, lightgbm or the import path of an estimator class")
+    task = config.get("task")
+    if task is not None and task not in TASKS:
+        raise bad("task", f"one of {', '.join(TASKS)} or null (inferred from the target)")
+    if model not in BUILTIN_MODELS:
+        return _check_estimator_config(config, model, task, dict(raw_params), bad)
     unknown = sorted(set(raw_params) - set(DEFAULT_PARAMS))
     if unknown:
         raise TrainingError(
@@ -363,9 +551,6 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise bad("params.weight_decay", "a non-negative number")
     if params["class_weight"] not in ("balanced", "none"):
         raise bad("params.class_weight", "balanced or none")
-    model = config.get("model", "mlp")
-    if model not in ("mlp", "cnn"):
-        raise bad("model", "mlp or cnn (your own fit runs through `python -m airflow_mlops.training`)")
     shape = params["image_shape"]
     if shape is not None and (
         not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(d) and d >= 1 for d in shape)
@@ -380,35 +565,92 @@ def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if precision not in ("auto", "fp32", "bf16"):
         raise bad("precision", "one of auto, fp32, bf16")
     privacy = _check_privacy(config.get("privacy"), bad)
-    threshold = check_rule(
-        DEFAULT_RULE if config.get("threshold") is None else config["threshold"],
-        where="trainer config: threshold",
-    )
-    if fraction == 0 and threshold["rule"] != "fixed":
-        raise TrainingError(
-            f"trainer config: threshold rule {threshold['rule']} chooses the threshold on the validation "
-            "split, but validation_fraction is 0; keep a validation split or use a fixed threshold "
-            "(evaluation.threshold: <number> in the spec)"
-        )
-    if privacy is not None and patience is not None:
+    if privacy is not None and common["early_stopping_patience"] is not None:
         raise TrainingError(
             "trainer config: early_stopping_patience cannot be combined with privacy (DP-SGD keeps the "
             "last epoch: choosing an epoch by validation loss would spend privacy unaccounted)"
         )
     return {
+        **common,
         "model": model,
+        "task": task,
         "precision": precision,
         "privacy": privacy,
+        "device": device,
+        "params": params,
+    }
+
+
+def _common_config(config: Mapping[str, Any], bad: Any) -> dict[str, Any]:
+    """The keys every model reads (target, features, labels, seed, split)."""
+    target = config.get("target")
+    if not isinstance(target, str) or not target:
+        raise bad("target", "the name of the label column")
+    features = config.get("features")
+    if features is not None and (
+        not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features)
+    ):
+        raise bad("features", "a non-empty list of column names (or null for every column but the target)")
+    categorical = config.get("categorical")
+    if categorical is not None and (
+        not isinstance(categorical, list) or not all(isinstance(c, str) for c in categorical)
+    ):
+        raise bad("categorical", "a list of column names (or null to infer)")
+    positive_label = config.get("positive_label", 1)
+    if not isinstance(positive_label, (int, str, bool)):
+        raise bad("positive_label", "an integer, string or boolean label value")
+    seed = config.get("seed", 42)
+    if not _is_int(seed):
+        raise bad("seed", "an integer")
+    fraction = config.get("validation_fraction", 0.1)
+    if not _is_number(fraction) or not 0 <= fraction < 0.9:
+        raise bad("validation_fraction", "a number in [0, 0.9)")
+    patience = config.get("early_stopping_patience")
+    if patience is not None and (not _is_int(patience) or patience < 1):
+        raise bad("early_stopping_patience", "a positive integer or null")
+    threshold = check_rule(
+        DEFAULT_RULE if config.get("threshold") is None else config["threshold"],
+        where="trainer config: threshold",
+    )
+    if fraction == 0 and threshold["rule"] != "fixed" and config.get("task") in (None, "binary"):
+        raise TrainingError(
+            f"trainer config: threshold rule {threshold['rule']} chooses the threshold on the validation "
+            "split, but validation_fraction is 0; keep a validation split or use a fixed threshold "
+            "(evaluation.threshold: <number> in the spec)"
+        )
+    return {
         "target": target,
         "features": list(features) if features else None,
         "categorical": list(categorical) if categorical is not None else None,
         "positive_label": positive_label,
         "seed": seed,
-        "device": device,
         "validation_fraction": float(fraction),
         "early_stopping_patience": patience,
         "threshold": threshold,
+    }
+
+
+def _check_estimator_config(
+    config: Mapping[str, Any], model: str, task: str | None, params: dict[str, Any], bad: Any
+) -> dict[str, Any]:
+    """The config of an estimator model (xgboost, lightgbm, a scikit-learn class): its params go
+    to the estimator's constructor, which checks them when the estimator is built."""
+    from airflow_mlops.training.estimators import check_model_name
+
+    check_model_name(model)
+    for key in ("privacy",):
+        if config.get(key) is not None:
+            raise TrainingError(f"trainer config: {key} applies to the built-in torch models, not {model}")
+    if config.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise bad("device", "one of auto, cpu, cuda")
+    return {
+        **_common_config(config, bad),
+        "model": model,
+        "task": task,
         "params": params,
+        "privacy": None,
+        "device": config.get("device", "auto"),
+        "precision": config.get("precision", "auto"),
     }
 
 
@@ -464,7 +706,7 @@ def _stratified_split(
     if fraction <= 0:
         return np.arange(len(y)), np.arange(0)
     val_parts = []
-    for cls in (0.0, 1.0):
+    for cls in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == cls))
         k = min(max(round(len(idx) * fraction), 1), len(idx) - 1) if len(idx) >= 2 else 0
         val_parts.append(idx[:k])
@@ -476,11 +718,13 @@ def _stratified_split(
 # --- training -----------------------------------------------------------------------------------
 
 
-def _build_network(cfg: Mapping[str, Any], input_dim: int) -> MLP | CNN:
+def _build_network(cfg: Mapping[str, Any], input_dim: int, outputs: int = 1) -> MLP | CNN:
     params = cfg["params"]
     if cfg["model"] == "cnn":
-        return CNN(params["image_shape"], params["conv_channels"], params["hidden_units"], params["dropout"])
-    return MLP(input_dim, params["hidden_units"], params["dropout"])
+        return CNN(
+            params["image_shape"], params["conv_channels"], params["hidden_units"], params["dropout"], outputs
+        )
+    return MLP(input_dim, params["hidden_units"], params["dropout"], outputs)
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
@@ -507,7 +751,7 @@ def _fit(
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
-    pos_weight: float,
+    losses: Losses,
     device: torch.device,
     seed: int,
     cfg: Mapping[str, Any],
@@ -516,9 +760,7 @@ def _fit(
     """The epoch loop. Returns the best model (by validation loss), history, best epoch, stopped
     early, and extra metrics (throughput)."""
     params = cfg["params"]
-    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    sum_loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum")
+    loss_fn, sum_loss_fn = losses
     optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     shuffle = torch.Generator().manual_seed(seed)
 
@@ -576,7 +818,7 @@ def _fit_private(
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
-    pos_weight: float,
+    losses: Losses,
     device: torch.device,
     seed: int,
     cfg: Mapping[str, Any],
@@ -606,9 +848,7 @@ def _fit_private(
             f"privacy.delta {delta:g} is not below 1 / training rows (1/{n} = {1.0 / n:.2g}): such a delta "
             "allows leaking a whole row; lower training.privacy.delta"
         )
-    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    sum_loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight, reduction="sum")
+    loss_fn, sum_loss_fn = losses
     optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     dataset = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
     loader = DataLoader(
@@ -747,28 +987,39 @@ def _mean_loss(
     return value
 
 
-def _scores(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+def _outputs(
+    model: torch.nn.Module, x: np.ndarray, device: torch.device, task: str, scaling: Mapping[str, float] | None
+) -> np.ndarray:
+    """The task's output (see :mod:`airflow_mlops.metrics`) of the trained network for ``x``."""
     model.eval()
-    out = np.empty(len(x), dtype=np.float64)
+    chunks = []
     with torch.inference_mode():
         for start in range(0, len(x), _EVAL_CHUNK):
-            batch = torch.from_numpy(x[start : start + _EVAL_CHUNK]).to(device)
-            out[start : start + len(batch)] = torch.sigmoid(model(batch)).to("cpu", torch.float64).numpy()
-    return out
+            out = model(torch.from_numpy(x[start : start + _EVAL_CHUNK]).to(device)).float()
+            if task == "binary":
+                out = torch.sigmoid(out)
+            elif task == "multiclass":
+                out = torch.softmax(out, dim=-1)
+            chunks.append(out.to("cpu", torch.float64).numpy())
+    if not chunks:
+        return np.zeros((0, model.outputs) if task == "multiclass" else (0,), dtype=np.float64)  # type: ignore[arg-type]
+    values = np.concatenate(chunks)
+    if scaling is not None:
+        values = scaling["mean"] + scaling["std"] * values
+    return values
 
 
 # --- output -------------------------------------------------------------------------------------
 
 
-def _publish(
-    output_dir: Path, model: MLP | CNN, model_config: dict[str, Any], metrics: dict[str, Any]
-) -> None:
-    """Write the three files into a temp dir beside ``output_dir``, then rename it into place."""
+def _publish(output_dir: Path, write: Callable[[Path], None], metrics: dict[str, Any]) -> None:
+    """Write the model (``write``) and ``metrics.json`` into a temp dir beside ``output_dir``,
+    then rename it into place."""
     parent = output_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=parent))
     try:
-        save_model(tmp, model, model_config)
+        write(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
         if output_dir.exists():
             # A retried task replaces its earlier output; the old tree is moved aside first so
