@@ -295,6 +295,30 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_generate(args: argparse.Namespace) -> int:
+    """``keys generate``: a signing key pair in files, and the connection that hands it to Airflow."""
+    from airflow_mlops.security.keygen import (
+        KeyGenerationError,
+        check_conn_id,
+        connection_instructions,
+        directory_notes,
+        write_key_pair,
+    )
+
+    try:
+        conn_id = check_conn_id(args.conn_id)
+        pair = write_key_pair(args.out, args.name, force=args.force)
+    except KeyGenerationError as exc:
+        error(f"airflow-mlops keys generate: {exc}")
+        return 2
+    if pair.created_directory:
+        print(f"created {pair.private_key.parent} (mode 0700)", file=sys.stderr)
+    for note in directory_notes(pair.private_key.parent):
+        print(note, file=sys.stderr)
+    sys.stdout.write(connection_instructions(pair, conn_id))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="group", required=True)
@@ -366,6 +390,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     from airflow_mlops.cli_model import add_commands
 
     add_commands(model_sub)
+    keys = sub.add_parser("keys", help="make model-signing keys")
+    keys_sub = keys.add_subparsers(dest="command", required=True)
+    generate = keys_sub.add_parser(
+        "generate",
+        help="write an ECDSA P-256 signing key pair (private key 0600, public key 0644) and print "
+        "the Airflow connection that holds it; never prints the private key",
+    )
+    generate.add_argument(
+        "--out", default="keys", metavar="DIR", help="where to write (default: ./keys; created 0700)"
+    )
+    generate.add_argument(
+        "--name", default="signing_key", help="file name: NAME.pem and NAME.pub.pem (default: signing_key)"
+    )
+    generate.add_argument(
+        "--conn-id",
+        default="mlops_signing",
+        metavar="ID",
+        help="the Airflow connection to print (default: mlops_signing, the spec's default)",
+    )
+    generate.add_argument("--force", action="store_true", help="replace an existing pair of that name")
     args = parser.parse_args(argv)
     install_log_redaction()
     try:
@@ -375,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "rollback":
                 return _rollback(args)
             return int(args.func(args))
+        if args.group == "keys":
+            return _keys_generate(args)
         if args.command == "validate":
             return _validate(args.files, args.allowed_roots, args.specs_only, args.dags_folder)
         if args.command == "render":
