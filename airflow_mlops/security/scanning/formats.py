@@ -242,6 +242,21 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
                 offset,
             )
         )
+    restricted_seen: set[str] = set()
+    for dotted, how, offset in walk.restricted:
+        if dotted in restricted_seen:
+            continue
+        restricted_seen.add(dotted)
+        out.append(
+            Hit(
+                K.RESTRICTED_GLOBAL,
+                f"{where}uses {dotted} other than as pickle writes it: {how} at byte {offset} of the "
+                f"{stream} (only cls.__new__ then __setstate__ is allowed; its constructor loads the "
+                "model file its arguments name)",
+                dotted,
+                offset,
+            )
+        )
     if walk.calls and not walk.globals and not walk.unresolved and not walk.extension_refs:
         out.append(
             Hit(

@@ -1,6 +1,8 @@
-"""Generate the committed library allowlists (``sklearn_globals.py``, ``torch_globals.py``).
+"""Generate the committed library allowlists (``sklearn_globals.py``, ``torch_globals.py``,
+``xgboost_globals.py``, ``lightgbm_globals.py``).
 
-Run ``python -m airflow_mlops.security.scanning.generate`` after upgrading scikit-learn or torch;
+Run ``python -m airflow_mlops.security.scanning.generate`` after upgrading scikit-learn, torch,
+XGBoost or LightGBM (a library that is not installed keeps its committed list);
 ``tests/unit/security/test_scanning_allowlist.py`` fails while a committed list is stale for the
 installed version. The scanner itself never imports these libraries: it reads the committed lists.
 
@@ -14,6 +16,16 @@ What goes in:
   calls ``cls.__new__(cls)``; ``cls`` is itself a global the scan checks).
 - **torch**: every ``torch.nn.Module`` subclass defined in ``torch.nn.modules`` (what a
   ``torch.save`` of a whole module imports), plus ``torch.nn.parameter`` classes.
+- **XGBoost**: the scikit-learn API estimators (every ``xgboost.sklearn.XGBModel`` subclass
+  defined in ``xgboost.sklearn``: ``XGBClassifier``, ``XGBRegressor``, ``XGBRanker``, the random
+  forest ones) and ``xgboost.core.Booster``, which a pickle of a fitted estimator or booster
+  imports (nothing else: the model itself is a ``bytearray`` in the booster's state).
+- **LightGBM**: every ``lightgbm.sklearn.LGBMModel`` subclass defined in ``lightgbm.sklearn`` and
+  ``lightgbm.basic.Booster`` (its state is the model text).
+
+The boosters' constructors load a model file named by their arguments, so the policy allows them
+only the way a pickler writes them (``cls.__new__`` then ``__setstate__``, see
+:data:`.policy.NEW_ONLY_GLOBALS`).
 
 Names that the denylist refuses (see :mod:`.policy`) are never written, whatever the library has.
 """
@@ -119,6 +131,41 @@ def torch_globals() -> tuple[str, list[str]]:
     return torch.__version__.split("+")[0], safe
 
 
+def _subclasses_defined_in(module_name: str, base: type) -> list[str]:
+    module = importlib.import_module(module_name)
+    return [
+        f"{module_name}.{obj.__qualname__}"
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and obj.__module__ == module_name and issubclass(obj, base)
+    ]
+
+
+def xgboost_globals() -> tuple[str, list[str]]:
+    """(installed XGBoost version, sorted allowlist entries)."""
+    import xgboost
+    from xgboost.sklearn import XGBModel
+
+    from airflow_mlops.security.scanning.policy import is_dangerous
+
+    names = set(_subclasses_defined_in("xgboost.sklearn", XGBModel))
+    names.add(f"{xgboost.Booster.__module__}.{xgboost.Booster.__qualname__}")
+    safe = sorted(n for n in names if "<" not in n and not is_dangerous(*n.rsplit(".", 1)))
+    return xgboost.__version__, safe
+
+
+def lightgbm_globals() -> tuple[str, list[str]]:
+    """(installed LightGBM version, sorted allowlist entries)."""
+    import lightgbm
+    from lightgbm.sklearn import LGBMModel
+
+    from airflow_mlops.security.scanning.policy import is_dangerous
+
+    names = set(_subclasses_defined_in("lightgbm.sklearn", LGBMModel))
+    names.add(f"{lightgbm.Booster.__module__}.{lightgbm.Booster.__qualname__}")
+    safe = sorted(n for n in names if "<" not in n and not is_dangerous(*n.rsplit(".", 1)))
+    return lightgbm.__version__, safe
+
+
 def render(library: str, version: str, names: list[str], constant: str) -> str:
     """The text of a generated module (formatted as ``ruff format`` would)."""
     lines = [
@@ -137,7 +184,7 @@ def render(library: str, version: str, names: list[str], constant: str) -> str:
 
 
 def main() -> None:
-    """Write both generated modules next to this file."""
+    """Write the generated modules next to this file (XGBoost/LightGBM only when installed)."""
     import torch.nn  # noqa: F401  (loads torch.nn.modules.* into sys.modules)
 
     version, names = sklearn_globals()
@@ -146,6 +193,19 @@ def main() -> None:
     version, names = torch_globals()
     (HERE / "torch_globals.py").write_text(render("torch", version, names, "torch_nn"))
     print(f"torch_globals.py: torch {version}, {len(names)} globals")
+    optional = (
+        ("xgboost", "XGBoost", xgboost_globals, "xgboost_globals.py", "xgboost"),
+        ("lightgbm", "LightGBM", lightgbm_globals, "lightgbm_globals.py", "lightgbm"),
+    )
+    for module, library, generate, filename, constant in optional:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            print(f"{filename}: {library} is not installed, the committed list is kept")
+            continue
+        version, names = generate()
+        (HERE / filename).write_text(render(library, version, names, constant))
+        print(f"{filename}: {library} {version}, {len(names)} globals")
 
 
 if __name__ == "__main__":

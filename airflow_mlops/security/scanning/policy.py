@@ -20,6 +20,11 @@ Lists, from the most to the least general (each entry is reviewed; see docs/secu
   writes before raw array bytes (the only exception to the ``joblib`` denylist entry).
 - scikit-learn (generated, :mod:`.sklearn_globals`): every estimator class of the installed
   version and the helper classes fitted estimators keep.
+- XGBoost and LightGBM (generated, :mod:`.xgboost_globals`, :mod:`.lightgbm_globals`): their
+  scikit-learn API estimators and their ``Booster`` classes. A booster's constructor loads the
+  model file its arguments name, so the boosters are in :data:`NEW_ONLY_GLOBALS`: a pickle may
+  only create one the way pickle writes it (``cls.__new__``, then ``__setstate__``, which hands
+  the model bytes or text to the library's own parser), never call the class or hand it on.
 
 Deliberately **not** allowed, although common: ``numpy.core._ufunc_reconstruct`` (it imports
 any module by name), ``functools.partial`` / ``operator.attrgetter`` / ``methodcaller`` (they turn
@@ -29,8 +34,10 @@ any callable and attribute into a call), ``zoneinfo.ZoneInfo`` (reads files name
 
 from __future__ import annotations
 
+from airflow_mlops.security.scanning.lightgbm_globals import LIGHTGBM_GLOBALS
 from airflow_mlops.security.scanning.sklearn_globals import SKLEARN_GLOBALS
 from airflow_mlops.security.scanning.torch_globals import TORCH_NN_GLOBALS
+from airflow_mlops.security.scanning.xgboost_globals import XGBOOST_GLOBALS
 
 __all__ = [
     "BUILTIN_SAFE_GLOBALS",
@@ -39,6 +46,7 @@ __all__ = [
     "DANGEROUS_NAMES",
     "JOBLIB_ARRAY_WRAPPER",
     "JOBLIB_SAFE_GLOBALS",
+    "NEW_ONLY_GLOBALS",
     "NUMPY_SAFE_GLOBALS",
     "SHARED_RESULT_GLOBALS",
     "STDLIB_SAFE_GLOBALS",
@@ -252,10 +260,28 @@ TORCH_SAFE_GLOBALS = TORCH_SAFE_GLOBALS | TORCH_NN_GLOBALS
 JOBLIB_ARRAY_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 JOBLIB_SAFE_GLOBALS: frozenset[str] = frozenset([JOBLIB_ARRAY_WRAPPER])
 
-#: Every global the scanner accepts without being told: ordinary torch, numpy, scikit-learn and
-#: joblib models, and pickles of standard-library values, pass by default.
+#: Every global the scanner accepts without being told: ordinary torch, numpy, scikit-learn,
+#: XGBoost, LightGBM and joblib models, and pickles of standard-library values, pass by default.
 BUILTIN_SAFE_GLOBALS: frozenset[str] = (
-    STDLIB_SAFE_GLOBALS | NUMPY_SAFE_GLOBALS | TORCH_SAFE_GLOBALS | JOBLIB_SAFE_GLOBALS | SKLEARN_GLOBALS
+    STDLIB_SAFE_GLOBALS
+    | NUMPY_SAFE_GLOBALS
+    | TORCH_SAFE_GLOBALS
+    | JOBLIB_SAFE_GLOBALS
+    | SKLEARN_GLOBALS
+    | XGBOOST_GLOBALS
+    | LIGHTGBM_GLOBALS
+)
+
+#: Allowlisted classes whose constructor touches files: ``xgboost.core.Booster(params, cache,
+#: model_file)`` and ``lightgbm.basic.Booster(params, train_set, model_file)`` load the model file
+#: their arguments name. Pickle writes them as ``cls.__new__(cls)`` (``NEWOBJ``, or
+#: ``copyreg._reconstructor(cls, object, None)`` below protocol 2) followed by ``BUILD``; any other
+#: use (called with arguments, handed to another callable, stored as a value) is a finding.
+NEW_ONLY_GLOBALS: frozenset[str] = frozenset(
+    [
+        "xgboost.core.Booster",
+        "lightgbm.basic.Booster",
+    ]
 )
 
 #: Allowlisted callables whose result may be an object that already exists in the loading process

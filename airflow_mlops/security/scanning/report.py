@@ -18,6 +18,7 @@ class FindingKind(enum.StrEnum):
     EXTENSION_GLOBAL = "extension_global"
     INVALID_PICKLE = "invalid_pickle"
     GLOBAL_MUTATION = "global_mutation"
+    RESTRICTED_GLOBAL = "restricted_global"
     AMBIGUOUS_LAYOUT = "ambiguous_layout"
     OBJECT_ARRAY = "object_array"
     CODE = "code"
@@ -57,6 +58,12 @@ FIX_HINTS: dict[FindingKind, str] = {
         "the pickle sets state on (or adds items to) an imported class, function, module or shared "
         "object, which would change it for the whole loading process; no ordinary model does this, "
         "treat the file as hostile and re-export the model with safetensors"
+    ),
+    FindingKind.RESTRICTED_GLOBAL: (
+        "the class is allowed only the way a pickler or skops writes it (created without running "
+        "its constructor, then given its saved state); this file calls it or hands it on, and its "
+        "constructor opens the file its arguments name. Re-export the model with the library's own "
+        "save (booster.save_model) and treat this file as hostile"
     ),
     FindingKind.AMBIGUOUS_LAYOUT: (
         "the scanner cannot decide exactly which bytes the loader reads here (a joblib array "

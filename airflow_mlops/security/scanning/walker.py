@@ -137,6 +137,15 @@ def _holds_wrapper(value: object) -> bool:
     return False
 
 
+def _restricted_in(value: object) -> str | None:
+    """The :data:`~.policy.NEW_ONLY_GLOBALS` class ``value`` is, or a (flat) tuple holds."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, _Global) and not item.shared_call and item.dotted in policy.NEW_ONLY_GLOBALS:
+            return item.dotted
+    return None
+
+
 def _is_shared(value: object) -> bool:
     """True when ``value`` may be an object that exists outside this pickle (see :class:`_Global`)."""
     if isinstance(value, _Global):
@@ -209,6 +218,8 @@ class PickleWalk:
     mutations: list[tuple[str, str, int]] = field(default_factory=list)
     # the walk stopped because the bytes the loader reads next cannot be decided exactly
     layout_error: bool = False
+    # (class, how it is used, offset): a policy.NEW_ONLY_GLOBALS class called or handed on
+    restricted: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 class Source:
@@ -525,6 +536,22 @@ def _walk(
     # memo_init is only handed to pickle.load walks): until one imports it, escape() has nothing
     # to find, and the per-item check stays off the hot path
     watch_wrapper = False
+    # the same for the classes that may only be created with cls.__new__ (policy.NEW_ONLY_GLOBALS)
+    watch_restricted = bool(memo_init) and any(_restricted_in(v) for v in (memo_init or {}).values())
+
+    def restrict(
+        values: list[object] | tuple[object, ...], what: str, offset: int, *, tuples_only: bool = False
+    ) -> None:
+        """A NEW_ONLY_GLOBALS class handed to anything (an argument, an item, a state) is recorded:
+        whatever receives it could call it with arguments, and its constructor opens files."""
+        if not watch_restricted:
+            return
+        for value in values:
+            if tuples_only and not isinstance(value, tuple):
+                continue
+            dotted = _restricted_in(value)
+            if dotted is not None:
+                walk.restricted.append((dotted, f"{what} receives it as a value", offset))
 
     def escape(
         values: list[object] | tuple[object, ...], what: str, offset: int, *, tuples_only: bool = False
@@ -533,6 +560,7 @@ def _walk(
         may only be called directly (or through copyreg._reconstructor), never handed elsewhere,
         or the walker could not tell which objects are wrappers. ``tuples_only``: ``values`` are
         the items of a tuple the walker keeps (a wrapper class directly in it stays tracked)."""
+        restrict(values, what, offset, tuples_only=tuples_only)
         if not watch_wrapper:
             return
         if tuples_only:
@@ -709,6 +737,7 @@ def _walk(
                     walk.globals.append(GlobalRef(module, attr, name, op_offset, walk.protocol))
                     imported = _global_value(module, attr, walk.protocol)
                     watch_wrapper = watch_wrapper or (joblib and imported.dotted == _WRAPPER)
+                    watch_restricted = watch_restricted or imported.dotted in policy.NEW_ONLY_GLOBALS
                     stack.append(imported)
                 else:
                     walk.unresolved.append(op_offset)
@@ -728,20 +757,40 @@ def _walk(
                     escape(inst_args, name, op_offset)
                     how = "init" if inst_args else "new"  # pickle's _instantiate
                     klass = _global_value(module, attr, walk.protocol)
+                    if how == "init" and klass.dotted in policy.NEW_ONLY_GLOBALS:
+                        walk.restricted.append((klass.dotted, f"{name} calls it with arguments", op_offset))
                     rebuild_from_type(klass, inst_args, name, op_offset)
                     stack.append(_call(klass, inst_args, how))
                 else:
                     imported = _global_value(module, attr, walk.protocol)
                     watch_wrapper = watch_wrapper or (joblib and imported.dotted == _WRAPPER)
+                    watch_restricted = watch_restricted or imported.dotted in policy.NEW_ONLY_GLOBALS
                     stack.append(imported)
             elif cat == _C_REDUCE:
                 args = stack.pop()
                 func = stack.pop()
                 walk.calls += 1
                 reconstructor = isinstance(func, _Global) and func.dotted == _RECONSTRUCTOR
-                if not (
-                    reconstructor and isinstance(args, tuple) and not any(_holds_wrapper(a) for a in args[1:])
-                ):
+                called = _restricted_in(func) if not isinstance(func, tuple) else None
+                if called is not None:
+                    walk.restricted.append((called, f"{name} calls it with arguments", op_offset))
+                if reconstructor and isinstance(args, tuple) and not any(_holds_wrapper(a) for a in args[1:]):
+                    # copyreg._reconstructor(cls, object, state) is object.__new__(cls): no __init__
+                    restrict(args[1:], name, op_offset)
+                    if args and not isinstance(args[0], tuple) and _restricted_in(args[0]) is not None:
+                        base = args[1] if len(args) == 3 else None
+                        if not (isinstance(base, _Global) and base.dotted == "builtins.object"):
+                            walk.restricted.append(
+                                (
+                                    str(_restricted_in(args[0])),
+                                    f"{name} of copyreg._reconstructor with a base other than object "
+                                    "(which runs the base's __init__)",
+                                    op_offset,
+                                )
+                            )
+                    elif args:
+                        restrict(args[:1], name, op_offset, tuples_only=True)
+                else:
                     escape((args,), name, op_offset)
                 rebuild_from_type(func, args, name, op_offset)
                 stack.append(_call(func, args, "init"))
@@ -767,6 +816,10 @@ def _walk(
                 walk.calls += 1
                 escape(items[1:], name, op_offset)
                 obj_args = tuple(items[1:])
+                if obj_args and not isinstance(items[0], tuple) and _restricted_in(items[0]) is not None:
+                    walk.restricted.append(
+                        (str(_restricted_in(items[0])), f"{name} calls it with arguments", op_offset)
+                    )
                 rebuild_from_type(items[0], obj_args, name, op_offset)
                 stack.append(_call(items[0], obj_args, "init" if obj_args else "new"))
             elif cat in (_C_EMPTY_LIST, _C_EMPTY_SET, _C_NONE_PUSH):

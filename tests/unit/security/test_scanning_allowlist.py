@@ -29,6 +29,26 @@ def test_committed_torch_list_is_current_for_the_installed_version() -> None:
     assert (TORCH_NN_VERSION, sorted(TORCH_NN_GLOBALS)) == (version, names), REGENERATE
 
 
+def test_committed_xgboost_list_is_current_for_the_installed_version() -> None:
+    pytest.importorskip("xgboost")
+    from airflow_mlops.security.scanning.generate import xgboost_globals
+    from airflow_mlops.security.scanning.xgboost_globals import XGBOOST_GLOBALS, XGBOOST_VERSION
+
+    version, names = xgboost_globals()
+
+    assert (XGBOOST_VERSION, sorted(XGBOOST_GLOBALS)) == (version, names), REGENERATE
+
+
+def test_committed_lightgbm_list_is_current_for_the_installed_version() -> None:
+    pytest.importorskip("lightgbm")
+    from airflow_mlops.security.scanning.generate import lightgbm_globals
+    from airflow_mlops.security.scanning.lightgbm_globals import LIGHTGBM_GLOBALS, LIGHTGBM_VERSION
+
+    version, names = lightgbm_globals()
+
+    assert (LIGHTGBM_VERSION, sorted(LIGHTGBM_GLOBALS)) == (version, names), REGENERATE
+
+
 def test_every_installed_estimator_is_allowed() -> None:
     pytest.importorskip("sklearn")
     from sklearn.utils import all_estimators
