@@ -11,10 +11,17 @@ if TYPE_CHECKING:
 
 
 def stratified_split(
-    df: pd.DataFrame, *, target: str, holdout_fraction: float, seed: int
+    df: pd.DataFrame, *, target: str, holdout_fraction: float, seed: int, task: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``df`` so each class keeps its share in both parts; same seed, same split."""
+    """Split ``df`` so each class keeps its share in both parts; same seed, same split.
+
+    Classes are the labels read as :func:`~airflow_mlops.data.labels.label_key` reads them (``1``
+    and ``"1"`` are one class). A ``regression`` target is stratified by its deciles instead, so
+    both parts span the target's range.
+    """
     import numpy as np
+
+    from airflow_mlops.data.labels import label_key
 
     if target not in df.columns:
         raise DataError(
@@ -24,13 +31,30 @@ def stratified_split(
         raise DataError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
     rng = np.random.default_rng(seed)
     holdout_positions: list[int] = []
-    labels = df[target].to_numpy()
-    for label in sorted(set(labels.tolist()), key=str):
-        positions = np.flatnonzero(labels == label)
+    if task == "regression":
+        from airflow_mlops.tasks import regression_target
+
+        values = regression_target(df[target], column=target)
+        if len(values) < 4:
+            raise DataError(
+                f"{len(values)} row(s) of {target!r}: a regression needs at least 4 to hold some out"
+            )
+        bins = min(10, len(values) // 2)
+        ranks = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+        strata = (ranks * bins) // len(values)
+        groups = [np.flatnonzero(strata == b) for b in range(bins)]
+        described = [f"decile {b + 1}" for b in range(bins)]
+    else:
+        keys = df[target].map(label_key).to_numpy()
+        ordered = sorted(set(keys.tolist()), key=str)
+        groups = [np.flatnonzero(keys == key) for key in ordered]
+        described = [repr(key) for key in ordered]
+    for what, positions in zip(described, groups, strict=True):
         if len(positions) < 2:
             raise DataError(
-                f"class {label!r} of {target!r} has {len(positions)} row(s); at least 2 are needed to "
+                f"class {what} of {target!r} has {len(positions)} row(s); at least 2 are needed to "
                 "keep it in both the training and the holdout set"
+                + ("" if task else " (is it a regression target? set `task: regression` in the spec)")
             )
         n = min(max(1, round(len(positions) * holdout_fraction)), len(positions) - 1)
         holdout_positions.extend(rng.choice(positions, size=n, replace=False).tolist())

@@ -217,6 +217,7 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
         + f"; on failure: {spec.validation.on_failure}",
         f"- **Poisoning screens**: {', '.join(spec.poisoning.checks)}; stop above "
         f"{spec.poisoning.max_suspect_fraction:.2%} suspect rows (suspects are quarantined, never dropped)",
+        f"- **Task**: {_task_line(spec)}",
         f"- **Training**: {spec.training.model} on `{spec.training.backend}`, "
         f"holdout {spec.training.holdout_fraction:.0%}",
     ]
@@ -252,9 +253,19 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
     return "\n".join(lines)
 
 
+def _task_line(spec: PipelineSpec) -> str:
+    """The task as the DAG doc states it: named, implied by the spec, or left to the data."""
+    if spec.task is not None:
+        return f"{spec.task} (from the spec's `task`)"
+    hint = spec.task_hint
+    if hint is not None:
+        return f"{hint} (implied by the spec's metrics / model)"
+    return "inferred from the target column at run time (binary, multiclass or regression)"
+
+
 def _holdout_check_gates(spec: PipelineSpec) -> list[str]:
     """The fairness and robustness gates, one phrase each, for the DAG docs."""
-    from airflow_mlops.registry.evaluation import LOWER_IS_BETTER
+    from airflow_mlops.metrics import LOWER_IS_BETTER
     from airflow_mlops.registry.robustness import perturbation_label
 
     phrases: list[str] = []
@@ -343,6 +354,7 @@ def build_train_dag(
                 seed=spec.poisoning.seed,
                 reference=reference,
                 positive_label=spec.data.positive_label,
+                **({"task": spec.task} if spec.task else {}),
                 **stage("screen"),
             )
         with TaskGroup(
@@ -354,6 +366,7 @@ def build_train_dag(
             # `train` is the package task, whose outputs the gates read.
             train = build_training(
                 spec,
+                base=base,
                 data=_out(screen, "accepted"),
                 settings=stage("train"),
                 # logged as MLflow dataset inputs of the training run (lineage)
@@ -409,7 +422,7 @@ def build_train_dag(
                     "backend": spec.training.backend,
                     "model": spec.training.model,
                     "image": spec.training.image,
-                    "params": spec.training.params.model_dump(exclude_unset=True),
+                    "params": spec.training.hyperparameters(),
                     "seed": spec.training.seed,
                 },
                 signing_conn_id=spec.security.signing.connection,

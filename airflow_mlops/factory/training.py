@@ -7,6 +7,7 @@ folder of ``local`` specs never loads them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import TrainingRejectedError
@@ -24,7 +25,12 @@ PREPARE_TASK, FIT_TASK, PACKAGE_TASK = "prepare", "fit", "package"
 
 
 def build_training(
-    spec: PipelineSpec, *, data: Any, settings: dict[str, Any], datasets: dict[str, Any] | None = None
+    spec: PipelineSpec,
+    *,
+    data: Any,
+    settings: dict[str, Any],
+    datasets: dict[str, Any] | None = None,
+    base: Path | None = None,
 ) -> Any:
     """Create the three training tasks (inside the caller's TaskGroup); returns the package task.
 
@@ -41,9 +47,11 @@ def build_training(
         target=spec.data.target,
         features=spec.data.features,
         positive_label=spec.data.positive_label,
+        task=spec.task,
         model=training.model,
-        hyperparameters=training.params.model_dump(exclude_none=True),
+        hyperparameters=training.hyperparameters(),
         options=dict(training.options),
+        early_stopping_patience=training.early_stopping_patience,
         privacy=training.privacy.model_dump() if training.privacy else None,
         holdout_fraction=training.holdout_fraction,
         seed=training.seed,
@@ -54,7 +62,7 @@ def build_training(
         **settings,
     )
     prepared: Any = prepare.output  # each key of the returned dict is also its own XCom
-    fit = build_fit_task(spec, job=prepared["job"], settings=settings)
+    fit = build_fit_task(spec, job=prepared["job"], settings=settings, base=base)
     registry = spec.registry
     package = ModelPackageOperator(
         task_id=PACKAGE_TASK,
@@ -62,7 +70,7 @@ def build_training(
         prepared=prepared,
         target=spec.data.target,
         model=training.model,
-        hyperparameters=training.params.model_dump(exclude_none=True),
+        hyperparameters=training.hyperparameters(),
         holdout_fraction=training.holdout_fraction,
         seed=training.seed,
         backend=training.backend,
@@ -74,11 +82,17 @@ def build_training(
     return package
 
 
-def build_fit_task(spec: PipelineSpec, *, job: Any, settings: dict[str, Any]) -> Any:
+def build_fit_task(
+    spec: PipelineSpec, *, job: Any, settings: dict[str, Any], base: Path | None = None
+) -> Any:
     """The fit task for ``spec.training.backend``: a subprocess, a pod or a container."""
     training = spec.training
     if training.backend == "local":
-        return ModelFitOperator(task_id=FIT_TASK, job=job, **settings)
+        python_path = [
+            str((base / p).resolve()) if base and not Path(p).is_absolute() else p
+            for p in training.python_path
+        ]
+        return ModelFitOperator(task_id=FIT_TASK, job=job, python_path=python_path, **settings)
     # The container backends take the task settings, not the lifecycle operators' store settings.
     task_args = {
         k: v

@@ -30,6 +30,7 @@ from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import (
     ArtifactError,
     ArtifactIntegrityError,
+    DataError,
     TrainingError,
     TrainingRejectedError,
 )
@@ -147,6 +148,23 @@ def s3_environment(aws_conn_id: str | None) -> dict[str, str]:
     return env
 
 
+def trainer_python_path(folders: Sequence[str], inherited: str | None) -> str:
+    """``PYTHONPATH`` of the local trainer: ``training.python_path``, the dags folder (where the
+    worker imports your code from), then what the worker had."""
+    from airflow.configuration import conf
+
+    parts = [
+        *folders,
+        conf.get("core", "dags_folder", fallback="") or "",
+        *(inherited or "").split(os.pathsep),
+    ]
+    seen: list[str] = []
+    for part in parts:
+        if part and part not in seen:
+            seen.append(part)
+    return os.pathsep.join(seen)
+
+
 def local_trainer_environment(aws_conn_id: str | None, *, s3: bool) -> dict[str, str]:
     """The whole environment of the local trainer subprocess (see the module docstring)."""
     env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
@@ -191,9 +209,11 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         target: str,
         features: Sequence[str] | None = None,
         positive_label: Any = 1,
+        task: str | None = None,
         model: str = "mlp",
         hyperparameters: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
+        early_stopping_patience: int | None = None,
         privacy: dict[str, Any] | None = None,
         holdout_fraction: float = 0.2,
         seed: int = 42,
@@ -215,7 +235,9 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         self.target = target
         self.features = list(features) if features else None
         self.positive_label = positive_label
+        self.task = task
         self.model = model
+        self.early_stopping_patience = early_stopping_patience
         self.hyperparameters = dict(hyperparameters or {})
         self.options = dict(options or {})
         self.privacy = dict(privacy) if privacy else None
@@ -224,21 +246,25 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         self.device = device
         self.precision = precision
 
-    def trainer_config(self, features: list[str]) -> dict[str, Any]:
+    def trainer_config(self, features: list[str], task: str | None = None) -> dict[str, Any]:
         """The trainer config of the job (see :mod:`airflow_mlops.training.trainer`)."""
         config: dict[str, Any] = {
             "target": self.target,
             "features": features,
             "positive_label": self.positive_label,
+            "task": task if task is not None else self.task,
             "params": self.hyperparameters,
             "seed": self.seed,
             "device": self.device,
             "threshold": dict(self.threshold),
         }
-        if self.model in ("mlp", "cnn"):
-            config["precision"] = self.precision
+        if ":" not in self.model:  # the built-in trainer: networks and estimators
             if self.validation_fraction is not None:
                 config["validation_fraction"] = self.validation_fraction
+            if self.early_stopping_patience is not None:
+                config["early_stopping_patience"] = self.early_stopping_patience
+        if self.model in ("mlp", "cnn"):
+            config["precision"] = self.precision
             if self.privacy is not None:
                 config["privacy"] = self.privacy
         return config
@@ -250,10 +276,22 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
 
         store = self.artifact_store()
         with self.scratch() as tmp:
+            from airflow_mlops.tasks import describe, resolve_task
+
             df = read_table(self.fetch(self.data, tmp / "in"))
             features = self.features or [c for c in map(str, df.columns) if c != self.target]
+            if self.target not in df.columns:
+                raise DataError(
+                    f"target column {self.target!r} is not in the data (columns: {', '.join(map(str, df.columns))})"
+                )
+            task = resolve_task(self.task, df[self.target], column=self.target)
+            self.log.info(
+                "task: %s%s",
+                describe(task, positive_label=self.positive_label),
+                "" if self.task else " (inferred from the target column; set `task:` in the spec to fix it)",
+            )
             train_df, holdout_df = stratified_split(
-                df, target=self.target, holdout_fraction=self.holdout_fraction, seed=self.seed
+                df, target=self.target, holdout_fraction=self.holdout_fraction, seed=self.seed, task=task
             )
             write_table(train_df, tmp / "train.parquet")
             write_table(holdout_df, tmp / "holdout.parquet")
@@ -273,7 +311,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             store_root=store_root_uri(store),
             train=train_ref,
             model=self.model,
-            config=self.trainer_config(features),
+            config=self.trainer_config(features, task),
             options=self.options,
             output_key=self.artifact_key(context, WEIGHTS_NAME),
         )
@@ -291,6 +329,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             "train": train_ref.to_dict(),
             "holdout": holdout_ref.to_dict(),
             "features": features,
+            "task": task,
             "train_rows": len(train_df),
             "holdout_rows": len(holdout_df),
             "data_sha256": data_sha,
@@ -306,6 +345,8 @@ class ModelFitOperator(MLOpsBaseOperator):
 
     :param job: ref of ``job.json`` from :class:`TrainingPrepareOperator` (templated).
     :param python: interpreter that runs the trainer (default: the worker's).
+    :param python_path: folders put first on the trainer's ``PYTHONPATH`` (``training.python_path``:
+        your own package); the dags folder always follows them, as it does for the worker.
 
     Returns the trainer result: ``weights`` (ref) and scalar ``metrics``.
     """
@@ -314,10 +355,13 @@ class ModelFitOperator(MLOpsBaseOperator):
     stage = "train"
     ui_color = "#fde2e4"
 
-    def __init__(self, *, job: Any, python: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, job: Any, python: str | None = None, python_path: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.job = job
         self.python = python or sys.executable
+        self.python_path = list(python_path or [])
 
     def execute(self, context: Any) -> dict[str, Any]:
         store = self.artifact_store()
@@ -325,6 +369,7 @@ class ModelFitOperator(MLOpsBaseOperator):
             result_path = tmp / "result.json"
             cmd = [self.python, "-m", TRAINER_MODULE, *trainer_arguments(self.job, result=str(result_path))]
             env = local_trainer_environment(self.aws_conn_id, s3=store.is_s3)
+            env["PYTHONPATH"] = trainer_python_path(self.python_path, env.get("PYTHONPATH"))
             self.log.info("Running the trainer: %s -m %s --job <%s>", self.python, TRAINER_MODULE, JOB_NAME)
             self._run(cmd, env, tmp)
             return parse_fit_result(json.loads(result_path.read_text()), where="the trainer")

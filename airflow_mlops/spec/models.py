@@ -15,7 +15,19 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from airflow_mlops.metrics import METRIC_NAMES, tasks_of
+from airflow_mlops.metrics import METRICS as METRIC_TABLE
+from airflow_mlops.tasks import TASKS
 
 API_VERSION = "mlops/v1"
 
@@ -44,7 +56,7 @@ SUPPORTED_EXPECTATIONS: tuple[str, ...] = (
 )
 
 POISONING_CHECKS = ("duplicates", "label_flips", "outliers", "class_balance")
-METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
+METRICS = METRIC_NAMES  # the vocabulary of airflow_mlops/metrics.py
 SCHEDULE_PRESETS = (
     "@once",
     "@continuous",
@@ -643,6 +655,19 @@ class DockerTraining(_Strict):
 
 
 BUILTIN_MODELS = ("mlp", "cnn")
+ESTIMATOR_SHORT_NAMES = ("xgboost", "lightgbm")
+_CLASS_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Z][A-Za-z0-9_]*$"
+
+
+def model_kind(model: str) -> str:
+    """What ``training.model`` names: ``builtin`` (mlp, cnn), ``estimator`` (xgboost, lightgbm, or
+    a class path such as ``sklearn.ensemble.RandomForestClassifier``) or ``fit`` (your own
+    ``package.module:fit`` function)."""
+    if model in BUILTIN_MODELS:
+        return "builtin"
+    if model in ESTIMATOR_SHORT_NAMES or (":" not in model and re.match(_CLASS_PATH, model)):
+        return "estimator"
+    return "fit"
 
 
 class TrainingConfig(_Strict):
@@ -655,10 +680,26 @@ class TrainingConfig(_Strict):
     )
     model: str = Field(
         "mlp",
-        description="`mlp` (tabular), `cnn` (images stored as pixel columns; set "
-        "`params.image_shape`) or your own `package.module:fit` (see docs/training.md).",
+        description="`mlp` (tabular network), `cnn` (images stored as pixel columns; set "
+        "`params.image_shape`), `xgboost`, `lightgbm`, the import path of an estimator class (e.g. "
+        "`sklearn.ensemble.HistGradientBoostingClassifier`, `xgboost.XGBRegressor`) or your own "
+        "`package.module:fit` (see docs/training.md).",
     )
-    params: TrainingParams = Field(default_factory=TrainingParams)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`mlp`/`cnn`: the network's hyper-parameters (epochs, lr, batch_size, hidden_units, "
+        "dropout, weight_decay, class_weight, image_shape, conv_channels); an estimator: its constructor "
+        "arguments (e.g. `{n_estimators: 300, max_depth: 6}`); your own fit: whatever it reads.",
+        json_schema_extra={"examples": [{"epochs": 20, "hidden_units": [64, 32]}, {"n_estimators": 300}]},
+    )
+    python_path: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Folders (relative to the spec's folder, or absolute) put on the `local` trainer's "
+        "Python path so it imports your own package (fit functions, torch modules, estimator classes). "
+        "The dags folder is always on it. For `docker` and `kubernetes`, install your package in the "
+        "trainer image (see docs/training.md).",
+    )
+    _network: TrainingParams | None = PrivateAttr(default=None)
     options: dict[str, Any] = Field(
         default_factory=dict, description="Free-form settings passed to your own `fit` entrypoint."
     )
@@ -673,6 +714,12 @@ class TrainingConfig(_Strict):
         description="Share of the training rows the built-in trainer keeps for validation (the best "
         "epoch, and the operating threshold of `evaluation.threshold`); 0 trains on every row (then "
         "the threshold must be a number).",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many epochs (`mlp`, `cnn`) or boosting rounds (`xgboost`, `lightgbm`) "
+        "without progress on the validation rows; null: train them all.",
     )
     seed: int = Field(42, description="Seed for the split, initialisation and shuffling.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
@@ -689,11 +736,97 @@ class TrainingConfig(_Strict):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value in BUILTIN_MODELS or re.match(ENTRYPOINT_PATTERN, value):
+        if value in BUILTIN_MODELS or value in ESTIMATOR_SHORT_NAMES or re.match(ENTRYPOINT_PATTERN, value):
             return value
         raise ValueError(
-            "a built-in model (`mlp`, `cnn`) or the import path of your fit function (`pkg.module:fit`)"
+            "a built-in model (`mlp`, `cnn`, `xgboost`, `lightgbm`), the import path of an estimator class "
+            "(`sklearn.ensemble.RandomForestClassifier`) or of your fit function (`pkg.module:fit`)"
         )
+
+    @property
+    def kind(self) -> str:
+        """``builtin``, ``estimator`` or ``fit`` (see :func:`model_kind`)."""
+        return model_kind(self.model)
+
+    @property
+    def network(self) -> TrainingParams:
+        """The built-in networks' hyper-parameters (defaults for any other model)."""
+        return self._network if self._network is not None else TrainingParams()
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What the trainer gets as ``params``: the network's (set keys only) or the estimator's."""
+        if self.kind == "builtin":
+            return self.network.model_dump(exclude_unset=True)
+        return dict(self.params)
+
+    @model_validator(mode="after")
+    def _params_fit_the_model(self) -> TrainingConfig:
+        """``params`` of a built-in network are checked key by key (located at their keys); an
+        estimator's against the estimator's constructor when its library is known."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        kind = self.kind
+        if kind == "builtin":
+            try:
+                self._network = TrainingParams.model_validate(self.params)
+            except ValidationError as exc:
+                details = [
+                    InitErrorDetails(
+                        type=PydanticCustomError("params", "{why}", {"why": e["msg"]}),
+                        loc=("params", *e["loc"]),
+                        input=e.get("input"),
+                    )
+                    for e in exc.errors()
+                ]
+                raise ValidationError.from_exception_data(type(self).__name__, details) from None
+            return self
+        if kind == "estimator" and self.model not in ESTIMATOR_SHORT_NAMES:
+            from airflow_mlops.spec import estimators
+
+            if estimators.in_known_library(self.model):
+                entry = estimators.lookup(self.model)
+                if entry is None:
+                    hint = estimators.suggest(self.model)
+                    raise ValueError(
+                        f"unknown estimator {self.model!r}"
+                        + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else "")
+                    )
+                if entry["kind"] == "other":
+                    raise ValueError(
+                        f"{self.model} is neither a classifier nor a regressor; name a model "
+                        "(e.g. sklearn.ensemble.RandomForestClassifier)"
+                    )
+                unknown = sorted(set(self.params) - set(entry["params"])) if not entry["kwargs"] else []
+                if unknown:
+                    details = []
+                    for name in unknown:
+                        close = difflib.get_close_matches(name, entry["params"], n=1)
+                        why = f"{self.model} takes no parameter {name!r}" + (
+                            f"; did you mean {close[0]!r}?"
+                            if close
+                            else f" (it takes: {', '.join(entry['params'])})"
+                        )
+                        details.append(
+                            InitErrorDetails(
+                                type=PydanticCustomError("params", "{why}", {"why": why}),
+                                loc=("params", name),
+                                input=self.params[name],
+                            )
+                        )
+                    from pydantic import ValidationError as _VE
+
+                    raise _VE.from_exception_data(type(self).__name__, details)
+        return self
+
+    def estimator_kind(self) -> str | None:
+        """``classifier`` / ``regressor`` for a known library estimator path, else None."""
+        if self.kind != "estimator" or self.model in ESTIMATOR_SHORT_NAMES:
+            return None
+        from airflow_mlops.spec import estimators
+
+        entry = estimators.lookup(self.model)
+        return entry["kind"] if entry else None
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -712,19 +845,21 @@ class TrainingConfig(_Strict):
                 raise ValueError(f"`{name}` settings are given but `backend` is {self.backend!r}")
         if self.resources.gpus and self.device == "cpu":
             raise ValueError("`resources.gpus` is set but `device: cpu`; use `auto` or `cuda`")
-        if self.model == "cnn" and self.params.image_shape is None:
+        if self.model == "cnn" and self.params.get("image_shape") is None:
             raise ValueError("`model: cnn` needs `params.image_shape: [channels, height, width]`")
-        if self.model != "cnn" and "image_shape" in self.params.model_fields_set:
+        if self.model == "mlp" and "image_shape" in self.params:
             raise ValueError("`params.image_shape` applies to `model: cnn` only")
-        custom = self.model not in BUILTIN_MODELS
+        custom = self.kind == "fit"
         if self.options and not custom:
             raise ValueError("`options` are for your own fit entrypoint; the built-in models take `params`")
-        if self.privacy is not None and custom:
-            raise ValueError("`privacy` applies to the built-in models; your own fit handles its own privacy")
+        if self.privacy is not None and self.kind != "builtin":
+            raise ValueError(
+                "`privacy` (DP-SGD) applies to the built-in `mlp` and `cnn`; your own fit handles its own privacy"
+            )
         if "validation_fraction" in self.model_fields_set and custom:
             raise ValueError(
-                "`validation_fraction` applies to the built-in models; your own fit splits its own "
-                "validation rows (see docs/training.md)"
+                "`validation_fraction` applies to the built-in models and estimators; your own fit splits "
+                "its own validation rows (see docs/training.md)"
             )
         return self
 
@@ -748,12 +883,12 @@ class ChampionComparison(_Strict):
     )
 
 
-MetricName = Literal["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss"]
-# The values each metric can take; log_loss is unbounded above, every other metric is a share.
+MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
+# The values each metric can take (from the one vocabulary in airflow_mlops/metrics.py).
 METRIC_RANGES: dict[str, tuple[float, float]] = {
-    **{m: (0.0, 1.0) for m in METRICS if m != "log_loss"},
-    "log_loss": (0.0, float("inf")),
+    m.name: (float(m.low), float(m.high)) for m in METRIC_TABLE.values()
 }
+TaskName = Literal["binary", "multiclass", "regression"]
 ColumnName = Annotated[str, Field(min_length=1)]
 
 
@@ -1302,6 +1437,12 @@ class MonitoringConfig(_Strict):
         description="Concept drift: when the window has labels, the champion's metric on it against "
         "its recorded evaluation, e.g. `{roc_auc: {max_drop: 0.05}}`.",
     )
+    out_of_range: Literal["drift", "alarm", "both"] = Field(
+        "drift",
+        description="What values beyond the reference's range mean: `drift` (a covariate shift: the window "
+        "drifted, the report names the features, and `on_drift` decides: retrain or alert), `alarm` (a "
+        "data-quality failure: the monitor fails, no retraining), `both`.",
+    )
     on_drift: Literal["retrain", "alert"] = Field(
         "retrain",
         description="`retrain`: emit the `drift` asset event (it starts `<pipeline>__train` when the "
@@ -1323,6 +1464,12 @@ class PipelineSpec(_Strict):
 
     api_version: Literal["mlops/v1"] = Field(alias="apiVersion", description="The spec language version.")
     pipeline: Identifier = Field(description="Identifier; DAG ids derive from it.")
+    task: TaskName | None = Field(
+        None,
+        description="`binary`, `multiclass` or `regression`. Default: inferred -- from the spec (the "
+        "metrics it names, an estimator class, a threshold) and otherwise from the target column at run "
+        "time (text, booleans and up to 20 distinct integers are classes; other numbers a regression).",
+    )
     description: str = Field("", description="What the model is for; shown on the DAG's page.")
     owner: str = Field("airflow", description="The DAG's owner in the Airflow UI.")
     schedule: str | ScheduleConfig | None = Field(
@@ -1418,6 +1565,85 @@ class PipelineSpec(_Strict):
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
+    def _task_evidence(self) -> list[tuple[tuple[str | int, ...], str, set[str]]]:
+        """What the spec itself says of the task: ``(location, what, tasks it allows)``."""
+        evidence: list[tuple[tuple[str | int, ...], str, set[str]]] = []
+        evaluation = self.evaluation
+        named: list[tuple[tuple[str | int, ...], str]] = [
+            (("evaluation", "metrics", m), m) for m in evaluation.metrics
+        ]
+        named += [(("evaluation", "compare_to_champion", m), m) for m in evaluation.compare_to_champion]
+        if evaluation.fairness is not None:
+            named += [(("evaluation", "fairness", "metrics", m), m) for m in evaluation.fairness.metrics]
+        if evaluation.robustness is not None:
+            named += [(("evaluation", "robustness", "metrics", m), m) for m in evaluation.robustness.metrics]
+        if self.monitoring is not None:
+            named += [(("monitoring", "performance", m), m) for m in self.monitoring.performance]
+        for loc, name in named:
+            evidence.append((loc, f"metric {name}", tasks_of([name])))
+        if "threshold" in evaluation.model_fields_set:
+            evidence.append((("evaluation", "threshold"), "an operating threshold", {"binary"}))
+        kind = self.training.estimator_kind()
+        if kind == "classifier":
+            evidence.append(
+                (("training", "model"), f"the classifier {self.training.model}", {"binary", "multiclass"})
+            )
+        elif kind == "regressor":
+            evidence.append((("training", "model"), f"the regressor {self.training.model}", {"regression"}))
+        if "positive_label" in self.data.model_fields_set:
+            evidence.append((("data", "positive_label"), "data.positive_label", {"binary"}))
+        return evidence
+
+    @property
+    def task_hint(self) -> str | None:
+        """The task the spec names or implies, or None when only the data can tell (at run time)."""
+        if self.task is not None:
+            return self.task
+        allowed = set(TASKS)
+        for _, _, tasks in self._task_evidence():
+            allowed &= tasks
+        return next(iter(allowed)) if len(allowed) == 1 else None
+
+    @model_validator(mode="after")
+    def _task_consistent(self) -> PipelineSpec:
+        """Metrics, threshold and estimator must fit the task (declared, or implied by the rest):
+        a classification metric on a regression, a threshold on a multiclass, a regressor for a
+        classification are refused here, at their keys, with the fix."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        evidence = self._task_evidence()
+        errors: list[InitErrorDetails] = []
+        if self.task is not None:
+            for loc, what, tasks in evidence:
+                if self.task not in tasks:
+                    fits = " or ".join(sorted(tasks))
+                    why = f"{what} applies to {fits} tasks, but `task` is {self.task}"
+                    if loc[-1] == "threshold" or what == "data.positive_label":
+                        why += "; remove it (a threshold and a positive label are for binary classification)"
+                    elif what.startswith("metric"):
+                        why += f"; {self.task} metrics: " + ", ".join(
+                            m for m, info in METRIC_TABLE.items() if self.task in info.tasks
+                        )
+                    error = PydanticCustomError("task_mismatch", "{why}", {"why": why})
+                    errors.append(InitErrorDetails(type=error, loc=loc, input=what))
+        else:
+            allowed = set(TASKS)
+            for loc, what, tasks in evidence:
+                if not allowed & tasks:
+                    earlier = [w for _, w, t in evidence if not t & tasks]
+                    why = (
+                        f"{what} applies to {' or '.join(sorted(tasks))} tasks, but {earlier[0]} does not; "
+                        "they cannot serve one task: set `task:` and use that task's metrics"
+                    )
+                    error = PydanticCustomError("task_mismatch", "{why}", {"why": why})
+                    errors.append(InitErrorDetails(type=error, loc=loc, input=what))
+                    continue
+                allowed &= tasks
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
     @model_validator(mode="after")
     def _threshold_has_validation_rows(self) -> PipelineSpec:
         """A threshold rule learns from the trainer's validation rows: refuse a split without any."""
@@ -1425,6 +1651,8 @@ class PipelineSpec(_Strict):
         from pydantic_core import InitErrorDetails, PydanticCustomError
 
         rule = self.evaluation.threshold.rule
+        if self.task_hint not in (None, "binary") and "threshold" not in self.evaluation.model_fields_set:
+            return self
         if self.training.validation_fraction == 0 and rule != "fixed":
             why = (
                 f"evaluation.threshold `rule: {rule}` chooses the threshold on the validation rows, "
