@@ -6,6 +6,13 @@ exactly one of the two frames, the quarantine keeps each row's position in the i
 it was held back and its scores, and the function raises if that accounting ever fails to add up
 (by count, by position and by a content hash of the rows, recorded in the summary).
 
+The checks follow the task (``task``: ``binary``, ``multiclass`` or ``regression``; None infers it
+from the labelled targets of the batch and the reference, :func:`airflow_mlops.tasks.infer_task`).
+A multiclass target is judged per class exactly as a binary one (its labels read by
+:func:`~airflow_mlops.data.labels.label_key`: ``1``, ``1.0`` and ``"1"`` are one class); what a
+regression target changes is said under each check. The summary names the task, with the rows of
+each class (``class_counts``) or the target's quantiles (``target``).
+
 Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets a reason):
 
 ``label_issues`` (old name ``label_flips``)
@@ -27,6 +34,13 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     confident-learning rule (the class the probabilities confidently point to, ``p_j >= t_j``
     with ``t_j`` the mean self-confidence of class ``j``, is not the label) and the fixed cut
     :data:`UNCALIBRATED_LABEL_CUT`.
+    **Regression**: residual outliers. HistGradientBoosting regressors, cross-fitted on the
+    reference (or out of fold on the batch) as above, predict each row; its score is
+    ``|residual - median| / (MAD / 0.6745)`` of the residuals (the reference's when given). With a
+    reference: conformal p-values against the reference's own out-of-fold scores and
+    Benjamini-Hochberg at :data:`FDR_LEVEL`; without: the fixed cut
+    :data:`UNCALIBRATED_RESIDUAL_CUT`. A row whose target is infinite is quarantined with reason
+    ``non_finite_target``.
 ``out_of_distribution`` (old name ``outliers``)
     An :class:`~sklearn.ensemble.IsolationForest`. With a reference it is fitted on one half of
     it and the other half calibrates: the batch's anomaly scores get conformal p-values against
@@ -40,18 +54,28 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     reference, outside the range of the reference's values by more than
     :data:`EXTREME_RANGE_MARGIN` x its width; in a column whose MAD is 0 only an infinite value
     counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
-    that is log-compressed), makes a row suspect too.
+    that is log-compressed), makes a row suspect too. A regression has no classes: one cut for all
+    rows.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
     its standard deviation) with conflicting labels. Only the copies whose label disagrees with the
     group's most plausible label (the label model's view of the group, on average over its copies) are
-    suspect (reason ``conflicting_duplicate``), not every member of the pair.
+    suspect (reason ``conflicting_duplicate``), not every member of the pair. **Regression**:
+    copies whose targets differ by more than a tolerance (the larger of
+    :data:`DUPLICATE_TARGET_SHARE` x the target's robust standard deviation and
+    :data:`DUPLICATE_RESIDUAL_Z` x the residual scale of the label model); the copies farther than
+    that from the copy nearest the model's prediction are suspect.
 
 Dataset checks (a finding fails the screen; no row is quarantined; they need a reference, without
 one they are recorded as ``skipped: no reference``):
 
 ``class_balance``
-    The positive rate against the reference's: a relative change above ``max_class_shift``.
+    Binary: the positive rate against the reference's: a relative change above
+    ``max_class_shift``. Multiclass (or binary without a ``positive_label``): each class's share
+    against the reference's, a finding when a share changed by more than ``max_class_shift``
+    relative to the reference's *and* by more than :data:`CLASS_SHIFT_Z` standard errors (a small
+    class's share is noisy), or a class the reference does not have. Regression: the target's
+    Kolmogorov-Smirnov distance to the reference's, above ``max_feature_shift``.
 ``feature_shift``
     Per feature, the Kolmogorov-Smirnov distance (numeric) or total-variation distance
     (categorical) between the batch and the reference: above ``max_feature_shift``.
@@ -65,7 +89,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +120,7 @@ REASON_DUPLICATE = "conflicting_duplicate"
 REASON_LABEL_ISSUE = "label_issue"
 REASON_OOD = "out_of_distribution"
 REASON_MISSING_LABEL = "missing_label"
+REASON_NON_FINITE_TARGET = "non_finite_target"
 
 # build_feature_matrix: categorical columns keep at most this many categories (the rest: "other").
 MAX_CATEGORIES = 50
@@ -138,6 +163,19 @@ OOD_MARGIN = 0.5
 EXTREME_RANGE_MARGIN = 0.5
 # duplicates: numeric features are rounded to this share of their standard deviation.
 NEAR_DUPLICATE_RESOLUTION = 1e-3
+# Regression, label_issues without a reference (or with one of fewer than MIN_CALIBRATION_ROWS
+# labelled rows): a row is suspect when its out-of-fold residual is more than this many robust
+# standard deviations (MAD / 0.6745 of the batch's residuals) from their median.
+UNCALIBRATED_RESIDUAL_CUT = 5.0
+# Regression, duplicates: copies disagree when their targets differ by more than the larger of
+# this share of the target's robust standard deviation and DUPLICATE_RESIDUAL_Z x the label
+# model's robust residual scale (the noise the features do not explain).
+DUPLICATE_TARGET_SHARE = 0.05
+DUPLICATE_RESIDUAL_Z = 4.0
+# class_balance without a positive class (multiclass): a class's share must also have moved by
+# more than this many (two-sample binomial) standard errors, so that sampling noise in a class of
+# a few rows does not fail the screen.
+CLASS_SHIFT_Z = 3.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,6 +366,7 @@ def screen_data(
     folds: int = 5,
     max_fit_rows: int = 50_000,
     seed: int = 0,
+    task: str | None = None,
 ) -> ScreenResult:
     """Screen ``df`` for poisoned rows and split it into accepted and quarantined rows.
 
@@ -346,16 +385,20 @@ def screen_data(
     :param reference: the trusted reference data set (with the target column): the label cut
         is calibrated on it, the out-of-distribution model is fitted on it, the dataset checks
         compare against it.
-    :param positive_label: the label of the positive class of a binary pipeline (``class_balance``
-        compares its rate); a target with more than two classes is then a final DataError. None
-        screens a multiclass target (``duplicates`` and ``label_issues`` model every class).
+    :param positive_label: the label of the positive class of a binary task (``class_balance``
+        compares its rate; None: every class's share); ignored by the other tasks.
     :param folds: folds of the out-of-fold model (2-20).
     :param max_fit_rows: at most this many rows train each fold's model (all rows are scored).
     :param seed: seed of the fold split, the subsamples and the models.
-    :raises DataError: the target or a feature column is missing, a binary target (a
-        ``positive_label`` is given) holds more than two classes, a feature column is all null,
-        the reference's columns differ from the batch's, or there are no rows.
-    :raises ValueError: an unknown check or an out-of-range setting.
+    :param task: ``binary``, ``multiclass`` or ``regression`` (the spec's ``task``); None infers
+        it from the labelled targets of the batch and the reference
+        (:func:`airflow_mlops.tasks.infer_task`; a single class is ``binary`` when a
+        ``positive_label`` is given, else ``multiclass``).
+    :raises DataError: the target or a feature column is missing, a ``binary`` target (with a
+        ``positive_label``) holds more than two classes, the target cannot serve the declared
+        task, a feature column is all null, the reference's columns differ from the batch's, or
+        there are no rows.
+    :raises ValueError: an unknown check or task, or an out-of-range setting.
     """
     import numpy as np
     import pandas as pd
@@ -373,7 +416,8 @@ def screen_data(
     if target in features:
         raise DataError(f"the target column {target!r} must not be listed among the features")
     _require_columns(df, [target, *features])
-    if positive_label is not None:
+    task = _screen_task(task, df, reference, target, positive_label)
+    if task == "binary" and positive_label is not None:
         _require_binary_target(df, reference, target, positive_label)
     clash = [c for c in (ROW_INDEX_COLUMN, REASONS_COLUMN, SCORES_COLUMN) if c in df.columns]
     if clash:
@@ -403,8 +447,20 @@ def screen_data(
             reasons[i].append(reason)
         return len(hits)
 
-    labelled = df[target].notna().to_numpy()
-    check_counts[REASON_MISSING_LABEL] = mark(~labelled, REASON_MISSING_LABEL)
+    present = df[target].notna().to_numpy()
+    check_counts[REASON_MISSING_LABEL] = mark(~present, REASON_MISSING_LABEL)
+    labelled = present
+    y_num = ref_y_num = None  # regression: the targets as float64
+    if task == "regression":
+        y_num = _float_values(df[target])
+        labelled = np.isfinite(y_num)
+        check_counts[REASON_NON_FINITE_TARGET] = mark(present & ~labelled, REASON_NON_FINITE_TARGET)
+        if reference is not None:
+            ref_y_num = _finite(reference[target])
+    # The labels as the classification checks read them: as given (binary, as it always was), or
+    # their canonical class texts (multiclass: 1, 1.0 and "1" are one class).
+    view = _label_view(df[target], task)
+    texts = _class_texts(view, task)
     fit_frame = reference if reference is not None else df
     encoder = _Encoder.fit(fit_frame, list(features))
     x = encoder.transform(df)
@@ -412,6 +468,17 @@ def screen_data(
     # is judged by a model that was trained on its twin.
     groups = _duplicate_groups(x, encoder)
     model: _LabelModel | None = None
+    residuals: _ResidualModel | None = None
+
+    def reference_sample() -> pd.DataFrame | None:
+        if reference is None:
+            return None
+        ref = reference[reference[target].notna()]
+        if task == "regression":
+            ref = ref[np.isfinite(_float_values(ref[target]))]
+        if len(ref) > MAX_CALIBRATION_ROWS:
+            ref = ref.sample(n=MAX_CALIBRATION_ROWS, random_state=seed)
+        return ref
 
     def label_model() -> _LabelModel:
         nonlocal model
@@ -419,14 +486,12 @@ def screen_data(
             ref_x = ref_labels = None
             # With a reference, the label models learn from it (the trusted rows) for the
             # duplicates check too.
-            if reference is not None:
-                ref = reference[reference[target].notna()]
-                if len(ref) > MAX_CALIBRATION_ROWS:
-                    ref = ref.sample(n=MAX_CALIBRATION_ROWS, random_state=seed)
-                ref_x, ref_labels = encoder.transform(ref), ref[target].to_numpy()
+            ref = reference_sample()
+            if ref is not None:
+                ref_x, ref_labels = encoder.transform(ref), _label_view(ref[target], task).to_numpy()
             model = _LabelModel.fit(
                 x,
-                df[target],
+                view,
                 labelled,
                 encoder,
                 groups,
@@ -438,8 +503,43 @@ def screen_data(
             )
         return model
 
+    def residual_model() -> _ResidualModel:
+        nonlocal residuals
+        if residuals is None:
+            assert y_num is not None
+            ref = reference_sample()
+            residuals = _ResidualModel.fit(
+                x,
+                y_num,
+                labelled,
+                encoder,
+                groups,
+                folds=folds,
+                max_fit_rows=max_fit_rows,
+                seed=seed,
+                reference_x=None if ref is None else encoder.transform(ref),
+                reference_y=None if ref is None else _float_values(ref[target]),
+            )
+        return residuals
+
+    shown_label = _representatives(df[target], reference, target) if task == "multiclass" else {}
     for check in checks:  # each check once, in the order given
-        if check == "label_issues":
+        if check == "label_issues" and task == "regression":
+            rm = residual_model()
+            if rm.status != "ran":
+                check_details[check] = {"status": rm.status, "suspects": 0}
+                check_counts[check] = 0
+                continue
+            mask, detail, score, cut = rm.issues()
+            count = mark(mask, REASON_LABEL_ISSUE)
+            for i in np.flatnonzero(mask):
+                row_scores[i]["label_issue"] = round(float(score[i]), 4)
+                row_scores[i]["predicted_target"] = float(rm.prediction[i])
+                row_scores[i]["residual"] = float(rm.residual[i])
+            scores["label_issues"] = score
+            scores["label_issues_cut"] = cut
+            check_details[check] = {"status": "ran", "suspects": count, **detail}
+        elif check == "label_issues":
             lm = label_model()
             if lm.status != "ran":
                 check_details[check] = {"status": lm.status, "suspects": 0}
@@ -449,8 +549,9 @@ def screen_data(
             mask, detail = lm.issues(cal)
             count = mark(mask, REASON_LABEL_ISSUE)
             for i in np.flatnonzero(mask):
+                suggested = _plain(lm.classes[lm.suggested[i]])
                 row_scores[i]["label_issue"] = round(float(lm.score[i]), 4)
-                row_scores[i]["suggested_label"] = _plain(lm.classes[lm.suggested[i]])
+                row_scores[i]["suggested_label"] = shown_label.get(suggested, suggested)
             scores["label_issues"] = lm.score
             scores["label_issues_cut"] = lm.row_cut(detail)
             check_details[check] = {"status": "ran", "suspects": count, **detail}
@@ -462,9 +563,9 @@ def screen_data(
                 encoder,
                 target,
                 features,
-                labelled,
                 outlier_threshold,
                 seed,
+                class_of=lambda labels: _class_texts(_label_view(labels, task), task),
                 fitted_on="reference" if reference is not None else "batch",
             )
             count = mark(mask, REASON_OOD)
@@ -474,11 +575,25 @@ def screen_data(
             scores["out_of_distribution_cut"] = cut
             check_details[check] = {"status": "ran", "suspects": count, **detail}
         elif check == "duplicates":
-            mask, detail = _conflicting_duplicates(df, groups, target, labelled, label_model)
+            if task == "regression":
+                assert y_num is not None
+                spread = _target_scale(ref_y_num if ref_y_num is not None else y_num[labelled])
+                mask, detail = _conflicting_duplicate_targets(y_num, groups, labelled, spread, residual_model)
+            else:
+                mask, detail = _conflicting_duplicates(texts, groups, labelled, label_model)
             count = mark(mask, REASON_DUPLICATE)
             check_details[check] = {"status": "ran", "suspects": count, **detail}
         elif check == "class_balance":
-            detail, finding = _class_balance(df, target, reference, positive_label, max_class_shift)
+            if reference is None:
+                detail, finding = {"status": "skipped: no reference"}, None
+            elif task == "regression":
+                assert y_num is not None and ref_y_num is not None
+                detail, finding = _target_shift(y_num[labelled], ref_y_num, max_feature_shift)
+            elif task == "binary" and positive_label is not None:
+                detail, finding = _class_balance(df, target, reference, positive_label, max_class_shift)
+            else:
+                ref_texts = _class_texts(_label_view(reference[target], task), task)
+                detail, finding = _class_shares(texts, ref_texts, max_class_shift)
             check_details[check] = detail
             if finding:
                 findings.append(finding)
@@ -510,6 +625,7 @@ def screen_data(
     suspect_fraction = len(quarantined) / n
     passed = suspect_fraction <= max_suspect_fraction and not findings
     summary: dict[str, Any] = {
+        "task": task,
         "rows_in": n,
         "rows_accepted": len(accepted),
         "rows_quarantined": len(quarantined),
@@ -522,6 +638,16 @@ def screen_data(
         "hashes": hashes,
         "passed": bool(passed),
     }
+    if task == "regression":
+        assert y_num is not None
+        summary["target"] = {
+            "labelled_rows": int(labelled.sum()),
+            "quantiles": _quantiles(y_num[labelled]),
+            "accepted_quantiles": _quantiles(y_num[labelled & ~suspect]),
+            **({"reference_quantiles": _quantiles(ref_y_num)} if ref_y_num is not None else {}),
+        }
+    else:
+        summary["class_counts"] = _class_counts(texts, suspect)
     result = ScreenResult(
         accepted=accepted, quarantined=quarantined, summary=summary, passed=bool(passed), scores=scores
     )
@@ -977,6 +1103,242 @@ def _bh_threshold(p: np.ndarray, level: float) -> float:
     return float(order[passing[-1]]) if len(passing) else 0.0
 
 
+# --- residual outliers (regression) --------------------------------------------------------
+
+
+@dataclass
+class _ResidualModel:
+    """Out-of-sample predictions of a regression target and the residuals' robust scale.
+
+    ``source`` as for :class:`_LabelModel`: ``"reference"`` (``folds`` regressors cross-fitted on
+    the reference: each reference row's residual from the model that did not see it,
+    ``ref_residual``; each batch row predicted by their average) or ``"batch"`` (out of fold on
+    the batch itself). ``center`` and ``scale`` (the median of the residuals and MAD / 0.6745
+    around it) come from the reference's residuals when there are any, else from the batch's.
+    """
+
+    status: str
+    prediction: np.ndarray  # per row (NaN where there is no finite target)
+    residual: np.ndarray  # target - prediction (NaN where there is no finite target)
+    center: float = 0.0
+    scale: float = 1.0
+    source: str = "batch"
+    note: str = ""
+    ref_residual: np.ndarray | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        labelled: np.ndarray,
+        encoder: _Encoder,
+        groups: np.ndarray,
+        *,
+        folds: int,
+        max_fit_rows: int,
+        seed: int,
+        reference_x: np.ndarray | None = None,
+        reference_y: np.ndarray | None = None,
+    ) -> _ResidualModel:
+        """From the reference when it has :data:`MIN_CALIBRATION_ROWS` rows with a finite target,
+        else out of fold on the batch (at least ``max(MIN_CALIBRATION_ROWS, 2 x folds)`` rows)."""
+        import numpy as np
+
+        n = len(x)
+        rows = np.flatnonzero(labelled)
+        prediction = np.full(n, np.nan)
+        note = ""
+        if reference_x is not None and reference_y is not None:
+            if len(reference_y) >= MIN_CALIBRATION_ROWS:
+                ref_pred, batch_pred = _crossfit_predict(
+                    reference_x,
+                    reference_y,
+                    encoder,
+                    x[rows],
+                    folds=folds,
+                    max_fit_rows=max_fit_rows,
+                    seed=seed,
+                )
+                prediction[rows] = batch_pred
+                ref_residual = reference_y - ref_pred
+                center, scale = _robust_center_scale(ref_residual)
+                return cls(
+                    "ran", prediction, y - prediction, center, scale, "reference", ref_residual=ref_residual
+                )
+            note = (
+                f"the reference has {len(reference_y)} rows with a finite target, fewer than "
+                f"{MIN_CALIBRATION_ROWS}: the regressors were fitted on the batch itself, with the fixed cut"
+            )
+        need = max(MIN_CALIBRATION_ROWS, 2 * folds)
+        distinct = len(np.unique(groups[rows]))
+        if len(rows) < need or distinct < folds:
+            status = (
+                f"skipped: {len(rows)} rows with a finite target ({distinct} distinct), need at least "
+                f"{need} (and folds={folds} distinct)"
+            )
+            return cls(status, prediction, np.full(n, np.nan), note=note)
+        prediction[rows] = _oof_predict(
+            x[rows], y[rows], encoder, folds=folds, max_fit_rows=max_fit_rows, seed=seed, groups=groups[rows]
+        )
+        residual = y - prediction
+        center, scale = _robust_center_scale(residual[rows])
+        return cls("ran", prediction, residual, center, scale, "batch", note)
+
+    def issues(self) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
+        """Suspect rows, details, each row's score (``|residual - center| / scale``) and cut.
+
+        With the reference's residuals: conformal p-values of the batch's scores against the
+        reference's (larger is stranger), Benjamini-Hochberg at :data:`FDR_LEVEL` (or
+        :data:`ROW_LEVEL` when higher) over every row with a finite target; the cut sits just
+        below the lowest discovery's score. Without: the fixed :data:`UNCALIBRATED_RESIDUAL_CUT`.
+        """
+        import numpy as np
+
+        lab = np.isfinite(self.residual)
+        score = np.abs(self.residual - self.center) / self.scale
+        extra: dict[str, Any] = {}
+        if self.ref_residual is not None:
+            ref_score = np.abs(self.ref_residual - self.center) / self.scale
+            p = _conformal_p_values(np.sort(-ref_score), -score[lab])
+            level = _suspect_level(p) if len(p) else 0.0
+            mask = np.zeros(len(score), dtype=bool)
+            mask[np.flatnonzero(lab)[p <= level]] = True
+            cut = float(np.nextafter(score[mask].min(), -np.inf)) if mask.any() else math.inf
+            how = (
+                f"calibrated: Benjamini-Hochberg at false discovery rate {FDR_LEVEL:g} on conformal "
+                f"p-values against the reference's residual scores ({len(ref_score)} rows, each "
+                "predicted by the cross-fit model that did not see it)"
+            )
+            extra = {
+                "fdr_level": FDR_LEVEL,
+                "p_value_threshold": float(level),
+                "discoveries": int(mask.sum()),
+                "reference_flag_rate": float((ref_score > cut).mean()),
+                "reference_residual_quantiles": _quantiles(self.ref_residual),
+            }
+        else:
+            cut = UNCALIBRATED_RESIDUAL_CUT
+            mask = lab & (score > cut)
+            how = f"fixed: {UNCALIBRATED_RESIDUAL_CUT:g} robust standard deviations (no reference to calibrate on)"
+        fitted = (
+            "cross-fitted on the reference (the trusted rows), the batch predicted by their average"
+            if self.source == "reference"
+            else "out of fold on the batch itself"
+        )
+        detail = {
+            "method": f"residual outliers: HistGradientBoosting regressors {fitted}; a row's score "
+            "is |residual - median| / (MAD / 0.6745) of the residuals; suspect above the cut",
+            "model_source": self.source,
+            "threshold": how,
+            "cut": _finite_or_none(cut),
+            "residual_center": float(self.center),
+            "residual_scale": float(self.scale),
+            "residual_quantiles": _quantiles(self.residual[lab]),
+            "score_quantiles": _quantiles(score[lab]),
+            **extra,
+            **({"note": self.note} if self.note else {}),
+        }
+        return mask, detail, score, np.where(lab, cut, np.nan)
+
+
+def _robust_center_scale(residual: np.ndarray) -> tuple[float, float]:
+    """The median of ``residual`` and its robust standard deviation (MAD / 0.6745; the mean
+    absolute deviation when the MAD is 0, a tiny positive number when that is 0 too)."""
+    import numpy as np
+
+    finite = residual[np.isfinite(residual)]
+    if not len(finite):
+        return 0.0, 1.0
+    center = float(np.median(finite))
+    deviation = np.abs(finite - center)
+    scale = float(np.median(deviation)) / _MAD_TO_Z
+    if not scale > 0:
+        scale = float(deviation.mean())
+    if not scale > 0:
+        scale = 1e-12 * max(1.0, float(np.abs(finite).max()))
+    return center, scale
+
+
+def _hgb_regressor(encoder: _Encoder, seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        max_iter=100,
+        learning_rate=0.1,
+        max_leaf_nodes=31,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        categorical_features=encoder.categorical_mask if any(encoder.categorical_mask) else None,
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def _oof_predict(
+    x: np.ndarray,
+    y: np.ndarray,
+    encoder: _Encoder,
+    *,
+    folds: int,
+    max_fit_rows: int,
+    seed: int,
+    groups: np.ndarray,
+) -> np.ndarray:
+    """Out-of-fold regression predictions; every copy of a row (``groups``) in one fold."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(x))
+    _, inverse = np.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    fold_of_group = np.empty(n_groups, dtype=np.int64)
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    for f, (_, test) in enumerate(splitter.split(np.zeros((n_groups, 1)))):
+        fold_of_group[test] = f
+    fold = fold_of_group[inverse.ravel()]
+    with threadpool_limits(limits=_fit_threads(len(x), max_fit_rows), user_api="openmp"):
+        for f in range(folds):
+            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            if len(train) > max_fit_rows:
+                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
+            out[test] = _hgb_regressor(encoder, seed).fit(x[train], y[train]).predict(x[test])
+    return out
+
+
+def _crossfit_predict(
+    rx: np.ndarray,
+    ry: np.ndarray,
+    encoder: _Encoder,
+    bx: np.ndarray,
+    *,
+    folds: int,
+    max_fit_rows: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``folds`` regressors cross-fitted on the reference: its out-of-fold predictions, and the
+    batch's average prediction over all of them."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    ref_pred = np.zeros(len(rx))
+    batch_pred = np.zeros(len(bx))
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    with threadpool_limits(limits=_fit_threads(len(rx), max_fit_rows), user_api="openmp"):
+        for train, test in splitter.split(rx):
+            if len(train) > max_fit_rows:
+                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
+            model = _hgb_regressor(encoder, seed).fit(rx[train], ry[train])
+            ref_pred[test] = model.predict(rx[test])
+            if len(bx):
+                batch_pred += model.predict(bx) / folds
+    return ref_pred, batch_pred
+
+
 # --- out of distribution ------------------------------------------------------------------
 
 
@@ -987,14 +1349,16 @@ def _out_of_distribution(
     encoder: _Encoder,
     target: str,
     features: list[str],
-    labelled: np.ndarray,
     outlier_threshold: float,
     seed: int,
     *,
+    class_of: Callable[[pd.Series], np.ndarray],
     fitted_on: str,
 ) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
     """Isolation-forest anomaly scores against ``fit_frame`` with a class-aware automatic cut, and
-    extreme values (robust z-score, infinities). Returns mask, details, scores, per-row cut."""
+    extreme values (robust z-score, infinities). ``class_of`` gives a target column's class texts
+    (None: no class; a regression has none, so its cut is one for all rows). Returns mask,
+    details, scores, per-row cut."""
     import numpy as np
 
     fit = fit_frame
@@ -1007,13 +1371,13 @@ def _out_of_distribution(
     def impute(m: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(m), fill[None, :], m)
 
-    labels = df[target].astype(str).where(df[target].notna()).to_numpy()
+    labels = class_of(df[target])
 
     def prepare(frame: pd.DataFrame) -> np.ndarray:
         return impute(encoder.transform(frame))
 
     how = _conformal_forest if fitted_on == "reference" else _quantile_forest
-    forest_mask, cut, forest_detail, score = how(prepare, fit, impute(x), labels, target, seed)
+    forest_mask, cut, forest_detail, score = how(prepare, fit, impute(x), labels, class_of(fit[target]), seed)
 
     extreme = np.zeros(len(df), dtype=bool)
     extreme_cols: list[str] = []
@@ -1064,7 +1428,6 @@ def _out_of_distribution(
         "outlier_threshold": float(outlier_threshold),
         "score_quantiles": _quantiles(score),
     }
-    del labelled
     return forest_mask | extreme, detail, score, cut
 
 
@@ -1076,7 +1439,7 @@ def _isolation_forest(x_fit: np.ndarray, seed: int) -> Any:
 
 
 def _conformal_forest(
-    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, target: str, seed: int
+    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, fit_labels: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:
     """The forest fitted on one half of the reference, the other half calibrating: per class (a
     class with fewer than :data:`MIN_CALIBRATION_ROWS` calibration rows, and unlabelled rows,
@@ -1092,7 +1455,7 @@ def _conformal_forest(
     forest = _isolation_forest(prepare(train), seed)
     calib_score = -forest.score_samples(prepare(calib))
     score = -forest.score_samples(x)
-    calib_labels = calib[target].astype(str).where(calib[target].notna()).to_numpy()
+    calib_labels = fit_labels[order[half:]]
     mask = np.zeros(len(x), dtype=bool)
     cut = np.full(len(x), np.inf)
     cuts: dict[str, float | None] = {}
@@ -1132,7 +1495,7 @@ def _conformal_forest(
 
 
 def _quantile_forest(
-    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, target: str, seed: int
+    prepare: Any, fit: pd.DataFrame, x: np.ndarray, labels: np.ndarray, fit_labels: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:
     """Without a reference: the forest fitted on the batch, the cut of each class from the
     batch's own scores (the :data:`OOD_QUANTILE` quantile plus :data:`OOD_MARGIN` x its distance
@@ -1151,7 +1514,6 @@ def _quantile_forest(
     overall = cut_of(fit_score)
     cuts: dict[str, float | None] = {}
     cut = np.full(len(x), overall)
-    fit_labels = fit[target].astype(str).where(fit[target].notna()).to_numpy()
     for value in sorted({str(v) for v in fit_labels if isinstance(v, str)}):
         own = fit_score[fit_labels == value]
         c = cut_of(own) if len(own) >= 200 else max(overall, float(own.max()))
@@ -1185,14 +1547,14 @@ def _duplicate_groups(x: np.ndarray, encoder: _Encoder) -> np.ndarray:
 
 
 def _conflicting_duplicates(
-    df: pd.DataFrame, group: np.ndarray, target: str, labelled: np.ndarray, label_model: Any
+    labels: np.ndarray, group: np.ndarray, labelled: np.ndarray, label_model: Any
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Copies (exact or near) whose label disagrees with their group's most plausible label."""
+    """Copies (exact or near) whose label (``labels``: class texts) disagrees with their group's
+    most plausible label; any number of classes."""
     import numpy as np
     import pandas as pd
 
-    mask = np.zeros(len(df), dtype=bool)
-    labels = df[target].astype(str).where(df[target].notna()).to_numpy()
+    mask = np.zeros(len(labels), dtype=bool)
     probe = pd.DataFrame({"g": group[labelled], "y": labels[labelled]})
     n_labels = probe.groupby("g")["y"].nunique()
     conflicting = n_labels.index[n_labels.to_numpy() > 1].to_numpy()
@@ -1223,6 +1585,71 @@ def _conflicting_duplicates(
     return mask, detail
 
 
+def _target_scale(y: np.ndarray) -> float:
+    """The robust standard deviation of a regression target (MAD / 0.6745, else its standard
+    deviation; 0 for a constant or empty one)."""
+    import numpy as np
+
+    finite = y[np.isfinite(y)]
+    if not len(finite):
+        return 0.0
+    scale = float(np.median(np.abs(finite - np.median(finite)))) / _MAD_TO_Z
+    return scale if scale > 0 else float(finite.std())
+
+
+def _conflicting_duplicate_targets(
+    y: np.ndarray, group: np.ndarray, labelled: np.ndarray, target_scale: float, residual_model: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Regression: copies (exact or near) whose targets differ by more than the tolerance.
+
+    The tolerance is :data:`DUPLICATE_TARGET_SHARE` x the target's robust standard deviation, or
+    :data:`DUPLICATE_RESIDUAL_Z` x the residual scale of the label model when that is larger (two
+    measurements of one row differ by the noise the features do not explain). In a conflicting
+    group the copy nearest the model's prediction for the group is taken as genuine and the
+    copies farther than the tolerance from it are suspect; without a model, every copy."""
+    import numpy as np
+    import pandas as pd
+
+    mask = np.zeros(len(y), dtype=bool)
+    rows = np.flatnonzero(labelled)
+    values = pd.Series(y[rows])
+    spread = values.groupby(group[rows]).agg(lambda v: float(v.max() - v.min()))
+    floor = DUPLICATE_TARGET_SHARE * target_scale
+    detail: dict[str, Any] = {
+        "method": "exact and near duplicates (numeric features rounded to "
+        f"{NEAR_DUPLICATE_RESOLUTION:g} standard deviations) whose targets differ by more than the tolerance",
+        "tolerance_rule": f"the larger of {DUPLICATE_TARGET_SHARE:g} x the target's robust standard deviation "
+        f"and {DUPLICATE_RESIDUAL_Z:g} x the label model's robust residual scale",
+    }
+    candidates = spread.index[spread.to_numpy() > floor].to_numpy()
+    tolerance = floor
+    rm = residual_model() if len(candidates) else None
+    if rm is not None and rm.status == "ran":
+        tolerance = max(floor, DUPLICATE_RESIDUAL_Z * rm.scale)
+    conflicting = spread.index[spread.to_numpy() > tolerance].to_numpy()
+    detail["tolerance"] = float(tolerance)
+    detail["conflicting_groups"] = len(conflicting)
+    if not len(conflicting):
+        detail["resolved_by"] = "nothing to resolve"
+        return mask, detail
+    in_conflict = rows[np.isin(group[rows], conflicting)]
+    if rm is not None and rm.status == "ran":
+        frame = pd.DataFrame({"g": group[in_conflict], "y": y[in_conflict], "p": rm.prediction[in_conflict]})
+        frame["gap"] = (frame["y"] - frame.groupby("g")["p"].transform("mean")).abs()
+        anchor = frame.loc[frame.groupby("g")["gap"].idxmin(), ["g", "y"]].set_index("g")["y"]
+        far = (frame["y"] - frame["g"].map(anchor)).abs().to_numpy() > tolerance
+        mask[in_conflict[far]] = True
+        detail["resolved_by"] = (
+            "label model: copies farther than the tolerance from the copy nearest the group's prediction"
+        )
+        detail["model_source"] = rm.source
+    else:
+        mask[in_conflict] = True  # cannot tell which copy is genuine: hold them all back
+        status = rm.status if rm is not None else "not run"
+        detail["resolved_by"] = f"every copy (label model {status})"
+    return mask, detail
+
+
 # --- dataset checks -------------------------------------------------------------------------
 
 
@@ -1242,15 +1669,7 @@ def _feature_shift(
             b = np.sort(_finite(reference[name]))
             if not len(a) or not len(b):
                 continue
-            grid = np.concatenate([a, b])
-            d = float(
-                np.max(
-                    np.abs(
-                        np.searchsorted(a, grid, "right") / len(a)
-                        - np.searchsorted(b, grid, "right") / len(b)
-                    )
-                )
-            )
+            d = _ks_distance(a, b)
             kind = "KS"
         else:
             p = df[name].astype(str).where(df[name].notna(), "__missing__").value_counts(normalize=True)
@@ -1269,6 +1688,121 @@ def _feature_shift(
             )
     detail = {"status": "ran", "max_feature_shift": float(max_shift), "distances": distances}
     return detail, findings
+
+
+def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov distance of the sorted arrays ``a`` and ``b``."""
+    import numpy as np
+
+    grid = np.concatenate([a, b])
+    return float(
+        np.max(
+            np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b))
+        )
+    )
+
+
+def _class_shares(
+    labels: np.ndarray, reference: np.ndarray, max_shift: float
+) -> tuple[dict[str, Any], str | None]:
+    """class_balance of a target without a positive class (multiclass): every class's share of
+    the labelled rows against the reference's.
+
+    A class moved when its share changed by more than ``max_shift`` relative to the reference's
+    share *and* by more than :data:`CLASS_SHIFT_Z` two-sample binomial standard errors (a small
+    class's share is noisy); a class the reference does not have is an infinite change.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.tasks import sort_classes
+
+    counts = pd.Series(labels).dropna().value_counts()
+    ref_counts = pd.Series(reference).dropna().value_counts()
+    n, m = int(counts.sum()), int(ref_counts.sum())
+    detail: dict[str, Any] = {
+        "status": "ran",
+        "method": "each class's share of the labelled rows against the reference's: a relative change "
+        f"above max_class_shift that is also beyond {CLASS_SHIFT_Z:g} standard errors",
+        "max_class_shift": float(max_shift),
+        "rows": n,
+        "reference_rows": m,
+    }
+    if not n or not m:
+        detail["largest_relative_change"] = None
+        return (
+            detail,
+            "class_balance: cannot compare class shares: no labelled rows in the data or the reference",
+        )
+    per_class: dict[str, dict[str, Any]] = {}
+    moved: list[tuple[float, str, float, float]] = []
+    for c in sort_classes(set(counts.index) | set(ref_counts.index)):
+        p, q = int(counts.get(c, 0)) / n, int(ref_counts.get(c, 0)) / m
+        if q == 0:
+            change, z = math.inf, math.inf
+        else:
+            change = abs(p - q) / q
+            se = math.sqrt(q * (1 - q) * (1 / n + 1 / m))
+            z = abs(p - q) / se if se > 0 else (0.0 if p == q else math.inf)
+        per_class[c] = {
+            "rows": int(counts.get(c, 0)),
+            "share": p,
+            "reference_share": q,
+            "relative_change": change if math.isfinite(change) else "inf",
+            "z": _finite_or_none(z),
+        }
+        if change > max_shift and z > CLASS_SHIFT_Z:
+            moved.append((change, c, p, q))
+    largest = max((v[0] for v in moved), default=None)
+    detail["classes"] = per_class
+    detail["largest_relative_change"] = (
+        None if largest is None else (largest if math.isfinite(largest) else "inf")
+    )
+    if not moved:
+        return detail, None
+    moved.sort(key=lambda v: (-v[0], v[1]))
+    shown = "; ".join(
+        f"class {c!r} share {p:.4f} vs reference {q:.4f} "
+        + ("(not in the reference)" if q == 0 else f"(relative change {ch:.2f})")
+        for ch, c, p, q in moved[:10]
+    ) + ("; ..." if len(moved) > 10 else "")
+    del np
+    return (
+        detail,
+        f"class_balance: {len(moved)} class share(s) moved beyond max_class_shift {max_shift:.2f}: {shown}",
+    )
+
+
+def _target_shift(
+    y: np.ndarray, reference: np.ndarray, max_shift: float
+) -> tuple[dict[str, Any], str | None]:
+    """class_balance of a regression target: its Kolmogorov-Smirnov distance to the reference's,
+    judged like a feature's (against ``max_feature_shift``; a relative change of a class share
+    means nothing for a number)."""
+    import numpy as np
+
+    detail: dict[str, Any] = {
+        "status": "ran",
+        "method": "regression target: Kolmogorov-Smirnov distance to the reference's target, "
+        "against max_feature_shift",
+        "max_feature_shift": float(max_shift),
+        "quantiles": _quantiles(y),
+        "reference_quantiles": _quantiles(reference),
+    }
+    if not len(y) or not len(reference):
+        detail["ks_distance"] = None
+        return (
+            detail,
+            "class_balance: cannot compare the target: no finite target in the data or the reference",
+        )
+    d = _ks_distance(np.sort(y), np.sort(reference))
+    detail["ks_distance"] = d
+    if d > max_shift:
+        return detail, (
+            f"class_balance: the target's distribution moved by KS distance {d:.3f} > max_feature_shift "
+            f"{max_shift:.3f} (median {float(np.median(y)):.4g} vs reference {float(np.median(reference)):.4g})"
+        )
+    return detail, None
 
 
 def _positive_rates(
@@ -1329,6 +1863,96 @@ def _class_balance(
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _screen_task(
+    declared: str | None, df: pd.DataFrame, reference: pd.DataFrame | None, target: str, positive_label: Any
+) -> str:
+    """The task the screen judges the target by: the declared one (checked against the labelled
+    targets of the batch and the reference), else inferred from them.
+
+    Non-finite numbers are left out (a regression's infinite target is a suspect row, not a reason
+    to refuse the batch). Labels of a single class cannot say what the task is: ``binary`` when a
+    ``positive_label`` is given (as the screen always was), else ``multiclass``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.tasks import TASKS, infer_task, resolve_task
+
+    if declared is not None and declared not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (or None: inferred), got {declared!r}")
+    parts = [df[target].dropna()]
+    if reference is not None and target in reference.columns:
+        parts.append(reference[target].dropna())
+    labels = pd.concat(parts, ignore_index=True)
+    dtype = labels.dtype
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        labels = labels[np.isfinite(labels.to_numpy(dtype=np.float64))]
+    if declared == "binary":
+        return "binary"  # its two classes are _require_binary_target's to check
+    if declared is not None:
+        return resolve_task(declared, labels, column=target)
+    keys: set[str] = set()
+    for value in pd.unique(labels):
+        keys.add(label_key(value))
+        if len(keys) > 1:
+            return infer_task(labels, column=target)
+    return "binary" if positive_label is not None else "multiclass"
+
+
+def _label_view(labels: pd.Series, task: str) -> pd.Series:
+    """The target as the label model reads it: as given (binary: the screen always read it so),
+    canonical class texts (multiclass, :func:`~airflow_mlops.data.labels.label_key`: ``1``,
+    ``1.0`` and ``"1"`` are one class), float64 (regression). Missing stays missing."""
+    from airflow_mlops.data.labels import label_key
+
+    if task == "multiclass":
+        return labels.astype(object).map(label_key, na_action="ignore")
+    if task == "regression":
+        import pandas as pd
+
+        return pd.Series(_float_values(labels), index=labels.index)
+    return labels
+
+
+def _class_texts(view: pd.Series, task: str) -> np.ndarray:
+    """Each row's class as text (None/NaN where missing); all None for a regression (no classes)."""
+    import numpy as np
+
+    if task == "regression":
+        return np.full(len(view), None, dtype=object)
+    return view.astype(str).where(view.notna()).to_numpy()
+
+
+def _representatives(labels: pd.Series, reference: pd.DataFrame | None, target: str) -> dict[str, Any]:
+    """Each canonical class text's first label as written (batch, then reference)."""
+    import pandas as pd
+
+    from airflow_mlops.data.labels import label_key
+
+    out: dict[str, Any] = {}
+    parts = [labels] + ([reference[target]] if reference is not None and target in reference.columns else [])
+    for part in parts:
+        for value in pd.unique(part.dropna()):
+            out.setdefault(label_key(value), _plain(value))
+    return out
+
+
+def _class_counts(texts: np.ndarray, suspect: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per class: labelled rows, accepted and quarantined (for the summary and the report)."""
+    from airflow_mlops.tasks import sort_classes
+
+    out: dict[str, dict[str, int]] = {}
+    for c in sort_classes({v for v in texts if isinstance(v, str)}):
+        rows = texts == c
+        out[c] = {
+            "rows": int(rows.sum()),
+            "accepted": int((rows & ~suspect).sum()),
+            "quarantined": int((rows & suspect).sum()),
+        }
+    return out
 
 
 def _require_binary_target(

@@ -534,9 +534,22 @@ def test_a_multiclass_target_in_a_binary_pipeline_is_a_final_error_not_poisoning
             max_suspect_fraction=0.02,
             reference=_three_classes(1),
             positive_label=1,
+            task="binary",
         )
     assert not isinstance(info.value, PoisoningDetectedError) and not is_retryable(info.value)
     assert "not a poisoning finding" in str(info.value)
+    # Without a declared task the same data is a multiclass target and is screened as one.
+    inferred = screen_data(
+        _three_classes(0),
+        target="y",
+        features=["a", "b", "c"],
+        checks=checks,
+        max_suspect_fraction=0.02,
+        reference=_three_classes(1),
+        positive_label=1,
+    )
+    assert inferred.summary["task"] == "multiclass"
+    assert set(inferred.summary["class_counts"]) == {"0", "1", "2"}
 
 
 def _binary_batch_with_a_multiclass_reference() -> dict[str, Any]:
@@ -557,7 +570,12 @@ def _text_labels() -> dict[str, Any]:
 def test_a_third_class_only_in_the_reference_or_as_text_counts_too(make) -> None:
     with pytest.raises(DataError, match="has 3 classes"):
         screen_data(
-            target="y", features=["a", "b", "c"], checks=["duplicates"], max_suspect_fraction=0.02, **make()
+            target="y",
+            features=["a", "b", "c"],
+            checks=["duplicates"],
+            max_suspect_fraction=0.02,
+            task="binary",
+            **make(),
         )
 
 
