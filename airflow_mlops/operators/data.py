@@ -285,6 +285,9 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         names ``label_flips`` and ``outliers`` still work.
     :param max_suspect_fraction: above this share of suspects the task fails before training.
     :param max_feature_shift, folds, max_fit_rows, seed: see ``poisoning`` in docs/spec.md.
+    :param task: ``binary``, ``multiclass`` or ``regression`` (the spec's ``task``); None infers it
+        from the batch and the reference. It decides what the checks judge (see
+        :mod:`airflow_mlops.data.poisoning`); ``positive_label`` matters to ``binary`` only.
 
     Returns ``{"accepted", "quarantine", "summary", "report"}`` refs (``report``: the HTML
     report) and ``suspect_fraction``.
@@ -312,12 +315,16 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         folds: int = 5,
         max_fit_rows: int = 50_000,
         seed: int = 0,
+        task: str | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_mlops.data.poisoning import normalise_checks
+        from airflow_mlops.tasks import TASKS
 
         super().__init__(**kwargs)
         normalise_checks(checks)  # an unknown check fails when the DAG is built, not when it runs
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)} or None (inferred), got {task!r}")
         self.data = data
         self.target = target
         self.features = list(features) if features else None
@@ -332,6 +339,7 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         self.folds = folds
         self.max_fit_rows = max_fit_rows
         self.seed = seed
+        self.task = task
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table, write_table
@@ -362,6 +370,7 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
                 folds=self.folds,
                 max_fit_rows=self.max_fit_rows,
                 seed=self.seed,
+                task=self.task,
             )
             write_table(result.accepted, tmp / "accepted.parquet")
             write_table(result.quarantined, tmp / "quarantine.parquet")
