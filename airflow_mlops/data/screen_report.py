@@ -1,9 +1,11 @@
 """A self-contained HTML report of a poisoning screen, for a person to read.
 
 :func:`render_screen_report` shows, in one file with inline SVG (no scripts, no external
-resources): the verdict and the suspects per check, the dataset findings, the score distribution
-of each scoring check with its cut, and the quarantined rows (the highest-scoring first) each
-beside its nearest accepted rows, so a reviewer sees why a row stands out.
+resources): the verdict, the task (binary, multiclass or regression) with the rows of each class
+or the target's and the residuals' summary, the suspects per check (a check that did not run says
+why), the dataset findings, the score distribution of each scoring check with its cut, and the
+quarantined rows (the highest-scoring first) each beside its nearest accepted rows, so a reviewer
+sees why a row stands out.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def render_screen_report(result: ScreenResult, *, target: str, features: Sequenc
         f"<p class='{'pass' if result.passed else 'fail'}'>The screen {verdict}.</p>",
         f"<p>{html.escape(result.message())}</p>",
         f"<p>Reference: {html.escape(str(s.get('reference')))}</p>",
+        "<h2>Task</h2>",
+        _task_section(s),
         "<h2>Suspects per check</h2>",
         _table(
             ["check", "status", "suspect rows"],
@@ -52,7 +56,11 @@ def render_screen_report(result: ScreenResult, *, target: str, features: Sequenc
                 [name, detail.get("status", ""), detail.get("suspects", s["check_counts"].get(name, ""))]
                 for name, detail in s["checks"].items()
             ]
-            + [["missing_label", "always", s["check_counts"].get("missing_label", 0)]],
+            + [
+                [name, "always", count]
+                for name, count in s["check_counts"].items()
+                if name in ("missing_label", "non_finite_target")
+            ],
         ),
         "<h2>Dataset findings</h2>",
         "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in s["dataset_findings"]) + "</ul>"
@@ -61,8 +69,13 @@ def render_screen_report(result: ScreenResult, *, target: str, features: Sequenc
         "<h2>Score distributions</h2>",
     ]
     shown = False
+    label_score = (
+        "residual score (|residual - median| / robust residual scale; suspect above the cut)"
+        if s.get("task") == "regression"
+        else "label score (log-likelihood ratio of the given label; suspect below the cut)"
+    )
     for check, label in (
-        ("label_issues", "label score (log-likelihood ratio of the given label; suspect below the cut)"),
+        ("label_issues", label_score),
         ("out_of_distribution", "anomaly score (suspect above the cut)"),
     ):
         if check in result.scores:
@@ -85,6 +98,55 @@ def render_screen_report(result: ScreenResult, *, target: str, features: Sequenc
     )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _task_section(s: dict[str, Any]) -> str:
+    """The task, and per class its rows (classification) or the target's and the residuals'
+    summary (regression)."""
+    task = s.get("task", "binary")
+    if task != "regression":
+        counts = s.get("class_counts") or {}
+        rows = [
+            [
+                c,
+                v["rows"],
+                v["accepted"],
+                v["quarantined"],
+                v["quarantined"] / v["rows"] if v["rows"] else 0.0,
+            ]
+            for c, v in counts.items()
+        ]
+        return f"<p>Task: {html.escape(task)} ({len(counts)} classes among the labelled rows).</p>" + _table(
+            ["class", "rows", "accepted", "quarantined", "share quarantined"], rows
+        )
+    out = ["<p>Task: regression.</p>"]
+    target = s.get("target") or {}
+    frames = [
+        ("batch", "quantiles"),
+        ("accepted", "accepted_quantiles"),
+        ("reference", "reference_quantiles"),
+    ]
+    shown = [(name, target[key]) for name, key in frames if target.get(key)]
+    if shown:
+        qs = list(shown[0][1])
+        out.append(f"<p>Target ({target.get('labelled_rows', 0)} rows with a finite target):</p>")
+        out.append(_table(["rows", *qs], [[name, *(q.get(k, "") for k in qs)] for name, q in shown]))
+    label = s["checks"].get("label_issues")
+    if label is None:
+        out.append("<p>Residuals: label_issues was not among the checks.</p>")
+    elif label.get("status") != "ran":
+        out.append(f"<p>Residuals: label_issues {html.escape(str(label.get('status')))}.</p>")
+    else:
+        items = [
+            ["model", label.get("model_source")],
+            ["residual median", label.get("residual_center")],
+            ["robust residual scale (MAD / 0.6745)", label.get("residual_scale")],
+            ["cut (score)", "none (no suspect)" if label.get("cut") is None else label.get("cut")],
+            ["suspects", label.get("suspects")],
+            *[[f"residual {k}", v] for k, v in (label.get("residual_quantiles") or {}).items()],
+        ]
+        out.append("<p>Residuals (target - out-of-sample prediction):</p>" + _table(["", "value"], items))
+    return "".join(out)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] = ()) -> str:
