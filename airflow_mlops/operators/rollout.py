@@ -9,14 +9,18 @@ from typing import Any
 
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.registry.rollout import DEFAULT_MAX_RELATIVE_ERROR
 
 
 class RolloutGateOperator(MLOpsBaseOperator):
     """Judge the candidate on the rollout alias against the champion on the window just scored.
 
-    Fetch -> call -> act: the candidate is fetched verified and scanned (as the champion was),
-    scores the window the champion scored (``predictions``, from ``monitor.score``), and
-    :func:`~airflow_mlops.registry.rollout.judge_window` decides:
+    Fetch -> call -> act: the candidate and the champion version ``monitor.score`` served are
+    fetched verified and scanned, both answer the rows of that window (``predictions``), and
+    :func:`~airflow_mlops.registry.rollout.judge_window` decides, by the models' task: the share
+    of rows on which they predict the same class (binary, each at its own threshold; multiclass)
+    or on which the candidate's value is within ``max_relative_error`` of the champion's
+    (regression), and on labelled windows the ``compare_to_champion`` metrics:
 
     - ``passed``: the candidate is promoted to the champion alias with this verdict as its
       evidence (checked like any promotion: digest, signature, scan, the champion unchanged since
@@ -26,7 +30,8 @@ class RolloutGateOperator(MLOpsBaseOperator):
     - ``undecided``: nothing moves; after ``max_windows`` undecided windows the rollout is ended
       as failed.
 
-    No rollout alias: skipped. Every outcome is in the audit trail.
+    No rollout alias: skipped. A candidate of another task than the champion's cannot be judged
+    beside it: the rollout ends as failed. Every outcome is in the audit trail.
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "predictions", "champion_version")
@@ -46,6 +51,7 @@ class RolloutGateOperator(MLOpsBaseOperator):
         threshold: float = 0.5,
         min_rows: int = 500,
         min_agreement: float | None = 0.9,
+        max_relative_error: float = DEFAULT_MAX_RELATIVE_ERROR,
         compare_to_champion: dict[str, dict[str, float]] | None = None,
         max_windows: int = 7,
         allowed_globals: Sequence[str] = (),
@@ -65,6 +71,7 @@ class RolloutGateOperator(MLOpsBaseOperator):
         self.threshold = threshold
         self.min_rows = min_rows
         self.min_agreement = min_agreement
+        self.max_relative_error = max_relative_error
         self.compare_to_champion = dict(compare_to_champion or {})
         self.max_windows = max_windows
         self.allowed_globals = list(allowed_globals)
@@ -76,16 +83,16 @@ class RolloutGateOperator(MLOpsBaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.data.io import read_table
-        from airflow_mlops.data.labels import positive_mask
-        from airflow_mlops.operators.monitor import SCORE_COLUMN
+        from airflow_mlops.exceptions import GateFailedError
         from airflow_mlops.registry.evaluation import operating_threshold
         from airflow_mlops.registry.mlflow_registry import (
             champion_version,
             fetch_trusted_champion,
+            fetch_trusted_version,
             weights_dir,
         )
         from airflow_mlops.registry.rollout import judge_window
-        from airflow_mlops.training.model import load_predictor
+        from airflow_mlops.training.flavors import load_predictor
 
         client = self.mlflow_hook.get_conn()
         candidate = champion_version(client, self.model_name, self.rollout_alias, pipeline=self.pipeline)
@@ -116,21 +123,45 @@ class RolloutGateOperator(MLOpsBaseOperator):
                 raise AirflowSkipException(
                     f"@{self.rollout_alias} moved while this task ran; the next window decides"
                 )
+            # The champion version the monitor served this window, verified and scanned like the
+            # candidate: both answer the same rows through the same code.
+            champion_dir, _ = fetch_trusted_version(
+                client,
+                self.model_name,
+                champion,
+                key.trust,
+                tmp / "champion",
+                allowed_globals=self.allowed_globals,
+            )
             predictor = load_predictor(weights_dir(fetched[1]))
+            incumbent = load_predictor(weights_dir(champion_dir))
+            if predictor.task != incumbent.task:
+                why = (
+                    f"version {version} is a {predictor.task} model and the champion (version {champion}) "
+                    f"a {incumbent.task} model: a rollout compares models of one task; promote it directly"
+                )
+                self._end(client, context, version, f"rollout gate failed: {why}")
+                raise GateFailedError(
+                    f"the {self.rollout_alias} rollout of {self.model_name} version {version} ended, the "
+                    f"champion stays version {champion}: {why}"
+                )
             window = read_table(self.fetch(self.predictions, tmp / "window"))
-            champion_threshold = float(self.predictions.get("metadata", {}).get("threshold", self.threshold))
             candidate_threshold, _ = operating_threshold(predictor.config, self.threshold)
+            champion_threshold, _ = operating_threshold(incumbent.config, self.threshold)
             labelled = self.target in window.columns and bool(window[self.target].notna().all())
             report = judge_window(
-                predictor.predict_proba(window),
-                window[SCORE_COLUMN].to_numpy(),
+                predictor.predict_scores(window),
+                incumbent.predict_scores(window),
+                task=predictor.task,
                 candidate_threshold=candidate_threshold,
                 champion_threshold=champion_threshold,
-                y_true=positive_mask(window[self.target], self.positive_label, column=self.target)
-                if labelled
-                else None,
+                candidate_classes=predictor.classes or None,
+                champion_classes=incumbent.classes or None,
+                positive_label=self.positive_label,
+                y_true=window[self.target] if labelled else None,
                 min_rows=self.min_rows,
                 min_agreement=self.min_agreement,
+                max_relative_error=self.max_relative_error,
                 comparisons=self.compare_to_champion,
             )
             payload = {
@@ -138,8 +169,13 @@ class RolloutGateOperator(MLOpsBaseOperator):
                 "model_name": self.model_name,
                 "candidate_version": version,
                 "champion_version": champion,
-                "candidate_threshold": candidate_threshold,
-                "champion_threshold": champion_threshold,
+                "candidate_model": predictor.describe(),
+                "champion_model": incumbent.describe(),
+                **(
+                    {"candidate_threshold": candidate_threshold, "champion_threshold": champion_threshold}
+                    if predictor.task == "binary"
+                    else {}
+                ),
                 "rollout_alias": self.rollout_alias,
             }
             (tmp / "rollout.json").write_text(json.dumps(payload, indent=2, default=str))
@@ -170,8 +206,6 @@ class RolloutGateOperator(MLOpsBaseOperator):
         else:
             why = "; ".join(report.reasons)
         self._end(client, context, version, f"rollout gate failed: {why}")
-        from airflow_mlops.exceptions import GateFailedError
-
         raise GateFailedError(
             f"the {self.rollout_alias} rollout of {self.model_name} version {version} ended, the champion "
             f"stays version {champion}: {why}"

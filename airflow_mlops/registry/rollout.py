@@ -1,34 +1,66 @@
 """The later gate of a shadow or canary rollout: the candidate beside the champion on live rows.
 
-Pure functions, no Airflow and no MLflow; numpy is imported inside. One live window gives one
-verdict: ``passed`` (promote the candidate to champion), ``failed`` (end the rollout) or
+Pure functions, no Airflow and no MLflow; numpy and pandas are imported inside. One live window
+gives one verdict: ``passed`` (promote the candidate to champion), ``failed`` (end the rollout) or
 ``undecided`` (too few rows, or comparisons that need labels on an unlabelled window: the next
 window decides; after ``max_windows`` undecided windows the rollout ends -- a rollout that cannot
 decide never becomes champion by default).
+
+*Agreement* is the share of the window's rows on which the two models answer alike, per task
+(each model's output as :mod:`airflow_mlops.metrics` defines it):
+
+- ``binary``: the same predicted class, each model at its own operating threshold;
+- ``multiclass``: the same most probable class (compared by label, so two models whose class
+  lists differ still compare);
+- ``regression``: the candidate's value within ``max_relative_error`` of the champion's:
+  ``|candidate - champion| <= max_relative_error * max(|champion|, scale)``, where ``scale`` is
+  the window's mean ``|champion|``. The floor keeps rows whose prediction is near zero (a target
+  centred on zero) from demanding an exact match: there the tolerance is relative to the size of
+  the champion's predictions on the window, not of that one row.
+
+On a labelled window each model's metrics are computed from the labels encoded against its own
+classes (:func:`airflow_mlops.tasks.encode_target`); labelled rows of a class one of the models
+was never trained on are left out of that comparison (and counted in the reasons).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_mlops.data.labels import label_key
 from airflow_mlops.exceptions import DataError
-from airflow_mlops.registry.evaluation import GateReport, compute_metrics, evaluate_gates
+from airflow_mlops.registry.evaluation import GateReport, evaluate_gates
+from airflow_mlops.tasks import TASKS, encode_target, sort_classes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Verdict = Literal["passed", "failed", "undecided"]
+
+#: Regression: how far (relative) the candidate's value may be from the champion's on a row that
+#: counts as agreeing.
+DEFAULT_MAX_RELATIVE_ERROR = 0.1
 
 
 @dataclass(frozen=True)
 class RolloutReport:
-    """The verdict on one live window, with what it rests on."""
+    """The verdict on one live window, with what it rests on.
+
+    ``candidate_summary`` / ``champion_summary`` describe each model's answers on the window:
+    binary ``{"positive_rate"}``, multiclass ``{"class_shares": {label: share}}``, regression
+    ``{"mean", "std"}``.
+    """
 
     verdict: Verdict
+    task: str
     rows: int
     labelled: bool
     agreement: float
-    candidate_positive_rate: float
-    champion_positive_rate: float
+    agreement_rule: str
+    candidate_summary: Mapping[str, Any]
+    champion_summary: Mapping[str, Any]
     candidate_metrics: Mapping[str, float] | None
     champion_metrics: Mapping[str, float] | None
     gates: GateReport
@@ -37,11 +69,13 @@ class RolloutReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
+            "task": self.task,
             "rows": self.rows,
             "labelled": self.labelled,
             "agreement": self.agreement,
-            "candidate_positive_rate": self.candidate_positive_rate,
-            "champion_positive_rate": self.champion_positive_rate,
+            "agreement_rule": self.agreement_rule,
+            "candidate_summary": dict(self.candidate_summary),
+            "champion_summary": dict(self.champion_summary),
             "candidate_metrics": dict(self.candidate_metrics) if self.candidate_metrics else None,
             "champion_metrics": dict(self.champion_metrics) if self.champion_metrics else None,
             "gates": self.gates.to_dict(),
@@ -50,53 +84,107 @@ class RolloutReport:
 
     def summary(self) -> str:
         head = (
-            f"rollout gate {self.verdict.upper()} on {self.rows} live rows (agreement {self.agreement:.4f})"
+            f"rollout gate {self.verdict.upper()} on {self.rows} live rows of a {self.task} model "
+            f"(agreement {self.agreement:.4f}: {self.agreement_rule})"
         )
         return "\n".join([head, *("  " + r for r in self.reasons)])
 
 
 def judge_window(
-    candidate_scores: Any,
-    champion_scores: Any,
+    candidate: Any,
+    champion: Any,
     *,
-    candidate_threshold: float,
-    champion_threshold: float,
+    task: str = "binary",
+    candidate_threshold: float = 0.5,
+    champion_threshold: float = 0.5,
+    candidate_classes: Sequence[str] | None = None,
+    champion_classes: Sequence[str] | None = None,
+    positive_label: Any = 1,
     y_true: Any = None,
     min_rows: int,
     min_agreement: float | None,
+    max_relative_error: float = DEFAULT_MAX_RELATIVE_ERROR,
     comparisons: Mapping[str, Mapping[str, float]] | None = None,
 ) -> RolloutReport:
-    """Judge one live window scored by both models (each at its own operating threshold).
+    """Judge one live window answered by both models.
 
-    :param y_true: the window's labels as 0/1 (None: an unlabelled window).
+    :param candidate: the candidate's output on the window (``Predictor.predict_scores``):
+        binary, positive-class probabilities; multiclass, ``(rows, classes)`` probabilities;
+        regression, values.
+    :param champion: the champion's output on the same rows.
+    :param candidate_threshold: binary: the candidate's operating threshold.
+    :param champion_threshold: binary: the champion's operating threshold.
+    :param candidate_classes: classification: the candidate's classes (canonical label texts, the
+        order of its output columns). Required for multiclass; for binary it lets a window of one
+        class be scored.
+    :param champion_classes: the champion's classes, likewise.
+    :param positive_label: binary: the positive class (the spec's ``data.positive_label``).
+    :param y_true: the window's raw labels (its target column), or None for an unlabelled window.
+    :param max_relative_error: regression: the tolerance of the agreement (module docstring).
     :param comparisons: ``{metric: {"max_regression": x}}`` on labelled windows (see
         :func:`~airflow_mlops.registry.evaluation.evaluate_gates`).
-    :raises DataError: the two score arrays differ in length, or are not probabilities.
+    :raises DataError: the outputs differ in rows or do not fit the task (probabilities outside
+        [0, 1], NaN, a class count other than the classes'), or the task is unknown.
     """
     import numpy as np
 
-    cand = np.asarray(candidate_scores, dtype=np.float64)
-    champ = np.asarray(champion_scores, dtype=np.float64)
-    if cand.shape != champ.shape or cand.ndim != 1:
-        raise DataError(f"candidate and champion scores differ in shape: {cand.shape} vs {champ.shape}")
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    cand = _output(task, "candidate", candidate, candidate_classes)
+    champ = _output(task, "champion", champion, champion_classes)
+    if len(cand) != len(champ):
+        raise DataError(f"the candidate answered {len(cand)} rows, the champion {len(champ)}")
     rows = len(cand)
     if rows == 0:
         raise DataError("the live window has no rows")
-    for name, s in (("candidate", cand), ("champion", champ)):
-        if not np.isfinite(s).all() or s.min() < 0 or s.max() > 1:
-            raise DataError(f"the {name}'s scores are not finite probabilities")
-    cand_pos = cand >= candidate_threshold
-    champ_pos = champ >= champion_threshold
-    agreement = float(np.mean(cand_pos == champ_pos))
-    labelled = y_true is not None
-    cand_metrics = champ_metrics = None
-    if labelled:
-        cand_metrics = compute_metrics(y_true, cand, threshold=candidate_threshold)
-        champ_metrics = compute_metrics(y_true, champ, threshold=champion_threshold)
 
+    if task == "binary":
+        cand_pos, champ_pos = cand >= candidate_threshold, champ >= champion_threshold
+        agree = cand_pos == champ_pos
+        rule = "same predicted class, each model at its own threshold"
+        cand_summary: dict[str, Any] = {"positive_rate": float(cand_pos.mean())}
+        champ_summary: dict[str, Any] = {"positive_rate": float(champ_pos.mean())}
+    elif task == "multiclass":
+        assert candidate_classes is not None and champion_classes is not None  # checked by _output
+        cand_labels = np.asarray(list(candidate_classes), dtype=object)[np.argmax(cand, axis=1)]
+        champ_labels = np.asarray(list(champion_classes), dtype=object)[np.argmax(champ, axis=1)]
+        agree = cand_labels == champ_labels  # canonical label texts of the models, not raw labels
+        rule = "same most probable class"
+        cand_summary = {"class_shares": _shares(cand_labels, candidate_classes)}
+        champ_summary = {"class_shares": _shares(champ_labels, champion_classes)}
+    else:
+        if not max_relative_error >= 0:
+            raise DataError(f"max_relative_error must be >= 0, got {max_relative_error!r}")
+        scale = float(np.mean(np.abs(champ)))
+        tolerance = max_relative_error * np.maximum(np.abs(champ), scale)
+        agree = np.abs(cand - champ) <= tolerance
+        rule = (
+            f"candidate within {max_relative_error:g} (relative) of the champion, "
+            f"floor {max_relative_error:g} x mean |champion| = {max_relative_error * scale:.6g}"
+        )
+        cand_summary = {"mean": float(cand.mean()), "std": float(cand.std())}
+        champ_summary = {"mean": float(champ.mean()), "std": float(champ.std())}
+    agreement = float(np.mean(agree))
+
+    labelled = y_true is not None
     reasons: list[str] = []
     undecided: list[str] = []
     failed: list[str] = []
+    cand_metrics = champ_metrics = None
+    if labelled:
+        cand_metrics, champ_metrics, note = _labelled_metrics(
+            task,
+            y_true,
+            cand,
+            champ,
+            rows=rows,
+            classes=(candidate_classes, champion_classes),
+            thresholds=(candidate_threshold, champion_threshold),
+            positive_label=positive_label,
+        )
+        if note:
+            reasons.append(note)
+
     if rows < min_rows:
         undecided.append(f"{rows} rows, fewer than the {min_rows} a verdict needs")
     if min_agreement is not None:
@@ -128,13 +216,115 @@ def judge_window(
         verdict = "passed"
     return RolloutReport(
         verdict=verdict,
+        task=task,
         rows=rows,
         labelled=labelled,
         agreement=agreement,
-        candidate_positive_rate=float(cand_pos.mean()),
-        champion_positive_rate=float(champ_pos.mean()),
+        agreement_rule=rule,
+        candidate_summary=cand_summary,
+        champion_summary=champ_summary,
         candidate_metrics=cand_metrics,
         champion_metrics=champ_metrics,
         gates=gates,
         reasons=tuple(reasons),
     )
+
+
+def _output(task: str, who: str, values: Any, classes: Sequence[str] | None) -> np.ndarray:
+    """One model's output as float64, checked against the task."""
+    import numpy as np
+
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"the {who}'s output is not numeric: {exc}") from None
+    if not np.isfinite(out).all():
+        raise DataError(f"the {who}'s output holds NaN or infinite values")
+    if task == "multiclass":
+        if classes is None:
+            raise DataError(f"a multiclass window needs the {who}'s classes")
+        if out.ndim != 2 or out.shape[1] != len(classes):
+            raise DataError(
+                f"the {who}'s output has shape {out.shape}; a multiclass model of {len(classes)} "
+                "classes gives one probability per class"
+            )
+    elif out.ndim != 1:
+        raise DataError(f"the {who}'s output has shape {out.shape}; a {task} model gives one value per row")
+    if task != "regression" and out.size and (out.min() < 0 or out.max() > 1):
+        raise DataError(f"the {who}'s scores are not finite probabilities")
+    return out
+
+
+def _shares(labels: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    import numpy as np
+
+    return {c: float(np.mean(labels == c)) for c in sort_classes(classes)}
+
+
+def _labelled_metrics(
+    task: str,
+    y_true: Any,
+    cand: np.ndarray,
+    champ: np.ndarray,
+    *,
+    rows: int,
+    classes: tuple[Sequence[str] | None, Sequence[str] | None],
+    thresholds: tuple[float, float],
+    positive_label: Any,
+) -> tuple[dict[str, float], dict[str, float], str]:
+    """Each model's metrics on the labelled window, and a note on rows left out (or "")."""
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.metrics import compute_metrics
+
+    labels = y_true if isinstance(y_true, pd.Series) else pd.Series(np.asarray(y_true, dtype=object))
+    labels = labels.reset_index(drop=True)
+    if len(labels) != rows:
+        raise DataError(f"{len(labels)} label(s) for {rows} row(s) of the live window")
+    if task == "regression":
+        y = encode_target("regression", labels, column="target", where="the live window")
+        return (
+            compute_metrics(task, y, cand),
+            compute_metrics(task, y, champ),
+            "",
+        )
+    keep = np.ones(rows, dtype=bool)
+    note = ""
+    known = [set(c) for c in classes if c is not None]
+    if known:
+        keys = {value: label_key(value) for value in pd.unique(labels)}
+        usable = {v: all(k in model_classes for model_classes in known) for v, k in keys.items()}
+        keep = labels.map(usable).to_numpy(dtype=bool)
+        if not keep.all():
+            unknown = sorted({k for v, k in keys.items() if not usable[v]})
+            shown = ", ".join(repr(k) for k in unknown[:10])
+            note = (
+                f"{int((~keep).sum())} labelled row(s) of class(es) {shown} that a model was not trained "
+                "on are left out of the metrics"
+            )
+    kept = labels[keep].reset_index(drop=True)
+    out = []
+    for output, model_classes, threshold in zip((cand, champ), classes, thresholds, strict=True):
+        y = _encode_classes(task, kept, model_classes, positive_label)
+        out.append(compute_metrics(task, y, output[keep], threshold=threshold))
+    return out[0], out[1], note
+
+
+def _encode_classes(task: str, labels: Any, classes: Sequence[str] | None, positive_label: Any) -> np.ndarray:
+    """Classification labels as the metrics read them (:func:`airflow_mlops.tasks.encode_target`)."""
+    if classes is None:  # binary without the model's classes: the one positive-label rule
+        return encode_target(
+            "binary", labels, positive_label=positive_label, column="target", require_both=False
+        )
+    # Class indices against the model's classes: a window may hold a single class (a binary
+    # window without positives is a window, not an error).
+    indices = encode_target("multiclass", labels, classes=list(classes), where="the live window")
+    if task == "binary":
+        positive = label_key(positive_label)
+        if positive not in classes:
+            raise DataError(
+                f"positive_label {positive_label!r} is not one of the model's classes {list(classes)}"
+            )
+        return indices == list(classes).index(positive)
+    return indices

@@ -232,7 +232,7 @@ def test_a_large_window_that_disagrees_fails_even_without_labels() -> None:
 
 
 def test_malformed_scores_are_refused() -> None:
-    with pytest.raises(DataError, match="differ in shape"):
+    with pytest.raises(DataError, match="the candidate answered 2 rows, the champion 1"):
         judge_window(
             [0.1, 0.2], [0.1], candidate_threshold=0.5, champion_threshold=0.5, min_rows=1, min_agreement=0.9
         )
@@ -245,3 +245,181 @@ def test_malformed_scores_are_refused() -> None:
             min_rows=1,
             min_agreement=0.9,
         )
+    with pytest.raises(DataError, match="one probability per class"):
+        judge_window(
+            np.full((3, 2), 0.5),
+            np.full((3, 3), 1 / 3),
+            task="multiclass",
+            candidate_classes=["a", "b", "c"],
+            champion_classes=["a", "b", "c"],
+            min_rows=1,
+            min_agreement=0.9,
+        )
+    with pytest.raises(DataError, match="needs the candidate's classes"):
+        judge_window(
+            np.full((3, 3), 1 / 3), np.full((3, 3), 1 / 3), task="multiclass", min_rows=1, min_agreement=0.9
+        )
+    with pytest.raises(DataError, match="NaN or infinite"):
+        judge_window([1.0, np.nan], [1.0, 2.0], task="regression", min_rows=1, min_agreement=0.9)
+
+
+def test_a_binary_window_of_one_class_is_judged_not_refused() -> None:
+    y, champion, _ = _window()
+    labels = np.where(y == 1, "fraud", "ok")
+    labels[:] = "ok"  # a window without a single positive
+    report = judge_window(
+        champion,
+        champion,
+        candidate_classes=["fraud", "ok"],
+        champion_classes=["fraud", "ok"],
+        positive_label="fraud",
+        y_true=labels,
+        min_rows=100,
+        min_agreement=0.9,
+        comparisons={"accuracy": {"max_regression": 0.0}},
+    )
+    assert report.verdict == "passed" and report.labelled
+    assert report.candidate_metrics is not None
+    assert report.candidate_metrics["accuracy"] == pytest.approx(float(np.mean(champion < 0.5)))
+
+
+# --- multiclass and regression windows --------------------------------------------------------------
+
+CLASSES = ["bird", "cat", "dog"]
+
+
+def _multiclass_window(n: int = 1000, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), y] += 2.5  # a skilled champion
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return np.asarray(CLASSES, dtype=object)[y], probs, rng
+
+
+def test_multiclass_agreement_is_the_share_of_rows_with_the_same_predicted_class() -> None:
+    labels, champion, rng = _multiclass_window()
+    candidate = champion.copy()
+    flip = rng.random(len(labels)) < 0.2  # the candidate moves its mass to the next class on 20 % of rows
+    candidate[flip] = np.roll(champion[flip], 1, axis=1)
+    expected = float(np.mean(np.argmax(candidate, axis=1) == np.argmax(champion, axis=1)))
+    assert 0.75 < expected < 0.85
+    common = dict(
+        task="multiclass",
+        candidate_classes=CLASSES,
+        champion_classes=CLASSES,
+        min_rows=500,
+    )
+    passed = judge_window(candidate, champion, min_agreement=0.7, **common)
+    assert passed.verdict == "passed" and passed.agreement == pytest.approx(expected)
+    failed = judge_window(candidate, champion, min_agreement=0.9, **common)
+    assert failed.verdict == "failed" and failed.reasons[0].startswith(f"agreement {expected:.4f} < 0.9")
+    shares = passed.champion_summary["class_shares"]
+    assert set(shares) == set(CLASSES) and sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_multiclass_agreement_compares_labels_when_the_class_orders_differ() -> None:
+    _, champion, _ = _multiclass_window()
+    # The same answers with the columns in another class order: every row agrees.
+    order = [2, 0, 1]
+    report = judge_window(
+        champion[:, order],
+        champion,
+        task="multiclass",
+        candidate_classes=[CLASSES[i] for i in order],
+        champion_classes=CLASSES,
+        min_rows=1,
+        min_agreement=1.0,
+    )
+    assert report.agreement == 1.0 and report.verdict == "passed"
+
+
+def test_a_worse_multiclass_candidate_fails_on_labelled_rows() -> None:
+    labels, champion, rng = _multiclass_window()
+    candidate = rng.dirichlet(np.ones(3), len(labels))  # no skill
+    common = dict(
+        task="multiclass",
+        candidate_classes=CLASSES,
+        champion_classes=CLASSES,
+        y_true=labels,
+        min_rows=500,
+        min_agreement=None,
+    )
+    worse = judge_window(candidate, champion, comparisons={"f1_macro": {"max_regression": 0.05}}, **common)
+    assert worse.verdict == "failed" and any("f1_macro.vs_champion" in r for r in worse.reasons)
+    assert worse.champion_metrics is not None and worse.candidate_metrics is not None
+    assert worse.champion_metrics["f1_macro"] > worse.candidate_metrics["f1_macro"] + 0.2
+    same = judge_window(champion, champion, comparisons={"f1_macro": {"max_regression": 0.0}}, **common)
+    assert same.verdict == "passed"
+
+
+def test_multiclass_labels_are_encoded_per_model_and_unknown_classes_left_out() -> None:
+    labels, champion, _ = _multiclass_window(n=600)
+    raw = labels.copy()
+    raw[:50] = "fish"  # a class neither model was trained on
+    report = judge_window(
+        champion,
+        champion,
+        task="multiclass",
+        candidate_classes=CLASSES,
+        champion_classes=CLASSES,
+        y_true=raw,
+        min_rows=100,
+        min_agreement=0.9,
+        comparisons={"accuracy": {"max_regression": 0.0}},
+    )
+    assert report.verdict == "passed"
+    assert any("50 labelled row(s) of class(es) 'fish'" in r for r in report.reasons)
+    kept = np.arange(600) >= 50
+    expected = float(
+        np.mean(np.asarray(CLASSES, dtype=object)[np.argmax(champion[kept], axis=1)] == labels[kept])
+    )
+    assert report.candidate_metrics is not None
+    assert report.candidate_metrics["accuracy"] == pytest.approx(expected)
+
+
+def _regression_window(n: int = 1000, seed: int = 2):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(100.0, 20.0, n)
+    champion = y + rng.normal(0, 2.0, n)
+    return y, champion, rng
+
+
+def test_regression_agreement_is_the_share_within_the_relative_error() -> None:
+    y, champion, rng = _regression_window()
+    candidate = champion * np.where(rng.random(len(y)) < 0.85, 1.05, 1.3)  # 15 % of rows 30 % off
+    common = dict(task="regression", min_rows=500, max_relative_error=0.1)
+    passed = judge_window(candidate, champion, min_agreement=0.8, **common)
+    assert passed.verdict == "passed" and 0.8 < passed.agreement < 0.9
+    failed = judge_window(candidate, champion, min_agreement=0.9, **common)
+    assert failed.verdict == "failed" and "agreement" in failed.reasons[0]
+    tighter = judge_window(
+        candidate, champion, min_agreement=0.8, task="regression", min_rows=500, max_relative_error=0.04
+    )
+    # 5 % off is too far at 4 %, except where the floor (4 % of the mean |champion|) is wider.
+    scale = float(np.mean(np.abs(champion)))
+    expected = float(np.mean(np.abs(candidate - champion) <= 0.04 * np.maximum(np.abs(champion), scale)))
+    assert tighter.agreement == pytest.approx(expected) and expected < 0.5 and tighter.verdict == "failed"
+    assert passed.champion_summary["mean"] == pytest.approx(float(champion.mean()))
+
+
+def test_regression_agreement_near_zero_is_relative_to_the_windows_scale() -> None:
+    rng = np.random.default_rng(3)
+    champion = rng.normal(0.0, 1.0, 1000)  # a target centred on zero
+    candidate = champion + 0.05  # 0.05 off everywhere: tiny next to the predictions' size (~0.8)
+    report = judge_window(candidate, champion, task="regression", min_rows=1, min_agreement=0.99)
+    assert report.agreement == 1.0 and report.verdict == "passed"
+    off = judge_window(champion + 0.5, champion, task="regression", min_rows=1, min_agreement=0.5)
+    assert off.agreement < 0.5 and off.verdict == "failed"
+
+
+def test_a_worse_regression_candidate_fails_on_labelled_rows() -> None:
+    y, champion, rng = _regression_window()
+    candidate = champion + rng.normal(0, 8.0, len(y))  # four times the champion's error
+    common = dict(task="regression", y_true=y, min_rows=500, min_agreement=None)
+    report = judge_window(candidate, champion, comparisons={"rmse": {"max_regression": 1.0}}, **common)
+    assert report.candidate_metrics is not None and report.champion_metrics is not None
+    assert report.candidate_metrics["rmse"] > report.champion_metrics["rmse"] + 4
+    assert report.verdict == "failed" and any("rmse.vs_champion" in r for r in report.reasons)
+    better = judge_window(champion, candidate, comparisons={"rmse": {"max_regression": 0.0}}, **common)
+    assert better.verdict == "passed"
