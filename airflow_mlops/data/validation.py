@@ -39,8 +39,18 @@ log = logging.getLogger(__name__)
 
 
 MAX_PARTIAL_UNEXPECTED = 20
-# infer_expectations: numeric ranges are widened by this share of the reference's range.
-RANGE_MARGIN = 0.25
+# infer_expectations: the chance that a batch drawn from the reference's own distribution fails
+# an inferred expectation, split evenly over the columns' tolerances (Bonferroni).
+FALSE_ALARM_RATE = 0.01
+# ... tolerances are sized for a batch as large as the reference, but at most this many rows.
+NOMINAL_BATCH_ROWS = 1000
+# ... a column with fewer non-null reference values gets no range and no value set.
+MIN_REFERENCE_ROWS = 30
+# ... numeric ranges run between the reference's extremes less this share of outliers per tail,
+RANGE_TRIM = 0.0001
+# ... widened by min(MAX_RANGE_MARGIN, RANGE_MARGIN / sqrt(n)) of their width (n reference values),
+RANGE_MARGIN = 2.0
+MAX_RANGE_MARGIN = 0.25
 # ... on a log1p scale for non-negative columns with a skewness above this.
 LOG_SKEW_THRESHOLD = 1.0
 # infer_expectations: categorical columns with more distinct values than this get no value set.
@@ -147,22 +157,31 @@ class ValidationReport:
 def infer_expectations(reference: pd.DataFrame, *, columns: list[str]) -> list[dict[str, dict[str, Any]]]:
     """Derive expectations for ``columns`` from a reference data set (the training distribution).
 
-    Per column, in this order:
+    The aim is to catch broken batches (a unit change, a column gone null or missing, text in a
+    numeric column, garbage values, sign flips, unknown codes), not to detect drift: the drift
+    checks do that. A batch drawn from the reference's own distribution should pass: each check
+    that can fail on such a batch by chance gets a tolerance (``mostly``), the share of rows that
+    a fresh sample puts outside by chance, sized so that all of them together fail such a batch
+    with a probability of at most :data:`FALSE_ALARM_RATE` (split evenly over the columns,
+    Bonferroni; see :func:`_chance_share`). Per column, in this order:
 
     * ``expect_column_to_exist``;
-    * ``expect_column_values_to_not_be_null`` when the reference has no nulls in it;
-    * numeric columns (not booleans): ``expect_column_values_to_be_between`` the reference's
-      min and max, each widened by :data:`RANGE_MARGIN` (25 %) of the range. Heavy right-tailed
-      columns (all values >= 0, skewness > 1, e.g. amounts, counts) are widened on a
-      ``log1p`` scale instead, because their next batch's maximum is often well above the
-      reference's. The lower bound never goes below 0 when the reference is non-negative;
-      integer columns get whole-number bounds. The aim is to catch impossible values (negative
-      amounts, unit mix-ups, garbage), not to detect drift: the drift checks do that.
+    * ``expect_column_values_to_not_be_null`` with ``mostly``: a null share like the reference's
+      passes, more fails (a column without nulls in ``n`` rows tolerates a few in a thousand at
+      ``n`` = 5000, a column that was 5 % null tolerates about 6 %); none when the reference is
+      all nulls;
+    * numeric columns (not booleans, not integer columns with at most two values):
+      ``expect_column_values_to_be_between`` with ``mostly``, see :func:`_inferred_range`; and,
+      when the reference is non-negative, holds a zero or is right-skewed (amounts, counts,
+      pixels), ``expect_column_values_to_be_between`` with ``min_value`` 0 and no tolerance:
+      one negative value fails;
     * boolean, text and categorical columns with at most :data:`MAX_INFERRED_CATEGORIES`
       distinct values, and integer columns with at most two (flags, binary labels):
-      ``expect_column_values_to_be_in_set`` of the reference's values.
+      ``expect_column_values_to_be_in_set`` of the reference's values, see :func:`_value_set`.
 
-    Other columns (dates, huge-cardinality text such as ids) get existence and null checks only.
+    Ranges and value sets need :data:`MIN_REFERENCE_ROWS` non-null reference values: with fewer,
+    a column gets existence and null checks only (too few rows to say what a value outside looks
+    like), and so do dates and huge-cardinality text such as ids.
 
     :raises DataError: a column is not in the reference.
     """
@@ -174,75 +193,176 @@ def infer_expectations(reference: pd.DataFrame, *, columns: list[str]) -> list[d
             f"cannot infer expectations: column(s) {missing} not in the reference data; it has "
             f"{list(map(str, reference.columns))}"
         )
+    # Two checks per column may fail by chance (nulls, and the range or the value set).
+    alpha = FALSE_ALARM_RATE / max(1, 2 * len(columns))
     out: list[dict[str, dict[str, Any]]] = []
     for name in columns:
         col = reference[name]
         out.append({"expect_column_to_exist": {"column": name}})
-        if not col.isna().any():
-            out.append({"expect_column_values_to_not_be_null": {"column": name}})
+        nulls = int(col.isna().sum())
+        # The null rate given the reference: Beta(nulls + 1, rows - nulls + 1) (a uniform prior).
+        mostly = _mostly(_chance_share(nulls + 1, len(col) - nulls + 1, len(col), alpha))
+        if mostly is not None:
+            out.append({"expect_column_values_to_not_be_null": {"column": name, **mostly}})
         values = col.dropna()
         if values.empty:
             continue
         is_bool = pd.api.types.is_bool_dtype(col.dtype)
         binary_int = pd.api.types.is_integer_dtype(col.dtype) and values.nunique() <= 2
-        if pd.api.types.is_numeric_dtype(col.dtype) and not is_bool and not binary_int:
-            bounds = _inferred_range(
-                values.to_numpy(dtype="float64"), pd.api.types.is_integer_dtype(col.dtype)
-            )
-            if bounds is not None:
-                low, high = bounds
-                out.append(
-                    {
-                        "expect_column_values_to_be_between": {
-                            "column": name,
-                            "min_value": low,
-                            "max_value": high,
-                        }
-                    }
-                )
-        elif (
+        numeric = pd.api.types.is_numeric_dtype(col.dtype) and not is_bool and not binary_int
+        categorical = not numeric and (
             is_bool
             or binary_int
             or pd.api.types.is_object_dtype(col.dtype)
             or pd.api.types.is_string_dtype(col.dtype)
             or isinstance(col.dtype, pd.CategoricalDtype)
-        ):
-            distinct = pd.unique(values.to_numpy(dtype=object))
-            if len(distinct) > MAX_INFERRED_CATEGORIES:
-                log.info(
-                    "Not inferring a value set for %s: %s distinct values (more than %s)",
-                    name,
-                    len(distinct),
-                    MAX_INFERRED_CATEGORIES,
-                )
-                continue
-            value_set = sorted((_jsonable(v) for v in distinct), key=lambda v: (type(v).__name__, str(v)))
-            out.append({"expect_column_values_to_be_in_set": {"column": name, "value_set": value_set}})
+        )
+        if (numeric or categorical) and len(values) < MIN_REFERENCE_ROWS:
+            log.info(
+                "Not inferring a %s for %s: %s reference value(s), fewer than %s",
+                "range" if numeric else "value set",
+                name,
+                len(values),
+                MIN_REFERENCE_ROWS,
+            )
+            continue
+        if numeric:
+            out.extend(_inferred_range(name, values.to_numpy(dtype="float64"), alpha))
+        elif categorical:
+            value_set = _value_set(name, values, alpha)
+            if value_set is not None:
+                out.append(value_set)
     log.info("Inferred %s expectation(s) for %s column(s) from the reference", len(out), len(columns))
     return out
 
 
-def _inferred_range(values: Any, integer: bool) -> tuple[float, float] | None:
-    """The widened ``(min, max)`` of ``values`` (see :func:`infer_expectations`); ``None`` if infinite."""
+def _chance_share(a: float, b: float, rows: int, alpha: float) -> float:
+    """The share of a batch that falls outside by chance, exceeded with probability ``alpha``.
+
+    Each row of the batch falls outside with a probability that is itself uncertain, distributed
+    as Beta(``a``, ``b``) given the reference; the count outside in a batch of ``rows`` rows (as
+    many as the reference has, at most :data:`NOMINAL_BATCH_ROWS`) is then beta-binomial. The
+    answer is its upper ``alpha`` quantile over ``rows``.
+    """
+    from scipy import stats
+
+    rows = max(1, min(rows, NOMINAL_BATCH_ROWS))
+    count = float(stats.betabinom.isf(alpha, rows, a, b))
+    return min(1.0, count / rows)
+
+
+def _mostly(share: float) -> dict[str, float] | None:
+    """``{"mostly": 1 - share}`` rounded down, ``{}`` for no tolerance, ``None`` when a check
+    with that tolerance could never fail (``share`` >= 1)."""
+    if share <= 0:
+        return {}
+    mostly = math.floor((1.0 - share) * 1e6) / 1e6
+    return {"mostly": mostly} if mostly > 0 else None
+
+
+def _inferred_range(name: str, values: Any, alpha: float) -> list[dict[str, dict[str, Any]]]:
+    """The range expectation(s) of a numeric column (see :func:`infer_expectations`).
+
+    With ``n`` finite reference values and ``r = floor(RANGE_TRIM * n)``, the range runs from the
+    ``r + 1``-th smallest to the ``r + 1``-th largest value (the extremes, less a handful of
+    outliers in a large reference), widened on each side by ``min(MAX_RANGE_MARGIN, 1 / sqrt(n))``
+    of its width: the margin shrinks as the reference grows. Heavy right-tailed columns (all
+    values >= 0, skewness > :data:`LOG_SKEW_THRESHOLD`: amounts, counts) are widened on a
+    ``log1p`` scale. The lower bound stays at 0 or above when the reference is non-negative;
+    whole-number columns get whole-number bounds.
+
+    A fresh row falls outside the reference's ``r + 1``-th extremes with a probability that is
+    Beta(2r + 2, n - 2r - 1) distributed, whatever the distribution (it is the sum of 2r + 2 of
+    the n + 1 spacings between the sorted reference values); ``mostly`` tolerates the share
+    :func:`_chance_share` derives from that, before any help from the margin. A constant column
+    gets the range [c, c] with the same tolerance: a fresh value other than c is no more likely
+    than one beyond the extremes of any column, so a rare other value passes and a column of
+    other values fails.
+
+    No range when the reference holds an infinity.
+    """
     import numpy as np
 
-    lo, hi = float(values.min()), float(values.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
+    if not np.isfinite(values).all():
+        log.info("Not inferring a range for %s: the reference holds infinite values", name)
+        return []
+    values = np.sort(values)
+    n = len(values)
+    r = int(RANGE_TRIM * n)
+    lo, hi = float(values[r]), float(values[n - 1 - r])
+    non_negative = values[0] >= 0
+    constant = values[0] == values[-1]
     std = float(values.std())
     skew = float(((values - values.mean()) ** 3).mean() / std**3) if std > 0 else 0.0
-    if lo >= 0 and skew > LOG_SKEW_THRESHOLD:
+    skewed = bool(non_negative and skew > LOG_SKEW_THRESHOLD)
+    share = _chance_share(2 * r + 2, n - 2 * r - 1, n, alpha)
+    width = min(MAX_RANGE_MARGIN, RANGE_MARGIN / math.sqrt(n))
+    if skewed:
         llo, lhi = math.log1p(lo), math.log1p(hi)
-        margin = RANGE_MARGIN * (lhi - llo)
+        margin = width * (lhi - llo)
         low, high = float(np.expm1(llo - margin)), float(np.expm1(lhi + margin))
     else:
-        margin = RANGE_MARGIN * (hi - lo)
+        margin = width * (hi - lo)
         low, high = lo - margin, hi + margin
-    if lo >= 0:
+    if non_negative:
         low = max(low, 0.0)
-    if integer:
-        return math.floor(low), math.ceil(high)
-    return low, high
+    bounds: tuple[float, float] = (low, high)
+    if bool(np.all(values == np.round(values))):  # whole numbers, whatever the dtype
+        bounds = (math.floor(low), math.ceil(high))
+    out: list[dict[str, dict[str, Any]]] = []
+    mostly = _mostly(share)
+    if mostly is not None:
+        kwargs = {"column": name, "min_value": bounds[0], "max_value": bounds[1], **mostly}
+        out.append({"expect_column_values_to_be_between": kwargs})
+    if non_negative and not constant and (skewed or values[0] == 0 or values[0] >= values[-1] - values[0]):
+        out.append({"expect_column_values_to_be_between": {"column": name, "min_value": 0}})
+    return out
+
+
+def _value_set(name: str, values: pd.Series, alpha: float) -> dict[str, dict[str, Any]] | None:
+    """The value-set expectation of a categorical column (see :func:`infer_expectations`).
+
+    Whether a value the reference never had is sampling or corruption depends on the reference:
+
+    * one value only (a constant flag, a label that never fired): another value is as likely as
+      a null in a column without nulls (Beta(1, n + 1)), so a rare one passes;
+    * some values seen exactly once (a long tail: merchants, products): values the reference did
+      not see make up about as many rows as those singletons (the Good-Turing estimate of the
+      unseen share, f1 / n), so new values up to the :func:`_chance_share` of Beta(f1 + 1,
+      n - f1 + 1) pass;
+    * every value seen at least twice (a closed set: countries, currencies, classes): nothing
+      suggests unseen values, so one new value fails (a typo, a new encoding).
+
+    A value rare in the reference may be absent from a batch: only values outside the set count.
+    ``None`` (and a log line) above :data:`MAX_INFERRED_CATEGORIES` distinct values.
+    """
+    import pandas as pd
+
+    counts = pd.Series(values.to_numpy(dtype=object)).value_counts()
+    if len(counts) > MAX_INFERRED_CATEGORIES:
+        log.info(
+            "Not inferring a value set for %s: %s distinct values (more than %s)",
+            name,
+            len(counts),
+            MAX_INFERRED_CATEGORIES,
+        )
+        return None
+    n = int(counts.sum())
+    once, twice = int((counts == 1).sum()), int((counts == 2).sum())
+    share = 0.0
+    if len(counts) == 1:
+        share = _chance_share(1, n + 1, n, alpha)
+    elif once:
+        # The unseen share: mean ~ f1 / n, variance ~ (f1 + 2 f2) / n^2 (Good-Turing), as a Beta.
+        mean, var = (once + 1) / (n + 2), (once + 2 * twice + 1) / (n + 2) ** 2
+        spread = mean * (1 - mean) / var - 1
+        share = _chance_share(mean * spread, (1 - mean) * spread, n, alpha) if spread > 0 else 1.0
+    mostly = _mostly(share)
+    if mostly is None:
+        log.info("Not inferring a value set for %s: nearly every reference value is new", name)
+        return None
+    value_set = sorted((_jsonable(v) for v in counts.index), key=lambda v: (type(v).__name__, str(v)))
+    return {"expect_column_values_to_be_in_set": {"column": name, "value_set": value_set, **mostly}}
 
 
 def validate_dataframe(

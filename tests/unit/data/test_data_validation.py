@@ -39,40 +39,71 @@ def test_every_supported_expectation_maps_to_a_gx_class():
 
 
 def test_infer_expectations(reference, inferred):
-    by_column: dict[str, dict[str, dict]] = {}
+    by_column: dict[str, list[tuple[str, dict]]] = {}
     for item in inferred:
         ((name, kwargs),) = item.items()
-        by_column.setdefault(kwargs["column"], {})[name] = kwargs
+        by_column.setdefault(kwargs["column"], []).append((name, kwargs))
     assert set(by_column) == set(COLUMNS)
-    assert all("expect_column_to_exist" in e for e in by_column.values())
-    assert all("expect_column_values_to_not_be_null" in e for e in by_column.values())
-    amount = by_column["amount"]["expect_column_values_to_be_between"]
-    assert amount["min_value"] == 0  # non-negative reference: the lower bound stays at 0
-    # amount is heavy-tailed: widened by 25 % of its range on a log1p scale.
+    assert all(e[0][0] == "expect_column_to_exist" for e in by_column.values())
+    # No nulls in 5000 rows: a batch may hold 0.4 % (1000-row batch, 14 checks share 1 %).
+    nulls = [k for c in COLUMNS for n, k in by_column[c] if n == "expect_column_values_to_not_be_null"]
+    assert len(nulls) == len(COLUMNS) and {k["mostly"] for k in nulls} == {0.996}
+
+    ranges = {c: [k for n, k in e if n == "expect_column_values_to_be_between"] for c, e in by_column.items()}
+    # amount is heavy-tailed: its extremes widened by 2 / sqrt(5000) of the range on a log1p
+    # scale, with a tolerance; and, a non-negative quantity, a floor at 0 without one.
+    amount, floor = ranges["amount"]
+    width = 2 / np.sqrt(5000)
     log_lo, log_hi = np.log1p(reference["amount"].min()), np.log1p(reference["amount"].max())
-    assert amount["max_value"] == pytest.approx(np.expm1(log_hi + 0.25 * (log_hi - log_lo)))
-    risk = by_column["merchant_risk"]["expect_column_values_to_be_between"]
+    assert amount["max_value"] == pytest.approx(np.expm1(log_hi + width * (log_hi - log_lo)))
+    assert amount["min_value"] == pytest.approx(np.expm1(log_lo - width * (log_hi - log_lo)))
+    assert amount["mostly"] == 0.996
+    assert floor == {"column": "amount", "min_value": 0}
+    # merchant_risk (0.0008 .. 0.89, not skewed, no zero): the lower bound is clipped at 0, no floor
+    (risk,) = ranges["merchant_risk"]
     spread = reference["merchant_risk"].max() - reference["merchant_risk"].min()
-    assert risk["max_value"] == pytest.approx(reference["merchant_risk"].max() + 0.25 * spread)
-    hour = by_column["hour"]["expect_column_values_to_be_between"]
-    assert (hour["min_value"], hour["max_value"]) == (0, 29) and isinstance(hour["max_value"], int)
-    assert by_column["is_fraud"]["expect_column_values_to_be_in_set"]["value_set"] == [0, 1]
-    assert by_column["country"]["expect_column_values_to_be_in_set"]["value_set"] == sorted(
-        reference["country"].unique()
-    )
+    assert risk["max_value"] == pytest.approx(reference["merchant_risk"].max() + width * spread)
+    assert risk["min_value"] == 0.0
+    # whole numbers: whole-number bounds (0 .. 23 widened by 0.65, rounded outwards)
+    hour, _ = ranges["hour"]
+    assert (hour["min_value"], hour["max_value"]) == (0, 24) and isinstance(hour["max_value"], int)
+    # closed sets (every value seen many times): no tolerance for a new value
+    sets = {c: k for c, e in by_column.items() for n, k in e if n == "expect_column_values_to_be_in_set"}
+    assert sets["is_fraud"] == {"column": "is_fraud", "value_set": [0, 1]}
+    assert sets["country"] == {"column": "country", "value_set": sorted(reference["country"].unique())}
     json.dumps(inferred)  # plain data, ready for a spec or XCom
 
 
 def test_infer_nulls_negative_ranges_and_missing_columns():
-    ref = pd.DataFrame({"x": [-10.0, 0.0, 10.0, None], "flag": [True, False, True, True]})
+    x = [*np.linspace(-10.0, 10.0, 39), None]
+    ref = pd.DataFrame({"x": x, "flag": [True, False] * 20})
     got = infer_expectations(ref, columns=["x", "flag"])
-    assert {"expect_column_values_to_not_be_null": {"column": "x"}} not in got
-    assert {
-        "expect_column_values_to_be_between": {"column": "x", "min_value": -15.0, "max_value": 15.0}
-    } in got
+    # one null in 40 rows: a batch may hold a few (a third of the rows would be too many)
+    (nulls,) = [
+        i for i in got if "expect_column_values_to_not_be_null" in i and i[next(iter(i))]["column"] == "x"
+    ]
+    assert 0.5 < nulls["expect_column_values_to_not_be_null"]["mostly"] < 0.9
+    # 39 values: the margin is at its cap, 25 % of the range; no floor, the column is signed
+    (between,) = [
+        i["expect_column_values_to_be_between"] for i in got if "expect_column_values_to_be_between" in i
+    ]
+    assert (between["min_value"], between["max_value"]) == (-15.0, 15.0) and between["mostly"] < 1
     assert {"expect_column_values_to_be_in_set": {"column": "flag", "value_set": [False, True]}} in got
     with pytest.raises(DataError, match=r"\['nope'\] not in the reference"):
         infer_expectations(ref, columns=["x", "nope"])
+
+
+def test_a_tiny_reference_gets_no_ranges_or_value_sets(caplog):
+    ref = pd.DataFrame({"x": [-10.0, 0.0, 10.0, None], "flag": [True, False, True, True]})
+    with caplog.at_level("INFO", logger="airflow_mlops.data.validation"):
+        got = infer_expectations(ref, columns=["x", "flag"])
+    # 4 rows: too few for a range or a value set, and a null check would tolerate every row
+    assert got == [
+        {"expect_column_to_exist": {"column": "x"}},
+        {"expect_column_to_exist": {"column": "flag"}},
+    ]
+    assert "Not inferring a range for x: 3 reference value(s), fewer than 30" in caplog.text
+    assert "Not inferring a value set for flag: 4 reference value(s), fewer than 30" in caplog.text
 
 
 def test_inferred_expectations_pass_on_the_reference_and_fresh_data(reference, inferred):
