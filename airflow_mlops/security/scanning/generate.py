@@ -13,7 +13,9 @@ What goes in:
   helper modules whose objects fitted estimators keep (tree structures, neighbour trees and
   their distance metrics, losses and links, optimisers, kernels, histogram-boosting predictors),
   plus the Cython ``newObj`` helpers that recreate those extension types (``newObj(cls)`` only
-  calls ``cls.__new__(cls)``; ``cls`` is itself a global the scan checks).
+  calls ``cls.__new__(cls)``; ``cls`` is itself a global the scan checks), the private
+  estimators public ones keep once fitted, and the univariate feature-selection score functions
+  (``f_classif`` ...: array statistics, the parameter of ``SelectKBest`` and its siblings).
 - **torch**: every ``torch.nn.Module`` subclass defined in ``torch.nn.modules`` (what a
   ``torch.save`` of a whole module imports), plus ``torch.nn.parameter`` classes.
 - **XGBoost**: the scikit-learn API estimators (every ``xgboost.sklearn.XGBModel`` subclass
@@ -66,6 +68,19 @@ SKLEARN_HELPER_NAMES = (
     "sklearn.neighbors._kd_tree.newObj",
     "sklearn.neighbors._ball_tree.newObj",
     "sklearn.neighbors._binary_tree.newObj",
+    # private estimators public ones keep once fitted (CalibratedClassifierCV's default sigmoid
+    # calibration, GaussianProcessClassifier's binary models, BisectingKMeans' tree nodes)
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
+    "sklearn.cluster._bisect_k_means._BisectingTree",
+    # the score functions univariate feature selectors keep as a parameter (pure array statistics)
+    "sklearn.feature_selection._univariate_selection.f_classif",
+    "sklearn.feature_selection._univariate_selection.f_regression",
+    "sklearn.feature_selection._univariate_selection.r_regression",
+    "sklearn.feature_selection._univariate_selection.f_oneway",
+    "sklearn.feature_selection._univariate_selection.chi2",
+    "sklearn.feature_selection._mutual_info.mutual_info_classif",
+    "sklearn.feature_selection._mutual_info.mutual_info_regression",
 )
 
 
