@@ -16,6 +16,12 @@ first and by file extension second, so renaming a pickle to ``weights.json`` doe
   (``*.pkl``, ``data.pkl`` or anything that starts like a pickle) and ``.npy`` member is checked.
 - **.npy** files pass on their header when numeric; the pickle embedded in an object array is
   walked like any other (plain Python values pass, a payload is reported).
+- **skops** files (a zip with ``schema.json``, ``skops.io.dump``) are read as skops reads them:
+  the schema is walked node by node (strict JSON, bounded size and depth, only the node kinds and
+  keys skops writes), every class, type and function it names must be on the skops allowlist
+  (:mod:`.skops_policy`), and every member must be one the schema references, in that form
+  (numeric ``.npy``, a scipy ``.npz``, raw bytes that are not a pickle). The loader then calls
+  ``skops.io.load(path, trusted=trusted_skops_types(path))``.
 - **safetensors** files are validated from their header alone (the data region is never read).
 - **code** (``.py``, ``.so``, ``.sh``, executables ...) is refused unless ``trusted_code`` maps its
   relative path to its exact sha256 (this is how a pipeline ships its own pyfunc wrapper).
@@ -49,6 +55,7 @@ from airflow_mlops.security.scanning.policy import (
     DANGEROUS_NAMES,
 )
 from airflow_mlops.security.scanning.report import FIX_HINTS, Finding, FindingKind, ScanReport
+from airflow_mlops.security.scanning.skops_policy import trusted_skops_types
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ __all__ = [
     "FindingKind",
     "ScanReport",
     "scan_model_dir",
+    "trusted_skops_types",
 ]
 
 

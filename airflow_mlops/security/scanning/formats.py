@@ -5,6 +5,9 @@
   raw array bytes after each ``NumpyArrayWrapper`` skipped exactly as ``joblib.load`` reads them;
 - zip archives (``torch.save``, ``.npz``): every pickle member and ``.npy`` member;
 - ``.npy``: numeric arrays pass on their header; object arrays have their embedded pickle walked;
+- skops files (a zip with ``schema.json``): the schema is walked as skops builds its tree
+  (:mod:`.skops_schema`), every name it makes skops import is judged (:mod:`.skops_policy`), and
+  every member must be one the schema references, in the form it references it;
 - safetensors (header only), code files (sha256 against ``trusted_code``), JSON/YAML/text.
 """
 
@@ -32,8 +35,9 @@ from typing import IO, Any, cast
 
 import yaml
 
-from airflow_mlops.security.scanning import policy
+from airflow_mlops.security.scanning import policy, skops_schema
 from airflow_mlops.security.scanning.report import Finding, FindingKind
+from airflow_mlops.security.scanning.skops_policy import skops_name_problem
 from airflow_mlops.security.scanning.walker import (
     TORCH_LEGACY_MAGIC,
     GlobalRef,
@@ -128,6 +132,17 @@ _SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
 _NPY_MAX_HEADER = 1 << 20  # numpy ignores its 10 kB limit with allow_pickle=True; the scanner bounds it
 _HEAD_SIZE = 16
 _CHUNK = 1 << 20
+
+_SKOPS_SUFFIX = ".skops"
+#: scipy.sparse.save_npz's members (a SparseMatrixNode's .npz inside a skops file)
+_SPARSE_NPZ_MEMBERS = frozenset(
+    f"{n}.npy"
+    for n in ("data", "indices", "indptr", "format", "shape", "offsets", "row", "col", "coords", "_is_array")
+)
+#: a compressed skops member may inflate at most this much (when it inflates past _BOMB_FLOOR):
+#: skops reads every member it references into memory
+_BOMB_RATIO = 1000
+_BOMB_FLOOR = 64 << 20
 
 _ZFILE_PREFIX = b"ZF"  # joblib < 0.10 compressed format: "ZF", 19-byte hex length, zlib data
 _JOBLIB_EXTENSIONS = frozenset([".joblib", ".z", ".gz", ".bz2", ".lzma", ".xz", ".pkl.z"])
@@ -895,6 +910,8 @@ class Scanner:
             return
         pickle_magic = _has_pickle_magic(head)
         compression = compression_of(head)
+        if suffix == _SKOPS_SUFFIX and not head.startswith(_ZIP_MAGICS):
+            self.add(rel, K.INVALID_SKOPS, "a .skops file must be a zip archive, which skops.io.dump writes")
         if not head.startswith(_ZIP_MAGICS) and _is_tar(path):
             # torch.load tries tarfile before pickle on every non-zip file and unpickles members
             self.add(
@@ -1079,8 +1096,30 @@ class Scanner:
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 self.add(rel, K.INVALID_ARCHIVE, f"archive repeats member name(s) {dupes}")
+            if skops_schema.SCHEMA_NAME in names or path.suffix.lower() == _SKOPS_SUFFIX:
+                self._scan_skops(zf, infos, rel)
+                return
             for info in infos:
                 self._scan_zip_member(zf, info, rel)
+
+    def _member_is_plain(self, info: zipfile.ZipInfo, rel: str, where: str) -> bool:
+        """Report an unsafe path, encryption, a link or a code file; False when the member cannot
+        (or must not) be read further."""
+        name = info.filename
+        member_path = PurePosixPath(name)
+        if member_path.is_absolute() or ".." in member_path.parts or "\\" in name:
+            self.add(rel, K.INVALID_ARCHIVE, f"{where}has an unsafe path (absolute or '..')")
+        if info.flag_bits & 0x1:
+            self.add(rel, K.INVALID_ARCHIVE, f"{where}is encrypted and cannot be scanned")
+            return False
+        if stat.S_ISLNK(info.external_attr >> 16):
+            self.add(rel, K.SYMLINK, f"{where}is a symbolic link")
+            return False
+        suffix = member_path.suffix.lower()
+        if suffix in _CODE_EXTENSIONS:
+            self.add(rel, K.CODE, f"{where}is a '{suffix}' file: executable code inside the archive")
+            return False
+        return True
 
     def _scan_zip_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str) -> None:
         name = info.filename
@@ -1088,19 +1127,9 @@ class Scanner:
         stream = f"member {name!r}"
         if info.is_dir() and info.file_size == 0:
             return  # np.load reads a member by any name, including one ending in '/', so only empty ones are skipped
-        member_path = PurePosixPath(name)
-        if member_path.is_absolute() or ".." in member_path.parts or "\\" in name:
-            self.add(rel, K.INVALID_ARCHIVE, f"{where}has an unsafe path (absolute or '..')")
-        if info.flag_bits & 0x1:
-            self.add(rel, K.INVALID_ARCHIVE, f"{where}is encrypted and cannot be scanned")
+        if not self._member_is_plain(info, rel, where):
             return
-        if stat.S_ISLNK(info.external_attr >> 16):
-            self.add(rel, K.SYMLINK, f"{where}is a symbolic link")
-            return
-        suffix = member_path.suffix.lower()
-        if suffix in _CODE_EXTENSIONS:
-            self.add(rel, K.CODE, f"{where}is a '{suffix}' file: executable code inside the archive")
-            return
+        suffix = PurePosixPath(name).suffix.lower()
         try:
             with zf.open(info) as fh:
                 head = fh.read(_HEAD_SIZE)
@@ -1124,6 +1153,217 @@ class Scanner:
                         break
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
             self.add(rel, K.INVALID_ARCHIVE, f"{where}cannot be read: {exc}")
+
+    # --- skops ---------------------------------------------------------------------------
+
+    def _scan_skops(self, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], rel: str) -> None:
+        """A skops archive: the schema as skops reads it, every name it imports, every member."""
+        schema_infos = [i for i in infos if i.filename == skops_schema.SCHEMA_NAME]
+        if not schema_infos:
+            self.add(rel, K.INVALID_SKOPS, "a .skops archive without schema.json (skops.io.dump writes one)")
+            for info in infos:
+                self._scan_zip_member(zf, info, rel)
+            return
+        schema_info = schema_infos[-1]  # zipfile (and so skops) reads the last of repeated names
+        schema = self._read_skops_schema(zf, schema_info, rel)
+        if schema is None:
+            return
+        for problem in schema.problems[:50]:
+            self.add(rel, K.INVALID_SKOPS, f"schema.json {problem}")
+        if len(schema.problems) > 50:
+            self.add(rel, K.INVALID_SKOPS, f"schema.json has {len(schema.problems) - 50} more problem(s)")
+        self._judge_skops_names(schema, rel)
+        present = set()
+        for info in infos:
+            name = info.filename
+            present.add(name)
+            where = f"member {name!r} "
+            if not self._member_is_plain(info, rel, where) or name == skops_schema.SCHEMA_NAME:
+                continue
+            kinds = schema.members.get(name)
+            if not kinds:
+                self.add(
+                    rel,
+                    K.INVALID_SKOPS,
+                    f"{where}is not referenced by schema.json: skops never reads it, so it is not part of "
+                    "the model (another loader handed the archive might)",
+                )
+                continue
+            if self._skops_member_inflates(info, rel, where):
+                continue
+            try:
+                for kind in sorted(kinds):
+                    self._check_skops_member(zf, info, kind, rel, where)
+            except (
+                zipfile.BadZipFile,
+                zipfile.LargeZipFile,
+                NotImplementedError,
+                EOFError,
+                ValueError,
+            ) as exc:
+                self.add(rel, K.INVALID_ARCHIVE, f"{where}cannot be read: {exc}")
+        for name in sorted(set(schema.members) - present):
+            self.add(rel, K.INVALID_SKOPS, f"schema.json references member {name!r}, which the archive lacks")
+
+    def _read_skops_schema(
+        self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str
+    ) -> skops_schema.SkopsSchema | None:
+        if not self._member_is_plain(info, rel, "member 'schema.json' "):
+            return None
+        if info.file_size > skops_schema.MAX_SCHEMA_BYTES:
+            self.add(
+                rel,
+                K.INVALID_SKOPS,
+                f"schema.json is {info.file_size} bytes, over the scanner's {skops_schema.MAX_SCHEMA_BYTES}-byte limit",
+            )
+            return None
+        try:
+            with zf.open(info) as fh:
+                raw = fh.read(skops_schema.MAX_SCHEMA_BYTES + 1)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+            self.add(rel, K.INVALID_ARCHIVE, f"member 'schema.json' cannot be read: {exc}")
+            return None
+        return skops_schema.read_schema(raw)
+
+    def _judge_skops_names(self, schema: skops_schema.SkopsSchema, rel: str) -> None:
+        """One finding per refused name (where it first appears, and how often)."""
+        first: dict[tuple[str, bool], tuple[skops_schema.SkopsRef, int]] = {}
+        not_object: dict[str, skops_schema.SkopsRef] = {}  # a use other than ObjectNode, by name
+        for ref in schema.refs:
+            key = (ref.dotted, ref.builtin_ok)
+            seen = first.get(key)
+            first[key] = (seen[0], seen[1] + 1) if seen else (ref, 1)
+            if ref.loader != "ObjectNode":
+                not_object.setdefault(ref.dotted, ref)
+        for (dotted, builtin_ok), (ref, count) in first.items():
+            times = f" ({count} nodes)" if count > 1 else ""
+            problem = skops_name_problem(dotted, self.allowed, builtin=builtin_ok)
+            if problem is not None:
+                kind, reason = problem
+                self.add(
+                    rel,
+                    kind,
+                    f"schema.json at {ref.where}: a {ref.loader}{times} makes skops import {dotted}: {reason}",
+                    symbol=dotted,
+                )
+            elif dotted in policy.NEW_ONLY_GLOBALS and dotted in not_object:
+                other = not_object[dotted]
+                self.add(
+                    rel,
+                    K.RESTRICTED_GLOBAL,
+                    f"schema.json at {other.where}: a {other.loader} uses {dotted}, which skops may only "
+                    "rebuild as an ObjectNode (cls.__new__, then its saved state); other nodes call it or "
+                    "hand it on, and its constructor loads the model file its arguments name",
+                    symbol=dotted,
+                )
+
+    def _skops_member_inflates(self, info: zipfile.ZipInfo, rel: str, where: str) -> bool:
+        if info.compress_type == zipfile.ZIP_STORED or info.file_size <= _BOMB_FLOOR:
+            return False
+        if info.file_size <= _BOMB_RATIO * max(info.compress_size, 1):
+            return False
+        self.add(
+            rel,
+            K.INVALID_SKOPS,
+            f"{where}inflates from {info.compress_size} to {info.file_size} bytes (over {_BOMB_RATIO}:1); "
+            "skops reads every member into memory",
+        )
+        return True
+
+    def _check_skops_member(
+        self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, kind: str, rel: str, where: str
+    ) -> None:
+        stream = f"member {info.filename!r}"
+        if kind == "npy":
+            with zf.open(info) as fh:
+                dtype, _used, problem = _npy_dtype(fh)
+            if problem or dtype is None:
+                self.add(
+                    rel,
+                    K.INVALID_SKOPS,
+                    f"{where}is referenced as a numpy array but {problem or 'is not a .npy'}",
+                )
+            elif dtype.hasobject:
+                self.add(
+                    rel,
+                    K.OBJECT_ARRAY,
+                    f"{where}is an object array (dtype {dtype.descr!r}); skops keeps object arrays in the "
+                    "schema and never writes one as a member",
+                )
+                with zf.open(info) as fh:
+                    self._check_npy(fh, rel, stream, info.file_size, where=where)
+        elif kind == "npz":
+            self._check_skops_sparse(zf, info, rel, where)
+        else:  # "bytes" or "xgboost_booster": raw bytes skops hands to the object that holds them
+            with zf.open(info) as fh:
+                head = fh.read(_HEAD_SIZE)
+            if _has_pickle_magic(head) or head.startswith(_ZIP_MAGICS):
+                what = "a pickle" if _has_pickle_magic(head) else "a zip archive"
+                self.add(
+                    rel,
+                    K.INVALID_SKOPS,
+                    f"{where}is {what}; skops never writes one as raw bytes, so only something that "
+                    "unpickles or opens it would use it",
+                )
+            with zf.open(info) as fh:
+                hits = scan_pickle_stream(
+                    fh,
+                    info.file_size,
+                    f"{where}(raw bytes, read as a pickle) ",
+                    self.allowed,
+                    stream=stream,
+                    text=True,
+                )
+            self.add_hits(rel, hits, stream, polyglot=not _has_pickle_magic(head))
+            if kind == "xgboost_booster":
+                data = zf.read(info)
+                problem = ubjson_problem(data) if data else "empty"
+                if problem:
+                    self.add(
+                        rel,
+                        K.INVALID_SKOPS,
+                        f"{where}holds an XGBoost booster's state but is not the UBJSON XGBoost writes: {problem}",
+                    )
+
+    def _check_skops_sparse(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, where: str) -> None:
+        """A SparseMatrixNode's member: what scipy.sparse.save_npz writes (numeric .npy arrays only)."""
+        with zf.open(info) as fh:
+            try:
+                inner = zipfile.ZipFile(fh)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+                self.add(
+                    rel, K.INVALID_SKOPS, f"{where}is referenced as a sparse matrix but is not a .npz: {exc}"
+                )
+                return
+            with inner:
+                problem = _zip_directory_problem(inner)
+                if problem:
+                    self.add(rel, K.INVALID_SKOPS, f"{where}(a .npz): {problem}")
+                    return
+                names = inner.namelist()
+                unknown = sorted(set(names) - _SPARSE_NPZ_MEMBERS)
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if unknown or dupes or "format.npy" not in names:
+                    self.add(
+                        rel,
+                        K.INVALID_SKOPS,
+                        f"{where}is not what scipy.sparse.save_npz writes (members {sorted(names)})",
+                    )
+                    return
+                for sub in inner.infolist():
+                    sub_where = f"{where}(.npz member {sub.filename!r}) "
+                    if not self._member_is_plain(sub, rel, sub_where) or self._skops_member_inflates(
+                        sub, rel, sub_where
+                    ):
+                        continue
+                    with inner.open(sub) as sub_fh:
+                        dtype, _used, npy_problem = _npy_dtype(sub_fh)
+                    if npy_problem or dtype is None:
+                        self.add(rel, K.INVALID_SKOPS, f"{sub_where}{npy_problem or 'is not a .npy'}")
+                    elif dtype.hasobject:
+                        self.add(
+                            rel, K.OBJECT_ARRAY, f"{sub_where}is an object array (dtype {dtype.descr!r})"
+                        )
 
     def _check_json(self, path: Path, rel: str) -> None:
         try:

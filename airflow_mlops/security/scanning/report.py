@@ -27,6 +27,7 @@ class FindingKind(enum.StrEnum):
     INVALID_ARCHIVE = "invalid_archive"
     INVALID_COMPRESSED = "invalid_compressed"
     INVALID_DATA_FILE = "invalid_data_file"
+    INVALID_SKOPS = "invalid_skops"
     UNRECOGNISED_FILE = "unrecognised_file"
     SYMLINK = "symlink"
     SPECIAL_FILE = "special_file"
@@ -94,6 +95,11 @@ FIX_HINTS: dict[FindingKind, str] = {
     ),
     FindingKind.INVALID_DATA_FILE: (
         "fix the file so it parses (JSON must be valid JSON, YAML must pass yaml.safe_load)"
+    ),
+    FindingKind.INVALID_SKOPS: (
+        "the skops file is not what skops.io.dump writes (schema.json of protocol 2 that references "
+        "exactly the archive's members: numeric .npy arrays, scipy .npz matrices, raw bytes); "
+        "re-save the model with skops.io.dump from the installed skops and treat this file as hostile"
     ),
     FindingKind.UNRECOGNISED_FILE: (
         "remove the file or convert it to a recognised format (safetensors weights, JSON/YAML/text "

@@ -1,6 +1,6 @@
 """Byte-by-byte builders of scanner-bypass fixtures, each with the verdict the scanner must give.
 
-Every fixture names the loader that would read it (``joblib``, ``pickle``, ``npy``, ``torch`` or
+Every fixture names the loader that would read it (``joblib``, ``pickle``, ``npy``, ``torch``, ``skops`` or
 ``none`` for non-pickle formats). The differential test scans each one; a file that passes is
 loaded for real in a sandboxed subprocess that must see nothing run, and a refused file must
 carry a reason. The classes of bypass covered:
@@ -15,6 +15,11 @@ carry a reason. The classes of bypass covered:
   memo or DUP, and on shared objects returned by calls (enum members, numpy's cached dtypes);
 - published picklescan / modelscan bypasses (CVE-2025-1716, CVE-2025-10155/10156/10157 and the
   picklescan GHSA list): dangerous callables outside the obvious modules, extension tricks;
+- skops files whose schema makes ``skops.io.load`` import a dangerous or unlisted name (through
+  every node kind that imports one), use an allowlisted booster other than as skops writes it,
+  or whose members are not what the schema references (object arrays, pickles, extra members),
+  and schemas skops and the scanner could read differently (repeated keys or members, other
+  protocols, node kinds skops does not write, nesting past the limits, prepended bytes);
 - loader-view disagreements: text files that run a payload before they stop parsing as a pickle,
   text read differently by joblib.load and pickle.load, joblib padding bytes that pickle.load
   reads as opcodes (with the memo of the pickle), zlib streams that are valid UTF-8, torch's
@@ -25,10 +30,12 @@ carry a reason. The classes of bypass covered:
 from __future__ import annotations
 
 import io
+import json
 import lzma
 import pickle
 import struct
 import tarfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -46,7 +53,7 @@ class Fixture:
 
     name: str
     write: Callable[[Path], None]
-    loader: str  # joblib | pickle | npy | torch | none
+    loader: str  # joblib | pickle | npy | torch | skops | none
     verdict: str  # "pass" | "refuse"
     kinds: frozenset[str] = field(default_factory=frozenset)  # refusal kinds accepted (empty: any)
     note: str = ""
@@ -978,6 +985,322 @@ def loader_view_fixtures() -> list[Fixture]:
     return out
 
 
+# --- skops files ----------------------------------------------------------------------------
+
+SKOPS = frozenset(["invalid_skops"])
+SKOPS_RESTRICTED = frozenset(["restricted_global"])
+
+
+def sk(loader: str, module: str, cls: str, **fields: object) -> dict[str, object]:
+    """One skops node."""
+    return {"__class__": cls, "__module__": module, "__loader__": loader, **fields}
+
+
+def sk_json(value: object) -> dict[str, object]:
+    return sk("JsonNode", "builtins", "str", content=json.dumps(value), is_json=True)
+
+
+def sk_tuple(*items: dict[str, object]) -> dict[str, object]:
+    return sk("TupleNode", "builtins", "tuple", content=list(items))
+
+
+def sk_dict(
+    content: dict[str, dict[str, object]], key_type: tuple[str, str] = ("builtins", "str")
+) -> dict[str, object]:
+    key_types = sk("ListNode", "builtins", "list", content=[sk("TypeNode", *key_type)] * len(content))
+    return sk("DictNode", "builtins", "dict", content=content, key_types=key_types)
+
+
+def sk_model(**attrs: dict[str, object]) -> dict[str, object]:
+    """A LogisticRegression ObjectNode (the root) whose attributes include ``attrs``."""
+    content = sk_dict({"C": sk_json(1.0), **attrs})
+    root = sk("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression", content=content)
+    return {**root, "protocol": 2, "_skops_version": "0.16.0"}
+
+
+def skops_bytes(
+    schema: object, members: dict[str, bytes] | None = None, *, schema_text: bytes | None = None
+) -> bytes:
+    raw = schema_text if schema_text is not None else json.dumps(schema).encode()
+    return _zip({**(members or {}), "schema.json": raw})
+
+
+def _skops_dump(build: Callable[[], object]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import skops.io
+
+        skops.io.dump(build(), path)
+
+    return write
+
+
+def _sklearn_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(4)
+    x = np.column_stack([rng.normal(size=120), rng.normal(size=120), rng.integers(0, 3, 120)])
+    return x, (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1)
+
+
+def _skops_models() -> dict[str, Callable[[], object]]:
+    def logreg() -> object:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=300).fit(*_sklearn_data())
+
+    def pipeline() -> object:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import GradientBoostingClassifier
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        pre = ColumnTransformer(
+            [("num", StandardScaler(), [0, 1]), ("cat", OneHotEncoder(handle_unknown="ignore"), [2])]
+        )
+        return Pipeline([("pre", pre), ("gb", GradientBoostingClassifier(n_estimators=3))]).fit(
+            *_sklearn_data()
+        )
+
+    def hist_gb() -> object:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=3).fit(*_sklearn_data())
+
+    def forest() -> object:
+        from sklearn.ensemble import RandomForestRegressor
+
+        x, y = _sklearn_data()
+        return RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y * 1.5)
+
+    def ufunc_and_sparse() -> object:
+        import scipy.sparse
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+        from sklearn.svm import SVC
+
+        x, y = _sklearn_data()
+        log = make_pipeline(FunctionTransformer(np.log1p), SVC()).fit(np.abs(x), y)
+        return {"log": log, "svc": SVC().fit(scipy.sparse.csr_matrix(x), y)}
+
+    return {
+        "logreg": logreg,
+        "pipeline": pipeline,
+        "hist_gb": hist_gb,
+        "forest": forest,
+        "ufunc_and_sparse": ufunc_and_sparse,
+    }
+
+
+def skops_fixtures() -> list[Fixture]:
+    out = [
+        Fixture(f"benign_{name}.skops", _skops_dump(build), "skops", "pass", note="skops.io.dump")
+        for name, build in _skops_models().items()
+    ]
+
+    def refuse(name: str, data: bytes, kinds: frozenset[str], note: str) -> None:
+        out.append(Fixture(f"skops_{name}.skops", _write(data), "skops", "refuse", kinds, note))
+
+    os_system = ("posix", "system")
+    payloads = {
+        # DictNode keys are rebuilt by calling their key type on the key text: eval(key)
+        "eval_key_type": sk_model(
+            x=sk_dict({"__import__('os').system('true')": sk_json(1)}, ("builtins", "eval"))
+        ),
+        "os_system_constructor": sk_model(
+            x=sk("ConstructorFromReduceNode", *os_system, content=sk_tuple(sk_json("true")))
+        ),
+        "os_system_function": sk_model(x=sk("FunctionNode", "os", "system")),
+        "popen_constructor": sk_model(
+            x=sk("ConstructorFromReduceNode", "subprocess", "Popen", content=sk_tuple(sk_json("true")))
+        ),
+        "attrgetter": sk_model(
+            x=sk("OperatorFuncNode", "operator", "attrgetter", attrs=sk_tuple(sk_json("__class__")))
+        ),
+        "numpy_load_function": sk_model(x=sk("FunctionNode", "numpy", "load")),
+        "eval_as_list_type": sk_model(x=sk("ListNode", "builtins", "eval", content=[sk_json("1")])),
+        "partial": sk_model(
+            x=sk(
+                "PartialNode",
+                "functools",
+                "partial",
+                content={
+                    "func": sk("FunctionNode", "builtins", "print"),
+                    "args": sk_tuple(),
+                    "kwds": sk_dict({}),
+                    "namespace": sk_json(None),
+                },
+            )
+        ),
+        "bit_generator_name": sk_model(
+            x=sk(
+                "RandomGeneratorNode",
+                "numpy.random._generator",
+                "Generator",
+                content={
+                    "bit_generator": sk_dict({"bit_generator": sk_json("seed")}),
+                    "seed_seq": sk_dict({}),
+                },
+            )
+        ),
+    }
+    for name, schema in payloads.items():
+        refuse(name, skops_bytes(schema), DANGER, "a skops node that imports a dangerous or unlisted name")
+    unlisted = {
+        # logging.FileHandler(path) creates the file; it is on no allowlist
+        "unlisted_class": sk_model(
+            x=sk("ConstructorFromReduceNode", "logging", "FileHandler", content=sk_tuple(sk_json("/tmp/x")))
+        ),
+        "unlisted_object": sk_model(x=sk("ObjectNode", "logging", "FileHandler", content=sk_dict({}))),
+        "method_node": sk_model(
+            x=sk(
+                "MethodNode",
+                "sklearn.linear_model._logistic",
+                "LogisticRegression",
+                content={
+                    "func": "fit",
+                    "obj": sk("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
+                },
+            )
+        ),
+    }
+    for name, schema in unlisted.items():
+        refuse(name, skops_bytes(schema), DANGER, "a skops node that imports an unlisted name")
+    # allowlisted boosters, but only as an ObjectNode: Booster(None, None, path) loads that file
+    for module in ("xgboost.core", "lightgbm.basic"):
+        schema = sk_model(
+            x=sk(
+                "ConstructorFromReduceNode",
+                module,
+                "Booster",
+                content=sk_tuple(sk_json(None), sk_json(None), sk_json("/etc/passwd")),
+            )
+        )
+        refuse(
+            f"{module.split('.')[0]}_booster_constructor",
+            skops_bytes(schema),
+            SKOPS_RESTRICTED,
+            "booster called",
+        )
+        schema = sk_model(x=sk("TypeNode", module, "Booster"))
+        refuse(
+            f"{module.split('.')[0]}_booster_type", skops_bytes(schema), SKOPS_RESTRICTED, "booster handed on"
+        )
+    # members that are not what the schema references
+    array = sk("NdArrayNode", "numpy", "ndarray", type="numpy", file="1.npy")
+    numeric = io.BytesIO()
+    np.save(numeric, np.arange(3.0))
+    object_npy = npy_bytes("'|O'", (1,), EVIL_PICKLE)
+    refuse(
+        "object_npy_member",
+        skops_bytes(sk_model(coef_=array), {"1.npy": object_npy}),
+        frozenset(["object_array"]),
+        "an object array member (its pickle holds a payload)",
+    )
+    refuse(
+        "pickle_bytes_member",
+        skops_bytes(sk_model(x=sk("BytesNode", "builtins", "bytes", file="1.bin")), {"1.bin": EVIL_PICKLE}),
+        SKOPS,
+        "a BytesNode member that is a pickle",
+    )
+    refuse(
+        "unreferenced_pickle_member",
+        skops_bytes(sk_model(coef_=array), {"1.npy": numeric.getvalue(), "data.pkl": EVIL_PICKLE}),
+        SKOPS,
+        "a member the schema does not reference",
+    )
+    refuse("missing_member", skops_bytes(sk_model(coef_=array)), SKOPS, "a referenced member is missing")
+    refuse(
+        "array_member_is_pickle",
+        skops_bytes(sk_model(coef_=array), {"1.npy": EVIL_PICKLE}),
+        SKOPS,
+        "an array member that is a pickle",
+    )
+    booster = sk(
+        "ObjectNode",
+        "xgboost.core",
+        "Booster",
+        content=sk_dict({"handle": sk("BytearrayNode", "builtins", "bytearray", file="b.bin")}),
+    )
+    refuse(
+        "xgboost_handle_not_ubjson",
+        skops_bytes(sk_model(x=booster), {"b.bin": b"binf" + b"\x00" * 64}),
+        SKOPS,
+        "XGBoost booster bytes that are not UBJSON",
+    )
+    sparse = sk("SparseMatrixNode", "scipy.sparse._csr", "csr_matrix", type="scipy", file="m.npz")
+    refuse(
+        "sparse_object_member",
+        skops_bytes(
+            sk_model(x=sparse),
+            {
+                "m.npz": _zip(
+                    {"format.npy": npy_bytes("'<U3'", (), "csr".encode("utf-32-le")), "data.npy": object_npy}
+                )
+            },
+        ),
+        frozenset(["object_array"]),
+        "a sparse matrix .npz with an object array",
+    )
+    # schemas read differently, or past the limits
+    deep: dict[str, object] = sk_json(1)
+    for _ in range(400):
+        deep = sk("ListNode", "builtins", "list", content=[deep])
+    refuse("deep_schema", skops_bytes(sk_model(x=deep)), SKOPS, "nested past the depth limit")
+    refuse(
+        "very_deep_schema",
+        skops_bytes(None, schema_text=b"[" * 100_000 + b"]" * 100_000),
+        SKOPS,
+        "nested past the JSON parser",
+    )
+    refuse(
+        "duplicate_json_key",
+        skops_bytes(
+            None,
+            schema_text=json.dumps(sk_model()).encode()[:-1]
+            + b', "__module__": "os", "__class__": "system", "__loader__": "FunctionNode"}',
+        ),
+        SKOPS,
+        "json.loads keeps the last of repeated keys",
+    )
+    refuse(
+        "protocol_1", skops_bytes({**sk_model(), "protocol": 1}), SKOPS, "an older protocol's node classes"
+    )
+    refuse(
+        "cached_node",
+        skops_bytes(sk_model(x=sk("CachedNode", "builtins", "str", __id__=1))),
+        SKOPS,
+        "a node kind skops does not write",
+    )
+    refuse(
+        "extra_key",
+        skops_bytes(sk_model(x={**sk_json(1), "file": "x.npy"})),
+        SKOPS,
+        "a key the node kind does not have",
+    )
+    refuse(
+        "utf16_schema",
+        skops_bytes(None, schema_text=json.dumps(sk_model()).encode("utf-16")),
+        SKOPS,
+        "json.loads guesses the encoding of bytes",
+    )
+    benign_schema = json.dumps(sk_model()).encode()
+    evil_schema = json.dumps(sk_model(x=sk("FunctionNode", "os", "system"))).encode()
+    two = io.BytesIO()
+    with zipfile.ZipFile(two, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated name
+        zf.writestr("schema.json", benign_schema)
+        zf.writestr("schema.json", evil_schema)
+    refuse("duplicate_schema_member", two.getvalue(), ARCHIVE, "zipfile reads the last of repeated names")
+    # a benign skops archive prepended to a hostile one: the file starts like the benign archive,
+    # zipfile (and so skops) reads the directory of the last one, shifted by the prepended bytes
+    refuse(
+        "prepended_archive",
+        skops_bytes(sk_model()) + skops_bytes(sk_model(x=sk("FunctionNode", "os", "system"))),
+        ARCHIVE,
+        "bytes before the archive shift every member offset",
+    )
+    refuse("not_a_zip", EVIL_PICKLE, SKOPS, "a .skops file that is a pickle")
+    return out
+
+
 # --- benign models that must keep passing ---------------------------------------------------
 
 
@@ -1049,5 +1372,6 @@ def all_fixtures() -> list[Fixture]:
         + poisoning_fixtures()
         + advisory_fixtures()
         + loader_view_fixtures()
+        + skops_fixtures()
         + benign_fixtures()
     )

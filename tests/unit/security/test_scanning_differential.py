@@ -5,7 +5,9 @@ names a reason.
 The subprocess installs ``sys.addaudithook`` before loading. Process creation, ``exec``,
 compiling new code (other than ``ast.parse`` of numpy's ``.npy`` header), writing files,
 sockets, ctypes, ``marshal``, new code/function objects and imports outside the model
-libraries end it at once (exit 97). After each load it compares the ``__dict__`` of every
+libraries end it at once (exit 97). skops files are loaded as the model loader loads them:
+``skops.io.load(path, trusted=trusted_skops_types(path))`` (the list is computed before the
+tripwire is armed). After each load it compares the ``__dict__`` of every
 allowlisted class it can reach, the enum members and numpy's cached dtypes with a snapshot
 taken before (class poisoning, exit 98). A crash by a signal is a failure too.
 """
@@ -33,10 +35,16 @@ _RUNNER = textwrap.dedent(
     want_torch = sys.argv[2] == "1"
     if want_torch:
         import torch
-    from airflow_mlops.security.scanning import policy
+    from airflow_mlops.security.scanning import policy, trusted_skops_types
 
     jobs = json.loads(open(sys.argv[1]).read())
-    ALLOWED_IMPORT_ROOTS = {"numpy", "scipy", "sklearn", "joblib", "torch", "threadpoolctl",
+    trusted = {}
+    if any(loader == "skops" for _, loader in jobs):
+        import skops.io, scipy.sparse
+        for path, loader in jobs:
+            if loader == "skops":
+                trusted[path] = trusted_skops_types(path)
+    ALLOWED_IMPORT_ROOTS = {"numpy", "scipy", "sklearn", "joblib", "torch", "threadpoolctl", "skops",
                             "encodings", "uuid", "decimal", "fractions", "datetime", "_strptime",
                             "copyreg", "collections", "pathlib", "zipfile", "_compression"}
 
@@ -123,6 +131,8 @@ _RUNNER = textwrap.dedent(
                         loaded[key]
             elif loader == "torch":
                 torch.load(path, weights_only=False)
+            elif loader == "skops":
+                skops.io.load(path, trusted=trusted[path])
             results[f"{loader}:{path}"] = "loaded"
         except Exception as exc:  # a refusal by the loader itself is fine: nothing ran
             results[f"{loader}:{path}"] = f"error {type(exc).__name__}"
