@@ -81,7 +81,8 @@ def resolve_class(model: str, task: str) -> type:
 
     try:
         probe = cls()
-    except TypeError:
+        is_classifier(probe)
+    except Exception:  # a meta-estimator that needs arguments: fit checks it
         probe = None
     if probe is not None:
         if kind == "classification" and is_regressor(probe):

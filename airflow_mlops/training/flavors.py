@@ -175,14 +175,22 @@ def save_model_dir(
     if target_scaling is not None:
         if task != "regression":
             raise TrainingError("target_scaling applies to regression models only")
-        config["target_scaling"] = {"mean": float(target_scaling["mean"]), "std": float(target_scaling["std"])}
+        config["target_scaling"] = {
+            "mean": float(target_scaling["mean"]),
+            "std": float(target_scaling["std"]),
+        }
     if threshold_choice is not None:
         if task != "binary":
             raise TrainingError("an operating threshold applies to binary models only")
         config["threshold"] = float(threshold_choice["value"])
         config["threshold_choice"] = dict(threshold_choice)
 
-    writer = {"torch": _save_torch, "xgboost": _save_xgboost, "lightgbm": _save_lightgbm, "sklearn": _save_sklearn}
+    writer = {
+        "torch": _save_torch,
+        "xgboost": _save_xgboost,
+        "lightgbm": _save_lightgbm,
+        "sklearn": _save_sklearn,
+    }
     writer[flavor](directory, model, config, init_kwargs)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
     return config
@@ -236,7 +244,9 @@ def _save_torch(directory: Path, model: Any, config: dict[str, Any], init_kwargs
     if outputs is not None:
         expected = len(config["class_order"]) if config["task"] == "multiclass" else 1
         if outputs != expected:
-            raise TrainingError(f"the network has {outputs} output(s); a {config['task']} model needs {expected}")
+            raise TrainingError(
+                f"the network has {outputs} output(s); a {config['task']} model needs {expected}"
+            )
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILES["torch"]))
 
@@ -263,9 +273,14 @@ def _save_xgboost(directory: Path, model: Any, config: dict[str, Any], init_kwar
 
 def _save_lightgbm(directory: Path, model: Any, config: dict[str, Any], init_kwargs: Any) -> None:
     booster = model.booster_ if hasattr(model, "booster_") else model
-    objective = str(booster.params.get("objective") or json.loads(json.dumps(booster.dump_model(num_iteration=0)))["objective"])
+    objective = str(
+        booster.params.get("objective")
+        or json.loads(json.dumps(booster.dump_model(num_iteration=0)))["objective"]
+    )
     config["objective"] = objective
-    booster.save_model(str(directory / WEIGHTS_FILES["lightgbm"]), num_iteration=booster.best_iteration or None)
+    booster.save_model(
+        str(directory / WEIGHTS_FILES["lightgbm"]), num_iteration=booster.best_iteration or None
+    )
 
 
 def _save_sklearn(directory: Path, model: Any, config: dict[str, Any], init_kwargs: Any) -> None:
@@ -373,7 +388,11 @@ class Predictor:
         if self.task == "regression":
             return scores
         if self.task == "binary":
-            cut = threshold if threshold is not None else (self.threshold if self.threshold is not None else 0.5)
+            cut = (
+                threshold
+                if threshold is not None
+                else (self.threshold if self.threshold is not None else 0.5)
+            )
             positive = label_key(self.config["positive_label"])
             negative = next(c for c in self.classes if c != positive)
             return np.where(scores >= cut, positive, negative).astype(object)
@@ -385,7 +404,8 @@ class Predictor:
             "flavor": self.flavor,
             "task": self.task,
             "format": self.config.get("format", FORMATS.get(self.flavor, "")),
-            "framework": self.config.get("framework") or {"name": "torch", "version": self.config.get("torch_version")},
+            "framework": self.config.get("framework")
+            or {"name": "torch", "version": self.config.get("torch_version")},
             "model_type": self.config.get("model_type") or self.config.get("estimator") or self.flavor,
             **({"classes": self.classes} if self.classes else {}),
         }
@@ -472,7 +492,12 @@ def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
             raise ArtifactError(f"{model_dir / CONFIG_FILE}: preprocessing is malformed: {exc}") from exc
         if list(preprocessor.features) != config["features"]:
             raise ArtifactError(f"{model_dir / CONFIG_FILE}: preprocessing features differ from features")
-    loader = {"torch": _TorchBackend, "xgboost": _XGBoostBackend, "lightgbm": _LightGBMBackend, "sklearn": _SklearnBackend}
+    loader = {
+        "torch": _TorchBackend,
+        "xgboost": _XGBoostBackend,
+        "lightgbm": _LightGBMBackend,
+        "sklearn": _SklearnBackend,
+    }
     backend = loader[flavor](weights, config, preprocessor, device)
     return Predictor(config, backend, preprocessor)
 
@@ -530,7 +555,9 @@ class _TorchBackend:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(x), _PREDICT_CHUNK):
-                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + _PREDICT_CHUNK])).to(self.device)
+                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + _PREDICT_CHUNK])).to(
+                    self.device
+                )
                 out = self.model(batch).float()
                 if self.task == "binary":
                     out = torch.sigmoid(out.reshape(len(batch)))
@@ -571,7 +598,9 @@ def _build_user_module(config: Mapping[str, Any]) -> Any:
     try:
         return obj(**kwargs)
     except Exception as exc:  # the user's constructor: any error means the config does not fit it
-        raise ArtifactError(f"cannot rebuild {path} from init_kwargs {kwargs}: {type(exc).__name__}: {exc}") from exc
+        raise ArtifactError(
+            f"cannot rebuild {path} from init_kwargs {kwargs}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class _XGBoostBackend:
@@ -591,7 +620,11 @@ class _XGBoostBackend:
     def predict(self, x: Any) -> np.ndarray:
         import xgboost as xgb
 
-        matrix = xgb.DMatrix(x, enable_categorical=self.dataframe) if self.dataframe else xgb.DMatrix(x, missing=float("nan"))
+        matrix = (
+            xgb.DMatrix(x, enable_categorical=self.dataframe)
+            if self.dataframe
+            else xgb.DMatrix(x, missing=float("nan"))
+        )
         return self.booster.predict(matrix, iteration_range=self.iteration_range)
 
 
@@ -618,7 +651,9 @@ class _SklearnBackend:
         try:
             self.model = sio.load(str(weights), trusted=trusted)
         except Exception as exc:  # skops raises many types for a malformed file
-            raise ArtifactError(f"{weights} is not a readable skops model: {type(exc).__name__}: {exc}") from exc
+            raise ArtifactError(
+                f"{weights} is not a readable skops model: {type(exc).__name__}: {exc}"
+            ) from exc
         self.task = config["task"]
         if self.task != "regression" and not hasattr(self.model, "predict_proba"):
             raise ArtifactError(f"{weights}: the classifier has no predict_proba")

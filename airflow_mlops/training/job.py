@@ -191,7 +191,11 @@ class FitContext:
         from airflow_mlops.tasks import encode_target
 
         encoded = encode_target(
-            self.task, frame[self.target], positive_label=self.positive_label, classes=self.classes, column=self.target
+            self.task,
+            frame[self.target],
+            positive_label=self.positive_label,
+            classes=self.classes,
+            column=self.target,
         )
         return encoded.astype(np.int64) if self.task == "binary" else encoded
 

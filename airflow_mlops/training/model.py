@@ -313,7 +313,9 @@ class Preprocessor:
         missing = data.get("missing", "mean")
         if missing not in ("mean", "keep"):
             raise ValueError(f"preprocessing missing must be mean or keep, got {missing!r}")
-        return cls(features=features, numeric=numeric, categorical=categorical, keep_missing=missing == "keep")
+        return cls(
+            features=features, numeric=numeric, categorical=categorical, keep_missing=missing == "keep"
+        )
 
 
 def build_model_config(
@@ -384,107 +386,11 @@ def save_model(directory: str | Path, model: MLP | CNN, config: Mapping[str, Any
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
 
 
-class Predictor:
-    """A loaded model: DataFrame in, positive-class probabilities out."""
+def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Any:
+    """Rebuild a trained model of any flavor (see :func:`airflow_mlops.training.flavors.load_predictor`)."""
+    from airflow_mlops.training.flavors import load_predictor as load
 
-    def __init__(
-        self,
-        model: MLP | CNN,
-        preprocessor: Preprocessor,
-        config: Mapping[str, Any],
-        device: torch.device,
-    ) -> None:
-        self.model = model
-        self.preprocessor = preprocessor
-        self.config = dict(config)
-        self.device = device
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.preprocessor.features)
-
-    @property
-    def positive_label(self) -> Any:
-        return self.config.get("positive_label")
-
-    def predict_proba(self, df: pd.DataFrame, *, batch_size: int = 65536) -> np.ndarray:
-        """Probability of the positive class for each row, as a float64 array of ``len(df)``.
-
-        :raises DataError: a feature column is missing (named in the message) or unusable.
-        """
-        x = self.preprocessor.transform(df)
-        out = np.empty(len(x), dtype=np.float64)
-        self.model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
-                batch = torch.from_numpy(x[start : start + batch_size]).to(self.device)
-                probs = torch.sigmoid(self.model(batch))
-                out[start : start + len(batch)] = probs.to("cpu", torch.float64).numpy()
-        return out
-
-
-def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
-    """Rebuild a trained model from ``model_dir`` (``model_config.json`` + ``model.safetensors``).
-
-    Weights are read with ``safetensors.torch.load_file`` only: nothing is unpickled, so a
-    tampered model file can at worst fail to load, never run code.
-
-    :raises ArtifactError: a file is missing or malformed, the format version is unknown, or the
-        weights do not match the architecture.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    model_dir = Path(model_dir)
-    config_path = model_dir / CONFIG_FILE
-    weights_path = model_dir / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ArtifactError(f"{path} not found: {model_dir} is not a model trained by airflow-mlops")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{config_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ArtifactError(f"{config_path} must hold a JSON object")
-    version = config.get("format_version")
-    if not _is_int(version) or version != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{config_path}: unsupported format_version {version!r}; this version of airflow-mlops "
-            f"reads format_version {FORMAT_VERSION}: retrain the model or upgrade airflow-mlops"
-        )
-    model_class = MODEL_TYPES.get(config.get("model_type"))  # type: ignore[arg-type]
-    if model_class is None:
-        raise ArtifactError(
-            f"{config_path}: unsupported model_type {config.get('model_type')!r}; this version of "
-            f"airflow-mlops reads {', '.join(MODEL_TYPES)}"
-        )
-    try:
-        model = model_class.from_architecture(config["architecture"])
-        preprocessor = Preprocessor.from_dict(config["preprocessing"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ArtifactError(f"{config_path} is malformed: {type(exc).__name__}: {exc}") from exc
-    if preprocessor.output_dim != model.input_dim:
-        raise ArtifactError(
-            f"{config_path}: the preprocessing yields {preprocessor.output_dim} columns but the "
-            f"network expects {model.input_dim}"
-        )
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtifactError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
-    bad_dtypes = sorted(k for k, v in state.items() if v.dtype != torch.float32)
-    if bad_dtypes:
-        raise ArtifactError(f"{weights_path}: tensors {', '.join(bad_dtypes)} are not float32")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ArtifactError(
-            f"{weights_path} does not match the architecture in {config_path}: {exc}"
-        ) from exc
-    target_device = torch.device(device)
-    model.to(target_device).eval()
-    return Predictor(model, preprocessor, config, target_device)
+    return load(model_dir, device=device)
 
 
 # --- helpers ------------------------------------------------------------------------------------

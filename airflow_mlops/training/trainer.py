@@ -232,7 +232,9 @@ def _target(series: pd.Series, cfg: Mapping[str, Any], column: str) -> _Target:
         mask = positive_mask(series, cfg["positive_label"], column=column)
         positive = label_key(cfg["positive_label"])
         negative = next(label_key(v) for v in series[~mask].head(1))
-        return _Target(task, mask.astype(np.float32), sort_classes([negative, positive]), [negative, positive])
+        return _Target(
+            task, mask.astype(np.float32), sort_classes([negative, positive]), [negative, positive]
+        )
     if task == "multiclass":
         classes = class_labels(series, column=column)
         if len(classes) < 3:
@@ -243,7 +245,9 @@ def _target(series: pd.Series, cfg: Mapping[str, Any], column: str) -> _Target:
     return _Target(task, regression_target(series, column=column), [], None)
 
 
-def _split(y: np.ndarray, task: str, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    y: np.ndarray, task: str, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     if task == "regression":
         if fraction <= 0:
             return np.arange(len(y)), np.arange(0)
@@ -431,7 +435,11 @@ def _train_estimator(
     seconds = time.perf_counter() - started
     predict = kind.output_function(fitted, data.task)
     train_output = predict(x_train)
-    val_output = predict(x_val) if len(y_val) else np.zeros((0,) if data.task != "multiclass" else (0, len(data.classes)))
+    val_output = (
+        predict(x_val)
+        if len(y_val)
+        else np.zeros((0,) if data.task != "multiclass" else (0, len(data.classes)))
+    )
     metrics = {"fit_seconds": round(seconds, 3), "estimator": kind.path, **extra}
     training = {
         "estimator": kind.path,
@@ -988,7 +996,11 @@ def _mean_loss(
 
 
 def _outputs(
-    model: torch.nn.Module, x: np.ndarray, device: torch.device, task: str, scaling: Mapping[str, float] | None
+    model: torch.nn.Module,
+    x: np.ndarray,
+    device: torch.device,
+    task: str,
+    scaling: Mapping[str, float] | None,
 ) -> np.ndarray:
     """The task's output (see :mod:`airflow_mlops.metrics`) of the trained network for ``x``."""
     model.eval()

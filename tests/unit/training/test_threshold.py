@@ -158,7 +158,7 @@ def test_the_trainer_chooses_on_its_validation_rows_and_stores_the_threshold(
 
     predictor = load_predictor(tmp_path / "m")
     config = predictor.config
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2 and config["task"] == "binary"
     assert config["threshold"] == metrics["threshold"] == config["threshold_choice"]["value"]
     assert config["threshold_choice"]["rule"] == metrics["threshold_rule"] == "min_precision"
     # Recompute on the same validation rows (the split's seed is the trainer's): the stored
@@ -195,7 +195,7 @@ def test_an_unreachable_rule_fails_the_training_without_writing_a_model(
     tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A model that scores every row alike: no threshold separates anything.
-    monkeypatch.setattr(trainer, "_scores", lambda model, x, device: np.full(len(x), 0.5))
+    monkeypatch.setattr(trainer, "_outputs", lambda model, x, device, task, scaling: np.full(len(x), 0.5))
     base_config["threshold"] = {"rule": "min_precision", "value": 0.9}
     with pytest.raises(
         TrainingRejectedError, match=r"no threshold reaches precision 0\.9 on the 60 validation rows"

@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.training import trainer
 from airflow_mlops.training.model import load_predictor
+from airflow_mlops.training.ranking import roc_auc
 from airflow_mlops.training.trainer import main, train
 
 REPO = Path(__file__).resolve().parents[3]
@@ -107,9 +108,12 @@ def test_cli_metrics_json(cli_run: CliRun) -> None:
 
 def test_cli_model_config(cli_run: CliRun) -> None:
     config = json.loads((cli_run.out / "model_config.json").read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2
+    assert (config["flavor"], config["format"], config["task"]) == ("torch", "safetensors", "binary")
+    assert config["framework"] == {"name": "torch", "version": torch.__version__}
+    assert config["class_order"] == ["0", "1"]
     assert config["model_type"] == "mlp"
-    assert config["architecture"] == {"input_dim": 7, "hidden_units": [16, 8], "dropout": 0.1}
+    assert config["architecture"] == {"input_dim": 7, "hidden_units": [16, 8], "dropout": 0.1, "outputs": 1}
     assert config["target"] == "label"
     assert config["positive_label"] == 1
     assert config["features"] == CLI_CONFIG["features"]
@@ -162,7 +166,7 @@ def test_cli_single_class_exits_2(tmp_path: Path, make_frame) -> None:
 
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "holds a single class only (0)" in proc.stderr
+    assert "holds a single value (0)" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "one_class.parquet"]
 
 
@@ -287,7 +291,7 @@ def test_features_default_to_every_column_but_the_target(
     [
         (lambda df: df.iloc[:0], DataError, "empty (0 rows)"),
         (lambda df: df.drop(columns="label"), DataError, "target column 'label' not found"),
-        (lambda df: df.assign(label=1), DataError, "single class only (1)"),
+        (lambda df: df.assign(label=1), DataError, "single value (1)"),
         (lambda df: df.assign(label=df["label"] + 5), DataError, "positive_label 1 does not occur"),
         (
             lambda df: df.assign(label=df["label"].astype(float).where(df.index > 0)),
@@ -384,11 +388,11 @@ def test_best_epoch_weights_are_the_ones_saved(
 def test_failed_write_leaves_no_partial_output(
     tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(directory, model, config):
+    def explode(directory, model, **config):
         (Path(directory) / "model.safetensors").write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer, "save_model", explode)
+    monkeypatch.setattr(trainer, "save_model_dir", explode)
     with pytest.raises(OSError, match="disk full"):
         train(make_frame(200, 17), base_config, tmp_path / "runs" / "model")
     assert list((tmp_path / "runs").iterdir()) == []
@@ -400,7 +404,7 @@ def test_failed_rerun_keeps_the_previous_model(
     out = tmp_path / "model"
     train(make_frame(200, 18), base_config, out)
     before = (out / "model.safetensors").read_bytes()
-    monkeypatch.setattr(trainer, "save_model", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(trainer, "save_model_dir", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         train(make_frame(200, 19), base_config, out)
     assert (out / "model.safetensors").read_bytes() == before
@@ -439,8 +443,8 @@ def test_internal_roc_auc_matches_sklearn() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500).astype(np.float32)
     score = np.round(rng.random(500), 1)  # many ties
-    assert trainer.roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
-    assert np.isnan(trainer.roc_auc(np.zeros(5, dtype=np.float32), np.arange(5.0)))
+    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(roc_auc(np.zeros(5, dtype=np.float32), np.arange(5.0)))
 
 
 def test_cli_usage_error_exits_2_and_help_exits_0(tmp_path: Path) -> None:

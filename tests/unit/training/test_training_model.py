@@ -185,7 +185,7 @@ def test_load_predictor_never_unpickles(model_dir: Path, make_frame, monkeypatch
     assert scores.shape == (50,)
     assert scores.dtype == np.float64
     assert ((scores > 0) & (scores < 1)).all()
-    assert not predictor.model.training
+    assert not predictor.backend.model.training
 
 
 def test_predictions_match_between_loads(model_dir: Path, make_frame) -> None:
@@ -195,12 +195,14 @@ def test_predictions_match_between_loads(model_dir: Path, make_frame) -> None:
     )
 
 
-def test_predicts_in_batches(model_dir: Path, make_frame) -> None:
+def test_predicts_in_batches(model_dir: Path, make_frame, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.training import flavors
+
     predictor = load_predictor(model_dir)
     df = make_frame(100, 33)
-    np.testing.assert_allclose(
-        predictor.predict_proba(df, batch_size=7), predictor.predict_proba(df), rtol=1e-6
-    )
+    whole = predictor.predict_proba(df)
+    monkeypatch.setattr(flavors, "_PREDICT_CHUNK", 7)
+    np.testing.assert_allclose(predictor.predict_proba(df), whole, rtol=1e-6)
 
 
 def test_unknown_category_and_missing_values_still_predict(model_dir: Path, make_frame) -> None:
@@ -223,7 +225,7 @@ def test_missing_column_raises_data_error_naming_it(model_dir: Path, make_frame)
         load_predictor(model_dir).predict_proba(make_frame(10, 36).drop(columns="merchant"))
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None, True])
+@pytest.mark.parametrize("version", [3, 0, "1", None, True])
 def test_unknown_format_version_is_rejected(model_copy: Path, version) -> None:
     edit_config(model_copy, format_version=version)
     with pytest.raises(ArtifactError, match="unsupported format_version"):
