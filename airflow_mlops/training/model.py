@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from airflow_mlops.exceptions import ArtifactError, DataError
+from airflow_mlops.exceptions import DataError
 
 FORMAT_VERSION = 1
 MODEL_TYPE = "mlp"  # the default model type (tabular); see MODEL_TYPES for all of them
