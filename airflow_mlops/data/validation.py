@@ -159,29 +159,33 @@ def infer_expectations(reference: pd.DataFrame, *, columns: list[str]) -> list[d
 
     The aim is to catch broken batches (a unit change, a column gone null or missing, text in a
     numeric column, garbage values, sign flips, unknown codes), not to detect drift: the drift
-    checks do that. A batch drawn from the reference's own distribution should pass: each check
-    that can fail on such a batch by chance gets a tolerance (``mostly``), the share of rows that
-    a fresh sample puts outside by chance, sized so that all of them together fail such a batch
-    with a probability of at most :data:`FALSE_ALARM_RATE` (split evenly over the columns,
-    Bonferroni; see :func:`_chance_share`). Per column, in this order:
+    checks do that. A batch drawn from the reference's own distribution should pass, so each
+    check that such a batch can fail by chance gets a tolerance (``mostly``): the share of rows a
+    fresh sample puts outside by chance, sized (:func:`_chance_share`) so that all checks
+    together fail such a batch with a probability of at most :data:`FALSE_ALARM_RATE` (1 %,
+    split evenly over two checks per column: Bonferroni). Per column, in this order:
 
     * ``expect_column_to_exist``;
-    * ``expect_column_values_to_not_be_null`` with ``mostly``: a null share like the reference's
-      passes, more fails (a column without nulls in ``n`` rows tolerates a few in a thousand at
-      ``n`` = 5000, a column that was 5 % null tolerates about 6 %); none when the reference is
-      all nulls;
+    * ``expect_column_values_to_not_be_null`` with ``mostly``: the null rate given the reference
+      is Beta(nulls + 1, rows - nulls + 1), so a null share like the reference's passes and a
+      larger one fails (no nulls in 5,000 rows: a batch may hold 0.4 %; 5 % nulls: about 8 %);
+      left out where it could never fail (a reference of a handful of rows, or all nulls);
     * numeric columns (not booleans, not integer columns with at most two values):
-      ``expect_column_values_to_be_between`` with ``mostly``, see :func:`_inferred_range`; and,
-      when the reference is non-negative, holds a zero or is right-skewed (amounts, counts,
-      pixels), ``expect_column_values_to_be_between`` with ``min_value`` 0 and no tolerance:
-      one negative value fails;
+      ``expect_column_values_to_be_between`` with ``mostly``, and for non-negative quantities a
+      floor at 0 without one, see :func:`_inferred_range`;
     * boolean, text and categorical columns with at most :data:`MAX_INFERRED_CATEGORIES`
       distinct values, and integer columns with at most two (flags, binary labels):
       ``expect_column_values_to_be_in_set`` of the reference's values, see :func:`_value_set`.
 
-    Ranges and value sets need :data:`MIN_REFERENCE_ROWS` non-null reference values: with fewer,
-    a column gets existence and null checks only (too few rows to say what a value outside looks
-    like), and so do dates and huge-cardinality text such as ids.
+    Ranges and value sets need :data:`MIN_REFERENCE_ROWS` (30) non-null reference values: with
+    fewer, a column gets existence and null checks only, because so few rows cannot say what a
+    value outside looks like (the tolerance would be most of the batch). Dates and
+    huge-cardinality text such as ids get existence and null checks only too.
+
+    The tolerances are sized for a batch as large as the reference, at most
+    :data:`NOMINAL_BATCH_ROWS` (1,000) rows: a larger batch averages chance out and passes more
+    surely; a much smaller one sees more chance variation, which the margin of the ranges absorbs.
+    ``benchmarks/data_validation.py`` measures both sides on scikit-learn's datasets.
 
     :raises DataError: a column is not in the reference.
     """
@@ -242,7 +246,8 @@ def _chance_share(a: float, b: float, rows: int, alpha: float) -> float:
     Each row of the batch falls outside with a probability that is itself uncertain, distributed
     as Beta(``a``, ``b``) given the reference; the count outside in a batch of ``rows`` rows (as
     many as the reference has, at most :data:`NOMINAL_BATCH_ROWS`) is then beta-binomial. The
-    answer is its upper ``alpha`` quantile over ``rows``.
+    answer is its upper ``alpha`` quantile (the count exceeded with probability <= ``alpha``)
+    over ``rows``.
     """
     from scipy import stats
 
@@ -263,21 +268,32 @@ def _mostly(share: float) -> dict[str, float] | None:
 def _inferred_range(name: str, values: Any, alpha: float) -> list[dict[str, dict[str, Any]]]:
     """The range expectation(s) of a numeric column (see :func:`infer_expectations`).
 
-    With ``n`` finite reference values and ``r = floor(RANGE_TRIM * n)``, the range runs from the
-    ``r + 1``-th smallest to the ``r + 1``-th largest value (the extremes, less a handful of
-    outliers in a large reference), widened on each side by ``min(MAX_RANGE_MARGIN, 1 / sqrt(n))``
-    of its width: the margin shrinks as the reference grows. Heavy right-tailed columns (all
-    values >= 0, skewness > :data:`LOG_SKEW_THRESHOLD`: amounts, counts) are widened on a
-    ``log1p`` scale. The lower bound stays at 0 or above when the reference is non-negative;
-    whole-number columns get whole-number bounds.
+    **The range.** With ``n`` finite reference values and ``r = floor(RANGE_TRIM * n)`` (0 below
+    10,000 values), the range runs from the ``r + 1``-th smallest to the ``r + 1``-th largest
+    value (the extremes, less a stray outlier or two of a large reference), widened on each side
+    by ``min(MAX_RANGE_MARGIN, RANGE_MARGIN / sqrt(n))`` of its width: 25 % up to 64 values,
+    9 % at 500, 2 % at 10,000. Heavy right-tailed columns (all values >= 0, skewness >
+    :data:`LOG_SKEW_THRESHOLD`: amounts, counts) are widened on a ``log1p`` scale. The lower
+    bound stays at 0 or above when the reference is non-negative; whole-number columns (of any
+    dtype) get whole-number bounds, rounded outwards.
 
-    A fresh row falls outside the reference's ``r + 1``-th extremes with a probability that is
-    Beta(2r + 2, n - 2r - 1) distributed, whatever the distribution (it is the sum of 2r + 2 of
-    the n + 1 spacings between the sorted reference values); ``mostly`` tolerates the share
-    :func:`_chance_share` derives from that, before any help from the margin. A constant column
-    gets the range [c, c] with the same tolerance: a fresh value other than c is no more likely
-    than one beyond the extremes of any column, so a rare other value passes and a column of
-    other values fails.
+    **Its tolerance.** Whatever the distribution, a fresh row falls outside the reference's
+    ``r + 1``-th extremes with a probability distributed as Beta(2r + 2, n - 2r - 1) (the sum of
+    2r + 2 of the n + 1 spacings between the sorted values; ties only lower it); ``mostly``
+    tolerates the share of a batch that :func:`_chance_share` derives from that, before any help
+    from the margin: about 13 % at n = 100, 2.6 % at 500, 0.5 % at 5,000 (10 columns).
+
+    **Constant columns** (an always-0 pixel) get the range [c, c] with the same tolerance: a
+    fresh value other than c is no more likely than one beyond the extremes of any column, so a
+    rare other value passes while a column of other values fails.
+
+    **The sign.** A non-constant, non-negative column that holds a 0, is right-skewed, or whose
+    minimum is at least its range above 0 also gets ``min_value`` 0 with no tolerance: one
+    negative value fails, because sign flips are a classic corruption and such a column is a
+    non-negative quantity (a count, an amount, an intensity, a size) or lies so far above 0 that
+    a same-distribution value below 0 is out of reach. A column that merely happens to be
+    positive near 0 (a signed quantity whose reference held no negative value) gets no floor:
+    its negative values count against the range's tolerance like any other.
 
     No range when the reference holds an infinity.
     """
@@ -328,8 +344,8 @@ def _value_set(name: str, values: pd.Series, alpha: float) -> dict[str, dict[str
       a null in a column without nulls (Beta(1, n + 1)), so a rare one passes;
     * some values seen exactly once (a long tail: merchants, products): values the reference did
       not see make up about as many rows as those singletons (the Good-Turing estimate of the
-      unseen share, f1 / n), so new values up to the :func:`_chance_share` of Beta(f1 + 1,
-      n - f1 + 1) pass;
+      unseen share, f1 / n, with variance (f1 + 2 f2) / n^2 for f2 values seen twice), so new
+      values up to the :func:`_chance_share` of a Beta of that mean and variance pass;
     * every value seen at least twice (a closed set: countries, currencies, classes): nothing
       suggests unseen values, so one new value fails (a typo, a new encoding).
 
