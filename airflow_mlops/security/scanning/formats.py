@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
-import yaml
-
 from airflow_mlops.security.scanning import policy, skops_schema
 from airflow_mlops.security.scanning.report import Finding, FindingKind
 from airflow_mlops.security.scanning.skops_policy import skops_name_problem
@@ -1384,6 +1382,8 @@ class Scanner:
         self._check_text_is_not_pickle(path, rel)
 
     def _check_yaml(self, path: Path, rel: str) -> None:
+        import yaml  # only for YAML files (the trainer image, which loads through this package, has no PyYAML)
+
         try:
             with path.open("rb") as fh:
                 yaml.safe_load(fh)
