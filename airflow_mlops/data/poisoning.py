@@ -169,9 +169,10 @@ NEAR_DUPLICATE_RESOLUTION = 1e-3
 UNCALIBRATED_RESIDUAL_CUT = 5.0
 # Regression, duplicates: copies disagree when their targets differ by more than the larger of
 # this share of the target's robust standard deviation and DUPLICATE_RESIDUAL_Z x the label
-# model's robust residual scale (the noise the features do not explain).
+# model's robust residual scale (the noise the features do not explain: two clean copies differ
+# by it with a standard deviation of sqrt(2) x the scale, so 6 is ~4.2 of those).
 DUPLICATE_TARGET_SHARE = 0.05
-DUPLICATE_RESIDUAL_Z = 4.0
+DUPLICATE_RESIDUAL_Z = 6.0
 # class_balance without a positive class (multiclass): a class's share must also have moved by
 # more than this many (two-sample binomial) standard errors, so that sampling noise in a class of
 # a few rows does not fail the screen.
@@ -2021,9 +2022,12 @@ def _check_accounting(
     covered = np.zeros(n, dtype=np.int64)
     np.add.at(covered, accepted_pos, 1)
     np.add.at(covered, quarantined_pos, 1)
-    row_in = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    row_acc = pd.util.hash_pandas_object(accepted, index=False).to_numpy()
-    row_q = pd.util.hash_pandas_object(quarantined[list(df.columns)], index=False).to_numpy()
+    # One hash over the three frames: pandas hashes an object column through its categories, each
+    # hashed as its first value, so 2, 2.0 and "2" (one category) would hash as whichever came
+    # first in each frame apart. Together, that is always the input's first (as it is alone).
+    parts = [frame for frame in (df, accepted, quarantined[list(df.columns)]) if len(frame)]
+    hashed = pd.util.hash_pandas_object(pd.concat(parts, ignore_index=True), index=False).to_numpy()
+    row_in, row_acc, row_q = np.split(hashed, [n, n + len(accepted)])
     same = np.array_equal(np.sort(row_in), np.sort(np.concatenate([row_acc, row_q])))
     if len(accepted) + len(quarantined) != n or not (covered == 1).all() or not same:
         raise DataError(
