@@ -1,9 +1,16 @@
 """Holdout metrics and the evaluation gates that decide whether a candidate may be promoted.
 
+Any model of any task: the task (``binary``, ``multiclass`` or ``regression``) is the candidate's,
+read from its ``model_config.json``; the metrics are those of :mod:`airflow_mlops.metrics` (the
+one vocabulary: which tasks a metric applies to, and whether higher or lower is better). The
+champion is scored on the same holdout rows, and only when it serves the same task with the same
+classes can it be compared; otherwise the comparison cannot decide, and blocks.
+
 Pure functions, no Airflow and no MLflow; numpy is imported inside the functions (the DAG
 processor never loads it). Gates fail closed: a metric that cannot be measured (missing or NaN),
-or a champion comparison that cannot be made, blocks the candidate. The one exception is a
-champion comparison when there is no champion yet: the first model has nothing to regress from.
+a metric that does not apply to the model's task, or a champion comparison that cannot be made
+blocks the candidate. The one exception is a champion comparison when there is no champion yet:
+the first model has nothing to regress from.
 """
 
 from __future__ import annotations
@@ -14,15 +21,34 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_mlops.exceptions import ArtifactError, DataError, GateFailedError
-from airflow_mlops.training.ranking import roc_auc
+from airflow_mlops.metrics import LOWER_IS_BETTER, METRICS, TASK_METRICS
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from airflow_mlops.training.flavors import Predictor
+
+__all__ = [
+    "LOWER_IS_BETTER",  # re-exported: drift.report reads it from here (airflow_mlops.metrics owns it)
+    "NO_CHAMPION_NOTE",
+    "NO_CHAMPION_REASON",
+    "NO_COMPARISON_NOTE",
+    "EvaluationReport",
+    "GateReport",
+    "GateResult",
+    "ModelScore",
+    "allowances",
+    "compute_metrics",
+    "evaluate_candidate",
+    "evaluate_gates",
+    "metric_mismatch",
+    "operating_threshold",
+    "score_model",
+    "score_model_detailed",
+]
+
 GateKind = Literal["threshold", "champion", "fairness", "robustness"]
 
-# Metrics where a lower value is better; for every other metric higher is better.
-LOWER_IS_BETTER = frozenset({"log_loss"})
 NO_CHAMPION_REASON = "no champion yet: first model"
 # Absolute slack when comparing a regression with its allowance, so that float rounding in
 # ``champion - candidate`` (e.g. 0.3 - 0.1) never flips a decision at the exact boundary.
@@ -30,23 +56,19 @@ _TOLERANCE = 1e-12
 
 
 def compute_metrics(y_true: Any, y_score: Any, *, threshold: float = 0.5) -> dict[str, float]:
-    """Binary classification metrics of positive-class probabilities ``y_score``.
+    """Binary metrics of positive-class probabilities: the rollout gate's and the drift
+    monitor's older entry point. New code calls :func:`airflow_mlops.metrics.compute_metrics`
+    with the task; this checks what a binary caller hands over and delegates to it.
 
-    Returns ``roc_auc``, ``pr_auc`` (average precision), ``f1``, ``precision``, ``recall``,
-    ``accuracy`` (predicting positive where ``score >= threshold``) and ``log_loss`` (with
-    probabilities clipped to ``[eps, 1 - eps]``). The values agree with scikit-learn's
-    ``roc_auc_score``, ``average_precision_score``, ``f1_score``, ``precision_score``,
-    ``recall_score`` (``zero_division=0``), ``accuracy_score`` and ``log_loss``.
-
-    When ``y_true`` has a single class, ``roc_auc`` and ``pr_auc`` are NaN (undefined), so a gate
-    on them blocks rather than passes.
-
-    :param y_true: labels, 1/True for the positive class and 0/False for the negative class.
+    :param y_true: 1/True for the positive class, 0/False for the negative class.
     :param y_score: probabilities of the positive class, in [0, 1].
+    :returns: every binary metric of the vocabulary (NaN where undefined, e.g. ROC AUC of one class).
     :raises DataError: empty or mismatched inputs, labels other than 0/1, scores that are not
-        finite probabilities.
+        finite probabilities, a threshold outside [0, 1].
     """
     import numpy as np
+
+    from airflow_mlops.metrics import compute_metrics as task_metrics
 
     y = np.asarray(y_true)
     score = np.asarray(y_score, dtype=np.float64)
@@ -56,12 +78,9 @@ def compute_metrics(y_true: Any, y_score: Any, *, threshold: float = 0.5) -> dic
         raise DataError(f"{len(y)} labels but {len(score)} scores; they must be the same length")
     if len(y) == 0:
         raise DataError("cannot compute metrics on an empty evaluation set")
-    if y.dtype == bool:
-        y = y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
+    if y.dtype != bool and (not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all()):
         found = sorted({str(v) for v in np.unique(y)})[:10]
         raise DataError(f"labels must be 0/1 (or booleans), found values {', '.join(found)}")
-    y = y.astype(np.int64)
     if not np.isfinite(score).all():
         raise DataError(f"{int((~np.isfinite(score)).sum())} score(s) are NaN or infinite")
     if score.min() < 0.0 or score.max() > 1.0:
@@ -70,44 +89,28 @@ def compute_metrics(y_true: Any, y_score: Any, *, threshold: float = 0.5) -> dic
         )
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold must be in [0, 1], got {threshold!r}")
-
-    predicted = score >= threshold
-    positive = y == 1
-    tp = int(np.sum(predicted & positive))
-    fp = int(np.sum(predicted & ~positive))
-    fn = int(np.sum(~predicted & positive))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    eps = float(np.finfo(np.float64).eps)
-    clipped = np.clip(score, eps, 1 - eps)
-    log_loss = float(-np.mean(np.where(positive, np.log(clipped), np.log1p(-clipped))))
-    return {
-        "roc_auc": roc_auc(y, score),
-        "pr_auc": _average_precision(y, score),
-        "f1": float(f1),
-        "precision": float(precision),
-        "recall": float(recall),
-        "accuracy": float(np.mean(predicted == positive)),
-        "log_loss": log_loss,
-    }
+    return task_metrics("binary", y.astype(bool), score, threshold=threshold)
 
 
-def _average_precision(y: np.ndarray, score: np.ndarray) -> float:
-    """Sum over distinct score thresholds (high to low) of ``(R_k - R_{k-1}) * P_k``."""
-    import numpy as np
+def metric_mismatch(task: str | None, metric: str) -> str | None:
+    """Why ``metric`` cannot judge a ``task`` model, or None when it can (``task`` None: any task).
 
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == len(y):
-        return math.nan
-    order = np.argsort(-score, kind="mergesort")
-    sorted_score, sorted_y = score[order], y[order]
-    # The last index of each run of equal scores: ties enter the curve together.
-    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_score)), len(y) - 1]
-    tps = np.cumsum(sorted_y)[last_of_run]
-    precision = tps / (last_of_run + 1)
-    recall = tps / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    The spec refuses such a metric at validate time when its ``task`` is declared; this is the
+    run-time check for a task only the data could tell.
+    """
+    if metric not in METRICS:
+        return f"unknown metric {metric!r}; known: {', '.join(METRICS)}"
+    if task is not None and task in TASK_METRICS and task not in METRICS[metric].tasks:
+        applies = " or ".join(sorted(METRICS[metric].tasks))
+        return (
+            f"{metric} is a {applies} metric and does not apply to a {task} model ({task} metrics: "
+            f"{', '.join(TASK_METRICS[task])}); fix the spec's evaluation section"
+        )
+    return None
+
+
+def _lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -181,17 +184,23 @@ def evaluate_gates(
     bounds: Mapping[str, Mapping[str, float | None]] | None = None,
     champion_metrics: Mapping[str, float] | None = None,
     comparisons: Mapping[str, Mapping[str, float]] | None = None,
+    task: str | None = None,
+    champion_unusable: str | None = None,
 ) -> GateReport:
     """Hold the candidate's ``metrics`` against fixed bounds and against the champion.
 
-    :param metrics: the candidate's holdout metrics (see :func:`compute_metrics`).
+    :param metrics: the candidate's holdout metrics (see :func:`airflow_mlops.metrics.compute_metrics`).
     :param bounds: ``{metric: {"min": x, "max": y}}``; either bound may be None or absent, and
         each given bound is its own gate (``roc_auc.min``, ``log_loss.max``).
     :param champion_metrics: the current champion's metrics on the same holdout, or None when
         there is no champion yet.
     :param comparisons: ``{metric: {"max_regression": x}}``: how far the candidate may fall
-        behind the champion (absolute; for ``log_loss`` "behind" means higher). One gate each
-        (``roc_auc.vs_champion``).
+        behind the champion (absolute; for a lower-is-better metric such as ``log_loss`` or
+        ``rmse`` "behind" means higher). One gate each (``roc_auc.vs_champion``).
+    :param task: the candidate's task: a gate on a metric that does not apply to it (or on an
+        unknown metric) fails with the reason. None: any metric of the vocabulary is accepted.
+    :param champion_unusable: why the champion, though there is one, cannot be compared with the
+        candidate (another task, other classes): every champion gate fails with it.
     :raises ValueError: a bound or comparison is malformed (unknown key, no bound, negative
         allowance); a malformed gate must not silently vanish.
     """
@@ -204,9 +213,9 @@ def evaluate_gates(
         if low is None and high is None:
             raise ValueError(f"gate on {metric!r} gives neither min nor max")
         if low is not None:
-            gates.append(_bound_gate(metrics, metric, "min", float(low)))
+            gates.append(_bound_gate(metrics, metric, "min", float(low), task))
         if high is not None:
-            gates.append(_bound_gate(metrics, metric, "max", float(high)))
+            gates.append(_bound_gate(metrics, metric, "max", float(high), task))
     for metric, comparison in (comparisons or {}).items():
         unknown = sorted(set(comparison) - {"max_regression"})
         if unknown:
@@ -218,7 +227,7 @@ def evaluate_gates(
             raise ValueError(
                 f"champion comparison on {metric!r}: max_regression must be >= 0, got {allowance}"
             )
-        gates.append(_champion_gate(metrics, champion_metrics, metric, allowance))
+        gates.append(_champion_gate(metrics, champion_metrics, metric, allowance, task, champion_unusable))
     return GateReport(gates=tuple(gates))
 
 
@@ -250,8 +259,13 @@ def _measured(metrics: Mapping[str, float] | None, metric: str) -> tuple[float |
     return value, ""
 
 
-def _bound_gate(metrics: Mapping[str, float], metric: str, side: str, bound: float) -> GateResult:
+def _bound_gate(
+    metrics: Mapping[str, float], metric: str, side: str, bound: float, task: str | None = None
+) -> GateResult:
     name = f"{metric}.{side}"
+    mismatch = metric_mismatch(task, metric)
+    if mismatch is not None:
+        return GateResult(name, "threshold", metric, None, bound, False, mismatch)
     value, why = _measured(metrics, metric)
     if value is None:
         reason = (
@@ -269,10 +283,21 @@ def _bound_gate(metrics: Mapping[str, float], metric: str, side: str, bound: flo
 
 
 def _champion_gate(
-    metrics: Mapping[str, float], champion_metrics: Mapping[str, float] | None, metric: str, allowance: float
+    metrics: Mapping[str, float],
+    champion_metrics: Mapping[str, float] | None,
+    metric: str,
+    allowance: float,
+    task: str | None = None,
+    champion_unusable: str | None = None,
 ) -> GateResult:
     name = f"{metric}.vs_champion"
+    mismatch = metric_mismatch(task, metric)
+    if mismatch is not None:
+        return GateResult(name, "champion", metric, None, None, False, mismatch)
     value, why = _measured(metrics, metric)
+    if champion_unusable is not None:
+        reason = f"cannot compare {metric} with the champion: {champion_unusable}"
+        return GateResult(name, "champion", metric, value, None, False, reason)
     if champion_metrics is None:
         return GateResult(name, "champion", metric, value, None, True, NO_CHAMPION_REASON)
     champion, champion_why = _measured(champion_metrics, metric)
@@ -282,8 +307,8 @@ def _champion_gate(
     if champion is None:
         reason = f"champion's {metric} could not be measured: {champion_why}; cannot compare"
         return GateResult(name, "champion", metric, value, None, False, reason)
-    lower_better = metric in LOWER_IS_BETTER
-    regression = value - champion if lower_better else champion - value
+    lower_better = _lower_is_better(metric)
+    regression = METRICS[metric].drop(champion, value)  # positive: the candidate is worse
     threshold = champion + allowance if lower_better else champion - allowance
     passed = regression <= allowance + _TOLERANCE
     value_s, champion_s = _fmt_pair(value, champion)
@@ -326,11 +351,18 @@ ThresholdSource = Literal["model", "fallback"]
 class EvaluationReport:
     """The evaluation of one candidate on the held-out rows (and of the champion on the same rows).
 
-    ``note`` says what the candidate was held against: the champion (its version), or absolute
-    thresholds only (no champion yet, or no comparison configured). ``threshold`` is the
-    candidate's operating threshold, ``champion_threshold`` the champion's: each model is scored at
-    its own; ``*_threshold_source`` is ``model`` (stored with it) or ``fallback`` (a model trained
-    before thresholds were stored, scored at the evaluation's fallback threshold).
+    ``task`` is the candidate's (``binary``, ``multiclass`` or ``regression``), ``classes`` its
+    class labels (classification), ``model`` what it is (flavor, format, framework: see
+    :meth:`~airflow_mlops.training.flavors.Predictor.describe`).
+
+    ``note`` says what the candidate was held against: the champion (its version), a champion
+    that cannot be compared (``champion_mismatch`` says why: another task, other classes), or
+    absolute thresholds only (no champion yet, or no comparison configured).
+
+    Binary only: ``threshold`` is the candidate's operating threshold, ``champion_threshold`` the
+    champion's: each model is scored at its own; ``*_threshold_source`` is ``model`` (stored with
+    it) or ``fallback`` (a model trained before thresholds were stored, scored at the evaluation's
+    fallback threshold). Multiclass and regression models have no threshold (None).
     """
 
     metrics: Mapping[str, float]
@@ -338,19 +370,24 @@ class EvaluationReport:
     champion_version: str | None
     champion_metrics: Mapping[str, float] | None
     holdout_rows: int
-    positive_rows: int
-    threshold: float
+    positive_rows: int | None
+    threshold: float | None
     note: str
-    threshold_source: ThresholdSource = "model"
+    threshold_source: ThresholdSource | None = "model"
     champion_threshold: float | None = None
     champion_threshold_source: ThresholdSource | None = None
     # Details of the candidate-only gates (per slice / per perturbation), None when not configured.
     fairness: Mapping[str, Any] | None = None
     robustness: Mapping[str, Any] | None = None
     # The plotted curves of each scored model ({"candidate": ..., "champion": ...}, see
-    # :func:`~airflow_mlops.registry.evaluation_report.score_curves`), for the HTML report only:
+    # :func:`~airflow_mlops.registry.evaluation_report.model_curves`), for the HTML report only:
     # downsampled, so bounded in size, and kept out of ``to_dict()`` (evaluation.json is attested).
     curves: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    task: str = "binary"
+    classes: tuple[str, ...] | None = None
+    model: Mapping[str, Any] | None = None
+    champion_model: Mapping[str, Any] | None = None
+    champion_mismatch: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -359,9 +396,14 @@ class EvaluationReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (stored as ``evaluation.json`` and logged to the MLflow run)."""
         return {
+            "task": self.task,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "model": dict(self.model) if self.model is not None else None,
             "metrics": dict(self.metrics),
             "champion_version": self.champion_version,
             "champion_metrics": dict(self.champion_metrics) if self.champion_metrics is not None else None,
+            "champion_model": dict(self.champion_model) if self.champion_model is not None else None,
+            "champion_mismatch": self.champion_mismatch,
             "holdout_rows": self.holdout_rows,
             "positive_rows": self.positive_rows,
             "threshold": self.threshold,
@@ -377,7 +419,7 @@ class EvaluationReport:
 
 
 def operating_threshold(config: Mapping[str, Any], fallback: float) -> tuple[float, ThresholdSource]:
-    """The threshold a model is scored at: the one stored in its ``model_config.json``
+    """The threshold a binary model is scored at: the one stored in its ``model_config.json``
     (``"model"``), or ``fallback`` for a model trained before thresholds were stored.
 
     :raises ArtifactError: the stored threshold is not a number in [0, 1] (blocks, never guessed).
@@ -395,44 +437,127 @@ def operating_threshold(config: Mapping[str, Any], fallback: float) -> tuple[flo
 
 @dataclass(frozen=True)
 class ModelScore:
-    """One model's holdout metrics and the threshold they were measured at (and where it came from)."""
+    """One model's holdout metrics, its task, and (binary) the threshold they were measured at."""
 
     metrics: dict[str, float]
-    threshold: float
-    threshold_source: ThresholdSource
-    # The loaded model and its holdout scores, reused by the candidate-only gates (fairness, robustness).
+    threshold: float | None
+    threshold_source: ThresholdSource | None
+    # The loaded model, its holdout output and the encoded target, reused by the report and the
+    # candidate-only gates (fairness, robustness).
     predictor: Any = field(default=None, repr=False, compare=False)
     scores: Any = field(default=None, repr=False, compare=False)
+    task: str = "binary"
+    y_true: Any = field(default=None, repr=False, compare=False)
 
 
-def score_model_detailed(
-    model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
-) -> ModelScore:
-    """Holdout metrics of a packaged model (already verified and scanned: it is loaded here), at
-    its own stored threshold; ``threshold`` is the fallback for a model that stores none."""
-    from airflow_mlops.data.labels import positive_mask
+def load_model(model_dir: Any) -> Predictor:
+    """The packaged model of ``model_dir`` (already verified and scanned), any flavor."""
     from airflow_mlops.registry.mlflow_registry import weights_dir
-    from airflow_mlops.training.model import load_predictor
+    from airflow_mlops.training import flavors
+
+    return flavors.load_predictor(weights_dir(model_dir))
+
+
+def holdout_target(predictor: Any, holdout: Any, *, target: str, positive_label: Any = None) -> np.ndarray:
+    """The holdout's target encoded for ``predictor``'s task (:func:`airflow_mlops.tasks.encode_target`).
+
+    Binary: the positive-class mask of ``positive_label`` (None: the model's own positive label),
+    which must be the class the model scores; multiclass: indices into the model's classes (a
+    label it was not trained on is an error); regression: the values.
+
+    :raises DataError: no target column, labels that do not fit the task, or a ``positive_label``
+        other than the model's.
+    """
+    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.tasks import encode_target
 
     if target not in holdout.columns:
         raise DataError(
             f"the holdout data has no target column {target!r}; it has {list(map(str, holdout.columns))}"
         )
-    y_true = positive_mask(holdout[target], positive_label, column=target)
-    predictor = load_predictor(weights_dir(model_dir))
-    used, source = operating_threshold(getattr(predictor, "config", {}) or {}, threshold)
-    scores = predictor.predict_proba(holdout)
-    metrics = compute_metrics(y_true, scores, threshold=used)
-    return ModelScore(metrics, used, source, predictor, scores)
+    task = predictor.task
+    if task != "binary":
+        return encode_target(
+            task, holdout[target], classes=predictor.classes, column=target, where="the holdout"
+        )
+    model_label = predictor.positive_label
+    label = model_label if positive_label is None else positive_label
+    y = encode_target("binary", holdout[target], positive_label=label, column=target, where="the holdout")
+    if model_label is not None and label_key(label) != label_key(model_label):
+        raise DataError(
+            f"the evaluation's positive_label {label!r} is not the class the model scores (its positive "
+            f"label is {model_label!r}): the model was trained for another positive class; retrain it "
+            "or set data.positive_label to the model's"
+        )
+    return y
+
+
+def score_predictor(predictor: Any, holdout: Any, y_true: Any, *, threshold: float) -> ModelScore:
+    """The holdout metrics of a loaded model (its task's metrics; binary at its own stored
+    threshold, ``threshold`` being the fallback for a model that stores none)."""
+    from airflow_mlops.metrics import compute_metrics as task_metrics
+
+    task = predictor.task
+    used: float | None = None
+    source: ThresholdSource | None = None
+    if task == "binary":
+        used, source = operating_threshold(getattr(predictor, "config", {}) or {}, threshold)
+    output = predictor.predict_scores(holdout)
+    metrics = task_metrics(task, y_true, output, threshold=used if used is not None else 0.5)
+    return ModelScore(metrics, used, source, predictor, output, task, y_true)
+
+
+def score_model_detailed(
+    model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
+) -> ModelScore:
+    """Holdout metrics of a packaged model (already verified and scanned: it is loaded here) with
+    its task's metrics; a binary model at its own stored threshold, ``threshold`` being the
+    fallback for a model that stores none."""
+    predictor = load_model(model_dir)
+    y_true = holdout_target(predictor, holdout, target=target, positive_label=positive_label)
+    return score_predictor(predictor, holdout, y_true, threshold=threshold)
 
 
 def score_model(
     model_dir: Any, holdout: Any, *, target: str, positive_label: Any, threshold: float
 ) -> dict[str, float]:
-    """The metrics of :func:`score_model_detailed` (at the model's own threshold, else ``threshold``)."""
+    """The metrics of :func:`score_model_detailed`."""
     return score_model_detailed(
         model_dir, holdout, target=target, positive_label=positive_label, threshold=threshold
     ).metrics
+
+
+def describe_model(predictor: Any) -> dict[str, Any]:
+    """What the report says of a scored model: :meth:`~airflow_mlops.training.flavors.Predictor.
+    describe` (flavor, task, format, framework, model type, classes) and a binary model's positive
+    label."""
+    described = dict(predictor.describe())
+    if predictor.task == "binary":
+        described["positive_label"] = predictor.positive_label
+    return described
+
+
+def champion_mismatch(candidate: Any, champion: Any) -> str | None:
+    """Why the champion's metrics cannot be held against the candidate's, or None when they can:
+    another task, other classes (multiclass), another positive class (binary)."""
+    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.tasks import describe
+
+    if champion.task != candidate.task:
+        return f"the champion is a {champion.task} model, the candidate {candidate.task}"
+    if candidate.task == "multiclass" and list(champion.classes) != list(candidate.classes):
+        return (
+            f"the champion predicts other classes than the candidate: champion "
+            f"{describe('multiclass', champion.classes)}, candidate {describe('multiclass', candidate.classes)}"
+        )
+    if candidate.task == "binary" and label_key(champion.positive_label) != label_key(
+        candidate.positive_label
+    ):
+        return (
+            f"the champion scores positive class {champion.positive_label!r}, the candidate "
+            f"{candidate.positive_label!r}"
+        )
+    return None
 
 
 def evaluate_candidate(
@@ -450,55 +575,78 @@ def evaluate_candidate(
 ) -> EvaluationReport:
     """Score the candidate, and the champion on the *same* rows, and apply every gate.
 
+    The task and the metrics are the candidate's (its ``model_config.json``); a gate on a metric
+    of another task blocks with the reason.
+
     :param model_dir: the candidate's packaged model directory (scanned before it gets here).
     :param holdout: the held-out rows (a pandas DataFrame with the ``target`` column).
+    :param positive_label: binary models: the positive class (the spec's ``data.positive_label``),
+        which must be the model's own; None: the model's. Ignored for other tasks.
     :param bounds: absolute thresholds, ``{metric: {"min": x, "max": y}}``.
     :param comparisons: allowed change versus the champion, ``{metric: {"max_regression": x}}``.
-    :param threshold: the fallback operating threshold for the thresholded metrics (f1,
-        precision, ...): each model is scored at the threshold stored with it, this one only for
-        a model that stores none (trained before thresholds were stored).
+    :param threshold: binary models: the fallback operating threshold for the thresholded metrics
+        (f1, precision, ...): each model is scored at the threshold stored with it, this one only
+        for a model that stores none (trained before thresholds were stored).
     :param champion: ``(version, model_dir)`` of the champion, already downloaded, verified and
         scanned (see :func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`), or
         None when there is none: then only the absolute thresholds decide, and the note says so.
+        A champion of another task, or with other classes, cannot be compared: the champion gates
+        block, and the report says why.
     :param fairness: ``evaluation.fairness`` of the spec as a plain dict, or None: metric gaps
         between slices of the holdout (:mod:`~airflow_mlops.registry.fairness`), candidate only.
     :param robustness: ``evaluation.robustness`` of the spec as a plain dict, or None: metric
         drops under perturbations (:mod:`~airflow_mlops.registry.robustness`), candidate only.
-    :raises DataError: the holdout cannot be scored (no target, missing or non-binary labels, a
-        positive label that does not occur, a single class).
+    :raises DataError: the holdout cannot be scored (no target, missing labels or labels that do
+        not fit the task, a positive label that does not occur or is not the model's, a single
+        class, a class the model was not trained on).
     """
-    from airflow_mlops.data.labels import positive_mask
-
-    candidate = score_model_detailed(
-        model_dir, holdout, target=target, positive_label=positive_label, threshold=threshold
-    )
+    predictor = load_model(model_dir)
+    task = predictor.task
+    y_true = holdout_target(predictor, holdout, target=target, positive_label=positive_label)
+    candidate = score_predictor(predictor, holdout, y_true, threshold=threshold)
     metrics = candidate.metrics
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
     champion_score: ModelScore | None = None
+    champion_model: dict[str, Any] | None = None
+    mismatch: str | None = None
     if champion is not None:
         champion_version = str(champion[0])
-        champion_score = score_model_detailed(
-            champion[1], holdout, target=target, positive_label=positive_label, threshold=threshold
-        )
-        champion_metrics = champion_score.metrics
-        note = f"compared with champion version {champion_version} on the same {len(holdout)} rows"
+        champion_predictor = load_model(champion[1])
+        champion_model = describe_model(champion_predictor)
+        mismatch = champion_mismatch(predictor, champion_predictor)
+        if mismatch is None:
+            champion_score = score_predictor(champion_predictor, holdout, y_true, threshold=threshold)
+            champion_metrics = champion_score.metrics
+            note = f"compared with champion version {champion_version} on the same {len(holdout)} rows"
+        else:
+            note = f"champion version {champion_version} cannot be compared: {mismatch}"
     else:
         note = NO_CHAMPION_NOTE if comparisons else NO_COMPARISON_NOTE
-    gates = evaluate_gates(metrics, bounds=bounds, champion_metrics=champion_metrics, comparisons=comparisons)
+    gates = evaluate_gates(
+        metrics,
+        bounds=bounds,
+        champion_metrics=champion_metrics,
+        comparisons=comparisons,
+        task=task,
+        champion_unusable=(
+            f"{mismatch} (champion version {champion_version})" if mismatch is not None else None
+        ),
+    )
     checks = None
     if fairness or robustness:
         from airflow_mlops.registry.holdout_checks import check_candidate
 
         checks = check_candidate(
-            candidate.predictor,
+            predictor,
             holdout,
-            positive_mask(holdout[target], positive_label, column=target),
+            y_true,
             threshold=candidate.threshold,
             clean_metrics=metrics,
             fairness=fairness,
             robustness=robustness,
             scores=candidate.scores,
+            task=task,
         )
         gates = GateReport(gates=(*gates.gates, *checks.gates))
     return EvaluationReport(
@@ -507,7 +655,7 @@ def evaluate_candidate(
         champion_version=champion_version,
         champion_metrics=champion_metrics,
         holdout_rows=len(holdout),
-        positive_rows=int(positive_mask(holdout[target], positive_label, column=target).sum()),
+        positive_rows=int(y_true.sum()) if task == "binary" else None,
         threshold=candidate.threshold,
         note=note,
         threshold_source=candidate.threshold_source,
@@ -515,19 +663,29 @@ def evaluate_candidate(
         champion_threshold_source=champion_score.threshold_source if champion_score else None,
         fairness=checks.fairness if checks else None,
         robustness=checks.robustness if checks else None,
-        curves=_curves(holdout, target, positive_label, candidate, champion_score),
+        curves=_curves(candidate, champion_score),
+        task=task,
+        classes=tuple(predictor.classes) if task != "regression" else None,
+        model=describe_model(predictor),
+        champion_model=champion_model,
+        champion_mismatch=mismatch,
     )
 
 
-def _curves(
-    holdout: Any, target: str, positive_label: Any, candidate: ModelScore, champion: ModelScore | None
-) -> dict[str, Any]:
-    """The report's plotted curves of the candidate (and the champion) from the scores at hand."""
-    from airflow_mlops.data.labels import positive_mask
-    from airflow_mlops.registry.evaluation_report import score_curves
+def _curves(candidate: ModelScore, champion: ModelScore | None) -> dict[str, Any]:
+    """The report's plots of the candidate (and the champion) from the outputs at hand."""
+    from airflow_mlops.registry.evaluation_report import model_curves
 
-    y_true = positive_mask(holdout[target], positive_label, column=target)
-    out = {"candidate": score_curves(y_true, candidate.scores, threshold=candidate.threshold)}
+    def curves(score: ModelScore) -> dict[str, Any]:
+        return model_curves(
+            score.task,
+            score.y_true,
+            score.scores,
+            threshold=score.threshold,
+            classes=getattr(score.predictor, "classes", None),
+        )
+
+    out = {"candidate": curves(candidate)}
     if champion is not None:
-        out["champion"] = score_curves(y_true, champion.scores, threshold=champion.threshold)
+        out["champion"] = curves(champion)
     return out

@@ -1,12 +1,21 @@
 """The evaluation stage's report as one self-contained HTML page, for a person to read.
 
-:func:`score_curves` turns one model's holdout scores into what the page plots (ROC and
-precision-recall curves downsampled to at most :data:`MAX_CURVE_POINTS` points, the score
-histograms of positives and negatives, the confusion matrix at the operating threshold), so the
-raw scores never travel further than the function that scored them. :func:`render_evaluation_report`
-draws the page: the verdict, every gate (metric, measured value, threshold, result), the
-candidate's metrics beside the champion's, the operating thresholds, the plots (inline SVG), and
-the fairness and robustness details when those checks ran.
+:func:`model_curves` turns one model's holdout output into what the page plots, by task, so the
+raw outputs never travel further than the function that scored them:
+
+- binary (:func:`score_curves`): ROC and precision-recall curves downsampled to at most
+  :data:`MAX_CURVE_POINTS` points, the score histograms of positives and negatives, the
+  confusion matrix at the operating threshold;
+- multiclass (:func:`class_curves`): the confusion matrix of the predicted (most probable) class
+  (at most :data:`MAX_MATRIX_CLASSES` classes: the most frequent, the others folded into one),
+  and each class's rows, recall and precision;
+- regression (:func:`residual_curves`): residuals (actual minus predicted) against the predicted
+  value (at most :data:`MAX_SCATTER_POINTS` points) and their histogram.
+
+:func:`render_evaluation_report` draws the page: the verdict, the model (task, flavor, framework),
+every gate (metric, measured value, threshold, result), the candidate's metrics beside the
+champion's, the operating thresholds (binary), the plots (inline SVG), and the fairness and
+robustness details when those checks ran.
 
 Like the drift report (:mod:`airflow_mlops.drift.html`, whose page pieces and SVG helpers this
 module reuses) the page loads nothing and runs no script, and every string from the data (gate
@@ -35,16 +44,34 @@ from airflow_mlops.drift.figures import (
 )
 from airflow_mlops.drift.html import _cell, _missing, _section, _table, _tag, html_page
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.metrics import METRIC_NAMES, METRICS
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MAX_CURVE_POINTS", "render_evaluation_report", "roc_points", "score_curves"]
+__all__ = [
+    "MAX_CURVE_POINTS",
+    "MAX_MATRIX_CLASSES",
+    "MAX_SCATTER_POINTS",
+    "class_curves",
+    "model_curves",
+    "render_evaluation_report",
+    "residual_curves",
+    "roc_points",
+    "score_curves",
+]
 
 #: A plotted curve keeps at most this many points (the first and last always among them).
 MAX_CURVE_POINTS = 200
-#: Bins of the score histograms, over [0, 1].
+#: Bins of the score histograms (over [0, 1]) and of the residual histograms.
 HISTOGRAM_BINS = 40
+#: A multiclass confusion matrix shows at most this many rows and columns: with more classes,
+#: the most frequent ones, and the rest folded into :data:`OTHER_CLASSES`.
+MAX_MATRIX_CLASSES = 20
+OTHER_CLASSES = "(other classes)"
+#: A residual plot shows at most this many points (the largest residuals always among them).
+MAX_SCATTER_POINTS = 500
+_EXTREME_POINTS = 10
 
 _COLORS = {"candidate": REFERENCE_COLOR, "champion": CURRENT_COLOR}
 _PLOT = 300  # side of a square plot area, in px
@@ -155,6 +182,7 @@ def score_curves(
     clipped = np.clip(score, 0.0, 1.0)
     predicted = score >= threshold
     return {
+        "task": "binary",
         "threshold": float(threshold),
         "rows": len(y),
         "roc": roc,
@@ -169,6 +197,151 @@ def score_curves(
             "fp": int(np.sum(predicted & ~positive)),
             "fn": int(np.sum(~predicted & positive)),
             "tn": int(np.sum(~predicted & ~positive)),
+        },
+    }
+
+
+def model_curves(
+    task: str, y_true: Any, output: Any, *, threshold: float | None = None, classes: Any = None
+) -> dict[str, Any]:
+    """What the report plots of one model's holdout output, by task (JSON-safe, bounded in size).
+
+    :param y_true: the target as :func:`airflow_mlops.tasks.encode_target` gives it.
+    :param output: the model's output (:mod:`airflow_mlops.metrics`).
+    :param threshold: binary only: the operating threshold (default 0.5).
+    :param classes: multiclass only: the label of each probability column.
+    :raises DataError: mismatched inputs, non-finite outputs, an unknown task.
+    """
+    if task == "binary":
+        return score_curves(y_true, output, threshold=0.5 if threshold is None else threshold)
+    if task == "multiclass":
+        return class_curves(y_true, output, classes=classes)
+    if task == "regression":
+        return residual_curves(y_true, output)
+    raise DataError(f"unknown task {task!r}: no plots")
+
+
+def class_curves(
+    y_true: Any, proba: Any, *, classes: Any = None, max_classes: int = MAX_MATRIX_CLASSES
+) -> dict[str, Any]:
+    """The confusion matrix of a multiclass model's predicted (most probable) class, and each
+    class's rows, recall and precision.
+
+    ``matrix[i][j]`` counts the rows of actual class ``labels[i]`` predicted as ``labels[j]``.
+    With more than ``max_classes`` classes the ``max_classes - 1`` most frequent ones (by rows)
+    are shown and the rest folded into :data:`OTHER_CLASSES` (``folded`` says how many); the
+    per-class figures cover the shown classes. Also ``rows``, ``classes`` (how many) and ``accuracy``.
+
+    :raises DataError: mismatched inputs, non-finite probabilities, class indices out of range.
+    """
+    import numpy as np
+
+    if max_classes < 2:
+        raise ValueError(f"max_classes must be at least 2, got {max_classes}")
+    y = np.asarray(y_true)
+    p = np.asarray(proba, dtype=np.float64)
+    if y.ndim != 1 or p.ndim != 2 or len(y) != len(p):
+        raise DataError(
+            f"class indices must be 1-D and probabilities (rows, classes), got {y.shape} and {p.shape}"
+        )
+    if not np.isfinite(p).all():
+        raise DataError(f"{int((~np.isfinite(p)).sum())} probability value(s) are NaN or infinite")
+    k = p.shape[1]
+    labels = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
+    if len(labels) != k:
+        raise DataError(f"{len(labels)} class labels for {k} probability columns")
+    y = y.astype(np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= k):
+        raise DataError(f"class indices outside the model's {k} classes")
+    predicted = np.argmax(p, axis=1) if len(y) else np.zeros(0, dtype=np.int64)
+    support = np.bincount(y, minlength=k)
+    predicted_rows = np.bincount(predicted, minlength=k)
+    correct = np.bincount(y[y == predicted], minlength=k)
+    if k <= max_classes:
+        shown = list(range(k))
+    else:
+        by_rows = sorted(range(k), key=lambda c: (-int(support[c]), c))
+        shown = sorted(by_rows[: max_classes - 1])
+    folded = k - len(shown)
+    position = np.full(k, len(shown), dtype=np.int64)
+    position[shown] = np.arange(len(shown))
+    size = len(shown) + (1 if folded else 0)
+    matrix = np.zeros((size, size), dtype=np.int64)
+    np.add.at(matrix, (position[y], position[predicted]), 1)
+    per_class = [
+        {
+            "class": labels[c],
+            "rows": int(support[c]),
+            "predicted": int(predicted_rows[c]),
+            "recall": float(correct[c] / support[c]) if support[c] else None,
+            "precision": float(correct[c] / predicted_rows[c]) if predicted_rows[c] else None,
+        }
+        for c in shown
+    ]
+    return {
+        "task": "multiclass",
+        "rows": len(y),
+        "classes": k,
+        "labels": [labels[c] for c in shown] + ([OTHER_CLASSES] if folded else []),
+        "folded": folded,
+        "matrix": matrix.tolist(),
+        "per_class": per_class,
+        "accuracy": float(np.mean(predicted == y)) if len(y) else None,
+    }
+
+
+def residual_curves(
+    y_true: Any, y_pred: Any, *, max_points: int = MAX_SCATTER_POINTS, bins: int = HISTOGRAM_BINS
+) -> dict[str, Any]:
+    """A regression model's residuals (actual minus predicted): against the predicted value
+    (``points``: at most ``max_points``, evenly spread over the predicted range, the largest
+    residuals always among them) and as a histogram of every row (``histogram``: ``edges``,
+    ``counts``); ``summary``: mean (the bias), standard deviation, largest absolute residual.
+
+    :raises DataError: mismatched inputs or non-finite values.
+    """
+    import numpy as np
+
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    y = np.asarray(y_true, dtype=np.float64)
+    pred = np.asarray(y_pred, dtype=np.float64)
+    if y.ndim != 1 or y.shape != pred.shape:
+        raise DataError(
+            f"targets and predictions must be 1-D and of one length, got {y.shape} and {pred.shape}"
+        )
+    if not (np.isfinite(y).all() and np.isfinite(pred).all()):
+        raise DataError("the targets or predictions hold NaN or infinite values")
+    residual = y - pred
+    n = len(y)
+    if n > max_points:
+        extremes = min(_EXTREME_POINTS, max_points // 2)
+        order = np.argsort(pred, kind="mergesort")
+        spread = order[np.unique(np.round(np.linspace(0, n - 1, max_points - extremes)).astype(np.int64))]
+        largest = np.argsort(-np.abs(residual), kind="mergesort")[:extremes]
+        keep = np.unique(np.r_[spread, largest])
+    else:
+        keep = np.arange(n)
+    if n:
+        low, high = float(residual.min()), float(residual.max())
+        if low == high:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        counts = np.histogram(residual, bins=edges)[0]
+    else:
+        edges, counts = np.linspace(-0.5, 0.5, bins + 1), np.zeros(bins, dtype=np.int64)
+    return {
+        "task": "regression",
+        "rows": n,
+        "points": {
+            "predicted": [float(v) for v in pred[keep]],
+            "residual": [float(v) for v in residual[keep]],
+        },
+        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "summary": {
+            "mean": float(residual.mean()) if n else None,
+            "std": float(residual.std()) if n else None,
+            "max_abs": float(np.abs(residual).max()) if n else None,
         },
     }
 
@@ -335,6 +508,223 @@ def _confusion_svg(name: str, curves: Mapping[str, Any]) -> str:
     return _svg(left + 2 * cell + 10, top + 2 * cell + 10, label, body, "confusion")
 
 
+def _clip_label(text: str, width: int = 16) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _class_matrix_svg(name: str, curves: Mapping[str, Any]) -> str:
+    """The multiclass confusion matrix: rows the actual class, columns the predicted one, each
+    cell shaded by its share of its actual class (the diagonal, right, in blue)."""
+    labels = [str(v) for v in curves["labels"]]
+    matrix = curves["matrix"]
+    size = len(labels)
+    cell = max(22, min(56, 560 // max(size, 1)))
+    left, top = 130, 110
+    width, height = max(left + size * cell + 10, left + 340), top + size * cell + 30
+    label = f"{name}: confusion matrix of the predicted class ({curves['classes']} classes)"
+    body = [
+        _text(left + size * cell / 2, 14, "predicted", text_anchor="middle", font_weight="bold"),
+        _text(
+            14,
+            top + size * cell / 2,
+            "actual",
+            text_anchor="middle",
+            font_weight="bold",
+            transform=f"rotate(-90 14 {top + size * cell / 2:.1f})",
+        ),
+    ]
+    for j, text in enumerate(labels):
+        x = left + j * cell + cell / 2
+        body.append(
+            _text(
+                x,
+                top - 6,
+                _clip_label(text),
+                text,
+                text_anchor="start",
+                transform=f"rotate(-45 {x:.1f} {top - 6})",
+            )
+        )
+    for i, actual in enumerate(labels):
+        y = top + i * cell
+        row = [int(v) for v in matrix[i]]
+        total = sum(row)
+        body.append(_text(left - 6, y + cell / 2 + 4, _clip_label(actual), actual, text_anchor="end"))
+        for j, count in enumerate(row):
+            share = count / total if total else 0.0
+            body.append(
+                _element(
+                    "rect",
+                    f"actual {actual}, predicted {labels[j]}: {count} ({share:.1%} of the actual {actual} rows)",
+                    x=left + j * cell,
+                    y=y,
+                    width=cell - 2,
+                    height=cell - 2,
+                    fill=REFERENCE_COLOR if i == j else DRIFT_COLOR,
+                    fill_opacity=(0.08 + 0.8 * share) if count else 0.03,
+                )
+            )
+            if cell >= 30 and count:
+                body.append(
+                    _text(left + j * cell + cell / 2 - 1, y + cell / 2 + 3, str(count), text_anchor="middle")
+                )
+    body.append(
+        _text(
+            left,
+            top + size * cell + 18,
+            "share of each actual class per cell (blue: right, red: wrong)",
+            fill=MUTED_COLOR,
+        )
+    )
+    return _svg(width, height, label, body, "confusion")
+
+
+def _class_table(curves: Mapping[str, Any]) -> str:
+    rows = [
+        (
+            "",
+            f"<td>{escape(c.get('class'))}</td>{_cell(c.get('rows'))}{_cell(c.get('predicted'))}"
+            f"{_cell(c.get('recall'))}{_cell(c.get('precision'))}",
+        )
+        for c in curves.get("per_class") or []
+    ]
+    table = _table(["class", "rows", "predicted", "recall", "precision"], rows)
+    folded = int(curves.get("folded") or 0)
+    note = (
+        _missing(
+            f"{folded} less frequent class(es) are folded into {OTHER_CLASSES!r} in the matrix and not listed."
+        )
+        if folded
+        else ""
+    )
+    return table + note
+
+
+def _ticks(low: float, high: float, count: int = 4) -> list[float]:
+    if high <= low:
+        return [low]
+    return [low + (high - low) * i / count for i in range(count + 1)]
+
+
+def _residual_svg(name: str, curves: Mapping[str, Any]) -> str:
+    """Residual (actual minus predicted) against the predicted value, with the zero line."""
+    points = curves["points"]
+    xs, ys = [float(v) for v in points["predicted"]], [float(v) for v in points["residual"]]
+    label = f"{name}: residuals against the predicted value"
+    width, height = _PAD + 2 * _PLOT + 50, _PAD / 2 + _PLOT + 50
+    if not xs:
+        return _placeholder(width, 80, label, "no rows", "scatter")
+    x_low, x_high = min(xs), max(xs)
+    if x_low == x_high:
+        x_low, x_high = x_low - 0.5, x_high + 0.5
+    reach = max(max(abs(v) for v in ys), 1e-12)
+    y_low, y_high = -reach * 1.05, reach * 1.05
+    plot_w, plot_h, x0, y0 = 2 * _PLOT, _PLOT, _PAD + 30, _PAD / 2
+
+    def px(v: float) -> float:
+        return x0 + (v - x_low) / (x_high - x_low) * plot_w
+
+    def py(v: float) -> float:
+        return y0 + (y_high - v) / (y_high - y_low) * plot_h
+
+    body = [
+        _text(
+            12,
+            y0 + plot_h / 2,
+            "residual",
+            text_anchor="middle",
+            transform=f"rotate(-90 12 {y0 + plot_h / 2:.1f})",
+        )
+    ]
+    for v in _ticks(x_low, x_high):
+        body.append(_element("line", x1=px(v), y1=y0, x2=px(v), y2=y0 + plot_h, stroke=GRID_COLOR))
+        body.append(_text(px(v), y0 + plot_h + 14, format_value(v), text_anchor="middle", fill=MUTED_COLOR))
+    for v in _ticks(y_low, y_high):
+        body.append(_element("line", x1=x0, y1=py(v), x2=x0 + plot_w, y2=py(v), stroke=GRID_COLOR))
+        body.append(_text(x0 - 4, py(v) + 4, format_value(v), text_anchor="end", fill=MUTED_COLOR))
+    body.append(
+        _element(
+            "line",
+            "residual 0",
+            x1=x0,
+            y1=py(0.0),
+            x2=x0 + plot_w,
+            y2=py(0.0),
+            stroke=DRIFT_COLOR,
+            stroke_dasharray="4 3",
+        )
+    )
+    color = _COLORS.get(name, MUTED_COLOR)
+    for x, y in zip(xs, ys, strict=True):
+        body.append(_element("circle", cx=px(x), cy=py(y), r=2.0, fill=color, fill_opacity=0.55))
+    shown = f"{len(xs)} of {curves.get('rows')} rows" if len(xs) != curves.get("rows") else f"{len(xs)} rows"
+    body.append(
+        _text(
+            x0 + plot_w / 2,
+            y0 + plot_h + 32,
+            f"predicted value ({shown}); residual = actual - predicted",
+            text_anchor="middle",
+        )
+    )
+    return _svg(width, height, label, body, "scatter")
+
+
+def _residual_histogram_svg(name: str, curves: Mapping[str, Any]) -> str:
+    """How the residuals of every holdout row are distributed."""
+    hist = curves["histogram"]
+    edges, counts = [float(e) for e in hist["edges"]], [int(c) for c in hist["counts"]]
+    label = f"{name}: residual distribution"
+    plot_w, plot_h = 2 * _PLOT, 160
+    width, height = _PAD + plot_w + 50, _PAD / 2 + plot_h + 50
+    base, x0 = _PAD / 2 + plot_h, _PAD + 30
+    top = max([*counts, 1])
+    low, high = edges[0], edges[-1]
+    bin_w = plot_w / max(len(counts), 1)
+    color = _COLORS.get(name, MUTED_COLOR)
+    body = [_element("line", x1=x0, y1=base, x2=x0 + plot_w, y2=base, stroke=MUTED_COLOR)]
+    for i, count in enumerate(counts):
+        h = count / top * plot_h
+        body.append(
+            _element(
+                "rect",
+                f"residual {format_value(edges[i])}..{format_value(edges[i + 1])}: {count} rows",
+                x=x0 + i * bin_w,
+                y=base - h,
+                width=max(bin_w - 1, 0.5),
+                height=h,
+                fill=color,
+                fill_opacity=0.8,
+            )
+        )
+    if low < 0 < high:
+        zx = x0 + (0 - low) / (high - low) * plot_w
+        body.append(
+            _element(
+                "line", "residual 0", x1=zx, y1=_PAD / 4, x2=zx, y2=base, stroke=DRIFT_COLOR, stroke_width=2
+            )
+        )
+    for v in _ticks(low, high):
+        body.append(
+            _text(
+                x0 + (v - low) / (high - low) * plot_w,
+                base + 14,
+                format_value(v),
+                text_anchor="middle",
+                fill=MUTED_COLOR,
+            )
+        )
+    summary = curves.get("summary") or {}
+    body.append(
+        _text(
+            x0,
+            base + 34,
+            f"residual (actual - predicted), rows per bin; mean {format_value(summary.get('mean'))}, "
+            f"std {format_value(summary.get('std'))}, largest |residual| {format_value(summary.get('max_abs'))}",
+        )
+    )
+    return _svg(width, height, label, body, "histogram")
+
+
 # --- the page --------------------------------------------------------------------------------
 
 
@@ -348,10 +738,58 @@ def _banner(evaluation: Mapping[str, Any]) -> str:
     return (
         f'<div class="banner {css}"><div class="verdict">{escape(text)}</div>'
         f"<p>{escape(head)}; {escape(evaluation.get('note', ''))}. Holdout: "
-        f"{escape(format_value(evaluation.get('holdout_rows')))} rows, "
-        f"{escape(format_value(evaluation.get('positive_rows')))} positive.</p>"
+        f"{escape(_holdout_text(evaluation))}.</p>"
         f"{f'<ul>{items}</ul>' if items else ''}</div>"
     )
+
+
+def _task(evaluation: Mapping[str, Any]) -> str:
+    """The evaluated task (an evaluation.json of an earlier release is binary)."""
+    return str(evaluation.get("task") or "binary")
+
+
+def _holdout_text(evaluation: Mapping[str, Any]) -> str:
+    rows = f"{format_value(evaluation.get('holdout_rows'))} rows"
+    task = _task(evaluation)
+    if task == "binary":
+        return f"{rows}, {format_value(evaluation.get('positive_rows'))} positive"
+    if task == "multiclass":
+        return f"{rows}, {len(evaluation.get('classes') or [])} classes"
+    return rows
+
+
+def _model_section(evaluation: Mapping[str, Any]) -> str:
+    """What was evaluated: the task and each scored model's flavor, format and framework."""
+    from airflow_mlops.tasks import describe
+
+    task = _task(evaluation)
+    model = evaluation.get("model") or {}
+    positive = model.get("positive_label") if task == "binary" else None
+    text = f"<p>Task: <b>{escape(describe(task, evaluation.get('classes'), positive))}</b>.</p>"
+    rows = []
+    for name, described in (("candidate", model), ("champion", evaluation.get("champion_model"))):
+        if not described:
+            continue
+        framework = described.get("framework") or {}
+        library = " ".join(str(v) for v in (framework.get("name"), framework.get("version")) if v)
+        rows.append(
+            (
+                "",
+                f"<td>{escape(name)}</td><td>{escape(described.get('task', ''))}</td>"
+                f"<td>{escape(described.get('flavor', ''))}</td><td>{escape(described.get('format', ''))}</td>"
+                f"<td>{escape(library)}</td><td>{escape(described.get('model_type', ''))}</td>",
+            )
+        )
+    if rows:
+        text += _table(["model", "task", "flavor", "format", "framework", "model type"], rows)
+    else:
+        text += _missing("The evaluation does not say which model flavor it scored (an earlier release).")
+    if evaluation.get("champion_mismatch"):
+        text += (
+            f'<p class="fail">The champion cannot be compared with the candidate: '
+            f"{escape(evaluation['champion_mismatch'])}.</p>"
+        )
+    return _section("model", "Model", text)
 
 
 def _context(context: Mapping[str, str] | None) -> str:
@@ -386,19 +824,37 @@ def _metrics_section(evaluation: Mapping[str, Any]) -> str:
     headers = ["metric", "candidate"]
     if champion is not None:
         headers += [f"champion (version {version})", "candidate - champion"]
+    headers.append("better")
     rows = []
-    for name in sorted(set(metrics) | set(champion or {})):
+    order = {name: i for i, name in enumerate(METRIC_NAMES)}
+    for name in sorted(set(metrics) | set(champion or {}), key=lambda n: (order.get(n, len(order)), n)):
         cells = f"<td>{escape(name)}</td>{_cell(metrics.get(name))}"
         if champion is not None:
             a, b = metrics.get(name), champion.get(name)
             diff = a - b if isinstance(a, int | float) and isinstance(b, int | float) else None
             cells += f"{_cell(b)}{_cell(diff)}"
+        info = METRICS.get(name)
+        cells += f"<td>{escape('' if info is None else 'higher' if info.higher_is_better else 'lower')}</td>"
         rows.append(("", cells))
     note = "" if champion is not None else _missing("No champion was scored: the candidate's metrics alone.")
     return _section("metrics", "Metrics on the holdout", _table(headers, rows) + note)
 
 
 def _thresholds_section(evaluation: Mapping[str, Any]) -> str:
+    task = _task(evaluation)
+    if task != "binary":
+        how = (
+            "the predicted class is the most probable one"
+            if task == "multiclass"
+            else "its predictions are values"
+        )
+        return _section(
+            "thresholds",
+            "Operating thresholds",
+            _missing(
+                f"None: an operating threshold applies to binary models; this is a {task} model ({how})."
+            ),
+        )
     rows = [
         (
             "",
@@ -434,6 +890,25 @@ def _plots_section(curves: Mapping[str, Any] | None) -> str:
     if not curves:
         return _section("plots", "Plots", _missing("No scores were handed to the report: no plots."))
     named = [(n, curves[n]) for n in ("candidate", "champion") if curves.get(n)]
+    task = next((str(c["task"]) for _, c in named if c.get("task")), "binary")
+    if task == "multiclass":
+        parts = []
+        for name, c in named:
+            parts.append(f"<h3>{escape(name)}</h3>")
+            parts.append(
+                f'<div class="feature-body"><figure>{_class_matrix_svg(name, c)}</figure>'
+                f"<div>{_class_table(c)}</div></div>"
+            )
+        return _section("plots", "Plots", "".join(parts))
+    if task == "regression":
+        parts = []
+        for name, c in named:
+            parts.append(f"<h3>{escape(name)}</h3>")
+            parts.append(
+                f'<div class="feature-body"><figure>{_residual_svg(name, c)}</figure>'
+                f"<figure>{_residual_histogram_svg(name, c)}</figure></div>"
+            )
+        return _section("plots", "Plots", "".join(parts))
     roc = [
         (n, f"{n} (AUC {c['roc']['auc']:.4f})", c["roc"]["fpr"], c["roc"]["tpr"])
         for n, c in named
@@ -462,28 +937,37 @@ def _plots_section(curves: Mapping[str, Any] | None) -> str:
 def _fairness_section(fairness: Mapping[str, Any] | None) -> str:
     if not fairness:
         return ""
-    parts = [
-        f"<p>Scored at threshold {escape(format_value(fairness.get('threshold')))}; a slice needs "
-        f"{escape(format_value(fairness.get('min_slice_rows')))} rows and "
-        f"{escape(format_value(fairness.get('min_slice_positives')))} positives to count.</p>"
-    ]
+    if _task(fairness) == "binary":
+        head = (
+            f"<p>Scored at threshold {escape(format_value(fairness.get('threshold')))}; a slice needs "
+            f"{escape(format_value(fairness.get('min_slice_rows')))} rows and "
+            f"{escape(format_value(fairness.get('min_slice_positives')))} positives to count.</p>"
+        )
+    else:
+        head = (
+            f"<p>A {escape(_task(fairness))} model; a slice needs "
+            f"{escape(format_value(fairness.get('min_slice_rows')))} rows to count.</p>"
+        )
+    parts = [head]
     for column in fairness.get("columns") or []:
         parts.append(f"<h3>by {escape(column.get('column'))}</h3>")
         if column.get("error"):
             parts.append(f'<p class="fail">{escape(column["error"])}</p>')
         slices = column.get("slices") or []
         metric_names = sorted({m for s in slices for m in (s.get("metrics") or {})})
+        counts = [k for k in ("positives", "classes") if any(k in s for s in slices)]
         rows = [
             (
                 "failed" if s.get("excluded") else "",
-                f"<td>{escape(s.get('slice'))}</td>{_cell(s.get('rows'))}{_cell(s.get('positives'))}"
+                f"<td>{escape(s.get('slice'))}</td>{_cell(s.get('rows'))}"
+                + "".join(_cell(s.get(k)) for k in counts)
                 + "".join(_cell((s.get("metrics") or {}).get(m)) for m in metric_names)
                 + f"<td>{escape(_excluded(s.get('excluded')))}</td>",
             )
             for s in slices
         ]
         if rows:
-            parts.append(_table(["slice", "rows", "positives", *metric_names, "excluded"], rows))
+            parts.append(_table(["slice", "rows", *counts, *metric_names, "excluded"], rows))
         if column.get("gaps"):
             parts.append(f"<pre>{escape(json.dumps(column['gaps'], indent=2, default=str))}</pre>")
     return _section("fairness", "Fairness", "".join(parts))
@@ -554,6 +1038,7 @@ def render_evaluation_report(
         [
             _banner(evaluation),
             _context(context),
+            _model_section(evaluation),
             _gates_section(evaluation),
             _metrics_section(evaluation),
             _thresholds_section(evaluation),

@@ -1,13 +1,19 @@
 """Fairness across slices of the holdout: the largest metric gap between slices, as a gate.
 
+Any task: each slice is scored with the metrics of the model's task (:mod:`airflow_mlops.metrics`:
+``roc_auc`` of a binary model, ``f1_macro`` of a multiclass one, ``rmse`` of a regression). A
+gate on a metric of another task fails with the reason.
+
 A slice column is either categorical (one slice per value) or numeric with bin edges (one slice
 per range, values below the first edge and at or above the last edge are slices of their own).
 Missing values are a slice of their own in both. Each (slice column, metric) pair is one gate:
 the gap is the best minus the worst value among the *usable* slices, held against ``max_gap``.
 
-A slice is usable for a metric when it has at least ``min_slice_rows`` rows and, for the metrics
-that need positive rows (:data:`NEEDS_POSITIVES`), at least ``min_slice_positives`` of them.
-Slices that are not usable are reported (with the reason) but not gated.
+A slice is usable for a metric when it has at least ``min_slice_rows`` rows and, for a binary
+model's metrics that need positive rows (:data:`NEEDS_POSITIVES`), at least
+``min_slice_positives`` of them. Slices that are not usable are reported (with the reason) but
+not gated. The gap is direction-free (best minus worst, whichever way the metric reads); the
+details name the best and the worst slice by the metric's direction.
 
 Fail closed: a slice column the holdout lacks or cannot slice, fewer than two usable slices, or a
 metric that cannot be measured on a usable slice fails the gate with a reason that says which.
@@ -24,20 +30,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.metrics import METRICS, TASK_METRICS
 from airflow_mlops.registry.evaluation import (
     _TOLERANCE,
     GateResult,
     _fmt,
     _fmt_pair,
     allowances,
-    compute_metrics,
+    metric_mismatch,
 )
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-# Metrics that say nothing on a slice with (almost) no positive rows.
+# Binary metrics that say nothing on a slice with (almost) no positive rows.
 NEEDS_POSITIVES = frozenset({"recall", "precision", "f1", "roc_auc", "pr_auc"})
 # A plain slice column with more distinct values than this needs bins instead.
 MAX_SLICE_VALUES = 50
@@ -111,28 +118,39 @@ def evaluate_fairness(
     *,
     slices: Sequence[str | Mapping[str, Any]],
     metrics: Mapping[str, Mapping[str, float]],
-    threshold: float,
+    threshold: float | None = None,
     min_slice_rows: int = 100,
     min_slice_positives: int = 10,
+    task: str = "binary",
 ) -> FairnessResult:
     """Metric gaps between the slices of the holdout, one gate per (slice column, metric).
 
     :param holdout: the held-out rows (their slice columns are read; nothing is scored here).
-    :param y_true: positive-class mask (or 0/1 labels) of the rows, in the holdout's order.
-    :param y_score: the candidate's positive-class probabilities of the rows, in the same order.
+    :param y_true: the target of the rows, in the holdout's order, as
+        :func:`airflow_mlops.tasks.encode_target` gives it (binary: the positive-class mask or
+        0/1 labels; multiclass: class indices; regression: the values).
+    :param y_score: the candidate's output for the rows, in the same order (binary: positive-class
+        probabilities; multiclass: ``(rows, classes)`` probabilities; regression: predictions).
     :param slices: column names (one slice per value) or ``{"column": name, "bins": [edges]}``.
-    :param metrics: ``{metric: {"max_gap": x}}``, metrics of
-        :func:`~airflow_mlops.registry.evaluation.compute_metrics`.
-    :param threshold: the operating threshold the candidate is scored at.
+    :param metrics: ``{metric: {"max_gap": x}}``, metrics of the task (:mod:`airflow_mlops.metrics`).
+    :param threshold: binary only: the operating threshold the candidate is scored at (default 0.5).
+    :param min_slice_positives: binary only (see the module docstring).
+    :param task: ``binary``, ``multiclass`` or ``regression``.
     :raises ValueError: a malformed slice or metric entry (it must not silently vanish).
     """
     import numpy as np
 
-    y = np.asarray(y_true).astype(np.int64)
+    if task not in TASK_METRICS:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASK_METRICS)}")
+    y = _target(task, y_true)
     score = np.asarray(y_score, dtype=np.float64)
     if len(y) != len(holdout) or len(score) != len(holdout):
         raise DataError(f"{len(holdout)} holdout rows but {len(y)} labels and {len(score)} scores")
     gaps = allowances(metrics, key="max_gap", gate="fairness")
+    inapplicable = {m: why for m in gaps if (why := metric_mismatch(task, m)) is not None}
+    scoring = _Scoring(
+        task, 0.5 if threshold is None else float(threshold), min_slice_rows, min_slice_positives
+    )
     gates: list[GateResult] = []
     columns: list[dict[str, Any]] = []
     for entry in slices:
@@ -146,23 +164,24 @@ def evaluate_fairness(
         except DataError as exc:
             detail["error"] = str(exc)
             for metric, max_gap in gaps.items():
-                reason = f"cannot slice by {column!r}: {exc}"
+                reason = inapplicable.get(metric) or f"cannot slice by {column!r}: {exc}"
                 gates.append(_gate(column, metric, None, max_gap, False, reason))
             continue
         for label, mask in masks:
-            detail["slices"].append(
-                _slice_detail(
-                    label, y[mask], score[mask], gaps, threshold, min_slice_rows, min_slice_positives
-                )
-            )
+            detail["slices"].append(_slice_detail(label, y[mask], score[mask], gaps, scoring))
         for metric, max_gap in gaps.items():
+            if metric in inapplicable:
+                gates.append(_gate(column, metric, None, max_gap, False, inapplicable[metric]))
+                detail["gaps"][metric] = {"max_gap": max_gap, "gap": None, "error": inapplicable[metric]}
+                continue
             gate, gap_detail = _gap_gate(column, metric, max_gap, detail["slices"])
             gates.append(gate)
             detail["gaps"][metric] = gap_detail
     details = {
-        "threshold": float(threshold),
+        "task": task,
+        "threshold": scoring.threshold if task == "binary" else None,
         "min_slice_rows": int(min_slice_rows),
-        "min_slice_positives": int(min_slice_positives),
+        "min_slice_positives": int(min_slice_positives) if task == "binary" else None,
         "columns": columns,
     }
     return FairnessResult(gates=tuple(gates), details=details)
@@ -178,30 +197,53 @@ def _slice_entry(entry: str | Mapping[str, Any]) -> tuple[str, list[float] | Non
     return str(entry["column"]), None if bins is None else [float(b) for b in bins]
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    task: str
+    threshold: float
+    min_rows: int
+    min_positives: int
+
+
+def _target(task: str, y_true: Any) -> np.ndarray:
+    import numpy as np
+
+    y = np.asarray(y_true)
+    if task == "binary":
+        return y.astype(bool)
+    if task == "multiclass":
+        return y.astype(np.int64)
+    return y.astype(np.float64)
+
+
 def _slice_detail(
-    label: str,
-    y: np.ndarray,
-    score: np.ndarray,
-    gaps: Mapping[str, float],
-    threshold: float,
-    min_rows: int,
-    min_positives: int,
+    label: str, y: np.ndarray, score: np.ndarray, gaps: Mapping[str, float], scoring: _Scoring
 ) -> dict[str, Any]:
-    rows, positives = len(y), int(y.sum())
-    measured = compute_metrics(y, score, threshold=threshold) if rows else {}
+    import numpy as np
+
+    from airflow_mlops.metrics import compute_metrics
+
+    task, rows = scoring.task, len(y)
+    measured = compute_metrics(task, y, score, threshold=scoring.threshold) if rows else {}
+    positives = int(y.sum()) if task == "binary" else None
     excluded: dict[str, str] = {}
     for metric in gaps:
-        if rows < min_rows:
-            excluded[metric] = f"{rows} rows, fewer than min_slice_rows {min_rows}"
-        elif metric in NEEDS_POSITIVES and positives < min_positives:
-            excluded[metric] = f"{positives} positive rows, fewer than min_slice_positives {min_positives}"
-    return {
-        "slice": label,
-        "rows": rows,
-        "positives": positives,
-        "metrics": {m: _json_number(v) for m, v in measured.items()},
-        "excluded": excluded,
-    }
+        if metric_mismatch(task, metric) is not None:
+            continue  # the gate fails with the reason; nothing to exclude
+        if rows < scoring.min_rows:
+            excluded[metric] = f"{rows} rows, fewer than min_slice_rows {scoring.min_rows}"
+        elif positives is not None and metric in NEEDS_POSITIVES and positives < scoring.min_positives:
+            excluded[metric] = (
+                f"{positives} positive rows, fewer than min_slice_positives {scoring.min_positives}"
+            )
+    detail: dict[str, Any] = {"slice": label, "rows": rows}
+    if task == "binary":
+        detail["positives"] = positives
+    elif task == "multiclass":
+        detail["classes"] = len(np.unique(y))
+    detail["metrics"] = {m: _json_number(v) for m, v in measured.items()}
+    detail["excluded"] = excluded
+    return detail
 
 
 def _gap_gate(
@@ -222,20 +264,28 @@ def _gap_gate(
             f"a gap ({len(slices)} slice(s), the others too small: see min_slice_rows / min_slice_positives)"
         )
         return _gate(column, metric, None, max_gap, False, reason), {**detail, "gap": None}
-    best = max(usable, key=lambda s: s["metrics"][metric])
-    worst = min(usable, key=lambda s: s["metrics"][metric])
-    high, low = best["metrics"][metric], worst["metrics"][metric]
+    highest = max(usable, key=lambda s: s["metrics"][metric])
+    lowest = min(usable, key=lambda s: s["metrics"][metric])
+    high, low = highest["metrics"][metric], lowest["metrics"][metric]
+    best, worst = (highest, lowest) if METRICS[metric].higher_is_better else (lowest, highest)
     gap = high - low
     passed = gap <= max_gap + _TOLERANCE
     gap_s, bound_s = _fmt_pair(gap, max_gap)
     reason = (
-        f"{metric} gap by {column} = {gap_s} (highest {best['slice']}: {_fmt(high)}, lowest "
-        f"{worst['slice']}: {_fmt(low)}, {len(usable)} usable slices) "
+        f"{metric} gap by {column} = {gap_s} (highest {highest['slice']}: {_fmt(high)}, lowest "
+        f"{lowest['slice']}: {_fmt(low)}, {len(usable)} usable slices) "
         + ("<= " if passed else "is above the allowed gap ")
         + bound_s
     )
     gate = _gate(column, metric, gap, max_gap, passed, reason)
-    return gate, {**detail, "gap": gap, "highest": best["slice"], "lowest": worst["slice"]}
+    return gate, {
+        **detail,
+        "gap": gap,
+        "highest": highest["slice"],
+        "lowest": lowest["slice"],
+        "best": best["slice"],
+        "worst": worst["slice"],
+    }
 
 
 def _gate(

@@ -12,10 +12,13 @@ Two perturbations, each applied to a copy of the holdout that the candidate then
   ``numpy.random.default_rng([seed, index of the perturbation])``: the same seed gives the same
   rows, and adding a perturbation does not change the others.
 
-Each (perturbation, metric) pair is one gate: the drop (clean minus perturbed; for ``log_loss``
-the rise) is held against ``max_drop``. Fail closed: a perturbation that names a column the
-holdout lacks, a column that is not a feature of the model, noise on a categorical feature, a
-copy the model cannot score, or a metric that cannot be measured fails the gate with the reason.
+Any task: the copies are scored with the metrics of the model's task (:mod:`airflow_mlops.metrics`).
+Each (perturbation, metric) pair is one gate: the drop -- how much worse the perturbed copy scores
+than the clean holdout, by the metric's direction (``roc_auc`` or ``r2`` falling, ``log_loss`` or
+``rmse`` rising) -- is held against ``max_drop``. Fail closed: a perturbation that names a column
+the holdout lacks, a column that is not a feature of the model, noise on a categorical feature, a
+copy the model cannot score, a metric that cannot be measured or that does not apply to the
+model's task fails the gate with the reason.
 
 Pure functions, no Airflow; numpy and pandas are imported inside them.
 """
@@ -28,15 +31,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.metrics import METRICS, TASK_METRICS
 from airflow_mlops.registry.evaluation import (
     _TOLERANCE,
-    LOWER_IS_BETTER,
     GateResult,
     _fmt,
     _fmt_pair,
     _measured,
     allowances,
-    compute_metrics,
+    metric_mismatch,
 )
 
 if TYPE_CHECKING:
@@ -149,26 +152,37 @@ def evaluate_robustness(
     *,
     perturbations: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, Mapping[str, float]],
-    threshold: float,
+    threshold: float | None = None,
     clean_metrics: Mapping[str, float],
     numeric_features: Sequence[str],
     categorical_features: Sequence[str],
     seed: int = 0,
+    task: str = "binary",
 ) -> RobustnessResult:
     """Score perturbed copies of the holdout and gate each metric's drop from the clean holdout.
 
-    :param predict: the candidate: DataFrame in, positive-class probabilities out
-        (``Predictor.predict_proba``).
-    :param y_true: positive-class mask (or 0/1 labels) of the holdout rows, in order.
+    :param predict: the candidate: DataFrame in, the task's output out
+        (:meth:`~airflow_mlops.training.flavors.Predictor.predict_scores`: positive-class
+        probabilities, class probabilities, or predicted values).
+    :param y_true: the holdout's target, in order, as :func:`airflow_mlops.tasks.encode_target`
+        gives it (binary: positive-class mask or 0/1 labels; multiclass: class indices;
+        regression: values).
     :param perturbations: ``{"missing": [...]}`` / ``{"noise": {"std": s, "features": [...]|None}}``.
-    :param metrics: ``{metric: {"max_drop": x}}``.
-    :param threshold: the operating threshold the candidate is scored at.
-    :param clean_metrics: the candidate's metrics on the unperturbed holdout, at ``threshold``.
+    :param metrics: ``{metric: {"max_drop": x}}``, metrics of the task.
+    :param threshold: binary only: the operating threshold the candidate is scored at (default 0.5).
+    :param clean_metrics: the candidate's metrics on the unperturbed holdout (binary: at ``threshold``).
+    :param task: ``binary``, ``multiclass`` or ``regression``.
     :raises ValueError: a malformed metric entry (it must not silently vanish).
     """
     import numpy as np
 
+    from airflow_mlops.metrics import compute_metrics
+
+    if task not in TASK_METRICS:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASK_METRICS)}")
     drops = allowances(metrics, key="max_drop", gate="robustness")
+    inapplicable = {m: why for m in drops if (why := metric_mismatch(task, m)) is not None}
+    cut = 0.5 if threshold is None else float(threshold)
     y = np.asarray(y_true)
     gates: list[GateResult] = []
     entries: list[dict[str, Any]] = []
@@ -197,12 +211,12 @@ def evaluate_robustness(
                 index=index,
             )
             entry["columns"] = columns
-            perturbed = compute_metrics(y, predict(copy), threshold=threshold)
+            perturbed = compute_metrics(task, y, predict(copy), threshold=cut)
         except DataError as exc:
             entry["error"] = str(exc)
             for metric, allowance in drops.items():
-                reason = f"cannot score the holdout under {label}: {exc}"
-                bound = _bound(metric, allowance, clean_metrics)
+                reason = inapplicable.get(metric) or f"cannot score the holdout under {label}: {exc}"
+                bound = None if metric in inapplicable else _bound(metric, allowance, clean_metrics)
                 gates.append(
                     GateResult(_name(metric, label), "robustness", metric, None, bound, False, reason)
                 )
@@ -214,10 +228,15 @@ def evaluate_robustness(
                 None if clean is None or math.isnan(value) or math.isnan(clean) else float(value - clean)
             )
         for metric, allowance in drops.items():
+            if metric in inapplicable:
+                name = _name(metric, label)
+                gates.append(GateResult(name, "robustness", metric, None, None, False, inapplicable[metric]))
+                continue
             gates.append(_drop_gate(metric, label, allowance, perturbed, clean_metrics))
     details = {
+        "task": task,
         "seed": int(seed),
-        "threshold": float(threshold),
+        "threshold": cut if task == "binary" else None,
         "clean": {m: _json_number(float(v)) for m, v in clean_metrics.items()},
         "perturbations": entries,
     }
@@ -240,13 +259,14 @@ def _drop_gate(
     if clean is None:
         reason = f"{metric} on the clean holdout could not be measured: {clean_why}; cannot compare"
         return GateResult(name, "robustness", metric, None, None, False, reason)
-    bound = clean + allowance if metric in LOWER_IS_BETTER else clean - allowance
+    info = METRICS[metric]
+    lower_better = not info.higher_is_better
+    bound = clean + allowance if lower_better else clean - allowance
     value, why = _measured(perturbed, metric)
     if value is None:
         reason = f"{metric} under {label} could not be measured: {why}"
         return GateResult(name, "robustness", metric, None, bound, False, reason)
-    lower_better = metric in LOWER_IS_BETTER
-    drop = value - clean if lower_better else clean - value
+    drop = info.drop(clean, value)  # positive: worse under the perturbation
     passed = drop <= allowance + _TOLERANCE
     value_s, clean_s = _fmt_pair(value, clean)
     worse = "rose" if lower_better else "fell"
@@ -269,7 +289,7 @@ def _bound(metric: str, allowance: float, clean_metrics: Mapping[str, float]) ->
     clean, _ = _measured(clean_metrics, metric)
     if clean is None:
         return None
-    return clean + allowance if metric in LOWER_IS_BETTER else clean - allowance
+    return clean - allowance if METRICS[metric].higher_is_better else clean + allowance
 
 
 def _json_number(value: float) -> float | None:

@@ -186,7 +186,7 @@ def _with_threshold(src: Path, dest: Path, threshold: object) -> Path:
 def _sklearn_at(model_dir: Path, holdout: pd.DataFrame, threshold: float) -> tuple[float, float]:
     from sklearn.metrics import precision_score, recall_score
 
-    from airflow_mlops.training.model import load_predictor
+    from airflow_mlops.training.flavors import load_predictor
 
     predicted = load_predictor(model_dir / "artifacts" / "weights").predict_proba(holdout) >= threshold
     return precision_score(holdout["label"], predicted), recall_score(holdout["label"], predicted)

@@ -56,7 +56,7 @@ def _evaluate(model_dir: Path, holdout: pd.DataFrame, **kwargs):
 
 
 def test_fairness_and_robustness_gates_join_the_report(model_dir, holdout) -> None:
-    from airflow_mlops.training.model import load_predictor
+    from airflow_mlops.training.flavors import load_predictor
 
     report = _evaluate(model_dir, holdout, fairness=FAIRNESS, robustness=ROBUSTNESS)
     assert [g.kind for g in report.gates.gates] == ["threshold", "fairness", "robustness", "robustness"]
@@ -114,7 +114,7 @@ def test_a_failing_fairness_or_robustness_gate_blocks_the_candidate(model_dir, h
 
 
 def test_the_candidate_is_loaded_once(model_dir, holdout, monkeypatch: pytest.MonkeyPatch) -> None:
-    import airflow_mlops.training.model as model_module
+    import airflow_mlops.training.flavors as model_module
 
     calls: list[Path] = []
     real = model_module.load_predictor

@@ -1,4 +1,8 @@
-"""Holdout metrics (checked against scikit-learn) and the evaluation gates (fail closed)."""
+"""Holdout metrics (checked against scikit-learn) and the evaluation gates (fail closed).
+
+``compute_metrics`` here is registry.evaluation's binary entry point (the rollout gate's): it
+checks its inputs and delegates to :func:`airflow_mlops.metrics.compute_metrics`.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ from airflow_mlops.registry.evaluation import (
     compute_metrics,
     evaluate_gates,
 )
-from airflow_mlops.spec.models import METRICS, EvaluationConfig
+from airflow_mlops.metrics import LOWER_IS_BETTER, TASK_METRICS
+from airflow_mlops.spec.models import EvaluationConfig
+
+BINARY = TASK_METRICS["binary"]
 
 # --- compute_metrics ----------------------------------------------------------------------------
 
@@ -31,6 +38,7 @@ def sklearn_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[
         "precision": skm.precision_score(y, predicted, zero_division=0),
         "recall": skm.recall_score(y, predicted, zero_division=0),
         "accuracy": skm.accuracy_score(y, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, predicted),
         "log_loss": skm.log_loss(y, score, labels=[0, 1]),
     }
 
@@ -51,8 +59,8 @@ def test_metrics_match_sklearn(seed: int, decimals: int | None) -> None:
     ours = compute_metrics(y, score, threshold=threshold)
 
     expected = sklearn_metrics(y, score, threshold)
-    assert list(ours) == list(METRICS)
-    for name in METRICS:
+    assert list(ours) == list(BINARY)
+    for name in BINARY:
         assert ours[name] == pytest.approx(expected[name], abs=1e-10), name
         assert isinstance(ours[name], float)
 
@@ -78,7 +86,11 @@ def test_boolean_labels_and_lists_are_accepted() -> None:
 def test_single_class_gives_nan_ranking_metrics_not_an_error(label: int) -> None:
     result = compute_metrics([label] * 4, [0.2, 0.4, 0.6, 0.8])
     assert math.isnan(result["roc_auc"])
-    assert math.isnan(result["pr_auc"])
+    # Average precision needs positives only (scikit-learn's: 1.0 when every row is positive).
+    if label == 0:
+        assert math.isnan(result["pr_auc"])
+    else:
+        assert result["pr_auc"] == skm.average_precision_score([1] * 4, [0.2, 0.4, 0.6, 0.8]) == 1.0
     assert result["accuracy"] == 0.5
     assert math.isfinite(result["log_loss"])
 
@@ -377,6 +389,7 @@ def test_end_to_end_metrics_into_gates() -> None:
     y = (rng.random(300) < 0.2).astype(int)
     score = np.clip(0.5 * y + 0.5 * rng.random(300), 0, 1)
     metrics = compute_metrics(y, score)
-    report = evaluate_gates(metrics, bounds={name: {"min": 0.0} for name in METRICS if name != "log_loss"})
+    higher = [name for name in BINARY if name not in LOWER_IS_BETTER]
+    report = evaluate_gates(metrics, bounds={name: {"min": 0.0} for name in higher}, task="binary")
     assert report.passed
-    assert len(report.gates) == len(METRICS) - 1
+    assert len(report.gates) == len(higher) == len(BINARY) - 1

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from airflow_mlops.registry.evaluation import compute_metrics
+from airflow_mlops.metrics import compute_metrics
 from airflow_mlops.registry.robustness import evaluate_robustness, perturb
 
 NUMERIC = ["amount", "age"]
@@ -43,7 +43,7 @@ def _predict(df: pd.DataFrame) -> np.ndarray:
 
 
 def _evaluate(holdout, y, perturbations, metrics, *, seed=0):
-    clean = compute_metrics(y, _predict(holdout), threshold=0.5)
+    clean = compute_metrics("binary", y, _predict(holdout), threshold=0.5)
     return evaluate_robustness(
         _predict,
         holdout,
@@ -164,7 +164,7 @@ def test_an_unmeasurable_clean_metric_blocks() -> None:
 
 
 def test_the_project_model_imputes_the_training_mean_and_no_category(tmp_path: Path) -> None:
-    from airflow_mlops.training.model import load_predictor
+    from airflow_mlops.training.flavors import load_predictor
     from tests.unit.registry.test_evaluate_candidate import _frame, _packaged
 
     model_dir = _packaged(tmp_path / "m", _frame(800, 1))
