@@ -354,7 +354,7 @@ def build_train_dag(
                 seed=spec.poisoning.seed,
                 reference=reference,
                 positive_label=spec.data.positive_label,
-                **({"task": spec.task} if spec.task else {}),
+                task=spec.task,
                 **stage("screen"),
             )
         with TaskGroup(
@@ -531,9 +531,15 @@ def _monitor_doc_md(spec: PipelineSpec, source: str | None) -> str:
         f"- **Tests**: numeric {', '.join(d.numeric_tests)}; categorical {', '.join(d.categorical_tests)}; "
         f"p < {d.p_value} ({d.correction}); data set drift when ≥ {d.drift_share:.0%} of features drifted"
         + (f"; MMD ({d.mmd_permutations} permutations)" if d.multivariate else ""),
-        f"- **Data quality**: null rate +{m.quality.max_null_rate_increase:.0%}, out of range "
-        f"{m.quality.max_out_of_range_share:.0%}, new categories {m.quality.max_new_category_share:.0%}, "
-        f"at least {m.quality.min_rows} rows (an alarm fails the run; no retraining)",
+        f"- **Data quality**: null rate +{m.quality.max_null_rate_increase:.0%}, new categories "
+        f"{m.quality.max_new_category_share:.0%}, at least {m.quality.min_rows} rows (an alarm fails the run; "
+        "no retraining)",
+        f"- **Beyond the reference's range** (over {m.quality.max_out_of_range_share:.0%} of a feature's values): "
+        + {
+            "drift": "drift of that feature (`out_of_range: drift`)",
+            "alarm": "a data-quality alarm (`out_of_range: alarm`)",
+            "both": "drift of that feature and a data-quality alarm (`out_of_range: both`)",
+        }[m.out_of_range],
         f"- **On drift**: {on_drift}",
     ]
     if m.performance:
@@ -641,6 +647,10 @@ def build_monitor_dag(
             performance={k: v.max_drop for k, v in m.performance.items()},
             prediction_drift=m.prediction_drift,
             positive_label=spec.data.positive_label,
+            task=_out(score, "task"),
+            classes=_out(score, "classes"),
+            threshold=_out(score, "threshold"),
+            out_of_range=m.out_of_range,
             history=m.history,
             experiment=registry.experiment or spec.pipeline,
             mlflow_conn_id=registry.connection,
