@@ -55,6 +55,12 @@ class ModelScanOperator(MLOpsBaseOperator):
 class ModelEvaluateOperator(MLOpsBaseOperator):
     """Score the candidate on the holdout set and apply the gates; a gate that cannot decide blocks.
 
+    Any model flavor (torch, XGBoost, LightGBM, scikit-learn) and any task: the task (``binary``,
+    ``multiclass``, ``regression``) and the classes are the candidate's, read from its
+    ``model_config.json``, and the metrics are that task's (:mod:`airflow_mlops.metrics`). A gate
+    on a metric of another task blocks, and so does a champion of another task or with other
+    classes (the comparison cannot decide; the report says why).
+
     Fetch -> call -> store: when champion comparisons are configured, the champion is fetched
     verified and scanned (:func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`;
     a lookup that fails blocks, it never counts as "no champion"), then
@@ -64,18 +70,24 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     and ``evaluation.robustness`` as plain dicts) add candidate-only gates: metric gaps between
     slices of the holdout, and metric drops under perturbations; their details are in the report.
 
-    Each model (candidate and champion) is scored at the operating threshold stored with it;
-    ``threshold`` is the fallback for a model trained before thresholds were stored (the report's
-    ``threshold_source`` / ``champion_threshold_source`` say which was used).
+    Binary models: each model (candidate and champion) is scored at the operating threshold
+    stored with it; ``threshold`` is the fallback for a model trained before thresholds were stored
+    (the report's ``threshold_source`` / ``champion_threshold_source`` say which was used), and
+    ``positive_label`` (default: the model's own) must be the class the model scores. Multiclass
+    and regression models have neither.
 
     Beside ``evaluation.json`` it stores ``evaluation_report.html``
-    (:func:`~airflow_mlops.registry.evaluation_report.render_evaluation_report`: the verdict, every
-    gate, the metrics beside the champion's, ROC and precision-recall curves, score distributions
-    and the confusion matrix at the operating threshold), also when a gate fails.
+    (:func:`~airflow_mlops.registry.evaluation_report.render_evaluation_report`: the verdict, the
+    task and model flavor, every gate, the metrics beside the champion's, and the task's plots --
+    ROC and precision-recall curves, score distributions and the confusion matrix at the operating
+    threshold; the confusion matrix of a multiclass model; the residuals of a regression), also
+    when a gate fails.
 
-    Returns ``{"report": ref, "html_report": ref, "metrics": {...}, "threshold": float,
-    "champion_version": str|None, "note": str, "passed": True}``; raises :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails
-    (after storing the report and logging the metrics), which fails the task without retry.
+    Returns ``{"report": ref, "html_report": ref, "metrics": {...}, "task": str, "threshold":
+    float|None, "champion_version": str|None, "note": str, "passed": True, "blessing": {...}}``
+    (``threshold`` None for a multiclass or regression model); raises
+    :class:`~airflow_mlops.exceptions.GateFailedError` when a gate fails (after storing the report
+    and logging the metrics), which fails the task without retry.
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "model", "holdout", "mlflow_run_id")
@@ -89,7 +101,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         model: Any,
         holdout: Any,
         target: str,
-        positive_label: Any = 1,
+        positive_label: Any = None,
         bounds: dict[str, dict[str, float | None]] | None = None,
         compare_to_champion: dict[str, dict[str, float]] | None = None,
         threshold: float = 0.5,
@@ -194,12 +206,23 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 producer=self.task_id,
             )
         self.log.info("Evaluation report (HTML): %s", html_ref.uri)
+        model = report.model or {}
         self.log.info(
-            "Holdout metrics at threshold %s (%s): %s",
-            report.threshold,
-            report.threshold_source,
-            report.metrics,
+            "Evaluated a %s model (%s, %s)", report.task, model.get("flavor"), model.get("model_type")
         )
+        if report.threshold is not None:
+            self.log.info(
+                "Holdout metrics at threshold %s (%s): %s",
+                report.threshold,
+                report.threshold_source,
+                report.metrics,
+            )
+        else:
+            self.log.info("Holdout metrics: %s", report.metrics)
+        if report.champion_mismatch:
+            self.log.warning(
+                "Champion %s cannot be compared: %s", report.champion_version, report.champion_mismatch
+            )
         if report.champion_threshold is not None:
             self.log.info(
                 "Champion scored at its threshold %s (%s)",
@@ -227,6 +250,7 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             "report": report_ref.to_dict(),
             "html_report": html_ref.to_dict(),
             "metrics": dict(report.metrics),
+            "task": report.task,
             "threshold": report.threshold,
             "champion_version": report.champion_version,
             "note": report.note,
