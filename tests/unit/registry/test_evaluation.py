@@ -14,6 +14,7 @@ import pytest
 from sklearn import metrics as skm
 
 from airflow_mlops.exceptions import DataError, GateFailedError
+from airflow_mlops.metrics import LOWER_IS_BETTER, TASK_METRICS
 from airflow_mlops.registry.evaluation import (
     NO_CHAMPION_REASON,
     GateReport,
@@ -21,7 +22,6 @@ from airflow_mlops.registry.evaluation import (
     compute_metrics,
     evaluate_gates,
 )
-from airflow_mlops.metrics import LOWER_IS_BETTER, TASK_METRICS
 from airflow_mlops.spec.models import EvaluationConfig
 
 BINARY = TASK_METRICS["binary"]

@@ -221,3 +221,112 @@ def test_hostile_strings_are_escaped() -> None:
     assert any(HOSTILE in t for t in parser.text)  # shown as text
     with pytest.raises(DataError, match="EvaluationReport"):
         render_evaluation_report(["not", "a", "report"])
+
+
+# --- multiclass and regression figures ------------------------------------------------------------
+
+
+def test_class_curves_match_sklearn_and_fold_rare_classes() -> None:
+    from airflow_mlops.registry.evaluation_report import MAX_MATRIX_CLASSES, OTHER_CLASSES, class_curves
+
+    rng = np.random.default_rng(4)
+    k, n = 30, 6000
+    y = np.minimum(rng.geometric(0.12, n) - 1, k - 1)  # a few frequent classes, many rare ones
+    proba = rng.random((n, k)) + 3.0 * np.eye(k)[y] * (rng.random(n) < 0.7)[:, None]
+    proba /= proba.sum(axis=1, keepdims=True)
+    predicted = np.argmax(proba, axis=1)
+    curves = class_curves(y, proba, classes=[f"c{i}" for i in range(k)])
+    assert curves["classes"] == k and curves["rows"] == n
+    labels = curves["labels"]
+    assert len(labels) == MAX_MATRIX_CLASSES and labels[-1] == OTHER_CLASSES
+    assert curves["folded"] == k - (MAX_MATRIX_CLASSES - 1)
+    matrix = np.asarray(curves["matrix"])
+    assert matrix.sum() == n
+    full = confusion_matrix(y, predicted, labels=range(k))
+    shown = [int(label[1:]) for label in labels[:-1]]
+    np.testing.assert_array_equal(matrix[:-1, :-1], full[np.ix_(shown, shown)])  # the shown block is exact
+    support = np.bincount(y, minlength=k)
+    assert (
+        sorted(support[shown].tolist(), reverse=True) == sorted(support.tolist(), reverse=True)[: len(shown)]
+    )
+    c0 = next(c for c in curves["per_class"] if c["class"] == "c0")
+    assert c0["recall"] == pytest.approx(full[0, 0] / full[0].sum())
+    assert c0["precision"] == pytest.approx(full[0, 0] / full[:, 0].sum())
+    assert curves["accuracy"] == pytest.approx(np.mean(predicted == y))
+    small = class_curves([0, 1, 2, 2], np.eye(3)[[0, 2, 2, 1]])
+    assert small["labels"] == ["0", "1", "2"] and small["folded"] == 0
+    with pytest.raises(DataError, match="outside the model's 3 classes"):
+        class_curves([0, 3], np.eye(3)[[0, 1]])
+
+
+HALF_BINS = 20  # a constant residual falls in the middle bin of the default 40
+
+
+def test_residual_curves_are_bounded_keep_the_extremes_and_count_every_row() -> None:
+    from airflow_mlops.registry.evaluation_report import MAX_SCATTER_POINTS, residual_curves
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(100.0, 20.0, 5000)
+    pred = y + rng.normal(0.0, 5.0, 5000)
+    pred[123] = y[123] - 90.0  # the worst residual must be shown
+    curves = residual_curves(y, pred)
+    points = curves["points"]
+    assert len(points["predicted"]) <= MAX_SCATTER_POINTS
+    assert max(points["residual"]) == pytest.approx(90.0)
+    assert sum(curves["histogram"]["counts"]) == 5000
+    assert curves["summary"]["mean"] == pytest.approx(np.mean(y - pred))
+    assert curves["summary"]["max_abs"] == pytest.approx(90.0)
+    assert (
+        residual_curves([1.0, 2.0], [1.0, 2.0])["histogram"]["counts"][HALF_BINS] == 2
+    )  # constant residuals
+    with pytest.raises(DataError, match="NaN or infinite"):
+        residual_curves([1.0, 2.0], [1.0, float("nan")])
+
+
+def test_multiclass_and_regression_pages_escape_class_labels_and_say_the_task() -> None:
+    from airflow_mlops.registry.evaluation_report import model_curves
+
+    y = np.array([0, 1, 2, 2, 1, 0])
+    proba = np.eye(3)[[0, 1, 2, 1, 1, 0]]
+    classes = [HOSTILE, "b", "c"]
+    gates = evaluate_gates({"f1_macro": 0.8}, bounds={"f1_macro": {"min": 0.5}}, task="multiclass")
+    report = EvaluationReport(
+        metrics={"f1_macro": 0.8, "log_loss": 0.3},
+        gates=gates,
+        champion_version=None,
+        champion_metrics=None,
+        holdout_rows=6,
+        positive_rows=None,
+        threshold=None,
+        note="no champion comparison configured: absolute thresholds only",
+        threshold_source=None,
+        curves={"candidate": model_curves("multiclass", y, proba, classes=classes)},
+        task="multiclass",
+        classes=tuple(classes),
+        model={"flavor": "sklearn", "task": "multiclass", "format": "skops", "framework": {"name": HOSTILE}},
+    )
+    page = render_evaluation_report(report)
+    assert "<script>" not in page and "alert('x')" not in page
+    assert "Holdout: 6 rows, 3 classes." in page and "confusion matrix of the predicted class" in page
+    assert "lower" in page and "higher" in page  # each metric's direction
+    parser = _Collector()
+    parser.feed(page)
+    assert "script" not in parser.tags and parser.tags.count("svg") == 1
+    stored = render_evaluation_report(report.to_dict())  # evaluation.json: no curves
+    assert "No scores were handed to the report" in stored and "multiclass (3 classes" in stored
+    regression = EvaluationReport(
+        metrics={"rmse": 1.0},
+        gates=evaluate_gates({"rmse": 1.0}, bounds={"rmse": {"max": 2.0}}, task="regression"),
+        champion_version=None,
+        champion_metrics=None,
+        holdout_rows=3,
+        positive_rows=None,
+        threshold=None,
+        note="n",
+        threshold_source=None,
+        curves={"candidate": model_curves("regression", [1.0, 2.0, 3.0], [1.5, 2.0, 2.0])},
+        task="regression",
+    )
+    page = render_evaluation_report(regression)
+    assert "Holdout: 3 rows." in page and "residual distribution" in page and "ROC curve" not in page
+    assert "an earlier release" in page  # no model description handed over

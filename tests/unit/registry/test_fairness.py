@@ -262,3 +262,65 @@ def test_malformed_entries_raise_rather_than_vanish() -> None:
         evaluate_fairness(
             holdout, y, score, slices=[{"col": "amount"}], metrics={"f1": {"max_gap": 0.1}}, threshold=0.5
         )
+
+
+# --- other tasks -----------------------------------------------------------------------------------
+
+
+def test_regression_gaps_use_the_tasks_metrics_and_name_the_best_slice_by_direction() -> None:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    region = rng.choice(["north", "south", "east"], n)
+    y = rng.normal(50.0, 10.0, n)
+    noise = {"north": 1.0, "south": 4.0, "east": 8.0}
+    predicted = y + rng.normal(0.0, 1.0, n) * np.array([noise[r] for r in region])
+    holdout = pd.DataFrame({"region": region})
+    result = evaluate_fairness(
+        holdout,
+        y,
+        predicted,
+        slices=["region"],
+        metrics={"rmse": {"max_gap": 5.0}, "r2": {"max_gap": 0.9}},
+        task="regression",
+    )
+    frame = holdout.assign(y=y, p=predicted)
+    rmse = {r: float(np.sqrt(mean_squared_error(g["y"], g["p"]))) for r, g in frame.groupby("region")}
+    rmse_gate, r2_gate = result.gates
+    assert rmse_gate.value == pytest.approx(max(rmse.values()) - min(rmse.values()))
+    assert not rmse_gate.passed  # east's error is far above north's
+    assert r2_gate.passed
+    gaps = result.details["columns"][0]["gaps"]
+    assert (gaps["rmse"]["best"], gaps["rmse"]["worst"]) == ("north", "east")  # lower is better
+    assert (gaps["r2"]["best"], gaps["r2"]["worst"]) == ("north", "east")  # higher is better
+    north = next(s for s in result.details["columns"][0]["slices"] if s["slice"] == "north")
+    assert north["metrics"]["mae"] == pytest.approx(
+        mean_absolute_error(frame[frame.region == "north"]["y"], frame[frame.region == "north"]["p"])
+    )
+    assert "positives" not in north and result.details["min_slice_positives"] is None
+    json.dumps(result.details, allow_nan=False)
+
+
+def test_multiclass_slices_need_rows_not_positives_and_foreign_metrics_fail() -> None:
+    rng = np.random.default_rng(5)
+    n = 900
+    group = rng.choice(["a", "b"], n)
+    y = rng.integers(0, 3, n)
+    proba = rng.random((n, 3)) + 1.5 * np.eye(3)[y]
+    proba /= proba.sum(axis=1, keepdims=True)
+    result = evaluate_fairness(
+        pd.DataFrame({"g": group}),
+        y,
+        proba,
+        slices=["g"],
+        metrics={"f1_macro": {"max_gap": 0.5}, "recall": {"max_gap": 0.5}},
+        min_slice_positives=10_000,  # a binary setting: no effect on a multiclass model
+        task="multiclass",
+    )
+    f1, recall = result.gates
+    assert f1.passed and f1.value is not None
+    assert not recall.passed and "recall is a binary metric" in recall.reason
+    assert "does not apply to a multiclass model" in recall.reason
+    slices = result.details["columns"][0]["slices"]
+    assert all(s["excluded"] == {} and s["classes"] == 3 for s in slices)
