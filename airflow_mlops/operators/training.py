@@ -38,8 +38,6 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.links import MLflowRunLink
 from airflow_mlops.training.job import EXIT_REJECTED, RESULT_MARKER  # job.py imports no torch
 
-# What a served model needs (MLflow writes these into the model's requirements.txt).
-SERVING_REQUIREMENTS = ["torch", "safetensors", "numpy", "pandas"]
 TRAINER_MODULE = "airflow_mlops.training"
 WEIGHTS_NAME = "weights"
 JOB_NAME = "job.json"
@@ -397,6 +395,10 @@ class ModelPackageOperator(MLOpsBaseOperator):
     artifact; its URI must be the job's output key and its content must match the sha256). The
     MLflow run is found again by its ``mlops.airflow_run`` tag on retries.
 
+    Any flavor packages alike: ``mlflow.pyfunc.load_model`` predicts through
+    :mod:`airflow_mlops.registry.pyfunc_model`, the model's ``requirements.txt`` pins its
+    library, and the run's params say its ``task``, ``flavor`` and ``framework``.
+
     :param fit_result: the fit step's return value (templated).
     :param prepared: the prepare step's return value (templated).
     :param hyperparameters: logged as ``param_<name>``; ``backend`` is logged as a tag.
@@ -468,7 +470,9 @@ class ModelPackageOperator(MLOpsBaseOperator):
             threshold = _stored_threshold(weights_dir)
             if threshold is not None:
                 train_metrics["threshold"] = threshold
-            package_model(weights_dir, tmp / "model", pip_requirements=SERVING_REQUIREMENTS)
+            model_facts = _model_facts(weights_dir)
+            # requirements.txt: the flavor's library, pinned (registry.mlflow_registry.SERVING_REQUIREMENTS)
+            package_model(weights_dir, tmp / "model")
             model_ref = store.put_directory(
                 tmp / "model", self.artifact_key(context, "model"), producer=self.task_id
             )
@@ -497,6 +501,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 "train_rows": prepared.get("train_rows"),
                 "holdout_rows": prepared.get("holdout_rows"),
                 **({"operating_threshold": threshold} if threshold is not None else {}),
+                **model_facts,
             },
             metrics=scalar_metrics,
             tags={
@@ -547,3 +552,15 @@ def _stored_threshold(weights_dir: Path) -> float | None:
         raise ArtifactError(f"cannot read {path}: {exc}") from exc
     value = config.get("threshold") if isinstance(config, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _model_facts(weights_dir: Path) -> dict[str, str]:
+    """The task, flavor and library of the trained model (run params an MLflow user filters on)."""
+    from airflow_mlops.training.flavors import read_config  # reads JSON only
+
+    config = read_config(weights_dir)
+    framework = config.get("framework") or {}
+    facts = {"task": str(config["task"]), "flavor": str(config["flavor"])}
+    if framework.get("name"):
+        facts["framework"] = f"{framework['name']}=={framework.get('version')}"
+    return facts

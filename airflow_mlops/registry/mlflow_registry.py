@@ -64,8 +64,22 @@ TAG_ATTESTATION_SHA256 = "mlops.attestation_sha256"
 #: Prefix of the run tags recording the sha256 of each report logged to a run (the tag's suffix
 #: is the artifact path); the Models view serves a run's report only when its bytes match.
 TAG_REPORT_SHA256 = "mlops.report_sha256/"
-WRAPPER_FILE = "pyfunc_wrapper.py"
+WRAPPER_FILE = "pyfunc_model.py"
 WEIGHTS_ARTIFACT = "weights"
+#: The wrapper of earlier releases (binary torch models), still trusted by its exact sha256 so
+#: that versions registered before stay loadable and promotable.
+LEGACY_WRAPPER_FILE = "pyfunc_wrapper.py"
+LEGACY_WRAPPER_SHA256 = "4144905fbe2fb062710f35aa101c6c4db30b34764cbe7798cb70a7aba6f5d6cb"
+#: What a served model of each flavor needs besides airflow-mlops (its wrapper imports it), in
+#: the model's ``requirements.txt`` (MLflow adds itself); see :func:`serving_requirements`.
+SERVING_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "safetensors", "numpy", "pandas"),
+    "xgboost": ("xgboost", "numpy", "pandas"),
+    "lightgbm": ("lightgbm", "numpy", "pandas"),
+    "sklearn": ("scikit-learn", "skops", "numpy", "pandas"),
+}
+#: The ``params`` a served model takes (MLflow passes only the ones its signature declares).
+PREDICT_PARAMS = {"output": "probabilities"}
 
 
 def wrapper_path() -> Path:
@@ -73,14 +87,68 @@ def wrapper_path() -> Path:
 
 
 def trusted_code() -> dict[str, str]:
-    """Code files the scanner accepts in a packaged model: our wrapper, by exact sha256."""
-    return {WRAPPER_FILE: sha256_file(wrapper_path())}
+    """Code files the scanner accepts in a packaged model: our wrappers, by exact sha256."""
+    return {WRAPPER_FILE: sha256_file(wrapper_path()), LEGACY_WRAPPER_FILE: LEGACY_WRAPPER_SHA256}
 
 
-def package_model(payload_dir: str | Path, out_dir: str | Path, *, pip_requirements: list[str]) -> Path:
-    """Wrap a trainer's output (safetensors + config) as an MLflow pyfunc model directory."""
+def serving_requirements(config: Mapping[str, Any]) -> list[str]:
+    """The packages a served model needs, from its ``model_config.json``: the library it was
+    trained with at the version it records (``framework``), then the flavor's other packages at
+    the versions installed here (unpinned when one is not installed: the packaging worker need
+    not have the trainer image's libraries). A local build label such as ``+cpu`` is dropped.
+
+    :raises RegistryError: an unknown flavor.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import InvalidVersion, Version
+
+    flavor = config.get("flavor")
+    if flavor not in SERVING_REQUIREMENTS:
+        raise RegistryError(f"unknown model flavor {flavor!r}; one of {', '.join(SERVING_REQUIREMENTS)}")
+    framework = config.get("framework") or {}
+    recorded = {str(framework.get("name")): framework.get("version")}
+    if flavor == "torch" and config.get("torch_version"):  # format 1 models record only this
+        recorded.setdefault("torch", config["torch_version"])
+
+    def release(value: Any) -> str | None:
+        text = str(value).split("+", 1)[0] if value else ""
+        try:
+            Version(text)
+        except InvalidVersion:  # "unknown", or anything pip would refuse
+            return None
+        return text
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    pinned = []
+    for name in SERVING_REQUIREMENTS[flavor]:
+        pin = release(recorded.get(name)) or release(installed(name))
+        pinned.append(f"{name}=={pin}" if pin else name)
+    return pinned
+
+
+def package_model(
+    payload_dir: str | Path, out_dir: str | Path, *, pip_requirements: Sequence[str] | None = None
+) -> Path:
+    """Wrap a trainer's output (``model_config.json`` and its weights) as an MLflow pyfunc model
+    directory (see :mod:`airflow_mlops.registry.pyfunc_model` for what it predicts).
+
+    :param pip_requirements: default: the model's :func:`serving_requirements`.
+    :raises ArtifactError: ``payload_dir`` holds no readable ``model_config.json``.
+    """
     import mlflow
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
 
+    from airflow_mlops.training.flavors import read_config
+
+    config = read_config(payload_dir)
+    requirements = list(pip_requirements) if pip_requirements is not None else serving_requirements(config)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -88,7 +156,10 @@ def package_model(payload_dir: str | Path, out_dir: str | Path, *, pip_requireme
         path=str(out),
         python_model=str(wrapper_path()),
         artifacts={WEIGHTS_ARTIFACT: str(payload_dir)},
-        pip_requirements=pip_requirements,
+        pip_requirements=requirements,
+        signature=ModelSignature(
+            params=ParamSchema([ParamSpec(k, "string", v) for k, v in PREDICT_PARAMS.items()])
+        ),
     )
     return out
 

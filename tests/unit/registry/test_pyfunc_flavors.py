@@ -1,0 +1,269 @@
+"""Every flavor and task registers into MLflow so that `mlflow.pyfunc.load_model("models:/<name>@champion")`
+predicts what the wrapper documents, with the flavor's library pinned in requirements.txt; the
+registered version verifies and scans clean (the wrapper trusted by its sha256, the legacy one too)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.registry.mlflow_registry import (
+    LEGACY_WRAPPER_FILE,
+    LEGACY_WRAPPER_SHA256,
+    WRAPPER_FILE,
+    package_model,
+    register_version,
+    serving_requirements,
+    start_or_resume_run,
+    trusted_code,
+    weights_dir,
+)
+from airflow_mlops.security.scanning import FindingKind, scan_model_dir
+from airflow_mlops.training.flavors import load_predictor, read_config
+from airflow_mlops.training.trainer import train
+
+SKOPS_POLICY = Path(__file__).resolve().parents[3] / "airflow_mlops/security/scanning/skops_policy.py"
+
+# (trainer model, task, params, the library requirements.txt must pin)
+CASES = [
+    ("mlp", "binary", {"epochs": 2, "hidden_units": [8]}, "torch"),
+    ("mlp", "regression", {"epochs": 2, "hidden_units": [8]}, "torch"),
+    ("xgboost", "multiclass", {"n_estimators": 8, "max_depth": 3}, "xgboost"),
+    ("xgboost", "regression", {"n_estimators": 8, "max_depth": 3}, "xgboost"),
+    ("lightgbm", "binary", {"n_estimators": 8}, "lightgbm"),
+    ("lightgbm", "multiclass", {"n_estimators": 8}, "lightgbm"),
+    ("sklearn.ensemble.RandomForestClassifier", "multiclass", {"n_estimators": 8}, "scikit-learn"),
+    ("sklearn.ensemble.RandomForestRegressor", "regression", {"n_estimators": 8}, "scikit-learn"),
+]
+TARGETS = {"binary": "churned", "multiclass": "plan", "regression": "spend"}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "usage": rng.normal(0, 1, n),
+            "tenure": rng.normal(0, 1, n),
+            "region": rng.choice(["north", "south"], n),
+        }
+    )
+    df["churned"] = np.where(df.usage + rng.normal(0, 0.5, n) > 0, "yes", "no")
+    df["plan"] = np.select([df.usage < -0.5, df.usage < 0.5], ["basic", "plus"], "pro")
+    df["spend"] = 50 + 10 * df.usage - 5 * df.tenure + rng.normal(0, 1, n)
+    return df
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[bytes, bytes]:
+    from airflow_mlops.security.signing import generate_key_pair
+
+    return generate_key_pair()
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow database (migrating takes seconds; each test copies it)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+    return path
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Any:
+    """A local MLflow (SQLite + local artifacts), also the default one of ``models:/`` URIs."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # the store's default artifact root (./mlruns) lands in tmp
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _trained(frame: pd.DataFrame, model: str, task: str, params: dict, out: Path) -> Path:
+    target = TARGETS[task]
+    data = frame[["usage", "tenure", "region", target]]
+    config: dict[str, Any] = {"target": target, "model": model, "params": params, "task": task, "seed": 3}
+    if task == "binary":
+        config["positive_label"] = "yes"
+    train(data, config, out)
+    return out
+
+
+def _register(client: Any, tmp: Path, model_dir: Path, private_key: bytes, name: str) -> str:
+    from airflow_mlops.security.signing import sign_model
+
+    sig = tmp / "model.sig"
+    sign_model(model_dir, sig, private_key)
+    run_id = start_or_resume_run(
+        client, experiment="flavors", pipeline="flavors", airflow_run=name, run_name=name
+    )
+    registered = register_version(
+        client,
+        model_name=name,
+        run_id=run_id,
+        model_dir=model_dir,
+        signature_path=sig,
+        airflow_run=name,
+        tags={"mlops.pipeline": "flavors"},
+    )
+    client.set_registered_model_alias(name, "champion", registered.version)
+    return registered.version
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "params", "library"), CASES, ids=[f"{m.split('.')[-1]}-{t}" for m, t, _, _ in CASES]
+)
+def test_every_flavor_registers_and_mlflow_pyfunc_predicts_its_task(
+    model: str,
+    task: str,
+    params: dict,
+    library: str,
+    frame: pd.DataFrame,
+    client: Any,
+    keys: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
+    import mlflow
+
+    from airflow_mlops.registry.mlflow_registry import fetch_trusted_version
+
+    if model.startswith("sklearn.") and not SKOPS_POLICY.is_file():
+        pytest.skip("the sklearn flavor loads with security.scanning.skops_policy, not written yet")
+    weights = _trained(frame, model, task, params, tmp_path / "weights")
+    config = read_config(weights)
+    assert config["task"] == task
+    packaged = package_model(weights, tmp_path / "model")
+    assert (packaged / WRAPPER_FILE).is_file()
+
+    # requirements.txt pins the flavor's library at the version the model was trained with.
+    requirements = (packaged / "requirements.txt").read_text().split()
+    framework = config["framework"]
+    assert framework["name"] == library
+    assert f"{library}=={framework['version'].split('+')[0]}" in requirements
+    assert requirements == ["mlflow==" + mlflow.__version__, *serving_requirements(config)]
+    others = {"torch", "xgboost", "lightgbm", "scikit-learn"} - {library}
+    assert not [r for r in requirements if r.split("==")[0] in others]
+
+    name = f"flavor-{model.split('.')[-1].lower()}-{task}"
+    version = _register(client, tmp_path, packaged, keys[0], name)
+    # What every stage does before loading: verify the signature and digest, scan every file.
+    fetched, _ = fetch_trusted_version(client, name, version, keys[1], tmp_path / "fetched")
+
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    rows = frame.sample(25, random_state=1)[["usage", "tenure", "region"]]
+    predictor = load_predictor(weights_dir(fetched))
+    expected = predictor.predict_scores(rows)
+    got = served.predict(rows)
+    if task == "multiclass":
+        assert isinstance(got, pd.DataFrame)
+        assert list(got.columns) == predictor.classes == sorted(set(frame[TARGETS[task]]))
+        assert list(got.index) == list(rows.index)
+        np.testing.assert_allclose(got.to_numpy(), expected)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    else:
+        assert isinstance(got, np.ndarray) and got.shape == (len(rows),)
+        np.testing.assert_allclose(got, expected)
+        if task == "binary":
+            assert ((got >= 0) & (got <= 1)).all()
+        else:  # values on the target's scale, not probabilities
+            assert got.mean() == pytest.approx(frame["spend"].mean(), rel=0.5)
+
+    labels = served.predict(rows, params={"output": "labels"})
+    np.testing.assert_array_equal(np.asarray(labels), predictor.predict(rows))
+    if task != "regression":
+        assert set(labels) <= set(predictor.classes)
+        if task == "multiclass":
+            np.testing.assert_array_equal(np.asarray(labels), got.idxmax(axis=1).to_numpy())
+    with pytest.raises(Exception, match="output must be one of probabilities, labels"):
+        served.predict(rows, params={"output": "logits"})
+
+
+def test_the_wrapper_is_trusted_by_its_sha256_and_a_changed_one_is_refused(
+    frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    weights = _trained(frame, "lightgbm", "regression", {"n_estimators": 4}, tmp_path / "weights")
+    packaged = package_model(weights, tmp_path / "model")
+    assert scan_model_dir(packaged, trusted_code=trusted_code()).ok
+    wrapper = packaged / WRAPPER_FILE
+    wrapper.write_text(wrapper.read_text() + "\nimport os; os.system('id')\n")
+    findings = scan_model_dir(packaged, trusted_code=trusted_code()).findings
+    assert [(f.path, f.kind) for f in findings] == [(WRAPPER_FILE, FindingKind.CODE_HASH_MISMATCH)]
+
+
+# The wrapper of the first release, byte for byte: versions registered with it stay trusted.
+LEGACY_WRAPPER = '''"""MLflow "models from code" wrapper for models trained by airflow-mlops.
+
+MLflow copies this file into every registered model, so ``mlflow.pyfunc.load_model(
+"models:/<name>@champion")`` works for serving. It loads weights from safetensors only: nothing in
+a registered model is unpickled. The model scanner trusts this file by its exact sha256.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow  # noqa: TID253 - only ever loaded by MLflow when a model is loaded
+from mlflow.pyfunc import PythonModel  # noqa: TID253
+
+
+class SafetensorsTabularModel(PythonModel):
+    """Predicts the positive-class probability for each row of a DataFrame."""
+
+    def load_context(self, context: Any) -> None:
+        from airflow_mlops.training.model import load_predictor
+
+        self._predictor = load_predictor(context.artifacts["weights"])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        return self._predictor.predict_proba(model_input)
+
+
+mlflow.models.set_model(SafetensorsTabularModel())
+'''
+
+
+def test_models_packaged_with_the_first_release_wrapper_stay_trusted(tmp_path: Path) -> None:
+    assert hashlib.sha256(LEGACY_WRAPPER.encode()).hexdigest() == LEGACY_WRAPPER_SHA256
+    assert trusted_code()[LEGACY_WRAPPER_FILE] == LEGACY_WRAPPER_SHA256
+    (tmp_path / LEGACY_WRAPPER_FILE).write_text(LEGACY_WRAPPER)
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    assert scan_model_dir(tmp_path, trusted_code=trusted_code()).ok
+    (tmp_path / LEGACY_WRAPPER_FILE).write_text(LEGACY_WRAPPER.replace("predict_proba", "predict"))
+    assert not scan_model_dir(tmp_path, trusted_code=trusted_code()).ok
+
+
+def test_serving_requirements_pin_the_recorded_library_and_never_a_bad_version() -> None:
+    from importlib.metadata import version
+
+    assert serving_requirements(
+        {"flavor": "xgboost", "framework": {"name": "xgboost", "version": "2.1.0"}}
+    ) == [
+        "xgboost==2.1.0",
+        f"numpy=={version('numpy')}",
+        f"pandas=={version('pandas')}",
+    ]
+    torch_v1 = serving_requirements({"flavor": "torch", "torch_version": "2.4.1+cu121"})
+    assert torch_v1[0] == "torch==2.4.1"  # the local build label dropped
+    odd = serving_requirements(
+        {"flavor": "lightgbm", "framework": {"name": "lightgbm", "version": "unknown"}}
+    )
+    assert odd[0] == f"lightgbm=={version('lightgbm')}"  # not "lightgbm==unknown"
+    from airflow_mlops.exceptions import RegistryError
+
+    with pytest.raises(RegistryError, match="unknown model flavor 'onnx'"):
+        serving_requirements({"flavor": "onnx"})
