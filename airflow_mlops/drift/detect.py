@@ -8,12 +8,21 @@ The rules (documented in ``docs/drift.md``):
   Benjamini-Hochberg). A feature drifts when the change is **significant and large**: its
   corrected p-value is below ``p_value`` *and* at least one distance reaches its threshold (with
   only p-value tests configured, significance alone; with only distances, any distance).
+* **Out of range** (``out_of_range``): a numeric feature with more than ``max_out_of_range_share``
+  of its live values beyond the reference's ``[min, max]``. With ``drift`` (the default) that
+  feature drifted (rule ``out_of_range``: a covariate shift the model never saw), whatever its
+  tests say, and the window drifted; with ``alarm`` it is a data-quality alarm (the behaviour of
+  earlier releases); with ``both``, drift and alarm.
 * **Dataset drift**: the share of drifted features is at least ``drift_share``.
 * **Multivariate drift**: MMD over the numeric features, permutation p-value below ``mmd_p_value``.
-* **Prediction drift**: the champion's scores on the two windows, under the per-feature rule.
-* **Performance drift**: a champion metric on the labelled live window dropped by more than its
-  allowance from the recorded value.
-* ``drifted`` = any of the four above. ``quality_failed`` = any data-quality check failed.
+* **Prediction drift**: the champion's output on the two windows, per ``task``: binary, the
+  positive class's probability and regression, the predicted values (the numeric tests);
+  multiclass, the shares of the predicted classes (the categorical tests).
+* **Performance drift**: a champion metric (:mod:`airflow_mlops.metrics`) on the labelled live
+  window worse by more than its allowance than the recorded value, in the metric's direction.
+  The labels are encoded by :func:`airflow_mlops.tasks.encode_target` (the shared label rule).
+* ``drifted`` = dataset, out-of-range, multivariate, prediction or performance drift.
+  ``quality_failed`` = a data-quality check whose failure is an alarm failed.
 """
 
 from __future__ import annotations
@@ -28,26 +37,45 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops.drift.report import (
+    QUALITY_ACTIONS,
     DriftReport,
     FeatureDrift,
     MultivariateDrift,
+    OutOfRange,
     PerformanceCheck,
     PredictionDrift,
     QualityCheck,
     TestResult,
+    percent,
 )
-from airflow_mlops.exceptions import DriftInputError
+from airflow_mlops.exceptions import DataError, DriftInputError
+from airflow_mlops.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CATEGORICAL_TESTS", "DEFAULT_MAX_METRIC_DROP", "NUMERIC_TESTS", "detect_drift"]
+__all__ = [
+    "CATEGORICAL_TESTS",
+    "DEFAULT_MAX_METRIC_DROP",
+    "DEFAULT_MAX_METRIC_DROPS",
+    "NUMERIC_TESTS",
+    "OUT_OF_RANGE_RULES",
+    "detect_drift",
+]
 
 NUMERIC_TESTS = ("ks", "wasserstein", "psi")
 CATEGORICAL_TESTS = ("chi2", "jensen_shannon", "psi")
 P_VALUE_TESTS = frozenset({"ks", "chi2"})
 CORRECTIONS = ("bonferroni", "bh", "none")
-#: Used when ``expected_metrics`` is given without ``max_metric_drop``.
-DEFAULT_MAX_METRIC_DROP: Mapping[str, float] = {"roc_auc": 0.05}
+#: Used when ``expected_metrics`` is given without ``max_metric_drop``: the task's primary metric
+#: (:data:`airflow_mlops.metrics.PRIMARY_METRIC`) may fall by 0.05. A regression has none: its
+#: metrics are in the target's units, so name the metric and its allowance.
+DEFAULT_MAX_METRIC_DROPS: Mapping[str, Mapping[str, float]] = {
+    "binary": {"roc_auc": 0.05},
+    "multiclass": {"f1_macro": 0.05},
+}
+DEFAULT_MAX_METRIC_DROP: Mapping[str, float] = DEFAULT_MAX_METRIC_DROPS["binary"]
+#: What a share of values beyond the reference's range above the limit means.
+OUT_OF_RANGE_RULES = QUALITY_ACTIONS  # ("alarm", "drift", "both")
 PSI_BINS = 10
 
 
@@ -82,6 +110,9 @@ def detect_drift(
     max_metric_drop: Mapping[str, float] | None = None,
     positive_label: Any = 1,
     threshold: float = 0.5,
+    task: str = "binary",
+    classes: Sequence[str] | None = None,
+    out_of_range: str = "drift",
 ) -> DriftReport:
     """Compare ``current`` (the live window) with ``reference`` and report drift and data quality.
 
@@ -92,11 +123,23 @@ def detect_drift(
         dtypes); every other feature must be numeric.
     :param target: the label column: never a feature; with ``expected_metrics``, the labels of the
         live window for performance drift.
-    :param reference_scores: the champion's scores on the reference window (prediction drift needs
-        both score arrays). ``current_scores``: its scores on the live window, row by row
-        (also used for performance drift).
+    :param reference_scores: the champion's output on the reference window (prediction drift
+        needs both). ``current_scores``: its output on the live window, row by row (also used for
+        performance drift). The output of the ``task`` (:mod:`airflow_mlops.metrics`): binary, the
+        positive class's probability (1-D); multiclass, the class probabilities ``(rows,
+        classes)`` in ``classes`` order; regression, the predicted values (1-D).
     :param expected_metrics: the champion's recorded evaluation metrics; ``max_metric_drop`` the
-        allowed drop per metric (default ``{"roc_auc": 0.05}``).
+        allowed drop per metric, any metric of the task (default: the task's primary metric may
+        fall by 0.05, see :data:`DEFAULT_MAX_METRIC_DROPS`; a regression must name its own).
+    :param positive_label: binary: the positive class (the labels are matched by
+        :func:`airflow_mlops.data.labels.label_key`: ``"1"``, ``1`` and ``1.0`` are one class).
+    :param threshold: binary: the operating threshold of the thresholded metrics (f1, ...).
+    :param task: ``binary``, ``multiclass`` or ``regression``: what the scores are.
+    :param classes: multiclass: the model's classes (canonical label texts), the order of the
+        columns of the scores; binary: the model's two classes (optional: a live window whose
+        labels are all negative is then still measured).
+    :param out_of_range: what more than ``max_out_of_range_share`` of a feature's values beyond
+        the reference's range means: ``drift`` (default), ``alarm`` or ``both``.
     :raises DriftInputError: an empty window, a schema difference (every difference listed),
         an unsupported or infinite-valued column, or an invalid setting.
     """
@@ -127,10 +170,11 @@ def detect_drift(
     univariate_p = (numeric and any(t in P_VALUE_TESTS for t in numeric_tests)) or (
         cats and any(t in P_VALUE_TESTS for t in categorical_tests)
     )
+    prediction_p = "chi2" in categorical_tests if task == "multiclass" else "ks" in numeric_tests
     families = (
         int(bool(univariate_p))
         + int(bool(multivariate and numeric))
-        + int(reference_scores is not None and "ks" in numeric_tests)
+        + int(reference_scores is not None and prediction_p)
     )
     split = max(families, 1)
     p_value, mmd_p_value = p_value / split, mmd_p_value / split
@@ -164,8 +208,10 @@ def detect_drift(
         if numeric_stats is not None
     }
     quality += _null_and_type_checks(reference, current, names, kinds, max_null_rate_increase, null_rates)
+    ranges: dict[str, OutOfRange] = {}
     if numeric_stats is not None:
-        quality += _range_checks(numeric, numeric_stats, max_out_of_range_share)
+        ranges = _ranges(numeric, numeric_stats, max_out_of_range_share)
+        quality += _range_checks(ranges, out_of_range)
     if cats:
         quality += _categorical_tests(
             reference, current, cats, categorical_tests, raw, histograms, max_new_category_share
@@ -178,17 +224,28 @@ def detect_drift(
 
     adjusted = dict(zip(keys, adjust_p_values(p_raw, correction).tolist(), strict=True)) if keys else {}
     feature_reports = []
+    range_is_drift = out_of_range in ("drift", "both")
     for f in names:
         tests = tuple(
             _result(t, stat, p, adjusted.get((f, t), p), p_value, thresholds)
             for t, (stat, p) in raw.get(f, {}).items()
         )
+        beyond = ranges.get(f)
+        rules: tuple[str, ...] = ("tests",) if _verdict(tests) else ()
+        if range_is_drift and beyond is not None and beyond.exceeded:
+            rules += ("out_of_range",)
         feature_reports.append(
             FeatureDrift(
-                name=f, kind=kinds[f], tests=tests, drifted=_verdict(tests), histogram=histograms.get(f, {})
+                name=f,
+                kind=kinds[f],
+                tests=tests,
+                drifted=bool(rules),
+                histogram=histograms.get(f, {}),
+                rules=rules,
+                out_of_range=beyond,
             )
         )
-    tested = [fd for fd in feature_reports if fd.tests]
+    tested = [fd for fd in feature_reports if fd.tests or fd.rules]
     drifted_names = [fd.name for fd in tested if fd.drifted]
     share = len(drifted_names) / len(tested) if tested else 0.0
     dataset_drift = bool(tested) and share >= drift_share
@@ -197,6 +254,15 @@ def detect_drift(
         reasons.append(
             f"{len(drifted_names)} of {len(tested)} features drifted (share {share:.2f} >= {drift_share:g}): "
             + ", ".join(drifted_names)
+        )
+    beyond_range = [fd for fd in feature_reports if "out_of_range" in fd.rules]
+    if beyond_range:
+        reasons.append(
+            f"out of range (more than {percent(max_out_of_range_share)} of a feature's values; "
+            f"monitoring.out_of_range: {out_of_range}): "
+            + "; ".join(
+                f"{fd.name!r}: {fd.out_of_range.describe()}" for fd in beyond_range if fd.out_of_range
+            )
         )
 
     mv = None
@@ -211,15 +277,31 @@ def detect_drift(
             )
 
     prediction = None
+    cur_scores = None
     if reference_scores is not None or current_scores is not None:
-        cur_scores = _scores(current_scores, "current_scores")
-        if reference_scores is not None:
-            prediction = _prediction_drift(
-                _scores(reference_scores, "reference_scores"), cur_scores, numeric_tests, p_value, thresholds
+        if current_scores is None:
+            raise DriftInputError(
+                "reference_scores needs current_scores (the champion's output on the live window)"
             )
+        cur_scores = _outputs(current_scores, "current_scores", task, classes)
+        if reference_scores is not None:
+            ref_scores = _outputs(reference_scores, "reference_scores", task, classes)
+            if task == "multiclass":
+                prediction = _class_share_drift(
+                    ref_scores,
+                    cur_scores,
+                    _class_names(classes, cur_scores),
+                    categorical_tests,
+                    p_value,
+                    thresholds,
+                )
+            else:
+                prediction = _prediction_drift(
+                    ref_scores, cur_scores, numeric_tests, p_value, thresholds, task
+                )
             if prediction.drifted:
                 reasons.append(
-                    "prediction drift: the champion's scores changed ("
+                    f"prediction drift: {prediction.subject} changed ("
                     + "; ".join(t.format() for t in prediction.tests if t.drifted)
                     + ")"
                 )
@@ -227,7 +309,15 @@ def detect_drift(
     performance: list[PerformanceCheck] = []
     if expected_metrics is not None:
         checks, label_check = _performance(
-            current, target, current_scores, expected_metrics, max_metric_drop, positive_label, threshold
+            current,
+            target,
+            cur_scores,
+            expected_metrics,
+            max_metric_drop,
+            positive_label,
+            threshold,
+            task,
+            classes,
         )
         performance = checks
         if label_check is not None:
@@ -239,10 +329,10 @@ def detect_drift(
                     f"(worse by {p.drop:.4f} > {p.max_drop:g} allowed)"
                 )
 
-    failed = [q for q in quality if not q.passed]
+    failed = [q for q in quality if q.alarm]
     reasons += [f"data quality: {q.message}" for q in failed]
-    drifted = dataset_drift or bool(mv and mv.drifted) or bool(prediction and prediction.drifted)
-    drifted = drifted or any(p.drifted for p in performance)
+    drifted = dataset_drift or bool(beyond_range) or bool(mv and mv.drifted)
+    drifted = drifted or bool(prediction and prediction.drifted) or any(p.drifted for p in performance)
     return DriftReport(
         drifted=drifted,
         quality_failed=bool(failed),
@@ -305,6 +395,17 @@ def _settings(args: dict[str, Any]) -> dict[str, Any]:
             )
     if not isinstance(args["device"], str):
         problems.append(f"device={args['device']!r} must be 'auto', 'cpu' or 'cuda[:N]'")
+    if args["task"] not in TASKS:
+        problems.append(f"task={args['task']!r} must be one of {', '.join(TASKS)}")
+    if args["out_of_range"] not in OUT_OF_RANGE_RULES:
+        problems.append(
+            f"out_of_range={args['out_of_range']!r} must be one of {', '.join(OUT_OF_RANGE_RULES)}"
+        )
+    classes = args["classes"]
+    if classes is not None and (
+        isinstance(classes, str) or len(classes) < 2 or len({str(c) for c in classes}) != len(classes)
+    ):
+        problems.append(f"classes={classes!r} must list two or more distinct class labels")
     if problems:
         raise DriftInputError("invalid drift settings:\n  " + "\n  ".join(problems))
     keep = (
@@ -312,7 +413,7 @@ def _settings(args: dict[str, Any]) -> dict[str, Any]:
         "drift_share", "psi_threshold", "wasserstein_threshold", "jensen_shannon_threshold", "multivariate",
         "mmd_permutations", "mmd_max_rows", "mmd_p_value", "device", "seed", "max_null_rate_increase",
         "max_out_of_range_share", "max_new_category_share", "min_rows", "expected_metrics", "max_metric_drop",
-        "threshold",
+        "threshold", "task", "classes", "out_of_range",
     )  # fmt: skip
     out: dict[str, Any] = {}
     for k in keep:
@@ -478,23 +579,37 @@ def _null_and_type_checks(
     return checks
 
 
-def _range_checks(numeric: list[str], stats: Any, max_share: float) -> list[QualityCheck]:
-    checks = []
+def _ranges(numeric: list[str], stats: Any, max_share: float) -> dict[str, OutOfRange]:
+    """Each numeric feature's share of live values beyond the reference's range (non-null ones)."""
+    out = {}
     for i, f in enumerate(numeric):
         n = int(stats.n_current[i])
         share = float(stats.out_of_range[i]) / n if n else 0.0
-        ok = share <= max_share + 1e-12
         lo, hi = float(stats.reference_min[i]), float(stats.reference_max[i])
+        out[f] = OutOfRange(share=share, low=lo, high=hi, threshold=max_share)
+    return out
+
+
+def _range_checks(ranges: Mapping[str, OutOfRange], action: str) -> list[QualityCheck]:
+    checks = []
+    for f, r in ranges.items():
+        ok = not r.exceeded
+        consequence = {
+            "drift": "counted as drift of the feature, not an alarm",
+            "alarm": "a data-quality alarm",
+            "both": "drift of the feature and a data-quality alarm",
+        }[action]
         checks.append(
             QualityCheck(
                 check="out_of_range",
                 column=f,
-                reference=None if math.isnan(lo) else f"[{lo:g}, {hi:g}]",
-                current=share,
-                threshold=max_share,
+                reference=None if math.isnan(r.low) else f"[{r.low:g}, {r.high:g}]",
+                current=r.share,
+                threshold=r.threshold,
                 passed=ok,
-                message=f"{share:.1%} of {f!r} outside the reference range [{lo:g}, {hi:g}]"
-                + ("" if ok else f" (more than {max_share:.1%})"),
+                message=f"{percent(r.share)} of {f!r} beyond the reference's range [{r.low:g}, {r.high:g}]"
+                + ("" if ok else f" (more than {percent(r.threshold)}: {consequence})"),
+                action=action,
             )
         )
     return checks
@@ -742,8 +857,77 @@ def _scores(values: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _outputs(values: Any, name: str, task: str, classes: Sequence[str] | None) -> np.ndarray:
+    """The champion's output for ``task``: 1-D, or ``(rows, classes)`` probabilities (multiclass)."""
+    if task != "multiclass":
+        return _scores(values, name)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DriftInputError(f"{name} must be a (rows, classes) array of probabilities: {exc}") from exc
+    width = len(classes) if classes is not None else None
+    if arr.ndim != 2 or arr.shape[1] < 2 or (width is not None and arr.shape[1] != width):
+        raise DriftInputError(
+            f"{name} of a multiclass model must be its class probabilities, shape (rows, "
+            f"{width if width is not None else 'classes'}); got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise DriftInputError(f"{name} is empty; score the window first or leave {name} out")
+    if not np.isfinite(arr).all():
+        raise DriftInputError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN or infinite probabilities")
+    return arr
+
+
+def _class_names(classes: Sequence[str] | None, proba: np.ndarray) -> list[str]:
+    return [str(c) for c in classes] if classes is not None else [str(i) for i in range(proba.shape[1])]
+
+
+def _class_share_drift(
+    ref: np.ndarray,
+    cur: np.ndarray,
+    classes: list[str],
+    tests: Sequence[str],
+    alpha: float,
+    thresholds: Mapping[str, float],
+) -> PredictionDrift:
+    """Multiclass: the predicted classes' counts, reference against live, by the categorical tests."""
+    from airflow_mlops.drift.statistics import categorical_statistics
+
+    k = len(classes)
+    rc = np.bincount(np.argmax(ref, axis=1), minlength=k).astype(np.float64)
+    cc = np.bincount(np.argmax(cur, axis=1), minlength=k).astype(np.float64)
+    stats = categorical_statistics(rc[None, :], cc[None, :])
+    results = []
+    for t in tests:
+        if t == "chi2":
+            p = float(stats.chi2_p_value[0])
+            results.append(_result("chi2", float(stats.chi2[0]), p, p, alpha, thresholds))
+        elif t == "jensen_shannon":
+            results.append(_result(t, float(stats.jensen_shannon[0]), None, None, alpha, thresholds))
+        else:
+            results.append(_result(t, float(stats.psi[0]), None, None, alpha, thresholds))
+    tests_t = tuple(results)
+    return PredictionDrift(
+        tests=tests_t,
+        histogram={
+            "categories": list(classes),
+            "reference": (rc / rc.sum()).tolist(),
+            "current": (cc / cc.sum()).tolist(),
+        },
+        drifted=_verdict(tests_t),
+        reference_rows=len(ref),
+        current_rows=len(cur),
+        task="multiclass",
+    )
+
+
 def _prediction_drift(
-    ref: np.ndarray, cur: np.ndarray, tests: Sequence[str], alpha: float, thresholds: Mapping[str, float]
+    ref: np.ndarray,
+    cur: np.ndarray,
+    tests: Sequence[str],
+    alpha: float,
+    thresholds: Mapping[str, float],
+    task: str = "binary",
 ) -> PredictionDrift:
     from airflow_mlops.drift.statistics import ks_p_values, numeric_statistics, psi
 
@@ -769,55 +953,89 @@ def _prediction_drift(
         drifted=_verdict(tests_t),
         reference_rows=len(ref),
         current_rows=len(cur),
+        task=task,
     )
 
 
 def _performance(
     current: pd.DataFrame,
     target: str | None,
-    current_scores: Any,
+    scores: np.ndarray | None,
     expected: Mapping[str, float],
     max_drop: Mapping[str, float] | None,
     positive_label: Any,
     threshold: float,
+    task: str,
+    classes: Sequence[str] | None,
 ) -> tuple[list[PerformanceCheck], QualityCheck | None]:
-    from airflow_mlops.registry.evaluation import LOWER_IS_BETTER, compute_metrics
+    from airflow_mlops.metrics import METRICS, compute_metrics
 
     if target is None or target not in current.columns:
         raise DriftInputError(
             f"expected_metrics needs the live window's labels, but target {target!r} is not a column of the "
             "current window; pass target=<label column> or leave expected_metrics out for unlabelled windows"
         )
-    if current_scores is None:
+    if scores is None:
         raise DriftInputError(
-            "expected_metrics needs current_scores (the champion's scores on the live window)"
+            "expected_metrics needs current_scores (the champion's output on the live window)"
         )
-    scores = _scores(current_scores, "current_scores")
     if len(scores) != len(current):
         raise DriftInputError(
             f"current_scores has {len(scores)} values but the current window has {len(current)} rows"
         )
-    drops = dict(DEFAULT_MAX_METRIC_DROP if max_drop is None else max_drop)
-    labelled = current[target].notna().to_numpy()
-    if not labelled.any():
-        raise DriftInputError(f"the target column {target!r} of the current window has no labels")
-    y_true = (current[target][labelled] == positive_label).astype(int).to_numpy()
-    metrics = compute_metrics(y_true, scores[labelled], threshold=threshold)
-    problems = [
-        f"{m!r} is not a metric (known: {', '.join(sorted(metrics))})" for m in drops if m not in metrics
+    if max_drop is None:
+        if task not in DEFAULT_MAX_METRIC_DROPS:
+            raise DriftInputError(
+                f"a {task} model has no default performance check (its metrics are in the target's units): "
+                "name the metric and how far it may worsen, e.g. max_metric_drop={'rmse': 5.0} "
+                "(monitoring.performance: {rmse: {max_drop: 5.0}})"
+            )
+        drops = dict(DEFAULT_MAX_METRIC_DROPS[task])
+    else:
+        drops = dict(max_drop)
+    problems = [f"{m!r} is not a metric (known: {', '.join(METRICS)})" for m in drops if m not in METRICS]
+    problems += [
+        f"{m!r} does not apply to a {task} model (its metrics: "
+        f"{', '.join(n for n, x in METRICS.items() if task in x.tasks)})"
+        for m in drops
+        if m in METRICS and task not in METRICS[m].tasks
     ]
     problems += [
         f"the champion has no recorded {m!r} in expected_metrics"
         for m in drops
-        if m in metrics and m not in expected
+        if m in METRICS and m not in expected
     ]
     problems += [
         f"max_metric_drop[{m!r}]={v!r} must be a number >= 0"
         for m, v in drops.items()
-        if not (isinstance(v, int | float) and v >= 0)
+        if isinstance(v, bool) or not (isinstance(v, int | float) and v >= 0)
     ]
     if problems:
         raise DriftInputError("cannot check performance drift:\n  " + "\n  ".join(problems))
+    labelled = current[target].notna().to_numpy()
+    if not labelled.any():
+        raise DriftInputError(f"the target column {target!r} of the current window has no labels")
+    n = int(labelled.sum())
+    y_true, problem = _encode_labels(task, current[target][labelled], positive_label, classes, target)
+    if y_true is None:
+        # Labels the model cannot be judged on (a class it was never trained on, text for a
+        # regression): nothing is measured, and the labels check fails (fail closed).
+        checks = [
+            PerformanceCheck(m, float(expected[m]), math.nan, float(v), False) for m, v in drops.items()
+        ]
+        return checks, QualityCheck(
+            check="labels",
+            column=target,
+            reference=None,
+            current=None,
+            threshold=None,
+            passed=False,
+            message=f"the live window's labels cannot be compared with the champion's output: {problem}",
+        )
+    try:
+        metrics = compute_metrics(task, y_true, scores[labelled], threshold=threshold, names=list(drops))
+    except DataError as exc:
+        raise DriftInputError(f"cannot check performance drift: {exc}") from exc
     checks, unmeasurable = [], []
     for m, allowed in drops.items():
         value, recorded = float(metrics[m]), float(expected[m])
@@ -825,20 +1043,82 @@ def _performance(
             unmeasurable.append(m)
             checks.append(PerformanceCheck(m, recorded, value, float(allowed), False))
             continue
-        drop = value - recorded if m in LOWER_IS_BETTER else recorded - value
+        drop = METRICS[m].drop(recorded, value)
         checks.append(PerformanceCheck(m, recorded, value, float(allowed), drop > allowed + 1e-12))
     label_check = None
     if unmeasurable:
+        why, measure = _why_unmeasurable(task, y_true, classes)
         label_check = QualityCheck(
             check="labels",
             column=target,
             reference=None,
-            current=float(y_true.mean()),
+            current=measure,
             threshold=None,
             passed=False,
             message=(
-                f"{', '.join(unmeasurable)} cannot be measured on the live window: its {int(labelled.sum())} "
-                f"labelled rows are all one class (share positive {y_true.mean():.2f})"
+                f"{', '.join(unmeasurable)} cannot be measured on the live window: its {n} labelled rows {why}"
             ),
         )
     return checks, label_check
+
+
+def _encode_labels(
+    task: str, labels: pd.Series, positive_label: Any, classes: Sequence[str] | None, target: str
+) -> tuple[np.ndarray | None, str]:
+    """The labels as the metrics read them (:func:`airflow_mlops.tasks.encode_target`), or None
+    and why they cannot be."""
+    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.tasks import encode_target
+
+    if task == "multiclass" and classes is None:
+        raise DriftInputError(
+            "performance drift of a multiclass model needs classes= (the model's classes, in the order "
+            "of its probability columns)"
+        )
+    if task == "binary" and classes is not None:
+        known = [str(c) for c in classes]
+        positive = label_key(positive_label)
+        if positive not in known:
+            raise DriftInputError(
+                f"positive_label {positive_label!r} is not one of the model's classes {known}"
+            )
+        keys = {label_key(v) for v in pd.unique(labels)}
+        unknown = sorted(keys - set(known))
+        if unknown:
+            return None, (
+                f"target column {target!r} holds label(s) {', '.join(repr(k) for k in unknown[:10])} that "
+                f"the model was not trained on (its classes: {', '.join(repr(c) for c in known)})"
+            )
+        if positive not in keys:  # a window of negatives only: still measurable (accuracy, ...)
+            return np.zeros(len(labels), dtype=bool), ""
+    if task == "regression":
+        values = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
+        if len(values) and np.isfinite(values).all() and float(np.ptp(values)) == 0.0:
+            return values, ""  # a constant live target: rmse and mae are measurable, r2 is not
+    try:
+        y = encode_target(
+            task,
+            labels,
+            positive_label=positive_label,
+            classes=classes,
+            column=target,
+            where="the live window",
+            require_both=False,
+        )
+    except DataError as exc:
+        return None, str(exc)
+    return y, ""
+
+
+def _why_unmeasurable(task: str, y: np.ndarray, classes: Sequence[str] | None) -> tuple[str, float]:
+    """Why a metric is NaN on these labels, and the number the labels check shows."""
+    if task == "binary":
+        share = float(np.mean(y))
+        return f"are all one class (share positive {share:.2f})", share
+    if task == "multiclass":
+        present = np.unique(y)
+        names = [str(classes[i]) if classes is not None else str(i) for i in present]
+        return f"hold {len(present)} class(es) only ({', '.join(repr(c) for c in names)})", float(
+            len(present)
+        )
+    return "have a constant target", float(np.ptp(y)) if len(y) else 0.0

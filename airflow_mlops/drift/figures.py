@@ -916,7 +916,9 @@ def write_figures(
 
 
 def prediction_svg(report: DriftReport) -> str:
-    """The champion's score distribution, reference against current (a placeholder without one)."""
+    """The champion's output, reference against current (a placeholder without one): the
+    positive-class scores (binary), the predicted classes' shares (multiclass) or the predicted
+    values (regression)."""
     prediction = report.prediction
     if prediction is None:
         return _placeholder(
@@ -924,6 +926,9 @@ def prediction_svg(report: DriftReport) -> str:
         )
     histogram = prediction.histogram
     kind = "categorical" if "categories" in histogram else "numeric"
+    name = {"multiclass": "predicted classes", "regression": "predicted values"}.get(
+        prediction.task, "prediction scores"
+    )
     return distribution_svg(
-        "prediction scores", kind, histogram, drifted=prediction.drifted, caption="bins drawn equal-width"
+        name, kind, histogram, drifted=prediction.drifted, caption="bins drawn equal-width"
     )

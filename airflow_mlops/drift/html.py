@@ -8,11 +8,13 @@ every fetch as a second line of defence; the first is that every string from the
 and category names, reasons, the caller's context) is escaped.
 
 The page, top to bottom: the verdict (data-quality alarm, drift or no drift) with its reasons, the
-caller's context lines, an overview table and the statistics chart, one block per feature (its
-tests, drifted ones highlighted, and its reference/current distribution; drifted features are
-open, the others folded), the multivariate (MMD) test, the data-quality checks (failed first),
-prediction drift with the score histogram, the performance checks, the history of the recent
-windows, and the settings the detector ran with.
+caller's context lines, an overview table (with the rule that made each drifted feature drift:
+its tests, or its share of values beyond the reference's range) and the statistics chart, one
+block per feature (its tests, drifted ones highlighted, and its reference/current distribution;
+drifted features are open, the others folded), the multivariate (MMD) test, the data-quality
+checks (failed first; an out-of-range check counted as drift says so), prediction drift with the
+histogram of the champion's output (scores, predicted classes or values, by task), the
+performance checks, the history of the recent windows, and the settings the detector ran with.
 """
 
 from __future__ import annotations
@@ -259,11 +261,14 @@ def _features_section(report: DriftReport) -> str:
             f'<td><a href="#f-{index}">{escape(feature.name)}</a></td><td>{escape(feature.kind)}</td>'
             f'<td>{escape(test_name)}</td><td class="num">{escape(value)}</td>'
             f'<td class="num">{escape(threshold)}</td><td>{len(feature.tests)}</td>'
-            f"<td>{_drift_tag(feature.drifted)}</td>"
+            f'<td class="num">{escape(_beyond_text(feature))}</td>'
+            f"<td>{_drift_tag(feature.drifted)}</td><td>{escape(_rules_text(feature))}</td>"
         )
         rows.append(("drifted" if feature.drifted else "", cells))
     overview = _table(
-        ["Feature", "Kind", "Main test", "Value", "Threshold", "Tests", "Verdict"], rows, "overview"
+        ["Feature", "Kind", "Main test", "Value", "Threshold", "Tests", "Beyond range", "Verdict", "Rule"],
+        rows,
+        "overview",
     )
     chart = f"<h3>Statistic per feature and test</h3><figure>{statistics_svg(report.features)}</figure>"
     blocks = "".join(_feature_block(i, f) for i, f in enumerate(report.features))
@@ -287,12 +292,34 @@ def _tests_table(tests: Sequence[TestResult]) -> str:
     return _table(["Test", "Statistic", "p-value", "Adjusted p", "Threshold", "Verdict"], rows, "tests")
 
 
+_RULE_WORDS = {"tests": "tests (significant and large)", "out_of_range": "beyond the reference's range"}
+
+
+def _rules_text(feature: FeatureDrift) -> str:
+    """Which rule made the feature drift ("" when it did not)."""
+    return " + ".join(_RULE_WORDS.get(r, r) for r in feature.rules)
+
+
+def _beyond_text(feature: FeatureDrift) -> str:
+    return "\u2013" if feature.out_of_range is None else format_value(feature.out_of_range.share)
+
+
 def _feature_block(index: int, feature: FeatureDrift) -> str:
     css = "feature drifted" if feature.drifted else "feature"
     is_open = " open" if feature.drifted else ""
     summary = f'{escape(feature.name)} <span class="muted">{escape(feature.kind)}</span> {_drift_tag(feature.drifted)}'
+    notes = []
+    if feature.drifted:
+        notes.append(
+            f"<p>Drifted by rule: {escape(_rules_text(feature))} \u2013 {escape(feature.explain())}</p>"
+        )
+    if feature.out_of_range is not None:
+        notes.append(
+            f'<p class="muted">{escape(feature.out_of_range.describe())} '
+            f"(limit {escape(format_value(feature.out_of_range.threshold))})</p>"
+        )
     body = (
-        f'<div class="feature-body"><div>{_tests_table(feature.tests)}</div>'
+        "".join(notes) + f'<div class="feature-body"><div>{_tests_table(feature.tests)}</div>'
         f"<figure>{feature_distribution_svg(feature)}</figure></div>"
     )
     return f'<details class="{css}" id="f-{index}"{is_open}><summary>{summary}</summary>{body}</details>'
@@ -334,14 +361,30 @@ def _quality_section(quality: Sequence[QualityCheck]) -> str:
     failed = sum(1 for q in quality if not q.passed)
     rows = []
     for check in ordered:
-        status = _tag("passed", "passed") if check.passed else _tag("failed", "FAILED")
+        if check.passed:
+            status = _tag("passed", "passed")
+        elif check.action == "drift":
+            status = _tag("drift", "DRIFT (not an alarm)")
+        elif check.action == "both":
+            status = _tag("failed", "FAILED (alarm and drift)")
+        else:
+            status = _tag("failed", "FAILED")
         cells = (
             f"<td>{escape(check.check)}</td><td>{escape(check.column) if check.column is not None else '<em>table</em>'}</td>"
             f"{_cell(check.reference)}{_cell(check.current)}{_cell(check.threshold)}<td>{status}</td>"
             f"<td>{escape(check.message)}</td>"
         )
         rows.append(("" if check.passed else "failed", cells))
-    head = f"<p>{len(quality) - failed} of {len(quality)} checks passed.</p>"
+    alarms = sum(1 for q in quality if q.alarm)
+    head = (
+        f"<p>{len(quality) - failed} of {len(quality)} checks passed; {alarms} data-quality alarm(s)."
+        + (
+            " A failed check marked DRIFT counts as drift of its column (out_of_range: drift), not as an alarm."
+            if failed > alarms
+            else ""
+        )
+        + "</p>"
+    )
     table = _table(
         ["Check", "Column", "Reference", "Current", "Threshold", "Result", "Message"], rows, "quality"
     )
@@ -355,7 +398,8 @@ def _prediction_section(report: DriftReport) -> str:
             "prediction", "Prediction drift", _missing("No prediction drift check in this report.")
         )
     head = (
-        f"<p>The champion's scores: {escape(str(prediction.reference_rows))} reference rows, "
+        f"<p>The champion's output ({escape(prediction.subject)}, {escape(prediction.task)} model): "
+        f"{escape(str(prediction.reference_rows))} reference rows, "
         f"{escape(str(prediction.current_rows))} current rows. {_drift_tag(prediction.drifted)}</p>"
     )
     body = (

@@ -9,9 +9,14 @@ Two verdicts, kept apart on purpose:
 
 * ``drifted``: the data (or the champion's scores, or its live metrics) moved away from the
   reference. The monitor answers with "retrain".
-* ``quality_failed``: the live window is broken (a surge of nulls, wrong types, values out of
-  range, unseen categories, too few rows). Retraining on broken data would make things worse, so
-  the monitor fails loudly instead.
+* ``quality_failed``: the live window is broken (a surge of nulls, wrong types, unseen
+  categories, too few rows, and -- with ``out_of_range="alarm"`` or ``"both"`` -- values beyond
+  the reference's range). Retraining on broken data would make things worse, so the monitor fails
+  loudly instead.
+
+Values beyond the reference's range are a decision (``out_of_range``): by default (``"drift"``)
+a share above the limit is drift of that feature (a covariate shift: :attr:`FeatureDrift.rules`
+names ``"out_of_range"``), not an alarm.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "MultivariateDrift",
+    "OutOfRange",
     "PerformanceCheck",
     "PredictionDrift",
     "QualityCheck",
@@ -33,6 +39,18 @@ __all__ = [
 
 #: Tests that return a p-value (the others are distances compared with a threshold).
 P_VALUE_TESTS = frozenset({"ks", "chi2", "mmd"})
+#: The rules by which a feature drifts: its statistical tests (significant and large), or its
+#: share of values beyond the reference's range (``out_of_range`` set to ``drift`` or ``both``).
+FEATURE_RULES = ("tests", "out_of_range")
+#: What a failed data-quality check means: an ``alarm`` (the monitor fails, no retraining),
+#: ``drift`` of its column (``out_of_range: drift``), or ``both``.
+QUALITY_ACTIONS = ("alarm", "drift", "both")
+#: What prediction drift compares, per task.
+PREDICTION_SUBJECT = {
+    "binary": "the positive class's probability",
+    "multiclass": "the shares of the predicted classes",
+    "regression": "the predicted values",
+}
 
 
 def _float(value: Any) -> float:
@@ -51,6 +69,11 @@ def _fmt(value: float | None) -> str:
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
         return f"{value:.3g}"
     return f"{value:.4f}"
+
+
+def percent(share: float) -> str:
+    """``0.25`` -> ``"25 %"``, ``0.075`` -> ``"7.5 %"``."""
+    return f"{share * 100:.3g} %"
 
 
 @dataclass(frozen=True)
@@ -101,8 +124,43 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class OutOfRange:
+    """The share of a numeric feature's live values beyond the reference's ``[low, high]``."""
+
+    share: float
+    low: float
+    high: float
+    threshold: float  # max_out_of_range_share
+
+    @property
+    def exceeded(self) -> bool:
+        return self.share > self.threshold + 1e-12
+
+    def describe(self) -> str:
+        """``25 % of values beyond the reference's range [6.98, 28.1]``."""
+        return f"{percent(self.share)} of values beyond the reference's range [{self.low:g}, {self.high:g}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OutOfRange:
+        return cls(
+            share=_float(d["share"]),
+            low=_float(d["low"]),
+            high=_float(d["high"]),
+            threshold=_float(d["threshold"]),
+        )
+
+
+@dataclass(frozen=True)
 class FeatureDrift:
-    """The univariate tests of one feature.
+    """The univariate verdict of one feature.
+
+    ``drifted`` when a rule of ``rules`` fired: ``"tests"`` (its tests found a change both
+    significant and large) and/or ``"out_of_range"`` (more of its live values lie beyond the
+    reference's range than ``max_out_of_range_share``, with ``out_of_range`` set to ``drift`` or
+    ``both``). ``out_of_range`` holds the share for numeric features whatever the setting.
 
     ``histogram`` is for plots: numeric features get ``{"edges": [n+1 floats], "reference": [n
     proportions], "current": [n proportions]}`` (bins from the reference's quantiles), categorical
@@ -115,6 +173,17 @@ class FeatureDrift:
     tests: tuple[TestResult, ...]
     drifted: bool
     histogram: dict[str, Any] = field(default_factory=dict)
+    rules: tuple[str, ...] = ()
+    out_of_range: OutOfRange | None = None
+
+    def explain(self) -> str:
+        """Why the feature drifted, one line per fired rule joined by ``; `` ("" when it did not)."""
+        parts = []
+        if "tests" in self.rules:
+            parts.append("tests: " + ", ".join(t.format() for t in self.tests if t.drifted))
+        if "out_of_range" in self.rules and self.out_of_range is not None:
+            parts.append(self.out_of_range.describe())
+        return "; ".join(parts)
 
     def test(self, name: str) -> TestResult | None:
         """The result of test ``name`` on this feature, or None if it did not run."""
@@ -126,17 +195,27 @@ class FeatureDrift:
             "kind": self.kind,
             "tests": [t.to_dict() for t in self.tests],
             "drifted": self.drifted,
+            "rules": list(self.rules),
+            "explanation": self.explain(),
+            "out_of_range": None if self.out_of_range is None else self.out_of_range.to_dict(),
             "histogram": _plain(self.histogram),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureDrift:
+        tests = tuple(TestResult.from_dict(t) for t in d["tests"])
+        drifted = bool(d["drifted"])
+        rules = d.get("rules")
+        oor = d.get("out_of_range")
         return cls(
             name=str(d["name"]),
             kind=str(d["kind"]),
-            tests=tuple(TestResult.from_dict(t) for t in d["tests"]),
-            drifted=bool(d["drifted"]),
+            tests=tests,
+            drifted=drifted,
             histogram=dict(d.get("histogram") or {}),
+            # reports written before the rules existed: the tests were the only rule
+            rules=tuple(str(r) for r in rules) if rules is not None else (("tests",) if drifted else ()),
+            out_of_range=None if oor is None else OutOfRange.from_dict(oor),
         )
 
 
@@ -182,8 +261,12 @@ class MultivariateDrift:
 class QualityCheck:
     """One data-quality check of the live window against the reference.
 
-    ``check`` is ``"null_rate"``, ``"type"``, ``"out_of_range"``, ``"new_categories"`` or
-    ``"row_count"``; ``column`` is None for table-level checks.
+    ``check`` is ``"null_rate"``, ``"type"``, ``"out_of_range"``, ``"new_categories"``,
+    ``"row_count"`` or ``"labels"``; ``column`` is None for table-level checks.
+
+    ``action`` says what a failure means: ``"alarm"`` (the monitor fails, no retraining),
+    ``"drift"`` (the column drifted: only ``out_of_range`` with ``out_of_range: drift``) or
+    ``"both"``. :attr:`alarm` is whether this check raises the data-quality alarm.
     """
 
     check: str
@@ -193,6 +276,12 @@ class QualityCheck:
     threshold: float | None
     passed: bool
     message: str
+    action: str = "alarm"
+
+    @property
+    def alarm(self) -> bool:
+        """A failed check whose failure is an alarm (not only drift)."""
+        return not self.passed and self.action != "drift"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,18 +296,31 @@ class QualityCheck:
             threshold=_opt_float(d.get("threshold")),
             passed=bool(d["passed"]),
             message=str(d["message"]),
+            action=str(d.get("action", "alarm")),
         )
 
 
 @dataclass(frozen=True)
 class PredictionDrift:
-    """The champion's score distribution on the live window against the reference window."""
+    """The champion's output on the live window against the reference window.
+
+    What is compared depends on the ``task`` (:data:`PREDICTION_SUBJECT`): binary, the positive
+    class's probability (numeric tests); multiclass, the shares of the predicted classes
+    (categorical tests; ``histogram["categories"]`` are the model's classes); regression, the
+    predicted values (numeric tests).
+    """
 
     tests: tuple[TestResult, ...]
     histogram: dict[str, Any]
     drifted: bool
     reference_rows: int = 0
     current_rows: int = 0
+    task: str = "binary"
+
+    @property
+    def subject(self) -> str:
+        """What was compared, in words."""
+        return PREDICTION_SUBJECT.get(self.task, "the champion's scores")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +329,7 @@ class PredictionDrift:
             "drifted": self.drifted,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "task": self.task,
         }
 
     @classmethod
@@ -237,6 +340,7 @@ class PredictionDrift:
             drifted=bool(d["drifted"]),
             reference_rows=int(d.get("reference_rows", 0)),
             current_rows=int(d.get("current_rows", 0)),
+            task=str(d.get("task", "binary")),
         )
 
 
@@ -244,9 +348,11 @@ class PredictionDrift:
 class PerformanceCheck:
     """Concept drift: one champion metric on the labelled live window against its recorded value.
 
-    ``drifted`` when the metric got worse by more than ``max_drop`` (for ``log_loss``, where lower
-    is better, "worse" means higher), or when it cannot be measured on the live window (NaN: e.g.
-    a single class), which fails closed.
+    ``drifted`` when the metric got worse by more than ``max_drop`` in the metric's direction
+    (:meth:`airflow_mlops.metrics.Metric.drop`: for ``log_loss``, ``rmse``, ``mae``, ``mape``,
+    where lower is better, "worse" means higher). A metric that cannot be measured on the live
+    window (NaN: e.g. a single class) is not drift; the window's ``labels`` quality check fails
+    instead (fail closed).
     """
 
     metric: str
@@ -258,11 +364,12 @@ class PerformanceCheck:
     @property
     def drop(self) -> float:
         """How much worse the live value is (positive = worse), in the metric's own units."""
-        from airflow_mlops.registry.evaluation import LOWER_IS_BETTER
+        from airflow_mlops.metrics import METRICS
 
-        if self.metric in LOWER_IS_BETTER:
-            return self.current - self.expected
-        return self.expected - self.current
+        known = METRICS.get(self.metric)
+        if known is None:  # a metric of a report written by another version: higher is better
+            return self.expected - self.current
+        return known.drop(self.expected, self.current)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,7 +417,13 @@ class DriftReport:
 
     @property
     def failed_quality_checks(self) -> tuple[QualityCheck, ...]:
-        return tuple(q for q in self.quality if not q.passed)
+        """The checks that raise the data-quality alarm (failed, and not counted as drift only)."""
+        return tuple(q for q in self.quality if q.alarm)
+
+    @property
+    def out_of_range_features(self) -> tuple[str, ...]:
+        """Features that drifted by the out-of-range rule."""
+        return tuple(f.name for f in self.features if "out_of_range" in f.rules)
 
     def feature(self, name: str) -> FeatureDrift:
         """The univariate result of feature ``name`` (KeyError if it was not tested)."""
@@ -381,7 +494,13 @@ class DriftReport:
             for f in self.features:
                 tests = "; ".join(t.format() for t in f.tests)
                 flag = "DRIFT" if f.drifted else "ok   "
-                lines.append(f"    {flag} {f.name:<{width}} [{f.kind}] {tests}")
+                rule = f" (rules: {', '.join(f.rules)})" if f.drifted else ""
+                beyond = (
+                    f"; {f.out_of_range.describe()}"
+                    if f.out_of_range is not None and f.out_of_range.share > 0
+                    else ""
+                )
+                lines.append(f"    {flag} {f.name:<{width}} [{f.kind}] {tests}{beyond}{rule}")
         if self.multivariate is not None:
             m = self.multivariate
             lines.append(
@@ -391,15 +510,21 @@ class DriftReport:
             )
         if self.prediction is not None:
             tests = "; ".join(t.format() for t in self.prediction.tests)
-            lines.append(f"  prediction: {'DRIFT' if self.prediction.drifted else 'ok'} {tests}")
+            lines.append(
+                f"  prediction ({self.prediction.subject}): "
+                f"{'DRIFT' if self.prediction.drifted else 'ok'} {tests}"
+            )
         for p in self.performance:
             lines.append(
                 f"  performance: {'DRIFT' if p.drifted else 'ok'} {p.metric} expected {_fmt(p.expected)} "
                 f"current {_fmt(p.current)} (max drop {_fmt(p.max_drop)})"
             )
         failed = self.failed_quality_checks
-        lines.append(f"  quality: {len(self.quality) - len(failed)} of {len(self.quality)} checks passed")
+        as_drift = [q for q in self.quality if not q.passed and not q.alarm]
+        passed = sum(q.passed for q in self.quality)
+        lines.append(f"  quality: {passed} of {len(self.quality)} checks passed")
         lines += [f"    FAIL {q.check} {q.column or '<table>'}: {q.message}" for q in failed]
+        lines += [f"    DRIFT {q.check} {q.column or '<table>'}: {q.message}" for q in as_drift]
         return "\n".join(lines)
 
 

@@ -1,21 +1,37 @@
 """Operators of the ``<pipeline>__monitor`` DAG: batch scoring, drift detection, the drift event.
 
-``ChampionScoreOperator`` snapshots the live window, loads the champion only after the same
-verify-and-scan that promotion uses, and stores its predictions (the batch-inference pattern).
+``ChampionScoreOperator`` snapshots the live window, loads the champion (any flavor and task,
+:func:`airflow_mlops.training.flavors.load_predictor`) only after the same verify-and-scan that
+promotion uses, and stores its predictions (the batch-inference pattern).
 ``DriftDetectOperator`` compares the window with the reference (:func:`airflow_mlops.drift.detect_drift`),
 stores JSON and HTML reports and logs them to MLflow. ``DriftEventEmitOperator`` emits the
 pipeline's ``drift`` asset event, which schedules ``<pipeline>__train``, only when there is drift.
+
+The champion's output stored beside each window and reference row (:func:`champion_columns`):
+
+==========  ===========================  ==============================  ==========================
+task        ``mlops_score``              ``mlops_prediction``            more
+==========  ===========================  ==============================  ==========================
+binary      positive class probability   1 at or above the threshold
+multiclass  the predicted class's prob.  the predicted class (its label) ``mlops_proba_<class>``
+                                                                         per class
+regression  the predicted value          the predicted value
+==========  ===========================  ==============================  ==========================
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.links import DriftReportLink, MLflowRunLink
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 MONITOR_RUN_KIND = "monitor"
 TAG_KIND = "mlops.kind"
@@ -23,23 +39,73 @@ TAG_MODEL_NAME = "mlops.model_name"
 TAG_MODEL_VERSION = "mlops.model_version"
 SCORE_COLUMN = "mlops_score"
 PREDICTION_COLUMN = "mlops_prediction"
+PROBA_PREFIX = "mlops_proba_"
+OUT_OF_RANGE_RULES = ("drift", "alarm", "both")
+
+
+def proba_column(label: str) -> str:
+    """The column of a multiclass model's probability of class ``label``."""
+    return f"{PROBA_PREFIX}{label}"
+
+
+def champion_columns(predictor: Any, frame: pd.DataFrame, threshold: float | None) -> dict[str, Any]:
+    """The champion's output on ``frame`` as the columns the monitor stores (see the module
+    docstring); ``threshold``: binary only, the cut of ``mlops_prediction``."""
+    import numpy as np
+
+    out = predictor.predict_scores(frame)
+    if predictor.task == "binary":
+        cut = 0.5 if threshold is None else threshold
+        return {SCORE_COLUMN: out, PREDICTION_COLUMN: (out >= cut).astype("int8")}
+    if predictor.task == "regression":
+        return {SCORE_COLUMN: out, PREDICTION_COLUMN: out}
+    best = np.argmax(out, axis=1)
+    columns: dict[str, Any] = {proba_column(c): out[:, j] for j, c in enumerate(predictor.classes)}
+    columns[SCORE_COLUMN] = out[np.arange(len(out)), best]
+    columns[PREDICTION_COLUMN] = np.asarray(predictor.classes, dtype=object)[best]
+    return columns
+
+
+def champion_output(frame: pd.DataFrame, task: str, classes: Sequence[str] | None) -> np.ndarray:
+    """The champion's output read back from stored columns: 1-D (binary scores, regression
+    values) or ``(rows, classes)`` probabilities (multiclass), what ``detect_drift`` takes.
+
+    :raises DriftInputError: the columns are missing (the window was scored by another version).
+    """
+    from airflow_mlops.exceptions import DriftInputError
+
+    names = [proba_column(c) for c in classes or ()] if task == "multiclass" else [SCORE_COLUMN]
+    missing = [n for n in names if n not in frame.columns]
+    if missing or not names:
+        raise DriftInputError(
+            f"the stored predictions lack the champion's output column(s) {', '.join(missing) or '(no classes)'} "
+            f"for a {task} model; rerun monitor.score"
+        )
+    if task == "multiclass":
+        return frame[names].to_numpy(dtype="float64")
+    return frame[SCORE_COLUMN].to_numpy(dtype="float64")
 
 
 class ChampionScoreOperator(MLOpsBaseOperator):
     """Score the live window with the champion (batch inference) and prepare the reference.
 
     The champion is downloaded, its signature and digest verified and every file scanned before
-    it is loaded, exactly as for promotion. The window is snapshotted into the artifact store, and
-    its predictions (the window plus ``mlops_score`` and ``mlops_prediction``) are stored beside it:
-    they are this pipeline's batch predictions for the interval.
+    it is loaded, exactly as for promotion; any flavor and task loads
+    (:func:`airflow_mlops.training.flavors.load_predictor`). The window is snapshotted into the
+    artifact store, and its predictions (the window plus the champion's output columns, see
+    :func:`champion_columns`) are stored beside it: they are this pipeline's batch predictions for
+    the interval.
 
     :param source: path or ``s3://`` URI of the live window (templated, e.g. ``.../{{ ds }}/...``).
     :param reference: ``champion`` (the rows the champion was trained on, pinned by sha256 on its
         model version), ``data`` (``data_reference``), or a path / URI (templated).
-    :param threshold: decision threshold for ``mlops_prediction`` when the model records none.
+    :param threshold: binary models: the decision threshold for ``mlops_prediction`` when the
+        model records none.
 
     Returns ``{"window", "predictions", "reference"}`` refs, ``champion_version``,
-    ``champion_metrics`` (its recorded evaluation) and ``labelled`` (the window has the target).
+    ``champion_metrics`` (its recorded evaluation), ``labelled`` (the window has the target),
+    ``features``, and what the detector needs to read the output: ``task``, ``classes`` (the
+    model's class labels; empty for a regression) and ``threshold`` (binary; else None).
     Skips (with the reason in the log) when there is no champion yet: nothing to monitor.
     """
 
@@ -92,7 +158,8 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         from airflow_mlops.data.io import read_table, write_table
         from airflow_mlops.exceptions import DriftInputError
         from airflow_mlops.registry.mlflow_registry import fetch_trusted_champion, weights_dir
-        from airflow_mlops.training.model import load_predictor
+        from airflow_mlops.tasks import describe
+        from airflow_mlops.training.flavors import load_predictor
 
         client = self.mlflow_hook.get_conn()
         store = self.artifact_store()
@@ -124,14 +191,18 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             version, model_dir = champion
             predictor = load_predictor(weights_dir(model_dir))
             features = self.features or predictor.features
-            threshold = float(predictor.config.get("threshold", self.threshold))
+            threshold = None
+            if predictor.task == "binary":
+                threshold = predictor.threshold if predictor.threshold is not None else float(self.threshold)
             self.log.info(
-                "Scoring %s rows of %s with %s version %s (verified, scanned); threshold %s",
+                "Scoring %s rows of %s with %s version %s (verified, scanned): %s model (%s)%s",
                 len(window),
                 self.source,
                 self.model_name,
                 version,
-                threshold,
+                predictor.flavor,
+                describe(predictor.task, predictor.classes, predictor.positive_label),
+                "" if threshold is None else f", threshold {threshold}",
             )
             write_table(window, tmp / "window.parquet")
             window_ref = store.put_file(
@@ -141,10 +212,9 @@ class ChampionScoreOperator(MLOpsBaseOperator):
                 source=self.source,
                 rows=len(window),
             )
-            scores = predictor.predict_proba(window)
             predictions = window.copy()
-            predictions[SCORE_COLUMN] = scores
-            predictions[PREDICTION_COLUMN] = (scores >= threshold).astype("int8")
+            for column, values in champion_columns(predictor, window, threshold).items():
+                predictions[column] = values
             write_table(predictions, tmp / "predictions.parquet")
             predictions_ref = store.put_file(
                 tmp / "predictions.parquet",
@@ -153,14 +223,16 @@ class ChampionScoreOperator(MLOpsBaseOperator):
                 rows=len(predictions),
                 model_name=self.model_name,
                 model_version=version,
-                threshold=threshold,
+                task=predictor.task,
+                **({"threshold": threshold} if threshold is not None else {}),
             )
             mv = client.get_model_version(self.model_name, version)
             reference, described = self._reference(mv, tmp)
             if len(reference) > self.max_reference_rows:
                 reference = reference.sample(self.max_reference_rows, random_state=self.seed)
             reference = reference.reset_index(drop=True)
-            reference[SCORE_COLUMN] = predictor.predict_proba(reference)
+            for column, values in champion_columns(predictor, reference, threshold).items():
+                reference[column] = values
             write_table(reference, tmp / "reference.parquet")
             reference_ref = store.put_file(
                 tmp / "reference.parquet",
@@ -179,6 +251,9 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             "champion_metrics": champion_metrics,
             "features": features,
             "labelled": self.target in window.columns,
+            "task": predictor.task,
+            "classes": list(predictor.classes),
+            "threshold": threshold,
         }
 
     def _reference(self, mv: Any, tmp: Any) -> tuple[Any, str]:
@@ -218,13 +293,22 @@ class DriftDetectOperator(MLOpsBaseOperator):
     """Test the live window against the reference; store JSON and HTML reports; log to MLflow.
 
     The checks are :func:`airflow_mlops.drift.detect_drift`'s: univariate tests per feature, MMD
-    over the numeric features, data quality, prediction drift of the champion's scores and, when the
-    window has labels, the champion's metrics against its recorded evaluation. The reports, the
-    figures and the history of recent windows are stored under the run's prefix and logged to an
-    MLflow run tagged with the champion's version.
+    over the numeric features, data quality, prediction drift of the champion's output (per task:
+    the positive-class scores, the predicted classes' shares, the predicted values) and, when the
+    window has labels, the champion's metrics (any metric of its task) against its recorded
+    evaluation. The reports, the figures and the history of recent windows are stored under the
+    run's prefix and logged to an MLflow run tagged with the champion's version.
 
     A data-quality alarm fails the task after the reports are stored (no retraining starts on a
     broken feed). Drift does not fail it: ``drifted`` goes to the emit task.
+
+    :param task: the champion's task (``monitor.score``'s ``task``; default ``binary``).
+    :param classes: its class labels, the order of the stored probability columns (``classes``).
+    :param threshold: binary: the operating threshold the thresholded metrics use (``threshold``).
+    :param out_of_range: what more than ``max_out_of_range_share`` of a feature's values beyond
+        the reference's range means: ``drift`` (default: drift of that feature, the drift event
+        follows ``on_drift``), ``alarm`` (a data-quality alarm: this task fails, no retraining) or
+        ``both`` (drift recorded in the report, and the alarm fails this task).
 
     Returns ``{"report", "html"}`` refs, ``drifted``, ``reasons``, ``drifted_features``,
     ``mlflow_run_id``.
@@ -237,6 +321,9 @@ class DriftDetectOperator(MLOpsBaseOperator):
         "features",
         "champion_version",
         "champion_metrics",
+        "task",
+        "classes",
+        "threshold",
     )
     stage = "monitor"
     ui_color = "#fef7e0"
@@ -256,11 +343,19 @@ class DriftDetectOperator(MLOpsBaseOperator):
         performance: Mapping[str, float] | None = None,
         prediction_drift: bool = True,
         positive_label: Any = 1,
+        task: Any = None,
+        classes: Any = None,
+        threshold: Any = None,
+        out_of_range: str = "drift",
         history: int = 14,
         experiment: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,
     ) -> None:
+        if out_of_range not in OUT_OF_RANGE_RULES:
+            raise ValueError(
+                f"out_of_range must be one of {', '.join(OUT_OF_RANGE_RULES)}, got {out_of_range!r}"
+            )
         super().__init__(**kwargs)
         self.predictions = predictions
         self.reference = reference
@@ -273,6 +368,10 @@ class DriftDetectOperator(MLOpsBaseOperator):
         self.performance = dict(performance or {})
         self.prediction_drift = prediction_drift
         self.positive_label = positive_label
+        self.task = task
+        self.classes = classes
+        self.threshold = threshold
+        self.out_of_range = out_of_range
         self.history = history
         self.experiment = experiment or self.pipeline
         self.mlflow_conn_id = mlflow_conn_id
@@ -285,6 +384,9 @@ class DriftDetectOperator(MLOpsBaseOperator):
         store = self.artifact_store()
         client = self.mlflow_hook.get_conn()
         features = list(self.features)
+        task = str(self.task or "binary")
+        classes = [str(c) for c in self.classes] if self.classes else None
+        operating: dict[str, Any] = {} if self.threshold is None else {"threshold": float(self.threshold)}
         with self.scratch() as tmp:
             current = read_table(self.fetch(self.predictions, tmp / "predictions"))
             reference = read_table(self.fetch(self.reference, tmp / "reference"))
@@ -300,12 +402,16 @@ class DriftDetectOperator(MLOpsBaseOperator):
                 current[[*features, self.target]] if labelled else current[features],
                 features=features,
                 target=self.target if labelled else None,
-                reference_scores=reference[SCORE_COLUMN].to_numpy() if self.prediction_drift else None,
-                current_scores=current[SCORE_COLUMN].to_numpy(),
+                reference_scores=champion_output(reference, task, classes) if self.prediction_drift else None,
+                current_scores=champion_output(current, task, classes),
                 # A champion without recorded metrics fails here (detect_drift names the metric).
                 expected_metrics=dict(self.champion_metrics or {}) if labelled and self.performance else None,
                 max_metric_drop=self.performance if labelled and self.performance else None,
                 positive_label=self.positive_label,
+                task=task,
+                classes=classes,
+                out_of_range=self.out_of_range,
+                **operating,
                 **self.settings,
             )
             self.log.info(
@@ -341,6 +447,13 @@ class DriftDetectOperator(MLOpsBaseOperator):
             )
             self._log_to_mlflow(client, run_id, report, tmp, report_path, html_path, history)
         self.log.info("HTML report: %s", html_ref.uri)
+        if report.out_of_range_features:
+            self.log.warning(
+                "Values beyond the reference's range in %s (monitoring.out_of_range: %s): %s",
+                ", ".join(report.out_of_range_features),
+                self.out_of_range,
+                "counted as drift" if self.out_of_range == "drift" else "drift and a data-quality alarm",
+            )
         if report.quality_failed:
             from airflow_mlops.exceptions import DataQualityAlarm
 
@@ -421,6 +534,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
             "quality_failed": float(report.quality_failed),
             "drifted_features": float(len(report.drifted_features)),
             "drift_share": len(report.drifted_features) / max(len(report.features), 1),
+            "out_of_range_features": float(len(report.out_of_range_features)),
             "current_rows": float(report.current_rows),
         }
         if report.multivariate is not None:

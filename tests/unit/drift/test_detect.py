@@ -90,22 +90,32 @@ def test_null_surge_with_unchanged_values_is_a_quality_alarm() -> None:
     assert any(r.startswith("data quality: null rate of 'amount'") for r in report.reasons)
 
 
-def test_new_categories_and_out_of_range_values_fail_quality() -> None:
+def test_new_categories_and_out_of_range_values_fail_quality_with_out_of_range_alarm() -> None:
     ref = window(2000, seed=0)
     cur = window(2000, seed=1)
     cur.loc[:199, "city"] = "berlin"  # 10 % unseen
     cur.loc[:149, "count"] = 1000  # 7.5 % above the reference maximum
-    report = detect_drift(ref, cur, target="label", multivariate=False)
+    report = detect_drift(ref, cur, target="label", multivariate=False, out_of_range="alarm")
     by_check = {(q.check, q.column): q for q in report.quality}
     new = by_check[("new_categories", "city")]
     assert not new.passed and new.current == pytest.approx(0.1) and "'berlin'" in new.message
     out = by_check[("out_of_range", "count")]
     outside = ((cur["count"] > ref["count"].max()) | (cur["count"] < ref["count"].min())).mean()
     assert not out.passed and out.current == pytest.approx(outside) and outside >= 0.075
+    assert out.alarm and out.action == "alarm"
     assert by_check[("out_of_range", "a")].passed and by_check[("new_categories", "city")].threshold == 0.05
     hist = report.feature("city").histogram
     assert hist["categories"][-1] == "berlin" and hist["reference"][-1] == 0.0
     assert report.quality_failed
+    assert {(q.check, q.column) for q in report.failed_quality_checks} == {
+        ("new_categories", "city"),
+        ("out_of_range", "count"),
+    }
+    # By default the values beyond the range are drift of `count`; the new category stays an alarm.
+    default = detect_drift(ref, cur, target="label", multivariate=False)
+    assert [(q.check, q.column) for q in default.failed_quality_checks] == [("new_categories", "city")]
+    assert "out_of_range" in default.feature("count").rules and default.drifted
+    assert default.settings["out_of_range"] == "drift"
 
 
 def test_schema_mismatch_lists_every_difference() -> None:

@@ -318,7 +318,7 @@ def test_multivariate_prediction_performance_sections() -> None:
     assert "roc_auc" in text and "log_loss" in text
     # the drop is computed in the metric's direction: auc 0.9 -> 0.8 is a drop of 0.1
     assert "0.1" in text
-    assert "The champion's scores" in text
+    assert "The champion's output (the positive class's probability, binary model)" in text
 
 
 def test_report_without_optional_parts() -> None:
