@@ -183,3 +183,16 @@ def test_the_project_model_imputes_the_training_mean_and_no_category(tmp_path: P
     by_hand = holdout.assign(amount=mean, merchant="a category never seen in training")
     np.testing.assert_allclose(predictor.predict_proba(blanked), predictor.predict_proba(by_hand), rtol=1e-6)
     assert not np.allclose(predictor.predict_proba(blanked), predictor.predict_proba(holdout))
+
+
+def test_a_model_that_takes_the_dataframe_has_its_feature_kinds_read_from_the_holdout() -> None:
+    """A scikit-learn pipeline stored with ``input: dataframe`` has no project preprocessor: its
+    numeric features (noise applies) are the holdout's number columns, the rest categorical."""
+    from types import SimpleNamespace
+
+    from airflow_mlops.registry.holdout_checks import feature_kinds
+
+    holdout, _ = _holdout(50)
+    holdout = holdout.assign(flag=holdout["age"] > 40)
+    predictor = SimpleNamespace(preprocessor=None, features=["amount", "merchant", "flag", "age"])
+    assert feature_kinds(predictor, holdout) == (["amount", "age"], ["merchant", "flag"])
