@@ -367,7 +367,8 @@ class ModelSignOperator(MLOpsBaseOperator):
             sign_statement,
             statement,
         )
-        from airflow_mlops.security.mlbom import build_mlbom, validate_mlbom
+        from airflow_mlops.security.mlbom import build_mlbom, model_facts, validate_mlbom
+        from airflow_mlops.training.flavors import read_config
 
         digest = str(self.model["sha256"])
         blessing = dict(self.blessing or {})
@@ -377,10 +378,14 @@ class ModelSignOperator(MLOpsBaseOperator):
                 f"{digest}: the gates judged another model; nothing is signed"
             )
         evaluation = json.loads(self.fetch(self.evaluation, tmp / "evaluation").read_text())
-        config = json.loads((weights_dir(model_dir) / "model_config.json").read_text())
+        config = read_config(weights_dir(model_dir))  # any flavor; format 1 read as binary torch
         refs: dict[str, Any] = {}
         envelope = sign_statement(
-            statement(digest, EVALUATION_PREDICATE, evaluation_predicate(evaluation, blessing)),
+            statement(
+                digest,
+                EVALUATION_PREDICATE,
+                evaluation_predicate(evaluation, blessing, model_facts(config)),
+            ),
             key.signer,
         )
         bom = build_mlbom(

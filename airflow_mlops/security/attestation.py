@@ -8,7 +8,8 @@ files). Two predicates:
 
 - :data:`EVALUATION_PREDICATE`: the blessing (verdict, champion compared with), every gate with its
   measured value and threshold, the metrics, the operating thresholds and the holdout it was
-  measured on. Promotion trusts the verdict only from a verified attestation.
+  measured on, and the model judged (task, flavor, format, framework and classes). Promotion
+  trusts the verdict only from a verified attestation.
 - :data:`CYCLONEDX_PREDICATE`: the model's ML-BOM (see :mod:`airflow_mlops.security.mlbom`).
 
 Verification fails closed and says why: a malformed envelope, a signature from another key (or a
@@ -253,10 +254,21 @@ def _sigstore_verify(bundle: Any, trust: Trust, what: str) -> tuple[str, bytes, 
     return str(payload_type), bytes(payload), trust.fingerprint
 
 
-def evaluation_predicate(evaluation: Mapping[str, Any], blessing: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluation predicate: the blessing and what it rests on (from ``evaluation.json``)."""
+def evaluation_predicate(
+    evaluation: Mapping[str, Any],
+    blessing: Mapping[str, Any],
+    model: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The evaluation predicate: the blessing and what it rests on (from ``evaluation.json``).
+
+    :param model: what the model is (:func:`airflow_mlops.security.mlbom.model_facts` of its
+        ``model_config.json``): its task, flavor, format, framework and classes.
+    """
     gates = (evaluation.get("gates") or {}).get("gates") or []
+    facts = dict(model or {})
     return {
+        "task": evaluation.get("task") or facts.get("task"),
+        **({"model": facts} if facts else {}),
         "blessing": dict(blessing),
         "passed": bool(evaluation.get("passed")),
         "note": evaluation.get("note"),

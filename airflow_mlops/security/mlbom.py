@@ -1,9 +1,12 @@
 """The ML bill of materials of a model: a CycloneDX 1.6 JSON document.
 
 One ``machine-learning-model`` component with its ``modelCard`` built from the run's facts: the
-datasets it was trained and evaluated on (with their sha256), the training parameters, the
-operating threshold, every metric and the gates it passed (with their thresholds), the trainer
-image and backend, the code version and the signer's key fingerprint. Its files are nested
+task (binary, multiclass or regression: the card's ``task``, and for a classifier its classes),
+the flavor, serialisation format and library it was trained with (name and version: the
+``airflow-mlops:flavor``, ``:format``, ``:framework``, ``:framework_version`` properties, from
+``model_config.json``), the datasets it was trained and evaluated on (with their sha256), the
+training parameters, the operating threshold, every metric and the gates it passed (with their
+thresholds), the trainer image and backend, the code version and the signer's key fingerprint. Its files are nested
 ``file`` components with their SHA-256; the software it needs to run (the model's pinned
 ``requirements.txt``) are ``library`` components with package URLs; the training image, when
 there is one, a ``container`` component.
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ArtifactError
+from airflow_mlops.training.flavors import FORMATS  # model_config.json's vocabulary; no torch
 
 SPEC_VERSION = "1.6"
 MODEL_REF = "model"
@@ -53,6 +57,46 @@ def pinned_requirements(model_dir: str | Path) -> list[tuple[str, str]]:
         if match:
             found.append((match.group(1).lower(), match.group(2)))
     return found
+
+
+#: CycloneDX's ``modelParameters.task`` per task.
+CARD_TASKS = {
+    "binary": "binary-classification",
+    "multiclass": "multiclass-classification",
+    "regression": "regression",
+}
+
+
+def model_facts(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ML-BOM and the attestations say of a model, from its ``model_config.json``:
+    ``flavor``, ``format``, ``framework`` ``{name, version}``, ``task`` and, for a classifier,
+    ``classes`` (a format 1 config -- a binary torch model of earlier releases -- reads as one)."""
+    flavor = str(model_config.get("flavor") or "torch")
+    task = str(model_config.get("task") or "binary")
+    framework = dict(model_config.get("framework") or {})
+    if not framework.get("name") and flavor == "torch":
+        framework = {"name": "torch", "version": model_config.get("torch_version")}
+    facts: dict[str, Any] = {
+        "flavor": flavor,
+        "format": str(model_config.get("format") or FORMATS.get(flavor, "unknown")),
+        "framework": {"name": framework.get("name"), "version": framework.get("version")},
+        "task": task,
+    }
+    classes = model_config.get("classes")
+    if task != "regression" and isinstance(classes, list):
+        facts["classes"] = [str(c) for c in classes]
+    return facts
+
+
+def _outputs(model_config: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    target = model_config.get("target")
+    classes = facts.get("classes") or []
+    if facts["task"] == "binary":
+        return f"probability that {target} is {model_config.get('positive_label')}"
+    if facts["task"] == "multiclass":
+        shown = ", ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
+        return f"probability of each of the {len(classes)} classes of {target} ({shown})"
+    return f"predicted value of {target}"
 
 
 def _dataset(name: str, ref: Mapping[str, Any] | None, description: str) -> dict[str, Any] | None:
@@ -92,8 +136,8 @@ def build_mlbom(
     """The CycloneDX 1.6 ML-BOM of one model (see the module docstring).
 
     :param files: ``(relative path, sha256)`` of every file of the model directory.
-    :param model_config: the trainer's ``model_config.json`` (architecture, features, target,
-        threshold).
+    :param model_config: the trainer's ``model_config.json`` (flavor, format, framework, task,
+        classes, architecture, features, target, threshold; see :func:`model_facts`).
     :param evaluation: the evaluate stage's ``evaluation.json``.
     :param training: ``{"backend", "image", "params", "seed", ...}`` as the spec set them.
     """
@@ -105,7 +149,10 @@ def build_mlbom(
         for name, value in sorted(metrics.items())
         if isinstance(value, (int, float)) and value == value
     ]
-    architecture = model_config.get("architecture") or {}
+    facts = model_facts(model_config)
+    architecture = model_config.get("architecture") or {
+        k: model_config[k] for k in ("estimator", "objective", "module_class") if model_config.get(k)
+    }
     datasets = [
         d
         for d in (
@@ -116,21 +163,26 @@ def build_mlbom(
     ]
     model_parameters: dict[str, Any] = {
         "approach": {"type": "supervised"},
-        "task": "binary-classification",
-        "architectureFamily": str(model_config.get("model_type") or training.get("model") or "unknown"),
+        "task": CARD_TASKS.get(facts["task"], facts["task"]),
+        "architectureFamily": str(
+            model_config.get("model_type")
+            or model_config.get("estimator")
+            or training.get("model")
+            or facts["flavor"]
+        ),
         "modelArchitecture": json.dumps(architecture, sort_keys=True),
         "inputs": [
             {"format": f"table with features {', '.join(map(str, model_config.get('features') or []))}"}
         ],
-        "outputs": [
-            {
-                "format": f"probability that {model_config.get('target')} is {model_config.get('positive_label')}"
-            }
-        ],
+        "outputs": [{"format": _outputs(model_config, facts)}],
     }
     if datasets:
         model_parameters["datasets"] = datasets
     card_properties = {
+        "task": facts["task"],
+        "classes": len(facts["classes"]) if "classes" in facts else None,
+        "class_labels": facts.get("classes"),
+        "positive_label": model_config.get("positive_label") if facts["task"] == "binary" else None,
         "operating_threshold": model_config.get("threshold"),
         "threshold_choice": model_config.get("threshold_choice"),
         "training_params": (model_config.get("training") or {}).get("params") or training.get("params"),
@@ -161,6 +213,12 @@ def build_mlbom(
                 "training_backend": training.get("backend"),
                 "training_image": training.get("image"),
                 "code_version": code_version or None,
+                "task": facts["task"],
+                "flavor": facts["flavor"],
+                "format": facts["format"],
+                "framework": facts["framework"]["name"],
+                "framework_version": facts["framework"]["version"],
+                "classes": len(facts["classes"]) if "classes" in facts else None,
                 "torch_version": model_config.get("torch_version"),
                 **{f"train:{k}": v for k, v in sorted((train_metrics or {}).items()) if _scalar(v)},
             }
