@@ -1,0 +1,196 @@
+"""The ML-BOM and the evaluation attestation say what a model is, for every flavor and task: the
+task, flavor, format and library (name and version), and a classifier's classes; the document
+stays valid CycloneDX 1.6."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.artifacts import directory_manifest, sha256_directory
+from airflow_mlops.registry.mlflow_registry import package_model, weights_dir
+from airflow_mlops.security.attestation import evaluation_predicate
+from airflow_mlops.security.mlbom import build_mlbom, model_facts, validate_mlbom
+from airflow_mlops.training.flavors import read_config
+from airflow_mlops.training.trainer import train
+
+
+def _frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    df = pd.DataFrame({"x1": rng.normal(0, 1, n), "x2": rng.normal(0, 1, n)})
+    df["species"] = np.select([df.x1 < -0.4, df.x1 < 0.4], ["adelie", "chinstrap"], "gentoo")
+    df["mass"] = 4000 + 300 * df.x1 - 100 * df.x2 + rng.normal(0, 20, n)
+    return df
+
+
+def _packaged(tmp: Path, model: str, target: str, params: dict[str, Any]) -> Path:
+    df = _frame()
+    train(
+        df[["x1", "x2", target]], {"target": target, "model": model, "params": params, "seed": 1}, tmp / "w"
+    )
+    return package_model(tmp / "w", tmp / "model")
+
+
+def _bom(model_dir: Path, metrics: dict[str, float]) -> dict[str, Any]:
+    config = read_config(weights_dir(model_dir))
+    bom = build_mlbom(
+        model_name="penguins",
+        model_dir=model_dir,
+        model_sha256=sha256_directory(model_dir)[0],
+        files=[(rel, sha) for rel, sha, _ in directory_manifest(model_dir)],
+        model_config=config,
+        evaluation={"metrics": metrics, "holdout_rows": 60, "gates": {"gates": []}},
+        pipeline="penguins",
+    )
+    validate_mlbom(bom)
+    return bom
+
+
+def _model_props(bom: dict[str, Any]) -> dict[str, str]:
+    return {p["name"].split(":", 1)[1]: p["value"] for p in bom["components"][0]["properties"]}
+
+
+def _card_props(bom: dict[str, Any]) -> dict[str, str]:
+    card = bom["components"][0]["modelCard"]
+    return {p["name"].split(":", 1)[1]: p["value"] for p in card["properties"]}
+
+
+def test_a_multiclass_lightgbm_model_is_described_with_its_library_and_classes(tmp_path: Path) -> None:
+    model_dir = _packaged(tmp_path, "lightgbm", "species", {"n_estimators": 5})
+    bom = _bom(model_dir, {"f1_macro": 0.9, "accuracy": 0.92})
+    props = _model_props(bom)
+    assert props["task"] == "multiclass" and props["flavor"] == "lightgbm"
+    assert props["format"] == "lightgbm-text"
+    assert (props["framework"], props["framework_version"]) == ("lightgbm", version("lightgbm"))
+    assert props["classes"] == "3" and "torch_version" not in props
+    card = bom["components"][0]["modelCard"]
+    params = card["modelParameters"]
+    assert params["task"] == "multiclass-classification"
+    assert params["architectureFamily"] == "lightgbm"
+    assert "3 classes of species (adelie, chinstrap, gentoo)" in params["outputs"][0]["format"]
+    card_props = _card_props(bom)
+    assert json.loads(card_props["class_labels"]) == ["adelie", "chinstrap", "gentoo"]
+    assert "positive_label" not in card_props and "operating_threshold" not in card_props
+    # The library the model needs is a component the model depends on; torch is not.
+    libraries = {c["name"]: c["version"] for c in bom["components"] if c["type"] == "library"}
+    assert libraries["lightgbm"] == version("lightgbm") and "torch" not in libraries
+    assert "pkg:lightgbm" in bom["dependencies"][0]["dependsOn"]
+    files = [c["name"] for c in bom["components"][0]["components"]]
+    assert "artifacts/w/model.txt" in files and "pyfunc_model.py" in files
+
+
+def test_a_regression_model_has_no_classes_and_outputs_values(tmp_path: Path) -> None:
+    model_dir = _packaged(tmp_path, "mlp", "mass", {"epochs": 1, "hidden_units": [4]})
+    bom = _bom(model_dir, {"rmse": 25.0, "r2": 0.8})
+    props = _model_props(bom)
+    assert (props["task"], props["flavor"], props["format"]) == ("regression", "torch", "safetensors")
+    assert props["framework"] == "torch" and props["framework_version"] == version("torch")
+    assert "classes" not in props
+    params = bom["components"][0]["modelCard"]["modelParameters"]
+    assert params["task"] == "regression" and params["architectureFamily"] == "mlp"
+    assert params["outputs"] == [{"format": "predicted value of mass"}]
+    assert "class_labels" not in _card_props(bom)
+    metrics = {
+        m["type"] for m in bom["components"][0]["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    }
+    assert metrics == {"rmse", "r2"}
+
+
+def test_a_format_1_config_reads_as_a_binary_torch_model() -> None:
+    facts = model_facts({"model_type": "mlp", "torch_version": "2.4.1", "positive_label": 1, "target": "y"})
+    assert facts == {
+        "flavor": "torch",
+        "format": "safetensors",
+        "framework": {"name": "torch", "version": "2.4.1"},
+        "task": "binary",
+    }
+    xgb = model_facts(
+        {
+            "flavor": "xgboost",
+            "format": "ubjson",
+            "framework": {"name": "xgboost", "version": "3.2.0"},
+            "task": "binary",
+            "classes": ["no", "yes"],
+        }
+    )
+    assert xgb["classes"] == ["no", "yes"] and xgb["framework"]["name"] == "xgboost"
+
+
+def test_a_binary_card_says_its_positive_label_and_threshold(tmp_path: Path) -> None:
+    config = {
+        "format_version": 2,
+        "flavor": "xgboost",
+        "format": "ubjson",
+        "framework": {"name": "xgboost", "version": "3.2.0"},
+        "task": "binary",
+        "target": "churned",
+        "features": ["a"],
+        "classes": ["no", "yes"],
+        "class_order": ["no", "yes"],
+        "positive_label": "yes",
+        "threshold": 0.35,
+        "objective": "binary:logistic",
+    }
+    bom = build_mlbom(
+        model_name="churn",
+        model_dir=tmp_path,
+        model_sha256="ab" * 32,
+        files=[("artifacts/weights/model.ubj", "01" * 32)],
+        model_config=config,
+        evaluation={"metrics": {"roc_auc": 0.8}, "holdout_rows": 10, "gates": {"gates": []}},
+    )
+    validate_mlbom(bom)
+    card = bom["components"][0]["modelCard"]
+    assert card["modelParameters"]["task"] == "binary-classification"
+    assert card["modelParameters"]["outputs"] == [{"format": "probability that churned is yes"}]
+    assert json.loads(card["modelParameters"]["modelArchitecture"]) == {"objective": "binary:logistic"}
+    card_props = _card_props(bom)
+    assert card_props["positive_label"] == "yes" and card_props["operating_threshold"] == "0.35"
+    assert card_props["classes"] == "2"
+
+
+def test_the_evaluation_attestation_says_the_task_and_the_model() -> None:
+    facts = model_facts(
+        {"flavor": "sklearn", "framework": {"name": "scikit-learn", "version": "1.9.1"}, "task": "regression"}
+    )
+    predicate = evaluation_predicate({"passed": True, "metrics": {"rmse": 2.0}}, {"passed": True}, facts)
+    assert predicate["task"] == "regression"
+    assert predicate["model"] == {
+        "flavor": "sklearn",
+        "format": "skops",
+        "framework": {"name": "scikit-learn", "version": "1.9.1"},
+        "task": "regression",
+    }
+    bare = evaluation_predicate({"passed": True, "task": "multiclass"}, {"passed": True})
+    assert bare["task"] == "multiclass" and "model" not in bare
+
+
+@pytest.mark.parametrize("field", ["task", "flavor", "framework"])
+def test_an_mlbom_with_a_malformed_property_is_refused(tmp_path: Path, field: str) -> None:
+    """The schema check still bites: a property value must be a string."""
+    from airflow_mlops.exceptions import ArtifactError
+
+    bom = build_mlbom(
+        model_name="m",
+        model_dir=tmp_path,
+        model_sha256="ab" * 32,
+        files=[],
+        model_config={
+            "flavor": "lightgbm",
+            "task": "regression",
+            "framework": {"name": "lightgbm", "version": "4"},
+        },
+        evaluation={},
+    )
+    validate_mlbom(bom)
+    for prop in bom["components"][0]["properties"]:
+        if prop["name"] == f"airflow-mlops:{field}":
+            prop["value"] = {"not": "a string"}
+    with pytest.raises(ArtifactError, match="not valid CycloneDX"):
+        validate_mlbom(bom)
