@@ -38,13 +38,18 @@ __all__ = [
     "GateResult",
     "ModelScore",
     "allowances",
+    "champion_mismatch",
     "compute_metrics",
+    "describe_model",
     "evaluate_candidate",
     "evaluate_gates",
+    "holdout_target",
+    "load_model",
     "metric_mismatch",
     "operating_threshold",
     "score_model",
     "score_model_detailed",
+    "score_predictor",
 ]
 
 GateKind = Literal["threshold", "champion", "fairness", "robustness"]
