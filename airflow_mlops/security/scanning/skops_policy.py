@@ -132,11 +132,10 @@ def _is_numpy_ufunc(module: str, name: str) -> bool:
     """True when ``module.name`` is one of numpy's ufuncs (looked up, nothing is imported)."""
     if module not in _UFUNC_MODULES or not name.isidentifier():
         return False
-    numpy = sys.modules.get("numpy")
-    owner = sys.modules.get(module)
-    if numpy is None or owner is None:
-        return False
-    return isinstance(getattr(owner, name, None), numpy.ufunc)
+    import numpy  # the scanner reads .npy headers with numpy; importing it loads its ufunc modules
+
+    owner = sys.modules.get(module)  # a module numpy did not load itself is not looked up
+    return owner is not None and isinstance(getattr(owner, name, None), numpy.ufunc)
 
 
 def _caller_allows(dotted: str, module: str, allowed: frozenset[str]) -> bool:

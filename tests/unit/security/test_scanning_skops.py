@@ -249,6 +249,33 @@ def test_feature_selection_score_functions_and_calibration_pass(tmp_path: Path) 
     np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x))
 
 
+def test_a_ufunc_passes_in_a_process_that_has_not_imported_numpy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    _, x, _, _ = _data()
+    skops_io.dump(
+        make_pipeline(FunctionTransformer(np.log1p), StandardScaler()).fit(np.abs(x)), tmp_path / "m.skops"
+    )
+    code = (
+        "import sys\n"
+        "from airflow_mlops.security.scanning import scan_model_dir\n"
+        "assert 'numpy' not in sys.modules\n"
+        f"report = scan_model_dir({str(tmp_path / 'm.skops')!r})\n"
+        "print([f.symbol for f in report.findings])\n"
+    )
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_files_that_are_not_skops_archives_are_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "arrays.npz", a=np.arange(3))
     np.save(tmp_path / "array.npy", np.arange(3))
