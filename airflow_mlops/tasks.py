@@ -37,6 +37,8 @@ MAX_INFERRED_CLASSES = 20
 #: number, not a class).
 MAX_CLASSES = 1000
 _SHOWN = 10
+#: ``pandas.api.types.infer_dtype`` of an object column that holds numbers only.
+_NUMBERS = frozenset({"integer", "floating", "mixed-integer-float", "decimal"})
 
 
 def infer_task(series: pd.Series | Any, *, column: str = "target") -> Task:
@@ -57,6 +59,8 @@ def infer_task(series: pd.Series | Any, *, column: str = "target") -> Task:
         raise DataError(f"target column {column!r} is empty: no task can be inferred from it")
     dtype = series.dtype
     numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(series, skipna=False) in _NUMBERS:
+        numeric = True  # numbers held as objects (parquet decimals, a mixed int/float column)
     if numeric and not isinstance(dtype, pd.CategoricalDtype):
         values = series.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():

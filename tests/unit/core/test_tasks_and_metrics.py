@@ -1,0 +1,403 @@
+"""The task of a target column (airflow_mlops.tasks) and the one metric vocabulary (airflow_mlops.metrics).
+
+Tasks are inferred from scikit-learn's bundled datasets and from hand-made columns; every metric
+is checked against scikit-learn called directly on random data of its task.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import datasets
+from sklearn import metrics as skm
+
+from airflow_mlops.exceptions import DataError
+from airflow_mlops.metrics import (
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    METRICS,
+    PRIMARY_METRIC,
+    TASK_METRICS,
+    compute_metrics,
+    foreign_metrics,
+    metric,
+    predicted_labels,
+    tasks_of,
+)
+from airflow_mlops.tasks import (
+    MAX_CLASSES,
+    MAX_INFERRED_CLASSES,
+    TASKS,
+    class_indices,
+    class_labels,
+    encode_target,
+    infer_task,
+    regression_target,
+    resolve_task,
+    sort_classes,
+)
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loader", "task"),
+    [
+        (datasets.load_breast_cancer, "binary"),
+        (datasets.load_wine, "multiclass"),
+        (datasets.load_iris, "multiclass"),
+        (datasets.load_digits, "multiclass"),
+        (datasets.load_diabetes, "regression"),
+    ],
+)
+def test_the_bundled_datasets_infer_their_task(loader, task) -> None:
+    target = pd.Series(loader().target)
+
+    assert infer_task(target) == task
+    assert resolve_task(None, target) == task
+    if task != "regression":
+        # The classes are the distinct values, as label texts, sorted by value.
+        assert class_labels(target) == [str(v) for v in sorted(np.unique(target))]
+        # The same labels written as text (a CSV) or as floats are the same task and classes.
+        assert infer_task(target.astype(str)) == task
+        assert class_labels(target.astype(float)) == class_labels(target)
+
+
+def test_one_and_the_text_one_and_one_point_zero_are_one_class() -> None:
+    labels = pd.Series([1, "1", 1.0, " 1 ", 2, "2.0"], dtype=object)
+
+    assert infer_task(labels) == "binary"
+    assert class_labels(labels) == ["1", "2"]
+    assert class_indices(labels, ["1", "2"]).tolist() == [0, 0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pd.Series([True, False, True]),
+        pd.Series([True, False], dtype="boolean"),
+        pd.Series(["True", "false", "TRUE"]),
+        pd.Series([True, 0, "true"], dtype=object),
+    ],
+)
+def test_booleans_are_a_binary_target_of_classes_0_and_1(labels) -> None:
+    assert infer_task(labels) == "binary"
+    assert class_labels(labels) == ["0", "1"]
+    mask = encode_target("binary", labels, positive_label=True)
+    assert mask.tolist() == [str(v).lower() in ("true", "1") for v in labels]
+
+
+def test_text_labels_are_classes_sorted_as_text_and_numbers_by_value() -> None:
+    animals = pd.Series(["cat", "dog", "bird", "dog"])
+    assert infer_task(animals) == "multiclass"
+    assert class_labels(animals) == ["bird", "cat", "dog"]
+    assert class_indices(animals, ["bird", "cat", "dog"]).tolist() == [1, 2, 0, 2]
+
+    assert sort_classes(["10", "2", "b", "a", "-1", "1.5"]) == ["-1", "1.5", "2", "10", "a", "b"]
+    assert class_labels(pd.Series([10, 2, 1])) == ["1", "2", "10"]  # not "10" before "2"
+
+
+def test_a_float_target_with_decimals_is_a_regression() -> None:
+    values = np.random.default_rng(0).uniform(0, 10, 200).round(3)
+    assert infer_task(pd.Series(values)) == "regression"
+    assert regression_target(pd.Series(values)).tolist() == values.tolist()
+
+
+def test_the_number_of_integer_values_decides_classes_or_regression() -> None:
+    many = pd.Series(np.arange(MAX_INFERRED_CLASSES + 5).repeat(2))  # 25 integer values
+    few = pd.Series(np.arange(MAX_INFERRED_CLASSES).repeat(2))
+
+    assert infer_task(many) == "regression"
+    assert infer_task(few) == "multiclass"
+    # Declared, the same 25 integers are classes.
+    assert resolve_task("multiclass", many) == "multiclass"
+    assert len(class_labels(many)) == MAX_INFERRED_CLASSES + 5
+
+
+def test_numbers_held_as_objects_are_inferred_as_numbers() -> None:
+    # A parquet decimal column reads as Python Decimals (object dtype): a price is a regression
+    # target, not a class per distinct price.
+    prices = pd.Series([decimal.Decimal(f"{i}.{i % 7}5") for i in range(60)])
+    assert infer_task(prices) == "regression"
+    assert infer_task(pd.Series([0.5, 1.25, 2.0], dtype=object)) == "regression"
+    assert infer_task(pd.Series([decimal.Decimal("1"), decimal.Decimal("2")])) == "binary"
+    # Text stays text: "1" and 1 in one column are still one class.
+    assert infer_task(pd.Series(["1", 1, 2], dtype=object)) == "binary"
+
+
+def test_category_dtype_targets_count_the_present_values_only() -> None:
+    labels = pd.Series(pd.Categorical(["lo", "hi", "lo", "mid"], categories=["lo", "mid", "hi", "unused"]))
+    assert infer_task(labels) == "multiclass"
+    assert class_labels(labels) == ["hi", "lo", "mid"]
+    assert class_indices(labels, ["hi", "lo", "mid"]).tolist() == [1, 0, 1, 2]
+    two = pd.Series(pd.Categorical(["a", "b", "a"], categories=["a", "b", "c"]))
+    assert infer_task(two) == "binary"
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ([3.0, 3.0, 3.0], "single value"),
+        (["x", "x"], "single value"),
+        ([1.0, np.nan, 2.0], "1 missing value(s) of 3"),
+        (["a", None, "b", None], "2 missing value(s) of 4"),
+        ([1.0, np.inf, 2.0], "infinite"),
+        ([], "empty"),
+    ],
+)
+def test_a_target_no_task_can_be_inferred_from_is_refused(values, words) -> None:
+    series = pd.Series(values, dtype=float if values and isinstance(values[0], float) else object)
+    with pytest.raises(DataError, match="target column 'label'") as info:
+        infer_task(series, column="label")
+    assert words in str(info.value)
+
+
+def test_a_declared_task_is_checked_against_the_target() -> None:
+    with pytest.raises(DataError, match="non-numeric"):
+        resolve_task("regression", pd.Series(["a", "b", "c"]))
+    with pytest.raises(DataError, match="is constant"):
+        resolve_task("regression", pd.Series([2.5, 2.5]))
+    with pytest.raises(DataError, match="boolean"):
+        resolve_task("regression", pd.Series([True, False]))
+    with pytest.raises(DataError, match="single class"):
+        resolve_task("multiclass", pd.Series(["a", "a"]))
+    with pytest.raises(DataError, match=f"more than the {MAX_CLASSES} classes"):
+        resolve_task("multiclass", pd.Series(np.arange(MAX_CLASSES + 1)))
+    with pytest.raises(DataError, match="unknown task 'ordinal'"):
+        resolve_task("ordinal", pd.Series([1, 2]))
+    # Numbers written as text are a regression target once declared.
+    assert regression_target(pd.Series(["1.5", "2", "-3e2"])).tolist() == [1.5, 2.0, -300.0]
+
+
+def test_an_unknown_class_at_encode_time_is_named() -> None:
+    classes = ["bird", "cat", "dog"]
+    with pytest.raises(DataError) as info:
+        encode_target("multiclass", pd.Series(["cat", "fish", "dog"]), classes=classes, where="the holdout")
+    message = str(info.value)
+    assert "'fish'" in message and "the holdout" in message and "'bird'" in message
+    with pytest.raises(DataError, match="need the model's classes"):
+        encode_target("multiclass", pd.Series(["cat"]))
+
+
+def test_encode_target_gives_what_the_metrics_read() -> None:
+    binary = encode_target("binary", pd.Series(["yes", "no", "yes"]), positive_label="yes")
+    assert binary.dtype == bool and binary.tolist() == [True, False, True]
+    multi = encode_target("multiclass", pd.Series([2, "0", 1.0]), classes=["0", "1", "2"])
+    assert multi.dtype == np.int64 and multi.tolist() == [2, 0, 1]
+    values = encode_target("regression", pd.Series([1, 2.5]))
+    assert values.dtype == np.float64 and values.tolist() == [1.0, 2.5]
+    with pytest.raises(DataError, match="unknown task"):
+        encode_target("ranking", pd.Series([1, 2]))
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def _binary_data(n: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.3
+    score = np.clip(0.35 * y + rng.random(n) * 0.7, 0, 1)
+    return y, score
+
+
+def _multiclass_data(n: int = 400, k: int = 4, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, proba
+
+
+def _regression_data(n: int = 300, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(50, 10, n)
+    return y, y + rng.normal(0, 4, n)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.62])
+def test_binary_metrics_equal_scikit_learns(threshold) -> None:
+    y, score = _binary_data()
+    predicted = score >= threshold
+
+    got = compute_metrics("binary", y, score, threshold=threshold)
+
+    expected = {
+        "roc_auc": skm.roc_auc_score(y, score),
+        "pr_auc": skm.average_precision_score(y, score),
+        "f1": skm.f1_score(y, predicted),
+        "precision": skm.precision_score(y, predicted),
+        "recall": skm.recall_score(y, predicted),
+        "accuracy": skm.accuracy_score(y, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, predicted),
+        "log_loss": skm.log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[False, True]),
+    }
+    assert list(got) == list(TASK_METRICS["binary"])
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_a_score_equal_to_the_threshold_is_positive() -> None:
+    got = compute_metrics("binary", [True, False], [0.4, 0.39], threshold=0.4, names=["recall", "precision"])
+    assert got == {"recall": 1.0, "precision": 1.0}
+
+
+def test_multiclass_metrics_equal_scikit_learns() -> None:
+    y, proba = _multiclass_data()
+    predicted = proba.argmax(axis=1)
+    labels = list(range(proba.shape[1]))
+
+    got = compute_metrics("multiclass", y, proba)
+
+    expected = {
+        "accuracy": skm.accuracy_score(y, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, predicted),
+        "log_loss": skm.log_loss(y, proba, labels=labels),
+        "f1_macro": skm.f1_score(y, predicted, average="macro"),
+        "f1_weighted": skm.f1_score(y, predicted, average="weighted"),
+        "roc_auc_ovr": skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"),
+    }
+    assert list(got) == list(TASK_METRICS["multiclass"])
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_multiclass_rows_without_one_class_average_over_the_present_ones() -> None:
+    y, proba = _multiclass_data(k=4)
+    keep = y != 2  # class 2 is absent from these rows but still a column of the model
+    y, proba = y[keep], proba[keep]
+    predicted = proba.argmax(axis=1)
+    present = [0, 1, 3]
+
+    got = compute_metrics("multiclass", y, proba)
+
+    assert got["f1_macro"] == pytest.approx(
+        skm.f1_score(y, predicted, average="macro", labels=present, zero_division=0.0)
+    )
+    assert got["roc_auc_ovr"] == pytest.approx(
+        np.mean([skm.roc_auc_score(y == c, proba[:, c]) for c in present])
+    )
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=[0, 1, 2, 3]))
+    assert all(math.isfinite(v) for v in got.values())
+
+
+def test_regression_metrics_equal_scikit_learns() -> None:
+    y, pred = _regression_data()
+
+    got = compute_metrics("regression", y, pred)
+
+    expected = {
+        "rmse": math.sqrt(skm.mean_squared_error(y, pred)),
+        "mae": skm.mean_absolute_error(y, pred),
+        "r2": skm.r2_score(y, pred),
+        "mape": skm.mean_absolute_percentage_error(y, pred),
+    }
+    assert list(got) == list(TASK_METRICS["regression"])
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_metrics_are_nan_where_undefined() -> None:
+    only_positive = compute_metrics("binary", [True, True, True], [0.2, 0.9, 0.6])
+    assert math.isnan(only_positive["roc_auc"]) and math.isnan(only_positive["balanced_accuracy"])
+    only_negative = compute_metrics("binary", [False, False], [0.2, 0.9])
+    assert math.isnan(only_negative["pr_auc"]) and math.isnan(only_negative["recall"])
+    assert only_negative["accuracy"] == 0.5  # defined: one row right
+
+    one_class = compute_metrics("multiclass", [1, 1], [[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]])
+    assert math.isnan(one_class["roc_auc_ovr"])
+    assert one_class["accuracy"] == 0.5
+
+    constant = compute_metrics("regression", [4.0, 4.0, 4.0], [3.0, 4.0, 5.0])
+    assert math.isnan(constant["r2"])
+    assert constant["mae"] == pytest.approx(2 / 3)
+    assert math.isnan(compute_metrics("regression", [4.0], [3.0])["r2"])
+
+    for task, out in (("binary", []), ("multiclass", np.zeros((0, 3))), ("regression", [])):
+        empty = compute_metrics(task, [], out)
+        assert list(empty) == list(TASK_METRICS[task]) and all(math.isnan(v) for v in empty.values())
+
+
+@pytest.mark.parametrize(
+    ("task", "y", "output", "words"),
+    [
+        ("binary", [True, False, True], [0.2, 0.9], "3 target value(s) but 2 prediction(s)"),
+        ("regression", [1.0], [1.0, 2.0], "1 target value(s) but 2 prediction(s)"),
+        ("multiclass", [0, 1], [[0.5, 0.5]], "2 target value(s) but 1 prediction(s)"),
+        ("binary", [True, False], [[0.2, 0.8], [0.6, 0.4]], "one score per row"),
+        ("multiclass", [0, 1], [0.2, 0.8], "one probability per class"),
+        ("multiclass", [0, 3], [[0.2, 0.8], [0.6, 0.4]], "outside the model's 2 classes"),
+        ("regression", [1.0, 2.0], [[1.0], [2.0]], "one value per row"),
+        ("binary", [True, False], [np.nan, 0.3], "NaN or infinite"),
+        ("regression", [1.0, 2.0], [np.inf, 0.3], "NaN or infinite"),
+        ("regression", [1.0, 2.0], [1.0, 2.0], "roc_auc do not apply to a regression"),
+    ],
+)
+def test_outputs_that_do_not_fit_the_task_are_refused(task, y, output, words) -> None:
+    names = ["roc_auc"] if "roc_auc do not apply" in words else None
+    with pytest.raises(DataError) as info:
+        compute_metrics(task, y, output, names=names)
+    assert words in str(info.value)
+
+
+def test_names_select_metrics_and_unknown_names_are_listed() -> None:
+    y, score = _binary_data()
+    assert list(compute_metrics("binary", y, score, names=["f1", "roc_auc"])) == ["f1", "roc_auc"]
+    with pytest.raises(KeyError, match="known: roc_auc"):
+        metric("auc")
+
+
+def test_the_table_is_consistent_with_itself() -> None:
+    for name in METRIC_NAMES:
+        m = METRICS[name]
+        assert m.tasks and m.tasks <= set(TASKS)
+        assert all(name in TASK_METRICS[t] for t in m.tasks)
+        assert (name in LOWER_IS_BETTER) is (not m.higher_is_better)
+        assert m.low < m.high
+    for task in TASKS:
+        assert PRIMARY_METRIC[task] in TASK_METRICS[task]
+        assert tasks_of(TASK_METRICS[task]) == {task} or len(TASK_METRICS[task]) == 0
+        assert foreign_metrics(task, TASK_METRICS[task]) == []
+    assert tasks_of(["accuracy"]) == {"binary", "multiclass"}
+    assert tasks_of(["accuracy", "rmse"]) == set()
+    assert foreign_metrics("regression", ["rmse", "f1", "roc_auc_ovr"]) == ["f1", "roc_auc_ovr"]
+
+
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_drop_is_positive_exactly_when_the_metric_got_worse(name) -> None:
+    m = metric(name)
+    before, after = 0.4, 0.6
+    # One of the two moves is worse; drop says how much, with the sign of "worse".
+    for a, b in ((before, after), (after, before)):
+        assert (m.drop(a, b) > 0) is m.worse(b, a)
+        assert abs(m.drop(a, b)) == pytest.approx(abs(a - b))
+    assert m.drop(0.5, 0.5) == 0
+    assert m.worse(0.5, 0.5) is False
+
+
+def test_the_direction_of_a_metric_follows_what_better_predictions_do() -> None:
+    """A model closer to the truth scores better on every metric of its task (by direction)."""
+    rng = np.random.default_rng(5)
+    cases = {
+        "binary": (rng.random(300) < 0.4, None),
+        "multiclass": (rng.integers(0, 3, 300), None),
+        "regression": (rng.normal(10, 3, 300), None),
+    }
+    for task, (y, _) in cases.items():
+        if task == "binary":
+            good, bad = 0.2 + 0.6 * y + rng.random(300) * 0.1, rng.random(300)
+        elif task == "multiclass":
+            good = np.eye(3)[y] * 0.8 + 0.1 / 3 + rng.random((300, 3)) * 0.01
+            bad = rng.dirichlet(np.ones(3), 300)
+        else:
+            good, bad = y + rng.normal(0, 0.5, 300), y + rng.normal(0, 5, 300)
+        good_m, bad_m = compute_metrics(task, y, good), compute_metrics(task, y, bad)
+        for name in TASK_METRICS[task]:
+            assert metric(name).worse(bad_m[name], good_m[name]), (task, name, good_m[name], bad_m[name])
+
+
+def test_predicted_labels_follow_the_threshold_and_the_most_probable_class() -> None:
+    assert predicted_labels("binary", [0.2, 0.5, 0.7], threshold=0.5).tolist() == [False, True, True]
+    assert predicted_labels("multiclass", [[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]).tolist() == [1, 0]
+    with pytest.raises(DataError):
+        predicted_labels("regression", [1.0])
