@@ -1171,6 +1171,11 @@ class Scanner:
         if len(schema.problems) > 50:
             self.add(rel, K.INVALID_SKOPS, f"schema.json has {len(schema.problems) - 50} more problem(s)")
         self._judge_skops_names(schema, rel)
+        if not schema.nodes:  # the schema did not parse: check the members for what they are
+            for info in infos:
+                if info.filename != skops_schema.SCHEMA_NAME:
+                    self._scan_zip_member(zf, info, rel)
+            return
         present = set()
         for info in infos:
             name = info.filename

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scan_bypass_corpus import sk, sk_model, skops_bytes, skops_fixtures
+from scan_bypass_corpus import EVIL_PICKLE, npy_bytes, sk, sk_model, skops_bytes, skops_fixtures
 
 from airflow_mlops.exceptions import UnsafeModelError
 from airflow_mlops.security.scanning import (
@@ -286,6 +286,24 @@ def test_files_that_are_not_skops_archives_are_refused(tmp_path: Path) -> None:
             trusted_skops_types(tmp_path / name)  # ... but it is not a skops file
     with pytest.raises(UnsafeModelError):
         trusted_skops_types(tmp_path)
+
+
+@pytest.mark.parametrize("schema", [b"{not json", b'{"protocol": 1}', b"[]"])
+def test_members_of_an_unreadable_schema_are_still_scanned_for_payloads(
+    tmp_path: Path, schema: bytes
+) -> None:
+    path = tmp_path / "model.skops"
+    path.write_bytes(
+        skops_bytes(
+            None, {"data.pkl": EVIL_PICKLE, "1.npy": npy_bytes("'|O'", (1,), EVIL_PICKLE)}, schema_text=schema
+        )
+    )
+
+    report = scan_model_dir(path)
+
+    kinds = [f.kind for f in report.findings]
+    assert kinds[0] == FindingKind.INVALID_SKOPS
+    assert kinds.count(FindingKind.DANGEROUS_GLOBAL) == 2, _failures(report)
 
 
 def test_a_schema_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
