@@ -210,7 +210,7 @@ def detect_drift(
     quality += _null_and_type_checks(reference, current, names, kinds, max_null_rate_increase, null_rates)
     ranges: dict[str, OutOfRange] = {}
     if numeric_stats is not None:
-        ranges = _ranges(numeric, numeric_stats, max_out_of_range_share)
+        ranges = _ranges(numeric, numeric_stats, max_out_of_range_share, p_value / max(len(numeric), 1))
         quality += _range_checks(ranges, out_of_range)
     if cats:
         quality += _categorical_tests(
@@ -579,15 +579,43 @@ def _null_and_type_checks(
     return checks
 
 
-def _ranges(numeric: list[str], stats: Any, max_share: float) -> dict[str, OutOfRange]:
-    """Each numeric feature's share of live values beyond the reference's range (non-null ones)."""
+def _ranges(numeric: list[str], stats: Any, max_share: float, alpha: float) -> dict[str, OutOfRange]:
+    """Each numeric feature's share of live values beyond the reference's range (non-null ones),
+    with the chance of that many beyond it if the window were drawn like the reference (see
+    :func:`beyond_range_p_value`)."""
     out = {}
     for i, f in enumerate(numeric):
         n = int(stats.n_current[i])
-        share = float(stats.out_of_range[i]) / n if n else 0.0
+        beyond = int(stats.out_of_range[i])
+        share = beyond / n if n else 0.0
+        p = beyond_range_p_value(beyond, int(stats.n_reference[i]), n)
         lo, hi = float(stats.reference_min[i]), float(stats.reference_max[i])
-        out[f] = OutOfRange(share=share, low=lo, high=hi, threshold=max_share)
+        out[f] = OutOfRange(share=share, low=lo, high=hi, threshold=max_share, p_value=p, alpha=alpha)
     return out
+
+
+def beyond_range_p_value(beyond: int, n_reference: int, n_current: int) -> float:
+    """The chance that ``beyond`` or more of ``n_current`` values lie outside the range of
+    ``n_reference`` values when all come from one distribution (exchangeable, whatever it is).
+
+    In the sorted ``n + m`` values the reference's are a uniformly random subset. ``k`` live values
+    outside the range means ``a`` before the reference's first and ``k - a`` after its last, the
+    ``m - k`` others between them: ``P(K = k) = (k + 1) C(n + m - k - 2, n - 2) / C(n + m, n)``.
+    Ties with the extremes only lower the true chance, so the value is an upper bound there. Fewer
+    than two reference values tell nothing: 1.
+    """
+    m, n = n_current, n_reference
+    if beyond <= 0 or n < 2:
+        return 1.0
+    if beyond > m:
+        return 0.0
+
+    def log_comb(a: int, b: int) -> float:
+        return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+    total = log_comb(n + m, n)
+    below = sum(math.exp(math.log(k + 1) + log_comb(n + m - k - 2, n - 2) - total) for k in range(beyond))
+    return float(min(1.0, max(0.0, 1.0 - below)))
 
 
 def _range_checks(ranges: Mapping[str, OutOfRange], action: str) -> list[QualityCheck]:
@@ -608,7 +636,13 @@ def _range_checks(ranges: Mapping[str, OutOfRange], action: str) -> list[Quality
                 threshold=r.threshold,
                 passed=ok,
                 message=f"{percent(r.share)} of {f!r} beyond the reference's range [{r.low:g}, {r.high:g}]"
-                + ("" if ok else f" (more than {percent(r.threshold)}: {consequence})"),
+                + (
+                    f" (more than {percent(r.threshold)}, p={r.p_value:.2g} < {r.alpha:.2g}: {consequence})"
+                    if not ok
+                    else f" (p={r.p_value:.2g}: as many beyond it as a sample like the reference puts there)"
+                    if r.share > r.threshold
+                    else ""
+                ),
                 action=action,
             )
         )

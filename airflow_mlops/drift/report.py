@@ -125,16 +125,26 @@ class TestResult:
 
 @dataclass(frozen=True)
 class OutOfRange:
-    """The share of a numeric feature's live values beyond the reference's ``[low, high]``."""
+    """The share of a numeric feature's live values beyond the reference's ``[low, high]``.
+
+    A fresh sample of the reference's own distribution puts about ``2 / (n + 1)`` of its values
+    beyond the extremes of ``n`` reference values, so with a small reference a few values beyond
+    them are expected. The share counts only when it is above ``threshold`` *and* unlikely for the
+    reference's distribution: ``p_value`` bounds the chance of that many beyond it for a window
+    drawn like the reference (:func:`airflow_mlops.drift.detect.beyond_range_p_value`), compared
+    with ``alpha`` (the drift tests' level, Bonferroni over the numeric features).
+    """
 
     share: float
     low: float
     high: float
     threshold: float  # max_out_of_range_share
+    p_value: float = 0.0  # reports written before the binomial rule: the share alone decided
+    alpha: float = 1.0
 
     @property
     def exceeded(self) -> bool:
-        return self.share > self.threshold + 1e-12
+        return self.share > self.threshold + 1e-12 and self.p_value < self.alpha
 
     def describe(self) -> str:
         """``25 % of values beyond the reference's range [6.98, 28.1]``."""
@@ -150,6 +160,8 @@ class OutOfRange:
             low=_float(d["low"]),
             high=_float(d["high"]),
             threshold=_float(d["threshold"]),
+            p_value=_float(d.get("p_value", 0.0)),
+            alpha=_float(d.get("alpha", 1.0)),
         )
 
 
