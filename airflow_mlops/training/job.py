@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,6 +229,7 @@ class FitContext:
         training: Mapping[str, Any] | None = None,
         init_kwargs: Mapping[str, Any] | None = None,
         target_scaling: Mapping[str, float] | None = None,
+        class_order: Sequence[Any] | None = None,
     ) -> None:
         """Write ``model`` and ``model_config.json`` (with the recorded threshold, if one was
         chosen already) into :attr:`output_dir`.
@@ -241,6 +242,10 @@ class FitContext:
         :param init_kwargs: your own torch module: the JSON keyword arguments that rebuild it
             (its class must live in an importable module of your package).
         :param target_scaling: regression on a standardised target: ``{"mean": m, "std": s}``.
+        :param class_order: classification: the label of each of the model's output columns. Read
+            from the model's ``classes_`` by default; needed when those cannot tell whether the
+            model was fitted on the target's own labels or on :meth:`y` (a 0/1 target whose
+            positive label is 0: the message says so).
         :raises TrainingError: a model that cannot be stored safely (the message says why).
         """
         from airflow_mlops.training.flavors import save_model_dir
@@ -251,7 +256,7 @@ class FitContext:
             task=self.task,
             target=self.target,
             features=list(preprocessor.features) if preprocessor is not None else self.feature_columns,
-            class_order=self._model_class_order(model),
+            class_order=self._model_class_order(model, class_order),
             positive_label=self.positive_label if self.task == "binary" else None,
             preprocessor=preprocessor,
             seed=self.seed,
@@ -261,23 +266,38 @@ class FitContext:
             target_scaling=target_scaling,
         )
 
-    def _model_class_order(self, model: Any) -> list[str] | None:
+    def _model_class_order(self, model: Any, given: Sequence[Any] | None = None) -> list[str] | None:
         """The label of each of the model's output columns.
 
         A model fitted on the raw labels (``classes_`` are the target's own values) keeps them; a
         model fitted on :meth:`y` (``classes_`` are 0..K-1) or with no ``classes_`` (a booster, a
-        torch module) has this context's encoding.
+        torch module) has this context's encoding. Where ``classes_`` fit both readings and they
+        differ (a 0/1 target whose positive label is 0), ``given`` must say which.
         """
         from airflow_mlops.data.labels import label_key
 
         if self.task == "regression":
             return None
+        if given is not None:
+            order = [label_key(c) for c in list(given)]
+            if sorted(order) != sorted(self._class_order):
+                raise TrainingRejectedError(
+                    f"class_order {order[:10]} is not an order of the target's classes {self.classes[:10]}"
+                )
+            return order
         raw = getattr(model, "classes_", None)
         if raw is None:
             return list(self._class_order)
         keys = [label_key(c) for c in list(raw)]
         encoded = [str(i) for i in range(len(self._class_order))]
         if sorted(keys) == sorted(self._class_order):
+            if keys == encoded and keys != self._class_order:
+                raise TrainingRejectedError(
+                    f"the model's classes_ {keys} are both the target's own labels and the encoding of "
+                    f"ctx.y (1 = the positive label {self.positive_label!r}), and the two read its columns "
+                    f"differently; pass ctx.save(model, ..., class_order=model.classes_) if it was fitted on "
+                    f"the target column, or class_order={self._class_order} if it was fitted on ctx.y"
+                )
             return keys
         if keys == encoded:
             return list(self._class_order)
