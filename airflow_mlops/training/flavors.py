@@ -58,6 +58,20 @@ WEIGHTS_FILES = {
 FORMATS = {"torch": "safetensors", "xgboost": "ubjson", "lightgbm": "lightgbm-text", "sklearn": "skops"}
 _CLASS_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _XGB_OBJECTIVES = {"binary": ("binary:logistic",), "multiclass": ("multi:softprob",)}
+_XGB_REGRESSION_PREFIXES = ("reg:", "count:")
+#: LightGBM objectives (canonical names) whose output is the task's (class probabilities).
+_LGB_OBJECTIVES = {"binary": ("binary", "cross_entropy"), "multiclass": ("multiclass", "multiclassova")}
+_LGB_NOT_REGRESSION = frozenset(
+    {
+        "binary",
+        "cross_entropy",
+        "cross_entropy_lambda",
+        "multiclass",
+        "multiclassova",
+        "lambdarank",
+        "rank_xendcg",
+    }
+)
 _PREDICT_CHUNK = 65536
 
 
@@ -260,9 +274,12 @@ def _save_xgboost(directory: Path, model: Any, config: dict[str, Any], init_kwar
     objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
     task = config["task"]
     allowed = _XGB_OBJECTIVES.get(task)
-    if (allowed and objective not in allowed) or (task == "regression" and not objective.startswith("reg:")):
+    if (allowed and objective not in allowed) or (
+        task == "regression" and not objective.startswith(_XGB_REGRESSION_PREFIXES)
+    ):
         raise TrainingError(
-            f"an XGBoost {task} model must use objective {' or '.join(allowed or ('reg:*',))}, not {objective!r}"
+            f"an XGBoost {task} model must use objective "
+            f"{' or '.join(allowed or ('reg:*', 'count:poisson'))}, not {objective!r}"
         )
     config["objective"] = objective
     best = getattr(model, "best_iteration", None)
@@ -273,10 +290,17 @@ def _save_xgboost(directory: Path, model: Any, config: dict[str, Any], init_kwar
 
 def _save_lightgbm(directory: Path, model: Any, config: dict[str, Any], init_kwargs: Any) -> None:
     booster = model.booster_ if hasattr(model, "booster_") else model
-    objective = str(
-        booster.params.get("objective")
-        or json.loads(json.dumps(booster.dump_model(num_iteration=0)))["objective"]
-    )
+    # The canonical name ("binary sigmoid:1" -> "binary"), whatever alias the params used.
+    canonical = str(booster.dump_model(num_iteration=1)["objective"]).split(" ")[0]
+    objective = str(booster.params.get("objective") or canonical)
+    task = config["task"]
+    allowed = _LGB_OBJECTIVES.get(task)
+    if (allowed and canonical not in allowed) or (task == "regression" and canonical in _LGB_NOT_REGRESSION):
+        raise TrainingError(
+            f"a LightGBM {task} model must use objective "
+            f"{' or '.join(allowed) if allowed else 'a regression objective'}, not {objective!r}"
+            + (" (its outputs are not class probabilities)" if allowed else "")
+        )
     config["objective"] = objective
     booster.save_model(
         str(directory / WEIGHTS_FILES["lightgbm"]), num_iteration=booster.best_iteration or None
@@ -526,6 +550,12 @@ class _TorchBackend:
                 )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArtifactError(f"{where} is malformed: {type(exc).__name__}: {exc}") from exc
+        outputs = getattr(network, "outputs", None) if model_type != "module" else None
+        expected = len(config["class_order"]) if config["task"] == "multiclass" else 1
+        if outputs is not None and outputs != expected:
+            raise ArtifactError(
+                f"{where}: the network has {outputs} output(s); a {config['task']} model has {expected}"
+            )
         input_dim = getattr(network, "input_dim", None)
         if input_dim is not None and preprocessor.output_dim != input_dim:
             raise ArtifactError(
@@ -559,6 +589,10 @@ class _TorchBackend:
                     self.device
                 )
                 out = self.model(batch).float()
+                if self.task != "multiclass" and out.numel() != len(batch):
+                    raise ArtifactError(
+                        f"the {self.task} network gave {tuple(out.shape)} for {len(batch)} row(s): one value per row expected"
+                    )
                 if self.task == "binary":
                     out = torch.sigmoid(out.reshape(len(batch)))
                 elif self.task == "multiclass":
@@ -581,6 +615,10 @@ def _build_user_module(config: Mapping[str, Any]) -> Any:
     if not isinstance(path, str) or not _CLASS_PATH.match(path):
         raise ArtifactError(f"module_class must be 'package.module:Class', got {path!r}")
     module_name, _, qualname = path.partition(":")
+    if module_name.split(".")[0] in sys.stdlib_module_names:
+        # Importing runs a module's code: a standard-library module never defines your network, and
+        # some act on import (antigravity, this, idlelib.idle).
+        raise ArtifactError(f"module_class {path} names a standard-library module; refusing to import it")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
