@@ -135,11 +135,8 @@ class RolloutGateOperator(MLOpsBaseOperator):
             )
             predictor = load_predictor(weights_dir(fetched[1]))
             incumbent = load_predictor(weights_dir(champion_dir))
-            if predictor.task != incumbent.task:
-                why = (
-                    f"version {version} is a {predictor.task} model and the champion (version {champion}) "
-                    f"a {incumbent.task} model: a rollout compares models of one task; promote it directly"
-                )
+            why = _incomparable(predictor, incumbent, version, champion)
+            if why:
                 self._end(client, context, version, f"rollout gate failed: {why}")
                 raise GateFailedError(
                     f"the {self.rollout_alias} rollout of {self.model_name} version {version} ended, the "
@@ -157,7 +154,10 @@ class RolloutGateOperator(MLOpsBaseOperator):
                 champion_threshold=champion_threshold,
                 candidate_classes=predictor.classes or None,
                 champion_classes=incumbent.classes or None,
-                positive_label=self.positive_label,
+                # the class each binary model scores (its own; the spec's for an older model)
+                positive_label=(
+                    predictor.positive_label if predictor.positive_label is not None else self.positive_label
+                ),
                 y_true=window[self.target] if labelled else None,
                 min_rows=self.min_rows,
                 min_agreement=self.min_agreement,
@@ -287,3 +287,23 @@ class RolloutGateOperator(MLOpsBaseOperator):
             runs = [*runs, run]
             client.set_model_version_tag(self.model_name, version, key, json.dumps(runs[-400:]))
         return len(runs)
+
+
+def _incomparable(candidate: Any, champion: Any, version: str, champion_version: str) -> str:
+    """Why the two models cannot be judged side by side ("" when they can)."""
+    from airflow_mlops.data.labels import label_key
+
+    if candidate.task != champion.task:
+        return (
+            f"version {version} is a {candidate.task} model and the champion (version {champion_version}) "
+            f"a {champion.task} model: a rollout compares models of one task; promote it directly"
+        )
+    if candidate.task == "binary" and label_key(candidate.positive_label) != label_key(
+        champion.positive_label
+    ):
+        return (
+            f"version {version} scores the class {candidate.positive_label!r} and the champion (version "
+            f"{champion_version}) the class {champion.positive_label!r}: their decisions cannot be "
+            "compared; promote it directly"
+        )
+    return ""
