@@ -89,12 +89,19 @@ def resolve_class(model: str, task: str) -> type:
             raise TrainingError(f"{path} is a regressor but the task is {task}; use a classifier")
         if kind == "regression" and is_classifier(probe):
             raise TrainingError(f"{path} is a classifier but the task is regression; use a regressor")
-        if kind == "classification" and not hasattr(probe, "predict_proba"):
-            raise TrainingError(
-                f"{path} has no predict_proba: the gates and the monitor need class probabilities; pick a "
-                "probabilistic classifier or calibrate it (sklearn.calibration.CalibratedClassifierCV)"
-            )
     return cls
+
+
+def _require_probabilities(estimator: Any, path: str) -> None:
+    """A classifier must give class probabilities. Judged on the estimator as configured:
+    ``predict_proba`` of ``SVC(probability=True)`` or ``SGDClassifier(loss="log_loss")`` exists
+    only with those parameters."""
+    if not hasattr(estimator, "predict_proba"):
+        raise TrainingError(
+            f"{path} has no predict_proba with these training.params: the gates and the monitor need class "
+            "probabilities; pick a probabilistic classifier or calibrate it "
+            "(sklearn.calibration.CalibratedClassifierCV)"
+        )
 
 
 def _library(cls: type) -> str:
@@ -125,6 +132,10 @@ def make_estimator(model: str, task: str, params: Mapping[str, Any], seed: int) 
         estimator = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"cannot build {cls.__name__} from training.params {kwargs}: {exc}") from exc
+    if task != "regression":
+        _require_probabilities(
+            estimator, model if model not in SHORT_NAMES else SHORT_NAMES[model]["classification"]
+        )
     keeps_missing = library in ("xgboost", "lightgbm") or _allows_nan(estimator)
     return estimator, EstimatorKind(f"{cls.__module__}.{cls.__name__}", library, keeps_missing)
 

@@ -122,6 +122,13 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     if len(train_df) == 0:
         raise DataError("the training data is empty (0 rows)")
     columns = [str(c) for c in train_df.columns]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise DataError(
+            f"the training data has more than one column named {', '.join(map(repr, duplicated))}"
+        )
+    if list(train_df.columns) != columns:  # columns are read by name (a CSV or parquet table's are text)
+        train_df = train_df.set_axis(columns, axis=1)
     target = cfg["target"]
     if target not in columns:
         raise DataError(
@@ -133,6 +140,8 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         raise DataError(f"the target column {target!r} must not be listed in features")
     data = _target(train_df[target], cfg, target)
     log.info("task: %s", describe_task(data.task, data.classes, cfg["positive_label"]))
+    if data.task == "binary":
+        _check_threshold_split(cfg["threshold"], cfg["validation_fraction"])
 
     seed = cfg["seed"]
     rng = np.random.default_rng(seed)
@@ -433,6 +442,16 @@ def _train_estimator(
         estimator, kind, x_train, y_train, x_val, y_val, patience=cfg["early_stopping_patience"]
     )
     seconds = time.perf_counter() - started
+    fitted_classes = getattr(fitted, "classes_", None) if data.task != "regression" else None
+    if fitted_classes is not None and [label_key(c) for c in fitted_classes] != [
+        str(i) for i in range(len(data.classes))
+    ]:
+        # Its probability columns follow its classes_: not the encoding the metrics and the saved
+        # model read (0..K-1 in order).
+        raise TrainingError(
+            f"{kind.path} lists its classes as {[label_key(c) for c in fitted_classes][:10]} after fitting "
+            f"on class indices 0..{len(data.classes) - 1}; its probability columns cannot be read"
+        )
     predict = kind.output_function(fitted, data.task)
     train_output = predict(x_train)
     val_output = (
@@ -620,12 +639,8 @@ def _common_config(config: Mapping[str, Any], bad: Any) -> dict[str, Any]:
         DEFAULT_RULE if config.get("threshold") is None else config["threshold"],
         where="trainer config: threshold",
     )
-    if fraction == 0 and threshold["rule"] != "fixed" and config.get("task") in (None, "binary"):
-        raise TrainingError(
-            f"trainer config: threshold rule {threshold['rule']} chooses the threshold on the validation "
-            "split, but validation_fraction is 0; keep a validation split or use a fixed threshold "
-            "(evaluation.threshold: <number> in the spec)"
-        )
+    if config.get("task") == "binary":  # else checked once the target tells the task
+        _check_threshold_split(threshold, fraction)
     return {
         "target": target,
         "features": list(features) if features else None,
@@ -636,6 +651,16 @@ def _common_config(config: Mapping[str, Any], bad: Any) -> dict[str, Any]:
         "early_stopping_patience": patience,
         "threshold": threshold,
     }
+
+
+def _check_threshold_split(threshold: Mapping[str, Any], fraction: float) -> None:
+    """A binary model's threshold rule needs validation rows to choose on."""
+    if fraction == 0 and threshold["rule"] != "fixed":
+        raise TrainingError(
+            f"trainer config: threshold rule {threshold['rule']} chooses the threshold on the validation "
+            "split, but validation_fraction is 0; keep a validation split or use a fixed threshold "
+            "(evaluation.threshold: <number> in the spec)"
+        )
 
 
 def _check_estimator_config(
