@@ -93,11 +93,16 @@ def generate() -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, cls in all_estimators():
+            # Its own public module first (sklearn.svm._classes -> sklearn.svm): other modules
+            # import some classes too (sklearn.calibration imports LinearSVC).
+            parts = cls.__module__.split(".")
+            home = ".".join(parts[: next((i for i, p in enumerate(parts) if p.startswith("_")), len(parts))])
             path = next(
                 (
                     f"{module}.{name}"
-                    for module in public_modules
-                    if getattr(importlib.import_module(module), name, None) is cls
+                    for module in (home, *public_modules)
+                    if module in public_modules
+                    and getattr(importlib.import_module(module), name, None) is cls
                 ),
                 None,
             )
