@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
-from airflow_mlops.exceptions import MLOpsError, TrainingError, TrainingRejectedError, is_retryable
+from airflow_mlops.exceptions import (
+    DataError,
+    MLOpsError,
+    TrainingError,
+    TrainingRejectedError,
+    is_retryable,
+)
 from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_threshold
 
 if TYPE_CHECKING:
@@ -173,6 +179,11 @@ class FitContext:
         elif self.task == "multiclass":
             self.classes[:] = class_labels(series, column=self.target)
             self._class_order[:] = list(self.classes)
+            if len(self.classes) < 3:  # refused before your fit runs, not when it saves
+                raise DataError(
+                    f"target column {self.target!r} has {len(self.classes)} classes: that is a binary "
+                    "task, not multiclass"
+                )
 
     @property
     def feature_columns(self) -> list[str]:

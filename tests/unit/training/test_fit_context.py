@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn import datasets
 
-from airflow_mlops.exceptions import TrainingRejectedError
+from airflow_mlops.exceptions import DataError, TrainingRejectedError
 from airflow_mlops.metrics import compute_metrics
 from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
 from airflow_mlops.training.job import FitContext, TrainingJob, _run_entrypoint
@@ -225,3 +225,11 @@ def test_a_fit_returns_a_mapping_of_scalars(value: Any, words: str, tmp_path: Pa
     with pytest.raises(TrainingRejectedError, match="return") as info:
         run("returns", wine_animals(), tmp_path / "m", options={"value": value})
     assert words in str(info.value)
+
+
+def test_a_multiclass_task_on_two_classes_is_refused_before_the_fit_runs(
+    tmp_path: Path, userpkg: Any
+) -> None:
+    with pytest.raises(DataError, match="has 2 classes: that is a binary task, not multiclass"):
+        run("records_its_call", cancer(), tmp_path / "m", task="multiclass")
+    assert "called" not in userpkg.fits.LAST

@@ -146,3 +146,9 @@ def returns(train: pd.DataFrame, ctx: Any) -> Any:
     """Returns whatever the options say (a fit must return a mapping of scalars)."""
     ctx.save(make_pipeline(StandardScaler(), LogisticRegression()).fit(ctx.x(train), train[ctx.target]))
     return ctx.options["value"]
+
+
+def records_its_call(train: pd.DataFrame, ctx: Any) -> dict[str, float]:
+    """Records that it ran (a fit the context should have refused to start)."""
+    LAST["called"] = True
+    return {}
