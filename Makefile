@@ -35,8 +35,8 @@ integration: venv system-deps
 	$(PY) -m pytest -m integration -q
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_mlops dags tests benchmarks scripts
-	$(VENV)/bin/ruff format --check airflow_mlops dags tests benchmarks scripts
+	$(VENV)/bin/ruff check airflow_mlops dags tests benchmarks scripts docs/examples
+	$(VENV)/bin/ruff format --check airflow_mlops dags tests benchmarks scripts docs/examples
 	$(VENV)/bin/mypy
 
 demo: venv

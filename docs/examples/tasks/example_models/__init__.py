@@ -1,2 +1,5 @@
-"""Your own training code for the task examples (docs/examples/tasks): copy this package into the
-dags folder. The local trainer and the Airflow workers import it from there."""
+"""Your own training code for the task examples (docs/examples/tasks).
+
+Copy this package next to the specs' loader: the local trainer and the workers import it from
+there (see training.python_path in docs/training.md for another folder).
+"""
