@@ -95,24 +95,12 @@ def test_evaluation_matches_a_quoted_label_like_training_does() -> None:
     labels = pd.Series([0, 1, 1, 0, 1])
     expected = [0.0, 1.0, 1.0, 0.0, 1.0]
     assert trainer._binary_target(labels, "1", "y").tolist() == expected
-    seen: list[list[float]] = []
 
-    def fake_metrics(y_true, y_score, *, threshold):
-        seen.append(np.asarray(y_true, dtype=float).tolist())
-        return {"roc_auc": 1.0}
+    class Predictor:  # a binary model whose positive class is 1
+        task, positive_label, classes = "binary", 1, ["0", "1"]
 
-    class Predictor:
-        def predict_proba(self, df):
-            return np.linspace(0, 1, len(df))
-
-    import airflow_mlops.registry.mlflow_registry as registry
-    import airflow_mlops.training.model as model
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(evaluation, "compute_metrics", fake_metrics)
-        mp.setattr(model, "load_predictor", lambda path: Predictor())
-        mp.setattr(registry, "weights_dir", lambda path: path)
-        evaluation.score_model(
-            "m", pd.DataFrame({"y": labels}), target="y", positive_label="1", threshold=0.5
+    for quoted in ("1", 1, 1.0, " 1 "):
+        y = evaluation.holdout_target(
+            Predictor(), pd.DataFrame({"y": labels}), target="y", positive_label=quoted
         )
-    assert seen == [expected]
+        assert y.astype(float).tolist() == expected
