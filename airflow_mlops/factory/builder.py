@@ -686,6 +686,7 @@ def build_monitor_dag(
                 threshold=0.5,
                 min_rows=rollout.gate.min_rows,
                 min_agreement=rollout.gate.min_agreement,
+                max_relative_error=rollout.gate.max_relative_error,
                 compare_to_champion={m: c.model_dump() for m, c in rollout.gate.compare_to_champion.items()},
                 max_windows=rollout.gate.max_windows,
                 allowed_globals=list(spec.security.allowed_pickle_globals),

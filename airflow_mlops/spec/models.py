@@ -1211,8 +1211,16 @@ class RolloutGate(_Strict):
         0.9,
         gt=0,
         le=1,
-        description="Share of rows on which candidate and champion decide alike (each at its own "
-        "threshold); null: not checked.",
+        description="Share of rows on which candidate and champion decide alike: the same class (binary: "
+        "each at its own threshold), or for a regression a prediction within `max_relative_error` of the "
+        "champion's; null: not checked.",
+    )
+    max_relative_error: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="Regression: a row agrees when |candidate - champion| <= max_relative_error x "
+        "max(|champion|, the window's mean |champion|).",
     )
     compare_to_champion: dict[MetricName, ChampionComparison] = Field(
         default_factory=dict,
