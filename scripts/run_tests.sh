@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
-paths=(); for p in airflow_mlops dags tests scripts benchmarks; do [ -e "$p" ] && paths+=("$p"); done
+paths=(); for p in airflow_mlops dags tests scripts benchmarks docs/examples; do [ -e "$p" ] && paths+=("$p"); done
 echo "== ruff"; $V/ruff check "${paths[@]}"; $V/ruff format --check "${paths[@]}"
 echo "== mypy"; $V/mypy
 echo "== pytest"
