@@ -103,7 +103,7 @@ def metric(name: str) -> Metric:
 
 def tasks_of(names: Iterable[str]) -> set[str]:
     """The tasks every one of ``names`` applies to (empty: no task takes them all)."""
-    allowed = set(TASKS)
+    allowed: set[str] = set(TASKS)
     for name in names:
         if name in METRICS:
             allowed &= METRICS[name].tasks

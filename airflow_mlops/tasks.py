@@ -95,7 +95,7 @@ def resolve_task(declared: str | None, series: pd.Series | Any, *, column: str =
         classes = class_labels(series, column=column)
         if len(classes) < 2:
             raise DataError(f"target column {column!r} holds a single class; multiclass needs two or more")
-    return declared  # type: ignore[return-value]
+    return declared
 
 
 def class_labels(series: pd.Series | Any, *, column: str = "target") -> list[str]:

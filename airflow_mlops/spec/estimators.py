@@ -32,7 +32,8 @@ def known() -> dict[str, Any]:
 
 def lookup(path: str) -> dict[str, Any] | None:
     """The table's entry for an estimator path, or None when the path is not a library's."""
-    return known()["estimators"].get(path)  # type: ignore[no-any-return]
+    entry: dict[str, Any] | None = known()["estimators"].get(path)
+    return entry
 
 
 def in_known_library(path: str) -> bool:
@@ -64,7 +65,7 @@ def generate() -> dict[str, Any]:
     versions = {"scikit-learn": sklearn.__version__}
 
     def params_of(cls: type) -> tuple[list[str], bool]:
-        signature = inspect.signature(cls.__init__)
+        signature = inspect.signature(cls)
         names = [p.name for p in signature.parameters.values() if p.name != "self"]
         kwargs = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
         return sorted(n for n in names if n not in ("args", "kwargs")), kwargs

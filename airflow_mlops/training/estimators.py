@@ -142,7 +142,7 @@ def make_estimator(model: str, task: str, params: Mapping[str, Any], seed: int) 
 
 def _init_params(cls: type) -> set[str] | None:
     try:
-        signature = inspect.signature(cls.__init__)
+        signature = inspect.signature(cls)
     except (TypeError, ValueError):
         return None
     names = {p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}

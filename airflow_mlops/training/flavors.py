@@ -676,7 +676,9 @@ class _LightGBMBackend:
             raise ArtifactError(f"{weights} is not a readable LightGBM model: {exc}") from exc
 
     def predict(self, x: Any) -> np.ndarray:
-        return self.booster.predict(x)
+        import numpy as np
+
+        return np.asarray(self.booster.predict(x))
 
 
 class _SklearnBackend:

@@ -397,6 +397,7 @@ class _WeightedSumCrossEntropy(torch.nn.Module):
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.loss = torch.nn.CrossEntropyLoss(weight=weight, reduction="sum")
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
