@@ -310,3 +310,79 @@ def test_a_class_with_one_row_stays_in_training(tmp_path: Path) -> None:
     metrics = train(df, tmp_path / "m", model="lightgbm", params={"n_estimators": 5, "min_child_samples": 1})
     assert metrics["classes"] == 4
     assert load_predictor(tmp_path / "m").classes == ["bird", "cat", "dog", "emu"]
+
+
+def test_infinite_features_are_refused_and_named(tmp_path: Path) -> None:
+    df = diabetes()
+    df.loc[7, "bmi"] = np.inf
+    with pytest.raises(DataError, match="'bmi' holds 1 infinite value"):
+        train(df, tmp_path / "m", model="xgboost", params={"n_estimators": 3})
+
+
+def test_a_threshold_needs_a_positive_validation_row(tmp_path: Path) -> None:
+    df = cancer()
+    one_positive = pd.concat([df[df["y"] == 0].head(1), df[df["y"] == 1].head(60)])
+    with pytest.raises(DataError, match=r"none of the \d+ is positive"):
+        train(one_positive, tmp_path / "m", model="lightgbm", params={"n_estimators": 3}, positive_label=0)
+
+
+@pytest.mark.parametrize(
+    ("target", "classes", "positive"),
+    [
+        (lambda d: d["f0"] > d["f0"].median(), ["0", "1"], True),  # booleans
+        (
+            lambda d: pd.Categorical(
+                np.where(d["f0"] > 15, "large", "small"), categories=["small", "large", "unused"]
+            ),
+            ["large", "small"],
+            "large",
+        ),
+        (
+            lambda d: pd.Categorical(
+                np.select([d["f0"] < 12, d["f0"] < 15], ["low", "mid"], "high"),
+                categories=["low", "mid", "high"],
+            ),
+            ["high", "low", "mid"],
+            None,
+        ),
+    ],
+    ids=["bool", "category-binary-unused", "category-multiclass"],
+)
+def test_bool_and_category_targets_train_and_predict_their_labels(
+    target: Any, classes: list[str], positive: Any, tmp_path: Path
+) -> None:
+    df = cancer().assign(y=target)
+    config: dict[str, Any] = {"model": "lightgbm", "params": {"n_estimators": 20}}
+    if positive is not None:
+        config["positive_label"] = positive
+
+    train(df, tmp_path / "m", **config)
+
+    predictor = load_predictor(tmp_path / "m")
+    assert predictor.classes == classes
+    predicted = predictor.predict(df)
+    truth = np.array([str(int(v)) if isinstance(v, (bool, np.bool_)) else str(v) for v in df["y"]])
+    assert set(predicted) <= set(classes)
+    assert np.mean(predicted == truth) > 0.9  # f0 decides the target: the labels map right
+
+
+def test_many_classes_keep_their_order_by_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """150 integer classes (declared: more than 20 integers infer a regression) sort 2 before 10,
+    and each output column keeps its class."""
+    rng = np.random.default_rng(4)
+    n, k = 3000, 150
+    y = np.arange(n) % k
+    x = np.eye(k)[y] * 3 + rng.normal(0, 1, (n, k))  # column j points at class j
+    df = pd.DataFrame(x, columns=[f"c{j}" for j in range(k)]).assign(y=y)
+    captured = _spy_model(monkeypatch)
+
+    metrics = train(
+        df, tmp_path / "m", task="multiclass", model="sklearn.linear_model.LogisticRegression", params={}
+    )
+
+    assert metrics["classes"] == k
+    predictor = load_predictor(tmp_path / "m")
+    assert predictor.classes == [str(i) for i in range(k)]
+    before = captured["model"].predict_proba(captured["preprocessor"].transform(df))
+    np.testing.assert_allclose(predictor.predict_scores(df), before, rtol=1e-6)
+    assert np.mean(predictor.predict(df).astype(int) == y) > 0.9
