@@ -10,6 +10,8 @@ order) are refused or handled.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,24 @@ from airflow_mlops.training.estimators import check_model_name, make_estimator, 
 from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
 
 USERPKG_PARENT = str(Path(__file__).resolve().parent)
+
+
+def _forget_userpkg() -> None:
+    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
+    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
+    _forget_userpkg()
+    monkeypatch.syspath_prepend(USERPKG_PARENT)
+    import userpkg.fits
+
+    userpkg.fits.LAST.clear()
+    yield userpkg
+    _forget_userpkg()
 
 
 def wine() -> pd.DataFrame:
@@ -259,12 +279,9 @@ def test_no_validation_rows_are_fine_without_a_threshold(df: pd.DataFrame, task:
         train(cancer(), tmp_path / "b", model="lightgbm", params={"n_estimators": 5}, validation_fraction=0)
 
 
-def test_an_estimator_listing_its_classes_in_its_own_order_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_estimator_listing_its_classes_in_its_own_order_is_refused(tmp_path: Path, userpkg: Any) -> None:
     """Its probability columns follow its classes_ (reversed here): read as 0..K-1 they would
     score the wrong classes."""
-    monkeypatch.syspath_prepend(USERPKG_PARENT)
     with pytest.raises(TrainingError, match="lists its classes as"):
         train(wine(), tmp_path / "m", model="userpkg.estimators.ReversedClassifier")
 

@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,22 @@ PARAMS = {
 }
 
 
+def _forget_userpkg() -> None:
+    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
+    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
+        del sys.modules[name]
+
+
 @pytest.fixture
-def userpkg(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``."""
+def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
+    _forget_userpkg()
     monkeypatch.syspath_prepend(USERPKG_PARENT)
     import userpkg.fits
 
     userpkg.fits.LAST.clear()
-    return userpkg
+    yield userpkg
+    _forget_userpkg()
 
 
 def train_and_capture(
