@@ -354,7 +354,7 @@ def build_train_dag(
                 seed=spec.poisoning.seed,
                 reference=reference,
                 positive_label=spec.data.positive_label,
-                task=spec.task,
+                task=spec.task_hint,
                 **stage("screen"),
             )
         with TaskGroup(

@@ -47,7 +47,7 @@ def build_training(
         target=spec.data.target,
         features=spec.data.features,
         positive_label=spec.data.positive_label,
-        task=spec.task,
+        task=spec.task_hint,
         model=training.model,
         hyperparameters=training.hyperparameters(),
         options=dict(training.options),

@@ -370,8 +370,8 @@ class DataConfig(_Strict):
     """The training data."""
 
     source: str = Field(
-        description="Path or s3:// URI of the training batch. Templated: `{{ ds }}` and other "
-        "Airflow macros select the data interval's partition."
+        description="Path or s3:// URI of the training batch. Templated: `{{ ds }}` (the run's logical "
+        "date) and other Airflow macros select the run's partition (see `{{ ds }}` and the data interval)."
     )
     format: Literal["parquet", "csv"] | None = Field(
         None, description="File format; default: from the file extension."
@@ -477,7 +477,10 @@ class PoisoningConfig(_Strict):
         "makes its row an outlier (with a reference: only a value outside the reference's range).",
     )
     max_class_shift: float = Field(
-        0.5, gt=0, description="class_balance: largest allowed relative change of the positive rate."
+        0.5,
+        gt=0,
+        description="class_balance: largest allowed relative change of the positive rate (binary) or of any "
+        "class's share (multiclass).",
     )
     max_feature_shift: float = Field(
         0.1,
@@ -506,7 +509,9 @@ class TrainingParams(_Strict):
     epochs: int = Field(20, ge=1, le=10_000)
     lr: float = Field(1e-3, gt=0, le=10)
     batch_size: int = Field(512, ge=1, le=1_000_000)
-    hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    hidden_units: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=lambda: [64, 32], min_length=1
+    )
     dropout: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     class_weight: Literal["balanced", "none"] = Field(
@@ -786,17 +791,22 @@ class TrainingConfig(_Strict):
 
             if estimators.in_known_library(self.model):
                 entry = estimators.lookup(self.model)
+                why = None
                 if entry is None:
                     hint = estimators.suggest(self.model)
-                    raise ValueError(
-                        f"unknown estimator {self.model!r}"
-                        + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else "")
+                    why = f"unknown estimator {self.model!r}" + (
+                        f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
                     )
-                if entry["kind"] == "other":
-                    raise ValueError(
+                elif entry["kind"] == "other":
+                    why = (
                         f"{self.model} is neither a classifier nor a regressor; name a model "
                         "(e.g. sklearn.ensemble.RandomForestClassifier)"
                     )
+                if why is not None:
+                    error = PydanticCustomError("estimator", "{why}", {"why": why})
+                    details = [InitErrorDetails(type=error, loc=("model",), input=self.model)]
+                    raise ValidationError.from_exception_data(type(self).__name__, details)
+                assert entry is not None
                 unknown = sorted(set(self.params) - set(entry["params"])) if not entry["kwargs"] else []
                 if unknown:
                     details = []
@@ -814,9 +824,7 @@ class TrainingConfig(_Strict):
                                 input=self.params[name],
                             )
                         )
-                    from pydantic import ValidationError as _VE
-
-                    raise _VE.from_exception_data(type(self).__name__, details)
+                    raise ValidationError.from_exception_data(type(self).__name__, details)
         return self
 
     def estimator_kind(self) -> str | None:
@@ -855,6 +863,26 @@ class TrainingConfig(_Strict):
         if self.privacy is not None and self.kind != "builtin":
             raise ValueError(
                 "`privacy` (DP-SGD) applies to the built-in `mlp` and `cnn`; your own fit handles its own privacy"
+            )
+        if self.early_stopping_patience is not None and self.kind == "fit":
+            raise ValueError(
+                "`early_stopping_patience` applies to the built-in networks and to XGBoost and LightGBM; your "
+                "own fit stops where it decides"
+            )
+        if (
+            self.early_stopping_patience is not None
+            and self.kind == "estimator"
+            and self.model not in ESTIMATOR_SHORT_NAMES
+            and not self.model.startswith(("xgboost.", "lightgbm."))
+        ):
+            raise ValueError(
+                f"`early_stopping_patience` applies to the built-in networks, XGBoost and LightGBM, not "
+                f"{self.model}; use the estimator's own early-stopping parameters in `params`"
+            )
+        if self.python_path and self.backend != "local":
+            raise ValueError(
+                f"`python_path` applies to `backend: local`; with `{self.backend}`, install your package in "
+                "the trainer image (FROM the airflow-mlops trainer image, pip install it: see docs/training.md)"
             )
         if "validation_fraction" in self.model_fields_set and custom:
             raise ValueError(
@@ -1078,8 +1106,9 @@ class EvaluationConfig(_Strict):
 
     metrics: dict[MetricName, MetricBound] = Field(
         default_factory=dict,
-        description="Absolute thresholds, e.g. `{roc_auc: {min: 0.85}}`. Every metric lies in "
-        "[0, 1] except `log_loss` (>= 0); a bound outside the range is refused.",
+        description="Absolute thresholds, e.g. `{roc_auc: {min: 0.85}}`, `{rmse: {max: 40}}`: any metric of "
+        "the task (see the metric table). A bound outside the metric's range (shares lie in [0, 1]; "
+        "log_loss, rmse, mae, mape are >= 0; r2 is <= 1) is refused.",
     )
     compare_to_champion: dict[MetricName, ChampionComparison] = Field(
         default_factory=dict,

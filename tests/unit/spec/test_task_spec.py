@@ -91,12 +91,6 @@ def test_a_misspelled_estimator_gets_a_did_you_mean() -> None:
     assert issue.path.startswith("training")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TrainingConfig._params_fit_the_model raises the unknown-estimator ValueError from a model "
-    "validator, so it is located at `training` (line of `training:`), not at `training.model` "
-    "(airflow_mlops/spec/models.py)",
-)
 def test_a_misspelled_estimator_is_located_at_training_model() -> None:
     (issue,) = issues("training:\n  model: sklearn.ensemble.RandomForestRegresor\n")
     assert (issue.path, issue.line) == ("training.model", FIRST + 1)
@@ -214,14 +208,9 @@ def test_mlp_params_are_still_checked_key_by_key(
     assert words in issue.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TrainingParams.hidden_units is list[int] without ge=1 (airflow_mlops/spec/models.py): the "
-    "spec accepts [0] and the trainer refuses it at run time (params.hidden_units must be positive)",
-)
 def test_a_layer_of_zero_units_is_refused_by_the_spec() -> None:
     (issue,) = issues("training:\n  model: mlp\n  params:\n    hidden_units: [32, 0]\n")
-    assert issue.path == "training.params.hidden_units.1"
+    assert issue.path == "training.params.hidden_units[1]"
 
 
 def test_your_own_fit_entrypoint_is_accepted_with_free_params() -> None:
