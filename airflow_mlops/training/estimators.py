@@ -116,6 +116,13 @@ def make_estimator(model: str, task: str, params: Mapping[str, Any], seed: int) 
     """
     cls = resolve_class(model, task)
     library = _library(cls)
+    if library == "other":
+        raise TrainingError(
+            f"{cls.__module__}.{cls.__name__} is not a scikit-learn, XGBoost or LightGBM estimator: models are "
+            "loaded with those libraries' types only (never by unpickling your code); to train your own model "
+            "class, write a fit function (training.model: package.module:fit) that returns one of theirs or a "
+            "torch module of your own (see docs/training.md)"
+        )
     kwargs = dict(params)
     accepted = _init_params(cls)
     unknown = sorted(set(kwargs) - accepted) if accepted is not None else []

@@ -320,6 +320,20 @@ def _save_sklearn(directory: Path, model: Any, config: dict[str, Any], init_kwar
     config["estimator"] = f"{type(model).__module__}.{type(model).__qualname__}"
     path = directory / WEIGHTS_FILES["sklearn"]
     sio.dump(model, str(path))
+    # Refuse now, not at the first load: a model holding a type the scanner's allowlists do not
+    # trust (an estimator class of your own, a custom transformer) can never be loaded safely.
+    from airflow_mlops.exceptions import UnsafeModelError
+    from airflow_mlops.security.scanning.skops_policy import trusted_skops_types
+
+    try:
+        trusted_skops_types(path)
+    except UnsafeModelError as exc:
+        path.unlink(missing_ok=True)
+        raise TrainingError(
+            f"this scikit-learn model cannot be stored safely: {exc}. Models are loaded with the types of "
+            "scikit-learn, XGBoost and LightGBM only (never by unpickling your code); build it from those "
+            "(a Pipeline of their estimators and transformers), or train a torch module of your own"
+        ) from exc
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -279,11 +279,31 @@ def test_no_validation_rows_are_fine_without_a_threshold(df: pd.DataFrame, task:
         train(cancer(), tmp_path / "b", model="lightgbm", params={"n_estimators": 5}, validation_fraction=0)
 
 
-def test_an_estimator_listing_its_classes_in_its_own_order_is_refused(tmp_path: Path, userpkg: Any) -> None:
-    """Its probability columns follow its classes_ (reversed here): read as 0..K-1 they would
-    score the wrong classes."""
-    with pytest.raises(TrainingError, match="lists its classes as"):
+def test_an_estimator_class_of_your_own_is_refused_before_training(tmp_path: Path, userpkg: Any) -> None:
+    """Its model could never be loaded (the skops types of scikit-learn, XGBoost and LightGBM only):
+    refused before any fit, with the way out (a fit function returning a supported model)."""
+    with pytest.raises(
+        TrainingError, match="not a scikit-learn, XGBoost or LightGBM estimator.*fit function"
+    ):
         train(wine(), tmp_path / "m", model="userpkg.estimators.ReversedClassifier")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_custom_type_inside_a_pipeline_is_refused_at_save_not_at_first_load(
+    tmp_path: Path, userpkg: Any
+) -> None:
+    from sklearn.pipeline import make_pipeline
+    from userpkg.estimators import ReversedClassifier  # type: ignore[import-not-found]
+
+    from airflow_mlops.training.flavors import save_model_dir
+
+    df = wine()
+    model = make_pipeline(ReversedClassifier()).fit(df.drop(columns="y"), df["y"])
+    out = tmp_path / "m"
+    out.mkdir()
+    with pytest.raises(TrainingError, match="cannot be stored safely"):
+        save_model_dir(out, model, task="multiclass", target="y", features=list(df.columns[:-1]))
+    assert not (out / "model.skops").exists()
 
 
 def test_duplicate_column_names_are_refused(tmp_path: Path) -> None:
