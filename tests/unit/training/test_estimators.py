@@ -283,7 +283,7 @@ def test_an_estimator_class_of_your_own_is_refused_before_training(tmp_path: Pat
     """Its model could never be loaded (the skops types of scikit-learn, XGBoost and LightGBM only):
     refused before any fit, with the way out (a fit function returning a supported model)."""
     with pytest.raises(
-        TrainingError, match="not a scikit-learn, XGBoost or LightGBM estimator.*fit function"
+        TrainingError, match=r"not a scikit-learn, XGBoost or LightGBM estimator.*fit function"
     ):
         train(wine(), tmp_path / "m", model="userpkg.estimators.ReversedClassifier")
     assert not (tmp_path / "m").exists()
