@@ -290,20 +290,14 @@ class RolloutGateOperator(MLOpsBaseOperator):
 
 
 def _incomparable(candidate: Any, champion: Any, version: str, champion_version: str) -> str:
-    """Why the two models cannot be judged side by side ("" when they can)."""
-    from airflow_mlops.data.labels import label_key
+    """Why the two models cannot be judged side by side ("" when they can). Agreement compares
+    class names, so a multiclass candidate may predict other classes than its champion."""
+    from airflow_mlops.training.flavors import comparison_problem
 
-    if candidate.task != champion.task:
-        return (
-            f"version {version} is a {candidate.task} model and the champion (version {champion_version}) "
-            f"a {champion.task} model: a rollout compares models of one task; promote it directly"
-        )
-    if candidate.task == "binary" and label_key(candidate.positive_label) != label_key(
-        champion.positive_label
-    ):
-        return (
-            f"version {version} scores the class {candidate.positive_label!r} and the champion (version "
-            f"{champion_version}) the class {champion.positive_label!r}: their decisions cannot be "
-            "compared; promote it directly"
-        )
-    return ""
+    problem = comparison_problem(candidate, champion, same_classes=False)
+    if problem is None:
+        return ""
+    return (
+        f"version {version} against the champion (version {champion_version}): {problem}; their decisions "
+        "cannot be compared: promote it directly"
+    )

@@ -545,24 +545,9 @@ def describe_model(predictor: Any) -> dict[str, Any]:
 def champion_mismatch(candidate: Any, champion: Any) -> str | None:
     """Why the champion's metrics cannot be held against the candidate's, or None when they can:
     another task, other classes (multiclass), another positive class (binary)."""
-    from airflow_mlops.data.labels import label_key
-    from airflow_mlops.tasks import describe
+    from airflow_mlops.training.flavors import comparison_problem
 
-    if champion.task != candidate.task:
-        return f"the champion is a {champion.task} model, the candidate {candidate.task}"
-    if candidate.task == "multiclass" and list(champion.classes) != list(candidate.classes):
-        return (
-            f"the champion predicts other classes than the candidate: champion "
-            f"{describe('multiclass', champion.classes)}, candidate {describe('multiclass', candidate.classes)}"
-        )
-    if candidate.task == "binary" and label_key(champion.positive_label) != label_key(
-        candidate.positive_label
-    ):
-        return (
-            f"the champion scores positive class {champion.positive_label!r}, the candidate "
-            f"{candidate.positive_label!r}"
-        )
-    return None
+    return comparison_problem(candidate, champion, same_classes=True)
 
 
 def evaluate_candidate(

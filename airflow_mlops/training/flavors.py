@@ -449,6 +449,29 @@ class Predictor:
         }
 
 
+def comparison_problem(candidate: Any, champion: Any, *, same_classes: bool = True) -> str | None:
+    """Why two loaded models (:class:`Predictor`) cannot be judged on the same rows, or None:
+    another task, another positive class (binary), or -- with ``same_classes`` (metrics held
+    against each other) -- other classes (multiclass)."""
+    from airflow_mlops.tasks import describe
+
+    if champion.task != candidate.task:
+        return f"the champion is a {champion.task} model, the candidate {candidate.task}"
+    if same_classes and candidate.task == "multiclass" and list(champion.classes) != list(candidate.classes):
+        return (
+            f"the champion predicts other classes than the candidate: champion "
+            f"{describe('multiclass', champion.classes)}, candidate {describe('multiclass', candidate.classes)}"
+        )
+    if candidate.task == "binary" and label_key(champion.positive_label) != label_key(
+        candidate.positive_label
+    ):
+        return (
+            f"the champion scores positive class {champion.positive_label!r}, the candidate "
+            f"{candidate.positive_label!r}"
+        )
+    return None
+
+
 def read_config(model_dir: str | Path) -> dict[str, Any]:
     """``model_config.json`` of ``model_dir``, upgraded to format version 2 in memory.
 
