@@ -237,7 +237,7 @@ def test_binary_models_that_score_different_classes_are_not_compared() -> None:
     assert "the champion scores positive class 'no', the candidate 'yes'" in _incomparable(
         model("binary", "yes"), model("binary", "no"), "2", "1"
     )
-    assert "a regression model and the champion" in _incomparable(
+    assert "the champion is a multiclass model, the candidate regression" in _incomparable(
         model("regression"), model("multiclass"), "2", "1"
     )
     assert _incomparable(model("multiclass"), model("multiclass"), "2", "1") == ""
