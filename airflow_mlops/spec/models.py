@@ -1433,7 +1433,11 @@ class QualityConfig(_Strict):
     max_new_category_share: float = Field(
         0.05, ge=0, le=1, description="Largest share of values in categories the reference never had."
     )
-    min_rows: int = Field(100, ge=1, description="Fewer rows in the window is an alarm.")
+    min_rows: int = Field(
+        30,
+        ge=1,
+        description="Fewer rows in the window is an alarm (below about 30 rows the drift tests can tell little).",
+    )
 
 
 class PerformanceBound(_Strict):
