@@ -404,7 +404,9 @@ def test_failed_rerun_keeps_the_previous_model(
     out = tmp_path / "model"
     train(make_frame(200, 18), base_config, out)
     before = (out / "model.safetensors").read_bytes()
-    monkeypatch.setattr(trainer, "save_model_dir", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(
+        trainer, "save_model_dir", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+    )
     with pytest.raises(OSError):
         train(make_frame(200, 19), base_config, out)
     assert (out / "model.safetensors").read_bytes() == before
