@@ -65,7 +65,7 @@ def infer_task(series: pd.Series | Any, *, column: str = "target") -> Task:
         values = series.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise DataError(f"target column {column!r} holds infinite values; fix or drop those rows")
-        distinct = np.unique(values)
+        distinct = pd.unique(values)
         if not np.all(np.equal(np.mod(distinct, 1), 0)) or len(distinct) > MAX_INFERRED_CLASSES:
             return "regression"
         n_classes = len(distinct)

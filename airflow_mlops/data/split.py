@@ -20,6 +20,7 @@ def stratified_split(
     both parts span the target's range.
     """
     import numpy as np
+    import pandas as pd
 
     from airflow_mlops.data.labels import label_key
 
@@ -45,7 +46,9 @@ def stratified_split(
         groups = [np.flatnonzero(strata == b) for b in range(bins)]
         described = [f"decile {b + 1}" for b in range(bins)]
     else:
-        keys = df[target].map(label_key).to_numpy()
+        # label_key per distinct value, then spread by code (one Python call per class, not per row)
+        codes, uniques = pd.factorize(df[target], use_na_sentinel=False)
+        keys = np.asarray([label_key(u) for u in uniques], dtype=object)[codes]
         ordered = sorted(set(keys.tolist()), key=str)
         groups = [np.flatnonzero(keys == key) for key in ordered]
         described = [repr(key) for key in ordered]

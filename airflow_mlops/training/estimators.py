@@ -184,22 +184,22 @@ def fit_estimator(
     extra: dict[str, Any] = {}
     has_val = len(y_val) > 0
     try:
-        if kind.library == "xgboost" and has_val:
-            if patience is not None:
-                estimator.set_params(early_stopping_rounds=patience)
+        # The validation rows are scored each round only when they decide something (early stopping).
+        if kind.library == "xgboost" and has_val and patience is not None:
+            estimator.set_params(early_stopping_rounds=patience)
             estimator.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
-            best = getattr(estimator, "best_iteration", None) if patience is not None else None
+            best = getattr(estimator, "best_iteration", None)
             if best is not None:
                 extra["best_iteration"] = int(best)
-        elif kind.library == "lightgbm" and has_val:
+        elif kind.library == "lightgbm" and has_val and patience is not None:
             import lightgbm
 
-            callbacks = [lightgbm.early_stopping(patience, verbose=False)] if patience is not None else []
+            callbacks = [lightgbm.early_stopping(patience, verbose=False)]
             if "eval_X" in inspect.signature(estimator.fit).parameters:  # LightGBM >= 4.6
                 estimator.fit(x_train, y_train, eval_X=(x_val,), eval_y=(y_val,), callbacks=callbacks)
             else:
                 estimator.fit(x_train, y_train, eval_set=[(x_val, y_val)], callbacks=callbacks)
-            if patience is not None and estimator.best_iteration_:
+            if estimator.best_iteration_:
                 extra["best_iteration"] = int(estimator.best_iteration_)
         else:
             if patience is not None and kind.library in ("xgboost", "lightgbm"):

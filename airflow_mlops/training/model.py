@@ -435,14 +435,17 @@ def _infer_categorical(series: pd.Series, name: str) -> bool:
             "to numbers or strings, or drop it from features"
         )
     if not isinstance(dtype, pd.CategoricalDtype):
-        present = series[series.notna()].astype(object)
-        parsed = pd.to_numeric(present, errors="coerce")
-        share = float(parsed.notna().mean()) if len(present) else 0.0
+        # Judged on the distinct values and their counts (a few, for a real category), not row by row.
+        counts = series.value_counts(dropna=True)
+        parsed = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce")
+        total = int(counts.sum())
+        share = float(counts.to_numpy()[parsed.notna().to_numpy()].sum()) / total if total else 0.0
         if _NUMERIC_LOOKING_SHARE <= share < 1.0:
-            bad = present[parsed.isna()]
+            bad_value = counts.index[int(np.flatnonzero(parsed.isna().to_numpy())[0])]
+            row = series.index[series.astype(object) == bad_value][0]
             raise DataError(
                 f"column {name!r} looks numeric ({share:.1%} of its values are numbers) but holds "
-                f"non-numeric values such as {bad.iloc[0]!r} (row {bad.index[0]!r}); fix the data, "
+                f"non-numeric values such as {bad_value!r} (row {row!r}); fix the data, "
                 "or list the column under categorical to treat it as categories"
             )
     return True

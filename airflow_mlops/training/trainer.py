@@ -175,7 +175,9 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             val_precision=at_threshold.get("precision"),
             val_recall=at_threshold.get("recall"),
         )
-    metrics[f"train_{primary}"] = _metric_or_none(data.task, primary, data.y[train_idx], outcome.train_output)
+    metrics[f"train_{primary}"] = _metric_or_none(
+        data.task, primary, data.y[train_idx][outcome.train_sample], outcome.train_output
+    )
     metrics[f"val_{primary}"] = (
         _metric_or_none(data.task, primary, data.y[val_idx], outcome.val_output) if len(val_idx) else None
     )
@@ -227,10 +229,11 @@ class _Target:
 class _Outcome:
     model: Any
     preprocessor: Preprocessor
-    train_output: np.ndarray
+    train_output: np.ndarray  # on the rows of train_sample (the training metric's, at most a sample)
     val_output: np.ndarray
     metrics: dict[str, Any]
     training: dict[str, Any]
+    train_sample: np.ndarray  # the training rows the training metric is measured on
     history: list[dict[str, Any]] | None = None
     target_scaling: dict[str, float] | None = None
 
@@ -264,6 +267,17 @@ def _split(
         k = min(max(round(len(y) * fraction), 1), len(y) - 1) if len(y) >= 2 else 0
         return np.sort(order[k:]), np.sort(order[:k])
     return _stratified_split(y, fraction, rng)
+
+
+#: The training metric (``train_<metric>``, for the record) is measured on at most this many rows.
+METRIC_SAMPLE_ROWS = 100_000
+
+
+def _metric_sample(rows: int, seed: int) -> np.ndarray:
+    """Row positions the training metric is measured on: all of them, or a seeded sample."""
+    if rows <= METRIC_SAMPLE_ROWS:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=METRIC_SAMPLE_ROWS, replace=False))
 
 
 def _metric_or_none(task: str, name: str, y: np.ndarray, output: np.ndarray) -> float | None:
@@ -336,7 +350,8 @@ def _train_network(
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
     model, history, best_epoch, stopped_early, extra = fit
-    train_output = _outputs(model, x_train, device, data.task, scaling)
+    train_sample = _metric_sample(len(x_train), cfg["seed"])
+    train_output = _outputs(model, x_train[train_sample], device, data.task, scaling)
     val_output = _outputs(model, x_val, device, data.task, scaling)
     best = history[best_epoch - 1]
     metrics: dict[str, Any] = {
@@ -357,7 +372,9 @@ def _train_network(
         "best_epoch": best_epoch,
         **({"privacy": {k: extra[k] for k in extra if k.startswith("dp_")}} if cfg["privacy"] else {}),
     }
-    return _Outcome(model, preprocessor, train_output, val_output, metrics, training, history, scaling)
+    return _Outcome(
+        model, preprocessor, train_output, val_output, metrics, training, train_sample, history, scaling
+    )
 
 
 Losses = tuple[torch.nn.Module, torch.nn.Module]
@@ -454,7 +471,8 @@ def _train_estimator(
             f"on class indices 0..{len(data.classes) - 1}; its probability columns cannot be read"
         )
     predict = kind.output_function(fitted, data.task)
-    train_output = predict(x_train)
+    train_sample = _metric_sample(len(x_train), cfg["seed"])
+    train_output = predict(x_train[train_sample])
     val_output = (
         predict(x_val)
         if len(y_val)
@@ -468,7 +486,7 @@ def _train_estimator(
         "early_stopping_patience": cfg["early_stopping_patience"],
         **extra,
     }
-    return _Outcome(fitted, preprocessor, train_output, val_output, metrics, training)
+    return _Outcome(fitted, preprocessor, train_output, val_output, metrics, training, train_sample)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -745,7 +763,9 @@ def _stratified_split(
         k = min(max(round(len(idx) * fraction), 1), len(idx) - 1) if len(idx) >= 2 else 0
         val_parts.append(idx[:k])
     val_idx = np.sort(np.concatenate(val_parts))
-    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    in_val = np.zeros(len(y), dtype=bool)
+    in_val[val_idx] = True
+    train_idx = np.flatnonzero(~in_val)
     return train_idx, val_idx
 
 
