@@ -208,10 +208,13 @@ class ScreenResult:
         counts = ", ".join(f"{name}={n}" for name, n in s["check_counts"].items())
         verdict = "passed" if self.passed else "failed"
         over = ">" if s["suspect_fraction"] > s["max_suspect_fraction"] else "<="
+        allowed = s.get("max_suspect_rows")
         text = (
             f"poisoning screen {verdict}: {s['rows_quarantined']} of {s['rows_in']} rows suspect "
             f"(suspect_fraction {s['suspect_fraction']:.4f} {over} max_suspect_fraction "
-            f"{s['max_suspect_fraction']:.4f}); suspects per check: {counts or 'none'}"
+            f"{s['max_suspect_fraction']:.4f}"
+            + (f", at most {allowed} of {s['rows_in']} rows allowed" if allowed is not None else "")
+            + f"); suspects per check: {counts or 'none'}"
         )
         if s["dataset_findings"]:
             text += "; dataset findings: " + "; ".join(s["dataset_findings"])
@@ -349,6 +352,23 @@ class _Encoder:
     @property
     def categorical_mask(self) -> list[bool]:
         return [not n for n in self.numeric]
+
+
+def allowed_suspects(rows: int, max_fraction: float) -> int:
+    """How many suspect rows a batch of ``rows`` may hold before the screen stops the run.
+
+    ``max_suspect_fraction`` of the rows, with the sampling noise of a small batch tolerated: the
+    95th percentile of ``Binomial(rows, max_fraction)`` (a batch whose rows are suspect at exactly
+    the allowed rate exceeds it once in twenty). At 60 rows and 2 % that is 3 rows, not 1; at
+    100,000 rows 2.07 %. The suspects are quarantined either way: they never reach training.
+    """
+    from scipy.stats import binom
+
+    if rows <= 0 or max_fraction <= 0:
+        return 0
+    if max_fraction >= 1:
+        return rows
+    return int(max(math.floor(rows * max_fraction), binom.ppf(0.95, rows, max_fraction)))
 
 
 def screen_data(
@@ -624,7 +644,8 @@ def screen_data(
     hashes = _check_accounting(df, accepted, quarantined, accepted_pos, quarantined_pos)
 
     suspect_fraction = len(quarantined) / n
-    passed = suspect_fraction <= max_suspect_fraction and not findings
+    max_suspect_rows = allowed_suspects(n, max_suspect_fraction)
+    passed = len(quarantined) <= max_suspect_rows and not findings
     summary: dict[str, Any] = {
         "task": task,
         "rows_in": n,
@@ -632,6 +653,7 @@ def screen_data(
         "rows_quarantined": len(quarantined),
         "suspect_fraction": float(suspect_fraction),
         "max_suspect_fraction": float(max_suspect_fraction),
+        "max_suspect_rows": int(max_suspect_rows),
         "check_counts": check_counts,
         "checks": check_details,
         "dataset_findings": findings,

@@ -465,7 +465,12 @@ class PoisoningConfig(_Strict):
         "label_flips and outliers are the old names of label_issues and out_of_distribution.",
     )
     max_suspect_fraction: float = Field(
-        0.02, ge=0, le=1, description="Above this share of suspect rows the run stops before training."
+        0.02,
+        ge=0,
+        le=1,
+        description="Above this share of suspect rows the run stops before training (a small batch's sampling "
+        "noise is tolerated: the 95th percentile of Binomial(rows, share), e.g. 3 of 60 rows at 2 %). Suspects "
+        "are quarantined either way.",
     )
     neighbours: int = Field(
         10, ge=3, le=100, description="Deprecated and ignored: k of the old label-flip screen."
