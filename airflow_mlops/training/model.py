@@ -485,6 +485,12 @@ def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
 def _category_strings(series: pd.Series) -> np.ndarray:
     """Category values as strings (so 1 and "1" match), with None for missing values."""
     raw = series.astype(object)
+    if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        # All text: str() once per distinct value, spread by code (-1: missing -> None). Mixed
+        # types go row by row, since factorize would merge 1, 1.0 and True, which str() tells apart.
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        strings = np.asarray([*(str(v) for v in uniques), None], dtype=object)
+        return strings[codes]
     present = raw.notna().to_numpy()
     out = np.full(len(raw), None, dtype=object)
     out[present] = [str(v) for v in raw.to_numpy()[present]]

@@ -440,7 +440,8 @@ def _train_estimator(
     y_train, y_val = data.y[train_idx], data.y[val_idx]
     if data.task != "regression":
         y_train, y_val = y_train.astype(np.int64), y_val.astype(np.int64)
-        missing = sorted(set(range(len(data.classes))) - set(np.unique(y_train).tolist()))
+        counts = np.bincount(y_train, minlength=len(data.classes))
+        missing = [int(i) for i in np.flatnonzero(counts == 0)]
         if missing:
             raise DataError(
                 f"class(es) {', '.join(repr(data.classes[i]) for i in missing)} of {cfg['target']!r} have "
@@ -758,7 +759,7 @@ def _stratified_split(
     if fraction <= 0:
         return np.arange(len(y)), np.arange(0)
     val_parts = []
-    for cls in np.unique(y):
+    for cls in np.sort(pd.unique(y)):  # hashing, not a sort of every row
         idx = rng.permutation(np.flatnonzero(y == cls))
         k = min(max(round(len(idx) * fraction), 1), len(idx) - 1) if len(idx) >= 2 else 0
         val_parts.append(idx[:k])
