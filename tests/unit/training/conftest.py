@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,3 +45,24 @@ def base_config() -> dict:
         "seed": 7,
         "device": "cpu",
     }
+
+
+USERPKG_PARENT = str(Path(__file__).resolve().parent)
+
+
+def _forget_userpkg() -> None:
+    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
+    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
+    _forget_userpkg()
+    monkeypatch.syspath_prepend(USERPKG_PARENT)
+    import userpkg.fits
+
+    userpkg.fits.LAST.clear()
+    yield userpkg
+    _forget_userpkg()

@@ -10,8 +10,6 @@ order) are refused or handled.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,6 @@ from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.training import trainer
 from airflow_mlops.training.estimators import check_model_name, make_estimator, resolve_class
 from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
-
-USERPKG_PARENT = str(Path(__file__).resolve().parent)
-
-
-def _forget_userpkg() -> None:
-    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
-    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
-    _forget_userpkg()
-    monkeypatch.syspath_prepend(USERPKG_PARENT)
-    import userpkg.fits
-
-    userpkg.fits.LAST.clear()
-    yield userpkg
-    _forget_userpkg()
 
 
 def wine() -> pd.DataFrame:

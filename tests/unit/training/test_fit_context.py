@@ -8,8 +8,6 @@ threshold, and a regression network may store its target scaling.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +20,6 @@ from airflow_mlops.exceptions import DataError, TrainingRejectedError
 from airflow_mlops.metrics import compute_metrics
 from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
 from airflow_mlops.training.job import FitContext, TrainingJob, _run_entrypoint
-
-USERPKG_PARENT = str(Path(__file__).resolve().parent)
-
-
-def _forget_userpkg() -> None:
-    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
-    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
-    _forget_userpkg()
-    monkeypatch.syspath_prepend(USERPKG_PARENT)
-    import userpkg.fits
-
-    userpkg.fits.LAST.clear()
-    yield userpkg
-    _forget_userpkg()
 
 
 def frame(loader: Any, labels: Any = None, columns: int = 8) -> pd.DataFrame:

@@ -14,7 +14,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from airflow_mlops.training.flavors import CONFIG_FILE, WEIGHTS_FILES, load_pred
 from airflow_mlops.training.job import TrainingJob, _run_entrypoint
 from airflow_mlops.training.model import Preprocessor
 
-USERPKG_PARENT = str(Path(__file__).resolve().parent)
 ANIMALS = np.array(["cat", "dog", "bird"])
 
 
@@ -75,24 +73,6 @@ PARAMS = {
     "sklearn": {"max_iter": 2000},
     "hist": {"max_iter": 15},
 }
-
-
-def _forget_userpkg() -> None:
-    """Drop ``userpkg`` from the import cache: other tests have a package of that name too."""
-    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def userpkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The user's package (tests/unit/training/userpkg) importable as ``userpkg``, as on a worker."""
-    _forget_userpkg()
-    monkeypatch.syspath_prepend(USERPKG_PARENT)
-    import userpkg.fits
-
-    userpkg.fits.LAST.clear()
-    yield userpkg
-    _forget_userpkg()
 
 
 def train_and_capture(
