@@ -106,6 +106,36 @@ STDLIB_SAFE_GLOBALS: frozenset[str] = frozenset(
     ]
 )
 
+#: numpy's scalar types (estimators keep them as their dtype parameter; calling one converts a value).
+NUMPY_SCALAR_TYPES = (
+    "bool_",
+    "float16",
+    "float32",
+    "float64",
+    "longdouble",
+    "complex64",
+    "complex128",
+    "clongdouble",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "intc",
+    "uintc",
+    "intp",
+    "uintp",
+    "str_",
+    "bytes_",
+    "void",
+    "datetime64",
+    "timedelta64",
+    "object_",
+)
+
 #: numpy's array, dtype and scalar rebuilds (numpy 1 and numpy 2 module names) and the random
 #: generators' pickle helpers (they look the bit generator up in a fixed table by name).
 NUMPY_SAFE_GLOBALS: frozenset[str] = frozenset(
@@ -123,37 +153,7 @@ NUMPY_SAFE_GLOBALS: frozenset[str] = frozenset(
         "numpy.ndarray",
     ]
     # scalar types (estimators keep them as their dtype parameter); calling one converts a value
-    + [
-        f"numpy.{t}"
-        for t in [
-            "bool_",
-            "float16",
-            "float32",
-            "float64",
-            "longdouble",
-            "complex64",
-            "complex128",
-            "clongdouble",
-            "int8",
-            "int16",
-            "int32",
-            "int64",
-            "uint8",
-            "uint16",
-            "uint32",
-            "uint64",
-            "intc",
-            "uintc",
-            "intp",
-            "uintp",
-            "str_",
-            "bytes_",
-            "void",
-            "datetime64",
-            "timedelta64",
-            "object_",
-        ]
-    ]
+    + [f"numpy.{t}" for t in NUMPY_SCALAR_TYPES]
     + [
         "numpy.ma.core._mareconstruct",
         "numpy.ma.core.MaskedArray",

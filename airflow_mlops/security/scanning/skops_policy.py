@@ -54,37 +54,8 @@ _BUILTIN_DATA = frozenset(
         "collections.defaultdict",
     ]
 )
-_NUMPY_SCALARS = [
-    "bool_",
-    "bool",  # numpy 2's name of the boolean scalar type
-    "float16",
-    "float32",
-    "float64",
-    "longdouble",
-    "complex64",
-    "complex128",
-    "clongdouble",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "intc",
-    "uintc",
-    "intp",
-    "uintp",
-    "longlong",
-    "ulonglong",
-    "str_",
-    "bytes_",
-    "void",
-    "datetime64",
-    "timedelta64",
-    "object_",
-]
+# numpy 2's name of the boolean scalar type, and the C long long types skops records by name
+_NUMPY_SCALARS = [*policy.NUMPY_SCALAR_TYPES, "bool", "longlong", "ulonglong"]
 _NUMPY = frozenset(
     [
         "numpy.ndarray",
