@@ -921,10 +921,12 @@ def _confident_scores(
     return score, suggested
 
 
-def _hgb(encoder: _Encoder, seed: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+def _hgb(encoder: _Encoder, seed: int, *, regression: bool = False) -> Any:
+    """The screen's gradient-boosting model: a classifier, or a regressor for a regression target."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    return HistGradientBoostingClassifier(
+    model = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+    return model(
         max_iter=100,
         learning_rate=0.1,
         max_leaf_nodes=31,
@@ -1283,21 +1285,6 @@ def _robust_center_scale(residual: np.ndarray) -> tuple[float, float]:
     return center, scale
 
 
-def _hgb_regressor(encoder: _Encoder, seed: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    return HistGradientBoostingRegressor(
-        max_iter=100,
-        learning_rate=0.1,
-        max_leaf_nodes=31,
-        min_samples_leaf=20,
-        l2_regularization=1.0,
-        categorical_features=encoder.categorical_mask if any(encoder.categorical_mask) else None,
-        early_stopping=False,
-        random_state=seed,
-    )
-
-
 def _oof_predict(
     x: np.ndarray,
     y: np.ndarray,
@@ -1327,7 +1314,7 @@ def _oof_predict(
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             if len(train) > max_fit_rows:
                 train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            out[test] = _hgb_regressor(encoder, seed).fit(x[train], y[train]).predict(x[test])
+            out[test] = _hgb(encoder, seed, regression=True).fit(x[train], y[train]).predict(x[test])
     return out
 
 
@@ -1355,7 +1342,7 @@ def _crossfit_predict(
         for train, test in splitter.split(rx):
             if len(train) > max_fit_rows:
                 train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            model = _hgb_regressor(encoder, seed).fit(rx[train], ry[train])
+            model = _hgb(encoder, seed, regression=True).fit(rx[train], ry[train])
             ref_pred[test] = model.predict(rx[test])
             if len(bx):
                 batch_pred += model.predict(bx) / folds
