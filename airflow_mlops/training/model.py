@@ -1,10 +1,7 @@
-"""Built-in models (tabular MLP, image CNN): preprocessing, networks, a loader that never unpickles.
+"""Built-in models (tabular MLP, image CNN) and the preprocessing every flavor can use.
 
-A trained model is a directory of two files:
-
-- ``model.safetensors``: the weights, as plain tensors (no code, nothing to unpickle);
-- ``model_config.json``: everything needed to rebuild the network and prepare its input
-  (see :func:`build_model_config` for the format, ``"format_version": 1``).
+How a trained model is stored and loaded (any flavor, safetensors for these networks) is
+:mod:`airflow_mlops.training.flavors`; :func:`load_predictor` here is its loader.
 
 This module runs wherever a model is trained or loaded: the trainer subprocess or pod, the
 evaluation task, and MLflow serving. It imports only torch, numpy, pandas, safetensors and the
@@ -14,7 +11,6 @@ the DAG processor (hence its exemption from the module-level import ban in ``pyp
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +24,6 @@ from torch import nn
 
 from airflow_mlops.exceptions import DataError
 
-FORMAT_VERSION = 1
-MODEL_TYPE = "mlp"  # the default model type (tabular); see MODEL_TYPES for all of them
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "model_config.json"
 # A categorical column with more distinct values than this is almost always an identifier.
 MAX_CATEGORIES = 1000
 # An object/string column is "numbers with typos" when at least this share of its values parse.
@@ -316,74 +308,6 @@ class Preprocessor:
         return cls(
             features=features, numeric=numeric, categorical=categorical, keep_missing=missing == "keep"
         )
-
-
-def build_model_config(
-    model: MLP | CNN,
-    preprocessor: Preprocessor,
-    *,
-    target: str,
-    positive_label: Any,
-    seed: int | None = None,
-    training: Mapping[str, Any] | None = None,
-    threshold: float | None = None,
-    threshold_choice: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The content of ``model_config.json``: everything but the weights.
-
-    Format version 1 (readers reject any other ``format_version``)::
-
-        {
-          "format_version": 1,
-          "model_type": "mlp",      # or "cnn" (architecture adds image_shape, conv_channels)
-          "architecture": {"input_dim": 7, "hidden_units": [64, 32], "dropout": 0.1},
-          "target": "is_fraud",
-          "positive_label": 1,
-          "features": ["amount", "merchant"],
-          "preprocessing": {
-            "features": ["amount", "merchant"],
-            "numeric": {"amount": {"mean": 52.1, "std": 31.9}},
-            "categorical": {"merchant": ["fuel", "grocery", "online"]}
-          },
-          "output_columns": ["amount", "merchant=fuel", "merchant=grocery", "merchant=online"],
-          "weights_file": "model.safetensors",
-          "torch_version": "2.13.0+cpu",
-          "seed": 42,
-          "training": {...},   # free-form: the trainer's params, for the record
-          "threshold": 0.83,   # the operating threshold (score >= threshold is positive)
-          "threshold_choice": {"value": 0.83, "rule": "min_precision", "target": 0.8,
-                               "validation": {"rows": 300, "positives": 6, ...}}
-        }
-
-    ``threshold`` and ``threshold_choice`` are additive (models written before them lack them;
-    readers use ``config.get("threshold")`` and fall back to the evaluation's threshold).
-    """
-    return {
-        "format_version": FORMAT_VERSION,
-        "model_type": model.model_type,
-        "architecture": model.architecture(),
-        "target": target,
-        "positive_label": positive_label,
-        "features": list(preprocessor.features),
-        "preprocessing": preprocessor.to_dict(),
-        "output_columns": preprocessor.output_names,
-        "weights_file": WEIGHTS_FILE,
-        "torch_version": torch.__version__,
-        "seed": seed,
-        "training": dict(training or {}),
-        **({"threshold": float(threshold)} if threshold is not None else {}),
-        **({"threshold_choice": dict(threshold_choice)} if threshold_choice is not None else {}),
-    }
-
-
-def save_model(directory: str | Path, model: MLP | CNN, config: Mapping[str, Any]) -> None:
-    """Write ``model.safetensors`` and ``model_config.json`` into an existing ``directory``."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
 
 
 def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Any:

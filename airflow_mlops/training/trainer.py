@@ -23,7 +23,7 @@ The config JSON holds::
                                             # the validation split (see training/threshold.py)
 
 Outputs in DIR: ``model.safetensors``, ``model_config.json`` (see
-:func:`airflow_mlops.training.model.build_model_config`; it holds the chosen ``threshold``) and
+:func:`airflow_mlops.training.flavors.save_model_dir`; it holds the chosen ``threshold``) and
 ``metrics.json`` (with ``threshold``, ``val_precision`` and ``val_recall`` at it). They are written
 into a temporary directory beside DIR and renamed into place, so a failed run leaves nothing
 half-written. User errors (bad data, bad config) exit with status 2 and one line on stderr.

@@ -13,14 +13,8 @@ import pytest
 import torch
 
 from airflow_mlops.exceptions import ArtifactError, DataError
-from airflow_mlops.training.model import (
-    CONFIG_FILE,
-    MAX_CATEGORIES,
-    MLP,
-    WEIGHTS_FILE,
-    Preprocessor,
-    load_predictor,
-)
+from airflow_mlops.training.flavors import CONFIG_FILE, WEIGHTS_FILES
+from airflow_mlops.training.model import MAX_CATEGORIES, MLP, Preprocessor, load_predictor
 from airflow_mlops.training.trainer import train
 
 
@@ -235,7 +229,7 @@ def test_unknown_format_version_is_rejected(model_copy: Path, version) -> None:
 def test_pickled_weights_are_refused_not_loaded(model_copy: Path) -> None:
     """A pickle disguised as the safetensors file fails to parse; it is never unpickled."""
     state = {"net.0.weight": torch.zeros(1)}
-    torch.save(state, model_copy / WEIGHTS_FILE)
+    torch.save(state, model_copy / WEIGHTS_FILES["torch"])
     with pytest.raises(ArtifactError, match="not a readable safetensors file"):
         load_predictor(model_copy)
 
