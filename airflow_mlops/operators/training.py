@@ -28,7 +28,6 @@ from typing import Any
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import (
-    ArtifactError,
     ArtifactIntegrityError,
     DataError,
     TrainingError,
@@ -467,10 +466,13 @@ class ModelPackageOperator(MLOpsBaseOperator):
         with self.scratch() as tmp:
             weights_dir = self.fetch(weights, tmp / "in")
             train_metrics = json.loads((weights_dir / "metrics.json").read_text())
-            threshold = _stored_threshold(weights_dir)
-            if threshold is not None:
-                train_metrics["threshold"] = threshold
-            model_facts = _model_facts(weights_dir)
+            from airflow_mlops.training.flavors import read_config  # reads JSON only
+
+            config = read_config(weights_dir)
+            threshold = config.get("threshold")  # the operating threshold the trainer stored (binary)
+            if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+                train_metrics["threshold"] = float(threshold)
+            model_facts = _model_facts(config)
             # requirements.txt: the flavor's library, pinned (registry.mlflow_registry.SERVING_REQUIREMENTS)
             package_model(weights_dir, tmp / "model")
             model_ref = store.put_directory(
@@ -543,22 +545,8 @@ class ModelPackageOperator(MLOpsBaseOperator):
         log_dataset_inputs(client, run_id, entries)
 
 
-def _stored_threshold(weights_dir: Path) -> float | None:
-    """The operating threshold the trainer stored in ``model_config.json`` (None: none stored)."""
-    path = weights_dir / "model_config.json"  # training.model.CONFIG_FILE (that module loads torch)
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    value = config.get("threshold") if isinstance(config, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _model_facts(weights_dir: Path) -> dict[str, str]:
+def _model_facts(config: Mapping[str, Any]) -> dict[str, str]:
     """The task, flavor and library of the trained model (run params an MLflow user filters on)."""
-    from airflow_mlops.training.flavors import read_config  # reads JSON only
-
-    config = read_config(weights_dir)
     framework = config.get("framework") or {}
     facts = {"task": str(config["task"]), "flavor": str(config["flavor"])}
     if framework.get("name"):
