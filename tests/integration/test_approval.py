@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo_loop import AirflowAPI, _q, wait_for
-from tests.integration.airflow_stack import COMPONENTS, airflow_stack
+from tests.integration.airflow_stack import COMPONENTS, AirflowStack, airflow_stack
 from tests.integration.conftest import MLflowServer
 from tests.integration.test_continuous_training import _loop_spec
 from tests.integration.test_lifecycle_dag import airflow_env, make_dags_folder
@@ -23,14 +23,34 @@ TRAIN = "fraud_detector__train"
 APPROVE = "release.approve"
 
 
-def _await_input(api: AirflowAPI, run_id: str, check) -> None:
+def _await_input(api: AirflowAPI, stack: AirflowStack, run_id: str) -> None:
+    """Wait until ``release.approve`` is parked and its parked try has ended for the scheduler too.
+
+    Airflow 3.3 parks the task (``awaiting_input``) before the worker process that parked it
+    exits; the resume after an answer reuses the same try number. If the answer comes before the
+    scheduler has read the parked process's exit from the executor, that stale "finished" event
+    reaches the scheduler while the resumed try is queued or running: the executor has already
+    dropped the key, so the scheduler takes the resumed try for one killed externally and fails
+    it ("Cannot start Task Instance in invalid state"; the promotion ends ``upstream_failed``).
+    A person answers seconds later; this test answers as soon as it can, so it waits for the
+    scheduler's "TaskInstance Finished" line of the parked try, as a person's delay would.
+    """
+
     def waiting() -> bool:
         states = api.task_states(TRAIN, run_id)
         failed = {t: s for t, s in states.items() if s in ("failed", "upstream_failed")}
         assert not failed, failed
         return states.get(APPROVE) == "awaiting_input"
 
-    wait_for(f"{APPROVE} to wait for an answer", 600, waiting, check=check)
+    wait_for(f"{APPROVE} to wait for an answer", 600, waiting, check=stack.check_alive)
+    parked_exit = f"TaskInstance Finished: dag_id={TRAIN}, task_id={APPROVE}, run_id={run_id},"
+    scheduler_log = stack.logs / "scheduler.log"
+    wait_for(
+        "the scheduler to see the parked try end",
+        120,
+        lambda: parked_exit in scheduler_log.read_text(errors="replace"),
+        check=stack.check_alive,
+    )
 
 
 def _answer(api: AirflowAPI, run_id: str, option: str) -> dict:
@@ -80,7 +100,7 @@ def test_promotion_waits_for_a_person_and_records_who_approved(
         api.unpause(TRAIN)
 
         first = api.trigger(TRAIN, logical_date=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
-        _await_input(api, first, stack.check_alive)
+        _await_input(api, stack, first)
         assert champion_version(client, model, "champion", pipeline="fraud_detector") is None  # not yet
         detail = api.get(f"dags/{TRAIN}/dagRuns/{_q(first)}/taskInstances/{APPROVE}/-1/hitlDetails")
         assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
@@ -97,7 +117,7 @@ def test_promotion_waits_for_a_person_and_records_who_approved(
         assert promotion.startswith(approver)
 
         second = api.trigger(TRAIN, logical_date=dt.datetime(2026, 1, 3, tzinfo=dt.UTC))
-        _await_input(api, second, stack.check_alive)
+        _await_input(api, stack, second)
         _answer(api, second, "Reject")
         states = _finished(api, second, stack.check_alive)
         assert states["release.promote"] == "skipped", states
