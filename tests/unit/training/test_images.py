@@ -20,6 +20,7 @@ import airflow_mlops.training.__main__, airflow_mlops.training.job, airflow_mlop
 import airflow_mlops.training.model, airflow_mlops.training.ranking
 import airflow_mlops.training.flavors, airflow_mlops.training.estimators
 import airflow_mlops.security.scanning.skops_policy  # the sklearn flavor loads through it
+import airflow_mlops.allowed_roots  # the local artifact store opens files through it (lazily)
 for name, module in sorted(sys.modules.items()):
     if name.split(".")[0] in ("airflow_mlops", "airflow", "mlflow", "pydantic", "yaml"):
         print(name, getattr(module, "__file__", None))
@@ -57,7 +58,7 @@ def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
     assert all(s.startswith(("airflow_mlops/training", "airflow_mlops/__init__", "airflow_mlops/exceptions",
                              "airflow_mlops/artifacts", "airflow_mlops/progress", "airflow_mlops/data/__init__",
                              "airflow_mlops/tasks", "airflow_mlops/metrics", "airflow_mlops/security/",
-                             "airflow_mlops/data/labels")) for s in sources), sources  # fmt: skip
+                             "airflow_mlops/data/labels", "airflow_mlops/allowed_roots")) for s in sources), sources  # fmt: skip
 
 
 def test_images_are_multi_stage_non_root_and_labelled() -> None:
