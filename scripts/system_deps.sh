@@ -2,7 +2,9 @@
 # The system programs the test suite runs for real, from Debian's packages:
 #   postgresql + redis-server  the distributed stack (CeleryExecutor, Airflow/MLflow on Postgres)
 #   chromium + chromium-driver  the Models view's browser test
-#   docker-compose              `docker-compose config` checks docker-compose.yaml offline
+#   docker.io + debootstrap      a private Docker engine (scripts/docker_engine.sh) and the local
+#                               base images: the trainer image, the docker backend, the compose stack
+#   docker-compose              brings docker-compose.yaml up on that engine (scripts/compose_e2e.sh)
 # Idempotent: installs only what is missing. Needs root (CI runs as root); without it, it says
 # what to install and fails, so a test that needs a program is never skipped silently.
 set -euo pipefail
@@ -12,6 +14,8 @@ declare -A need=(
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
   [docker-compose]=/usr/bin/docker-compose
+  [docker.io]=/usr/sbin/dockerd
+  [debootstrap]=/usr/sbin/debootstrap
 )
 missing=()
 for pkg in "${!need[@]}"; do [ -e "${need[$pkg]}" ] || missing+=("$pkg"); done
