@@ -5,14 +5,22 @@ Importing this module imports the Docker provider: the factory imports it only f
 
 The container: user 1000:1000, read-only root filesystem with a ``/tmp`` tmpfs scratch, every
 capability dropped, ``no-new-privileges``, a pid limit, GPUs as ``device_requests``, removed when
-it ends. The S3 credentials come from the Airflow AWS connection (or the worker's AWS variables)
-and go into the container's *private* environment: not a template field, never rendered or
-logged. A local artifact root is bind-mounted at the same path.
+it ends (and when the task is killed); a new try first removes what an earlier try of the same
+task left (a worker that died mid-run), so two never run at once.
+
+The S3 credentials come from the Airflow AWS connection (or the worker's AWS variables) and reach
+the trainer on its standard input, once, as JSON (``--credentials-stdin``): never the container's
+environment (which ``docker inspect`` shows to anyone with the Docker socket), a template field,
+the task log or XCom. The endpoint and region are plain settings. A local artifact root is
+bind-mounted at the same path.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,10 @@ from airflow_mlops.operators.training import (
     trainer_arguments,
 )
 
+# The settings of s3_environment that are secrets: sent on stdin, never in the environment.
+SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# Labels naming the task a container belongs to (a new try removes its predecessors' leftovers).
+LABEL_PREFIX = "io.airflow-mlops."
 SCRATCH_DIR = "/tmp"
 TRAINER_USER = "1000:1000"
 PIDS_LIMIT = 4096
@@ -46,15 +58,64 @@ def memory_bytes(value: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-class _HardenedClient:
-    """The Docker API client, with the hardening added to every host config it creates."""
+def local_store_user(job_path: Path) -> str:
+    """The container's user for a local artifact store, so the trainer reads its inputs and writes
+    the run's training folder without anything being opened to others: a non-root worker runs the
+    trainer as itself (it owns them); a root worker hands the folder, ``job.json`` and the training
+    table to 1000:1000 and runs the trainer as that -- not the holdout, which the trainer never
+    reads. Never root."""
+    uid = os.getuid()
+    if uid != 0:
+        return f"{uid}:{os.getgid()}"
+    handed = [job_path.parent, job_path]
+    try:
+        train = json.loads(job_path.read_text())["inputs"]["train"]["uri"]
+        handed.append(Path(train.removeprefix("file://")))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the trainer refuses a bad job.json itself, with the reason
+    for path in handed:
+        if path.exists():
+            os.chown(path, 1000, 1000)
+    return TRAINER_USER
 
-    def __init__(self, client: Any, hardening: Mapping[str, Any]) -> None:
+
+def split_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(settings, secrets)`` of a trainer environment: the credentials apart from the rest."""
+    secrets = {k: v for k, v in env.items() if k in SECRET_KEYS}
+    return {k: v for k, v in env.items() if k not in SECRET_KEYS}, secrets
+
+
+class _HardenedClient:
+    """The Docker API client, with the hardening added to every host config it creates and, when
+    there are secrets, the container's stdin opened once to hand them over at start."""
+
+    def __init__(self, client: Any, hardening: Mapping[str, Any], stdin: bytes | None = None) -> None:
         self._client = client
         self._hardening = dict(hardening)
+        self._stdin = stdin
 
     def create_host_config(self, **kwargs: Any) -> Any:
         return self._client.create_host_config(**{**kwargs, **self._hardening})
+
+    def create_container(self, **kwargs: Any) -> Any:
+        if self._stdin is not None:
+            kwargs.update(stdin_open=True, tty=False)  # docker-py sets StdinOnce with it
+        return self._client.create_container(**kwargs)
+
+    def start(self, container: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._stdin is None:
+            return self._client.start(container, *args, **kwargs)
+        # Attached before the start so nothing is lost; closing the socket closes the container's
+        # stdin (stdin_once): the trainer reads one JSON document and sees the end of input.
+        sock = self._client.attach_socket(container, params={"stdin": 1, "stream": 1})
+        try:
+            started = self._client.start(container, *args, **kwargs)
+            raw = getattr(sock, "_sock", sock)
+            raw.sendall(self._stdin)
+            raw.shutdown(socket.SHUT_WR)  # end of input, as `docker run -i` does
+        finally:
+            sock.close()
+        return started
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -118,6 +179,7 @@ class ModelFitDockerOperator(DockerOperator):
         self.cpu = cpu
         self.aws_conn_id = aws_conn_id
         self.scratch_size = scratch_size
+        self._secrets: dict[str, str] = {}
 
     @property
     def hardening(self) -> dict[str, Any]:
@@ -135,7 +197,35 @@ class ModelFitDockerOperator(DockerOperator):
 
     @property
     def cli(self) -> Any:
-        return _HardenedClient(self.hook.api_client, self.hardening)
+        payload = json.dumps(self._secrets).encode() + b"\n" if self._secrets else None
+        return _HardenedClient(self.hook.api_client, self.hardening, stdin=payload)
+
+    def task_labels(self, context: Any) -> dict[str, str]:
+        """The labels that name this task instance's container (dag, task, run, map index, try)."""
+        ti = context["ti"]
+        return {
+            f"{LABEL_PREFIX}dag_id": str(ti.dag_id),
+            f"{LABEL_PREFIX}task_id": str(ti.task_id),
+            f"{LABEL_PREFIX}run_id": str(ti.run_id),
+            f"{LABEL_PREFIX}map_index": str(getattr(ti, "map_index", -1)),
+            f"{LABEL_PREFIX}try_number": str(getattr(ti, "try_number", 0)),
+        }
+
+    def remove_earlier_tries(self, labels: Mapping[str, str]) -> list[str]:
+        """Remove the containers an earlier try of this task instance left (same dag, task, run and
+        map index): a worker that died mid-run leaves its container running; a new try must not
+        train beside it. Returns the removed ids."""
+        same_task = [f"{k}={v}" for k, v in labels.items() if not k.endswith("try_number")]
+        removed = []
+        for container in self.hook.api_client.containers(all=True, filters={"label": same_task}):
+            self.log.warning(
+                "Removing container %s of an earlier try (%s)",
+                container["Id"][:12],
+                container.get("Labels", {}).get(f"{LABEL_PREFIX}try_number", "?"),
+            )
+            self.hook.api_client.remove_container(container["Id"], force=True)
+            removed.append(container["Id"])
+        return removed
 
     def execute(self, context: Any) -> Any:
         from docker.types import Mount
@@ -143,13 +233,20 @@ class ModelFitDockerOperator(DockerOperator):
         job = ArtifactRef.from_dict(self.job)
         self.command = trainer_arguments(job, print_result=True)
         if not job.uri.startswith("s3://"):
-            stage_dir = str(
-                Path(job.uri[len("file://") :] if job.uri.startswith("file://") else job.uri).parent
-            )
+            job_path = Path(job.uri.removeprefix("file://"))
+            stage_dir = str(job_path.parent)
             self.mounts = [*self.mounts, Mount(target=stage_dir, source=stage_dir, type="bind")]
+            self.user = local_store_user(job_path)
+        labels = self.task_labels(context)
+        own = self.labels or {}
+        # DockerOperator takes a list of names too (empty values).
+        self.labels = {**(dict.fromkeys(own, "") if isinstance(own, list) else dict(own)), **labels}
+        self.remove_earlier_tries(labels)
+        settings, self._secrets = split_secrets(
+            s3_environment(self.aws_conn_id) if job.uri.startswith("s3://") else {}
+        )
+        if self._secrets:
+            self.command = [*self.command, "--credentials-stdin"]
         # Private: not a template field, not rendered, not logged; gone with the container.
-        self._private_environment = {
-            **self._private_environment,
-            **(s3_environment(self.aws_conn_id) if job.uri.startswith("s3://") else {}),
-        }
+        self._private_environment = {**self._private_environment, **settings}
         return parse_fit_result(super().execute(context), where=f"the container of task {self.task_id}")

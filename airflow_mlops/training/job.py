@@ -513,6 +513,31 @@ def write_result(path: str | Path, result: Mapping[str, Any]) -> None:
         raise
 
 
+STDIN_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def read_stdin_credentials(stream: Any) -> dict[str, str]:
+    """The S3 credentials the docker backend writes to the container's stdin: one line holding a
+    JSON object whose keys are among :data:`STDIN_CREDENTIALS` (no other setting can be smuggled in
+    this way). One line, not "until the end of input": the trainer never waits on a stream left
+    open. Raises ``ValueError`` naming what is wrong, never a value."""
+    text = stream.readline(65536)
+    try:
+        data = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        raise ValueError("--credentials-stdin: stdin is not a JSON object") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError("--credentials-stdin: expected a JSON object of credentials on stdin, got none")
+    unknown = sorted(k for k in data if k not in STDIN_CREDENTIALS)
+    if unknown:
+        raise ValueError(
+            f"--credentials-stdin: unexpected keys {unknown} (allowed: {list(STDIN_CREDENTIALS)})"
+        )
+    if not all(isinstance(v, str) for v in data.values()):
+        raise ValueError("--credentials-stdin: every credential must be a string")
+    return dict(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0, 1 or :data:`EXIT_REJECTED`)."""
     parser = argparse.ArgumentParser(
@@ -527,7 +552,19 @@ def main(argv: list[str] | None = None) -> int:
         help=f"print the result as the last line: {RESULT_MARKER}{{...}}",
     )
     parser.add_argument("--work-dir", help="scratch directory (default: a new one under $TMPDIR)")
+    parser.add_argument(
+        "--credentials-stdin",
+        action="store_true",
+        help="read the S3 credentials as one JSON object on stdin (the docker backend: never in "
+        "the container's environment)",
+    )
     args = parser.parse_args(argv)
+    if args.credentials_stdin:
+        try:
+            os.environ.update(read_stdin_credentials(sys.stdin))
+        except ValueError as exc:
+            print(f"trainer: error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_REJECTED
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,10 +35,36 @@ RESULT = {
 class RecordingDockerClient:
     """The few Docker API calls DockerOperator makes; host configs are the real docker-py ones."""
 
-    def __init__(self, logs: list[bytes], status: int = 0) -> None:
+    def __init__(self, logs: list[bytes], status: int = 0, leftovers: list[dict[str, Any]] = ()) -> None:
         self.logs, self.status = logs, status
         self.created: dict[str, Any] = {}
         self.removed: list[Any] = []
+        self.stdin = b""
+        self.events: list[str] = []
+        self.leftovers = list(leftovers)
+        self.filters: list[Any] = []
+
+    def containers(self, all: bool = False, filters: Any = None) -> list[dict[str, Any]]:
+        self.filters.append(filters)
+        return self.leftovers
+
+    def attach_socket(self, container_id: str, params: Any = None) -> Any:
+        assert params == {"stdin": 1, "stream": 1}
+        client = self
+
+        class Sock:
+            def sendall(self, data: bytes) -> None:
+                client.events.append("stdin")
+                client.stdin += data
+
+            def shutdown(self, how: int) -> None:
+                client.events.append("stdin eof")
+
+            def close(self) -> None:
+                client.events.append("stdin closed")
+
+        self.events.append("attach stdin")
+        return Sock()
 
     def images(self, name: str) -> list[str]:
         return [name]  # present: no pull
@@ -47,6 +75,10 @@ class RecordingDockerClient:
         return HostConfig(version="1.45", **kwargs)
 
     def create_container(self, **kwargs: Any) -> dict[str, str]:
+        from docker.api.container import ContainerApiMixin
+
+        signature = inspect.signature(ContainerApiMixin.create_container).parameters
+        assert set(kwargs) <= set(signature), set(kwargs) - set(signature)  # the real API's arguments
         self.created = kwargs
         return {"Id": "c0ffee"}
 
@@ -54,13 +86,23 @@ class RecordingDockerClient:
         return iter(self.logs)
 
     def start(self, container_id: str) -> None:
-        pass
+        self.events.append("start")
 
     def wait(self, container_id: str) -> dict[str, int]:
         return {"StatusCode": self.status}
 
     def remove_container(self, container_id: str, **kwargs: Any) -> None:
+        self.events.append(f"remove {container_id}")
         self.removed.append((container_id, kwargs))
+
+
+TI = SimpleNamespace(
+    dag_id="fraud_detector_docker__train",
+    task_id="training.fit",
+    run_id="manual__1",
+    map_index=-1,
+    try_number=2,
+)
 
 
 @pytest.fixture
@@ -84,7 +126,7 @@ def fit(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def run(fit: Any, client: RecordingDockerClient) -> Any:
     fit.__dict__["hook"] = SimpleNamespace(api_client=client)  # the cached_property's slot
-    return fit.execute({})
+    return fit.execute({"ti": TI})
 
 
 def marker_logs() -> list[bytes]:
@@ -104,7 +146,7 @@ def test_the_container_is_hardened_and_gets_the_gpu(fit: Any) -> None:
     assert created["image"] == "ghcr.io/example/airflow-mlops-trainer:0.1.0"
     assert created["entrypoint"] == ["python", "-m", "airflow_mlops.training"]
     assert created["command"][0] == "--job" and json.loads(created["command"][1]) == JOB
-    assert created["command"][2:] == ["--print-result"]
+    assert created["command"][2:] == ["--print-result", "--credentials-stdin"]
     host = created["host_config"]
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
@@ -120,27 +162,65 @@ def test_the_container_is_hardened_and_gets_the_gpu(fit: Any) -> None:
     assert client.removed == [("c0ffee", {"force": True})]  # removed whatever happened
 
 
-def test_s3_credentials_go_to_the_private_environment_only(fit: Any) -> None:
+def test_s3_credentials_reach_the_trainer_on_stdin_only(fit: Any) -> None:
     client = RecordingDockerClient(marker_logs())
     run(fit, client)
-    env = client.created["environment"]
-    assert env["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"
-    assert env["AWS_SECRET_ACCESS_KEY"] == AWS_SECRET
-    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    created = client.created
+    env = created["environment"]
+    # Not in the container's configuration (docker inspect shows it to anyone with the socket).
+    assert AWS_SECRET not in json.dumps(created, default=str) and "AKIAEXAMPLE" not in json.dumps(env)
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert created["stdin_open"] is True and created["tty"] is False  # docker-py adds StdinOnce
+    assert created["command"][-1] == "--credentials-stdin"
+    # Written once, after attaching and starting, then the stream is closed (the trainer sees EOF).
+    assert client.events[:5] == ["attach stdin", "start", "stdin", "stdin eof", "stdin closed"]
+    assert json.loads(client.stdin) == {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+    }
     assert "AWS_SECRET_ACCESS_KEY" not in fit.environment  # the templated (rendered) environment
     fit.render_template_fields({"ti": None})
     rendered = json.dumps({f: getattr(fit, f) for f in fit.template_fields}, default=str)
     assert AWS_SECRET not in rendered
 
 
+def test_a_new_try_removes_what_an_earlier_try_left_and_labels_its_own(fit: Any) -> None:
+    leftover = {"Id": "deadbeef" * 8, "Labels": {"io.airflow-mlops.try_number": "1"}}
+    client = RecordingDockerClient(marker_logs(), leftovers=[leftover])
+    run(fit, client)
+    (filters,) = client.filters
+    # Same dag, task, run and map index; any try.
+    assert sorted(filters["label"]) == sorted(
+        [
+            "io.airflow-mlops.dag_id=fraud_detector_docker__train",
+            "io.airflow-mlops.task_id=training.fit",
+            "io.airflow-mlops.run_id=manual__1",
+            "io.airflow-mlops.map_index=-1",
+        ]
+    )
+    assert client.removed[0] == (leftover["Id"], {"force": True})
+    assert client.events.index(f"remove {leftover['Id']}") < client.events.index("start")
+    labels = client.created["labels"]
+    assert labels["io.airflow-mlops.try_number"] == "2" and labels["io.airflow-mlops.run_id"] == "manual__1"
+    assert labels["app.kubernetes.io/name"] == "airflow-mlops-trainer"
+
+
 def test_a_local_store_mounts_only_the_runs_training_folder(fit: Any, tmp_path: Path) -> None:
     stage = tmp_path / "fraud_detector_docker" / "manual__1" / "train"
+    stage.mkdir(parents=True)
     fit.job = {**JOB, "uri": str(stage / "job.json")}
     client = RecordingDockerClient(marker_logs())
     run(fit, client)
+    # Never root; the trainer can write the run's folder without it being open to others.
+    if os.getuid() == 0:
+        assert client.created["user"] == "1000:1000" and stage.stat().st_uid == 1000
+    else:
+        assert client.created["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert stage.stat().st_mode & 0o002 == 0
     mounts = client.created["host_config"]["Mounts"]
     assert [(m["Source"], m["Target"], m["Type"]) for m in mounts] == [(str(stage), str(stage), "bind")]
     assert "AWS_SECRET_ACCESS_KEY" not in client.created["environment"]  # no S3: no credentials
+    assert "stdin_open" not in client.created and "--credentials-stdin" not in client.created["command"]
 
 
 def test_a_failed_or_silent_container_fails_the_task(fit: Any) -> None:

@@ -69,13 +69,16 @@ def make_job(
     return write_job(store, "p/run/train/job.json", job, producer="prepare")
 
 
-def run_trainer(job_ref: ArtifactRef, result: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_trainer(
+    job_ref: ArtifactRef, result: Path, env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "airflow_mlops.training", "--job", json.dumps(job_ref.to_dict())]
-    cmd += ["--result", str(result)]
+    cmd += ["--result", str(result), *args]
     base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
     return subprocess.run(
         cmd,
         env={**base, "PYTHONPATH": str(REPO), **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
@@ -114,6 +117,38 @@ def test_trainer_reads_and_writes_a_real_s3_endpoint(tmp_path: Path, make_frame,
     assert roc_auc(holdout["label"].to_numpy(), predictor.predict_proba(holdout)) > 0.75
     assert result["metrics"]["epochs_run"] == 4
     assert "epoch 4/4 train_loss=" in proc.stdout
+
+
+def test_credentials_on_stdin_reach_s3_and_nothing_else_is_accepted_there(
+    tmp_path: Path, make_frame, s3_endpoint: str
+) -> None:
+    """The docker backend's way: the endpoint in the environment, the keys on stdin only."""
+    import boto3
+
+    keys = {k: v for k, v in S3_ENV.items() if "KEY" in k}
+    client = boto3.client("s3", endpoint_url=s3_endpoint, **{k.lower(): v for k, v in keys.items()})
+    client.create_bucket(Bucket="stdin")
+    job_ref = make_job(ArtifactStore("s3://stdin/a", s3_client=client), tmp_path, make_frame(600, 3))
+    env = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+    proc = run_trainer(job_ref, tmp_path / "r.json", env, "--credentials-stdin", stdin=json.dumps(keys))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["weights"]["uri"].startswith("s3://stdin/a/")
+
+    secret = keys["AWS_SECRET_ACCESS_KEY"]
+    for bad, says in [
+        ("", "got none"),
+        ("not json " + secret, "not a JSON object"),
+        (json.dumps({**keys, "PYTHONPATH": "/evil"}), "unexpected keys ['PYTHONPATH']"),
+        (json.dumps({"AWS_ACCESS_KEY_ID": 7}), "must be a string"),
+    ]:
+        proc = run_trainer(job_ref, tmp_path / "x.json", env, "--credentials-stdin", stdin=bad)
+        assert proc.returncode == 2, (bad, proc.stderr[-500:])  # refused: no retry can help
+        assert says in proc.stderr and secret not in proc.stderr + proc.stdout
 
 
 def test_trainer_refuses_a_training_table_changed_after_the_job(
