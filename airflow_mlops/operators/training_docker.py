@@ -190,6 +190,9 @@ class ModelFitDockerOperator(DockerOperator):
             "security_opt": ["no-new-privileges:true"],
             "tmpfs": {SCRATCH_DIR: f"rw,noexec,nosuid,nodev,size={self.scratch_size}"},
             "pids_limit": PIDS_LIMIT,
+            # An init as PID 1 (docker's tini): the trainer gets SIGTERM's default action and its
+            # zombies are reaped; a bare Python PID 1 ignores SIGTERM until docker kills it.
+            "init": True,
         }
         if self.cpu:
             settings["nano_cpus"] = int(cpu_count(self.cpu) * 1e9)
@@ -226,6 +229,22 @@ class ModelFitDockerOperator(DockerOperator):
             self.hook.api_client.remove_container(container["Id"], force=True)
             removed.append(container["Id"])
         return removed
+
+    def on_kill(self) -> None:
+        """Remove the container at once (``force``: killed and removed in one call). Airflow gives
+        a killed task seconds before SIGKILL; ``docker stop``'s grace period could outlast them
+        and leave the container behind. A killed training's output is of no use."""
+        if self.container is None or not self.hook.client_created:
+            return
+        from docker.errors import APIError, NotFound
+
+        self.log.info("Removing container %s of the killed task", self.container["Id"][:12])
+        try:
+            self.hook.api_client.remove_container(self.container["Id"], force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            self.log.warning("Could not remove container %s: %s", self.container["Id"][:12], exc)
 
     def execute(self, context: Any) -> Any:
         from docker.types import Mount

@@ -187,3 +187,23 @@ def example_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "fraud"
     write_example_data(out, start=dt.date(2026, 1, 1), days=4)
     return out
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Any]:
+    """The private Docker engine (scripts/docker_engine.sh) with its base images; stopped at the end
+    of the session by its pid file if the session started it."""
+    from tests.integration.docker_engine import start_engine, stop_engine
+
+    engine = start_engine()
+    try:
+        yield engine
+    finally:
+        stop_engine(engine)
+
+
+@pytest.fixture(scope="session")
+def trainer_image(docker_engine: Any) -> str:
+    from tests.integration.docker_engine import trainer_image
+
+    return trainer_image(docker_engine)

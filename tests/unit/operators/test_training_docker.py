@@ -154,6 +154,7 @@ def test_the_container_is_hardened_and_gets_the_gpu(fit: Any) -> None:
     assert not host.get("Privileged", False)
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=8g"}
     assert host["PidsLimit"] == 4096
+    assert host["Init"] is True  # signals reach the trainer; it is not a bare PID 1
     assert host["NanoCpus"] == 8_000_000_000
     assert host["Memory"] == 32 * 1024**3
     assert host["NetworkMode"] == "airflow-mlops_default"
@@ -240,3 +241,13 @@ def test_quantities() -> None:
     assert memory_bytes("8g") == 8 * 1024**3
     with pytest.raises(ValueError, match="not a memory size"):
         memory_bytes("lots")
+
+
+def test_a_killed_task_removes_its_container_at_once(fit: Any) -> None:
+    client = RecordingDockerClient(marker_logs())
+    fit.__dict__["hook"] = SimpleNamespace(api_client=client, client_created=True)
+    fit.on_kill()  # nothing started: nothing to do
+    assert client.removed == []
+    fit.container = {"Id": "c0ffee"}
+    fit.on_kill()
+    assert client.removed == [("c0ffee", {"force": True})]  # no `stop` and its grace period first
