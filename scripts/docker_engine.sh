@@ -174,7 +174,7 @@ COPY $(basename "$wheel") /tmp/
 RUN python -m pip install --no-cache-dir /tmp/$(basename "$wheel") \\
  && rm /tmp/*.whl && python -c "import torch; print('torch', torch.__version__)"
 EOF
-  docker_cli build -q --network host -t "$tag" "$ctx" >/dev/null
+  docker_cli build -q --force-rm --network host -t "$tag" "$ctx" >/dev/null
   echo "TORCH_IMAGE=$tag"
 }
 

@@ -60,7 +60,7 @@ class Engine:
     ) -> str:
         """``docker build --network host`` from the repository root (the layer cache makes a rebuild
         of unchanged inputs take seconds)."""
-        args = ["build", "--network", "host", "-f", dockerfile, "-t", tag]
+        args = ["build", "--force-rm", "--network", "host", "-f", dockerfile, "-t", tag]
         for key, value in (build_args or {}).items():
             args += ["--build-arg", f"{key}={value}"]
         proc = subprocess.run(
@@ -103,10 +103,18 @@ def stop_engine(engine: Engine) -> None:
 
 
 def trainer_image(engine: Engine) -> str:
-    """images/trainer built on the CPU torch base."""
-    return engine.build(
-        "images/trainer/Dockerfile", TRAINER_TAG, {"TORCH_IMAGE": engine.images["TORCH_IMAGE"]}
+    """images/trainer on the CPU torch base, by scripts/build_images.sh (under its lock: a build the
+    suite started in the background is waited for, not repeated)."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_images.sh"), "trainer"],
+        env={**engine.env, "MLOPS_TRAINER_TAG": TRAINER_TAG},
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
+    if proc.returncode != 0:
+        raise EngineError(f"scripts/build_images.sh trainer failed:\n{(proc.stdout + proc.stderr)[-5000:]}")
+    return TRAINER_TAG
 
 
 def watch(

@@ -28,7 +28,7 @@ from tests.integration.conftest import MLflowServer
 from tests.integration.docker_engine import Engine, watch
 from tests.integration.test_lifecycle_dag import airflow_env, make_dags_folder, run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 TRAIN = "fraud_detector__train"
