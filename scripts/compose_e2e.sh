@@ -5,6 +5,8 @@
 #     compose e2e: PASS (build 412 s, up 95 s, lifecycle 180 s, down 12 s)
 #     compose e2e: FAIL: <why>
 #   exit 0 only on PASS.
+#   scripts/compose_e2e.sh --build-only   steps 1 and the image builds of 3, nothing started
+#     (scripts/build_images.sh runs it in the background of the test suite, under its lock).
 #
 # 1. starts the private engine (scripts/docker_engine.sh start) and builds its base images
 #    (scripts/docker_engine.sh bases), then the stand-ins of the images no registry serves here
@@ -31,8 +33,13 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+BUILD_ONLY=0
+[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
 PROJECT=${MLOPS_E2E_PROJECT:-airflow-mlops-e2e}
 OUT=${MLOPS_E2E_DIR:-$ROOT/.stack/compose-e2e}
+[ "$BUILD_ONLY" = 1 ] && OUT="$OUT-build"
+# The image lock of scripts/build_images.sh: a full run waits for a background build in progress.
+IMAGES_LOCK="${MLOPS_DOCKER_DIR:-/var/lib/airflow-mlops-docker}/images.lock"
 UP_TIMEOUT=${MLOPS_E2E_UP_TIMEOUT:-900}
 RUN_TIMEOUT=${MLOPS_E2E_RUN_TIMEOUT:-1500}
 PORT_WAIT=${MLOPS_E2E_PORT_WAIT:-900}
@@ -117,7 +124,9 @@ finish() {
     fi
   fi
   times="build ${SECONDS_OF[build]:-?} s, up ${SECONDS_OF[up]:-?} s, lifecycle ${SECONDS_OF[lifecycle]:-?} s, down ${SECONDS_OF[down]:-?} s"
-  if [ "$rc" = 0 ]; then
+  if [ "$rc" = 0 ] && [ "$BUILD_ONLY" = 1 ]; then
+    echo "compose e2e: images built (build ${SECONDS_OF[build]:-?} s)"
+  elif [ "$rc" = 0 ]; then
     echo "compose e2e: PASS ($times)"
   else
     say "logs: $OUT"
@@ -140,7 +149,7 @@ export DOCKER_HOST
 "$DOCKER" info >/dev/null 2>&1 || fail "the engine at $DOCKER_HOST does not answer"
 NETWORKS_BEFORE=$("$DOCKER" network ls -q | sort)
 
-if [ -n "$(project_containers)" ]; then
+if [ "$BUILD_ONLY" = 0 ] && [ -n "$(project_containers)" ]; then
   fail "containers of compose project $PROJECT exist already (a run in progress, or left over: docker-compose -p $PROJECT down -v)"
 fi
 
@@ -308,7 +317,16 @@ lifecycle() {
 
 # --- run ---------------------------------------------------------------------------------------
 DAY=$(date -u -d "-1 day" +%Y-%m-%d)  # the last closed day: the run's logical date
+if [ "$BUILD_ONLY" = 1 ]; then
+  timed build build_images  # the caller holds the image lock
+  REASON="ok"
+  exit 0
+fi
+mkdir -p "$(dirname "$IMAGES_LOCK")"
+exec 8>"$IMAGES_LOCK"
+flock 8  # a background build (scripts/build_images.sh) finishes first; then all is cached
 timed build build_images
+flock -u 8
 check_ports
 example_data
 timed up up
