@@ -182,3 +182,14 @@ def airflow_stack(
         raise
     finally:
         stack.stop()
+
+
+def unpaused_api(stack: AirflowStack, dag_id: str) -> Any:
+    """The stack's REST API once it answers and ``dag_id`` is parsed, with that DAG unpaused."""
+    from scripts.demo_loop import AirflowAPI, wait_for
+
+    api = AirflowAPI(stack.url)  # all users are admins in this stack: no token needed
+    wait_for("the api-server", 180, lambda: api.get("monitor/health"), check=stack.check_alive)
+    wait_for(f"the DAG {dag_id}", 180, lambda: api.get(f"dags/{dag_id}"), check=stack.check_alive)
+    api.unpause(dag_id)
+    return api

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scripts.demo_loop import AirflowAPI, _q, wait_for
-from tests.integration.airflow_stack import COMPONENTS, AirflowStack, airflow_stack
+from tests.integration.airflow_stack import COMPONENTS, AirflowStack, airflow_stack, unpaused_api
 from tests.integration.conftest import MLflowServer
 from tests.integration.test_continuous_training import _loop_spec
 from tests.integration.test_lifecycle_dag import airflow_env, make_dags_folder
@@ -94,10 +94,7 @@ def test_promotion_waits_for_a_person_and_records_who_approved(
     client = MlflowClient(tracking_uri=fresh_mlflow_server.url)
 
     with airflow_stack(tmp_path, env, components=COMPONENTS) as stack:
-        api = AirflowAPI(stack.url)
-        wait_for("the api-server", 180, lambda: api.get("monitor/health"), check=stack.check_alive)
-        wait_for("the train DAG", 180, lambda: api.get(f"dags/{TRAIN}"), check=stack.check_alive)
-        api.unpause(TRAIN)
+        api = unpaused_api(stack, TRAIN)
 
         first = api.trigger(TRAIN, logical_date=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
         _await_input(api, stack, first)

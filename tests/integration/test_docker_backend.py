@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from scripts.demo_loop import AirflowAPI, _q, wait_for
-from tests.integration.airflow_stack import COMPONENTS, airflow_stack
+from scripts.demo_loop import _q, wait_for
+from tests.integration.airflow_stack import COMPONENTS, airflow_stack, unpaused_api
 from tests.integration.conftest import MLflowServer
 from tests.integration.docker_engine import Engine, watch
 from tests.integration.test_lifecycle_dag import airflow_env, make_dags_folder, run
@@ -347,10 +347,7 @@ def test_a_dead_worker_s_container_is_removed_by_the_retry_and_a_killed_task_rem
     }
 
     with airflow_stack(tmp_path, env, components=COMPONENTS) as stack:
-        api = AirflowAPI(stack.url)
-        wait_for("the api-server", 180, lambda: api.get("monitor/health"), check=stack.check_alive)
-        wait_for("the train DAG", 180, lambda: api.get(f"dags/{TRAIN}"), check=stack.check_alive)
-        api.unpause(TRAIN)
+        api = unpaused_api(stack, TRAIN)
         run_id = api.trigger(TRAIN, logical_date=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
         labels = (*FIT_LABELS, f"io.airflow-mlops.run_id={run_id}")
         try:
