@@ -36,7 +36,8 @@ from airflow_mlops.operators.training import (
 )
 
 # The settings of s3_environment that are secrets: sent on stdin, never in the environment.
-SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+from airflow_mlops.training.job import STDIN_CREDENTIALS
+
 # Labels naming the task a container belongs to (a new try removes its predecessors' leftovers).
 LABEL_PREFIX = "io.airflow-mlops."
 SCRATCH_DIR = "/tmp"
@@ -81,8 +82,8 @@ def local_store_user(job_path: Path) -> str:
 
 def split_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """``(settings, secrets)`` of a trainer environment: the credentials apart from the rest."""
-    secrets = {k: v for k, v in env.items() if k in SECRET_KEYS}
-    return {k: v for k, v in env.items() if k not in SECRET_KEYS}, secrets
+    secrets = {k: v for k, v in env.items() if k in STDIN_CREDENTIALS}
+    return {k: v for k, v in env.items() if k not in STDIN_CREDENTIALS}, secrets
 
 
 class _HardenedClient:
