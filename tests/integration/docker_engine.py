@@ -55,28 +55,6 @@ class Engine:
             args += ["--filter", f"label={label}"]
         return self.docker(*args).stdout.split()
 
-    def build(
-        self, dockerfile: str, tag: str, build_args: dict[str, str] | None = None, timeout: float = 1800
-    ) -> str:
-        """``docker build --network host`` from the repository root (the layer cache makes a rebuild
-        of unchanged inputs take seconds)."""
-        args = ["build", "--force-rm", "--network", "host", "-f", dockerfile, "-t", tag]
-        for key, value in (build_args or {}).items():
-            args += ["--build-arg", f"{key}={value}"]
-        proc = subprocess.run(
-            [DOCKER, *args, str(ROOT)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-        if proc.returncode != 0:
-            raise EngineError(
-                f"building {tag} from {dockerfile} failed:\n{(proc.stdout + proc.stderr)[-5000:]}"
-            )
-        return tag
-
 
 def _script(*args: str, timeout: float = 1800) -> str:
     proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
