@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +147,13 @@ def _docker_spec(spec: Path, image: str, *, epochs: int = 3, artifacts: str = ""
 class Watcher:
     """Records every live trainer container of the DAG (``docker inspect``) while a run goes on."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine, self.seen, self.counts = engine, {}, []
+    def __init__(self, engine: Engine, labels: Sequence[str] = FIT_LABELS) -> None:
+        self.engine = engine
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.counts: list[int] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(
-            target=watch, args=(engine, FIT_LABELS, self.stop, self.seen, self.counts), daemon=True
+            target=watch, args=(engine, labels, self.stop, self.seen, self.counts), daemon=True
         )
 
     def __enter__(self) -> Watcher:
@@ -355,27 +357,19 @@ def test_a_dead_worker_s_container_is_removed_by_the_retry_and_a_killed_task_rem
             wait_for("the task's pid", 60, lambda: _ti(api, run_id).get("pid"), check=stack.check_alive)
             ti = _ti(api, run_id)
             assert ti["try_number"] == 1
-            counts: list[int] = []
-            stop = threading.Event()
-            seen: dict[str, dict[str, Any]] = {}
-            thread = threading.Thread(
-                target=watch, args=(docker_engine, labels, stop, seen, counts), daemon=True
-            )
-            thread.start()
-            try:
+            with Watcher(docker_engine, labels) as watcher:
                 os.kill(ti["pid"], signal.SIGKILL)  # the task process dies: no on_kill
                 time.sleep(1)
                 assert (docker_engine.inspect(first) or {}).get("State", {}).get("Running"), (
                     "expected an orphan"
                 )
                 second = _await_container(docker_engine, labels, stack.check_alive, not_=first)
-            finally:
-                stop.set()
-                thread.join(30)
             assert docker_engine.inspect(first) is None, "the dead try's container is still there"
             info = docker_engine.inspect(second)
             assert info is not None and info["Config"]["Labels"]["io.airflow-mlops.try_number"] == "2"
-            assert counts and max(counts) == 1, counts  # the orphan, none, the retry's: never two
+            assert watcher.counts and max(watcher.counts) == 1, (
+                watcher.counts
+            )  # the orphan, none, the retry's: never two
 
             api.call(
                 "PATCH",
