@@ -105,7 +105,7 @@ class ModelSigningHook(BaseHook):
             one the pipeline asks for; the message names the field.
         """
         from airflow_mlops.hooks import read_connection
-        from airflow_mlops.security.signing import public_key_from_private
+        from airflow_mlops.security.keys import public_key_from_private
         from airflow_mlops.security.trust import METHODS, SigningIdentity, Trust
 
         conn = read_connection(

@@ -69,15 +69,15 @@ def sign_statement(
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from airflow_mlops.security.signing import _load_private_key, _public_pem, public_key_fingerprint
+    from airflow_mlops.security.keys import load_private_key, public_key_fingerprint, public_key_pem
     from airflow_mlops.security.trust import as_signer, check_signing_certificate, load_certificates
 
     identity = as_signer(signer, password)
     payload = json.dumps(dict(stmt), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     if identity.method == "sigstore":
         return _sigstore_sign(payload, identity)
-    key = _load_private_key(identity.private_key_pem or b"", identity.password)
-    entry: dict[str, Any] = {"keyid": public_key_fingerprint(_public_pem(key.public_key()))}
+    key = load_private_key(identity.private_key_pem or b"", identity.password)
+    entry: dict[str, Any] = {"keyid": public_key_fingerprint(public_key_pem(key.public_key()))}
     if identity.method == "certificate":
         check_signing_certificate(identity, key)
         certs = load_certificates(identity.certificate_pem or b"", "the signing certificate")[:1]
@@ -187,7 +187,7 @@ def _dsse_verify(envelope: Any, trust: Trust, what: str) -> tuple[str, bytes, st
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from airflow_mlops.security.signing import _load_public_key, _public_pem, public_key_fingerprint
+    from airflow_mlops.security.keys import load_public_key, public_key_fingerprint, public_key_pem
     from airflow_mlops.security.trust import verify_certificate_chain
 
     try:
@@ -201,7 +201,7 @@ def _dsse_verify(envelope: Any, trust: Trust, what: str) -> tuple[str, bytes, st
     if payload_type != PAYLOAD_TYPE:
         raise SignatureVerificationError(f"the {what} has payloadType {payload_type!r}, not {PAYLOAD_TYPE}")
     if trust.method == "key":
-        keys = [_load_public_key(trust.public_key_pem or b"")] * len(signatures)
+        keys = [load_public_key(trust.public_key_pem or b"")] * len(signatures)
     else:
         keys = []
         for entry in signatures:
@@ -219,7 +219,7 @@ def _dsse_verify(envelope: Any, trust: Trust, what: str) -> tuple[str, bytes, st
             key.verify(sig, _pae(str(payload_type), payload), ec.ECDSA(hashes.SHA256()))
         except (KeyError, TypeError, ValueError, InvalidSignature):
             continue
-        return str(payload_type), payload, public_key_fingerprint(_public_pem(key))
+        return str(payload_type), payload, public_key_fingerprint(public_key_pem(key))
     raise SignatureVerificationError(
         f"the {what} is not signed by the trusted {trust.describe()} (its signature was made with "
         f"another key, or its content changed after signing)"

@@ -1,7 +1,7 @@
 """Write a model-signing key pair to files, and say how to hand it to Airflow.
 
 ``airflow-mlops keys generate`` uses this. The key pair is the one the ``key`` signing method
-takes (:func:`~airflow_mlops.security.signing.generate_key_pair`: ECDSA P-256, the private key
+takes (:func:`~airflow_mlops.security.keys.generate_key_pair`: ECDSA P-256, the private key
 PKCS#8 PEM, the public key SubjectPublicKeyInfo PEM).
 
 The private key file is created with ``O_EXCL`` and mode 0600 in the same call, so it is never
@@ -172,7 +172,7 @@ def write_key_pair(out_dir: str | os.PathLike[str], name: str, *, force: bool = 
     :raises KeyGenerationError: the name is not a plain file name, the directory cannot be
         created or written, or a file exists and ``force`` is false.
     """
-    from airflow_mlops.security.signing import generate_key_pair, public_key_fingerprint
+    from airflow_mlops.security.keys import generate_key_pair, public_key_fingerprint
 
     private_path, public_path = key_paths(out_dir, name)
     directory = private_path.parent

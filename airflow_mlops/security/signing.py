@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -37,10 +36,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from airflow_mlops.digests import sha256_file
 from airflow_mlops.exceptions import SignatureVerificationError, SigningError
+from airflow_mlops.security.keys import (
+    generate_key_pair,
+    load_private_key,
+    load_public_key,
+    public_key_fingerprint,
+    public_key_from_private,
+    public_key_pem,
+)
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
     from model_signing import hashing
 
     from airflow_mlops.security.trust import SigningIdentity, Trust, VerifiedSigner
@@ -56,7 +63,6 @@ __all__ = [
     "verify_model",
 ]
 
-_SUPPORTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")  # what model_signing accepts
 _KEY_FILE = "signing-key.pem"
 _PUBLIC_KEY_FILE = "trusted-key.pub"
 _SIGNATURE_COPY = "signature.json"
@@ -82,128 +88,6 @@ class SignatureInfo:
     def to_dict(self) -> dict[str, str]:
         """A JSON-able representation."""
         return asdict(self)
-
-
-# --- keys -----------------------------------------------------------------------------------
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def generate_key_pair(password: bytes | str | None = None) -> tuple[bytes, bytes]:
-    """Generate an ECDSA P-256 signing key pair.
-
-    Args:
-        password: if given, the private key is encrypted with it (PKCS#8, best available
-            encryption).
-
-    Returns:
-        ``(private_key_pem, public_key_pem)``: the private key as PKCS#8 PEM and the public key
-        as SubjectPublicKeyInfo PEM. Store the private key in an Airflow connection or secrets
-        backend; distribute the public key to whoever verifies.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(_as_bytes(password))
-        if password
-        else serialization.NoEncryption()
-    )
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    return private_pem, _public_pem(key.public_key())
-
-
-def public_key_from_private(private_pem: bytes | str, password: bytes | str | None = None) -> bytes:
-    """Derive the public key (SubjectPublicKeyInfo PEM) from a private key PEM.
-
-    Raises:
-        SigningError: the private key cannot be loaded (not PEM, wrong or missing password,
-            not an elliptic-curve key on a supported curve). The message never contains the key.
-    """
-    return _public_pem(_load_private_key(private_pem, password).public_key())
-
-
-def public_key_fingerprint(public_pem: bytes | str) -> str:
-    """sha256 hex digest of a public key's DER SubjectPublicKeyInfo encoding.
-
-    The fingerprint does not depend on PEM formatting (line breaks, trailing newlines).
-
-    Raises:
-        SignatureVerificationError: ``public_pem`` is not a PEM elliptic-curve public key.
-    """
-    from cryptography.hazmat.primitives import serialization
-
-    return hashlib.sha256(
-        _load_public_key(public_pem).public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    ).hexdigest()
-
-
-def _public_pem(key: ec.EllipticCurvePublicKey) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _load_private_key(private_pem: bytes | str, password: bytes | str | None) -> ec.EllipticCurvePrivateKey:
-    """Load and check a private key; errors never include the key or the password."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    if not private_pem:
-        raise SigningError("no private signing key was given; set it in the signing connection")
-    try:
-        key = serialization.load_pem_private_key(
-            _as_bytes(private_pem), password=_as_bytes(password) if password else None
-        )
-    except TypeError:
-        # cryptography says whether a password was expected; the reason carries no secret
-        hint = (
-            "the key is encrypted but no password was given"
-            if not password
-            else "a password was given but the key is not encrypted"
-        )
-        raise SigningError(f"the private signing key cannot be loaded: {hint}") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise SigningError(
-            "the private signing key cannot be loaded: it is not a PEM private key, or the password "
-            "is wrong; generate one with airflow_mlops.security.signing.generate_key_pair"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise SigningError(
-            f"the private signing key is a {type(key).__name__.lstrip('_')}, but model signing needs "
-            "an elliptic-curve (ECDSA P-256/P-384/P-521) key"
-        )
-    if key.curve.name not in _SUPPORTED_CURVES:
-        raise SigningError(
-            f"the private signing key uses curve {key.curve.name}; use one of {', '.join(_SUPPORTED_CURVES)}"
-        )
-    return key
-
-
-def _load_public_key(public_pem: bytes | str) -> ec.EllipticCurvePublicKey:
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    try:
-        key = serialization.load_pem_public_key(_as_bytes(public_pem))
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SignatureVerificationError(
-            "the trusted public key cannot be loaded: it must be a PEM 'PUBLIC KEY' "
-            "(SubjectPublicKeyInfo), as returned by generate_key_pair"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _SUPPORTED_CURVES:
-        raise SignatureVerificationError(
-            "the trusted public key is not an elliptic-curve key on a supported curve "
-            f"({', '.join(_SUPPORTED_CURVES)})"
-        )
-    return key
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -259,14 +143,6 @@ def _has_files(directory: Path) -> bool:
     return any(p.is_file() or p.is_symlink() for p in directory.rglob("*"))
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- signing --------------------------------------------------------------------------------
 
 
@@ -320,8 +196,8 @@ def sign_model(
     secrets: list[bytes | str | None] = [identity.private_key_pem, identity.password, identity.identity_token]
     fingerprint = ""
     if identity.method in ("key", "certificate"):
-        key = _load_private_key(identity.private_key_pem or b"", identity.password)
-        fingerprint = public_key_fingerprint(_public_pem(key.public_key()))
+        key = load_private_key(identity.private_key_pem or b"", identity.password)
+        fingerprint = public_key_fingerprint(public_key_pem(key.public_key()))
         if identity.method == "certificate":
             check_signing_certificate(identity, key)
     signature.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +210,7 @@ def sign_model(
             config.set_hashing_config(_hashing_config()).sign(model, tmp_signature)
         with tmp_signature.open("rb") as fh:
             os.fsync(fh.fileno())
-        digest = _sha256_file(tmp_signature)
+        digest = sha256_file(tmp_signature)
         if identity.method == "sigstore":
             fingerprint = _sigstore_signer_identity(tmp_signature.read_bytes())
         os.replace(tmp_signature, signature)
@@ -409,7 +285,7 @@ def _signing_config(identity: SigningIdentity, private: Path) -> Any:
         # model_signing's certificate signer reads only unencrypted keys: hand it a decrypted copy
         from cryptography.hazmat.primitives import serialization
 
-        key = _load_private_key(identity.private_key_pem or b"", identity.password)
+        key = load_private_key(identity.private_key_pem or b"", identity.password)
         key_file.unlink()
         _write_private_file(
             key_file,
@@ -470,7 +346,7 @@ def _describe_mismatch(model: Path, signature_bytes: bytes, fallback: str) -> st
         actual = {p.relative_to(model).as_posix(): p for p in model.rglob("*") if p.is_file()}
         added = sorted(set(actual) - set(expected))
         removed = sorted(set(expected) - set(actual))
-        changed = sorted(n for n in set(actual) & set(expected) if _sha256_file(actual[n]) != expected[n])
+        changed = sorted(n for n in set(actual) & set(expected) if sha256_file(actual[n]) != expected[n])
     except Exception:
         return fallback
     parts = [
@@ -636,10 +512,10 @@ def _verifying_config(
             f"verify with the trusted {trust.describe()} (the model was not signed by the trusted signer)"
         )
     if trust.method == "key":
-        public_key = _load_public_key(trust.public_key_pem or b"")
+        public_key = load_public_key(trust.public_key_pem or b"")
         key_file = private / _PUBLIC_KEY_FILE
-        _write_private_file(key_file, _public_pem(public_key))
-        signer = VerifiedSigner("key", public_key_fingerprint(_public_pem(public_key)))
+        _write_private_file(key_file, public_key_pem(public_key))
+        signer = VerifiedSigner("key", public_key_fingerprint(public_key_pem(public_key)))
         return config.use_elliptic_key_verifier(public_key=key_file), signer
     if trust.method == "certificate":
         try:
@@ -656,7 +532,7 @@ def _verifying_config(
         key, identities = verify_certificate_chain(chain, trust, what=f"signature {signature}")
         ca_file = private / "trusted-ca.pem"
         _write_private_file(ca_file, trust.ca_bundle_pem or b"")
-        signer = VerifiedSigner("certificate", public_key_fingerprint(_public_pem(key)), identities)
+        signer = VerifiedSigner("certificate", public_key_fingerprint(public_key_pem(key)), identities)
         return config.use_certificate_verifier(certificate_chain=[ca_file]), signer
     sigstore_client_config(trust.staging, trust.trust_config, "verifying a Sigstore signature")
     signer = VerifiedSigner("sigstore", trust.fingerprint, trust.identity)

@@ -154,7 +154,7 @@ class Trust:
     def fingerprint(self) -> str:
         """What identifies the trust anchor in logs and the audit trail (no secret)."""
         if self.method == "key":
-            from airflow_mlops.security.signing import public_key_fingerprint
+            from airflow_mlops.security.keys import public_key_fingerprint
 
             return public_key_fingerprint(self.public_key_pem or b"")
         if self.method == "certificate":
