@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ArtifactError
-from airflow_mlops.training.flavors import FORMATS  # model_config.json's vocabulary; no torch
+from airflow_mlops.security.scanning.model_formats import FORMATS  # model_config.json's vocabulary
 
 SPEC_VERSION = "1.6"
 MODEL_REF = "model"

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.data.labels import label_key
 from airflow_mlops.exceptions import ArtifactError, DataError, TrainingError
+from airflow_mlops.security.scanning.model_formats import FORMATS  # serialisation format per flavor
 from airflow_mlops.tasks import TASKS, sort_classes
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ WEIGHTS_FILES = {
     "lightgbm": "model.txt",
     "sklearn": "model.skops",
 }
-#: Serialisation format per flavor (the ML-BOM's ``format``).
-FORMATS = {"torch": "safetensors", "xgboost": "ubjson", "lightgbm": "lightgbm-text", "sklearn": "skops"}
 _CLASS_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _XGB_OBJECTIVES = {"binary": ("binary:logistic",), "multiclass": ("multi:softprob",)}
 _XGB_REGRESSION_PREFIXES = ("reg:", "count:")
