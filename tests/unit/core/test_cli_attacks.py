@@ -163,12 +163,12 @@ def test_a_device_fifo_or_folder_is_never_read_as_a_document(
 def test_an_unexpected_error_of_a_spec_command_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import airflow_mlops.cli as cli
+    import airflow_mlops.cli.spec as cli_spec
 
     def boom(file: str) -> int:
         raise RuntimeError(f"bug reading http://bob:{SECRET}@h/ " + "x" * 10_000)
 
-    monkeypatch.setattr(cli, "_render", boom)
+    monkeypatch.setattr(cli_spec, "render", boom)
     assert main(["spec", "render", "spec.yaml"]) == 1
     err = capsys.readouterr().err
     assert "RuntimeError" in err and SECRET not in err and "Traceback" not in err and len(err) < 2500

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.cli import _validate
+from airflow_mlops.cli.spec import validate as _validate
 from airflow_mlops.factory.folder import load_dags_folder
 
 BASE = """\

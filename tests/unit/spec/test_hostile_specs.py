@@ -508,7 +508,7 @@ def test_a_fifo_or_a_device_is_refused_without_reading(tmp_path: Path) -> None:
 def test_validate_refuses_them_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
 
-    from airflow_mlops.cli import _validate
+    from airflow_mlops.cli.spec import validate as _validate
 
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")

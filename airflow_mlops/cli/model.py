@@ -1,4 +1,5 @@
-"""``airflow-mlops model scan | sign | verify | bom``: the supply-chain checks for people and CI.
+"""``airflow-mlops model history | rollback | scan | sign | verify | bom``: the registry and
+supply-chain commands for people and CI.
 
 Each command exits non-zero when anything does not verify (1), and 2 for usage errors (argparse).
 Keys are read from files or environment variables named on the command line, never echoed.
@@ -15,11 +16,84 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.cli.output import error
 
-def _error(message: object) -> None:
-    from airflow_mlops.cli import error
 
-    error(message)
+def mlflow_client(args: argparse.Namespace) -> Any:
+    """The MLflow client of ``--tracking-uri``, else of the Airflow connection."""
+    if args.tracking_uri:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=args.tracking_uri)
+    from airflow_mlops.hooks.mlflow import MLflowHook
+
+    return MLflowHook(mlflow_conn_id=args.mlflow_conn_id).get_conn()
+
+
+def history_command(args: argparse.Namespace) -> int:
+    """``model history NAME``: the audit trail of the model's registrations and alias moves."""
+    import json
+
+    from airflow_mlops.exceptions import MLOpsError
+
+    try:
+        from mlflow.exceptions import MlflowException
+
+        from airflow_mlops.registry.promotion import audit_history
+
+        entries = audit_history(mlflow_client(args), args.name)
+    except (MLOpsError, OSError, MlflowException) as exc:
+        error(f"{args.name}: cannot read the audit trail: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(entries, indent=2, sort_keys=True))
+        return 0
+    if not entries:
+        print(f"{args.name}: no alias moves recorded")
+    for e in entries:
+        move = f"@{e.get('alias')}: {e.get('from') or '-'} -> {e.get('to') or e.get('version')}"
+        extra = f" approved by {e['approved_by']}" if e.get("approved_by") else ""
+        print(
+            f"{e.get('at')}  {e.get('action'):<13} {move}  by {e.get('by')}{extra}  ({e.get('reason') or '-'})"
+        )
+    return 0
+
+
+def rollback_command(args: argparse.Namespace) -> int:
+    """``model rollback NAME``: point the alias back at the version it replaced, verified first."""
+    from airflow_mlops.exceptions import MLOpsError
+
+    try:
+        client = mlflow_client(args)
+        trust: Any
+        if args.public_key:
+            trust = Path(args.public_key).read_bytes()
+        else:
+            from airflow_mlops.hooks.signing import ModelSigningHook
+
+            trust = ModelSigningHook(signing_conn_id=args.signing_conn_id).get_key(need_private=False).trust
+        from airflow_mlops.registry.promotion import command_line_actor, rollback_alias
+
+        result = rollback_alias(
+            client,
+            model_name=args.name,
+            alias=args.alias,
+            trust=trust,
+            expected_version=args.from_version,
+            reason=args.reason or "airflow-mlops model rollback (command line)",
+            by=command_line_actor(),
+        )
+    except (MLOpsError, OSError) as exc:
+        error(f"{args.name}@{args.alias}: rollback refused: {exc}")
+        return 1
+    except Exception as exc:  # MLflow's own errors: named, redacted, no traceback
+        error(f"{args.name}@{args.alias}: rollback refused: {type(exc).__name__}: {exc}")
+        return 1
+    print(
+        f"{result.model_name}@{result.alias}: version {result.version} (rolled back from "
+        f"{result.rolled_back_from}; signature verified: {result.key_fingerprint})"
+    )
+    return 0
 
 
 #: The largest key, certificate or CA bundle file read (real ones are a few KB).
@@ -76,7 +150,7 @@ def _scan(args: argparse.Namespace) -> int:
             failed = True
             results.append({"path": str(path), "error": str(exc)})
             if not args.json:
-                _error(f"{path}: cannot scan: {exc}")
+                error(f"{path}: cannot scan: {exc}")
             continue
         data = report.to_dict()
         results.append({"path": str(path), **data})
@@ -167,7 +241,7 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         info = sign_model(args.path, signature, _signer(args))
     except MLOpsError as exc:
-        _error(f"{args.path}: not signed: {exc}")
+        error(f"{args.path}: not signed: {exc}")
         return 1
     print(f"{args.path}: signed -> {signature} ({info.method}, signer {info.public_key_fingerprint})")
     return 0
@@ -198,7 +272,7 @@ def _verify(args: argparse.Namespace) -> int:
                 )
                 checked.append(f"{kind} attestation")
     except (MLOpsError, OSError) as exc:
-        _error(f"{args.path}: does NOT verify: {exc}")
+        error(f"{args.path}: does NOT verify: {exc}")
         return 1
     extra = f"; {', '.join(checked)} verified" if checked else ""
     who = f"{signer.method} {signer.identity or ''} {signer.fingerprint}".replace("  ", " ")
@@ -210,7 +284,6 @@ def _bom(args: argparse.Namespace) -> int:
     """Print (or write) the ML-BOM of a registered version, after verifying its attestation."""
     from mlflow.exceptions import MlflowException
 
-    from airflow_mlops.cli import _client
     from airflow_mlops.exceptions import MLOpsError
     from airflow_mlops.registry.mlflow_registry import (
         MLBOM_ATTESTATION,
@@ -224,7 +297,7 @@ def _bom(args: argparse.Namespace) -> int:
     where = f"{args.name} version {args.version}"
     trust = _trust(args, required=False)
     try:
-        client = _client(args)
+        client = mlflow_client(args)
         mv = _get_version(client, args.name, str(args.version))
         with tempfile.TemporaryDirectory(prefix="mlops-bom-") as tmp:
             bom_path = download_attestation(client, mv, MLBOM_FILE, Path(tmp) / "bom")
@@ -248,7 +321,7 @@ def _bom(args: argparse.Namespace) -> int:
                     print(f"{where}: the ML-BOM file differs from its signed attestation", file=sys.stderr)
                     return 1
     except (MLOpsError, OSError, MlflowException, json.JSONDecodeError) as exc:
-        _error(f"{where}: {exc}")
+        error(f"{where}: {exc}")
         return 1
     text = json.dumps(bom, indent=2, sort_keys=True)
     if args.output:
@@ -277,8 +350,45 @@ def _load_bom(path: Path, where: str) -> Any:
     return bom
 
 
-def add_commands(model_sub: Any) -> None:
-    """Add scan, sign, verify and bom to the ``model`` command group."""
+def add_commands(sub: Any) -> None:
+    """The ``model`` command group."""
+    model = sub.add_parser("model", help="work with registered models")
+    model_sub = model.add_subparsers(dest="command", required=True)
+    rollback = model_sub.add_parser(
+        "rollback",
+        help="point the alias back at the version it replaced, after verifying that version's "
+        "signature, digest and scan",
+    )
+    rollback.add_argument("name", metavar="NAME", help="the registered model name")
+    rollback.add_argument("--alias", default="champion", help="the alias to move back (default: champion)")
+    rollback.add_argument(
+        "--from",
+        dest="from_version",
+        metavar="VERSION",
+        help="roll back only if the alias still points at this version",
+    )
+    rollback.add_argument("--reason", default="", help="why; recorded on the version rolled back from")
+    rollback.add_argument(
+        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+    )
+    rollback.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
+    rollback.add_argument(
+        "--signing-conn-id", default="mlops_signing", help="Airflow connection holding the public key"
+    )
+    rollback.add_argument(
+        "--public-key", metavar="PEM_FILE", help="the public key file instead of the connection"
+    )
+    history = model_sub.add_parser(
+        "history", help="print the audit trail: who moved which alias to which version, when and why"
+    )
+    history.add_argument("name", metavar="NAME", help="the registered model name")
+    history.add_argument("--json", action="store_true", help="print the entries as JSON")
+    history.add_argument(
+        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+    )
+    history.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
+    rollback.set_defaults(func=rollback_command)
+    history.set_defaults(func=history_command)
     scan = model_sub.add_parser("scan", help="scan model files or directories; non-zero on any finding")
     scan.add_argument("paths", nargs="+", metavar="PATH")
     scan.add_argument("--json", action="store_true", help="print the reports as JSON")

@@ -1,0 +1,7 @@
+"""``python -m airflow_mlops.cli``."""
+
+import sys
+
+from airflow_mlops.cli import main
+
+sys.exit(main())
