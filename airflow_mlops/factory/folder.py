@@ -77,11 +77,13 @@ def declares_spec(path: Path) -> bool:
 
 
 def _files_below(root: Path) -> list[Path]:
-    try:
-        from airflow._shared.module_loading.file_discovery import find_path_from_directory
-        from airflow.configuration import conf
-    except ImportError:  # another Airflow layout: no .airflowignore support
+    from airflow_mlops.compat import walk_dag_folder
+
+    find_path_from_directory = walk_dag_folder()
+    if find_path_from_directory is None:  # another Airflow layout: no .airflowignore support
         return [p for p in root.rglob("*") if p.is_file()]
+    from airflow.configuration import conf
+
     syntax = conf.get("core", "dag_ignore_file_syntax", fallback="glob")
     try:
         return [Path(p) for p in find_path_from_directory(root, ".airflowignore", syntax)]
@@ -93,9 +95,9 @@ def _files_below(root: Path) -> list[Path]:
 def _files_below_once(root: Path, syntax: str) -> list[Path]:
     """Airflow's walk (``.airflowignore`` rules included) that enters each real folder once, so
     a symbolic link that loops costs one spec folder's files, not every spec's DAGs."""
-    from airflow._shared.module_loading import file_discovery as discovery
+    from airflow_mlops.compat import airflowignore_rule
 
-    rule: Any = discovery._RegexpIgnoreRule if syntax == "regexp" else discovery._GlobIgnoreRule
+    rule = airflowignore_rule(syntax)
     patterns_by_dir: dict[Path, list[Any]] = {root.resolve(): []}
     out = []
     for folder, dirs, files in os.walk(root, followlinks=True):

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops import compat
 from airflow_mlops.exceptions import SpecError
 
 log = logging.getLogger(__name__)
 
 try:  # Airflow >= 3.3 (experimental importer registry)
-    from airflow.dag_processing.importers import AbstractDagImporter, DagImportError, DagImportResult
+    from airflow_mlops.compat import AbstractDagImporter, DagImportError, DagImportResult
 
     HAVE_IMPORTERS = True
 except ImportError:  # pragma: no cover - older Airflow: the loader .py path still works
@@ -90,23 +90,10 @@ def register_spec_importer() -> bool:
     """Register :class:`SpecDagImporter` for ``.yaml``/``.yml`` in this process (idempotent)."""
     if not HAVE_IMPORTERS:
         return False
-    from airflow.dag_processing.importers import get_importer_registry
-
-    registry = get_importer_registry()
+    registry = compat.dag_importer_registry()
     if not isinstance(registry.get_importer("spec.yaml"), SpecDagImporter):
         registry.register(SpecDagImporter())
     return True
-
-
-def _on_stack(name: str, kind: Any) -> Any:
-    """The nearest local variable ``name`` of type ``kind`` up the call stack (Airflow's parse)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        candidate = frame.f_locals.get(name)
-        if isinstance(candidate, kind):
-            return candidate
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
 
 
 def report_spec_errors(errors: dict[str, SpecError], loader_file: str) -> int:
@@ -117,9 +104,7 @@ def report_spec_errors(errors: dict[str, SpecError], loader_file: str) -> int:
     parse (e.g. ``python dags/mlops_specs.py``) the errors are logged instead.
     """
     if HAVE_IMPORTERS:
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = _on_stack("self", DagBag)
+        bag = compat.find_on_stack("self", compat.dag_bag_class())
         if bag is not None:
             from datetime import datetime
 
@@ -128,7 +113,7 @@ def report_spec_errors(errors: dict[str, SpecError], loader_file: str) -> int:
                 bag.file_last_changed.setdefault(str(Path(parsed).resolve()), mtime)
     if not errors:
         return 0
-    result = _on_stack("result", DagImportResult) if HAVE_IMPORTERS else None
+    result = compat.find_on_stack("result", DagImportResult) if HAVE_IMPORTERS else None
     if result is None:
         for exc in errors.values():
             log.error("%s", exc)

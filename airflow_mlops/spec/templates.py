@@ -4,8 +4,8 @@ Airflow renders templated values (``data.source``, an operator's ``template_fiel
 Jinja2 and ``StrictUndefined``: a syntax error, an unknown variable, filter or macro fails the
 task when it runs. :func:`check_template` finds those mistakes at validate time. It parses with
 Jinja2's own parser (Jinja2 is imported by Airflow already) and compares the names the template
-uses with Airflow's template context (:data:`airflow.sdk.definitions.context.KNOWN_CONTEXT_KEYS`),
-its macros (``airflow.sdk.execution_time.macros``), its filters (``ds``, ``ts``...) and Jinja's
+uses with Airflow's template context (``KNOWN_CONTEXT_KEYS``, through :mod:`airflow_mlops.compat`),
+its macros (``airflow.sdk.macros``), its filters (``ds``, ``ts``...) and Jinja's
 built-ins. Results are memoised per template text: a folder of specs repeats the same locations.
 
 Values that name no template (no ``{{``, ``{%`` or ``{#``) cost one substring test.
@@ -56,16 +56,16 @@ def is_template(text: str) -> bool:
 
 @cache
 def _airflow() -> tuple[frozenset[str], frozenset[str]]:
-    """Airflow's template context keys and filter names (Airflow internals: one door, here)."""
+    """Airflow's template context keys and filter names (through :mod:`airflow_mlops.compat`)."""
+    from airflow_mlops import compat
+
     try:
-        from airflow.sdk.definitions._internal.templater import FILTERS
-        from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
+        return compat.template_context_keys(), compat.template_filter_names()
     except ImportError as exc:  # pragma: no cover - guarded by a test on the installed Airflow
         raise RuntimeError(
             "airflow_mlops.spec.templates: Airflow's template context (KNOWN_CONTEXT_KEYS) or "
             f"filters (FILTERS) moved in this Airflow version: {exc}"
         ) from exc
-    return frozenset(KNOWN_CONTEXT_KEYS), frozenset(FILTERS)
 
 
 def context_names() -> frozenset[str]:
@@ -91,7 +91,7 @@ def jinja_test_names() -> frozenset[str]:
 
 def macro_names() -> frozenset[str]:
     """``macros.<name>``: Airflow's macros module, with the plugins' macros once integrated."""
-    from airflow.sdk.execution_time import macros
+    from airflow.sdk import macros
 
     return frozenset(
         name
@@ -106,7 +106,7 @@ def macro_names() -> frozenset[str]:
 def _plugin_macro_names() -> frozenset[str]:
     """The macros with the plugins' ones integrated (loads the plugins: only on an unknown name)."""
     try:
-        from airflow.sdk.plugins_manager import integrate_macros_plugins
+        from airflow_mlops.compat import integrate_macros_plugins
 
         integrate_macros_plugins()
     except Exception:  # a broken plugin is reported by Airflow itself; keep the plain macros

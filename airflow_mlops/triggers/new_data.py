@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
-from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
+from airflow_mlops.compat import AdvanceItem, SharedStreamProducer
 from airflow_mlops.data.arrivals import NewDataWatch, WatchConfig, Watermark
 
 log = logging.getLogger(__name__)

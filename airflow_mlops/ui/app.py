@@ -20,15 +20,14 @@ import logging
 import re
 from typing import Annotated, Any
 
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-from airflow.api_fastapi.core_api.security import get_user
 from airflow.configuration import conf
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_mlops import compat
+from airflow_mlops.compat import get_auth_manager
 from airflow_mlops.exceptions import ArtifactError, RegistryError, RegistryLookupError
 from airflow_mlops.redaction import RedactingFilter, redact_paths
 from airflow_mlops.ui import URL_PREFIX, page, rows
@@ -41,7 +40,7 @@ log.addFilter(RedactingFilter())  # messages and tracebacks in the api-server lo
 # the other security headers are on every answer: ``headers.SecureHeaders``).
 _REPORT_HEADERS = {"Content-Security-Policy": REPORT_CSP}
 # Every route needs an Airflow user (401 without one, 403 for an invalid token).
-User = Annotated[Any, Depends(get_user)]
+User = Annotated[Any, Depends(compat.get_user_dependency())]
 _UNAVAILABLE = "the model registry (MLflow) is unavailable; try again later"
 #: Airflow stores a task's map index as a 32-bit integer.
 MAX_MAP_INDEX = 2**31 - 1
@@ -70,14 +69,17 @@ def create_app() -> FastAPI:
     def may_read(user: Any, pipeline: str) -> bool:
         return bool(
             get_auth_manager().is_authorized_dag(
-                method="GET", details=DagDetails(id=f"{pipeline}__train"), user=user
+                method="GET", details=compat.dag_details(f"{pipeline}__train"), user=user
             )
         )
 
     def may_read_outputs(user: Any, dag_id: str) -> bool:
         return bool(
             get_auth_manager().is_authorized_dag(
-                method="GET", access_entity=DagAccessEntity.XCOM, details=DagDetails(id=dag_id), user=user
+                method="GET",
+                access_entity=compat.dag_xcom_entity(),
+                details=compat.dag_details(dag_id),
+                user=user,
             )
         )
 
@@ -233,16 +235,7 @@ def _filename(name: str) -> str:
 def task_output(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
     """The XCom ``key`` a task instance pushed (None when it pushed none), read from Airflow's
     metadata database as the api-server's own XCom routes read it."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            XComModel.get_many(
-                run_id=run_id, key=key, task_ids=task_id, dag_ids=dag_id, map_indexes=map_index, limit=1
-            )
-        ).first()
-        return None if row is None else XComModel.deserialize_value(row)
+    return compat.read_task_xcom(dag_id, run_id, task_id, map_index, key)
 
 
 def artifact_root() -> str:
