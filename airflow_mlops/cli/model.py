@@ -289,8 +289,8 @@ def _bom(args: argparse.Namespace) -> int:
         MLBOM_ATTESTATION,
         MLBOM_FILE,
         TAG_MODEL_SHA256,
-        _get_version,
         download_attestation,
+        get_version,
     )
     from airflow_mlops.security.attestation import CYCLONEDX_PREDICATE, verify_envelope
 
@@ -298,7 +298,7 @@ def _bom(args: argparse.Namespace) -> int:
     trust = _trust(args, required=False)
     try:
         client = mlflow_client(args)
-        mv = _get_version(client, args.name, str(args.version))
+        mv = get_version(client, args.name, str(args.version))
         with tempfile.TemporaryDirectory(prefix="mlops-bom-") as tmp:
             bom_path = download_attestation(client, mv, MLBOM_FILE, Path(tmp) / "bom")
             envelope = download_attestation(client, mv, MLBOM_ATTESTATION, Path(tmp) / "env")

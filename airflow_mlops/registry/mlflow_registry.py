@@ -190,7 +190,7 @@ def _does_not_exist(exc: BaseException) -> bool:
     return isinstance(exc, MlflowException) and exc.error_code == DOES_NOT_EXIST
 
 
-def _lookup_failed(what: str, exc: BaseException) -> RegistryError:
+def lookup_failed(what: str, exc: BaseException) -> RegistryError:
     """The error for a registry call that failed with anything but "does not exist".
 
     Transient failures (network, timeouts, 408/429/5xx) give a retryable
@@ -324,17 +324,17 @@ def _ensure_registered_model(client: MlflowClient, model_name: str, *, pipeline:
         return
     except MlflowException as exc:
         if not _does_not_exist(exc):
-            raise _lookup_failed(
+            raise lookup_failed(
                 f"looking up registered model {model_name!r} before registering", exc
             ) from exc
     except OSError as exc:
-        raise _lookup_failed(f"looking up registered model {model_name!r} before registering", exc) from exc
+        raise lookup_failed(f"looking up registered model {model_name!r} before registering", exc) from exc
     try:
         client.create_registered_model(model_name, tags={TAG_PIPELINE: pipeline})
         log.info("Created registered model %s", model_name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # a concurrent try created it: fine
-            raise _lookup_failed(f"creating registered model {model_name!r}", exc) from exc
+            raise lookup_failed(f"creating registered model {model_name!r}", exc) from exc
 
 
 def register_version(
@@ -387,7 +387,7 @@ def register_version(
     return RegisteredVersion(model_name, str(mv.version), source, run_id, sha)
 
 
-def _get_version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
+def get_version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
     """The model version; its absence and any other failure are errors that say which."""
     from mlflow.exceptions import MlflowException
 
@@ -399,7 +399,7 @@ def _get_version(client: MlflowClient, model_name: str, version: str) -> ModelVe
             raise RegistryLookupError(
                 f"{where} does not exist in the registry ({exc}); check the model name and version"
             ) from exc
-        raise _lookup_failed(f"looking up {where}", exc) from exc
+        raise lookup_failed(f"looking up {where}", exc) from exc
 
 
 def download_version(
@@ -410,7 +410,7 @@ def download_version(
     from mlflow.exceptions import MlflowException
 
     where = f"model version {version} of {model_name!r}"
-    mv = _get_version(client, model_name, version)
+    mv = get_version(client, model_name, version)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tracking_uri = client._tracking_client.tracking_uri
@@ -421,7 +421,7 @@ def download_version(
             )
         )
     except (MlflowException, OSError) as exc:
-        raise _lookup_failed(f"downloading {where} from {mv.source}", exc) from exc
+        raise lookup_failed(f"downloading {where} from {mv.source}", exc) from exc
     # Not ``runs:/`` URIs: MLflow's runs artifact repository turns *any* download error into
     # RESOURCE_DOES_NOT_EXIST. Listing the run's signature folder answers exactly.
     sig_rel = f"{SIGNATURE_ARTIFACT_PATH}/{SIGNATURE_FILE}"
@@ -437,7 +437,7 @@ def download_version(
     except (MlflowException, OSError) as exc:
         if _does_not_exist(exc):
             raise SignatureVerificationError(f"{unsigned} (the run: {exc})") from exc
-        raise _lookup_failed(f"looking up the signature of {where} in run {mv.run_id}", exc) from exc
+        raise lookup_failed(f"looking up the signature of {where} in run {mv.run_id}", exc) from exc
     if sig_rel not in listed:
         raise SignatureVerificationError(unsigned)
     try:
@@ -447,7 +447,7 @@ def download_version(
             tracking_uri=tracking_uri,
         )
     except (MlflowException, OSError) as exc:
-        raise _lookup_failed(f"downloading the signature of {where} ({sig_rel})", exc) from exc
+        raise lookup_failed(f"downloading the signature of {where} ({sig_rel})", exc) from exc
     return model_dir, Path(sig_path), mv
 
 
@@ -467,7 +467,7 @@ def download_attestation(client: MlflowClient, mv: ModelVersion, name: str, dest
     except (MlflowException, OSError) as exc:
         if _does_not_exist(exc):
             return None
-        raise _lookup_failed(f"looking up {where}", exc) from exc
+        raise lookup_failed(f"looking up {where}", exc) from exc
     if rel not in listed:
         return None
     try:
@@ -479,7 +479,7 @@ def download_attestation(client: MlflowClient, mv: ModelVersion, name: str, dest
             )
         )
     except (MlflowException, OSError) as exc:
-        raise _lookup_failed(f"downloading {where}", exc) from exc
+        raise lookup_failed(f"downloading {where}", exc) from exc
 
 
 def fetch_verified_version(
@@ -524,7 +524,7 @@ def champion_version(
         model = client.get_registered_model(model_name)
     except (MlflowException, OSError) as exc:
         if not _does_not_exist(exc):
-            raise _lookup_failed(
+            raise lookup_failed(
                 f"champion lookup {where}: reading registered model {model_name!r}", exc
             ) from exc
         _ensure_never_registered(client, model_name, alias, pipeline)
@@ -536,9 +536,7 @@ def champion_version(
         return client.get_model_version_by_alias(model_name, alias)
     except (MlflowException, OSError) as exc:
         # The model has the alias, so no answer here can mean "no champion".
-        raise _lookup_failed(
-            f"champion lookup {where}: reading the version the alias points at", exc
-        ) from exc
+        raise lookup_failed(f"champion lookup {where}: reading the version the alias points at", exc) from exc
 
 
 def _ensure_never_registered(client: MlflowClient, model_name: str, alias: str, pipeline: str | None) -> None:
@@ -558,7 +556,7 @@ def _ensure_never_registered(client: MlflowClient, model_name: str, alias: str, 
             filter_string=f"tags.`{TAG_PIPELINE}` = '{pipeline}'", max_results=20
         )
     except (MlflowException, OSError) as exc:
-        raise _lookup_failed(
+        raise lookup_failed(
             f"champion lookup {model_name!r}@{alias}: searching the models of pipeline {pipeline!r}", exc
         ) from exc
     others = sorted(str(m.name) for m in tagged if m.name != model_name)
@@ -634,3 +632,7 @@ def fetch_trusted_version(
     model_dir, mv = fetch_verified_version(client, model_name, version, trust, dest)
     scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
     return model_dir, mv
+
+
+# Earlier private names, kept for callers not yet moved to the public ones.
+_lookup_failed = lookup_failed

@@ -50,10 +50,10 @@ from airflow_mlops.registry.mlflow_registry import (
     DOES_NOT_EXIST,
     TAG_GATES,
     TAG_MODEL_SHA256,
-    _get_version,
-    _lookup_failed,
     champion_version,
     fetch_trusted_version,
+    get_version,
+    lookup_failed,
 )
 
 if TYPE_CHECKING:
@@ -277,15 +277,15 @@ def alias_lock(
             break
         except MlflowException as exc:
             if exc.error_code != _ALREADY_EXISTS:
-                raise _lookup_failed(f"taking {where}", exc) from exc
+                raise lookup_failed(f"taking {where}", exc) from exc
         except OSError as exc:
-            raise _lookup_failed(f"taking {where}", exc) from exc
+            raise lookup_failed(f"taking {where}", exc) from exc
         try:
             current = client.get_registered_model(name)
         except MlflowException as exc:
             if exc.error_code == DOES_NOT_EXIST:
                 continue  # released meanwhile: try again
-            raise _lookup_failed(f"reading {where}", exc) from exc
+            raise lookup_failed(f"reading {where}", exc) from exc
         current_tags = current.tags or {}
         other = current_tags.get(TAG_LOCK_HOLDER, "?")
         if other == holder:
@@ -327,7 +327,7 @@ def _delete_lock(client: MlflowClient, name: str) -> None:
         client.delete_registered_model(name)
     except MlflowException as exc:
         if exc.error_code != DOES_NOT_EXIST:
-            raise _lookup_failed(f"releasing lock {name!r}", exc) from exc
+            raise lookup_failed(f"releasing lock {name!r}", exc) from exc
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -510,7 +510,7 @@ def promote_version(
     what = f"version {version} of {model_name!r} was not promoted to @{alias}"
     if not gates_passed:
         raise PromotionBlockedError(f"{what}: not every gate passed")
-    mv = _get_version(client, model_name, version)
+    mv = get_version(client, model_name, version)
     if (mv.tags or {}).get(TAG_GATES) != "passed":
         raise PromotionBlockedError(
             f"{what}: it lacks the tag {TAG_GATES}=passed; only versions registered after passing "
@@ -524,7 +524,7 @@ def promote_version(
     evidence = blessing or attested
     holder = request_id or f"{by or command_line_actor()} {_now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):
-        mv = _get_version(client, model_name, version)  # tags as they are now, under the lock
+        mv = get_version(client, model_name, version)  # tags as they are now, under the lock
         current = champion_version(client, model_name, alias)
         current_version = str(current.version) if current else None
         champion = (
@@ -713,7 +713,7 @@ def rollback_alias(
             f"(tag {previous_tag(alias)}): it was the first {alias}, or was promoted before "
             "rollback existed. Promote the version you want explicitly instead."
         )
-    mv = _get_version(client, model_name, target)
+    mv = get_version(client, model_name, target)
     if (mv.tags or {}).get(TAG_GATES) != "passed":
         raise PromotionBlockedError(
             f"cannot roll {model_name!r}@{alias} back to version {target}: it lacks {TAG_GATES}=passed"

@@ -464,14 +464,14 @@ def collect_models(
     :raises RegistryError: listing the registered models failed (one model's failure is
         reported in its :attr:`ModelView.errors` instead, the others still show).
     """
-    from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, _lookup_failed
+    from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, lookup_failed
 
     if verify not in ("aliased", "all", "none"):
         raise ValueError(f"verify must be 'aliased', 'all' or 'none', got {verify!r}")
     try:
         models = _registered_models(client)
     except Exception as exc:
-        raise _lookup_failed("listing the registered models for the Models view", exc) from exc
+        raise lookup_failed("listing the registered models for the Models view", exc) from exc
     views = []
     for model in sorted(models, key=lambda m: str(m.name)):
         pipeline = (model.tags or {}).get(TAG_PIPELINE)
@@ -559,7 +559,7 @@ def model_pipeline(client: MlflowClient, model_name: str) -> str:
 
     :raises RegistryLookupError: a lock model, a model no pipeline registered, or a lookup error.
     """
-    from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, _lookup_failed
+    from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, lookup_failed
     from airflow_mlops.registry.promotion import is_lock_model
 
     if is_lock_model(model_name):
@@ -567,7 +567,7 @@ def model_pipeline(client: MlflowClient, model_name: str) -> str:
     try:
         model = client.get_registered_model(model_name)
     except Exception as exc:
-        raise _lookup_failed(f"reading registered model {model_name!r}", exc) from exc
+        raise lookup_failed(f"reading registered model {model_name!r}", exc) from exc
     pipeline = (model.tags or {}).get(TAG_PIPELINE)
     if not pipeline:
         raise RegistryLookupError(f"registered model {model_name!r} was not registered by a pipeline")
@@ -581,10 +581,10 @@ def mlbom_document(client: MlflowClient, model_name: str, version: str) -> bytes
     :raises ArtifactError: the stored document is not a JSON object.
     """
     from airflow_mlops.exceptions import SignatureVerificationError
-    from airflow_mlops.registry.mlflow_registry import MLBOM_FILE, _get_version, download_attestation
+    from airflow_mlops.registry.mlflow_registry import MLBOM_FILE, download_attestation, get_version
     from airflow_mlops.security.trust import MAX_SIGNED_JSON_BYTES, load_signed_json, read_limited
 
-    mv = _get_version(client, model_name, version)
+    mv = get_version(client, model_name, version)
     with tempfile.TemporaryDirectory(prefix="mlops-ui-mlbom-") as tmp:
         path = download_attestation(client, mv, MLBOM_FILE, tmp)
         if path is None:
@@ -612,7 +612,7 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
     :raises ReportRefusedError: no digest was recorded, or the artifact is not a regular file.
     :raises ReportChangedError: the artifact's bytes differ from the recorded digest.
     """
-    from airflow_mlops.registry.mlflow_registry import TAG_REPORT_SHA256, _lookup_failed
+    from airflow_mlops.registry.mlflow_registry import TAG_REPORT_SHA256, lookup_failed
 
     media_type = REPORT_ARTIFACTS.get(path)
     if media_type is None:
@@ -621,13 +621,13 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
     try:
         listed = {f.path for f in client.list_artifacts(run_id, folder)}
     except Exception as exc:
-        raise _lookup_failed(f"listing {folder}/ of run {run_id}", exc) from exc
+        raise lookup_failed(f"listing {folder}/ of run {run_id}", exc) from exc
     if path not in listed:
         raise RegistryLookupError(f"run {run_id} has no {path}")
     try:
         recorded = client.get_run(run_id).data.tags.get(TAG_REPORT_SHA256 + path)
     except Exception as exc:
-        raise _lookup_failed(f"reading run {run_id}", exc) from exc
+        raise lookup_failed(f"reading run {run_id}", exc) from exc
     if not isinstance(recorded, str) or not _SHA256.fullmatch(recorded):
         raise ReportRefusedError(
             f"run {run_id} recorded no digest for {path} (a report logged before digests were "
@@ -637,7 +637,7 @@ def run_report(client: MlflowClient, run_id: str, path: str) -> tuple[bytes, str
         try:
             local = client.download_artifacts(run_id, path, tmp)
         except Exception as exc:
-            raise _lookup_failed(f"downloading {path} of run {run_id}", exc) from exc
+            raise lookup_failed(f"downloading {path} of run {run_id}", exc) from exc
         local_path = Path(local)
         if local_path.is_symlink() or not local_path.is_file():
             raise ReportRefusedError(f"{path} of run {run_id} is not a regular file")

@@ -67,7 +67,7 @@ def test_only_the_exact_code_means_does_not_exist() -> None:
     ],
 )
 def test_lookup_failures_are_final_or_transient_by_the_answer(status, body, final, code) -> None:
-    error = reg._lookup_failed(
+    error = reg.lookup_failed(
         "champion lookup 'm'@champion: reading registered model 'm'", rest_error(status, body)
     )
     assert isinstance(error, RegistryError)
@@ -79,9 +79,9 @@ def test_lookup_failures_are_final_or_transient_by_the_answer(status, body, fina
 
 
 def test_a_network_error_is_transient_and_long_pages_are_cut() -> None:
-    assert is_retryable(reg._lookup_failed("x", ConnectionRefusedError("refused")))
-    assert not is_retryable(reg._lookup_failed("x", KeyError("odd")))
-    message = str(reg._lookup_failed("x", rest_error(404, "<p>" + "x" * 5000 + "</p>")))
+    assert is_retryable(reg.lookup_failed("x", ConnectionRefusedError("refused")))
+    assert not is_retryable(reg.lookup_failed("x", KeyError("odd")))
+    message = str(reg.lookup_failed("x", rest_error(404, "<p>" + "x" * 5000 + "</p>")))
     assert len(message) < 1000 and "..." in message
 
 

@@ -214,7 +214,7 @@ def test_a_malformed_mlbom_is_refused_never_a_crash(
         path.write_bytes(content)
         return path
 
-    monkeypatch.setattr(mlflow_registry, "_get_version", lambda *a: SimpleNamespace(run_id="r"))
+    monkeypatch.setattr(mlflow_registry, "get_version", lambda *a: SimpleNamespace(run_id="r"))
     monkeypatch.setattr(mlflow_registry, "download_attestation", download)
     with pytest.raises(ArtifactError) as caught:
         rows.mlbom_document(object(), "m", "1")  # type: ignore[arg-type]
