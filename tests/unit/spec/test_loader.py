@@ -138,13 +138,13 @@ def test_empty_and_non_mapping_documents() -> None:
 def test_libyaml_and_pure_python_parsers_agree_on_data_and_positions() -> None:
     import yaml
 
-    from airflow_mlops.spec import loader
+    from airflow_mlops.spec import yaml_positions
 
-    if loader._FAST_LOADER is None:
+    if yaml_positions._FAST_LOADER is None:
         pytest.skip("PyYAML built without libyaml")
     text = (ROOT / "dags" / "specs" / "fraud_detector.yaml").read_text()
-    fast = loader._parse_with(loader._FAST_LOADER, text, "f.yaml")
-    slow = loader._parse_with(yaml.SafeLoader, text, "f.yaml")
+    fast = yaml_positions._parse_with(yaml_positions._FAST_LOADER, text, "f.yaml")
+    slow = yaml_positions._parse_with(yaml.SafeLoader, text, "f.yaml")
     assert fast[0] == slow[0]
     assert fast[1].marks == slow[1].marks and fast[1].key_marks == slow[1].key_marks
     assert len(fast[1].marks) > 20
@@ -153,22 +153,22 @@ def test_libyaml_and_pure_python_parsers_agree_on_data_and_positions() -> None:
 def test_bad_yaml_message_comes_from_the_pure_python_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     """libyaml rejects the file first; the message users read is PyYAML's, with its marks."""
 
-    from airflow_mlops.spec import loader
+    from airflow_mlops.spec import yaml_positions
 
     calls: list[str] = []
-    real = loader._parse_with
+    real = yaml_positions._parse_with
 
     def spy(cls: type, text: str, file: str) -> object:
         calls.append(cls.__name__)
         return real(cls, text, file)
 
-    monkeypatch.setattr(loader, "_parse_with", spy)
+    monkeypatch.setattr(yaml_positions, "_parse_with", spy)
     with pytest.raises(SpecError) as err:
-        loader.parse_yaml("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml")
+        yaml_positions.parse_yaml("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml")
     issue = err.value.issues[0]
     assert issue.message.startswith("invalid YAML") and issue.line is not None
-    if loader._FAST_LOADER is not None:
-        assert calls == [loader._FAST_LOADER.__name__, loader._PySafeLoader.__name__]
+    if yaml_positions._FAST_LOADER is not None:
+        assert calls == [yaml_positions._FAST_LOADER.__name__, yaml_positions._PySafeLoader.__name__]
 
 
 def test_yaml_merge_keys_may_be_overridden_but_own_duplicates_may_not() -> None:
