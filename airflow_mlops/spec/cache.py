@@ -54,15 +54,17 @@ def _code_fingerprint() -> list[Any]:
     import pydantic
 
     from airflow_mlops import __version__
-    from airflow_mlops.spec import checks, loader, models
 
     files = []
-    paths = [str(m.__file__) for m in (models, loader, checks)]
-    # Modules that only a full parse imports, and their data: stat them without importing.
-    folder = os.path.dirname(paths[0])
-    paths += [os.path.join(folder, n) for n in ("templates.py", "expectations.py", "gx_expectations.json")]
+    # Every module of the spec package and its data (the loader is several modules, and some
+    # are imported only by a full parse): stat them without importing.
+    folder = os.path.dirname(os.path.abspath(__file__))
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith((".py", ".json")))
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # removed while listing
+            continue
         files.append([os.path.basename(path), stat.st_size, stat.st_mtime_ns])
     return [FORMAT, __version__, pydantic.VERSION, files]
 

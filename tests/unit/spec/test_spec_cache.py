@@ -146,6 +146,25 @@ def test_what_the_result_depends_on_is_part_of_the_key(
     assert specs["a"].defaults.retries == expected
 
 
+def test_the_code_fingerprint_covers_every_module_of_the_spec_loader() -> None:
+    """The loader is several modules (YAML, messages, files, folder defaults): each is in the key."""
+    import sys
+
+    from airflow_mlops.spec import cache as cache_module
+    from airflow_mlops.spec import loader
+
+    names = {entry[0] for entry in cache_module._code_fingerprint()[-1]}
+    loaded = {
+        Path(module.__file__).name
+        for name, module in list(sys.modules.items())
+        if name.startswith("airflow_mlops.spec.") and getattr(module, "__file__", None)
+    }
+    assert Path(loader.__file__).name in loaded
+    assert loaded <= names, loaded - names
+    assert {"yaml_positions.py", "yaml_messages.py", "messages.py", "files.py", "folder_defaults.py"} <= names
+    assert {"templates.py", "expectations.py", "gx_expectations.json", "known_estimators.json"} <= names
+
+
 def test_broken_specs_are_never_cached_and_keep_their_located_error(tmp_path: Path) -> None:
     folder = write_folder(
         tmp_path, {"good": BASE.format(name="good"), "bad": BASE.format(name="bad") + "scheduel: 1\n"}
