@@ -664,7 +664,7 @@ def evaluate_candidate(
 
 def _curves(candidate: ModelScore, champion: ModelScore | None) -> dict[str, Any]:
     """The report's plots of the candidate (and the champion) from the outputs at hand."""
-    from airflow_mlops.registry.evaluation_report import model_curves
+    from airflow_mlops.metrics import model_curves
 
     def curves(score: ModelScore) -> dict[str, Any]:
         return model_curves(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_mlops.drift.figures import (
     CURRENT_COLOR,
@@ -44,10 +44,19 @@ from airflow_mlops.drift.figures import (
 )
 from airflow_mlops.drift.html import _cell, _missing, _section, _table, _tag, html_page
 from airflow_mlops.exceptions import DataError
-from airflow_mlops.metrics import METRIC_NAMES, METRICS
-
-if TYPE_CHECKING:
-    import numpy as np
+from airflow_mlops.metrics import (
+    MAX_CURVE_POINTS,
+    MAX_MATRIX_CLASSES,
+    MAX_SCATTER_POINTS,
+    METRIC_NAMES,
+    METRICS,
+    OTHER_CLASSES,
+    class_curves,
+    model_curves,
+    residual_curves,
+    roc_points,
+    score_curves,
+)
 
 __all__ = [
     "MAX_CURVE_POINTS",
@@ -61,289 +70,9 @@ __all__ = [
     "score_curves",
 ]
 
-#: A plotted curve keeps at most this many points (the first and last always among them).
-MAX_CURVE_POINTS = 200
-#: Bins of the score histograms (over [0, 1]) and of the residual histograms.
-HISTOGRAM_BINS = 40
-#: A multiclass confusion matrix shows at most this many rows and columns: with more classes,
-#: the most frequent ones, and the rest folded into :data:`OTHER_CLASSES`.
-MAX_MATRIX_CLASSES = 20
-OTHER_CLASSES = "(other classes)"
-#: A residual plot shows at most this many points (the largest residuals always among them).
-MAX_SCATTER_POINTS = 500
-_EXTREME_POINTS = 10
-
 _COLORS = {"candidate": REFERENCE_COLOR, "champion": CURRENT_COLOR}
 _PLOT = 300  # side of a square plot area, in px
 _PAD = 40
-
-
-# --- curves ----------------------------------------------------------------------------------
-
-
-def _labels_scores(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
-    import numpy as np
-
-    y = np.asarray(y_true).astype(np.int64)
-    score = np.asarray(y_score, dtype=np.float64)
-    if y.ndim != 1 or y.shape != score.shape:
-        raise DataError(f"labels and scores must be 1-D and of one length, got {y.shape} and {score.shape}")
-    if not np.isfinite(score).all():
-        raise DataError(f"{int((~np.isfinite(score)).sum())} score(s) are NaN or infinite")
-    return y, score
-
-
-def _cumulative(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true positives, false positives, score) at each distinct score, from high to low (ties together)."""
-    import numpy as np
-
-    order = np.argsort(-score, kind="mergesort")
-    sorted_score, sorted_y = score[order], y[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_score)), len(y) - 1]
-    tps = np.cumsum(sorted_y)[last_of_run]
-    fps = last_of_run + 1 - tps
-    return tps, fps, sorted_score[last_of_run]
-
-
-def roc_points(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The full ROC curve: ``(fpr, tpr, thresholds)`` at every distinct score, from (0, 0) to (1, 1).
-
-    The first point is (0, 0) with threshold ``inf``, as ``sklearn.metrics.roc_curve(...,
-    drop_intermediate=False)`` returns it.
-
-    :raises DataError: mismatched inputs, non-finite scores, or a single class (no curve).
-    """
-    import numpy as np
-
-    y, score = _labels_scores(y_true, y_score)
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == len(y):
-        raise DataError("the ROC curve needs both classes in the holdout")
-    tps, fps, thresholds = _cumulative(y, score)
-    fpr = np.r_[0.0, fps / (len(y) - n_pos)]
-    tpr = np.r_[0.0, tps / n_pos]
-    return fpr, tpr, np.r_[np.inf, thresholds]
-
-
-def _downsample(xs: np.ndarray, ys: np.ndarray, max_points: int) -> tuple[list[float], list[float]]:
-    """At most ``max_points`` evenly spaced points of the curve, its first and last among them."""
-    import numpy as np
-
-    if len(xs) > max_points:
-        keep = np.unique(np.round(np.linspace(0, len(xs) - 1, max_points)).astype(np.int64))
-        xs, ys = xs[keep], ys[keep]
-    return [float(x) for x in xs], [float(v) for v in ys]
-
-
-def score_curves(
-    y_true: Any, y_score: Any, *, threshold: float, max_points: int = MAX_CURVE_POINTS
-) -> dict[str, Any]:
-    """What the report plots of one model's holdout scores (JSON-safe, bounded in size).
-
-    ``roc`` (``fpr``, ``tpr`` and the ``auc`` of the full curve), ``pr`` (``recall``,
-    ``precision`` and the ``average_precision`` of the full curve; the curve starts at recall 0,
-    precision 1 as scikit-learn's does), each downsampled to at most ``max_points`` points (None
-    with a single class); ``histogram`` (``edges`` over [0, 1] and the counts of ``positives``
-    and ``negatives``); ``confusion`` (``tp``, ``fp``, ``fn``, ``tn`` predicting positive where
-    ``score >= threshold``); ``threshold``; ``rows``.
-
-    :raises DataError: mismatched inputs or non-finite scores.
-    """
-    import numpy as np
-
-    if max_points < 2:
-        raise ValueError(f"max_points must be at least 2 (the curve's ends), got {max_points}")
-    y, score = _labels_scores(y_true, y_score)
-    positive = y == 1
-    n_pos = int(positive.sum())
-    roc: dict[str, Any] | None = None
-    pr: dict[str, Any] | None = None
-    if 0 < n_pos < len(y):
-        fpr, tpr, _ = roc_points(y, score)
-        fpr_s, tpr_s = _downsample(fpr, tpr, max_points)
-        roc = {
-            "fpr": fpr_s,
-            "tpr": tpr_s,
-            "auc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)),
-            "points": len(fpr),
-        }
-        tps, fps, _ = _cumulative(y, score)
-        recall = np.r_[0.0, tps / n_pos]
-        precision = np.r_[1.0, tps / (tps + fps)]
-        average_precision = float(np.sum(np.diff(recall) * precision[1:]))
-        recall_s, precision_s = _downsample(recall, precision, max_points)
-        pr = {
-            "recall": recall_s,
-            "precision": precision_s,
-            "average_precision": average_precision,
-            "points": len(recall),
-        }
-    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
-    clipped = np.clip(score, 0.0, 1.0)
-    predicted = score >= threshold
-    return {
-        "task": "binary",
-        "threshold": float(threshold),
-        "rows": len(y),
-        "roc": roc,
-        "pr": pr,
-        "histogram": {
-            "edges": [float(e) for e in edges],
-            "positives": [int(c) for c in np.histogram(clipped[positive], bins=edges)[0]],
-            "negatives": [int(c) for c in np.histogram(clipped[~positive], bins=edges)[0]],
-        },
-        "confusion": {
-            "tp": int(np.sum(predicted & positive)),
-            "fp": int(np.sum(predicted & ~positive)),
-            "fn": int(np.sum(~predicted & positive)),
-            "tn": int(np.sum(~predicted & ~positive)),
-        },
-    }
-
-
-def model_curves(
-    task: str, y_true: Any, output: Any, *, threshold: float | None = None, classes: Any = None
-) -> dict[str, Any]:
-    """What the report plots of one model's holdout output, by task (JSON-safe, bounded in size).
-
-    :param y_true: the target as :func:`airflow_mlops.tasks.encode_target` gives it.
-    :param output: the model's output (:mod:`airflow_mlops.metrics`).
-    :param threshold: binary only: the operating threshold (default 0.5).
-    :param classes: multiclass only: the label of each probability column.
-    :raises DataError: mismatched inputs, non-finite outputs, an unknown task.
-    """
-    if task == "binary":
-        return score_curves(y_true, output, threshold=0.5 if threshold is None else threshold)
-    if task == "multiclass":
-        return class_curves(y_true, output, classes=classes)
-    if task == "regression":
-        return residual_curves(y_true, output)
-    raise DataError(f"unknown task {task!r}: no plots")
-
-
-def class_curves(
-    y_true: Any, proba: Any, *, classes: Any = None, max_classes: int = MAX_MATRIX_CLASSES
-) -> dict[str, Any]:
-    """The confusion matrix of a multiclass model's predicted (most probable) class, and each
-    class's rows, recall and precision.
-
-    ``matrix[i][j]`` counts the rows of actual class ``labels[i]`` predicted as ``labels[j]``.
-    With more than ``max_classes`` classes the ``max_classes - 1`` most frequent ones (by rows)
-    are shown and the rest folded into :data:`OTHER_CLASSES` (``folded`` says how many); the
-    per-class figures cover the shown classes. Also ``rows``, ``classes`` (how many) and ``accuracy``.
-
-    :raises DataError: mismatched inputs, non-finite probabilities, class indices out of range.
-    """
-    import numpy as np
-
-    if max_classes < 2:
-        raise ValueError(f"max_classes must be at least 2, got {max_classes}")
-    y = np.asarray(y_true)
-    p = np.asarray(proba, dtype=np.float64)
-    if y.ndim != 1 or p.ndim != 2 or len(y) != len(p):
-        raise DataError(
-            f"class indices must be 1-D and probabilities (rows, classes), got {y.shape} and {p.shape}"
-        )
-    if not np.isfinite(p).all():
-        raise DataError(f"{int((~np.isfinite(p)).sum())} probability value(s) are NaN or infinite")
-    k = p.shape[1]
-    labels = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
-    if len(labels) != k:
-        raise DataError(f"{len(labels)} class labels for {k} probability columns")
-    y = y.astype(np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= k):
-        raise DataError(f"class indices outside the model's {k} classes")
-    predicted = np.argmax(p, axis=1) if len(y) else np.zeros(0, dtype=np.int64)
-    support = np.bincount(y, minlength=k)
-    predicted_rows = np.bincount(predicted, minlength=k)
-    correct = np.bincount(y[y == predicted], minlength=k)
-    if k <= max_classes:
-        shown = list(range(k))
-    else:
-        by_rows = sorted(range(k), key=lambda c: (-int(support[c]), c))
-        shown = sorted(by_rows[: max_classes - 1])
-    folded = k - len(shown)
-    position = np.full(k, len(shown), dtype=np.int64)
-    position[shown] = np.arange(len(shown))
-    size = len(shown) + (1 if folded else 0)
-    matrix = np.zeros((size, size), dtype=np.int64)
-    np.add.at(matrix, (position[y], position[predicted]), 1)
-    per_class = [
-        {
-            "class": labels[c],
-            "rows": int(support[c]),
-            "predicted": int(predicted_rows[c]),
-            "recall": float(correct[c] / support[c]) if support[c] else None,
-            "precision": float(correct[c] / predicted_rows[c]) if predicted_rows[c] else None,
-        }
-        for c in shown
-    ]
-    return {
-        "task": "multiclass",
-        "rows": len(y),
-        "classes": k,
-        "labels": [labels[c] for c in shown] + ([OTHER_CLASSES] if folded else []),
-        "folded": folded,
-        "matrix": matrix.tolist(),
-        "per_class": per_class,
-        "accuracy": float(np.mean(predicted == y)) if len(y) else None,
-    }
-
-
-def residual_curves(
-    y_true: Any, y_pred: Any, *, max_points: int = MAX_SCATTER_POINTS, bins: int = HISTOGRAM_BINS
-) -> dict[str, Any]:
-    """A regression model's residuals (actual minus predicted): against the predicted value
-    (``points``: at most ``max_points``, evenly spread over the predicted range, the largest
-    residuals always among them) and as a histogram of every row (``histogram``: ``edges``,
-    ``counts``); ``summary``: mean (the bias), standard deviation, largest absolute residual.
-
-    :raises DataError: mismatched inputs or non-finite values.
-    """
-    import numpy as np
-
-    if max_points < 2:
-        raise ValueError(f"max_points must be at least 2, got {max_points}")
-    y = np.asarray(y_true, dtype=np.float64)
-    pred = np.asarray(y_pred, dtype=np.float64)
-    if y.ndim != 1 or y.shape != pred.shape:
-        raise DataError(
-            f"targets and predictions must be 1-D and of one length, got {y.shape} and {pred.shape}"
-        )
-    if not (np.isfinite(y).all() and np.isfinite(pred).all()):
-        raise DataError("the targets or predictions hold NaN or infinite values")
-    residual = y - pred
-    n = len(y)
-    if n > max_points:
-        extremes = min(_EXTREME_POINTS, max_points // 2)
-        order = np.argsort(pred, kind="mergesort")
-        spread = order[np.unique(np.round(np.linspace(0, n - 1, max_points - extremes)).astype(np.int64))]
-        largest = np.argsort(-np.abs(residual), kind="mergesort")[:extremes]
-        keep = np.unique(np.r_[spread, largest])
-    else:
-        keep = np.arange(n)
-    if n:
-        low, high = float(residual.min()), float(residual.max())
-        if low == high:
-            low, high = low - 0.5, high + 0.5
-        edges = np.linspace(low, high, bins + 1)
-        counts = np.histogram(residual, bins=edges)[0]
-    else:
-        edges, counts = np.linspace(-0.5, 0.5, bins + 1), np.zeros(bins, dtype=np.int64)
-    return {
-        "task": "regression",
-        "rows": n,
-        "points": {
-            "predicted": [float(v) for v in pred[keep]],
-            "residual": [float(v) for v in residual[keep]],
-        },
-        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
-        "summary": {
-            "mean": float(residual.mean()) if n else None,
-            "std": float(residual.std()) if n else None,
-            "max_abs": float(np.abs(residual).max()) if n else None,
-        },
-    }
 
 
 # --- figures ---------------------------------------------------------------------------------
