@@ -363,3 +363,12 @@ def verify_local(path: str | os.PathLike[str], ref: ArtifactRef | dict[str, Any]
             f"{actual}, the reference pins {ref.sha256}. Refusing to use it; re-run the "
             "producing task."
         )
+
+
+def default_artifact_root() -> str:
+    """The deployment's artifact root: ``$AIRFLOW_MLOPS_ARTIFACT_ROOT``, else
+    ``$AIRFLOW_HOME/mlops-artifacts`` (``~/airflow`` when ``AIRFLOW_HOME`` is unset)."""
+    root = os.environ.get("AIRFLOW_MLOPS_ARTIFACT_ROOT")
+    if root:
+        return root
+    return str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "mlops-artifacts")

@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -17,11 +17,12 @@ from typing import Any, TypeVar, cast
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
+from airflow_mlops.artifacts import ArtifactRef, ArtifactStore, default_artifact_root
 from airflow_mlops.exceptions import MLOpsError, is_retryable
 from airflow_mlops.hooks.mlflow import MLflowHook
+from airflow_mlops.hooks.signing import ModelSigningHook
 
-DEFAULT_ARTIFACT_ROOT_ENV = "AIRFLOW_MLOPS_ARTIFACT_ROOT"
+__all__ = ["MLOpsBaseOperator", "as_final", "default_artifact_root", "fail_fast", "final_error_type"]
 
 log = logging.getLogger(__name__)
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -77,13 +78,6 @@ def fail_fast(method: _F) -> _F:
     return cast("_F", wrapper)
 
 
-def default_artifact_root() -> str:
-    root = os.environ.get(DEFAULT_ARTIFACT_ROOT_ENV)
-    if root:
-        return root
-    return str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "mlops-artifacts")
-
-
 class MLOpsBaseOperator(BaseOperator):
     """Base of every lifecycle stage.
 
@@ -137,11 +131,43 @@ class MLOpsBaseOperator(BaseOperator):
         self.allowed_roots = list(allowed_roots) if allowed_roots is not None else None
 
     #: Airflow connection of the MLflow tracking server (set by the stages that talk to MLflow).
-    mlflow_conn_id: str = "mlflow_default"
+    mlflow_conn_id: str = MLflowHook.default_conn_name
+    #: Airflow connection of the signing identity, and its method (the stages that sign or verify).
+    signing_conn_id: str = ModelSigningHook.default_conn_name
+    signing_method: str | None = None
+    #: Import paths the model scanner accepts beyond its allowlists (the stages that load a model).
+    allowed_globals: Sequence[str] = ()
 
     @cached_property
     def mlflow_hook(self) -> MLflowHook:
         return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @property
+    def signing_hook(self) -> ModelSigningHook:
+        """The hook of ``signing_conn_id`` (with ``signing_method``)."""
+        return ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method)
+
+    def trust(self) -> Any:
+        """What verifiers trust (the signing connection read verify-only)."""
+        return self.signing_hook.get_key(need_private=False).trust
+
+    # -- trusted models from the registry ------------------------------------------------------
+
+    def fetch_trusted_alias(self, client: Any, model_name: str, alias: str, dest: Path) -> Any:
+        """``(version, model_dir)`` of ``model_name@alias`` downloaded, its signature and digest
+        verified and its files scanned (:func:`~airflow_mlops.registry.mlflow_registry.fetch_trusted_champion`);
+        None when the alias is not set."""
+        from airflow_mlops.registry.mlflow_registry import fetch_trusted_champion
+
+        return fetch_trusted_champion(
+            client,
+            model_name,
+            alias,
+            self.trust(),
+            dest,
+            allowed_globals=self.allowed_globals,
+            pipeline=self.pipeline,
+        )
 
     # -- store ---------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """The later gate of a shadow or canary rollout: the candidate beside the champion on live rows.
 
-Pure functions, no Airflow and no MLflow; numpy and pandas are imported inside. One live window
+:func:`judge_window` and the state machine (:func:`next_step`, :func:`count_window`) are pure
+functions; :func:`run_rollout_window` runs the gate on an MLflow client it is given (no Airflow;
+numpy, pandas and the registry helpers are imported inside). One live window
 gives one verdict: ``passed`` (promote the candidate to champion), ``failed`` (end the rollout) or
 ``undecided`` (too few rows, or comparisons that need labels on an unlabelled window: the next
 window decides; after ``max_windows`` undecided windows the rollout ends -- a rollout that cannot
@@ -25,8 +27,11 @@ was never trained on are left out of that comparison (and counted in the reasons
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_mlops.data.labels import label_key
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 Verdict = Literal["passed", "failed", "undecided"]
+log = logging.getLogger(__name__)
 
 #: Regression: how far (relative) the candidate's value may be from the champion's on a row that
 #: counts as agreeing.
@@ -328,3 +334,350 @@ def _encode_classes(task: str, labels: Any, classes: Sequence[str] | None, posit
             )
         return indices == list(classes).index(positive)
     return indices
+
+
+# -- the gate on the registry: fetch both models, judge, promote / wait / end ----------------------
+
+#: What the gate does after a window's verdict.
+Step = Literal["promote", "wait", "end"]
+#: How many Airflow runs a version's undecided-window tag remembers.
+MAX_RECORDED_WINDOWS = 400
+
+
+def undecided_windows_tag(rollout_alias: str) -> str:
+    """The model version tag listing the Airflow runs whose window left the rollout undecided."""
+    return f"mlops.{rollout_alias}.undecided_windows"
+
+
+def count_window(recorded: str | None, run: str) -> tuple[list[str], bool]:
+    """The runs of the undecided-window tag value ``recorded`` with ``run`` added once (a retried
+    task counts its window once; a malformed value starts again), and whether it was added."""
+    try:
+        runs = json.loads(recorded or "[]")
+    except json.JSONDecodeError:
+        runs = []
+    runs = [str(r) for r in runs] if isinstance(runs, list) else []
+    if run in runs:
+        return runs, False
+    return [*runs, run], True
+
+
+def next_step(verdict: Verdict, windows: int, max_windows: int) -> Step:
+    """The rollout's state machine: ``passed`` promotes, ``failed`` ends; ``undecided`` waits for
+    the next window until ``windows`` (undecided ones, this one included) reaches ``max_windows``,
+    then ends: a rollout that cannot decide never becomes champion by default."""
+    if verdict == "passed":
+        return "promote"
+    if verdict == "undecided" and windows < max_windows:
+        return "wait"
+    return "end"
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What a rollout gate judges with (the spec's ``registry.rollout`` and the monitor's data)."""
+
+    model_name: str
+    alias: str
+    rollout_alias: str
+    target: str
+    positive_label: Any = 1
+    threshold: float = 0.5
+    min_rows: int = 500
+    min_agreement: float | None = 0.9
+    max_relative_error: float = DEFAULT_MAX_RELATIVE_ERROR
+    comparisons: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    max_windows: int = 7
+    allowed_globals: Sequence[str] = ()
+    pipeline: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """What one window did to the rollout. ``skipped``: why no window was judged (no rollout in
+    progress, the alias moved); else ``verdict``, ``step``, and ``promotion`` when promoted."""
+
+    skipped: str | None = None
+    verdict: Verdict | None = None
+    step: Step | None = None
+    candidate_version: str | None = None
+    report: Any = None  # the stored report's ArtifactRef
+    windows: int = 0
+    promotion: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "verdict": self.verdict,
+            "candidate_version": self.candidate_version,
+            "report": self.report.to_dict(),
+        }
+        return {**out, "promotion": self.promotion} if self.promotion is not None else out
+
+
+def incomparable(candidate: Any, champion: Any, version: str, champion_version: str) -> str:
+    """Why the two models cannot be judged side by side ("" when they can). Agreement compares
+    class names, so a multiclass candidate may predict other classes than its champion."""
+    from airflow_mlops.training.flavors import comparison_problem
+
+    problem = comparison_problem(candidate, champion, same_classes=False)
+    if problem is None:
+        return ""
+    return (
+        f"version {version} against the champion (version {champion_version}): {problem}; their decisions "
+        "cannot be compared: promote it directly"
+    )
+
+
+def run_rollout_window(
+    client: Any,
+    settings: RolloutSettings,
+    *,
+    champion_version: str,
+    trust: Any,
+    scratch: Path,
+    read_window: Callable[[], Any],
+    store_report: Callable[[Path], Any],
+    request_id: str,
+    by: str,
+    blessed_by: str,
+) -> RolloutOutcome:
+    """Judge the candidate on ``settings.rollout_alias`` against ``champion_version`` (the version
+    the monitor served) on one live window, then act on the verdict (:func:`next_step`).
+
+    Both models are fetched verified and scanned into ``scratch``, answer the rows
+    ``read_window()`` gives, and :func:`judge_window` decides. The report (``rollout.json``, written
+    under ``scratch``) is stored with ``store_report(path)`` (which returns its ``ArtifactRef``)
+    before anything moves. ``passed``: the candidate is promoted with the report as evidence and
+    the rollout alias removed; ``undecided``: the window is counted on the candidate version
+    (once per ``request_id``) and nothing moves until ``max_windows``; ``failed`` (or too many
+    undecided windows, or models that cannot be compared): the rollout alias is removed and
+    :class:`~airflow_mlops.exceptions.GateFailedError` raised. Every alias move is audited
+    (``by``, ``request_id``).
+    """
+    from airflow_mlops.exceptions import GateFailedError
+    from airflow_mlops.registry import mlflow_registry as registry
+
+    s = settings
+    candidate = registry.champion_version(client, s.model_name, s.rollout_alias, pipeline=s.pipeline)
+    if candidate is None:
+        return RolloutOutcome(skipped=f"no {s.model_name}@{s.rollout_alias}: no rollout in progress")
+    version, champion = str(candidate.version), str(champion_version)
+
+    def end(why: str) -> GateFailedError:
+        _end_rollout(client, s, version, f"rollout gate failed: {why}", request_id=request_id, by=by)
+        return GateFailedError(
+            f"the {s.rollout_alias} rollout of {s.model_name} version {version} ended, the champion "
+            f"stays version {champion}: {why}"
+        )
+
+    if version == champion:
+        _end_rollout(
+            client,
+            s,
+            version,
+            f"@{s.rollout_alias} points at the champion itself",
+            request_id=request_id,
+            by=by,
+        )
+        return RolloutOutcome(skipped=f"@{s.rollout_alias} was the champion already; the alias is removed")
+    judged = _judge(client, s, version, champion, trust=trust, scratch=scratch, read_window=read_window)
+    if isinstance(judged, str):
+        if judged.startswith("moved:"):
+            return RolloutOutcome(skipped=judged.removeprefix("moved:"))
+        raise end(judged)
+    report, payload = judged
+    path = scratch / "rollout.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    report_ref = store_report(path)
+    log.info("%s", report.summary())
+    outcome = RolloutOutcome(verdict=report.verdict, candidate_version=version, report=report_ref)
+    windows = 0
+    if report.verdict == "undecided":
+        windows = _record_undecided(client, s, version, request_id)
+    step = next_step(report.verdict, windows, s.max_windows)
+    if step == "promote":
+        promotion = _promote(
+            client,
+            s,
+            candidate,
+            champion,
+            report_ref,
+            report,
+            trust=trust,
+            request_id=request_id,
+            by=by,
+            blessed_by=blessed_by,
+        )
+        return replace(outcome, step=step, promotion=promotion)
+    if step == "wait":
+        log.info(
+            "Undecided (%s of %s windows): @%s stays on version %s",
+            windows,
+            s.max_windows,
+            s.rollout_alias,
+            version,
+        )
+        return replace(outcome, step=step, windows=windows)
+    why = "; ".join(report.reasons)
+    if report.verdict == "undecided":
+        why = f"no verdict in {windows} windows (max_windows {s.max_windows}): {why}"
+    raise end(why)
+
+
+def _judge(
+    client: Any,
+    s: RolloutSettings,
+    version: str,
+    champion: str,
+    *,
+    trust: Any,
+    scratch: Path,
+    read_window: Callable[[], Any],
+) -> tuple[RolloutReport, dict[str, Any]] | str:
+    """The window's report and the stored payload; or why not: ``"moved:<reason>"`` when the
+    alias moved meanwhile, else why the models cannot be compared."""
+    from airflow_mlops.registry import mlflow_registry as registry
+    from airflow_mlops.registry.evaluation import operating_threshold
+    from airflow_mlops.training.flavors import load_predictor
+
+    fetched = registry.fetch_trusted_champion(
+        client,
+        s.model_name,
+        s.rollout_alias,
+        trust,
+        scratch / "candidate",
+        allowed_globals=s.allowed_globals,
+        pipeline=s.pipeline,
+    )
+    if fetched is None or fetched[0] != version:
+        return f"moved:@{s.rollout_alias} moved while this task ran; the next window decides"
+    # The champion version the monitor served this window, verified and scanned like the
+    # candidate: both answer the same rows through the same code.
+    champion_dir, _ = registry.fetch_trusted_version(
+        client, s.model_name, champion, trust, scratch / "champion", allowed_globals=s.allowed_globals
+    )
+    predictor = load_predictor(registry.weights_dir(fetched[1]))
+    incumbent = load_predictor(registry.weights_dir(champion_dir))
+    why = incomparable(predictor, incumbent, version, champion)
+    if why:
+        return why
+    window = read_window()
+    candidate_threshold, _ = operating_threshold(predictor.config, s.threshold)
+    champion_threshold, _ = operating_threshold(incumbent.config, s.threshold)
+    labelled = s.target in window.columns and bool(window[s.target].notna().all())
+    report = judge_window(
+        predictor.predict_scores(window),
+        incumbent.predict_scores(window),
+        task=predictor.task,
+        candidate_threshold=candidate_threshold,
+        champion_threshold=champion_threshold,
+        candidate_classes=predictor.classes or None,
+        champion_classes=incumbent.classes or None,
+        # the class each binary model scores (its own; the spec's for an older model)
+        positive_label=predictor.positive_label if predictor.positive_label is not None else s.positive_label,
+        y_true=window[s.target] if labelled else None,
+        min_rows=s.min_rows,
+        min_agreement=s.min_agreement,
+        max_relative_error=s.max_relative_error,
+        comparisons=s.comparisons,
+    )
+    payload = {
+        **report.to_dict(),
+        "model_name": s.model_name,
+        "candidate_version": version,
+        "champion_version": champion,
+        "candidate_model": predictor.describe(),
+        "champion_model": incumbent.describe(),
+        **(
+            {"candidate_threshold": candidate_threshold, "champion_threshold": champion_threshold}
+            if predictor.task == "binary"
+            else {}
+        ),
+        "rollout_alias": s.rollout_alias,
+    }
+    return report, payload
+
+
+def _record_undecided(client: Any, s: RolloutSettings, version: str, run: str) -> int:
+    """Count this window as undecided on the candidate version (once per run); how many so far."""
+    key = undecided_windows_tag(s.rollout_alias)
+    runs, added = count_window((client.get_model_version(s.model_name, version).tags or {}).get(key), run)
+    if added:
+        client.set_model_version_tag(s.model_name, version, key, json.dumps(runs[-MAX_RECORDED_WINDOWS:]))
+    return len(runs)
+
+
+def _promote(
+    client: Any,
+    s: RolloutSettings,
+    candidate: Any,
+    champion: str,
+    report_ref: Any,
+    report: RolloutReport,
+    *,
+    trust: Any,
+    request_id: str,
+    by: str,
+    blessed_by: str,
+) -> dict[str, Any]:
+    """Promote the candidate with the window's report as its evidence, then drop the rollout alias."""
+    from airflow_mlops.registry.mlflow_registry import TAG_MODEL_SHA256
+    from airflow_mlops.registry.promotion import Blessing, promote_version, remove_alias
+
+    version = str(candidate.version)
+    blessing = Blessing(
+        model_sha256=str((candidate.tags or {}).get(TAG_MODEL_SHA256)),
+        passed=True,
+        compared=True,
+        champion_version=champion,
+        report={"uri": report_ref.uri, "sha256": report_ref.sha256},
+        by=blessed_by,
+        evidence="rollout",
+    )
+    result = promote_version(
+        client,
+        model_name=s.model_name,
+        version=version,
+        alias=s.alias,
+        trust=trust,
+        allowed_globals=s.allowed_globals,
+        request_id=request_id,
+        by=by,
+        reason=f"{s.rollout_alias} rollout gate passed: " + "; ".join(report.reasons),
+        blessing=blessing,
+    )
+    remove_alias(
+        client,
+        model_name=s.model_name,
+        alias=s.rollout_alias,
+        expected_version=version,
+        by=by,
+        reason=f"promoted to @{s.alias}",
+        request_id=request_id,
+    )
+    log.info("Version %s passed its %s rollout: now @%s", version, s.rollout_alias, s.alias)
+    return result.to_dict()
+
+
+def _end_rollout(
+    client: Any, s: RolloutSettings, version: str, why: str, *, request_id: str, by: str
+) -> None:
+    """Remove the rollout alias from ``version`` (unless it moved meanwhile), audited with ``why``."""
+    from airflow_mlops.registry.promotion import remove_alias
+
+    removed = remove_alias(
+        client,
+        model_name=s.model_name,
+        alias=s.rollout_alias,
+        expected_version=version,
+        by=by,
+        reason=why,
+        request_id=request_id,
+    )
+    log.warning(
+        "Ended the %s rollout of version %s (%s): %s",
+        s.rollout_alias,
+        version,
+        "alias removed" if removed else "the alias had moved already",
+        why,
+    )

@@ -97,7 +97,7 @@ class Monitor:
         mp.setattr(registry, "log_report", lambda *a, **k: None)
         key = SimpleNamespace(trust=b"pub")
         mp.setattr(
-            "airflow_mlops.operators.monitor.ModelSigningHook",
+            "airflow_mlops.operators.base.ModelSigningHook",
             lambda signing_conn_id, method=None: SimpleNamespace(get_key=lambda need_private: key),
         )
         hook = SimpleNamespace(get_conn=lambda: self.client)

@@ -3,10 +3,16 @@ live-window verdict and the approval response check."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from airflow_mlops.exceptions import DataError, PromotionBlockedError
+from airflow_mlops.exceptions import DataError, GateFailedError, PromotionBlockedError
 from airflow_mlops.factory import build_dags
 from airflow_mlops.operators.registry import approver
 from airflow_mlops.registry.rollout import judge_window
@@ -423,3 +429,160 @@ def test_a_worse_regression_candidate_fails_on_labelled_rows() -> None:
     assert report.verdict == "failed" and any("rmse.vs_champion" in r for r in report.reasons)
     better = judge_window(champion, candidate, comparisons={"rmse": {"max_regression": 0.0}}, **common)
     assert better.verdict == "passed"
+
+
+# -- the state machine and the window counter (registry.rollout) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verdict", "windows", "max_windows", "step"),
+    [
+        ("passed", 0, 7, "promote"),
+        ("failed", 0, 7, "end"),
+        ("undecided", 1, 7, "wait"),
+        ("undecided", 6, 7, "wait"),
+        ("undecided", 7, 7, "end"),  # the 7th undecided window ends it
+        ("undecided", 9, 7, "end"),
+        ("undecided", 1, 1, "end"),
+    ],
+)
+def test_next_step_promotes_ends_or_waits_until_max_windows(verdict, windows, max_windows, step) -> None:
+    from airflow_mlops.registry.rollout import next_step
+
+    assert next_step(verdict, windows, max_windows) == step
+
+
+def test_count_window_counts_each_run_once_and_survives_a_malformed_tag() -> None:
+    from airflow_mlops.registry.rollout import count_window
+
+    runs, added = count_window(None, "d/r1")
+    assert (runs, added) == (["d/r1"], True)
+    runs, added = count_window(json.dumps(runs), "d/r2")
+    assert (runs, added) == (["d/r1", "d/r2"], True)
+    assert count_window(json.dumps(runs), "d/r1") == (["d/r1", "d/r2"], False)  # a retry
+    assert count_window("not json", "d/r3") == (["d/r3"], True)
+    assert count_window('{"a": 1}', "d/r3") == (["d/r3"], True)
+
+
+class _Registry:
+    """An MLflow client with one model's versions and tags, and the alias moves it was asked for."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, dict[str, str]] = {"5": {}}
+        self.removed: list[tuple[str, str]] = []
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        return SimpleNamespace(version=version, tags=dict(self.tags[version]))
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.tags[version][key] = value
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """``run_rollout_window`` over a fake registry: candidate 5 on @canary, champion 3; both
+    "models" answer with the scores the test sets."""
+    import airflow_mlops.registry.mlflow_registry as registry
+    import airflow_mlops.registry.promotion as promotion
+    import airflow_mlops.training.flavors as flavors
+    from airflow_mlops.registry.rollout import RolloutSettings, run_rollout_window
+
+    client = _Registry()
+    state: dict[str, Any] = {"candidate": "5", "scores": {}, "promoted": []}
+
+    def predictor(name: str) -> Any:
+        scores = lambda frame: np.asarray(state["scores"][name], dtype=float)  # noqa: E731
+        return SimpleNamespace(
+            task="binary",
+            classes=["0", "1"],
+            positive_label=1,
+            config={"threshold": 0.5},
+            predict_scores=scores,
+            describe=lambda: {"name": name},
+        )
+
+    def champion_version(client_: Any, name: str, alias: str, **kwargs: Any) -> Any:
+        return None if state["candidate"] is None else SimpleNamespace(version=state["candidate"], tags={})
+
+    monkeypatch.setattr(registry, "champion_version", champion_version)
+    monkeypatch.setattr(
+        registry, "fetch_trusted_champion", lambda *a, **k: (state["candidate"], tmp_path / "candidate")
+    )
+    monkeypatch.setattr(registry, "fetch_trusted_version", lambda *a, **k: (tmp_path / "champion", None))
+    monkeypatch.setattr(registry, "weights_dir", lambda d: Path(d))
+    monkeypatch.setattr(flavors, "load_predictor", lambda d: predictor(Path(d).name))
+    monkeypatch.setattr(flavors, "comparison_problem", lambda *a, **k: None)
+
+    def remove_alias(client_: Any, **kwargs: Any) -> bool:
+        client.removed.append((kwargs["alias"], kwargs["expected_version"]))
+        return True
+
+    def promote_version(client_: Any, **kwargs: Any) -> Any:
+        state["promoted"].append(kwargs)
+        return SimpleNamespace(to_dict=lambda: {"version": kwargs["version"], "alias": kwargs["alias"]})
+
+    monkeypatch.setattr(promotion, "remove_alias", remove_alias)
+    monkeypatch.setattr(promotion, "promote_version", promote_version)
+
+    def run(run_id: str = "d/r1", **settings: Any) -> Any:
+        scratch = tmp_path / run_id.replace("/", "-")
+        scratch.mkdir(exist_ok=True)
+        return run_rollout_window(
+            client,
+            RolloutSettings(model_name="m", alias="champion", rollout_alias="canary", target="y", **settings),
+            champion_version="3",
+            trust=b"pub",
+            scratch=scratch,
+            read_window=lambda: pd.DataFrame({"x": range(len(state["scores"]["candidate"]))}),
+            store_report=lambda path: SimpleNamespace(
+                uri=str(path), sha256="ab", to_dict=lambda: {"uri": str(path)}
+            ),
+            request_id=run_id,
+            by="tester",
+            blessed_by="d/r/rollout",
+        )
+
+    state["run"], state["client"] = run, client
+    return state
+
+
+def test_the_gate_skips_without_a_rollout_and_ends_one_on_the_champion_itself(gate) -> None:
+    gate["candidate"] = None
+    assert "no rollout in progress" in gate["run"]().skipped
+    gate["candidate"] = "3"
+    outcome = gate["run"]()
+    assert "was the champion already" in outcome.skipped
+    assert gate["client"].removed == [("canary", "3")]
+
+
+def test_an_agreeing_window_promotes_with_the_report_as_evidence(gate) -> None:
+    gate["scores"] = {"candidate": [0.9, 0.1] * 5, "champion": [0.8, 0.2] * 5}
+    outcome = gate["run"](min_rows=10)
+    assert (outcome.verdict, outcome.step) == ("passed", "promote")
+    (promoted,) = gate["promoted"]
+    assert (promoted["version"], promoted["alias"]) == ("5", "champion")
+    assert promoted["blessing"].evidence == "rollout" and promoted["blessing"].champion_version == "3"
+    assert gate["client"].removed == [("canary", "5")]
+    assert outcome.to_dict()["promotion"] == {"version": "5", "alias": "champion"}
+
+
+def test_a_disagreeing_window_ends_the_rollout(gate) -> None:
+    gate["scores"] = {"candidate": [0.9] * 10, "champion": [0.1] * 10}
+    with pytest.raises(GateFailedError, match="ended, the champion stays version 3"):
+        gate["run"](min_rows=10)
+    assert gate["client"].removed == [("canary", "5")] and not gate["promoted"]
+
+
+def test_undecided_windows_are_counted_once_per_run_until_max_windows(gate) -> None:
+    from airflow_mlops.registry.rollout import undecided_windows_tag
+
+    gate["scores"] = {"candidate": [0.9, 0.1], "champion": [0.8, 0.2]}  # 2 rows < min_rows
+    first = gate["run"]("d/r1", min_rows=10, max_windows=3)
+    assert (first.verdict, first.step, first.windows) == ("undecided", "wait", 1)
+    assert gate["run"]("d/r1", min_rows=10, max_windows=3).windows == 1  # a retry counts once
+    assert gate["run"]("d/r2", min_rows=10, max_windows=3).windows == 2
+    tag = json.loads(gate["client"].tags["5"][undecided_windows_tag("canary")])
+    assert tag == ["d/r1", "d/r2"] and not gate["client"].removed
+    with pytest.raises(GateFailedError, match="no verdict in 3 windows"):
+        gate["run"]("d/r3", min_rows=10, max_windows=3)
+    assert gate["client"].removed == [("canary", "5")]
