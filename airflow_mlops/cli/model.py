@@ -39,7 +39,7 @@ def history_command(args: argparse.Namespace) -> int:
     try:
         from mlflow.exceptions import MlflowException
 
-        from airflow_mlops.registry.promotion import audit_history
+        from airflow_mlops.registry.audit import audit_history
 
         entries = audit_history(mlflow_client(args), args.name)
     except (MLOpsError, OSError, MlflowException) as exc:

@@ -1,4 +1,5 @@
-"""Moving aliases on evidence: blessings, the alias lock, promotion, rollback and the audit trail.
+"""Moving aliases on evidence: verification, promotion and rollback (the blessing, the alias lock and
+the audit trail they rely on are in ``blessing.py``, ``locks.py`` and ``audit.py`` of this package).
 
 Pure domain code (no Airflow): functions take an ``mlflow.MlflowClient``.
 
@@ -26,25 +27,34 @@ Pure domain code (no Airflow): functions take an ``mlflow.MlflowClient``.
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
-import json
 import logging
 import shutil
-import socket
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import (
     PromotionBlockedError,
-    PromotionConflictError,
     SignatureVerificationError,
     UnsafeModelError,
+)
+from airflow_mlops.registry.audit import (
+    audit_entry,
+    audit_history,
+    command_line_actor,
+    in_history,
+    last_move_is,
+    now,
+    record_audit,
+)
+from airflow_mlops.registry.blessing import TAG_BLESSING, Blessing
+from airflow_mlops.registry.locks import (
+    DEFAULT_LEASE_SECONDS,
+    alias_lock,
+    is_lock_model,
+    lock_name,
 )
 from airflow_mlops.registry.mlflow_registry import (
     DOES_NOT_EXIST,
@@ -53,7 +63,6 @@ from airflow_mlops.registry.mlflow_registry import (
     champion_version,
     fetch_trusted_version,
     get_version,
-    lookup_failed,
 )
 
 if TYPE_CHECKING:
@@ -64,270 +73,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_BLESSING = "mlops.blessing"
-TAG_HISTORY = "mlops.audit.history"
-TAG_LOCK_HOLDER = "mlops.lock.holder"
-TAG_LOCK_EXPIRES = "mlops.lock.expires"
-TAG_LOCK_ACQUIRED = "mlops.lock.acquired"
-LOCK_MARKER = ".mlops-lock."
-HISTORY_LIMIT = 50
-# The lock is held only around a few registry calls (verification happens before it is taken).
-DEFAULT_LEASE_SECONDS = 300.0
-_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-# --- blessing -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Blessing:
-    """The gates' verdict for one exact model digest.
-
-    :param compared: whether champion comparisons were configured. When they were,
-        ``champion_version`` is the champion the candidate was held against (None: there was none
-        yet, the first-model rule applied) and promotion requires the champion to be unchanged.
-    :param evidence: where the verdict came from: ``evaluation`` (the train DAG's gates) or
-        ``rollout`` (a shadow/canary gate on live data).
-    """
-
-    model_sha256: str
-    passed: bool
-    compared: bool
-    champion_version: str | None
-    report: Mapping[str, Any] | None = None
-    by: str = ""
-    at: str = field(default_factory=_now)
-    evidence: str = "evaluation"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "report": dict(self.report) if self.report else None}
-
-    def to_tag(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = "blessing") -> Blessing:
-        try:
-            sha = data["model_sha256"]
-            passed = data["passed"]
-            compared = data["compared"]
-            champion = data.get("champion_version")
-        except (KeyError, TypeError) as exc:
-            raise PromotionBlockedError(
-                f"{where} is malformed (missing {exc}); it cannot be trusted"
-            ) from None
-        if (
-            not isinstance(sha, str)
-            or len(sha) != 64
-            or not isinstance(passed, bool)
-            or not isinstance(compared, bool)
-        ):
-            raise PromotionBlockedError(f"{where} is malformed ({dict(data)!r}); it cannot be trusted")
-        return cls(
-            model_sha256=sha,
-            passed=passed,
-            compared=compared,
-            champion_version=None if champion in (None, "") else str(champion),
-            report=data.get("report") or None,
-            by=str(data.get("by") or ""),
-            at=str(data.get("at") or ""),
-            evidence=str(data.get("evidence") or "evaluation"),
-        )
-
-    @classmethod
-    def of_version(cls, mv: ModelVersion) -> Blessing:
-        """The blessing recorded on a model version; its absence blocks."""
-        where = f"version {mv.version} of {mv.name!r}"
-        raw = (mv.tags or {}).get(TAG_BLESSING)
-        if not raw:
-            raise PromotionBlockedError(
-                f"{where} carries no blessing (tag {TAG_BLESSING}): it was not registered by a "
-                "pipeline whose gates judged this exact model, so it is never promoted"
-            )
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise PromotionBlockedError(f"{where}: its {TAG_BLESSING} tag is not JSON ({exc})") from None
-        return cls.from_dict(data, where=f"the blessing of {where}")
-
-
-# --- audit trail --------------------------------------------------------------------------------
-
-
-def command_line_actor() -> str:
-    """Who runs a command by hand: ``cli:<user>@<host>``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"cli:{user}@{socket.gethostname()}"
-
-
-def audit_entry(action: str, *, by: str, reason: str = "", **fields: Any) -> dict[str, Any]:
-    """One audit record: what (``action`` and ``fields``), who (``by``), when (UTC), why."""
-    return {"action": action, "at": _now(), "by": by, "reason": reason[:2000], **fields}
-
-
-def record_audit(
-    client: MlflowClient,
-    model_name: str,
-    version: str | None,
-    entry: Mapping[str, Any],
-    *,
-    key: str,
-    history: bool = True,
-) -> None:
-    """Write ``entry`` as the version tag ``mlops.audit.<key>`` (when a version is given), append
-    it to the registered model's history (``history``), and log it.
-
-    The history is read, extended and written back: alias moves do it under their alias lock.
-    (Moves of two *different* aliases at the same instant could still lose one history entry;
-    the version tags, written first, keep both.)"""
-    text = json.dumps(dict(entry), sort_keys=True, default=str)
-    if version is not None:
-        client.set_model_version_tag(model_name, str(version), f"mlops.audit.{key}", text)
-    if not history:
-        log.info("audit %s %s v%s: %s", model_name, entry.get("action"), version, text)
-        return
-    entries = audit_history(client, model_name, strict=False)
-    entries = [*entries, {**dict(entry), "version": None if version is None else str(version)}]
-    client.set_registered_model_tag(
-        model_name, TAG_HISTORY, json.dumps(entries[-HISTORY_LIMIT:], sort_keys=True, default=str)
-    )
-    log.info("audit %s %s v%s: %s", model_name, entry.get("action"), version, text)
-
-
-def _in_history(client: MlflowClient, model_name: str, action: str, version: str, request: str) -> bool:
-    """Whether the history already records ``action`` on ``version`` by ``request`` (a retry)."""
-    return any(
-        e.get("action") == action and e.get("version") == str(version) and e.get("request") == request
-        for e in audit_history(client, model_name, strict=False)
-    )
-
-
-def _last_move_is(client: MlflowClient, model_name: str, alias: str, action: str, version: str) -> bool:
-    """Whether the history's last entry about ``alias`` is ``action`` to ``version``."""
-    moves = [e for e in audit_history(client, model_name, strict=False) if e.get("alias") == alias]
-    return bool(moves) and moves[-1].get("action") == action and moves[-1].get("version") == str(version)
-
-
-def audit_history(client: MlflowClient, model_name: str, *, strict: bool = True) -> list[dict[str, Any]]:
-    """The registered model's audit history, oldest first.
-
-    :param strict: a history tag that is not JSON raises (``json.JSONDecodeError``); with False it
-        reads as empty (the writers start it afresh rather than fail the move they record).
-    """
-    model = client.get_registered_model(model_name)
-    raw = (model.tags or {}).get(TAG_HISTORY) or "[]"
-    try:
-        history = json.loads(raw)
-    except json.JSONDecodeError:
-        if strict:
-            raise
-        return []
-    return [dict(e) for e in history if isinstance(e, dict)] if isinstance(history, list) else []
-
-
-# --- the alias lock -----------------------------------------------------------------------------
-
-
-def lock_name(model_name: str, alias: str) -> str:
-    return f"{model_name}{LOCK_MARKER}{alias}"
-
-
-def is_lock_model(name: str) -> bool:
-    """True for the transient lock entries (hide them from model listings)."""
-    return LOCK_MARKER in name
-
-
-@contextmanager
-def alias_lock(
-    client: MlflowClient,
-    model_name: str,
-    alias: str,
-    *,
-    holder: str,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-) -> Iterator[None]:
-    """Hold the lock on ``model_name@alias`` for the block (see the module docstring).
-
-    :param holder: a stable id of this request (``dag_id/run_id`` or the command line's user and
-        time): the same request retried after a crash re-enters its lock.
-    :raises PromotionConflictError: another request holds an unexpired lock (final: the other
-        promotion decides; re-run this one after it, against the new champion).
-    :raises RegistryError: the registry failed while taking the lock (transient: retried).
-    """
-    from mlflow.exceptions import MlflowException
-
-    name = lock_name(model_name, alias)
-    where = f"the promotion lock of {model_name!r}@{alias}"
-    for _ in range(3):
-        expires = time.time() + lease_seconds
-        tags = {TAG_LOCK_HOLDER: holder, TAG_LOCK_EXPIRES: f"{expires:.3f}", TAG_LOCK_ACQUIRED: _now()}
-        try:
-            client.create_registered_model(
-                name,
-                tags=tags,
-                description=f"Transient lock: {holder} is moving @{alias} of {model_name}. Do not edit.",
-            )
-            break
-        except MlflowException as exc:
-            if exc.error_code != _ALREADY_EXISTS:
-                raise lookup_failed(f"taking {where}", exc) from exc
-        except OSError as exc:
-            raise lookup_failed(f"taking {where}", exc) from exc
-        try:
-            current = client.get_registered_model(name)
-        except MlflowException as exc:
-            if exc.error_code == DOES_NOT_EXIST:
-                continue  # released meanwhile: try again
-            raise lookup_failed(f"reading {where}", exc) from exc
-        current_tags = current.tags or {}
-        other = current_tags.get(TAG_LOCK_HOLDER, "?")
-        if other == holder:
-            log.info("Re-entering %s held by this request (%s)", where, holder)
-            client.set_registered_model_tag(name, TAG_LOCK_EXPIRES, f"{expires:.3f}")
-            break
-        try:
-            other_expires = float(current_tags.get(TAG_LOCK_EXPIRES, "0"))
-        except ValueError:
-            other_expires = 0.0
-        if other_expires < time.time():
-            log.warning("Taking over %s: its holder %s let the lease expire", where, other)
-            _delete_lock(client, name)
-            continue
-        raise PromotionConflictError(
-            f"another request is moving {model_name!r}@{alias}: {other} holds the lock since "
-            f"{current_tags.get(TAG_LOCK_ACQUIRED, '?')} (lease until "
-            f"{dt.datetime.fromtimestamp(other_expires, dt.UTC).isoformat(timespec='seconds')}). "
-            "Nothing was changed; re-run after it, so the gates judge the candidate against the "
-            "champion it leaves."
-        )
-    else:
-        raise PromotionConflictError(f"could not take {where}: it changed hands repeatedly")
-    try:
-        yield
-    finally:
-        try:
-            current = client.get_registered_model(name)
-            if (current.tags or {}).get(TAG_LOCK_HOLDER) == holder:
-                _delete_lock(client, name)
-        except Exception as exc:  # the lease expires on its own; never mask the block's outcome
-            log.warning("Could not release %s (%s); its lease expires on its own", where, exc)
-
-
-def _delete_lock(client: MlflowClient, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.delete_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != DOES_NOT_EXIST:
-            raise lookup_failed(f"releasing lock {name!r}", exc) from exc
+# Names callers imported from here before the blessing, the audit trail and the alias lock moved
+# to modules of their own (import them from there).
+__all__ = [
+    "Blessing",
+    "TAG_BLESSING",
+    "audit_entry",
+    "audit_history",
+    "is_lock_model",
+    "lock_name",
+    "record_audit",
+]
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -522,7 +278,7 @@ def promote_version(
         client, model_name, version, trust, allowed_globals=allowed_globals, purpose=what
     )
     evidence = blessing or attested
-    holder = request_id or f"{by or command_line_actor()} {_now()}"
+    holder = request_id or f"{by or command_line_actor()} {now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):
         mv = get_version(client, model_name, version)  # tags as they are now, under the lock
         current = champion_version(client, model_name, alias)
@@ -559,7 +315,7 @@ def promote_version(
         client.set_model_version_tag(model_name, version, "mlops.promoted_alias", alias)
         # A retry whose earlier try moved the alias but lost the answer completes the record; a
         # request that finds nothing to move (the alias was put there and recorded) adds nothing.
-        if current_version != str(version) or not _last_move_is(
+        if current_version != str(version) or not last_move_is(
             client, model_name, alias, "promoted", version
         ):
             entry = audit_entry(
@@ -608,7 +364,7 @@ def remove_alias(
     """
     from mlflow.exceptions import MlflowException
 
-    holder = request_id or f"{by} {_now()}"
+    holder = request_id or f"{by} {now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):
         current = champion_version(client, model_name, alias)
         if current is None or str(current.version) != str(expected_version):
@@ -680,7 +436,7 @@ def rollback_alias(
     fingerprint = as_trust(trust).fingerprint
     if request_id and tags.get(rollback_request_tag(alias)) == request_id:
         log.info("Rollback %s of %s@%s was already done by an earlier try", request_id, model_name, alias)
-        if not _in_history(client, model_name, "rolled_back", current_version, request_id):
+        if not in_history(client, model_name, "rolled_back", current_version, request_id):
             entry = audit_entry(
                 "rolled_back",
                 by=by,
@@ -727,7 +483,7 @@ def rollback_alias(
         purpose=f"cannot roll {model_name!r}@{alias} back to version {target} (the alias stays on {current_version})",
         require_attestation=False,  # a champion from before attestations existed may be restored
     )
-    holder = request_id or f"{by} {_now()}"
+    holder = request_id or f"{by} {now()}"
     with alias_lock(client, model_name, alias, holder=holder, lease_seconds=lease_seconds):
         again = champion_version(client, model_name, alias)
         if again is None or str(again.version) != current_version:

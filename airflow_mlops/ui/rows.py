@@ -258,13 +258,13 @@ def _gates(
     client: MlflowClient, mv: ModelVersion, public_key_pem: Trust | bytes | None, workdir: Path
 ) -> tuple[bool | None, str, tuple[Gate, ...]]:
     """``(passed, source, gates)``: from the verified attestation, else the blessing tag."""
+    from airflow_mlops.registry.blessing import TAG_BLESSING
     from airflow_mlops.registry.mlflow_registry import (
         EVALUATION_ATTESTATION,
         TAG_GATES,
         TAG_MODEL_SHA256,
         download_attestation,
     )
-    from airflow_mlops.registry.promotion import TAG_BLESSING
     from airflow_mlops.security.attestation import EVALUATION_PREDICATE, verify_envelope
 
     tags = mv.tags or {}
@@ -323,7 +323,7 @@ def _iso(millis: Any) -> str:
 
 
 def _registered_models(client: MlflowClient) -> list[Any]:
-    from airflow_mlops.registry.promotion import is_lock_model
+    from airflow_mlops.registry.locks import is_lock_model
 
     models: list[Any] = []
     token: str | None = None
@@ -559,8 +559,8 @@ def model_pipeline(client: MlflowClient, model_name: str) -> str:
 
     :raises RegistryLookupError: a lock model, a model no pipeline registered, or a lookup error.
     """
+    from airflow_mlops.registry.locks import is_lock_model
     from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, lookup_failed
-    from airflow_mlops.registry.promotion import is_lock_model
 
     if is_lock_model(model_name):
         raise RegistryLookupError(f"{model_name!r} is a promotion lock, not a model")

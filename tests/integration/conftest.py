@@ -104,6 +104,7 @@ def register_signed(
     import json
 
     from airflow_mlops.artifacts import sha256_directory
+    from airflow_mlops.registry.blessing import TAG_BLESSING, Blessing
     from airflow_mlops.registry.mlflow_registry import (
         EVALUATION_ATTESTATION,
         TAG_GATES,
@@ -111,7 +112,6 @@ def register_signed(
         register_version,
         start_or_resume_run,
     )
-    from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
     from airflow_mlops.security.attestation import EVALUATION_PREDICATE, sign_statement, statement
     from airflow_mlops.security.signing import sign_model
 

@@ -76,8 +76,8 @@ def test_promotion_waits_for_a_person_and_records_who_approved(
 ) -> None:
     from mlflow import MlflowClient
 
+    from airflow_mlops.registry.audit import audit_history
     from airflow_mlops.registry.mlflow_registry import champion_version
-    from airflow_mlops.registry.promotion import audit_history
 
     model = "fraud-detector-approval"
     dags = make_dags_folder(tmp_path, example_data, model)

@@ -305,7 +305,7 @@ def test_the_alias_lock_names_its_holder_expires_and_is_reentrant(
 ) -> None:
     from mlflow import MlflowClient
 
-    from airflow_mlops.registry.promotion import alias_lock, lock_name
+    from airflow_mlops.registry.locks import alias_lock, lock_name
 
     model = "lock-model"
     client = MlflowClient(tracking_uri=registry.url)

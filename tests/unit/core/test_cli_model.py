@@ -223,12 +223,12 @@ def test_a_tracking_uri_with_credentials_is_never_echoed(
 def test_an_unexpected_error_is_one_redacted_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from airflow_mlops.registry import promotion
+    from airflow_mlops.registry import audit
 
     def boom(*args: object, **kwargs: object) -> object:
         raise RuntimeError(f"cannot reach https://bob:{SECRET}@mlflow/api?api_key={SECRET}")
 
-    monkeypatch.setattr(promotion, "audit_history", boom)
+    monkeypatch.setattr(audit, "audit_history", boom)
     assert main(["model", "history", "fraud", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]) == 1
     err = capsys.readouterr().err
     assert SECRET not in err and "https://***@mlflow/api?api_key=***" in err and "RuntimeError" in err
