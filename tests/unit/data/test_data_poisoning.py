@@ -164,18 +164,18 @@ def test_summary_has_scores_and_thresholds(poisoned_result):
 
 def test_confident_learning_thresholds_match_an_independent_computation(poisoned_result, poisoned):
     """Per-class threshold = mean self-confidence (as in confident learning), computed again here."""
-    from airflow_mlops.data import poisoning
+    from airflow_mlops.data.poisoning import label_issues
 
     y = poisoned[TARGET].to_numpy()
     proba = np.column_stack([1 - y * 0.7, y * 0.7 + 0.0]).astype(float)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    thresholds = poisoning._mean_self_confidence(proba, y, 2)
+    thresholds = label_issues._mean_self_confidence(proba, y, 2)
     expected = [proba[y == j, j].mean() for j in (0, 1)]
     assert np.allclose(thresholds, expected)
     # A row labelled 1 whose probabilities point to 0 (p_0 = 0.99 >= t_0 = 0.9) is suggested 0.
     test = np.array([[0.9, 0.1], [0.99, 0.01], [0.2, 0.8]])
-    t = poisoning._mean_self_confidence(test, np.array([0, 1, 1]), 2)
-    s, sug = poisoning._confident_scores(test, np.array([0, 1, 1]), np.array([0.5, 0.5]), t)
+    t = label_issues._mean_self_confidence(test, np.array([0, 1, 1]), 2)
+    s, sug = label_issues._confident_scores(test, np.array([0, 1, 1]), np.array([0.5, 0.5]), t)
     assert t.tolist() == pytest.approx([0.9, 0.405])
     assert sug.tolist() == [0, 0, 1]
     assert s[1] == pytest.approx(np.log(0.01) - np.log(0.99)) and s[0] > 0 and s[2] > 0
@@ -198,43 +198,43 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
 
 
 def test_conformal_p_values_are_ranks_with_a_smoothed_tail_below_the_reference():
-    from airflow_mlops.data import poisoning
+    from airflow_mlops.data.poisoning import stats
 
     rng = np.random.default_rng(5)
     ref = np.sort(rng.normal(0.0, 1.0, 400))
     inside = np.array([ref[0], ref[3] + 1e-9, 0.0, 5.0])
-    p = poisoning._conformal_p_values(ref, inside)
+    p = stats.conformal_p_values(ref, inside)
     expected = (1 + np.array([(ref <= v).sum() for v in inside])) / (len(ref) + 1)
     assert p == pytest.approx(expected)
     # Below the lowest reference score p keeps falling (a rank p-value would stay at 1/(n+1)).
-    below = poisoning._conformal_p_values(ref, np.array([ref[0] - 0.1, ref[0] - 1.0, ref[0] - 5.0]))
+    below = stats.conformal_p_values(ref, np.array([ref[0] - 0.1, ref[0] - 1.0, ref[0] - 5.0]))
     assert (below < 1 / (len(ref) + 1)).all() and below[0] > below[1] > below[2] > 0
     # Valid: clean scores from the reference's distribution get (super-)uniform p-values, also in
     # the smoothed tail.
-    fresh = poisoning._conformal_p_values(ref, rng.normal(0.0, 1.0, 200_000))
+    fresh = stats.conformal_p_values(ref, rng.normal(0.0, 1.0, 200_000))
     for alpha in (0.001, 0.01, 0.1):
         assert (fresh <= alpha).mean() <= alpha * 1.25 + 2e-4, alpha
 
 
 def test_bh_threshold_matches_an_independent_computation():
-    from airflow_mlops.data import poisoning
+    from airflow_mlops.data.poisoning import stats
 
     rng = np.random.default_rng(6)
     p = np.concatenate([rng.uniform(size=900), rng.uniform(0, 0.002, size=100), [np.inf] * 50])
-    t = poisoning._bh_threshold(p, 0.1)
+    t = stats.bh_threshold(p, 0.1)
     m = len(p)
     ranked = sorted(p)
     best = max((ranked[i - 1] for i in range(1, m + 1) if ranked[i - 1] <= 0.1 * i / m), default=0.0)
     assert t == best and (p <= t).sum() >= 100
-    assert poisoning._bh_threshold(rng.uniform(0.5, 1.0, size=100), 0.1) == 0.0
-    assert poisoning._bh_threshold(np.array([]), 0.1) == 0.0
+    assert stats.bh_threshold(rng.uniform(0.5, 1.0, size=100), 0.1) == 0.0
+    assert stats.bh_threshold(np.array([]), 0.1) == 0.0
 
 
 def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
     """Per class: the batch's p-values against the reference's scores of that class, BH at the
     FDR level among the rows whose label is not the most likely (or the per-row level, when
     higher); the cut sits just above the highest discovery. Computed again here."""
-    from airflow_mlops.data import poisoning
+    from airflow_mlops.data.poisoning import label_issues, stats
 
     rng = np.random.default_rng(3)
     ref_y = np.repeat([0, 1], [3000, 300])
@@ -243,16 +243,16 @@ def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
     score = rng.normal(2.0, 1.5, len(y))
     flipped = rng.choice(np.flatnonzero(y == 1), size=120, replace=False)  # 30 % of class 1
     score[flipped] = rng.normal(-6.0, 1.0, len(flipped))
-    model = poisoning._LabelModel(
+    model = label_issues.LabelModel(
         "ran", [0, 1], y, np.zeros((len(y), 2)), np.array([0.9, 0.1]), np.zeros(2), score,
         np.full(len(y), -1), source="reference", ref_y=ref_y, ref_score=ref_score,
     )  # fmt: skip
-    cal = poisoning._calibrate_label_cut(model)
+    cal = label_issues.calibrate_label_cut(model)
     assert cal is not None
     for j in (0, 1):
         own = score[y == j]
-        p = np.where(own < 0, poisoning._conformal_p_values(np.sort(ref_score[ref_y == j]), own), np.inf)
-        t = max(poisoning._bh_threshold(p, poisoning.FDR_LEVEL), poisoning.ROW_LEVEL)
+        p = np.where(own < 0, stats.conformal_p_values(np.sort(ref_score[ref_y == j]), own), np.inf)
+        t = max(stats.bh_threshold(p, stats.FDR_LEVEL), stats.ROW_LEVEL)
         found = own[p <= t]
         if len(found):
             assert found.max() < cal["cuts"][j] <= np.nextafter(found.max(), np.inf)

@@ -1,0 +1,183 @@
+"""Screens for poisoned or corrupt training rows.
+
+:func:`screen_data` runs the configured checks and splits the input into *accepted* and
+*quarantined* rows. Nothing is dropped silently (security invariant 5): every input row ends up in
+exactly one of the two frames, the quarantine keeps each row's position in the input, the reasons
+it was held back and its scores, and the function raises if that accounting ever fails to add up
+(by count, by position and by a content hash of the rows, recorded in the summary).
+
+The checks follow the task (``task``: ``binary``, ``multiclass`` or ``regression``; None infers it
+from the labelled targets of the batch and the reference, :func:`airflow_mlops.tasks.infer_task`).
+A multiclass target is judged per class exactly as a binary one (its labels read by
+:func:`~airflow_mlops.data.labels.label_key`: ``1``, ``1.0`` and ``"1"`` are one class); what a
+regression target changes is said under each check. The summary names the task, with the rows of
+each class (``class_counts``) or the target's quantiles (``target``).
+
+Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets a reason):
+
+``label_issues`` (old name ``label_flips``)
+    Confident learning on class probabilities from models that never saw the row they score.
+    **With a reference** (the trusted rows), ``folds`` HistGradientBoosting
+    models are cross-fitted on the reference alone (poisoned rows cannot teach them their labels):
+    each reference row is scored by the model that did not see it, each batch row by the
+    average of all of them. A row's score is the class-normalised log-likelihood ratio
+    ``log(p_y / prior_y) - max_j!=y log(p_j / prior_j)``, so a rare class is judged against its
+    own rate, not the majority's. Its conformal p-value is its rank among the reference's scores
+    *of the same class* (a clean batch row is exchangeable with them), smoothed below the lowest
+    one (exponential tail, :func:`~.stats.conformal_p_values`); per class, Benjamini-Hochberg at false
+    discovery rate :data:`FDR_LEVEL` over the rows whose label is less likely than another class
+    picks the suspects (reason ``label_issue``). The cut adapts to the amount of poison: a clean
+    batch has almost no suspects (any at all with probability at most ``FDR_LEVEL`` per class),
+    a class swamped by flips loses them all. **Without a reference** (or one with fewer than
+    :data:`MIN_CALIBRATION_ROWS` rows of a class): out-of-fold models on the batch itself
+    (``folds`` folds, at most ``max_fit_rows`` rows each, copies of a row in one fold), the
+    confident-learning rule (the class the probabilities confidently point to, ``p_j >= t_j``
+    with ``t_j`` the mean self-confidence of class ``j``, is not the label) and the fixed cut
+    :data:`UNCALIBRATED_LABEL_CUT`.
+    **Regression**: residual outliers. HistGradientBoosting regressors, cross-fitted on the
+    reference (or out of fold on the batch) as above, predict each row; its score is
+    ``|residual - median| / (MAD / 0.6745)`` of the residuals (the reference's when given). With a
+    reference: conformal p-values against the reference's own out-of-fold scores and
+    Benjamini-Hochberg at :data:`FDR_LEVEL`; without: the fixed cut
+    :data:`UNCALIBRATED_RESIDUAL_CUT`. A row whose target is infinite is quarantined with reason
+    ``non_finite_target``.
+``out_of_distribution`` (old name ``outliers``)
+    An :class:`~sklearn.ensemble.IsolationForest`. With a reference it is fitted on one half of
+    it and the other half calibrates: the batch's anomaly scores get conformal p-values against
+    that half's (per class when the class has :data:`MIN_OOD_CLASS_ROWS` calibration rows, else
+    against all of them) and Benjamini-Hochberg at :data:`FDR_LEVEL` picks the suspects (reason
+    ``out_of_distribution``). Without a reference the forest is fitted on the batch itself (the
+    summary says so) and the cut comes from its own scores: the :data:`OOD_QUANTILE` quantile plus
+    half its distance from the median. Independently, a value more than ``outlier_threshold``
+    robust z-scores (``0.6745 * |x - median| / MAD`` against the reference; a heavy-tailed column
+    ``>= 0`` is first log-compressed as ``log(x + median)``) from the median (and, with a
+    reference, outside the range of the reference's values by more than
+    :data:`EXTREME_RANGE_MARGIN` x its width; in a column whose MAD is 0 only an infinite value
+    counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
+    that is log-compressed), makes a row suspect too. A regression has no classes: one cut for all
+    rows.
+``duplicates``
+    Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
+    its standard deviation) with conflicting labels. Only the copies whose label disagrees with the
+    group's most plausible label (the label model's view of the group, on average over its copies) are
+    suspect (reason ``conflicting_duplicate``), not every member of the pair. **Regression**:
+    copies whose targets differ by more than a tolerance (the larger of
+    :data:`DUPLICATE_TARGET_SHARE` x the target's robust standard deviation and
+    :data:`DUPLICATE_RESIDUAL_Z` x the residual scale of the label model); the copies farther than
+    that from the copy nearest the model's prediction are suspect.
+
+Dataset checks (a finding fails the screen; no row is quarantined; they need a reference, without
+one they are recorded as ``skipped: no reference``):
+
+``class_balance``
+    Binary: the positive rate against the reference's: a relative change above
+    ``max_class_shift``. Multiclass (or binary without a ``positive_label``): each class's share
+    against the reference's, a finding when a share changed by more than ``max_class_shift``
+    relative to the reference's *and* by more than :data:`CLASS_SHIFT_Z` standard errors (a small
+    class's share is noisy), or a class the reference does not have. Regression: the target's
+    Kolmogorov-Smirnov distance to the reference's, above ``max_feature_shift``.
+``feature_shift``
+    Per feature, the Kolmogorov-Smirnov distance (numeric) or total-variation distance
+    (categorical) between the batch and the reference: above ``max_feature_shift``.
+
+Rows without a label are always quarantined (reason ``missing_label``): they cannot be trained
+on and the label-based checks cannot judge them.
+
+The package only re-exports; its modules import each other one way: :mod:`.screen` (the
+orchestration) -> the checks (:mod:`.label_issues`, :mod:`.residuals`,
+:mod:`.out_of_distribution`, :mod:`.duplicates`, :mod:`.dataset_checks`) and :mod:`.targets`,
+:mod:`.result` -> :mod:`.fitting` (the gradient-boosting fits) -> :mod:`.features` (encoders,
+column helpers), :mod:`.stats` (conformal p-values, Benjamini-Hochberg, shared constants).
+"""
+
+from __future__ import annotations
+
+from airflow_mlops.data.poisoning.dataset_checks import CLASS_SHIFT_Z
+
+# The old module's private name, which tests/unit/data/test_data_labels.py still imports.
+from airflow_mlops.data.poisoning.dataset_checks import class_balance as _class_balance  # noqa: F401
+from airflow_mlops.data.poisoning.duplicates import (
+    DUPLICATE_RESIDUAL_Z,
+    DUPLICATE_TARGET_SHARE,
+    NEAR_DUPLICATE_RESOLUTION,
+)
+from airflow_mlops.data.poisoning.features import LOG_SKEW_THRESHOLD, MAX_CATEGORIES, build_feature_matrix
+from airflow_mlops.data.poisoning.fitting import SMALL_FIT_ROWS
+from airflow_mlops.data.poisoning.label_issues import PROB_FLOOR, UNCALIBRATED_LABEL_CUT
+from airflow_mlops.data.poisoning.out_of_distribution import (
+    EXTREME_RANGE_MARGIN,
+    MIN_OOD_CLASS_ROWS,
+    OOD_MARGIN,
+    OOD_QUANTILE,
+)
+from airflow_mlops.data.poisoning.residuals import UNCALIBRATED_RESIDUAL_CUT
+from airflow_mlops.data.poisoning.result import (
+    REASONS_COLUMN,
+    ROW_INDEX_COLUMN,
+    SCORES_COLUMN,
+    ScreenResult,
+    allowed_suspects,
+)
+from airflow_mlops.data.poisoning.screen import (
+    CHECK_ALIASES,
+    CHECKS,
+    DATASET_CHECKS,
+    REASON_DUPLICATE,
+    REASON_LABEL_ISSUE,
+    REASON_MISSING_LABEL,
+    REASON_NON_FINITE_TARGET,
+    REASON_OOD,
+    normalise_checks,
+    screen_data,
+)
+from airflow_mlops.data.poisoning.stats import (
+    FDR_LEVEL,
+    MAD_TO_Z,
+    MAX_CALIBRATION_ROWS,
+    MIN_CALIBRATION_ROWS,
+    ROW_LEVEL,
+    TAIL_MIN_ROWS,
+    TAIL_ROWS,
+    TAIL_SHARE,
+)
+
+__all__ = [
+    "CHECKS",
+    "CHECK_ALIASES",
+    "CLASS_SHIFT_Z",
+    "DATASET_CHECKS",
+    "DUPLICATE_RESIDUAL_Z",
+    "DUPLICATE_TARGET_SHARE",
+    "EXTREME_RANGE_MARGIN",
+    "FDR_LEVEL",
+    "LOG_SKEW_THRESHOLD",
+    "MAD_TO_Z",
+    "MAX_CALIBRATION_ROWS",
+    "MAX_CATEGORIES",
+    "MIN_CALIBRATION_ROWS",
+    "MIN_OOD_CLASS_ROWS",
+    "NEAR_DUPLICATE_RESOLUTION",
+    "OOD_MARGIN",
+    "OOD_QUANTILE",
+    "PROB_FLOOR",
+    "REASONS_COLUMN",
+    "REASON_DUPLICATE",
+    "REASON_LABEL_ISSUE",
+    "REASON_MISSING_LABEL",
+    "REASON_NON_FINITE_TARGET",
+    "REASON_OOD",
+    "ROW_INDEX_COLUMN",
+    "ROW_LEVEL",
+    "SCORES_COLUMN",
+    "SMALL_FIT_ROWS",
+    "TAIL_MIN_ROWS",
+    "TAIL_ROWS",
+    "TAIL_SHARE",
+    "UNCALIBRATED_LABEL_CUT",
+    "UNCALIBRATED_RESIDUAL_CUT",
+    "ScreenResult",
+    "allowed_suspects",
+    "build_feature_matrix",
+    "normalise_checks",
+    "screen_data",
+]
