@@ -19,8 +19,8 @@ constructors of reduce-style objects), or reads a member file of the archive (``
   (with what it must be: ``npy``, ``npz``, ``bytes``, or ``xgboost_booster``, the bytes an
   XGBoost booster's state hands to XGBoost's parser).
 
-Judging the names (the allowlist) is :mod:`.skops_policy`'s job; checking the members is the
-scanner's (:mod:`.formats`).
+Judging the names (the allowlist) is :mod:`.skops_allowlist`'s job; checking the members is the
+scanner's (:mod:`.scanner`).
 """
 
 from __future__ import annotations

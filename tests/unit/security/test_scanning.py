@@ -560,7 +560,7 @@ def test_a_file_the_scanner_cannot_check_is_a_finding(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("parser crashed")
 
-    monkeypatch.setattr("airflow_mlops.security.scanning.formats.json.load", boom)
+    monkeypatch.setattr("airflow_mlops.security.scanning.scanner.json.load", boom)
 
     report = scan_model_dir(tmp_path)
 

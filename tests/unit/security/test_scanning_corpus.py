@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from airflow_mlops.security.scanning import Finding, ScanReport, scan_model_dir
-from airflow_mlops.security.scanning.formats import Decompressed, compression_of
+from airflow_mlops.security.scanning.compression import Decompressed, compression_of
 
 # --- benign corpus -------------------------------------------------------------------------
 

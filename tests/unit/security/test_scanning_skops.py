@@ -24,8 +24,8 @@ from airflow_mlops.security.scanning import (
     skops_schema,
     trusted_skops_types,
 )
-from airflow_mlops.security.scanning import formats as scanning_formats
-from airflow_mlops.security.scanning.skops_policy import SKOPS_SAFE_NAMES, skops_name_problem
+from airflow_mlops.security.scanning import scanner as scanning_scanner
+from airflow_mlops.security.scanning.skops_allowlist import SKOPS_SAFE_NAMES, skops_name_problem
 
 skops_io = pytest.importorskip("skops.io")
 pytest.importorskip("sklearn")
@@ -331,8 +331,8 @@ def test_a_member_that_inflates_past_the_limit_is_refused(
     path = tmp_path / "model.skops"
     path.write_bytes(buf.getvalue())
     assert scan_model_dir(path).ok
-    monkeypatch.setattr(scanning_formats, "_BOMB_FLOOR", 1000)
-    monkeypatch.setattr(scanning_formats, "_BOMB_RATIO", 100)
+    monkeypatch.setattr(scanning_scanner, "_BOMB_FLOOR", 1000)
+    monkeypatch.setattr(scanning_scanner, "_BOMB_RATIO", 100)
 
     report = scan_model_dir(path)
 
