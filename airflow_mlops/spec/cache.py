@@ -59,13 +59,16 @@ def _code_fingerprint() -> list[Any]:
     # Every module of the spec package and its data (the loader is several modules, and some
     # are imported only by a full parse): stat them without importing.
     folder = os.path.dirname(os.path.abspath(__file__))
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith((".py", ".json")))
+    paths = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        paths += [os.path.join(parent, n) for n in sorted(names) if n.endswith((".py", ".json"))]
     for path in paths:
         try:
             stat = os.stat(path)
         except FileNotFoundError:  # removed while listing
             continue
-        files.append([os.path.basename(path), stat.st_size, stat.st_mtime_ns])
+        files.append([os.path.relpath(path, folder).replace(os.sep, "/"), stat.st_size, stat.st_mtime_ns])
     return [FORMAT, __version__, pydantic.VERSION, files]
 
 

@@ -147,21 +147,24 @@ def test_what_the_result_depends_on_is_part_of_the_key(
 
 
 def test_the_code_fingerprint_covers_every_module_of_the_spec_loader() -> None:
-    """The loader is several modules (YAML, messages, files, folder defaults): each is in the key."""
+    """The loader and the models are several modules (YAML, messages, files, folder defaults, the
+    models' sections): each is in the key."""
     import sys
 
     from airflow_mlops.spec import cache as cache_module
     from airflow_mlops.spec import loader
 
     names = {entry[0] for entry in cache_module._code_fingerprint()[-1]}
+    folder = Path(cache_module.__file__).parent
     loaded = {
-        Path(module.__file__).name
+        Path(module.__file__).relative_to(folder).as_posix()
         for name, module in list(sys.modules.items())
         if name.startswith("airflow_mlops.spec.") and getattr(module, "__file__", None)
     }
-    assert Path(loader.__file__).name in loaded
+    assert Path(loader.__file__).name in loaded and "sections/training.py" in loaded
     assert loaded <= names, loaded - names
     assert {"yaml_positions.py", "yaml_messages.py", "messages.py", "files.py", "folder_defaults.py"} <= names
+    assert {"models.py", "sections/base.py", "sections/monitoring.py"} <= names
     assert {"templates.py", "expectations.py", "gx_expectations.json", "known_estimators.json"} <= names
 
 

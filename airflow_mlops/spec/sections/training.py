@@ -1,0 +1,402 @@
+"""The spec's ``training`` section: the model, its parameters, privacy, and the backends
+(local, Kubernetes, Docker) it runs on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from airflow_mlops.spec.sections.base import ENTRYPOINT_PATTERN, Duration, StrictModel
+
+
+class TrainingParams(StrictModel):
+    """Hyper-parameters of the built-in models (``mlp``; ``cnn`` uses them for its dense head)."""
+
+    epochs: int = Field(20, ge=1, le=10_000)
+    lr: float = Field(1e-3, gt=0, le=10)
+    batch_size: int = Field(512, ge=1, le=1_000_000)
+    hidden_units: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=lambda: [64, 32], min_length=1
+    )
+    dropout: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced", "none"] = Field(
+        "balanced", description="`balanced` weighs the positive class by its rarity."
+    )
+    image_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="`cnn` only: `[channels, height, width]` of the image the feature columns hold "
+        "(one column per pixel value, in row-major order).",
+    )
+    conv_channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default_factory=lambda: [16, 32],
+        min_length=1,
+        max_length=6,
+        description="`cnn` only: output channels of each 3x3 convolution block.",
+    )
+
+
+class PrivacyConfig(StrictModel):
+    """Differentially private training (DP-SGD through Opacus, the `dp` extra).
+
+    The budget is enforced: a run whose accounted epsilon would exceed `epsilon` fails before it
+    trains. Covers the network's weights; the input scaling statistics are computed without noise.
+    """
+
+    epsilon: float = Field(gt=0, le=100, description="Privacy budget: the largest epsilon the run may spend.")
+    delta: float = Field(
+        1e-5, gt=0, lt=1, description="delta of (epsilon, delta)-DP; must be below 1 / training rows."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-sample gradient clipping norm.")
+    noise_multiplier: float | None = Field(
+        None,
+        gt=0,
+        description="Noise scale; default: the smallest that keeps epsilon within the budget after every epoch.",
+    )
+
+
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+_QUANTITY_CPU = r"^\d+(\.\d+)?m?$"
+_QUANTITY_MEMORY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class TrainingResources(StrictModel):
+    """What the trainer container gets (requests equal limits: the pod is never throttled mid-run)."""
+
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="NVIDIA GPUs: a `nvidia.com/gpu` limit (Kubernetes) or device request (Docker).",
+    )
+    cpu: str | None = Field(None, pattern=_QUANTITY_CPU, description="CPU cores, e.g. `4` or `500m`.")
+    memory: str | None = Field(None, pattern=_QUANTITY_MEMORY, description="Memory, e.g. `16Gi`.")
+
+
+class SecretEnv(StrictModel):
+    """An environment variable of the trainer pod filled from a Kubernetes secret (by reference)."""
+
+    env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Variable name, e.g. `AWS_ACCESS_KEY_ID`."
+    )
+    secret: str = Field(pattern=_K8S_NAME, description="Name of the Kubernetes secret.")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", description="Key inside the secret.")
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration (e.g. for the taint of a GPU node pool)."""
+
+    key: str | None = Field(None, description="Taint key, e.g. `nvidia.com/gpu`; null matches every key.")
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = Field(None, description="Taint value (with `operator: Equal`).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+class KubernetesTraining(StrictModel):
+    """The `kubernetes` backend: the trainer in a hardened pod (KubernetesPodOperator)."""
+
+    namespace: str = Field("default", pattern=_K8S_NAME, description="Namespace of the trainer pod.")
+    connection: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
+    service_account: str | None = Field(
+        None, pattern=_K8S_NAME, description="Service account of the pod (its token is never mounted)."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pod must run on (e.g. a GPU node pool)."
+    )
+    tolerations: list[Toleration] | None = Field(
+        None,
+        description="Taints the pod tolerates; default with `resources.gpus`: the NVIDIA GPU taint "
+        "(`nvidia.com/gpu`, Exists, NoSchedule).",
+    )
+    secrets: list[SecretEnv] = Field(
+        default_factory=list,
+        description="Credentials as references to Kubernetes secrets (e.g. the S3 keys); never values.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Plain environment variables of the pod (e.g. `AWS_ENDPOINT_URL`); a name that "
+        "looks like a credential is refused: use `secrets`.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _no_credentials_in_env(cls, env: dict[str, str]) -> dict[str, str]:
+        # one rule with the pod operator (which checks the rendered values again)
+        from airflow_mlops.redaction import plain_env_problem
+
+        problem = plain_env_problem(env)
+        if problem:
+            raise ValueError(
+                f"{problem}; give them under `secrets` (a Kubernetes secret reference: env, secret, key)"
+            )
+        return env
+
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = Field(
+        default_factory=list, description="Secrets holding registry credentials."
+    )
+    startup_timeout: Duration = Field(
+        dt.timedelta(minutes=10),
+        description="How long the pod may stay pending (image pull, GPU node scale-up).",
+    )
+    scratch_size: str = Field(
+        "20Gi", pattern=_QUANTITY_MEMORY, description="Size limit of the `/tmp` scratch volume (emptyDir)."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    priority_class: str | None = Field(None, pattern=_K8S_NAME, description="Pod priority class.")
+    deferrable: bool = Field(True, description="Wait for the pod in the triggerer, not in a worker slot.")
+
+
+class DockerTraining(StrictModel):
+    """The `docker` backend: the trainer in a hardened container (DockerOperator)."""
+
+    url: str | None = Field(
+        None, description="Docker daemon URL; default: `DOCKER_HOST`, else the local socket."
+    )
+    connection: str | None = Field(None, description="Airflow Docker connection id (registry login).")
+    network_mode: str | None = Field(None, description="Docker network of the container (e.g. the stack's).")
+    scratch_size: str = Field(
+        "20g", pattern=r"^\d+[kmg]?$", description="Size of the `/tmp` tmpfs scratch, e.g. `20g`."
+    )
+
+
+BUILTIN_MODELS = ("mlp", "cnn")
+ESTIMATOR_SHORT_NAMES = ("xgboost", "lightgbm")
+_CLASS_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Z][A-Za-z0-9_]*$"
+
+
+def model_kind(model: str) -> str:
+    """What ``training.model`` names: ``builtin`` (mlp, cnn), ``estimator`` (xgboost, lightgbm, or
+    a class path such as ``sklearn.ensemble.RandomForestClassifier``) or ``fit`` (your own
+    ``package.module:fit`` function)."""
+    if model in BUILTIN_MODELS:
+        return "builtin"
+    if model in ESTIMATOR_SHORT_NAMES or (":" not in model and re.match(_CLASS_PATH, model)):
+        return "estimator"
+    return "fit"
+
+
+class TrainingConfig(StrictModel):
+    """How the model is trained, and where."""
+
+    backend: Literal["local", "kubernetes", "docker"] = Field(
+        "local",
+        description="`local`: the trainer in a subprocess of the worker; `kubernetes`: in a hardened "
+        "(GPU) pod; `docker`: in a hardened container. The same trainer runs in all three.",
+    )
+    model: str = Field(
+        "mlp",
+        description="`mlp` (tabular network), `cnn` (images stored as pixel columns; set "
+        "`params.image_shape`), `xgboost`, `lightgbm`, the import path of an estimator class (e.g. "
+        "`sklearn.ensemble.HistGradientBoostingClassifier`, `xgboost.XGBRegressor`) or your own "
+        "`package.module:fit` (see docs/training.md).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`mlp`/`cnn`: the network's hyper-parameters (epochs, lr, batch_size, hidden_units, "
+        "dropout, weight_decay, class_weight, image_shape, conv_channels); an estimator: its constructor "
+        "arguments (e.g. `{n_estimators: 300, max_depth: 6}`); your own fit: whatever it reads.",
+        json_schema_extra={"examples": [{"epochs": 20, "hidden_units": [64, 32]}, {"n_estimators": 300}]},
+    )
+    python_path: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Folders (relative to the spec's folder, or absolute) put on the `local` trainer's "
+        "Python path so it imports your own package (fit functions, torch modules, estimator classes). "
+        "The dags folder is always on it. For `docker` and `kubernetes`, install your package in the "
+        "trainer image (see docs/training.md).",
+    )
+    _network: TrainingParams | None = PrivateAttr(default=None)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form settings passed to your own `fit` entrypoint."
+    )
+    privacy: PrivacyConfig | None = Field(None, description="DP-SGD with an enforced epsilon budget.")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
+    )
+    validation_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=0.9,
+        description="Share of the training rows the built-in trainer keeps for validation (the best "
+        "epoch, and the operating threshold of `evaluation.threshold`); 0 trains on every row (then "
+        "the threshold must be a number).",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many epochs (`mlp`, `cnn`) or boosting rounds (`xgboost`, `lightgbm`) "
+        "without progress on the validation rows; null: train them all.",
+    )
+    seed: int = Field(42, description="Seed for the split, initialisation and shuffling.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="`auto`: bf16 autocast on a GPU that supports it, float32 otherwise."
+    )
+    image: str | None = Field(
+        None, min_length=1, description="Trainer image (`kubernetes`, `docker`), see images/trainer."
+    )
+    resources: TrainingResources = Field(default_factory=TrainingResources)
+    kubernetes: KubernetesTraining | None = Field(None, description="Settings of the `kubernetes` backend.")
+    docker: DockerTraining | None = Field(None, description="Settings of the `docker` backend.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in BUILTIN_MODELS or value in ESTIMATOR_SHORT_NAMES or re.match(ENTRYPOINT_PATTERN, value):
+            return value
+        raise ValueError(
+            "a built-in model (`mlp`, `cnn`, `xgboost`, `lightgbm`), the import path of an estimator class "
+            "(`sklearn.ensemble.RandomForestClassifier`) or of your fit function (`pkg.module:fit`)"
+        )
+
+    @property
+    def kind(self) -> str:
+        """``builtin``, ``estimator`` or ``fit`` (see :func:`model_kind`)."""
+        return model_kind(self.model)
+
+    @property
+    def network(self) -> TrainingParams:
+        """The built-in networks' hyper-parameters (defaults for any other model)."""
+        return self._network if self._network is not None else TrainingParams()
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What the trainer gets as ``params``: the network's (set keys only) or the estimator's."""
+        if self.kind == "builtin":
+            return self.network.model_dump(exclude_unset=True)
+        return dict(self.params)
+
+    @model_validator(mode="after")
+    def _params_fit_the_model(self) -> TrainingConfig:
+        """``params`` of a built-in network are checked key by key (located at their keys); an
+        estimator's against the estimator's constructor when its library is known."""
+        from pydantic import ValidationError
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        kind = self.kind
+        if kind == "builtin":
+            try:
+                self._network = TrainingParams.model_validate(self.params)
+            except ValidationError as exc:
+                details = [
+                    InitErrorDetails(
+                        type=PydanticCustomError("params", "{why}", {"why": e["msg"]}),
+                        loc=("params", *e["loc"]),
+                        input=e.get("input"),
+                    )
+                    for e in exc.errors()
+                ]
+                raise ValidationError.from_exception_data(type(self).__name__, details) from None
+            return self
+        if kind == "estimator" and self.model not in ESTIMATOR_SHORT_NAMES:
+            from airflow_mlops.spec import estimators
+
+            if estimators.in_known_library(self.model):
+                entry = estimators.lookup(self.model)
+                why = None
+                if entry is None:
+                    hint = estimators.suggest(self.model)
+                    why = f"unknown estimator {self.model!r}" + (
+                        f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+                    )
+                elif entry["kind"] == "other":
+                    why = (
+                        f"{self.model} is neither a classifier nor a regressor; name a model "
+                        "(e.g. sklearn.ensemble.RandomForestClassifier)"
+                    )
+                if why is not None:
+                    error = PydanticCustomError("estimator", "{why}", {"why": why})
+                    details = [InitErrorDetails(type=error, loc=("model",), input=self.model)]
+                    raise ValidationError.from_exception_data(type(self).__name__, details)
+                assert entry is not None
+                unknown = sorted(set(self.params) - set(entry["params"])) if not entry["kwargs"] else []
+                if unknown:
+                    details = []
+                    for name in unknown:
+                        close = difflib.get_close_matches(name, entry["params"], n=1)
+                        why = f"{self.model} takes no parameter {name!r}" + (
+                            f"; did you mean {close[0]!r}?"
+                            if close
+                            else f" (it takes: {', '.join(entry['params'])})"
+                        )
+                        details.append(
+                            InitErrorDetails(
+                                type=PydanticCustomError("params", "{why}", {"why": why}),
+                                loc=("params", name),
+                                input=self.params[name],
+                            )
+                        )
+                    raise ValidationError.from_exception_data(type(self).__name__, details)
+        return self
+
+    def estimator_kind(self) -> str | None:
+        """``classifier`` / ``regressor`` for a known library estimator path, else None."""
+        if self.kind != "estimator" or self.model in ESTIMATOR_SHORT_NAMES:
+            return None
+        from airflow_mlops.spec import estimators
+
+        entry = estimators.lookup(self.model)
+        return entry["kind"] if entry else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        container = self.backend in ("kubernetes", "docker")
+        if container and not self.image:
+            raise ValueError(
+                f"`backend: {self.backend}` needs `image`: the trainer image (see images/trainer)"
+            )
+        if not container and (self.image or self.resources.model_fields_set):
+            raise ValueError(
+                "`image` and `resources` apply to the kubernetes and docker backends; with `backend: local` "
+                "the trainer runs on the worker (pick a GPU worker with `stages.train.queue`)"
+            )
+        for name in ("kubernetes", "docker"):
+            if getattr(self, name) is not None and self.backend != name:
+                raise ValueError(f"`{name}` settings are given but `backend` is {self.backend!r}")
+        if self.resources.gpus and self.device == "cpu":
+            raise ValueError("`resources.gpus` is set but `device: cpu`; use `auto` or `cuda`")
+        if self.model == "cnn" and self.params.get("image_shape") is None:
+            raise ValueError("`model: cnn` needs `params.image_shape: [channels, height, width]`")
+        if self.model == "mlp" and "image_shape" in self.params:
+            raise ValueError("`params.image_shape` applies to `model: cnn` only")
+        custom = self.kind == "fit"
+        if self.options and not custom:
+            raise ValueError("`options` are for your own fit entrypoint; the built-in models take `params`")
+        if self.privacy is not None and self.kind != "builtin":
+            raise ValueError(
+                "`privacy` (DP-SGD) applies to the built-in `mlp` and `cnn`; your own fit handles its own privacy"
+            )
+        if self.early_stopping_patience is not None and self.kind == "fit":
+            raise ValueError(
+                "`early_stopping_patience` applies to the built-in networks and to XGBoost and LightGBM; your "
+                "own fit stops where it decides"
+            )
+        if (
+            self.early_stopping_patience is not None
+            and self.kind == "estimator"
+            and self.model not in ESTIMATOR_SHORT_NAMES
+            and not self.model.startswith(("xgboost.", "lightgbm."))
+        ):
+            raise ValueError(
+                f"`early_stopping_patience` applies to the built-in networks, XGBoost and LightGBM, not "
+                f"{self.model}; use the estimator's own early-stopping parameters in `params`"
+            )
+        if self.python_path and self.backend != "local":
+            raise ValueError(
+                f"`python_path` applies to `backend: local`; with `{self.backend}`, install your package in "
+                "the trainer image (FROM the airflow-mlops trainer image, pip install it: see docs/training.md)"
+            )
+        if "validation_fraction" in self.model_fields_set and custom:
+            raise ValueError(
+                "`validation_fraction` applies to the built-in models and estimators; your own fit splits "
+                "its own validation rows (see docs/training.md)"
+            )
+        return self
