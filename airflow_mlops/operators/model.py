@@ -1,4 +1,4 @@
-"""Operators for the model stages: scan, evaluate, sign."""
+"""Operators for the model stages: scan, evaluate, and sign (in :mod:`.model_sign`, re-exported)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import GateFailedError
+from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.links import EvaluationReportLink, MLflowRunLink
+from airflow_mlops.operators.model_sign import ModelSignOperator
+
+__all__ = ["ModelEvaluateOperator", "ModelScanOperator", "ModelSignOperator"]
 
 
 class ModelScanOperator(MLOpsBaseOperator):
@@ -110,8 +114,8 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         model_name: str | None = None,
         alias: str = "champion",
         mlflow_run_id: str | None = None,
-        mlflow_conn_id: str = "mlflow_default",
-        signing_conn_id: str = "mlops_signing",
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        signing_conn_id: str = ModelSigningHook.default_conn_name,
         signing_method: str | None = None,
         allowed_globals: Sequence[str] = (),
         **kwargs: Any,
@@ -136,8 +140,6 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
 
     def _champion(self, dest: Path) -> tuple[str, Path] | None:
         """The champion, verified and scanned, when comparisons are configured; else None."""
-        from airflow_mlops.registry.mlflow_registry import fetch_trusted_champion
-
         if not self.compare_to_champion:
             return None
         if not self.model_name:
@@ -146,27 +148,15 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 f"({', '.join(sorted(self.compare_to_champion))}) but no model_name names the "
                 "registered model to compare with; set model_name (registry.model_name in the spec)"
             )
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
-            need_private=False
-        )
-        champion = fetch_trusted_champion(
-            self.mlflow_hook.get_conn(),
-            self.model_name,
-            self.alias,
-            key.trust,
-            dest,
-            allowed_globals=self.allowed_globals,
-            pipeline=self.pipeline,
-        )
+        champion = self.fetch_trusted_alias(self.mlflow_hook.get_conn(), self.model_name, self.alias, dest)
         if champion is None:
             self.log.info("No %s of %s yet: absolute thresholds only", self.alias, self.model_name)
         return champion
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
+        from airflow_mlops.registry import evaluation_record as record
         from airflow_mlops.registry.evaluation import evaluate_candidate
-        from airflow_mlops.registry.evaluation_report import render_evaluation_report
-        from airflow_mlops.registry.mlflow_registry import log_report, log_run_data
 
         store = self.artifact_store()
         with self.scratch() as tmp:
@@ -184,67 +174,12 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 fairness=self.fairness,
                 robustness=self.robustness,
             )
-            payload = report.to_dict()
-            (tmp / "evaluation.json").write_text(json.dumps(payload, indent=2, default=str))
-            report_ref = store.put_file(
-                tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
-            )
-            html = render_evaluation_report(
-                report,
-                title=f"Evaluation of {self.pipeline}",
-                context={
-                    "pipeline": self.pipeline,
-                    "task": f"{self.airflow_run(context)}/{self.task_id}",
-                    "model sha256": str(self.model.get("sha256", "")),
-                    "evaluation.json": report_ref.uri,
-                },
-            )
-            (tmp / "evaluation_report.html").write_text(html, encoding="utf-8")
-            html_ref = store.put_file(
-                tmp / "evaluation_report.html",
-                self.artifact_key(context, "evaluation_report.html"),
-                producer=self.task_id,
-            )
+            report_ref, html_ref, html = self._store(context, store, tmp, report)
         self.log.info("Evaluation report (HTML): %s", html_ref.uri)
-        model = report.model or {}
-        self.log.info(
-            "Evaluated a %s model (%s, %s)", report.task, model.get("flavor"), model.get("model_type")
-        )
-        if report.threshold is not None:
-            self.log.info(
-                "Holdout metrics at threshold %s (%s): %s",
-                report.threshold,
-                report.threshold_source,
-                report.metrics,
-            )
-        else:
-            self.log.info("Holdout metrics: %s", report.metrics)
-        if report.champion_mismatch:
-            self.log.warning(
-                "Champion %s cannot be compared: %s", report.champion_version, report.champion_mismatch
-            )
-        if report.champion_threshold is not None:
-            self.log.info(
-                "Champion scored at its threshold %s (%s)",
-                report.champion_threshold,
-                report.champion_threshold_source,
-            )
-        self.log.info("Gates (%s):\n%s", report.note, report.gates.summary())
+        for line in record.evaluation_log_lines(report):
+            self.log.info("%s", line)
         if self.mlflow_run_id:
-            client = self.mlflow_hook.get_conn()
-            log_run_data(
-                client,
-                self.mlflow_run_id,
-                metrics={f"eval_{k}": v for k, v in report.metrics.items()},
-                tags={"mlops.gates": "passed" if report.passed else "failed"},
-            )
-            log_report(
-                client,
-                self.mlflow_run_id,
-                json.dumps(payload, indent=2).encode(),
-                "evaluation/evaluation.json",
-            )
-            log_report(client, self.mlflow_run_id, html.encode(), "evaluation/evaluation_report.html")
+            record.log_evaluation(self.mlflow_hook.get_conn(), self.mlflow_run_id, report, html)
         report.gates.raise_if_failed()
         return {
             "report": report_ref.to_dict(),
@@ -255,170 +190,37 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             "champion_version": report.champion_version,
             "note": report.note,
             "passed": True,
-            # The verdict for this exact digest; registration records it, promotion checks it.
-            "blessing": {
-                "model_sha256": str(self.model["sha256"]),
-                "passed": report.passed,
-                "compared": bool(self.compare_to_champion),
-                "champion_version": report.champion_version,
-                "report": {"uri": report_ref.uri, "sha256": report_ref.sha256},
-                "by": f"{self.airflow_run(context)}/{self.task_id}",
-            },
-        }
-
-
-class ModelSignOperator(MLOpsBaseOperator):
-    """Sign the exact model directory with the key in an Airflow connection (OpenSSF model signing),
-    and, given the evaluation, the two signed in-toto attestations about it: the evaluation (the
-    gates' verdict, which promotion trusts only from here) and the ML-BOM (CycloneDX 1.6).
-
-    The private key is read by :class:`~airflow_mlops.hooks.signing.ModelSigningHook`, written
-    only to a private temporary file for the signing call, and never logged or returned.
-
-    Returns ``{"model": ref, "signature": ref, "key_fingerprint": str}`` and, with ``evaluation``,
-    ``"attestation"`` (DSSE envelope of the evaluation statement), ``"mlbom"`` (the CycloneDX
-    document) and ``"mlbom_attestation"`` (its DSSE envelope).
-    """
-
-    template_fields = (
-        *MLOpsBaseOperator.template_fields,
-        "model",
-        "evaluation",
-        "blessing",
-        "training_data",
-        "holdout",
-        "train_metrics",
-    )
-    stage = "sign"
-    ui_color = "#fdeee2"
-
-    def __init__(
-        self,
-        *,
-        model: Any,
-        signing_conn_id: str = "mlops_signing",
-        signing_method: str | None = None,
-        evaluation: Any = None,
-        blessing: Any = None,
-        model_name: str = "",
-        training_data: Any = None,
-        holdout: Any = None,
-        train_metrics: Any = None,
-        training: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.signing_conn_id = signing_conn_id
-        self.signing_method = signing_method
-        self.evaluation = evaluation
-        self.blessing = blessing
-        self.model_name = model_name
-        self.training_data = training_data
-        self.holdout = holdout
-        self.train_metrics = train_metrics
-        self.training = dict(training or {})
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.security.signing import sign_model, verify_model
-
-        key = ModelSigningHook(signing_conn_id=self.signing_conn_id, method=self.signing_method).get_key(
-            need_private=True
-        )
-        assert key.signer is not None
-        store = self.artifact_store()
-        out: dict[str, Any] = {}
-        with self.scratch() as tmp:
-            model_dir = self.fetch(self.model, tmp / "in")
-            info = sign_model(model_dir, tmp / "model.sig", key.signer)
-            signer = verify_model(model_dir, tmp / "model.sig", key.trust)  # signer and trust agree
-            sig_ref = store.put_file(
-                tmp / "model.sig",
-                self.artifact_key(context, "model.sig"),
-                producer=self.task_id,
-                key_fingerprint=info.public_key_fingerprint,
-            )
-            who = info.public_key_fingerprint
-            if signer.identity:
-                who = f"{signer.method} {signer.identity} ({info.public_key_fingerprint})"
-            if self.evaluation:
-                out = self._attest(context, store, tmp, model_dir, key, who)
-        self.log.info("Signed model %s (%s) by %s", self.model["sha256"], signer.method, who)
-        return {
-            "model": dict(self.model),
-            "signature": sig_ref.to_dict(),
-            "key_fingerprint": info.public_key_fingerprint,
-            "signing_method": signer.method,
-            "signer_identity": signer.identity,
-            **out,
-        }
-
-    def _attest(
-        self, context: Any, store: Any, tmp: Path, model_dir: Path, key: Any, fingerprint: str
-    ) -> dict[str, Any]:
-        """Sign the evaluation attestation and the ML-BOM; store them; return their refs."""
-        import airflow_mlops
-        from airflow_mlops.artifacts import directory_manifest
-        from airflow_mlops.registry.mlflow_registry import weights_dir
-        from airflow_mlops.security.attestation import (
-            CYCLONEDX_PREDICATE,
-            EVALUATION_PREDICATE,
-            evaluation_predicate,
-            sign_statement,
-            statement,
-        )
-        from airflow_mlops.security.mlbom import build_mlbom, model_facts, validate_mlbom
-        from airflow_mlops.training.flavors import read_config
-
-        digest = str(self.model["sha256"])
-        blessing = dict(self.blessing or {})
-        if blessing.get("model_sha256") != digest:
-            raise GateFailedError(
-                f"the blessing handed to {self.task_id} is for model {blessing.get('model_sha256')}, not "
-                f"{digest}: the gates judged another model; nothing is signed"
-            )
-        evaluation = json.loads(self.fetch(self.evaluation, tmp / "evaluation").read_text())
-        config = read_config(weights_dir(model_dir))  # any flavor; format 1 read as binary torch
-        refs: dict[str, Any] = {}
-        envelope = sign_statement(
-            statement(
-                digest,
-                EVALUATION_PREDICATE,
-                evaluation_predicate(evaluation, blessing, model_facts(config)),
+            "blessing": record.blessing(
+                report,
+                model_sha256=str(self.model["sha256"]),
+                compared=bool(self.compare_to_champion),
+                report_ref=report_ref,
+                by=f"{self.airflow_run(context)}/{self.task_id}",
             ),
-            key.signer,
+        }
+
+    def _store(self, context: Any, store: Any, tmp: Path, report: Any) -> tuple[Any, Any, str]:
+        """Store ``evaluation.json`` and ``evaluation_report.html``: their refs, and the HTML."""
+        from airflow_mlops.registry.evaluation_report import render_evaluation_report
+
+        (tmp / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        report_ref = store.put_file(
+            tmp / "evaluation.json", self.artifact_key(context, "evaluation.json"), producer=self.task_id
         )
-        bom = build_mlbom(
-            model_name=self.model_name or self.pipeline,
-            model_dir=model_dir,
-            model_sha256=digest,
-            files=[(rel, sha) for rel, sha, _ in directory_manifest(model_dir)],
-            model_config=config,
-            evaluation=evaluation,
-            training_data=self.training_data,
-            holdout=self.holdout,
-            train_metrics=self.train_metrics if isinstance(self.train_metrics, dict) else None,
-            training=self.training,
-            code_version=airflow_mlops.__version__,
-            signer=fingerprint,
-            pipeline=self.pipeline,
+        html = render_evaluation_report(
+            report,
+            title=f"Evaluation of {self.pipeline}",
+            context={
+                "pipeline": self.pipeline,
+                "task": f"{self.airflow_run(context)}/{self.task_id}",
+                "model sha256": str(self.model.get("sha256", "")),
+                "evaluation.json": report_ref.uri,
+            },
         )
-        validate_mlbom(bom)
-        bom_envelope = sign_statement(statement(digest, CYCLONEDX_PREDICATE, bom), key.signer)
-        for name, content in (
-            ("attestation", ("evaluation.intoto.json", envelope)),
-            ("mlbom", ("mlbom.cdx.json", bom)),
-            ("mlbom_attestation", ("mlbom.intoto.json", bom_envelope)),
-        ):
-            filename, payload = content
-            (tmp / filename).write_text(json.dumps(payload, indent=2, sort_keys=True))
-            refs[name] = store.put_file(
-                tmp / filename, self.artifact_key(context, filename), producer=self.task_id
-            ).to_dict()
-        self.log.info(
-            "Attested the evaluation (%s) and the ML-BOM (%s components) of model %s",
-            "passed" if blessing.get("passed") else "failed",
-            len(bom["components"]),
-            digest,
+        (tmp / "evaluation_report.html").write_text(html, encoding="utf-8")
+        html_ref = store.put_file(
+            tmp / "evaluation_report.html",
+            self.artifact_key(context, "evaluation_report.html"),
+            producer=self.task_id,
         )
-        return refs
+        return report_ref, html_ref, html

@@ -71,7 +71,7 @@ def champion_lookup(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(ModelEvaluateOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
     key = SimpleNamespace(trust=b"pub")
     monkeypatch.setattr(
-        "airflow_mlops.operators.model.ModelSigningHook",
+        "airflow_mlops.operators.base.ModelSigningHook",
         lambda signing_conn_id, method=None: SimpleNamespace(get_key=lambda need_private: key),
     )
     return state
