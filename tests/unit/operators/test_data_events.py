@@ -1,9 +1,9 @@
-"""Event-started training data, and the drift event emitter, without an Airflow server."""
+"""operators/data.py: the batch of an event-started training run (the asset events' data), without an
+Airflow server."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.artifacts import ArtifactStore
-from airflow_mlops.exceptions import ArtifactIntegrityError, DataError, DriftAlarmError
+from airflow_mlops.exceptions import ArtifactIntegrityError, DataError
 from airflow_mlops.operators.data import DataValidateOperator, triggering_data
-from airflow_mlops.operators.monitor import DriftEventEmitOperator
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
 
@@ -123,59 +122,3 @@ def test_a_scheduled_run_renders_source_for_its_interval(tmp_path: Path) -> None
     context = {"logical_date": T0, "ds": "2026-01-03", "triggering_asset_events": accessor()}
     df, source = _validate(tmp_path)._read_batch(context, tmp_path)
     assert source == str(tmp_path / "train" / "2026-01-03.parquet") and len(df) == 2
-
-
-def _emitter(**kwargs: Any) -> DriftEventEmitOperator:
-    from airflow.sdk import Asset
-
-    args: dict[str, Any] = {
-        "task_id": "emit_drift",
-        "pipeline": "p",
-        "asset": Asset(uri="x-mlops://p/drift", name="p__drift", group="mlops"),
-        "drifted": True,
-        "reasons": ["3 of 4 features drifted (share 0.75 >= 0.5): a, b, c"],
-        "drifted_features": ["a", "b", "c"],
-        "report": {"uri": "/s/r.json", "sha256": "0" * 64, "size": 1, "media_type": "application/json"},
-        "html": {"uri": "/s/r.html", "sha256": "1" * 64, "size": 1, "media_type": "text/html"},
-        "window": {"uri": "/s/w.parquet", "sha256": "2" * 64, "size": 1, "media_type": "x"},
-        "labelled": True,
-        "champion_version": "3",
-    }
-    args.update(kwargs)
-    return DriftEventEmitOperator(**args)
-
-
-def _context() -> dict[str, Any]:
-    return {
-        "outlet_events": defaultdict(SimpleNamespace),
-        "dag": SimpleNamespace(dag_id="p__monitor"),
-        "run_id": "manual__1",
-    }
-
-
-def test_drift_emits_an_event_that_says_why_and_names_the_labelled_window() -> None:
-    op = _emitter()
-    context = _context()
-    extra = op.execute(context)
-    assert context["outlet_events"][op.asset].extra == extra
-    assert extra["reasons"] == ["3 of 4 features drifted (share 0.75 >= 0.5): a, b, c"]
-    assert extra["drifted_features"] == ["a", "b", "c"] and extra["champion_version"] == "3"
-    assert extra["data"] == ["/s/w.parquet"] and extra["data_refs"][0]["sha256"] == "2" * 64
-    assert extra["source_run"] == "p__monitor/manual__1"
-    # An unlabelled window is reported but not offered as training data.
-    unlabelled = _emitter(labelled=False).execute(_context())
-    assert "data" not in unlabelled and "data_refs" not in unlabelled
-
-
-def test_no_drift_skips_so_no_event_exists_and_alert_mode_fails() -> None:
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    for not_drifted in (False, None, "True"):  # only a real True emits
-        with pytest.raises(AirflowSkipException):
-            _emitter(drifted=not_drifted).execute(_context())
-    alert = _emitter(on_drift="alert")
-    assert alert.outlets == []
-    with pytest.raises(DriftAlarmError, match="3 of 4 features drifted"):
-        alert.execute(_context())
-    with pytest.raises(ValueError, match="on_drift"):
-        _emitter(on_drift="ignore")
