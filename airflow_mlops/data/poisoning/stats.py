@@ -72,16 +72,27 @@ def suspect_level(p: np.ndarray) -> float:
 
 def bh_threshold(p: np.ndarray, level: float) -> float:
     """The Benjamini-Hochberg threshold of the p-values ``p`` at false discovery rate ``level``:
-    the largest ``p_(i) <= i level / m`` (0 when there is none); ``inf`` entries are not tests
-    but count in ``m``."""
-    import numpy as np
+    the largest p-value BH rejects, the largest ``p_(i) <= i level / m`` (0 when there is none),
+    so that the rejected rows are those with ``p <= threshold``. ``inf`` and NaN entries are not
+    tests but count in ``m`` (as p-values of 1, which BH never rejects at a level below 1).
 
-    m = len(p)
-    if not m:
+    The rejections are :func:`scipy.stats.false_discovery_control`'s: its BH-adjusted p-values
+    at most ``level``. That is the same decision as the comparison above, which it computes as
+    ``p_(i) m / i <= level``; only a p-value that lies exactly on the line ``i level / m`` can
+    be judged differently by the rounding of the two products.
+
+    :raises ValueError: ``level`` outside ``[0, 1)``.
+    """
+    import numpy as np
+    from scipy.stats import false_discovery_control
+
+    if not 0 <= level < 1:
+        raise ValueError(f"the false discovery rate must be in [0, 1), got {level}")
+    if not len(p):
         return 0.0
-    order = np.sort(p)
-    passing = np.flatnonzero(order <= level * np.arange(1, m + 1) / m)
-    return float(order[passing[-1]]) if len(passing) else 0.0
+    tests = np.where(p <= 1.0, p, 1.0)  # inf and NaN: not a test, counted in m
+    rejected = false_discovery_control(tests, method="bh") <= level
+    return float(tests[rejected].max()) if rejected.any() else 0.0
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
