@@ -681,3 +681,19 @@ def _end_rollout(
         "alias removed" if removed else "the alias had moved already",
         why,
     )
+
+
+def promotion_target(
+    client: Any, model_name: str, alias: str, rollout_alias: str | None, *, pipeline: str | None = None
+) -> str:
+    """The alias a promotion moves: the rollout alias when there is one and the champion alias is
+    set (the candidate rolls out beside the champion); else the champion alias (with no champion
+    yet the first model becomes champion directly: there is nothing to shadow)."""
+    if not rollout_alias:
+        return alias
+    from airflow_mlops.registry.mlflow_registry import champion_version
+
+    if champion_version(client, model_name, alias, pipeline=pipeline):
+        return rollout_alias
+    log.info("No @%s yet: the first model becomes champion directly", alias)
+    return alias

@@ -31,7 +31,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.setattr(ModelRollbackOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
     key = SimpleNamespace(trust=b"pub")
     monkeypatch.setattr(
-        "airflow_mlops.operators.registry.ModelSigningHook",
+        "airflow_mlops.operators.base.ModelSigningHook",
         lambda signing_conn_id, method=None: SimpleNamespace(get_key=lambda need_private: key),
     )
     return seen
@@ -57,56 +57,6 @@ def test_a_refused_rollback_fails_without_retry(calls) -> None:
 
 # --- registration records the blessing of exactly the model it registers ------------------------
 
-SHA = "a" * 64
-
-
-def _register_op(blessing: dict[str, Any]) -> Any:
-    from airflow_mlops.operators.registry import ModelRegisterOperator
-
-    return ModelRegisterOperator(
-        task_id="register",
-        pipeline="p",
-        model={"uri": "file:///m", "sha256": SHA, "size": 1, "media_type": "inode/directory"},
-        signature={},
-        model_name="m",
-        mlflow_run_id="r",
-        gates_passed=True,
-        blessing=blessing,
-    )
-
-
-def test_a_blessing_for_another_model_is_refused_before_anything_is_registered() -> None:
-    op = _register_op({"model_sha256": "b" * 64, "passed": True, "compared": False, "champion_version": None})
-    with pytest.raises(PromotionBlockedError, match="the gates judged another model"):
-        op._blessing()
-
-
-@pytest.mark.parametrize(
-    "blessing",
-    [
-        {"passed": True, "compared": False},
-        {"model_sha256": "short", "passed": True, "compared": False},
-        {"model_sha256": SHA, "passed": "yes", "compared": False},
-    ],
-)
-def test_a_malformed_blessing_is_refused(blessing: dict[str, Any]) -> None:
-    with pytest.raises(PromotionBlockedError, match="malformed"):
-        _register_op(blessing)._blessing()
-
-
-def test_the_blessing_of_the_model_is_kept() -> None:
-    blessing = _register_op(
-        {
-            "model_sha256": SHA,
-            "passed": True,
-            "compared": True,
-            "champion_version": 3,
-            "by": "d/r/gates.evaluate",
-        }
-    )._blessing()
-    assert (blessing.model_sha256, blessing.compared, blessing.champion_version) == (SHA, True, "3")
-
-
 # --- the promote operator: rollout alias only once there is a champion ---------------------------
 
 
@@ -131,7 +81,7 @@ def test_a_rollout_starts_only_beside_a_champion(
     monkeypatch.setattr(promotion, "promote_version", fake_promote)
     monkeypatch.setattr(ModelPromoteOperator, "mlflow_hook", SimpleNamespace(get_conn=lambda: object()))
     monkeypatch.setattr(
-        "airflow_mlops.operators.registry.ModelSigningHook",
+        "airflow_mlops.operators.base.ModelSigningHook",
         lambda signing_conn_id, method=None: SimpleNamespace(
             get_key=lambda need_private: SimpleNamespace(trust=b"k")
         ),
