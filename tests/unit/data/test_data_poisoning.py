@@ -197,39 +197,6 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
     assert recall >= 0.5 and precision >= 0.85, (recall, precision)
 
 
-def test_conformal_p_values_are_ranks_with_a_smoothed_tail_below_the_reference():
-    from airflow_mlops.data.poisoning import stats
-
-    rng = np.random.default_rng(5)
-    ref = np.sort(rng.normal(0.0, 1.0, 400))
-    inside = np.array([ref[0], ref[3] + 1e-9, 0.0, 5.0])
-    p = stats.conformal_p_values(ref, inside)
-    expected = (1 + np.array([(ref <= v).sum() for v in inside])) / (len(ref) + 1)
-    assert p == pytest.approx(expected)
-    # Below the lowest reference score p keeps falling (a rank p-value would stay at 1/(n+1)).
-    below = stats.conformal_p_values(ref, np.array([ref[0] - 0.1, ref[0] - 1.0, ref[0] - 5.0]))
-    assert (below < 1 / (len(ref) + 1)).all() and below[0] > below[1] > below[2] > 0
-    # Valid: clean scores from the reference's distribution get (super-)uniform p-values, also in
-    # the smoothed tail.
-    fresh = stats.conformal_p_values(ref, rng.normal(0.0, 1.0, 200_000))
-    for alpha in (0.001, 0.01, 0.1):
-        assert (fresh <= alpha).mean() <= alpha * 1.25 + 2e-4, alpha
-
-
-def test_bh_threshold_matches_an_independent_computation():
-    from airflow_mlops.data.poisoning import stats
-
-    rng = np.random.default_rng(6)
-    p = np.concatenate([rng.uniform(size=900), rng.uniform(0, 0.002, size=100), [np.inf] * 50])
-    t = stats.bh_threshold(p, 0.1)
-    m = len(p)
-    ranked = sorted(p)
-    best = max((ranked[i - 1] for i in range(1, m + 1) if ranked[i - 1] <= 0.1 * i / m), default=0.0)
-    assert t == best and (p <= t).sum() >= 100
-    assert stats.bh_threshold(rng.uniform(0.5, 1.0, size=100), 0.1) == 0.0
-    assert stats.bh_threshold(np.array([]), 0.1) == 0.0
-
-
 def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
     """Per class: the batch's p-values against the reference's scores of that class, BH at the
     FDR level among the rows whose label is not the most likely (or the per-row level, when

@@ -1,14 +1,50 @@
-"""Benjamini-Hochberg of the poisoning screen: scipy's ``false_discovery_control`` makes the same
-decisions as the step-up rule the screen computed by hand before."""
+"""The poisoning screen's shared statistics: conformal p-values, and Benjamini-Hochberg, where
+scipy's ``false_discovery_control`` makes the same decisions as the step-up rule the screen
+computed by hand before."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from airflow_mlops.data.poisoning.stats import FDR_LEVEL, ROW_LEVEL, bh_threshold, suspect_level
+from airflow_mlops.data.poisoning.stats import (
+    FDR_LEVEL,
+    ROW_LEVEL,
+    bh_threshold,
+    conformal_p_values,
+    suspect_level,
+)
 
 LEVELS = (FDR_LEVEL, 0.05, 0.2, 0.01, 0.0)
+
+
+def test_conformal_p_values_are_ranks_with_a_smoothed_tail_below_the_reference():
+    rng = np.random.default_rng(5)
+    ref = np.sort(rng.normal(0.0, 1.0, 400))
+    inside = np.array([ref[0], ref[3] + 1e-9, 0.0, 5.0])
+    p = conformal_p_values(ref, inside)
+    expected = (1 + np.array([(ref <= v).sum() for v in inside])) / (len(ref) + 1)
+    assert p == pytest.approx(expected)
+    # Below the lowest reference score p keeps falling (a rank p-value would stay at 1/(n+1)).
+    below = conformal_p_values(ref, np.array([ref[0] - 0.1, ref[0] - 1.0, ref[0] - 5.0]))
+    assert (below < 1 / (len(ref) + 1)).all() and below[0] > below[1] > below[2] > 0
+    # Valid: clean scores from the reference's distribution get (super-)uniform p-values, also in
+    # the smoothed tail.
+    fresh = conformal_p_values(ref, rng.normal(0.0, 1.0, 200_000))
+    for alpha in (0.001, 0.01, 0.1):
+        assert (fresh <= alpha).mean() <= alpha * 1.25 + 2e-4, alpha
+
+
+def test_bh_threshold_matches_an_independent_computation():
+    rng = np.random.default_rng(6)
+    p = np.concatenate([rng.uniform(size=900), rng.uniform(0, 0.002, size=100), [np.inf] * 50])
+    t = bh_threshold(p, 0.1)
+    m = len(p)
+    ranked = sorted(p)
+    best = max((ranked[i - 1] for i in range(1, m + 1) if ranked[i - 1] <= 0.1 * i / m), default=0.0)
+    assert t == best and (p <= t).sum() >= 100
+    assert bh_threshold(rng.uniform(0.5, 1.0, size=100), 0.1) == 0.0
+    assert bh_threshold(np.array([]), 0.1) == 0.0
 
 
 def hand_written_bh(p: np.ndarray, level: float) -> float:
