@@ -4,7 +4,7 @@ Two perturbations, each applied to a copy of the holdout that the candidate then
 
 - ``{"missing": [feature, ...]}``: the features are blanked on every row (NaN for a numeric
   feature, None for a categorical one), so the model's own imputation answers: the
-  :class:`~airflow_mlops.training.model.Preprocessor` puts a numeric feature at its training
+  :class:`~airflow_mlops.training.networks.Preprocessor` puts a numeric feature at its training
   mean and encodes a missing category as no category at all.
 - ``{"noise": {"std": s, "features": [...] | None}}``: Gaussian noise with standard deviation
   ``s`` times each feature's holdout standard deviation is added to the numeric features (default:

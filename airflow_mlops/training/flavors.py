@@ -17,7 +17,7 @@ sklearn     ``model.skops``        any scikit-learn estimator or pipeline (skops
 ``model_config.json`` (``format_version`` 2; version 1, the binary torch models of earlier
 releases, is still read) says the flavor, the task (:mod:`airflow_mlops.tasks`), the target and
 features, the classes, how input rows are prepared (the project's :class:`~airflow_mlops.
-training.model.Preprocessor`, or ``"input": "dataframe"`` for a pipeline that prepares its own),
+training.networks.Preprocessor`, or ``"input": "dataframe"`` for a pipeline that prepares its own),
 the library and its version (for the ML-BOM), and the operating threshold of a binary model.
 
 :func:`load_predictor` rebuilds any flavor into a :class:`Predictor`: DataFrame in, the task's
@@ -137,7 +137,7 @@ def save_model_dir(
     :param class_order: classification only: the label of each of the model's output columns, in
         the model's order (a scikit-learn classifier's ``classes_``; for the pipeline's own
         encodings, the canonical labels). Default: the model's ``classes_``.
-    :param preprocessor: the fitted :class:`~airflow_mlops.training.model.Preprocessor` that
+    :param preprocessor: the fitted :class:`~airflow_mlops.training.networks.Preprocessor` that
         turns rows into the model's input matrix, or None when the model takes the feature
         columns as a DataFrame (a scikit-learn pipeline that prepares its own input).
     :param init_kwargs: your own torch module only: the JSON keyword arguments that rebuild it.
@@ -225,7 +225,7 @@ def _save_torch(directory: Path, model: Any, config: dict[str, Any], init_kwargs
     import torch
     from safetensors.torch import save_file
 
-    from airflow_mlops.training.model import MODEL_TYPES
+    from airflow_mlops.training.networks import MODEL_TYPES
 
     builtin = type(model) in MODEL_TYPES.values()
     if builtin:
@@ -544,7 +544,7 @@ def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
         raise ArtifactError(f"{weights} not found: the {flavor} model's weights are missing")
     preprocessor = None
     if config["input"] == "matrix":
-        from airflow_mlops.training.model import Preprocessor
+        from airflow_mlops.training.networks import Preprocessor
 
         try:
             preprocessor = Preprocessor.from_dict(config["preprocessing"])
@@ -568,7 +568,7 @@ class _TorchBackend:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from airflow_mlops.training.model import MODEL_TYPES
+        from airflow_mlops.training.networks import MODEL_TYPES
 
         where = weights.parent / CONFIG_FILE
         model_type = config.get("model_type")

@@ -8,7 +8,7 @@ Docker container. It needs torch and the project's light modules only (no Airflo
 2. fetch the training table through its ref (local path or S3), refusing a sha256 mismatch;
 3. train: a built-in model (``mlp``, ``cnn``; :func:`airflow_mlops.training.trainer.train`) or
    your own ``package.module:fit`` (the contract is :class:`FitContext`);
-4. check the model directory loads (:func:`airflow_mlops.training.model.load_predictor`: no
+4. check the model directory loads (:func:`airflow_mlops.training.flavors.load_predictor`: no
    pickle, safetensors only) and put it into the store at the job's output key;
 5. write the result -- ``{"format_version": 1, "weights": <ArtifactRef>, "metrics": {...}}`` --
    to ``--result`` (the local backend's file, or KPO's ``/airflow/xcom/return.json``) and, with
@@ -49,7 +49,7 @@ from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_th
 if TYPE_CHECKING:
     import pandas as pd
 
-    from airflow_mlops.training.model import Preprocessor
+    from airflow_mlops.training.networks import Preprocessor
 
 log = logging.getLogger("airflow_mlops.training.job")
 
@@ -247,7 +247,7 @@ class FitContext:
 
         :param model: a fitted scikit-learn estimator or pipeline, an XGBoost or LightGBM model
             (scikit-learn API or booster), the built-in ``MLP``/``CNN`` or your own torch module.
-        :param preprocessor: the fitted :class:`~airflow_mlops.training.model.Preprocessor` whose
+        :param preprocessor: the fitted :class:`~airflow_mlops.training.networks.Preprocessor` whose
             matrix the model was trained on (required for torch models); None when the model takes
             the feature columns as a DataFrame (e.g. a scikit-learn pipeline).
         :param init_kwargs: your own torch module: the JSON keyword arguments that rebuild it

@@ -3,7 +3,7 @@
 Runs as ``python -m airflow_mlops.training.trainer --train PATH --output DIR --config CONFIG``
 in a subprocess of the Airflow worker, or in a Kubernetes pod that has neither Airflow nor
 MLflow. It imports only the standard library, torch, numpy, pandas/pyarrow, safetensors and
-:mod:`airflow_mlops.training.model` (plus the standard-library-only exception hierarchy).
+:mod:`airflow_mlops.training.networks` (plus the standard-library-only exception hierarchy).
 
 The config JSON holds::
 
@@ -63,7 +63,7 @@ from airflow_mlops.tasks import (
 )
 from airflow_mlops.tasks import describe as describe_task
 from airflow_mlops.training.flavors import save_model_dir
-from airflow_mlops.training.model import CNN, MLP, Preprocessor
+from airflow_mlops.training.networks import CNN, MLP, Preprocessor
 from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule, choose_threshold
 
 log = logging.getLogger("airflow_mlops.training.trainer")

@@ -19,8 +19,8 @@ from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import PrivacyBudgetError, TrainingError, TrainingRejectedError
 from airflow_mlops.operators.training import parse_fit_result
 from airflow_mlops.training import job as job_module
+from airflow_mlops.training.flavors import load_predictor
 from airflow_mlops.training.job import RESULT_MARKER, TrainingJob, main, run_job, write_job
-from airflow_mlops.training.model import load_predictor
 from airflow_mlops.training.ranking import roc_auc
 from airflow_mlops.training.trainer import train
 

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, precision_recall_curve, precision_score, r
 
 from airflow_mlops.exceptions import DataError, TrainingError, TrainingRejectedError
 from airflow_mlops.training import trainer
-from airflow_mlops.training.model import load_predictor
+from airflow_mlops.training.flavors import load_predictor
 from airflow_mlops.training.threshold import check_rule, choose_threshold
 from airflow_mlops.training.trainer import _binary_target, _stratified_split, train
 

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.training import trainer
-from airflow_mlops.training.model import load_predictor
+from airflow_mlops.training.flavors import load_predictor
 from airflow_mlops.training.ranking import roc_auc
 from airflow_mlops.training.trainer import main, train
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from airflow_mlops.exceptions import ArtifactError, DataError
-from airflow_mlops.training.flavors import CONFIG_FILE, WEIGHTS_FILES
-from airflow_mlops.training.model import MAX_CATEGORIES, MLP, Preprocessor, load_predictor
+from airflow_mlops.training.flavors import CONFIG_FILE, WEIGHTS_FILES, load_predictor
+from airflow_mlops.training.networks import MAX_CATEGORIES, MLP, Preprocessor
 from airflow_mlops.training.trainer import train
 
 
