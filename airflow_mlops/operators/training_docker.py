@@ -18,8 +18,6 @@ bind-mounted at the same path.
 from __future__ import annotations
 
 import json
-import os
-import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,62 +26,22 @@ from typing import Any
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_mlops.artifacts import ArtifactRef
-from airflow_mlops.operators.training import (
-    TRAINER_MODULE,
-    parse_fit_result,
-    s3_environment,
-    trainer_arguments,
+from airflow_mlops.operators.trainer_env import s3_environment
+from airflow_mlops.training.container import (
+    TRAINER_USER,
+    cpu_count,
+    local_store_user,
+    memory_bytes,
+    split_secrets,
 )
+from airflow_mlops.training.fit_result import TRAINER_MODULE, parse_fit_result, trainer_arguments
 
-# The settings of s3_environment that are secrets: sent on stdin, never in the environment.
-from airflow_mlops.training.job import STDIN_CREDENTIALS
+__all__ = ["ModelFitDockerOperator", "cpu_count", "local_store_user", "memory_bytes", "split_secrets"]
 
 # Labels naming the task a container belongs to (a new try removes its predecessors' leftovers).
 LABEL_PREFIX = "io.airflow-mlops."
 SCRATCH_DIR = "/tmp"
-TRAINER_USER = "1000:1000"
 PIDS_LIMIT = 4096
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def cpu_count(value: str) -> float:
-    """A Kubernetes-style cpu quantity (``"4"``, ``"500m"``) as a number of cores."""
-    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
-
-
-def memory_bytes(value: str) -> int:
-    """``"16Gi"``, ``"512Mi"``, ``"2G"`` or ``"8g"`` as bytes (binary units)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT]?)i?", value.strip())
-    if not match:
-        raise ValueError(f"not a memory size: {value!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def local_store_user(job_path: Path) -> str:
-    """The container's user for a local artifact store, so the trainer reads its inputs and writes
-    the run's training folder without anything being opened to others: a non-root worker runs the
-    trainer as itself (it owns them); a root worker hands the folder, ``job.json`` and the training
-    table to 1000:1000 and runs the trainer as that -- not the holdout, which the trainer never
-    reads. Never root."""
-    uid = os.getuid()
-    if uid != 0:
-        return f"{uid}:{os.getgid()}"
-    handed = [job_path.parent, job_path]
-    try:
-        train = json.loads(job_path.read_text())["inputs"]["train"]["uri"]
-        handed.append(Path(train.removeprefix("file://")))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # the trainer refuses a bad job.json itself, with the reason
-    for path in handed:
-        if path.exists():
-            os.chown(path, 1000, 1000)
-    return TRAINER_USER
-
-
-def split_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """``(settings, secrets)`` of a trainer environment: the credentials apart from the rest."""
-    secrets = {k: v for k, v in env.items() if k in STDIN_CREDENTIALS}
-    return {k: v for k, v in env.items() if k not in STDIN_CREDENTIALS}, secrets
 
 
 class _HardenedClient:

@@ -22,8 +22,8 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 
 from airflow_mlops.artifacts import ArtifactRef
 from airflow_mlops.exceptions import TrainingRejectedError
-from airflow_mlops.operators.training import TRAINER_MODULE, trainer_arguments
 from airflow_mlops.redaction import plain_env_problem
+from airflow_mlops.training.fit_result import TRAINER_MODULE, trainer_arguments
 
 XCOM_RESULT = "/airflow/xcom/return.json"
 SCRATCH_DIR = "/tmp"
