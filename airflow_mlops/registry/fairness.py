@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.metrics import METRICS, TASK_METRICS
-from airflow_mlops.registry.evaluation import (
-    _TOLERANCE,
+from airflow_mlops.registry.gates import (
+    TOLERANCE,
     GateResult,
-    _fmt,
-    _fmt_pair,
     allowances,
+    fmt,
+    fmt_pair,
     metric_mismatch,
 )
 
@@ -101,9 +101,9 @@ def slice_masks(column: pd.Series, bins: Sequence[float] | None = None) -> list[
         numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
         index = np.searchsorted(np.asarray(edges), np.where(missing, 0.0, numbers), side="right")
         labels_by_index = [
-            f"< {_fmt(edges[0])}",
-            *(f"[{_fmt(a)}, {_fmt(b)})" for a, b in itertools.pairwise(edges)),
-            f">= {_fmt(edges[-1])}",
+            f"< {fmt(edges[0])}",
+            *(f"[{fmt(a)}, {fmt(b)})" for a, b in itertools.pairwise(edges)),
+            f">= {fmt(edges[-1])}",
         ]
         slices = [(label, (index == i) & ~missing) for i, label in enumerate(labels_by_index)]
     if missing.any():
@@ -269,11 +269,11 @@ def _gap_gate(
     high, low = highest["metrics"][metric], lowest["metrics"][metric]
     best, worst = (highest, lowest) if METRICS[metric].higher_is_better else (lowest, highest)
     gap = high - low
-    passed = gap <= max_gap + _TOLERANCE
-    gap_s, bound_s = _fmt_pair(gap, max_gap)
+    passed = gap <= max_gap + TOLERANCE
+    gap_s, bound_s = fmt_pair(gap, max_gap)
     reason = (
-        f"{metric} gap by {column} = {gap_s} (highest {highest['slice']}: {_fmt(high)}, lowest "
-        f"{lowest['slice']}: {_fmt(low)}, {len(usable)} usable slices) "
+        f"{metric} gap by {column} = {gap_s} (highest {highest['slice']}: {fmt(high)}, lowest "
+        f"{lowest['slice']}: {fmt(low)}, {len(usable)} usable slices) "
         + ("<= " if passed else "is above the allowed gap ")
         + bound_s
     )

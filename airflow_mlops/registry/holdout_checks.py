@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_mlops.registry.evaluation import GateResult
+from airflow_mlops.registry.gates import GateResult
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.metrics import METRICS, TASK_METRICS
-from airflow_mlops.registry.evaluation import (
-    _TOLERANCE,
+from airflow_mlops.registry.gates import (
+    TOLERANCE,
     GateResult,
-    _fmt,
-    _fmt_pair,
-    _measured,
     allowances,
+    fmt,
+    fmt_pair,
+    measured,
     metric_mismatch,
 )
 
@@ -61,7 +61,7 @@ def perturbation_label(perturbation: Mapping[str, Any]) -> str:
         return f"missing({', '.join(map(str, perturbation['missing']))})"
     noise = perturbation["noise"]
     features = noise.get("features")
-    return f"noise({_fmt(float(noise['std']))} std" + (
+    return f"noise({fmt(float(noise['std']))} std" + (
         f": {', '.join(map(str, features))})" if features else ")"
     )
 
@@ -255,38 +255,38 @@ def _drop_gate(
     clean_metrics: Mapping[str, float],
 ) -> GateResult:
     name = _name(metric, label)
-    clean, clean_why = _measured(clean_metrics, metric)
+    clean, clean_why = measured(clean_metrics, metric)
     if clean is None:
         reason = f"{metric} on the clean holdout could not be measured: {clean_why}; cannot compare"
         return GateResult(name, "robustness", metric, None, None, False, reason)
     info = METRICS[metric]
     lower_better = not info.higher_is_better
     bound = clean + allowance if lower_better else clean - allowance
-    value, why = _measured(perturbed, metric)
+    value, why = measured(perturbed, metric)
     if value is None:
         reason = f"{metric} under {label} could not be measured: {why}"
         return GateResult(name, "robustness", metric, None, bound, False, reason)
     drop = info.drop(clean, value)  # positive: worse under the perturbation
-    passed = drop <= allowance + _TOLERANCE
-    value_s, clean_s = _fmt_pair(value, clean)
+    passed = drop <= allowance + TOLERANCE
+    value_s, clean_s = fmt_pair(value, clean)
     worse = "rose" if lower_better else "fell"
-    moved = f"{worse} {_fmt(drop)}" if drop > 0 else f"did not get worse ({_fmt(value - clean):s} change)"
+    moved = f"{worse} {fmt(drop)}" if drop > 0 else f"did not get worse ({fmt(value - clean):s} change)"
     if passed:
         reason = (
             f"{metric} = {value_s} under {label} vs {clean_s} clean: {moved}, within the allowed "
-            f"{_fmt(allowance)}"
+            f"{fmt(allowance)}"
         )
     else:
         reason = (
             f"{metric} = {value_s} under {label} vs {clean_s} clean: {moved}, more than the allowed "
-            f"{_fmt(allowance)} (needs {'<=' if lower_better else '>='} {_fmt(bound)})"
+            f"{fmt(allowance)} (needs {'<=' if lower_better else '>='} {fmt(bound)})"
         )
     return GateResult(name, "robustness", metric, value, bound, passed, reason)
 
 
 def _bound(metric: str, allowance: float, clean_metrics: Mapping[str, float]) -> float | None:
     """The value the perturbed metric is held against, or None when the clean one is unknown."""
-    clean, _ = _measured(clean_metrics, metric)
+    clean, _ = measured(clean_metrics, metric)
     if clean is None:
         return None
     return clean - allowance if METRICS[metric].higher_is_better else clean + allowance
