@@ -4,9 +4,9 @@ One module says what a task is, how it is inferred from a target column when the
 name it, and how a target column becomes the array the metrics read:
 
 - ``binary``: a boolean array, True for the positive class (the one rule of
-  :mod:`airflow_mlops.data.labels`);
+  :mod:`airflow_mlops.labels`);
 - ``multiclass``: class indices into the model's ``classes`` (the canonical label texts of
-  :func:`~airflow_mlops.data.labels.label_key`, sorted), so ``1``, ``"1"`` and ``1.0`` are one class;
+  :func:`~airflow_mlops.labels.label_key`, sorted), so ``1``, ``"1"`` and ``1.0`` are one class;
 - ``regression``: float64 values.
 
 Light on purpose (the trainer, the DAG processor and the spec models import it): no Airflow, no
@@ -19,8 +19,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_mlops.data.labels import label_key, positive_mask
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.labels import label_key, positive_mask
 
 if TYPE_CHECKING:
     import numpy as np

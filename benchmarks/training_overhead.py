@@ -218,8 +218,8 @@ def fit_positions(labels: Any, seed: int) -> Any:
     import numpy as np
     import pandas as pd
 
-    from airflow_mlops.data.labels import positive_mask
     from airflow_mlops.data.split import stratified_split
+    from airflow_mlops.labels import positive_mask
     from airflow_mlops.training.trainer import _stratified_split
 
     frame = pd.DataFrame({TARGET: labels, "_pos": np.arange(len(labels))})

@@ -15,14 +15,14 @@ def stratified_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split ``df`` so each class keeps its share in both parts; same seed, same split.
 
-    Classes are the labels read as :func:`~airflow_mlops.data.labels.label_key` reads them (``1``
+    Classes are the labels read as :func:`~airflow_mlops.labels.label_key` reads them (``1``
     and ``"1"`` are one class). A ``regression`` target is stratified by its deciles instead, so
     both parts span the target's range.
     """
     import numpy as np
     import pandas as pd
 
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
 
     if target not in df.columns:
         raise DataError(

@@ -132,7 +132,7 @@ def detect_drift(
         allowed drop per metric, any metric of the task (default: the task's primary metric may
         fall by 0.05, see :data:`DEFAULT_MAX_METRIC_DROPS`; a regression must name its own).
     :param positive_label: binary: the positive class (the labels are matched by
-        :func:`airflow_mlops.data.labels.label_key`: ``"1"``, ``1`` and ``1.0`` are one class).
+        :func:`airflow_mlops.labels.label_key`: ``"1"``, ``1`` and ``1.0`` are one class).
     :param threshold: binary: the operating threshold of the thresholded metrics (f1, ...).
     :param task: ``binary``, ``multiclass`` or ``regression``: what the scores are.
     :param classes: multiclass: the model's classes (canonical label texts), the order of the
@@ -1101,7 +1101,7 @@ def _encode_labels(
 ) -> tuple[np.ndarray | None, str]:
     """The labels as the metrics read them (:func:`airflow_mlops.tasks.encode_target`), or None
     and why they cannot be."""
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
     from airflow_mlops.tasks import encode_target
 
     if task == "multiclass" and classes is None:

@@ -228,7 +228,7 @@ def holdout_target(predictor: Any, holdout: Any, *, target: str, positive_label:
     :raises DataError: no target column, labels that do not fit the task, or a ``positive_label``
         other than the model's.
     """
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
     from airflow_mlops.tasks import encode_target
 
     if target not in holdout.columns:

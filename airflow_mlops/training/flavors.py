@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.data.labels import label_key
 from airflow_mlops.exceptions import ArtifactError, DataError, TrainingError
+from airflow_mlops.labels import label_key
 from airflow_mlops.security.scanning.model_formats import FORMATS  # serialisation format per flavor
 from airflow_mlops.tasks import TASKS, sort_classes
 

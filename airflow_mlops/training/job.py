@@ -166,7 +166,7 @@ class FitContext:
 
     def learn_classes(self, train: pd.DataFrame) -> None:
         """Record the target's classes and the feature columns (the trainer calls this first)."""
-        from airflow_mlops.data.labels import label_key, positive_mask
+        from airflow_mlops.labels import label_key, positive_mask
         from airflow_mlops.tasks import class_labels, sort_classes
 
         series = train[self.target]
@@ -285,7 +285,7 @@ class FitContext:
         torch module) has this context's encoding. Where ``classes_`` fit both readings and they
         differ (a 0/1 target whose positive label is 0), ``given`` must say which.
         """
-        from airflow_mlops.data.labels import label_key
+        from airflow_mlops.labels import label_key
 
         if self.task == "regression":
             return None

@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from airflow_mlops.data.labels import label_key, positive_mask
 from airflow_mlops.exceptions import DataError, MLOpsError, PrivacyBudgetError, TrainingError
+from airflow_mlops.labels import label_key, positive_mask
 from airflow_mlops.metrics import PRIMARY_METRIC, compute_metrics
 from airflow_mlops.tasks import (
     TASKS,

@@ -9,7 +9,7 @@ it was held back and its scores, and the function raises if that accounting ever
 The checks follow the task (``task``: ``binary``, ``multiclass`` or ``regression``; None infers it
 from the labelled targets of the batch and the reference, :func:`airflow_mlops.tasks.infer_task`).
 A multiclass target is judged per class exactly as a binary one (its labels read by
-:func:`~airflow_mlops.data.labels.label_key`: ``1``, ``1.0`` and ``"1"`` are one class); what a
+:func:`~airflow_mlops.labels.label_key`: ``1``, ``1.0`` and ``"1"`` are one class); what a
 regression target changes is said under each check. The summary names the task, with the rows of
 each class (``class_counts``) or the target's quantiles (``target``).
 

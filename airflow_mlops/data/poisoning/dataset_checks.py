@@ -180,7 +180,7 @@ def _positive_rates(
     """
     import pandas as pd
 
-    from airflow_mlops.data.labels import positive_mask
+    from airflow_mlops.labels import positive_mask
 
     labels, reference = labels.dropna(), reference.dropna()
     both = pd.concat([labels.astype(object), reference.astype(object)], ignore_index=True)

@@ -27,7 +27,7 @@ def screen_task(
     import numpy as np
     import pandas as pd
 
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
     from airflow_mlops.tasks import TASKS, infer_task, resolve_task
 
     if declared is not None and declared not in TASKS:
@@ -53,9 +53,9 @@ def screen_task(
 
 def label_view(labels: pd.Series, task: str) -> pd.Series:
     """The target as the label model reads it: as given (binary: the screen always read it so),
-    canonical class texts (multiclass, :func:`~airflow_mlops.data.labels.label_key`: ``1``,
+    canonical class texts (multiclass, :func:`~airflow_mlops.labels.label_key`: ``1``,
     ``1.0`` and ``"1"`` are one class), float64 (regression). Missing stays missing."""
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
 
     if task == "multiclass":
         return labels.astype(object).map(label_key, na_action="ignore")
@@ -79,7 +79,7 @@ def representatives(labels: pd.Series, reference: pd.DataFrame | None, target: s
     """Each canonical class text's first label as written (batch, then reference)."""
     import pandas as pd
 
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
 
     out: dict[str, Any] = {}
     parts = [labels] + ([reference[target]] if reference is not None and target in reference.columns else [])
@@ -114,7 +114,7 @@ def require_binary_target(
     """
     import pandas as pd
 
-    from airflow_mlops.data.labels import label_key
+    from airflow_mlops.labels import label_key
 
     labels = [df[target]]
     if reference is not None and target in reference.columns:

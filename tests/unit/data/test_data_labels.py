@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.labels import label_key, positive_mask
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.labels import label_key, positive_mask
 
 
 @pytest.mark.parametrize(

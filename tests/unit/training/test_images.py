@@ -58,7 +58,7 @@ def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
     assert all(s.startswith(("airflow_mlops/training", "airflow_mlops/__init__", "airflow_mlops/exceptions",
                              "airflow_mlops/artifacts", "airflow_mlops/progress", "airflow_mlops/data/__init__",
                              "airflow_mlops/tasks", "airflow_mlops/metrics", "airflow_mlops/security/",
-                             "airflow_mlops/data/labels", "airflow_mlops/allowed_roots")) for s in sources), sources  # fmt: skip
+                             "airflow_mlops/labels", "airflow_mlops/allowed_roots")) for s in sources), sources  # fmt: skip
 
 
 def test_images_are_multi_stage_non_root_and_labelled() -> None:
