@@ -1,50 +1,25 @@
-"""Operators for the data stages: validation and the poisoning screen."""
+"""Operators for the data stages: validation, and the poisoning screen (in :mod:`.data_screen`,
+re-exported)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from airflow_mlops.artifacts import ArtifactRef
 from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.data_screen import PoisoningScreenOperator
 from airflow_mlops.operators.links import ArtifactReportLink
 
-
-def _write_json(path: Any, payload: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+__all__ = ["DataValidateOperator", "PoisoningScreenOperator", "ref_uri", "triggering_data"]
 
 
 def triggering_data(context: Any) -> list[dict[str, Any]]:
-    """The data named by the asset events that started this run, oldest event first.
+    """The data named by the asset events that started this run, oldest event first
+    (:func:`airflow_mlops.data.validate_task.triggering_data` of the context's events)."""
+    from airflow_mlops.data.validate_task import triggering_data as named_by
 
-    Events of this package carry ``extra["data"]`` (URIs) and, when the data is an artifact of
-    another run, ``extra["data_refs"]`` (``ArtifactRef`` s, so it is read verified); an asset
-    watcher's event carries them under ``extra["payload"]``. Returns ``[{"uri", "ref"|None,
-    "event"}]``, each URI once.
-    """
-    from airflow_mlops.data.arrivals import event_payload
-
-    events = context.get("triggering_asset_events") or {}
-    found: list[tuple[Any, dict[str, Any]]] = []
-    for asset_events in events.values():
-        for event in asset_events:
-            payload = event_payload(event.extra)
-            label = f"{event.asset.uri} at {event.timestamp}"
-            if payload.get("reason"):
-                label += f" ({payload['reason']})"
-            refs = {r["uri"]: r for r in payload.get("data_refs") or [] if isinstance(r, dict) and "uri" in r}
-            for uri in payload.get("data") or []:
-                found.append((event.timestamp, {"uri": str(uri), "ref": refs.get(uri), "event": label}))
-    found.sort(key=lambda item: item[0])
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for _, item in found:
-        if item["uri"] not in seen:
-            seen.add(item["uri"])
-            out.append(item)
-    return out
+    return named_by(context.get("triggering_asset_events"))
 
 
 class DataValidateOperator(MLOpsBaseOperator):
@@ -116,9 +91,8 @@ class DataValidateOperator(MLOpsBaseOperator):
         self.target = target
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.data.io import check_table, compare_schema, read_source, write_table
-        from airflow_mlops.data.validation import infer_expectations, validate_dataframe
-        from airflow_mlops.data.validation_report import profile_columns, render_validation_html
+        from airflow_mlops.data import validate_task as task
+        from airflow_mlops.data.io import check_table, read_source, write_table
 
         store = self.artifact_store()
         with self.scratch() as tmp:
@@ -135,61 +109,46 @@ class DataValidateOperator(MLOpsBaseOperator):
                     what="data.reference",
                 )
                 self.record_input(self.reference)
-                check_table(reference, source=self.reference, columns=self.columns, target=self.target)
-                compare_schema(df, reference, source=source, reference_source=self.reference)
-            expectations = list(self.expectations)
-            if reference is not None and self.infer_from_reference:
-                columns = self.columns or [str(c) for c in reference.columns]
-                expectations = infer_expectations(reference, columns=columns) + expectations
-            report = validate_dataframe(df, expectations)
-            profiles = profile_columns(df, reference, columns=self.columns)
-            html = render_validation_html(
-                report,
+                task.check_reference(
+                    df,
+                    reference,
+                    source=source,
+                    reference_source=self.reference,
+                    columns=self.columns,
+                    target=self.target,
+                )
+            done = task.validate_batch(
                 df,
-                reference=reference,
+                reference,
+                expectations=self.expectations,
+                infer_from_reference=self.infer_from_reference,
+                columns=self.columns,
                 source=source,
                 reference_source=self.reference,
                 title=f"Data validation: {self.pipeline}",
                 context={"run": self.airflow_run(context), "task": self.task_id},
-                profiles=profiles,
             )
-            snapshot = tmp / "batch.parquet"
-            write_table(df, snapshot)
-            report_path = tmp / "validation_report.json"
-            _write_json(
-                report_path,
-                {
-                    **report.to_dict(),
-                    "source": source,
-                    "reference": self.reference,
-                    "profiles": [p.to_dict() for p in profiles],
-                },
+            write_table(df, tmp / "batch.parquet")
+            (tmp / "validation_report.json").write_text(
+                done.payload_json(source=source, reference=self.reference)
             )
-            html_path = tmp / "validation_report.html"
-            html_path.write_text(html, encoding="utf-8")
-            data_ref = store.put_file(
-                snapshot,
-                self.artifact_key(context, "batch.parquet"),
-                producer=self.task_id,
-                source=source,
-                rows=len(df),
-            )
-            report_ref = store.put_file(
-                report_path, self.artifact_key(context, "validation_report.json"), producer=self.task_id
-            )
-            html_ref = store.put_file(
-                html_path, self.artifact_key(context, "validation_report.html"), producer=self.task_id
-            )
+            (tmp / "validation_report.html").write_text(done.html, encoding="utf-8")
+            refs = {
+                name: store.put_file(
+                    tmp / file, self.artifact_key(context, file), producer=self.task_id, **meta
+                ).to_dict()
+                for name, file, meta in (
+                    ("data", "batch.parquet", {"source": source, "rows": len(df)}),
+                    ("report", "validation_report.json", {}),
+                    ("html_report", "validation_report.html", {}),
+                )
+            }
+        report = done.report
         self.log.info("Validation %s: %s", "passed" if report.success else "FAILED", report.summary())
-        self.log.info("Validation report (HTML): %s", html_ref.uri)
+        self.log.info("Validation report (HTML): %s", refs["html_report"]["uri"])
         if not report.success and self.on_failure == "fail":
             report.raise_if_failed()
-        return {
-            "data": data_ref.to_dict(),
-            "report": report_ref.to_dict(),
-            "html_report": html_ref.to_dict(),
-            "success": report.success,
-        }
+        return {**refs, "success": report.success}
 
     def _s3_client(self, uri: str, store: Any) -> Any:
         """The store's S3 client for an ``s3://`` input (its connection), else None."""
@@ -211,9 +170,8 @@ class DataValidateOperator(MLOpsBaseOperator):
 
     def _read_batch(self, context: Any, tmp: Any) -> tuple[Any, str]:
         """The run's batch (see the class docstring) and a description of where it came from."""
-        import pandas as pd
-
         from airflow_mlops.data.io import read_source, read_table
+        from airflow_mlops.data.validate_task import join_batches
         from airflow_mlops.exceptions import DataError
 
         items = triggering_data(context)
@@ -241,15 +199,8 @@ class DataValidateOperator(MLOpsBaseOperator):
                     self.record_input(item["uri"])
                 self.log.info("Read %s rows from %s (asset event %s)", len(frame), item["uri"], item["event"])
                 frames.append(frame)
-            columns = [list(map(str, f.columns)) for f in frames]
-            if any(c != columns[0] for c in columns):
-                raise DataError(
-                    "the batches named by this run's asset events have different columns: "
-                    + "; ".join(f"{i['uri']}: {c}" for i, c in zip(items, columns, strict=True))
-                )
-            source = ",".join(i["uri"] for i in items)
-            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            return df, source
+            df = join_batches(frames, [i["uri"] for i in items])
+            return df, ",".join(i["uri"] for i in items)
         import jinja2
 
         no_interval = context.get("logical_date") is None
@@ -274,132 +225,6 @@ class DataValidateOperator(MLOpsBaseOperator):
         self.record_input(source)
         self.log.info("Read %s rows x %s columns from %s", len(df), len(df.columns), source)
         return df, source
-
-
-class PoisoningScreenOperator(MLOpsBaseOperator):
-    """Screen a batch for poisoned rows; suspects are quarantined with reasons, never dropped.
-
-    :param data: the ``ArtifactRef`` of the batch (templated; e.g. ``validate.output["data"]``).
-    :param checks: screens to run (see :mod:`airflow_mlops.data.poisoning`): ``duplicates``,
-        ``label_issues``, ``out_of_distribution``, ``class_balance``, ``feature_shift``; the old
-        names ``label_flips`` and ``outliers`` still work.
-    :param max_suspect_fraction: above this share of suspects the task fails before training.
-    :param max_feature_shift, folds, max_fit_rows, seed: see ``poisoning`` in docs/spec.md.
-    :param task: ``binary``, ``multiclass`` or ``regression`` (the spec's ``task``); None infers it
-        from the batch and the reference. It decides what the checks judge (see
-        :mod:`airflow_mlops.data.poisoning`); ``positive_label`` matters to ``binary`` only.
-
-    Returns ``{"accepted", "quarantine", "summary", "report"}`` refs (``report``: the HTML
-    report) and ``suspect_fraction``.
-    """
-
-    template_fields = (*MLOpsBaseOperator.template_fields, "data", "reference")
-    stage = "screen"
-    ui_color = "#fdf2d0"
-    operator_extra_links = (ArtifactReportLink(),)
-
-    def __init__(
-        self,
-        *,
-        data: Any,
-        target: str,
-        features: Sequence[str] | None = None,
-        checks: Sequence[str] = ("duplicates", "label_issues"),
-        max_suspect_fraction: float = 0.02,
-        neighbours: int = 10,
-        outlier_threshold: float = 8.0,
-        max_class_shift: float = 0.5,
-        reference: str | None = None,
-        positive_label: Any = 1,
-        max_feature_shift: float = 0.1,
-        folds: int = 5,
-        max_fit_rows: int = 50_000,
-        seed: int = 0,
-        task: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        from airflow_mlops.data.poisoning import normalise_checks
-        from airflow_mlops.tasks import TASKS
-
-        super().__init__(**kwargs)
-        normalise_checks(checks)  # an unknown check fails when the DAG is built, not when it runs
-        if task is not None and task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)} or None (inferred), got {task!r}")
-        self.data = data
-        self.target = target
-        self.features = list(features) if features else None
-        self.checks = list(checks)
-        self.max_suspect_fraction = max_suspect_fraction
-        self.neighbours = neighbours
-        self.outlier_threshold = outlier_threshold
-        self.max_class_shift = max_class_shift
-        self.reference = reference
-        self.positive_label = positive_label
-        self.max_feature_shift = max_feature_shift
-        self.folds = folds
-        self.max_fit_rows = max_fit_rows
-        self.seed = seed
-        self.task = task
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.data.io import read_table, write_table
-        from airflow_mlops.data.poisoning import screen_data
-        from airflow_mlops.data.screen_report import render_screen_report
-
-        store = self.artifact_store()
-        with self.scratch() as tmp:
-            df = read_table(self.fetch(self.data, tmp / "in"))
-            features = self.features or [c for c in map(str, df.columns) if c != self.target]
-            reference = (
-                read_table(self.fetch_source(self.reference, tmp, "data.reference"), checked=True)
-                if self.reference
-                else None
-            )
-            result = screen_data(
-                df,
-                target=self.target,
-                features=features,
-                checks=self.checks,
-                max_suspect_fraction=self.max_suspect_fraction,
-                neighbours=self.neighbours,
-                outlier_threshold=self.outlier_threshold,
-                max_class_shift=self.max_class_shift,
-                reference=reference,
-                positive_label=self.positive_label,
-                max_feature_shift=self.max_feature_shift,
-                folds=self.folds,
-                max_fit_rows=self.max_fit_rows,
-                seed=self.seed,
-                task=self.task,
-            )
-            write_table(result.accepted, tmp / "accepted.parquet")
-            write_table(result.quarantined, tmp / "quarantine.parquet")
-            _write_json(tmp / "screen_summary.json", result.summary)
-            (tmp / "screen_report.html").write_text(
-                render_screen_report(result, target=self.target, features=features), encoding="utf-8"
-            )
-            refs = {
-                name: store.put_file(
-                    tmp / file, self.artifact_key(context, file), producer=self.task_id
-                ).to_dict()
-                for name, file in (
-                    ("accepted", "accepted.parquet"),
-                    ("quarantine", "quarantine.parquet"),
-                    ("summary", "screen_summary.json"),
-                    ("report", "screen_report.html"),
-                )
-            }
-        self.log.info("Screen report: %s", refs["report"]["uri"])
-        self.log.info(
-            "Screen: %s rows in, %s accepted, %s quarantined (%.4f; max %.4f)",
-            result.summary["rows_in"],
-            result.summary["rows_accepted"],
-            result.summary["rows_quarantined"],
-            result.summary["suspect_fraction"],
-            self.max_suspect_fraction,
-        )
-        result.raise_if_failed()  # after storing the quarantine: nothing is lost when it stops
-        return {**refs, "suspect_fraction": float(result.summary["suspect_fraction"])}
 
 
 def ref_uri(ref: Any) -> str:
