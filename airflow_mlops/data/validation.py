@@ -1,7 +1,7 @@
 """Data validation with Great Expectations 1.x.
 
 Expectations are plain dicts, as the spec writes them: ``{expect_snake_name: {kwarg: value}}``
-(names from :data:`~airflow_mlops.spec.models.SUPPORTED_EXPECTATIONS`). :func:`validate_dataframe`
+(names from :data:`~airflow_mlops.data.expectation_names.SUPPORTED_EXPECTATIONS`). :func:`validate_dataframe`
 runs them on a pandas frame through an ephemeral GX context (no files, no usage statistics, no
 progress bars) and returns a :class:`ValidationReport` that is plain data: JSON-serialisable, with
 a readable summary of what failed.
@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS, gx_class_name
 from airflow_mlops.exceptions import DataError, DataValidationError
-from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -430,11 +430,6 @@ def validate_dataframe(
 
 
 # --- Great Expectations ---------------------------------------------------------------------
-
-
-def gx_class_name(expectation: str) -> str:
-    """``expect_column_values_to_be_between`` -> ``ExpectColumnValuesToBeBetween``."""
-    return "".join(part.capitalize() for part in expectation.split("_"))
 
 
 def _parse(expectations: Sequence[Mapping[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:

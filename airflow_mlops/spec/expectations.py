@@ -2,7 +2,7 @@
 
 Importing ``great_expectations`` takes seconds, far too long for the DAG processor's parse path,
 so the argument signature of every expectation in
-:data:`~airflow_mlops.spec.models.SUPPORTED_EXPECTATIONS` is generated from the installed GX
+:data:`~airflow_mlops.data.expectation_names.SUPPORTED_EXPECTATIONS` is generated from the installed GX
 into ``gx_expectations.json`` beside this module, which is committed::
 
     python -m airflow_mlops.spec.expectations
@@ -78,8 +78,7 @@ def generate() -> dict[str, Any]:
     """The signatures, from the installed Great Expectations (slow: imports it)."""
     import great_expectations as gx
 
-    from airflow_mlops.data.validation import gx_class_name
-    from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
+    from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS, gx_class_name
 
     base = _fields(gx.expectations.Expectation)
     common = sorted(arg for arg, _ in base.values() if arg not in RESERVED_ARGUMENTS)

@@ -228,7 +228,7 @@ def _issue_from_error(
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if kind == "value_error" and "unknown expectation" in message:
-        from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
+        from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS
 
         name = message.split("'")[1] if "'" in message else ""
         for index in range(len(value) if isinstance(value, list) else 0):

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS
 from airflow_mlops.metrics import METRICS as METRIC_TABLE
 from airflow_mlops.metrics import tasks_of
 from airflow_mlops.spec.sections.base import (
@@ -31,7 +32,6 @@ from airflow_mlops.spec.sections.base import (
     POISONING_CHECKS,
     SCHEDULE_PRESETS,
     STAGES,
-    SUPPORTED_EXPECTATIONS,
     Date,
     DeadlineConfig,
     Defaults,

@@ -15,30 +15,6 @@ from airflow_mlops.metrics import METRIC_NAMES
 
 API_VERSION = "mlops/v1"
 
-# Expectations the validation stage knows how to run (Great Expectations 1.x core expectations).
-SUPPORTED_EXPECTATIONS: tuple[str, ...] = (
-    "expect_column_to_exist",
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_null",
-    "expect_column_values_to_be_between",
-    "expect_column_values_to_be_in_set",
-    "expect_column_values_to_not_be_in_set",
-    "expect_column_values_to_be_unique",
-    "expect_column_values_to_be_of_type",
-    "expect_column_values_to_match_regex",
-    "expect_column_min_to_be_between",
-    "expect_column_max_to_be_between",
-    "expect_column_mean_to_be_between",
-    "expect_column_median_to_be_between",
-    "expect_column_stdev_to_be_between",
-    "expect_column_proportion_of_unique_values_to_be_between",
-    "expect_column_distinct_values_to_be_in_set",
-    "expect_table_row_count_to_be_between",
-    "expect_table_column_count_to_equal",
-    "expect_table_columns_to_match_set",
-    "expect_compound_columns_to_be_unique",
-)
-
 POISONING_CHECKS = ("duplicates", "label_flips", "outliers", "class_balance")
 METRICS = METRIC_NAMES  # the vocabulary of airflow_mlops/metrics.py
 SCHEDULE_PRESETS = (

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from airflow_mlops.spec.sections.base import SUPPORTED_EXPECTATIONS, Duration, StrictModel
+from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS
+from airflow_mlops.spec.sections.base import Duration, StrictModel
 
 
 class ArtifactsConfig(StrictModel):

@@ -146,26 +146,29 @@ def test_what_the_result_depends_on_is_part_of_the_key(
     assert specs["a"].defaults.retries == expected
 
 
-def test_the_code_fingerprint_covers_every_module_of_the_spec_loader() -> None:
+def test_the_code_fingerprint_covers_every_module_a_parse_loads() -> None:
     """The loader and the models are several modules (YAML, messages, files, folder defaults, the
-    models' sections): each is in the key."""
+    models' sections), and they read vocabulary from other packages (metrics, tasks, expectation
+    names): every module of the package a full parse loads is in the key."""
+    import subprocess
     import sys
 
     from airflow_mlops.spec import cache as cache_module
-    from airflow_mlops.spec import loader
 
     names = {entry[0] for entry in cache_module._code_fingerprint()[-1]}
-    folder = Path(cache_module.__file__).parent
-    loaded = {
-        Path(module.__file__).relative_to(folder).as_posix()
-        for name, module in list(sys.modules.items())
-        if name.startswith("airflow_mlops.spec.") and getattr(module, "__file__", None)
-    }
-    assert Path(loader.__file__).name in loaded and "sections/training.py" in loaded
+    root = Path(cache_module.__file__).parents[1]
+    probe = (
+        "import sys; from airflow_mlops.spec.loader import load_spec; import airflow_mlops.spec.templates, "
+        "airflow_mlops.spec.expectations, airflow_mlops.spec.estimators; "
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+        "if n.startswith('airflow_mlops') and getattr(m, '__file__', None)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded = {Path(f).resolve().relative_to(root).as_posix() for f in out.split()}
+    assert {"spec/loader.py", "spec/sections/training.py", "metrics.py", "tasks.py"} <= loaded, loaded
     assert loaded <= names, loaded - names
-    assert {"yaml_positions.py", "yaml_messages.py", "messages.py", "files.py", "folder_defaults.py"} <= names
-    assert {"models.py", "sections/base.py", "sections/monitoring.py"} <= names
-    assert {"templates.py", "expectations.py", "gx_expectations.json", "known_estimators.json"} <= names
+    assert {"spec/yaml_positions.py", "spec/messages.py", "spec/files.py", "spec/folder_defaults.py"} <= names
+    assert {"spec/gx_expectations.json", "spec/known_estimators.json"} <= names
 
 
 def test_broken_specs_are_never_cached_and_keep_their_located_error(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def test_committed_gx_signatures_are_up_to_date() -> None:
 
 def test_signatures_cover_every_supported_expectation_and_agree_with_gx() -> None:
     gx = pytest.importorskip("great_expectations")
-    from airflow_mlops.data.validation import gx_class_name
+    from airflow_mlops.data.expectation_names import gx_class_name
     from airflow_mlops.spec.models import SUPPORTED_EXPECTATIONS
 
     assert set(expectations.signatures()["expectations"]) == set(SUPPORTED_EXPECTATIONS)
