@@ -632,7 +632,3 @@ def fetch_trusted_version(
     model_dir, mv = fetch_verified_version(client, model_name, version, trust, dest)
     scan_model_dir(model_dir, allowed_globals=allowed_globals, trusted_code=trusted_code()).ensure_safe()
     return model_dir, mv
-
-
-# Earlier private names, kept for callers not yet moved to the public ones.
-_lookup_failed = lookup_failed

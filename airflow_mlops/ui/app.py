@@ -149,13 +149,13 @@ def create_app() -> FastAPI:
 
     @app.get("/runs/{run_id}/report/{path:path}")
     def report(user: User, run_id: str, path: str) -> Response:
-        from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, _lookup_failed
+        from airflow_mlops.registry.mlflow_registry import TAG_PIPELINE, lookup_failed
 
         mlflow = registry()
         try:
             pipeline = mlflow.get_run(run_id).data.tags.get(TAG_PIPELINE)
         except Exception as exc:
-            error = _lookup_failed(f"reading MLflow run {run_id}", exc)
+            error = lookup_failed(f"reading MLflow run {run_id}", exc)
             if isinstance(error, RegistryLookupError):
                 log.info("Models view: MLflow run %r: %s", run_id, redact_paths(exc))
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no MLflow run {run_id!r}") from None
@@ -240,7 +240,7 @@ def task_output(dag_id: str, run_id: str, task_id: str, map_index: int, key: str
 
 def artifact_root() -> str:
     """The lifecycle's artifact root, as the operators see it."""
-    from airflow_mlops.operators.base import default_artifact_root
+    from airflow_mlops.artifacts import default_artifact_root
 
     return default_artifact_root()
 
