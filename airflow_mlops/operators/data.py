@@ -92,31 +92,14 @@ class DataValidateOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data import validate_task as task
-        from airflow_mlops.data.io import check_table, read_source, write_table
+        from airflow_mlops.data.io import check_table, write_table
 
         store = self.artifact_store()
         with self.scratch() as tmp:
             # Read and check everything before storing anything: bad input leaves no artifact.
             df, source = self._read_batch(context, tmp)
             check_table(df, source=source, columns=self.columns, target=self.target)
-            reference = None
-            if self.reference:
-                reference = read_source(
-                    self.reference,
-                    tmp / "reference",
-                    s3_client=self._s3_client(self.reference, store),
-                    allowed_roots=self.allowed_roots,
-                    what="data.reference",
-                )
-                self.record_input(self.reference)
-                task.check_reference(
-                    df,
-                    reference,
-                    source=source,
-                    reference_source=self.reference,
-                    columns=self.columns,
-                    target=self.target,
-                )
+            reference = self._read_reference(df, source, store, tmp) if self.reference else None
             done = task.validate_batch(
                 df,
                 reference,
@@ -149,6 +132,30 @@ class DataValidateOperator(MLOpsBaseOperator):
         if not report.success and self.on_failure == "fail":
             report.raise_if_failed()
         return {**refs, "success": report.success}
+
+    def _read_reference(self, df: Any, source: str, store: Any, tmp: Any) -> Any:
+        """``data.reference``, read and checked against the batch (see the class docstring)."""
+        from airflow_mlops.data.io import read_source
+        from airflow_mlops.data.validate_task import check_reference
+
+        assert self.reference
+        reference = read_source(
+            self.reference,
+            tmp / "reference",
+            s3_client=self._s3_client(self.reference, store),
+            allowed_roots=self.allowed_roots,
+            what="data.reference",
+        )
+        self.record_input(self.reference)
+        check_reference(
+            df,
+            reference,
+            source=source,
+            reference_source=self.reference,
+            columns=self.columns,
+            target=self.target,
+        )
+        return reference
 
     def _s3_client(self, uri: str, store: Any) -> Any:
         """The store's S3 client for an ``s3://`` input (its connection), else None."""

@@ -76,7 +76,6 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
-        from airflow_mlops.data.poisoning import screen_data
         from airflow_mlops.data.screen_task import SCREEN_OUTPUTS, write_screen_outputs
 
         store = self.artifact_store()
@@ -88,23 +87,7 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
                 if self.reference
                 else None
             )
-            result = screen_data(
-                df,
-                target=self.target,
-                features=features,
-                checks=self.checks,
-                max_suspect_fraction=self.max_suspect_fraction,
-                neighbours=self.neighbours,
-                outlier_threshold=self.outlier_threshold,
-                max_class_shift=self.max_class_shift,
-                reference=reference,
-                positive_label=self.positive_label,
-                max_feature_shift=self.max_feature_shift,
-                folds=self.folds,
-                max_fit_rows=self.max_fit_rows,
-                seed=self.seed,
-                task=self.task,
-            )
+            result = self._screen(df, features, reference)
             write_screen_outputs(result, tmp, target=self.target, features=features)
             refs = {
                 name: store.put_file(
@@ -124,3 +107,25 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         )
         result.raise_if_failed()  # after storing the quarantine: nothing is lost when it stops
         return {**refs, "suspect_fraction": float(summary["suspect_fraction"])}
+
+    def _screen(self, df: Any, features: list[str], reference: Any) -> Any:
+        """:func:`~airflow_mlops.data.poisoning.screen_data` with this task's settings."""
+        from airflow_mlops.data.poisoning import screen_data
+
+        return screen_data(
+            df,
+            target=self.target,
+            features=features,
+            checks=self.checks,
+            max_suspect_fraction=self.max_suspect_fraction,
+            neighbours=self.neighbours,
+            outlier_threshold=self.outlier_threshold,
+            max_class_shift=self.max_class_shift,
+            reference=reference,
+            positive_label=self.positive_label,
+            max_feature_shift=self.max_feature_shift,
+            folds=self.folds,
+            max_fit_rows=self.max_fit_rows,
+            seed=self.seed,
+            task=self.task,
+        )

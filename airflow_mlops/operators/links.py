@@ -38,7 +38,8 @@ def mlflow_ui_url(operator: BaseOperator) -> str:
     """The MLflow UI of the operator's connection, or "" when its tracking URI is not a web server."""
     from airflow_mlops.hooks.mlflow import MLflowHook
 
-    uri = MLflowHook(mlflow_conn_id=getattr(operator, "mlflow_conn_id", "mlflow_default")).tracking_uri
+    conn_id = getattr(operator, "mlflow_conn_id", MLflowHook.default_conn_name)
+    uri = MLflowHook(mlflow_conn_id=conn_id).tracking_uri
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else ""
 
 

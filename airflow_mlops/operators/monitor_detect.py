@@ -104,39 +104,12 @@ class DriftDetectOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_mlops.data.io import read_table
         from airflow_mlops.drift import history
-        from airflow_mlops.drift.scoring import detect_window
 
         client = self.mlflow_hook.get_conn()
         with self.scratch() as tmp:
             current = read_table(self.fetch(self.predictions, tmp / "predictions"))
             reference = read_table(self.fetch(self.reference, tmp / "reference"))
-            if self.performance and self.target not in current.columns:
-                self.log.info(
-                    "The window has no %r column (labels): performance checks %s skipped",
-                    self.target,
-                    sorted(self.performance),
-                )
-            report = detect_window(
-                current,
-                reference,
-                features=list(self.features),
-                target=self.target,
-                task=str(self.task or "binary"),
-                classes=[str(c) for c in self.classes] if self.classes else None,
-                threshold=None if self.threshold is None else float(self.threshold),
-                champion_metrics=self.champion_metrics,
-                performance=self.performance,
-                prediction_drift=self.prediction_drift,
-                positive_label=self.positive_label,
-                out_of_range=self.out_of_range,
-                settings=self.settings,
-            )
-            self.log.info(
-                "Drift report for %s version %s:\n%s",
-                self.model_name,
-                self.champion_version,
-                report.summary(),
-            )
+            report = self._detect(current, reference)
             run_id = history.start_monitor_run(
                 client,
                 experiment=self.experiment,
@@ -148,17 +121,14 @@ class DriftDetectOperator(MLOpsBaseOperator):
             )
             recent = history.recent_reports(client, self.experiment, run_id, self.history)
             refs = self._store_reports(context, tmp, report, recent, run_id)
-            history.log_monitor_run(
-                client,
-                run_id,
-                report,
-                report_json=(tmp / "drift_report.json").read_bytes(),
-                report_html=(tmp / "drift_report.html").read_bytes(),
-                figures_dir=tmp / "figures",
-                history=recent,
-                model_name=self.model_name,
-                model_version=str(self.champion_version),
+            json_bytes, html_bytes = (
+                (tmp / "drift_report.json").read_bytes(),
+                (tmp / "drift_report.html").read_bytes(),
             )
+            history.log_monitor_run(
+                client, run_id, report, report_json=json_bytes, report_html=html_bytes, figures_dir=tmp / "figures",
+                history=recent, model_name=self.model_name, model_version=str(self.champion_version),
+            )  # fmt: skip
         self._raise_on_alarm(report, refs["html"]["uri"])
         return {
             **refs,
@@ -167,6 +137,36 @@ class DriftDetectOperator(MLOpsBaseOperator):
             "drifted_features": list(report.drifted_features),
             "mlflow_run_id": run_id,
         }
+
+    def _detect(self, current: Any, reference: Any) -> Any:
+        """:func:`~airflow_mlops.drift.scoring.detect_window` with this task's settings."""
+        from airflow_mlops.drift.scoring import detect_window
+
+        if self.performance and self.target not in current.columns:
+            self.log.info(
+                "The window has no %r column (labels): performance checks %s skipped",
+                self.target,
+                sorted(self.performance),
+            )
+        report = detect_window(
+            current,
+            reference,
+            features=list(self.features),
+            target=self.target,
+            task=str(self.task or "binary"),
+            classes=[str(c) for c in self.classes] if self.classes else None,
+            threshold=None if self.threshold is None else float(self.threshold),
+            champion_metrics=self.champion_metrics,
+            performance=self.performance,
+            prediction_drift=self.prediction_drift,
+            positive_label=self.positive_label,
+            out_of_range=self.out_of_range,
+            settings=self.settings,
+        )
+        self.log.info(
+            "Drift report for %s version %s:\n%s", self.model_name, self.champion_version, report.summary()
+        )
+        return report
 
     def _store_reports(
         self, context: Any, tmp: Path, report: Any, recent: list[Any], run_id: str

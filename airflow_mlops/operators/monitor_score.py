@@ -79,12 +79,8 @@ class ChampionScoreOperator(MLOpsBaseOperator):
         self.signing_method = signing_method
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from airflow_mlops.data.io import read_table
         from airflow_mlops.drift import scoring
-        from airflow_mlops.registry.mlflow_registry import weights_dir
-        from airflow_mlops.training.flavors import load_predictor
 
         client = self.mlflow_hook.get_conn()
         store = self.artifact_store()
@@ -92,25 +88,15 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             path = self.fetch_source(self.source, tmp, "monitoring.source")
             window = read_table(path, self.data_format, checked=True)
             scoring.check_window(window, self.source)
-            champion = self.fetch_trusted_alias(client, self.model_name, self.alias, tmp / "champion")
-            if champion is None:
-                raise AirflowSkipException(
-                    f"{self.model_name} has no @{self.alias} version yet: nothing to monitor until the "
-                    "first model is promoted"
-                )
-            version, model_dir = champion
-            predictor = load_predictor(weights_dir(model_dir))
+            version, predictor = self._champion(client, tmp)
             threshold = scoring.binary_threshold(predictor, self.threshold)
             self._log_scoring(len(window), version, predictor, threshold)
             put = functools.partial(self._put_table, store, context, tmp)
             refs = {"window": put(window, "window.parquet", source=self.source)}
+            served = {"model_name": self.model_name, "model_version": version, "task": predictor.task}
+            served.update({"threshold": threshold} if threshold is not None else {})
             refs["predictions"] = put(
-                scoring.scored(predictor, window, threshold),
-                "predictions.parquet",
-                model_name=self.model_name,
-                model_version=version,
-                task=predictor.task,
-                **({"threshold": threshold} if threshold is not None else {}),
+                scoring.scored(predictor, window, threshold), "predictions.parquet", **served
             )
             mv = client.get_model_version(self.model_name, version)
             reference, described = self._reference(mv, tmp)
@@ -130,6 +116,22 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             "classes": list(predictor.classes),
             "threshold": threshold,
         }
+
+    def _champion(self, client: Any, tmp: Path) -> tuple[str, Any]:
+        """The champion's version and its predictor, verified and scanned; skips without one."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.registry.mlflow_registry import weights_dir
+        from airflow_mlops.training.flavors import load_predictor
+
+        champion = self.fetch_trusted_alias(client, self.model_name, self.alias, tmp / "champion")
+        if champion is None:
+            raise AirflowSkipException(
+                f"{self.model_name} has no @{self.alias} version yet: nothing to monitor until the "
+                "first model is promoted"
+            )
+        version, model_dir = champion
+        return version, load_predictor(weights_dir(model_dir))
 
     def _log_scoring(self, rows: int, version: str, predictor: Any, threshold: float | None) -> None:
         from airflow_mlops.tasks import describe

@@ -147,7 +147,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.data.io import read_table, write_table
+        from airflow_mlops.data.io import read_table
         from airflow_mlops.tasks import describe
         from airflow_mlops.training.job import TrainingJob, write_job
         from airflow_mlops.training.prepare import split_for_training
@@ -169,15 +169,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
                 if split.inferred
                 else "",
             )
-            refs = {}
-            for name, frame in (("train", split.train), ("holdout", split.holdout)):
-                write_table(frame, tmp / f"{name}.parquet")
-                refs[name] = store.put_file(
-                    tmp / f"{name}.parquet",
-                    self.artifact_key(context, f"{name}.parquet"),
-                    producer=self.task_id,
-                    rows=len(frame),
-                )
+            refs = {name: self._put_table(store, context, tmp, name, frame) for name, frame in split.frames()}
         job = TrainingJob(
             store_root=store_root_uri(store),
             train=refs["train"],
@@ -187,12 +179,9 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             output_key=self.artifact_key(context, WEIGHTS_NAME),
         )
         job_ref = write_job(store, self.artifact_key(context, JOB_NAME), job, producer=self.task_id)
+        rows = (len(split.train), len(split.holdout))
         self.log.info(
-            "training job %s: %d training rows, %d holdout rows, model %s",
-            job_ref.uri,
-            len(split.train),
-            len(split.holdout),
-            self.model,
+            "training job %s: %d training rows, %d holdout rows, model %s", job_ref.uri, *rows, self.model
         )
         data_sha = self.data["sha256"] if isinstance(self.data, dict) else getattr(self.data, "sha256", "")
         return {
@@ -201,7 +190,15 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             "holdout": refs["holdout"].to_dict(),
             "features": split.features,
             "task": split.task,
-            "train_rows": len(split.train),
-            "holdout_rows": len(split.holdout),
+            "train_rows": rows[0],
+            "holdout_rows": rows[1],
             "data_sha256": data_sha,
         }
+
+    def _put_table(self, store: Any, context: Any, tmp: Any, name: str, frame: Any) -> Any:
+        """Store ``frame`` as this run's ``<name>.parquet``; its ref."""
+        from airflow_mlops.data.io import write_table
+
+        write_table(frame, tmp / f"{name}.parquet")
+        key = self.artifact_key(context, f"{name}.parquet")
+        return store.put_file(tmp / f"{name}.parquet", key, producer=self.task_id, rows=len(frame))

@@ -99,16 +99,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
             client,
             run_id,
             trained,
-            params={
-                **{f"param_{k}": v for k, v in self.hyperparameters.items()},
-                "model": self.model,
-                "features": ",".join(prepared.get("features") or []),
-                "target": self.target,
-                "seed": self.seed,
-                "holdout_fraction": self.holdout_fraction,
-                "train_rows": prepared.get("train_rows"),
-                "holdout_rows": prepared.get("holdout_rows"),
-            },
+            params=self._run_params(prepared),
             tags={
                 TAG_DATA_SHA256: prepared.get("data_sha256") or "",
                 "mlops.model_sha256": model_ref.sha256,
@@ -122,6 +113,19 @@ class ModelPackageOperator(MLOpsBaseOperator):
             "holdout": dict(prepared["holdout"]),
             "mlflow_run_id": run_id,
             "train_metrics": training_run.reported_metrics(trained),
+        }
+
+    def _run_params(self, prepared: Mapping[str, Any]) -> dict[str, Any]:
+        """The training run's params: ``param_<name>`` per hyperparameter, the model, data and split."""
+        return {
+            **{f"param_{k}": v for k, v in self.hyperparameters.items()},
+            "model": self.model,
+            "features": ",".join(prepared.get("features") or []),
+            "target": self.target,
+            "seed": self.seed,
+            "holdout_fraction": self.holdout_fraction,
+            "train_rows": prepared.get("train_rows"),
+            "holdout_rows": prepared.get("holdout_rows"),
         }
 
     def _log_datasets(self, client: Any, run_id: str, prepared: Mapping[str, Any]) -> None:

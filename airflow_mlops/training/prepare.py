@@ -26,6 +26,10 @@ class PreparedSplit:
     task: str
     inferred: bool
 
+    def frames(self) -> list[tuple[str, Any]]:
+        """``[("train", train), ("holdout", holdout)]``."""
+        return [("train", self.train), ("holdout", self.holdout)]
+
 
 def split_for_training(
     frame: Any,
