@@ -40,7 +40,7 @@ def training_data_tag(training_data: Mapping[str, Any] | None) -> dict[str, str]
     from airflow_mlops.artifacts import ArtifactRef
     from airflow_mlops.registry.mlflow_registry import TAG_TRAINING_DATA
 
-    ref = ArtifactRef.from_dict(training_data)
+    ref = ArtifactRef.from_dict(dict(training_data))
     pinned = {"uri": ref.uri, "sha256": ref.sha256, "size": ref.size, "media_type": ref.media_type}
     return {TAG_TRAINING_DATA: json.dumps({**pinned, "producer": ref.producer}, sort_keys=True)}
 
