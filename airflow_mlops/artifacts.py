@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.digests import sha256_file
 from airflow_mlops.exceptions import ArtifactError, ArtifactIntegrityError
 from airflow_mlops.progress import Progress
 
@@ -62,14 +63,6 @@ class ArtifactRef:
     @property
     def is_directory(self) -> bool:
         return self.media_type == DIRECTORY_MEDIA_TYPE
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def directory_manifest(path: str | os.PathLike[str]) -> list[tuple[str, str, int]]:

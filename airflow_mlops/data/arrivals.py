@@ -52,6 +52,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.digests import sha256_file, sha256_stream
 from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
 
 WATERMARK_FORMAT = "airflow-mlops/new-data-watermark"
@@ -371,7 +372,7 @@ def sha256_of(path: str) -> str:
     from airflow_mlops.allowed_roots import open_resolved
 
     with open_resolved(path, what="new-data file") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        return sha256_stream(fh)
 
 
 # --- the watermark --------------------------------------------------------------------------
@@ -672,7 +673,7 @@ class WatermarkStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.with_name(f".{path.name}.lock")):
             try:
-                current: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
+                current: str | None = sha256_file(path)
             except FileNotFoundError:
                 current = None
             if current != expected_version:

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.artifacts import sha256_directory, sha256_file
+from airflow_mlops.artifacts import sha256_directory
+from airflow_mlops.digests import sha256_file
 from airflow_mlops.exceptions import (
     RegistryError,
     RegistryLookupError,

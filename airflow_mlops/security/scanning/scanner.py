@@ -12,7 +12,6 @@ closed).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import lzma
@@ -26,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
+from airflow_mlops.digests import sha256_file
 from airflow_mlops.progress import Progress
 from airflow_mlops.security.scanning import policy, skops_schema
 from airflow_mlops.security.scanning.compression import (
@@ -46,7 +46,6 @@ from airflow_mlops.security.scanning.formats import (
     JSON_EXTENSIONS,
     NPY_MAGIC,
     PICKLE_EXTENSIONS,
-    READ_CHUNK,
     TEXT_EXTENSIONS,
     UBJSON_EXTENSIONS,
     YAML_EXTENSIONS,
@@ -82,14 +81,6 @@ _SPARSE_NPZ_MEMBERS = frozenset(
 #: skops reads every member it references into memory
 _BOMB_RATIO = 1000
 _BOMB_FLOOR = 64 << 20
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(READ_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Scanner:
@@ -263,7 +254,7 @@ class Scanner:
         if expected is None:
             self.add(rel, K.CODE, f"{reason}: executable code in a model can run when the model is loaded")
             return
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != expected:
             self.add(
                 rel,

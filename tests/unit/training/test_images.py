@@ -27,17 +27,30 @@ for name, module in sorted(sys.modules.items()):
 """
 
 
-def copied_sources(dockerfile: Path) -> list[str]:
-    """Repository paths the final stage COPYs from the build context (not --from=... stages)."""
+def copies(dockerfile: Path) -> list[tuple[str, str]]:
+    """``(repository path, destination)`` of each file or folder the final stage COPYs from the
+    build context (not --from=... stages)."""
     text = dockerfile.read_text().replace("\\\n", " ")
     final = text.split("\nFROM ")[-1]
-    sources: list[str] = []
+    pairs: list[tuple[str, str]] = []
     for line in final.splitlines():
         words = line.split()
         if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
             continue
-        sources += [w for w in words[1:-1] if not w.startswith("--")]
-    return sources
+        args = [w for w in words[1:] if not w.startswith("--")]
+        pairs += [(source, args[-1]) for source in args[:-1]]
+    return pairs
+
+
+def lands_at(path: str, pairs: list[tuple[str, str]], prefix: str = "/opt/trainer/") -> bool:
+    """Whether the repository file ``path`` ends up at ``prefix + path`` in the image."""
+    for source, dest in pairs:
+        if path == source and dest.endswith("/"):
+            if dest + Path(path).name == prefix + path:
+                return True
+        elif path.startswith(source.rstrip("/") + "/") and dest.rstrip("/") == prefix + source.rstrip("/"):
+            return True
+    return False
 
 
 def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
@@ -49,14 +62,16 @@ def test_trainer_image_copies_the_import_closure_of_the_trainer() -> None:
     assert not [m for m in modules if not m.startswith("airflow_mlops")], "the trainer imports Airflow/MLflow"
     files = {str(Path(f).resolve().relative_to(ROOT)) for f in modules.values() if f and f != "None"}
     assert "airflow_mlops/artifacts.py" in files and "airflow_mlops/training/job.py" in files
-    sources = copied_sources(TRAINER_DOCKERFILE)
-    missing = sorted(
-        f for f in files if not any(f == s or f.startswith(s.rstrip("/") + "/") for s in sources)
+    pairs = copies(TRAINER_DOCKERFILE)
+    sources = [source for source, _ in pairs]
+    missing = sorted(f for f in files if not lands_at(f, pairs))
+    assert missing == [], f"images/trainer/Dockerfile does not COPY {missing} to /opt/trainer/<path>"
+    assert not lands_at(
+        "airflow_mlops/labels.py", [("airflow_mlops/labels.py", "/opt/trainer/airflow_mlops/data/")]
     )
-    assert missing == [], f"images/trainer/Dockerfile does not COPY {missing}"
     # And only trainer code: no operator, hook or factory module goes into the image.
     assert all(s.startswith(("airflow_mlops/training", "airflow_mlops/__init__", "airflow_mlops/exceptions",
-                             "airflow_mlops/artifacts", "airflow_mlops/progress", "airflow_mlops/data/__init__",
+                             "airflow_mlops/artifacts", "airflow_mlops/progress", "airflow_mlops/digests",
                              "airflow_mlops/tasks", "airflow_mlops/metrics", "airflow_mlops/security/",
                              "airflow_mlops/labels", "airflow_mlops/allowed_roots")) for s in sources), sources  # fmt: skip
 
