@@ -140,9 +140,9 @@ def smirnov_sf(n: int, e: float) -> float:
 def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:
     """Multiple-testing adjusted p-values.
 
-    ``"bonferroni"``: ``min(1, m * p)``. ``"bh"``: Benjamini-Hochberg step-up,
-    ``min_{j >= i} m * p_(j) / j`` over the sorted p-values, capped at 1 (controls the false
-    discovery rate). ``"none"``: unchanged. ``m`` is the number of p-values (NaNs excluded).
+    ``"bonferroni"``: ``min(1, m * p)``. ``"bh"``: Benjamini-Hochberg step-up (scipy's
+    ``false_discovery_control``: ``min_{j >= i} m * p_(j) / j`` over the sorted p-values, capped
+    at 1; controls the false discovery rate). ``"none"``: unchanged. ``m`` is the number of p-values (NaNs excluded).
     """
     p = np.asarray(p_values, dtype=np.float64)
     out = p.copy()
@@ -154,12 +154,9 @@ def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:
     if method == "bonferroni":
         out[ok] = np.minimum(1.0, q * m)
     elif method == "bh":
-        order = np.argsort(q, kind="stable")
-        ranked = q[order] * m / np.arange(1, m + 1)
-        ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(1.0, ranked)
-        out[ok] = adjusted
+        from scipy.stats import false_discovery_control
+
+        out[ok] = false_discovery_control(q, method="bh")
     else:
         raise ValueError(f"unknown correction {method!r}; use 'bonferroni', 'bh' or 'none'")
     return out

@@ -153,3 +153,15 @@ def test_ks_p_values_in_scipys_smirnov_band_match_scipy_within_1e_6() -> None:
         ours = ks_p_values(d, np.full(d.shape, 2 * n), np.full(d.shape, 2 * n))
         assert np.abs(ours - np.clip(stats.kstwo.sf(d, n), 0, 1)).max() < 1e-6, n
         assert abs(smirnov_sf(n, float(d[3])) - special.smirnov(n, float(d[3]))) < 1e-12
+
+
+def test_bh_adjustment_matches_the_step_up_formula_on_random_p_values() -> None:
+    """scipy's Benjamini-Hochberg gives the step-up formula's adjusted p-values, ties included."""
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 5, 40, 500):
+        p = np.round(rng.uniform(size=m), 2)  # rounding makes ties
+        order = np.argsort(p, kind="stable")
+        ranked = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        expected = np.empty(m)
+        expected[order] = np.minimum(1.0, ranked)
+        assert np.allclose(adjust_p_values(p, "bh"), expected, rtol=1e-12, atol=0)
