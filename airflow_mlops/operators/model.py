@@ -181,6 +181,11 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         if self.mlflow_run_id:
             record.log_evaluation(self.mlflow_hook.get_conn(), self.mlflow_run_id, report, html)
         report.gates.raise_if_failed()
+        return self._result(context, report, report_ref, html_ref)
+
+    def _result(self, context: Any, report: Any, report_ref: Any, html_ref: Any) -> dict[str, Any]:
+        from airflow_mlops.registry.evaluation_record import blessing
+
         return {
             "report": report_ref.to_dict(),
             "html_report": html_ref.to_dict(),
@@ -190,7 +195,8 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             "champion_version": report.champion_version,
             "note": report.note,
             "passed": True,
-            "blessing": record.blessing(
+            # The verdict for this exact digest; registration records it, promotion checks it.
+            "blessing": blessing(
                 report,
                 model_sha256=str(self.model["sha256"]),
                 compared=bool(self.compare_to_champion),

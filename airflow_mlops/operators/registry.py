@@ -88,26 +88,13 @@ class ModelRegisterOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         import airflow_mlops
         from airflow_mlops.registry import registration
-        from airflow_mlops.registry.mlflow_registry import (
-            EVALUATION_ATTESTATION,
-            MLBOM_ATTESTATION,
-            MLBOM_FILE,
-            register_version,
-        )
+        from airflow_mlops.registry.mlflow_registry import register_version
 
         blessing = registration.checked_blessing(self.blessing, str(self.model["sha256"]), where=self.task_id)
         with self.scratch() as tmp:
             model_dir = self.fetch(self.model, tmp / "model")
             sig_path = self.fetch(self.signature, tmp / "signature")
-            attachments = {
-                name: self.fetch(ref, tmp / "attestations" / name)
-                for name, ref in (
-                    (EVALUATION_ATTESTATION, self.attestation),
-                    (MLBOM_FILE, self.mlbom),
-                    (MLBOM_ATTESTATION, self.mlbom_attestation),
-                )
-                if ref
-            }
+            attachments = self._attachments(tmp)
             client = self.mlflow_hook.get_conn()
             registered = register_version(
                 client,
@@ -131,6 +118,24 @@ class ModelRegisterOperator(MLOpsBaseOperator):
             registration.audit_registration(client, registered, blessing, by=self.actor(context))
         self.log.info("Registered %s version %s", registered.model_name, registered.version)
         return registered.to_dict()
+
+    def _attachments(self, tmp: Any) -> dict[str, Any]:
+        """The attestations and ML-BOM logged beside the model, fetched verified, by file name."""
+        from airflow_mlops.registry.mlflow_registry import (
+            EVALUATION_ATTESTATION,
+            MLBOM_ATTESTATION,
+            MLBOM_FILE,
+        )
+
+        return {
+            name: self.fetch(ref, tmp / "attestations" / name)
+            for name, ref in (
+                (EVALUATION_ATTESTATION, self.attestation),
+                (MLBOM_FILE, self.mlbom),
+                (MLBOM_ATTESTATION, self.mlbom_attestation),
+            )
+            if ref
+        }
 
 
 class ModelPromoteOperator(MLOpsBaseOperator):

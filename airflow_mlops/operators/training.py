@@ -171,13 +171,10 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             )
             refs = {name: self._put_table(store, context, tmp, name, frame) for name, frame in split.frames()}
         job = TrainingJob(
-            store_root=store_root_uri(store),
-            train=refs["train"],
-            model=self.model,
-            config=self.trainer_config(split.features, split.task),
-            options=self.options,
+            store_root=store_root_uri(store), train=refs["train"], model=self.model,
+            config=self.trainer_config(split.features, split.task), options=self.options,
             output_key=self.artifact_key(context, WEIGHTS_NAME),
-        )
+        )  # fmt: skip
         job_ref = write_job(store, self.artifact_key(context, JOB_NAME), job, producer=self.task_id)
         rows = (len(split.train), len(split.holdout))
         self.log.info(

@@ -89,12 +89,9 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 tmp / "model", self.artifact_key(context, "model"), producer=self.task_id
             )
         run_id = start_or_resume_run(
-            client,
-            experiment=self.experiment,
-            pipeline=self.pipeline,
-            airflow_run=self.airflow_run(context),
+            client, experiment=self.experiment, pipeline=self.pipeline, airflow_run=self.airflow_run(context),
             run_name=f"{self.pipeline} {context['run_id']}",
-        )
+        )  # fmt: skip
         training_run.log_training_run(
             client,
             run_id,
