@@ -9,11 +9,7 @@ from typing import Any
 from airflow_mlops.hooks.mlflow import MLflowHook
 from airflow_mlops.hooks.signing import ModelSigningHook
 from airflow_mlops.operators.base import MLOpsBaseOperator
-from airflow_mlops.registry.rollout import DEFAULT_MAX_RELATIVE_ERROR, incomparable
-
-# The rollout's verdict and state machine live in airflow_mlops.registry.rollout; the old private
-# name stays importable here.
-_incomparable = incomparable
+from airflow_mlops.registry.rollout import DEFAULT_MAX_RELATIVE_ERROR
 
 
 class RolloutGateOperator(MLOpsBaseOperator):

@@ -225,19 +225,3 @@ def test_a_candidate_of_another_task_ends_the_rollout(
         _gate(tmp_path, window, champion, "price").execute(context())
     assert _alias(env, "canary") is None
     assert _alias(env, "champion") == champion
-
-
-def test_binary_models_that_score_different_classes_are_not_compared() -> None:
-    from airflow_mlops.operators.rollout import _incomparable
-
-    def model(task: str, positive: Any = None) -> SimpleNamespace:
-        return SimpleNamespace(task=task, positive_label=positive)
-
-    assert _incomparable(model("binary", 1), model("binary", "1"), "2", "1") == ""  # one label, two spellings
-    assert "the champion scores positive class 'no', the candidate 'yes'" in _incomparable(
-        model("binary", "yes"), model("binary", "no"), "2", "1"
-    )
-    assert "the champion is a multiclass model, the candidate regression" in _incomparable(
-        model("regression"), model("multiclass"), "2", "1"
-    )
-    assert _incomparable(model("multiclass"), model("multiclass"), "2", "1") == ""

@@ -586,3 +586,19 @@ def test_undecided_windows_are_counted_once_per_run_until_max_windows(gate) -> N
     with pytest.raises(GateFailedError, match="no verdict in 3 windows"):
         gate["run"]("d/r3", min_rows=10, max_windows=3)
     assert gate["client"].removed == [("canary", "5")]
+
+
+def test_binary_models_that_score_different_classes_are_not_compared() -> None:
+    from airflow_mlops.registry.rollout import incomparable
+
+    def model(task: str, positive: Any = None) -> SimpleNamespace:
+        return SimpleNamespace(task=task, positive_label=positive)
+
+    assert incomparable(model("binary", 1), model("binary", "1"), "2", "1") == ""  # one label, two spellings
+    assert "the champion scores positive class 'no', the candidate 'yes'" in incomparable(
+        model("binary", "yes"), model("binary", "no"), "2", "1"
+    )
+    assert "the champion is a multiclass model, the candidate regression" in incomparable(
+        model("regression"), model("multiclass"), "2", "1"
+    )
+    assert incomparable(model("multiclass"), model("multiclass"), "2", "1") == ""
