@@ -15,6 +15,7 @@ import pkgutil
 from typing import Any
 
 from airflow_mlops import __version__
+from airflow_mlops.connections import MLFLOW_CONN_TYPE, SIGNING_CONN_TYPE
 
 INTEGRATION = "MLOps lifecycle"
 # Modules of the operators package that define no operator (shared code of the operators).
@@ -29,8 +30,8 @@ EXTRA_LINKS = (
     "airflow_mlops.operators.links.ArtifactReportLink",
 )
 CONNECTION_TYPES = (
-    ("airflow_mlops.hooks.mlflow.MLflowHook", "mlflow"),
-    ("airflow_mlops.hooks.signing.ModelSigningHook", "mlops_signing"),
+    ("airflow_mlops.hooks.mlflow.MLflowHook", MLFLOW_CONN_TYPE),
+    ("airflow_mlops.hooks.signing.ModelSigningHook", SIGNING_CONN_TYPE),
 )
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from airflow_mlops.cli.output import error
+from airflow_mlops.connections import SIGNING_CONN_ID
 
 
 def add_commands(sub: Any) -> None:
@@ -26,7 +27,7 @@ def add_commands(sub: Any) -> None:
     )
     generate.add_argument(
         "--conn-id",
-        default="mlops_signing",
+        default=SIGNING_CONN_ID,
         metavar="ID",
         help="the Airflow connection to print (default: mlops_signing, the spec's default)",
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.cli.output import error
+from airflow_mlops.connections import MLFLOW_CONN_ID, SIGNING_CONN_ID
 
 
 def mlflow_client(args: argparse.Namespace) -> Any:
@@ -369,11 +370,11 @@ def add_commands(sub: Any) -> None:
     )
     rollback.add_argument("--reason", default="", help="why; recorded on the version rolled back from")
     rollback.add_argument(
-        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+        "--mlflow-conn-id", default=MLFLOW_CONN_ID, help="Airflow connection of the MLflow server"
     )
     rollback.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
     rollback.add_argument(
-        "--signing-conn-id", default="mlops_signing", help="Airflow connection holding the public key"
+        "--signing-conn-id", default=SIGNING_CONN_ID, help="Airflow connection holding the public key"
     )
     rollback.add_argument(
         "--public-key", metavar="PEM_FILE", help="the public key file instead of the connection"
@@ -384,7 +385,7 @@ def add_commands(sub: Any) -> None:
     history.add_argument("name", metavar="NAME", help="the registered model name")
     history.add_argument("--json", action="store_true", help="print the entries as JSON")
     history.add_argument(
-        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+        "--mlflow-conn-id", default=MLFLOW_CONN_ID, help="Airflow connection of the MLflow server"
     )
     history.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
     rollback.set_defaults(func=rollback_command)
@@ -437,7 +438,7 @@ def add_commands(sub: Any) -> None:
     _trust_options(bom)
     bom.add_argument("--output", metavar="FILE", help="write it here instead of printing it")
     bom.add_argument(
-        "--mlflow-conn-id", default="mlflow_default", help="Airflow connection of the MLflow server"
+        "--mlflow-conn-id", default=MLFLOW_CONN_ID, help="Airflow connection of the MLflow server"
     )
     bom.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
     bom.set_defaults(func=_bom)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
+from airflow_mlops.connections import MLFLOW_CONN_ID, MLFLOW_CONN_TYPE
 from airflow_mlops.exceptions import RegistryError
 from airflow_mlops.hooks import read_connection
 
@@ -81,8 +82,8 @@ class MLflowHook(BaseHook):
     """
 
     conn_name_attr = "mlflow_conn_id"
-    default_conn_name = "mlflow_default"
-    conn_type = "mlflow"
+    default_conn_name = MLFLOW_CONN_ID
+    conn_type = MLFLOW_CONN_TYPE
     hook_name = "MLflow"
 
     def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
+from airflow_mlops.connections import SIGNING_CONN_ID, SIGNING_CONN_TYPE
 from airflow_mlops.exceptions import SigningError
 
 if TYPE_CHECKING:
@@ -76,8 +77,8 @@ class ModelSigningHook(BaseHook):
     """
 
     conn_name_attr = "signing_conn_id"
-    default_conn_name = "mlops_signing"
-    conn_type = "mlops_signing"
+    default_conn_name = SIGNING_CONN_ID
+    conn_type = SIGNING_CONN_TYPE
     hook_name = "Model signing key"
 
     def __init__(

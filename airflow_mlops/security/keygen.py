@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_mlops.connections import SIGNING_CONN_ID, SIGNING_CONN_TYPE
 from airflow_mlops.exceptions import MLOpsError
 
 __all__ = [
@@ -239,10 +240,10 @@ def connection_instructions(pair: GeneratedKeyPair, conn_id: str) -> str:
     signing_extra = json.dumps({"method": "key"})
     verify_extra = json.dumps({"method": "key", "public_key": public_pem})
     verify_json = json.dumps(
-        {"conn_type": "mlops_signing", "extra": {"method": "key", "public_key": public_pem}}
+        {"conn_type": SIGNING_CONN_TYPE, "extra": {"method": "key", "public_key": public_pem}}
     )
     reader = (
-        'import json, sys; print(json.dumps({"conn_type": "mlops_signing", '
+        f'import json, sys; print(json.dumps({{"conn_type": "{SIGNING_CONN_TYPE}", '
         '"password": open(sys.argv[1]).read(), "extra": {"method": "key"}}))'
     )
     env_signing = f'"$(python3 -c {shlex.quote(reader)} {private})"'
@@ -258,7 +259,7 @@ def connection_instructions(pair: GeneratedKeyPair, conn_id: str) -> str:
         f"1. The signing connection {conn_id!r}, where the pipeline signs (the hook reads the private",
         "   key from the connection's password field; these commands read it from the file):",
         "",
-        f"   airflow connections add {conn} --conn-type mlops_signing \\",
+        f"   airflow connections add {conn} --conn-type {SIGNING_CONN_TYPE} \\",
         f"       --conn-extra {shlex.quote(signing_extra)} \\",
         f'       --conn-password "$(cat {private})"',
         "",
@@ -278,7 +279,7 @@ def connection_instructions(pair: GeneratedKeyPair, conn_id: str) -> str:
         "",
         "2. A verify-only connection (serving, other clusters: no private key), same id:",
         "",
-        f"   airflow connections add {conn} --conn-type mlops_signing \\",
+        f"   airflow connections add {conn} --conn-type {SIGNING_CONN_TYPE} \\",
         f"       --conn-extra {shlex.quote(verify_extra)}",
     ]
     if _SHELL_NAME.match(variable):
@@ -290,7 +291,7 @@ def connection_instructions(pair: GeneratedKeyPair, conn_id: str) -> str:
         f"   airflow-mlops model verify MODEL_DIR --public-key {public_path}",
         f"   airflow-mlops model sign MODEL_DIR --private-key {private}",
     ]
-    if conn_id != "mlops_signing":
+    if conn_id != SIGNING_CONN_ID:
         lines += [
             "",
             "4. Point the pipeline spec at this connection:",

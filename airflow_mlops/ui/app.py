@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlops import compat
 from airflow_mlops.compat import get_auth_manager
+from airflow_mlops.connections import MLFLOW_CONN_ID, SIGNING_CONN_ID
 from airflow_mlops.exceptions import ArtifactError, RegistryError, RegistryLookupError
 from airflow_mlops.redaction import RedactingFilter, redact_paths
 from airflow_mlops.ui import URL_PREFIX, page, rows
@@ -249,7 +250,7 @@ def mlflow_client() -> Any:
     """The MLflow client of ``[mlops] models_view_mlflow_conn_id``."""
     from airflow_mlops.hooks.mlflow import MLflowHook
 
-    conn_id = conf.get("mlops", "models_view_mlflow_conn_id", fallback="mlflow_default")
+    conn_id = conf.get("mlops", "models_view_mlflow_conn_id", fallback=MLFLOW_CONN_ID)
     return MLflowHook(mlflow_conn_id=conn_id).get_conn()
 
 
@@ -258,7 +259,7 @@ def public_key_pem() -> Any:
     identity); None (nothing verifies) without."""
     from airflow_mlops.hooks.signing import ModelSigningHook
 
-    conn_id = conf.get("mlops", "models_view_signing_conn_id", fallback="mlops_signing")
+    conn_id = conf.get("mlops", "models_view_signing_conn_id", fallback=SIGNING_CONN_ID)
     try:
         return ModelSigningHook(signing_conn_id=conn_id).get_key(need_private=False).trust
     except Exception as exc:  # no key: every check reads "not verified", with this reason

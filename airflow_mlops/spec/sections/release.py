@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from airflow_mlops.connections import MLFLOW_CONN_ID, SIGNING_CONN_ID
 from airflow_mlops.spec.sections.base import Duration, StrictModel
 from airflow_mlops.spec.sections.evaluation import METRIC_RANGES, ChampionComparison, MetricName
 
@@ -21,7 +22,7 @@ class SigningConfig(StrictModel):
         "(extra `method`); another is refused.",
     )
     connection: str = Field(
-        "mlops_signing",
+        SIGNING_CONN_ID,
         description="Airflow connection holding the signing identity: the PEM private key "
         "(password) and the public key (extra `public_key`); for `certificate` also extra "
         "`certificate`, `certificate_chain`, `ca_bundle`, `identity`; for `sigstore` extra "
@@ -158,7 +159,7 @@ class RegistryConfig(StrictModel):
     model_name: str = Field(min_length=1, max_length=256)
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     connection: str = Field(
-        "mlflow_default", description="Airflow connection with the MLflow tracking server URL (host)."
+        MLFLOW_CONN_ID, description="Airflow connection with the MLflow tracking server URL (host)."
     )
     experiment: str | None = Field(None, description="MLflow experiment; default: the pipeline name.")
     rollout: RolloutConfig = Field(

@@ -83,7 +83,7 @@ def test_the_entry_point_imports_nothing_heavy() -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('airflow', 'mlflow', 'torch', 'pandas'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['airflow_mlops', 'airflow_mlops.provider_info']", out
+    assert out.strip() == "['airflow_mlops', 'airflow_mlops.connections', 'airflow_mlops.provider_info']", out
 
 
 def test_package_modules_refuses_a_module_that_is_not_a_package() -> None:
