@@ -480,7 +480,8 @@ def build_train_dag(
             )
         tasks = {t.task_id: t for t in dag.tasks}
         for index, step in enumerate(spec.steps):
-            from airflow_mlops.spec.checks import STAGE_TASK_IDS, resolve_entrypoint
+            from airflow_mlops.spec.checks import resolve_entrypoint
+            from airflow_mlops.spec.sections.base import STAGE_TASK_IDS
 
             operator = resolve_entrypoint(step.operator)
             try:

@@ -20,19 +20,9 @@ from typing import Any
 
 from airflow_mlops.exceptions import SpecIssue
 from airflow_mlops.spec.models import MONITOR_REFERENCE_KEYWORDS, STAGES, PipelineSpec
+from airflow_mlops.spec.sections.base import STAGE_TASK_IDS
 
 # Built-in task ids of the training DAG, by stage.
-STAGE_TASK_IDS: dict[str, str] = {
-    "validate": "data.validate",
-    "screen": "data.screen",
-    "train": "training.package",
-    "scan": "gates.scan",
-    "evaluate": "gates.evaluate",
-    "sign": "release.sign",
-    "register": "release.register",
-    "promote": "release.promote",
-}
-assert tuple(STAGE_TASK_IDS) == STAGES
 
 Locate = Callable[[tuple[str | int, ...]], tuple[int | None, int | None]]
 

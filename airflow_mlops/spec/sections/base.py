@@ -7,7 +7,7 @@ import datetime as dt
 import difflib
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -109,8 +109,20 @@ class StrictModel(BaseModel):
 
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][A-Za-z0-9_]*$"
 Entrypoint = Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)]
-STAGES = ("validate", "screen", "train", "scan", "evaluate", "sign", "register", "promote")
+# The lifecycle's stages a step may run after, and the task each one names in the training DAG.
+STAGE_TASK_IDS: dict[str, str] = {
+    "validate": "data.validate",
+    "screen": "data.screen",
+    "train": "training.package",
+    "scan": "gates.scan",
+    "evaluate": "gates.evaluate",
+    "sign": "release.sign",
+    "register": "release.register",
+    "promote": "release.promote",
+}
+STAGES = tuple(STAGE_TASK_IDS)
 Stage = Literal["validate", "screen", "train", "scan", "evaluate", "sign", "register", "promote"]
+assert get_args(Stage) == STAGES  # the type spells the same stages, in the same order
 
 
 class NotifierSpec(StrictModel):
