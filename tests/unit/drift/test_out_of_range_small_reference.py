@@ -46,7 +46,7 @@ def test_old_reports_without_a_p_value_read_as_before() -> None:
 
 @pytest.mark.parametrize(("n", "m"), [(30, 20), (71, 36), (200, 100)])
 def test_the_p_value_bounds_the_chance_for_a_window_like_the_reference(n: int, m: int) -> None:
-    from airflow_mlops.drift.detect import beyond_range_p_value
+    from airflow_mlops.drift.quality import beyond_range_p_value
 
     rng = np.random.default_rng(n * m)
     counts = []

@@ -1,0 +1,199 @@
+"""The univariate tests of :func:`~airflow_mlops.drift.detect.detect_drift`: per numeric feature
+KS, Wasserstein and PSI; per categorical feature chi-squared, Jensen-Shannon and PSI (with the
+new-categories check); the histograms the report draws; and a feature's verdict (significant and
+large)."""
+
+# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
+# ruff: noqa: TID253
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_mlops.drift.report import QualityCheck, TestResult
+from airflow_mlops.drift.settings import P_VALUE_TESTS
+from airflow_mlops.exceptions import DriftInputError
+
+PSI_BINS = 10
+
+
+def numeric_matrix(frame: pd.DataFrame, names: list[str], which: str) -> np.ndarray:
+    """The features as a ``(features, rows)`` float64 matrix, one contiguous row per column."""
+    # Column by column into the rows of one matrix: pandas keeps each column contiguous, so this is
+    # one pass over the data, with no (rows, features) copy and no transpose.
+    out = np.empty((len(names), len(frame)))
+    for i, name in enumerate(names):
+        column = frame[name]
+        if column.dtype == np.float64:  # already NaN for missing: no conversion, one copy
+            out[i] = column.to_numpy(copy=False)
+        else:
+            out[i] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = [names[i] for i in np.flatnonzero(np.isinf(out).any(axis=1))]
+    if bad:
+        raise DriftInputError(
+            f"infinite values in the {which} window's column(s) {', '.join(bad)}; replace them with NaN "
+            "(missing) or finite values"
+        )
+    return out
+
+
+def run_numeric_tests(
+    ref: np.ndarray,
+    cur: np.ndarray,
+    names: list[str],
+    tests: Sequence[str],
+    raw: dict[str, dict[str, tuple[float, float | None]]],
+    histograms: dict[str, dict[str, Any]],
+) -> Any:
+    from airflow_mlops.drift.statistics import ks_p_values, numeric_statistics, psi
+
+    stats = numeric_statistics(ref, cur, psi_bins=PSI_BINS)
+    ks_p = ks_p_values(stats.ks, stats.n_reference, stats.n_current)
+    std = np.where(stats.reference_std > 0, stats.reference_std, 1.0)
+    w_scaled = stats.wasserstein / std
+    psi_values = psi(stats.psi_reference, stats.psi_current)
+    for i, f in enumerate(names):
+        if stats.n_reference[i] == 0 or stats.n_current[i] == 0:
+            continue  # all null in a window: the null-rate check reports it
+        row: dict[str, tuple[float, float | None]] = {}
+        for t in tests:
+            if t == "ks":
+                row[t] = (float(stats.ks[i]), float(ks_p[i]))
+            elif t == "wasserstein":
+                row[t] = (float(w_scaled[i]), None)
+            else:
+                row[t] = (float(psi_values[i]), None)
+        raw[f] = row
+        histograms[f] = numeric_histogram(stats.psi_edges[i], stats.psi_reference[i], stats.psi_current[i])
+    return stats
+
+
+def numeric_histogram(edges: np.ndarray, ref: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
+    """Proportions per bin; zero-width bins (repeated deciles) are merged into their neighbour."""
+    bounds: list[float] = [float(edges[0])]
+    rc: list[float] = []
+    cc: list[float] = []
+    for i in range(len(ref)):
+        if not rc or edges[i + 1] > bounds[-1]:
+            bounds.append(float(edges[i + 1]))
+            rc.append(0.0)
+            cc.append(0.0)
+        rc[-1] += float(ref[i])
+        cc[-1] += float(cur[i])
+    if len(rc) > 1 and bounds[1] <= bounds[0]:  # a zero-width first bin joins the second
+        del bounds[1]
+        rc[1] += rc.pop(0)
+        cc[1] += cc.pop(0)
+    r_total, c_total = sum(rc) or 1.0, sum(cc) or 1.0
+    return {"edges": bounds, "reference": [v / r_total for v in rc], "current": [v / c_total for v in cc]}
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return str(value)
+
+
+def run_categorical_tests(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    names: list[str],
+    tests: Sequence[str],
+    raw: dict[str, dict[str, tuple[float, float | None]]],
+    histograms: dict[str, dict[str, Any]],
+    max_new_share: float,
+) -> list[QualityCheck]:
+    from airflow_mlops.drift.statistics import categorical_statistics
+
+    counted = []
+    for f in names:
+        rv = reference[f].value_counts(dropna=True, sort=True)
+        cv = current[f].value_counts(dropna=True, sort=True)
+        new = [c for c in cv.index if c not in rv.index]
+        cats = [*rv.index, *new]
+        counted.append(
+            (
+                f,
+                cats,
+                rv.reindex(cats, fill_value=0).to_numpy(),
+                cv.reindex(cats, fill_value=0).to_numpy(),
+                new,
+            )
+        )
+    width = max((len(c[1]) for c in counted), default=1)
+    ref_m = np.zeros((len(counted), width))
+    cur_m = np.zeros((len(counted), width))
+    for i, (_, cats, rc, cc, _) in enumerate(counted):
+        ref_m[i, : len(cats)] = rc
+        cur_m[i, : len(cats)] = cc
+    stats = categorical_statistics(ref_m, cur_m)
+    checks = []
+    for i, (f, cats, rc, cc, new) in enumerate(counted):
+        n_ref, n_cur = int(rc.sum()), int(cc.sum())
+        new_count = float(cc[len(cats) - len(new) :].sum()) if new else 0.0
+        share = new_count / n_cur if n_cur else 0.0
+        ok = share <= max_new_share + 1e-12
+        shown = ", ".join(repr(_label(c)) for c in new[:10]) + (" ..." if len(new) > 10 else "")
+        checks.append(
+            QualityCheck(
+                check="new_categories",
+                column=f,
+                reference=float(len(cats) - len(new)),
+                current=share,
+                threshold=max_new_share,
+                passed=ok,
+                message=(
+                    f"{share:.1%} of {f!r} in categories the reference never had"
+                    + (f" ({shown})" if new else "")
+                    + ("" if ok else f" (more than {max_new_share:.1%})")
+                ),
+            )
+        )
+        if n_ref == 0 or n_cur == 0:
+            continue
+        row: dict[str, tuple[float, float | None]] = {}
+        for t in tests:
+            if t == "chi2":
+                row[t] = (float(stats.chi2[i]), float(stats.chi2_p_value[i]))
+            elif t == "jensen_shannon":
+                row[t] = (float(stats.jensen_shannon[i]), None)
+            else:
+                row[t] = (float(stats.psi[i]), None)
+        raw[f] = row
+        histograms[f] = {
+            "categories": [_label(c) for c in cats],
+            "reference": (rc / n_ref).tolist(),
+            "current": (cc / n_cur).tolist(),
+        }
+    return checks
+
+
+def judge_test(
+    test: str,
+    stat: float,
+    p: float | None,
+    adjusted: float | None,
+    alpha: float,
+    thresholds: Mapping[str, float],
+) -> TestResult:
+    if test in P_VALUE_TESTS:
+        assert p is not None and adjusted is not None
+        return TestResult(test, stat, p, adjusted, alpha, bool(adjusted < alpha))
+    limit = thresholds[test]
+    return TestResult(test, stat, None, None, limit, bool(stat >= limit))
+
+
+def feature_verdict(tests: Sequence[TestResult]) -> bool:
+    """Significant and large: a p-value test rejects and a distance reaches its threshold."""
+    p_tests = [t for t in tests if t.p_value is not None]
+    d_tests = [t for t in tests if t.p_value is None]
+    significant = any(t.drifted for t in p_tests) if p_tests else True
+    large = any(t.drifted for t in d_tests) if d_tests else True
+    return bool(tests) and significant and large
