@@ -33,504 +33,63 @@ folder (written to a temporary file, fsynced and renamed, under a lock) or an S3
 (conditional ``PutObject`` with ``If-Match`` on the ETag read, or ``If-None-Match: *`` for the
 first write), so a concurrent writer is detected (:class:`WatermarkConflictError`), never
 silently overwritten. A watch's id is the sha256 of its normalized location, pattern and consumer.
+
+The listing (locations, patterns, :class:`ObjectInfo`, :class:`Listing`) is in
+:mod:`airflow_mlops.data.listing`, the watermark and its store in
+:mod:`airflow_mlops.data.watermarks`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import calendar
-import contextlib
-import hashlib
-import json
-import os
-import re
-import tempfile
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import cached_property
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from airflow_mlops.digests import sha256_file, sha256_stream
-from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
-
-WATERMARK_FORMAT = "airflow-mlops/new-data-watermark"
-WATERMARK_VERSION = 1
-TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".partial", ".inprogress", ".crdownload")
-_NS = 1_000_000_000
-_HIDDEN_START = "(?![._])"  # a wildcard never matches a leading "." or "_" of a segment
-
-
-# --- locations and patterns -----------------------------------------------------------------
-
-
-def normalize_location(location: str) -> str:
-    """``s3://bucket/prefix`` without a trailing slash, or an absolute local path.
-
-    Relative local paths are refused: the triggerer and the workers run in other directories, so
-    a relative path would silently watch a different folder on each.
-    """
-    if not isinstance(location, str) or not location.strip():
-        raise DataError("new-data location is empty; give a local folder (absolute) or s3://bucket/prefix")
-    loc = location.strip()
-    if loc.startswith("s3://"):
-        bucket, _, prefix = loc[len("s3://") :].partition("/")
-        if not bucket:
-            raise DataError(f"new-data location {location!r} names no bucket; use s3://bucket/prefix")
-        prefix = prefix.strip("/")
-        return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-    if "://" in loc and not loc.startswith("file://"):
-        raise DataError(
-            f"new-data location {location!r} has an unsupported scheme; use a local folder or s3://bucket/prefix"
-        )
-    if loc.startswith("file://"):
-        loc = loc[len("file://") :]
-    path = os.path.expanduser(loc)
-    if not os.path.isabs(path):
-        raise DataError(
-            f"new-data location {location!r} is a relative path; the triggerer and workers run in other "
-            "directories, so give an absolute path"
-        )
-    return os.path.normpath(path)
-
-
-def _translate_segment(segment: str, pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(segment):
-        c = segment[i]
-        guard = _HIDDEN_START if i == 0 else ""
-        if c == "*":
-            while i + 1 < len(segment) and segment[i + 1] == "*":
-                i += 1
-            out.append(guard + "[^/]*")
-        elif c == "?":
-            out.append(guard + "[^/]")
-        elif c == "[":
-            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "^") else i + 1)
-            if end == -1:
-                raise DataError(f"new-data pattern {pattern!r} has an unclosed '[' in segment {segment!r}")
-            body = segment[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\").replace("^", "\\^")
-            out.append(guard + ("[^/" + body + "]" if negate else "[" + body + "]"))
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a glob over relative keys: ``*``/``?``/``[..]`` within a segment, ``**`` for any depth."""
-    if not isinstance(pattern, str) or not pattern.strip():
-        raise DataError("new-data pattern is empty; use e.g. '**/*.parquet' or '*/batch.parquet'")
-    segments = pattern.strip().split("/")
-    if pattern.startswith("/") or any(s == "" for s in segments):
-        raise DataError(
-            f"new-data pattern {pattern!r} has an empty path segment; patterns are relative to the "
-            "location, e.g. '**/*.parquet'"
-        )
-    if any(s in (".", "..") for s in segments):
-        raise DataError(f"new-data pattern {pattern!r} may not contain '.' or '..' segments")
-    parts: list[str] = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "**":
-            any_dirs = f"(?:{_HIDDEN_START}[^/]+/)*"
-            parts.append(any_dirs + (f"{_HIDDEN_START}[^/]+" if last else ""))
-        elif "**" in segment:
-            raise DataError(
-                f"new-data pattern {pattern!r}: '**' must be a whole path segment (as in 'a/**/b.parquet')"
-            )
-        else:
-            parts.append(_translate_segment(segment, pattern) + ("" if last else "/"))
-    return re.compile("".join(parts))
-
-
-def _temp_suffix_allowed(pattern: str) -> tuple[str, ...]:
-    last = pattern.rsplit("/", 1)[-1].lower()
-    return tuple(s for s in TEMP_SUFFIXES if last.endswith(s))
-
-
-def watch_id(location: str, pattern: str, consumer: str = "") -> str:
-    """The stable id of a watch: sha256 of its normalized location, pattern and consumer."""
-    text = f"{normalize_location(location)}\n{pattern.strip()}\n{consumer}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --- objects and listings -------------------------------------------------------------------
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / _NS, tz=UTC).isoformat()
-
-
-def datetime_to_ns(value: datetime) -> int:
-    """Exact integer nanoseconds of a datetime (naive = UTC), without float rounding."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return calendar.timegm(value.timetuple()) * _NS + value.microsecond * 1000
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """One object found under a watched location."""
-
-    uri: str  # absolute local path or s3://bucket/key
-    key: str  # path relative to the watched location (posix)
-    size: int
-    mtime_ns: int
-    etag: str | None = None
-    sha256: str | None = None
-
-    @property
-    def mtime(self) -> str:
-        return _iso(self.mtime_ns)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "key": self.key,
-            "size": self.size,
-            "mtime": self.mtime,
-            "mtime_ns": self.mtime_ns,
-            "etag": self.etag,
-            "sha256": self.sha256,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ObjectInfo:
-        try:
-            return cls(
-                uri=str(data["uri"]),
-                key=str(data["key"]),
-                size=int(data["size"]),
-                mtime_ns=int(data["mtime_ns"]),
-                etag=data.get("etag"),
-                sha256=data.get("sha256"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"not a new-data object record: {data!r} ({exc})") from exc
-
-
-@dataclass(frozen=True)
-class Listing:
-    """What one listing saw, and the clock reading taken just before it started."""
-
-    location: str
-    pattern: str
-    started_ns: int
-    objects: tuple[ObjectInfo, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "location": self.location,
-            "pattern": self.pattern,
-            "started": _iso(self.started_ns),
-            "objects": [o.to_dict() for o in self.objects],
-        }
-
-
-class _Matcher:
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern.strip()
-        self.regex = compile_pattern(self.pattern)
-        self.temp_allowed = _temp_suffix_allowed(self.pattern)
-        segments = self.pattern.split("/")
-        # Hidden/underscore folders can only match literal segments that start that way.
-        self.literal_hidden = {s for s in segments if s[:1] in (".", "_")}
-        self.max_depth = None if "**" in segments else len(segments)
-
-    def matches(self, key: str) -> bool:
-        if not self.regex.fullmatch(key):
-            return False
-        name = key.rsplit("/", 1)[-1].lower()
-        return not any(name.endswith(s) and s not in self.temp_allowed for s in TEMP_SUFFIXES)
-
-    def may_descend(self, name: str, depth: int) -> bool:
-        if self.max_depth is not None and depth >= self.max_depth:
-            return False
-        return name[:1] not in (".", "_") or name in self.literal_hidden
-
-    def literal_prefix(self) -> str:
-        """Leading literal folders of the pattern (to narrow an S3 listing)."""
-        prefix: list[str] = []
-        for segment in self.pattern.split("/")[:-1]:
-            if any(ch in segment for ch in "*?["):
-                break
-            prefix.append(segment)
-        return "/".join(prefix)
-
-
-def _walk_local(root: str, matcher: _Matcher) -> Iterator[ObjectInfo]:
-    """The regular files below the resolved folder ``root`` that ``matcher`` matches.
-
-    No symbolic link is followed, at any depth and at any moment: each folder is opened as the
-    exact path the walk expects (:func:`~airflow_mlops.allowed_roots.open_resolved_dir`), so a
-    folder swapped for a link while the walk runs is not entered; links to files are skipped.
-    """
-    from airflow_mlops.allowed_roots import OutsideAllowedRootsError, open_resolved_dir
-
-    stack: list[tuple[str, str, int]] = [(root, "", 0)]
-    while stack:
-        folder, rel, depth = stack.pop()
-        try:
-            fd = open_resolved_dir(folder, what="new-data folder")
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # removed (or replaced by a file) while we were listing
-        except OutsideAllowedRootsError:
-            if not rel:
-                raise  # the watched folder itself: checked a moment ago, now a link
-            continue  # a folder below it swapped for a link: links are never followed
-        try:
-            yield from _scan(fd, folder, rel, depth, matcher, stack)
-        finally:
-            os.close(fd)
-
-
-def _scan(
-    fd: int, folder: str, rel: str, depth: int, matcher: _Matcher, stack: list[tuple[str, str, int]]
-) -> Iterator[ObjectInfo]:
-    """One folder of :func:`_walk_local`, read through its open descriptor ``fd``."""
-    with os.scandir(fd) as found:
-        entries = list(found)
-    for entry in entries:
-        key = f"{rel}{entry.name}"
-        path = f"{folder.rstrip('/')}/{entry.name}"
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if matcher.may_descend(entry.name, depth + 1):
-                    stack.append((path, key + "/", depth + 1))
-                continue
-            # Regular files only: a symlink could point outside the watched folder.
-            if not entry.is_file(follow_symlinks=False) or not matcher.matches(key):
-                continue
-            stat = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        yield ObjectInfo(uri=path, key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-
-
-def list_local(location: str, pattern: str, *, root: str | None = None) -> Listing:
-    """List the regular files under a local folder whose relative path matches ``pattern``.
-
-    A folder that does not exist yet lists as empty (data may not have arrived); a location that
-    is a file, or that cannot be read, is an error. ``root``: the folder to walk, as an
-    allowed-roots check resolved ``location`` (default: ``location`` resolved here, ``file://``
-    URIs decoded as that check decodes them); the objects' URIs lie below it.
-    """
-    from airflow_mlops.allowed_roots import resolve_local
-
-    location_text = normalize_location(location)
-    if location_text.startswith("s3://"):
-        raise DataError(f"list_local got an S3 location {location!r}; use list_s3")
-    walk_root = root if root is not None else resolve_local(location.strip())
-    matcher = _Matcher(pattern)
-    started = time.time_ns()
-    if os.path.lexists(walk_root) and not os.path.isdir(walk_root):
-        raise DataError(f"new-data location {location_text} is a file, not a folder; watch its parent folder")
-    objects = tuple(_walk_local(walk_root, matcher)) if os.path.isdir(walk_root) else ()
-    return Listing(location_text, matcher.pattern, started, objects)
-
-
-def list_s3(client: Any, location: str, pattern: str) -> Listing:
-    """List the objects under ``s3://bucket/prefix`` whose key relative to the prefix matches."""
-    loc = normalize_location(location)
-    if not loc.startswith("s3://"):
-        raise DataError(f"list_s3 got a local location {location!r}; use list_local")
-    bucket, _, prefix = loc[len("s3://") :].partition("/")
-    matcher = _Matcher(pattern)
-    base = f"{prefix}/" if prefix else ""
-    narrowed = matcher.literal_prefix()
-    started = time.time_ns()
-    objects: list[ObjectInfo] = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=base + (f"{narrowed}/" if narrowed else "")):
-        for item in page.get("Contents", ()):
-            full_key: str = item["Key"]
-            key = full_key[len(base) :]
-            if not key or key.endswith("/") or not matcher.matches(key):
-                continue
-            objects.append(
-                ObjectInfo(
-                    uri=f"s3://{bucket}/{full_key}",
-                    key=key,
-                    size=int(item.get("Size", 0)),
-                    mtime_ns=datetime_to_ns(item["LastModified"]),
-                    etag=str(item.get("ETag", "")).strip('"') or None,
-                )
-            )
-    return Listing(loc, matcher.pattern, started, tuple(objects))
-
-
-def sha256_of(path: str) -> str:
-    """The sha256 of the file at the resolved ``path``, opened without following a link."""
-    from airflow_mlops.allowed_roots import open_resolved
-
-    with open_resolved(path, what="new-data file") as fh:
-        return sha256_stream(fh)
-
-
-# --- the watermark --------------------------------------------------------------------------
-
-
-def batch_id(objects: Iterable[ObjectInfo]) -> str:
-    """A deterministic id of a batch (sha256 of its uris, times and sizes), for de-duplication."""
-    text = "".join(f"{o.uri}\t{o.mtime_ns}\t{o.size}\n" for o in sorted(objects, key=lambda o: o.uri))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """What a watch has consumed: the boundary time and the keys consumed at (or near) it."""
-
-    watch_id: str
-    location: str
-    pattern: str
-    consumer: str = ""
-    mtime_ns: int | None = None  # None: nothing consumed yet
-    boundary: tuple[tuple[str, int], ...] = ()  # sorted (key, mtime_ns) pairs at/near mtime_ns
-    lookback_ns: int = 0
-    batches: int = 0
-    objects: int = 0
-    last_batch_id: str | None = None
-    committed_by: str | None = None
-    last_batch: tuple[ObjectInfo, ...] = field(default=())
-
-    @classmethod
-    def empty(cls, location: str, pattern: str, consumer: str = "") -> Watermark:
-        return cls(
-            watch_id=watch_id(location, pattern, consumer),
-            location=normalize_location(location),
-            pattern=pattern.strip(),
-            consumer=consumer,
-        )
-
-    @cached_property
-    def _boundary_map(self) -> dict[str, int]:
-        return dict(self.boundary)
-
-    def is_new(self, obj: ObjectInfo, lookback_ns: int = 0) -> bool:
-        """Whether ``obj`` has not been consumed under this watermark."""
-        if self.mtime_ns is None or obj.mtime_ns > self.mtime_ns:
-            return True
-        # Only keys this watermark recorded can be compared below the boundary.
-        window = min(lookback_ns, self.lookback_ns)
-        if obj.mtime_ns < self.mtime_ns - window:
-            return False
-        return self._boundary_map.get(obj.key) != obj.mtime_ns
-
-    def advance(
-        self, batch: Sequence[ObjectInfo], *, lookback_ns: int = 0, committed_by: str | None = None
-    ) -> Watermark:
-        """The watermark after consuming ``batch`` (an empty batch returns ``self``)."""
-        if not batch:
-            return self
-        high = max([o.mtime_ns for o in batch] + ([self.mtime_ns] if self.mtime_ns is not None else []))
-        merged = dict(self.boundary)
-        for obj in batch:
-            merged[obj.key] = obj.mtime_ns
-        boundary = tuple(sorted((k, m) for k, m in merged.items() if m >= high - lookback_ns))
-        return Watermark(
-            watch_id=self.watch_id,
-            location=self.location,
-            pattern=self.pattern,
-            consumer=self.consumer,
-            mtime_ns=high,
-            boundary=boundary,
-            lookback_ns=lookback_ns,
-            batches=self.batches + 1,
-            objects=self.objects + len(batch),
-            last_batch_id=batch_id(batch),
-            committed_by=committed_by,
-            last_batch=tuple(batch),
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """A compact view for event payloads and logs."""
-        return {
-            "watch_id": self.watch_id,
-            "mtime": _iso(self.mtime_ns) if self.mtime_ns is not None else None,
-            "mtime_ns": self.mtime_ns,
-            "boundary_keys": len(self.boundary),
-            "batches": self.batches,
-            "objects": self.objects,
-            "last_batch_id": self.last_batch_id,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": WATERMARK_FORMAT,
-            "version": WATERMARK_VERSION,
-            "watch_id": self.watch_id,
-            "location": self.location,
-            "pattern": self.pattern,
-            "consumer": self.consumer,
-            "mtime_ns": self.mtime_ns,
-            "mtime": _iso(self.mtime_ns) if self.mtime_ns is not None else None,
-            "boundary": [[k, m] for k, m in self.boundary],
-            "lookback_ns": self.lookback_ns,
-            "batches": self.batches,
-            "objects": self.objects,
-            "last_batch_id": self.last_batch_id,
-            "committed_by": self.committed_by,
-            "last_batch": [o.to_dict() for o in self.last_batch],
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<watermark>") -> Watermark:
-        """Parse a stored watermark strictly: anything unexpected is an error, never a reset."""
-        fix = (
-            f"fix or delete {source}; deleting it makes the watch report every object under its "
-            "location again"
-        )
-        if not isinstance(data, dict):
-            raise WatermarkError(f"new-data watermark {source} is not a JSON object; {fix}")
-        if data.get("format") != WATERMARK_FORMAT or data.get("version") != WATERMARK_VERSION:
-            raise WatermarkError(
-                f"new-data watermark {source} has format {data.get('format')!r} version "
-                f"{data.get('version')!r}, expected {WATERMARK_FORMAT!r} version {WATERMARK_VERSION}; {fix}"
-            )
-        try:
-            mtime_ns = data["mtime_ns"]
-            boundary = tuple((str(k), int(m)) for k, m in data["boundary"])
-            wm = cls(
-                watch_id=str(data["watch_id"]),
-                location=str(data["location"]),
-                pattern=str(data["pattern"]),
-                consumer=str(data.get("consumer", "")),
-                mtime_ns=None if mtime_ns is None else int(mtime_ns),
-                boundary=tuple(sorted(boundary)),
-                lookback_ns=int(data.get("lookback_ns", 0)),
-                batches=int(data["batches"]),
-                objects=int(data["objects"]),
-                last_batch_id=data.get("last_batch_id"),
-                committed_by=data.get("committed_by"),
-                last_batch=tuple(ObjectInfo.from_dict(o) for o in data.get("last_batch", ())),
-            )
-        except (KeyError, TypeError, ValueError, DataError) as exc:
-            raise WatermarkError(f"new-data watermark {source} is malformed ({exc!r}); {fix}") from exc
-        if wm.mtime_ns is None and wm.boundary:
-            raise WatermarkError(f"new-data watermark {source} has boundary keys but no time; {fix}")
-        return wm
-
-    @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "<watermark>") -> Watermark:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WatermarkError(
-                f"new-data watermark {source} is not valid JSON ({exc}); fix or delete it -- deleting "
-                "it makes the watch report every object under its location again"
-            ) from exc
-        return cls.from_dict(data, source=source)
+from airflow_mlops.data.listing import (
+    NS_PER_SECOND,
+    TEMP_SUFFIXES,
+    Listing,
+    ObjectInfo,
+    compile_pattern,
+    datetime_to_ns,
+    list_local,
+    list_s3,
+    normalize_location,
+    sha256_of,
+    watch_id,
+)
+from airflow_mlops.data.watermarks import (
+    WATERMARK_FORMAT,
+    WATERMARK_VERSION,
+    Watermark,
+    WatermarkStore,
+    batch_id,
+)
+from airflow_mlops.exceptions import DataError
+
+__all__ = [
+    "TEMP_SUFFIXES",
+    "WATERMARK_FORMAT",
+    "WATERMARK_VERSION",
+    "Batch",
+    "Listing",
+    "NewDataWatch",
+    "ObjectInfo",
+    "WatchConfig",
+    "Watermark",
+    "WatermarkStore",
+    "batch_id",
+    "compile_pattern",
+    "datetime_to_ns",
+    "event_payload",
+    "list_local",
+    "list_s3",
+    "new_objects",
+    "normalize_location",
+    "sha256_of",
+    "uris_from_event_extra",
+    "watch_id",
+]
 
 
 # --- what is new ----------------------------------------------------------------------------
@@ -556,8 +115,8 @@ def new_objects(
         )
     if max_objects is not None and max_objects < 1:
         raise DataError(f"max_objects must be at least 1 (or None for no limit), got {max_objects}")
-    lookback_ns = int(lookback_seconds * _NS)
-    cutoff = listing.started_ns - int(settle_seconds * _NS)
+    lookback_ns = int(lookback_seconds * NS_PER_SECOND)
+    cutoff = listing.started_ns - int(settle_seconds * NS_PER_SECOND)
     fresh = sorted(
         (o for o in listing.objects if o.mtime_ns <= cutoff and watermark.is_new(o, lookback_ns)),
         key=lambda o: (o.mtime_ns, o.key),
@@ -591,140 +150,6 @@ def uris_from_event_extra(extra: Mapping[str, Any] | None) -> list[str]:
             "payload of NewDataTrigger or NewDataSensor"
         )
     return list(data)
-
-
-# --- storing watermarks ---------------------------------------------------------------------
-
-
-class WatermarkStore:
-    """Persists one watermark document per watch id, in a local folder or under an S3 prefix.
-
-    ``load`` returns the watermark and a version token (sha256 of the local file, or the S3
-    ETag; ``None`` when nothing is stored yet). ``save`` is a compare-and-swap on that token.
-    """
-
-    def __init__(self, state_uri: str, *, s3_client: Any = None) -> None:
-        self.state_uri = normalize_location(state_uri)
-        self.is_s3 = self.state_uri.startswith("s3://")
-        self._s3 = s3_client
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-        return self._s3
-
-    def uri_for(self, watch: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{64}", watch):
-            raise WatermarkError(f"watch id {watch!r} is not a sha256 hex digest")
-        return f"{self.state_uri}/{watch}.json"
-
-    def _s3_key(self, watch: str) -> tuple[str, str]:
-        bucket, _, key = self.uri_for(watch)[len("s3://") :].partition("/")
-        return bucket, key
-
-    def load(self, empty: Watermark) -> tuple[Watermark, str | None]:
-        """The stored watermark of ``empty.watch_id`` (or ``empty`` itself when none is stored)."""
-        uri = self.uri_for(empty.watch_id)
-        if self.is_s3:
-            bucket, key = self._s3_key(empty.watch_id)
-            try:
-                response = self.s3.get_object(Bucket=bucket, Key=key)
-            except Exception as exc:
-                if _s3_error_code(exc) in ("NoSuchKey", "404"):
-                    return empty, None
-                raise
-            raw = response["Body"].read()
-            version: str | None = str(response["ETag"]).strip('"')
-        else:
-            try:
-                raw = Path(uri).read_bytes()
-            except FileNotFoundError:
-                return empty, None
-            version = hashlib.sha256(raw).hexdigest()
-        stored = Watermark.from_json(raw, source=uri)
-        if stored.watch_id != empty.watch_id:
-            raise WatermarkError(
-                f"new-data watermark {uri} belongs to watch {stored.watch_id} ({stored.location}, "
-                f"{stored.pattern!r}), not {empty.watch_id} ({empty.location}, {empty.pattern!r}); the file "
-                "was copied or renamed by hand -- restore the right file or delete this one"
-            )
-        return stored, version
-
-    def save(self, watermark: Watermark, *, expected_version: str | None) -> str:
-        """Write ``watermark`` if the stored version is still ``expected_version``; the new version."""
-        body = watermark.to_json().encode("utf-8")
-        uri = self.uri_for(watermark.watch_id)
-        if self.is_s3:
-            bucket, key = self._s3_key(watermark.watch_id)
-            condition = {"IfMatch": expected_version} if expected_version else {"IfNoneMatch": "*"}
-            try:
-                response = self.s3.put_object(
-                    Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
-                )
-            except Exception as exc:
-                if _s3_error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                    raise _conflict(uri) from exc
-                raise
-            return str(response["ETag"]).strip('"')
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path.with_name(f".{path.name}.lock")):
-            try:
-                current: str | None = sha256_file(path)
-            except FileNotFoundError:
-                current = None
-            if current != expected_version:
-                raise _conflict(uri)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(body)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(path.parent)
-        return hashlib.sha256(body).hexdigest()
-
-
-def _conflict(uri: str) -> WatermarkConflictError:
-    return WatermarkConflictError(
-        f"new-data watermark {uri} was changed by another writer since it was read; two watchers (or a "
-        "sensor and an asset watcher) share one watch -- give each its own state_uri or consumer"
-    )
-
-
-def _s3_error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code")) or None
-    return None
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    import fcntl
-
-    with open(lock_path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- a watch: configuration + listing + store -----------------------------------------------
@@ -865,7 +290,9 @@ class NewDataWatch:
         if self.config.with_sha256 and objects:
             objects = [_with_sha256(o, self.config.allowed_roots) for o in objects]
             nxt = watermark.advance(
-                objects, lookback_ns=int(self.config.lookback_seconds * _NS), committed_by=committed_by
+                objects,
+                lookback_ns=int(self.config.lookback_seconds * NS_PER_SECOND),
+                committed_by=committed_by,
             )
         return Batch(tuple(objects), watermark, nxt)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import airflow_mlops.data.arrivals as arrivals
+import airflow_mlops.data.listing as listing
 from airflow_mlops.data.arrivals import NewDataWatch, WatchConfig, Watermark, list_local
 from airflow_mlops.exceptions import OutsideAllowedRootsError
 
@@ -58,7 +59,7 @@ def test_links_below_the_folder_are_never_followed(tree: dict[str, Path]) -> Non
 def test_a_folder_swapped_for_a_link_during_the_walk_is_not_entered(
     tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = arrivals._scan
+    real = listing._scan
 
     def scan_then_swap(fd: int, folder: str, rel: str, *args: Any) -> Any:
         found = list(real(fd, folder, rel, *args))
@@ -67,7 +68,7 @@ def test_a_folder_swapped_for_a_link_during_the_walk_is_not_entered(
             (tree["root"] / "in" / "day").symlink_to(tree["outside"] / "day", target_is_directory=True)
         yield from found
 
-    monkeypatch.setattr(arrivals, "_scan", scan_then_swap)
+    monkeypatch.setattr(listing, "_scan", scan_then_swap)
     objects = watch(tree, str(tree["root"] / "in")).list().objects
     assert all("secret" not in o.uri for o in objects)
 
