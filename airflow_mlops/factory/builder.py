@@ -166,7 +166,7 @@ def _event_asset(
 
 def watermark_location(pipeline: str, artifact_root: str | None) -> str:
     """Where a pipeline's new-data watermark is kept: beside its artifacts, in ``_state/``."""
-    from airflow_mlops.operators.base import default_artifact_root
+    from airflow_mlops.artifacts import default_artifact_root
 
     root = (artifact_root or default_artifact_root()).rstrip("/")
     return f"{root}/{pipeline}/_state"

@@ -51,9 +51,7 @@ def fail_fast(method: _F) -> _F:
     def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> Any:
         try:
             result = method(self, *args, **kwargs)
-            from airflow_mlops.operators.base import MLOpsBaseOperator
-
-            if isinstance(self, MLOpsBaseOperator):
+            if hasattr(type(self), "_lineage_result"):  # MLOpsBaseOperator declares it
                 self._lineage_result = result  # what get_openlineage_facets_on_complete reports
             return result
         except MLOpsError as exc:

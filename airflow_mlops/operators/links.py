@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseOperatorLink
 
-from airflow_mlops.ui import URL_PREFIX
+from airflow_mlops.urls import MODELS_VIEW_PREFIX
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 def _output(ti_key: TaskInstanceKey, *keys: str) -> Any:
     """The first of these XCom outputs the task produced (None when it produced none)."""
-    from airflow.sdk.execution_time.xcom import XCom  # the configured XCom backend
+    from airflow_mlops.compat import xcom_backend
 
+    XCom = xcom_backend()  # the configured XCom backend
     for key in keys:
         value = XCom.get_value(ti_key=ti_key, key=key)
         if value not in (None, ""):
@@ -48,7 +49,7 @@ def models_view_url(path: str = "/") -> str:
     from airflow.configuration import conf
 
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    return f"{base}{URL_PREFIX}{path}"
+    return f"{base}{MODELS_VIEW_PREFIX}{path}"
 
 
 def _run_id(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:

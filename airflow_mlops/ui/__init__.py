@@ -8,5 +8,6 @@
 
 from __future__ import annotations
 
-#: Where the api-server mounts the view (``/mlops/models/`` is the page).
-URL_PREFIX = "/mlops/models"
+from airflow_mlops.urls import MODELS_VIEW_PREFIX as URL_PREFIX
+
+__all__ = ["URL_PREFIX"]

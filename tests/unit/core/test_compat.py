@@ -36,10 +36,6 @@ INTERNAL = (
 )
 #: Modules outside this check's owner that still import an internal directly: each entry is
 #: the exact set still allowed, to be emptied when the module routes through compat.
-PENDING: dict[str, set[str]] = {
-    # ``_output`` reads the configured XCom backend: ``XCom = compat.xcom_backend()``.
-    "airflow_mlops/operators/links.py": {"airflow.sdk.execution_time.xcom"},
-}
 
 
 def _is_internal(module: str) -> bool:
@@ -81,23 +77,10 @@ def test_no_module_but_compat_imports_airflow_internals() -> None:
     found = []
     for path in _modules():
         rel = path.relative_to(ROOT).as_posix()
-        allowed = PENDING.get(rel, set())
         for line, module in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if _is_internal(module) and not any(module == a or module.startswith(a + ".") for a in allowed):
+            if _is_internal(module):
                 found.append(f"{rel}:{line}: {module}")
     assert found == [], "import Airflow internals through airflow_mlops.compat:\n" + "\n".join(found)
-
-
-def test_pending_entries_are_still_needed() -> None:
-    """An entry of PENDING whose module no longer imports the internal is removed from PENDING."""
-    for rel, allowed in PENDING.items():
-        path = ROOT / rel
-        modules = (
-            {m for _, m in _imports(ast.parse(path.read_text(encoding="utf-8")))} if path.exists() else set()
-        )
-        for entry in allowed:
-            if not any(m == entry or m.startswith(entry + ".") for m in modules):
-                pytest.skip(f"{rel} no longer imports {entry}: drop it from PENDING")
 
 
 def test_no_module_but_compat_walks_the_stack() -> None:
