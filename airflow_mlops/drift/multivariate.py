@@ -1,9 +1,6 @@
 """Multivariate drift for :func:`~airflow_mlops.drift.detect.detect_drift`: MMD over the numeric
 features (reference-standardized, complete rows, subsampled), permutation p-value."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 import logging

@@ -2,9 +2,6 @@
 labelled live window against its recorded value, and the labels check when the labels cannot be
 measured."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 import math

@@ -2,9 +2,6 @@
 the reference and live windows, checked and compared per task (binary and regression, the numeric
 tests on the scores; multiclass, the categorical tests on the predicted classes' shares)."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

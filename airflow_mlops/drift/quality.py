@@ -2,9 +2,6 @@
 rates and value types per feature, and each numeric feature's share of live values beyond the
 reference's range (with the chance of that many if the window were drawn like the reference)."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 import math

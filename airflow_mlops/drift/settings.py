@@ -2,9 +2,6 @@
 validated (and their JSON-able form), the features compared and the kind of each (numeric or
 categorical), every schema difference listed at once."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 import math

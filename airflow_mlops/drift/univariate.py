@@ -3,9 +3,6 @@ KS, Wasserstein and PSI; per categorical feature chi-squared, Jensen-Shannon and
 new-categories check); the histograms the report draws; and a feature's verdict (significant and
 large)."""
 
-# Drift internals need numpy/pandas at module level; only detect_drift() imports them (lazily).
-# ruff: noqa: TID253
-
 from __future__ import annotations
 
 import math
