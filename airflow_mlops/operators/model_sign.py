@@ -17,7 +17,7 @@ class ModelSignOperator(MLOpsBaseOperator):
 
     The private key is read by :class:`~airflow_mlops.hooks.signing.ModelSigningHook`, written
     only to a private temporary file for the signing call, and never logged or returned. The
-    signing and the documents are :mod:`airflow_mlops.security.release`'s.
+    signing and the documents are :mod:`airflow_mlops.registry.release`'s.
 
     Returns ``{"model": ref, "signature": ref, "key_fingerprint": str}`` and, with ``evaluation``,
     ``"attestation"`` (DSSE envelope of the evaluation statement), ``"mlbom"`` (the CycloneDX
@@ -64,7 +64,7 @@ class ModelSignOperator(MLOpsBaseOperator):
         self.training = dict(training or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.security.release import sign_and_verify
+        from airflow_mlops.registry.release import sign_and_verify
 
         key = self.signing_hook.get_key(need_private=True)
         assert key.signer is not None
@@ -96,7 +96,7 @@ class ModelSignOperator(MLOpsBaseOperator):
     ) -> dict[str, Any]:
         """Sign the evaluation attestation and the ML-BOM; store them; return their refs."""
         import airflow_mlops
-        from airflow_mlops.security.release import ATTESTATION_FILES, check_blessing, release_attestations
+        from airflow_mlops.registry.release import ATTESTATION_FILES, check_blessing, release_attestations
 
         digest = str(self.model["sha256"])
         blessing = check_blessing(self.blessing, digest, where=self.task_id)

@@ -5,7 +5,8 @@ and the ML-BOM (CycloneDX 1.6).
 No Airflow: the functions take the model directory, the signing identity and trust
 (:mod:`airflow_mlops.security.trust`), and plain dicts; they call the public functions of
 :mod:`airflow_mlops.security.signing`, :mod:`~airflow_mlops.security.attestation` and
-:mod:`~airflow_mlops.security.mlbom`.
+:mod:`~airflow_mlops.security.mlbom`, and read the model's facts (its flavor's config, its weights
+directory) from the training and registry modules: a release is assembled here, above security.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""security/release.py: the model signed and verified, the blessing checked, the attestations."""
+"""registry/release.py: the model signed and verified, the blessing checked, the attestations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.exceptions import GateFailedError
-from airflow_mlops.security.release import (
+from airflow_mlops.registry.release import (
     ATTESTATION_FILES,
     SignedModel,
     check_blessing,
