@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_mlops.data.labels import label_key
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.labels import label_key
 from airflow_mlops.registry.evaluation import GateReport, evaluate_gates
 from airflow_mlops.tasks import TASKS, encode_target, sort_classes
 

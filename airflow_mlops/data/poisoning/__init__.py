@@ -93,9 +93,6 @@ column helpers), :mod:`.stats` (conformal p-values, Benjamini-Hochberg, shared c
 from __future__ import annotations
 
 from airflow_mlops.data.poisoning.dataset_checks import CLASS_SHIFT_Z
-
-# The old module's private name, which tests/unit/data/test_data_labels.py still imports.
-from airflow_mlops.data.poisoning.dataset_checks import class_balance as _class_balance  # noqa: F401
 from airflow_mlops.data.poisoning.duplicates import (
     DUPLICATE_RESIDUAL_Z,
     DUPLICATE_TARGET_SHARE,

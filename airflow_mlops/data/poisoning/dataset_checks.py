@@ -175,7 +175,7 @@ def _positive_rates(
 ) -> tuple[float, float]:
     """Share of (non-missing) positive labels in the data and in the reference (NaN when none).
 
-    One rule for what "positive" means (``data/labels.py``), applied to both together: the
+    One rule for what "positive" means (``airflow_mlops/labels.py``), applied to both together: the
     positive label must occur in one of them and they may hold two classes between them.
     """
     import pandas as pd
