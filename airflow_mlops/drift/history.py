@@ -19,6 +19,7 @@ MONITOR_RUN_KIND = "monitor"
 TAG_KIND = "mlops.kind"
 TAG_MODEL_NAME = "mlops.model_name"
 TAG_MODEL_VERSION = "mlops.model_version"
+TAG_DRIFT = "mlops.drift"  # the window's drift verdict: "drift" or "none"
 TAG_LAST_VERDICT = "mlops.monitor.last_verdict"
 REPORT_ARTIFACT = "drift/drift_report.json"
 HTML_ARTIFACT = "drift/drift_report.html"
@@ -133,7 +134,7 @@ def log_monitor_run(
         client,
         run_id,
         metrics=monitor_metrics(report),
-        tags={"mlops.drift": "drift" if report.drifted else "none"},
+        tags={TAG_DRIFT: "drift" if report.drifted else "none"},
     )
     figures = write_figures(report, figures_dir, history=history)
     log_report(client, run_id, report_json, REPORT_ARTIFACT)

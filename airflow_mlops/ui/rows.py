@@ -41,6 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.drift.history import (
+    MONITOR_RUN_KIND,
+    TAG_DRIFT,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+)
 from airflow_mlops.exceptions import ArtifactError, RegistryLookupError
 
 if TYPE_CHECKING:
@@ -53,12 +60,6 @@ log = logging.getLogger(__name__)
 
 CHECK_TTL_SECONDS = 300.0
 DEFAULT_MAX_VERSIONS = 10
-# The monitor's MLflow run tags (airflow_mlops.operators.monitor writes them; no Airflow import here).
-MONITOR_KIND_TAG = "mlops.kind"
-MONITOR_KIND = "monitor"
-MONITOR_MODEL_TAG = "mlops.model_name"
-MONITOR_VERSION_TAG = "mlops.model_version"
-DRIFT_TAG = "mlops.drift"
 # Run artifacts the view may serve (reports the pipeline logs), and their media types.
 REPORT_ARTIFACTS: Mapping[str, str] = {
     "evaluation/evaluation.json": "application/json",
@@ -360,7 +361,7 @@ def last_drift(client: MlflowClient, model_name: str, experiment_ids: Sequence[s
     runs = client.search_runs(
         list(experiment_ids),
         filter_string=(
-            f"tags.`{MONITOR_KIND_TAG}` = '{MONITOR_KIND}' and tags.`{MONITOR_MODEL_TAG}` = "
+            f"tags.`{TAG_KIND}` = '{MONITOR_RUN_KIND}' and tags.`{TAG_MODEL_NAME}` = "
             f"'{_quoted(model_name)}' and attributes.status = 'FINISHED'"
         ),
         order_by=["attributes.start_time DESC"],
@@ -372,7 +373,7 @@ def last_drift(client: MlflowClient, model_name: str, experiment_ids: Sequence[s
     metrics, tags = run.data.metrics, run.data.tags
     if metrics.get("quality_failed"):
         verdict = "data-quality alarm"
-    elif tags.get(DRIFT_TAG) == "drift" or metrics.get("drifted"):
+    elif tags.get(TAG_DRIFT) == "drift" or metrics.get("drifted"):
         verdict = "drift"
     else:
         verdict = "no drift"
@@ -385,7 +386,7 @@ def last_drift(client: MlflowClient, model_name: str, experiment_ids: Sequence[s
         drifted_features=None
         if metrics.get("drifted_features") is None
         else int(metrics["drifted_features"]),
-        model_version=str(tags.get(MONITOR_VERSION_TAG, "")),
+        model_version=str(tags.get(TAG_MODEL_VERSION, "")),
         has_html="drift/drift_report.html" in listed,
     )
 
