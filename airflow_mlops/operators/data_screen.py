@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_mlops.data import screen_defaults as defaults
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.links import ArtifactReportLink
 
@@ -37,17 +38,17 @@ class PoisoningScreenOperator(MLOpsBaseOperator):
         data: Any,
         target: str,
         features: Sequence[str] | None = None,
-        checks: Sequence[str] = ("duplicates", "label_issues"),
-        max_suspect_fraction: float = 0.02,
-        neighbours: int = 10,
-        outlier_threshold: float = 8.0,
-        max_class_shift: float = 0.5,
+        checks: Sequence[str] = defaults.CHECKS,
+        max_suspect_fraction: float = defaults.MAX_SUSPECT_FRACTION,
+        neighbours: int = defaults.NEIGHBOURS,
+        outlier_threshold: float = defaults.OUTLIER_THRESHOLD,
+        max_class_shift: float = defaults.MAX_CLASS_SHIFT,
         reference: str | None = None,
         positive_label: Any = 1,
-        max_feature_shift: float = 0.1,
-        folds: int = 5,
-        max_fit_rows: int = 50_000,
-        seed: int = 0,
+        max_feature_shift: float = defaults.MAX_FEATURE_SHIFT,
+        folds: int = defaults.FOLDS,
+        max_fit_rows: int = defaults.MAX_FIT_ROWS,
+        seed: int = defaults.SEED,
         task: str | None = None,
         **kwargs: Any,
     ) -> None:

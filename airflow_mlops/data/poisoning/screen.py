@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.data import screen_defaults as defaults
 from airflow_mlops.data.poisoning.dataset_checks import (
     class_balance,
     class_shares,
@@ -95,15 +96,15 @@ def screen_data(
     features: list[str],
     checks: Sequence[str],
     max_suspect_fraction: float,
-    neighbours: int = 10,
-    outlier_threshold: float = 8.0,
-    max_class_shift: float = 0.5,
-    max_feature_shift: float = 0.1,
+    neighbours: int = defaults.NEIGHBOURS,
+    outlier_threshold: float = defaults.OUTLIER_THRESHOLD,
+    max_class_shift: float = defaults.MAX_CLASS_SHIFT,
+    max_feature_shift: float = defaults.MAX_FEATURE_SHIFT,
     reference: pd.DataFrame | None = None,
     positive_label: Any = 1,
-    folds: int = 5,
-    max_fit_rows: int = 50_000,
-    seed: int = 0,
+    folds: int = defaults.FOLDS,
+    max_fit_rows: int = defaults.MAX_FIT_ROWS,
+    seed: int = defaults.SEED,
     task: str | None = None,
 ) -> ScreenResult:
     """Screen ``df`` for poisoned rows and split it into accepted and quarantined rows.

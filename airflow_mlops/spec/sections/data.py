@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from airflow_mlops.data import screen_defaults as screen
 from airflow_mlops.data.expectation_names import SUPPORTED_EXPECTATIONS
 from airflow_mlops.spec.sections.base import Duration, StrictModel
 
@@ -132,7 +133,7 @@ class PoisoningConfig(StrictModel):
             "outliers",
         ]
     ] = Field(
-        default_factory=lambda: ["duplicates", "label_issues"],  # type: ignore[arg-type]
+        default_factory=lambda: list(screen.CHECKS),  # type: ignore[arg-type]
         description="Which screens run. duplicates: exact and near duplicate rows with conflicting "
         "labels (the copies that disagree with the model's view). label_issues: rows whose label "
         "gradient-boosting models cross-fitted on the reference find unlikely, judged against the "
@@ -146,7 +147,7 @@ class PoisoningConfig(StrictModel):
         "label_flips and outliers are the old names of label_issues and out_of_distribution.",
     )
     max_suspect_fraction: float = Field(
-        0.02,
+        screen.MAX_SUSPECT_FRACTION,
         ge=0,
         le=1,
         description="Above this share of suspect rows the run stops before training (a small batch's sampling "
@@ -154,36 +155,38 @@ class PoisoningConfig(StrictModel):
         "are quarantined either way.",
     )
     neighbours: int = Field(
-        10, ge=3, le=100, description="Deprecated and ignored: k of the old label-flip screen."
+        screen.NEIGHBOURS, ge=3, le=100, description="Deprecated and ignored: k of the old label-flip screen."
     )
     outlier_threshold: float = Field(
-        8.0,
+        screen.OUTLIER_THRESHOLD,
         gt=0,
         description="out_of_distribution: robust z-score (against the reference) above which a value "
         "makes its row an outlier (with a reference: only a value outside the reference's range).",
     )
     max_class_shift: float = Field(
-        0.5,
+        screen.MAX_CLASS_SHIFT,
         gt=0,
         description="class_balance: largest allowed relative change of the positive rate (binary) or of any "
         "class's share (multiclass).",
     )
     max_feature_shift: float = Field(
-        0.1,
+        screen.MAX_FEATURE_SHIFT,
         gt=0,
         le=1,
         description="feature_shift: largest allowed Kolmogorov-Smirnov (numeric) or total-variation "
         "(categorical) distance between a feature in the batch and in the reference.",
     )
     folds: int = Field(
-        5,
+        screen.FOLDS,
         ge=2,
         le=20,
         description="label_issues: folds of the cross-fitted (or, without a reference, out-of-fold) models.",
     )
     max_fit_rows: int = Field(
-        50_000,
+        screen.MAX_FIT_ROWS,
         ge=100,
         description="label_issues: at most this many rows train each fold's model (every row is scored).",
     )
-    seed: int = Field(0, ge=0, description="Seed of the folds, subsamples and models of the screen.")
+    seed: int = Field(
+        screen.SEED, ge=0, description="Seed of the folds, subsamples and models of the screen."
+    )
