@@ -164,8 +164,8 @@ def install_timers(clock: Clock, stack: contextlib.ExitStack) -> None:
         (data_split, "stratified_split", "holdout split (stratified)"),
         (tasks, "resolve_task", "task inference"),
         (trainer, "_read_table", "read parquet"),
-        (trainer, "_target", "target encoding + label checks"),
-        (trainer, "_split", "validation split"),
+        (trainer, "encode_target", "target encoding + label checks"),
+        (trainer, "split_rows", "validation split"),
         (estimators, "fit_estimator", FIT_LABEL),
         (trainer, "_metric_or_none", "ROC AUC of train + validation rows"),
         (trainer, "choose_threshold", "threshold choice"),
@@ -220,14 +220,14 @@ def fit_positions(labels: Any, seed: int) -> Any:
 
     from airflow_mlops.data.split import stratified_split
     from airflow_mlops.labels import positive_mask
-    from airflow_mlops.training.trainer import _stratified_split
+    from airflow_mlops.training.rows import stratified_split as split_validation
 
     frame = pd.DataFrame({TARGET: labels, "_pos": np.arange(len(labels))})
     train, _ = stratified_split(
         frame, target=TARGET, holdout_fraction=HOLDOUT_FRACTION, seed=seed, task="binary"
     )
     y = positive_mask(train[TARGET], 1, column=TARGET).astype(np.float32)
-    fit_idx, _ = _stratified_split(y, VALIDATION_FRACTION, np.random.default_rng(seed))
+    fit_idx, _ = split_validation(y, VALIDATION_FRACTION, np.random.default_rng(seed))
     return train["_pos"].to_numpy()[fit_idx]
 
 

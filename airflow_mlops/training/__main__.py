@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_mlops.training.job import main
-from airflow_mlops.training.trainer import _run_and_exit
+from airflow_mlops.training.trainer import run_and_exit
 
 if __name__ == "__main__":
-    _run_and_exit(main)
+    run_and_exit(main)

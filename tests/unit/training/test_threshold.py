@@ -11,10 +11,11 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from airflow_mlops.exceptions import DataError, TrainingError, TrainingRejectedError
-from airflow_mlops.training import trainer
+from airflow_mlops.training import network_fit
 from airflow_mlops.training.flavors import load_predictor
+from airflow_mlops.training.rows import binary_target, stratified_split
 from airflow_mlops.training.threshold import check_rule, choose_threshold
-from airflow_mlops.training.trainer import _binary_target, _stratified_split, train
+from airflow_mlops.training.trainer import train
 
 
 def scored(seed: int, n: int = 400, *, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +164,8 @@ def test_the_trainer_chooses_on_its_validation_rows_and_stores_the_threshold(
     assert config["threshold_choice"]["rule"] == metrics["threshold_rule"] == "min_precision"
     # Recompute on the same validation rows (the split's seed is the trainer's): the stored
     # threshold is what the rule gives on them, and its precision meets the rule.
-    y_all = _binary_target(df["label"], 1, "label")
-    _, val_idx = _stratified_split(y_all, 0.1, np.random.default_rng(base_config["seed"]))
+    y_all = binary_target(df["label"], 1, "label")
+    _, val_idx = stratified_split(y_all, 0.1, np.random.default_rng(base_config["seed"]))
     y_val = y_all[val_idx]
     scores = predictor.predict_proba(df.iloc[val_idx])
     expected = choose_threshold(y_val, scores, base_config["threshold"])
@@ -195,7 +196,9 @@ def test_an_unreachable_rule_fails_the_training_without_writing_a_model(
     tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A model that scores every row alike: no threshold separates anything.
-    monkeypatch.setattr(trainer, "_outputs", lambda model, x, device, task, scaling: np.full(len(x), 0.5))
+    monkeypatch.setattr(
+        network_fit, "network_outputs", lambda model, x, device, task, scaling: np.full(len(x), 0.5)
+    )
     base_config["threshold"] = {"rule": "min_precision", "value": 0.9}
     with pytest.raises(
         TrainingRejectedError, match=r"no threshold reaches precision 0\.9 on the 60 validation rows"

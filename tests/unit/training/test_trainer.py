@@ -1,4 +1,5 @@
-"""The trainer entrypoint: CLI in a subprocess, and ``train()`` in-process."""
+"""The trainer: its command line (``python -m airflow_mlops.training --job ...``, the one every
+backend runs) in a subprocess, and ``train()`` in-process."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
+from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import DataError, TrainingError
-from airflow_mlops.training import trainer
+from airflow_mlops.training import job as job_module
+from airflow_mlops.training import loop, trainer
+from airflow_mlops.training.config import read_table
 from airflow_mlops.training.flavors import load_predictor
+from airflow_mlops.training.job import TrainingJob, write_job
 from airflow_mlops.training.ranking import roc_auc
-from airflow_mlops.training.trainer import main, train
+from airflow_mlops.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[3]
 CLI_CONFIG = {
@@ -32,24 +37,49 @@ CLI_CONFIG = {
     "seed": 11,
     "device": "auto",
 }
+WEIGHTS_KEY = "p/run/train/weights"
 
 
-def run_cli(train_path: Path, out: Path, config_path: Path) -> subprocess.CompletedProcess[str]:
+def make_job(root: Path, df: pd.DataFrame, config: dict, *, table: str = "train.parquet") -> ArtifactRef:
+    """A job (as ``training.prepare`` writes it) in a local artifact store at ``root / "store"``;
+    the trained model goes to ``weights_dir(root)``."""
+    root.mkdir(parents=True, exist_ok=True)
+    store = ArtifactStore(str(root / "store"))
+    if table.endswith(".csv"):
+        df.to_csv(root / table, index=False)
+    else:
+        df.to_parquet(root / table)
+    train_ref = store.put_file(root / table, f"p/run/train/{table}", producer="prepare")
+    job = TrainingJob(
+        store_root=store.uri_for().rstrip("/"),
+        train=train_ref,
+        model=config.get("model", "mlp"),
+        config={k: v for k, v in config.items() if k != "model"},
+        output_key=WEIGHTS_KEY,
+    )
+    return write_job(store, "p/run/train/job.json", job, producer="prepare")
+
+
+def weights_dir(root: Path) -> Path:
+    return root / "store" / WEIGHTS_KEY
+
+
+def run_cli(job_ref: ArtifactRef, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m airflow_mlops.training --job <ref>`` in a subprocess, as the backends run it."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    cmd = [sys.executable, "-m", "airflow_mlops.training.trainer"]
-    cmd += ["--train", str(train_path), "--output", str(out), "--config", str(config_path)]
+    cmd = [sys.executable, "-m", "airflow_mlops.training", "--job", json.dumps(job_ref.to_dict()), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 @dataclass
 class CliRun:
-    data_dir: Path
-    train_path: Path
-    config_path: Path
+    root: Path
+    job_ref: ArtifactRef
     out: Path
+    work: Path
     holdout: pd.DataFrame
     proc: subprocess.CompletedProcess[str]
     seconds: float
@@ -57,19 +87,17 @@ class CliRun:
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory: pytest.TempPathFactory, make_frame) -> CliRun:
-    data_dir = tmp_path_factory.mktemp("cli")
-    make_frame(4000, 1).to_parquet(data_dir / "train.parquet")
-    config_path = data_dir / "config.json"
-    config_path.write_text(json.dumps(CLI_CONFIG))
-    out = data_dir / "runs" / "model"
+    root = tmp_path_factory.mktemp("cli")
+    job_ref = make_job(root, make_frame(4000, 1), CLI_CONFIG)
+    work = root / "work"
     started = time.monotonic()
-    proc = run_cli(data_dir / "train.parquet", out, config_path)
+    proc = run_cli(job_ref, "--work-dir", str(work))
     seconds = time.monotonic() - started
     print(f"trainer CLI wall time: {seconds:.2f}s")
-    return CliRun(data_dir, data_dir / "train.parquet", config_path, out, make_frame(3000, 2), proc, seconds)
+    return CliRun(root, job_ref, weights_dir(root), work, make_frame(3000, 2), proc, seconds)
 
 
-# --- the CLI --------------------------------------------------------------------------------------
+# --- the command line -----------------------------------------------------------------------------
 
 
 def test_cli_writes_the_three_files(cli_run: CliRun) -> None:
@@ -79,8 +107,11 @@ def test_cli_writes_the_three_files(cli_run: CliRun) -> None:
         "model.safetensors",
         "model_config.json",
     ]
-    # Only the model directory is left beside it: no temp dirs.
-    assert [p.name for p in cli_run.out.parent.iterdir()] == ["model"]
+    # The trainer's model directory is published whole: no temp dirs are left beside it.
+    assert sorted(p.name for p in (cli_run.work / "weights").iterdir()) == sorted(
+        p.name for p in cli_run.out.iterdir()
+    )
+    assert not [p.name for p in cli_run.work.iterdir() if p.name.startswith(".")]
 
 
 def test_cli_logs_device_and_every_epoch(cli_run: CliRun) -> None:
@@ -131,22 +162,22 @@ def test_model_beats_chance_on_holdout(cli_run: CliRun) -> None:
     assert auc > 0.8
 
 
-def test_same_seed_gives_identical_weights(cli_run: CliRun) -> None:
-    again = cli_run.data_dir / "again"
-    proc = run_cli(cli_run.train_path, again, cli_run.config_path)
+def test_same_seed_gives_identical_weights(cli_run: CliRun, make_frame) -> None:
+    again = cli_run.root / "again"
+    proc = run_cli(make_job(again, make_frame(4000, 1), CLI_CONFIG))
     assert proc.returncode == 0, proc.stderr
-    assert (again / "model.safetensors").read_bytes() == (cli_run.out / "model.safetensors").read_bytes()
-    assert (again / "model_config.json").read_text() == (cli_run.out / "model_config.json").read_text()
+    assert (weights_dir(again) / "model.safetensors").read_bytes() == (
+        cli_run.out / "model.safetensors"
+    ).read_bytes()
+    assert (weights_dir(again) / "model_config.json").read_text() == (
+        cli_run.out / "model_config.json"
+    ).read_text()
 
 
 def test_cli_user_errors_exit_2_with_one_line_and_leave_nothing(tmp_path: Path, make_frame) -> None:
-    df = make_frame(200, 3)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(CLI_CONFIG))
-    df.drop(columns=["label"]).to_parquet(tmp_path / "no_target.parquet")
-    out = tmp_path / "runs" / "model"
+    job_ref = make_job(tmp_path, make_frame(200, 3).drop(columns=["label"]), CLI_CONFIG)
 
-    proc = run_cli(tmp_path / "no_target.parquet", out, config_path)
+    proc = run_cli(job_ref, "--result", str(tmp_path / "result.json"))
 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -154,40 +185,35 @@ def test_cli_user_errors_exit_2_with_one_line_and_leave_nothing(tmp_path: Path, 
     assert "Traceback" not in proc.stderr
     assert "target column 'label' not found" in lines[0]
     assert "amount" in lines[0]  # names the columns that are there
-    assert not (tmp_path / "runs").exists()
+    assert not weights_dir(tmp_path).exists()
+    assert not (tmp_path / "result.json").exists()
 
 
 def test_cli_single_class_exits_2(tmp_path: Path, make_frame) -> None:
-    df = make_frame(200, 3).assign(label=0)
-    df.to_parquet(tmp_path / "one_class.parquet")
-    (tmp_path / "config.json").write_text(json.dumps(CLI_CONFIG))
+    job_ref = make_job(tmp_path, make_frame(200, 3).assign(label=0), CLI_CONFIG)
 
-    proc = run_cli(tmp_path / "one_class.parquet", tmp_path / "model", tmp_path / "config.json")
+    proc = run_cli(job_ref)
 
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "holds a single value (0)" in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "one_class.parquet"]
+    assert not weights_dir(tmp_path).exists()
 
 
 @pytest.mark.parametrize(
     ("setup", "expected"),
     [
-        ("missing_data", "training data file not found"),
-        ("missing_config", "trainer config file not found"),
-        ("bad_json", "is not valid JSON"),
         ("empty", "the training data is empty (0 rows)"),
         ("text_in_numeric", "numeric column 'age' holds 1 non-numeric value(s) such as 'forty'"),
         ("unknown_key", "unknown trainer config key(s): epochs"),
+        ("bad_param", "params.epochs must be a positive integer up to 10000, got 0"),
     ],
 )
-def test_main_user_errors(
+def test_job_user_errors(
     tmp_path: Path, make_frame, capsys: pytest.CaptureFixture[str], setup: str, expected: str
 ) -> None:
     df = make_frame(200, 4)
     config = dict(CLI_CONFIG)
-    data = tmp_path / "train.parquet"
-    config_path = tmp_path / "config.json"
     if setup == "empty":
         df = df.iloc[:0]
     if setup == "text_in_numeric":
@@ -196,41 +222,44 @@ def test_main_user_errors(
         config["categorical"] = ["merchant"]
     if setup == "unknown_key":
         config["epochs"] = 3
-    if setup != "missing_data":
-        df.to_parquet(data)
-    if setup == "bad_json":
-        config_path.write_text("{not json")
-    elif setup != "missing_config":
-        config_path.write_text(json.dumps(config))
+    if setup == "bad_param":
+        config["params"] = {**config["params"], "epochs": 0}
+    job_ref = make_job(tmp_path, df, config)
 
-    code = main(["--train", str(data), "--output", str(tmp_path / "out"), "--config", str(config_path)])
+    code = job_module.main(["--job", json.dumps(job_ref.to_dict()), "--work-dir", str(tmp_path / "work")])
 
     err = capsys.readouterr().err
     assert code == 2
     assert expected in err
     assert err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert not weights_dir(tmp_path).exists()
+    assert not (tmp_path / "work" / "weights").exists()
 
 
-def test_cli_reads_csv(tmp_path: Path, make_frame, base_config: dict) -> None:
-    make_frame(300, 5).to_csv(tmp_path / "train.csv", index=False)
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("missing", "training data file not found"),
+        ("unreadable", "cannot read training data"),
+    ],
+)
+def test_read_table_errors(tmp_path: Path, setup: str, expected: str) -> None:
+    path = tmp_path / "train.parquet"
+    if setup == "unreadable":
+        path.write_text("not parquet")
+    with pytest.raises(DataError, match=expected):
+        read_table(path)
+
+
+def test_cli_reads_csv(tmp_path: Path, make_frame, base_config: dict, capsys) -> None:
     base_config["positive_label"] = "1"  # CSV labels are ints; the string form matches too
     base_config["params"]["epochs"] = 2
-    (tmp_path / "config.json").write_text(json.dumps(base_config))
+    job_ref = make_job(tmp_path, make_frame(300, 5), base_config, table="train.csv")
 
-    code = main(
-        [
-            "--train",
-            str(tmp_path / "train.csv"),
-            "--output",
-            str(tmp_path / "m"),
-            "--config",
-            str(tmp_path / "config.json"),
-        ]
-    )
+    code = job_module.main(["--job", json.dumps(job_ref.to_dict())])
 
-    assert code == 0
-    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["positive_rows"] > 0
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((weights_dir(tmp_path) / "metrics.json").read_text())["positive_rows"] > 0
 
 
 def test_trainer_imports_no_airflow_or_mlflow() -> None:
@@ -358,7 +387,7 @@ def test_early_stopping_keeps_the_best_epoch(
     tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])  # best at epoch 2, then two epochs without progress
-    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses))
+    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses))
     base_config["early_stopping_patience"] = 2
     metrics = train(make_frame(300, 15), base_config, tmp_path / "m")
     assert metrics["stopped_early"] is True
@@ -373,11 +402,11 @@ def test_best_epoch_weights_are_the_ones_saved(
     """Best epoch 1 of 6: the saved weights must differ from a run that keeps epoch 6."""
     df = make_frame(300, 16)
     losses = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses))
+    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses))
     first = train(df, base_config, tmp_path / "first")
     monkeypatch.undo()
     losses_last = iter([0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
-    monkeypatch.setattr(trainer, "_mean_loss", lambda *args: next(losses_last))
+    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses_last))
     last = train(df, base_config, tmp_path / "last")
     assert (first["best_epoch"], last["best_epoch"]) == (1, 6)
     w_first = load_file(tmp_path / "first" / "model.safetensors")
@@ -451,11 +480,8 @@ def test_internal_roc_auc_matches_sklearn() -> None:
 
 def test_cli_usage_error_exits_2_and_help_exits_0(tmp_path: Path) -> None:
     """The entrypoint leaves through os._exit: argparse's own exits must keep their status."""
-    import subprocess
-    import sys
-
-    base = [sys.executable, "-m", "airflow_mlops.training.trainer"]
-    usage = subprocess.run([*base, "--train", "x.parquet"], capture_output=True, text=True, timeout=120)
+    base = [sys.executable, "-m", "airflow_mlops.training"]
+    usage = subprocess.run([*base, "--result", "x.json"], capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2 and "required" in usage.stderr
     helped = subprocess.run([*base, "--help"], capture_output=True, text=True, timeout=120)
-    assert helped.returncode == 0 and "--config" in helped.stdout
+    assert helped.returncode == 0 and "--job" in helped.stdout
