@@ -11,33 +11,36 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from airflow_mlops.spec.sections.base import ENTRYPOINT_PATTERN, Duration, StrictModel
+from airflow_mlops.training.params import BUILTIN_MODELS, NETWORK_PARAMS, PRIVACY, RUN_SETTINGS
+
+_P = NETWORK_PARAMS  # defaults and bounds: one table with the trainer's check (training/params.py)
+_DP = PRIVACY
+_RUN = RUN_SETTINGS
 
 
 class TrainingParams(StrictModel):
     """Hyper-parameters of the built-in models (``mlp``; ``cnn`` uses them for its dense head)."""
 
-    epochs: int = Field(20, ge=1, le=10_000)
-    lr: float = Field(1e-3, gt=0, le=10)
-    batch_size: int = Field(512, ge=1, le=1_000_000)
-    hidden_units: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
-        default_factory=lambda: [64, 32], min_length=1
+    epochs: int = Field(_P["epochs"].default, **_P["epochs"].bounds())
+    lr: float = Field(_P["lr"].default, **_P["lr"].bounds())
+    batch_size: int = Field(_P["batch_size"].default, **_P["batch_size"].bounds())
+    hidden_units: list[Annotated[int, Field(**_P["hidden_units"].item_bounds())]] = Field(
+        default_factory=_P["hidden_units"].fresh_default, **_P["hidden_units"].length_bounds()
     )
-    dropout: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    dropout: float = Field(_P["dropout"].default, **_P["dropout"].bounds())
+    weight_decay: float = Field(_P["weight_decay"].default, **_P["weight_decay"].bounds())
     class_weight: Literal["balanced", "none"] = Field(
-        "balanced", description="`balanced` weighs the positive class by its rarity."
+        _P["class_weight"].default, description="`balanced` weighs the positive class by its rarity."
     )
-    image_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None,
-        min_length=3,
-        max_length=3,
+    image_shape: list[Annotated[int, Field(**_P["image_shape"].item_bounds())]] | None = Field(
+        _P["image_shape"].default,
+        **_P["image_shape"].length_bounds(),
         description="`cnn` only: `[channels, height, width]` of the image the feature columns hold "
         "(one column per pixel value, in row-major order).",
     )
-    conv_channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
-        default_factory=lambda: [16, 32],
-        min_length=1,
-        max_length=6,
+    conv_channels: list[Annotated[int, Field(**_P["conv_channels"].item_bounds())]] = Field(
+        default_factory=_P["conv_channels"].fresh_default,
+        **_P["conv_channels"].length_bounds(),
         description="`cnn` only: output channels of each 3x3 convolution block.",
     )
 
@@ -49,14 +52,22 @@ class PrivacyConfig(StrictModel):
     trains. Covers the network's weights; the input scaling statistics are computed without noise.
     """
 
-    epsilon: float = Field(gt=0, le=100, description="Privacy budget: the largest epsilon the run may spend.")
-    delta: float = Field(
-        1e-5, gt=0, lt=1, description="delta of (epsilon, delta)-DP; must be below 1 / training rows."
+    epsilon: float = Field(
+        **_DP["epsilon"].bounds(), description="Privacy budget: the largest epsilon the run may spend."
     )
-    max_grad_norm: float = Field(1.0, gt=0, description="Per-sample gradient clipping norm.")
+    delta: float = Field(
+        _DP["delta"].default,
+        **_DP["delta"].bounds(),
+        description="delta of (epsilon, delta)-DP; must be below 1 / training rows.",
+    )
+    max_grad_norm: float = Field(
+        _DP["max_grad_norm"].default,
+        **_DP["max_grad_norm"].bounds(),
+        description="Per-sample gradient clipping norm.",
+    )
     noise_multiplier: float | None = Field(
-        None,
-        gt=0,
+        _DP["noise_multiplier"].default,
+        **_DP["noise_multiplier"].bounds(),
         description="Noise scale; default: the smallest that keeps epsilon within the budget after every epoch.",
     )
 
@@ -169,7 +180,6 @@ class DockerTraining(StrictModel):
     )
 
 
-BUILTIN_MODELS = ("mlp", "cnn")
 ESTIMATOR_SHORT_NAMES = ("xgboost", "lightgbm")
 _CLASS_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Z][A-Za-z0-9_]*$"
 
@@ -223,23 +233,23 @@ class TrainingConfig(StrictModel):
         0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
     )
     validation_fraction: float = Field(
-        0.1,
-        ge=0,
-        lt=0.9,
+        _RUN["validation_fraction"].default,
+        **_RUN["validation_fraction"].bounds(),
         description="Share of the training rows the built-in trainer keeps for validation (the best "
         "epoch, and the operating threshold of `evaluation.threshold`); 0 trains on every row (then "
         "the threshold must be a number).",
     )
     early_stopping_patience: int | None = Field(
-        None,
-        ge=1,
+        _RUN["early_stopping_patience"].default,
+        **_RUN["early_stopping_patience"].bounds(),
         description="Stop after this many epochs (`mlp`, `cnn`) or boosting rounds (`xgboost`, `lightgbm`) "
         "without progress on the validation rows; null: train them all.",
     )
-    seed: int = Field(42, description="Seed for the split, initialisation and shuffling.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    seed: int = Field(_RUN["seed"].default, description="Seed for the split, initialisation and shuffling.")
+    device: Literal["auto", "cpu", "cuda"] = Field(_RUN["device"].default)
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="`auto`: bf16 autocast on a GPU that supports it, float32 otherwise."
+        _RUN["precision"].default,
+        description="`auto`: bf16 autocast on a GPU that supports it, float32 otherwise.",
     )
     image: str | None = Field(
         None, min_length=1, description="Trainer image (`kubernetes`, `docker`), see images/trainer."
