@@ -9,24 +9,25 @@ and the batch it was computed on into a single HTML document, top to bottom:
 * every expectation, met or not;
 * one profile per column, batch against reference: count, nulls, distinct values, min, max,
   mean, standard deviation and quantiles (numeric), the most frequent values (text, flags), and
-  a histogram of both as inline SVG (drawn by :func:`airflow_mlops.drift.figures.distribution_svg`,
+  a histogram of both as inline SVG (drawn by :func:`airflow_mlops.reports.figures.distribution_svg`,
   the same figure as the drift report's).
 
-Like the drift report it loads nothing (no script, font, image or stylesheet from anywhere), a
-``Content-Security-Policy`` meta tag forbids scripts and fetches, and every string from the data
-(column names, values, the source URIs) is escaped. :func:`profile_columns` and
+The page is rendered through :mod:`airflow_mlops.reports` like every report: it loads nothing (no
+script, font, image or stylesheet from anywhere), a ``Content-Security-Policy`` meta tag forbids
+scripts and fetches, and every string from the data (column names, values, the source URIs) is
+escaped by the template. :func:`profile_columns` and
 :func:`sample_rows` are plain functions returning plain data, so the JSON report can carry them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.data.validation import ExpectationResult, ValidationReport, _jsonable, _short
-from airflow_mlops.drift.figures import distribution_svg, escape, format_value
-from airflow_mlops.drift.html import html_page
+from airflow_mlops.reports import render_page
+from airflow_mlops.reports.figures import distribution_svg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,37 +57,6 @@ TOP_VALUES = 5
 # Expectations whose offending rows are the null ones, or the non-null ones.
 _NULL_ROWS = {"expect_column_values_to_not_be_null"}
 _NON_NULL_ROWS = {"expect_column_values_to_be_null"}
-
-_STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;
- max-width:1180px;margin:0 auto;padding:16px 24px 40px}
-h1{font-size:22px;margin:4px 0}
-h2{font-size:18px;margin:30px 0 8px;padding-bottom:4px;border-bottom:1px solid #e3e6ea}
-h3{font-size:15px;margin:14px 0 4px;word-break:break-all}
-.muted{color:#666}
-.banner{border-left:6px solid;border-radius:6px;padding:10px 16px;margin:14px 0}
-.banner.ok{background:#eef8ee;border-color:#2ca02c}
-.banner.failed{background:#fdeeee;border-color:#d62728}
-.banner .verdict{font-size:19px;font-weight:700}
-table{border-collapse:collapse;margin:6px 0;font-size:13px}
-th,td{border-bottom:1px solid #e3e6ea;padding:3px 12px 3px 4px;text-align:left;vertical-align:top}
-th{background:#f6f7f9;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.failed td{background:#fdeeee}
-td.bad{background:#f8c9c9;font-weight:600}
-.tag{display:inline-block;padding:0 6px;border-radius:3px;font-size:12px;font-weight:600}
-.tag.failed{background:#d62728;color:#fff}
-.tag.passed{background:#e3f2e3;color:#1d6b1d}
-.failure{border:1px solid #d62728;border-radius:6px;margin:10px 0;padding:4px 12px}
-.profile{border:1px solid #e3e6ea;border-radius:6px;margin:10px 0;padding:4px 12px}
-.profile-body{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-code{font-size:12px;word-break:break-all}
-svg{max-width:100%;height:auto}
-dl.context{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:8px 0}
-dl.context dt{font-weight:600}
-dl.context dd{margin:0;word-break:break-all}
-"""
-
 
 # --- profiles --------------------------------------------------------------------------------
 
@@ -128,7 +98,7 @@ class ColumnProfile:
     :ivar kind: ``numeric``, ``categorical`` (text, flags, discrete integers) or ``other``.
     :ivar histogram: ``{"edges", "reference", "current"}`` (numeric) or ``{"categories",
         "reference", "current"}`` (categorical): shares of the non-null rows, the form
-        :func:`~airflow_mlops.drift.figures.distribution_svg` draws; ``current`` is the batch.
+        :func:`~airflow_mlops.reports.figures.distribution_svg` draws; ``current`` is the batch.
         Shares of a data set that lacks the column are ``None``.
     """
 
@@ -328,6 +298,45 @@ def sample_rows(
 
 # --- the page --------------------------------------------------------------------------------
 
+_TEMPLATE = """{% extends "page.html" %}
+{% import "macros.html" as m %}
+{% block content %}
+<div class="banner {{ 'ok' if report.success else 'failed' }}"><div class="verdict">{{ 'Passed' if report.success else 'FAILED' }}</div><div>{{ met }} of {{ report.results|length }} expectation(s) met on {{ report.row_count }} row(s)</div></div>
+{{ m.context(context) }}
+{{ m.nav([("failed", "Failed expectations"), ("expectations", "All expectations"), ("profiles", "Column profiles")]) }}
+{% call m.section("failed", "Failed expectations (%d)" % failures|length if failures else "Failed expectations") %}
+{% for f in failures %}
+<div class="failure"><h3>{{ f.name }}</h3><p>{{ f.describe }}</p>
+{% if f.rows is none %}{{ m.missing("No sample rows: this expectation is about the whole column or table.") }}
+{% else %}<p class="muted">Sample of the offending rows (up to {{ max_rows }}; row = position in the batch):</p>
+{% call m.table(["row"] + f.columns) %}
+{% for index, values in f.rows %}<tr>{{ m.cell(index) }}{% for name, value in values %}{{ m.cell(value, "bad" if name == f.column else "") }}{% endfor %}</tr>{% endfor %}
+{% endcall %}
+{% endif %}
+</div>
+{% else %}{{ m.missing("None: every expectation was met.") }}
+{% endfor %}
+{% endcall %}
+{% call m.section("expectations", "All expectations") %}
+{% if expectations %}
+{% call m.table(["", "expectation", "observed", "unexpected", "unexpected %"]) %}
+{% for e in expectations %}{{ m.tr("" if e.success else "failed") }}<td>{{ m.passed(e.success, "met", "failed") }}</td><td><code>{{ e.name }}</code></td><td>{{ e.observed }}</td>{{ m.cell(e.unexpected_count) }}{{ m.cell(e.unexpected_percent) }}</tr>
+{% endfor %}
+{% endcall %}
+{% else %}{{ m.missing("No expectations were given.") }}{% endif %}
+{% endcall %}
+{% call m.section("profiles", "Column profiles: reference against batch" if profiles else "Column profiles") %}
+{% if not has_reference and profiles %}{{ m.missing("No reference data set: the batch alone.") }}{% endif %}
+{% for p in profiles %}
+<div class="profile"><h3>{{ p.name }} <span class="muted">{{ p.kind }}</span></h3><div class="profile-body">
+{% call m.table(["", "reference", "batch"]) %}{% for label, ref, cur in p.stats %}<tr><th>{{ label }}</th>{{ m.cell(ref) }}{{ m.cell(cur) }}</tr>{% endfor %}{% endcall %}
+{{ m.figure(p.figure) }}</div></div>
+{% else %}{{ m.missing("No columns.") }}
+{% endfor %}
+{% endcall %}
+{% endblock %}
+"""
+
 
 def render_validation_html(
     report: ValidationReport,
@@ -351,64 +360,25 @@ def render_validation_html(
     :param context: lines shown under the verdict (pipeline, run, ...); shown as text (escaped).
     :param profiles: profiles already computed with :func:`profile_columns` (else computed here).
     """
-    heading = title or "Data validation report"
     if profiles is None:
         profiles = profile_columns(batch, reference, columns=columns)
-    return html_page(
-        heading,
-        [
-            _banner(report),
-            _context(
-                {
-                    "batch": source or "(not given)",
-                    "reference": reference_source or "(none)",
-                    "rows": str(report.row_count),
-                    **dict(context or {}),
-                }
-            ),
-            '<nav><a href="#failed">Failed expectations</a> <a href="#expectations">All expectations</a> '
-            '<a href="#profiles">Column profiles</a></nav>',
-            _failed_section(report, batch),
-            _expectations_section(report),
-            _profiles_section(profiles, reference is not None),
-        ],
-        style=_STYLE,
+    return render_page(
+        _TEMPLATE,
+        title=title or "Data validation report",
+        report=report,
+        met=len(report.results) - len(report.failed),
+        context={
+            "batch": source or "(not given)",
+            "reference": reference_source or "(none)",
+            "rows": str(report.row_count),
+            **dict(context or {}),
+        },
+        failures=[_failure(result, batch) for result in report.failed],
+        max_rows=MAX_SAMPLE_ROWS,
+        expectations=[_expectation(r) for r in sorted(report.results, key=lambda r: r.success)],
+        profiles=[_profile(p) for p in profiles],
+        has_reference=reference is not None,
     )
-
-
-def _tag(css: str, text: str) -> str:
-    return f'<span class="tag {css}">{escape(text)}</span>'
-
-
-def _cell(value: object, css: str = "") -> str:
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    classes = " ".join(c for c in (css, "num" if numeric else "") if c)
-    attr = f' class="{classes}"' if classes else ""
-    return f"<td{attr}>{escape(format_value(value))}</td>"
-
-
-def _table(headers: Iterable[str], rows: Iterable[tuple[str, str]]) -> str:
-    head = "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead>"
-    body = "".join(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>" for css, cells in rows)
-    return f"<table>{head}<tbody>{body}</tbody></table>"
-
-
-def _section(anchor: str, title: str, content: str) -> str:
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{content}</section>'
-
-
-def _banner(report: ValidationReport) -> str:
-    met = len(report.results) - len(report.failed)
-    css, word = ("ok", "Passed") if report.success else ("failed", "FAILED")
-    return (
-        f'<div class="banner {css}"><div class="verdict">{word}</div>'
-        f"<div>{met} of {len(report.results)} expectation(s) met on {report.row_count} row(s)</div></div>"
-    )
-
-
-def _context(lines: Mapping[str, str]) -> str:
-    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in lines.items())
-    return f'<dl class="context">{items}</dl>'
 
 
 def _expectation_name(result: ExpectationResult) -> str:
@@ -416,67 +386,43 @@ def _expectation_name(result: ExpectationResult) -> str:
     return f"{result.expectation}({args})"
 
 
-def _failed_section(report: ValidationReport, batch: pd.DataFrame) -> str:
-    if not report.failed:
-        return _section(
-            "failed", "Failed expectations", '<p class="muted">None: every expectation was met.</p>'
-        )
-    blocks = []
-    for result in report.failed:
-        column = result.kwargs.get("column")
-        rows = sample_rows(result, batch)
-        if rows is None:
-            sample = (
-                '<p class="muted">No sample rows: this expectation is about the whole column or table.</p>'
-            )
-        else:
-            headers = ["row", *map(str, rows.columns)]
-            body = []
-            for index, row in rows.iterrows():
-                cells = _cell(int(index))
-                for name, value in row.items():
-                    cells += _cell(_jsonable(value), "bad" if name == column else "")
-                body.append(("", cells))
-            sample = (
-                f'<p class="muted">Sample of the offending rows (up to {MAX_SAMPLE_ROWS}; row = '
-                "position in the batch):</p>" + _table(headers, body)
-            )
-        blocks.append(
-            f'<div class="failure"><h3>{escape(_expectation_name(result))}</h3>'
-            f"<p>{escape(result.describe())}</p>{sample}</div>"
-        )
-    return _section("failed", f"Failed expectations ({len(report.failed)})", "".join(blocks))
+def _failure(result: ExpectationResult, batch: pd.DataFrame) -> dict[str, Any]:
+    """A failed expectation with the offending rows: ``(position, [(column, value), ...])``."""
+    rows = sample_rows(result, batch)
+    return {
+        "name": _expectation_name(result),
+        "describe": result.describe(),
+        "column": result.kwargs.get("column"),
+        "columns": [] if rows is None else [str(c) for c in rows.columns],
+        "rows": None
+        if rows is None
+        else [
+            (int(index), [(name, _jsonable(value)) for name, value in row.items()])
+            for index, row in rows.iterrows()
+        ],
+    }
 
 
-def _expectations_section(report: ValidationReport) -> str:
-    if not report.results:
-        return _section(
-            "expectations", "All expectations", '<p class="muted">No expectations were given.</p>'
-        )
-    rows = []
-    for result in sorted(report.results, key=lambda r: r.success):  # failed first, else in order
-        status = _tag("passed", "met") if result.success else _tag("failed", "failed")
-        observed = result.error or (
-            _short(result.observed_value, 80) if result.observed_value is not None else ""
-        )
-        rows.append(
-            (
-                "" if result.success else "failed",
-                f"<td>{status}</td><td><code>{escape(_expectation_name(result))}</code></td>"
-                f"<td>{escape(observed)}</td>"
-                + _cell(result.unexpected_count)
-                + _cell(result.unexpected_percent),
-            )
-        )
-    table = _table(["", "expectation", "observed", "unexpected", "unexpected %"], rows)
-    return _section("expectations", "All expectations", table)
+def _expectation(result: ExpectationResult) -> dict[str, Any]:
+    observed = result.error or (
+        _short(result.observed_value, 80) if result.observed_value is not None else ""
+    )
+    return {
+        "success": result.success,
+        "name": _expectation_name(result),
+        "observed": observed,
+        "unexpected_count": result.unexpected_count,
+        "unexpected_percent": result.unexpected_percent,
+    }
 
 
-def _stat_rows(profile: ColumnProfile) -> list[tuple[str, str]]:
-    def row(label: str, get: Any) -> tuple[str, str]:
+def _stat_rows(profile: ColumnProfile) -> list[tuple[str, Any, Any]]:
+    """``(statistic, reference, batch)`` rows of a profile's table."""
+
+    def row(label: str, get: Any) -> tuple[str, Any, Any]:
         ref = get(profile.reference) if profile.reference else None
         cur = get(profile.batch) if profile.batch else None
-        return ("", f"<th>{escape(label)}</th>" + _cell(ref) + _cell(cur))
+        return (label, ref, cur)
 
     rows = [
         row("rows", lambda s: s.rows),
@@ -504,21 +450,16 @@ def _stat_rows(profile: ColumnProfile) -> list[tuple[str, str]]:
     return rows
 
 
-def _profiles_section(profiles: Sequence[ColumnProfile], has_reference: bool) -> str:
-    if not profiles:
-        return _section("profiles", "Column profiles", '<p class="muted">No columns.</p>')
-    blocks = []
-    for profile in profiles:
-        table = _table(["", "reference", "batch"], _stat_rows(profile))
-        figure = distribution_svg(
+def _profile(profile: ColumnProfile) -> dict[str, Any]:
+    return {
+        "name": profile.name,
+        "kind": profile.kind,
+        "stats": _stat_rows(profile),
+        "figure": distribution_svg(
             profile.name,
-            profile.kind,
             profile.histogram,
-            caption="bins: the reference's deciles, drawn equal-width; current = this batch",
-        )
-        blocks.append(
-            f'<div class="profile"><h3>{escape(profile.name)} <span class="muted">{escape(profile.kind)}'
-            f'</span></h3><div class="profile-body">{table}<figure>{figure}</figure></div></div>'
-        )
-    note = "" if has_reference else '<p class="muted">No reference data set: the batch alone.</p>'
-    return _section("profiles", "Column profiles: reference against batch", note + "".join(blocks))
+            note=profile.kind,
+            caption="bins: the reference's deciles, drawn equal-width",
+            current="batch",
+        ),
+    }

@@ -1,21 +1,21 @@
-"""The figures of a drift report, as small self-contained SVG documents (standard library only).
+"""The figures of a drift report, as small self-contained SVG documents.
 
 The same functions draw the plots inlined in :func:`airflow_mlops.drift.html.render_html` and the
 files that :func:`write_figures` writes for MLflow (whose artifact viewer previews ``.svg`` files
-as images, like ``.png``). Every SVG is a complete XML document on its own: it declares its
-namespace, uses presentation attributes rather than a stylesheet, and holds no script and no
-link, so it renders the same inlined in HTML, opened from an artifact store or shown by MLflow.
-
-Every string that comes from data (feature names, categories, test names) goes through
-:func:`escape`: it is XML-escaped and stripped of the characters XML 1.0 cannot hold, so a
-hostile category such as ``<script>`` is shown as text and never parsed as markup.
+as images, like ``.png``). They are drawn with the shared builders of
+:mod:`airflow_mlops.reports` (:mod:`~airflow_mlops.reports.svg`,
+:mod:`~airflow_mlops.reports.figures`): every SVG is a complete XML document on its own, uses
+presentation attributes rather than a stylesheet, holds no script and no link, and every string
+from data (feature names, categories, test names) is escaped, so a hostile category such as
+``<script>`` is shown as text and never parsed as markup.
 
 Figures:
 
 * :func:`distribution_svg`: reference against current distribution of one feature -- an overlaid
   histogram for numeric features (reference as a filled area, current as a step line; the bins are
   the reference's quantiles, drawn equal-width, so the reference is about flat and drift shows as
-  the current line leaving it), grouped horizontal bars for categorical ones.
+  the current line leaving it), grouped horizontal bars for categorical ones
+  (:func:`airflow_mlops.reports.figures.distribution_svg`, after checking the report's histogram).
 * :func:`statistics_svg`: one panel per test, a bar per feature against the test's threshold.
   Distances are drawn as they are; p-value tests as ``-log10(adjusted p)`` against
   ``-log10(alpha)``, so in every panel "the bar passes the marker" means drift.
@@ -25,19 +25,43 @@ Figures:
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from airflow_mlops.drift.report import DriftReport, FeatureDrift, TestResult
 from airflow_mlops.exceptions import DriftInputError
+from airflow_mlops.reports import figures as report_figures
+from airflow_mlops.reports.figures import DISTRIBUTION_WIDTH, MAX_CATEGORIES
+from airflow_mlops.reports.style import (
+    ALARM_COLOR,
+    CURRENT_COLOR,
+    DRIFT_COLOR,
+    GRID_COLOR,
+    MUTED_COLOR,
+    NEUTRAL_COLOR,
+    OK_COLOR,
+    REFERENCE_COLOR,
+    TEXT_COLOR,
+)
+from airflow_mlops.reports.svg import document, element, group, nice_ticks, num, placeholder, text
+from airflow_mlops.reports.text import axis_number, clip, escape, format_value, percent, short_time
 
 __all__ = [
+    "ALARM_COLOR",
+    "CURRENT_COLOR",
+    "DRIFT_COLOR",
+    "GRID_COLOR",
+    "MAX_CATEGORIES",
+    "MAX_THRESHOLD_MULTIPLE",
+    "MUTED_COLOR",
+    "NEUTRAL_COLOR",
+    "OK_COLOR",
+    "REFERENCE_COLOR",
+    "TEXT_COLOR",
     "coerce_history",
     "distribution_svg",
     "drift_share",
@@ -54,89 +78,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REFERENCE_COLOR = "#4c78a8"
-CURRENT_COLOR = "#f58518"
-DRIFT_COLOR = "#d62728"
-OK_COLOR = "#2ca02c"
-ALARM_COLOR = "#9467bd"
-NEUTRAL_COLOR = "#7f8c9a"
-GRID_COLOR = "#e3e6ea"
-TEXT_COLOR = "#222222"
-MUTED_COLOR = "#666666"
-FONT = "system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif"
-
-#: A categorical plot shows at most this many categories (the largest); the rest become one bar.
-MAX_CATEGORIES = 40
 #: Bars of the statistics chart stop at this multiple of the largest threshold (the label still
 #: gives the exact value), so one extreme feature does not flatten every other bar.
 MAX_THRESHOLD_MULTIPLE = 10.0
 
-_DIST_WIDTH = 380
-
-# XML 1.0 allows TAB, LF, CR and these ranges; anything else (NUL, ESC, lone surrogates) cannot
-# be written even as a character reference, so it is replaced.
-_XML_INVALID = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-# --- text ------------------------------------------------------------------------------------
-
-
-def escape(value: object) -> str:
-    """``value`` as text safe inside XML/HTML content and quoted attributes.
-
-    Characters XML 1.0 cannot represent are replaced by U+FFFD, then ``& < > " '`` are escaped.
-    """
-    return html.escape(_XML_INVALID.sub("\ufffd", str(value)), quote=True)
-
-
-def format_value(value: object) -> str:
-    """A number as a short, readable string (None as an en dash, NaN as ``NaN``, inf as ``∞``)."""
-    if value is None:
-        return "\u2013"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if not isinstance(value, float):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "\u221e" if value > 0 else "-\u221e"
-    if value == 0:
-        return "0"
-    if abs(value) < 1e-3 or abs(value) >= 1e5:
-        return f"{value:.3g}"
-    return f"{value:.4g}"
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
-
-
-def _short_time(created_at: str) -> str:
-    try:
-        moment = datetime.fromisoformat(created_at)
-    except ValueError:
-        return _clip(created_at, 16)
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _pct(value: float, step: float = 0.01) -> str:
-    """``value`` as a percentage with as many decimals as ``step`` (a tick step) needs, up to 3."""
-    decimals = 0
-    while decimals < 3 and abs(round(step * 100, decimals) - step * 100) > 1e-9:
-        decimals += 1
-    return f"{value * 100:.{decimals}f}%"
-
-
-def _axis_number(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) < 1e-3 or abs(value) >= 1e4:
-        return f"{value:.2g}"
-    return f"{value:.3g}"
 
 
 # --- report helpers shared with the HTML page ------------------------------------------------
@@ -201,67 +147,7 @@ def coerce_history(history: Sequence[DriftReport | Mapping[str, Any]]) -> list[D
     return reports
 
 
-# --- SVG building ----------------------------------------------------------------------------
-
-
-def _num(value: float) -> str:
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _attrs(attrs: Mapping[str, object]) -> str:
-    parts = []
-    for key, value in attrs.items():
-        if value is None:
-            continue
-        name = key.rstrip("_").replace("_", "-")
-        text = _num(value) if isinstance(value, float) else str(value)
-        parts.append(f' {name}="{escape(text)}"')
-    return "".join(parts)
-
-
-def _element(tag: str, tooltip: str | None = None, **attrs: object) -> str:
-    if tooltip is None:
-        return f"<{tag}{_attrs(attrs)}/>"
-    return f"<{tag}{_attrs(attrs)}><title>{escape(tooltip)}</title></{tag}>"
-
-
-def _text(x: float, y: float, text: str, tooltip: str | None = None, **attrs: object) -> str:
-    inner = escape(text) if tooltip is None else f"<title>{escape(tooltip)}</title>{escape(text)}"
-    return f"<text{_attrs({'x': float(x), 'y': float(y), **attrs})}>{inner}</text>"
-
-
-def _svg(width: float, height: float, label: str, body: Sequence[str], css_class: str) -> str:
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg"{_attrs({"class": css_class})}'
-        f' width="{_num(width)}" height="{_num(height)}" viewBox="0 0 {_num(width)} {_num(height)}"'
-        f"{_attrs({'role': 'img', 'aria-label': label, 'font-family': FONT, 'font-size': 11})}"
-        f' fill="{TEXT_COLOR}"><title>{escape(label)}</title>'
-    )
-    return head + "".join(body) + "</svg>"
-
-
-def _placeholder(width: float, height: float, label: str, message: str, css_class: str) -> str:
-    body = [
-        _element("rect", x=0.5, y=0.5, width=width - 1, height=height - 1, fill="#fafafa", stroke=GRID_COLOR),
-        _text(width / 2, height / 2, message, text_anchor="middle", fill=MUTED_COLOR),
-    ]
-    return _svg(width, height, label, body, css_class)
-
-
-def _nice_ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 to at least ``top`` (``[0, 1]`` when ``top`` is not positive)."""
-    if not (top > 0 and math.isfinite(top)):
-        return [0.0, 1.0]
-    raw = top / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = magnitude * 10
-    for multiple in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if multiple * magnitude >= raw * (1 - 1e-9):
-            step = multiple * magnitude
-            break
-    n = max(1, math.ceil(top / step - 1e-9))
-    return [i * step for i in range(n + 1)]
+# --- distributions ---------------------------------------------------------------------------
 
 
 def _floats(values: Any, what: str, owner: str) -> list[float]:
@@ -285,32 +171,30 @@ def _floats(values: Any, what: str, owner: str) -> list[float]:
     return out
 
 
-def _legend(x: float, y: float) -> list[str]:
-    return [
-        _element("rect", x=x, y=y - 8, width=10, height=8, fill=REFERENCE_COLOR, fill_opacity=0.45),
-        _text(x + 13, y, "reference", fill=MUTED_COLOR),
-        _element("line", x1=x + 70, y1=y - 4, x2=x + 82, y2=y - 4, stroke=CURRENT_COLOR, stroke_width=2),
-        _text(x + 85, y, "current", fill=MUTED_COLOR),
-    ]
-
-
-def _heading(name: str, kind: str, drifted: bool, width: int) -> list[str]:
-    body = [_text(8, 15, _clip(name, width), tooltip=name, font_weight="bold")]
-    status = "DRIFT" if drifted else "ok"
-    body.append(
-        _text(
-            _DIST_WIDTH - 12,
-            15,
-            f"{kind} \u00b7 {status}",
-            text_anchor="end",
-            fill=DRIFT_COLOR if drifted else MUTED_COLOR,
-            font_weight="bold" if drifted else None,
+def _checked(name: str, histogram: Mapping[str, Any]) -> dict[str, Any]:
+    """The histogram of a report as plain lists of floats, or :class:`DriftInputError`."""
+    owner = f"feature {name!r}"
+    reference = _floats(histogram.get("reference"), "reference", owner)
+    current = _floats(histogram.get("current"), "current", owner)
+    if "edges" in histogram:
+        edges = _floats(histogram.get("edges"), "edges", owner)
+        if len(edges) != len(reference) + 1 or len(current) != len(reference):
+            raise DriftInputError(
+                f"histogram of {owner} has {len(edges)} edges, {len(reference)} reference and "
+                f"{len(current)} current proportions; expected n+1 edges and n proportions each"
+            )
+        return {"edges": edges, "reference": reference, "current": current}
+    categories = histogram.get("categories")
+    if not isinstance(categories, list | tuple):
+        raise DriftInputError(
+            f"histogram categories of {owner} is a {type(categories).__name__}, expected a list"
         )
-    )
-    return body
-
-
-# --- distributions ---------------------------------------------------------------------------
+    if not len(categories) == len(reference) == len(current):
+        raise DriftInputError(
+            f"histogram of {owner} has {len(categories)} categories, {len(reference)} reference "
+            f"and {len(current)} current proportions; expected one proportion per category each"
+        )
+    return {"categories": [str(c) for c in categories], "reference": reference, "current": current}
 
 
 def distribution_svg(
@@ -329,230 +213,18 @@ def distribution_svg(
 
     :raises DriftInputError: the histogram has another shape or lists of mismatched lengths.
     """
-    label = f"{name}: reference vs current distribution"
-    if not histogram:
-        return _placeholder(
-            _DIST_WIDTH, 60, label, f"{_clip(name, 40)}: no histogram recorded", "distribution"
+    if histogram and "edges" not in histogram and "categories" not in histogram:
+        raise DriftInputError(
+            f"histogram of feature {name!r} has keys {sorted(str(k) for k in histogram)}; expected "
+            f"edges/reference/current (numeric) or categories/reference/current (categorical)"
         )
-    owner = f"feature {name!r}"
-    if "edges" in histogram:
-        edges = _floats(histogram.get("edges"), "edges", owner)
-        reference = _floats(histogram.get("reference"), "reference", owner)
-        current = _floats(histogram.get("current"), "current", owner)
-        if len(edges) != len(reference) + 1 or len(current) != len(reference):
-            raise DriftInputError(
-                f"histogram of {owner} has {len(edges)} edges, {len(reference)} reference and "
-                f"{len(current)} current proportions; expected n+1 edges and n proportions each"
-            )
-        return _numeric_distribution(name, kind, edges, reference, current, drifted, label, caption)
-    if "categories" in histogram:
-        categories = histogram.get("categories")
-        if not isinstance(categories, list | tuple):
-            raise DriftInputError(
-                f"histogram categories of {owner} is a {type(categories).__name__}, expected a list"
-            )
-        reference = _floats(histogram.get("reference"), "reference", owner)
-        current = _floats(histogram.get("current"), "current", owner)
-        if not len(categories) == len(reference) == len(current):
-            raise DriftInputError(
-                f"histogram of {owner} has {len(categories)} categories, {len(reference)} reference "
-                f"and {len(current)} current proportions; expected one proportion per category each"
-            )
-        return _categorical_distribution(
-            name, kind, [str(c) for c in categories], reference, current, drifted, label
-        )
-    raise DriftInputError(
-        f"histogram of {owner} has keys {sorted(str(k) for k in histogram)}; expected "
-        f"edges/reference/current (numeric) or categories/reference/current (categorical)"
+    return report_figures.distribution_svg(
+        name,
+        _checked(name, histogram) if histogram else {},
+        note=f"{kind} \u00b7 {'DRIFT' if drifted else 'ok'}",
+        flagged=drifted,
+        caption=caption,
     )
-
-
-def _step_path(values: Sequence[float], x_of_bin: Any, y_of: Any, base: float) -> str:
-    """The outline of a histogram as one path: a run of finite bins, closed down to ``base``."""
-    path: list[str] = []
-    open_run = False
-    for i, value in enumerate(values):
-        if not math.isfinite(value):
-            if open_run:
-                path.append(f"V{_num(base)}")
-                open_run = False
-            continue
-        if not open_run:
-            path.append(f"M{_num(x_of_bin(i))} {_num(base)}")
-            open_run = True
-        path.append(f"V{_num(y_of(value))}H{_num(x_of_bin(i + 1))}")
-    if open_run:
-        path.append(f"V{_num(base)}")
-    return "".join(path)
-
-
-def _share_tip(value: float) -> str:
-    return _pct(value, 0.001) if math.isfinite(value) else "n/a"
-
-
-def _numeric_distribution(
-    name: str,
-    kind: str,
-    edges: list[float],
-    reference: list[float],
-    current: list[float],
-    drifted: bool,
-    label: str,
-    caption: str,
-) -> str:
-    n = len(reference)
-    if n == 0:
-        return _placeholder(_DIST_WIDTH, 60, label, f"{_clip(name, 40)}: no bins", "distribution")
-    width, height = _DIST_WIDTH, 196
-    left, right, top, bottom = 46.0, 12.0, 40.0, 38.0
-    plot_w, plot_h = width - left - right, height - top - bottom
-    finite = [v for v in reference + current if math.isfinite(v)]
-    ticks = _nice_ticks(max(finite, default=0.0))
-    y_max = ticks[-1]
-    step = ticks[1] - ticks[0]
-    base = top + plot_h
-    bin_w = plot_w / n
-
-    def x_of_bin(i: int) -> float:
-        return left + i * bin_w
-
-    def y_of(value: float) -> float:
-        return base - max(0.0, min(value, y_max)) / y_max * plot_h
-
-    body = _heading(name, kind, drifted, 34)
-    body += _legend(width - right - 128, 31)
-    grid = "".join(f"M{_num(left)} {_num(y_of(t))}H{_num(left + plot_w)}" for t in ticks)
-    body.append(_element("path", d=grid, stroke=GRID_COLOR))
-    labels = "".join(_text(left - 4, y_of(t) + 3.5, _pct(t, step)) for t in ticks)
-    body.append(f'<g fill="{MUTED_COLOR}" text-anchor="end">{labels}</g>')
-    ref_path = _step_path(reference, x_of_bin, y_of, base)
-    if ref_path:
-        body.append(_element("path", d=ref_path, fill=REFERENCE_COLOR, fill_opacity=0.45))
-    cur_path = _step_path(current, x_of_bin, y_of, base)
-    if cur_path:
-        body.append(_element("path", d=cur_path, fill="none", stroke=CURRENT_COLOR, stroke_width=1.8))
-    missing = [
-        w
-        for w, values in (("reference", reference), ("current", current))
-        if not any(map(math.isfinite, values))
-    ]
-    if missing:
-        body.append(
-            _text(
-                left + plot_w / 2,
-                top + plot_h / 2,
-                f"{' and '.join(missing)}: no values",
-                text_anchor="middle",
-                fill=MUTED_COLOR,
-            )
-        )
-    # one invisible column per bin, whose tooltip gives the bin and both shares
-    hover = "".join(
-        _element(
-            "path",
-            f"[{format_value(edges[i])}, {format_value(edges[i + 1])}) ref {_share_tip(ref)} cur {_share_tip(cur)}",
-            d=f"M{_num(x_of_bin(i))} {_num(top)}h{_num(bin_w)}v{_num(plot_h)}H{_num(x_of_bin(i))}z",
-        )
-        for i, (ref, cur) in enumerate(zip(reference, current, strict=True))
-    )
-    body.append(f'<g fill="#000" fill-opacity="0">{hover}</g>')
-    body.append(_element("line", x1=left, y1=base, x2=left + plot_w, y2=base, stroke=MUTED_COLOR))
-    count = min(6, n + 1)
-    shown = sorted({round(j * n / (count - 1)) for j in range(count)}) if count > 1 else [0]
-    ticks_x = "".join(f"M{_num(x_of_bin(j))} {_num(base)}v3" for j in shown)
-    body.append(_element("path", d=ticks_x, stroke=MUTED_COLOR))
-    edge_labels = "".join(
-        _text(
-            x_of_bin(j),
-            base + 14,
-            _axis_number(edges[j]),
-            text_anchor="start" if j == 0 else "end" if j == n else "middle",
-        )
-        for j in shown
-    )
-    body.append(f'<g fill="{MUTED_COLOR}">{edge_labels}</g>')
-    body.append(
-        _text(
-            left + plot_w / 2,
-            height - 6,
-            caption,
-            text_anchor="middle",
-            fill=MUTED_COLOR,
-            font_size=10,
-        )
-    )
-    return _svg(width, height, label, body, "distribution")
-
-
-def _categorical_distribution(
-    name: str,
-    kind: str,
-    categories: list[str],
-    reference: list[float],
-    current: list[float],
-    drifted: bool,
-    label: str,
-) -> str:
-    if not categories:
-        return _placeholder(_DIST_WIDTH, 60, label, f"{_clip(name, 40)}: no categories", "distribution")
-    rows = list(zip(categories, reference, current, strict=True))
-    note = ""
-    if len(rows) > MAX_CATEGORIES:
-
-        def size(row: tuple[str, float, float]) -> float:
-            values = [v for v in row[1:] if math.isfinite(v)]
-            return max(values, default=-1.0)
-
-        keep = set(sorted(range(len(rows)), key=lambda i: size(rows[i]), reverse=True)[:MAX_CATEGORIES])
-        rest = [rows[i] for i in range(len(rows)) if i not in keep]
-        rows = [rows[i] for i in range(len(rows)) if i in keep]
-        rows.append(
-            (
-                f"(other {len(rest)})",
-                math.fsum(r[1] for r in rest if math.isfinite(r[1])),
-                math.fsum(r[2] for r in rest if math.isfinite(r[2])),
-            )
-        )
-        note = f"{len(rest)} smaller categories summed into the last bar"
-    width = _DIST_WIDTH
-    left, right, top = 128.0, 14.0, 40.0
-    row_h = 20.0
-    plot_w = width - left - right
-    plot_h = row_h * len(rows)
-    height = top + plot_h + (36 if note else 24)
-    finite = [v for _, r, c in rows for v in (r, c) if math.isfinite(v)]
-    ticks = _nice_ticks(max(finite, default=0.0))
-    x_max = ticks[-1]
-    step = ticks[1] - ticks[0]
-    base = top + plot_h
-
-    def x_of(value: float) -> float:
-        return left + max(0.0, min(value, x_max)) / x_max * plot_w
-
-    body = _heading(name, kind, drifted, 34)
-    body += _legend(width - right - 128, 31)
-    grid = "".join(f"M{_num(x_of(t))} {_num(top)}V{_num(base)}" for t in ticks)
-    body.append(_element("path", d=grid, stroke=GRID_COLOR))
-    tick_labels = "".join(_text(x_of(t), base + 13, _pct(t, step)) for t in ticks)
-    body.append(f'<g fill="{MUTED_COLOR}" text-anchor="middle">{tick_labels}</g>')
-    names, ref_bars, cur_bars, hover = [], [], [], []
-    for i, (category, ref, cur) in enumerate(rows):
-        y = top + i * row_h
-        names.append(_text(left - 5, y + 13.5, _clip(category, 20)))
-        if math.isfinite(ref):
-            ref_bars.append(_element("rect", x=left, y=y + 3, width=x_of(ref) - left, height=7))
-        if math.isfinite(cur):
-            cur_bars.append(_element("rect", x=left, y=y + 10, width=x_of(cur) - left, height=7))
-        tip = f"{category}: reference {_share_tip(ref)}, current {_share_tip(cur)}"
-        hover.append(_element("rect", tip, x=0, y=y, width=width, height=row_h))
-    body.append(f'<g text-anchor="end">{"".join(names)}</g>')
-    body.append(f'<g fill="{REFERENCE_COLOR}" fill-opacity="0.45">{"".join(ref_bars)}</g>')
-    body.append(f'<g fill="{CURRENT_COLOR}">{"".join(cur_bars)}</g>')
-    body.append(f'<g fill="#000" fill-opacity="0">{"".join(hover)}</g>')
-    body.append(_element("line", x1=left, y1=top, x2=left, y2=base, stroke=MUTED_COLOR))
-    if note:
-        body.append(_text(left, height - 6, note, fill=MUTED_COLOR, font_size=10))
-    return _svg(width, height, label, body, "distribution")
 
 
 def feature_distribution_svg(feature: FeatureDrift) -> str:
@@ -594,7 +266,7 @@ def statistics_svg(features: Sequence[FeatureDrift]) -> str:
             panels.setdefault(test.test, []).append((feature, test))
     width = 660
     if not panels:
-        return _placeholder(width, 60, label, "no feature was tested", "statistics")
+        return placeholder(width, 60, label, "no feature was tested", "statistics")
     left, value_w, right = 170.0, 96.0, 10.0
     plot_w = width - left - value_w - right
     row_h, header_h, gap = 15.0, 44.0, 16.0
@@ -608,21 +280,21 @@ def statistics_svg(features: Sequence[FeatureDrift]) -> str:
         top_value = max(finite + thresholds, default=0.0)
         if thresholds and max(thresholds) > 0:
             top_value = min(top_value, max(thresholds) * MAX_THRESHOLD_MULTIPLE)
-        ticks = _nice_ticks(top_value)
+        ticks = nice_ticks(top_value)
         x_max = ticks[-1]
 
         def x_of(value: float, x_max: float = x_max) -> float:
             return left + max(0.0, min(value, x_max)) / x_max * plot_w
 
         panel: list[str] = [
-            _text(8, y0 + 14, _test_caption(test_name, [t for _, t in entries]), font_weight="bold")
+            text(8, y0 + 14, _test_caption(test_name, [t for _, t in entries]), font_weight="bold")
         ]
         top = y0 + header_h
         bottom = top + row_h * len(scored)
-        grid = "".join(f"M{_num(x_of(t))} {_num(top - 4)}V{_num(bottom)}" for t in ticks)
-        panel.append(_element("path", d=grid, stroke=GRID_COLOR))
-        tick_labels = "".join(_text(x_of(t), top - 8, _axis_number(t)) for t in ticks)
-        panel.append(f'<g fill="{MUTED_COLOR}" text-anchor="middle">{tick_labels}</g>')
+        grid = "".join(f"M{num(x_of(t))} {num(top - 4)}V{num(bottom)}" for t in ticks)
+        panel.append(element("path", d=grid, stroke=GRID_COLOR))
+        tick_labels = [text(x_of(t), top - 8, axis_number(t)) for t in ticks]
+        panel.append(group(tick_labels, fill=MUTED_COLOR, text_anchor="middle"))
         names, bars, marks, value_labels = [], [], [], []
         for i, (feature, test, value, threshold, value_label) in enumerate(scored):
             y = top + i * row_h
@@ -630,11 +302,11 @@ def statistics_svg(features: Sequence[FeatureDrift]) -> str:
             tip = f"{feature.name}: {test.test} {value_label}, threshold {format_value(test.threshold)} ({verdict_word})"
             color = DRIFT_COLOR if test.drifted else None
             if math.isnan(value):  # no bar to hover: the name carries the tooltip
-                names.append(_text(left - 6, y + 11, _clip(feature.name, 24), tooltip=tip, fill=color))
+                names.append(text(left - 6, y + 11, clip(feature.name, 24), tooltip=tip, fill=color))
             else:
-                names.append(_text(left - 6, y + 11, _clip(feature.name, 24), fill=color))
+                names.append(text(left - 6, y + 11, clip(feature.name, 24), fill=color))
                 bars.append(
-                    _element(
+                    element(
                         "rect",
                         tip,
                         x=left,
@@ -645,19 +317,19 @@ def statistics_svg(features: Sequence[FeatureDrift]) -> str:
                     )
                 )
             if math.isfinite(threshold):
-                marks.append(f"M{_num(x_of(threshold))} {_num(y)}v{_num(row_h)}")
+                marks.append(f"M{num(x_of(threshold))} {num(y)}v{num(row_h)}")
             clipped = math.isinf(value) or (math.isfinite(value) and value > x_max)
-            text = ("\u00bb " if clipped else "") + ("n/a" if math.isnan(value) else value_label)
-            value_labels.append(_text(left + plot_w + 6, y + 11, text))
-        panel.append(f'<g text-anchor="end">{"".join(names)}</g>')
-        panel.append(f'<g fill="{REFERENCE_COLOR}">{"".join(bars)}</g>')
+            shown = ("\u00bb " if clipped else "") + ("n/a" if math.isnan(value) else value_label)
+            value_labels.append(text(left + plot_w + 6, y + 11, shown))
+        panel.append(group(names, text_anchor="end"))
+        panel.append(group(bars, fill=REFERENCE_COLOR))
         if marks:
-            panel.append(_element("path", d="".join(marks), stroke=TEXT_COLOR, stroke_width=2))
-        panel.append(f'<g fill="{MUTED_COLOR}">{"".join(value_labels)}</g>')
-        panel.append(_element("line", x1=left, y1=top - 4, x2=left, y2=bottom, stroke=MUTED_COLOR))
-        body.append(f'<g class="panel" data-test="{escape(test_name)}">{"".join(panel)}</g>')
+            panel.append(element("path", d="".join(marks), stroke=TEXT_COLOR, stroke_width=2))
+        panel.append(group(value_labels, fill=MUTED_COLOR))
+        panel.append(element("line", x1=left, y1=top - 4, x2=left, y2=bottom, stroke=MUTED_COLOR))
+        body.append(group(panel, class_="panel", data_test=test_name))
         y0 = bottom + gap
-    return _svg(width, y0, label, body, "statistics")
+    return document(width, y0, label, body, "statistics")
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -675,7 +347,7 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
     label = "drift history over the recent windows"
     width = 720
     if not windows:
-        return _placeholder(width, 60, label, "no windows", "history")
+        return placeholder(width, 60, label, "no windows", "history")
     n = len(windows)
     body: list[str] = []
     # -- share of drifted features per window
@@ -686,11 +358,11 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
         return left + (plot_w / 2 if n == 1 else i * plot_w / (n - 1))
 
     base = top + plot_h
-    body.append(_text(8, 16, f"share of drifted features, {n} window(s), oldest first", font_weight="bold"))
+    body.append(text(8, 16, f"share of drifted features, {n} window(s), oldest first", font_weight="bold"))
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = base - tick * plot_h
-        body.append(_element("line", x1=left, y1=y, x2=left + plot_w, y2=y, stroke=GRID_COLOR))
-        body.append(_text(left - 4, y + 3.5, _pct(tick), text_anchor="end", fill=MUTED_COLOR))
+        body.append(element("line", x1=left, y1=y, x2=left + plot_w, y2=y, stroke=GRID_COLOR))
+        body.append(text(left - 4, y + 3.5, percent(tick), text_anchor="end", fill=MUTED_COLOR))
     points = []
     circles = []
     for i, report in enumerate(windows):
@@ -702,24 +374,24 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
         )
         y = base - (share if share is not None else 0.0) * plot_h
         if share is not None:
-            points.append(f"{_num(x_of(i))},{_num(y)}")
-        circles.append(_element("circle", tip, cx=x_of(i), cy=y, r=4, fill=_VERDICT_COLORS[css]))
+            points.append(f"{num(x_of(i))},{num(y)}")
+        circles.append(element("circle", tip, cx=x_of(i), cy=y, r=4, fill=_VERDICT_COLORS[css]))
     if len(points) > 1:
         body.append(
-            _element("polyline", points=" ".join(points), fill="none", stroke=NEUTRAL_COLOR, stroke_width=1.5)
+            element("polyline", points=" ".join(points), fill="none", stroke=NEUTRAL_COLOR, stroke_width=1.5)
         )
-    body.append(f'<g class="windows">{"".join(circles)}</g>')
+    body.append(group(circles, class_="windows"))
     labels = min(n, 12)
     shown = sorted({round(j * (n - 1) / (labels - 1)) for j in range(labels)}) if labels > 1 else [0]
     for i in shown:
-        body.append(_text(x_of(i), base + 13, str(i + 1), text_anchor="middle", fill=MUTED_COLOR))
-    body.append(_text(left, base + 27, _short_time(windows[0].created_at), fill=MUTED_COLOR, font_size=10))
+        body.append(text(x_of(i), base + 13, str(i + 1), text_anchor="middle", fill=MUTED_COLOR))
+    body.append(text(left, base + 27, short_time(windows[0].created_at), fill=MUTED_COLOR, font_size=10))
     if n > 1:
         body.append(
-            _text(
+            text(
                 left + plot_w,
                 base + 27,
-                _short_time(windows[-1].created_at),
+                short_time(windows[-1].created_at),
                 text_anchor="end",
                 fill=MUTED_COLOR,
                 font_size=10,
@@ -730,8 +402,8 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
         (("ok", "no drift"), ("drift", "drift"), ("alarm", "data-quality alarm"))
     ):
         x = legend_x + j * 70
-        body.append(_element("circle", cx=x, cy=12, r=4, fill=_VERDICT_COLORS[css]))
-        body.append(_text(x + 7, 15.5, word, fill=MUTED_COLOR))
+        body.append(element("circle", cx=x, cy=12, r=4, fill=_VERDICT_COLORS[css]))
+        body.append(text(x + 7, 15.5, word, fill=MUTED_COLOR))
     # -- one small chart per feature
     names: list[str] = []
     seen: set[str] = set()
@@ -744,7 +416,7 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
     grid_top = base + 44
     if names:
         body.append(
-            _text(
+            text(
                 8,
                 grid_top + 4,
                 "main statistic per feature over the windows (dashed: threshold)",
@@ -757,7 +429,7 @@ def history_svg(windows: Sequence[DriftReport]) -> str:
         body.append(_feature_history(name, windows, cx0, cy0, cell_w, cell_h))
     rows = math.ceil(len(names) / columns)
     height = grid_top + 12 + rows * cell_h + 6 if names else base + 36
-    return _svg(width, height, label, body, "history")
+    return document(width, height, label, body, "history")
 
 
 def _feature_history(
@@ -778,7 +450,7 @@ def _feature_history(
         values.append(None if math.isnan(value) else (value, threshold, test.drifted, value_label))
     drifted_now = bool(per_window[-1] is not None and per_window[-1].drifted)
     parts = [
-        _element(
+        element(
             "rect",
             x=x0 + 4,
             y=y0,
@@ -787,15 +459,15 @@ def _feature_history(
             fill="#fbfbfc",
             stroke=DRIFT_COLOR if drifted_now else GRID_COLOR,
         ),
-        _text(
+        text(
             x0 + 9,
             y0 + 13,
-            _clip(name, 22),
+            clip(name, 22),
             tooltip=name,
             font_weight="bold",
             fill=DRIFT_COLOR if drifted_now else TEXT_COLOR,
         ),
-        _text(
+        text(
             x0 + cell_w - 9,
             y0 + 13,
             test_name or "no test",
@@ -823,15 +495,15 @@ def _feature_history(
     if thresholds:
         ty = y_of(thresholds[-1])
         parts.append(
-            _element(
+            element(
                 "path",
-                d=f"M{_num(left)} {_num(ty)}H{_num(right)}",
+                d=f"M{num(left)} {num(ty)}H{num(right)}",
                 stroke=DRIFT_COLOR,
                 stroke_dasharray="3 2",
                 stroke_opacity=0.7,
             )
         )
-    parts.append(_element("path", d=f"M{_num(left)} {_num(bottom)}H{_num(right)}", stroke=GRID_COLOR))
+    parts.append(element("path", d=f"M{num(left)} {num(bottom)}H{num(right)}", stroke=GRID_COLOR))
     line: list[str] = []
     circles = []
     pen_down = False
@@ -841,14 +513,14 @@ def _feature_history(
             continue
         value, _, drifted, value_label = entry
         x, y = x_of(i), y_of(value)
-        line.append(f"{'L' if pen_down else 'M'}{_num(x)} {_num(y)}")
+        line.append(f"{'L' if pen_down else 'M'}{num(x)} {num(y)}")
         pen_down = True
         # "#3: 0.12": the window number is the one of the chart above and of the history table
         tip = f"#{i + 1}: {value_label}{' DRIFT' if drifted else ''}"
-        circles.append(_element("circle", tip, cx=x, cy=y, r=2.8, fill=DRIFT_COLOR if drifted else None))
+        circles.append(element("circle", tip, cx=x, cy=y, r=2.8, fill=DRIFT_COLOR if drifted else None))
     if any(segment.startswith("L") for segment in line):  # a lone point draws no line
-        parts.append(_element("path", d="".join(line), fill="none", stroke=NEUTRAL_COLOR, stroke_width=1.3))
-    parts.append(f'<g fill="{REFERENCE_COLOR}">{"".join(circles)}</g>')
+        parts.append(element("path", d="".join(line), fill="none", stroke=NEUTRAL_COLOR, stroke_width=1.3))
+    parts.append(group(circles, fill=REFERENCE_COLOR))
     if values[-1] is not None:
         footer = f"this window: {values[-1][3]}"
         if math.isfinite(values[-1][1]) and chosen is not None:
@@ -858,11 +530,11 @@ def _feature_history(
     else:
         footer = ""
         parts.append(
-            _text((left + right) / 2, (top + bottom) / 2, "no values", text_anchor="middle", fill=MUTED_COLOR)
+            text((left + right) / 2, (top + bottom) / 2, "no values", text_anchor="middle", fill=MUTED_COLOR)
         )
     if footer:
-        parts.append(_text(x0 + 9, y0 + cell_h - 12, footer, fill=MUTED_COLOR, font_size=9))
-    return f'<g class="feature" data-feature="{escape(name)}">{"".join(parts)}</g>'
+        parts.append(text(x0 + 9, y0 + cell_h - 12, footer, fill=MUTED_COLOR, font_size=9))
+    return group(parts, class_="feature", data_feature=name)
 
 
 # --- files for MLflow ------------------------------------------------------------------------
@@ -910,7 +582,7 @@ def write_figures(
         figures[out / "history.svg"] = history_svg(windows)
     for path, svg in figures.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_XML_DECLARATION + svg, encoding="utf-8")
+        path.write_text(_XML_DECLARATION + str(svg), encoding="utf-8")  # str: Markup + text escapes
     log.info("Wrote %s drift figures under %s", len(figures), out)
     return list(figures)
 
@@ -921,8 +593,8 @@ def prediction_svg(report: DriftReport) -> str:
     values (regression)."""
     prediction = report.prediction
     if prediction is None:
-        return _placeholder(
-            _DIST_WIDTH, 60, "prediction scores", "no prediction drift in this report", "distribution"
+        return placeholder(
+            DISTRIBUTION_WIDTH, 60, "prediction scores", "no prediction drift in this report", "distribution"
         )
     histogram = prediction.histogram
     kind = "categorical" if "categories" in histogram else "numeric"

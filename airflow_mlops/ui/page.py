@@ -1,56 +1,26 @@
-"""Server-side HTML of the Models view (Jinja2, autoescaped: everything read from the registry --
-model names, aliases, tags, metric names, error messages -- is escaped; URL parts are quoted;
-error text is shown with server paths and credentials redacted)."""
+"""Server-side HTML of the Models view, rendered through :mod:`airflow_mlops.reports` (the shared
+page, stylesheet and Content-Security-Policy; Jinja2, autoescaped: everything read from the
+registry -- model names, aliases, tags, metric names, error messages -- is escaped; URL parts are
+quoted; error text is shown with server paths and credentials redacted)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
 
+from airflow_mlops.reports import render_page
 from airflow_mlops.ui.rows import Check, ModelView
 
-if TYPE_CHECKING:
-    from jinja2 import Template
-
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5rem;
-       color: #1f2933; background: #ffffff; }
-h1 { font-size: 1.6rem; margin: 0 0 .3rem 0; }
-p.lead { color: #52606d; margin: 0 0 1.2rem 0; }
-section.model { border: 1px solid #d9e2ec; border-radius: 8px; padding: 1rem; margin-bottom: 1.2rem; }
-section.model h2 { font-size: 1.2rem; margin: 0 0 .4rem 0; }
-.meta { color: #52606d; font-size: .9rem; margin-bottom: .6rem; }
-.drift { padding: .4rem .6rem; border-radius: 6px; background: #f0f4f8; margin-bottom: .6rem; }
-.drift.drifted, .drift.alarm { background: #fde8e8; }
-table { border-collapse: collapse; width: 100%; font-size: .9rem; }
-th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #e4e7eb; padding: .4rem .5rem; }
-th { background: #f5f7fa; }
-.alias { display: inline-block; background: #2563eb; color: #fff; border-radius: 10px;
-         padding: 0 .5rem; margin: 0 .2rem .2rem 0; font-size: .8rem; }
-.check { display: inline-block; border-radius: 4px; padding: 0 .35rem; margin-bottom: .2rem; }
-.check.ok { background: #d1fae5; color: #065f46; }
-.check.failed { background: #fee2e2; color: #991b1b; font-weight: 600; }
-.check.error { background: #fef3c7; color: #92400e; }
-.check.unchecked { background: #e5e7eb; color: #374151; }
-ul.plain { list-style: none; margin: 0; padding: 0; }
-.errors { color: #991b1b; }
-code { font-size: .8rem; }
-"""
-
-_TEMPLATE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Models - airflow-mlops</title>
-<style>{{ style }}</style>
-</head>
-<body>
-<h1>Models</h1>
+_TEMPLATE = """{% extends "page.html" %}
+{% block title %}Models - airflow-mlops{% endblock %}
+{% block body_class %} class="models"{% endblock %}
+{% block lead %}
 <p class="lead">Each pipeline's registered model versions: aliases, evaluation metrics, gate results
 (from the signed evaluation attestation), signature and scan (checked now, on a fresh download of the
 registered artifact, for the versions an alias points at), ML-BOM and the last drift result.</p>
+{% endblock %}
+{% block footer %}{% endblock %}
+{% block content %}
 {% if not models %}<p id="no-models">No pipeline has registered a model yet (or you may not read its DAGs).</p>{% endif %}
 {% for m in models %}
 <section class="model" id="model-{{ m.name }}" data-model="{{ m.name }}">
@@ -97,25 +67,20 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
   </table>
 </section>
 {% endfor %}
-</body>
-</html>
+{% endblock %}
 """
 
-_CHECK_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Check {{ name }} v{{ version }}</title>
-<style>{{ style }}</style></head>
-<body>
-<h1>{{ name }} v{{ version }}</h1>
-<p class="lead">Checked now: a fresh download of the registered artifact.</p>
+_CHECK_TEMPLATE = """{% extends "page.html" %}
+{% block title %}Check {{ name }} v{{ version }}{% endblock %}
+{% block body_class %} class="models"{% endblock %}
+{% block lead %}<p class="lead">Checked now: a fresh download of the registered artifact.</p>{% endblock %}
+{% block footer %}{% endblock %}
+{% block content %}
 <p><span class="check signature {{ signature.state }}">signature: {{ signature.label }}</span> {{ signature.detail|clean }}</p>
 <p><span class="check scan {{ scan.state }}">scan: {{ scan.label }}</span> {{ scan.detail|clean }}</p>
 <p><a href="{{ base }}/#model-{{ name|q }}">back to the Models view</a></p>
-</body></html>
+{% endblock %}
 """
-
-
-def _q(value: Any) -> str:
-    return quote(str(value), safe="")
 
 
 def _num(value: Any) -> str:
@@ -131,28 +96,23 @@ def _clean(value: Any) -> str:
     return redact_paths(value)
 
 
-@cache
-def _env() -> Any:
-    from jinja2 import Environment
-
-    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["q"] = _q
-    env.filters["num"] = _num
-    env.filters["clean"] = _clean
-    return env
-
-
-def _template(source: str) -> Template:
-    return _env().from_string(source)
+_FILTERS = {"num": _num, "clean": _clean}
 
 
 def render_models(models: Sequence[ModelView], *, base: str) -> str:
     """The Models page; ``base`` is the URL prefix the app is mounted at (e.g. ``/mlops/models``)."""
-    return _template(_TEMPLATE).render(models=models, base=base.rstrip("/"), style=_STYLE)
+    return render_page(_TEMPLATE, title="Models", filters=_FILTERS, models=models, base=base.rstrip("/"))
 
 
 def render_check(name: str, version: str, signature: Check, scan: Check, *, base: str) -> str:
     """The result page of an on-demand check of one version."""
-    return _template(_CHECK_TEMPLATE).render(
-        name=name, version=version, signature=signature, scan=scan, base=base.rstrip("/"), style=_STYLE
+    return render_page(
+        _CHECK_TEMPLATE,
+        title=f"{name} v{version}",
+        filters=_FILTERS,
+        name=name,
+        version=version,
+        signature=signature,
+        scan=scan,
+        base=base.rstrip("/"),
     )
