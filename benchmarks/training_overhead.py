@@ -148,12 +148,13 @@ def install_timers(clock: Clock, stack: contextlib.ExitStack) -> None:
     import airflow_mlops.security.scanning as scanning
     import airflow_mlops.security.signing as signing
     import airflow_mlops.tasks as tasks
+    import airflow_mlops.training.config as training_config
     import airflow_mlops.training.estimators as estimators
     import airflow_mlops.training.flavors as flavors
     import airflow_mlops.training.trainer as trainer
     from airflow_mlops.artifacts import ArtifactStore
     from airflow_mlops.operators.training import ModelPackageOperator
-    from airflow_mlops.training.model import Preprocessor
+    from airflow_mlops.training.networks import Preprocessor
 
     plain = [
         (ArtifactStore, "fetch", "fetch + sha256 check"),
@@ -163,7 +164,7 @@ def install_timers(clock: Clock, stack: contextlib.ExitStack) -> None:
         (data_io, "write_table", "write parquet"),
         (data_split, "stratified_split", "holdout split (stratified)"),
         (tasks, "resolve_task", "task inference"),
-        (trainer, "_read_table", "read parquet"),
+        (training_config, "read_table", "read parquet"),
         (trainer, "encode_target", "target encoding + label checks"),
         (trainer, "split_rows", "validation split"),
         (estimators, "fit_estimator", FIT_LABEL),

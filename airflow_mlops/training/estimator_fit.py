@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np  # noqa: TID253 (the trainer runs in its own process, never in the DAG processor)
-import pandas as pd  # noqa: TID253
+import numpy as np
+import pandas as pd
 
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.labels import label_key

@@ -67,7 +67,7 @@ class TrainingJob:
     :param store_root: root of the artifact store the output goes to (local dir or ``s3://``).
     :param train: ref of the training table (parquet or csv).
     :param model: ``mlp``, ``cnn`` or ``package.module:fit``.
-    :param config: the trainer config (see :mod:`airflow_mlops.training.trainer`); for a user
+    :param config: the trainer config (see :mod:`airflow_mlops.training.config`); for a user
         entrypoint: target, features, positive_label, seed, device and params.
     :param options: free-form settings for a user entrypoint.
     :param output_key: key (under ``store_root``) of the model directory to write.
@@ -488,9 +488,9 @@ def _store_for(uri: str) -> ArtifactStore:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    from airflow_mlops.training.trainer import _read_table as read
+    from airflow_mlops.training.config import read_table
 
-    return read(path)
+    return read_table(path)
 
 
 def _is_scalar(value: Any) -> bool:

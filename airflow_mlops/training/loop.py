@@ -9,8 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-import numpy as np  # noqa: TID253 (the trainer runs in its own process, never in the DAG processor)
-import torch  # noqa: TID253
+import numpy as np
+import torch
 
 from airflow_mlops.exceptions import PrivacyBudgetError, TrainingError
 from airflow_mlops.training.networks import CNN, MLP

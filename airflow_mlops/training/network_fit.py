@@ -9,9 +9,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np  # noqa: TID253 (the trainer runs in its own process, never in the DAG processor)
-import pandas as pd  # noqa: TID253
-import torch  # noqa: TID253
+import numpy as np
+import pandas as pd
+import torch
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.training.loop import (

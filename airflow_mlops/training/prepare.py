@@ -1,5 +1,5 @@
 """The training stage's preparation: the task settled, the accepted rows split into train and
-holdout, and the trainer's config (see :mod:`airflow_mlops.training.trainer`).
+holdout, and the trainer's config (see :mod:`airflow_mlops.training.config`).
 
 No Airflow: DataFrames in, DataFrames and a dict out; pandas is imported by the callers' frames.
 """

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np  # noqa: TID253 (the trainer runs in its own process, never in the DAG processor)
-import pandas as pd  # noqa: TID253
+import numpy as np
+import pandas as pd
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.labels import label_key, positive_mask

@@ -42,12 +42,12 @@ import pandas as pd
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.metrics import PRIMARY_METRIC, compute_metrics
 from airflow_mlops.tasks import describe as describe_task
-from airflow_mlops.training.config import check_config, check_threshold_split, read_table
+from airflow_mlops.training.config import check_config, check_threshold_split
 from airflow_mlops.training.estimator_fit import train_estimator
 from airflow_mlops.training.flavors import save_model_dir
 from airflow_mlops.training.network_fit import train_network
 from airflow_mlops.training.params import BUILTIN_MODELS
-from airflow_mlops.training.rows import binary_target, encode_target, split_rows
+from airflow_mlops.training.rows import encode_target, split_rows
 from airflow_mlops.training.threshold import choose_threshold
 
 log = logging.getLogger("airflow_mlops.training.trainer")
@@ -57,8 +57,6 @@ EXIT_USER_ERROR = 2
 
 # The names callers inside the training package used before the split (training/job.py reads the
 # table through the trainer; tests/unit/data check the label rule through it).
-_read_table = read_table
-_binary_target = binary_target
 
 
 def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | Path) -> dict[str, Any]:
@@ -247,4 +245,3 @@ def run_and_exit(entry: Callable[[], int]) -> None:
 
 
 #: The name before it was public.
-_run_and_exit = run_and_exit

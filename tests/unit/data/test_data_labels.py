@@ -90,11 +90,11 @@ def test_evaluation_matches_a_quoted_label_like_training_does() -> None:
     """Before: evaluation compared ``holdout[target] == positive_label`` only, so a quoted "1"
     against integer labels made every row negative (one class, gates blocked for the wrong reason)."""
     import airflow_mlops.registry.evaluation as evaluation
-    import airflow_mlops.training.trainer as trainer
+    from airflow_mlops.training.rows import binary_target
 
     labels = pd.Series([0, 1, 1, 0, 1])
     expected = [0.0, 1.0, 1.0, 0.0, 1.0]
-    assert trainer._binary_target(labels, "1", "y").tolist() == expected
+    assert binary_target(labels, "1", "y").tolist() == expected
 
     class Predictor:  # a binary model whose positive class is 1
         task, positive_label, classes = "binary", 1, ["0", "1"]
