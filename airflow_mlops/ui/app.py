@@ -31,7 +31,7 @@ from airflow_mlops.compat import get_auth_manager
 from airflow_mlops.connections import MLFLOW_CONN_ID, SIGNING_CONN_ID
 from airflow_mlops.exceptions import ArtifactError, RegistryError, RegistryLookupError
 from airflow_mlops.redaction import RedactingFilter, redact_paths
-from airflow_mlops.ui import URL_PREFIX, page, rows
+from airflow_mlops.ui import URL_PREFIX, documents, page, rows
 from airflow_mlops.ui.headers import REPORT_CSP, SecureHeaders
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def create_app() -> FastAPI:
 
     def authorize_model(mlflow: Any, user: Any, model_name: str) -> None:
         try:
-            pipeline = rows.model_pipeline(mlflow, model_name)
+            pipeline = documents.model_pipeline(mlflow, model_name)
         except RegistryLookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         except RegistryError as exc:
@@ -134,7 +134,7 @@ def create_app() -> FastAPI:
         mlflow = registry()
         authorize_model(mlflow, user, model_name)
         try:
-            data = rows.mlbom_document(mlflow, model_name, version)
+            data = documents.mlbom_document(mlflow, model_name, version)
         except RegistryLookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         except ArtifactError as exc:
@@ -164,10 +164,10 @@ def create_app() -> FastAPI:
         if not pipeline or not may_read(user, str(pipeline)):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
         try:
-            data, media_type = rows.run_report(mlflow, run_id, path)
-        except rows.ReportRefusedError as exc:
+            data, media_type = documents.run_report(mlflow, run_id, path)
+        except documents.ReportRefusedError as exc:
             raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-        except rows.ReportChangedError as exc:
+        except documents.ReportChangedError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except RegistryLookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
@@ -192,7 +192,7 @@ def create_app() -> FastAPI:
         pipeline's ``<pipeline>__train`` DAG (a DAG id that starts with a pipeline's name proves
         nothing: it is checked like any other), only while the stored file still has the recorded
         digest."""
-        if output not in rows.REPORT_OUTPUTS:
+        if output not in documents.REPORT_OUTPUTS:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{output!r} is not a report output")
         if not may_read_outputs(user, dag_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
@@ -208,16 +208,16 @@ def create_app() -> FastAPI:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where} recorded no {output}")
 
         try:
-            _, data = rows.artifact_report(
+            _, data = documents.artifact_report(
                 artifact_root(), record, run_id=run_id, authorize=lambda pipeline: may_read(user, pipeline)
             )
         except PermissionError:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden") from None
-        except rows.ReportRefusedError as exc:
+        except documents.ReportRefusedError as exc:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"the report of {where} is not served: {exc}"
             ) from None
-        except rows.ReportUnavailableError as exc:
+        except documents.ReportUnavailableError as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
         except LookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where}: {exc}") from None

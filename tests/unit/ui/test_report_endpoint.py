@@ -289,12 +289,12 @@ def test_an_unexpected_error_is_a_bare_500(
     env: dict[str, Any], http_for: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_mlops.ui import app as app_module
-    from airflow_mlops.ui import rows
+    from airflow_mlops.ui import documents
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise ValueError(f"bug at {env['root']}/x with password={SECRET}")
 
-    monkeypatch.setattr(rows, "artifact_report", boom)
+    monkeypatch.setattr(documents, "artifact_report", boom)
     answer = http_for({DAG}).get("/artifacts/report", params=params())
     assert answer.status_code == 500
     assert_secure(answer, SECRET, str(env["root"]))

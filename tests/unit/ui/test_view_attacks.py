@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.ui import page, rows
+from airflow_mlops.ui import documents, page, rows
 from tests.unit.ui import test_report_endpoint as endpoint
 from tests.unit.ui.models_registry import PIPELINE
 from tests.unit.ui.test_report_endpoint import DAG, RUN, RUN_SEGMENT, SECRET, TASK, assert_secure, params
@@ -128,7 +128,7 @@ def test_the_served_bytes_are_the_bytes_hashed(
         target.write_bytes(b"<html>SWAPPED</html>")
         return real_sha256(data)
 
-    monkeypatch.setattr(rows.hashlib, "sha256", swap_then_hash)
+    monkeypatch.setattr(documents.hashlib, "sha256", swap_then_hash)
     answer = http_for({DAG}).get("/artifacts/report", params=params())
     assert answer.status_code == 200 and "SWAPPED" not in answer.text and "<p>screen</p>" in answer.text
 
@@ -217,5 +217,5 @@ def test_a_malformed_mlbom_is_refused_never_a_crash(
     monkeypatch.setattr(mlflow_registry, "get_version", lambda *a: SimpleNamespace(run_id="r"))
     monkeypatch.setattr(mlflow_registry, "download_attestation", download)
     with pytest.raises(ArtifactError) as caught:
-        rows.mlbom_document(object(), "m", "1")  # type: ignore[arg-type]
+        documents.mlbom_document(object(), "m", "1")  # type: ignore[arg-type]
     assert str(tmp_path) not in str(caught.value)
