@@ -275,7 +275,7 @@ def test_operator_modules_are_small_and_each_execute_fits_a_screen() -> None:
 
 def test_a_module_over_800_lines_is_named_in_the_architecture_notes() -> None:
     notes = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    one_piece = notes.split("**Modules that stay one piece**", 1)[1].split("\n\n", 2)[1]
+    one_piece = notes.split("**Modules that stay one piece**", 1)[1].split("\n\n", 1)[0]
     unexplained = [
         f"{path.relative_to(PACKAGE).as_posix()}: {n} lines"
         for path in modules().values()
