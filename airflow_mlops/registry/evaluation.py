@@ -140,7 +140,7 @@ class EvaluationReport:
     fairness: Mapping[str, Any] | None = None
     robustness: Mapping[str, Any] | None = None
     # The plotted curves of each scored model ({"candidate": ..., "champion": ...}, see
-    # :func:`~airflow_mlops.registry.evaluation_report.model_curves`), for the HTML report only:
+    # :func:`~airflow_mlops.metrics.model_curves`), for the HTML report only:
     # downsampled, so bounded in size, and kept out of ``to_dict()`` (evaluation.json is attested).
     curves: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     task: str = "binary"
