@@ -148,16 +148,14 @@ def _choice(
 
 
 def _curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct scores from high to low, with the true and false positives at each as threshold."""
+    """Distinct scores from high to low, with the true and false positives at each as threshold
+    (the counts every ROC and precision-recall point of the project is made of)."""
     import numpy as np
 
-    order = np.argsort(-score, kind="stable")
-    s, labels = score[order], y[order]
-    tp_all = np.cumsum(labels)
-    fp_all = np.arange(1, len(s) + 1) - tp_all
-    # The last row of each run of equal scores: predicting ``score >= s`` takes the whole run.
-    last = np.flatnonzero(np.append(s[1:] != s[:-1], True))
-    return s[last], tp_all[last].astype(np.float64), fp_all[last].astype(np.float64)
+    from airflow_mlops.metrics import threshold_counts
+
+    tp, fp, thresholds = threshold_counts(y, score)
+    return thresholds, tp.astype(np.float64), fp.astype(np.float64)
 
 
 def _at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any]:
