@@ -13,7 +13,6 @@ from airflow_mlops.data.generate import FEATURES, TARGET, generate_fraud_data, i
 from airflow_mlops.data.poisoning import (
     CHECKS,
     ScreenResult,
-    build_feature_matrix,
     normalise_checks,
     screen_data,
 )
@@ -424,14 +423,6 @@ def test_the_report_renders_with_its_sections(poisoned, poisoned_result):
     assert "Cut: per class: Benjamini-Hochberg" in page  # out_of_distribution
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert page.count("class='suspect'") == min(25, poisoned_result.summary["rows_quarantined"])
-
-
-def test_build_feature_matrix():
-    df = pd.DataFrame({"a": [1.0, np.nan, 3.0, 1e6], "c": ["x", "y", None, "x"]})
-    x = build_feature_matrix(df, ["a", "c"])
-    assert x.shape == (4, 4) and np.isfinite(x).all()
-    assert np.allclose(x[:, 0].mean(), 0) and np.allclose(x[:, 0].std(), 1)
-    assert np.allclose(x[:, 1:].sum(axis=1), 1 / np.sqrt(2))
 
 
 def test_extreme_values_must_leave_the_reference_range_and_small_skewed_columns_are_compressed():

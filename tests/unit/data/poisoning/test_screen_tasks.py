@@ -1,6 +1,6 @@
 """The poisoning screen by task: multiclass targets per class, regression targets by residuals.
 
-The binary screen's own tests are in test_data_poisoning.py (its results do not change).
+The binary screen's own tests are in test_screen.py (its results do not change).
 """
 
 from __future__ import annotations
