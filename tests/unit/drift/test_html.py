@@ -1,4 +1,5 @@
-"""The drift HTML report and its SVG figures: structure, escaping, edge cases (never pixels)."""
+"""The drift HTML report: structure, escaping, edge cases (never pixels); its SVG figures are in
+test_drift_figures.py."""
 
 from __future__ import annotations
 
@@ -14,143 +15,20 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.drift import figures
-from airflow_mlops.drift.figures import (
-    MAX_CATEGORIES,
-    distribution_svg,
-    history_svg,
-    statistics_svg,
-    write_figures,
-)
+from airflow_mlops.drift.figures import statistics_svg, write_figures
 from airflow_mlops.drift.html import render_html
-from airflow_mlops.drift.report import (
-    DriftReport,
-    FeatureDrift,
-    MultivariateDrift,
-    PerformanceCheck,
-    PredictionDrift,
-    QualityCheck,
-    TestResult,
-)
+from airflow_mlops.drift.report import DriftReport, FeatureDrift, TestResult
 from airflow_mlops.exceptions import DriftInputError
-
-SVG_NS = "{http://www.w3.org/2000/svg}"
-HOSTILE = "<script>alert('x')</script>"
-HOSTILE_NAME = '"><img src=x onerror=alert(1)>'
-
-
-# --- fixtures --------------------------------------------------------------------------------
-
-
-def numeric(name: str, *, drifted: bool = False, bins: int = 10, psi: float | None = None) -> FeatureDrift:
-    edges = [float(i) for i in range(bins + 1)]
-    reference = [1 / bins] * bins
-    current = [(2 if i < bins // 2 else 0) / bins for i in range(bins)] if drifted else reference
-    tests = (
-        TestResult(
-            "ks", 0.31 if drifted else 0.02, 1e-9 if drifted else 0.6, 4e-9 if drifted else 0.9, 0.05, drifted
-        ),
-        TestResult("psi", psi if psi is not None else (0.8 if drifted else 0.01), None, None, 0.2, drifted),
-    )
-    return FeatureDrift(
-        name, "numeric", tests, drifted, {"edges": edges, "reference": reference, "current": current}
-    )
-
-
-def categorical(name: str, categories: list[str], *, drifted: bool = False) -> FeatureDrift:
-    n = len(categories)
-    reference = [1 / n] * n
-    current = [1.0] + [0.0] * (n - 1) if drifted else reference
-    tests = (
-        TestResult(
-            "chi2",
-            40.0 if drifted else 1.0,
-            1e-6 if drifted else 0.7,
-            2e-6 if drifted else 0.9,
-            0.05,
-            drifted,
-        ),
-        TestResult("jensen_shannon", 0.4 if drifted else 0.01, None, None, 0.1, drifted),
-    )
-    return FeatureDrift(
-        name,
-        "categorical",
-        tests,
-        drifted,
-        {"categories": categories, "reference": reference, "current": current},
-    )
-
-
-def make_report(
-    features: tuple[FeatureDrift, ...],
-    *,
-    quality: tuple[QualityCheck, ...] = (),
-    multivariate: MultivariateDrift | None = None,
-    prediction: PredictionDrift | None = None,
-    performance: tuple[PerformanceCheck, ...] = (),
-    created_at: str = "2025-01-05T00:00:00+00:00",
-    reasons: tuple[str, ...] | None = None,
-    settings: dict[str, Any] | None = None,
-) -> DriftReport:
-    drifted_names = [f.name for f in features if f.drifted]
-    quality_failed = any(not q.passed for q in quality)
-    drifted = bool(drifted_names) or bool(multivariate and multivariate.drifted)
-    if reasons is None:
-        reasons = tuple(f"feature {n!r} drifted" for n in drifted_names)
-        reasons += tuple(f"quality check {q.check} failed: {q.message}" for q in quality if not q.passed)
-    return DriftReport(
-        drifted=drifted,
-        quality_failed=quality_failed,
-        reasons=reasons,
-        features=features,
-        multivariate=multivariate,
-        quality=quality,
-        prediction=prediction,
-        performance=performance,
-        reference_rows=1000,
-        current_rows=500,
-        settings=settings
-        if settings is not None
-        else {"alpha": 0.05, "psi_threshold": 0.2, "numeric_tests": ["ks", "psi"]},
-        created_at=created_at,
-        dataset_drift=len(drifted_names) * 2 > len(features) if features else False,
-        drift_share=len(drifted_names) / len(features) if features else 0.0,
-    )
-
-
-def full_report(**kwargs: Any) -> DriftReport:
-    features = (
-        numeric("age", drifted=True),
-        numeric("income"),
-        categorical("city", ["paris", "rome", HOSTILE], drifted=True),
-        categorical("plan", ["basic", "pro"]),
-    )
-    quality = (
-        QualityCheck("null_rate", "age", 0.01, 0.02, 0.1, True, "null rate 2% within 10%"),
-        QualityCheck("row_count", None, 1000.0, 500.0, 100.0, True, "500 rows"),
-        QualityCheck("new_categories", "city", None, HOSTILE, None, False, f"unseen category {HOSTILE}"),
-    )
-    mv = MultivariateDrift("mmd", 0.0123, 0.002, 0.05, 200, 500, 500, ("age", "income"), "cpu", True, 1.3)
-    prediction = PredictionDrift(
-        tests=(TestResult("ks", 0.2, 1e-4, None, 0.05, True),),
-        histogram={
-            "edges": [0.0, 0.25, 0.5, 0.75, 1.0],
-            "reference": [0.25] * 4,
-            "current": [0.1, 0.2, 0.3, 0.4],
-        },
-        drifted=True,
-        reference_rows=1000,
-        current_rows=500,
-    )
-    performance = (
-        PerformanceCheck("roc_auc", 0.9, 0.8, 0.05, True),
-        PerformanceCheck("log_loss", 0.3, 0.31, 0.05, False),
-    )
-    defaults: dict[str, Any] = dict(
-        quality=quality, multivariate=mv, prediction=prediction, performance=performance
-    )
-    defaults.update(kwargs)
-    return make_report(features, **defaults)
+from tests.unit.drift.builders import (
+    HOSTILE,
+    HOSTILE_NAME,
+    SVG_NS,
+    categorical,
+    full_report,
+    history_windows,
+    make_report,
+    numeric,
+)
 
 
 class _Collector(HTMLParser):
@@ -395,97 +273,7 @@ def test_nan_and_none_values_render() -> None:
     assert all(math.isfinite(c) for c in coords)
 
 
-def test_empty_histogram_is_a_placeholder_and_malformed_ones_fail() -> None:
-    root = ET.fromstring(distribution_svg("x", "numeric", {}))
-    assert "no histogram recorded" in "".join(root.itertext())
-    with pytest.raises(DriftInputError, match=r"feature 'x'.*11 edges, 9 reference"):
-        distribution_svg(
-            "x", "numeric", {"edges": list(range(11)), "reference": [0.1] * 9, "current": [0.1] * 9}
-        )
-    with pytest.raises(DriftInputError, match="expected edges/reference/current"):
-        distribution_svg("x", "numeric", {"bins": [1, 2]})
-    with pytest.raises(DriftInputError, match="'abc', not a number"):
-        distribution_svg("x", "categorical", {"categories": ["a"], "reference": ["abc"], "current": [1.0]})
-
-
-def test_many_categories_are_capped_with_an_other_bar() -> None:
-    cats = [f"c{i}" for i in range(MAX_CATEGORIES + 15)]
-    feature = categorical("many", cats)
-    root = ET.fromstring(distribution_svg(feature.name, feature.kind, feature.histogram))
-    labels = ["".join(t.itertext()) for t in root.iter(f"{SVG_NS}text")]
-    others = [label for label in labels if label.endswith("(other 15)")]
-    assert len(others) == 1
-    bars = [
-        r
-        for g in root.iter(f"{SVG_NS}g")
-        if g.get("fill") == figures.CURRENT_COLOR
-        for r in g.iter(f"{SVG_NS}rect")
-    ]
-    assert len(bars) == MAX_CATEGORIES + 1
-
-
-# --- statistics chart ------------------------------------------------------------------------
-
-
-def test_statistics_chart_has_one_panel_per_test_and_a_bar_per_feature() -> None:
-    report = full_report()
-    root = ET.fromstring(statistics_svg(report.features))
-    panels = {g.get("data-test"): g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "panel"}
-    expected = {t.test for f in report.features for t in f.tests}
-    assert set(panels) == expected
-    for test_name, panel in panels.items():
-        results = [t for f in report.features for t in f.tests if t.test == test_name]
-        bars = list(panel.iter(f"{SVG_NS}rect"))
-        assert len(bars) == len(results)
-        red = [r for r in bars if r.get("fill") == figures.DRIFT_COLOR]
-        assert len(red) == sum(t.drifted for t in results)
-
-
-def test_statistics_bars_are_sorted_and_capped() -> None:
-    features = (numeric("small", psi=0.05), numeric("huge", psi=50.0, drifted=True), numeric("mid", psi=0.3))
-    root = ET.fromstring(statistics_svg(features))
-    psi = next(g for g in root.iter(f"{SVG_NS}g") if g.get("data-test") == "psi")
-    bars = list(psi.iter(f"{SVG_NS}rect"))
-    names = [(r.findtext(f"{SVG_NS}title") or "").split(":")[0] for r in bars]
-    assert names == ["huge", "mid", "small"]
-    widths = {n: float(r.get("width", "0")) for n, r in zip(names, bars, strict=True)}
-    # 50 is 250x the threshold: its bar stops at 10x the threshold, so "mid" still has a visible bar
-    assert widths["mid"] / widths["huge"] == pytest.approx(0.3 / 2.0, rel=0.01)
-    texts = ["".join(t.itertext()) for t in psi.iter(f"{SVG_NS}text")]
-    assert "\u00bb 50" in texts
-
-
 # --- history ---------------------------------------------------------------------------------
-
-
-def history_windows() -> list[DriftReport]:
-    w1 = make_report((numeric("age", psi=0.05), numeric("income")), created_at="2025-01-01T00:00:00+00:00")
-    w2 = make_report((numeric("age", psi=0.15),), created_at="2025-01-02T00:00:00+00:00")  # no "income"
-    w3 = make_report(
-        (numeric("age", psi=0.3, drifted=True), numeric("income")),
-        created_at="2025-01-03T00:00:00+00:00",
-        quality=(QualityCheck("row_count", None, 1000.0, 3.0, 100.0, False, "3 rows"),),
-    )
-    return [w1, w2, w3]
-
-
-def test_history_points_per_feature_and_window() -> None:
-    *earlier, current = history_windows()
-    current = full_report()  # age, income, city, plan
-    windows = [*earlier, current]
-    root = ET.fromstring(history_svg(windows))
-    window_points = next(g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "windows")
-    assert len(list(window_points.iter(f"{SVG_NS}circle"))) == len(windows)
-    cells = {g.get("data-feature"): g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "feature"}
-    assert list(cells) == ["age", "income", "city", "plan"]  # the current report's order
-    points = {name: len(list(g.iter(f"{SVG_NS}circle"))) for name, g in cells.items()}
-    assert points == {"age": 3, "income": 2, "city": 1, "plan": 1}
-    # the main statistic is a distance (psi): its values over the windows are in the tooltips
-    ages = [c.find(f"{SVG_NS}title").text for c in cells["age"].iter(f"{SVG_NS}circle")]  # type: ignore[union-attr]
-    assert [a.split(": ")[1].split()[0] for a in ages] == ["0.05", "0.15", "0.8"]  # type: ignore[union-attr]
-    assert [a.endswith("DRIFT") for a in ages] == [False, False, True]  # type: ignore[union-attr]
-    texts = ["".join(t.itertext()) for t in cells["age"].iter(f"{SVG_NS}text")]
-    assert "psi" in texts and "this window: 0.8 \u00b7 threshold 0.2" in texts
 
 
 def test_history_section_in_the_page() -> None:
@@ -516,36 +304,6 @@ def test_bad_history_is_a_clear_error(history: Any, match: str) -> None:
         render_html(full_report(), history=history)
 
 
-# --- files for MLflow ------------------------------------------------------------------------
-
-
-def test_write_figures_files(tmp_path: Path) -> None:
-    features = (
-        numeric("age", drifted=True),
-        numeric("a/b"),
-        numeric("a b"),
-        categorical(HOSTILE_NAME, ["x"]),
-    )
-    report = make_report(features, prediction=full_report().prediction)
-    out = tmp_path / "figures"
-    paths = write_figures(report, out, history=history_windows())
-    distributions = sorted(p for p in paths if p.parent == out / "distributions")
-    assert len(distributions) == len(features)
-    assert [p.name for p in distributions][:3] == ["000_age.svg", "001_a_b.svg", "002_a_b.svg"]
-    assert {p.name for p in paths if p.parent == out} == {"prediction.svg", "statistics.svg", "history.svg"}
-    for path in paths:
-        assert path.is_file() and path.resolve().is_relative_to(out.resolve())
-        assert re.fullmatch(r"[A-Za-z0-9._-]+", path.name)
-        root = ET.parse(path).getroot()
-        assert root.tag == f"{SVG_NS}svg"
-    history = ET.parse(out / "history.svg").getroot()
-    windows = next(g for g in history.iter(f"{SVG_NS}g") if g.get("class") == "windows")
-    assert len(list(windows.iter(f"{SVG_NS}circle"))) == 4
-    # the files are the figures of the page (same drawing code)
-    page = render_html(report, history=history_windows())
-    assert (out / "statistics.svg").read_text(encoding="utf-8").split("\n", 1)[1] in page
-
-
 def test_two_hundred_features_stay_small() -> None:
     features = tuple(
         numeric(f"feature_{i:03d}", drifted=i % 7 == 0, bins=30)
@@ -563,18 +321,6 @@ def test_two_hundred_features_stay_small() -> None:
     assert size < 2_000_000
     classes = [svg_class(s) for s in inline_svgs(page)]
     assert classes.count("distribution") == 200
-
-
-def test_a_single_window_has_one_point_per_feature() -> None:
-    report = full_report()
-    root = ET.fromstring(history_svg([report]))
-    windows = next(g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "windows")
-    assert len(list(windows.iter(f"{SVG_NS}circle"))) == 1
-    cells = [g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "feature"]
-    assert len(cells) == len(report.features)
-    assert all(len(list(g.iter(f"{SVG_NS}circle"))) == 1 for g in cells)
-    # one point draws no line
-    assert all(g.find(f"{SVG_NS}path[@fill='none']") is None for g in cells)
 
 
 def test_render_html_wants_a_report() -> None:
