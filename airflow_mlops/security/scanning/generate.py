@@ -3,7 +3,7 @@
 
 Run ``python -m airflow_mlops.security.scanning.generate`` after upgrading scikit-learn, torch,
 XGBoost or LightGBM (a library that is not installed keeps its committed list);
-``tests/unit/security/test_scanning_allowlist.py`` fails while a committed list is stale for the
+``tests/unit/security/scanning/test_generate.py`` fails while a committed list is stale for the
 installed version. The scanner itself never imports these libraries: it reads the committed lists.
 
 What goes in:

@@ -1,5 +1,5 @@
 """known_estimators.json is current: regenerated in memory from the installed libraries, it is the
-committed table (as the scanner's allowlists are, tests/unit/security/test_scanning_allowlist.py)."""
+committed table (as the scanner's allowlists are, tests/unit/security/scanning/test_generate.py)."""
 
 from __future__ import annotations
 

@@ -1,52 +1,11 @@
-"""The built-in allowlist: generated lists are current, and nothing on it is on the denylist."""
+"""The scanner's policy tables (airflow_mlops.security.scanning.policy): everything installed is on the
+allowlist, and nothing on it is on the denylist."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_mlops.security.scanning import policy
-from airflow_mlops.security.scanning.sklearn_globals import SKLEARN_GLOBALS, SKLEARN_VERSION
-from airflow_mlops.security.scanning.torch_globals import TORCH_NN_GLOBALS, TORCH_NN_VERSION
-
-REGENERATE = "run `python -m airflow_mlops.security.scanning.generate` and commit the result"
-
-
-def test_committed_sklearn_list_is_current_for_the_installed_version() -> None:
-    pytest.importorskip("sklearn")
-    from airflow_mlops.security.scanning.generate import sklearn_globals
-
-    version, names = sklearn_globals()
-
-    assert (SKLEARN_VERSION, sorted(SKLEARN_GLOBALS)) == (version, names), REGENERATE
-
-
-def test_committed_torch_list_is_current_for_the_installed_version() -> None:
-    pytest.importorskip("torch.nn")
-    from airflow_mlops.security.scanning.generate import torch_globals
-
-    version, names = torch_globals()
-
-    assert (TORCH_NN_VERSION, sorted(TORCH_NN_GLOBALS)) == (version, names), REGENERATE
-
-
-def test_committed_xgboost_list_is_current_for_the_installed_version() -> None:
-    pytest.importorskip("xgboost")
-    from airflow_mlops.security.scanning.generate import xgboost_globals
-    from airflow_mlops.security.scanning.xgboost_globals import XGBOOST_GLOBALS, XGBOOST_VERSION
-
-    version, names = xgboost_globals()
-
-    assert (XGBOOST_VERSION, sorted(XGBOOST_GLOBALS)) == (version, names), REGENERATE
-
-
-def test_committed_lightgbm_list_is_current_for_the_installed_version() -> None:
-    pytest.importorskip("lightgbm")
-    from airflow_mlops.security.scanning.generate import lightgbm_globals
-    from airflow_mlops.security.scanning.lightgbm_globals import LIGHTGBM_GLOBALS, LIGHTGBM_VERSION
-
-    version, names = lightgbm_globals()
-
-    assert (LIGHTGBM_VERSION, sorted(LIGHTGBM_GLOBALS)) == (version, names), REGENERATE
 
 
 def test_every_installed_estimator_is_allowed() -> None:
@@ -108,3 +67,26 @@ def test_allowlisted_callables_that_may_return_shared_objects_are_marked() -> No
         if isinstance(obj, type) and issubclass(obj, enum.Enum) and dotted not in SHARED_RESULT_GLOBALS:
             unmarked.append(dotted)
     assert not unmarked, f"enum classes missing from SHARED_RESULT_GLOBALS: {unmarked}"
+
+
+def test_the_allowlist_holds_what_the_pickles_import_and_nothing_the_denylist_refuses() -> None:
+    from airflow_mlops.security.scanning.lightgbm_globals import LIGHTGBM_GLOBALS
+    from airflow_mlops.security.scanning.xgboost_globals import XGBOOST_GLOBALS
+
+    for name in (
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRanker",
+    ):
+        assert name in XGBOOST_GLOBALS
+    for name in (
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+    ):
+        assert name in LIGHTGBM_GLOBALS
+    for name in XGBOOST_GLOBALS | LIGHTGBM_GLOBALS:
+        assert name in policy.BUILTIN_SAFE_GLOBALS
+        assert not policy.is_dangerous(*name.rsplit(".", 1))
+    assert policy.NEW_ONLY_GLOBALS <= XGBOOST_GLOBALS | LIGHTGBM_GLOBALS
