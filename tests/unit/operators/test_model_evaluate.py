@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_mlops.artifacts import ArtifactStore
 from airflow_mlops.exceptions import GateFailedError, RegistryError, RegistryLookupError
 from airflow_mlops.operators.model import ModelEvaluateOperator
-from tests.unit.registry.test_evaluate_candidate import _frame, _packaged
+from tests.unit.registry.fraud_models import _frame, _packaged
 
 CONTEXT = {"run_id": "manual__2026-01-02", "dag": SimpleNamespace(dag_id="p__train")}
 

@@ -165,7 +165,7 @@ def test_an_unmeasurable_clean_metric_blocks() -> None:
 
 def test_the_project_model_imputes_the_training_mean_and_no_category(tmp_path: Path) -> None:
     from airflow_mlops.training.flavors import load_predictor
-    from tests.unit.registry.test_evaluate_candidate import _frame, _packaged
+    from tests.unit.registry.fraud_models import _frame, _packaged
 
     model_dir = _packaged(tmp_path / "m", _frame(800, 1))
     predictor = load_predictor(model_dir / "artifacts" / "weights")
