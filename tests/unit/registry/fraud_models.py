@@ -1,5 +1,5 @@
 """Small fraud-like frames and packaged models trained on them by the project's trainer, shared by
-the evaluation tests (and the robustness and model-evaluate operator tests)."""
+the evaluation, holdout-check and robustness tests (and the model-evaluate operator tests)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,13 @@ def _packaged(root: Path, train_df: pd.DataFrame) -> Path:
         "flavors:\n  python_function:\n    artifacts:\n      weights:\n        path: artifacts/weights\n"
     )
     return root
+
+
+def _holdout(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(3.0, 1.0, n)
+    age = rng.normal(40.0, 10.0, n)
+    merchant = rng.choice(["grocery", "travel", "online"], n)
+    logit = -1.0 + 1.5 * (amount - 3.0) + 0.05 * (age - 40.0) + 1.0 * (merchant == "online")
+    y = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    return pd.DataFrame({"amount": amount, "age": age, "merchant": merchant, "label": y.astype(int)}), y

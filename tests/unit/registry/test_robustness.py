@@ -17,20 +17,11 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from airflow_mlops.metrics import compute_metrics
 from airflow_mlops.registry.robustness import evaluate_robustness, perturb
+from tests.unit.registry.fraud_models import _holdout
 
 NUMERIC = ["amount", "age"]
 CATEGORICAL = ["merchant"]
 MEANS = {"amount": 3.0, "age": 40.0}
-
-
-def _holdout(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    amount = rng.normal(3.0, 1.0, n)
-    age = rng.normal(40.0, 10.0, n)
-    merchant = rng.choice(["grocery", "travel", "online"], n)
-    logit = -1.0 + 1.5 * (amount - 3.0) + 0.05 * (age - 40.0) + 1.0 * (merchant == "online")
-    y = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
-    return pd.DataFrame({"amount": amount, "age": age, "merchant": merchant, "label": y.astype(int)}), y
 
 
 def _predict(df: pd.DataFrame) -> np.ndarray:
@@ -183,16 +174,3 @@ def test_the_project_model_imputes_the_training_mean_and_no_category(tmp_path: P
     by_hand = holdout.assign(amount=mean, merchant="a category never seen in training")
     np.testing.assert_allclose(predictor.predict_proba(blanked), predictor.predict_proba(by_hand), rtol=1e-6)
     assert not np.allclose(predictor.predict_proba(blanked), predictor.predict_proba(holdout))
-
-
-def test_a_model_that_takes_the_dataframe_has_its_feature_kinds_read_from_the_holdout() -> None:
-    """A scikit-learn pipeline stored with ``input: dataframe`` has no project preprocessor: its
-    numeric features (noise applies) are the holdout's number columns, the rest categorical."""
-    from types import SimpleNamespace
-
-    from airflow_mlops.registry.holdout_checks import feature_kinds
-
-    holdout, _ = _holdout(50)
-    holdout = holdout.assign(flag=holdout["age"] > 40)
-    predictor = SimpleNamespace(preprocessor=None, features=["amount", "merchant", "flag", "age"])
-    assert feature_kinds(predictor, holdout) == (["amount", "age"], ["merchant", "flag"])
