@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.generate import FEATURES, TARGET, generate_fraud_data, inject_poison
+from airflow_mlops.data.generate import TARGET, generate_fraud_data
 from airflow_mlops.data.poisoning import (
     CHECKS,
     ScreenResult,
@@ -17,15 +17,7 @@ from airflow_mlops.data.poisoning import (
     screen_data,
 )
 from airflow_mlops.exceptions import DataError, PoisoningDetectedError
-
-F = list(FEATURES)
-ALL = ["duplicates", "label_issues", "out_of_distribution", "class_balance", "feature_shift"]
-
-
-def screen(df: pd.DataFrame, **kwargs) -> ScreenResult:
-    kwargs.setdefault("checks", ["duplicates", "label_issues"])
-    kwargs.setdefault("max_suspect_fraction", 0.02)
-    return screen_data(df, target=TARGET, features=F, **kwargs)
+from tests.unit.data.screens import ALL, F, screen
 
 
 def assert_accounted(df: pd.DataFrame, result: ScreenResult) -> None:
@@ -74,31 +66,6 @@ def screen_clean_half(x: np.ndarray, y: np.ndarray, *, max_suspect_fraction: flo
     for cls in (0, 1):
         assert flagged[batch["y"].to_numpy() == cls].mean() <= 0.01
     return ref, batch, args, clean
-
-
-@pytest.fixture(scope="module")
-def reference() -> pd.DataFrame:
-    return generate_fraud_data(10_000, seed=30)
-
-
-@pytest.fixture(scope="module")
-def clean() -> pd.DataFrame:
-    return generate_fraud_data(4000, seed=31)
-
-
-@pytest.fixture(scope="module")
-def poisoned(clean) -> pd.DataFrame:
-    return inject_poison(clean, seed=2, n_conflicting_duplicates=12, n_label_flips=20)
-
-
-@pytest.fixture(scope="module")
-def clean_result(clean, reference) -> ScreenResult:
-    return screen(clean, checks=ALL, reference=reference)
-
-
-@pytest.fixture(scope="module")
-def poisoned_result(poisoned, reference) -> ScreenResult:
-    return screen(poisoned, checks=ALL, reference=reference)
 
 
 def test_clean_imbalanced_data_spares_the_positives(clean, clean_result):
@@ -161,25 +128,6 @@ def test_summary_has_scores_and_thresholds(poisoned_result):
         assert scores["label_issue"] < 0 and scores["suggested_label"] in (0, 1)
 
 
-def test_confident_learning_thresholds_match_an_independent_computation(poisoned_result, poisoned):
-    """Per-class threshold = mean self-confidence (as in confident learning), computed again here."""
-    from airflow_mlops.data.poisoning import label_issues
-
-    y = poisoned[TARGET].to_numpy()
-    proba = np.column_stack([1 - y * 0.7, y * 0.7 + 0.0]).astype(float)
-    proba = proba / proba.sum(axis=1, keepdims=True)
-    thresholds = label_issues._mean_self_confidence(proba, y, 2)
-    expected = [proba[y == j, j].mean() for j in (0, 1)]
-    assert np.allclose(thresholds, expected)
-    # A row labelled 1 whose probabilities point to 0 (p_0 = 0.99 >= t_0 = 0.9) is suggested 0.
-    test = np.array([[0.9, 0.1], [0.99, 0.01], [0.2, 0.8]])
-    t = label_issues._mean_self_confidence(test, np.array([0, 1, 1]), 2)
-    s, sug = label_issues._confident_scores(test, np.array([0, 1, 1]), np.array([0.5, 0.5]), t)
-    assert t.tolist() == pytest.approx([0.9, 0.405])
-    assert sug.tolist() == [0, 0, 1]
-    assert s[1] == pytest.approx(np.log(0.01) - np.log(0.99)) and s[0] > 0 and s[2] > 0
-
-
 def test_flips_in_balanced_data_beat_the_knn_rule():
     """Random flips at 10 % in a balanced problem: recall and precision floors."""
     from sklearn.datasets import make_classification
@@ -194,41 +142,6 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
         max_suspect_fraction=0.2,
     )  # fmt: skip
     assert recall >= 0.5 and precision >= 0.85, (recall, precision)
-
-
-def test_label_cut_is_benjamini_hochberg_per_class_on_conformal_p_values():
-    """Per class: the batch's p-values against the reference's scores of that class, BH at the
-    FDR level among the rows whose label is not the most likely (or the per-row level, when
-    higher); the cut sits just above the highest discovery. Computed again here."""
-    from airflow_mlops.data.poisoning import label_issues, stats
-
-    rng = np.random.default_rng(3)
-    ref_y = np.repeat([0, 1], [3000, 300])
-    ref_score = rng.normal(2.0, 1.5, len(ref_y))
-    y = np.repeat([0, 1], [2000, 400])
-    score = rng.normal(2.0, 1.5, len(y))
-    flipped = rng.choice(np.flatnonzero(y == 1), size=120, replace=False)  # 30 % of class 1
-    score[flipped] = rng.normal(-6.0, 1.0, len(flipped))
-    model = label_issues.LabelModel(
-        "ran", [0, 1], y, np.zeros((len(y), 2)), np.array([0.9, 0.1]), np.zeros(2), score,
-        np.full(len(y), -1), source="reference", ref_y=ref_y, ref_score=ref_score,
-    )  # fmt: skip
-    cal = label_issues.calibrate_label_cut(model)
-    assert cal is not None
-    for j in (0, 1):
-        own = score[y == j]
-        p = np.where(own < 0, stats.conformal_p_values(np.sort(ref_score[ref_y == j]), own), np.inf)
-        t = max(stats.bh_threshold(p, stats.FDR_LEVEL), stats.ROW_LEVEL)
-        found = own[p <= t]
-        if len(found):
-            assert found.max() < cal["cuts"][j] <= np.nextafter(found.max(), np.inf)
-        else:
-            assert cal["cuts"][j] == -np.inf
-    mask, detail = model.issues(cal)
-    hits = np.flatnonzero(mask)
-    assert len(set(hits) & set(flipped)) >= 0.9 * len(flipped)
-    assert len(set(hits) - set(flipped)) <= 0.1 * len(hits)
-    json.dumps(detail, allow_nan=False)  # no infinities in what is stored
 
 
 def test_flips_into_a_rare_class_are_caught_and_its_clean_rows_spared():
@@ -404,25 +317,6 @@ def test_bad_input_names_the_column(clean, reference):
         screen(clean, reference=reference.drop(columns="hour"))
     with pytest.raises(DataError, match="country: batch"):
         screen(clean, reference=reference.assign(country=1.0))
-
-
-def test_the_report_renders_with_its_sections(poisoned, poisoned_result):
-    from airflow_mlops.data.screen_report import render_screen_report
-
-    page = render_screen_report(poisoned_result, target=TARGET, features=F)
-    for section in (
-        "Suspects per check",
-        "Dataset findings",
-        "Score distributions",
-        "Quarantined rows and their nearest accepted rows",
-        "Hashes",
-    ):
-        assert section in page
-    assert page.count("<svg") == 2 and "cut" in page
-    assert "Cut: calibrated: Benjamini-Hochberg at false discovery rate 0.1" in page
-    assert "Cut: per class: Benjamini-Hochberg" in page  # out_of_distribution
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-    assert page.count("class='suspect'") == min(25, poisoned_result.summary["rows_quarantined"])
 
 
 def test_extreme_values_must_leave_the_reference_range_and_small_skewed_columns_are_compressed():
