@@ -1,4 +1,6 @@
-"""The allowed-roots check on its own: every way a path can leave a root, and the ways it may not."""
+"""The allowed-roots check: every way a path can leave a root, and the ways it may not; what is
+opened is what was checked (no link followed between the check and the open), and roots that
+cannot be misread (relative at run time, empty)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ from airflow_mlops.allowed_roots import (
     ensure_narrowing,
     ensure_within_roots,
     local_path,
+    open_resolved,
+    open_resolved_dir,
 )
+from airflow_mlops.data.io import read_table
 from airflow_mlops.exceptions import DataError, is_retryable
+from tests.unit.core.open_helpers import swap_for_link
 
 
 @pytest.fixture
@@ -171,3 +177,136 @@ def test_narrowing(tree: dict[str, Path]) -> None:
     assert ensure_narrowing(["s3://b/data/team"], ["s3://b/data"]) == []
     assert ensure_narrowing(["s3://b/data-evil"], ["s3://b/data"]) == ["s3://b/data-evil"]
     assert ensure_narrowing(["s3://b/data"], [root]) == ["s3://b/data"]  # S3 where only local was allowed
+
+
+# -- check, then open: a link swapped in between is refused -------------------------------------
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_read(open_tree: dict[str, Path]) -> None:
+    checked = ensure_within_roots(str(open_tree["root"] / "in" / "a.csv"), [str(open_tree["root"])])
+    swap_for_link(open_tree["root"] / "in", open_tree["outside"])
+    with pytest.raises(OutsideAllowedRootsError, match="changed after it was checked"):
+        open_resolved(checked)
+    with pytest.raises(OutsideAllowedRootsError, match="changed after it was checked"):
+        read_table(checked, checked=True)
+
+
+def test_special_files_and_folders_are_not_opened_as_data(open_tree: dict[str, Path]) -> None:
+    fifo = open_tree["root"] / "in" / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(OutsideAllowedRootsError, match="not a regular file"):
+        open_resolved(str(fifo))  # and it does not block
+    with pytest.raises(DataError, match="not a regular file"):
+        read_table(fifo)
+    with pytest.raises(IsADirectoryError):
+        open_resolved(str(open_tree["root"] / "in"))
+    with pytest.raises(NotADirectoryError):
+        os.close(open_resolved_dir(str(open_tree["root"] / "in" / "a.csv")))
+    partitioned = open_tree["root"] / "in" / "part.parquet"
+    partitioned.mkdir()
+    with pytest.raises(DataError, match="partitioned dataset"):
+        read_table(partitioned)
+
+
+# -- roots that cannot be misread ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root", [".", "data", "./in", "in/.."])
+def test_a_relative_root_is_refused_where_tasks_run(
+    open_tree: dict[str, Path], root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(open_tree["root"])  # wherever the worker runs, a relative root would follow it
+    inside = str(open_tree["root"] / "in" / "a.csv")
+    with pytest.raises(OutsideAllowedRootsError, match="relative path"):
+        check_runtime(inside, None, environ={ENV_VAR: root})
+    with pytest.raises(OutsideAllowedRootsError, match="relative path"):
+        check_runtime(inside, [root], environ={})
+
+
+@pytest.mark.parametrize("roots", [[""], ["  "], ["/nonexistent", ""]])
+def test_an_empty_root_never_means_anywhere(open_tree: dict[str, Path], roots: list[str]) -> None:
+    with pytest.raises(OutsideAllowedRootsError, match="empty"):
+        ensure_within_roots("/etc/hostname", roots)
+    with pytest.raises(OutsideAllowedRootsError, match="empty"):
+        check_runtime("/etc/hostname", roots, environ={})
+
+
+def test_a_root_of_slash_allows_everything_it_names(open_tree: dict[str, Path]) -> None:
+    assert ensure_within_roots(str(open_tree["outside"] / "a.csv"), ["/"]) == str(
+        open_tree["outside"] / "a.csv"
+    )
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "{out}/a.csv",  # absolute path from a dag_run.conf
+        "{root}/in/../../outside/a.csv",
+        "{root}/in/./../../outside/a.csv/.",
+        "file://{root}/in/%2e%2e/%2e%2e/outside/a.csv",
+        "file://{root}/in/%2E%2E%2F%2E%2E%2Foutside/a.csv",
+        "file://localhost{out}/a.csv",
+        "file:{out}/a.csv",  # no `//`: not a file URI
+        "file:///{root}/in/a.csv%00.csv",
+        "{root}/in/a.csv\x00",
+        "FILE://{out}/a.csv",
+        "file://evil.example{root}/in/a.csv",
+        "{root}/in/a.csv?x=../../outside/a.csv",  # a plain path: literal, so no such file
+        "http://{root}/in/a.csv",
+        "~{user}/../../{out}/a.csv",
+    ],
+)
+def test_path_variants_are_refused_or_stay_inside(open_tree: dict[str, Path], variant: str) -> None:
+    """Every spelling either fails the check or names (and opens) a file inside the root."""
+    import getpass
+
+    location = variant.format(root=open_tree["root"], out=open_tree["outside"], user=getpass.getuser())
+    roots = [str(open_tree["root"])]
+    try:
+        resolved = ensure_within_roots(location, roots)
+    except OutsideAllowedRootsError:
+        return
+    assert resolved.startswith(str(open_tree["root"]) + os.sep)
+    with pytest.raises(DataError):  # inside, but no such file: nothing outside was opened
+        read_table(resolved, "csv", checked=True)
+
+
+@pytest.mark.parametrize(
+    "variant", ["{root}/in/%2e%2e/a.csv", "{root}/in/%252e%252e/a.csv", "{root}/in\\..\\..\\a.csv"]
+)
+def test_encoded_and_backslashed_plain_paths_are_literal_names(
+    open_tree: dict[str, Path], variant: str
+) -> None:
+    location = variant.format(root=open_tree["root"])
+    assert ensure_within_roots(location, [str(open_tree["root"])]).startswith(str(open_tree["root"]))
+
+
+def test_unicode_lookalikes_and_case_are_not_folded(open_tree: dict[str, Path]) -> None:
+    roots = [str(open_tree["root"])]
+    fullwidth = str(open_tree["root"]) + "/in\uff0f..\uff0f..\uff0foutside"  # FULLWIDTH SOLIDUS: a name
+    assert ensure_within_roots(fullwidth, roots).startswith(str(open_tree["root"]) + os.sep)
+    upper = str(open_tree["root"]).upper() + "/in/a.csv"  # another folder on a case-sensitive system
+    if not os.path.exists(upper):
+        with pytest.raises(OutsideAllowedRootsError):
+            ensure_within_roots(upper, roots)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket/data/../secret/x.csv",
+        "s3://bucket/data/./x.csv",
+        "s3://bucket/data//x.csv",
+        "s3://other/data/x.csv",
+        "s3://bucket/data-evil/x.csv",
+        "s3://Bucket/data/x.csv",
+        "S3://bucket/data/x.csv",
+        "s3:/bucket/data/x.csv",
+    ],
+)
+def test_s3_variants_outside_an_s3_root_are_refused(uri: str) -> None:
+    try:
+        result = ensure_within_roots(uri, ["s3://bucket/data"])
+    except OutsideAllowedRootsError:
+        return
+    assert not result.startswith("s3://")  # `s3:/x` is a relative local file name, never S3

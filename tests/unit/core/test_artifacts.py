@@ -1,19 +1,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from airflow_mlops.allowed_roots import (
+    ensure_within_roots,
+)
 from airflow_mlops.artifacts import (
     DIRECTORY_MEDIA_TYPE,
     ArtifactRef,
     ArtifactStore,
     safe_segment,
     sha256_directory,
+    sha256_file,
 )
 from airflow_mlops.exceptions import ArtifactError, ArtifactIntegrityError
+from tests.unit.core.open_helpers import _FakeS3
 
 
 @pytest.fixture
@@ -118,3 +124,70 @@ def test_s3_store_against_a_real_http_endpoint(tmp_path: Path, model_dir: Path, 
     client.put_object(Bucket="mlops", Key="artifacts/p/run/train/model/a.json", Body=b'{"a": 2}')
     with pytest.raises(ArtifactIntegrityError):
         store.fetch(dref, tmp_path / "o3")
+
+
+# -- the artifact store is the folder that was checked --------------------------------------------
+
+
+def test_the_store_root_is_decoded_as_the_check_decodes_it(open_tree: dict[str, Path]) -> None:
+    # Decoded: root/store (allowed). Taken literally, it would be a folder under outside/.
+    uri = f"file://{open_tree['outside']}/a%2f..%2f..%2froot/store"
+    assert ensure_within_roots(uri, [str(open_tree["root"])]) == str(open_tree["root"] / "store")
+    store = ArtifactStore(uri)
+    ref = store.put_file(open_tree["root"] / "in" / "a.csv", "p/r/s/a.csv")
+    assert ref.uri == str(open_tree["root"] / "store" / "p" / "r" / "s" / "a.csv")
+    assert not (open_tree["outside"] / "a%2f..%2f..%2froot").exists()
+    with pytest.raises(ArtifactError, match="not a local artifact location"):
+        ArtifactStore("gs://bucket/x")
+
+
+def test_a_ref_is_fetched_from_its_decoded_path_not_a_literal_twin(open_tree: dict[str, Path]) -> None:
+    store = ArtifactStore(str(open_tree["root"] / "store"))
+    twin = open_tree["outside"] / "a%2f..%2f..%2froot" / "store"  # the URI read literally
+    twin.mkdir(parents=True)
+    shutil.copy(open_tree["outside"] / "a.csv", twin / "a.csv")
+    uri = f"file://{open_tree['outside']}/a%2f..%2f..%2froot/store/a.csv"
+    ref = ArtifactRef(uri, sha256_file(twin / "a.csv"), 1, "text/csv")
+    with pytest.raises(ArtifactError, match="does not exist"):  # root/store/a.csv: not there
+        store.fetch(ref, open_tree["tmp"] / "scratch")
+    assert not (open_tree["tmp"] / "scratch" / "a.csv").exists()
+
+
+def test_a_directory_artifact_holding_a_link_is_refused_before_copying(open_tree: dict[str, Path]) -> None:
+    model = open_tree["root"] / "store" / "model"
+    model.mkdir(parents=True)
+    (model / "weights.bin").write_bytes(b"w")
+    (model / "leak.csv").symlink_to(open_tree["outside"] / "a.csv")
+    digest, size = sha256_directory(model)  # as a forger would compute it
+    ref = ArtifactRef(str(model), digest, size, "inode/directory")
+    store = ArtifactStore(str(open_tree["root"] / "store"))
+    with pytest.raises(ArtifactIntegrityError, match="symbolic link"):
+        store.fetch(ref, open_tree["tmp"] / "scratch")
+    assert not (open_tree["tmp"] / "scratch" / "model" / "leak.csv").exists()
+    (model / "leak.csv").unlink()
+    (model / "sub").mkdir()
+    (model / "sub" / "up").symlink_to(open_tree["outside"], target_is_directory=True)
+    with pytest.raises(ArtifactIntegrityError, match="symbolic link"):
+        store.fetch(
+            ArtifactRef(str(model), *sha256_directory(model), "inode/directory"), open_tree["tmp"] / "s2"
+        )
+
+
+def test_a_clean_directory_artifact_is_copied_whole(open_tree: dict[str, Path]) -> None:
+    model = open_tree["root"] / "store" / "model"
+    (model / "sub" / "empty").mkdir(parents=True)
+    (model / "a.bin").write_bytes(b"a")
+    (model / "sub" / "b.bin").write_bytes(b"b")
+    ref = ArtifactRef(str(model), *sha256_directory(model), "inode/directory")
+    out = ArtifactStore(str(open_tree["root"] / "store")).fetch(ref, open_tree["tmp"] / "scratch")
+    assert (out / "sub" / "b.bin").read_bytes() == b"b" and (out / "sub" / "empty").is_dir()
+
+
+def test_an_s3_directory_object_with_dot_dot_is_not_written_outside(open_tree: dict[str, Path]) -> None:
+    fake = _FakeS3(["store/model/w.bin", "store/model/../../../escaped.bin"])
+    store = ArtifactStore("s3://bucket/store", s3_client=fake)
+    ref = ArtifactRef("s3://bucket/store/model", "0" * 64, 2, "inode/directory")
+    with pytest.raises(ArtifactIntegrityError, match=r"'\.\.' segment"):
+        store.fetch(ref, open_tree["tmp"] / "scratch" / "deep")
+    assert not any(p.endswith("escaped.bin") for p in fake.downloaded)
+    assert not (open_tree["tmp"] / "escaped.bin").exists()
