@@ -3,6 +3,9 @@ module that asks for them screens once)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -34,3 +37,25 @@ def clean_result(clean, reference) -> ScreenResult:
 @pytest.fixture(scope="module")
 def poisoned_result(poisoned, reference) -> ScreenResult:
     return screen(poisoned, checks=ALL, reference=reference)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{host}:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        client.create_bucket(Bucket="lake")
+        yield client
+    finally:
+        server.stop()

@@ -1,118 +1,24 @@
-"""New-data listing and watermark logic, on a real folder and a real S3 endpoint (moto server)."""
+"""What is new since the watermark, and the watch that polls (``airflow_mlops/data/arrivals.py``);
+the listing and the watermark stores, on a real folder and a real S3 endpoint (moto server), are
+in test_listing.py and test_watermarks.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from airflow_mlops.data.arrivals import (
     Listing,
     NewDataWatch,
-    ObjectInfo,
     WatchConfig,
     Watermark,
-    WatermarkStore,
-    compile_pattern,
     list_local,
-    list_s3,
     new_objects,
-    normalize_location,
     uris_from_event_extra,
-    watch_id,
 )
-from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
-
-NS = 1_000_000_000
-T0 = 1_700_000_000 * NS  # a fixed past time, so every file is older than any listing
-
-
-def write(root: Path, rel: str, mtime_ns: int = T0, body: bytes = b"x") -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(body)
-    os.utime(path, ns=(mtime_ns, mtime_ns))
-    return path
-
-
-def keys(objects: Any) -> list[str]:
-    return [o.key for o in objects]
-
-
-def obj(key: str, mtime_ns: int) -> ObjectInfo:
-    return ObjectInfo(uri=f"/data/{key}", key=key, size=1, mtime_ns=mtime_ns)
-
-
-def empty_wm(location: str = "/data", pattern: str = "**/*") -> Watermark:
-    return Watermark.empty(location, pattern)
-
-
-# --- listing --------------------------------------------------------------------------------
-
-
-def test_local_listing_matches_the_pattern_and_skips_partial_files(tmp_path: Path) -> None:
-    for rel in [
-        "2026-01-01/batch.parquet",
-        "2026-01-02/batch.parquet",
-        "2026-01-02/other.parquet",
-        "2026-01-03/batch.parquet.part",
-        "2026-01-03/.batch.parquet",
-        "_temporary/batch.parquet",
-        ".staging/batch.parquet",
-        "deep/er/batch.parquet",
-        "2026-01-01/_SUCCESS",
-    ]:
-        write(tmp_path, rel)
-    (tmp_path / "2026-01-04").mkdir()
-    (tmp_path / "2026-01-04" / "batch.parquet").symlink_to(tmp_path / "2026-01-01" / "batch.parquet")
-
-    listing = list_local(str(tmp_path), "*/batch.parquet")
-    assert sorted(keys(listing.objects)) == ["2026-01-01/batch.parquet", "2026-01-02/batch.parquet"]
-    assert listing.objects[0].uri == str(tmp_path / listing.objects[0].key)
-
-    deep = list_local(str(tmp_path), "**/*.parquet")
-    assert sorted(keys(deep.objects)) == [
-        "2026-01-01/batch.parquet",
-        "2026-01-02/batch.parquet",
-        "2026-01-02/other.parquet",
-        "deep/er/batch.parquet",
-    ]
-    everything = list_local(str(tmp_path), "**/*")
-    assert not any(
-        k.endswith(".part") or "/_" in k or k.startswith(("_", ".")) for k in keys(everything.objects)
-    )
-    # A marker named literally by the pattern is asked for, so it is not skipped.
-    assert keys(list_local(str(tmp_path), "*/_SUCCESS").objects) == ["2026-01-01/_SUCCESS"]
-    assert keys(list_local(str(tmp_path), "*/*.part").objects) == ["2026-01-03/batch.parquet.part"]
-
-
-def test_missing_folder_lists_empty_and_bad_locations_are_clear_errors(tmp_path: Path) -> None:
-    assert list_local(str(tmp_path / "not-yet"), "**/*").objects == ()
-    write(tmp_path, "file.csv")
-    with pytest.raises(DataError, match="is a file"):
-        list_local(str(tmp_path / "file.csv"), "**/*")
-    with pytest.raises(DataError, match="relative path"):
-        normalize_location("data/incoming")
-    with pytest.raises(DataError, match="unsupported scheme"):
-        normalize_location("gs://bucket/x")
-    for bad in ["", "/abs/*.csv", "a//b", "../x", "a**/b"]:
-        with pytest.raises(DataError):
-            compile_pattern(bad)
-    assert normalize_location("s3://b/p/") == "s3://b/p"
-    assert normalize_location(f"file://{tmp_path}/") == str(tmp_path)
-    assert (
-        watch_id(f"{tmp_path}/", "*.csv")
-        == watch_id(str(tmp_path), "*.csv")
-        != watch_id(str(tmp_path), "*.csv", "p")
-    )
-
-
-# --- what is new ----------------------------------------------------------------------------
+from airflow_mlops.exceptions import DataError
+from tests.unit.data.arrival_files import NS, T0, empty_wm, keys, obj, write
 
 
 def test_equal_mtimes_are_neither_lost_nor_repeated() -> None:
@@ -196,53 +102,6 @@ def test_uris_from_event_extra_reads_watcher_and_task_events() -> None:
             uris_from_event_extra(bad)
 
 
-# --- the watermark and its store ------------------------------------------------------------
-
-
-def test_watermark_json_round_trip_and_strict_parsing() -> None:
-    listing = Listing("/data", "**/*", T0 + NS, (obj("a", T0), obj("b", T0)))
-    _, wm = new_objects(listing, empty_wm(), committed_by="dag/run/task/-1")
-    again = Watermark.from_json(wm.to_json())
-    assert again == wm and again.last_batch == wm.last_batch and again.committed_by == "dag/run/task/-1"
-    for text, match in [
-        ("{not json", "not valid JSON"),
-        ("[]", "not a JSON object"),
-        (json.dumps({**wm.to_dict(), "version": 99}), "version"),
-        (json.dumps({k: v for k, v in wm.to_dict().items() if k != "boundary"}), "malformed"),
-        (json.dumps({**wm.to_dict(), "mtime_ns": None}), "no time"),
-    ]:
-        with pytest.raises(WatermarkError, match=match):
-            Watermark.from_json(text, source="/state/x.json")
-
-
-def test_local_store_is_atomic_compare_and_swap_and_refuses_corrupt_files(tmp_path: Path) -> None:
-    store = WatermarkStore(str(tmp_path / "state"))
-    empty = Watermark.empty(str(tmp_path / "in"), "*.csv")
-    loaded, version = store.load(empty)
-    assert loaded == empty and version is None
-    _, wm = new_objects(Listing(empty.location, "*.csv", T0 + NS, (obj("a.csv", T0),)), empty)
-    v1 = store.save(wm, expected_version=None)
-    assert store.load(empty) == (wm, v1)
-    with pytest.raises(WatermarkConflictError, match="another writer"):
-        store.save(wm, expected_version=None)  # someone else already wrote it
-    with pytest.raises(WatermarkConflictError):
-        store.save(wm, expected_version="0" * 64)
-    assert store.save(wm, expected_version=v1) == v1
-    assert sorted(p.name for p in (tmp_path / "state").iterdir() if not p.name.endswith(".lock")) == [
-        f"{empty.watch_id}.json"
-    ]  # no temporary file left behind
-
-    path = Path(store.uri_for(empty.watch_id))
-    path.write_text(path.read_text()[:40])
-    with pytest.raises(WatermarkError, match="not valid JSON") as info:
-        store.load(empty)
-    assert str(path) in str(info.value) and "delete" in str(info.value)
-    other = Watermark.empty(str(tmp_path / "elsewhere"), "*.csv")
-    path.write_text(other.to_json())
-    with pytest.raises(WatermarkError, match="belongs to watch"):
-        store.load(empty)
-
-
 def test_watch_polls_and_hashes_local_files(tmp_path: Path) -> None:
     write(tmp_path / "in", "d1/batch.csv", body=b"a,b\n1,2\n")
     watch = NewDataWatch(
@@ -268,69 +127,3 @@ def test_watch_polls_and_hashes_local_files(tmp_path: Path) -> None:
         WatchConfig(location="s3://b/p", pattern="*", state_uri=str(tmp_path), with_sha256=True)
     with pytest.raises(DataError, match="max_objects"):
         WatchConfig(location="/x", pattern="*", state_uri=str(tmp_path), max_objects=0)
-
-
-# --- S3 against a real HTTP endpoint --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        client = boto3.client(
-            "s3",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-        client.create_bucket(Bucket="lake")
-        yield client
-    finally:
-        server.stop()
-
-
-def test_s3_listing_and_same_second_objects(s3: Any) -> None:
-    for key in [
-        "in/2026-01-01/batch.parquet",
-        "in/2026-01-02/batch.parquet",
-        "in/_tmp/batch.parquet",
-        "other/x",
-    ]:
-        s3.put_object(Bucket="lake", Key=key, Body=b"1")
-    s3.put_object(Bucket="lake", Key="in/2026-01-03/batch.parquet.tmp", Body=b"1")
-    time.sleep(0.01)
-    listing = list_s3(s3, "s3://lake/in/", "*/batch.parquet")
-    assert sorted(keys(listing.objects)) == ["2026-01-01/batch.parquet", "2026-01-02/batch.parquet"]
-    assert listing.objects[0].uri.startswith("s3://lake/in/2026-01-0") and listing.objects[0].etag
-    batch, wm = new_objects(listing, Watermark.empty("s3://lake/in", "*/batch.parquet"))
-    assert len(batch) == 2
-    s3.put_object(Bucket="lake", Key="in/2026-01-04/batch.parquet", Body=b"1")
-    time.sleep(0.01)
-    batch2, wm2 = new_objects(list_s3(s3, "s3://lake/in", "*/batch.parquet"), wm)
-    assert keys(batch2) == ["2026-01-04/batch.parquet"]
-    assert new_objects(list_s3(s3, "s3://lake/in", "*/batch.parquet"), wm2)[0] == []
-    narrowed = list_s3(s3, "s3://lake", "in/2026-01-0[12]/*.parquet")
-    assert sorted(keys(narrowed.objects)) == ["in/2026-01-01/batch.parquet", "in/2026-01-02/batch.parquet"]
-
-
-def test_s3_store_uses_conditional_writes(s3: Any) -> None:
-    store = WatermarkStore("s3://lake/state/", s3_client=s3)
-    empty = Watermark.empty("s3://lake/in", "**/*")
-    assert store.load(empty) == (empty, None)
-    _, wm = new_objects(Listing(empty.location, "**/*", T0 + NS, (obj("a", T0),)), empty)
-    v1 = store.save(wm, expected_version=None)
-    assert store.load(empty) == (wm, v1)
-    with pytest.raises(WatermarkConflictError):
-        store.save(wm, expected_version=None)  # If-None-Match: * refuses to overwrite
-    with pytest.raises(WatermarkConflictError):
-        store.save(wm, expected_version="not-the-etag")  # If-Match refuses a stale version
-    store.save(wm, expected_version=v1)
-    s3.put_object(Bucket="lake", Key=f"state/{empty.watch_id}.json", Body=b"garbage")
-    with pytest.raises(WatermarkError, match="not valid JSON"):
-        store.load(empty)
