@@ -10,10 +10,12 @@ import math
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.metrics import (
     LOWER_IS_BETTER,
+    MAX_CURVE_POINTS,
     METRIC_NAMES,
     METRICS,
     PRIMARY_METRIC,
@@ -22,9 +24,12 @@ from airflow_mlops.metrics import (
     foreign_metrics,
     metric,
     predicted_labels,
+    roc_points,
+    score_curves,
     tasks_of,
 )
 from airflow_mlops.tasks import TASKS
+from tests.unit.core.curve_scores import _scores
 
 
 def _binary_data(n: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -231,3 +236,116 @@ def test_predicted_labels_follow_the_threshold_and_the_most_probable_class() -> 
     assert predicted_labels("multiclass", [[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]).tolist() == [1, 0]
     with pytest.raises(DataError):
         predicted_labels("regression", [1.0])
+
+
+# --- curves --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rounding", [None, 2])
+def test_roc_points_match_sklearn_and_the_auc_agrees(rounding) -> None:
+    y, score = _scores(rounding=rounding)
+    fpr, tpr, thresholds = roc_points(y, score)
+    ref_fpr, ref_tpr, ref_thr = roc_curve(y, score, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr, atol=1e-12)
+    np.testing.assert_allclose(tpr, ref_tpr, atol=1e-12)
+    np.testing.assert_allclose(thresholds[1:], ref_thr[1:])
+    curves = score_curves(y, score, threshold=0.5)
+    assert curves["roc"]["points"] == len(ref_fpr)
+    assert abs(curves["roc"]["auc"] - roc_auc_score(y, score)) < 1e-6
+    assert abs(curves["pr"]["average_precision"] - average_precision_score(y, score)) < 1e-6
+
+
+def test_curves_are_downsampled_monotone_with_their_endpoints() -> None:
+    y, score = _scores(n=5000)
+    curves = score_curves(y, score, threshold=0.4)
+    roc, pr = curves["roc"], curves["pr"]
+    assert roc["points"] > MAX_CURVE_POINTS  # it had to be downsampled
+    for xs, ys in ((roc["fpr"], roc["tpr"]), (pr["recall"], pr["precision"])):
+        assert 2 <= len(xs) == len(ys) <= MAX_CURVE_POINTS
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(pr["recall"]) >= 0) and pr["recall"][0] == 0.0 and pr["recall"][-1] == 1.0
+    assert pr["precision"][-1] == pytest.approx(y.mean())
+    # The kept points lie on sklearn's curve.
+    ref_fpr, ref_tpr, _ = roc_curve(y, score, drop_intermediate=False)
+    pairs = set(zip(np.round(ref_fpr, 12), np.round(ref_tpr, 12), strict=True))
+    assert all((round(a, 12), round(b, 12)) in pairs for a, b in zip(roc["fpr"], roc["tpr"], strict=True))
+
+
+def test_confusion_and_histograms_agree_with_an_independent_count() -> None:
+    y, score = _scores(n=1200, seed=3)
+    threshold = 0.37
+    curves = score_curves(y, score, threshold=threshold)
+    tn, fp, fn, tp = confusion_matrix(y, (score >= threshold).astype(int)).ravel()
+    assert curves["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    hist = curves["histogram"]
+    assert sum(hist["positives"]) == int(y.sum()) and sum(hist["negatives"]) == int((1 - y).sum())
+    assert hist["positives"] == np.histogram(score[y == 1], bins=hist["edges"])[0].tolist()
+
+
+def test_single_class_has_no_curves_and_bad_scores_are_refused() -> None:
+    curves = score_curves(np.ones(10, dtype=int), np.linspace(0, 1, 10), threshold=0.5)
+    assert curves["roc"] is None and curves["pr"] is None and curves["confusion"]["tp"] == 5
+    with pytest.raises(DataError, match="both classes"):
+        roc_points(np.zeros(4), np.arange(4) / 4)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        score_curves([0, 1], [0.2, float("nan")], threshold=0.5)
+    with pytest.raises(DataError, match="one length"):
+        score_curves([0, 1, 1], [0.2, 0.3], threshold=0.5)
+
+
+def test_class_curves_match_sklearn_and_fold_rare_classes() -> None:
+    from airflow_mlops.metrics import MAX_MATRIX_CLASSES, OTHER_CLASSES, class_curves
+
+    rng = np.random.default_rng(4)
+    k, n = 30, 6000
+    y = np.minimum(rng.geometric(0.12, n) - 1, k - 1)  # a few frequent classes, many rare ones
+    proba = rng.random((n, k)) + 3.0 * np.eye(k)[y] * (rng.random(n) < 0.7)[:, None]
+    proba /= proba.sum(axis=1, keepdims=True)
+    predicted = np.argmax(proba, axis=1)
+    curves = class_curves(y, proba, classes=[f"c{i}" for i in range(k)])
+    assert curves["classes"] == k and curves["rows"] == n
+    labels = curves["labels"]
+    assert len(labels) == MAX_MATRIX_CLASSES and labels[-1] == OTHER_CLASSES
+    assert curves["folded"] == k - (MAX_MATRIX_CLASSES - 1)
+    matrix = np.asarray(curves["matrix"])
+    assert matrix.sum() == n
+    full = confusion_matrix(y, predicted, labels=range(k))
+    shown = [int(label[1:]) for label in labels[:-1]]
+    np.testing.assert_array_equal(matrix[:-1, :-1], full[np.ix_(shown, shown)])  # the shown block is exact
+    support = np.bincount(y, minlength=k)
+    assert (
+        sorted(support[shown].tolist(), reverse=True) == sorted(support.tolist(), reverse=True)[: len(shown)]
+    )
+    c0 = next(c for c in curves["per_class"] if c["class"] == "c0")
+    assert c0["recall"] == pytest.approx(full[0, 0] / full[0].sum())
+    assert c0["precision"] == pytest.approx(full[0, 0] / full[:, 0].sum())
+    assert curves["accuracy"] == pytest.approx(np.mean(predicted == y))
+    small = class_curves([0, 1, 2, 2], np.eye(3)[[0, 2, 2, 1]])
+    assert small["labels"] == ["0", "1", "2"] and small["folded"] == 0
+    with pytest.raises(DataError, match="outside the model's 3 classes"):
+        class_curves([0, 3], np.eye(3)[[0, 1]])
+
+
+HALF_BINS = 20  # a constant residual falls in the middle bin of the default 40
+
+
+def test_residual_curves_are_bounded_keep_the_extremes_and_count_every_row() -> None:
+    from airflow_mlops.metrics import MAX_SCATTER_POINTS, residual_curves
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(100.0, 20.0, 5000)
+    pred = y + rng.normal(0.0, 5.0, 5000)
+    pred[123] = y[123] - 90.0  # the worst residual must be shown
+    curves = residual_curves(y, pred)
+    points = curves["points"]
+    assert len(points["predicted"]) <= MAX_SCATTER_POINTS
+    assert max(points["residual"]) == pytest.approx(90.0)
+    assert sum(curves["histogram"]["counts"]) == 5000
+    assert curves["summary"]["mean"] == pytest.approx(np.mean(y - pred))
+    assert curves["summary"]["max_abs"] == pytest.approx(90.0)
+    assert (
+        residual_curves([1.0, 2.0], [1.0, 2.0])["histogram"]["counts"][HALF_BINS] == 2
+    )  # constant residuals
+    with pytest.raises(DataError, match="NaN or infinite"):
+        residual_curves([1.0, 2.0], [1.0, float("nan")])
