@@ -22,10 +22,8 @@ from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.training import job as job_module
 from airflow_mlops.training import loop, trainer
-from airflow_mlops.training.config import read_table
 from airflow_mlops.training.flavors import load_predictor
 from airflow_mlops.training.job import TrainingJob, write_job
-from airflow_mlops.training.ranking import roc_auc
 from airflow_mlops.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[3]
@@ -234,21 +232,6 @@ def test_job_user_errors(
     assert err.count("\n") == 1
     assert not weights_dir(tmp_path).exists()
     assert not (tmp_path / "work" / "weights").exists()
-
-
-@pytest.mark.parametrize(
-    ("setup", "expected"),
-    [
-        ("missing", "training data file not found"),
-        ("unreadable", "cannot read training data"),
-    ],
-)
-def test_read_table_errors(tmp_path: Path, setup: str, expected: str) -> None:
-    path = tmp_path / "train.parquet"
-    if setup == "unreadable":
-        path.write_text("not parquet")
-    with pytest.raises(DataError, match=expected):
-        read_table(path)
 
 
 def test_cli_reads_csv(tmp_path: Path, make_frame, base_config: dict, capsys) -> None:
@@ -468,14 +451,6 @@ def test_different_seeds_give_different_weights(tmp_path: Path, make_frame, base
     assert (tmp_path / "a" / "model.safetensors").read_bytes() != (
         tmp_path / "b" / "model.safetensors"
     ).read_bytes()
-
-
-def test_internal_roc_auc_matches_sklearn() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 500).astype(np.float32)
-    score = np.round(rng.random(500), 1)  # many ties
-    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
-    assert np.isnan(roc_auc(np.zeros(5, dtype=np.float32), np.arange(5.0)))
 
 
 def test_cli_usage_error_exits_2_and_help_exits_0(tmp_path: Path) -> None:
