@@ -1,14 +1,13 @@
-"""Signed in-toto attestations (DSSE) and the CycloneDX ML-BOM of a model."""
+"""Signed in-toto attestations (DSSE) and their predicates (airflow_mlops.security.attestation)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
-from airflow_mlops.exceptions import ArtifactError, SignatureVerificationError
+from airflow_mlops.exceptions import SignatureVerificationError
 from airflow_mlops.security.attestation import (
     CYCLONEDX_PREDICATE,
     EVALUATION_PREDICATE,
@@ -18,7 +17,7 @@ from airflow_mlops.security.attestation import (
     statement,
     verify_envelope,
 )
-from airflow_mlops.security.mlbom import build_mlbom, pinned_requirements, validate_mlbom
+from airflow_mlops.security.mlbom import model_facts
 from airflow_mlops.security.signing import generate_key_pair, public_key_fingerprint
 
 DIGEST = "ab" * 32
@@ -129,90 +128,20 @@ def test_the_evaluation_predicate_records_each_gate_with_value_and_threshold() -
     assert predicate["blessing"]["model_sha256"] == DIGEST and predicate["operating_threshold"] == 0.8
 
 
-# --- the ML-BOM -------------------------------------------------------------------------------------
-
-
-def _bom(tmp_path: Path, **overrides):
-    (tmp_path / "requirements.txt").write_text("mlflow==3.17.2\ntorch==2.13.0\nnumpy<2\n# comment\n")
-    kwargs = dict(
-        model_name="fraud",
-        model_dir=tmp_path,
-        model_sha256=DIGEST,
-        files=[("MLmodel", "01" * 32), ("artifacts/weights/model.safetensors", "02" * 32)],
-        model_config={
-            "model_type": "mlp",
-            "architecture": {"input_dim": 3, "hidden_units": [8]},
-            "features": ["a", "b"],
-            "target": "y",
-            "positive_label": 1,
-            "threshold": 0.7,
-        },
-        evaluation={
-            "metrics": {"roc_auc": 0.9, "pr_auc": float("nan")},
-            "holdout_rows": 100,
-            "gates": {"gates": [{"name": "roc_auc.min", "passed": True, "value": 0.9, "threshold": 0.85}]},
-        },
-        training_data={
-            "uri": "s3://b/accepted.parquet",
-            "sha256": "03" * 32,
-            "size": 10,
-            "metadata": {"rows": 7},
-        },
-        holdout={"uri": "s3://b/holdout.parquet", "sha256": "04" * 32, "size": 5, "metadata": {}},
-        train_metrics={"val_roc_auc": 0.93, "history": [1, 2]},
-        training={
-            "backend": "kubernetes",
-            "image": "registry.example/trainer:0.1.0",
-            "params": {"epochs": 3},
-        },
-        signer="05" * 32,
-        pipeline="fraud_detector",
+def test_the_evaluation_attestation_says_the_task_and_the_model() -> None:
+    facts = model_facts(
+        {"flavor": "sklearn", "framework": {"name": "scikit-learn", "version": "1.9.1"}, "task": "regression"}
     )
-    kwargs.update(overrides)
-    return build_mlbom(**kwargs)
-
-
-def test_the_mlbom_is_valid_cyclonedx_1_6_with_a_model_card(tmp_path: Path) -> None:
-    bom = _bom(tmp_path)
-    validate_mlbom(bom)
-    model = bom["components"][0]
-    assert model["type"] == "machine-learning-model" and model["hashes"] == [
-        {"alg": "SHA-256", "content": DIGEST}
-    ]
-    assert [f["name"] for f in model["components"]] == ["MLmodel", "artifacts/weights/model.safetensors"]
-    card = model["modelCard"]
-    datasets = {d["name"]: d for d in card["modelParameters"]["datasets"]}
-    assert datasets["training data"]["contents"]["url"] == "s3://b/accepted.parquet"
-    props = {p["name"]: p["value"] for p in datasets["training data"]["contents"]["properties"]}
-    assert props["airflow-mlops:sha256"] == "03" * 32 and props["airflow-mlops:rows"] == "7"
-    metrics = {m["type"]: m["value"] for m in card["quantitativeAnalysis"]["performanceMetrics"]}
-    assert metrics == {"roc_auc": "0.9"}  # NaN is not a measurement
-    card_props = {
-        p["name"]: json.loads(p["value"]) if p["value"][:1] in "{[0123456789" else p["value"]
-        for p in card["properties"]
+    predicate = evaluation_predicate({"passed": True, "metrics": {"rmse": 2.0}}, {"passed": True}, facts)
+    assert predicate["task"] == "regression"
+    assert predicate["model"] == {
+        "flavor": "sklearn",
+        "format": "skops",
+        "framework": {"name": "scikit-learn", "version": "1.9.1"},
+        "task": "regression",
     }
-    assert card_props["airflow-mlops:gate:roc_auc.min"]["threshold"] == 0.85
-    assert card_props["airflow-mlops:operating_threshold"] == 0.7
-    libraries = {c["name"]: c["purl"] for c in bom["components"] if c["type"] == "library"}
-    assert libraries == {"mlflow": "pkg:pypi/mlflow@3.17.2", "torch": "pkg:pypi/torch@2.13.0"}
-    (container,) = [c for c in bom["components"] if c["type"] == "container"]
-    assert (container["name"], container["version"]) == ("registry.example/trainer", "0.1.0")
-    model_props = {p["name"]: p["value"] for p in model["properties"]}
-    assert model_props["airflow-mlops:signer_key_fingerprint"] == "05" * 32
-    assert "airflow-mlops:train:history" not in model_props  # only scalars
-
-
-def test_an_invalid_mlbom_is_refused_naming_the_violation(tmp_path: Path) -> None:
-    bom = _bom(tmp_path)
-    bom["components"][0]["modelCard"]["unknown"] = 1
-    with pytest.raises(ArtifactError, match=r"not valid CycloneDX 1\.6"):
-        validate_mlbom(bom)
-
-
-def test_pinned_requirements_reads_only_exact_pins(tmp_path: Path) -> None:
-    (tmp_path / "requirements.txt").write_text("a==1.0\nb>=2\nC[extra] == 3.1 ; python_version>'3'\n-r x\n")
-    assert pinned_requirements(tmp_path) == [("a", "1.0"), ("c", "3.1")]
-    assert pinned_requirements(tmp_path / "missing") == []
+    bare = evaluation_predicate({"passed": True, "task": "multiclass"}, {"passed": True})
+    assert bare["task"] == "multiclass" and "model" not in bare
 
 
 def test_deeply_nested_attestations_fail_closed_with_a_message(keys) -> None:

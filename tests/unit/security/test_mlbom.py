@@ -1,6 +1,6 @@
-"""The ML-BOM and the evaluation attestation say what a model is, for every flavor and task: the
-task, flavor, format and library (name and version), and a classifier's classes; the document
-stays valid CycloneDX 1.6."""
+"""The CycloneDX ML-BOM of a model (airflow_mlops.security.mlbom) says what a model is, for every
+flavor and task: the task, flavor, format and library (name and version), and a classifier's
+classes; the document stays valid CycloneDX 1.6 and an invalid one is refused."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.artifacts import directory_manifest, sha256_directory
+from airflow_mlops.exceptions import ArtifactError
 from airflow_mlops.registry.mlflow_registry import package_model, weights_dir
-from airflow_mlops.security.attestation import evaluation_predicate
-from airflow_mlops.security.mlbom import build_mlbom, model_facts, validate_mlbom
+from airflow_mlops.security.mlbom import build_mlbom, model_facts, pinned_requirements, validate_mlbom
 from airflow_mlops.training.flavors import read_config
 from airflow_mlops.training.trainer import train
+
+DIGEST = "ab" * 32
 
 
 def _frame(n: int = 300) -> pd.DataFrame:
@@ -155,22 +157,6 @@ def test_a_binary_card_says_its_positive_label_and_threshold(tmp_path: Path) -> 
     assert card_props["classes"] == "2"
 
 
-def test_the_evaluation_attestation_says_the_task_and_the_model() -> None:
-    facts = model_facts(
-        {"flavor": "sklearn", "framework": {"name": "scikit-learn", "version": "1.9.1"}, "task": "regression"}
-    )
-    predicate = evaluation_predicate({"passed": True, "metrics": {"rmse": 2.0}}, {"passed": True}, facts)
-    assert predicate["task"] == "regression"
-    assert predicate["model"] == {
-        "flavor": "sklearn",
-        "format": "skops",
-        "framework": {"name": "scikit-learn", "version": "1.9.1"},
-        "task": "regression",
-    }
-    bare = evaluation_predicate({"passed": True, "task": "multiclass"}, {"passed": True})
-    assert bare["task"] == "multiclass" and "model" not in bare
-
-
 @pytest.mark.parametrize("field", ["task", "flavor", "framework"])
 def test_an_mlbom_with_a_malformed_property_is_refused(tmp_path: Path, field: str) -> None:
     """The schema check still bites: a property value must be a string."""
@@ -194,3 +180,89 @@ def test_an_mlbom_with_a_malformed_property_is_refused(tmp_path: Path, field: st
             prop["value"] = {"not": "a string"}
     with pytest.raises(ArtifactError, match="not valid CycloneDX"):
         validate_mlbom(bom)
+
+
+# --- the ML-BOM of a hand-written model ---------------------------------------------------------
+
+
+def _written_bom(tmp_path: Path, **overrides):
+    (tmp_path / "requirements.txt").write_text("mlflow==3.17.2\ntorch==2.13.0\nnumpy<2\n# comment\n")
+    kwargs = dict(
+        model_name="fraud",
+        model_dir=tmp_path,
+        model_sha256=DIGEST,
+        files=[("MLmodel", "01" * 32), ("artifacts/weights/model.safetensors", "02" * 32)],
+        model_config={
+            "model_type": "mlp",
+            "architecture": {"input_dim": 3, "hidden_units": [8]},
+            "features": ["a", "b"],
+            "target": "y",
+            "positive_label": 1,
+            "threshold": 0.7,
+        },
+        evaluation={
+            "metrics": {"roc_auc": 0.9, "pr_auc": float("nan")},
+            "holdout_rows": 100,
+            "gates": {"gates": [{"name": "roc_auc.min", "passed": True, "value": 0.9, "threshold": 0.85}]},
+        },
+        training_data={
+            "uri": "s3://b/accepted.parquet",
+            "sha256": "03" * 32,
+            "size": 10,
+            "metadata": {"rows": 7},
+        },
+        holdout={"uri": "s3://b/holdout.parquet", "sha256": "04" * 32, "size": 5, "metadata": {}},
+        train_metrics={"val_roc_auc": 0.93, "history": [1, 2]},
+        training={
+            "backend": "kubernetes",
+            "image": "registry.example/trainer:0.1.0",
+            "params": {"epochs": 3},
+        },
+        signer="05" * 32,
+        pipeline="fraud_detector",
+    )
+    kwargs.update(overrides)
+    return build_mlbom(**kwargs)
+
+
+def test_the_mlbom_is_valid_cyclonedx_1_6_with_a_model_card(tmp_path: Path) -> None:
+    bom = _written_bom(tmp_path)
+    validate_mlbom(bom)
+    model = bom["components"][0]
+    assert model["type"] == "machine-learning-model" and model["hashes"] == [
+        {"alg": "SHA-256", "content": DIGEST}
+    ]
+    assert [f["name"] for f in model["components"]] == ["MLmodel", "artifacts/weights/model.safetensors"]
+    card = model["modelCard"]
+    datasets = {d["name"]: d for d in card["modelParameters"]["datasets"]}
+    assert datasets["training data"]["contents"]["url"] == "s3://b/accepted.parquet"
+    props = {p["name"]: p["value"] for p in datasets["training data"]["contents"]["properties"]}
+    assert props["airflow-mlops:sha256"] == "03" * 32 and props["airflow-mlops:rows"] == "7"
+    metrics = {m["type"]: m["value"] for m in card["quantitativeAnalysis"]["performanceMetrics"]}
+    assert metrics == {"roc_auc": "0.9"}  # NaN is not a measurement
+    card_props = {
+        p["name"]: json.loads(p["value"]) if p["value"][:1] in "{[0123456789" else p["value"]
+        for p in card["properties"]
+    }
+    assert card_props["airflow-mlops:gate:roc_auc.min"]["threshold"] == 0.85
+    assert card_props["airflow-mlops:operating_threshold"] == 0.7
+    libraries = {c["name"]: c["purl"] for c in bom["components"] if c["type"] == "library"}
+    assert libraries == {"mlflow": "pkg:pypi/mlflow@3.17.2", "torch": "pkg:pypi/torch@2.13.0"}
+    (container,) = [c for c in bom["components"] if c["type"] == "container"]
+    assert (container["name"], container["version"]) == ("registry.example/trainer", "0.1.0")
+    model_props = {p["name"]: p["value"] for p in model["properties"]}
+    assert model_props["airflow-mlops:signer_key_fingerprint"] == "05" * 32
+    assert "airflow-mlops:train:history" not in model_props  # only scalars
+
+
+def test_an_invalid_mlbom_is_refused_naming_the_violation(tmp_path: Path) -> None:
+    bom = _written_bom(tmp_path)
+    bom["components"][0]["modelCard"]["unknown"] = 1
+    with pytest.raises(ArtifactError, match=r"not valid CycloneDX 1\.6"):
+        validate_mlbom(bom)
+
+
+def test_pinned_requirements_reads_only_exact_pins(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("a==1.0\nb>=2\nC[extra] == 3.1 ; python_version>'3'\n-r x\n")
+    assert pinned_requirements(tmp_path) == [("a", "1.0"), ("c", "3.1")]
+    assert pinned_requirements(tmp_path / "missing") == []
