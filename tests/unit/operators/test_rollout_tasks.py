@@ -27,13 +27,6 @@ def context(run: str = "scheduled__2026-01-05") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def keys() -> tuple[bytes, bytes]:
-    from airflow_mlops.security.signing import generate_key_pair
-
-    return generate_key_pair()
-
-
-@pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     rng = np.random.default_rng(12)
     n = 800

@@ -23,11 +23,6 @@ from airflow_mlops.security.signing import generate_key_pair, public_key_fingerp
 DIGEST = "ab" * 32
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[bytes, bytes]:
-    return generate_key_pair()
-
-
 def _envelope(keys, digest: str = DIGEST, predicate_type: str = EVALUATION_PREDICATE) -> dict:
     return sign_statement(statement(digest, predicate_type, {"blessing": {"passed": True}}), keys[0])
 

@@ -10,25 +10,6 @@ import pytest
 from tests.unit.ui.models_registry import MODEL, add_metrics_and_mlbom, register
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[bytes, bytes]:
-    from airflow_mlops.security.signing import generate_key_pair
-
-    return generate_key_pair()
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty MLflow database (migrating takes seconds; each test copies it)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
-    client.search_experiments(max_results=1)
-    client.search_registered_models(max_results=1)
-    return path
-
-
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Any:
     import shutil

@@ -1,0 +1,27 @@
+"""Fixtures the unit tests of several packages share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[bytes, bytes]:
+    """A fresh ECDSA signing key pair ``(private PEM, public PEM)``, one per test module."""
+    from airflow_mlops.security.keys import generate_key_pair
+
+    return generate_key_pair()
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow database (migrating takes seconds; each test copies it)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+    return path
