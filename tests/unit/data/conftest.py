@@ -1,5 +1,5 @@
 """A fraud batch, clean and poisoned, its reference, and their screens (module-scoped: each test
-module that asks for them screens once)."""
+module that asks for them screens once); an S3 endpoint with a bucket."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def poisoned_result(poisoned, reference) -> ScreenResult:
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
+    """A boto3 S3 client against a moto server on a free local port, with the bucket ``lake``
+    (one server per test module that asks for it)."""
     import boto3
     from moto.server import ThreadedMotoServer
 

@@ -1,9 +1,10 @@
-"""read_source (local and S3 against a real HTTP endpoint), check_table and compare_schema."""
+"""read_source (local and S3 against a real HTTP endpoint: the ``s3`` fixture of this folder's
+conftest), check_table and compare_schema."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,51 +18,31 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame({"amount": [1.5, 2.25, 3.0], "country": ["US", "DE", "NG"], "is_fraud": [0, 1, 0]})
 
 
-@pytest.fixture(scope="module")
-def s3_client() -> Iterator[object]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    client.create_bucket(Bucket="data")
-    yield client
-    server.stop()
-
-
 @pytest.mark.parametrize("name", ["in/batch.parquet", "in/batch.csv"])
-def test_s3_round_trip(tmp_path: Path, s3_client, frame: pd.DataFrame, name: str) -> None:
+def test_s3_round_trip(tmp_path: Path, s3: Any, frame: pd.DataFrame, name: str) -> None:
     local = tmp_path / Path(name).name
     frame.to_parquet(local) if name.endswith(".parquet") else frame.to_csv(local, index=False)
-    s3_client.upload_file(str(local), "data", name)
-    got = read_source(f"s3://data/{name}", tmp_path / "dl", s3_client=s3_client)
+    s3.upload_file(str(local), "lake", name)
+    got = read_source(f"s3://lake/{name}", tmp_path / "dl", s3_client=s3)
     pd.testing.assert_frame_equal(got, frame)
     assert list((tmp_path / "dl").iterdir()) == []  # no local copy left behind
 
 
-def test_s3_errors_name_the_uri(tmp_path: Path, s3_client) -> None:
-    with pytest.raises(DataError, match=r"data file s3://data/none\.parquet does not exist"):
-        read_source("s3://data/none.parquet", tmp_path, s3_client=s3_client)
+def test_s3_errors_name_the_uri(tmp_path: Path, s3: Any) -> None:
+    with pytest.raises(DataError, match=r"data file s3://lake/none\.parquet does not exist"):
+        read_source("s3://lake/none.parquet", tmp_path, s3_client=s3)
     with pytest.raises(DataError, match=r"data file s3://no-bucket/x\.csv does not exist"):
-        read_source("s3://no-bucket/x.csv", tmp_path, s3_client=s3_client)
-    s3_client.put_object(Bucket="data", Key="empty.csv", Body=b"")
-    with pytest.raises(DataError, match=r"data file s3://data/empty\.csv is empty"):
-        read_source("s3://data/empty.csv", tmp_path, s3_client=s3_client)
-    s3_client.put_object(Bucket="data", Key="bad.parquet", Body=b"not parquet")
-    with pytest.raises(DataError, match=r"cannot read s3://data/bad\.parquet as parquet"):
-        read_source("s3://data/bad.parquet", tmp_path, s3_client=s3_client)
-    with pytest.raises(DataError, match=r"cannot tell the table format of s3://data/t\.xlsx"):
-        read_source("s3://data/t.xlsx", tmp_path, s3_client=s3_client)
+        read_source("s3://no-bucket/x.csv", tmp_path, s3_client=s3)
+    s3.put_object(Bucket="lake", Key="empty.csv", Body=b"")
+    with pytest.raises(DataError, match=r"data file s3://lake/empty\.csv is empty"):
+        read_source("s3://lake/empty.csv", tmp_path, s3_client=s3)
+    s3.put_object(Bucket="lake", Key="bad.parquet", Body=b"not parquet")
+    with pytest.raises(DataError, match=r"cannot read s3://lake/bad\.parquet as parquet"):
+        read_source("s3://lake/bad.parquet", tmp_path, s3_client=s3)
+    with pytest.raises(DataError, match=r"cannot tell the table format of s3://lake/t\.xlsx"):
+        read_source("s3://lake/t.xlsx", tmp_path, s3_client=s3)
     with pytest.raises(DataError, match="does not name an object"):
-        read_source("s3://data/", tmp_path, fmt="csv", s3_client=s3_client)
+        read_source("s3://lake/", tmp_path, fmt="csv", s3_client=s3)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
