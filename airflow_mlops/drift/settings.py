@@ -5,7 +5,7 @@ categorical), every schema difference listed at once."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -88,7 +88,7 @@ def validate_settings(args: dict[str, Any]) -> dict[str, Any]:
         v = args[k]
         if isinstance(v, Mapping):
             v = {str(a): float(b) for a, b in v.items()}
-        elif isinstance(v, Sequence) and not isinstance(v, str):
+        elif isinstance(v, Iterable) and not isinstance(v, str | bytes):  # also an array, a pandas Index
             v = [str(x) for x in v]
         out[k] = v
     out["positive_label"] = (
