@@ -1,4 +1,5 @@
-"""The one positive-label rule (``airflow_mlops/labels.py``), and that training, the screen and evaluation use it."""
+"""The one positive-label rule (``airflow_mlops/labels.py``), and that training and evaluation use it
+(the screen's use of it: ``tests/unit/data/poisoning/test_dataset_checks.py``)."""
 
 from __future__ import annotations
 
@@ -69,21 +70,6 @@ def test_missing_labels_and_a_single_class_are_errors() -> None:
     assert positive_mask(pd.Series([], dtype=int), 1, require_both=False).tolist() == []
     with pytest.raises(DataError, match="does not occur"):
         positive_mask(pd.Series([0, 0]), 1, require_both=False)
-
-
-def test_the_poisoning_screen_uses_the_rule() -> None:
-    """Before: the screen fell back to text matching only when nothing matched; now a batch of
-    text labels is held against integer reference labels by the same rule."""
-    from airflow_mlops.data.poisoning.dataset_checks import class_balance
-
-    batch = pd.DataFrame({"y": ["1", "0", "0", "0"]})
-    reference = pd.DataFrame({"y": [1, 1, 0, 0]})
-    detail, finding = class_balance(batch, "y", reference, 1, max_shift=0.2)
-    assert (detail["positive_rate"], detail["reference_positive_rate"]) == (0.25, 0.5)
-    assert finding is not None and "relative change 0.50" in finding
-    # A positive label in neither the batch nor the reference was a silent pass (0 vs 0).
-    with pytest.raises(DataError, match="positive_label 'fraud' does not occur"):
-        class_balance(pd.DataFrame({"y": [0, 1]}), "y", pd.DataFrame({"y": [0, 1]}), "fraud", 0.2)
 
 
 def test_evaluation_matches_a_quoted_label_like_training_does() -> None:
