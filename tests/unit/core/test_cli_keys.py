@@ -23,7 +23,6 @@ import pytest
 from airflow_mlops.cli import main
 from airflow_mlops.exceptions import SignatureVerificationError
 from airflow_mlops.hooks.signing import ModelSigningHook
-from airflow_mlops.security import keygen
 from airflow_mlops.security.signing import (
     generate_key_pair,
     public_key_fingerprint,
@@ -336,15 +335,3 @@ def test_default_names_and_the_default_connection(
     assert (tmp_path / "keys" / "signing_key.pem").is_file()
     assert "airflow connections add mlops_signing " in out and "export AIRFLOW_CONN_MLOPS_SIGNING=" in out
     assert "connection:" not in out  # the spec's default connection needs no change
-
-
-def test_notes_for_a_shared_directory_and_a_git_work_tree(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)
-    notes = keygen.directory_notes(shared)
-    assert any("writable by other users" in n for n in notes)
-    shared.chmod(0o1777)  # sticky (like /tmp): others cannot replace our files
-    assert not any("writable by other users" in n for n in keygen.directory_notes(shared))
-    (tmp_path / ".git").mkdir()
-    assert any("git work tree" in n for n in keygen.directory_notes(shared))
