@@ -84,8 +84,9 @@ def numeric_histogram(edges: np.ndarray, ref: np.ndarray, cur: np.ndarray) -> di
         cc[-1] += float(cur[i])
     if len(rc) > 1 and bounds[1] <= bounds[0]:  # a zero-width first bin joins the second
         del bounds[1]
-        rc[1] += rc.pop(0)
-        cc[1] += cc.pop(0)
+        first_r, first_c = rc.pop(0), cc.pop(0)  # pop first: ``rc[1] += rc.pop(0)`` adds to the third
+        rc[0] += first_r
+        cc[0] += first_c
     r_total, c_total = sum(rc) or 1.0, sum(cc) or 1.0
     return {"edges": bounds, "reference": [v / r_total for v in rc], "current": [v / c_total for v in cc]}
 
