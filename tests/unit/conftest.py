@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Importing Airflow configures logging: a handler on the root logger, bound to the sys.stdout of
+# that moment. Import it while pytest collects (its stream lasts the session), never first inside
+# a test that captures output with capsys: that stream is closed after the test, and each later
+# log record would print a "Logging error" traceback to stderr (which the CLI tests refuse).
+import airflow  # noqa: F401
 import pytest
 
 
