@@ -21,6 +21,7 @@ import importlib.util
 import json
 import struct
 import sys
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -452,6 +453,7 @@ def npy_dtype(fh: IO[bytes]) -> tuple[Any, int, str | None]:
         MemoryError,
         OverflowError,
         KeyError,
+        tokenize.TokenError,  # numpy tokenizes version 1/2 headers: an unclosed bracket
     ) as exc:
         return None, reader.count, f"numpy refuses the .npy header: {exc}".replace("\n", " ")
     return dtype, reader.count, None
