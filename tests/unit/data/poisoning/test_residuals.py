@@ -1,0 +1,171 @@
+"""``label_issues`` of a regression target (``airflow_mlops/data/poisoning/residuals.py``): the
+residual model, fitted on the batch or the reference, and the rows its residuals flag."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.data.poisoning.features import Encoder
+from airflow_mlops.data.poisoning.residuals import (
+    UNCALIBRATED_RESIDUAL_CUT,
+    ResidualModel,
+    _robust_center_scale,
+)
+from airflow_mlops.data.poisoning.stats import MAD_TO_Z, MIN_CALIBRATION_ROWS
+
+FOLDS = 3
+
+
+def _linear(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    return x, 3 * x[:, 0] - x[:, 1] + rng.normal(0, 0.3, n)
+
+
+def _encoder(x: np.ndarray) -> Encoder:
+    return Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
+
+
+def _fit(x: np.ndarray, y: np.ndarray, **kwargs) -> ResidualModel:
+    return ResidualModel.fit(
+        x,
+        y,
+        np.isfinite(y),
+        _encoder(x),
+        np.arange(len(x)),
+        folds=FOLDS,
+        max_fit_rows=10_000,
+        seed=0,
+        **kwargs,
+    )
+
+
+# ---- _robust_center_scale ----------------------------------------------------------------------
+
+
+def test_the_center_and_scale_are_the_median_and_the_mad() -> None:
+    r = np.random.default_rng(0).normal(2.0, 3.0, 4000)
+    center, scale = _robust_center_scale(np.append(r, [1e9, np.nan, np.inf]))
+    assert center == pytest.approx(2.0, abs=0.2) and scale == pytest.approx(3.0, rel=0.06)
+    assert _robust_center_scale(np.array([1.0, 2.0, 4.0])) == (2.0, pytest.approx(1.0 / MAD_TO_Z))
+
+
+def test_a_zero_mad_falls_back_to_the_mean_deviation_then_a_tiny_positive_scale() -> None:
+    center, scale = _robust_center_scale(np.array([0.0, 0.0, 0.0, 0.0, 5.0]))
+    assert (center, scale) == (0.0, pytest.approx(1.0))  # mean |deviation| = 5 / 5
+    center, scale = _robust_center_scale(np.full(4, 3.0))
+    assert center == 3.0 and 0 < scale <= 1e-11
+    assert _robust_center_scale(np.array([np.nan, np.inf])) == (0.0, 1.0)
+
+
+# ---- ResidualModel.issues ----------------------------------------------------------------------
+
+
+def _model(residual: np.ndarray, ref_residual: np.ndarray | None) -> ResidualModel:
+    basis = ref_residual if ref_residual is not None else residual
+    center, scale = _robust_center_scale(basis)
+    prediction = np.where(np.isfinite(residual), 0.0, np.nan)
+    source = "batch" if ref_residual is None else "reference"
+    return ResidualModel("ran", prediction, residual, center, scale, source, ref_residual=ref_residual)
+
+
+def test_calibrated_issues_flag_wild_targets_and_spare_clean_ones() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 1, 500)
+    clean = rng.normal(0, 1, 300)
+    mask, detail, score, cut = _model(clean, ref).issues()
+    assert mask.sum() <= 2 and detail["discoveries"] == mask.sum()
+    wild = clean.copy()
+    rows = rng.choice(300, size=12, replace=False)
+    wild[rows] = rng.choice([-1, 1], 12) * rng.uniform(8, 15, 12)
+    wild[[0, 1]] = np.nan  # no finite target: never a suspect, no cut
+    mask, detail, score, cut = _model(wild, ref).issues()
+    assert set(rows) - {0, 1} <= set(np.flatnonzero(mask))
+    assert len(set(np.flatnonzero(mask)) - set(rows)) <= 2
+    assert not mask[[0, 1]].any() and np.isnan(cut[[0, 1]]).all()
+    lab = np.isfinite(wild)
+    np.testing.assert_array_equal(mask[lab], score[lab] > cut[lab])  # the cut sits below the lowest discovery
+    assert detail["model_source"] == "reference" and detail["threshold"].startswith("calibrated")
+    assert detail["reference_flag_rate"] <= 0.01
+    json.dumps(detail, allow_nan=False)
+
+
+def test_uncalibrated_issues_use_the_fixed_cut() -> None:
+    residual = np.array([0.0, 1.0, -1.0, 2.0, -2.0, 30.0, -30.0, np.nan, 0.5, -0.5])
+    model = _model(residual, None)
+    mask, detail, score, cut = model.issues()
+    assert np.flatnonzero(mask).tolist() == [5, 6]
+    assert detail["cut"] == UNCALIBRATED_RESIDUAL_CUT and detail["threshold"].startswith("fixed")
+    np.testing.assert_allclose(score[:2], np.abs(residual[:2] - model.center) / model.scale)
+    assert np.isnan(cut[7]) and cut[0] == UNCALIBRATED_RESIDUAL_CUT
+    json.dumps(detail, allow_nan=False)
+
+
+def test_a_calibrated_model_without_discoveries_records_no_cut() -> None:
+    mask, detail, _, cut = _model(np.zeros(50), np.random.default_rng(2).normal(0, 1, 100)).issues()
+    assert not mask.any() and detail["cut"] is None and np.isinf(cut).all()
+    json.dumps(detail, allow_nan=False)
+
+
+# ---- ResidualModel.fit -------------------------------------------------------------------------
+
+
+def test_too_few_rows_skip_with_the_reason() -> None:
+    x, y = _linear(3, 40)
+    y[10:] = np.nan  # 10 rows with a finite target
+    model = _fit(x, y)
+    assert (
+        model.status
+        == "skipped: 10 rows with a finite target (10 distinct), need at least 20 (and folds=3 distinct)"
+    )
+    assert np.isnan(model.prediction).all() and np.isnan(model.residual).all()
+
+
+def test_too_few_distinct_rows_skip() -> None:
+    x, y = _linear(4, 30)
+    groups = np.arange(30) % 2  # two groups of copies, three folds
+    model = ResidualModel.fit(
+        x, y, np.ones(30, dtype=bool), _encoder(x), groups, folds=FOLDS, max_fit_rows=100, seed=0
+    )
+    assert model.status.startswith("skipped: 30 rows with a finite target (2 distinct)")
+
+
+def test_out_of_fold_on_the_batch_flags_a_wild_target() -> None:
+    x, y = _linear(5, 150)
+    y[3] += 15.0
+    y[4] = np.nan
+    model = _fit(x, y)
+    assert model.status == "ran" and model.source == "batch" and model.ref_residual is None
+    assert np.isnan(model.prediction[4]) and np.isfinite(np.delete(model.prediction, 4)).all()
+    np.testing.assert_allclose(model.residual, y - model.prediction)
+    assert model.scale < 0.5 * np.nanstd(y)  # the features explain most of the target
+    mask, detail, _, _ = model.issues()
+    assert mask[3] and mask.sum() <= 3
+    assert detail["model_source"] == "batch"
+
+
+def test_fitted_on_a_reference_the_batch_is_judged_by_its_models() -> None:
+    rx, ry = _linear(6, 150)
+    x, y = _linear(7, 80)
+    y[5] -= 15.0
+    model = _fit(x, y, reference_x=rx, reference_y=ry)
+    assert model.status == "ran" and model.source == "reference" and model.note == ""
+    assert model.ref_residual is not None and len(model.ref_residual) == 150
+    assert (model.center, model.scale) == _robust_center_scale(model.ref_residual)
+    mask, detail, _, _ = model.issues()
+    assert mask[5] and mask.sum() <= 3
+    assert detail["threshold"].startswith("calibrated")
+
+
+def test_a_small_reference_falls_back_to_the_batch_and_says_so() -> None:
+    rx, ry = _linear(8, MIN_CALIBRATION_ROWS - 1)
+    x, y = _linear(9, 60)
+    model = _fit(x, y, reference_x=rx, reference_y=ry)
+    assert model.source == "batch" and model.ref_residual is None
+    assert f"the reference has {MIN_CALIBRATION_ROWS - 1} rows with a finite target" in model.note
+    _, detail, _, _ = model.issues()
+    assert detail["note"] == model.note and detail["threshold"].startswith("fixed")
