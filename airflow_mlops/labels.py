@@ -75,9 +75,13 @@ def positive_mask(
     import numpy as np
     import pandas as pd
 
-    series = labels if isinstance(labels, pd.Series) else pd.Series(np.asarray(labels, dtype=object))
-    if series.ndim != 1:
-        raise DataError(f"target column {column!r} must be 1-D")
+    if isinstance(labels, pd.Series):
+        series = labels
+    else:
+        array = np.asarray(labels, dtype=object)
+        if array.ndim != 1:
+            raise DataError(f"target column {column!r} must be 1-D, not of shape {array.shape}")
+        series = pd.Series(array)
     missing = int(series.isna().sum())
     if missing:
         raise DataError(

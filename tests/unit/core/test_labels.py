@@ -90,3 +90,42 @@ def test_evaluation_matches_a_quoted_label_like_training_does() -> None:
             Predictor(), pd.DataFrame({"y": labels}), target="y", positive_label=quoted
         )
         assert y.astype(float).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        (b"1", "1"),  # bytes read as UTF-8 text
+        (" TRUE ", "1"),
+        ("False", "0"),
+        (np.bool_(True), "1"),
+        (np.int16(7), "7"),
+        (np.float32(2.0), "2"),
+        ("2.50", "2.5"),
+        (2.5, "2.5"),
+        ("nan", "nan"),  # non-finite text stays text: it is not a number class
+        ("inf", "inf"),
+        (float("inf"), "inf"),
+        ("  spam ", "spam"),
+        (None, "None"),
+    ],
+)
+def test_label_key_reads_each_spelling_as_data(value, key) -> None:
+    assert label_key(value) == key
+
+
+def test_a_long_list_of_classes_is_shown_cut_short() -> None:
+    with pytest.raises(DataError, match=r"has 12 classes \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9 \.\.\.\)"):
+        positive_mask(pd.Series(range(12)), 1)
+
+
+@pytest.mark.parametrize("positive_label", [None, float("nan")])
+def test_an_unset_positive_label_is_an_error(positive_label) -> None:
+    with pytest.raises(DataError, match=r"set data\.positive_label"):
+        positive_mask(pd.Series([0, 1]), positive_label)
+
+
+@pytest.mark.parametrize("labels", [np.array([[0, 1], [1, 0]]), [[0, 1], [1, 0]], np.int64(1)])
+def test_a_target_that_is_not_one_column_is_a_clear_error(labels) -> None:
+    with pytest.raises(DataError, match="target column 'y' must be 1-D, not of shape"):
+        positive_mask(labels, 1, column="y")
