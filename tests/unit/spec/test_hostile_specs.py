@@ -529,17 +529,3 @@ def test_a_symbolic_link_loop_in_the_folder_keeps_the_other_specs(tmp_path: Path
     (sub / "b.yaml").write_text(good.replace("churn", "other"), encoding="utf-8")
     dags, errors = load_dags_folder(tmp_path, default_allowed_roots=[tmp_path], cache_dir=None)
     assert sorted(dags) == ["churn__train", "other__train"] and not errors
-
-
-def test_a_spec_with_thousands_of_problems_gets_a_readable_error() -> None:
-    """Every issue is kept on the error, but its message (the import error) lists the first 50."""
-    from airflow_mlops.exceptions import SPEC_ISSUES_SHOWN, SpecError, SpecIssue
-
-    issues = [SpecIssue("s.yaml", n, 1, f"k{n}", "bad key", None, None) for n in range(1, 3001)]
-    error = SpecError(issues)
-    assert len(error.issues) == 3000
-    text = str(error)
-    assert text.startswith("3000 problem(s) in pipeline spec s.yaml")
-    assert "k50" in text and "k51:" not in text and "k51 " not in text
-    assert f"... and {3000 - SPEC_ISSUES_SHOWN} more" in text
-    assert len(text) < 20_000
