@@ -34,11 +34,3 @@ def test_a_shifted_window_is_still_beyond_the_range(name: str) -> None:
     beyond = [q for q in report.quality if q.check == "out_of_range" and not q.passed]
     assert beyond and report.drifted and not report.quality_failed
     assert all("p=" in q.message for q in beyond)
-
-
-def test_old_reports_without_a_p_value_read_as_before() -> None:
-    from airflow_mlops.drift.report import OutOfRange
-
-    old = OutOfRange.from_dict({"share": 0.2, "low": 0.0, "high": 1.0, "threshold": 0.05})
-    assert old.exceeded
-    assert not OutOfRange(share=0.2, low=0, high=1, threshold=0.05, p_value=0.3, alpha=0.01).exceeded
