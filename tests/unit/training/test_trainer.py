@@ -15,13 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from airflow_mlops.artifacts import ArtifactRef, ArtifactStore
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.training import job as job_module
-from airflow_mlops.training import loop, trainer
+from airflow_mlops.training import trainer
 from airflow_mlops.training.flavors import load_predictor
 from airflow_mlops.training.job import TrainingJob, write_job
 from airflow_mlops.training.trainer import train
@@ -347,13 +346,6 @@ def test_target_in_features_is_rejected(tmp_path: Path, make_frame, base_config:
         train(make_frame(100, 12), base_config, tmp_path / "m")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
-def test_cuda_requested_without_cuda(tmp_path: Path, make_frame, base_config: dict) -> None:
-    base_config["device"] = "cuda"
-    with pytest.raises(TrainingError, match="CUDA is not available"):
-        train(make_frame(100, 13), base_config, tmp_path / "m")
-
-
 def test_no_validation_keeps_the_last_epoch(tmp_path: Path, make_frame, base_config: dict) -> None:
     base_config["validation_fraction"] = 0
     base_config["threshold"] = 0.4  # nothing to choose a threshold on: it must be fixed
@@ -364,37 +356,6 @@ def test_no_validation_keeps_the_last_epoch(tmp_path: Path, make_frame, base_con
     assert all(h["val_loss"] is None for h in metrics["history"])
     assert (metrics["threshold"], metrics["val_precision"], metrics["val_recall"]) == (0.4, None, None)
     assert load_predictor(tmp_path / "m").config["threshold"] == 0.4
-
-
-def test_early_stopping_keeps_the_best_epoch(
-    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    losses = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2])  # best at epoch 2, then two epochs without progress
-    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses))
-    base_config["early_stopping_patience"] = 2
-    metrics = train(make_frame(300, 15), base_config, tmp_path / "m")
-    assert metrics["stopped_early"] is True
-    assert metrics["epochs_run"] == 4
-    assert metrics["best_epoch"] == 2
-    assert metrics["best_val_loss"] == 0.4
-
-
-def test_best_epoch_weights_are_the_ones_saved(
-    tmp_path: Path, make_frame, base_config: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Best epoch 1 of 6: the saved weights must differ from a run that keeps epoch 6."""
-    df = make_frame(300, 16)
-    losses = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses))
-    first = train(df, base_config, tmp_path / "first")
-    monkeypatch.undo()
-    losses_last = iter([0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
-    monkeypatch.setattr(loop, "mean_loss", lambda *args: next(losses_last))
-    last = train(df, base_config, tmp_path / "last")
-    assert (first["best_epoch"], last["best_epoch"]) == (1, 6)
-    w_first = load_file(tmp_path / "first" / "model.safetensors")
-    w_last = load_file(tmp_path / "last" / "model.safetensors")
-    assert not torch.equal(w_first["net.0.weight"], w_last["net.0.weight"])
 
 
 def test_failed_write_leaves_no_partial_output(
