@@ -22,14 +22,6 @@ from airflow_mlops.registry.mlflow_datasets import (
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mlflow import MlflowClient
-
-    monkeypatch.chdir(tmp_path)  # MLflow's default artifact location is relative
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db")
-
-
-@pytest.fixture
 def tables(tmp_path: Path) -> tuple[str, dict[str, pd.DataFrame], dict[str, dict[str, Any]]]:
     """An artifact store holding an input batch, its accepted rows and an empty quarantine."""
     root = str(tmp_path / "store")
