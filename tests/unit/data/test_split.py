@@ -29,7 +29,7 @@ def test_every_row_lands_on_exactly_one_side_unchanged() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n0", "n1", "fraction"), [(70, 30, 0.2), (95, 5, 0.1), (500, 12, 0.25), (3, 2, 0.5)]
+    ("n0", "n1", "fraction"), [(70, 30, 0.2), (95, 5, 0.1), (500, 12, 0.25), (3, 2, 0.5), (20, 2, 0.9)]
 )
 def test_each_class_keeps_its_share_and_both_sides_keep_every_class(
     n0: int, n1: int, fraction: float

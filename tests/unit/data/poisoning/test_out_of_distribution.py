@@ -115,6 +115,27 @@ def test_extreme_values_must_pass_the_z_score_and_leave_the_reference_range(refe
     assert flagged_extreme == 3, detail  # row 7 is not extreme (the forest may still score it)
 
 
+def test_a_value_just_past_the_edge_of_the_reference_is_not_extreme(reference) -> None:
+    """A sparse count (mostly -1..1, sometimes -12..12: MAD 1, range 24): the reference's maximum
+    plus 2 has a robust z-score of ~9.4 > 8 but lies within EXTREME_RANGE_MARGIN x the range of
+    it; without a reference only the z-score counts."""
+    rng = np.random.default_rng(10)
+
+    def strokes(n: int) -> np.ndarray:
+        return np.where(rng.random(n) < 0.8, rng.integers(-1, 2, n), rng.integers(-12, 13, n)).astype(float)
+
+    ref = reference.assign(count=strokes(len(reference)))
+    batch = _frame(11, 300).assign(count=lambda f: strokes(len(f)))
+    top = ref["count"].max()
+    batch.loc[3, "count"] = top + 2
+    batch.loc[4, "count"] = top + 40  # beyond the range by more than half its width
+    features = [*FEATURES, "count"]
+    _, detail, _, _ = _ood(batch, ref, features=features)
+    assert detail["extreme_value_columns"] == ["count"] and detail["extreme_value_suspects"] == 1
+    _, detail, _, _ = _ood(batch, None, features=features)
+    assert detail["extreme_value_suspects"] >= 2
+
+
 def test_a_column_with_zero_mad_counts_only_infinities(reference) -> None:
     ref = reference.assign(flag=np.where(np.arange(len(reference)) % 10 == 0, 1.0, 0.0))
     batch = _frame(6, 200).assign(flag=0.0)
