@@ -291,12 +291,20 @@ def _log_epoch(
 def mean_loss(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sum_loss_fn: torch.nn.Module
 ) -> float:
+    """The mean loss per row of ``(x, y)``, in chunks of :data:`_EVAL_CHUNK` rows (a weighted
+    loss that has ``parts``: its weighted mean over the whole set, whatever the chunks)."""
     model.eval()
-    total = 0.0
+    total = weights = 0.0
+    parts = getattr(sum_loss_fn, "parts", None)
     with torch.inference_mode():
         for start in range(0, len(y), _EVAL_CHUNK):
-            total += float(sum_loss_fn(model(x[start : start + _EVAL_CHUNK]), y[start : start + _EVAL_CHUNK]))
-    value = total / len(y)
+            out, target = model(x[start : start + _EVAL_CHUNK]), y[start : start + _EVAL_CHUNK]
+            if parts is None:
+                total += float(sum_loss_fn(out, target))
+            else:
+                chunk_total, chunk_weights = parts(out, target)
+                total, weights = total + float(chunk_total), weights + float(chunk_weights)
+    value = total / len(y) if parts is None else total / max(weights, 1e-12)
     if not math.isfinite(value):
         raise TrainingError("the validation loss is not finite; lower params.lr or check the data")
     return value

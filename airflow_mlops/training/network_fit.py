@@ -159,5 +159,11 @@ class _WeightedSumCrossEntropy(torch.nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        total = self.loss(logits, y)
-        return total * len(y) / self.weight[y].sum().clamp_min(1e-12)
+        total, weights = self.parts(logits, y)
+        return total * len(y) / weights.clamp_min(1e-12)
+
+    def parts(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted loss summed over the rows and the rows' summed weight: over chunks of a
+        validation set, ``sum(losses) / sum(weights)`` is the weighted mean of the whole set
+        (rescaling each chunk by its own weight first would not be)."""
+        return self.loss(logits, y), self.weight[y].sum()

@@ -315,6 +315,27 @@ def test_the_validation_loss_is_the_mean_loss_per_row_in_any_chunks(monkeypatch:
     assert not model.training  # measured in eval mode (no dropout)
 
 
+def test_a_class_weighted_validation_loss_is_the_weighted_mean_in_any_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each chunk rescaled by its own weight (the old sum) is not the weighted mean of the whole
+    set when the chunks hold the classes in other proportions."""
+    from airflow_mlops.training.network_fit import _WeightedSumCrossEntropy
+
+    x, _ = rows(10)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    model = mlp(outputs=3)
+    weight = torch.tensor([0.5, 3.0, 1.0])
+    expected = float(torch.nn.CrossEntropyLoss(weight=weight)(model(torch.from_numpy(x)).detach(), y))
+
+    whole = mean_loss(model, torch.from_numpy(x), y, _WeightedSumCrossEntropy(weight))
+    monkeypatch.setattr(loop, "_EVAL_CHUNK", 3)  # chunks of other class mixes: 000 112 222 2
+    chunked = mean_loss(model, torch.from_numpy(x), y, _WeightedSumCrossEntropy(weight))
+
+    assert whole == pytest.approx(expected, rel=1e-6)
+    assert chunked == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_non_finite_validation_loss_is_refused() -> None:
     x, y = rows(4)
     x[1, 2] = np.inf
