@@ -138,6 +138,16 @@ class Hit:
 # --- judging one pickle walk ---------------------------------------------------------------
 
 
+def _allowed(dotted: str, module: str, name: str, allowed: frozenset[str]) -> bool:
+    """Whether the import is on an allowlist. A dotted name is attribute traversal (from protocol 4
+    the unpickler resolves ``Outer.Inner`` with ``getattr`` step by step), which can leave the module
+    through any module it imported (``mypkg`` + ``ctypes.CDLL``): only an exact entry allows it, never
+    a ``mypkg.*`` wildcard."""
+    if "." in name:
+        return dotted in policy.BUILTIN_SAFE_GLOBALS or dotted in allowed
+    return policy.is_allowed(dotted, module, allowed)
+
+
 def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: str) -> list[Hit]:
     """Turn one pickle's walk (and its nested/polyglot walks) into findings."""
     out: list[Hit] = []
@@ -169,7 +179,7 @@ def judge_walk(walk: PickleWalk, where: str, allowed: frozenset[str], stream: st
                     ref.offset,
                 )
             )
-        elif not policy.is_allowed(dotted, module, allowed):
+        elif not _allowed(dotted, module, name, allowed):
             out.append(
                 Hit(
                     K.UNKNOWN_GLOBAL,

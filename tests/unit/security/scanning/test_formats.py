@@ -99,6 +99,24 @@ def test_an_unknown_global_is_reported_until_allowed_by_name_or_module_wildcard(
     assert _kinds(_scan(data, frozenset(["otherpkg.*", "mypkg.models.Other"]))) == [K.UNKNOWN_GLOBAL]
 
 
+@pytest.mark.parametrize("name", ["ctypes.CDLL", "shutil.rmtree", "pd.read_pickle", "os.remove"])
+def test_a_module_wildcard_never_allows_attribute_traversal_out_of_the_module(name: str) -> None:
+    """From protocol 4 the unpickler resolves a dotted name with getattr step by step, so with
+    ``mypkg.*`` allowed, ``mypkg`` + ``ctypes.CDLL`` would load ``ctypes.CDLL`` through the module
+    ``mypkg`` imported (a library load: code execution). Only an exact entry allows a dotted name."""
+    data = b"\x80\x04" + sglobal("mypkg", name) + tup(s4("/tmp/x")) + b"R."
+    hits = _scan(data, frozenset(["mypkg.*"]))
+    assert [(h.kind, h.symbol) for h in hits] == [(K.UNKNOWN_GLOBAL, f"mypkg.{name}")]
+    assert _scan(data, frozenset([f"mypkg.{name}"])) == []  # the caller can still allow it by name
+
+
+def test_a_nested_class_under_a_module_wildcard_needs_its_exact_name() -> None:
+    data = b"\x80\x04" + sglobal("mypkg.models", "Net.Config") + b")\x81."
+    assert _kinds(_scan(data, frozenset(["mypkg.*"]))) == [K.UNKNOWN_GLOBAL]
+    assert _scan(data, frozenset(["mypkg.models.Net.Config"])) == []
+    assert _scan(b"\x80\x04" + sglobal("mypkg.models", "Net") + b")\x81.", frozenset(["mypkg.*"])) == []
+
+
 def test_a_builtin_allowlisted_global_has_no_finding() -> None:
     data = b"\x80\x04" + sglobal("collections", "OrderedDict") + b")R."
     assert _scan(data) == []
