@@ -301,16 +301,6 @@ NO_OWN_TESTS: dict[str, str] = {
     "security/scanning/xgboost_globals.py": "generated allowlist (test_generate.py checks it is current)",
     "security/scanning/lightgbm_globals.py": "generated allowlist (test_generate.py checks it is current)",
 }
-# Modules with logic whose tests still live in another module's test file (they are exercised
-# through it): the list only shrinks -- a module that gets its own test module must leave it.
-NOT_YET_MIRRORED = frozenset(
-    {
-        "registry/audit.py",
-        "registry/locks.py",
-        "registry/promotion.py",
-        "registry/pyfunc_model.py",
-    }
-)
 
 
 def test_each_domain_module_has_its_own_test_module() -> None:
@@ -328,25 +318,20 @@ def test_each_domain_module_has_its_own_test_module() -> None:
         rel = path.relative_to(PACKAGE)
         if rel.as_posix() in NO_OWN_TESTS:
             continue
-        mirrored = rel.as_posix() not in NOT_YET_MIRRORED
         folder = tests / "core" if layer in BASE else tests.joinpath(*rel.parts[:-1])
         stem, parent = rel.stem, rel.parts[-2] if len(rel.parts) > 1 else ""
         names = [f"test_{stem}.py", f"test_{parent}_{stem}.py"]
         found = folder.is_dir() and any(
             f.name in names or f.name.startswith(f"test_{stem}_") for f in folder.glob("test_*.py")
         )
-        if found != mirrored:
-            missing.append(
-                f"{rel.as_posix()}: {'now has its test module' if found else 'has no test module'}"
-            )
+        if not found:
+            missing.append(f"{rel.as_posix()}: has no test module")
     assert missing == [], (
         "each domain module is tested in tests/unit/<package>/test_<module>.py (or says why not in "
-        "NO_OWN_TESTS); a module that got its own test module leaves NOT_YET_MIRRORED"
+        "NO_OWN_TESTS)"
     )
 
 
 def test_no_own_tests_names_only_existing_modules() -> None:
     known = {path.relative_to(PACKAGE).as_posix() for path in modules().values()}
-    assert set(NO_OWN_TESTS) | NOT_YET_MIRRORED <= known, sorted(
-        (set(NO_OWN_TESTS) | NOT_YET_MIRRORED) - known
-    )
+    assert set(NO_OWN_TESTS) <= known, sorted(set(NO_OWN_TESTS) - known)
