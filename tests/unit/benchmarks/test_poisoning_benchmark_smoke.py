@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/poisoning.py at tiny sizes: every side runs, the metrics add up.
+"""Smoke test of benchmarks/poisoning.py at tiny sizes: every side runs in both regimes, the metrics add up.
 
 The real cleanlab (AGPL) lives only in the benchmark's own venv; here a tiny stand-in package
 ``cleanlab`` (argmax disagrees with the label) runs through the same subprocess plumbing.
@@ -29,17 +29,22 @@ def bench(load_benchmark) -> ModuleType:
     return load_benchmark("poisoning.py")
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_benchmark_runs_side_by_side(
-    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def fake_cleanlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in ``cleanlab`` on the PYTHONPATH of the peer subprocess (``sys.executable``)."""
     fake = tmp_path / "fake" / "cleanlab"
     fake.mkdir(parents=True)
     for name, text in FAKE_CLEANLAB.items():
         (fake / name).write_text(text)
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_benchmark_runs_side_by_side_in_both_regimes(
+    bench: ModuleType, fake_cleanlab: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "results.json"
-    attacks = "clean,random_10,out_of_distribution"
+    attacks = "clean,out_of_distribution"
     results = bench.main(
         [
             "--only",
@@ -54,27 +59,72 @@ def test_benchmark_runs_side_by_side(
         ]
     )
     printed = capsys.readouterr().out
-    assert "ratio, mean F1 screen_data / cleanlab (HGB):" in printed
-    assert "target clean_fpr_per_class" in printed
+    for regime in bench.REGIMES:
+        assert f"Regime {regime}:" in printed
+    assert printed.count("ratio, mean F1 screen_data / cleanlab (HGB):") == 2
+    assert printed.count("target clean_fpr_per_class") == 2
+    assert printed.count("screen_data: F1 per dataset and attack") == 2
     saved = json.loads(out.read_text())
     assert saved["quality"]["cleanlab_version"] == "0.0+fake"
-    assert saved["quality"]["reference_given_to"] == ["screen_data", "IsolationForest"]
+    assert set(saved["quality"]["regimes"]) == set(bench.REGIMES)
 
-    q = results["quality"]
-    assert {c["attack"] for c in q["cases"]} == set(attacks.split(","))
-    for case in q["cases"]:
-        assert set(case["sides"]) == set(bench.SIDES)
-        for side in case["sides"].values():
-            assert 0 <= side["precision"] <= 1 and 0 <= max(side["fpr_per_class"].values()) <= 1
-            assert 0 <= side["downstream"]["balanced_accuracy"] <= 1
-            if case["attack"] == "clean":
-                assert side["poisoned"] == 0 and np.isnan(side["f1"])
-            else:
-                assert side["poisoned"] > 0 and 0 <= side["f1"] <= 1
-    ours = q["summary"]["screen_data"]
-    f1s = [c["sides"]["screen_data"]["f1"] for c in q["cases"] if c["attack"] == "random_10"]
-    assert ours["mean_f1_per_attack"]["random_10"] == pytest.approx(np.mean(f1s))
-    assert set(q["summary"]["targets"]) == {"mean_f1", "clean_fpr_per_class", "never_worse_downstream"}
+    regimes = results["quality"]["regimes"]
+    # Both regimes screen the very same attacked batches.
+    batches = {
+        regime: [
+            (c["dataset"], c["attack"], c["rows"], c["sides"]["screen_data"]["poisoned"]) for c in r["cases"]
+        ]
+        for regime, r in regimes.items()
+    }
+    assert batches["reference"] == batches["no_reference"]
+    for regime, r in regimes.items():
+        assert r["inputs"] == bench.INPUTS[regime]
+        assert {c["attack"] for c in r["cases"]} == set(attacks.split(","))
+        for case in r["cases"]:
+            assert set(case["sides"]) == set(bench.SIDES)
+            assert case["reference_rows"] > 0 and case["test_rows"] > 0
+            for side in case["sides"].values():
+                assert len(side["fpr_per_class"]) == case["classes"]
+                assert 0 <= side["precision"] <= 1 and 0 <= max(side["fpr_per_class"].values()) <= 1
+                assert 0 <= side["downstream"]["balanced_accuracy"] <= 1
+                change = side["downstream"]["accuracy"] - case["downstream_poisoned"]["accuracy"]
+                assert side["accuracy_change_test_rows"] == round(change * case["test_rows"])
+                if case["attack"] == "clean":
+                    assert side["poisoned"] == 0 and np.isnan(side["f1"])
+                else:
+                    assert side["poisoned"] > 0 and 0 <= side["f1"] <= 1
+        s = r["summary"]
+        ours = s["screen_data"]
+        f1s = [c["sides"]["screen_data"]["f1"] for c in r["cases"] if c["attack"] == "out_of_distribution"]
+        assert ours["mean_f1_per_attack"]["out_of_distribution"] == pytest.approx(np.mean(f1s))
+        assert (
+            set(ours["f1_per_dataset"]) == set(ours["max_clean_fpr_per_dataset"]) == {"breast_cancer", "iris"}
+        )
+        assert ours["downstream_attacked_cases"] == len(f1s)
+        assert s["best_peer"] == max(bench.PEERS, key=lambda side: s[side]["mean_f1"])
+        assert set(s["mean_f1_ratio_screen_data_over"]) == set(bench.PEERS)
+        assert set(s["targets"]) == {"mean_f1_vs_best_peer", "clean_fpr_per_class", "downstream_worse_share"}
+        bar = s[s["best_peer"]]["mean_f1"] + bench.TARGET_F1_MARGIN
+        assert s["targets"]["mean_f1_vs_best_peer"]["met"] == (ours["mean_f1"] >= bar)
+
+
+def test_cleanlab_counts_only_the_rows_after_the_offset(bench: ModuleType, fake_cleanlab: None) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] + rng.normal(scale=1.0, size=200) > 0).astype(int)
+    jobs = [{"id": f"o{k}", "data": "d", "model": "lr", "offset": k} for k in (0, 60)]
+    answer = bench.run_cleanlab(sys.executable, jobs, {"d": (x, y)})
+    every = np.asarray(answer["results"]["o0"]["flagged"])
+    assert len(every) > 0 and (every < 60).any()  # the test sees flags on both sides of the offset
+    assert answer["results"]["o60"]["flagged"] == (every[every >= 60] - 60).tolist()
+
+
+def test_splits_are_twenty_fifty_thirty_and_stratified(bench: ModuleType) -> None:
+    for ds in bench.datasets(tiny=True, seed=0):
+        sizes = np.array([len(ds.reference), len(ds.batch), len(ds.test)])
+        assert sizes / sizes.sum() == pytest.approx([0.2, 0.5, 0.3], abs=0.01)
+        shares = [f[bench.TARGET].value_counts(normalize=True).sort_index() for f in (ds.reference, ds.test)]
+        assert np.allclose(shares[0], shares[1], atol=0.05)
 
 
 def test_detection_metrics_match_scikit_learn(bench: ModuleType) -> None:
