@@ -100,7 +100,7 @@ from airflow_mlops.data.poisoning.duplicates import (
 )
 from airflow_mlops.data.poisoning.features import LOG_SKEW_THRESHOLD, MAX_CATEGORIES, build_feature_matrix
 from airflow_mlops.data.poisoning.fitting import SMALL_FIT_ROWS
-from airflow_mlops.data.poisoning.label_issues import PROB_FLOOR, UNCALIBRATED_LABEL_CUT
+from airflow_mlops.data.poisoning.label_issues import BASELINE_Z, MIN_ISSUE_SHARE
 from airflow_mlops.data.poisoning.out_of_distribution import (
     EXTREME_RANGE_MARGIN,
     MIN_OOD_CLASS_ROWS,
@@ -139,6 +139,7 @@ from airflow_mlops.data.poisoning.stats import (
 )
 
 __all__ = [
+    "BASELINE_Z",
     "CHECKS",
     "CHECK_ALIASES",
     "CLASS_SHIFT_Z",
@@ -152,11 +153,11 @@ __all__ = [
     "MAX_CALIBRATION_ROWS",
     "MAX_CATEGORIES",
     "MIN_CALIBRATION_ROWS",
+    "MIN_ISSUE_SHARE",
     "MIN_OOD_CLASS_ROWS",
     "NEAR_DUPLICATE_RESOLUTION",
     "OOD_MARGIN",
     "OOD_QUANTILE",
-    "PROB_FLOOR",
     "REASONS_COLUMN",
     "REASON_DUPLICATE",
     "REASON_LABEL_ISSUE",
@@ -170,7 +171,6 @@ __all__ = [
     "TAIL_MIN_ROWS",
     "TAIL_ROWS",
     "TAIL_SHARE",
-    "UNCALIBRATED_LABEL_CUT",
     "UNCALIBRATED_RESIDUAL_CUT",
     "ScreenResult",
     "allowed_suspects",

@@ -1,6 +1,6 @@
-"""The screen's gradient-boosting models and how they are fitted: out of fold on the batch, or
-cross-fitted on the reference (classifiers for ``label_issues``, regressors for its regression
-form)."""
+"""The screen's models and how they are fitted: classifiers for ``label_issues`` out of fold on the
+batch and the reference together (:func:`pooled_oof_proba`); regressors for its regression form
+out of fold on the batch, or cross-fitted on the reference."""
 
 from __future__ import annotations
 
@@ -46,7 +46,49 @@ def _predict_into(out: np.ndarray, rows: Any, model: Any, x: np.ndarray, weight:
     out[np.ix_(np.arange(len(out))[rows], cols)] += weight * model.predict_proba(x)
 
 
-def oof_proba(
+def _linear(encoder: Encoder, seed: int, rows: int = 200) -> Any:
+    """The screen's second label model: a logistic regression on quantile-normalised features
+    (missing values imputed with an indicator, categorical codes one-hot). Less confident than
+    the trees where data are few, and wrong in other places: the two disagree on the rows a
+    small or noisy fold misleads one of them about, and agree on a row whose label is wrong."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, QuantileTransformer
+
+    mask = list(encoder.categorical_mask)
+    numeric = [i for i, c in enumerate(mask) if not c]
+    categorical = [i for i, c in enumerate(mask) if c]
+    parts: list[tuple[str, Any, list[int]]] = []
+    if numeric:
+        parts.append(
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    QuantileTransformer(
+                        n_quantiles=max(2, min(200, rows)), output_distribution="normal", random_state=seed
+                    ),
+                ),
+                numeric,
+            )
+        )
+    if categorical:
+        parts.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                categorical,
+            )
+        )
+    return make_pipeline(ColumnTransformer(parts), LogisticRegression(C=1.0, max_iter=500))
+
+
+def pooled_oof_proba(
     x: np.ndarray,
     y: np.ndarray,
     k: int,
@@ -56,65 +98,84 @@ def oof_proba(
     max_fit_rows: int,
     seed: int,
     groups: np.ndarray | None = None,
-) -> np.ndarray:
-    """Out-of-fold probabilities: each fold predicted by a model fitted on (a sample of) the rest.
+    reference_x: np.ndarray | None = None,
+    reference_y: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Out-of-fold class probabilities of the batch and, when given, of the reference, from
+    models fitted on both: fold ``f``'s models learn from the batch's other folds *and* the
+    reference's other folds, and score the batch's and the reference's fold ``f``. No row is
+    scored by a model that saw it, and a clean batch row and a reference row are scored alike
+    (exchangeable): the reference's scores are what clean rows look like to these models.
 
-    With ``groups``, the folds are stratified over each group's first row and every row goes to
-    its group's fold (so no copy is judged by a model that was trained on its twin)."""
+    Each fold's probability is the average of the gradient-boosted trees and the logistic
+    regression (:func:`_linear`). At most ``max_fit_rows`` rows train each fold's models (the
+    batch's and the reference's rows in proportion); every row is scored. With ``groups`` every
+    copy of a row falls in its group's fold."""
+    import warnings
+
     import numpy as np
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
+    fold = _fold_of_rows(x, y, folds, seed, groups)
     proba = np.zeros((len(x), k))
+    ref_proba = None
+    ref_fold = None
+    if reference_x is not None and reference_y is not None and len(reference_x):
+        ref_proba = np.zeros((len(reference_x), k))
+        ref_fold = _fold_of_rows(reference_x, reference_y, folds, seed + 1, None)
+    rows = len(x) + (0 if reference_x is None else len(reference_x))
+    # A logistic regression that stops short of convergence still ranks rows (its
+    # probabilities are averaged with the trees'): not worth a warning per fold.
+    with (
+        threadpool_limits(limits=_fit_threads(rows, max_fit_rows), user_api="openmp"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for f in range(folds):
+            train_x, train_y = [x[fold != f]], [y[fold != f]]
+            if ref_fold is not None:
+                assert reference_x is not None and reference_y is not None
+                train_x.append(reference_x[ref_fold != f])
+                train_y.append(reference_y[ref_fold != f])
+            tx, ty = np.concatenate(train_x), np.concatenate(train_y)
+            if len(tx) > max_fit_rows:
+                keep = np.sort(rng.choice(len(tx), size=max_fit_rows, replace=False))
+                tx, ty = tx[keep], ty[keep]
+            models = [_hgb(encoder, seed).fit(tx, ty), _linear(encoder, seed, len(tx)).fit(tx, ty)]
+            test = np.flatnonzero(fold == f)
+            for model in models:
+                _predict_into(proba, test, model, x[test], 1.0 / len(models))
+                if ref_fold is not None and ref_proba is not None:
+                    ref_test = np.flatnonzero(ref_fold == f)
+                    _predict_into(ref_proba, ref_test, model, reference_x[ref_test], 1.0 / len(models))  # type: ignore[index]
+    return proba, ref_proba
+
+
+def _fold_of_rows(
+    x: np.ndarray, y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None
+) -> np.ndarray:
+    """The fold of each row: stratified by label; with ``groups``, by each group's first row,
+    every copy in its group's fold."""
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     if groups is None:
-        splits = list(splitter.split(x, y))
+        first, inverse = np.arange(len(y)), np.arange(len(y))
     else:
         _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-        fold_of_group = np.empty(len(first), dtype=np.int64)
-        for f, (_, test) in enumerate(splitter.split(first[:, None], y[first])):
+    fold_of_group = np.empty(len(first), dtype=np.int64)
+    with warnings.catch_warnings():
+        # A class with fewer rows than folds (the reference may hold a few of a rare class): its
+        # rows go to some of the folds, which is all that can be done with them.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for f, (_, test) in enumerate(splitter.split(np.zeros((len(first), 1)), y[first])):
             fold_of_group[test] = f
-        fold = fold_of_group[inverse.ravel()]
-        splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
-    with threadpool_limits(limits=_fit_threads(len(x), max_fit_rows), user_api="openmp"):
-        for train, test in splits:
-            if len(train) > max_fit_rows:
-                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            model = _hgb(encoder, seed).fit(x[train], y[train])
-            _predict_into(proba, test, model, x[test])
-    return proba
-
-
-def crossfit_proba(
-    rx: np.ndarray,
-    ry: np.ndarray,
-    k: int,
-    encoder: Encoder,
-    bx: np.ndarray,
-    *,
-    folds: int,
-    max_fit_rows: int,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``folds`` models cross-fitted on the reference ``rx``, ``ry``: the reference's out-of-fold
-    probabilities, and the batch ``bx``'s average probabilities over all the models."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(seed)
-    ref_proba = np.zeros((len(rx), k))
-    batch_proba = np.zeros((len(bx), k))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with threadpool_limits(limits=_fit_threads(len(rx), max_fit_rows), user_api="openmp"):
-        for train, test in splitter.split(rx, ry):
-            if len(train) > max_fit_rows:
-                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            model = _hgb(encoder, seed).fit(rx[train], ry[train])
-            _predict_into(ref_proba, test, model, rx[test])
-            _predict_into(batch_proba, slice(None), model, bx, 1.0 / folds)
-    return ref_proba, batch_proba
+    return fold_of_group[inverse.ravel()]
 
 
 def oof_predict(

@@ -1,6 +1,33 @@
-"""``label_issues`` of a classification target: confident learning on out-of-sample class
-probabilities, with a cut calibrated on the reference (conformal p-values, Benjamini-Hochberg) or
-the fixed :data:`UNCALIBRATED_LABEL_CUT`."""
+"""``label_issues`` of a classification target: confident learning on out-of-fold class
+probabilities of models that learn from the batch *and* the trusted reference, with the number of
+issues per class estimated from the batch and, when a reference is given, corrected by what the
+same models make of clean rows.
+
+How a row becomes a suspect, per class ``i`` of the labels (a binary or multiclass target):
+
+1. **Probabilities** (:func:`~.fitting.pooled_oof_proba`): every batch row and every reference
+   row is scored by the fold models that did not see it (trees and a logistic regression,
+   averaged), fitted on the batch's other folds and the reference's other folds. A clean batch
+   row and a reference row are scored alike.
+2. **How many** rows labelled ``i`` belong to another class: the calibrated confident joint of
+   confident learning (Northcutt et al., 2021). A row labelled ``i`` counts for class ``j`` when
+   its probability of ``j`` reaches ``t_j``, the mean probability the rows of class ``j`` give
+   their own class (the reference's rows when it is given: they are clean), and ``j`` is the
+   likeliest such class; each row of the confident joint is rescaled to the class's row count.
+3. **What clean rows make of it** (with a reference): the same count on the reference's rows is
+   the share of clean rows of class ``i`` that look like another class to these models (genuinely
+   ambiguous rows, a weak model). That share of the batch's rows of class ``i``, plus one standard
+   error (:data:`BASELINE_Z`), is taken off the estimate: a clean batch leaves (almost) nothing.
+   Without a reference there is no such baseline, and a class whose estimate is under
+   :data:`MIN_ISSUE_SHARE` of its rows is left alone (a few ambiguous rows are not poisoning).
+4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
+   another class is more likely than ``i`` (``max_j p_j - p_i``), among the rows whose label is
+   not the likeliest class. The row's score is ``p_i - max_j p_j`` (below 0: another class is more
+   likely); the class's cut sits just above the highest score flagged.
+
+A trusted reference only ever adds evidence: its rows train every fold's models, and its clean
+scores tell the screen how many ambiguous rows to expect. No p-value floor depends on its size.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +35,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.data.poisoning.fitting import crossfit_proba, oof_proba
-from airflow_mlops.data.poisoning.stats import (
-    FDR_LEVEL,
-    MIN_CALIBRATION_ROWS,
-    conformal_p_values,
-    finite_or_none,
-    plain,
-    quantiles,
-    suspect_level,
-)
+from airflow_mlops.data.poisoning.fitting import pooled_oof_proba
+from airflow_mlops.data.poisoning.stats import finite_or_none, plain, quantiles
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,37 +44,36 @@ if TYPE_CHECKING:
 
     from airflow_mlops.data.poisoning.features import Encoder
 
-# Without a calibrated cut: the given label 20 times less likely than another, after dividing by
-# the class rates.
-UNCALIBRATED_LABEL_CUT = -math.log(20.0)
-# Probabilities are clipped to [PROB_FLOOR, 1] before logs: a score is at most ~log(1/PROB_FLOOR)
-# (low enough that a flipped row far inside another class does not tie with borderline rows).
-PROB_FLOOR = 1e-7
+# Standard errors of the reference's ambiguous-row share taken off a class's estimate, beyond the
+# share itself (the estimate of a clean batch then stays at 0 in most classes).
+BASELINE_Z = 1.0
+# Without a reference: a class whose estimated issues are under this share of its rows is left
+# alone (every data set has a few rows the models find ambiguous).
+MIN_ISSUE_SHARE = 0.02
 
 
 @dataclass
 class LabelModel:
-    """Class probabilities of the batch's rows from models that never saw them, and the
-    confident-learning quantities.
+    """Class probabilities of the batch's rows from models that never saw them, and what
+    confident learning makes of them.
 
-    ``source`` says which models: ``"reference"`` (fitted on the trusted reference only, cross-
-    fitted so that every reference row also has a score from a model that did not see it:
-    ``ref_*``) or ``"batch"`` (out-of-fold models fitted on the batch itself, no ``ref_*``).
+    ``source`` says what the models learnt from: ``"batch and reference"`` (the reference's
+    rows are scored too: ``ref_*``) or ``"batch"``.
     """
 
     status: str
     classes: list[Any]
     y: np.ndarray  # class code per row, -1 where unlabelled
     proba: np.ndarray  # (n, classes) probabilities (NaN rows where unlabelled)
-    prior: np.ndarray  # class rates of the data the models were fitted on
+    prior: np.ndarray  # class rates of the rows the models learnt from
     thresholds: np.ndarray  # per class: mean self-confidence (confident learning)
-    score: np.ndarray  # class-normalised log-likelihood ratio of the given label (NaN unlabelled)
-    suggested: np.ndarray  # the class the probabilities confidently point to (-1: none)
+    score: np.ndarray  # p_label - max p_other (NaN unlabelled); below 0: another class likelier
+    suggested: np.ndarray  # the likeliest class where it is not the label (-1: the label is)
     source: str = "batch"
-    note: str = ""  # why the reference was not used, when it was given
-    # The reference's rows, each scored by the one cross-fit model that did not see it.
+    note: str = ""
+    # The reference's rows and their out-of-fold probabilities (same fold models).
     ref_y: np.ndarray | None = None
-    ref_score: np.ndarray | None = None
+    ref_proba: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -72,40 +90,30 @@ class LabelModel:
         reference_x: np.ndarray | None = None,
         reference_labels: np.ndarray | None = None,
     ) -> LabelModel:
-        """From the reference when one is given and has every class of the batch (at least
-        :data:`MIN_CALIBRATION_ROWS` rows of each), else out of fold on the batch."""
+        """Out-of-fold probabilities from models fitted on the batch and the reference (when
+        given); skipped when fewer than two classes are labelled or a class has fewer rows than
+        ``folds`` (batch and reference together)."""
         import numpy as np
 
         n = len(x)
         rows = np.flatnonzero(labelled)
         values = labels.to_numpy()[rows]
-        note = ""
-        if reference_x is not None and reference_labels is not None:
-            both = np.concatenate([values.astype(object), reference_labels.astype(object)])
-            classes = _classes_of(both)
-            lookup = {str(c): j for j, c in enumerate(classes)}
-            codes = np.array([lookup[str(v)] for v in values], dtype=np.int64)
-            ref_y = np.array([lookup[str(v)] for v in reference_labels], dtype=np.int64)
-            ref_counts = np.bincount(ref_y, minlength=len(classes))
-            short = [
-                str(plain(c)) for c, m in zip(classes, ref_counts, strict=True) if m < MIN_CALIBRATION_ROWS
-            ]
-            if len(classes) >= 2 and not short:
-                return cls._from_reference(
-                    n, rows, codes, classes, x[rows], reference_x, ref_y, encoder,
-                    folds=folds, max_fit_rows=max_fit_rows, seed=seed,
-                )  # fmt: skip
-            note = (
-                f"the reference has fewer than {MIN_CALIBRATION_ROWS} labelled rows of class(es) "
-                f"{short}: the label model was fitted on the batch itself, with the fixed cut"
-            )
-        classes = _classes_of(values)
+        has_ref = reference_x is not None and reference_labels is not None and len(reference_labels) > 0
+        both = (
+            np.concatenate([values.astype(object), reference_labels.astype(object)])  # type: ignore[union-attr]
+            if has_ref
+            else values
+        )
+        classes = _classes_of(both)
         lookup = {str(c): j for j, c in enumerate(classes)}
         codes = np.array([lookup[str(v)] for v in values], dtype=np.int64)
+        ref_y = np.array([lookup[str(v)] for v in reference_labels], dtype=np.int64) if has_ref else None  # type: ignore[union-attr]
         y = np.full(n, -1, dtype=np.int64)
         y[rows] = codes
         k = len(classes)
         counts = np.bincount(codes, minlength=k) if k else np.zeros(0, dtype=np.int64)
+        if ref_y is not None:
+            counts = counts + np.bincount(ref_y, minlength=k)
         if k < 2:
             status = f"skipped: {k} class(es) among the labelled rows, need at least 2"
         elif counts.min() < folds:
@@ -115,117 +123,127 @@ class LabelModel:
         if status != "ran":
             empty = np.full((n, max(k, 1)), np.nan)
             nan = np.full(n, np.nan)
-            return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1), note=note)
-        batch_proba = oof_proba(
-            x[rows], codes, k, encoder, folds=folds, max_fit_rows=max_fit_rows, seed=seed, groups=groups[rows]
+            return cls(status, classes, y, empty, np.zeros(k), np.zeros(k), nan, np.full(n, -1))
+        batch_proba, ref_proba = pooled_oof_proba(
+            x[rows],
+            codes,
+            k,
+            encoder,
+            folds=folds,
+            max_fit_rows=max_fit_rows,
+            seed=seed,
+            groups=groups[rows],
+            reference_x=reference_x if has_ref else None,
+            reference_y=ref_y,
         )
         prior = counts / counts.sum()
-        thresholds = _mean_self_confidence(batch_proba, codes, k)
-        model = cls._ran(n, rows, codes, classes, batch_proba, prior, thresholds)
-        model.note = note
-        return model
-
-    @classmethod
-    def _ran(
-        cls,
-        n: int,
-        rows: np.ndarray,
-        codes: np.ndarray,
-        classes: list[Any],
-        batch_proba: np.ndarray,
-        prior: np.ndarray,
-        thresholds: np.ndarray,
-    ) -> LabelModel:
-        """A model that ran: the labelled ``rows``' codes, probabilities and scores spread over all
-        ``n`` rows."""
-        import numpy as np
-
-        y = np.full(n, -1, dtype=np.int64)
-        y[rows] = codes
-        proba = np.full((n, len(classes)), np.nan)
-        proba[rows] = batch_proba
-        score, suggested = _confident_scores(batch_proba, codes, prior, thresholds)
-        full_score = np.full(n, np.nan)
-        full_score[rows] = score
-        full_suggested = np.full(n, -1, dtype=np.int64)
-        full_suggested[rows] = suggested
-        return cls("ran", classes, y, proba, prior, thresholds, full_score, full_suggested)
-
-    @classmethod
-    def _from_reference(
-        cls,
-        n: int,
-        rows: np.ndarray,
-        codes: np.ndarray,
-        classes: list[Any],
-        batch_x: np.ndarray,
-        reference_x: np.ndarray,
-        ref_y: np.ndarray,
-        encoder: Encoder,
-        *,
-        folds: int,
-        max_fit_rows: int,
-        seed: int,
-    ) -> LabelModel:
-        """Cross-fit ``folds`` models on the reference: each reference row is scored by the model
-        that did not see it, each batch row by the average of all of them (none saw it)."""
-        import numpy as np
-
-        k = len(classes)
-        ref_proba, batch_proba = crossfit_proba(
-            reference_x, ref_y, k, encoder, batch_x, folds=folds, max_fit_rows=max_fit_rows, seed=seed
-        )
-        prior = np.bincount(ref_y, minlength=k) / len(ref_y)
-        thresholds = _mean_self_confidence(ref_proba, ref_y, k)
-        model = cls._ran(n, rows, codes, classes, batch_proba, prior, thresholds)
-        model.source = "reference"
-        model.ref_y = ref_y
-        model.ref_score = _confident_scores(ref_proba, ref_y, prior, thresholds)[0]
-        return model
-
-    def issues(self, calibration: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Suspect rows and the details: rows whose score is below their class's cut (and, when
-        there is no calibration, whose probabilities confidently point to another class)."""
-        import numpy as np
-
-        lab = self.y >= 0
-        candidate = lab & (self.suggested >= 0) & (self.suggested != self.y)
-        if calibration is None:
-            cuts = np.full(len(self.classes), UNCALIBRATED_LABEL_CUT)
-            how = f"fixed: {UNCALIBRATED_LABEL_CUT:.3f} (no reference to calibrate on)"
-            eligible = candidate
+        if ref_y is not None and ref_proba is not None and np.bincount(ref_y, minlength=k).min() > 0:
+            thresholds = _mean_self_confidence(ref_proba, ref_y, k)
         else:
-            cuts = calibration["cuts"]
-            how = calibration["how"]
-            eligible = lab
-        cut_row = np.where(lab, cuts[np.maximum(self.y, 0)], np.nan)
-        mask = eligible & (self.score < cut_row)
-        ref_rates = calibration.get("reference_flag_rates") if calibration else None
+            thresholds = _mean_self_confidence(batch_proba, codes, k)
+        proba = np.full((n, k), np.nan)
+        proba[rows] = batch_proba
+        score = np.full(n, np.nan)
+        suggested = np.full(n, -1, dtype=np.int64)
+        score[rows], suggested[rows] = _margins(batch_proba, codes)
+        model = cls("ran", classes, y, proba, prior, thresholds, score, suggested)
+        if ref_y is not None:
+            model.source, model.ref_y, model.ref_proba = "batch and reference", ref_y, ref_proba
+        return model
+
+    def estimated_issues(self) -> dict[str, np.ndarray]:
+        """Per class: the batch's rows, its estimated issues (calibrated confident joint), the
+        reference's ambiguous-row share and the estimate left after taking it off."""
+        import numpy as np
+
+        k = len(self.classes)
+        lab = self.y >= 0
+        rows = np.bincount(self.y[lab], minlength=k).astype(float)
+        raw = _off_diagonal(self.proba[lab], self.y[lab], self.thresholds, k)
+        if self.ref_y is None or self.ref_proba is None:
+            share = np.divide(raw, rows, out=np.zeros(k), where=rows > 0)
+            return {"rows": rows, "raw": raw, "issues": np.where(share >= MIN_ISSUE_SHARE, raw, 0.0)}
+        ref_rows = np.bincount(self.ref_y, minlength=k).astype(float)
+        ref_share = np.divide(
+            _off_diagonal(self.ref_proba, self.ref_y, self.thresholds, k),
+            ref_rows,
+            out=np.zeros(k),
+            where=ref_rows > 0,
+        )
+        # Binomial error of the batch's ambiguous rows and of the share measured on the reference.
+        error = np.sqrt(
+            rows * ref_share + rows**2 * ref_share * (1 - ref_share) / np.maximum(ref_rows, 1) + 1.0
+        )
+        issues = np.maximum(0.0, raw - ref_share * rows - BASELINE_Z * error)
+        # A class the batch holds more of than the reference says it should has taken in at least
+        # that many rows of other classes (flips into a rare class, which its models then learn).
+        share = ref_rows / ref_rows.sum()
+        total = rows.sum()
+        spread = np.sqrt(total * share * (1 - share) + total**2 * share * (1 - share) / ref_rows.sum())
+        inflow = np.maximum(0.0, rows - share * total - BASELINE_Z * spread)
+        return {
+            "rows": rows,
+            "raw": raw,
+            "reference_share": ref_share,
+            "inflow": inflow,
+            "issues": np.maximum(issues, inflow),
+        }
+
+    def issues(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Suspect rows and the details: per class, the estimated number of rows whose label is
+        wrong, taken by the largest margin among the rows whose label is not the likeliest."""
+        import numpy as np
+
+        k = len(self.classes)
+        estimate = self.estimated_issues()
+        mask = np.zeros(len(self.y), dtype=bool)
+        cuts = np.full(k, -math.inf)
+        candidate = (self.y >= 0) & (self.suggested >= 0)
+        for j in range(k):
+            take = round(float(estimate["issues"][j]))
+            rows = np.flatnonzero(candidate & (self.y == j))
+            if take <= 0 or not len(rows):
+                continue
+            chosen = rows[np.argsort(self.score[rows], kind="stable")[:take]]
+            mask[chosen] = True
+            cuts[j] = float(np.nextafter(self.score[chosen].max(), np.inf))
         per_class = {
             str(plain(c)): {
                 "rows": int((self.y == j).sum()),
                 "prior": float(self.prior[j]),
                 "mean_self_confidence": float(self.thresholds[j]),
+                "estimated_issues": round(float(estimate["raw"][j]), 2),
+                **(
+                    {"reference_ambiguous_share": float(estimate["reference_share"][j])}
+                    if "reference_share" in estimate
+                    else {}
+                ),
+                "estimated_after_baseline": round(float(estimate["issues"][j]), 2),
                 "cut": finite_or_none(cuts[j]),
                 "suspects": int((mask & (self.y == j)).sum()),
                 "score_quantiles": quantiles(self.score[self.y == j]),
-                **({"reference_flag_rate": float(ref_rates[j])} if ref_rates is not None else {}),
             }
             for j, c in enumerate(self.classes)
         }
-        fitted = (
-            "cross-fitted on the reference (the trusted rows), the batch scored by their average"
-            if self.source == "reference"
-            else "out of fold on the batch itself"
-        )
+        if self.ref_y is not None:
+            how = (
+                "the calibrated confident joint of the batch, less the share of the reference's "
+                f"rows (clean) it counts, less {BASELINE_Z:g} standard error"
+            )
+        else:
+            how = (
+                "the calibrated confident joint of the batch (no reference: a class under "
+                f"{MIN_ISSUE_SHARE:.0%} of its rows is left alone)"
+            )
         detail = {
-            "method": f"confident learning on HistGradientBoosting probabilities, {fitted}",
+            "method": "confident learning on out-of-fold probabilities (gradient-boosted trees and "
+            "a logistic regression, averaged) of models fitted on "
+            + ("the batch and the reference" if self.ref_y is not None else "the batch"),
             "model_source": self.source,
-            "threshold": how,
+            "threshold": f"per class: the estimated number of issues ({how}), taken by margin",
             "candidates": int(candidate.sum()),
             "classes": per_class,
             "cuts": [finite_or_none(c) for c in cuts],
-            **(calibration.get("detail", {}) if calibration else {}),
             **({"note": self.note} if self.note else {}),
         }
         return mask, detail
@@ -254,76 +272,34 @@ def _mean_self_confidence(proba: np.ndarray, y: np.ndarray, k: int) -> np.ndarra
     return np.array([proba[y == j, j].mean() if (y == j).any() else 1.0 for j in range(k)])
 
 
-def _confident_scores(
-    proba: np.ndarray, y: np.ndarray, prior: np.ndarray, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the class-normalised score of its label and the confidently suggested class (-1:
-    none), given the per-class ``thresholds``."""
+def _margins(proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: ``p_label - max_other p``, and the likeliest class where it is not the label
+    (-1 where the label is the likeliest)."""
     import numpy as np
 
     ar = np.arange(len(proba))
-    above = proba >= thresholds[None, :]
-    masked = np.where(above, proba, -1.0)
-    suggested = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
-    with np.errstate(divide="ignore"):
-        logp = np.log(np.clip(proba, PROB_FLOOR, 1.0)) - np.log(prior)[None, :]
-    own = logp[ar, y]
-    logp[ar, y] = -np.inf
-    score = own - logp.max(axis=1)
-    return score, suggested
+    own = proba[ar, y]
+    others = proba.copy()
+    others[ar, y] = -np.inf
+    best = others.argmax(axis=1)
+    score = own - others[ar, best]
+    return score, np.where(score < 0, best, -1)
 
 
-def calibrate_label_cut(model: LabelModel) -> dict[str, Any] | None:
-    """Per class, the score cut that controls the false discovery rate at :data:`FDR_LEVEL`.
-
-    Each labelled batch row gets a conformal p-value against the reference rows of its own class
-    (a Mondrian, i.e. class-conditional, p-value; :func:`conformal_p_values`, ranks smoothed
-    below the lowest reference score), the reference rows scored by the cross-fit model that did
-    not see them. A clean batch row and a reference row are exchangeable (the batch row is scored
-    by the average of the models, which is if anything better, so its p-value is if anything
-    larger: the test stays valid), so a clean row's p-value is (super-)uniform. Per class, the
-    rows whose label is less likely than another class (score < 0) are the tests, and
-    :func:`suspect_level` (Benjamini-Hochberg at ``q``, or :data:`ROW_LEVEL` when higher) sets
-    the p-value threshold: the expected share of clean rows among a class's suspects stays at
-    most ``q`` (Bates et al., 2023, "Testing for outliers with conformal p-values"), so a clean
-    batch has almost no suspects and a heavily flipped class loses its flips, whatever its rate.
-    p-values rise with the score, so the class's cut is just above its highest discovery's score
-    (``-inf``, reported as ``None``, when it has none).
-    """
+def _off_diagonal(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: int) -> np.ndarray:
+    """Per given class, the calibrated confident joint's off-diagonal sum: how many of its rows
+    belong to another class. A row counts for the likeliest class whose probability reaches its
+    threshold; each class's counts are rescaled to its number of rows."""
     import numpy as np
 
-    if model.ref_y is None or model.ref_score is None:
-        return None
-    k = len(model.classes)
-    lab = model.y >= 0
-    y, score = model.y[lab], model.score[lab]
-    cuts = np.zeros(k)
-    flagged = np.zeros(k)
-    thresholds = np.zeros(k)
-    discoveries = np.zeros(k, dtype=np.int64)
-    for j in range(k):
-        own = score[y == j]
-        ref = np.sort(model.ref_score[model.ref_y == j])
-        if not len(ref) or not len(own):
-            cuts[j] = -math.inf
-            continue
-        # Only a row whose label is less likely than another class (score < 0) is a test.
-        p = np.where(own < 0, conformal_p_values(ref, own), np.inf)
-        thresholds[j] = suspect_level(p)
-        hits = own[p <= thresholds[j]]
-        discoveries[j] = len(hits)
-        # The cut: just above the highest discovery's score (p-values rise with the score).
-        cuts[j] = float(np.nextafter(hits.max(), np.inf)) if len(hits) else -math.inf
-        flagged[j] = float((ref < cuts[j]).mean())
-    return {
-        "cuts": cuts,
-        "reference_flag_rates": flagged,
-        "how": f"calibrated: Benjamini-Hochberg at false discovery rate {FDR_LEVEL:g} on conformal "
-        f"p-values against the reference's rows of the same class ({len(model.ref_y)} rows, each "
-        "scored by the cross-fit model that did not see it); cuts capped at 0",
-        "detail": {
-            "fdr_level": FDR_LEVEL,
-            "p_value_thresholds": [float(v) for v in thresholds],
-            "discoveries": int(discoveries.sum()),
-        },
-    }
+    above = proba >= thresholds[None, :]
+    suggested = np.where(above.any(axis=1), np.where(above, proba, -1.0).argmax(axis=1), -1)
+    counted = suggested >= 0
+    joint = np.zeros((k, k))
+    np.add.at(joint, (y[counted], suggested[counted]), 1.0)
+    rows = np.bincount(y, minlength=k).astype(float)
+    totals = joint.sum(axis=1)
+    calibrated = np.divide(
+        joint * rows[:, None], totals[:, None], out=np.zeros_like(joint), where=totals[:, None] > 0
+    )
+    return calibrated.sum(axis=1) - np.diag(calibrated)

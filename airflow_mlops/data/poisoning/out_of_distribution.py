@@ -33,6 +33,9 @@ OOD_MARGIN = 0.5
 # With a reference: an extreme value must also be beyond the reference's range by this share of
 # the range.
 EXTREME_RANGE_MARGIN = 0.5
+# Without a reference: the range an extreme value must leave is that of the batch's values less
+# this share at each end.
+BATCH_RANGE_SHARE = 0.01
 
 
 def out_of_distribution(
@@ -105,8 +108,13 @@ def out_of_distribution(
                 # Nor is one just past the edge of a small reference: it must be beyond it by
                 # EXTREME_RANGE_MARGIN x the reference's range.
                 lo, hi = float(finite.min()), float(finite.max())
-                margin = EXTREME_RANGE_MARGIN * (hi - lo)
-                hit &= (values < lo - margin) | (values > hi + margin)
+            else:
+                # Without a reference the batch is all there is: a value must be beyond the range
+                # of its central rows (BATCH_RANGE_SHARE cut off each end, where injected values
+                # would sit) by the same margin. A sparse column's rare large values are its range.
+                lo, hi = (float(v) for v in np.quantile(finite, [BATCH_RANGE_SHARE, 1 - BATCH_RANGE_SHARE]))
+            margin = EXTREME_RANGE_MARGIN * (hi - lo)
+            hit &= (values < lo - margin) | (values > hi + margin)
         hit |= negative
         if hit.any():
             extreme_cols.append(name)

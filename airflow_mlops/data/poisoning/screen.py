@@ -22,7 +22,7 @@ from airflow_mlops.data.poisoning.duplicates import (
     target_scale,
 )
 from airflow_mlops.data.poisoning.features import Encoder, finite_values, float_values, require_columns
-from airflow_mlops.data.poisoning.label_issues import LabelModel, calibrate_label_cut
+from airflow_mlops.data.poisoning.label_issues import LabelModel
 from airflow_mlops.data.poisoning.out_of_distribution import out_of_distribution
 from airflow_mlops.data.poisoning.residuals import ResidualModel
 from airflow_mlops.data.poisoning.result import (
@@ -284,8 +284,7 @@ def screen_data(
                 check_details[check] = {"status": lm.status, "suspects": 0}
                 check_counts[check] = 0
                 continue
-            cal = calibrate_label_cut(lm) if reference is not None else None
-            mask, detail = lm.issues(cal)
+            mask, detail = lm.issues()
             count = mark(mask, REASON_LABEL_ISSUE)
             for i in np.flatnonzero(mask):
                 suggested = plain(lm.classes[lm.suggested[i]])

@@ -19,7 +19,7 @@ def test_the_report_renders_with_its_sections(poisoned, poisoned_result):
     ):
         assert section in page
     assert page.count("<svg") == 2 and "cut" in page
-    assert "Cut: calibrated: Benjamini-Hochberg at false discovery rate 0.1" in page
+    assert "Cut: per class: the estimated number of issues" in page
     assert "Cut: per class: Benjamini-Hochberg" in page  # out_of_distribution
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert page.count("class='suspect'") == min(25, poisoned_result.summary["rows_quarantined"])

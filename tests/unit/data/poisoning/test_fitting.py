@@ -38,12 +38,13 @@ def _twins(seed: int, n: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 @pytest.fixture
 def nearest(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The screen's model replaced by a 1-nearest-neighbour one, which repeats what it saw."""
+    """The screen's models replaced by 1-nearest-neighbour ones, which repeat what they saw."""
 
     def model(encoder: Any, seed: int, *, regression: bool = False) -> Any:
         return KNeighborsRegressor(n_neighbors=1) if regression else KNeighborsClassifier(n_neighbors=1)
 
     monkeypatch.setattr(fitting, "_hgb", model)
+    monkeypatch.setattr(fitting, "_linear", lambda encoder, seed, rows=0: KNeighborsClassifier(n_neighbors=1))
 
 
 def test_the_model_is_a_classifier_or_a_regressor_with_the_categorical_columns() -> None:
@@ -71,76 +72,92 @@ def test_a_fold_model_missing_a_class_writes_into_that_class_columns() -> None:
     assert out.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.5]]
 
 
-def test_out_of_fold_probabilities_learn_the_signal() -> None:
-    x, y, encoder = _data(0)
-    proba = fitting.oof_proba(x, y, 3, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
-    assert proba.shape == (len(x), 3) and np.allclose(proba.sum(axis=1), 1)
-    assert (proba.argmax(axis=1) == y).mean() > 0.7  # chance is 1/3
-    again = fitting.oof_proba(x, y, 3, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
-    np.testing.assert_array_equal(proba, again)
+def test_pooled_probabilities_learn_the_signal_with_and_without_a_reference() -> None:
+    x, y, encoder = _data(0, n=300)
+    alone, none = fitting.pooled_oof_proba(x, y, 3, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
+    assert none is None and alone.shape == (300, 3) and np.allclose(alone.sum(axis=1), 1)
+    assert (alone.argmax(axis=1) == y).mean() > 0.7  # chance is 1/3
+    proba, ref = fitting.pooled_oof_proba(
+        x[:200], y[:200], 3, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0,
+        reference_x=x[200:], reference_y=y[200:],
+    )  # fmt: skip
+    assert ref is not None and ref.shape == (100, 3) and np.allclose(ref.sum(axis=1), 1)
+    assert (proba.argmax(axis=1) == y[:200]).mean() > 0.7 and (ref.argmax(axis=1) == y[200:]).mean() > 0.7
+    again, _ = fitting.pooled_oof_proba(x, y, 3, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
+    np.testing.assert_array_equal(alone, again)
 
 
-def test_out_of_fold_never_predicts_a_row_with_a_model_that_saw_it(nearest) -> None:
-    """A 1-NN model repeats a seen row's label: out of fold, a row is never its own neighbour; with
-    groups, never its twin's either."""
+def test_the_linear_model_reads_missing_values_and_categories() -> None:
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "c": rng.choice(["x", "y", "z"], 200)})
+    y = ((frame["c"] == "x") | (frame["a"] > 1)).to_numpy().astype(np.int64)
+    frame.loc[::7, "a"] = np.nan
+    encoder = Encoder.fit(frame, ["a", "c"])
+    x = encoder.transform(frame)
+    model = fitting._linear(encoder, 0, len(x)).fit(x, y)
+    assert (model.predict(x) == y).mean() > 0.85
+    assert fitting._linear(encoder, 0, 50)[0].transformers[0][1][-1].n_quantiles == 50
+
+
+def test_no_row_is_scored_by_a_model_that_saw_it_or_its_copy(nearest) -> None:
+    """A 1-NN model repeats a seen row's label: out of fold, a row is never its own neighbour;
+    with groups, never its twin's either; a reference row neither."""
     x, y, groups = _twins(1)
     encoder = Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
-    split = fitting.oof_proba(x, y, 2, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
+    split, _ = fitting.pooled_oof_proba(x, y, 2, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0)
     # The twin lands in another fold 2 times in 3 and then gives the label away (expected 5/6).
     assert (split.argmax(axis=1) == y).mean() > 0.72
-    grouped = fitting.oof_proba(x, y, 2, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=groups)
+    grouped, _ = fitting.pooled_oof_proba(
+        x, y, 2, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=groups
+    )
     assert 0.35 < (grouped.argmax(axis=1) == y).mean() < 0.65  # the random label is not learnable
-    # Each copy pair was predicted by one model: both copies get the same probabilities.
     np.testing.assert_array_equal(grouped[0::2], grouped[1::2])
+    # The batch's copies of the reference's rows: the reference teaches the batch's models (a
+    # copy is given away unless its twin is in the same fold), its own rows are scored out of fold.
+    rx, ry = x[0::2], y[0::2]
+    batch, ref = fitting.pooled_oof_proba(
+        rx, ry, 2, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, reference_x=rx.copy(), reference_y=ry
+    )
+    assert ref is not None
+    assert (batch.argmax(axis=1) == ry).mean() > 0.55
+    assert (ref.argmax(axis=1) == ry).mean() > 0.55  # the batch's copies teach the reference's too
 
 
 def test_fits_on_more_rows_than_max_fit_rows_use_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []
-    real = fitting._hgb
 
-    def recording(encoder: Any, seed: int, *, regression: bool = False) -> Any:
-        model = real(encoder, seed, regression=regression)
-        fit = model.fit
+    def recording(make: Any) -> Any:
+        def build(*args: Any, **kwargs: Any) -> Any:
+            model = make(*args, **kwargs)
+            fit = model.fit
 
-        def fit_and_count(x: np.ndarray, y: np.ndarray) -> Any:
-            sizes.append(len(x))
-            return fit(x, y)
+            def fit_and_count(x: np.ndarray, y: np.ndarray) -> Any:
+                sizes.append(len(x))
+                return fit(x, y)
 
-        model.fit = fit_and_count
-        return model
+            model.fit = fit_and_count
+            return model
 
-    monkeypatch.setattr(fitting, "_hgb", recording)
+        return build
+
+    monkeypatch.setattr(fitting, "_hgb", recording(fitting._hgb))
+    monkeypatch.setattr(fitting, "_linear", recording(fitting._linear))
     x, y, encoder = _data(2, n=150)
-    proba = fitting.oof_proba(x, y, 3, encoder, folds=FOLDS, max_fit_rows=60, seed=0)
-    assert sizes == [60] * FOLDS and np.allclose(proba.sum(axis=1), 1)
+    proba, ref = fitting.pooled_oof_proba(
+        x[:100],
+        y[:100],
+        3,
+        encoder,
+        folds=FOLDS,
+        max_fit_rows=60,
+        seed=0,
+        reference_x=x[100:],
+        reference_y=y[100:],
+    )
+    assert sizes == [60] * (2 * FOLDS) and np.allclose(proba.sum(axis=1), 1) and ref is not None
     sizes.clear()
     fitting.oof_predict(x, x[:, 0], encoder, folds=FOLDS, max_fit_rows=60, seed=0, groups=np.arange(len(x)))
     assert sizes == [60] * FOLDS
-
-
-def test_cross_fitting_on_the_reference(nearest) -> None:
-    """Each reference row is scored by the one model that did not see it; a batch row by the
-    average of all of them (so a batch copy of a reference row is seen by folds - 1 of them)."""
-    x, y, _ = _twins(3)
-    rx, ry = x[0::2], y[0::2]  # one copy of each: random labels nothing can predict out of fold
-    encoder = Encoder.fit(pd.DataFrame(rx, columns=["a", "b"]), ["a", "b"])
-    ref_proba, batch_proba = fitting.crossfit_proba(
-        rx, ry, 2, encoder, rx, folds=FOLDS, max_fit_rows=10_000, seed=0
-    )
-    assert ref_proba.shape == batch_proba.shape == (len(rx), 2)
-    assert np.allclose(ref_proba.sum(axis=1), 1) and np.allclose(batch_proba.sum(axis=1), 1)
-    assert 0.35 < (ref_proba.argmax(axis=1) == ry).mean() < 0.65
-    own = batch_proba[np.arange(len(rx)), ry]
-    assert np.all(own >= (FOLDS - 1) / FOLDS - 1e-9)
-
-
-def test_cross_fitted_probabilities_on_new_rows_learn_the_signal() -> None:
-    x, y, encoder = _data(4, n=300)
-    ref_proba, batch_proba = fitting.crossfit_proba(
-        x[:200], y[:200], 3, encoder, x[200:], folds=FOLDS, max_fit_rows=10_000, seed=0
-    )
-    assert (ref_proba.argmax(axis=1) == y[:200]).mean() > 0.7
-    assert (batch_proba.argmax(axis=1) == y[200:]).mean() > 0.7
 
 
 def test_out_of_fold_regression_learns_the_signal_and_keeps_copies_in_one_fold(nearest) -> None:

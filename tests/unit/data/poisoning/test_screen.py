@@ -91,7 +91,7 @@ def test_injected_poison_is_caught(poisoned, poisoned_result, reference):
     assert result.summary["check_counts"]["duplicates"] == 12
     # The duplicates check alone also judges the copies with the reference's models.
     alone = screen(poisoned, checks=["duplicates"], reference=reference)
-    assert alone.summary["checks"]["duplicates"]["model_source"] == "reference"
+    assert alone.summary["checks"]["duplicates"]["model_source"] == "batch and reference"
     held = set(alone.quarantined["_row_index"])
     assert set(info["conflicting_duplicates"]) <= held and not held & set(info["duplicate_sources"])
     # Hidden fraud (fraud relabelled legitimate) is caught; the kNN rule missed most of it.
@@ -108,13 +108,20 @@ def test_injected_poison_is_caught(poisoned, poisoned_result, reference):
 def test_summary_has_scores_and_thresholds(poisoned_result):
     checks = poisoned_result.summary["checks"]
     label = checks["label_issues"]
-    assert label["threshold"].startswith("calibrated")
+    assert label["threshold"].startswith("per class: the estimated number of issues")
     assert set(label["classes"]) == {"0", "1"}
-    assert label["model_source"] == "reference" and label["fdr_level"] == 0.1
-    assert label["discoveries"] == poisoned_result.summary["check_counts"]["label_issues"] > 0
+    assert label["model_source"] == "batch and reference"
+    suspects = sum(d["suspects"] for d in label["classes"].values())
+    assert suspects == poisoned_result.summary["check_counts"]["label_issues"] > 0
     for detail in label["classes"].values():
         assert detail["cut"] is None or detail["cut"] <= 0
         assert 0 < detail["mean_self_confidence"] <= 1
+        assert 0 <= detail["reference_ambiguous_share"] < 1
+        assert (
+            detail["suspects"]
+            <= round(detail["estimated_after_baseline"])
+            <= detail["estimated_issues"] + 0.5
+        )
     ood = checks["out_of_distribution"]
     assert ood["fitted_on"] == "reference" and ood["threshold"].startswith("per class: Benjamini-Hochberg")
     assert set(ood["class_cuts"]) == {"0", "1"}
@@ -146,8 +153,8 @@ def test_flips_in_balanced_data_beat_the_knn_rule():
 
 def test_flips_into_a_rare_class_are_caught_and_its_clean_rows_spared():
     """2 % positives, 10 % random flips: most flips go *into* the rare class and outnumber its
-    genuine rows. Its clean rows were flagged by the old rule or the flips missed; BH on p-values
-    against the reference's own positives adapts to the amount of poison in each class."""
+    genuine rows. Its clean rows were flagged by the old rule or the flips missed; the count of
+    issues estimated per class adapts to the amount of poison in each."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
@@ -155,15 +162,15 @@ def test_flips_into_a_rare_class_are_caught_and_its_clean_rows_spared():
         class_sep=1.5, random_state=7,
     )  # fmt: skip
     ref, batch, args, clean = screen_clean_half(x, y, max_suspect_fraction=1.0)
-    assert clean.summary["checks"]["label_issues"]["model_source"] == "reference"
+    assert clean.summary["checks"]["label_issues"]["model_source"] == "batch and reference"
     flips = np.random.default_rng(1).choice(len(batch), size=1000, replace=False)
     recall, precision = flip_and_screen(batch, ref, flips, max_suspect_fraction=1.0, **args)
     assert recall >= 0.9 and precision >= 0.9, (recall, precision)
 
 
 def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
-    """Scored by models cross-fitted on the clean reference, a clean batch has at most 1 % of each
-    class flagged, and most 10 % random flips are caught."""
+    """With a clean reference, a clean batch has at most 1 % of each class flagged, and most 10 %
+    random flips are caught."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
@@ -171,7 +178,7 @@ def test_clean_rows_are_spared_and_flips_caught_in_balanced_data():
     )
     ref, batch, args, clean = screen_clean_half(x, y, max_suspect_fraction=0.2)
     for detail in clean.summary["checks"]["label_issues"]["classes"].values():
-        assert detail["reference_flag_rate"] <= 0.01 and (detail["cut"] is None or detail["cut"] <= 0)
+        assert detail["suspects"] <= 0.01 * detail["rows"] and (detail["cut"] is None or detail["cut"] <= 0)
     flips = np.random.default_rng(0).choice(len(batch), size=300, replace=False)
     recall, precision = flip_and_screen(batch, ref, flips, max_suspect_fraction=0.2, **args)
     assert recall >= 0.55 and precision >= 0.85, (recall, precision)
