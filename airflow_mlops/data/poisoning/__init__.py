@@ -16,26 +16,24 @@ each class (``class_counts``) or the target's quantiles (``target``).
 Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets a reason):
 
 ``label_issues`` (old name ``label_flips``)
-    Confident learning on class probabilities from models that never saw the row they score.
-    **With a reference** (the trusted rows), ``folds`` HistGradientBoosting
-    models are cross-fitted on the reference alone (poisoned rows cannot teach them their labels):
-    each reference row is scored by the model that did not see it, each batch row by the
-    average of all of them. A row's score is the class-normalised log-likelihood ratio
-    ``log(p_y / prior_y) - max_j!=y log(p_j / prior_j)``, so a rare class is judged against its
-    own rate, not the majority's. Its conformal p-value is its rank among the reference's scores
-    *of the same class* (a clean batch row is exchangeable with them), smoothed below the lowest
-    one (exponential tail, :func:`~.stats.conformal_p_values`); per class, Benjamini-Hochberg at false
-    discovery rate :data:`FDR_LEVEL` over the rows whose label is less likely than another class
-    picks the suspects (reason ``label_issue``). The cut adapts to the amount of poison: a clean
-    batch has almost no suspects (any at all with probability at most ``FDR_LEVEL`` per class),
-    a class swamped by flips loses them all. **Without a reference** (or one with fewer than
-    :data:`MIN_CALIBRATION_ROWS` rows of a class): out-of-fold models on the batch itself
-    (``folds`` folds, at most ``max_fit_rows`` rows each, copies of a row in one fold), the
-    confident-learning rule (the class the probabilities confidently point to, ``p_j >= t_j``
-    with ``t_j`` the mean self-confidence of class ``j``, is not the label) and the fixed cut
-    :data:`UNCALIBRATED_LABEL_CUT`.
+    Confident learning on class probabilities from models that never saw the row they score
+    (:mod:`.label_issues`). Every fold's models (gradient-boosted trees and a logistic regression,
+    their probabilities averaged) learn from the batch's other folds **and**, when one is given,
+    the reference's other folds, and score the batch's and the reference's held-out rows: a clean
+    batch row and a reference row are scored alike. Per class, the number of rows whose label is
+    wrong is estimated by the calibrated confident joint (a row counts for the likeliest class
+    whose probability reaches that class's mean self-confidence, measured on the reference's
+    clean rows when given). **With a reference** the share of its rows the same count finds
+    (genuinely ambiguous rows, a weak model), plus :data:`BASELINE_Z` standard errors, is taken
+    off, and a class the batch holds more of than the reference's share (beyond sampling noise)
+    has taken in at least that many rows. **Without a reference** a class whose estimate is under
+    :data:`MIN_ISSUE_SHARE` of its rows is left alone. The estimated number of rows, among those
+    whose label is not the likeliest class, with the largest margin ``max_j p_j - p_label`` are
+    suspect (reason ``label_issue``; the row's score is ``p_label - max_j p_j``). The reference
+    only adds evidence: more rows to learn from and a measured baseline, no p-value floor tied to
+    its size.
     **Regression**: residual outliers. HistGradientBoosting regressors, cross-fitted on the
-    reference (or out of fold on the batch) as above, predict each row; its score is
+    reference (or out of fold on the batch), predict each row; its score is
     ``|residual - median| / (MAD / 0.6745)`` of the residuals (the reference's when given). With a
     reference: conformal p-values against the reference's own out-of-fold scores and
     Benjamini-Hochberg at :data:`FDR_LEVEL`; without: the fixed cut
@@ -50,10 +48,10 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     summary says so) and the cut comes from its own scores: the :data:`OOD_QUANTILE` quantile plus
     half its distance from the median. Independently, a value more than ``outlier_threshold``
     robust z-scores (``0.6745 * |x - median| / MAD`` against the reference; a heavy-tailed column
-    ``>= 0`` is first log-compressed as ``log(x + median)``) from the median (and, with a
-    reference, outside the range of the reference's values by more than
-    :data:`EXTREME_RANGE_MARGIN` x its width; in a column whose MAD is 0 only an infinite value
-    counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
+    ``>= 0`` is first log-compressed as ``log(x + median)``) from the median and outside the
+    range of the reference's values (without a reference: of the batch's, less
+    :data:`BATCH_RANGE_SHARE` at each end) by more than :data:`EXTREME_RANGE_MARGIN` x its width
+    (in a column whose MAD is 0 only an infinite value counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
     that is log-compressed), makes a row suspect too. A regression has no classes: one cut for all
     rows.
 ``duplicates``
@@ -102,6 +100,7 @@ from airflow_mlops.data.poisoning.features import LOG_SKEW_THRESHOLD, MAX_CATEGO
 from airflow_mlops.data.poisoning.fitting import SMALL_FIT_ROWS
 from airflow_mlops.data.poisoning.label_issues import BASELINE_Z, MIN_ISSUE_SHARE
 from airflow_mlops.data.poisoning.out_of_distribution import (
+    BATCH_RANGE_SHARE,
     EXTREME_RANGE_MARGIN,
     MIN_OOD_CLASS_ROWS,
     OOD_MARGIN,
@@ -140,6 +139,7 @@ from airflow_mlops.data.poisoning.stats import (
 
 __all__ = [
     "BASELINE_Z",
+    "BATCH_RANGE_SHARE",
     "CHECKS",
     "CHECK_ALIASES",
     "CLASS_SHIFT_Z",

@@ -18,6 +18,10 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    the share of clean rows of class ``i`` that look like another class to these models (genuinely
    ambiguous rows, a weak model). That share of the batch's rows of class ``i``, plus one standard
    error (:data:`BASELINE_Z`), is taken off the estimate: a clean batch leaves (almost) nothing.
+   A class the batch holds more rows of than the reference's share says (beyond one standard
+   error of sampling noise) has taken in at least that many rows of other classes; the estimate
+   is at least that excess. Flips into a rare class can outnumber its genuine rows, and models
+   that learn from the batch then find them plausible; the class's count still says so.
    Without a reference there is no such baseline, and a class whose estimate is under
    :data:`MIN_ISSUE_SHARE` of its rows is left alone (a few ambiguous rows are not poisoning).
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
@@ -216,6 +220,11 @@ class LabelModel:
                 **(
                     {"reference_ambiguous_share": float(estimate["reference_share"][j])}
                     if "reference_share" in estimate
+                    else {}
+                ),
+                **(
+                    {"excess_over_reference_share": round(float(estimate["inflow"][j]), 2)}
+                    if "inflow" in estimate
                     else {}
                 ),
                 "estimated_after_baseline": round(float(estimate["issues"][j]), 2),

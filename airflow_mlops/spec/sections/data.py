@@ -136,9 +136,10 @@ class PoisoningConfig(StrictModel):
         default_factory=lambda: list(screen.CHECKS),  # type: ignore[arg-type]
         description="Which screens run. duplicates: exact and near duplicate rows with conflicting "
         "labels (the copies that disagree with the model's view). label_issues: rows whose label "
-        "gradient-boosting models cross-fitted on the reference find unlikely, judged against the "
-        "reference's rows of the same class (conformal p-values, Benjamini-Hochberg at a 10 % false "
-        "discovery rate; without a reference: out-of-fold models on the batch, a fixed cut). "
+        "out-of-fold models (gradient-boosted trees and a logistic regression) fitted on the batch and "
+        "the reference find less likely than another class; per class, as many as confident learning "
+        "estimates are mislabelled, less what the same models make of the reference's clean rows "
+        "(without a reference: a class under 2 % of its rows is left alone). "
         "out_of_distribution: rows an isolation forest fitted on half the reference finds more "
         "anomalous than the other half (same test), or with a value beyond outlier_threshold. "
         "class_balance: a label rate far from the "
@@ -180,12 +181,12 @@ class PoisoningConfig(StrictModel):
         screen.FOLDS,
         ge=2,
         le=20,
-        description="label_issues: folds of the cross-fitted (or, without a reference, out-of-fold) models.",
+        description="label_issues: folds of the out-of-fold models (the batch's and the reference's rows).",
     )
     max_fit_rows: int = Field(
         screen.MAX_FIT_ROWS,
         ge=100,
-        description="label_issues: at most this many rows train each fold's model (every row is scored).",
+        description="label_issues: at most this many rows train each fold's models (every row is scored).",
     )
     seed: int = Field(
         screen.SEED, ge=0, description="Seed of the folds, subsamples and models of the screen."

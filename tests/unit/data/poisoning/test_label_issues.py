@@ -208,3 +208,30 @@ def test_rows_of_a_rare_class_in_the_reference_count_towards_its_folds() -> None
         reference_x=ref_x, reference_labels=ref_y,
     )  # fmt: skip
     assert model.status == "ran" and model.proba.shape == (40, 2)
+
+
+def test_a_class_swollen_beyond_the_reference_share_takes_in_at_least_its_excess() -> None:
+    """Flips into a rare class that the models learn (their probabilities say the flipped rows are
+    plausible): the confident joint misses them, the class's excess over its reference share
+    does not."""
+    rng = np.random.default_rng(9)
+    n, ref_n = 3000, 3000
+    y = (rng.random(n) < 0.02).astype(np.int64)
+    ref_y = (rng.random(ref_n) < 0.02).astype(np.int64)
+    flipped = rng.choice(np.flatnonzero(y == 0), size=300, replace=False)
+    y[flipped] = 1
+    # models that learnt the flips: the flipped rows look like positives of middling confidence
+    p1 = np.where(y == 1, 0.9, 0.01)
+    p1[flipped] = rng.uniform(0.3, 0.45, len(flipped))
+    ref_p1 = np.where(ref_y == 1, 0.9, 0.01)
+    model = _model(np.column_stack([1 - p1, p1]), y, np.column_stack([1 - ref_p1, ref_p1]), ref_y)
+    estimate = model.estimated_issues()
+    share = np.bincount(ref_y) / ref_n
+    total = float(n)
+    spread = np.sqrt(total * share * (1 - share) + total**2 * share * (1 - share) / ref_n)
+    excess = np.maximum(0, np.bincount(y) - share * total - label_issues.BASELINE_Z * spread)
+    np.testing.assert_allclose(estimate["inflow"], excess)
+    assert estimate["issues"][1] >= excess[1] > 250
+    mask, detail = model.issues()
+    assert len(set(np.flatnonzero(mask)) & set(flipped)) >= 0.85 * len(flipped)
+    assert detail["classes"]["1"]["excess_over_reference_share"] == pytest.approx(excess[1], abs=0.01)
