@@ -125,7 +125,8 @@ def pooled_oof_proba(
     if reference_x is not None and reference_y is not None and len(reference_x):
         ref_proba = np.zeros((len(reference_x), k))
         ref_fold = _fold_of_rows(reference_x, reference_y, folds, seed + 1, None)
-    rows = len(x) + (0 if reference_x is None else len(reference_x))
+    # The rows each fold's models learn from decide the threads (not the rows scored).
+    rows = (len(x) + (0 if reference_x is None else len(reference_x))) * (folds - 1) // folds
     # A logistic regression that stops short of convergence still ranks rows (its
     # probabilities are averaged with the trees'): not worth a warning per fold.
     with (
