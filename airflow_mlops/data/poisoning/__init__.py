@@ -25,8 +25,8 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     whose probability reaches that class's mean self-confidence, measured on the reference's
     clean rows when given). **With a reference** the share of its rows the same count finds
     (genuinely ambiguous rows, a weak model), plus :data:`BASELINE_Z` standard errors, is taken
-    off, and a class the batch holds more of than the reference's share (beyond sampling noise)
-    has taken in at least that many rows. **Without a reference** a class whose estimate is under
+    off, and a class the batch holds more of than the reference's share (beyond :data:`EXCESS_Z`
+    standard errors of sampling noise) has taken in at least that many rows. **Without a reference** a class whose estimate is under
     :data:`MIN_ISSUE_SHARE` of its rows is left alone. The estimated number of rows, among those
     whose label is not the likeliest class, with the largest margin ``max_j p_j - p_label`` are
     suspect (reason ``label_issue``; the row's score is ``p_label - max_j p_j``). The reference
@@ -98,7 +98,7 @@ from airflow_mlops.data.poisoning.duplicates import (
 )
 from airflow_mlops.data.poisoning.features import LOG_SKEW_THRESHOLD, MAX_CATEGORIES, build_feature_matrix
 from airflow_mlops.data.poisoning.fitting import SMALL_FIT_ROWS
-from airflow_mlops.data.poisoning.label_issues import BASELINE_Z, MIN_ISSUE_SHARE
+from airflow_mlops.data.poisoning.label_issues import BASELINE_Z, EXCESS_Z, MIN_ISSUE_SHARE
 from airflow_mlops.data.poisoning.out_of_distribution import (
     BATCH_RANGE_SHARE,
     EXTREME_RANGE_MARGIN,
@@ -146,6 +146,7 @@ __all__ = [
     "DATASET_CHECKS",
     "DUPLICATE_RESIDUAL_Z",
     "DUPLICATE_TARGET_SHARE",
+    "EXCESS_Z",
     "EXTREME_RANGE_MARGIN",
     "FDR_LEVEL",
     "LOG_SKEW_THRESHOLD",

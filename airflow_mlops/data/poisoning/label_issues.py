@@ -18,8 +18,8 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    the share of clean rows of class ``i`` that look like another class to these models (genuinely
    ambiguous rows, a weak model). That share of the batch's rows of class ``i``, plus one standard
    error (:data:`BASELINE_Z`), is taken off the estimate: a clean batch leaves (almost) nothing.
-   A class the batch holds more rows of than the reference's share says (beyond one standard
-   error of sampling noise) has taken in at least that many rows of other classes; the estimate
+   A class the batch holds more rows of than the reference's share says (beyond
+   :data:`EXCESS_Z` standard errors of sampling noise) has taken in at least that many rows of other classes; the estimate
    is at least that excess. Flips into a rare class can outnumber its genuine rows, and models
    that learn from the batch then find them plausible; the class's count still says so.
    Without a reference there is no such baseline, and a class whose estimate is under
@@ -54,6 +54,11 @@ BASELINE_Z = 1.0
 # Without a reference: a class whose estimated issues are under this share of its rows is left
 # alone (every data set has a few rows the models find ambiguous).
 MIN_ISSUE_SHARE = 0.02
+# The variance added to the baseline's (a reference that finds no ambiguous row still leaves
+# sampling noise in the batch's count).
+ERROR_FLOOR = 1.0
+# Standard errors of sampling noise a class's excess over its reference share must exceed.
+EXCESS_Z = 3.0
 
 
 @dataclass
@@ -176,7 +181,7 @@ class LabelModel:
         )
         # Binomial error of the batch's ambiguous rows and of the share measured on the reference.
         error = np.sqrt(
-            rows * ref_share + rows**2 * ref_share * (1 - ref_share) / np.maximum(ref_rows, 1) + 1.0
+            rows * ref_share + rows**2 * ref_share * (1 - ref_share) / np.maximum(ref_rows, 1) + ERROR_FLOOR
         )
         issues = np.maximum(0.0, raw - ref_share * rows - BASELINE_Z * error)
         # A class the batch holds more of than the reference says it should has taken in at least
@@ -184,7 +189,7 @@ class LabelModel:
         share = ref_rows / ref_rows.sum()
         total = rows.sum()
         spread = np.sqrt(total * share * (1 - share) + total**2 * share * (1 - share) / ref_rows.sum())
-        inflow = np.maximum(0.0, rows - share * total - BASELINE_Z * spread)
+        inflow = np.maximum(0.0, rows - share * total - EXCESS_Z * spread)
         return {
             "rows": rows,
             "raw": raw,

@@ -229,7 +229,7 @@ def test_a_class_swollen_beyond_the_reference_share_takes_in_at_least_its_excess
     share = np.bincount(ref_y) / ref_n
     total = float(n)
     spread = np.sqrt(total * share * (1 - share) + total**2 * share * (1 - share) / ref_n)
-    excess = np.maximum(0, np.bincount(y) - share * total - label_issues.BASELINE_Z * spread)
+    excess = np.maximum(0, np.bincount(y) - share * total - label_issues.EXCESS_Z * spread)
     np.testing.assert_allclose(estimate["inflow"], excess)
     assert estimate["issues"][1] >= excess[1] > 250
     mask, detail = model.issues()
