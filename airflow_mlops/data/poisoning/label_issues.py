@@ -58,7 +58,7 @@ MIN_ISSUE_SHARE = 0.02
 # sampling noise in the batch's count).
 ERROR_FLOOR = 1.0
 # Standard errors of sampling noise a class's excess over its reference share must exceed.
-EXCESS_Z = 2.0
+EXCESS_Z = 2.5
 
 
 @dataclass
