@@ -294,17 +294,19 @@ def mean_loss(
     """The mean loss per row of ``(x, y)``, in chunks of :data:`_EVAL_CHUNK` rows (a weighted
     loss that has ``parts``: its weighted mean over the whole set, whatever the chunks)."""
     model.eval()
+
+    def unweighted(out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return sum_loss_fn(out, target), len(target)
+
+    parts = getattr(sum_loss_fn, "parts", unweighted)
     total = weights = 0.0
-    parts = getattr(sum_loss_fn, "parts", None)
     with torch.inference_mode():
         for start in range(0, len(y), _EVAL_CHUNK):
-            out, target = model(x[start : start + _EVAL_CHUNK]), y[start : start + _EVAL_CHUNK]
-            if parts is None:
-                total += float(sum_loss_fn(out, target))
-            else:
-                chunk_total, chunk_weights = parts(out, target)
-                total, weights = total + float(chunk_total), weights + float(chunk_weights)
-    value = total / len(y) if parts is None else total / max(weights, 1e-12)
+            chunk_total, chunk_weights = parts(
+                model(x[start : start + _EVAL_CHUNK]), y[start : start + _EVAL_CHUNK]
+            )
+            total, weights = total + float(chunk_total), weights + float(chunk_weights)
+    value = total / max(weights, 1e-12)
     if not math.isfinite(value):
         raise TrainingError("the validation loss is not finite; lower params.lr or check the data")
     return value

@@ -118,13 +118,13 @@ def pooled_oof_proba(
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
-    fold = _fold_of_rows(x, y, folds, seed, groups)
+    fold = _fold_of_rows(y, folds, seed, groups)
     proba = np.zeros((len(x), k))
     ref_proba = None
     ref_fold = None
     if reference_x is not None and reference_y is not None and len(reference_x):
         ref_proba = np.zeros((len(reference_x), k))
-        ref_fold = _fold_of_rows(reference_x, reference_y, folds, seed + 1, None)
+        ref_fold = _fold_of_rows(reference_y, folds, seed + 1, None)
     # The rows each fold's models learn from decide the threads (not the rows scored).
     rows = (len(x) + (0 if reference_x is None else len(reference_x))) * (folds - 1) // folds
     # A logistic regression that stops short of convergence still ranks rows (its
@@ -146,17 +146,15 @@ def pooled_oof_proba(
                 tx, ty = tx[keep], ty[keep]
             models = [_hgb(encoder, seed).fit(tx, ty), _linear(encoder, seed, len(tx)).fit(tx, ty)]
             test = np.flatnonzero(fold == f)
+            ref_test = None if ref_fold is None else np.flatnonzero(ref_fold == f)
             for model in models:
                 _predict_into(proba, test, model, x[test], 1.0 / len(models))
-                if ref_fold is not None and ref_proba is not None:
-                    ref_test = np.flatnonzero(ref_fold == f)
-                    _predict_into(ref_proba, ref_test, model, reference_x[ref_test], 1.0 / len(models))  # type: ignore[index]
+                if ref_test is not None:
+                    _predict_into(ref_proba, ref_test, model, reference_x[ref_test], 1.0 / len(models))  # type: ignore[arg-type,index]
     return proba, ref_proba
 
 
-def _fold_of_rows(
-    x: np.ndarray, y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None
-) -> np.ndarray:
+def _fold_of_rows(y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
     """The fold of each row: stratified by label; with ``groups``, by each group's first row,
     every copy in its group's fold."""
     import warnings

@@ -79,7 +79,6 @@ class LabelModel:
     score: np.ndarray  # p_label - max p_other (NaN unlabelled); below 0: another class likelier
     suggested: np.ndarray  # the likeliest class where it is not the label (-1: the label is)
     source: str = "batch"
-    note: str = ""
     # The reference's rows and their out-of-fold probabilities (same fold models).
     ref_y: np.ndarray | None = None
     ref_proba: np.ndarray | None = None
@@ -258,7 +257,6 @@ class LabelModel:
             "candidates": int(candidate.sum()),
             "classes": per_class,
             "cuts": [finite_or_none(c) for c in cuts],
-            **({"note": self.note} if self.note else {}),
         }
         return mask, detail
 

@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 
 # 0.6745 is the 75th percentile of the standard normal: it makes the MAD comparable to a stdev.
 MAD_TO_Z = 0.6745
-# label_issues and out_of_distribution with a reference: the false discovery rate of
-# Benjamini-Hochberg; the p-value below which a row is suspect even when BH alone would not flag
-# it (so at most ~0.05 % of a clean class is); the fewest reference rows of each class the label
-# check needs to use the reference (HistGradientBoosting's min_samples_leaf: fewer cannot have a
-# leaf of their own; else it falls back to the batch's own out-of-fold models and the fixed cut
-# UNCALIBRATED_LABEL_CUT of label_issues.py).
+# The regression form of label_issues and out_of_distribution with a reference: the false discovery
+# rate of Benjamini-Hochberg; the p-value below which a row is suspect even when BH alone would not
+# flag it (so at most ~0.05 % of a clean class is); the fewest finite-target reference rows the
+# regression check needs to use the reference (HistGradientBoosting's min_samples_leaf: fewer
+# cannot have a leaf of their own; else it falls back to the batch's own out-of-fold regressors
+# and the fixed cut UNCALIBRATED_RESIDUAL_CUT of residuals.py).
 FDR_LEVEL = 0.1
 ROW_LEVEL = 0.0005
 MIN_CALIBRATION_ROWS = 20

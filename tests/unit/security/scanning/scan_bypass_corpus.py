@@ -127,6 +127,19 @@ def os_system_payload(proto4: bool = True) -> bytes:
 PAYLOAD_TAIL = b"0" + os_system_payload() + b"."  # POP the array, run the payload, STOP
 
 
+def computed_module_payload() -> bytes:
+    """A STACK_GLOBAL whose module is the result of a call (``getattr(object, "x")``): only
+    executing the pickle could name the import."""
+    return (
+        b"\x80\x04"
+        + sglobal("builtins", "getattr")
+        + tup(sglobal("builtins", "object"), s4("x"))
+        + b"R"
+        + s4("y")
+        + b"\x93."
+    )
+
+
 def wrapper_newobj(
     shape: bytes, dtype: bytes, *, alignment: bytes | None = b"K\x10", args: bytes = b")"
 ) -> bytes:

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scan_bypass_corpus import EVIL_PICKLE, npy_bytes, os_system_payload, s4, sglobal, tglobal, tup
+from scan_bypass_corpus import (
+    EVIL_PICKLE,
+    computed_module_payload,
+    npy_bytes,
+    os_system_payload,
+    s4,
+    sglobal,
+    tglobal,
+    tup,
+)
 
 from airflow_mlops.security.scanning.formats import (
     Hit,
@@ -136,14 +145,7 @@ def test_a_global_imported_twice_is_reported_once() -> None:
 
 def test_an_import_that_needs_execution_to_name_is_unresolved() -> None:
     # STACK_GLOBAL of (getattr(object, "x"), "y"): the module is the result of a call
-    data = (
-        b"\x80\x04"
-        + sglobal("builtins", "getattr")
-        + tup(sglobal("builtins", "object"), s4("x"))
-        + b"R"
-        + s4("y")
-        + b"\x93."
-    )
+    data = computed_module_payload()
     hits = _scan(data)
     assert K.UNRESOLVED_GLOBAL in _kinds(hits)
     unresolved = next(h for h in hits if h.kind == K.UNRESOLVED_GLOBAL)

@@ -14,7 +14,17 @@ import pickletools
 from pathlib import Path
 
 import pytest
-from scan_bypass_corpus import bint, dtype_bytes, os_system_payload, s4, sglobal, tglobal, tup, wrapper_newobj
+from scan_bypass_corpus import (
+    bint,
+    computed_module_payload,
+    dtype_bytes,
+    os_system_payload,
+    s4,
+    sglobal,
+    tglobal,
+    tup,
+    wrapper_newobj,
+)
 
 from airflow_mlops.security.scanning import scan_model_dir, walker
 from airflow_mlops.security.scanning.walker import (
@@ -119,14 +129,7 @@ def test_os_system_is_resolved_however_its_operands_reach_the_stack(data: bytes,
 
 
 def test_an_import_whose_module_is_computed_is_unresolved_at_its_offset() -> None:
-    data = (
-        b"\x80\x04"
-        + sglobal("builtins", "getattr")
-        + tup(sglobal("builtins", "object"), s4("x"))
-        + b"R"
-        + s4("y")
-        + b"\x93."
-    )
+    data = computed_module_payload()
     walk = walk_bytes(data)
     assert walk.unresolved == [len(data) - 2]
     assert ("builtins", "getattr", "STACK_GLOBAL") in _imports(walk) and walk.calls == 1
