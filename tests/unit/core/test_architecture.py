@@ -41,15 +41,17 @@ BASE = frozenset(
         "artifacts",
     }
 )
-DOMAIN = frozenset({"reports", "data", "security", "training", "registry", "drift"})
+DOMAIN = frozenset({"reports", "data", "security", "training", "registry", "drift", "retrain"})
 # What each part of the package may import besides itself and BASE.
 LAYERS: dict[str, frozenset[str]] = {
     "reports": frozenset(),
+    # Retrain guardrails and reasons: standard library only, so any domain package may record why.
+    "retrain": frozenset(),
     "data": frozenset({"reports"}),
-    "security": frozenset(),
+    "security": frozenset({"retrain"}),
     "training": frozenset({"data", "security"}),
-    "registry": frozenset({"reports", "data", "security", "training"}),
-    "drift": frozenset({"reports", "data", "training", "registry"}),
+    "registry": frozenset({"reports", "data", "security", "training", "retrain"}),
+    "drift": frozenset({"reports", "data", "training", "registry", "retrain"}),
     "compat": frozenset(),
     "hooks": frozenset({"security"}),
     "triggers": frozenset({"data", "compat"}),
