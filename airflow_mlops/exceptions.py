@@ -225,3 +225,17 @@ class PromotionConflictError(PromotionBlockedError):
     """Another request holds the lock on the alias: two promotions raced and this one lost.
     Final: the other decides, and this candidate's evidence compared it with a champion that is
     about to change; re-run it after the other has finished."""
+
+
+class RetrainLedgerError(MLOpsError):
+    """The retrain ledger (the durable record of the retrain gate's decisions) could not be read
+    or written: the store failed, or another gate wrote it between this one's read and write
+    more often than it retries. Transient: the gate task retries and decides against the new
+    ledger (a retried gate finds the decision it recorded, if any)."""
+
+
+class RetrainLedgerCorruptError(RetrainLedgerError):
+    """The retrain ledger holds something that is not a ledger of this pipeline (edited or copied
+    by hand). Final: the gate never decides on a ledger it cannot read; restore or delete it."""
+
+    retryable = False

@@ -48,6 +48,8 @@ RETRYABLE = {
     "RegistryLookupError": False,
     "PromotionBlockedError": False,
     "PromotionConflictError": False,
+    "RetrainLedgerError": True,
+    "RetrainLedgerCorruptError": False,
 }
 
 
