@@ -131,6 +131,7 @@ def save_model_dir(
     threshold_choice: Mapping[str, Any] | None = None,
     init_kwargs: Mapping[str, Any] | None = None,
     target_scaling: Mapping[str, float] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``model`` (any flavor) and its ``model_config.json`` into the existing ``directory``.
 
@@ -143,6 +144,10 @@ def save_model_dir(
     :param init_kwargs: your own torch module only: the JSON keyword arguments that rebuild it.
     :param target_scaling: a regression network trained on a standardised target:
         ``{"mean": m, "std": s}``; predictions are ``m + s * output``.
+    :param calibration: what the monitor estimates the model's performance with when a window
+        has no labels (:mod:`airflow_mlops.training.calibration`: the calibrators of a
+        classifier's probabilities, or a regression's error model), fitted on validation rows;
+        stored as ``calibration`` (JSON numbers only).
     :returns: the config written.
     :raises TrainingError: the model cannot be stored (an unknown library, a classifier without
         probabilities, a torch module defined in ``__main__``, ...).
@@ -197,6 +202,15 @@ def save_model_dir(
             raise TrainingError("an operating threshold applies to binary models only")
         config["threshold"] = float(threshold_choice["value"])
         config["threshold_choice"] = dict(threshold_choice)
+    if calibration is not None:
+        from airflow_mlops.training.calibration import check_calibration
+
+        checked = check_calibration(calibration)
+        if checked["task"] != task:
+            raise TrainingError(
+                f"a calibration fitted for a {checked['task']} model cannot go with a {task} model"
+            )
+        config["calibration"] = checked
 
     writer = {
         "torch": _save_torch,
@@ -362,6 +376,13 @@ class Predictor:
     @property
     def positive_label(self) -> Any:
         return self.config.get("positive_label")
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The stored calibration (:mod:`airflow_mlops.training.calibration`), or None (a model
+        trained without validation rows, or before calibration was stored)."""
+        value = self.config.get("calibration")
+        return dict(value) if isinstance(value, Mapping) else None
 
     @property
     def threshold(self) -> float | None:

@@ -143,7 +143,11 @@ class FitContext:
       with labels and scores of rows the model did not fit on applies :attr:`threshold_rule` (the
       spec's ``evaluation.threshold``) and records the choice, which :meth:`save` stores with the
       model. With a ``fixed`` rule nothing needs choosing; with any other rule a binary fit that
-      records no choice is refused.
+      records no choice is refused;
+    - optional, for performance estimation without labels: ``ctx.calibrate(y_val, output,
+      x_val)`` with rows the model did not fit on records the calibration the monitor estimates
+      the model's metrics with (:mod:`airflow_mlops.training.calibration`); a binary fit's
+      ``choose_threshold`` records it too. A model without one is monitored without estimates.
 
     The trainer then loads the written model back and fails the job if it does not load.
     """
@@ -161,6 +165,7 @@ class FitContext:
     #: classification: the canonical labels (sorted) of the training target; see :meth:`y`.
     classes: list[str] = field(default_factory=list)
     _threshold: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _calibration: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _class_order: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
     _columns: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -224,7 +229,37 @@ class FitContext:
         choice = choose_threshold(y_true, scores, self.threshold_rule)
         self._threshold.clear()
         self._threshold.update(choice)
+        if len(choice.get("validation") or {}) and not self._calibration:
+            self.calibrate(y_true, scores)
         return float(choice["value"])
+
+    def calibrate(self, y_true: Any, output: Any, x: pd.DataFrame | None = None) -> None:
+        """Fit and record the calibration the monitor estimates performance with (stored by
+        :meth:`save`).
+
+        :param y_true: labels of rows the model did not fit on, encoded as :meth:`y` gives them.
+        :param output: the model's output for them (binary: positive-class probabilities;
+            multiclass: ``(rows, classes)`` probabilities in the order of :attr:`classes`;
+            regression: predicted values).
+        :param x: regression only: the feature columns of those rows (the error model reads them).
+        """
+        import numpy as np
+
+        from airflow_mlops.training.calibration import fit_calibration, fit_error_model
+
+        if self.task == "regression":
+            if x is None:
+                raise TrainingRejectedError(
+                    "ctx.calibrate of a regression needs x: the rows' feature columns"
+                )
+            fitted = fit_error_model(y_true, output, x, self.feature_columns)
+        else:
+            labels = [self._class_order[1]] if self.task == "binary" else list(self.classes)
+            fitted = fit_calibration(
+                self.task, np.asarray(y_true).astype(np.int64), output, labels, seed=self.seed
+            )
+        self._calibration.clear()
+        self._calibration.update(fitted)
 
     @property
     def threshold_choice(self) -> dict[str, Any] | None:
@@ -275,6 +310,7 @@ class FitContext:
             threshold_choice=self.threshold_choice,
             init_kwargs=init_kwargs,
             target_scaling=target_scaling,
+            calibration=dict(self._calibration) or None,
         )
 
     def _model_class_order(self, model: Any, given: Sequence[Any] | None = None) -> list[str] | None:
@@ -423,6 +459,7 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
             f"{job.model} returned non-scalar metric(s) {', '.join(bad)}; return numbers or strings"
         )
     threshold = _record_threshold(ctx, out, job.model)
+    _record_calibration(ctx, out)
     if threshold is not None:
         metrics.setdefault("threshold", threshold)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -460,6 +497,28 @@ def _record_threshold(ctx: FitContext, out: Path, entrypoint: str) -> float | No
     path.write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
     log.info("operating threshold %.4g (%s)", choice["value"], choice["rule"])
     return float(choice["value"])
+
+
+def _record_calibration(ctx: FitContext, out: Path) -> None:
+    """Store the fit's calibration in ``model_config.json`` when it was recorded after :meth:`save`."""
+    from airflow_mlops.training.calibration import check_calibration
+    from airflow_mlops.training.flavors import CONFIG_FILE
+
+    path = out / CONFIG_FILE
+    if not ctx._calibration:
+        return
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return
+    if (
+        not isinstance(config, dict)
+        or "calibration" in config
+        or config.get("task") != ctx._calibration["task"]
+    ):
+        return
+    config["calibration"] = check_calibration(ctx._calibration)
+    path.write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
 
 
 def resolve_fit(path: str) -> Any:

@@ -139,6 +139,9 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     )
     if outcome.history is not None:
         metrics["history"] = outcome.history
+    calibration = _calibration(data, outcome, train_df.iloc[val_idx], features, val_idx, seed)
+    if calibration is not None:
+        metrics["calibration"] = _calibration_summary(calibration)
     metrics["duration_seconds"] = round(time.monotonic() - started, 3)
 
     def write(directory: Path) -> None:
@@ -155,6 +158,7 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             training=outcome.training,
             threshold_choice=threshold,
             target_scaling=outcome.target_scaling,
+            calibration=calibration,
         )
 
     _publish(output_dir, write, metrics)
@@ -169,6 +173,32 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         output_dir,
     )
     return metrics
+
+
+def _calibration(
+    data: Any, outcome: Any, val_df: pd.DataFrame, features: list[str], val_idx: np.ndarray, seed: int
+) -> dict[str, Any] | None:
+    """The calibration the monitor estimates performance with (:mod:`airflow_mlops.training.
+    calibration`), fitted on the validation rows; None without any."""
+    from airflow_mlops.training.calibration import fit_calibration, fit_error_model
+
+    if len(val_idx) == 0:
+        log.info("no validation rows: no calibration is stored, the monitor cannot estimate performance")
+        return None
+    y_val = data.y[val_idx]
+    if data.task == "regression":
+        return fit_error_model(y_val, outcome.val_output, val_df, features)
+    labels = [data.class_order[1]] if data.task == "binary" else list(data.class_order)
+    return fit_calibration(data.task, y_val, outcome.val_output, labels, seed=seed)
+
+
+def _calibration_summary(calibration: Mapping[str, Any]) -> str:
+    """``platt`` or ``isotonic x3, identity x1`` (metrics.json; the log)."""
+    if calibration["kind"] == "dle":
+        return "dle"
+    methods = [c["method"] for c in calibration["calibrators"]]
+    counts = {m: methods.count(m) for m in dict.fromkeys(methods)}
+    return methods[0] if len(methods) == 1 else ", ".join(f"{m} x{n}" for m, n in counts.items())
 
 
 def _metric_or_none(task: str, name: str, y: np.ndarray, output: np.ndarray) -> float | None:
