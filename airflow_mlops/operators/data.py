@@ -11,7 +11,7 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.data_screen import PoisoningScreenOperator
 from airflow_mlops.operators.links import ArtifactReportLink
 
-__all__ = ["DataValidateOperator", "PoisoningScreenOperator", "ref_uri", "triggering_data"]
+__all__ = ["DataValidateOperator", "PoisoningScreenOperator", "ref_uri", "retrain_reason", "triggering_data"]
 
 
 def triggering_data(context: Any) -> list[dict[str, Any]]:
@@ -20,6 +20,15 @@ def triggering_data(context: Any) -> list[dict[str, Any]]:
     from airflow_mlops.data.validate_task import triggering_data as named_by
 
     return named_by(context.get("triggering_asset_events"))
+
+
+def retrain_reason(context: Any) -> dict[str, Any]:
+    """Why this run trains, from its triggering asset events and run type (any task of the run
+    can tell): :func:`airflow_mlops.retrain.reason.retrain_reason`."""
+    from airflow_mlops.retrain.reason import retrain_reason as reason_of
+
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return reason_of(context.get("triggering_asset_events"), run_type)
 
 
 class DataValidateOperator(MLOpsBaseOperator):

@@ -13,7 +13,9 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 class ModelSignOperator(MLOpsBaseOperator):
     """Sign the exact model directory with the key in an Airflow connection (OpenSSF model signing),
     and, given the evaluation, the two signed in-toto attestations about it: the evaluation (the
-    gates' verdict, which promotion trusts only from here) and the ML-BOM (CycloneDX 1.6).
+    gates' verdict, which promotion trusts only from here) and the ML-BOM (CycloneDX 1.6). Both
+    name why the run trained (the triggering asset events or the run type:
+    :func:`airflow_mlops.operators.data.retrain_reason`), under the signature.
 
     The private key is read by :class:`~airflow_mlops.hooks.signing.ModelSigningHook`, written
     only to a private temporary file for the signing call, and never logged or returned. The
@@ -96,6 +98,7 @@ class ModelSignOperator(MLOpsBaseOperator):
     ) -> dict[str, Any]:
         """Sign the evaluation attestation and the ML-BOM; store them; return their refs."""
         import airflow_mlops
+        from airflow_mlops.operators.data import retrain_reason
         from airflow_mlops.registry.release import ATTESTATION_FILES, check_blessing, release_attestations
 
         digest = str(self.model["sha256"])
@@ -114,6 +117,8 @@ class ModelSignOperator(MLOpsBaseOperator):
             holdout=self.holdout,
             train_metrics=self.train_metrics if isinstance(self.train_metrics, dict) else None,
             training=self.training,
+            retrain_reason=retrain_reason(context),
+            airflow_run=self.airflow_run(context),
         )
         refs: dict[str, Any] = {}
         for name, filename in ATTESTATION_FILES.items():

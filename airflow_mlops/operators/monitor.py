@@ -48,8 +48,10 @@ __all__ = [  # the scoring columns and run tags stay importable from here
 class DriftEventEmitOperator(MLOpsBaseOperator):
     """Emit the pipeline's ``drift`` asset event when the window drifted; skip when it did not.
 
-    The event's ``extra`` says why (``reasons``, ``drifted_features``), where the reports are, which
-    champion version was monitored, and, when the window has labels, names it as ``data`` (with
+    The event's ``extra`` says why (``reasons``, ``drifted_features``, and ``drift_statistics``: each
+    drifted feature's tests with their statistics and p-values, read from the verified JSON report,
+    :func:`airflow_mlops.retrain.reason.drift_statistics`; ``drift_share``), where the reports are,
+    which champion version was monitored, and, when the window has labels, names it as ``data`` (with
     its ``ArtifactRef``), so the training run it starts learns from the drifted window.
     With ``on_drift="alert"`` the task fails instead (notifiers fire) and no event is emitted.
 
@@ -124,6 +126,7 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
             "champion_version": str(self.champion_version),
             "window": window.uri,
             "source_run": self.airflow_run(context),
+            **self._statistics(),
         }
         if self.labelled is True:
             extra["data"] = [window.uri]
@@ -131,3 +134,18 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
         context["outlet_events"][self.asset].extra = extra
         self.log.info("Emitting %s with extra %s", self.asset.uri, json.dumps(extra, default=str))
         return extra
+
+    def _statistics(self) -> dict[str, Any]:
+        """The drifted features' statistics and the drift share from the JSON report. They
+        describe the event; a report that cannot be read leaves them empty (with a warning)
+        rather than losing the event."""
+        from airflow_mlops.retrain.reason import drift_statistics, finite
+
+        try:
+            with self.scratch() as tmp:
+                report = json.loads(self.fetch(self.report, tmp / "report").read_text())
+        except Exception as exc:
+            self.log.warning("The drift event carries no statistics: reading the report failed: %s", exc)
+            return {"drift_statistics": {}}
+        share = report.get("drift_share") if isinstance(report, dict) else None
+        return {"drift_statistics": drift_statistics(report), "drift_share": finite(share)}

@@ -27,7 +27,8 @@ class ModelRegisterOperator(MLOpsBaseOperator):
     """Register the signed model as a new MLflow model version (idempotent across retries).
 
     The version carries tags linking it to its data (sha256), code version, the gates result,
-    the model digest, and the signature digest and key fingerprint; with ``blessing`` (the
+    the model digest, the signature digest and key fingerprint, and why the run trained
+    (``mlops.retrain.*``: the triggering asset events or the run type); with ``blessing`` (the
     evaluate task's ``blessing`` output) the gates' verdict for this exact digest. The signed
     ``attestation`` (the sign task's evaluation statement, which promotion requires), ``mlbom``
     and ``mlbom_attestation`` are logged beside the model in the run (``attestations/``). The registration is recorded in the audit trail (``mlops.audit.registered``).
@@ -87,6 +88,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         import airflow_mlops
+        from airflow_mlops.operators.data import retrain_reason
         from airflow_mlops.registry import registration
         from airflow_mlops.registry.mlflow_registry import register_version
 
@@ -111,6 +113,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
                     code_version=airflow_mlops.__version__,
                     dag_id=context["dag"].dag_id,
                     training_data=self.training_data,
+                    retrain_reason=retrain_reason(context),
                 ),
                 description=self.description,
                 attachments=attachments,

@@ -70,8 +70,10 @@ class ModelPackageOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mlops.operators.data import retrain_reason
         from airflow_mlops.registry import training_run
         from airflow_mlops.registry.mlflow_registry import TAG_DATA_SHA256, package_model, start_or_resume_run
+        from airflow_mlops.retrain.reason import reason_tags
 
         store = self.artifact_store()
         weights = ArtifactRef.from_dict(parse_fit_result(self.fit_result)["weights"])
@@ -102,6 +104,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
                 "mlops.model_sha256": model_ref.sha256,
                 "mlops.weights_sha256": weights.sha256,
                 "mlops.training_backend": self.backend,
+                **reason_tags(retrain_reason(context)),  # why this run trains
             },
         )
         self._log_datasets(client, run_id, prepared)

@@ -1,5 +1,6 @@
 """What registering a model version records: the gates' blessing (checked to be for the model
-registered), the version's tags, the training data it came from, and the audit entry.
+registered), the version's tags, the training data it came from, why the run trained, and the
+audit entry.
 
 No Airflow: the functions take plain values and, for the audit, an MLflow client.
 """
@@ -54,11 +55,15 @@ def version_tags(
     code_version: str,
     dag_id: str,
     training_data: Mapping[str, Any] | None,
+    retrain_reason: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The tags of a new model version: pipeline, the gates (passed only when the gates passed and
-    the blessing, if any, says so), the blessing, the signing key, code version, DAG and data."""
+    the blessing, if any, says so), the blessing, the signing key, code version, DAG and data, and
+    why the run trained (``mlops.retrain.kind``, ``.summary``, ``.reason``:
+    :func:`airflow_mlops.retrain.reason.reason_tags`)."""
     from airflow_mlops.registry.mlflow_registry import TAG_GATES, TAG_KEY_FINGERPRINT, TAG_PIPELINE
     from airflow_mlops.registry.promotion import TAG_BLESSING
+    from airflow_mlops.retrain.reason import reason_tags
 
     passed = gates_passed and (blessing is None or blessing.passed)
     return {
@@ -69,6 +74,7 @@ def version_tags(
         "mlops.airflow_mlops_version": code_version,
         "mlops.dag_id": dag_id,
         **training_data_tag(training_data),
+        **reason_tags(retrain_reason),
     }
 
 

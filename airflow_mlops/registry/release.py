@@ -84,9 +84,13 @@ def release_attestations(
     holdout: Any = None,
     train_metrics: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
+    retrain_reason: Mapping[str, Any] | None = None,
+    airflow_run: str = "",
 ) -> dict[str, dict[str, Any]]:
     """The signed evaluation statement, the ML-BOM and its signed statement, by output name (see
-    :data:`ATTESTATION_FILES`). The ML-BOM is validated before it is signed."""
+    :data:`ATTESTATION_FILES`). The ML-BOM is validated before it is signed. ``retrain_reason``
+    (why the run trained, :mod:`airflow_mlops.retrain.reason`) goes into both, under the
+    signature; ``airflow_run`` names the training run in the ML-BOM's formulation."""
     from airflow_mlops.artifacts import directory_manifest
     from airflow_mlops.registry.mlflow_registry import weights_dir
     from airflow_mlops.security.attestation import (
@@ -104,7 +108,7 @@ def release_attestations(
         statement(
             model_sha256,
             EVALUATION_PREDICATE,
-            evaluation_predicate(dict(evaluation), dict(blessing), model_facts(config)),
+            evaluation_predicate(dict(evaluation), dict(blessing), model_facts(config), retrain_reason),
         ),
         signer,
     )
@@ -122,6 +126,8 @@ def release_attestations(
         code_version=code_version,
         signer=signed_by,
         pipeline=pipeline,
+        retrain_reason=retrain_reason,
+        airflow_run=airflow_run,
     )
     validate_mlbom(bom)
     bom_envelope = sign_statement(statement(model_sha256, CYCLONEDX_PREDICATE, bom), signer)

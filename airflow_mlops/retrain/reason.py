@@ -77,7 +77,7 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
-def _number(value: Any) -> float | int | None:
+def finite(value: Any) -> float | int | None:
     """A finite number, rounded to 6 significant digits; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -149,10 +149,10 @@ def drift_statistics(
         for t in entry.get("tests") or []:
             if isinstance(t, Mapping) and t.get("test"):
                 tests[_text(t["test"], 40)] = {
-                    "statistic": _number(t.get("statistic")),
-                    "p_value": _number(t.get("p_value")),
-                    "adjusted_p_value": _number(t.get("adjusted_p_value")),
-                    "threshold": _number(t.get("threshold")),
+                    "statistic": finite(t.get("statistic")),
+                    "p_value": finite(t.get("p_value")),
+                    "adjusted_p_value": finite(t.get("adjusted_p_value")),
+                    "threshold": finite(t.get("threshold")),
                     "drifted": t.get("drifted") if isinstance(t.get("drifted"), bool) else None,
                 }
         oor = entry.get("out_of_range")
@@ -161,7 +161,7 @@ def drift_statistics(
             "kind": _text(entry.get("kind"), 20),
             "rules": rules,
             "tests": tests,
-            "out_of_range_share": _number(oor.get("share")) if isinstance(oor, Mapping) else None,
+            "out_of_range_share": finite(oor.get("share")) if isinstance(oor, Mapping) else None,
         }
     return out
 
@@ -200,7 +200,7 @@ def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "monitor_run": _text(body["source_run"]) if body.get("source_run") else None,
         "champion_version": _text(body["champion_version"], 40) if body.get("champion_version") else None,
         "report": _text(body["report"]) if body.get("report") else None,
-        "drift_share": _number(body.get("drift_share")),
+        "drift_share": finite(body.get("drift_share")),
         "drifted_features": names,
         "drifted_feature_count": count,
         "statistics": statistics,
@@ -211,14 +211,14 @@ def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def _new_data_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     objects, count = _texts(body.get("objects") or body.get("data"), MAX_ITEMS)
-    declared = _number(body.get("count"))
+    declared = finite(body.get("count"))
     return {
         "batch_id": _text(body["batch_id"], 80) if body.get("batch_id") else None,
         "location": _text(body["location"]) if body.get("location") else None,
         "objects": objects,
         "object_count": declared if isinstance(declared, int) else count,
-        "bytes": _number(body.get("bytes")),
-        "rows": _number(body.get("rows")),
+        "bytes": finite(body.get("bytes")),
+        "rows": finite(body.get("rows")),
     }
 
 

@@ -8,8 +8,9 @@ files). Two predicates:
 
 - :data:`EVALUATION_PREDICATE`: the blessing (verdict, champion compared with), every gate with its
   measured value and threshold, the metrics, the operating thresholds and the holdout it was
-  measured on, and the model judged (task, flavor, format, framework and classes). Promotion
-  trusts the verdict only from a verified attestation.
+  measured on, the model judged (task, flavor, format, framework and classes), and why the run
+  that made it trained (``retrain_reason``: the drift or new-data events that started it, or
+  schedule / manual / backfill). Promotion trusts the verdict only from a verified attestation.
 - :data:`CYCLONEDX_PREDICATE`: the model's ML-BOM (see :mod:`airflow_mlops.security.mlbom`).
 
 Verification fails closed and says why: a malformed envelope, a signature from another key (or a
@@ -258,11 +259,15 @@ def evaluation_predicate(
     evaluation: Mapping[str, Any],
     blessing: Mapping[str, Any],
     model: Mapping[str, Any] | None = None,
+    retrain_reason: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation predicate: the blessing and what it rests on (from ``evaluation.json``).
 
     :param model: what the model is (:func:`airflow_mlops.security.mlbom.model_facts` of its
         ``model_config.json``): its task, flavor, format, framework and classes.
+    :param retrain_reason: why the run that made the model trained
+        (:func:`airflow_mlops.retrain.reason.retrain_reason`: the drift or new-data events, or
+        schedule / manual / backfill), as ``retrain_reason``: the signature covers it.
     """
     gates = (evaluation.get("gates") or {}).get("gates") or []
     facts = dict(model or {})
@@ -289,4 +294,5 @@ def evaluation_predicate(
         "operating_threshold": evaluation.get("threshold"),
         "champion_threshold": evaluation.get("champion_threshold"),
         "holdout": {"rows": evaluation.get("holdout_rows"), "positive_rows": evaluation.get("positive_rows")},
+        **({"retrain_reason": dict(retrain_reason)} if retrain_reason else {}),
     }

@@ -6,7 +6,11 @@ the flavor, serialisation format and library it was trained with (name and versi
 ``airflow-mlops:flavor``, ``:format``, ``:framework``, ``:framework_version`` properties, from
 ``model_config.json``), the datasets it was trained and evaluated on (with their sha256), the
 training parameters, the operating threshold, every metric and the gates it passed (with their
-thresholds), the trainer image and backend, the code version and the signer's key fingerprint. Its files are nested
+thresholds), the trainer image and backend, the code version and the signer's key fingerprint. Why
+the run trained (:mod:`airflow_mlops.retrain.reason`) is the ``airflow-mlops:retrain:kind`` and
+``:retrain:summary`` properties and the BOM's ``formulation``: one workflow (the training run) whose
+``trigger`` (type ``api`` for an asset event, ``scheduled``, ``manual``) carries the first event as
+its ``event`` and the whole reason as JSON in the event's ``data``. Its files are nested
 ``file`` components with their SHA-256; the software it needs to run (the model's pinned
 ``requirements.txt``) are ``library`` components with package URLs; the training image, when
 there is one, a ``container`` component.
@@ -132,6 +136,8 @@ def build_mlbom(
     signer: str = "",
     pipeline: str = "",
     timestamp: dt.datetime | None = None,
+    retrain_reason: Mapping[str, Any] | None = None,
+    airflow_run: str = "",
 ) -> dict[str, Any]:
     """The CycloneDX 1.6 ML-BOM of one model (see the module docstring).
 
@@ -140,6 +146,8 @@ def build_mlbom(
         classes, architecture, features, target, threshold; see :func:`model_facts`).
     :param evaluation: the evaluate stage's ``evaluation.json``.
     :param training: ``{"backend", "image", "params", "seed", ...}`` as the spec set them.
+    :param retrain_reason: why the run trained (:func:`airflow_mlops.retrain.reason.retrain_reason`).
+    :param airflow_run: ``<dag_id>/<run_id>`` of the training run (the formulation's workflow).
     """
     training = dict(training or {})
     gates = (evaluation.get("gates") or {}).get("gates") or []
@@ -220,6 +228,8 @@ def build_mlbom(
                 "framework_version": facts["framework"]["version"],
                 "classes": len(facts["classes"]) if "classes" in facts else None,
                 "torch_version": model_config.get("torch_version"),
+                "retrain:kind": (retrain_reason or {}).get("kind"),
+                "retrain:summary": (retrain_reason or {}).get("summary"),
                 **{f"train:{k}": v for k, v in sorted((train_metrics or {}).items()) if _scalar(v)},
             }
         ),
@@ -263,6 +273,7 @@ def build_mlbom(
     when = (timestamp or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     from airflow_mlops import __version__
 
+    formulation = {"formulation": [_formulation(retrain_reason, airflow_run)]} if retrain_reason else {}
     return {
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
@@ -279,7 +290,52 @@ def build_mlbom(
             {"ref": MODEL_REF, "dependsOn": [c["bom-ref"] for c in components[1:]]},
             *({"ref": c["bom-ref"]} for c in components[1:]),
         ],
+        **formulation,
     }
+
+
+def _formulation(reason: Mapping[str, Any], airflow_run: str) -> dict[str, Any]:
+    """The BOM's formulation: the training run, and the trigger that started it (the reason)."""
+    from airflow_mlops.retrain.reason import compact, trigger_type
+
+    events = [e for e in reason.get("events") or [] if isinstance(e, Mapping)]
+    first = events[0] if events else None
+    trigger: dict[str, Any] = {
+        "bom-ref": "trigger",
+        "uid": str((first or {}).get("asset") or reason.get("kind") or "unknown"),
+        "name": f"retrain: {reason.get('kind')}",
+        "description": str(reason.get("summary") or reason.get("kind")),
+        "type": trigger_type(reason),
+        "properties": _props(
+            {
+                "retrain:kind": reason.get("kind"),
+                "retrain:run_type": reason.get("run_type") or None,
+                "retrain:event_count": reason.get("event_count"),
+                "retrain:kinds": reason.get("kinds") or None,
+            }
+        ),
+    }
+    if first is not None:
+        raw = first.get("source")
+        source: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        event: dict[str, Any] = {
+            "uid": "/".join(str(v) for v in (first.get("asset"), first.get("at")) if v),
+            "description": str(reason.get("summary") or reason.get("kind")),
+            "data": {"contentType": "application/json", "content": compact(reason)},
+            "properties": _props({f"source:{k}": v for k, v in sorted(source.items())}),
+        }
+        if first.get("at"):
+            event["timeReceived"] = str(first["at"])
+        trigger["event"] = {k: v for k, v in event.items() if v}
+    workflow: dict[str, Any] = {
+        "bom-ref": "training-run",
+        "uid": airflow_run or "training run",
+        "name": "training run",
+        "description": "the Airflow run that trained, evaluated and signed this model",
+        "taskTypes": ["build", "test"],
+        "trigger": trigger,
+    }
+    return {"bom-ref": "formulation", "workflows": [workflow]}
 
 
 def _scalar(value: Any) -> bool:

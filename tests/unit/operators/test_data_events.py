@@ -13,7 +13,7 @@ import pytest
 
 from airflow_mlops.artifacts import ArtifactStore
 from airflow_mlops.exceptions import ArtifactIntegrityError, DataError
-from airflow_mlops.operators.data import DataValidateOperator, triggering_data
+from airflow_mlops.operators.data import DataValidateOperator, retrain_reason, triggering_data
 
 T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
 
@@ -47,6 +47,20 @@ def test_triggering_data_reads_task_and_watcher_events_oldest_first_each_uri_onc
     assert items[0]["ref"] is None
     assert triggering_data({"triggering_asset_events": accessor(other)}) == []
     assert triggering_data({}) == []
+
+
+def test_any_task_of_the_run_tells_why_it_trains_from_its_events_and_run_type() -> None:
+    drift = event("x-mlops://p/drift", {"drifted_features": ["amount"], "source_run": "p__monitor/m1"})
+    context = {
+        "triggering_asset_events": accessor(drift),
+        "dag_run": SimpleNamespace(run_type="asset_triggered"),
+    }
+    reason = retrain_reason(context)
+    assert reason["kind"] == "drift" and reason["run_type"] == "asset_triggered"
+    assert reason["summary"] == "feature amount drifted in window p__monitor/m1"
+    scheduled = {"triggering_asset_events": accessor(), "dag_run": SimpleNamespace(run_type="scheduled")}
+    assert retrain_reason(scheduled)["kind"] == "schedule"
+    assert retrain_reason({})["kind"] == "other"  # a bare context: nothing known, nothing claimed
 
 
 def _validate(tmp_path: Path, **kwargs: Any) -> DataValidateOperator:

@@ -66,3 +66,65 @@ def test_no_drift_skips_so_no_event_exists_and_alert_mode_fails() -> None:
         alert.execute(_context())
     with pytest.raises(ValueError, match="on_drift"):
         _emitter(on_drift="ignore")
+
+
+def test_the_event_carries_the_drifted_features_statistics_from_the_verified_report(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from airflow_mlops.artifacts import ArtifactStore
+
+    report = {
+        "drift_share": 0.5,
+        "features": [
+            {
+                "name": "a",
+                "kind": "numeric",
+                "drifted": True,
+                "rules": ["tests"],
+                "histogram": {"edges": [0, 1]},
+                "tests": [
+                    {
+                        "test": "ks",
+                        "statistic": 0.4,
+                        "p_value": 1e-6,
+                        "adjusted_p_value": 4e-6,
+                        "threshold": 0.05,
+                        "drifted": True,
+                    }
+                ],
+                "out_of_range": {"share": 0.1},
+            },
+            {"name": "d", "kind": "numeric", "drifted": False, "tests": []},
+        ],
+    }
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    ref = ArtifactStore(str(tmp_path / "store")).put_file(
+        tmp_path / "r.json", "p/m/monitor/r.json", producer="detect"
+    )
+    extra = _emitter(report=ref.to_dict(), artifact_root=str(tmp_path / "store")).execute(_context())
+    assert extra["drift_share"] == 0.5
+    assert extra["drift_statistics"] == {
+        "a": {
+            "kind": "numeric",
+            "rules": ["tests"],
+            "tests": {
+                "ks": {
+                    "statistic": 0.4,
+                    "p_value": 1e-6,
+                    "adjusted_p_value": 4e-6,
+                    "threshold": 0.05,
+                    "drifted": True,
+                }
+            },
+            "out_of_range_share": 0.1,
+        }
+    }
+    json.dumps(extra, allow_nan=False)
+    # A report that is not what the detect task stored (here: not there) leaves the statistics
+    # empty, with a warning: the event itself is not lost.
+    capsys.readouterr()
+    extra = _emitter(artifact_root=str(tmp_path / "store")).execute(_context())
+    assert extra["drift_statistics"] == {} and "drift_share" not in extra
+    assert "carries no statistics: reading the report failed" in capsys.readouterr().out

@@ -22,7 +22,12 @@ from airflow_mlops.training.trainer import train
 
 
 def context() -> dict[str, Any]:
-    return {"run_id": "manual__2026-01-02", "dag": SimpleNamespace(dag_id="p__train"), "ti": None}
+    return {
+        "run_id": "manual__2026-01-02",
+        "dag": SimpleNamespace(dag_id="p__train"),
+        "ti": None,
+        "dag_run": SimpleNamespace(run_type="manual"),
+    }
 
 
 def test_the_sign_stage_attests_an_xgboost_multiclass_model(
@@ -78,6 +83,11 @@ def test_the_sign_stage_attests_an_xgboost_multiclass_model(
     assert attested.predicate["task"] == "multiclass"
     assert attested.predicate["model"]["flavor"] == "xgboost"
     assert attested.predicate["model"]["classes"] == ["A", "B", "C"]
+    # Why the run trained (a person started it) is signed, and the ML-BOM says it too.
+    assert attested.predicate["retrain_reason"]["kind"] == "manual"
+    assert props["airflow-mlops:retrain:kind"] == "manual"
+    workflow = bom["formulation"][0]["workflows"][0]
+    assert workflow["uid"] == "p__train/manual__2026-01-02" and workflow["trigger"]["type"] == "manual"
     signed_bom = verify_envelope(
         json.loads(Path(out["mlbom_attestation"]["uri"]).read_text()),
         public,

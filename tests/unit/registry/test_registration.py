@@ -76,6 +76,19 @@ def test_the_gates_tag_is_passed_only_when_the_gates_and_the_blessing_agree() ->
     assert pinned == data
 
 
+def test_the_version_tags_name_why_the_run_trained() -> None:
+    from airflow_mlops.retrain.reason import TAG_KIND, TAG_REASON, TAG_SUMMARY, retrain_reason
+
+    common = dict(
+        pipeline="p", key_fingerprint="fp", code_version="1.0", dag_id="p__train", training_data=None
+    )
+    reason = retrain_reason({}, "scheduled")
+    tags = registration.version_tags(gates_passed=True, blessing=None, retrain_reason=reason, **common)
+    assert tags[TAG_KIND] == "schedule" and tags[TAG_SUMMARY] == "scheduled run"
+    assert json.loads(tags[TAG_REASON]) == reason
+    assert TAG_KIND not in registration.version_tags(gates_passed=True, blessing=None, **common)
+
+
 def test_the_registration_is_audited_once() -> None:
     recorded: list[Any] = []
 

@@ -17,6 +17,14 @@ from airflow_mlops.registry.release import (
     sign_and_verify,
 )
 
+REASON = {
+    "events": [{"asset": "x-mlops://p/new_data", "at": "2026-01-06T00:00:00+00:00", "kind": "new_data"}],
+    "event_count": 1,
+    "format": 1,
+    "kind": "new_data",
+    "summary": "batch 0123 landed (1 file(s))",
+}
+
 
 def test_a_blessing_for_another_digest_signs_nothing() -> None:
     assert check_blessing({"model_sha256": "aa", "passed": True}, "aa", where="sign") == {
@@ -65,6 +73,8 @@ def test_a_signed_release_verifies_and_its_attestations_name_the_model(tmp_path:
         model_name="m",
         pipeline="p",
         code_version="0.0-test",
+        retrain_reason=REASON,
+        airflow_run="p__train/asset_triggered__1",
     )
     assert set(documents) == set(ATTESTATION_FILES)
     assert documents["mlbom"]["bomFormat"] == "CycloneDX"
@@ -73,6 +83,10 @@ def test_a_signed_release_verifies_and_its_attestations_name_the_model(tmp_path:
     )
     assert evaluation.predicate["task"] == "binary"
     assert evaluation.predicate["model"]["flavor"] == "xgboost"
+    # Both signed documents name why the run trained.
+    assert evaluation.predicate["retrain_reason"] == REASON
+    trigger = documents["mlbom"]["formulation"][0]["workflows"][0]["trigger"]
+    assert trigger["description"] == REASON["summary"] and trigger["type"] == "api"
     bom = verify_envelope(
         documents["mlbom_attestation"], public, model_sha256=digest, predicate_type=CYCLONEDX_PREDICATE
     )

@@ -174,3 +174,26 @@ def test_a_deeply_nested_statement_signed_by_the_trusted_key_fails_closed(keys) 
     }
     with pytest.raises(SignatureVerificationError, match=r"statement .*deeper than"):
         verify_envelope(envelope, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)
+
+
+def test_the_retrain_reason_is_in_the_signed_predicate_and_tampering_with_it_breaks_verification(
+    keys,
+) -> None:
+    reason = {"format": 1, "kind": "drift", "summary": "feature a drifted in window w", "event_count": 1}
+    predicate = evaluation_predicate({"passed": True, "gates": {"gates": []}}, {"passed": True}, None, reason)
+    assert predicate["retrain_reason"] == reason
+    assert "retrain_reason" not in evaluation_predicate({}, {"passed": True})  # none given, none claimed
+    envelope = sign_statement(statement(DIGEST, EVALUATION_PREDICATE, predicate), keys[0])
+    verified = verify_envelope(envelope, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)
+    assert verified.predicate["retrain_reason"] == reason
+    # Say another event caused it: the signature no longer verifies.
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    payload["predicate"]["retrain_reason"]["kind"] = "schedule"
+    forged = {
+        **envelope,
+        "payload": base64.b64encode(
+            json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        ).decode(),
+    }
+    with pytest.raises(SignatureVerificationError, match="not signed by the trusted"):
+        verify_envelope(forged, keys[1], model_sha256=DIGEST, predicate_type=EVALUATION_PREDICATE)

@@ -266,3 +266,95 @@ def test_pinned_requirements_reads_only_exact_pins(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("a==1.0\nb>=2\nC[extra] == 3.1 ; python_version>'3'\n-r x\n")
     assert pinned_requirements(tmp_path) == [("a", "1.0"), ("c", "3.1")]
     assert pinned_requirements(tmp_path / "missing") == []
+
+
+def _reason(run_type: str, events: dict[Any, Any] | None = None) -> dict[str, Any]:
+    from airflow_mlops.retrain.reason import retrain_reason
+
+    return retrain_reason(events or {}, run_type)
+
+
+def _drift_reason() -> dict[str, Any]:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    asset = SimpleNamespace(uri="x-mlops://churn/drift")
+    event = SimpleNamespace(
+        asset=asset,
+        extra={
+            "drifted_features": ["tenure"],
+            "drift_statistics": {
+                "tenure": {
+                    "kind": "numeric",
+                    "rules": ["tests"],
+                    "tests": [{"test": "ks", "statistic": 0.3, "p_value": 1e-6, "drifted": True}],
+                }
+            },
+            "window": "/store/churn/m1/monitor/window.parquet",
+            "source_run": "churn__monitor/scheduled__2026-01-05",
+        },
+        timestamp=dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC),
+        source_dag_id="churn__monitor",
+        source_run_id="scheduled__2026-01-05",
+        source_task_id="emit_drift",
+    )
+    return _reason("asset_triggered", {"drift": [event]})
+
+
+def _small_bom(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+    bom = build_mlbom(
+        model_name="churn",
+        model_dir=tmp_path,
+        model_sha256="ab" * 32,
+        files=[("artifacts/weights/model.ubj", "01" * 32)],
+        model_config={
+            "flavor": "xgboost",
+            "task": "binary",
+            "framework": {"name": "xgboost", "version": "3"},
+        },
+        evaluation={"metrics": {"roc_auc": 0.8}, "holdout_rows": 10, "gates": {"gates": []}},
+        **kwargs,
+    )
+    validate_mlbom(bom)  # still valid CycloneDX 1.6, formulation included
+    return bom
+
+
+def test_the_mlbom_names_the_drift_event_that_started_the_training_run(tmp_path: Path) -> None:
+    reason = _drift_reason()
+    bom = _small_bom(tmp_path, retrain_reason=reason, airflow_run="churn__train/asset_triggered__1")
+    props = _model_props(bom)
+    assert props["retrain:kind"] == "drift"
+    assert props["retrain:summary"] == (
+        "feature tenure (ks p=1e-06) drifted in window churn__monitor/scheduled__2026-01-05"
+    )
+    (workflow,) = bom["formulation"][0]["workflows"]
+    assert workflow["uid"] == "churn__train/asset_triggered__1"
+    trigger = workflow["trigger"]
+    assert trigger["type"] == "api" and trigger["uid"] == "x-mlops://churn/drift"
+    assert trigger["description"] == reason["summary"]
+    event = trigger["event"]
+    assert event["timeReceived"] == "2026-01-05T12:00:00+00:00"
+    assert event["uid"] == "x-mlops://churn/drift/2026-01-05T12:00:00+00:00"
+    assert json.loads(event["data"]["content"]) == reason
+    sources = {p["name"]: p["value"] for p in event["properties"]}
+    assert sources["airflow-mlops:source:run_id"] == "scheduled__2026-01-05"
+    assert {p["name"]: p["value"] for p in trigger["properties"]}[
+        "airflow-mlops:retrain:kinds"
+    ] == '{"drift": 1}'
+
+
+@pytest.mark.parametrize(
+    ("run_type", "trigger_type"), [("scheduled", "scheduled"), ("manual", "manual"), ("backfill", "manual")]
+)
+def test_a_run_no_event_started_has_a_trigger_without_an_event(
+    tmp_path: Path, run_type: str, trigger_type: str
+) -> None:
+    bom = _small_bom(tmp_path, retrain_reason=_reason(run_type))
+    trigger = bom["formulation"][0]["workflows"][0]["trigger"]
+    assert trigger["type"] == trigger_type and "event" not in trigger
+    assert _model_props(bom)["retrain:kind"] == {"scheduled": "schedule"}.get(run_type, run_type)
+
+
+def test_without_a_reason_the_mlbom_has_no_formulation(tmp_path: Path) -> None:
+    bom = _small_bom(tmp_path)
+    assert "formulation" not in bom and "retrain:kind" not in _model_props(bom)
