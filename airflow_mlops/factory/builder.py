@@ -238,6 +238,13 @@ def _doc_md(spec: PipelineSpec, source: str | None) -> str:
     lines.insert(
         2, f"**Runs on**: {when}" + (" (catchup: one run per data interval)" if spec.catchup else "") + "\n"
     )
+    policy = getattr(spec.schedule, "policy", None)
+    if policy is not None:
+        from airflow_mlops.retrain.policy import RetrainPolicy
+
+        lines.append(
+            f"- **Retrain policy** (`retrain.gate`): {RetrainPolicy.from_mapping(policy.model_dump()).describe()}"
+        )
     if spec.steps:
         lines.append(
             "- **Steps of your own**: "
@@ -324,6 +331,7 @@ def build_train_dag(
         deadline=build_deadline(spec),
         auto_register=False,  # only build_dags' result is a DAG: never a half-built one
     ) as dag:
+        gate = _retrain_gate(spec, {**common, **task_settings(spec, None)})
         with TaskGroup("data", tooltip="Validate the batch, then screen it for poisoning"):
             validate = DataValidateOperator(
                 task_id="validate",
@@ -338,6 +346,8 @@ def build_train_dag(
                 target=spec.data.target,
                 **stage("validate"),
             )
+            if gate is not None:
+                gate >> validate
             screen = PoisoningScreenOperator(
                 task_id="screen",
                 data=_out(validate, "data"),
@@ -505,6 +515,27 @@ def build_train_dag(
     return dag
 
 
+def _retrain_gate(spec: PipelineSpec, settings: dict[str, Any]) -> Any:
+    """``retrain.gate``, the first task, when the schedule has a retrain ``policy`` (else None)."""
+    from airflow_mlops.operators.retrain_gate import RetrainGateOperator
+    from airflow_mlops.spec.models import ScheduleConfig
+
+    schedule = spec.schedule
+    if not isinstance(schedule, ScheduleConfig) or schedule.policy is None:
+        return None
+    with TaskGroup("retrain", tooltip="Admit or suppress the events that started this run (schedule.policy)"):
+        policy = schedule.policy.model_dump()
+        policy.update(
+            cooldown=policy["cooldown"].total_seconds(), debounce=policy["debounce"].total_seconds()
+        )
+        return RetrainGateOperator(
+            task_id="gate",
+            policy=policy,
+            model_name=spec.registry.model_name,
+            **settings,
+        )
+
+
 def _monitor_doc_md(spec: PipelineSpec, source: str | None) -> str:
     m = spec.monitoring
     assert m is not None
@@ -655,6 +686,8 @@ def build_monitor_dag(
             threshold=_out(score, "threshold"),
             out_of_range=m.out_of_range,
             history=m.history,
+            calibration=_out(score, "calibration"),
+            estimation=m.estimation.model_dump() if m.estimation else None,
             experiment=registry.experiment or spec.pipeline,
             mlflow_conn_id=registry.connection,
             **common,
@@ -671,6 +704,8 @@ def build_monitor_dag(
             labelled=_out(score, "labelled"),
             champion_version=_out(score, "champion_version"),
             on_drift=m.on_drift,
+            estimated_performance=_out(detect, "estimated_performance"),
+            retrain_on=m.estimation.retrain_on if m.estimation else "drift",
             **common,
         )
         rollout = registry.rollout

@@ -102,6 +102,29 @@ class RetrainPolicy:
             require_estimated_drop=bool(data.get("require_estimated_drop", False)),
         )
 
+    def describe(self) -> str:
+        """The policy in one line, for DAG docs and ``airflow-mlops plan``."""
+        parts = []
+        if self.cooldown:
+            parts.append(f"cooldown {_duration(self.cooldown)} after a retrain")
+        if self.debounce:
+            parts.append(f"events of one kind within {_duration(self.debounce)} are one burst")
+        if self.max_per_day is not None:
+            parts.append(f"at most {self.max_per_day} retrain(s) in 24 hours")
+        if self.min_new_rows:
+            parts.append(f"new data retrains after {self.min_new_rows} new rows")
+        if self.require_estimated_drop:
+            parts.append("drift retrains only with an estimated performance drop")
+        parts.append("the same evidence never trains twice" if self.dedupe else "no dedupe of evidence")
+        return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -187,6 +187,56 @@ class DeadlineConfig(StrictModel):
 MAX_SCHEDULE_EVENTS = 32
 
 
+class RetrainPolicyConfig(StrictModel):
+    """Guardrails on the retrains that asset events start (`schedule.policy`).
+
+    The first task of the training DAG, `retrain.gate`, decides each triggering event once:
+    admitted, or suppressed with its reason (recorded in the retrain ledger beside the artifacts,
+    in the task log, in the task's XCom and in the Models view). A run with no admitted event is
+    skipped after the gate. Runs started by the time schedule or by hand are admitted and count
+    as retrains for `cooldown` and `max_per_day`.
+    """
+
+    cooldown: Duration = Field(
+        dt.timedelta(0),
+        description="After a retrain is admitted (any trigger: event, schedule or manual), event-started "
+        "runs within this time are suppressed (reason `cooldown`), e.g. '6h'. 0: no cooldown.",
+    )
+    debounce: Duration = Field(
+        dt.timedelta(0),
+        description="Events of one kind (drift, new_data) arriving within this time after an admitted "
+        "event of that kind belong to its burst and are suppressed (reason `debounced`): a burst "
+        "retrains once, e.g. '10m'. Measured on the events' times. 0: no debounce.",
+    )
+    max_per_day: int | None = Field(
+        None,
+        ge=0,
+        description="At most this many admitted retrains in any 24 hours (rolling, schedule and manual "
+        "runs included); event-started runs beyond it are suppressed (reason `max_per_day`). "
+        "null: no limit; 0: events never retrain.",
+    )
+    min_new_rows: int = Field(
+        0,
+        ge=0,
+        description="A new_data event retrains only once at least this many new rows arrived since the "
+        "last admitted new-data retrain; the rows of suppressed batches add up (reason "
+        "`min_new_rows`). Rows come from the event's `rows`, else are counted in its files; an "
+        "event whose rows cannot be counted is suppressed (reason `no_row_count`). 0: any batch.",
+    )
+    dedupe: bool = Field(
+        True,
+        description="The same evidence never trains twice: each admitted event's key (model, trigger "
+        "kind, and the drift window's sha256 or URI, or the new-data batch id) is kept for a year; "
+        "an event with a known key is suppressed (reason `duplicate`).",
+    )
+    require_estimated_drop: bool = Field(
+        False,
+        description="A drift event retrains only when its extra carries `estimated_performance` with a "
+        "positive `drop` (the monitor's label-free performance estimate); drift without one is "
+        "suppressed (reason `no_estimated_drop`).",
+    )
+
+
 class ScheduleConfig(StrictModel):
     """A schedule by time, by asset events, or both (either one starts a run)."""
 
@@ -201,6 +251,12 @@ class ScheduleConfig(StrictModel):
         description="Asset events that start a run: `drift` and `new_data` (this pipeline's own "
         f"assets, `x-mlops://<pipeline>/drift`...), or any asset URI (`s3://bucket/key`); at most "
         f"{MAX_SCHEDULE_EVENTS}.",
+    )
+    policy: RetrainPolicyConfig | None = Field(
+        None,
+        description="Retrain guardrails on the runs `events` start: cooldown, debounce, a daily "
+        "maximum, minimum new rows, dedupe of evidence, an estimated performance drop. Absent: "
+        "every event run trains.",
     )
 
     @field_validator("time")
@@ -237,6 +293,20 @@ class ScheduleConfig(StrictModel):
             raise ValueError(
                 f"`time: {self.time}` cannot be combined with `events`; use a cron, preset or interval"
             )
+        policy = self.policy
+        if policy is not None:
+            if not self.events:
+                raise ValueError(
+                    "`policy` guards the runs that `events` start; give `events` or drop `policy`"
+                )
+            if policy.require_estimated_drop and "drift" not in self.events:
+                raise ValueError(
+                    "`policy.require_estimated_drop` applies to drift events; add `drift` to `events`"
+                )
+            if policy.min_new_rows and "new_data" not in self.events:
+                raise ValueError(
+                    "`policy.min_new_rows` applies to new_data events; add `new_data` to `events`"
+                )
         return self
 
 
