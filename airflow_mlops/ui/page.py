@@ -15,7 +15,8 @@ _TEMPLATE = """{% extends "page.html" %}
 {% block title %}Models - airflow-mlops{% endblock %}
 {% block body_class %} class="models"{% endblock %}
 {% block lead %}
-<p class="lead">Each pipeline's registered model versions: aliases, evaluation metrics, gate results
+<p class="lead">Each pipeline's registered model versions: aliases, why each was trained (the drift or
+new-data event that started its run, or its schedule), evaluation metrics, gate results
 (from the signed evaluation attestation), signature and scan (checked now, on a fresh download of the
 registered artifact, for the versions an alias points at), ML-BOM and the last drift result.</p>
 {% endblock %}
@@ -42,7 +43,7 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
   {% endif %}
   {% if m.errors %}<ul class="errors">{% for e in m.errors %}<li>{{ e|clean }}</li>{% endfor %}</ul>{% endif %}
   <table>
-    <thead><tr><th>Version</th><th>Aliases</th><th>Metrics</th><th>Gates</th><th>Signature &amp; scan</th><th>ML-BOM</th><th>Registered</th></tr></thead>
+    <thead><tr><th>Version</th><th>Aliases</th><th>Why trained</th><th>Metrics</th><th>Gates</th><th>Signature &amp; scan</th><th>ML-BOM</th><th>Registered</th></tr></thead>
     <tbody>
     {% for v in m.versions %}
     <tr class="version" id="version-{{ m.name }}-{{ v.version }}" data-version="{{ v.version }}" data-aliases="{{ v.aliases|join(' ') }}">
@@ -56,6 +57,7 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
       </td>
       <td class="security">
         <span class="check signature {{ v.signature.state }}" title="{{ v.signature.detail|clean }}">signature: {{ v.signature.label }}</span><br>
+      <td class="retrain">{% if v.retrain %}<span class="retrain-reason" data-retrain-kind="{{ v.retrain.kind }}" title="{{ v.retrain.source }}">{{ v.retrain.label }}</span>{% if v.retrain.source != 'attested' %} <small class="retrain-source">({{ v.retrain.source }})</small>{% endif %}{% else %}<span class="retrain-reason" data-retrain-kind="">not recorded</span>{% endif %}</td>
         <span class="check scan {{ v.scan.state }}" title="{{ v.scan.detail|clean }}">scan: {{ v.scan.label }}</span>
         {% if v.signature.state != 'ok' %}<div>{% if v.signature.state != 'unchecked' %}<small>{{ v.signature.detail|clean }}</small><br>{% endif %}<a class="check-now" href="{{ base }}/{{ m.name|q }}/versions/{{ v.version|q }}/check">check now</a></div>{% endif %}
       </td>

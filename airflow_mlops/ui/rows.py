@@ -16,6 +16,10 @@ versions and every version an alias points at:
   keyed on the version's recorded digests and the key, so a re-registered artifact or a new
   key is checked afresh. Nothing is shown as verified that was not verified: an error reads as
   "not verified" with the reason;
+- **why it was trained** (``retrain``): the retrain reason (:mod:`airflow_mlops.retrain.reason`:
+  "feature X drifted in window W", "batch B landed", "scheduled run", "manual run") from the
+  verified evaluation attestation (``attested``); without one, from the version's
+  ``mlops.retrain.*`` tags, marked as not verified;
 - **ML-BOM**: whether the run holds ``attestations/mlbom.cdx.json`` (:func:`mlbom_document`
   serves it);
 - **last drift result**: the newest finished monitor run of the model (``mlops.kind=monitor``
@@ -89,6 +93,23 @@ class Gate:
 
 
 @dataclass(frozen=True)
+@dataclass(frozen=True)
+class Retrain:
+    """Why a version was trained: ``kind`` (drift, new_data, asset, schedule, manual, backfill,
+    other), the sentence, and where it was read (``attested`` or ``tag (not verified...)``)."""
+
+    kind: str
+    summary: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        """What the row prints: "retrained because feature X drifted in window W", "scheduled run"."""
+        if self.kind in ("drift", "new_data", "asset"):
+            return f"retrained because {self.summary}"
+        return self.summary
+
+
 class VersionRow:
     model_name: str
     version: str
@@ -105,6 +126,7 @@ class VersionRow:
     has_mlbom: bool
     key_fingerprint: str = ""
 
+    retrain: Retrain | None = None
 
 @dataclass(frozen=True)
 class DriftResult:
@@ -247,8 +269,9 @@ def short_error(exc: BaseException | str, limit: int = 500) -> str:
 
 def _gates(
     client: MlflowClient, mv: ModelVersion, public_key_pem: Trust | bytes | None, workdir: Path
-) -> tuple[bool | None, str, tuple[Gate, ...]]:
-    """``(passed, source, gates)``: from the verified attestation, else the blessing tag."""
+) -> tuple[bool | None, str, tuple[Gate, ...], Any]:
+    """``(passed, source, gates, retrain reason)``: from the verified attestation, else the
+    blessing tag (and no reason: only a verified attestation's reason is returned)."""
     from airflow_mlops.registry.blessing import TAG_BLESSING
     from airflow_mlops.registry.mlflow_registry import (
         EVALUATION_ATTESTATION,
@@ -270,13 +293,13 @@ def _gates(
     elif tags.get(TAG_GATES) in ("passed", "failed"):
         tag_passed = tags[TAG_GATES] == "passed"
     if not public_key_pem:
-        return tag_passed, "tag (not verified: no public key)", ()
+        return tag_passed, "tag (not verified: no public key)", (), None
     try:
         path = download_attestation(client, mv, EVALUATION_ATTESTATION, workdir / "evaluation")
     except Exception as exc:
-        return None, f"attestation not readable: {short_error(exc, 200)}", ()
+        return None, f"attestation not readable: {short_error(exc, 200)}", (), None
     if path is None:
-        return tag_passed, "tag (not verified: no attestation)", ()
+        return tag_passed, "tag (not verified: no attestation)", (), None
     try:
         verified = verify_envelope(
             path.read_bytes(),
@@ -286,7 +309,7 @@ def _gates(
             what="evaluation attestation",
         )
     except Exception as exc:
-        return False, f"attestation FAILED: {short_error(exc, 300)}", ()
+        return False, f"attestation FAILED: {short_error(exc, 300)}", (), None
     predicate = verified.predicate
     blessing = predicate.get("blessing") or {}
     passed = blessing.get("passed") if isinstance(blessing, Mapping) else None
@@ -301,7 +324,28 @@ def _gates(
         for g in (predicate.get("gates") or [])
         if isinstance(g, Mapping)
     )
-    return (passed if isinstance(passed, bool) else None), "attested", gates
+    passed = passed if isinstance(passed, bool) else None
+    return passed, "attested", gates, predicate.get("retrain_reason")
+
+
+def retrain_of(tags: Mapping[str, Any], attested: Any, source: str) -> Retrain | None:
+    """Why the version was trained: the verified attestation's reason (``attested``, when
+    ``source`` is ``attested``), else the ``mlops.retrain.*`` tags, marked as not verified."""
+    from airflow_mlops.retrain.reason import describe, parse_reason_tags
+
+    if source == "attested" and isinstance(attested, Mapping) and attested.get("kind"):
+        reason, where = attested, "attested"
+    else:
+        parsed = parse_reason_tags(tags)
+        if parsed is None:
+            return None
+        reason, where = parsed, "tag (not verified)"
+    summary = reason.get("summary")
+    return Retrain(
+        kind=str(reason.get("kind")),
+        summary=(summary if isinstance(summary, str) and summary else describe(reason))[:500],
+        source=where,
+    )
 
 
 # --- the rows ------------------------------------------------------------------------------------
@@ -401,7 +445,7 @@ def version_row(
         metrics, experiment, attachments = _run_facts(client, str(mv.run_id))
     workdir = Path(tempfile.mkdtemp(prefix="mlops-ui-"))
     try:
-        passed, source, gates = _gates(client, mv, public_key_pem, workdir)
+        passed, source, gates, attested_reason = _gates(client, mv, public_key_pem, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if check:
@@ -434,6 +478,7 @@ def version_row(
     )
     return row, experiment
 
+        retrain=retrain_of(tags, attested_reason, source),
 
 def collect_models(
     client: MlflowClient,

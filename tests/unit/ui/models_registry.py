@@ -70,10 +70,14 @@ def register(
     passed: bool = True,
     attest_key: bytes | None = None,
     attest: bool = True,
+    retrain_reason: Mapping[str, Any] | None = None,
+    tagged_reason: Mapping[str, Any] | None = None,
 ) -> str:
     """A signed version registered the way the register stage does it: pipeline, gates and
-    blessing tags, the model signature, and the evaluation attestation (with its gates) signed
-    with ``attest_key`` (default: the signing key). Returns the version."""
+    blessing tags, the model signature, and the evaluation attestation (with its gates and
+    ``retrain_reason``) signed with ``attest_key`` (default: the signing key); the
+    ``mlops.retrain.*`` tags of ``tagged_reason`` (default: ``retrain_reason``). Returns the
+    version."""
     from airflow_mlops.artifacts import sha256_directory
     from airflow_mlops.registry.mlflow_registry import (
         EVALUATION_ATTESTATION,
@@ -83,6 +87,7 @@ def register(
         start_or_resume_run,
     )
     from airflow_mlops.registry.promotion import TAG_BLESSING, Blessing
+    from airflow_mlops.retrain.reason import reason_tags
     from airflow_mlops.security.attestation import (
         EVALUATION_PREDICATE,
         evaluation_predicate,
@@ -108,7 +113,10 @@ def register(
     attachments = {}
     if attest:
         predicate = evaluation_predicate(
-            {"passed": passed, "gates": {"gates": list(gates)}, "metrics": {}}, blessing.to_dict()
+            {"passed": passed, "gates": {"gates": list(gates)}, "metrics": {}},
+            blessing.to_dict(),
+            None,
+            retrain_reason,
         )
         envelope = sign_statement(
             statement(digest, EVALUATION_PREDICATE, predicate), attest_key or private_key
@@ -126,6 +134,7 @@ def register(
             TAG_PIPELINE: pipeline,
             TAG_GATES: "passed" if passed else "failed",
             TAG_BLESSING: blessing.to_tag(),
+            **reason_tags(tagged_reason if tagged_reason is not None else retrain_reason),
         },
         attachments=attachments,
     )

@@ -141,6 +141,7 @@ def test_everything_from_the_registry_is_escaped() -> None:
                 signature=check,
                 scan=check,
                 has_mlbom=True,
+                retrain=rows.Retrain(evil, evil, evil),
             ),
         ),
         drift=None,
@@ -151,6 +152,31 @@ def test_everything_from_the_registry_is_escaped() -> None:
     assert (
         "/mlops/models/%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E/versions/1/mlbom.cdx.json" in html
     )
+
+
+def test_the_version_row_says_why_it_was_trained() -> None:
+    def row(version: str, retrain: rows.Retrain | None) -> rows.VersionRow:
+        check = rows.Check(rows.OK, "verified")
+        return rows.VersionRow(
+            model_name="m", version=version, aliases=(), created="", run_id="r", model_sha256="ab" * 32,
+            metrics={}, gates_passed=True, gates_source="attested", gates=(), signature=check, scan=check,
+            has_mlbom=False, retrain=retrain,
+        )  # fmt: skip
+
+    drift = rows.Retrain("drift", "feature amount (ks p=1e-09) drifted in window m__monitor/r1", "attested")
+    batch = rows.Retrain("new_data", "batch 0a1b2c landed (2 file(s))", "tag (not verified)")
+    versions = (row("3", drift), row("2", batch), row("1", rows.Retrain("schedule", "scheduled run", "attested")),
+                row("0", None))  # fmt: skip
+    html = page.render_models([rows.ModelView("m", "p", {}, versions, None)], base="/mlops/models")
+    assert "<th>Why trained</th>" in html
+    assert (
+        'data-retrain-kind="drift" title="attested">retrained because feature amount (ks p=1e-09) drifted in '
+        "window m__monitor/r1</span></td>" in html
+    )
+    assert "retrained because batch 0a1b2c landed (2 file(s))</span> <small" in html
+    assert '<small class="retrain-source">(tag (not verified))</small>' in html
+    assert 'data-retrain-kind="schedule" title="attested">scheduled run</span></td>' in html
+    assert 'data-retrain-kind="">not recorded</span>' in html
 
 
 def test_loading_the_plugin_imports_neither_the_routes_nor_mlflow() -> None:

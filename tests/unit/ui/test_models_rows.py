@@ -177,3 +177,60 @@ def test_no_monitor_run_means_no_drift_result(client: Any, registry, keys) -> No
 def test_verify_must_be_a_known_mode(client: Any) -> None:
     with pytest.raises(ValueError, match="verify must be"):
         rows.collect_models(client, verify="some")
+
+
+def _drift_reason(feature: str = "amount") -> dict[str, Any]:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from airflow_mlops.retrain.reason import retrain_reason
+
+    event = SimpleNamespace(
+        asset=SimpleNamespace(uri=f"x-mlops://{PIPELINE}/drift"),
+        extra={"drifted_features": [feature], "source_run": "ui-pipeline__monitor/scheduled__2026-01-05"},
+        timestamp=dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+    )
+    return retrain_reason({"drift": [event]}, "asset_triggered")
+
+
+def test_the_row_says_why_the_version_was_trained_from_the_verified_attestation(
+    client: Any, tmp_path: Path, keys: tuple[bytes, bytes]
+) -> None:
+    from airflow_mlops.retrain.reason import retrain_reason
+
+    drift = register(client, tmp_path, keys[0], model=MODEL, tag="ui/drift", retrain_reason=_drift_reason())
+    # The tag claims another feature; the signed attestation is what the row believes.
+    lying = register(
+        client, tmp_path, keys[0], model=MODEL, tag="ui/lying", retrain_reason=_drift_reason(),
+        tagged_reason=_drift_reason("income"),
+    )  # fmt: skip
+    tag_only = register(
+        client, tmp_path, keys[0], model=MODEL, tag="ui/tag", attest=False,
+        retrain_reason=retrain_reason({}, "scheduled"),
+    )  # fmt: skip
+    none = register(client, tmp_path, keys[0], model=MODEL, tag="ui/none")
+    view = _model(rows.collect_models(client, public_key_pem=keys[1], verify="none"))
+    row = _row(view, drift).retrain
+    assert row is not None and (row.kind, row.source) == ("drift", "attested")
+    assert row.label == (
+        "retrained because feature amount drifted in window ui-pipeline__monitor/scheduled__2026-01-05"
+    )
+    lied = _row(view, lying).retrain
+    assert lied is not None and "amount" in lied.summary and lied.source == "attested"
+    scheduled = _row(view, tag_only).retrain
+    assert scheduled is not None and scheduled.label == "scheduled run"
+    assert scheduled.source == "tag (not verified)"
+    assert _row(view, none).retrain is None
+    # Without a key nothing is verified: the tag is shown, and said to be unverified.
+    unverified = _row(_model(rows.collect_models(client, public_key_pem=None, verify="none")), drift).retrain
+    assert unverified is not None and unverified.source == "tag (not verified)" and unverified.kind == "drift"
+
+
+def test_retrain_of_reads_odd_tags_defensively() -> None:
+    assert rows.retrain_of({}, None, "attested") is None
+    odd = rows.retrain_of({"mlops.retrain.kind": "manual", "mlops.retrain.reason": "{bad"}, None, "none")
+    assert odd is not None and (odd.kind, odd.label) == ("manual", "manual run")
+    batch = rows.retrain_of({}, {"kind": "new_data", "summary": "batch 12ab landed"}, "attested")
+    assert batch is not None and batch.label == "retrained because batch 12ab landed"
+    # A reason in an attestation that did not verify is not used.
+    assert rows.retrain_of({}, {"kind": "drift", "summary": "x"}, "attestation FAILED: bad") is None
