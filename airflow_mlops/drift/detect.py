@@ -2,12 +2,15 @@
 
 The rules (documented in ``docs/drift.md``):
 
-* **Per feature**, a p-value test (KS for numeric, chi-squared for categorical) and distances
-  (Wasserstein on reference-std-scaled values and PSI for numeric; Jensen-Shannon and PSI for
-  categorical). The p-values of all features are corrected together (Bonferroni by default, or
-  Benjamini-Hochberg). A feature drifts when the change is **significant and large**: its
-  corrected p-value is below ``p_value`` *and* at least one distance reaches its threshold (with
-  only p-value tests configured, significance alone; with only distances, any distance).
+* **Per feature**, a p-value test (KS for numeric, chi-squared for categorical, its rare levels
+  pooled) and distances (Wasserstein on reference-std-scaled values and PSI for numeric;
+  Jensen-Shannon and PSI for categorical). The p-values of all features are corrected together
+  (Bonferroni by default, or Benjamini-Hochberg). A numeric feature drifts when the change is
+  **significant and large**: its corrected p-value is below ``p_value`` *and* at least one
+  distance reaches its threshold (with only p-value tests configured, significance alone; with
+  only distances, any distance). A categorical feature drifts when its chi-squared test is
+  **significant** (the distances are reported beside it): a rare level whose share doubles moves
+  no distance past its threshold. With only distances configured, any distance.
 * **Out of range** (``out_of_range``): a numeric feature with more than ``max_out_of_range_share``
   of its live values beyond the reference's ``[min, max]``. With ``drift`` (the default) that
   feature drifted (rule ``out_of_range``: a covariate shift the model never saw), whatever its
@@ -16,8 +19,10 @@ The rules (documented in ``docs/drift.md``):
 * **Dataset drift**: the share of drifted features is at least ``drift_share``.
 * **Multivariate drift**: MMD over the numeric features, permutation p-value below ``mmd_p_value``.
 * **Prediction drift**: the champion's output on the two windows, per ``task``: binary, the
-  positive class's probability and regression, the predicted values (the numeric tests);
-  multiclass, the shares of the predicted classes (the categorical tests).
+  positive class's probability (the numeric tests) and the shares of its predicted classes at
+  ``threshold`` (the categorical tests; the two p-values split the family's level); regression,
+  the predicted values (the numeric tests); multiclass, the shares of the predicted classes (the
+  categorical tests).
 * **Performance drift**: a champion metric (:mod:`airflow_mlops.metrics`) on the labelled live
   window worse by more than its allowance than the recorded value, in the metric's direction.
   The labels are encoded by :func:`airflow_mlops.tasks.encode_target` (the shared label rule).
@@ -176,7 +181,9 @@ def detect_drift(
     univariate_p = (numeric and any(t in P_VALUE_TESTS for t in numeric_tests)) or (
         cats and any(t in P_VALUE_TESTS for t in categorical_tests)
     )
-    prediction_p = "chi2" in categorical_tests if task == "multiclass" else "ks" in numeric_tests
+    prediction_p = ("chi2" in categorical_tests and task != "regression") or (
+        task != "multiclass" and "ks" in numeric_tests
+    )
     families = (
         int(bool(univariate_p))
         + int(bool(multivariate and numeric))
@@ -218,9 +225,10 @@ def detect_drift(
     if numeric_stats is not None:
         ranges = range_shares(numeric, numeric_stats, max_out_of_range_share, p_value / max(len(numeric), 1))
         quality += range_checks(ranges, out_of_range)
+    details: dict[tuple[str, str], str] = {}  # (feature, test) -> how its p-value was computed
     if cats:
         quality += run_categorical_tests(
-            reference, current, cats, categorical_tests, raw, histograms, max_new_category_share
+            reference, current, cats, categorical_tests, raw, histograms, max_new_category_share, details
         )
 
     # Multiple-testing correction over every p-value of every feature.
@@ -233,11 +241,11 @@ def detect_drift(
     range_is_drift = out_of_range in ("drift", "both")
     for f in names:
         tests = tuple(
-            judge_test(t, stat, p, adjusted.get((f, t), p), p_value, thresholds)
+            judge_test(t, stat, p, adjusted.get((f, t), p), p_value, thresholds, details.get((f, t), ""))
             for t, (stat, p) in raw.get(f, {}).items()
         )
         beyond = ranges.get(f)
-        rules: tuple[str, ...] = ("tests",) if feature_verdict(tests) else ()
+        rules: tuple[str, ...] = ("tests",) if feature_verdict(tests, kinds[f]) else ()
         if range_is_drift and beyond is not None and beyond.exceeded:
             rules += ("out_of_range",)
         feature_reports.append(
@@ -303,14 +311,25 @@ def detect_drift(
                 )
             else:
                 prediction = prediction_drift(
-                    ref_scores, cur_scores, numeric_tests, p_value, thresholds, task
+                    ref_scores,
+                    cur_scores,
+                    numeric_tests,
+                    p_value,
+                    thresholds,
+                    task,
+                    categorical_tests=categorical_tests if task == "binary" else (),
+                    threshold=threshold,
                 )
             if prediction.drifted:
-                reasons.append(
-                    f"prediction drift: {prediction.subject} changed ("
-                    + "; ".join(t.format() for t in prediction.tests if t.drifted)
-                    + ")"
-                )
+                changed = [
+                    f"{subject} changed (" + "; ".join(t.format() for t in tests if t.drifted) + ")"
+                    for subject, tests in (
+                        (prediction.subject, prediction.tests),
+                        (prediction.class_subject, prediction.class_tests),
+                    )
+                    if any(t.drifted for t in tests)
+                ]
+                reasons.append("prediction drift: " + "; ".join(changed))
 
     performance: list[PerformanceCheck] = []
     if expected_metrics is not None:

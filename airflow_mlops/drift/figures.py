@@ -70,6 +70,7 @@ __all__ = [
     "format_value",
     "history_svg",
     "main_test",
+    "prediction_classes_svg",
     "prediction_svg",
     "statistics_svg",
     "verdict",
@@ -560,6 +561,7 @@ def write_figures(
         distributions/000_<feature>.svg   one per feature, in report order (the index keeps
                                           names that only differ in unsafe characters apart)
         prediction.svg                    the champion's score distribution (with prediction drift)
+        prediction_classes.svg            a binary champion's predicted classes' shares (idem)
         statistics.svg                    the statistic of every test per feature, with thresholds
         history.svg                       ``history`` (oldest first) plus this report
 
@@ -577,6 +579,8 @@ def write_figures(
         figures[path] = feature_distribution_svg(feature)
     if report.prediction is not None:
         figures[out / "prediction.svg"] = prediction_svg(report)
+        if report.prediction.class_histogram:
+            figures[out / "prediction_classes.svg"] = prediction_classes_svg(report)
     if report.features:
         figures[out / "statistics.svg"] = statistics_svg(report.features)
         figures[out / "history.svg"] = history_svg(windows)
@@ -604,3 +608,13 @@ def prediction_svg(report: DriftReport) -> str:
     return distribution_svg(
         name, kind, histogram, drifted=prediction.drifted, caption="bins drawn equal-width"
     )
+
+
+def prediction_classes_svg(report: DriftReport) -> str:
+    """A binary champion's predicted classes' shares, reference against current ("" when the
+    report has none: multiclass shares are :func:`prediction_svg` itself)."""
+    prediction = report.prediction
+    if prediction is None or not prediction.class_histogram:
+        return ""
+    drifted = any(t.drifted for t in prediction.class_tests)
+    return distribution_svg("predicted classes", "categorical", prediction.class_histogram, drifted=drifted)

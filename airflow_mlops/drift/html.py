@@ -14,7 +14,8 @@ its tests, or its share of values beyond the reference's range) and the statisti
 block per feature (its tests, drifted ones highlighted, and its reference/current distribution;
 drifted features are open, the others folded), the multivariate (MMD) test, the data-quality
 checks (failed first; an out-of-range check counted as drift says so), prediction drift with the
-histogram of the champion's output (scores, predicted classes or values, by task), the
+histogram of the champion's output (scores, predicted classes or values, by task; a binary
+model's predicted classes' shares beside its scores), the
 performance checks, the history of the recent windows, and the settings the detector ran with.
 """
 
@@ -31,6 +32,7 @@ from airflow_mlops.drift.figures import (
     feature_distribution_svg,
     history_svg,
     main_test,
+    prediction_classes_svg,
     prediction_svg,
     statistics_svg,
     verdict,
@@ -47,6 +49,7 @@ _NAV = (
     ("quality", "Data quality"),
     ("prediction", "Prediction drift"),
     ("performance", "Performance"),
+    ("estimated", "Estimated performance"),
     ("history", "History"),
     ("settings", "Settings"),
 )
@@ -55,8 +58,8 @@ _TEMPLATE = """{% extends "page.html" %}
 {% import "macros.html" as m %}
 {% macro tests_table(tests) %}
 {% if tests %}
-{% call m.table(["Test", "Statistic", "p-value", "Adjusted p", "Threshold", "Verdict"], "tests") %}
-{% for t in tests %}{{ m.tr("drifted" if t.drifted else "") }}<td>{{ t.test }}</td>{{ m.cell(t.statistic) }}{{ m.cell(t.p_value) }}{{ m.cell(t.adjusted_p_value) }}{{ m.cell(t.threshold) }}<td>{{ m.verdict(t.drifted) }}</td></tr>{% endfor %}
+{% call m.table(["Test", "Statistic", "p-value", "Adjusted p", "Threshold", "Verdict", "How"], "tests") %}
+{% for t in tests %}{{ m.tr("drifted" if t.drifted else "") }}<td>{{ t.test }}</td>{{ m.cell(t.statistic) }}{{ m.cell(t.p_value) }}{{ m.cell(t.adjusted_p_value) }}{{ m.cell(t.threshold) }}<td>{{ m.verdict(t.drifted) }}</td><td>{{ t.detail }}</td></tr>{% endfor %}
 {% endcall %}
 {% else %}{{ m.missing("No test ran.") }}{% endif %}
 {% endmacro %}
@@ -105,6 +108,9 @@ _TEMPLATE = """{% extends "page.html" %}
 {% if prediction is none %}{{ m.missing("No prediction drift check in this report.") }}{% else %}
 <p>The champion's output ({{ prediction.subject }}, {{ prediction.task }} model): {{ prediction.reference_rows }} reference rows, {{ prediction.current_rows }} current rows. {{ m.verdict(prediction.drifted) }}</p>
 <div class="feature-body"><div>{{ tests_table(prediction.tests) }}</div>{{ m.figure(prediction_figure) }}</div>
+{% if prediction.class_tests %}<h3>Predicted classes</h3>
+<p>{{ prediction.class_subject|capitalize }}: drift when the chi-squared test is significant (the distances are shown beside it).</p>
+<div class="feature-body"><div>{{ tests_table(prediction.class_tests) }}</div>{{ m.figure(prediction_classes_figure) }}</div>{% endif %}
 {% endif %}
 {% endcall %}
 {% call m.section("performance", "Performance") %}
@@ -114,6 +120,16 @@ _TEMPLATE = """{% extends "page.html" %}
 {% endfor %}
 {% endcall %}
 {{ m.missing("Drop: how much worse the live value is, in the metric's units (positive = worse).") }}
+{% endif %}
+{% endcall %}
+{% call m.section("estimated", "Estimated performance") %}
+{% if estimated is none %}{{ m.missing("No estimate in this report (the champion has no stored calibration).") }}{% else %}
+<p>The champion's metrics estimated from its calibrated scores ({{ estimated.method }}, {{ estimated.rows }} rows; {{ estimated.interval }}){{ "; realised on the window's labels beside them" if estimated.labelled else "; the window has no labels" }}.</p>
+{% call m.table(["Metric", "Estimate", "Interval low", "Interval high", "Realised", "Recorded", "Estimated drop"], "estimated") %}
+{% for e in estimated.metrics %}<tr><td>{{ e.metric }}</td>{{ m.cell(e.estimate) }}{{ m.cell(e.low) }}{{ m.cell(e.high) }}{{ m.cell(e.realised) }}{{ m.cell(e.reference) }}{{ m.cell(e.drop) }}</tr>
+{% endfor %}
+{% endcall %}
+{{ m.missing("Recorded: the champion's evaluation; estimated drop: how much worse the estimate is (positive = worse).") }}
 {% endif %}
 {% endcall %}
 {% call m.section("history", "History") %}
@@ -192,7 +208,9 @@ def render_html(
         quality_as_drift=failed > alarms,
         prediction=report.prediction,
         prediction_figure=prediction_svg(report) if report.prediction is not None else "",
+        prediction_classes_figure=prediction_classes_svg(report),
         performance=report.performance,
+        estimated=_estimated(report.estimated_performance),
         windows=[_window_row(w) for w in windows],
         history_figure=history_svg(windows),
         settings=_settings_rows(report.settings),
@@ -200,6 +218,23 @@ def render_html(
 
 
 # --- what the template shows ------------------------------------------------------------------
+
+
+def _estimated(estimate: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The estimated-performance section's data (None: no estimate)."""
+    if not estimate:
+        return None
+    metrics = list(estimate.get("metrics") or ())
+    method = {"cbpe": "CBPE", "dle": "direct loss estimation"}.get(str(estimate.get("method")), "?")
+    samples = int(estimate.get("samples") or 0)
+    how = f"{samples} label draws" if samples else "normal approximation"
+    return {
+        "method": method,
+        "rows": estimate.get("rows"),
+        "interval": f"{float(estimate.get('confidence') or 0):.0%} interval from {how}",
+        "labelled": any(m.get("realised") is not None for m in metrics),
+        "metrics": metrics,
+    }
 
 
 def _share_text(report: DriftReport) -> str:
@@ -227,16 +262,33 @@ def _test_label(test: TestResult | None) -> tuple[str, str, str]:
     return test.test, format_value(test.statistic), format_value(test.threshold)
 
 
+def _overview_label(feature: FeatureDrift) -> tuple[str, str, str]:
+    """The overview's test, value and threshold: a categorical feature's chi-squared test (what
+    decides it) with its first distance beside it; otherwise the main test."""
+    chi2 = feature.test("chi2") if feature.kind == "categorical" else None
+    if chi2 is None:
+        return _test_label(main_test(feature))
+    test, value, threshold = _test_label(chi2)
+    distance = next((t for t in feature.tests if t.p_value is None), None)
+    if distance is None:
+        return test, value, threshold
+    name, d_value, d_threshold = _test_label(distance)
+    return f"{test} + {name}", f"{value}; {d_value}", f"{threshold}; {d_threshold}"
+
+
 _RULE_WORDS = {"tests": "tests (significant and large)", "out_of_range": "beyond the reference's range"}
 
 
 def _rules_text(feature: FeatureDrift) -> str:
     """Which rule made the feature drift ("" when it did not)."""
-    return " + ".join(_RULE_WORDS.get(r, r) for r in feature.rules)
+    words = dict(_RULE_WORDS)
+    if feature.kind == "categorical" and feature.test("chi2") is not None:
+        words["tests"] = "tests (significant)"
+    return " + ".join(words.get(r, r) for r in feature.rules)
 
 
 def _feature_row(feature: FeatureDrift) -> dict[str, Any]:
-    test, value, threshold = _test_label(main_test(feature))
+    test, value, threshold = _overview_label(feature)
     oor = feature.out_of_range
     return {
         "name": feature.name,

@@ -39,8 +39,9 @@ __all__ = [
 
 #: Tests that return a p-value (the others are distances compared with a threshold).
 P_VALUE_TESTS = frozenset({"ks", "chi2", "mmd"})
-#: The rules by which a feature drifts: its statistical tests (significant and large), or its
-#: share of values beyond the reference's range (``out_of_range`` set to ``drift`` or ``both``).
+#: The rules by which a feature drifts: its statistical tests (significant and large; categorical
+#: features, significant), or its share of values beyond the reference's range (``out_of_range``
+#: set to ``drift`` or ``both``).
 FEATURE_RULES = ("tests", "out_of_range")
 #: What a failed data-quality check means: an ``alarm`` (the monitor fails, no retraining),
 #: ``drift`` of its column (``out_of_range: drift``), or ``both``.
@@ -86,6 +87,8 @@ class TestResult:
     :ivar adjusted_p_value: the p-value after the multiple-testing correction (None for distances).
     :ivar threshold: alpha for p-value tests, the distance threshold otherwise.
     :ivar drifted: this test's verdict (adjusted p-value < alpha, or distance >= threshold).
+    :ivar detail: how the p-value was computed, where that varies (chi2: the levels, how many
+        rare levels were pooled, the degrees of freedom or Fisher's exact test); "" otherwise.
     """
 
     __test__: ClassVar[bool] = False  # not a pytest test class, despite its name
@@ -96,6 +99,7 @@ class TestResult:
     adjusted_p_value: float | None
     threshold: float
     drifted: bool
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +113,7 @@ class TestResult:
             adjusted_p_value=_opt_float(d.get("adjusted_p_value")),
             threshold=_float(d["threshold"]),
             drifted=bool(d["drifted"]),
+            detail=str(d.get("detail") or ""),
         )
 
     def format(self) -> str:
@@ -120,7 +125,8 @@ class TestResult:
         else:
             rel = ">=" if self.drifted else "<"
             body = f"{_fmt(self.statistic)} {rel} {_fmt(self.threshold)}"
-        return f"{self.test} {body}{' DRIFT' if self.drifted else ''}"
+        detail = f" [{self.detail}]" if self.detail else ""
+        return f"{self.test} {body}{detail}{' DRIFT' if self.drifted else ''}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ class FeatureDrift:
     """The univariate verdict of one feature.
 
     ``drifted`` when a rule of ``rules`` fired: ``"tests"`` (its tests found a change both
-    significant and large) and/or ``"out_of_range"`` (more of its live values lie beyond the
+    significant and large; for a categorical feature, significant: its chi-squared test) and/or ``"out_of_range"`` (more of its live values lie beyond the
     reference's range than ``max_out_of_range_share``, with ``out_of_range`` set to ``drift`` or
     ``both``). ``out_of_range`` holds the share for numeric features whatever the setting.
 
@@ -320,6 +326,15 @@ class PredictionDrift:
     class's probability (numeric tests); multiclass, the shares of the predicted classes
     (categorical tests; ``histogram["categories"]`` are the model's classes); regression, the
     predicted values (numeric tests).
+
+    A binary model's predicted classes (score at or above its operating ``threshold``: positive)
+    are compared too, beside its scores: ``class_tests`` are the categorical tests on their
+    shares and ``class_histogram`` the shares (``{"categories": ["negative", "positive"], ...}``).
+    A share of positive predictions that doubles from 2 % to 4 % barely moves the score
+    distribution's tests; the chi-squared test on the shares flags it. The p-value tests of the
+    scores and of the shares split the prediction family's level (Bonferroni: their adjusted
+    p-values are doubled). ``drifted``: the scores' tests (significant and large) or the shares'
+    (significant) found a change.
     """
 
     tests: tuple[TestResult, ...]
@@ -328,11 +343,22 @@ class PredictionDrift:
     reference_rows: int = 0
     current_rows: int = 0
     task: str = "binary"
+    class_tests: tuple[TestResult, ...] = ()
+    class_histogram: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None  # binary: the operating threshold of the predicted classes
 
     @property
     def subject(self) -> str:
         """What was compared, in words."""
         return PREDICTION_SUBJECT.get(self.task, "the champion's scores")
+
+    @property
+    def class_subject(self) -> str:
+        """What ``class_tests`` compared, in words ("" when they did not run)."""
+        if not self.class_tests:
+            return ""
+        at = "" if self.threshold is None else f" (positive: score >= {self.threshold:g})"
+        return f"the shares of the predicted classes{at}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -342,6 +368,9 @@ class PredictionDrift:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "task": self.task,
+            "class_tests": [t.to_dict() for t in self.class_tests],
+            "class_histogram": _plain(self.class_histogram),
+            "threshold": self.threshold,
         }
 
     @classmethod
@@ -353,6 +382,10 @@ class PredictionDrift:
             reference_rows=int(d.get("reference_rows", 0)),
             current_rows=int(d.get("current_rows", 0)),
             task=str(d.get("task", "binary")),
+            # reports written before the predicted classes' shares were compared have none
+            class_tests=tuple(TestResult.from_dict(t) for t in d.get("class_tests") or ()),
+            class_histogram=dict(d.get("class_histogram") or {}),
+            threshold=_opt_float(d.get("threshold")),
         )
 
 
@@ -421,6 +454,9 @@ class DriftReport:
     #: dataset drift by the share-of-drifted-features rule (one of the inputs of ``drifted``)
     dataset_drift: bool = False
     drift_share: float = 0.0  # share of features that drifted
+    #: the champion's metrics estimated on the window without labels (with labels, beside the
+    #: realised ones): :meth:`airflow_mlops.drift.estimation.PerformanceEstimate.to_dict`, or None
+    estimated_performance: dict[str, Any] | None = None
 
     @property
     def drifted_features(self) -> tuple[str, ...]:
@@ -464,6 +500,7 @@ class DriftReport:
             "current_rows": self.current_rows,
             "settings": _plain(self.settings),
             "created_at": self.created_at,
+            "estimated_performance": _plain(self.estimated_performance),
         }
 
     @classmethod
@@ -486,6 +523,9 @@ class DriftReport:
             created_at=str(d["created_at"]),
             dataset_drift=bool(d.get("dataset_drift", False)),
             drift_share=_float(d.get("drift_share", 0.0)),
+            estimated_performance=_plain(d["estimated_performance"])
+            if d.get("estimated_performance")
+            else None,
         )
 
     def summary(self) -> str:
@@ -526,11 +566,23 @@ class DriftReport:
                 f"  prediction ({self.prediction.subject}): "
                 f"{'DRIFT' if self.prediction.drifted else 'ok'} {tests}"
             )
+            if self.prediction.class_tests:
+                shares = "; ".join(t.format() for t in self.prediction.class_tests)
+                lines.append(f"  prediction ({self.prediction.class_subject}): {shares}")
         for p in self.performance:
             lines.append(
                 f"  performance: {'DRIFT' if p.drifted else 'ok'} {p.metric} expected {_fmt(p.expected)} "
                 f"current {_fmt(p.current)} (max drop {_fmt(p.max_drop)})"
             )
+        if self.estimated_performance:
+            est = self.estimated_performance
+            lines.append(f"  estimated performance ({est.get('method')}, {est.get('rows')} rows):")
+            for m in est.get("metrics", ()):
+                realised = "" if m.get("realised") is None else f" realised {_fmt(m['realised'])}"
+                lines.append(
+                    f"    {m['metric']} {_fmt(m.get('estimate'))} "
+                    f"[{_fmt(m.get('low'))}, {_fmt(m.get('high'))}]{realised}"
+                )
         failed = self.failed_quality_checks
         as_drift = [q for q in self.quality if not q.passed and not q.alarm]
         passed = sum(q.passed for q in self.quality)

@@ -4,9 +4,10 @@ Numeric features (:func:`numeric_statistics`) get the exact Kolmogorov-Smirnov s
 exact 1-Wasserstein distance and the counts of a 10-bin PSI histogram, for every column of a
 ``(features, rows)`` matrix at once. Categorical features (:func:`categorical_statistics`) get
 Pearson's chi-squared (as :func:`scipy.stats.chi2_contingency` computes it, Yates' correction at one
-degree of freedom included), the Jensen-Shannon distance and PSI from padded count matrices.
+degree of freedom included) on the level counts with the rare levels pooled (Fisher's exact test
+where a 2 x 2 table stays small), the Jensen-Shannon distance and PSI from padded count matrices.
 The p-values come from one vectorised call each (``scipy.stats.kstwo.sf``, ``scipy.stats.chi2.sf``):
-no Python loop of per-column scipy test calls.
+no Python loop of per-column scipy test calls (Fisher's exact test, on small tables only, excepted).
 
 How the numeric statistics avoid sorting every column (the step that dominates scipy's
 ``ks_2samp`` and ``wasserstein_distance``): each column is cut into ``2^k`` equal-width fine bins
@@ -37,11 +38,13 @@ import numpy as np
 __all__ = [
     "PSI_EPSILON",
     "CategoricalStatistics",
+    "MIN_EXPECTED",
     "NumericStatistics",
     "adjust_p_values",
     "categorical_statistics",
     "ks_p_values",
     "numeric_statistics",
+    "pool_rare_levels",
     "psi",
 ]
 
@@ -76,11 +79,25 @@ class NumericStatistics:
 class CategoricalStatistics:
     """Per-feature results of :func:`categorical_statistics`."""
 
-    chi2: np.ndarray
+    chi2: np.ndarray  # on the table with the rare levels pooled (see pool_rare_levels)
     chi2_dof: np.ndarray
-    chi2_p_value: np.ndarray
+    chi2_p_value: np.ndarray  # Fisher's exact test's where ``exact``
     jensen_shannon: np.ndarray
     psi: np.ndarray
+    levels: np.ndarray  # levels either window has
+    pooled_levels: np.ndarray  # levels that lost a column of their own in the chi-squared table
+    exact: np.ndarray  # bool: a small 2 x 2 table, Fisher's exact p-value
+
+    def describe(self, i: int) -> str:
+        """How feature ``i``'s p-value was computed, e.g. ``12 levels, 4 rare pooled, dof 8``."""
+        parts = [f"{int(self.levels[i])} level{'s' if self.levels[i] != 1 else ''}"]
+        if self.pooled_levels[i]:
+            parts.append(f"{int(self.pooled_levels[i])} rare pooled")
+        if self.exact[i]:
+            parts.append("Fisher's exact p")
+        else:
+            parts.append(f"dof {int(self.chi2_dof[i])}")
+        return ", ".join(parts)
 
 
 # N * D**2 above which a KS p-value is below 2.3e-7 (see ks_p_values).
@@ -365,27 +382,79 @@ def _numeric_chunk(
 
 # --- categorical --------------------------------------------------------------------------------
 
+#: A level whose expected count under "no change" is below this in either window is pooled with the
+#: other rare levels before the chi-squared test (Cochran's rule: below it the chi-squared
+#: distribution of the statistic is unreliable); a 2 x 2 table still below it gets Fisher's exact test.
+MIN_EXPECTED = 5.0
+
+
+def pool_rare_levels(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """One feature's level counts as the 2 x C table its chi-squared test runs on.
+
+    Levels neither window has are dropped. A level whose expected count is below
+    :data:`MIN_EXPECTED` in either window (its total below ``MIN_EXPECTED * n / min(n_reference,
+    n_current)``) joins one pooled level of the rare levels; a pooled level still that rare joins
+    the rarest common level. Which levels are pooled depends on the level totals and window sizes
+    only, not on how a level's rows split between the windows, so the test keeps its level under
+    no change. When fewer than two levels would remain, the table is the most common level against
+    all the others (2 x 2, small: Fisher's exact test). Returns the reference and current counts
+    per tested level and how many levels lost a column of their own.
+    """
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(current, dtype=np.float64)
+    used = (r + c) > 0
+    r, c = r[used], c[used]
+    nr, nc = float(r.sum()), float(c.sum())
+    if r.size < 2 or nr == 0 or nc == 0:
+        return r, c, 0
+    total = r + c
+    need = MIN_EXPECTED * (nr + nc) / min(nr, nc)
+    small = total < need
+    rare = int(small.sum())
+    if rare == 0:
+        return r, c, 0
+    keep_r, keep_c = r[~small], c[~small]
+    rare_r, rare_c = float(r[small].sum()), float(c[small].sum())
+    if rare_r + rare_c >= need and keep_r.size >= 1:
+        return np.append(keep_r, rare_r), np.append(keep_c, rare_c), rare
+    if keep_r.size >= 2:  # the pooled level is still rare: it joins the rarest common level
+        j = int(np.argmin(keep_r + keep_c))
+        keep_r[j] += rare_r
+        keep_c[j] += rare_c
+        return keep_r, keep_c, rare + 1
+    top = int(np.argmax(total))  # else the most common level against the rest
+    return np.array([r[top], nr - r[top]]), np.array([c[top], nc - c[top]]), int(r.size) - 2
+
 
 def categorical_statistics(reference_counts: np.ndarray, current_counts: np.ndarray) -> CategoricalStatistics:
-    """Chi-squared, Jensen-Shannon distance and PSI for every row of two ``(features, categories)``
-    count matrices (rows padded with zeros; a category counts when either window has it).
+    """The chi-squared test, Jensen-Shannon distance and PSI for every row of two ``(features,
+    categories)`` count matrices (rows padded with zeros; a category counts when either window has it).
 
-    The chi-squared test is :func:`scipy.stats.chi2_contingency` on the 2 x C table of the row
-    (its default ``correction=True``: Yates' continuity correction when there is one degree of
-    freedom; statistic 0 and p-value 1 with a single category). The Jensen-Shannon distance is
-    :func:`scipy.spatial.distance.jensenshannon` (natural logarithm, range 0 to sqrt(ln 2)).
+    The chi-squared test runs on the table of :func:`pool_rare_levels` (rare levels pooled) and is
+    there :func:`scipy.stats.chi2_contingency` (its default ``correction=True``: Yates' continuity
+    correction at one degree of freedom; statistic 0 and p-value 1 with a single level or an empty
+    window). Where that table is 2 x 2 with an expected count below :data:`MIN_EXPECTED`, the
+    p-value is Fisher's exact test's (:func:`scipy.stats.fisher_exact`, two-sided) instead. The
+    Jensen-Shannon distance (:func:`scipy.spatial.distance.jensenshannon`, natural logarithm, range
+    0 to sqrt(ln 2)) and PSI use every level as it is.
     """
     from scipy import special, stats
 
     r = np.asarray(reference_counts, dtype=np.float64)
     c = np.asarray(current_counts, dtype=np.float64)
-    used = (r + c) > 0
-    rt, ct = r.sum(axis=1, keepdims=True), c.sum(axis=1, keepdims=True)
+    k = r.shape[0]
+    tables = [pool_rare_levels(r[i], c[i]) for i in range(k)]
+    width = max((len(t[0]) for t in tables), default=1)
+    tr, tc = np.zeros((k, max(width, 1))), np.zeros((k, max(width, 1)))
+    for i, (a, b, _) in enumerate(tables):
+        tr[i, : len(a)], tc[i, : len(b)] = a, b
+    used = (tr + tc) > 0
+    rt, ct = tr.sum(axis=1, keepdims=True), tc.sum(axis=1, keepdims=True)
     total = rt + ct
-    col = r + c
+    col = tr + tc
     with np.errstate(invalid="ignore", divide="ignore"):
         er, ec = rt * col / total, ct * col / total
-    dof = used.sum(axis=1) - 1
+    dof = np.where((rt[:, 0] > 0) & (ct[:, 0] > 0), used.sum(axis=1) - 1, 0)
     yates = (dof == 1)[:, None]
 
     def corrected(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -393,17 +462,30 @@ def categorical_statistics(reference_counts: np.ndarray, current_counts: np.ndar
         return np.where(yates, observed + np.sign(delta) * np.minimum(0.5, np.abs(delta)), observed)
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        terms = (corrected(r, er) - er) ** 2 / er + (corrected(c, ec) - ec) ** 2 / ec
+        terms = (corrected(tr, er) - er) ** 2 / er + (corrected(tc, ec) - ec) ** 2 / ec
     stat = np.where(used, terms, 0.0).sum(axis=1)
     stat = np.where(dof > 0, stat, 0.0)
     p_value = np.where(dof > 0, stats.chi2.sf(stat, np.maximum(dof, 1)), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        small_expected = np.where(used, np.minimum(er, ec), np.inf).min(axis=1) < MIN_EXPECTED
+    exact = (dof == 1) & small_expected
+    for i in np.flatnonzero(exact):
+        a, b, _ = tables[i]
+        p_value[i] = float(stats.fisher_exact(np.vstack([a, b]).astype(np.int64)).pvalue)
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        p, q = r / rt, c / ct
+        p, q = r / r.sum(axis=1, keepdims=True), c / c.sum(axis=1, keepdims=True)
     m = (p + q) / 2
     js = np.sqrt(
         np.maximum((special.rel_entr(p, m).sum(axis=1) + special.rel_entr(q, m).sum(axis=1)) / 2, 0.0)
     )
     return CategoricalStatistics(
-        chi2=stat, chi2_dof=dof.astype(np.int64), chi2_p_value=p_value, jensen_shannon=js, psi=psi(r, c)
+        chi2=stat,
+        chi2_dof=dof.astype(np.int64),
+        chi2_p_value=np.clip(p_value, 0.0, 1.0),
+        jensen_shannon=js,
+        psi=psi(r, c),
+        levels=((r + c) > 0).sum(axis=1).astype(np.int64),
+        pooled_levels=np.array([t[2] for t in tables], dtype=np.int64),
+        exact=exact,
     )

@@ -1,7 +1,7 @@
 """The univariate tests of :func:`~airflow_mlops.drift.detect.detect_drift`: per numeric feature
-KS, Wasserstein and PSI; per categorical feature chi-squared, Jensen-Shannon and PSI (with the
-new-categories check); the histograms the report draws; and a feature's verdict (significant and
-large)."""
+KS, Wasserstein and PSI; per categorical feature chi-squared (rare levels pooled), Jensen-Shannon
+and PSI (with the new-categories check); the histograms the report draws; and a feature's verdict
+(numeric: significant and large; categorical: significant)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,11 @@ def run_categorical_tests(
     raw: dict[str, dict[str, tuple[float, float | None]]],
     histograms: dict[str, dict[str, Any]],
     max_new_share: float,
+    details: dict[tuple[str, str], str] | None = None,
 ) -> list[QualityCheck]:
+    """The categorical tests of every feature into ``raw`` (and ``histograms``), the new-categories
+    checks returned; ``details`` gets how each chi2 p-value was computed (levels, rare levels
+    pooled, degrees of freedom or Fisher's exact test), keyed ``(feature, "chi2")``."""
     from airflow_mlops.drift.statistics import categorical_statistics
 
     counted = []
@@ -160,6 +164,8 @@ def run_categorical_tests(
         for t in tests:
             if t == "chi2":
                 row[t] = (float(stats.chi2[i]), float(stats.chi2_p_value[i]))
+                if details is not None:
+                    details[(f, t)] = stats.describe(i)
             elif t == "jensen_shannon":
                 row[t] = (float(stats.jensen_shannon[i]), None)
             else:
@@ -180,18 +186,25 @@ def judge_test(
     adjusted: float | None,
     alpha: float,
     thresholds: Mapping[str, float],
+    detail: str = "",
 ) -> TestResult:
     if test in P_VALUE_TESTS:
         assert p is not None and adjusted is not None
-        return TestResult(test, stat, p, adjusted, alpha, bool(adjusted < alpha))
+        return TestResult(test, stat, p, adjusted, alpha, bool(adjusted < alpha), detail)
     limit = thresholds[test]
-    return TestResult(test, stat, None, None, limit, bool(stat >= limit))
+    return TestResult(test, stat, None, None, limit, bool(stat >= limit), detail)
 
 
-def feature_verdict(tests: Sequence[TestResult]) -> bool:
-    """Significant and large: a p-value test rejects and a distance reaches its threshold."""
+def feature_verdict(tests: Sequence[TestResult], kind: str = "numeric") -> bool:
+    """A numeric feature's change must be significant and large: a p-value test rejects and a
+    distance reaches its threshold. A categorical feature's must be significant: its chi-squared
+    test rejects (a rare level whose share doubles, 2 % to 4 %, moves the Jensen-Shannon distance
+    and PSI far less than their thresholds, yet it is the change that matters: the share of
+    positive predictions, a rare fraud channel). With no p-value test, any distance decides."""
     p_tests = [t for t in tests if t.p_value is not None]
     d_tests = [t for t in tests if t.p_value is None]
     significant = any(t.drifted for t in p_tests) if p_tests else True
     large = any(t.drifted for t in d_tests) if d_tests else True
+    if kind == "categorical" and p_tests:
+        large = True
     return bool(tests) and significant and large

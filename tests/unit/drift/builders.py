@@ -133,6 +133,26 @@ def full_report(**kwargs: Any) -> DriftReport:
     return make_report(features, **defaults)
 
 
+def binary_prediction_with_shares() -> PredictionDrift:
+    return PredictionDrift(
+        tests=(TestResult("ks", 0.02, 0.3, 0.6, 0.05, False),),
+        histogram={"edges": [0.0, 0.5, 1.0], "reference": [0.98, 0.02], "current": [0.96, 0.04]},
+        drifted=True,
+        reference_rows=10_000,
+        current_rows=10_000,
+        class_tests=(
+            TestResult("chi2", 68.0, 1.6e-16, 3.2e-16, 0.05, True, "2 levels, dof 1"),
+            TestResult("jensen_shannon", 0.042, None, None, 0.1, False),
+        ),
+        class_histogram={
+            "categories": ["negative", "positive"],
+            "reference": [0.98, 0.02],
+            "current": [0.96, 0.04],
+        },
+        threshold=0.5,
+    )
+
+
 def history_windows() -> list[DriftReport]:
     w1 = make_report((numeric("age", psi=0.05), numeric("income")), created_at="2025-01-01T00:00:00+00:00")
     w2 = make_report((numeric("age", psi=0.15),), created_at="2025-01-02T00:00:00+00:00")  # no "income"

@@ -21,7 +21,13 @@ from airflow_mlops.drift.report import (
     TestResult,
     percent,
 )
-from tests.unit.drift.builders import categorical, full_report, make_report, numeric
+from tests.unit.drift.builders import (
+    binary_prediction_with_shares,
+    categorical,
+    full_report,
+    make_report,
+    numeric,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +57,10 @@ def test_percent(share: float, text: str) -> None:
             TestResult("chi2", 80.0, 1e-12, 5e-12, 0.05, True),
             "chi2 stat=80.0000 p=1e-12 (adj 5e-12) < 0.0500 DRIFT",
         ),
+        (
+            TestResult("chi2", 3.5, 0.2, 1.0, 0.05, False, "12 levels, 4 rare pooled, dof 8"),
+            "chi2 stat=3.5000 p=0.2000 (adj 1.0000) >= 0.0500 [12 levels, 4 rare pooled, dof 8]",
+        ),
     ],
 )
 def test_a_test_result_in_one_line(result: TestResult, text: str) -> None:
@@ -64,6 +74,9 @@ def test_a_test_result_reads_back_and_is_not_collected_as_a_test() -> None:
         {"test": "ks", "statistic": "0.5", "threshold": 1, "drifted": 1}
     ) == TestResult("ks", 0.5, None, None, 1.0, True)
     assert TestResult.__test__ is False
+    pooled = TestResult("chi2", 9.1, 0.003, 0.006, 0.05, True, "2 levels, Fisher's exact p")
+    assert TestResult.from_dict(json.loads(json.dumps(pooled.to_dict()))) == pooled
+    assert TestResult.from_dict({**pooled.to_dict(), "detail": None}).detail == ""  # written before it
 
 
 # --- OutOfRange ------------------------------------------------------------------------------
@@ -201,6 +214,24 @@ def test_prediction_drift_round_trip_and_old_reports() -> None:
     assert PredictionDrift.from_dict(json.loads(json.dumps(prediction.to_dict()))) == prediction
     old = PredictionDrift.from_dict({"tests": [KS.to_dict()], "drifted": True})
     assert (old.reference_rows, old.current_rows, old.task, old.histogram) == (0, 0, "binary", {})
+    assert (old.class_tests, old.class_histogram, old.threshold, old.class_subject) == ((), {}, None, "")
+
+
+def test_a_binary_prediction_drift_carries_its_predicted_classes_shares() -> None:
+    prediction = binary_prediction_with_shares()
+    assert prediction.class_subject == "the shares of the predicted classes (positive: score >= 0.5)"
+    assert PredictionDrift.from_dict(json.loads(json.dumps(prediction.to_dict()))) == prediction
+    report = full_report(prediction=prediction)
+    assert DriftReport.from_dict(json.loads(json.dumps(report.to_dict()))).prediction == prediction
+    lines = report.summary().splitlines()
+    assert (
+        "  prediction (the positive class's probability): DRIFT ks stat=0.0200 p=0.3000 (adj 0.6000) >= 0.0500"
+        in lines
+    )
+    assert (
+        "  prediction (the shares of the predicted classes (positive: score >= 0.5)): chi2 stat=68.0000 "
+        "p=1.6e-16 (adj 3.2e-16) < 0.0500 [2 levels, dof 1] DRIFT; jensen_shannon 0.0420 < 0.1000"
+    ) in lines
 
 
 @pytest.mark.parametrize(

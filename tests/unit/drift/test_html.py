@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.unit.drift.builders import (
     HOSTILE,
     HOSTILE_NAME,
     SVG_NS,
+    binary_prediction_with_shares,
     categorical,
     full_report,
     history_windows,
@@ -197,6 +199,35 @@ def test_multivariate_prediction_performance_sections() -> None:
     # the drop is computed in the metric's direction: auc 0.9 -> 0.8 is a drop of 0.1
     assert "0.1" in text
     assert "The champion's output (the positive class's probability, binary model)" in text
+
+
+def test_a_binary_models_predicted_classes_shares_are_shown_beside_its_scores(tmp_path: Path) -> None:
+    report = full_report(prediction=binary_prediction_with_shares())
+    page = render_html(report)
+    text = "".join(parse(page).text)
+    assert "Predicted classes" in text
+    assert "The shares of the predicted classes (positive: score &gt;= 0.5)" in page
+    assert "2 levels, dof 1" in text  # how the chi-squared p-value was computed
+    classes = [svg_class(s) for s in inline_svgs(page)]
+    assert classes.count("distribution") == len(report.features) + 2  # scores and classes
+    tables = re.findall(r'<table class="tests">.*?</table>', page, re.S)
+    assert sum("negative" in t or "chi2" in t for t in tables[-2:]) >= 1
+    assert tables[-1].count('<tr class="drifted">') == 1  # the chi-squared test of the shares
+    paths = write_figures(report, tmp_path / "figures")
+    assert tmp_path / "figures" / "prediction_classes.svg" in paths
+
+
+def test_a_categorical_features_overview_shows_its_test_and_distance() -> None:
+    city = replace(categorical("city", ["paris", "rome"], drifted=True), rules=("tests",))
+    age = replace(numeric("age", drifted=True), rules=("tests",))
+    page = render_html(make_report((age, city, categorical("plan", ["basic", "pro"]))))
+    overview = re.search(r'<table class="overview">.*?</table>', page, re.S)
+    assert overview is not None
+    rows = {r.split("</a>")[0].rsplit(">", 1)[-1]: r for r in overview.group(0).split("<tr")[2:]}
+    assert "<td>chi2 + jensen_shannon</td>" in rows["plan"]
+    assert "adj p 0.9; 0.01" in rows["plan"] and "alpha 0.05; 0.1" in rows["plan"]
+    assert "tests (significant)" in rows["city"] and "significant and large" not in rows["city"]
+    assert "tests (significant and large)" in rows["age"] and "<td>psi</td>" in rows["age"]
 
 
 def test_report_without_optional_parts() -> None:

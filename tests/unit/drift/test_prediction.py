@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from airflow_mlops.drift.prediction import class_names, class_share_drift, model_outputs, prediction_drift
+from airflow_mlops.drift.univariate import feature_verdict
 from airflow_mlops.exceptions import DriftInputError
 
 THRESHOLDS = {"wasserstein": 0.1, "psi": 0.2, "jensen_shannon": 0.1}
@@ -153,3 +154,68 @@ def test_the_same_class_mix_does_not_drift_and_an_unpredicted_class_counts_zero(
     assert result.histogram["reference"] == pytest.approx([0.6, 0.4, 0.0])
     assert result.histogram["current"] == pytest.approx([0.6, 0.4, 0.0])
     assert not result.drifted and result.tests[0].statistic == pytest.approx(0.0)
+
+
+# --- a binary model's predicted classes ------------------------------------------------------
+
+
+def scores_with_positive_share(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
+    """Scores whose distribution barely moves with the share: positives just above 0.5."""
+    scores = rng.uniform(0.0, 0.45, n)
+    positive = rng.random(n) < share
+    scores[positive] = rng.uniform(0.5, 0.55, int(positive.sum()))
+    return scores
+
+
+def test_a_doubled_share_of_positive_predictions_drifts_by_the_class_shares() -> None:
+    """2 % -> 4 % positive predictions at 10,000 rows: the score tests stay quiet (KS D is about
+    0.02, the distances small), the chi-squared test of the predicted classes flags it."""
+    rng = np.random.default_rng(11)
+    ref, cur = scores_with_positive_share(rng, 10_000, 0.02), scores_with_positive_share(rng, 10_000, 0.04)
+    result = prediction_drift(ref, cur, NUMERIC, 0.05, THRESHOLDS, categorical_tests=CATEGORICAL)
+    assert not any(t.drifted for t in result.tests if t.p_value is None)  # small for the distances
+    assert not feature_verdict(result.tests)  # the scores alone: no drift
+    assert result.drifted and result.threshold == 0.5
+    assert result.class_histogram["categories"] == ["negative", "positive"]
+    positive_r, positive_c = int((ref >= 0.5).sum()), int((cur >= 0.5).sum())
+    assert result.class_histogram["reference"] == pytest.approx([1 - positive_r / 1e4, positive_r / 1e4])
+    chi2, jensen_shannon, psi_ = result.class_tests
+    expected = scipy_stats.chi2_contingency([[1e4 - positive_r, positive_r], [1e4 - positive_c, positive_c]])
+    assert chi2.statistic == pytest.approx(expected.statistic) and chi2.p_value == pytest.approx(
+        expected.pvalue
+    )
+    # the scores' KS and the classes' chi-squared share the prediction family's level
+    assert chi2.adjusted_p_value == pytest.approx(min(1.0, 2 * expected.pvalue))
+    ks = result.tests[0]
+    assert ks.adjusted_p_value == pytest.approx(min(1.0, 2 * ks.p_value))
+    assert chi2.drifted and chi2.detail == "2 levels, dof 1"
+    assert not jensen_shannon.drifted and not psi_.drifted  # what the distances alone would have said
+
+
+def test_binary_classes_drawn_alike_do_not_drift_and_regression_has_no_classes() -> None:
+    rng = np.random.default_rng(12)
+    flagged = 0
+    for _ in range(40):
+        ref, cur = scores_with_positive_share(rng, 3000, 0.1), scores_with_positive_share(rng, 2000, 0.1)
+        result = prediction_drift(ref, cur, NUMERIC, 0.05, THRESHOLDS, categorical_tests=CATEGORICAL)
+        flagged += result.drifted
+    assert flagged <= 2  # 40 unchanged windows at alpha 0.05 for the family: 2 expected at most
+    regression = prediction_drift(
+        rng.normal(size=300), rng.normal(size=300), NUMERIC, 0.05, THRESHOLDS, "regression",
+        categorical_tests=CATEGORICAL,
+    )  # fmt: skip
+    assert regression.class_tests == () and regression.class_histogram == {} and regression.threshold is None
+
+
+def test_the_predicted_classes_follow_the_operating_threshold() -> None:
+    ref = np.array([0.1, 0.3, 0.6, 0.8] * 50)
+    cur = np.array([0.1, 0.3, 0.6, 0.8] * 50)
+    at_half = prediction_drift(ref, cur, ["ks"], 0.05, THRESHOLDS, categorical_tests=["chi2"])
+    assert at_half.class_histogram["reference"] == [0.5, 0.5]
+    high = prediction_drift(ref, cur, ["ks"], 0.05, THRESHOLDS, categorical_tests=["chi2"], threshold=0.7)
+    assert high.class_histogram["current"] == [0.75, 0.25] and not high.drifted
+    assert high.class_subject == "the shares of the predicted classes (positive: score >= 0.7)"
+    # every row on one side: one level, no evidence either way (p = 1), not a crash
+    one = prediction_drift(ref, cur, ["ks"], 0.05, THRESHOLDS, categorical_tests=["chi2"], threshold=0.9)
+    (chi2,) = one.class_tests
+    assert one.class_histogram["reference"] == [1.0, 0.0] and chi2.p_value == 1.0 and not one.drifted

@@ -8,10 +8,12 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from airflow_mlops.drift.statistics import (
+    MIN_EXPECTED,
     adjust_p_values,
     categorical_statistics,
     ks_p_values,
     numeric_statistics,
+    pool_rare_levels,
     psi,
 )
 
@@ -87,12 +89,15 @@ def _table(rng: np.random.Generator, categories: int, n: int, shift: float) -> n
 
 
 def test_chi2_and_jensen_shannon_equal_scipy() -> None:
+    """The chi-squared test is scipy's on the table with the rare levels pooled (Fisher's exact test
+    where that table is a small 2 x 2); the distances use every level as it is."""
     tables = [
         _table(RNG, k, n, s)
         for k, n, s in [(2, 300, 0.0), (2, 50, 0.4), (3, 1000, 0.1), (7, 5000, 0.0), (12, 80, 0.5)]
     ]
     tables.append(np.array([[40, 0, 3], [0, 12, 9]]))  # categories seen in one window only
     tables.append(np.array([[30, 0], [25, 0]]))  # one category: dof 0
+    tables.append(np.array([[6, 2], [1, 5]]))  # small 2 x 2: Fisher's exact test
     width = max(t.shape[1] for t in tables)
     ref = np.zeros((len(tables), width + 2))  # extra zero padding must not count
     cur = np.zeros_like(ref)
@@ -100,15 +105,57 @@ def test_chi2_and_jensen_shannon_equal_scipy() -> None:
         ref[i, : t.shape[1]], cur[i, : t.shape[1]] = t
     result = categorical_statistics(ref, cur)
     for i, t in enumerate(tables):
-        table = t[:, t.sum(axis=0) > 0]
+        a, b, pooled = pool_rare_levels(t[0], t[1])
+        table = np.vstack([a, b])
+        assert result.pooled_levels[i] == pooled and result.levels[i] == (t.sum(axis=0) > 0).sum()
         if table.shape[1] > 1:
-            stat, p, dof, _ = stats.chi2_contingency(table)
+            stat, p, dof, expected = stats.chi2_contingency(table)
         else:
-            stat, p, dof = 0.0, 1.0, 0
+            stat, p, dof, expected = 0.0, 1.0, 0, np.full(1, np.inf)
+        small = bool(np.min(expected) < MIN_EXPECTED)
+        assert bool(result.exact[i]) is (dof == 1 and small)
+        if result.exact[i]:
+            p = stats.fisher_exact(table.astype(int)).pvalue
+        else:  # after pooling, every expected count reaches the minimum
+            assert not small or dof == 0
         assert result.chi2[i] == pytest.approx(stat, rel=1e-9, abs=1e-12)
         assert abs(result.chi2_p_value[i] - p) <= 1e-6
         assert result.chi2_dof[i] == dof
         assert result.jensen_shannon[i] == pytest.approx(jensenshannon(t[0], t[1]), rel=1e-9, abs=1e-12)
+    assert result.exact[-1] and result.describe(len(tables) - 1) == "2 levels, Fisher's exact p"
+    assert result.describe(0) == "2 levels, dof 1"
+
+
+@pytest.mark.parametrize(
+    ("reference", "current", "expected", "pooled"),
+    [
+        # every level common enough: the table as it is (levels neither window has dropped)
+        ([300, 200, 0], [310, 190, 0], ([300, 200], [310, 190]), 0),
+        # three rare levels (expected count below 5) pooled into one level of their own
+        ([100, 100, 2, 2, 2], [100, 100, 3, 3, 3], ([100, 100, 6], [100, 100, 9]), 3),
+        # one rare level, still rare alone: it joins the rarest common level
+        ([500, 400, 3, 2], [450, 420, 0, 9], ([500, 400, 5], [450, 420, 9]), 2),
+        # a level the reference never had, common enough to keep its own column
+        ([500, 500, 0], [450, 450, 100], ([500, 500, 0], [450, 450, 100]), 0),
+        # tiny windows: the most common level against the rest
+        ([5, 3, 2, 0, 0], [2, 2, 0, 4, 2], ([5, 5], [2, 8]), 3),
+        ([7], [9], ([7], [9]), 0),  # a single level: nothing to pool, nothing to test
+        ([3, 4], [0, 0], ([3, 4], [0, 0]), 0),  # an empty window
+    ],
+)
+def test_rare_levels_are_pooled_until_every_expected_count_is_five(
+    reference: list[int], current: list[int], expected: tuple[list[int], list[int]], pooled: int
+) -> None:
+    r, c, n = pool_rare_levels(np.array(reference, float), np.array(current, float))
+    assert (r.tolist(), c.tolist(), n) == (*expected, pooled)
+    assert r.sum() == sum(reference) and c.sum() == sum(current)  # no row lost
+
+
+def test_a_single_level_or_an_empty_window_is_no_evidence() -> None:
+    result = categorical_statistics(np.array([[7.0, 0.0], [3.0, 4.0]]), np.array([[9.0, 0.0], [0.0, 0.0]]))
+    assert result.chi2.tolist() == [0.0, 0.0] and result.chi2_p_value.tolist() == [1.0, 1.0]
+    assert result.chi2_dof.tolist() == [0, 0] and not result.exact.any()
+    assert result.describe(0) == "1 level, dof 0"
 
 
 def test_bonferroni_and_benjamini_hochberg_match_a_hand_computation() -> None:

@@ -141,10 +141,13 @@ def test_categorical_tests_new_categories_and_histogram() -> None:
     assert hist["categories"] == ["a", "b", "c", "d", "e"]
     assert hist["reference"] == pytest.approx([0.5, 0.3, 0.2, 0, 0])  # nulls are not a category
     assert hist["current"] == pytest.approx([0.2, 0.2, 0, 0.4, 0.2])
-    table = np.array([[5, 3, 2, 0, 0], [2, 2, 0, 4, 2]])
-    chi2, p, _, _ = scipy_stats.chi2_contingency(table)
+    # 10 rows a window: every level's expected count is below 5, so the test is the most common
+    # level against the rest, a small 2 x 2 table: Fisher's exact p-value
+    table = np.array([[5, 5], [2, 8]])
+    chi2, _, _, _ = scipy_stats.chi2_contingency(table)
+    p = scipy_stats.fisher_exact(table).pvalue
     assert list(raw["city"]) == ["jensen_shannon", "chi2"]
-    assert raw["city"]["chi2"] == (pytest.approx(chi2), pytest.approx(p, abs=1e-9))
+    assert raw["city"]["chi2"] == (pytest.approx(chi2), pytest.approx(p, abs=1e-12))
     assert raw["city"]["jensen_shannon"][1] is None
     assert (check.check, check.column, check.reference, check.threshold) == (
         "new_categories",
@@ -243,3 +246,47 @@ def test_a_feature_drifts_when_its_change_is_significant_and_large(
     tests: tuple[TestResult, ...], drifted: bool
 ) -> None:
     assert feature_verdict(tests) is drifted
+    assert feature_verdict(tests, "numeric") is drifted
+
+
+def chi2_test(drifted: bool) -> TestResult:
+    return TestResult("chi2", 68.0, 1e-16 if drifted else 0.3, 1e-15 if drifted else 1.0, 0.05, drifted)
+
+
+@pytest.mark.parametrize(
+    ("tests", "drifted"),
+    [
+        ((), False),
+        ((chi2_test(True), d_test(False, "jensen_shannon"), d_test(False)), True),  # significant, small
+        ((chi2_test(False), d_test(True, "jensen_shannon"), d_test(True)), False),  # large, not significant
+        ((chi2_test(True),), True),
+        ((chi2_test(False),), False),
+        ((d_test(True, "jensen_shannon"),), True),  # distances only: any distance
+        ((d_test(False, "jensen_shannon"), d_test(False)), False),
+    ],
+)
+def test_a_categorical_feature_drifts_when_its_change_is_significant(
+    tests: tuple[TestResult, ...], drifted: bool
+) -> None:
+    assert feature_verdict(tests, "categorical") is drifted
+
+
+def test_a_rare_level_whose_share_doubles_is_flagged_by_chi2_not_by_the_distances() -> None:
+    """2 % -> 4 % at 10,000 rows a window: the Jensen-Shannon distance (0.042) and PSI (0.014) stay
+    far under their thresholds; chi-squared (p 1.6e-16) flags it, as scipy's does."""
+    ref = pd.DataFrame({"pred": ["pos"] * 200 + ["neg"] * 9800})
+    cur = pd.DataFrame({"pred": ["pos"] * 400 + ["neg"] * 9600})
+    details: dict[tuple[str, str], str] = {}
+    raw: dict[str, dict[str, tuple[float, float | None]]] = {}
+    run_categorical_tests(ref, cur, ["pred"], ("chi2", "jensen_shannon", "psi"), raw, {}, 0.05, details)
+    chi2, p, _, _ = scipy_stats.chi2_contingency([[200, 9800], [400, 9600]])
+    assert raw["pred"]["chi2"] == (pytest.approx(chi2), pytest.approx(p, rel=1e-9))
+    assert details == {("pred", "chi2"): "2 levels, dof 1"}
+    alpha = 0.05 / 50  # Bonferroni over 50 features
+    tests = tuple(
+        judge_test(t, stat, p_, p_, alpha, THRESHOLDS, details.get(("pred", t), ""))
+        for t, (stat, p_) in raw["pred"].items()
+    )
+    assert [t.drifted for t in tests] == [True, False, False]
+    assert tests[0].detail == "2 levels, dof 1" and tests[1].detail == ""
+    assert feature_verdict(tests, "categorical") and not feature_verdict(tests, "numeric")
