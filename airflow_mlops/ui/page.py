@@ -49,6 +49,7 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
     <tr class="version" id="version-{{ m.name }}-{{ v.version }}" data-version="{{ v.version }}" data-aliases="{{ v.aliases|join(' ') }}">
       <td class="number">v{{ v.version }}</td>
       <td class="aliases">{% for a in v.aliases %}<span class="alias">@{{ a }}</span>{% endfor %}</td>
+      <td class="retrain">{% if v.retrain %}<span class="retrain-reason" data-retrain-kind="{{ v.retrain.kind }}" title="{{ v.retrain.source }}">{{ v.retrain.label }}</span>{% if v.retrain.source != 'attested' %} <small class="retrain-source">({{ v.retrain.source }})</small>{% endif %}{% else %}<span class="retrain-reason" data-retrain-kind="">not recorded</span>{% endif %}</td>
       <td class="metrics"><ul class="plain">{% for k, x in v.metrics|dictsort %}<li><span class="metric" data-metric="{{ k }}">{{ k }}: {{ '%.4f'|format(x) }}</span></li>{% endfor %}</ul></td>
       <td class="gates">
         <span class="check {{ 'ok' if v.gates_passed is sameas true else ('failed' if v.gates_passed is sameas false else 'unchecked') }}">gates: {{ 'passed' if v.gates_passed is sameas true else ('FAILED' if v.gates_passed is sameas false else 'unknown') }}</span>
@@ -57,7 +58,6 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
       </td>
       <td class="security">
         <span class="check signature {{ v.signature.state }}" title="{{ v.signature.detail|clean }}">signature: {{ v.signature.label }}</span><br>
-      <td class="retrain">{% if v.retrain %}<span class="retrain-reason" data-retrain-kind="{{ v.retrain.kind }}" title="{{ v.retrain.source }}">{{ v.retrain.label }}</span>{% if v.retrain.source != 'attested' %} <small class="retrain-source">({{ v.retrain.source }})</small>{% endif %}{% else %}<span class="retrain-reason" data-retrain-kind="">not recorded</span>{% endif %}</td>
         <span class="check scan {{ v.scan.state }}" title="{{ v.scan.detail|clean }}">scan: {{ v.scan.label }}</span>
         {% if v.signature.state != 'ok' %}<div>{% if v.signature.state != 'unchecked' %}<small>{{ v.signature.detail|clean }}</small><br>{% endif %}<a class="check-now" href="{{ base }}/{{ m.name|q }}/versions/{{ v.version|q }}/check">check now</a></div>{% endif %}
       </td>

@@ -93,7 +93,6 @@ class Gate:
 
 
 @dataclass(frozen=True)
-@dataclass(frozen=True)
 class Retrain:
     """Why a version was trained: ``kind`` (drift, new_data, asset, schedule, manual, backfill,
     other), the sentence, and where it was read (``attested`` or ``tag (not verified...)``)."""
@@ -110,6 +109,7 @@ class Retrain:
         return self.summary
 
 
+@dataclass(frozen=True)
 class VersionRow:
     model_name: str
     version: str
@@ -125,8 +125,8 @@ class VersionRow:
     scan: Check
     has_mlbom: bool
     key_fingerprint: str = ""
-
     retrain: Retrain | None = None
+
 
 @dataclass(frozen=True)
 class DriftResult:
@@ -475,10 +475,10 @@ def version_row(
         scan=scan,
         has_mlbom=MLBOM_FILE in attachments,
         key_fingerprint=str(tags.get(TAG_KEY_FINGERPRINT, "")),
+        retrain=retrain_of(tags, attested_reason, source),
     )
     return row, experiment
 
-        retrain=retrain_of(tags, attested_reason, source),
 
 def collect_models(
     client: MlflowClient,
