@@ -266,6 +266,46 @@ def estimate_window(
     )
 
 
+def estimate_for_event(
+    current: pd.DataFrame,
+    calibration: Mapping[str, Any] | None,
+    *,
+    settings: Mapping[str, Any],
+    champion: str,
+    **window: Any,
+) -> tuple[PerformanceEstimate | None, dict[str, Any]]:
+    """:func:`estimate_window` and its :func:`event_summary` of ``settings["metric"]`` (default:
+    the task's primary metric), as the monitor's detect task needs them: the estimate (None when
+    there is none) and the summary, which says why not (``available: false``) instead of failing:
+    a window without an estimate is still tested for drift and reported.
+
+    :param settings: ``monitoring.estimation`` (``metric``, ``max_drop``, ``confidence``, ``samples``).
+    :param champion: the champion's name and version, for the reason.
+    :param window: the keyword arguments of :func:`estimate_window` but ``confidence``, ``samples``.
+    """
+    from airflow_mlops.metrics import PRIMARY_METRIC
+
+    metric = settings.get("metric") or PRIMARY_METRIC[window["task"]]
+    max_drop = settings.get("max_drop")
+    if not calibration:
+        why = f"{champion} has no stored calibration (trained without a validation split, or before calibration was stored)"
+        return None, event_summary(None, metric=metric, max_drop=max_drop, unavailable=why)
+    try:
+        estimate = estimate_window(
+            current,
+            calibration,
+            confidence=float(settings.get("confidence", DEFAULT_CONFIDENCE)),
+            samples=int(settings.get("samples", DEFAULT_SAMPLES)),
+            **window,
+        )
+    except DriftInputError as exc:
+        return None, event_summary(None, metric=metric, max_drop=max_drop, unavailable=str(exc))
+    try:
+        return estimate, event_summary(estimate, metric=metric, max_drop=max_drop)
+    except DriftInputError as exc:  # monitoring.estimation.metric is not one of this task's
+        return estimate, event_summary(None, metric=metric, max_drop=max_drop, unavailable=str(exc))
+
+
 def _realised(task: str, y: Any, out: np.ndarray, threshold: float | None) -> dict[str, float]:
     from airflow_mlops.metrics import compute_metrics
 

@@ -56,6 +56,13 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
     With ``on_drift="alert"`` the task fails instead (notifiers fire) and no event is emitted.
 
     :param asset: the drift asset (``x-mlops://<pipeline>/drift``); it is this task's outlet.
+    :param estimated_performance: ``monitor.detect``'s summary of the estimated metric
+        (:func:`airflow_mlops.drift.estimation.event_summary`); it goes into the event's ``extra``
+        under ``estimated_performance``.
+    :param retrain_on: ``drift`` (default) or ``drift_and_estimated_drop``: then the event is
+        emitted only when the metric also dropped beyond ``max_drop`` (skipped, with the numbers,
+        otherwise), and a window without an estimate fails the task: it cannot decide
+        (:func:`airflow_mlops.drift.estimation.retrain_decision`).
     """
 
     template_fields = (
@@ -68,6 +75,7 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
         "window",
         "labelled",
         "champion_version",
+        "estimated_performance",
     )
     stage = "monitor"
     ui_color = "#fce8e6"
@@ -85,8 +93,14 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
         labelled: Any,
         champion_version: Any,
         on_drift: str = "retrain",
+        estimated_performance: Any = None,
+        retrain_on: str = "drift",
         **kwargs: Any,
     ) -> None:
+        from airflow_mlops.drift.estimation import RETRAIN_ON
+
+        if retrain_on not in RETRAIN_ON:
+            raise ValueError(f"retrain_on must be one of {', '.join(RETRAIN_ON)}, got {retrain_on!r}")
         if on_drift not in ("retrain", "alert"):
             raise ValueError(f"on_drift must be 'retrain' or 'alert', got {on_drift!r}")
         super().__init__(outlets=[asset] if on_drift == "retrain" else [], **kwargs)
@@ -100,6 +114,8 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
         self.labelled = labelled
         self.champion_version = champion_version
         self.on_drift = on_drift
+        self.estimated_performance = estimated_performance
+        self.retrain_on = retrain_on
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -116,6 +132,7 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
             raise DriftAlarmError(
                 "drift in the live window (monitoring.on_drift: alert): " + "; ".join(reasons)
             )
+        estimated = self._estimated_drop()
         window = ArtifactRef.from_dict(self.window)
         extra: dict[str, Any] = {
             "reason": "; ".join(reasons),
@@ -128,12 +145,29 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
             "source_run": self.airflow_run(context),
             **self._statistics(),
         }
+        if estimated is not None:
+            extra["estimated_performance"] = estimated
         if self.labelled is True:
             extra["data"] = [window.uri]
             extra["data_refs"] = [window.to_dict()]
         context["outlet_events"][self.asset].extra = extra
         self.log.info("Emitting %s with extra %s", self.asset.uri, json.dumps(extra, default=str))
         return extra
+
+    def _estimated_drop(self) -> dict[str, Any] | None:
+        """The estimated-performance summary the event carries; with ``retrain_on:
+        drift_and_estimated_drop``, skips when the metric did not drop (fails when unknown)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.drift.estimation import retrain_decision
+
+        summary = dict(self.estimated_performance) if isinstance(self.estimated_performance, dict) else None
+        emit, why = retrain_decision(True, summary, self.retrain_on)
+        if not emit:
+            raise AirflowSkipException(f"{why}: no drift event")
+        if self.retrain_on != "drift":
+            self.log.warning("Retraining: %s", why)
+        return summary
 
     def _statistics(self) -> dict[str, Any]:
         """The drifted features' statistics and the drift share from the JSON report. They

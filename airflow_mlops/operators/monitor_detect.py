@@ -34,9 +34,12 @@ class DriftDetectOperator(MLOpsBaseOperator):
         the reference's range means: ``drift`` (default: drift of that feature, the drift event
         follows ``on_drift``), ``alarm`` (a data-quality alarm: this task fails, no retraining) or
         ``both`` (drift recorded in the report, and the alarm fails this task).
+    :param calibration: the champion's stored calibration (``monitor.score``'s): its metrics are
+        estimated on the window without labels, and reported (None: no estimate).
+    :param estimation: ``monitoring.estimation`` (``metric``, ``max_drop``, ``confidence``, ``samples``).
 
     Returns ``{"report", "html"}`` refs, ``drifted``, ``reasons``, ``drifted_features``,
-    ``mlflow_run_id``.
+    ``mlflow_run_id`` and ``estimated_performance`` (what the drift event carries).
     """
 
     template_fields = (
@@ -49,6 +52,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
         "task",
         "classes",
         "threshold",
+        "calibration",
     )
     stage = "monitor"
     ui_color = "#fef7e0"
@@ -73,6 +77,8 @@ class DriftDetectOperator(MLOpsBaseOperator):
         threshold: Any = None,
         out_of_range: str = "drift",
         history: int = 14,
+        calibration: Any = None,
+        estimation: Mapping[str, Any] | None = None,
         experiment: str | None = None,
         mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
@@ -98,6 +104,8 @@ class DriftDetectOperator(MLOpsBaseOperator):
         self.threshold = threshold
         self.out_of_range = out_of_range
         self.history = history
+        self.calibration = calibration
+        self.estimation = dict(estimation or {})
         self.experiment = experiment or self.pipeline
         self.mlflow_conn_id = mlflow_conn_id
 
@@ -110,6 +118,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
             current = read_table(self.fetch(self.predictions, tmp / "predictions"))
             reference = read_table(self.fetch(self.reference, tmp / "reference"))
             report = self._detect(current, reference)
+            report, estimated = self._estimate(current, report)
             run_id = history.start_monitor_run(
                 client,
                 experiment=self.experiment,
@@ -136,6 +145,7 @@ class DriftDetectOperator(MLOpsBaseOperator):
             "reasons": list(report.reasons),
             "drifted_features": list(report.drifted_features),
             "mlflow_run_id": run_id,
+            "estimated_performance": estimated,
         }
 
     def _detect(self, current: Any, reference: Any) -> Any:
@@ -167,6 +177,27 @@ class DriftDetectOperator(MLOpsBaseOperator):
             "Drift report for %s version %s:\n%s", self.model_name, self.champion_version, report.summary()
         )
         return report
+
+    def _estimate(self, current: Any, report: Any) -> tuple[Any, dict[str, Any]]:
+        """The report with the estimated metrics, and the event's summary (``estimate_for_event``)."""
+        import dataclasses
+
+        from airflow_mlops.drift.estimation import estimate_for_event
+
+        estimate, summary = estimate_for_event(
+            current, self.calibration, settings=self.estimation,
+            champion=f"{self.model_name} version {self.champion_version}", features=list(self.features),
+            target=self.target, task=str(self.task or "binary"),
+            classes=[str(c) for c in self.classes] if self.classes else None,
+            threshold=None if self.threshold is None else float(self.threshold),
+            positive_label=self.positive_label, champion_metrics=self.champion_metrics,
+        )  # fmt: skip
+        if not summary["available"]:
+            self.log.warning("No performance estimate of the drift event: %s", summary["reason"])
+        if estimate is None:
+            return report, summary
+        self.log.info("%s", estimate.summary())
+        return dataclasses.replace(report, estimated_performance=estimate.to_dict()), summary
 
     def _store_reports(
         self, context: Any, tmp: Path, report: Any, recent: list[Any], run_id: str

@@ -31,7 +31,10 @@ class ChampionScoreOperator(MLOpsBaseOperator):
     Returns ``{"window", "predictions", "reference"}`` refs, ``champion_version``,
     ``champion_metrics`` (its recorded evaluation), ``labelled`` (the window has the target),
     ``features``, and what the detector needs to read the output: ``task``, ``classes`` (the
-    model's class labels; empty for a regression) and ``threshold`` (binary; else None).
+    model's class labels; empty for a regression) and ``threshold`` (binary; else None), and
+    ``calibration``: what the detector estimates the champion's metrics with on an unlabelled
+    window (:mod:`airflow_mlops.training.calibration`, JSON numbers stored with the model at
+    training time; None for a model trained without one).
     Skips (with the reason in the log) when there is no champion yet: nothing to monitor.
     """
 
@@ -115,6 +118,7 @@ class ChampionScoreOperator(MLOpsBaseOperator):
             "task": predictor.task,
             "classes": list(predictor.classes),
             "threshold": threshold,
+            "calibration": predictor.calibration,
         }
 
     def _champion(self, client: Any, tmp: Path) -> tuple[str, Any]:

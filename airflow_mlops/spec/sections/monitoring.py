@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from airflow_mlops.spec.sections.base import StrictModel, TaskSettings, check_time_schedule
 from airflow_mlops.spec.sections.evaluation import MetricName
+from airflow_mlops.training.calibration import ESTIMABLE_METRICS
 
 MONITOR_REFERENCE_KEYWORDS = ("champion", "data")
 NumericDriftTest = Literal["ks", "wasserstein", "psi"]
@@ -82,6 +83,47 @@ class PerformanceBound(StrictModel):
     )
 
 
+_ESTIMABLE = sorted({m for names in ESTIMABLE_METRICS.values() for m in names})
+
+
+class EstimationConfig(StrictModel):
+    """Performance estimated without labels (CBPE for classifiers, direct loss estimation for a
+    regression) from the calibration stored with the champion at training time (see
+    docs/monitoring.md), and whether a retraining needs the estimated drop."""
+
+    metric: MetricName | None = Field(
+        None,
+        description="The metric whose drop is judged: one the monitor estimates (binary: roc_auc, accuracy, "
+        "precision, recall, f1, balanced_accuracy; multiclass: accuracy, balanced_accuracy, f1_macro, "
+        "roc_auc_ovr; regression: mae, rmse). Default: the task's primary metric (roc_auc, f1_macro, rmse).",
+    )
+    max_drop: float = Field(
+        gt=0,
+        description="How far the metric may fall below the champion's recorded evaluation (in the metric's "
+        "units; the realised value decides when the window has labels) before it counts as a drop.",
+    )
+    retrain_on: Literal["drift", "drift_and_estimated_drop"] = Field(
+        "drift",
+        description="`drift`: the drift event is emitted on drift (the estimate rides along in its extra); "
+        "`drift_and_estimated_drop`: only on drift AND a drop beyond max_drop. Without an estimate (a champion "
+        "trained without a validation split or before calibration was stored) the emit task fails rather than guess.",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Coverage of the estimate's interval.")
+    samples: int = Field(
+        200,
+        ge=20,
+        le=5000,
+        description="Label draws from the calibrated probabilities for the interval (CBPE).",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _estimable(cls, value: str | None) -> str | None:
+        if value is not None and value not in _ESTIMABLE:
+            raise ValueError(f"{value} is not estimated without labels; one of {', '.join(_ESTIMABLE)}")
+        return value
+
+
 class MonitoringConfig(StrictModel):
     """The `<pipeline>__monitor` DAG: score each live window with the champion (batch inference), test it
     for drift and data quality, report, and on drift start a retraining (the `drift` asset event)."""
@@ -113,6 +155,12 @@ class MonitoringConfig(StrictModel):
         description="Concept drift: when the window has labels, the champion's metric on it against "
         "its recorded evaluation, e.g. `{roc_auc: {max_drop: 0.05}}`.",
     )
+    estimation: EstimationConfig | None = Field(
+        None,
+        description="Estimated performance on unlabelled windows and the retrain rule that can require it, "
+        "e.g. `{metric: roc_auc, max_drop: 0.02, retrain_on: drift_and_estimated_drop}`. Without it the "
+        "estimates are still reported (when the champion has a stored calibration) and nothing waits on them.",
+    )
     out_of_range: Literal["drift", "alarm", "both"] = Field(
         "drift",
         description="What values beyond the reference's range mean: `drift` (a covariate shift: the window "
@@ -126,6 +174,19 @@ class MonitoringConfig(StrictModel):
     )
     history: int = Field(14, ge=1, le=365, description="Recent windows shown in the HTML report.")
     settings: TaskSettings | None = Field(None, description="Task settings of the monitor DAG's tasks.")
+
+    @model_validator(mode="after")
+    def _estimation_needs_retrain(self) -> MonitoringConfig:
+        if (
+            self.estimation is not None
+            and self.estimation.retrain_on == "drift_and_estimated_drop"
+            and self.on_drift != "retrain"
+        ):
+            raise ValueError(
+                "estimation.retrain_on: drift_and_estimated_drop decides when the drift event starts a "
+                f"retraining, but on_drift is {self.on_drift}; set on_drift: retrain or retrain_on: drift"
+            )
+        return self
 
     @field_validator("schedule")
     @classmethod
