@@ -3,20 +3,11 @@ faces with its thresholds, and where a version that passes goes, in text or JSON
 
 The plan is read from the validated spec models (loaded, checked and built exactly as Airflow's
 loader does, so a spec the loader refuses has no plan), never from the YAML by hand. The gates
-come in the order of :data:`airflow_mlops.spec.sections.base.STAGE_TASK_IDS`, the stages the
-factory wires (``tests/unit/cli/test_plan.py`` checks the built DAG runs them in that order).
-
-The JSON document (``--json``), version :data:`PLAN_VERSION`::
-
-    {"plan_version": 1, "spec": path, "pipeline": name,
-     "dags": {"train": dag_id, "monitor": dag_id | null},
-     "starts": {"time": {...} | null, "events": [{...}], "manual": true,
-                "event_data": text, "policy": {...} | null, "monitor": {...} | null},
-     "gates": [{"stage", "task_id", "title", "on_failure", "checks": [{"check", "text", ...}]}],
-     "release": {"model_name", "alias", "experiment", "connection", "rollout": {...},
-                 "approval": {...} | null, "rollback": {...}}}
-
-Keys are only ever added within a version; a renamed or removed key raises the version.
+(:mod:`airflow_mlops.cli.plan_gates`) come in the order of the factory's stage table,
+:data:`airflow_mlops.spec.sections.base.STAGE_TASK_IDS` (``tests/unit/cli/test_plan_gates.py``
+builds each example's DAG and checks it runs them in that order). The ``--json`` document,
+version :data:`PLAN_VERSION`, is described in docs/spec.md; within a version keys are only ever
+added, and a renamed or removed key raises the version.
 """
 
 from __future__ import annotations
@@ -112,7 +103,7 @@ def build_plan(spec: Any, *, spec_path: str | None = None, runs: int = DEFAULT_R
         "spec": spec_path,
         "pipeline": spec.pipeline,
         "description": spec.description,
-        "task": spec.task or spec.task_hint,
+        "task": spec.task_hint,  # declared, implied by the spec, or None (the data tells)
         "dags": {
             "train": spec.train_dag_id,
             "monitor": spec.monitor_dag_id if spec.monitoring is not None else None,
@@ -216,8 +207,17 @@ def _iso(value: dt.datetime) -> str:
 
 
 def _event(spec: Any, event: str, spec_path: str | None) -> dict[str, Any]:
-    from airflow_mlops.factory.builder import resolve_location
+    from airflow_mlops.factory.builder import pipeline_asset, resolve_location
+    from airflow_mlops.spec.models import PIPELINE_EVENTS
 
+    if event not in PIPELINE_EVENTS:
+        return {
+            "event": event,
+            "asset": event,
+            "source": "an asset another DAG or tool updates",
+            "watch": None,
+        }
+    asset = pipeline_asset(spec.pipeline, event).uri  # the factory's own asset
     if event == "drift":
         m = spec.monitoring
         if m is None:
@@ -231,30 +231,28 @@ def _event(spec: Any, event: str, spec_path: str | None) -> dict[str, Any]:
             source = (
                 f"emitted by {spec.monitor_dag_id} when a live window drifts (monitoring.on_drift: retrain)"
             )
-        return {"event": event, "asset": f"x-mlops://{spec.pipeline}/drift", "source": source}
-    if event == "new_data":
-        watch = spec.data.new_data
-        if watch is None:
-            return {
-                "event": event,
-                "asset": f"x-mlops://{spec.pipeline}/new_data",
-                "source": "no data.new_data watch: another DAG or tool must update the asset",
-                "watch": None,
-            }
-        base = Path(spec_path).resolve().parent if spec_path else None
+        return {"event": event, "asset": asset, "source": source, "watch": None}
+    watch = spec.data.new_data
+    if watch is None:
         return {
             "event": event,
-            "asset": f"x-mlops://{spec.pipeline}/new_data",
-            "source": "an asset watcher in the triggerer: new batch files after its persisted watermark",
-            "watch": {
-                "location": watch.location,
-                "resolved": resolve_location(watch.location, base),
-                "pattern": watch.pattern,
-                "poll_interval_seconds": watch.poll_interval.total_seconds(),
-                "settle_seconds": watch.settle.total_seconds(),
-            },
+            "asset": asset,
+            "source": "no data.new_data watch: another DAG or tool must update the asset",
+            "watch": None,
         }
-    return {"event": event, "asset": event, "source": "an asset another DAG or tool updates"}
+    base = Path(spec_path).resolve().parent if spec_path else None
+    return {
+        "event": event,
+        "asset": asset,
+        "source": "an asset watcher in the triggerer: new batch files after its persisted watermark",
+        "watch": {
+            "location": watch.location,
+            "resolved": resolve_location(watch.location, base),
+            "pattern": watch.pattern,
+            "poll_interval_seconds": watch.poll_interval.total_seconds(),
+            "settle_seconds": watch.settle.total_seconds(),
+        },
+    }
 
 
 def _event_data(spec: Any) -> str:
@@ -352,14 +350,17 @@ def _monitor(spec: Any, runs: int) -> dict[str, Any] | None:
                 max_drop=bound.max_drop,
             )
         )
+    from airflow_mlops.factory.builder import pipeline_asset
+
+    asset = pipeline_asset(spec.pipeline, "drift").uri
     listens = spec.schedule is not None and "drift" in getattr(spec.schedule, "events", [])
     if m.on_drift == "alert":
         on_drift = "alert: the emit task fails (notifiers fire), no drift event"
     elif listens:
-        on_drift = f"retrain: emits x-mlops://{spec.pipeline}/drift, which starts {spec.train_dag_id}"
+        on_drift = f"retrain: emits {asset}, which starts {spec.train_dag_id}"
     else:
         on_drift = (
-            f"retrain: emits x-mlops://{spec.pipeline}/drift, but `drift` is not in schedule.events: "
+            f"retrain: emits {asset}, but `drift` is not in schedule.events: "
             f"it does not start {spec.train_dag_id}"
         )
     return {

@@ -14,15 +14,14 @@ from pydantic import Field
 
 from airflow_mlops.cli import main
 from airflow_mlops.cli.plan import PLAN_VERSION, build_plan, next_runs, render_text, retrain_policy
+from airflow_mlops.factory.folder import find_spec_files
 from airflow_mlops.spec.loader import load_spec
 from airflow_mlops.spec.models import Duration, ScheduleConfig, StrictModel
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
-EXAMPLES = sorted(
-    [*(ROOT / "dags").rglob("*.yaml"), *(ROOT / "docs" / "examples").rglob("*.yaml")],
-    key=lambda p: p.as_posix(),
-)
+# every spec a user can copy: the dags folder's and the docs' examples (other YAML left out)
+EXAMPLES = [*find_spec_files(ROOT / "dags"), *find_spec_files(ROOT / "docs" / "examples")]
 
 
 def plan_of(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -175,12 +174,20 @@ def test_a_rich_spec_shows_rollout_approval_fairness_and_limits(
 
 def test_events_only_and_manual_only_schedules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = EXAMPLE.read_text().replace('  time: "@daily"\n', "")
+    text = text.replace("events: [drift, new_data]", "events: [drift, new_data, x-team://features/ready]")
     path = tmp_path / "events.yaml"
     path.write_text(text)
     code, out, err = plan_of(capsys, "--json", str(path))
     assert code == 0, err
     starts = json.loads(out)["starts"]
-    assert starts["time"] is None and [e["event"] for e in starts["events"]] == ["drift", "new_data"]
+    assert starts["time"] is None
+    assert [(e["event"], e["asset"]) for e in starts["events"]] == [
+        ("drift", "x-mlops://fraud_detector/drift"),
+        ("new_data", "x-mlops://fraud_detector/new_data"),
+        ("x-team://features/ready", "x-team://features/ready"),
+    ]
+    assert starts["events"][2]["source"] == "an asset another DAG or tool updates"
+    assert [e["watch"] is None for e in starts["events"]] == [True, False, True]
     manual = EXAMPLE.read_text()
     start, end = manual.index("schedule:\n"), manual.index("start_date:")
     manual = manual[:start] + manual[end:]

@@ -12,16 +12,14 @@ import pytest
 
 from airflow_mlops.cli.plan import RETRAIN_GATE_TASK_ID, build_plan
 from airflow_mlops.cli.plan_gates import APPROVE_TASK_ID, duration_text, gates, stage_order, value_text
-from airflow_mlops.factory.folder import build_spec_dags
+from airflow_mlops.factory.folder import build_spec_dags, find_spec_files
 from airflow_mlops.spec.loader import load_spec
 from airflow_mlops.spec.sections.base import STAGE_TASK_IDS
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "dags" / "specs" / "fraud_detector.yaml"
-EXAMPLES = sorted(
-    [*(ROOT / "dags").rglob("*.yaml"), *(ROOT / "docs" / "examples").rglob("*.yaml")],
-    key=lambda p: p.as_posix(),
-)
+# every spec a user can copy: the dags folder's and the docs' examples (other YAML left out)
+EXAMPLES = [*find_spec_files(ROOT / "dags"), *find_spec_files(ROOT / "docs" / "examples")]
 APPROVAL = "  connection: mlflow_default\n  approval: {timeout: 1d}\n"
 CANARY = "  connection: mlflow_default\n  rollout: {strategy: canary}\n  approval: {assigned_users: [lead]}\n"
 
