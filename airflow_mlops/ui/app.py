@@ -16,6 +16,7 @@ Settings (``[mlops]`` section of airflow.cfg, or ``AIRFLOW__MLOPS__...``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Annotated, Any
@@ -120,6 +121,7 @@ def create_app() -> FastAPI:
             )
         except RegistryError as exc:
             raise unavailable(exc) from None
+        models = [dataclasses.replace(m, suppressed=suppressed_triggers(m.pipeline)) for m in models]
         return HTMLResponse(page.render_models(models, base=base(request)))
 
     @app.get("/{model_name}/versions/{version}/check", response_class=HTMLResponse)
@@ -237,6 +239,13 @@ def task_output(dag_id: str, run_id: str, task_id: str, map_index: int, key: str
     """The XCom ``key`` a task instance pushed (None when it pushed none), read from Airflow's
     metadata database as the api-server's own XCom routes read it."""
     return compat.read_task_xcom(dag_id, run_id, task_id, map_index, key)
+
+
+def suppressed_triggers(pipeline: str) -> Any:
+    """The retrain gate's suppressed events of ``pipeline`` (its retrain ledger), or None."""
+    from airflow_mlops.ui.suppressed import read_suppressed
+
+    return read_suppressed(artifact_root(), pipeline)
 
 
 def artifact_root() -> str:

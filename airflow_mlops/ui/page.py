@@ -41,6 +41,14 @@ registered artifact, for the versions an alias points at), ML-BOM and the last d
   {% else %}
   <div class="drift">last drift result: <strong class="drift-verdict">no monitor run yet</strong></div>
   {% endif %}
+  {% if m.suppressed %}{% set s = m.suppressed %}
+  <details class="suppressed" id="suppressed-{{ m.name }}" data-suppressed="{{ s.total }}">
+    <summary>suppressed triggers: {% if s.error %}<strong>{{ s.error|clean }}</strong>{% else %}<strong class="suppressed-total">{{ s.total }}</strong> in the last 30 days
+      {%- for code, n in s.by_code.items() %} &middot; <span class="suppressed-code" data-code="{{ code }}">{{ code }} {{ n }}</span>{% endfor %}
+      {%- if s.last_retrain %} &middot; last retrain {{ s.last_retrain.at }} ({{ s.last_retrain.trigger }}){% endif %}{% endif %}</summary>
+    {% if s.latest %}<ul class="plain">{% for e in s.latest %}<li class="suppressed-event" data-code="{{ e.code }}">{{ e.timestamp }} {{ e.kind }}: {{ e.reason|clean }} <small>(run {{ e.run_id }})</small></li>{% endfor %}</ul>{% endif %}
+  </details>
+  {% endif %}
   {% if m.errors %}<ul class="errors">{% for e in m.errors %}<li>{{ e|clean }}</li>{% endfor %}</ul>{% endif %}
   <table>
     <thead><tr><th>Version</th><th>Aliases</th><th>Why trained</th><th>Metrics</th><th>Gates</th><th>Signature &amp; scan</th><th>ML-BOM</th><th>Registered</th></tr></thead>

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from airflow_mlops.security.trust import Trust
+    from airflow_mlops.ui.suppressed import SuppressedTriggers
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class ModelView:
     versions: tuple[VersionRow, ...]
     drift: DriftResult | None
     errors: tuple[str, ...] = field(default_factory=tuple)
+    #: What the retrain gate held back (``schedule.policy``); None without a retrain ledger.
+    suppressed: SuppressedTriggers | None = None
 
 
 # --- checks on demand ----------------------------------------------------------------------------
