@@ -194,8 +194,8 @@ def _train(spec: Any) -> tuple[str, list[dict[str, Any]]]:
         check(
             "split",
             f"{t.model} on the {t.backend} backend; holdout {t.holdout_fraction:.0%} of the accepted rows "
-            f"(the gates' rows), validation {t.validation_fraction:.0%} of the training rows (best epoch, "
-            "operating threshold)",
+            f"(the gates' rows), validation {t.validation_fraction:.0%} of the training rows (early stopping, "
+            "the operating threshold)",
             model=t.model,
             backend=t.backend,
             holdout_fraction=t.holdout_fraction,
@@ -261,7 +261,11 @@ def _evaluate(spec: Any) -> tuple[str, list[dict[str, Any]]]:
         checks.append(
             check(
                 "threshold",
-                "operating threshold (binary): "
+                (
+                    "operating threshold (binary): "
+                    if spec.task_hint
+                    else "operating threshold, if the data makes it a binary task: "
+                )
                 + (f"{rule.rule} {value_text(rule.value)}" if rule.value is not None else rule.rule)
                 + ", chosen on the validation rows and stored with the model",
                 **rule.as_config(),
