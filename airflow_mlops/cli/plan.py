@@ -27,6 +27,7 @@ from airflow_mlops.exceptions import SpecError
 PLAN_VERSION = 1
 #: The task the factory puts first when the schedule has a retrain policy.
 RETRAIN_GATE_TASK_ID = "retrain.gate"
+PRIMARY_METRIC = "the task's primary metric"
 #: Upcoming scheduled runs listed by default.
 DEFAULT_RUNS = 3
 MAX_RUNS = 50
@@ -228,8 +229,12 @@ def _event(spec: Any, event: str, spec_path: str | None) -> dict[str, Any]:
                 "its emit task instead)"
             )
         else:
+            estimation = getattr(m, "estimation", None)
+            drop = estimation is not None and estimation.retrain_on == "drift_and_estimated_drop"
             source = (
-                f"emitted by {spec.monitor_dag_id} when a live window drifts (monitoring.on_drift: retrain)"
+                f"emitted by {spec.monitor_dag_id} when a live window drifts"
+                + (" and its estimated performance dropped" if drop else "")
+                + " (monitoring.on_drift: retrain)"
             )
         return {"event": event, "asset": asset, "source": source, "watch": None}
     watch = spec.data.new_data
@@ -350,18 +355,31 @@ def _monitor(spec: Any, runs: int) -> dict[str, Any] | None:
                 max_drop=bound.max_drop,
             )
         )
+    estimation = getattr(m, "estimation", None)
+    needs_drop = estimation is not None and estimation.retrain_on == "drift_and_estimated_drop"
+    if estimation is not None:
+        checks.append(
+            check(
+                "estimation",
+                "performance estimated without labels from the champion's stored calibration (CBPE; a "
+                f"regression: direct loss estimation), {estimation.confidence:.0%} interval: "
+                f"{estimation.metric or PRIMARY_METRIC} counts as dropped beyond "
+                f"{estimation.max_drop:g} below its recorded evaluation",
+                **estimation.model_dump(mode="json"),
+            )
+        )
     from airflow_mlops.factory.builder import pipeline_asset
 
     asset = pipeline_asset(spec.pipeline, "drift").uri
     listens = spec.schedule is not None and "drift" in getattr(spec.schedule, "events", [])
+    emits = f"emits {asset}" + (" only on drift and an estimated drop" if needs_drop else "")
     if m.on_drift == "alert":
         on_drift = "alert: the emit task fails (notifiers fire), no drift event"
     elif listens:
-        on_drift = f"retrain: emits {asset}, which starts {spec.train_dag_id}"
+        on_drift = f"retrain: {emits}, which starts {spec.train_dag_id}"
     else:
         on_drift = (
-            f"retrain: emits {asset}, but `drift` is not in schedule.events: "
-            f"it does not start {spec.train_dag_id}"
+            f"retrain: {emits}, but `drift` is not in schedule.events: it does not start {spec.train_dag_id}"
         )
     return {
         "dag_id": spec.monitor_dag_id,

@@ -201,6 +201,25 @@ def test_events_only_and_manual_only_schedules(tmp_path: Path, capsys: pytest.Ca
     assert "it does not start" in text_out  # the monitor's drift event starts nothing now
 
 
+def test_the_monitor_shows_its_label_free_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "estimate.yaml"
+    path.write_text(
+        EXAMPLE.read_text().replace(
+            "  on_drift: retrain\n",
+            "  on_drift: retrain\n  estimation: {max_drop: 0.05, retrain_on: drift_and_estimated_drop}\n",
+        )
+    )
+    code, out, err = plan_of(capsys, "--json", str(path), "--runs", "0")
+    assert code == 0, err
+    starts = json.loads(out)["starts"]
+    estimation = next(c for c in starts["monitor"]["checks"] if c["check"] == "estimation")
+    assert estimation["max_drop"] == 0.05 and estimation["retrain_on"] == "drift_and_estimated_drop"
+    assert "only on drift and an estimated drop" in starts["monitor"]["on_drift_text"]
+    assert "estimated performance dropped" in starts["events"][0]["source"]
+
+
 def test_a_regression_spec_has_no_operating_threshold(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = plan_of(capsys, "--json", str(ROOT / "docs/examples/tasks/diabetes_lightgbm.yaml"))
     assert code == 0
