@@ -33,14 +33,19 @@ def multivariate_drift(
     std = np.where(stats.reference_std[usable] > 0, stats.reference_std[usable], 1.0)[:, None]
     rng = np.random.default_rng(seed)
 
-    def rows(matrix: np.ndarray) -> np.ndarray:
-        x = matrix[usable]
-        complete = np.flatnonzero(~np.isnan(x).any(axis=0))
+    def rows(matrix: np.ndarray, non_null: np.ndarray) -> np.ndarray:
+        # Only the sampled rows are copied: a copy of the whole window into fresh memory costs
+        # more than the test (0.5 s for 1M x 50 on a 2-core guest). Without a missing value in the
+        # used columns (their non-null counts say so), every row is complete.
+        if (non_null[usable] == matrix.shape[1]).all():
+            complete = np.arange(matrix.shape[1])
+        else:
+            complete = np.flatnonzero(~np.isnan(matrix[usable]).any(axis=0))
         if len(complete) > max_rows:
             complete = np.sort(rng.choice(complete, size=max_rows, replace=False))
-        return ((x[:, complete] - mean) / std).T
+        return ((matrix[np.ix_(np.asarray(usable), complete)] - mean) / std).T
 
-    x, y = rows(ref), rows(cur)
+    x, y = rows(ref, stats.n_reference), rows(cur, stats.n_current)
     if len(x) < 2 or len(y) < 2:
         log.warning("MMD skipped: fewer than 2 complete rows (%s reference, %s current)", len(x), len(y))
         return None

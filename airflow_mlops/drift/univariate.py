@@ -19,18 +19,45 @@ from airflow_mlops.exceptions import DriftInputError
 PSI_BINS = 10
 
 
+def _block_view(frame: pd.DataFrame, names: list[str]) -> np.ndarray | None:
+    """A read-only ``(features, rows)`` view of ``names`` where the frame holds them as one float64
+    block in that order (a frame of float columns built at once, or read by pandas or pyarrow into
+    one block), else None. Copying 2 x 1M x 50 values into fresh memory costs more here (page
+    faults: 2-3 s on a 2-core guest) than every statistic of the 50 columns together."""
+    if not names or not frame.columns.is_unique or not (frame.dtypes == np.float64).all():
+        return None
+    whole = frame.to_numpy(copy=False)  # (rows, columns): a view of the block when there is one
+    first = frame.columns.get_loc(names[0])
+    if not isinstance(first, int) or not whole.T.flags.c_contiguous:
+        return None
+    if [frame.columns.get_loc(n) for n in names] != list(range(first, first + len(names))):
+        return None
+    view = whole.T[first : first + len(names)]
+    if not np.shares_memory(view, frame[names[0]].to_numpy(copy=False)):
+        return None  # pandas copied: not a view of the frame after all
+    view = view.view()
+    view.flags.writeable = False  # nothing downstream may write into the caller's frame
+    return view
+
+
 def numeric_matrix(frame: pd.DataFrame, names: list[str], which: str) -> np.ndarray:
-    """The features as a ``(features, rows)`` float64 matrix, one contiguous row per column."""
-    # Column by column into the rows of one matrix: pandas keeps each column contiguous, so this is
-    # one pass over the data, with no (rows, features) copy and no transpose.
-    out = np.empty((len(names), len(frame)))
-    for i, name in enumerate(names):
-        column = frame[name]
-        if column.dtype == np.float64:  # already NaN for missing: no conversion, one copy
-            out[i] = column.to_numpy(copy=False)
-        else:
-            out[i] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = [names[i] for i in np.flatnonzero(np.isinf(out).any(axis=1))]
+    """The features as a ``(features, rows)`` float64 matrix, one contiguous row per column: a
+    read-only view of the frame's own block where it has one (:func:`_block_view`), else a copy."""
+    out = _block_view(frame, names)
+    if out is None:
+        # Column by column into the rows of one matrix: pandas keeps each column contiguous, so
+        # this is one pass over the data, with no (rows, features) copy and no transpose.
+        out = np.empty((len(names), len(frame)))
+        for i, name in enumerate(names):
+            column = frame[name]
+            if column.dtype == np.float64:  # already NaN for missing: no conversion, one copy
+                out[i] = column.to_numpy(copy=False)
+            else:
+                out[i] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    # Infinite values: a column's min and max are finite unless it holds one (or a NaN, which the
+    # reduction passes on: only those columns are checked value by value). No full-size mask.
+    finite = np.isfinite(out.min(axis=1, initial=0.0)) & np.isfinite(out.max(axis=1, initial=0.0))
+    bad = [names[i] for i in np.flatnonzero(~finite) if np.isinf(out[i]).any()]
     if bad:
         raise DriftInputError(
             f"infinite values in the {which} window's column(s) {', '.join(bad)}; replace them with NaN "

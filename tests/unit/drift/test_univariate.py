@@ -42,11 +42,30 @@ def test_numeric_matrix_is_one_contiguous_float_row_per_feature() -> None:
     assert numeric_matrix(frame, [], "reference").shape == (0, 3)
 
 
-def test_numeric_matrix_copies_instead_of_viewing_the_frame() -> None:
-    frame = pd.DataFrame({"f": [1.0, 2.0]})
-    out = numeric_matrix(frame, ["f"], "current")
-    out[0, 0] = 99.0
+def test_numeric_matrix_never_lets_the_frame_be_written() -> None:
+    """An all-float frame held as one block is read through a read-only view (no copy of its
+    values); any other frame is copied. Either way the caller's frame cannot change."""
+    frame = pd.DataFrame({"e": [0.5, 0.25], "f": [1.0, 2.0], "g": [3.0, np.nan]})
+    view = numeric_matrix(frame, ["f", "g"], "current")
+    assert np.shares_memory(view, frame["f"].to_numpy()) and view.flags.c_contiguous
+    np.testing.assert_array_equal(view, [[1.0, 2.0], [3.0, np.nan]])
+    with pytest.raises(ValueError, match="read-only"):
+        view[0, 0] = 99.0
     assert frame["f"].tolist() == [1.0, 2.0]
+    for names in (["g", "f"], ["e", "g"]):  # not the block's order, or not adjacent: a copy
+        out = numeric_matrix(frame, names, "current")
+        assert not np.shares_memory(out, frame["f"].to_numpy()) and out.flags.writeable
+    mixed = pd.DataFrame({"f": [1.0, 2.0], "n": [1, 2]})  # another dtype: a copy
+    out = numeric_matrix(mixed, ["f"], "current")
+    out[0, 0] = 99.0
+    assert mixed["f"].tolist() == [1.0, 2.0]
+
+
+def test_infinite_values_are_found_in_a_view_and_beside_missing_values() -> None:
+    frame = pd.DataFrame({"a": [1.0, np.nan, np.inf], "b": [np.nan, 0.0, 1.0], "c": [-np.inf, 0.0, 0.0]})
+    with pytest.raises(DriftInputError, match=r"column\(s\) a, c;"):
+        numeric_matrix(frame, ["a", "b", "c"], "reference")
+    assert numeric_matrix(frame, ["b"], "reference").shape == (1, 3)  # NaN alone is missing, fine
 
 
 def test_infinite_values_are_an_error_naming_the_window_and_every_column() -> None:
