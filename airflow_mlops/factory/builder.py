@@ -516,24 +516,43 @@ def build_train_dag(
 
 
 def _retrain_gate(spec: PipelineSpec, settings: dict[str, Any]) -> Any:
-    """``retrain.gate``, the first task, when the schedule has a retrain ``policy`` (else None)."""
-    from airflow_mlops.operators.retrain_gate import RetrainGateOperator
+    """``retrain.gate``, the first task, when the schedule has a retrain ``policy`` (else None);
+    with ``policy.force: approval`` followed by ``retrain.force`` (the last one is returned)."""
     from airflow_mlops.spec.models import ScheduleConfig
 
     schedule = spec.schedule
     if not isinstance(schedule, ScheduleConfig) or schedule.policy is None:
         return None
+    from airflow_mlops.operators.retrain_gate import RetrainGateOperator
+
     with TaskGroup("retrain", tooltip="Admit or suppress the events that started this run (schedule.policy)"):
         policy = schedule.policy.model_dump()
         policy.update(
             cooldown=policy["cooldown"].total_seconds(), debounce=policy["debounce"].total_seconds()
         )
-        return RetrainGateOperator(
+        gate = RetrainGateOperator(
             task_id="gate",
             policy=policy,
             model_name=spec.registry.model_name,
+            force_approval=schedule.policy.force == "approval",
             **settings,
         )
+        if schedule.policy.force != "approval":
+            return gate
+        from airflow_mlops.operators.retrain_gate import RetrainForceOperator
+
+        force = RetrainForceOperator(
+            task_id="force",
+            gate_task_id=gate.task_id,
+            aws_conn_id=spec.artifacts.connection,
+            response_timeout=schedule.policy.force_timeout,
+            assigned_users=[{"id": u, "name": u} for u in spec.registry.approval.assigned_users]
+            if spec.registry.approval is not None and spec.registry.approval.assigned_users
+            else None,
+            owner=spec.owner,
+        )
+        gate >> force
+        return force
 
 
 def _monitor_doc_md(spec: PipelineSpec, source: str | None) -> str:

@@ -21,8 +21,10 @@ class RetrainGateOperator(MLOpsBaseOperator):
     run's recorded decision and returns it; two gates at once cannot both pass a cooldown. Each
     suppressed event is logged with its reason, recorded in the ledger and listed in the XCom
     ``decision`` (``admitted``, ``trigger``, ``reason``, ``counts`` by outcome, ``suppressed``:
-    the first :data:`XCOM_SUPPRESSED` with their reasons, ``ledger``). Runs without triggering
-    events (the time schedule, a backfill, by hand) are admitted.
+    the first :data:`XCOM_SUPPRESSED` with their reasons, ``ledger``, ``forceable``). Runs without
+    triggering events (the time schedule, a backfill, by hand) are admitted. With
+    ``force_approval`` a run that only limits held back is not skipped here: ``retrain.force``
+    (:class:`RetrainForceOperator`) asks a person.
 
     :param policy: the spec's ``schedule.policy`` (``RetrainPolicyConfig.model_dump()``).
     :param model_name: the registered model: part of every evidence key.
@@ -31,15 +33,18 @@ class RetrainGateOperator(MLOpsBaseOperator):
     stage = "retrain"
     ui_color = "#fef7e0"
 
-    def __init__(self, *, policy: Mapping[str, Any], model_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, policy: Mapping[str, Any], model_name: str, force_approval: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.policy = dict(policy)
         self.model_name = model_name
+        self.force_approval = force_approval
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.retrain.policy import RetrainPolicy, gate_run
+        from airflow_mlops.retrain.policy import RetrainPolicy, forceable, gate_run
 
         dag_run = context.get("dag_run")
         run_type = str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")))
@@ -73,14 +78,15 @@ class RetrainGateOperator(MLOpsBaseOperator):
                 for e in decision.suppressed[:XCOM_SUPPRESSED]
             ],
             "ledger": store.uri,
+            "forceable": self.force_approval and forceable(decision),
         }
         self.log.info(
             "Retrain gate: %s", json.dumps({k: summary[k] for k in ("admitted", "trigger", "counts")})
         )
-        if not decision.admitted:
+        if not decision.admitted and not summary["forceable"]:
             context["ti"].xcom_push(key="decision", value=summary)
             raise AirflowSkipException(f"retrain policy: {decision.reason}")
-        return {"decision": summary}
+        return {"decision": summary}  # admitted, or a person is asked next (retrain.force)
 
     def ledger_store(self) -> Any:
         from airflow_mlops.retrain.ledger import LedgerStore, ledger_uri
@@ -129,3 +135,74 @@ class RetrainGateOperator(MLOpsBaseOperator):
                 return None
             total += count
         return total
+
+
+def _approval_base() -> type:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    return ApprovalOperator
+
+
+class RetrainForceOperator(_approval_base()):  # type: ignore[misc]
+    """``retrain.force`` (``schedule.policy.force: approval``): Airflow's human-in-the-loop approval
+    of a retrain the policy held back. A run its gate admitted passes at once, without a request.
+    Otherwise a person is asked; "Approve" records the approver in the retrain ledger
+    (:func:`airflow_mlops.retrain.policy.force_run`: the run counts as a retrain) and the run goes
+    on; "Reject", or no answer within the timeout, skips the rest of the run.
+
+    :param gate_task_id: the gate whose XCom ``decision`` this reads.
+    :param aws_conn_id: the connection of an S3 artifact root (the ledger lives there).
+    """
+
+    def __init__(self, *, gate_task_id: str, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+        decision = f"ti.xcom_pull(task_ids='{gate_task_id}')['decision']"
+        kwargs.setdefault("subject", "Retrain anyway? The retrain policy held this run back")
+        kwargs.setdefault(
+            "body",
+            f"{{{{ {decision}['reason'] }}}}\n\nSuppressed events by reason: `{{{{ {decision}['counts'] }}}}`\n\n"
+            f"First reasons:\n\n{{% for s in {decision}['suppressed'][:5] %}}- {{{{ s['reason'] }}}}\n{{% endfor %}}\n"
+            "Approve to retrain now (recorded with your name; it counts toward cooldown and max_per_day); "
+            "reject to skip this run.",
+        )
+        super().__init__(defaults="Reject", **kwargs)
+        self.gate_task_id = gate_task_id
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> Any:
+        decision = (context["ti"].xcom_pull(task_ids=self.gate_task_id) or {}).get("decision") or {}
+        if decision.get("admitted") is True:
+            self.log.info("The gate admitted this run: nothing to approve")
+            return None
+        if decision.get("forceable") is not True:  # fail closed: never ask about what cannot be forced
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("the gate's decision cannot be forced")
+        return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        result = super().execute_complete(context=context, event=event)
+        if result["chosen_options"] == [self.APPROVE]:
+            from airflow_mlops.retrain.policy import force_run
+
+            user = result.get("responded_by_user") or {}
+            approver = (
+                str(user.get("name") or user.get("id") or "unknown user")
+                if isinstance(user, dict)
+                else str(user)
+            )
+            decision = (context["ti"].xcom_pull(task_ids=self.gate_task_id) or {})["decision"]
+            forced = force_run(
+                self._store(str(decision["ledger"])), run_id=context["run_id"], approver=approver
+            )
+            self.log.warning("Retrain forced by %s: %s", approver, forced.reason)
+        return result
+
+    def _store(self, uri: str) -> Any:
+        from airflow_mlops.retrain.ledger import LedgerStore
+
+        client = None
+        if uri.startswith("s3://") and self.aws_conn_id:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return LedgerStore(uri, s3_client=client)

@@ -531,11 +531,81 @@ def gate_run(
     )
 
 
-def with_forced(decision: RunDecision, approver: str) -> RunDecision:
-    """``decision`` admitted by a human approval (see ``schedule.policy.force``)."""
-    return replace(
+#: Suppressions a human approval cannot override: the same evidence never trains twice.
+NOT_FORCEABLE = frozenset({"already_decided", "duplicate"})
+
+
+def forceable(decision: RunDecision) -> bool:
+    """Whether a person may force ``decision``'s run: nothing was admitted, and some event was
+    held back by the policy's limits rather than being evidence already trained on."""
+    return not decision.admitted and any(e.code not in NOT_FORCEABLE for e in decision.events)
+
+
+def record_forced(ledger: Ledger, run_id: str, approver: str, now: dt.datetime) -> tuple[Ledger, RunDecision]:
+    """The ledger with run ``run_id`` forced by ``approver`` (an approval recorded by Airflow's
+    human-in-the-loop task): it counts as a retrain from ``now``, and the evidence of its forceable
+    events counts as trained. Idempotent: a run already forced is returned as it is."""
+    if run_id not in ledger.runs:
+        from airflow_mlops.exceptions import RetrainLedgerCorruptError
+
+        raise RetrainLedgerCorruptError(
+            f"run {run_id} has no decision in the retrain ledger, so there is nothing to force; the "
+            "ledger was replaced or pruned since its gate ran -- clear the run's retrain.gate task"
+        )
+    decision = RunDecision.from_dict(ledger.runs[run_id])
+    if decision.forced_by is not None or decision.admitted:
+        return ledger, decision
+    if not forceable(decision):
+        from airflow_mlops.exceptions import RetrainLedgerCorruptError
+
+        raise RetrainLedgerCorruptError(
+            f"run {run_id} holds only evidence already trained on; it cannot be forced"
+        )
+    forced = replace(
         decision,
         admitted=True,
         forced_by=approver,
         reason=f"{decision.reason}; forced: approved by {approver}",
+    )
+    out = ledger.pruned(now)
+    out.runs[run_id] = forced.to_dict()
+    out.retrains.append({"run_id": run_id, "at": iso(now), "trigger": f"forced {decision.trigger}"})
+    for event in decision.events:
+        if event.code in NOT_FORCEABLE:
+            continue
+        out.keys[event.key] = {"run_id": run_id, "at": iso(now)}
+        previous = out.last_admitted.get(event.kind)
+        if previous is None or parse_time(previous["timestamp"]) < parse_time(event.timestamp):
+            out.last_admitted[event.kind] = {"timestamp": event.timestamp, "run_id": run_id}
+        if event.kind == NEW_DATA:
+            out.pending_rows = 0
+    return out, forced
+
+
+def force_run(
+    store: LedgerStore,
+    *,
+    run_id: str,
+    approver: str,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    attempts: int = CAS_ATTEMPTS,
+) -> RunDecision:
+    """Record durably that ``approver`` forced run ``run_id`` (see :func:`record_forced`)."""
+    for _ in range(attempts):
+        ledger, version = store.load()
+        if ledger is None:
+            from airflow_mlops.exceptions import RetrainLedgerCorruptError
+
+            raise RetrainLedgerCorruptError(f"{store.uri} does not exist; run {run_id} cannot be forced")
+        updated, forced = record_forced(ledger, run_id, approver, clock())
+        if updated is ledger:
+            return forced
+        try:
+            store.save(updated, expected_version=version)
+        except LedgerConflict:
+            time.sleep(random.uniform(0.01, 0.1))
+            continue
+        return forced
+    raise RetrainLedgerError(
+        f"the retrain ledger {store.uri} kept changing while run {run_id} was being forced"
     )

@@ -235,6 +235,19 @@ class RetrainPolicyConfig(StrictModel):
         "positive `drop` (the monitor's label-free performance estimate); drift without one is "
         "suppressed (reason `no_estimated_drop`).",
     )
+    force: Literal["never", "approval"] = Field(
+        "never",
+        description="`approval`: a run whose events were all suppressed by a limit (not as evidence "
+        "already trained on) asks a person, through Airflow's human-in-the-loop approval "
+        "(`retrain.force`), whether to retrain anyway; an approval is recorded in the ledger with "
+        "the approver and counts as a retrain; a rejection, or no answer within `force_timeout`, "
+        "skips the run. `never`: such runs are skipped. A `force` key in an event's extra or a "
+        "run's conf is never honoured.",
+    )
+    force_timeout: Duration = Field(
+        dt.timedelta(hours=1),
+        description="How long `retrain.force` waits for an answer before it counts as a rejection.",
+    )
 
 
 class ScheduleConfig(StrictModel):

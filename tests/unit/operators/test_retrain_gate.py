@@ -139,6 +139,68 @@ def test_new_data_rows_are_read_from_the_event_or_counted_in_its_files(tmp_path:
     assert ctx["ti"].pushed["decision"]["counts"] == {"no_row_count": 1}
 
 
+# --- forcing through a human approval ------------------------------------------------------------
+
+
+class PullingTI(TI):
+    def __init__(self, gate_output: Any) -> None:
+        super().__init__()
+        self.gate_output = gate_output
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        assert task_ids == "retrain.gate"
+        return self.gate_output
+
+
+def force_op() -> Any:
+    from airflow_mlops.operators.retrain_gate import RetrainForceOperator
+
+    return RetrainForceOperator(task_id="force", gate_task_id="retrain.gate")
+
+
+def test_with_force_approval_a_held_back_run_waits_for_a_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    op = gate(tmp_path, cooldown=3600)
+    op.force_approval = True
+    op.execute(context("r1", drift_events(1)))
+    held = op.execute(context("r2", drift_events(1, start=5)))["decision"]  # not skipped: a person decides
+    assert held["admitted"] is False and held["forceable"] is True
+
+    asked: list[str] = []
+    monkeypatch.setattr(ApprovalOperator, "execute", lambda self, ctx: asked.append(ctx["run_id"]))
+    force = force_op()
+    force.execute({"run_id": "r2", "ti": PullingTI({"decision": held})})
+    assert asked == ["r2"]
+    # an admitted run passes without a request; a decision that cannot be forced skips
+    assert force.execute({"run_id": "r1", "ti": PullingTI({"decision": {"admitted": True}})}) is None
+    with pytest.raises(AirflowSkipException):
+        force.execute(
+            {"run_id": "r3", "ti": PullingTI({"decision": {"admitted": False, "forceable": False}})}
+        )
+    with pytest.raises(AirflowSkipException):
+        force.execute({"run_id": "r4", "ti": PullingTI(None)})  # no decision: fail closed
+    assert asked == ["r2"]
+
+    ledger = Path(held["ledger"])
+    before = json.loads(ledger.read_text())
+    answer = {"params_input": {}, "responded_at": T0}
+    ctx = {"run_id": "r2", "ti": PullingTI({"decision": held}), "task": force}
+    force.execute_complete(
+        ctx, {**answer, "chosen_options": ["Reject"], "responded_by_user": {"id": "bob", "name": "Bob"}}
+    )
+    assert json.loads(ledger.read_text()) == before  # a rejection records nothing: the run is skipped
+    force.execute_complete(
+        ctx, {**answer, "chosen_options": ["Approve"], "responded_by_user": {"id": "alice", "name": "Alice"}}
+    )
+    after = json.loads(ledger.read_text())
+    assert after["runs"]["r2"]["forced_by"] == "Alice" and after["runs"]["r2"]["admitted"] is True
+    assert [r["run_id"] for r in after["retrains"]] == ["r1", "r2"]
+
+
 # --- the gate in the training DAG ----------------------------------------------------------------
 
 
@@ -162,6 +224,14 @@ def test_the_gate_is_the_training_dags_first_task_only_with_a_policy() -> None:
     assert "**Retrain policy**" in (dag.doc_md or "") and "cooldown 6h after a retrain" in (dag.doc_md or "")
     plain = build_dags(load_spec(EXAMPLE), spec_path=EXAMPLE)["fraud_detector__train"]
     assert "retrain.gate" not in plain.task_ids
+    forced = load_spec_text(
+        with_policy.replace("min_new_rows: 500}", "min_new_rows: 500, force: approval}"), str(EXAMPLE)
+    )
+    dag = build_dags(forced, spec_path=EXAMPLE)["fraud_detector__train"]
+    assert dag.get_task("retrain.gate").downstream_task_ids == {"retrain.force"}
+    force = dag.get_task("retrain.force")
+    assert force.downstream_task_ids == {"data.validate"} and force.response_timeout == dt.timedelta(hours=1)
+    assert dag.get_task("retrain.gate").force_approval is True
 
 
 @pytest.mark.parametrize(

@@ -338,3 +338,54 @@ def test_the_policy_reads_the_spec_models_dump() -> None:
         }
     )
     assert policy == RetrainPolicy(cooldown=21600, debounce=300, max_per_day=3, min_new_rows=10, dedupe=False)
+
+
+# --- forcing a held-back run through a human approval -----------------------------------------
+
+
+def test_a_person_may_force_a_run_held_back_by_a_limit_and_it_counts_as_a_retrain() -> None:
+    from airflow_mlops.retrain.policy import forceable, record_forced
+
+    gate = Gate(RetrainPolicy(cooldown=3600))
+    gate.run([drift(0, "/a")], at=0)
+    held = gate.run([drift(10, "/b"), drift(11, "/a")], at=10)
+    assert codes(held) == ["cooldown", "duplicate"] and forceable(held)
+    ledger, forced = record_forced(gate.ledger, "run-2", "alice", T0 + dt.timedelta(seconds=20))
+    assert forced.admitted and forced.forced_by == "alice" and forced.reason.endswith("approved by alice")
+    assert ledger.retrains[-1] == {
+        "run_id": "run-2",
+        "at": "2026-03-01T12:00:20+00:00",
+        "trigger": "forced drift",
+    }
+    assert "fraud-model/drift/window:/b" in ledger.keys  # the forced evidence is now trained on
+    gate.ledger = ledger
+    assert codes(gate.run([drift(30, "/c")], at=30)) == ["cooldown"]  # cooldown counts from the forced run
+    again, _ = record_forced(ledger, "run-2", "bob", T0)  # approving twice changes nothing
+    assert again is ledger
+
+
+def test_evidence_already_trained_on_cannot_be_forced() -> None:
+    from airflow_mlops.exceptions import RetrainLedgerCorruptError
+    from airflow_mlops.retrain.policy import forceable, record_forced
+
+    gate = Gate(RetrainPolicy())
+    gate.run([drift(0, "/a")], at=0)
+    held = gate.run([drift(5, "/a")], at=5)
+    assert codes(held) == ["duplicate"] and not forceable(held)
+    with pytest.raises(RetrainLedgerCorruptError, match="cannot be forced"):
+        record_forced(gate.ledger, "run-2", "alice", T0)
+    with pytest.raises(RetrainLedgerCorruptError, match="no decision"):
+        record_forced(gate.ledger, "run-9", "alice", T0)
+
+
+def test_force_run_is_durable(tmp_path: Path) -> None:
+    from airflow_mlops.retrain.policy import force_run
+
+    store = LedgerStore(str(tmp_path / "retrain-ledger.json"))
+    args: dict[str, Any] = {"pipeline": "fraud", "model": "m", "run_type": "asset_triggered"}
+    gate_run(store, RetrainPolicy(max_per_day=1), run_id="a", triggers=[drift(0)], **args)
+    gate_run(store, RetrainPolicy(max_per_day=1), run_id="b", triggers=[drift(1)], **args)
+    forced = force_run(LedgerStore(store.uri), run_id="b", approver="alice")
+    assert forced.forced_by == "alice"
+    ledger, _ = store.load()
+    assert ledger is not None and ledger.runs["b"]["forced_by"] == "alice" and len(ledger.retrains) == 2
