@@ -179,6 +179,22 @@ def event_kind(uri: str) -> str:
     return "asset"
 
 
+def _as_report_entry(name: Any, stats: Mapping[str, Any]) -> dict[str, Any]:
+    """A feature's statistics as the drift event carries them (:func:`drift_statistics`' form:
+    tests by name, ``out_of_range_share``) back in the report's form, to be read again."""
+    tests = stats.get("tests")
+    if isinstance(tests, Mapping):
+        tests = [{**t, "test": k} for k, t in tests.items() if isinstance(t, Mapping)]
+    share = stats.get("out_of_range_share")
+    return {
+        **stats,
+        "name": name,
+        "drifted": True,
+        "tests": tests,
+        "out_of_range": stats.get("out_of_range") if share is None else {"share": share},
+    }
+
+
 def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     names, count = _texts(body.get("drifted_features"), MAX_FEATURES)
     reasons, reason_count = _texts(body.get("reasons"), MAX_ITEMS)
@@ -188,12 +204,7 @@ def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     statistics = {}
     if isinstance(stats, Mapping):  # written by the monitor: re-read, bounded and made safe
         statistics = drift_statistics(
-            {
-                "features": [
-                    {"name": k, "drifted": True, **v} for k, v in stats.items() if isinstance(v, Mapping)
-                ]
-            },
-            features=None,
+            {"features": [_as_report_entry(k, v) for k, v in stats.items() if isinstance(v, Mapping)]}
         )
     return {
         "window": _text(body["window"]) if body.get("window") else None,

@@ -38,35 +38,44 @@ DRIFT = Asset("x-mlops://fraud/drift", "fraud__drift")
 NEW_DATA = Asset("x-mlops://fraud/new_data", "fraud__new_data")
 
 
+REPORT = {
+    "features": [
+        {
+            "name": "amount",
+            "kind": "numeric",
+            "drifted": True,
+            "rules": ["tests"],
+            "tests": [
+                {
+                    "test": "ks",
+                    "statistic": 0.41234567,
+                    "p_value": 1.234e-9,
+                    "adjusted_p_value": 5e-9,
+                    "threshold": 0.05,
+                    "drifted": True,
+                },
+                {
+                    "test": "psi",
+                    "statistic": float("nan"),
+                    "p_value": None,
+                    "threshold": 0.2,
+                    "drifted": False,
+                },
+            ],
+            "out_of_range": {"share": 0.12, "low": 0.0, "high": 5.0},
+            "histogram": {"edges": [0.0, 1.0], "reference": [1.0], "current": [1.0]},
+        }
+    ]
+}
+
+
 def drift_event(at: dt.datetime = T0, **extra: Any) -> Event:
     body = {
         "reason": "amount drifted",
         "reasons": ["feature amount drifted: ks stat=0.41 p=1e-09"],
         "drifted_features": ["amount"],
-        "drift_statistics": {
-            "amount": {
-                "kind": "numeric",
-                "rules": ["tests"],
-                "tests": [
-                    {
-                        "test": "ks",
-                        "statistic": 0.41234567,
-                        "p_value": 1.234e-9,
-                        "adjusted_p_value": 5e-9,
-                        "threshold": 0.05,
-                        "drifted": True,
-                    },
-                    {
-                        "test": "psi",
-                        "statistic": float("nan"),
-                        "p_value": None,
-                        "threshold": 0.2,
-                        "drifted": False,
-                    },
-                ],
-                "out_of_range": {"share": 0.12, "low": 0.0, "high": 5.0},
-            }
-        },
+        # as DriftEventEmitOperator writes it: drift_statistics() of the drift report
+        "drift_statistics": r.drift_statistics(REPORT),
         "drift_share": 0.25,
         "report": "/artifacts/fraud/m1/monitor/drift_report.json",
         "html_report": "/artifacts/fraud/m1/monitor/drift_report.html",
