@@ -61,6 +61,23 @@ def test_numeric_matrix_never_lets_the_frame_be_written() -> None:
     assert mixed["f"].tolist() == [1.0, 2.0]
 
 
+def test_a_frame_laid_out_row_by_row_is_transposed_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.drift import univariate
+
+    monkeypatch.setattr(univariate, "_TRANSPOSE_ROWS", 3)  # several blocks and a short last one
+    rows = np.arange(40.0).reshape(10, 4)
+    rows[4, 2] = np.nan
+    frame = pd.DataFrame(rows, columns=["a", "b", "c", "d"])  # one block, row by row
+    out = numeric_matrix(frame, ["d", "b", "c"], "reference")
+    assert out.flags.c_contiguous and out.flags.writeable
+    np.testing.assert_array_equal(out, rows[:, [3, 1, 2]].T)
+    out[0, 0] = -1.0
+    assert frame["d"].iloc[0] == 3.0
+    # several blocks (a column added later): column by column, the same values
+    frame["e"] = 1.0
+    np.testing.assert_array_equal(numeric_matrix(frame, ["d", "e"], "reference"), [rows[:, 3], np.ones(10)])
+
+
 def test_infinite_values_are_found_in_a_view_and_beside_missing_values() -> None:
     frame = pd.DataFrame({"a": [1.0, np.nan, np.inf], "b": [np.nan, 0.0, 1.0], "c": [-np.inf, 0.0, 0.0]})
     with pytest.raises(DriftInputError, match=r"column\(s\) a, c;"):
