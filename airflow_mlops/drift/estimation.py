@@ -11,14 +11,16 @@ the expected accuracy, precision, recall, F1, balanced accuracy (macro F1 for mu
 is the area under the ROC curve whose true- and false-positive rates are weighted by the
 calibrated probabilities (one-vs-rest, macro-averaged for multiclass). The interval: labels are
 drawn ``samples`` times from the calibrated probabilities, the metric is computed on each draw, and
-the central ``confidence`` share of the draws is the interval (what the realised metric would
-spread over if the calibration holds on this window).
+the central ``confidence`` share of the draws is the spread of the realised metric if the
+calibration holds on this window. The calibration was fitted on a finite number of validation
+rows, so it is itself uncertain by about the metric's spread at that many rows: the half-widths
+are scaled by ``sqrt(1 + window rows / validation rows)`` (:func:`_widen`) to cover both.
 
 **Regression: direct loss estimation (DLE)**: the stored error model predicts each row's absolute
 and squared error; MAE is their mean of the first, RMSE the root of the mean of the second. The
 interval is analytic (normal approximation: the predicted per-row variance of the absolute error,
-and of the squared error for normal errors), so it covers the sampling spread, not the error
-model's own error.
+and of the squared error for normal errors), widened as for CBPE; the error model's own bias
+where the window left the validation rows' region is not in it.
 
 What it cannot see: a change of ``P(label | features)`` itself (concept drift) leaves the scores
 and so the estimate unchanged: only labels show it (the ``performance`` checks). The estimate is
@@ -210,6 +212,7 @@ def estimate_performance(
     else:
         values = _cbpe_multiclass(calibration, out, classes, confidence, samples, seed)
         method, drawn = "cbpe", samples
+    values = _widen(values, len(out), int(calibration.get("rows") or 0), task)
     realised = _realised(task, y, out, threshold) if y is not None else {}
     recorded = dict(reference_metrics or {})
     metrics = tuple(
@@ -304,6 +307,31 @@ def estimate_for_event(
         return estimate, event_summary(estimate, metric=metric, max_drop=max_drop)
     except DriftInputError as exc:  # monitoring.estimation.metric is not one of this task's
         return estimate, event_summary(None, metric=metric, max_drop=max_drop, unavailable=str(exc))
+
+
+def _widen(
+    values: dict[str, tuple[float, float, float]], rows: int, calibration_rows: int, task: str
+) -> dict[str, tuple[float, float, float]]:
+    """Widen each interval for the calibration's own error.
+
+    The sampled (or analytic) interval is the spread of the window's labels *given* calibrated
+    probabilities. The calibration itself was fitted on ``calibration_rows`` validation rows, so
+    it is right only up to about the metric's sampling spread at that many rows: a bias that
+    size cannot be seen there. That spread scales as ``1 / sqrt(rows)``, so both together are the
+    window's spread times ``sqrt(1 + rows / calibration_rows)``: the interval's half-widths are
+    scaled by it (and clipped to the metric's range).
+    """
+    from airflow_mlops.metrics import METRICS
+
+    if calibration_rows <= 0:
+        return values
+    factor = math.sqrt(1.0 + rows / calibration_rows)
+    out = {}
+    for name, (est, low, high) in values.items():
+        lo, hi = METRICS[name].low, METRICS[name].high
+        below, above = max(est - low, 0.0), max(high - est, 0.0)
+        out[name] = (est, max(est - factor * below, lo), min(est + factor * above, hi))
+    return out
 
 
 def _realised(task: str, y: Any, out: np.ndarray, threshold: float | None) -> dict[str, float]:

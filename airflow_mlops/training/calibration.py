@@ -90,7 +90,7 @@ def fit_calibration(
     for k in range(len(classes)):
         hits = (y == 1) if task == "binary" else (y == k)
         calibrators.append(_fit_one(hits.astype(np.float64), columns[:, k], seed + k))
-    return {
+    calibration: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": "cbpe",
         "task": task,
@@ -98,6 +98,15 @@ def fit_calibration(
         "rows": len(y),
         "calibrators": calibrators,
     }
+    if task == "multiclass":
+        # One-vs-rest calibration leaves the predicted class's probability free to be overconfident
+        # (every column calibrated, their maximum not): a top-label calibrator of "the predicted
+        # class is right" sets it, the other classes share the rest in their proportions.
+        predicted = np.argmax(out, axis=1)
+        proba = _ovr(calibrators, out)
+        top = proba[np.arange(len(y)), predicted]
+        calibration["top_label"] = _fit_one((predicted == y).astype(np.float64), top, seed + len(classes))
+    return calibration
 
 
 def apply_calibration(
@@ -122,8 +131,25 @@ def apply_calibration(
             f"the calibration covers classes {order[:10]}; the output has shape {out.shape} for classes "
             f"{wanted[:10]} (missing: {missing[:10]})"
         )
-    cols = [_apply_one(calibration["calibrators"][order.index(c)], out[:, j]) for j, c in enumerate(wanted)]
-    proba = np.column_stack(cols)
+    proba = _ovr([calibration["calibrators"][order.index(c)] for c in wanted], out)
+    top_label = calibration.get("top_label")
+    if top_label is None:
+        return proba
+    rows = np.arange(len(proba))
+    predicted = np.argmax(out, axis=1)
+    before = proba[rows, predicted]
+    after = _apply_one(top_label, before)
+    scale = (1.0 - after) / np.maximum(1.0 - before, EPS)
+    proba = proba * scale[:, None]
+    proba[rows, predicted] = after
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _ovr(calibrators: Sequence[Mapping[str, Any]], out: np.ndarray) -> np.ndarray:
+    """Each column through its class's calibrator, each row renormalised to sum to 1."""
+    import numpy as np
+
+    proba = np.column_stack([_apply_one(c, out[:, j]) for j, c in enumerate(calibrators)])
     return proba / proba.sum(axis=1, keepdims=True)
 
 
@@ -409,7 +435,9 @@ def _problem(c: Any) -> str | None:
         return "classes and calibrators must be lists of the same length"
     if c["task"] == "binary" and len(calibrators) != 1:
         return "a binary calibration has one calibrator"
-    for i, cal in enumerate(calibrators):
+    if "top_label" in c and c["task"] != "multiclass":
+        return "only a multiclass calibration has a top_label calibrator"
+    for i, cal in enumerate([*calibrators, *([c["top_label"]] if "top_label" in c else [])]):
         method = cal.get("method") if isinstance(cal, Mapping) else None
         if method not in METHODS:
             return f"calibrator {i}: method {method!r} is not one of {', '.join(METHODS)}"

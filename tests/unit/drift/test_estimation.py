@@ -217,3 +217,13 @@ def test_the_rule_does_not_guess_without_an_estimate_or_a_reference() -> None:
         retrain_decision(True, no_reference, "drift_and_estimated_drop")
     with pytest.raises(DriftInputError, match="retrain_on"):
         retrain_decision(True, no_reference, "sometimes")
+
+
+def test_the_interval_widens_for_a_calibration_fitted_on_few_rows() -> None:
+    score = np.random.default_rng(9).uniform(0.05, 0.95, 2000)
+    few = estimate_performance({**IDENTITY, "rows": 500}, score, task="binary", samples=100)
+    many = estimate_performance({**IDENTITY, "rows": 10**9}, score, task="binary", samples=100)
+    for name in ("accuracy", "f1"):
+        a, b = few.get(name), many.get(name)
+        assert a.estimate == b.estimate
+        assert (a.high - a.low) == pytest.approx((b.high - b.low) * np.sqrt(1 + 2000 / 500), rel=0.01)

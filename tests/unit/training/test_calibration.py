@@ -228,3 +228,26 @@ def test_a_fit_entrypoint_records_the_calibration_through_its_context(tmp_path: 
     )
     ctx.save(model)
     assert load_predictor(tmp_path / "r").calibration["kind"] == "dle"
+
+
+def test_the_top_label_calibrator_sets_the_predicted_class_and_the_rest_keep_their_proportions() -> None:
+    cal = {
+        "format_version": 1,
+        "kind": "cbpe",
+        "task": "multiclass",
+        "classes": ["a", "b", "c"],
+        "rows": 100,
+        "calibrators": [{"method": "identity"}] * 3,
+        "top_label": {"method": "platt", "a": 1.0, "b": -1.0},  # less confident than the model
+    }
+    out = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    proba = apply_calibration(check_calibration(cal), out)
+    top = 1 / (1 + np.exp(-(np.log(0.7 / 0.3) - 1)))
+    assert proba[0, 0] == pytest.approx(top)
+    assert proba[0, 1] / proba[0, 2] == pytest.approx(2.0) and proba.sum(axis=1) == pytest.approx([1, 1])
+    with pytest.raises(ArtifactError, match="top_label"):
+        check_calibration(
+            {**cal, "task": "binary", "classes": ["1"], "calibrators": [{"method": "identity"}]}
+        )
+    fitted = fit_calibration("multiclass", np.arange(300) % 3, np.full((300, 3), 1 / 3), ["a", "b", "c"])
+    assert fitted["top_label"]["method"] in ("identity", "platt", "isotonic")
