@@ -28,6 +28,8 @@ class RetrainGateOperator(MLOpsBaseOperator):
 
     :param policy: the spec's ``schedule.policy`` (``RetrainPolicyConfig.model_dump()``).
     :param model_name: the registered model: part of every evidence key.
+    :param force_approval: ``schedule.policy.force: approval``: a run held back by a limit is
+        left to ``retrain.force`` instead of being skipped.
     """
 
     stage = "retrain"
@@ -144,8 +146,10 @@ def _approval_base() -> type:
 
 
 class RetrainForceOperator(_approval_base()):  # type: ignore[misc]
-    """``retrain.force`` (``schedule.policy.force: approval``): Airflow's human-in-the-loop approval
-    of a retrain the policy held back. A run its gate admitted passes at once, without a request.
+    """``retrain.force``: a person approves or rejects a retrain the policy held back.
+
+    Airflow's human-in-the-loop approval (``schedule.policy.force: approval``). A run its gate
+    admitted passes at once, without a request.
     Otherwise a person is asked; "Approve" records the approver in the retrain ledger
     (:func:`airflow_mlops.retrain.policy.force_run`: the run counts as a retrain) and the run goes
     on; "Reject", or no answer within the timeout, skips the rest of the run.

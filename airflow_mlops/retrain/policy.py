@@ -13,7 +13,8 @@ skipped. The checks, in the order they apply to an event (the first that fails n
     ``batch_id`` -- was already trained on (by an earlier run, or by an earlier event of this run);
 ``no_estimated_drop``
     ``require_estimated_drop``: a drift event whose extra carries no ``estimated_performance``
-    with a positive, finite ``drop`` (missing, malformed or not a drop: suppressed);
+    with a finite ``drop`` that is a drop: ``dropped: true`` when the monitor judged it against
+    its ``max_drop``, else ``drop > 0`` (missing, malformed or no drop: suppressed);
 ``no_row_count`` / ``min_new_rows``
     ``min_new_rows``: a new-data event whose row count is unknown, or before the new-data rows seen
     since the last admitted new-data retrain (suppressed batches add up) reach the minimum;
@@ -201,6 +202,15 @@ def estimated_drop(extra: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str
     drop = estimate.get("drop")
     if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not math.isfinite(drop):
         return shown, f"estimated_performance has no finite drop (got {drop!r})"
+    dropped = estimate.get("dropped")
+    if isinstance(dropped, bool):  # the monitor judged the drop against its max_drop
+        shown["dropped"], shown["max_drop"] = dropped, estimate.get("max_drop")
+        if not dropped:
+            return shown, (
+                f"estimated {estimate.get('metric', 'performance')} drop {drop:g} is within the "
+                f"monitor's max_drop {estimate.get('max_drop')!r} (dropped: false)"
+            )
+        return shown, None
     if drop <= 0:
         return shown, (
             f"estimated {estimate.get('metric', 'performance')} drop {drop:g} is not a drop "

@@ -193,6 +193,9 @@ def test_a_new_data_event_without_a_row_count_fails_closed() -> None:
         ({"metric": "roc_auc", "drop": float("nan")}, "no_estimated_drop"),
         ({"metric": "roc_auc", "drop": True}, "no_estimated_drop"),
         ({"metric": "roc_auc", "drop": "0.2"}, "no_estimated_drop"),
+        ({"metric": "roc_auc", "drop": 0.01, "max_drop": 0.02, "dropped": False}, "no_estimated_drop"),
+        ({"metric": "roc_auc", "drop": 0.03, "max_drop": 0.02, "dropped": True}, "admitted"),
+        ({"available": False, "reason": "the champion stores no calibration"}, "no_estimated_drop"),
         (
             {
                 "metric": "roc_auc",
@@ -211,7 +214,8 @@ def test_require_estimated_drop_reads_the_estimate_defensively(estimate: Any, co
     decision = Gate(RetrainPolicy(require_estimated_drop=True)).run([drift(0, **extra)], at=1)
     assert codes(decision) == [code], decision.events[0].reason
     if code == "admitted":
-        assert decision.events[0].estimate == {**estimate}
+        recorded = decision.events[0].estimate
+        assert recorded is not None and {k: recorded.get(k) for k in estimate} == estimate
     # without the requirement any drift event is evidence enough
     assert Gate(RetrainPolicy()).run([drift(0, **extra)], at=1).admitted
 
