@@ -40,6 +40,9 @@ LEDGER_VERSION = 1
 LEDGER_FILE = "retrain-ledger.json"
 #: Run decisions (with their per-event entries) are kept this long, then pruned.
 DECISION_RETENTION = dt.timedelta(days=30)
+#: At most this many event decisions are kept (the oldest runs' go first), so that a sustained
+#: storm cannot grow the document every gate rewrites without bound.
+MAX_EVENT_DECISIONS = 20_000
 #: Evidence keys already trained on are kept this long: the same evidence never trains twice
 #: within it.
 KEY_RETENTION = dt.timedelta(days=365)
@@ -132,7 +135,8 @@ class Ledger:
         return cls.from_dict(data, source=source)
 
     def pruned(self, now: dt.datetime) -> Ledger:
-        """A copy without decisions older than :data:`DECISION_RETENTION`, keys older than
+        """A copy without decisions older than :data:`DECISION_RETENTION` (or beyond
+        :data:`MAX_EVENT_DECISIONS`, oldest first), keys older than
         :data:`KEY_RETENTION`, and retrains that can no longer count (older than a day, except
         the last one, which cooldown measures from)."""
         out = self.copy()
@@ -141,6 +145,13 @@ class Ledger:
             for run_id, run in out.runs.items()
             if now - parse_time(run["decided_at"]) > DECISION_RETENTION
         }
+        kept = sum(len(run.get("events", [])) for run_id, run in out.runs.items() if run_id not in old_runs)
+        for run_id in sorted(out.runs, key=lambda r: out.runs[r]["decided_at"]):
+            if kept <= MAX_EVENT_DECISIONS:
+                break
+            if run_id not in old_runs:
+                old_runs.add(run_id)
+                kept -= len(out.runs[run_id].get("events", []))
         for run_id in old_runs:
             del out.runs[run_id]
         out.events = {e: r for e, r in out.events.items() if r not in old_runs}

@@ -152,3 +152,20 @@ def test_an_s3_ledger_is_written_with_conditional_puts() -> None:
         store, RetrainPolicy(), pipeline="p", model="m", run_id="r", run_type="manual", triggers=[]
     )
     assert decision.admitted and store.load()[0].runs["r"]["trigger"] == "manual"  # type: ignore[union-attr]
+
+
+def test_a_sustained_storm_cannot_grow_the_ledger_without_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.retrain import ledger as module
+
+    monkeypatch.setattr(module, "MAX_EVENT_DECISIONS", 5)
+    runs = {
+        f"r{i}": {
+            "decided_at": iso(T0 - dt.timedelta(minutes=10 - i)),
+            "events": [{"event_id": f"e{i}-{j}"} for j in range(2)],
+        }
+        for i in range(5)
+    }
+    pruned = Ledger(
+        pipeline="p", runs=runs, events={f"e{i}-{j}": f"r{i}" for i in range(5) for j in range(2)}
+    ).pruned(T0)
+    assert sorted(pruned.runs) == ["r3", "r4"] and sorted(pruned.events) == ["e3-0", "e3-1", "e4-0", "e4-1"]
