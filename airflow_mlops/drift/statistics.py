@@ -197,10 +197,11 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> np.ndarray:
 
 
 def numeric_statistics(
-    reference: np.ndarray, current: np.ndarray, *, psi_bins: int = 10
+    reference: np.ndarray, current: np.ndarray, *, psi_bins: int = 10, wasserstein: bool = True
 ) -> NumericStatistics:
     """KS D, Wasserstein-1, PSI counts and range facts for every row of two ``(features, rows)``
-    float64 matrices (NaN = missing; no infinities)."""
+    float64 matrices (NaN = missing; no infinities). With ``wasserstein=False`` the distance is
+    not computed (NaN): the per-bin value sums it needs are a fifth of the work."""
     ref = np.ascontiguousarray(reference, dtype=np.float64)
     cur = np.ascontiguousarray(current, dtype=np.float64)
     if ref.ndim != 2 or cur.ndim != 2 or ref.shape[0] != cur.shape[0]:
@@ -213,7 +214,7 @@ def numeric_statistics(
     chunk = max(1, min(k, _CHUNK_ELEMENTS // max(rows, 1)))
     buffers = _Buffers(chunk, ref.shape[1], cur.shape[1])
     parts = [
-        _numeric_chunk(ref[i : i + chunk], cur[i : i + chunk], fine, psi_bins, buffers)
+        _numeric_chunk(ref[i : i + chunk], cur[i : i + chunk], fine, psi_bins, buffers, wasserstein)
         for i in range(0, k, chunk)
     ]
     if not parts:  # no features
@@ -236,15 +237,24 @@ class _Buffers:
 
 
 def _numeric_chunk(
-    ref: np.ndarray, cur: np.ndarray, fine: int, psi_bins: int, buffers: _Buffers
+    ref: np.ndarray, cur: np.ndarray, fine: int, psi_bins: int, buffers: _Buffers, with_wasserstein: bool
 ) -> tuple[np.ndarray, ...]:
     c = ref.shape[0]
     nb = fine + 2  # fine bins plus the two open ends
     stride = nb + 1  # plus one bin for missing values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        rmin, rmax = np.nanmin(ref, axis=1), np.nanmax(ref, axis=1)
-        cmin, cmax = np.nanmin(cur, axis=1), np.nanmax(cur, axis=1)
+        # min/max pass a NaN on (and are several times faster than nanmin/nanmax): a NaN minimum
+        # says the window has missing values, and only then are they looked for value by value.
+        rmin, rmax = ref.min(axis=1, initial=np.inf), ref.max(axis=1, initial=-np.inf)
+        cmin, cmax = cur.min(axis=1, initial=np.inf), cur.max(axis=1, initial=-np.inf)
+        has_missing = {"ref": bool(np.isnan(rmin).any()), "cur": bool(np.isnan(cmin).any())}
+        if has_missing["ref"]:
+            rmin, rmax = np.nanmin(ref, axis=1), np.nanmax(ref, axis=1)
+        if has_missing["cur"]:
+            cmin, cmax = np.nanmin(cur, axis=1), np.nanmax(cur, axis=1)
+        rmin, rmax = np.where(np.isinf(rmin), np.nan, rmin), np.where(np.isinf(rmax), np.nan, rmax)
+        cmin, cmax = np.where(np.isinf(cmin), np.nan, cmin), np.where(np.isinf(cmax), np.nan, cmax)
         lo, hi = np.fmin(rmin, cmin), np.fmax(rmax, cmax)
         step_r, step_c = max(1, ref.shape[1] // 8192), max(1, cur.shape[1] // 8192)
         sample = np.concatenate([ref[:, ::step_r], cur[:, ::step_c]], axis=1)
@@ -266,18 +276,23 @@ def _numeric_chunk(
     for side, data in (("ref", ref), ("cur", cur)):
         u = buffers.u[side][:c]
         t = buffers.t[side][:c]
-        missing = np.isnan(data)
+        missing = np.isnan(data) if has_missing[side] else None
         np.subtract(data, q_lo[:, None], out=u)
         np.multiply(u, scale[:, None], out=t)
         np.clip(t, -1, fine, out=t)
         t += _MAGIC
         idx = t.view(np.int64)
         idx -= shift
-        np.copyto(idx, np.arange(c, dtype=np.int64)[:, None] * stride + nb, where=missing)
+        if missing is not None:
+            np.copyto(idx, np.arange(c, dtype=np.int64)[:, None] * stride + nb, where=missing)
         flat = idx.reshape(-1)
         counts = np.bincount(flat, minlength=c * stride).reshape(c, stride)[:, :nb]
-        sums = np.bincount(flat, weights=u.reshape(-1), minlength=c * stride).reshape(c, stride)[:, :nb]
-        n = data.shape[1] - missing.sum(axis=1)
+        sums = (
+            np.bincount(flat, weights=u.reshape(-1), minlength=c * stride).reshape(c, stride)[:, :nb]
+            if with_wasserstein
+            else None
+        )
+        n = data.shape[1] - (missing.sum(axis=1) if missing is not None else np.zeros(c, dtype=np.int64))
         binned[side] = (counts, sums, n, missing)
     c1, s1, n1, ref_missing = binned["ref"]
     c2, s2, n2, _ = binned["cur"]
@@ -299,11 +314,14 @@ def _numeric_chunk(
     upper = np.maximum(np.abs(up), np.abs(low))
     occupied = (c1 + c2) > 0
     ks_candidate = upper * (1 + 1e-12) + 1e-15 > lower_bound[:, None]
-    sign_change = (low < 0) & (up > 0) & occupied
-    integral = (
-        before * (rel[:, 1:] - rel[:, :-1]) + (c1 * rel[:, 1:] - s1) / n1s - (c2 * rel[:, 1:] - s2) / n2s
-    )
-    wasserstein = np.where(sign_change, 0.0, np.abs(integral)).sum(axis=1)
+    sign_change = (low < 0) & (up > 0) & occupied & with_wasserstein
+    if s1 is not None and s2 is not None:
+        integral = (
+            before * (rel[:, 1:] - rel[:, :-1]) + (c1 * rel[:, 1:] - s1) / n1s - (c2 * rel[:, 1:] - s2) / n2s
+        )
+        wasserstein = np.where(sign_change, 0.0, np.abs(integral)).sum(axis=1)
+    else:
+        wasserstein = np.full(c, np.nan)  # not asked for
     ks = lower_bound.copy()
 
     flag = np.zeros((c, stride), dtype=bool)
@@ -331,14 +349,14 @@ def _numeric_chunk(
         diff = count1 / n1s[col, 0] - count2 / n2s[col, 0]
         last = np.r_[(v[1:] != v[:-1]) | (g[1:] != g[:-1]), True]
         np.maximum.at(ks, col[last], np.abs(diff[last]))
-        # Exact integral of |F1 - F2| over the bins where the difference may change sign.
-        exact = sign_change[col, b_idx]
-        nxt = np.where(np.r_[~new_group[1:], False], np.r_[v[1:], 0.0], edges[col, b_idx + 1])
-        piece = np.abs(diff) * (nxt - v)
-        wasserstein += np.bincount(col[exact], weights=piece[exact], minlength=c)
-        first = start[exact[start]]
-        lead = np.abs(before[col[first], b_idx[first]]) * (v[first] - edges[col[first], b_idx[first]])
-        wasserstein += np.bincount(col[first], weights=lead, minlength=c)
+        if with_wasserstein:  # exact integral of |F1 - F2| over the bins where it may change sign
+            exact = sign_change[col, b_idx]
+            nxt = np.where(np.r_[~new_group[1:], False], np.r_[v[1:], 0.0], edges[col, b_idx + 1])
+            piece = np.abs(diff) * (nxt - v)
+            wasserstein += np.bincount(col[exact], weights=piece[exact], minlength=c)
+            first = start[exact[start]]
+            lead = np.abs(before[col[first], b_idx[first]]) * (v[first] - edges[col[first], b_idx[first]])
+            wasserstein += np.bincount(col[first], weights=lead, minlength=c)
 
     # PSI bins: upper boundary of the fine bin that holds each reference decile.
     ranks = np.ceil(np.arange(1, psi_bins) / psi_bins * n1[:, None]).astype(np.int64)  # (c, bins-1)
@@ -354,7 +372,8 @@ def _numeric_chunk(
 
     # Reference moments from the shifted values (NaN -> 0 first).
     u = buffers.u["ref"][:c]
-    np.putmask(u, ref_missing, 0.0)
+    if ref_missing is not None:
+        np.putmask(u, ref_missing, 0.0)
     mean_u = u.sum(axis=1) / n1s[:, 0]
     var = np.maximum(np.einsum("ij,ij->i", u, u) / n1s[:, 0] - mean_u * mean_u, 0.0)
     out_of_range = np.count_nonzero(cur < rmin[:, None], axis=1) + np.count_nonzero(

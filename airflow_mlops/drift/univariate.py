@@ -96,7 +96,7 @@ def run_numeric_tests(
 ) -> Any:
     from airflow_mlops.drift.statistics import ks_p_values, numeric_statistics, psi
 
-    stats = numeric_statistics(ref, cur, psi_bins=PSI_BINS)
+    stats = numeric_statistics(ref, cur, psi_bins=PSI_BINS, wasserstein="wasserstein" in tests)
     ks_p = ks_p_values(stats.ks, stats.n_reference, stats.n_current)
     std = np.where(stats.reference_std > 0, stats.reference_std, 1.0)
     w_scaled = stats.wasserstein / std

@@ -36,11 +36,32 @@ def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ),
         "heavy tail and outliers": (heavy, r.lognormal(0.2, 3, size=(3, 800))),
         "missing values": (nans_ref, nans_cur),
+        "missing values in one live column only": (
+            r.normal(size=(3, 3000)),
+            _holes(r.normal(size=(3, 2000))),
+        ),
         "tiny samples": (r.normal(size=(4, 7)), r.normal(size=(4, 12))),
         "large offset, small spread": (r.normal(1e6, 1, (3, 4000)), r.normal(1e6 + 0.02, 1, (3, 4000))),
         "big, distinct shift": (r.normal(size=(2, 60000)), r.normal(0.5, 1, size=(2, 40000))),
         "constant vs shifted constant": (np.ones((2, 50)), np.vstack([np.ones(40), np.full(40, 2.0)])),
     }
+
+
+def _holes(values: np.ndarray) -> np.ndarray:
+    values[1, ::3] = np.nan
+    return values
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_without_wasserstein_every_other_statistic_is_the_same(case: str) -> None:
+    """KS only (``wasserstein=False``) skips the per-bin value sums, and nothing else changes."""
+    ref, cur = _cases()[case]
+    full = numeric_statistics(ref, cur)
+    lean = numeric_statistics(ref, cur, wasserstein=False)
+    assert np.isnan(lean.wasserstein).all()
+    for name in full.__dataclass_fields__:
+        if name != "wasserstein":
+            np.testing.assert_array_equal(getattr(lean, name), getattr(full, name), err_msg=name)
 
 
 @pytest.mark.parametrize("case", list(_cases()))
