@@ -291,3 +291,118 @@ def test_a_flood_of_drift_events_retrains_exactly_as_the_policy_allows(
     )
     assert span < 60, f"the flood's events span {span:.0f}s, not a minute"
     assert Ledger.from_dict(ledger, source=str(ledger_path)).suppressed(5)  # the Models view's reading
+
+
+FORCE_POLICY = {"cooldown": "1h", "force": "approval"}
+
+
+def _await_force(api: AirflowAPI, stack: Any, run_id: str) -> None:
+    """``retrain.force`` parked for an answer, and its parked try's end seen by the scheduler (see
+    ``tests/integration/test_approval.py``: an answer before that is taken for a killed task)."""
+    quoted = urllib.parse.quote(run_id, safe="")
+    wait_for(
+        "retrain.force to wait for an answer",
+        300,
+        lambda: api.task_states(TRAIN, run_id).get("retrain.force") == "awaiting_input",
+        check=stack.check_alive,
+    )
+    parked_exit = f"TaskInstance Finished: dag_id={TRAIN}, task_id=retrain.force, run_id={run_id},"
+    wait_for(
+        "the scheduler to see the parked try end",
+        120,
+        lambda: parked_exit in (stack.logs / "scheduler.log").read_text(errors="replace"),
+        check=stack.check_alive,
+    )
+    detail = api.get(f"dags/{TRAIN}/dagRuns/{quoted}/taskInstances/retrain.force/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
+    assert "cooldown: the last retrain" in detail["body"], detail["body"]
+
+
+def test_a_held_back_retrain_is_forced_only_by_a_recorded_approval(
+    tmp_path: Path, signing_keys: tuple[bytes, bytes]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    dags = tmp_path / "dags"
+    (dags / "specs").mkdir(parents=True)
+    shutil.copy(ROOT / "dags" / "mlops_specs.py", dags / "mlops_specs.py")
+    spec = SPEC.replace("{data}", str(data)).replace(json.dumps(POLICY), json.dumps(FORCE_POLICY))
+    (dags / "specs" / "flood.yaml").write_text(spec.replace("max_active_runs: 4", "max_active_runs: 1"))
+    (dags / "specs" / "mlops-defaults.yaml").write_text(
+        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{data}]\n"
+    )
+    env = airflow_env(tmp_path, "http://127.0.0.1:9", signing_keys, dags)
+    ledger_path = tmp_path / "artifacts" / PIPELINE / "_state" / "retrain-ledger.json"
+
+    with airflow_stack(tmp_path, env) as stack:
+        api = unpaused_api(stack, TRAIN)
+        asset_id = wait_for(
+            "the drift asset",
+            120,
+            lambda: [a["id"] for a in api.get("assets?limit=100")["assets"] if a["uri"] == DRIFT],
+            check=stack.check_alive,
+        )[0]
+
+        def event(window: str, *, force: bool = False) -> dict[str, Any]:
+            """Post one drift event; the run it starts, once finished, with its task states."""
+            known = {r["dag_run_id"] for r in all_runs(api)}
+            extra: dict[str, Any] = {"window": window, **({"force": True} if force else {})}
+            api.call("POST", "assets/events", {"asset_id": asset_id, "extra": extra})
+            (run,) = wait_for(
+                "the run it starts",
+                300,
+                lambda: [r for r in all_runs(api) if r["dag_run_id"] not in known],
+                check=stack.check_alive,
+            )
+            return run
+
+        def finished(run_id: str) -> dict[str, str | None]:
+            wait_for(
+                "the run to finish",
+                300,
+                lambda: api.run(TRAIN, run_id)["state"] in ("success", "failed"),
+                check=stack.check_alive,
+            )
+            return api.task_states(TRAIN, run_id)
+
+        first = event("/live/w1.parquet")["dag_run_id"]
+        states = finished(first)
+        assert states["retrain.gate"] == "success" and states["retrain.force"] == "success", states
+        assert states["data.validate"] == "failed", states  # past the gate; the event names no data
+
+        # Held back by the cooldown, even with "force" in the event: a person decides.
+        second = event("/live/w2.parquet", force=True)["dag_run_id"]
+        _await_force(api, stack, second)
+        assert api.xcom(TRAIN, second, "retrain.gate", "return_value")["decision"]["counts"] == {
+            "cooldown": 1
+        }
+        answered = api.call(
+            "PATCH",
+            f"dags/{TRAIN}/dagRuns/{urllib.parse.quote(second, safe='')}/taskInstances/retrain.force/-1/hitlDetails",
+            {"chosen_options": ["Approve"], "params_input": {}},
+        )
+        states = finished(second)
+        assert states["retrain.force"] == "success" and states["data.validate"] == "failed", states
+        forced = json.loads(ledger_path.read_text())["runs"][second]
+        assert forced["admitted"] is True and forced["forced_by"] == answered["responded_by"]["name"]
+
+        # A rejection skips the rest of the run and records nothing.
+        third = event("/live/w3.parquet")["dag_run_id"]
+        _await_force(api, stack, third)
+        api.call(
+            "PATCH",
+            f"dags/{TRAIN}/dagRuns/{urllib.parse.quote(third, safe='')}/taskInstances/retrain.force/-1/hitlDetails",
+            {"chosen_options": ["Reject"], "params_input": {}},
+        )
+        states = finished(third)
+        assert states["data.validate"] == "skipped", states
+        assert json.loads(ledger_path.read_text())["runs"][third]["forced_by"] is None
+
+        # Evidence already trained on is never asked about: the gate skips the run.
+        fourth = event("/live/w1.parquet")["dag_run_id"]
+        states = finished(fourth)
+        assert states["retrain.gate"] == "skipped" and states["retrain.force"] == "skipped", states
+        decision = api.xcom(TRAIN, fourth, "retrain.gate", "decision")
+        assert decision["counts"] == {"duplicate": 1} and decision["suppressed"][0]["reason"].startswith(
+            "duplicate"
+        )
