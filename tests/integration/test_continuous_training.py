@@ -5,13 +5,16 @@ without drift passes and starts nothing; a drifted window makes the monitor emit
 event, and the scheduler starts a training run on it that learns from that window. Then new data:
 a batch dropped into the watched folder starts a training run on exactly that batch; the
 triggerer is restarted, and a batch that landed while it was down is taken once, the first one
-never again.
+never again. The version the drift retrain registered names the drift event that caused it: in its
+MLflow tags, its signed evaluation attestation, its ML-BOM and its Models-view row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 import secrets
 import shutil
 import time
@@ -57,6 +60,82 @@ def _loop_spec(path: Path) -> None:
 def _consumed_sources(api: AirflowAPI, run_id: str) -> str:
     ref = api.xcom(TRAIN, run_id, "data.validate", "data")
     return str(ref["metadata"]["source"])
+
+
+def _fetch(url: str) -> bytes:
+    """A page of the api-server (every user is an admin in this stack: no token needed)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return bytes(resp.read())
+
+
+def _assert_the_version_names_the_drift_event(
+    client: Any, api: AirflowAPI, url: str, model: str, result: Any, public_key: bytes, tmp: Path
+) -> None:
+    """The retrained version's MLflow tags, signed attestation, ML-BOM and Models-view row all name
+    the drift event that started its run."""
+    from airflow_mlops.registry.mlflow_registry import EVALUATION_ATTESTATION, download_attestation
+    from airflow_mlops.security.attestation import EVALUATION_PREDICATE, verify_envelope
+
+    extra = result.drift_event["extra"]
+    run_id = result.retrain_run["dag_run_id"]
+    assert result.retrain_states["release.register"] == "success", result.retrain_states
+    version = str(api.xcom(TRAIN, run_id, "release.register", "version"))
+    mv = client.get_model_version(model, version)
+    # MLflow version tags: the kind, a sentence, the reason as JSON.
+    assert mv.tags["mlops.retrain.kind"] == "drift", mv.tags
+    reason = json.loads(mv.tags["mlops.retrain.reason"])
+    assert reason["kind"] == "drift" and reason["run_type"] == "asset_triggered"
+    assert reason["event_count"] == 1 and reason["kinds"] == {"drift": 1}
+    (event,) = reason["events"]
+    assert event["asset"] == f"x-mlops://{PIPELINE}/drift"
+    assert event["source"] == {
+        "dag_id": MONITOR,
+        "run_id": result.drift_monitor_run,
+        "task_id": "monitor.emit_drift",
+    }
+    assert event["monitor_run"] == extra["source_run"] == f"{MONITOR}/{result.drift_monitor_run}"
+    assert event["window"] == extra["window"]
+    assert event["drifted_features"] == extra["drifted_features"][:10]
+    assert set(event["statistics"]) == set(extra["drifted_features"][:10])  # with their tests
+    assert all(s["tests"] for s in event["statistics"].values()), event["statistics"]
+    first = extra["drifted_features"][0]
+    assert mv.tags["mlops.retrain.summary"].startswith(("feature ", "features ")), mv.tags
+    assert (
+        first in mv.tags["mlops.retrain.summary"] and extra["source_run"] in mv.tags["mlops.retrain.summary"]
+    )
+    # The training run says so too.
+    assert client.get_run(mv.run_id).data.tags["mlops.retrain.kind"] == "drift"
+    # The signed evaluation attestation carries the same reason, under the signature.
+    path = download_attestation(client, mv, EVALUATION_ATTESTATION, tmp / "attestation")
+    assert path is not None
+    attested = verify_envelope(
+        path.read_bytes(),
+        public_key,
+        model_sha256=mv.tags["mlops.model_sha256"],
+        predicate_type=EVALUATION_PREDICATE,
+    ).predicate["retrain_reason"]
+    assert attested["kind"] == "drift" and attested["events"][0]["monitor_run"] == extra["source_run"]
+    assert attested["summary"] == mv.tags["mlops.retrain.summary"]
+    # The ML-BOM (as the Models view serves it): a formulation whose trigger is the drift event.
+    bom = json.loads(_fetch(f"{url}/mlops/models/{model}/versions/{version}/mlbom.cdx.json"))
+    trigger = bom["formulation"][0]["workflows"][0]["trigger"]
+    assert trigger["type"] == "api" and trigger["uid"] == f"x-mlops://{PIPELINE}/drift"
+    assert trigger["description"] == attested["summary"]
+    assert json.loads(trigger["event"]["data"]["content"])["events"][0]["window"] == extra["window"]
+    props = {p["name"]: p["value"] for p in bom["components"][0]["properties"]}
+    assert props["airflow-mlops:retrain:kind"] == "drift"
+    # The Models view's row (served by the api-server) says it, from the verified attestation.
+    page = _fetch(f"{url}/mlops/models/").decode()
+    row = re.search(rf'<tr class="version" id="version-{re.escape(model)}-{version}".*?</tr>', page, re.S)
+    assert row is not None, page[:3000]
+    cell = re.search(r'<td class="retrain">(.*?)</td>', row.group(0), re.S)
+    assert cell is not None, row.group(0)
+    assert 'data-retrain-kind="drift" title="attested"' in cell.group(1), cell.group(1)
+    assert html.escape(f"retrained because {attested['summary']}", quote=False) in cell.group(1), cell.group(
+        1
+    )
 
 
 def _new_runs(api: AirflowAPI, known: set[str]) -> list[dict[str, Any]]:
@@ -112,6 +191,9 @@ def test_drift_and_new_data_start_training_runs(
         promoted = result.retrain_states["release.promote"] == "success"
         champion = client.get_model_version_by_alias(model, "champion")
         assert champion.version == ("2" if promoted else "1"), (promoted, result.retrain_states)
+        _assert_the_version_names_the_drift_event(
+            client, api, stack.url, model, result, signing_keys[1], tmp_path
+        )
 
         # The monitor ran against the champion and logged its reports to MLflow.
         monitor_runs = client.search_runs(
