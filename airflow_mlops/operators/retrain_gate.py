@@ -21,7 +21,9 @@ class RetrainGateOperator(MLOpsBaseOperator):
     run's recorded decision and returns it; two gates at once cannot both pass a cooldown. Each
     suppressed event is logged with its reason, recorded in the ledger and listed in the XCom
     ``decision`` (``admitted``, ``trigger``, ``reason``, ``counts`` by outcome, ``suppressed``:
-    the first :data:`XCOM_SUPPRESSED` with their reasons, ``ledger``, ``forceable``). Runs without
+    the first :data:`XCOM_SUPPRESSED` with their reasons, ``admitted_events``: the ids
+    (:attr:`~airflow_mlops.retrain.policy.Trigger.event_id`) of the admitted events, ``ledger``,
+    ``forceable``). Runs without
     triggering events (the time schedule, a backfill, by hand) are admitted. With
     ``force_approval`` a run that only limits held back is not skipped here: ``retrain.force``
     (:class:`RetrainForceOperator`) asks a person.
@@ -79,6 +81,7 @@ class RetrainGateOperator(MLOpsBaseOperator):
                 {"kind": e.kind, "timestamp": e.timestamp, "code": e.code, "reason": e.reason}
                 for e in decision.suppressed[:XCOM_SUPPRESSED]
             ],
+            "admitted_events": [e.event_id for e in decision.events if e.admitted],
             "ledger": store.uri,
             "forceable": self.force_approval and forceable(decision),
         }

@@ -71,6 +71,7 @@ def test_an_admitted_run_goes_on_and_says_what_was_suppressed(tmp_path: Path) ->
     assert out["admitted"] and out["trigger"] == "drift"
     assert out["counts"] == {"admitted": 1, "debounced": 2}
     assert [s["code"] for s in out["suppressed"]] == ["debounced", "debounced"]
+    assert len(out["admitted_events"]) == 1 and len(out["admitted_events"][0]) == 64
     ledger = json.loads(Path(out["ledger"]).read_text())
     assert out["ledger"] == str(tmp_path / "artifacts" / "p" / "_state" / "retrain-ledger.json")
     assert set(ledger["runs"]) == {"r1"} and len(ledger["events"]) == 3
