@@ -85,6 +85,7 @@ class RetrainPolicy:
     min_new_rows: int = 0
     dedupe: bool = True
     require_estimated_drop: bool = False
+    force: str = "never"  # "approval": a held-back run asks a person (retrain.force)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RetrainPolicy:
@@ -101,6 +102,7 @@ class RetrainPolicy:
             min_new_rows=int(data.get("min_new_rows") or 0),
             dedupe=bool(data.get("dedupe", True)),
             require_estimated_drop=bool(data.get("require_estimated_drop", False)),
+            force=str(data.get("force") or "never"),
         )
 
     def describe(self) -> str:
@@ -117,6 +119,8 @@ class RetrainPolicy:
         if self.require_estimated_drop:
             parts.append("drift retrains only with an estimated performance drop")
         parts.append("the same evidence never trains twice" if self.dedupe else "no dedupe of evidence")
+        if self.force == "approval":
+            parts.append("a held-back run asks a person whether to retrain anyway")
         return "; ".join(parts)
 
 

@@ -393,3 +393,18 @@ def test_force_run_is_durable(tmp_path: Path) -> None:
     assert forced.forced_by == "alice"
     ledger, _ = store.load()
     assert ledger is not None and ledger.runs["b"]["forced_by"] == "alice" and len(ledger.retrains) == 2
+
+
+def test_the_policy_describes_itself_in_one_line() -> None:
+    policy = RetrainPolicy.from_mapping(
+        {"cooldown": 21600, "debounce": 600, "max_per_day": 3, "min_new_rows": 500, "force": "approval"}
+    )
+    assert policy.describe() == (
+        "cooldown 6h after a retrain; events of one kind within 10m are one burst; at most 3 retrain(s) "
+        "in 24 hours; new data retrains after 500 new rows; the same evidence never trains twice; "
+        "a held-back run asks a person whether to retrain anyway"
+    )
+    assert (
+        RetrainPolicy(dedupe=False, cooldown=90).describe()
+        == "cooldown 90s after a retrain; no dedupe of evidence"
+    )
