@@ -23,11 +23,16 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     batch row and a reference row are scored alike. Per class, the number of rows whose label is
     wrong is estimated by the calibrated confident joint (a row counts for the likeliest class
     whose probability reaches that class's mean self-confidence, measured on the reference's
-    clean rows when given). **With a reference** the share of its rows the same count finds
-    (genuinely ambiguous rows, a weak model), plus :data:`BASELINE_Z` standard errors, is taken
-    off, and a class the batch holds more of than the reference's share (beyond :data:`EXCESS_Z`
-    standard errors of sampling noise) has taken in at least that many rows. **Without a reference** a class whose estimate is under
-    :data:`MIN_ISSUE_SHARE` of its rows is left alone. The estimated number of rows, among those
+    clean rows when given). A *move* (rows that look like class ``j`` labelled ``i``) is acted on
+    only when it is a practical share: all the moves out of ``j`` at least :data:`SOURCE_SHARE` of
+    ``j``'s rows, or all the moves into ``i`` at least :data:`DESTINATION_SHARE` of ``i``'s rows
+    (beyond :data:`NOISE_Z` Poisson standard errors). Every data set holds rows that look like
+    another class, and a kind of one class that mimics another (a few per cent of a rare class)
+    cannot be told from moved rows one by one; an attack moves a share of a class. **With a
+    reference** the moves beyond the share its clean rows show (plus :data:`BASELINE_Z` standard
+    errors), or a class's excess over its reference share (beyond :data:`EXCESS_Z`), are acted on
+    too from the smaller :data:`REFERENCE_SOURCE_SHARE` and :data:`REFERENCE_DESTINATION_SHARE`.
+    The estimated number of rows, among those
     whose label is not the likeliest class, with the largest margin ``max_j p_j - p_label`` are
     suspect (reason ``label_issue``; the row's score is ``p_label - max_j p_j``). The reference
     only adds evidence: more rows to learn from and a measured baseline, no p-value floor tied to
@@ -98,7 +103,15 @@ from airflow_mlops.data.poisoning.duplicates import (
 )
 from airflow_mlops.data.poisoning.features import LOG_SKEW_THRESHOLD, MAX_CATEGORIES, build_feature_matrix
 from airflow_mlops.data.poisoning.fitting import SMALL_FIT_ROWS
-from airflow_mlops.data.poisoning.label_issues import BASELINE_Z, EXCESS_Z, MIN_ISSUE_SHARE
+from airflow_mlops.data.poisoning.label_issues import (
+    BASELINE_Z,
+    DESTINATION_SHARE,
+    EXCESS_Z,
+    NOISE_Z,
+    REFERENCE_DESTINATION_SHARE,
+    REFERENCE_SOURCE_SHARE,
+    SOURCE_SHARE,
+)
 from airflow_mlops.data.poisoning.out_of_distribution import (
     BATCH_RANGE_SHARE,
     EXTREME_RANGE_MARGIN,
@@ -144,6 +157,7 @@ __all__ = [
     "CHECK_ALIASES",
     "CLASS_SHIFT_Z",
     "DATASET_CHECKS",
+    "DESTINATION_SHARE",
     "DUPLICATE_RESIDUAL_Z",
     "DUPLICATE_TARGET_SHARE",
     "EXCESS_Z",
@@ -154,9 +168,9 @@ __all__ = [
     "MAX_CALIBRATION_ROWS",
     "MAX_CATEGORIES",
     "MIN_CALIBRATION_ROWS",
-    "MIN_ISSUE_SHARE",
     "MIN_OOD_CLASS_ROWS",
     "NEAR_DUPLICATE_RESOLUTION",
+    "NOISE_Z",
     "OOD_MARGIN",
     "OOD_QUANTILE",
     "REASONS_COLUMN",
@@ -165,10 +179,13 @@ __all__ = [
     "REASON_MISSING_LABEL",
     "REASON_NON_FINITE_TARGET",
     "REASON_OOD",
+    "REFERENCE_DESTINATION_SHARE",
+    "REFERENCE_SOURCE_SHARE",
     "ROW_INDEX_COLUMN",
     "ROW_LEVEL",
     "SCORES_COLUMN",
     "SMALL_FIT_ROWS",
+    "SOURCE_SHARE",
     "TAIL_MIN_ROWS",
     "TAIL_ROWS",
     "TAIL_SHARE",

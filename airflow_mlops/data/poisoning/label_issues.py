@@ -14,16 +14,22 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    its probability of ``j`` reaches ``t_j``, the mean probability the rows of class ``j`` give
    their own class (the reference's rows when it is given: they are clean), and ``j`` is the
    likeliest such class; each row of the confident joint is rescaled to the class's row count.
-3. **What clean rows make of it** (with a reference): the same count on the reference's rows is
-   the share of clean rows of class ``i`` that look like another class to these models (genuinely
-   ambiguous rows, a weak model). That share of the batch's rows of class ``i``, plus one standard
-   error (:data:`BASELINE_Z`), is taken off the estimate: a clean batch leaves (almost) nothing.
-   A class the batch holds more rows of than the reference's share says (beyond
-   :data:`EXCESS_Z` standard errors of sampling noise) has taken in at least that many rows of other classes; the estimate
-   is at least that excess. Flips into a rare class can outnumber its genuine rows, and models
-   that learn from the batch then find them plausible; the class's count still says so.
-   Without a reference there is no such baseline, and a class whose estimate is under
-   :data:`MIN_ISSUE_SHARE` of its rows is left alone (a few ambiguous rows are not poisoning).
+3. **Which moves are acted on.** The confident joint's ``[i, j]`` is a *move*: rows that look
+   like class ``j`` labelled ``i``. Every data set holds rows that look like another class
+   (genuinely ambiguous ones, a kind of one class that mimics another: a few per cent of a rare
+   class), and no model tells those from moved rows one by one; an attack moves a *share* of a
+   class. So the moves out of ``j`` are acted on when together they are at least
+   :data:`SOURCE_SHARE` of ``j``'s rows, and the moves into ``i`` when together they are at least
+   :data:`DESTINATION_SHARE` of ``i``'s rows, each beyond :data:`NOISE_Z` Poisson standard errors.
+   **With a reference**, its clean rows, scored by the same models, say how many rows of a class
+   look like another class without any poison: the count beyond that share, plus
+   :data:`BASELINE_Z` standard errors, is acted on too, from a smaller practical size
+   (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`). A class the batch holds
+   more rows of than the reference's share says (beyond :data:`EXCESS_Z` standard errors of
+   sampling noise) has taken in at least that many rows of other classes: flips into a rare class
+   can outnumber its genuine rows, and models that learn from the batch then find them
+   plausible; the class's count still says so. The reference only adds: a class's estimate is
+   the larger of the batch's own and the one beyond the reference.
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
    another class is more likely than ``i`` (``max_j p_j - p_i``), among the rows whose label is
    not the likeliest class. The row's score is ``p_i - max_j p_j`` (below 0: another class is more
@@ -51,14 +57,24 @@ if TYPE_CHECKING:
 # Standard errors of the reference's ambiguous-row share taken off a class's estimate, beyond the
 # share itself (the estimate of a clean batch then stays at 0 in most classes).
 BASELINE_Z = 1.0
-# Without a reference: a class whose estimated issues are under this share of its rows is left
-# alone (every data set has a few rows the models find ambiguous).
-MIN_ISSUE_SHARE = 0.02
 # The variance added to the baseline's (a reference that finds no ambiguous row still leaves
 # sampling noise in the batch's count).
 ERROR_FLOOR = 1.0
 # Standard errors of sampling noise a class's excess over its reference share must exceed.
 EXCESS_Z = 2.5
+# The least label move acted on. A poisoning attack moves a share of a class's rows to another
+# label; every data set also holds rows that look like another class (genuinely ambiguous, or a
+# kind of one class that mimics another), and no model tells those from moved rows one by one.
+# So a move of rows that look like class ``j`` but are labelled ``i`` is acted on only when it is
+# a practical share: of the rows of ``j``, the class they would have come from (``SOURCE``), or of
+# the rows labelled ``i`` (``DESTINATION``), counted over all classes on that side.
+# Without a reference: the batch's own estimate, beyond NOISE_Z Poisson standard errors.
+SOURCE_SHARE = 0.02
+DESTINATION_SHARE = 0.25
+NOISE_Z = 1.0
+# With a reference: the moves beyond what its clean rows show (the baseline above) need less.
+REFERENCE_SOURCE_SHARE = 0.01
+REFERENCE_DESTINATION_SHARE = 0.10
 
 
 @dataclass
@@ -160,41 +176,66 @@ class LabelModel:
         return model
 
     def estimated_issues(self) -> dict[str, np.ndarray]:
-        """Per class: the batch's rows, its estimated issues (calibrated confident joint), the
-        reference's ambiguous-row share and the estimate left after taking it off."""
+        """Per class: the batch's rows, its estimated issues (the calibrated confident joint:
+        ``moves[i, j]`` rows labelled ``i`` that belong to ``j``), and the estimate acted on.
+
+        Without a reference, the moves of a practical size (:data:`SOURCE_SHARE`,
+        :data:`DESTINATION_SHARE`). With one, also the moves beyond the share of the reference's
+        clean rows the same count finds, plus :data:`BASELINE_Z` standard errors (or a class's
+        excess over its reference share), of the smaller practical size
+        (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`): the reference
+        only ever adds to what the batch's own estimate acts on."""
         import numpy as np
 
         k = len(self.classes)
         lab = self.y >= 0
         rows = np.bincount(self.y[lab], minlength=k).astype(float)
-        raw = _off_diagonal(self.proba[lab], self.y[lab], self.thresholds, k)
+        moves = _calibrated_joint(self.proba[lab], self.y[lab], self.thresholds, k)
+        np.fill_diagonal(moves, 0.0)
+        raw = moves.sum(axis=1)
+        # The batch's own estimate: moves of a practical size beyond Poisson noise.
+        own = _practical(moves, rows, SOURCE_SHARE, DESTINATION_SHARE, NOISE_Z)
+        out = {"rows": rows, "raw": raw, "moves": moves, "batch_estimate": own}
         if self.ref_y is None or self.ref_proba is None:
-            share = np.divide(raw, rows, out=np.zeros(k), where=rows > 0)
-            return {"rows": rows, "raw": raw, "issues": np.where(share >= MIN_ISSUE_SHARE, raw, 0.0)}
+            return {**out, "issues": own}
         ref_rows = np.bincount(self.ref_y, minlength=k).astype(float)
-        ref_share = np.divide(
-            _off_diagonal(self.ref_proba, self.ref_y, self.thresholds, k),
-            ref_rows,
-            out=np.zeros(k),
-            where=ref_rows > 0,
-        )
+        ref_moves = _calibrated_joint(self.ref_proba, self.ref_y, self.thresholds, k)
+        np.fill_diagonal(ref_moves, 0.0)
+        ref_share = np.divide(ref_moves.sum(axis=1), ref_rows, out=np.zeros(k), where=ref_rows > 0)
         # Binomial error of the batch's ambiguous rows and of the share measured on the reference.
         error = np.sqrt(
             rows * ref_share + rows**2 * ref_share * (1 - ref_share) / np.maximum(ref_rows, 1) + ERROR_FLOOR
         )
-        issues = np.maximum(0.0, raw - ref_share * rows - BASELINE_Z * error)
+        beyond = np.maximum(0.0, raw - ref_share * rows - BASELINE_Z * error)
         # A class the batch holds more of than the reference says it should has taken in at least
         # that many rows of other classes (flips into a rare class, which its models then learn).
         share = ref_rows / ref_rows.sum()
         total = rows.sum()
         spread = np.sqrt(total * share * (1 - share) + total**2 * share * (1 - share) / ref_rows.sum())
         inflow = np.maximum(0.0, rows - share * total - EXCESS_Z * spread)
+        beyond = np.maximum(beyond, inflow)
+        # Which classes the moves beyond the baseline came from: the batch's moves in excess of the
+        # reference's shares, scaled to each class's estimate (an estimate that is all inflow, with
+        # no such excess, stands as it is).
+        ref_pair_share = np.divide(
+            ref_moves, ref_rows[:, None], out=np.zeros_like(ref_moves), where=ref_rows[:, None] > 0
+        )
+        excess = np.maximum(0.0, moves - ref_pair_share * rows[:, None])
+        totals = excess.sum(axis=1)
+        scaled = np.divide(
+            excess * beyond[:, None], totals[:, None], out=np.zeros_like(excess), where=totals[:, None] > 0
+        )
+        reference = np.where(
+            totals > 0,
+            _practical(scaled, rows, REFERENCE_SOURCE_SHARE, REFERENCE_DESTINATION_SHARE, 0.0),
+            beyond,
+        )
         return {
-            "rows": rows,
-            "raw": raw,
+            **out,
             "reference_share": ref_share,
             "inflow": inflow,
-            "issues": np.maximum(issues, inflow),
+            "beyond_reference": reference,
+            "issues": np.maximum(own, reference),
         }
 
     def issues(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -231,22 +272,29 @@ class LabelModel:
                     if "inflow" in estimate
                     else {}
                 ),
-                "estimated_after_baseline": round(float(estimate["issues"][j]), 2),
+                "acted_on_by_batch": round(float(estimate["batch_estimate"][j]), 2),
+                **(
+                    {"acted_on_beyond_reference": round(float(estimate["beyond_reference"][j]), 2)}
+                    if "beyond_reference" in estimate
+                    else {}
+                ),
+                "acted_on": round(float(estimate["issues"][j]), 2),
                 "cut": finite_or_none(cuts[j]),
                 "suspects": int((mask & (self.y == j)).sum()),
                 "score_quantiles": quantiles(self.score[self.y == j]),
             }
             for j, c in enumerate(self.classes)
         }
+        how = (
+            "the calibrated confident joint of the batch; a move of rows from one class to another "
+            f"label acted on when at least {SOURCE_SHARE:.0%} of the class they come from or "
+            f"{DESTINATION_SHARE:.0%} of the label they went to"
+        )
         if self.ref_y is not None:
-            how = (
-                "the calibrated confident joint of the batch, less the share of the reference's "
-                f"rows (clean) it counts, less {BASELINE_Z:g} standard error"
-            )
-        else:
-            how = (
-                "the calibrated confident joint of the batch (no reference: a class under "
-                f"{MIN_ISSUE_SHARE:.0%} of its rows is left alone)"
+            how += (
+                "; with the reference, also the moves beyond the share of its clean rows it counts "
+                f"(plus {BASELINE_Z:g} standard error) of at least {REFERENCE_SOURCE_SHARE:.0%} / "
+                f"{REFERENCE_DESTINATION_SHARE:.0%}"
             )
         detail = {
             "method": "confident learning on out-of-fold probabilities (gradient-boosted trees and "
@@ -298,10 +346,10 @@ def _margins(proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return score, np.where(score < 0, best, -1)
 
 
-def _off_diagonal(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: int) -> np.ndarray:
-    """Per given class, the calibrated confident joint's off-diagonal sum: how many of its rows
-    belong to another class. A row counts for the likeliest class whose probability reaches its
-    threshold; each class's counts are rescaled to its number of rows."""
+def _calibrated_joint(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: int) -> np.ndarray:
+    """The calibrated confident joint: ``[i, j]`` estimates how many rows labelled ``i`` belong to
+    ``j``. A row counts for the likeliest class whose probability reaches its threshold; each
+    given class's counts are rescaled to its number of rows."""
     import numpy as np
 
     above = proba >= thresholds[None, :]
@@ -311,7 +359,31 @@ def _off_diagonal(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: i
     np.add.at(joint, (y[counted], suggested[counted]), 1.0)
     rows = np.bincount(y, minlength=k).astype(float)
     totals = joint.sum(axis=1)
-    calibrated = np.divide(
+    return np.divide(
         joint * rows[:, None], totals[:, None], out=np.zeros_like(joint), where=totals[:, None] > 0
     )
-    return calibrated.sum(axis=1) - np.diag(calibrated)
+
+
+def _off_diagonal(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: int) -> np.ndarray:
+    """Per given class, the calibrated confident joint's off-diagonal sum: how many of its rows
+    belong to another class."""
+    import numpy as np
+
+    joint = _calibrated_joint(proba, y, thresholds, k)
+    return joint.sum(axis=1) - np.diag(joint)
+
+
+def _practical(
+    moves: np.ndarray, rows: np.ndarray, source: float, destination: float, z: float
+) -> np.ndarray:
+    """Per given class, the rows of ``moves`` (``[i, j]``: labelled ``i``, belonging to ``j``,
+    no diagonal) of a practical size: the moves out of class ``j`` when all of them together are
+    at least ``source`` of its rows, and the moves into label ``i`` when they are at least
+    ``destination`` of its rows, each beyond ``z`` Poisson standard errors of the count."""
+    import numpy as np
+
+    out_of, into = moves.sum(axis=0), moves.sum(axis=1)
+    from_source = out_of >= source * rows + z * np.sqrt(out_of)
+    to_destination = into >= destination * rows + z * np.sqrt(into)
+    kept = from_source[None, :] | to_destination[:, None]
+    return np.where(kept, moves, 0.0).sum(axis=1)

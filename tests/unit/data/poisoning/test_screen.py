@@ -119,7 +119,7 @@ def test_summary_has_scores_and_thresholds(poisoned_result):
         assert 0 <= detail["reference_ambiguous_share"] < 1
         assert (
             detail["suspects"]
-            <= round(detail["estimated_after_baseline"])
+            <= round(detail["acted_on"])
             <= detail["estimated_issues"] + 0.5
         )
     ood = checks["out_of_distribution"]

@@ -136,7 +136,8 @@ def test_multiclass_flips_without_a_reference(four_classes_flipped) -> None:
     # measured: 64 of 69 flips caught, 3 of 1431 clean rows flagged
     assert recall >= 0.8 and false_rate <= 0.01, (recall, false_rate)
     label = result.summary["checks"]["label_issues"]
-    assert label["model_source"] == "batch" and "no reference" in label["threshold"]
+    assert label["model_source"] == "batch" and "with the reference" not in label["threshold"]
+    assert "at least 2% of the class they come from" in label["threshold"]
 
 
 def test_multiclass_duplicates_and_labels_written_differently(four_classes) -> None:
