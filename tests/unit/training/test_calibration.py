@@ -230,24 +230,20 @@ def test_a_fit_entrypoint_records_the_calibration_through_its_context(tmp_path: 
     assert load_predictor(tmp_path / "r").calibration["kind"] == "dle"
 
 
-def test_the_top_label_calibrator_sets_the_predicted_class_and_the_rest_keep_their_proportions() -> None:
-    cal = {
-        "format_version": 1,
-        "kind": "cbpe",
-        "task": "multiclass",
-        "classes": ["a", "b", "c"],
-        "rows": 100,
-        "calibrators": [{"method": "identity"}] * 3,
-        "top_label": {"method": "platt", "a": 1.0, "b": -1.0},  # less confident than the model
-    }
-    out = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
-    proba = apply_calibration(check_calibration(cal), out)
-    top = 1 / (1 + np.exp(-(np.log(0.7 / 0.3) - 1)))
-    assert proba[0, 0] == pytest.approx(top)
-    assert proba[0, 1] / proba[0, 2] == pytest.approx(2.0) and proba.sum(axis=1) == pytest.approx([1, 1])
-    with pytest.raises(ArtifactError, match="top_label"):
-        check_calibration(
-            {**cal, "task": "binary", "classes": ["1"], "calibrators": [{"method": "identity"}]}
-        )
-    fitted = fit_calibration("multiclass", np.arange(300) % 3, np.full((300, 3), 1 / 3), ["a", "b", "c"])
-    assert fitted["top_label"]["method"] in ("identity", "platt", "isotonic")
+def test_a_multiclass_calibration_picks_one_method_for_every_class_by_the_confusion_matrix() -> None:
+    rng = np.random.default_rng(10)
+    logits = rng.normal(0, 1.5, (4000, 3))
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.minimum((rng.random((4000, 1)) > np.cumsum(true, axis=1)).sum(axis=1), 2)
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)  # overconfident
+    cal = fit_calibration("multiclass", y, sharp, ["a", "b", "c"])
+    methods = {c["method"] for c in cal["calibrators"]}
+    assert len(methods) == 1 and methods != {"identity"}
+    errors = cal["selection"]["errors"]
+    assert errors[methods.pop()] == min(errors.values()) < errors["identity"]
+    # The calibrated expected accuracy is close to the realised one; the raw one is not.
+    predicted = sharp.argmax(axis=1)
+    proba = apply_calibration(cal, sharp)
+    realised = float(np.mean(predicted == y))
+    assert abs(proba[np.arange(4000), predicted].mean() - realised) < 0.02
+    assert sharp.max(axis=1).mean() - realised > 0.05
