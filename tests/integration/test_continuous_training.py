@@ -138,6 +138,20 @@ def _assert_the_version_names_the_drift_event(
     )
 
 
+def _assert_the_run_names_the_batch(client: Any, api: AirflowAPI, run_id: str, batch: Path) -> None:
+    """The training run a new-data batch started says, in its MLflow tags, which batch landed."""
+    (event,) = [e for e in api.asset_events(NEW_DATA) if str(batch) in json.dumps(e["extra"])]
+    payload = event["extra"].get("payload", event["extra"])
+    mlflow_run = api.xcom(TRAIN, run_id, "training.package", "mlflow_run_id")
+    tags = client.get_run(mlflow_run).data.tags
+    assert tags["mlops.retrain.kind"] == "new_data", tags
+    reason = json.loads(tags["mlops.retrain.reason"])
+    (recorded,) = reason["events"]
+    assert recorded["batch_id"] == payload["batch_id"] and recorded["objects"] == [str(batch)]
+    assert recorded["object_count"] == 1 and recorded["bytes"] == batch.stat().st_size
+    assert tags["mlops.retrain.summary"].startswith(f"batch {payload['batch_id'][:16]} landed (1 file(s)")
+
+
 def _new_runs(api: AirflowAPI, known: set[str]) -> list[dict[str, Any]]:
     return [r for r in api.runs(TRAIN) if r["dag_run_id"] not in known]
 
@@ -222,6 +236,7 @@ def test_drift_and_new_data_start_training_runs(
             check=stack.check_alive,
         )
         assert _consumed_sources(api, run[0]["dag_run_id"]) == str(first)
+        _assert_the_run_names_the_batch(client, api, run[0]["dag_run_id"], first)
         assert len(api.asset_events(NEW_DATA)) == 1
 
         # The triggerer goes down; a batch lands meanwhile; after the restart it is taken once,
