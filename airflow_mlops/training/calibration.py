@@ -114,8 +114,8 @@ def _multiclass_method(y: np.ndarray, out: np.ndarray, seed: int) -> tuple[str, 
     methods are compared on that: cross-fitted on the validation rows, one-vs-rest, renormalised,
     the L1 distance between the expected (sum of calibrated probabilities per predicted class)
     and the realised confusion matrix, over the rows. (Per-class held-out log loss was the first
-    rule: it kept the model's own probabilities, which overstated accuracy by 0.01 to 0.02 on the
-    benchmark's windows, where one-vs-rest isotonic was right; see benchmarks/RESULTS.md.)
+    rule: it kept the model's own probabilities, which overstated accuracy by 0.010 to 0.017 on
+    the benchmark's windows, where one-vs-rest isotonic came within 0.01; see benchmarks/RESULTS.md.)
     """
     import numpy as np
 

@@ -227,3 +227,26 @@ def test_the_interval_widens_for_a_calibration_fitted_on_few_rows() -> None:
         a, b = few.get(name), many.get(name)
         assert a.estimate == b.estimate
         assert (a.high - a.low) == pytest.approx((b.high - b.low) * np.sqrt(1 + 2000 / 500), rel=0.01)
+
+
+def test_the_drift_report_carries_the_estimate_through_json_text_and_html() -> None:
+    from dataclasses import replace
+
+    from airflow_mlops.drift.html import render_html
+    from airflow_mlops.drift.report import DriftReport
+    from tests.unit.drift.builders import full_report
+
+    est = _estimate(0.85, realised=0.84).to_dict()
+    report = replace(full_report(), estimated_performance=est)
+    back = DriftReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back.estimated_performance == est
+    assert (
+        DriftReport.from_dict({**report.to_dict(), "estimated_performance": None}).estimated_performance
+        is None
+    )
+    assert "estimated performance (cbpe, 1000 rows)" in report.summary()
+    assert "roc_auc 0.8500 [0.8400, 0.8600] realised 0.8400" in report.summary()
+    page = render_html(report)
+    assert 'id="estimated"' in page and "CBPE" in page and "200 label draws" in page
+    assert "realised on the window" in page
+    assert "No estimate in this report" in render_html(full_report())

@@ -247,3 +247,23 @@ def test_a_multiclass_calibration_picks_one_method_for_every_class_by_the_confus
     realised = float(np.mean(predicted == y))
     assert abs(proba[np.arange(4000), predicted].mean() - realised) < 0.02
     assert sharp.max(axis=1).mean() - realised > 0.05
+
+
+def test_a_calibration_recorded_after_save_still_reaches_the_model_config(tmp_path: Path, make_frame) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from airflow_mlops.training.flavors import CONFIG_FILE
+    from airflow_mlops.training.job import FitContext, _record_calibration
+
+    frame = make_frame(800, 24)
+    ctx = FitContext(
+        target="label", features=["amount", "age"], positive_label=1, seed=0, device="cpu",
+        params={}, options={}, output_dir=tmp_path, task="binary",
+    )  # fmt: skip
+    ctx.learn_classes(frame)
+    model = LogisticRegression().fit(ctx.x(frame.iloc[:600]), ctx.y(frame.iloc[:600]))
+    ctx.save(model)
+    assert "calibration" not in json.loads((tmp_path / CONFIG_FILE).read_text())
+    ctx.calibrate(ctx.y(frame.iloc[600:]), model.predict_proba(ctx.x(frame.iloc[600:]))[:, 1])
+    _record_calibration(ctx, tmp_path)
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["calibration"]["classes"] == ["1"]
