@@ -31,6 +31,13 @@ def test_benchmark_runs_and_prints_ratios(
             name
         )
     assert uni["ratio_vs_faster_peer"]["ks"] > 0
+    # the two equal-work ratios and the defaults over the KS-only time, printed and stored
+    assert len(uni["ratios"]) == 4 and all(r > 0 for r in uni["ratios"].values())
+    assert "equal work: scipy ks_2samp per column / detect_drift ks only:" in printed
+    assert "detect_drift defaults / detect_drift ks only (time):" in printed
+    rare = results["rare_share"]  # the 2 % -> 4 % level: flagged, as scipy's chi-squared does
+    assert rare["detect_drift_flags_it"] and rare["scipy_flags_it_at_bonferroni"]
+    assert not rare["distances_alone_flag_it"] and rare["other_features_flagged"] == []
     mv = results["multivariate"]
     side = mv["sides"]["detect_drift MMD (cpu)"]
     assert 0 < side["p_value"] <= 1 and isinstance(side["drift"], bool)
