@@ -321,13 +321,18 @@ def detect_drift(
                     threshold=threshold,
                 )
             if prediction.drifted:
+                scores_kind = "categorical" if task == "multiclass" else "numeric"
                 changed = [
                     f"{subject} changed (" + "; ".join(t.format() for t in tests if t.drifted) + ")"
-                    for subject, tests in (
-                        (prediction.subject, prediction.tests),
-                        (prediction.class_subject, prediction.class_tests),
+                    for subject, tests, part_drifted in (
+                        (
+                            prediction.subject,
+                            prediction.tests,
+                            feature_verdict(prediction.tests, scores_kind),
+                        ),
+                        (prediction.class_subject, prediction.class_tests, prediction.class_drifted),
                     )
-                    if any(t.drifted for t in tests)
+                    if part_drifted
                 ]
                 reasons.append("prediction drift: " + "; ".join(changed))
 

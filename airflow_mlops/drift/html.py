@@ -109,7 +109,7 @@ _TEMPLATE = """{% extends "page.html" %}
 <p>The champion's output ({{ prediction.subject }}, {{ prediction.task }} model): {{ prediction.reference_rows }} reference rows, {{ prediction.current_rows }} current rows. {{ m.verdict(prediction.drifted) }}</p>
 <div class="feature-body"><div>{{ tests_table(prediction.tests) }}</div>{{ m.figure(prediction_figure) }}</div>
 {% if prediction.class_tests %}<h3>Predicted classes</h3>
-<p>{{ prediction.class_subject|capitalize }}: drift when the chi-squared test is significant (the distances are shown beside it).</p>
+<p>{{ prediction.class_subject|capitalize }}: drift when the chi-squared test is significant (the distances are shown beside it). {{ m.verdict(prediction.class_drifted) }}</p>
 <div class="feature-body"><div>{{ tests_table(prediction.class_tests) }}</div>{{ m.figure(prediction_classes_figure) }}</div>{% endif %}
 {% endif %}
 {% endcall %}

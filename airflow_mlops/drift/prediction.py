@@ -149,13 +149,15 @@ def prediction_drift(
     drifted = feature_verdict(tests_t)
     shares_t: tuple[TestResult, ...] = ()
     histogram: dict[str, Any] = {}
+    shares_drifted = False
     if shares:
         positive_r, positive_c = float((ref >= threshold).sum()), float((cur >= threshold).sum())
         rc = np.array([len(ref) - positive_r, positive_r])
         cc = np.array([len(cur) - positive_c, positive_c])
         shares_t = class_tests(rc, cc, categorical_tests, alpha, thresholds, family)
         histogram = _shares(["negative", "positive"], rc, cc)
-        drifted = drifted or feature_verdict(shares_t, "categorical")
+        shares_drifted = feature_verdict(shares_t, "categorical")
+        drifted = drifted or shares_drifted
     return PredictionDrift(
         tests=tests_t,
         histogram=numeric_histogram(stats.psi_edges[0], stats.psi_reference[0], stats.psi_current[0]),
@@ -166,4 +168,5 @@ def prediction_drift(
         class_tests=shares_t,
         class_histogram=histogram,
         threshold=float(threshold) if shares else None,
+        class_drifted=shares_drifted,
     )

@@ -346,6 +346,7 @@ class PredictionDrift:
     class_tests: tuple[TestResult, ...] = ()
     class_histogram: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None  # binary: the operating threshold of the predicted classes
+    class_drifted: bool = False  # the verdict of ``class_tests`` alone (significant)
 
     @property
     def subject(self) -> str:
@@ -371,6 +372,7 @@ class PredictionDrift:
             "class_tests": [t.to_dict() for t in self.class_tests],
             "class_histogram": _plain(self.class_histogram),
             "threshold": self.threshold,
+            "class_drifted": self.class_drifted,
         }
 
     @classmethod
@@ -386,6 +388,7 @@ class PredictionDrift:
             class_tests=tuple(TestResult.from_dict(t) for t in d.get("class_tests") or ()),
             class_histogram=dict(d.get("class_histogram") or {}),
             threshold=_opt_float(d.get("threshold")),
+            class_drifted=bool(d.get("class_drifted", False)),
         )
 
 
@@ -561,14 +564,15 @@ class DriftReport:
                 f"{m.reference_rows}+{m.current_rows} rows, {len(m.features)} features, {m.device})"
             )
         if self.prediction is not None:
-            tests = "; ".join(t.format() for t in self.prediction.tests)
-            lines.append(
-                f"  prediction ({self.prediction.subject}): "
-                f"{'DRIFT' if self.prediction.drifted else 'ok'} {tests}"
-            )
-            if self.prediction.class_tests:
-                shares = "; ".join(t.format() for t in self.prediction.class_tests)
-                lines.append(f"  prediction ({self.prediction.class_subject}): {shares}")
+            pred = self.prediction
+            tests = "; ".join(t.format() for t in pred.tests)
+            if pred.class_tests:  # two parts: the verdict, then each part's tests
+                shares = "; ".join(t.format() for t in pred.class_tests)
+                lines.append(f"  prediction: {'DRIFT' if pred.drifted else 'ok'}")
+                lines.append(f"    {pred.subject}: {tests}")
+                lines.append(f"    {pred.class_subject}: {'DRIFT' if pred.class_drifted else 'ok'} {shares}")
+            else:
+                lines.append(f"  prediction ({pred.subject}): {'DRIFT' if pred.drifted else 'ok'} {tests}")
         for p in self.performance:
             lines.append(
                 f"  performance: {'DRIFT' if p.drifted else 'ok'} {p.metric} expected {_fmt(p.expected)} "

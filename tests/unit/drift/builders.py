@@ -150,6 +150,7 @@ def binary_prediction_with_shares() -> PredictionDrift:
             "current": [0.96, 0.04],
         },
         threshold=0.5,
+        class_drifted=True,
     )
 
 

@@ -175,7 +175,7 @@ def test_a_doubled_share_of_positive_predictions_drifts_by_the_class_shares() ->
     result = prediction_drift(ref, cur, NUMERIC, 0.05, THRESHOLDS, categorical_tests=CATEGORICAL)
     assert not any(t.drifted for t in result.tests if t.p_value is None)  # small for the distances
     assert not feature_verdict(result.tests)  # the scores alone: no drift
-    assert result.drifted and result.threshold == 0.5
+    assert result.drifted and result.class_drifted and result.threshold == 0.5
     assert result.class_histogram["categories"] == ["negative", "positive"]
     positive_r, positive_c = int((ref >= 0.5).sum()), int((cur >= 0.5).sum())
     assert result.class_histogram["reference"] == pytest.approx([1 - positive_r / 1e4, positive_r / 1e4])
