@@ -22,11 +22,10 @@ from typing import Any
 
 from airflow_mlops.cli.plan_gates import APPROVE_TASK_ID, check, duration_text, gates, value_text
 from airflow_mlops.exceptions import SpecError
+from airflow_mlops.retrain.policy import RETRAIN_GATE_TASK_ID
 
 #: The version of the ``--json`` document; raised when a key is renamed or removed.
 PLAN_VERSION = 1
-#: The task the factory puts first when the schedule has a retrain policy.
-RETRAIN_GATE_TASK_ID = "retrain.gate"
 PRIMARY_METRIC = "the task's primary metric"
 #: Upcoming scheduled runs listed by default.
 DEFAULT_RUNS = 3

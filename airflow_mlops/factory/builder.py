@@ -524,14 +524,18 @@ def _retrain_gate(spec: PipelineSpec, settings: dict[str, Any]) -> Any:
     if not isinstance(schedule, ScheduleConfig) or schedule.policy is None:
         return None
     from airflow_mlops.operators.retrain_gate import RetrainGateOperator
+    from airflow_mlops.retrain.policy import RETRAIN_FORCE_TASK_ID, RETRAIN_GATE_TASK_ID
 
-    with TaskGroup("retrain", tooltip="Admit or suppress the events that started this run (schedule.policy)"):
+    with TaskGroup(
+        RETRAIN_GATE_TASK_ID.split(".", 1)[0],
+        tooltip="Admit or suppress the events that started this run (schedule.policy)",
+    ):
         policy = schedule.policy.model_dump()
         policy.update(
             cooldown=policy["cooldown"].total_seconds(), debounce=policy["debounce"].total_seconds()
         )
         gate = RetrainGateOperator(
-            task_id="gate",
+            task_id=RETRAIN_GATE_TASK_ID.split(".", 1)[1],
             policy=policy,
             model_name=spec.registry.model_name,
             force_approval=schedule.policy.force == "approval",
@@ -542,7 +546,7 @@ def _retrain_gate(spec: PipelineSpec, settings: dict[str, Any]) -> Any:
         from airflow_mlops.operators.retrain_gate import RetrainForceOperator
 
         force = RetrainForceOperator(
-            task_id="force",
+            task_id=RETRAIN_FORCE_TASK_ID.split(".", 1)[1],
             gate_task_id=gate.task_id,
             aws_conn_id=spec.artifacts.connection,
             response_timeout=schedule.policy.force_timeout,

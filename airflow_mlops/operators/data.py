@@ -10,25 +10,16 @@ from airflow_mlops.artifacts import ArtifactRef
 from airflow_mlops.operators.base import MLOpsBaseOperator
 from airflow_mlops.operators.data_screen import PoisoningScreenOperator
 from airflow_mlops.operators.links import ArtifactReportLink
+from airflow_mlops.operators.run_events import admitted_events, retrain_reason, triggering_data
 
-__all__ = ["DataValidateOperator", "PoisoningScreenOperator", "ref_uri", "retrain_reason", "triggering_data"]
-
-
-def triggering_data(context: Any) -> list[dict[str, Any]]:
-    """The data named by the asset events that started this run, oldest event first
-    (:func:`airflow_mlops.data.validate_task.triggering_data` of the context's events)."""
-    from airflow_mlops.data.validate_task import triggering_data as named_by
-
-    return named_by(context.get("triggering_asset_events"))
-
-
-def retrain_reason(context: Any) -> dict[str, Any]:
-    """Why this run trains, from its triggering asset events and run type (any task of the run
-    can tell): :func:`airflow_mlops.retrain.reason.retrain_reason`."""
-    from airflow_mlops.retrain.reason import retrain_reason as reason_of
-
-    run_type = getattr(context.get("dag_run"), "run_type", None)
-    return reason_of(context.get("triggering_asset_events"), run_type)
+__all__ = [
+    "DataValidateOperator",
+    "PoisoningScreenOperator",
+    "admitted_events",
+    "ref_uri",
+    "retrain_reason",
+    "triggering_data",
+]
 
 
 class DataValidateOperator(MLOpsBaseOperator):
@@ -192,9 +183,13 @@ class DataValidateOperator(MLOpsBaseOperator):
 
         items = triggering_data(context)
         store = self.artifact_store() if items else None
+        admitted = [e for events in (admitted_events(context) or {}).values() for e in events]
         for asset, events in (context.get("triggering_asset_events") or {}).items():
             for event in events:
-                self.log.info("This run was started by asset event %s at %s", asset.uri, event.timestamp)
+                held = "" if event in admitted else " (held back by the retrain gate: not read)"
+                self.log.info(
+                    "This run was started by asset event %s at %s%s", asset.uri, event.timestamp, held
+                )
         if items:
             frames = []
             for index, item in enumerate(items):

@@ -98,7 +98,7 @@ class ModelSignOperator(MLOpsBaseOperator):
     ) -> dict[str, Any]:
         """Sign the evaluation attestation and the ML-BOM; store them; return their refs."""
         import airflow_mlops
-        from airflow_mlops.operators.data import retrain_reason
+        from airflow_mlops.operators.run_events import retrain_reason
         from airflow_mlops.registry.release import ATTESTATION_FILES, check_blessing, release_attestations
 
         digest = str(self.model["sha256"])

@@ -88,7 +88,7 @@ class ModelRegisterOperator(MLOpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         import airflow_mlops
-        from airflow_mlops.operators.data import retrain_reason
+        from airflow_mlops.operators.run_events import retrain_reason
         from airflow_mlops.registry import registration
         from airflow_mlops.registry.mlflow_registry import register_version
 

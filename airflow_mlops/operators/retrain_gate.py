@@ -22,8 +22,9 @@ class RetrainGateOperator(MLOpsBaseOperator):
     suppressed event is logged with its reason, recorded in the ledger and listed in the XCom
     ``decision`` (``admitted``, ``trigger``, ``reason``, ``counts`` by outcome, ``suppressed``:
     the first :data:`XCOM_SUPPRESSED` with their reasons, ``admitted_events``: the ids
-    (:attr:`~airflow_mlops.retrain.policy.Trigger.event_id`) of the admitted events, ``ledger``,
-    ``forceable``). Runs without
+    (:attr:`~airflow_mlops.retrain.policy.Trigger.event_id`) of the admitted events, which the
+    later stages train on (:func:`airflow_mlops.operators.data.admitted_events`),
+    ``forceable_events``: those a person's approval adds, ``ledger``, ``forceable``). Runs without
     triggering events (the time schedule, a backfill, by hand) are admitted. With
     ``force_approval`` a run that only limits held back is not skipped here: ``retrain.force``
     (:class:`RetrainForceOperator`) asks a person.
@@ -48,7 +49,7 @@ class RetrainGateOperator(MLOpsBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.retrain.policy import RetrainPolicy, forceable, gate_run
+        from airflow_mlops.retrain.policy import NOT_FORCEABLE, RetrainPolicy, forceable, gate_run
 
         dag_run = context.get("dag_run")
         run_type = str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")))
@@ -82,6 +83,8 @@ class RetrainGateOperator(MLOpsBaseOperator):
                 for e in decision.suppressed[:XCOM_SUPPRESSED]
             ],
             "admitted_events": [e.event_id for e in decision.events if e.admitted],
+            # what a person's approval (retrain.force) lets the run train on: never a duplicate
+            "forceable_events": [e.event_id for e in decision.events if e.code not in NOT_FORCEABLE],
             "ledger": store.uri,
             "forceable": self.force_approval and forceable(decision),
         }

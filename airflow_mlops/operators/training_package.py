@@ -70,7 +70,7 @@ class ModelPackageOperator(MLOpsBaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mlops.operators.data import retrain_reason
+        from airflow_mlops.operators.run_events import retrain_reason
         from airflow_mlops.registry import training_run
         from airflow_mlops.registry.mlflow_registry import TAG_DATA_SHA256, package_model, start_or_resume_run
         from airflow_mlops.retrain.reason import reason_tags

@@ -623,3 +623,60 @@ def force_run(
     raise RetrainLedgerError(
         f"the retrain ledger {store.uri} kept changing while run {run_id} was being forced"
     )
+
+
+#: The training DAG's retrain gate and its human approval (``schedule.policy``: the factory puts
+#: them first); the stages after them train on the events these admitted, nothing else.
+RETRAIN_GATE_TASK_ID = "retrain.gate"
+RETRAIN_FORCE_TASK_ID = "retrain.force"
+
+
+class AdmittedEvents:
+    """The admitted part of a run's triggering asset events, read like Airflow's accessor
+    (``items()``: each asset and its events; ``values()``)."""
+
+    def __init__(self, pairs: Sequence[tuple[Any, list[Any]]]) -> None:
+        self._pairs = list(pairs)
+
+    def items(self) -> list[tuple[Any, list[Any]]]:
+        return list(self._pairs)
+
+    def values(self) -> list[list[Any]]:
+        return [events for _, events in self._pairs]
+
+    def __iter__(self) -> Any:
+        return iter([asset for asset, _ in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+def events_to_train_on(events: Any, decision: Any, *, approved: bool) -> AdmittedEvents:
+    """The triggering asset ``events`` (Airflow's accessor: asset -> events) that the gate's XCom
+    ``decision`` admitted (its ``admitted_events`` ids); with ``approved`` (a person forced the
+    run through ``retrain.force``) also its ``forceable_events``: the events the policy's limits
+    held back, never evidence already trained on.
+
+    :raises DataError: ``decision`` is not a gate's decision (fail closed: a held-back event is
+        never trained on by accident).
+    """
+    if not isinstance(decision, Mapping) or not isinstance(decision.get("admitted_events"), list):
+        from airflow_mlops.exceptions import DataError
+
+        raise DataError(
+            f"this run has a retrain gate ({RETRAIN_GATE_TASK_ID}) but its decision cannot be read "
+            "from its XCom, so which triggering events it admitted is unknown; clear the gate task"
+        )
+    allowed = set(decision["admitted_events"])
+    if approved and not decision.get("admitted"):
+        allowed |= set(decision.get("forceable_events") or [])
+    kept = []
+    for asset, asset_events in events.items():
+        mine = [
+            e
+            for e in asset_events
+            if Trigger(asset.uri, "", e.timestamp, dict(e.extra or {})).event_id in allowed
+        ]
+        if mine:
+            kept.append((asset, mine))
+    return AdmittedEvents(kept)
