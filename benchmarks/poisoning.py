@@ -555,6 +555,8 @@ def quality(
         x, y, poison, y_true, test_x, test_y = c.pop("_data")
         fits: dict[bytes, dict[str, Any]] = {}
         poisoned = _downstream_once(fits, (x, y, test_x, test_y), np.ones(len(y), dtype=bool))
+        # The noise floor of the downstream target: a perfect screen drops exactly the poisoned rows.
+        perfect = _downstream_once(fits, (x, y, test_x, test_y), ~poison)
         common = {k: v for k, v in c.items() if k not in ("key", "flags", "seconds")}
         for regime in regimes:
             sides = {}
@@ -571,7 +573,13 @@ def quality(
                     - poisoned["correct_test_rows"],
                 }
             per_regime[regime].append(
-                {**common, "seconds": c["seconds"][regime], "downstream_poisoned": poisoned, "sides": sides}
+                {
+                    **common,
+                    "seconds": c["seconds"][regime],
+                    "downstream_poisoned": poisoned,
+                    "downstream_perfect_screen": perfect,
+                    "sides": sides,
+                }
             )
     return {
         **peer,
@@ -654,6 +662,23 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
             ),
             "seconds_total": float(sum(c["seconds"].get(side, 0.0) for c in mine)),
         }
+    # A perfect screen (exactly the poisoned rows dropped) against the same target: how often the
+    # downstream model's own variance alone makes it worse by more than one test row.
+    attacked = [c for c in cases if c["attack"] != "clean" and "downstream_perfect_screen" in c]
+    perfect_worse = [
+        {"dataset": c["dataset"], "attack": c["attack"], "test_rows": change}
+        for c in attacked
+        if (
+            change := c["downstream_perfect_screen"]["correct_test_rows"]
+            - c["downstream_poisoned"]["correct_test_rows"]
+        )
+        < -1
+    ]
+    out["perfect_screen"] = {
+        "downstream_worse_by_more_than_one_test_row": perfect_worse,
+        "downstream_worse_cases": len(perfect_worse),
+        "downstream_worse_share": len(perfect_worse) / len(attacked) if attacked else 0.0,
+    }
     ours = out.get("screen_data")
     peers = [side for side in PEERS if side in out]
     if ours and peers:
@@ -682,6 +707,7 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 "value": ours["downstream_worse_share"],
                 "cases": ours["downstream_worse_cases"],
                 "attacked_cases": ours["downstream_attacked_cases"],
+                "perfect_screen_share": out["perfect_screen"]["downstream_worse_share"],
                 "met": ours["downstream_worse_share"] <= TARGET_WORSE_SHARE,
             },
         }
@@ -794,6 +820,12 @@ def print_regime(regime: str, r: dict[str, Any]) -> None:
     print(_row("max clean FPR (class)", [f"{s[side]['max_clean_fpr_of_a_class']:.3f}" for side in sides]))
     print(_row("downstream worse > 1 row", [f"{s[side]['downstream_worse_cases']:d}" for side in sides]))
     print(_row("  share of attacked cases", [f"{s[side]['downstream_worse_share']:.3f}" for side in sides]))
+    if "perfect_screen" in s:
+        p = s["perfect_screen"]
+        print(
+            f"  a perfect screen (exactly the poisoned rows dropped) is worse by > 1 row in "
+            f"{p['downstream_worse_cases']} cases ({p['downstream_worse_share']:.3f}): the downstream model's own variance"
+        )
     print(
         _row(
             "mean acc. change (rows)", [f"{s[side]['mean_accuracy_change_test_rows']:.2f}" for side in sides]

@@ -106,6 +106,18 @@ def test_benchmark_runs_side_by_side_in_both_regimes(
         assert set(s["targets"]) == {"mean_f1_vs_best_peer", "clean_fpr_per_class", "downstream_worse_share"}
         bar = s[s["best_peer"]]["mean_f1"] + bench.TARGET_F1_MARGIN
         assert s["targets"]["mean_f1_vs_best_peer"]["met"] == (ours["mean_f1"] >= bar)
+        # the noise floor: a perfect screen (exactly the poisoned rows dropped) on the same target
+        attacked = [c for c in r["cases"] if c["attack"] != "clean"]
+        perfect = [
+            c["downstream_perfect_screen"]["correct_test_rows"]
+            - c["downstream_poisoned"]["correct_test_rows"]
+            for c in attacked
+        ]
+        assert s["perfect_screen"]["downstream_worse_cases"] == sum(change < -1 for change in perfect)
+        assert s["targets"]["downstream_worse_share"]["perfect_screen_share"] == pytest.approx(
+            s["perfect_screen"]["downstream_worse_share"]
+        )
+    assert printed.count("a perfect screen (exactly the poisoned rows dropped)") == 2
 
 
 def test_cleanlab_counts_only_the_rows_after_the_offset(bench: ModuleType, fake_cleanlab: None) -> None:

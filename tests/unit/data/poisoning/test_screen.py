@@ -117,11 +117,7 @@ def test_summary_has_scores_and_thresholds(poisoned_result):
         assert detail["cut"] is None or detail["cut"] <= 0
         assert 0 < detail["mean_self_confidence"] <= 1
         assert 0 <= detail["reference_ambiguous_share"] < 1
-        assert (
-            detail["suspects"]
-            <= round(detail["acted_on"])
-            <= detail["estimated_issues"] + 0.5
-        )
+        assert detail["suspects"] <= round(detail["acted_on"]) <= detail["estimated_issues"] + 0.5
     ood = checks["out_of_distribution"]
     assert ood["fitted_on"] == "reference" and ood["threshold"].startswith("per class: Benjamini-Hochberg")
     assert set(ood["class_cuts"]) == {"0", "1"}
