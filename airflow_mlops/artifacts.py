@@ -15,12 +15,14 @@ never leaves a half-written artifact behind under its final name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,3 +367,54 @@ def default_artifact_root() -> str:
     if root:
         return root
     return str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "mlops-artifacts")
+
+
+# --- small state documents written by compare-and-swap (the new-data watermark, the retrain
+# ledger): the S3 error codes they read, and the local file's lock and atomic write.
+
+#: S3 error codes of a conditional write that lost the race (``If-Match`` / ``If-None-Match``).
+S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+#: S3 error codes of an object that does not exist.
+S3_MISSING_CODES = frozenset({"NoSuchKey", "404"})
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    """The ``Error.Code`` of a botocore ``ClientError`` (None for any other exception)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code")) or None
+    return None
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock_path`` (created if missing) for the ``with`` block."""
+    import fcntl
+
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_write_bytes(path: Path, body: bytes) -> None:
+    """Write ``body`` to ``path`` whole or not at all: a temporary file beside it, fsynced, then
+    renamed over it, and the directory fsynced (a crash leaves the old or the new file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

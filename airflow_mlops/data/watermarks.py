@@ -6,18 +6,23 @@ silently overwritten. See :mod:`airflow_mlops.data.arrivals` for how a watermark
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.artifacts import (
+    S3_CONFLICT_CODES,
+    S3_MISSING_CODES,
+    atomic_write_bytes,
+    file_lock,
+    s3_error_code,
+)
 from airflow_mlops.data.listing import ObjectInfo, normalize_location, ns_to_iso, watch_id
 from airflow_mlops.digests import sha256_file
 from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
@@ -224,7 +229,7 @@ class WatermarkStore:
             try:
                 response = self.s3.get_object(Bucket=bucket, Key=key)
             except Exception as exc:
-                if _s3_error_code(exc) in ("NoSuchKey", "404"):
+                if s3_error_code(exc) in S3_MISSING_CODES:
                     return empty, None
                 raise
             raw = response["Body"].read()
@@ -256,31 +261,20 @@ class WatermarkStore:
                     Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
                 )
             except Exception as exc:
-                if _s3_error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                if s3_error_code(exc) in S3_CONFLICT_CODES:
                     raise _conflict(uri) from exc
                 raise
             return str(response["ETag"]).strip('"')
         path = Path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path.with_name(f".{path.name}.lock")):
+        with file_lock(path.with_name(f".{path.name}.lock")):
             try:
                 current: str | None = sha256_file(path)
             except FileNotFoundError:
                 current = None
             if current != expected_version:
                 raise _conflict(uri)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(body)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(path.parent)
+            atomic_write_bytes(path, body)
         return hashlib.sha256(body).hexdigest()
 
 
@@ -289,30 +283,3 @@ def _conflict(uri: str) -> WatermarkConflictError:
         f"new-data watermark {uri} was changed by another writer since it was read; two watchers (or a "
         "sensor and an asset watcher) share one watch -- give each its own state_uri or consumer"
     )
-
-
-def _s3_error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code")) or None
-    return None
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    import fcntl
-
-    with open(lock_path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,17 +22,21 @@ again (see :func:`airflow_mlops.retrain.policy.gate_run`). Standard library only
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.artifacts import (
+    S3_CONFLICT_CODES,
+    S3_MISSING_CODES,
+    atomic_write_bytes,
+    file_lock,
+    s3_error_code,
+)
 from airflow_mlops.exceptions import RetrainLedgerCorruptError, RetrainLedgerError
 
 LEDGER_FORMAT = "airflow-mlops/retrain-ledger"
@@ -207,7 +211,7 @@ class LedgerStore:
                 try:
                     response = self.s3.get_object(Bucket=bucket, Key=key)
                 except Exception as exc:
-                    if _s3_error_code(exc) in ("NoSuchKey", "404"):
+                    if s3_error_code(exc) in S3_MISSING_CODES:
                         return None, None
                     raise
                 raw = response["Body"].read()
@@ -231,14 +235,14 @@ class LedgerStore:
         path = Path(self.uri)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with _locked(path.with_name(f".{path.name}.lock")):
+            with file_lock(path.with_name(f".{path.name}.lock")):
                 try:
                     current: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
                 except FileNotFoundError:
                     current = None
                 if current != expected_version:
                     raise LedgerConflict(f"the retrain ledger {self.uri} changed since it was read")
-                _atomic_write(path, body)
+                atomic_write_bytes(path, body)
         except RetrainLedgerError:
             raise
         except OSError as exc:
@@ -253,45 +257,7 @@ class LedgerStore:
                 Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
             )
         except Exception as exc:
-            if _s3_error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            if s3_error_code(exc) in S3_CONFLICT_CODES:
                 raise LedgerConflict(f"the retrain ledger {self.uri} changed since it was read") from exc
             raise RetrainLedgerError(f"writing the retrain ledger {self.uri} failed: {exc}") from exc
         return str(response["ETag"]).strip('"')
-
-
-def _s3_error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code")) or None
-    return None
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    import fcntl
-
-    with open(lock_path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _atomic_write(path: Path, body: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

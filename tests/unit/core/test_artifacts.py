@@ -191,3 +191,67 @@ def test_an_s3_directory_object_with_dot_dot_is_not_written_outside(open_tree: d
         store.fetch(ref, open_tree["tmp"] / "scratch" / "deep")
     assert not any(p.endswith("escaped.bin") for p in fake.downloaded)
     assert not (open_tree["tmp"] / "escaped.bin").exists()
+
+
+# --- the compare-and-swap state files' helpers -------------------------------------------------
+
+
+def test_s3_error_code_reads_a_client_error_and_nothing_else() -> None:
+    from botocore.exceptions import ClientError
+
+    from airflow_mlops.artifacts import S3_CONFLICT_CODES, S3_MISSING_CODES, s3_error_code
+
+    lost = ClientError({"Error": {"Code": "PreconditionFailed", "Message": "At least one"}}, "PutObject")
+    missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+    assert s3_error_code(lost) in S3_CONFLICT_CODES and s3_error_code(missing) in S3_MISSING_CODES
+    assert s3_error_code(ValueError("PreconditionFailed")) is None  # a message is not a code
+
+
+def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path, monkeypatch) -> None:
+    import os
+
+    from airflow_mlops import artifacts
+
+    path = tmp_path / "state.json"
+    artifacts.atomic_write_bytes(path, b"old")
+    assert path.read_bytes() == b"old"
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(artifacts.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        artifacts.atomic_write_bytes(path, b"new")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]  # no temporary file left behind
+    artifacts.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new"
+
+
+def test_file_lock_lets_one_holder_in_at_a_time(tmp_path) -> None:
+    import threading
+
+    from airflow_mlops.artifacts import file_lock
+
+    lock = tmp_path / ".state.lock"
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    started = threading.Barrier(4)
+
+    def work() -> None:
+        started.wait()
+        for _ in range(20):
+            with file_lock(lock):
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
