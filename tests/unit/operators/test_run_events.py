@@ -4,57 +4,17 @@ reason -- without an Airflow server."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
+from run_context import Events, accessor, event, frame, validate_operator
 
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.operators.data import DataValidateOperator
 from airflow_mlops.operators.run_events import admitted_events, retrain_reason, triggering_data
 from airflow_mlops.retrain.policy import RETRAIN_FORCE_TASK_ID, RETRAIN_GATE_TASK_ID, Trigger
-
-T0 = dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
-
-
-def event(uri: str, extra: dict[str, Any], minutes: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(
-        asset=SimpleNamespace(uri=uri), extra=extra, timestamp=T0 + dt.timedelta(minutes=minutes)
-    )
-
-
-class _Events(dict):
-    """Like Airflow's accessor: items give assets (objects with .uri) and their events."""
-
-    def items(self):  # type: ignore[override]
-        return [(SimpleNamespace(uri=k), v) for k, v in super().items()]
-
-
-def accessor(*evs: SimpleNamespace) -> _Events:
-    out = _Events()
-    for ev in evs:
-        out.setdefault(ev.asset.uri, []).append(ev)
-    return out
-
-
-def _frame(n: int, start: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"x": range(start, start + n), "y": [0, 1] * (n // 2)})
-
-
-def _validate(tmp_path: Path, **kwargs: Any) -> DataValidateOperator:
-    from airflow.sdk import DAG
-
-    with DAG("p__train", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)):
-        return DataValidateOperator(
-            task_id="validate",
-            pipeline="p",
-            artifact_root=str(tmp_path / "store"),
-            source=str(tmp_path / "train" / "{{ ds }}.parquet"),
-            **kwargs,
-        )
 
 
 def _event_id(ev: SimpleNamespace) -> str:
@@ -69,7 +29,7 @@ class _TI:
         return self.xcoms.get(task_ids)
 
 
-def _gated(events: _Events, decision: Any, *, force: Any = None, forced_task: bool = False) -> dict[str, Any]:
+def _gated(events: Events, decision: Any, *, force: Any = None, forced_task: bool = False) -> dict[str, Any]:
     ids = [RETRAIN_GATE_TASK_ID, "data.validate"] + ([RETRAIN_FORCE_TASK_ID] if forced_task else [])
     xcoms = {RETRAIN_GATE_TASK_ID: decision, RETRAIN_FORCE_TASK_ID: force}
     return {
@@ -85,8 +45,8 @@ def test_a_run_with_a_retrain_gate_reads_only_the_events_it_admitted(tmp_path: P
     """Events the gate held back (a duplicate window, a batch under min_new_rows) ride in the same
     run as the admitted ones: their data is not trained on and they are not the run's reason."""
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    _frame(4).to_parquet(a)
-    _frame(6, start=100).to_parquet(b)
+    frame(4).to_parquet(a)
+    frame(6, start=100).to_parquet(b)
     admitted = event("x-mlops://p/new_data", {"from_trigger": True, "payload": {"data": [str(a)]}})
     held = event("x-mlops://p/new_data", {"from_trigger": True, "payload": {"data": [str(b)]}}, minutes=1)
     drift_held = event("x-mlops://p/drift", {"drifted_features": ["amount"], "data": [str(b)]}, minutes=2)
@@ -98,7 +58,9 @@ def test_a_run_with_a_retrain_gate_reads_only_the_events_it_admitted(tmp_path: P
     assert [i["uri"] for i in triggering_data(context)] == [str(a)]
     reason = retrain_reason(context)
     assert reason["kind"] == "new_data" and reason["kinds"] == {"new_data": 1}
-    df, source = _validate(tmp_path, allowed_roots=[str(tmp_path)])._read_batch(context, tmp_path / "s")
+    df, source = validate_operator(tmp_path, allowed_roots=[str(tmp_path)])._read_batch(
+        context, tmp_path / "s"
+    )
     assert source == str(a) and df["x"].tolist() == [0, 1, 2, 3]
     # without a gate in the DAG every event counts (no schedule.policy)
     ungated = {**context, "dag": SimpleNamespace(task_ids=["data.validate"])}
