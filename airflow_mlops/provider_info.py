@@ -20,7 +20,9 @@ from airflow_mlops.connections import MLFLOW_CONN_TYPE, SIGNING_CONN_TYPE
 INTEGRATION = "MLOps lifecycle"
 # Modules of the operators package that define no operator (shared code of the operators; the
 # approval step is Airflow's own ApprovalOperator, configured).
-OPERATOR_SUPPORT_MODULES = frozenset({"approval", "fail_fast", "lineage", "links", "run_events", "trainer_env"})
+OPERATOR_SUPPORT_MODULES = frozenset(
+    {"approval", "fail_fast", "lineage", "links", "run_events", "trainer_env"}
+)
 
 EXTRA_LINKS = (
     "airflow_mlops.operators.links.MLflowRunLink",
