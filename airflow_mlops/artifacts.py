@@ -158,15 +158,12 @@ class ArtifactStore:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            self._s3 = default_s3_client()
         return self._s3
 
     @staticmethod
     def _split_s3(uri: str) -> tuple[str, str]:
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        return bucket, key
+        return split_s3_uri(uri)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -370,12 +367,26 @@ def default_artifact_root() -> str:
 
 
 # --- small state documents written by compare-and-swap (the new-data watermark, the retrain
-# ledger): the S3 error codes they read, and the local file's lock and atomic write.
+# ledger): :class:`VersionedDocument`, the S3 error codes it reads, the local file's lock and
+# atomic write.
 
 #: S3 error codes of a conditional write that lost the race (``If-Match`` / ``If-None-Match``).
 S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 #: S3 error codes of an object that does not exist.
 S3_MISSING_CODES = frozenset({"NoSuchKey", "404"})
+
+
+def default_s3_client() -> Any:
+    """A boto3 S3 client for the environment's endpoint and credentials (boto3 imported lazily)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``."""
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
 
 
 def s3_error_code(exc: BaseException) -> str | None:
@@ -418,3 +429,72 @@ def atomic_write_bytes(path: Path, body: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class VersionConflict(Exception):
+    """A compare-and-swap write found the document changed since it was read."""
+
+
+class VersionedDocument:
+    """One small state document (a local path or an ``s3://`` URI), read with a version token and
+    written only if it is still that version (compare-and-swap).
+
+    ``read`` returns the body and its version (the sha256 of the local file, the S3 ETag), or
+    ``(None, None)`` when nothing is stored. ``write`` replaces a local file atomically under an
+    ``flock`` after checking its version, or puts the S3 object conditionally (``If-Match``, or
+    ``If-None-Match: *`` for the first write); a lost race raises :class:`VersionConflict`, any
+    other failure propagates as it is (the caller names the document in its own error).
+    """
+
+    def __init__(self, uri: str, *, s3_client: Any = None) -> None:
+        self.uri = uri
+        self.is_s3 = uri.startswith("s3://")
+        self._s3 = s3_client
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = default_s3_client()
+        return self._s3
+
+    def read(self) -> tuple[bytes | None, str | None]:
+        if self.is_s3:
+            bucket, key = split_s3_uri(self.uri)
+            try:
+                response = self.s3.get_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                if s3_error_code(exc) in S3_MISSING_CODES:
+                    return None, None
+                raise
+            return response["Body"].read(), str(response["ETag"]).strip('"')
+        try:
+            raw = Path(self.uri).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return raw, hashlib.sha256(raw).hexdigest()
+
+    def write(self, body: bytes, *, expected_version: str | None) -> str:
+        """Store ``body`` if the stored version is still ``expected_version``; the new version."""
+        if self.is_s3:
+            bucket, key = split_s3_uri(self.uri)
+            condition = {"IfMatch": expected_version} if expected_version else {"IfNoneMatch": "*"}
+            try:
+                response = self.s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
+                )
+            except Exception as exc:
+                if s3_error_code(exc) in S3_CONFLICT_CODES:
+                    raise VersionConflict(self.uri) from exc
+                raise
+            return str(response["ETag"]).strip('"')
+        path = Path(self.uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            try:
+                current: str | None = sha256_file(path)
+            except FileNotFoundError:
+                current = None
+            if current != expected_version:
+                raise VersionConflict(self.uri)
+            atomic_write_bytes(path, body)
+        return hashlib.sha256(body).hexdigest()

@@ -372,9 +372,9 @@ def read_source(
     if not bucket or not key or key.rsplit("/", 1)[-1] in ("", ".", ".."):
         raise DataError(f"data location {uri} does not name an object: use s3://bucket/path/file.{fmt}")
     if s3_client is None:
-        import boto3
+        from airflow_mlops.artifacts import default_s3_client
 
-        s3_client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        s3_client = default_s3_client()
     target = Path(dest_dir) / key.rsplit("/", 1)[-1]
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

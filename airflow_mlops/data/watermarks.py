@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from airflow_mlops.artifacts import (
-    S3_CONFLICT_CODES,
-    S3_MISSING_CODES,
-    atomic_write_bytes,
-    file_lock,
-    s3_error_code,
-)
+from airflow_mlops.artifacts import VersionConflict, VersionedDocument, default_s3_client
 from airflow_mlops.data.listing import ObjectInfo, normalize_location, ns_to_iso, watch_id
-from airflow_mlops.digests import sha256_file
 from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
 
 WATERMARK_FORMAT = "airflow-mlops/new-data-watermark"
@@ -196,7 +187,8 @@ class WatermarkStore:
     """Persists one watermark document per watch id, in a local folder or under an S3 prefix.
 
     ``load`` returns the watermark and a version token (sha256 of the local file, or the S3
-    ETag; ``None`` when nothing is stored yet). ``save`` is a compare-and-swap on that token.
+    ETag; ``None`` when nothing is stored yet). ``save`` is a compare-and-swap on that token
+    (:class:`airflow_mlops.artifacts.VersionedDocument`, shared with the retrain ledger).
     """
 
     def __init__(self, state_uri: str, *, s3_client: Any = None) -> None:
@@ -207,9 +199,7 @@ class WatermarkStore:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            self._s3 = default_s3_client()
         return self._s3
 
     def uri_for(self, watch: str) -> str:
@@ -217,29 +207,16 @@ class WatermarkStore:
             raise WatermarkError(f"watch id {watch!r} is not a sha256 hex digest")
         return f"{self.state_uri}/{watch}.json"
 
-    def _s3_key(self, watch: str) -> tuple[str, str]:
-        bucket, _, key = self.uri_for(watch)[len("s3://") :].partition("/")
-        return bucket, key
+    def _document(self, watch: str) -> VersionedDocument:
+        return VersionedDocument(self.uri_for(watch), s3_client=self.s3 if self.is_s3 else None)
 
     def load(self, empty: Watermark) -> tuple[Watermark, str | None]:
         """The stored watermark of ``empty.watch_id`` (or ``empty`` itself when none is stored)."""
-        uri = self.uri_for(empty.watch_id)
-        if self.is_s3:
-            bucket, key = self._s3_key(empty.watch_id)
-            try:
-                response = self.s3.get_object(Bucket=bucket, Key=key)
-            except Exception as exc:
-                if s3_error_code(exc) in S3_MISSING_CODES:
-                    return empty, None
-                raise
-            raw = response["Body"].read()
-            version: str | None = str(response["ETag"]).strip('"')
-        else:
-            try:
-                raw = Path(uri).read_bytes()
-            except FileNotFoundError:
-                return empty, None
-            version = hashlib.sha256(raw).hexdigest()
+        document = self._document(empty.watch_id)
+        raw, version = document.read()
+        if raw is None:
+            return empty, None
+        uri = document.uri
         stored = Watermark.from_json(raw, source=uri)
         if stored.watch_id != empty.watch_id:
             raise WatermarkError(
@@ -251,31 +228,11 @@ class WatermarkStore:
 
     def save(self, watermark: Watermark, *, expected_version: str | None) -> str:
         """Write ``watermark`` if the stored version is still ``expected_version``; the new version."""
-        body = watermark.to_json().encode("utf-8")
-        uri = self.uri_for(watermark.watch_id)
-        if self.is_s3:
-            bucket, key = self._s3_key(watermark.watch_id)
-            condition = {"IfMatch": expected_version} if expected_version else {"IfNoneMatch": "*"}
-            try:
-                response = self.s3.put_object(
-                    Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
-                )
-            except Exception as exc:
-                if s3_error_code(exc) in S3_CONFLICT_CODES:
-                    raise _conflict(uri) from exc
-                raise
-            return str(response["ETag"]).strip('"')
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(path.with_name(f".{path.name}.lock")):
-            try:
-                current: str | None = sha256_file(path)
-            except FileNotFoundError:
-                current = None
-            if current != expected_version:
-                raise _conflict(uri)
-            atomic_write_bytes(path, body)
-        return hashlib.sha256(body).hexdigest()
+        document = self._document(watermark.watch_id)
+        try:
+            return document.write(watermark.to_json().encode("utf-8"), expected_version=expected_version)
+        except VersionConflict as exc:
+            raise _conflict(document.uri) from exc
 
 
 def _conflict(uri: str) -> WatermarkConflictError:

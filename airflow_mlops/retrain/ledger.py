@@ -23,20 +23,11 @@ again (see :func:`airflow_mlops.retrain.policy.gate_run`). Standard library only
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from airflow_mlops.artifacts import (
-    S3_CONFLICT_CODES,
-    S3_MISSING_CODES,
-    atomic_write_bytes,
-    file_lock,
-    s3_error_code,
-)
+from airflow_mlops.artifacts import VersionConflict, VersionedDocument
 from airflow_mlops.exceptions import RetrainLedgerCorruptError, RetrainLedgerError
 
 LEDGER_FORMAT = "airflow-mlops/retrain-ledger"
@@ -184,80 +175,27 @@ class LedgerStore:
 
     ``load`` returns the ledger (None when none is stored yet) and a version token (the sha256 of
     the local file, the S3 ETag, None when absent); ``save`` writes only if the stored version is
-    still that token, else raises :class:`LedgerConflict`.
+    still that token, else raises :class:`LedgerConflict`. The storage is
+    :class:`airflow_mlops.artifacts.VersionedDocument`, shared with the new-data watermark.
     """
 
     def __init__(self, uri: str, *, s3_client: Any = None) -> None:
         self.uri = uri
-        self.is_s3 = uri.startswith("s3://")
-        self._s3 = s3_client
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-        return self._s3
-
-    def _bucket_key(self) -> tuple[str, str]:
-        bucket, _, key = self.uri[len("s3://") :].partition("/")
-        return bucket, key
+        self.document = VersionedDocument(uri, s3_client=s3_client)
 
     def load(self) -> tuple[Ledger | None, str | None]:
         try:
-            if self.is_s3:
-                bucket, key = self._bucket_key()
-                try:
-                    response = self.s3.get_object(Bucket=bucket, Key=key)
-                except Exception as exc:
-                    if s3_error_code(exc) in S3_MISSING_CODES:
-                        return None, None
-                    raise
-                raw = response["Body"].read()
-                version = str(response["ETag"]).strip('"')
-            else:
-                try:
-                    raw = Path(self.uri).read_bytes()
-                except FileNotFoundError:
-                    return None, None
-                version = hashlib.sha256(raw).hexdigest()
-        except RetrainLedgerError:
-            raise
+            raw, version = self.document.read()
         except Exception as exc:
             raise RetrainLedgerError(f"reading the retrain ledger {self.uri} failed: {exc}") from exc
+        if raw is None:
+            return None, None
         return Ledger.from_json(raw, source=self.uri), version
 
     def save(self, ledger: Ledger, *, expected_version: str | None) -> str:
-        body = ledger.to_json().encode("utf-8")
-        if self.is_s3:
-            return self._save_s3(body, expected_version)
-        path = Path(self.uri)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with file_lock(path.with_name(f".{path.name}.lock")):
-                try:
-                    current: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
-                except FileNotFoundError:
-                    current = None
-                if current != expected_version:
-                    raise LedgerConflict(f"the retrain ledger {self.uri} changed since it was read")
-                atomic_write_bytes(path, body)
-        except RetrainLedgerError:
-            raise
-        except OSError as exc:
-            raise RetrainLedgerError(f"writing the retrain ledger {self.uri} failed: {exc}") from exc
-        return hashlib.sha256(body).hexdigest()
-
-    def _save_s3(self, body: bytes, expected_version: str | None) -> str:
-        bucket, key = self._bucket_key()
-        condition = {"IfMatch": expected_version} if expected_version else {"IfNoneMatch": "*"}
-        try:
-            response = self.s3.put_object(
-                Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
-            )
+            return self.document.write(ledger.to_json().encode("utf-8"), expected_version=expected_version)
+        except VersionConflict as exc:
+            raise LedgerConflict(f"the retrain ledger {self.uri} changed since it was read") from exc
         except Exception as exc:
-            if s3_error_code(exc) in S3_CONFLICT_CODES:
-                raise LedgerConflict(f"the retrain ledger {self.uri} changed since it was read") from exc
             raise RetrainLedgerError(f"writing the retrain ledger {self.uri} failed: {exc}") from exc
-        return str(response["ETag"]).strip('"')

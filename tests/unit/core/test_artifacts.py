@@ -255,3 +255,47 @@ def test_file_lock_lets_one_holder_in_at_a_time(tmp_path) -> None:
     for t in threads:
         t.join()
     assert most[0] == 1
+
+
+# -- the compare-and-swap state document (the retrain ledger and the new-data watermark) ----------
+
+
+def _swap_round(document: object) -> None:
+    from airflow_mlops.artifacts import VersionConflict, VersionedDocument
+
+    assert isinstance(document, VersionedDocument)
+    assert document.read() == (None, None)
+    first = document.write(b'{"n": 1}', expected_version=None)
+    with pytest.raises(VersionConflict):  # a second first write lost the race
+        document.write(b'{"n": 9}', expected_version=None)
+    body, version = document.read()
+    assert (body, version) == (b'{"n": 1}', first)
+    second = document.write(b'{"n": 2}', expected_version=first)
+    assert second != first
+    with pytest.raises(VersionConflict):  # a writer holding the old version is refused
+        document.write(b'{"n": 3}', expected_version=first)
+    assert document.read() == (b'{"n": 2}', second)
+
+
+def test_a_versioned_local_document_is_swapped_only_from_the_version_read(tmp_path: Path) -> None:
+    from airflow_mlops.artifacts import VersionedDocument
+
+    document = VersionedDocument(str(tmp_path / "deep" / "state.json"))
+    _swap_round(document)
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == [".state.json.lock", "state.json"]
+
+
+def test_a_versioned_s3_document_uses_conditional_puts(s3_endpoint: str) -> None:
+    import boto3
+
+    from airflow_mlops.artifacts import VersionedDocument
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket="state")
+    _swap_round(VersionedDocument("s3://state/p/_state/doc.json", s3_client=client))
