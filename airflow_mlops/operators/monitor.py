@@ -173,13 +173,12 @@ class DriftEventEmitOperator(MLOpsBaseOperator):
         """The drifted features' statistics and the drift share from the JSON report. They
         describe the event; a report that cannot be read leaves them empty (with a warning)
         rather than losing the event."""
-        from airflow_mlops.retrain.reason import drift_statistics, finite
+        from airflow_mlops.retrain.reason import EVENT_STATISTICS_KEY, drift_event_statistics
 
         try:
             with self.scratch() as tmp:
                 report = json.loads(self.fetch(self.report, tmp / "report").read_text())
         except Exception as exc:
             self.log.warning("The drift event carries no statistics: reading the report failed: %s", exc)
-            return {"drift_statistics": {}}
-        share = report.get("drift_share") if isinstance(report, dict) else None
-        return {"drift_statistics": drift_statistics(report), "drift_share": finite(share)}
+            return {EVENT_STATISTICS_KEY: {}}
+        return drift_event_statistics(report)

@@ -123,6 +123,19 @@ def _payload(extra: Any) -> Mapping[str, Any]:
 # --- drift statistics (from the monitor's drift report) ------------------------------------------
 
 
+#: The keys of a drift event's ``extra`` that carry the drift report's numbers: written by the
+#: monitor through :func:`drift_event_statistics`, read back here by the retrain reason.
+EVENT_STATISTICS_KEY = "drift_statistics"
+EVENT_SHARE_KEY = "drift_share"
+
+
+def drift_event_statistics(report: Any) -> dict[str, Any]:
+    """What a drift event's ``extra`` carries of its drift report (``drift_report.json``): the
+    drifted features' statistics (:func:`drift_statistics`) and the report's drift share."""
+    share = report.get("drift_share") if isinstance(report, Mapping) else None
+    return {EVENT_STATISTICS_KEY: drift_statistics(report), EVENT_SHARE_KEY: finite(share)}
+
+
 def drift_statistics(
     report: Any, features: Sequence[str] | None = None, *, limit: int = MAX_FEATURES
 ) -> dict[str, Any]:
@@ -200,7 +213,7 @@ def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     reasons, reason_count = _texts(body.get("reasons"), MAX_ITEMS)
     if not reasons and body.get("reason"):
         reasons, reason_count = [_text(body["reason"])], 1
-    stats = body.get("drift_statistics")
+    stats = body.get(EVENT_STATISTICS_KEY)
     statistics = {}
     if isinstance(stats, Mapping):  # written by the monitor: re-read, bounded and made safe
         statistics = drift_statistics(
@@ -211,7 +224,7 @@ def _drift_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "monitor_run": _text(body["source_run"]) if body.get("source_run") else None,
         "champion_version": _text(body["champion_version"], 40) if body.get("champion_version") else None,
         "report": _text(body["report"]) if body.get("report") else None,
-        "drift_share": finite(body.get("drift_share")),
+        "drift_share": finite(body.get(EVENT_SHARE_KEY)),
         "drifted_features": names,
         "drifted_feature_count": count,
         "statistics": statistics,

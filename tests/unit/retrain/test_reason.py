@@ -74,9 +74,8 @@ def drift_event(at: dt.datetime = T0, **extra: Any) -> Event:
         "reason": "amount drifted",
         "reasons": ["feature amount drifted: ks stat=0.41 p=1e-09"],
         "drifted_features": ["amount"],
-        # as DriftEventEmitOperator writes it: drift_statistics() of the drift report
-        "drift_statistics": r.drift_statistics(REPORT),
-        "drift_share": 0.25,
+        # as DriftEventEmitOperator writes it: drift_event_statistics() of the drift report
+        **r.drift_event_statistics({**REPORT, "drift_share": 0.25}),
         "report": "/artifacts/fraud/m1/monitor/drift_report.json",
         "html_report": "/artifacts/fraud/m1/monitor/drift_report.html",
         "champion_version": "1",
