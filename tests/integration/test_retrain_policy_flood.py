@@ -153,22 +153,28 @@ def settled(api: AirflowAPI, events: int) -> list[dict[str, Any]] | None:
     return runs if total == events else None
 
 
+def pipeline_env(tmp_path: Path, signing_keys: tuple[bytes, bytes], spec: str) -> dict[str, str]:
+    """A dags folder holding the factory and ``spec`` (its ``{data}`` an allowed folder under
+    ``tmp_path``); the Airflow environment that loads it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    dags = tmp_path / "dags"
+    (dags / "specs").mkdir(parents=True)
+    shutil.copy(ROOT / "dags" / "mlops_specs.py", dags / "mlops_specs.py")
+    (dags / "specs" / "flood.yaml").write_text(spec.replace("{data}", str(data)))
+    (dags / "specs" / "mlops-defaults.yaml").write_text(
+        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{data}]\n"
+    )
+    return airflow_env(tmp_path, "http://127.0.0.1:9", signing_keys, dags)
+
+
 def test_a_flood_of_drift_events_retrains_exactly_as_the_policy_allows(
     tmp_path: Path, signing_keys: tuple[bytes, bytes]
 ) -> None:
     from airflow_mlops.retrain.ledger import Ledger, parse_time
     from airflow_mlops.retrain.policy import SUPPRESS_CODES, RetrainPolicy, Trigger, decide, record
 
-    data = tmp_path / "data"
-    data.mkdir()
-    dags = tmp_path / "dags"
-    (dags / "specs").mkdir(parents=True)
-    shutil.copy(ROOT / "dags" / "mlops_specs.py", dags / "mlops_specs.py")
-    (dags / "specs" / "flood.yaml").write_text(SPEC.replace("{data}", str(data)))
-    (dags / "specs" / "mlops-defaults.yaml").write_text(
-        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{data}]\n"
-    )
-    env = airflow_env(tmp_path, "http://127.0.0.1:9", signing_keys, dags)
+    env = pipeline_env(tmp_path, signing_keys, SPEC)
     env["PYTHONPATH"] = str(ROOT)  # for SQLITE_CONNECT_ARGS
     ledger_path = tmp_path / "artifacts" / PIPELINE / "_state" / "retrain-ledger.json"
     with airflow_stack(
@@ -321,17 +327,8 @@ def _await_force(api: AirflowAPI, stack: Any, run_id: str) -> None:
 def test_a_held_back_retrain_is_forced_only_by_a_recorded_approval(
     tmp_path: Path, signing_keys: tuple[bytes, bytes]
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    dags = tmp_path / "dags"
-    (dags / "specs").mkdir(parents=True)
-    shutil.copy(ROOT / "dags" / "mlops_specs.py", dags / "mlops_specs.py")
-    spec = SPEC.replace("{data}", str(data)).replace(json.dumps(POLICY), json.dumps(FORCE_POLICY))
-    (dags / "specs" / "flood.yaml").write_text(spec.replace("max_active_runs: 4", "max_active_runs: 1"))
-    (dags / "specs" / "mlops-defaults.yaml").write_text(
-        f"apiVersion: mlops/v1\nkind: Defaults\nallowed_roots: [{data}]\n"
-    )
-    env = airflow_env(tmp_path, "http://127.0.0.1:9", signing_keys, dags)
+    spec = SPEC.replace(json.dumps(POLICY), json.dumps(FORCE_POLICY))
+    env = pipeline_env(tmp_path, signing_keys, spec.replace("max_active_runs: 4", "max_active_runs: 1"))
     ledger_path = tmp_path / "artifacts" / PIPELINE / "_state" / "retrain-ledger.json"
 
     with airflow_stack(tmp_path, env) as stack:

@@ -8,13 +8,11 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from airflow_mlops.exceptions import DriftInputError
-from airflow_mlops.operators.monitor import DriftEventEmitOperator
 from airflow_mlops.tasks import encode_target
 from airflow_mlops.training.calibration import fit_calibration, fit_error_model
 from tests.unit.drift.task_models import TARGET, TaskModel, trained
@@ -43,29 +41,6 @@ def calibrated(model: TaskModel, tmp_path: Path) -> TaskModel:
     config["calibration"] = cal
     (out / "model_config.json").write_text(json.dumps(config))
     return dataclasses.replace(model, model_dir=out)
-
-
-def emit(
-    monitor: Monitor, scored: dict[str, Any], detected: dict[str, Any], context: dict[str, Any], **kw: Any
-):
-    from airflow.sdk import Asset
-
-    return DriftEventEmitOperator(
-        task_id="emit_drift",
-        pipeline="p",
-        artifact_root=monitor.root,
-        asset=Asset(uri="x-mlops://p/drift", name="p__drift", group="mlops"),
-        drifted=detected["drifted"],
-        reasons=detected["reasons"],
-        drifted_features=detected["drifted_features"],
-        report=detected["report"],
-        html=detected["html"],
-        window=scored["window"],
-        labelled=scored["labelled"],
-        champion_version=scored["champion_version"],
-        estimated_performance=detected["estimated_performance"],
-        **kw,
-    ).execute(context)
 
 
 def test_a_binary_champion_is_estimated_reported_and_the_event_carries_it(
@@ -108,16 +83,16 @@ def test_a_binary_champion_is_estimated_reported_and_the_event_carries_it(
     assert detected["drifted"] is True
     summary = detected["estimated_performance"]
     assert summary["basis"] == "estimated" and summary["realised"] is None
-    extra = emit(monitor, scored, detected, context)
+    extra = monitor.emit(scored, detected, context)
     assert extra["estimated_performance"] == summary
     json.dumps(extra, allow_nan=False)
     # drift_and_estimated_drop: a drop within max_drop skips the event, with the numbers.
     lenient = {**summary, "max_drop": 1.0, "dropped": False}
     with pytest.raises(AirflowSkipException, match="no performance drop beyond max_drop"):
-        emit(monitor, scored, {**detected, "estimated_performance": lenient}, monitor.context(),
+        monitor.emit(scored, {**detected, "estimated_performance": lenient}, monitor.context(),
              retrain_on="drift_and_estimated_drop")  # fmt: skip
     strict = {**summary, "drop": 0.2, "max_drop": 0.01, "dropped": True}
-    extra = emit(monitor, scored, {**detected, "estimated_performance": strict}, monitor.context(),
+    extra = monitor.emit(scored, {**detected, "estimated_performance": strict}, monitor.context(),
                  retrain_on="drift_and_estimated_drop")  # fmt: skip
     assert extra["estimated_performance"]["dropped"] is True
 
@@ -135,11 +110,11 @@ def test_a_champion_without_calibration_is_reported_as_such_and_the_rule_refuses
     assert summary["available"] is False and "no stored calibration" in summary["reason"]
     assert monitor.stored_report(context)["estimated_performance"] is None
     assert "No estimate in this report" in Path(detected["html"]["uri"]).read_text()
-    assert "estimated_performance" in emit(monitor, scored, detected, context)  # the default: drift
+    assert "estimated_performance" in monitor.emit(scored, detected, context)  # the default: drift
     with pytest.raises(DriftInputError, match="no stored calibration"):
-        emit(monitor, scored, detected, monitor.context(), retrain_on="drift_and_estimated_drop")
+        monitor.emit(scored, detected, monitor.context(), retrain_on="drift_and_estimated_drop")
     with pytest.raises(ValueError, match="retrain_on"):
-        emit(monitor, scored, detected, monitor.context(), retrain_on="always")
+        monitor.emit(scored, detected, monitor.context(), retrain_on="always")
 
 
 def test_a_regression_champion_gets_direct_loss_estimates(monitor: Monitor, tmp_path: Path) -> None:

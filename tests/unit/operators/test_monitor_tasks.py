@@ -158,13 +158,14 @@ class Monitor:
         ).execute(context)
 
     def emit(
-        self, scored: dict[str, Any], detected: dict[str, Any], context: dict[str, Any]
+        self, scored: dict[str, Any], detected: dict[str, Any], context: dict[str, Any], **kwargs: Any
     ) -> dict[str, Any]:
         from airflow.sdk import Asset
 
         return DriftEventEmitOperator(
             task_id="emit_drift",
             pipeline="p",
+            artifact_root=self.root,
             asset=Asset(uri="x-mlops://p/drift", name="p__drift", group="mlops"),
             drifted=detected["drifted"],
             reasons=detected["reasons"],
@@ -174,6 +175,8 @@ class Monitor:
             window=scored["window"],
             labelled=scored["labelled"],
             champion_version=scored["champion_version"],
+            estimated_performance=detected.get("estimated_performance"),
+            **kwargs,
         ).execute(context)
 
     def stored_report(self, context: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec.loader import load_spec_text
+from tests.unit.spec import snippets
 
 BASE = """\
 apiVersion: mlops/v1
@@ -25,9 +25,7 @@ ROBUSTNESS = (
 
 
 def issues(evaluation: str, base: str = BASE) -> list:
-    with pytest.raises(SpecError) as info:
-        load_spec_text(base + evaluation, "spec.yaml", check_imports=False)
-    return info.value.issues
+    return snippets.issues(evaluation, base)
 
 
 def test_both_sections_load_with_their_defaults() -> None:

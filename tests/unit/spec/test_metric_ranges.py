@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.exceptions import SpecError
-from airflow_mlops.spec.loader import load_spec_text
+from tests.unit.spec import snippets
 
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: /data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-evaluation:
-"""
+BASE = snippets.MINIMAL + "evaluation:\n"
 
 
 def issues(evaluation: str) -> list:
-    with pytest.raises(SpecError) as info:
-        load_spec_text(BASE + evaluation, "spec.yaml", check_imports=False)
-    return info.value.issues
+    return snippets.issues(evaluation, BASE)
 
 
 @pytest.mark.parametrize(
@@ -54,10 +42,9 @@ def test_every_bad_bound_is_reported_and_good_ones_load() -> None:
         "evaluation.metrics.precision.max",
         "evaluation.metrics.roc_auc.min",
     ]
-    spec = load_spec_text(
-        BASE + "  metrics: {roc_auc: {min: 0, max: 1}, log_loss: {max: 40}}\n"
+    spec = snippets.load(
+        "  metrics: {roc_auc: {min: 0, max: 1}, log_loss: {max: 40}}\n"
         "  compare_to_champion: {roc_auc: {max_regression: 0.99}, log_loss: {max_regression: 5}}\n",
-        "spec.yaml",
-        check_imports=False,
+        BASE,
     )
     assert spec.evaluation.metrics["log_loss"].max == 40  # log_loss is unbounded above

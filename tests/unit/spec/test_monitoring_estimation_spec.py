@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.exceptions import SpecError
-from airflow_mlops.spec.loader import load_spec_text
 from airflow_mlops.training.calibration import ESTIMABLE_METRICS
+from tests.unit.spec import snippets
 
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: /data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-monitoring:
-  source: /live/{{ ds }}.parquet
-"""
+BASE = snippets.MINIMAL + "monitoring:\n  source: /live/{{ ds }}.parquet\n"
 
 
 def load(text: str):
-    return load_spec_text(BASE + text, "spec.yaml", check_imports=False)
+    return snippets.load(text, BASE)
 
 
 def issue(text: str):
-    with pytest.raises(SpecError) as info:
-        load(text)
-    (one, *_) = info.value.issues
+    (one, *_) = snippets.issues(text, BASE)
     return one
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec.loader import load_spec_text
+from tests.unit.spec import snippets
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = """\
@@ -26,13 +27,11 @@ FIRST = BASE.count("\n") + 1  # the line the appended text starts on
 
 
 def load(text: str):
-    return load_spec_text(BASE + text, "spec.yaml", check_imports=False)
+    return snippets.load(text, BASE)
 
 
 def issues(text: str) -> list:
-    with pytest.raises(SpecError) as info:
-        load(text)
-    return info.value.issues
+    return snippets.issues(text, BASE)
 
 
 def test_a_classification_metric_on_a_regression_is_refused_at_its_key_with_the_regression_metrics() -> None:

@@ -8,31 +8,11 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_mlops.exceptions import SpecError
-from airflow_mlops.spec.loader import load_spec_text
 from airflow_mlops.spec.models import ThresholdRuleName
 from airflow_mlops.spec.schema import json_schema
 from airflow_mlops.training.threshold import RULES, check_rule
-
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: /data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
-
-
-def load(text: str):
-    return load_spec_text(BASE + text, "spec.yaml", check_imports=False)
-
-
-def issues(text: str) -> list:
-    with pytest.raises(SpecError) as info:
-        load(text)
-    return info.value.issues
+from tests.unit.spec.snippets import MINIMAL as BASE
+from tests.unit.spec.snippets import issues, load
 
 
 @pytest.mark.parametrize(
