@@ -71,6 +71,9 @@ class TrainingJob:
         entrypoint: target, features, positive_label, seed, device and params.
     :param options: free-form settings for a user entrypoint.
     :param output_key: key (under ``store_root``) of the model directory to write.
+    :param triggers: ref of the watermark's trigger rows (``inputs.watermark``), derived by the
+        prepare step from the key in its Airflow connection; the key itself never reaches the
+        trainer. Present exactly when ``config.watermark`` holds the watermark's record.
     """
 
     store_root: str
@@ -79,12 +82,16 @@ class TrainingJob:
     config: dict[str, Any]
     output_key: str
     options: dict[str, Any] = field(default_factory=dict)
+    triggers: ArtifactRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        inputs = {"train": self.train.to_dict()}
+        if self.triggers is not None:
+            inputs["watermark"] = self.triggers.to_dict()
         return {
             "format_version": JOB_FORMAT_VERSION,
             "store_root": self.store_root,
-            "inputs": {"train": self.train.to_dict()},
+            "inputs": inputs,
             "model": self.model,
             "config": dict(self.config),
             "options": dict(self.options),
@@ -105,7 +112,9 @@ class TrainingJob:
             )
         try:
             train = ArtifactRef.from_dict(data["inputs"]["train"])
+            marked = data["inputs"].get("watermark")
             job = cls(
+                triggers=ArtifactRef.from_dict(marked) if marked is not None else None,
                 store_root=str(data["store_root"]),
                 train=train,
                 model=str(data["model"]),
@@ -396,12 +405,29 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     train_path = store.fetch(job.train, work / "inputs", source=None if store.is_s3 else located)
     log.info("training data verified: sha256 %s, %d bytes", job.train.sha256, job.train.size)
     train_df = _read_table(train_path)
+    triggers = None
+    if job.triggers is not None:
+        at = store.locate(job.triggers.uri)
+        if at is None:
+            raise TrainingRejectedError(
+                f"job {job_ref.uri}: its watermark trigger rows {job.triggers.uri} are not in the job's "
+                f"artifact store {job.store_root}; refusing to read them"
+            )
+        triggers = _read_table(
+            store.fetch(job.triggers, work / "watermark", source=None if store.is_s3 else at)
+        )
+        log.info("watermark trigger rows verified: sha256 %s", job.triggers.sha256)
 
     out = work / "weights"
     if ":" not in job.model:  # mlp, cnn, xgboost, lightgbm or an estimator class
         from airflow_mlops.training.trainer import train
 
-        metrics = train(train_df, {**job.config, "model": job.model}, out)
+        metrics = train(train_df, {**job.config, "model": job.model}, out, triggers)
+    elif triggers is not None or job.config.get("watermark") is not None:
+        raise TrainingRejectedError(
+            f"training.watermark applies to the built-in models and estimators, not to your own fit "
+            f"entrypoint {job.model}; train it without a watermark or use an estimator class"
+        )
     else:
         metrics = _run_entrypoint(job, train_df, out)
 
