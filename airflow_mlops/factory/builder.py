@@ -434,6 +434,7 @@ def build_train_dag(
                     "image": spec.training.image,
                     "params": spec.training.hyperparameters(),
                     "seed": spec.training.seed,
+                    **_federation(spec),
                 },
                 signing_conn_id=spec.security.signing.connection,
                 signing_method=spec.security.signing.method,
@@ -765,3 +766,15 @@ def build_dags(
     if spec.monitoring is not None:
         dags.append(build_monitor_dag(spec, spec_path=spec_path, allowed_roots=allowed_roots))
     return {dag.dag_id: dag for dag in dags}
+
+
+def _federation(spec: Any) -> dict[str, Any]:
+    """The ML-BOM's federation facts (``training.backend: federated``): connection, data, rounds."""
+    if spec.training.backend != "federated":
+        return {}
+    fed = spec.training.federated_settings
+    return {
+        "federation": f"flower connection {fed.connection} (data: {fed.data})",
+        "federated_rounds": fed.rounds,
+        "federated_strategy": fed.strategy,
+    }

@@ -220,6 +220,11 @@ def build_mlbom(
                 "signer_key_fingerprint": signer or None,
                 "training_backend": training.get("backend"),
                 "training_image": training.get("image"),
+                # training.backend federated: the federation, its rounds and the app's hash
+                "federation": training.get("federation"),
+                "federated_rounds": training.get("federated_rounds"),
+                "federated_strategy": training.get("federated_strategy"),
+                "federated_app_sha256": (train_metrics or {}).get("federated_app_sha256"),
                 "code_version": code_version or None,
                 "task": facts["task"],
                 "flavor": facts["flavor"],
