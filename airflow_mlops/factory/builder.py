@@ -416,6 +416,12 @@ def build_train_dag(
                 signing_conn_id=spec.security.signing.connection,
                 signing_method=spec.security.signing.method,
                 allowed_globals=list(spec.security.allowed_pickle_globals),  # for the champion's scan
+                # training.watermark: the candidate must carry it (the key from this connection)
+                watermark_conn_id=(
+                    spec.training.watermark.key_connection
+                    if spec.training.watermark and spec.training.watermark.enabled
+                    else None
+                ),
                 **stage("evaluate"),
             )
         with TaskGroup("release", tooltip="Sign, register and promote; promotion re-verifies the signature"):

@@ -59,6 +59,9 @@ def build_training(
         precision=training.precision,
         threshold=spec.evaluation.threshold.as_config(),
         validation_fraction=training.validation_fraction,
+        watermark=(
+            training.watermark.model_dump() if training.watermark and training.watermark.enabled else None
+        ),
         **settings,
     )
     prepared: Any = prepare.output  # each key of the returned dict is also its own XCom

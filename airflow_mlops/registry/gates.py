@@ -307,7 +307,8 @@ def watermark_gate(predictor: Any, record: Mapping[str, Any] | None, key: bytes 
         return blocked(f"the watermark cannot be verified: {exc}")
     reason = (
         f"{verdict.matches}/{verdict.n} trigger rows match, t={verdict.t} "
-        f"(bound P[Binomial({verdict.n}, p0={verdict.p0:g}) >= t] = {verdict.bound:.3g} <= alpha {verdict.alpha:g})"
+        f"(bound P[Binomial({verdict.n}, p0={verdict.p0:g}) >= t] = {verdict.bound:.3g} <= alpha {verdict.alpha:g}; "
+        f"key {verdict.commitment})"
     )
     return GateResult(
         WATERMARK_GATE,

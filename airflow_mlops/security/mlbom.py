@@ -195,6 +195,8 @@ def build_mlbom(
         "threshold_choice": model_config.get("threshold_choice"),
         "training_params": (model_config.get("training") or {}).get("params") or training.get("params"),
         "seed": model_config.get("seed"),
+        # the trigger-set watermark's key commitment (never the key; see security/watermark.py)
+        "watermark_commitment": (model_config.get("watermark") or {}).get("commitment"),
         "evaluation_note": evaluation.get("note"),
         "champion_version": evaluation.get("champion_version"),
         **{

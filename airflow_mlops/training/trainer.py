@@ -221,10 +221,20 @@ def _write_watermark(directory: Path, record: Mapping[str, Any], triggers: Any) 
         claim_threshold,
         count_matches,
     )
-    from airflow_mlops.training.flavors import load_predictor
+    from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
 
     wm = WatermarkRecord.from_dict(record)
     (directory / RECORD_FILE).write_text(wm.to_json())
+    # The commitment (never the key) in model_config.json too: the ML-BOM names it from there.
+    config_path = directory / CONFIG_FILE
+    model_config = json.loads(config_path.read_text())
+    model_config["watermark"] = {
+        "scheme": wm.scheme,
+        "identity": wm.identity,
+        "commitment": wm.commitment,
+        "trigger_rows": wm.trigger_rows,
+    }
+    config_path.write_text(json.dumps(model_config, indent=2, allow_nan=False) + "\n")
     target = wm.basis.target
     labels = triggers[target].to_numpy()
     if wm.basis.task != "regression":

@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from airflow_mlops.spec.sections.base import ENTRYPOINT_PATTERN, Duration, StrictModel
-from airflow_mlops.training.params import BUILTIN_MODELS, NETWORK_PARAMS, PRIVACY, RUN_SETTINGS
+from airflow_mlops.training.params import (
+    BUILTIN_MODELS,
+    NETWORK_PARAMS,
+    PRIVACY,
+    RUN_SETTINGS,
+    WATERMARK_ALPHA,
+    WATERMARK_CONN_ID,
+    WATERMARK_TRIGGER_ROWS,
+)
 
 _P = NETWORK_PARAMS  # defaults and bounds: one table with the trainer's check (training/params.py)
 _DP = PRIVACY
@@ -261,6 +269,49 @@ class FederatedTraining(StrictModel):
         return self
 
 
+class WatermarkConfig(StrictModel):
+    """A trigger-set watermark the model learns: evidence of provenance (whose model is this?), not
+    protection against theft. See docs/security.md.
+
+    Keyed out-of-distribution rows with keyed labels, derived from the key in an Airflow connection
+    and the model's identity, are learned with the training rows; only the key's commitment is
+    recorded. The evaluate stage's `watermark` gate blocks a candidate that does not carry it.
+    """
+
+    enabled: bool = Field(True, description="Learn the watermark and require it at evaluation.")
+    trigger_rows: int = Field(
+        WATERMARK_TRIGGER_ROWS,
+        ge=16,
+        le=100_000,
+        description="How many keyed trigger rows; enough that a claim is possible at `alpha` (the "
+        "prepare step says how many are needed otherwise).",
+    )
+    alpha: float = Field(
+        WATERMARK_ALPHA,
+        gt=0,
+        lt=0.5,
+        description="The largest probability of a false claim: ownership is claimed only when the "
+        "matches reach t with P[Binomial(n, p0) >= t] <= alpha.",
+    )
+    p0: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="The agreement of models trained without the watermark with the keyed labels; "
+        "default: the one measured by benchmarks/watermark.py for the task (never 1/K).",
+    )
+    key_connection: str = Field(
+        WATERMARK_CONN_ID,
+        min_length=1,
+        description="Airflow connection whose password holds the secret key (at least 16 bytes).",
+    )
+    identity: str | None = Field(
+        None,
+        min_length=1,
+        description="The model's identity in the key derivation; default: the pipeline's name.",
+    )
+
+
 ESTIMATOR_SHORT_NAMES = ("xgboost", "lightgbm")
 _CLASS_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Z][A-Za-z0-9_]*$"
 
@@ -311,6 +362,9 @@ class TrainingConfig(StrictModel):
         default_factory=dict, description="Free-form settings passed to your own `fit` entrypoint."
     )
     privacy: PrivacyConfig | None = Field(None, description="DP-SGD with an enforced epsilon budget.")
+    watermark: WatermarkConfig | None = Field(
+        None, description="A trigger-set watermark (evidence of provenance), verified at evaluation."
+    )
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
     )
@@ -470,6 +524,11 @@ class TrainingConfig(StrictModel):
         if self.privacy is not None and self.kind != "builtin":
             raise ValueError(
                 "`privacy` (DP-SGD) applies to the built-in `mlp` and `cnn`; your own fit handles its own privacy"
+            )
+        if self.watermark is not None and self.watermark.enabled and self.kind == "fit":
+            raise ValueError(
+                "`watermark` applies to the built-in models and estimators: the trainer learns the trigger "
+                "rows; your own fit entrypoint does not get them"
             )
         if self.early_stopping_patience is not None and self.kind == "fit":
             raise ValueError(
