@@ -74,7 +74,9 @@ CARD_TASKS = {
 def model_facts(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """What the ML-BOM and the attestations say of a model, from its ``model_config.json``:
     ``flavor``, ``format``, ``framework`` ``{name, version}``, ``task`` and, for a classifier,
-    ``classes`` (a format 1 config -- a binary torch model of earlier releases -- reads as one)."""
+    ``classes`` (a format 1 config -- a binary torch model of earlier releases -- reads as one), and
+    for a watermarked model ``watermark_commitment`` (the key's commitment, never the key: the signed
+    evaluation attestation carries it through these facts)."""
     flavor = str(model_config.get("flavor") or "torch")
     task = str(model_config.get("task") or "binary")
     framework = dict(model_config.get("framework") or {})
@@ -89,6 +91,9 @@ def model_facts(model_config: Mapping[str, Any]) -> dict[str, Any]:
     classes = model_config.get("classes")
     if task != "regression" and isinstance(classes, list):
         facts["classes"] = [str(c) for c in classes]
+    commitment = (model_config.get("watermark") or {}).get("commitment")
+    if commitment:
+        facts["watermark_commitment"] = str(commitment)
     return facts
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 from airflow_mlops.artifacts import directory_manifest, sha256_directory
 from airflow_mlops.registry.mlflow_registry import package_model, weights_dir
 from airflow_mlops.security import watermark as wm
-from airflow_mlops.security.mlbom import build_mlbom, validate_mlbom
+from airflow_mlops.security.attestation import evaluation_predicate
+from airflow_mlops.security.mlbom import build_mlbom, model_facts, validate_mlbom
 from airflow_mlops.training.flavors import read_config
 from airflow_mlops.training.trainer import train
 
@@ -40,5 +41,16 @@ def test_the_card_names_the_commitment(tmp_path: Path) -> None:
     validate_mlbom(bom)
     card = {p["name"].split(":", 1)[1]: p["value"] for p in bom["components"][0]["modelCard"]["properties"]}
     assert card["watermark_commitment"] == record.commitment
-    text = json.dumps(bom)
+    # the signed evaluation attestation carries it through the model's facts
+    facts = model_facts(read_config(weights_dir(model_dir)))
+    assert facts["watermark_commitment"] == record.commitment
+    predicate = evaluation_predicate({"gates": {"gates": []}, "passed": True}, {"digest": "x"}, model=facts)
+    assert predicate["model"]["watermark_commitment"] == record.commitment
+    text = json.dumps(bom) + json.dumps(predicate)
     assert KEY.decode() not in text and KEY.hex() not in text
+
+
+def test_an_unmarked_model_names_none() -> None:
+    assert "watermark_commitment" not in model_facts(
+        {"flavor": "xgboost", "task": "binary", "classes": ["0", "1"]}
+    )
