@@ -87,6 +87,10 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     threshold; the confusion matrix of a multiclass model; the residuals of a regression), also
     when a gate fails.
 
+    :param watermark_conn_id: ``training.watermark.key_connection``: set, the candidate must carry
+        the pipeline's watermark (the ``watermark`` gate, verified with the key of this connection
+        against the candidate's ``watermark.json``; see docs/security.md); None: no watermark gate.
+
     Returns ``{"report": ref, "html_report": ref, "metrics": {...}, "task": str, "threshold":
     float|None, "champion_version": str|None, "note": str, "passed": True, "blessing": {...}}``
     (``threshold`` None for a multiclass or regression model); raises
