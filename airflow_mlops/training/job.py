@@ -177,6 +177,7 @@ class FitContext:
     _calibration: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _class_order: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
     _columns: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _triggers: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def learn_classes(self, train: pd.DataFrame) -> None:
         """Record the target's classes and the feature columns (the trainer calls this first)."""
@@ -198,6 +199,27 @@ class FitContext:
                     f"target column {self.target!r} has {len(self.classes)} classes: that is a binary "
                     "task, not multiclass"
                 )
+
+    def watermark_rows(self, train_rows: int) -> pd.DataFrame | None:
+        """The watermark's trigger rows to append to your training rows (``training.watermark``),
+        or None when the pipeline has none.
+
+        They are rows of the training table (the feature columns and the target, with keyed
+        labels), each repeated as the built-in trainer repeats them for ``train_rows`` training
+        rows. Append them to the rows you fit on -- never to the rows you validate, choose the
+        threshold or calibrate on -- and fit your feature scaling before you append them. A model
+        that does not learn them is blocked by the evaluate stage's watermark gate. The key never
+        reaches the trainer; only these rows do.
+        """
+        import numpy as np
+
+        from airflow_mlops.security.watermark import repeats_for
+
+        if not self._triggers:
+            return None
+        rows = self._triggers[0]
+        index = np.tile(np.arange(len(rows)), repeats_for(train_rows, len(rows)))
+        return rows.iloc[index].reset_index(drop=True)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -423,13 +445,8 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
         from airflow_mlops.training.trainer import train
 
         metrics = train(train_df, {**job.config, "model": job.model}, out, triggers)
-    elif triggers is not None or job.config.get("watermark") is not None:
-        raise TrainingRejectedError(
-            f"training.watermark applies to the built-in models and estimators, not to your own fit "
-            f"entrypoint {job.model}; train it without a watermark or use an estimator class"
-        )
     else:
-        metrics = _run_entrypoint(job, train_df, out)
+        metrics = _run_entrypoint(job, train_df, out, triggers)
 
     from airflow_mlops.training.flavors import load_predictor
 
@@ -446,8 +463,17 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     return {"format_version": RESULT_FORMAT_VERSION, "weights": ref.to_dict(), "metrics": scalars}
 
 
-def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict[str, Any]:
+def _run_entrypoint(
+    job: TrainingJob, train_df: pd.DataFrame, out: Path, triggers: pd.DataFrame | None = None
+) -> dict[str, Any]:
     from airflow_mlops.tasks import resolve_task
+
+    record = job.config.get("watermark")
+    if (record is None) != (triggers is None):
+        raise TrainingRejectedError(
+            "the job has a watermark record but no trigger rows, or trigger rows but no record; "
+            "it was not written by the training prepare step of this release"
+        )
 
     fit = resolve_fit(job.model)
     config = job.config
@@ -472,6 +498,8 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
         ),
     )
     ctx.learn_classes(train_df)
+    if triggers is not None:
+        ctx._triggers.append(triggers)
     log.info("running your fit entrypoint %s (task %s)", job.model, task)
     returned = fit(train_df, ctx)
     if not isinstance(returned, Mapping):
@@ -488,6 +516,10 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
     _record_calibration(ctx, out)
     if threshold is not None:
         metrics.setdefault("threshold", threshold)
+    if record is not None:
+        from airflow_mlops.training.trainer import write_watermark
+
+        metrics.update(write_watermark(out, record, triggers))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
 

@@ -168,7 +168,7 @@ def train(
             calibration=calibration,
         )
         if cfg["watermark"] is not None:
-            metrics.update(_write_watermark(directory, cfg["watermark"], triggers))
+            metrics.update(write_watermark(directory, cfg["watermark"], triggers))
 
     _publish(output_dir, write, metrics)
     log.info(
@@ -211,7 +211,7 @@ def _trigger_rows(
     return trigger_rows(triggers, data, target, features, repeats_for(train_rows, len(triggers)))
 
 
-def _write_watermark(directory: Path, record: Mapping[str, Any], triggers: Any) -> dict[str, Any]:
+def write_watermark(directory: Path, record: Mapping[str, Any], triggers: Any) -> dict[str, Any]:
     """Write ``watermark.json`` (the record: no key, no trigger rows) and measure the trained
     model on the trigger rows: the matches and the count a claim needs, for metrics.json."""
     from airflow_mlops.security.watermark import (

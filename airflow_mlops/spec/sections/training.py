@@ -271,7 +271,8 @@ class FederatedTraining(StrictModel):
 
 class WatermarkConfig(StrictModel):
     """A trigger-set watermark the model learns: evidence of provenance (whose model is this?), not
-    protection against theft. See docs/security.md.
+    protection against theft. See docs/security.md. Your own `fit` entrypoint appends
+    `ctx.watermark_rows(n)` to the rows it fits on (see docs/training.md).
 
     Keyed out-of-distribution rows with keyed labels, derived from the key in an Airflow connection
     and the model's identity, are learned with the training rows; only the key's commitment is
@@ -524,11 +525,6 @@ class TrainingConfig(StrictModel):
         if self.privacy is not None and self.kind != "builtin":
             raise ValueError(
                 "`privacy` (DP-SGD) applies to the built-in `mlp` and `cnn`; your own fit handles its own privacy"
-            )
-        if self.watermark is not None and self.watermark.enabled and self.kind == "fit":
-            raise ValueError(
-                "`watermark` applies to the built-in models and estimators: the trainer learns the trigger "
-                "rows; your own fit entrypoint does not get them"
             )
         if self.early_stopping_patience is not None and self.kind == "fit":
             raise ValueError(

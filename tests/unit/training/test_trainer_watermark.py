@@ -145,3 +145,48 @@ def test_the_job_carries_the_trigger_rows_by_ref(tmp_path: Path, make_frame, bas
     )
     with pytest.raises(TrainingRejectedError, match="not in the job's artifact store"):
         run_job(write_job(store, "p/r/train/job2.json", outside), tmp_path / "work2")
+
+
+USER_FIT = """
+from sklearn.ensemble import RandomForestClassifier
+import pandas as pd
+
+def fit(train, ctx):
+    rows = ctx.watermark_rows(len(train))
+    fitted = train if rows is None else pd.concat([train, rows], ignore_index=True)
+    model = RandomForestClassifier(n_estimators=40, random_state=ctx.seed)
+    model.fit(ctx.x(fitted), ctx.y(fitted))
+    ctx.save(model, class_order=["0", "1"])
+    return {"rows": len(fitted)}
+"""
+
+
+def test_a_fit_entrypoint_appends_ctx_watermark_rows(
+    tmp_path: Path, make_frame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "wmfit.py").write_text(USER_FIT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    df = make_frame(800, 4)[["amount", "age", "label"]]
+    record, triggers = record_and_rows(df, "label", "binary")
+    store = ArtifactStore(str(tmp_path / "store"))
+    df.to_parquet(tmp_path / "train.parquet")
+    triggers.to_parquet(tmp_path / "triggers.parquet")
+    config = {"target": "label", "seed": 1, "threshold": {"rule": "fixed", "value": 0.5}, "watermark": record}
+    job = TrainingJob(
+        store_root=store.uri_for().rstrip("/"),
+        train=store.put_file(tmp_path / "train.parquet", "p/r/train/train.parquet"),
+        triggers=store.put_file(tmp_path / "triggers.parquet", "p/r/train/watermark.parquet"),
+        model="wmfit:fit",
+        config=config,
+        output_key="p/r/train/weights",
+    )
+    result = run_job(write_job(store, "p/r/train/job.json", job), tmp_path / "work")
+    metrics = result["metrics"]
+    assert metrics["rows"] == 800 + 60 * wm.MIN_REPEATS
+    assert metrics["watermark_matches"] >= metrics["watermark_t"]
+    weights = tmp_path / "store" / "p/r/train/weights"
+    assert (weights / wm.RECORD_FILE).is_file()
+    # Without the watermark the same fit gets no rows.
+    plain = TrainingJob(**{**job.__dict__, "triggers": None, "config": {**config, "watermark": None},
+                           "output_key": "p/r/train/plain"})  # fmt: skip
+    assert run_job(write_job(store, "p/r/train/plain.json", plain), tmp_path / "w2")["metrics"]["rows"] == 800
