@@ -87,9 +87,10 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
         self.log.info("Flower run %s submitted to %s (%d rounds, %s)", self.run_id, self.superlink.address,
                       values["rounds"], values["strategy"])  # fmt: skip
         deadline = time.time() + float(self.federated.get("timeout", 7200.0))
-        kwargs = {"run_id": self.run_id, "epsilon": epsilon, "app_sha256": values["app-sha256"]}
         poll = float(self.federated.get("poll_interval", 10.0))
         if self.deferrable:
+            # The event names the run; the rest is recomputed on resume (`airflow dags test` resumes
+            # a deferred task with the event only, without the deferral's kwargs).
             self.defer(
                 trigger=FlowerRunTrigger(
                     run_id=self.run_id,
@@ -98,9 +99,8 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                     deadline=deadline,
                 ),
                 method_name="execute_complete",
-                kwargs=kwargs,
             )
-        return self.execute_complete(context, self._wait(deadline, poll), **kwargs)
+        return self.execute_complete(context, self._wait(deadline, poll))
 
     def _wait(self, deadline: float, poll: float) -> dict[str, Any]:
         """The non-deferrable wait: the trigger's event, polled from the worker."""
@@ -114,11 +114,11 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                 return {"run_id": self.run_id, "status": "timeout", "details": f"still {state['status']}"}
             time.sleep(poll)
 
-    def execute_complete(
-        self, context: Any, event: Mapping[str, Any], run_id: int, epsilon: float | None, app_sha256: str
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: Mapping[str, Any], **_: Any) -> dict[str, Any]:
         """The run has ended: its global model's fit result, or the task fails with Flower's reason."""
-        self.run_id = int(run_id)
+        from airflow_mlops.training.federated.common import app_sha256
+
+        run_id = self.run_id = int(event["run_id"])
         status, details = str(event.get("status")), str(event.get("details") or "")
         if status != flower_cli.COMPLETED:
             if status == "timeout":
@@ -126,12 +126,14 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
             raise TrainingError(f"Flower run {run_id} ended {status}: {details}")
         result = self._result(context)
         metrics = dict(result["metrics"])
-        if metrics.get("federated_app_sha256") != app_sha256:
+        ours = app_sha256()
+        if metrics.get("federated_app_sha256") != ours:
             raise TrainingRejectedError(
                 f"Flower run {run_id} was trained by an app with sha256 {metrics.get('federated_app_sha256')}, "
-                f"not this worker's {app_sha256}"
+                f"not this worker's {ours}: run the same airflow-mlops release on the federation and the workers"
             )
         metrics["federated_run_id"] = str(run_id)
+        epsilon = self._epsilon()
         if epsilon is not None:
             metrics["dp_epsilon"] = epsilon
         self.log.info("Flower run %s completed: global model %s (sha256 %s)", run_id,

@@ -185,7 +185,8 @@ def run_config_values(
 
 
 def call(superlink: SuperLink, argv: list[str], *, timeout: float = 120.0) -> str:
-    """Run a ``flwr`` command with a private Flower home; its output (stdout and stderr).
+    """Run a ``flwr`` command with a private Flower home and this package on its ``PYTHONPATH``
+    (``flwr run`` imports the app's components); its output (stdout and stderr).
 
     :raises TrainingError: the CLI is missing, timed out or exited non-zero (the message has its
         last output).
@@ -195,8 +196,10 @@ def call(superlink: SuperLink, argv: list[str], *, timeout: float = 120.0) -> st
     import tempfile
 
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    # `flwr run` imports the app's components (this package) to check them before it bundles them
+    package_root = str(Path(__file__).resolve().parents[3])
     with tempfile.TemporaryDirectory(prefix="mlops-flwr-") as home:
-        env = {**base, **write_flower_home(Path(home), superlink)}
+        env = {**base, **write_flower_home(Path(home), superlink), "PYTHONPATH": package_root}
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         except FileNotFoundError:

@@ -63,7 +63,7 @@ def test_execute_submits_the_app_and_defers_to_the_trigger(
     assert isinstance(trigger, FlowerRunTrigger)
     assert (trigger.run_id, trigger.flower_conn_id, trigger.poll_interval) == (4242, "fl", 0.01)
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.kwargs == {"run_id": 4242, "epsilon": None, "app_sha256": app_sha256()}
+    assert not deferred.value.kwargs  # the event names the run: `airflow dags test` resumes with it only
     [run] = calls(state)
     assert run[:3] == ["run", str(APP_DIR), "mlops"]
     config = tomllib.loads((state / "run.toml").read_text())
@@ -77,22 +77,22 @@ def test_a_completed_run_returns_the_global_model(tmp_path: Path, monkeypatch: p
     op, _ = operator(tmp_path, monkeypatch, ["running"])
     result = write_result(tmp_path)
     event = {"run_id": 4242, "status": "finished:completed", "details": ""}
-    got = op.execute_complete(context(), event, run_id=4242, epsilon=1.5, app_sha256=app_sha256())
+    got = op.execute_complete(context(), event)
     assert got["weights"] == result["weights"]
-    assert got["metrics"]["federated_run_id"] == "4242" and got["metrics"]["dp_epsilon"] == 1.5
+    assert got["metrics"]["federated_run_id"] == "4242" and "dp_epsilon" not in got["metrics"]
 
 
 def test_a_model_from_another_app_or_place_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     op, _ = operator(tmp_path, monkeypatch, ["running"])
-    event = {"status": "finished:completed"}
+    event = {"run_id": 4242, "status": "finished:completed"}
     write_result(tmp_path, app="0" * 64)
     with pytest.raises(TrainingRejectedError, match="app with sha256"):
-        op.execute_complete(context(), event, run_id=4242, epsilon=None, app_sha256=app_sha256())
+        op.execute_complete(context(), event)
     write_result(tmp_path, key="elsewhere")
     with pytest.raises(ArtifactIntegrityError):
-        op.execute_complete(context(), event, run_id=4242, epsilon=None, app_sha256=app_sha256())
+        op.execute_complete(context(), event)
 
 
 def test_failure_and_timeout_fail_the_task_and_a_timed_out_run_is_stopped(
@@ -100,12 +100,12 @@ def test_failure_and_timeout_fail_the_task_and_a_timed_out_run_is_stopped(
 ) -> None:
     op, state = operator(tmp_path, monkeypatch, ["running"])
     with pytest.raises(TrainingError, match="ended finished:failed: a SuperNode left"):
-        op.execute_complete(context(), {"status": "finished:failed", "details": "a SuperNode left"},
-                            run_id=4242, epsilon=None, app_sha256="x")  # fmt: skip
+        op.execute_complete(
+            context(), {"run_id": 4242, "status": "finished:failed", "details": "a SuperNode left"}
+        )
     assert calls(state) == []
     with pytest.raises(TrainingError, match="ended timeout"):
-        op.execute_complete(context(), {"status": "timeout", "details": "still running"}, run_id=4242,
-                            epsilon=None, app_sha256="x")  # fmt: skip
+        op.execute_complete(context(), {"run_id": 4242, "status": "timeout", "details": "still running"})
     assert calls(state)[0][:2] == ["stop", "4242"]
 
 
@@ -127,12 +127,15 @@ def test_dp_epsilon_is_accounted_and_the_budget_refuses_before_submitting(
     pytest.importorskip("opacus")
     privacy = {"clipping_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5}
     op, state = operator(tmp_path / "a", monkeypatch, ["running"], privacy=privacy)
-    with pytest.raises(TaskDeferred) as deferred:
+    with pytest.raises(TaskDeferred):
         op.execute(context())
-    epsilon = deferred.value.kwargs["epsilon"]
-    assert epsilon > 0
     config = tomllib.loads((state / "run.toml").read_text())
-    assert config["dp-epsilon"] == epsilon and config["dp-noise-multiplier"] == 1.0
+    epsilon = config["dp-epsilon"]
+    assert epsilon > 0 and config["dp-noise-multiplier"] == 1.0
+    write_result(tmp_path / "a")  # the model's metrics carry the epsilon accounted again on resume
+    assert op.execute_complete(context(), {"run_id": 4242, "status": "finished:completed"})["metrics"][
+        "dp_epsilon"
+    ] == pytest.approx(epsilon)
     op, state = operator(
         tmp_path / "b", monkeypatch, ["running"], privacy={**privacy, "epsilon": epsilon / 2}
     )

@@ -124,7 +124,7 @@ def test_call_runs_the_cli_with_the_private_home_only(
     link = flower_cli.SuperLink(address="127.0.0.1:9093", insecure=True, cli=cli)
     out = json.loads(flower_cli.call(link, flower_cli.list_command(link, 5)))
     assert out["argv"][:2] == ["ls", "mlops"]
-    assert "AWS_SECRET_ACCESS_KEY" not in out["env"] and "FLWR_HOME" in out["env"]
+    assert "AWS_SECRET_ACCESS_KEY" not in out["env"] and {"FLWR_HOME", "PYTHONPATH"} <= set(out["env"])
     assert '"127.0.0.1:9093"' in out["config"]
     failing = flower_cli.SuperLink(
         address="h:1", cli=fake_cli(tmp_path, "import sys\nprint('no superlink')\nsys.exit(1)", "bad")
