@@ -564,6 +564,11 @@ class TrainingConfig(StrictModel):
             )
         if self.python_path:
             raise ValueError("`python_path` applies to `backend: local`")
+        if self.watermark is not None and self.watermark.enabled:
+            raise ValueError(
+                "`watermark` does not apply to `backend: federated` yet: the clients do not learn the "
+                "trigger rows, so the watermark gate would block every global model"
+            )
 
     @property
     def federated_settings(self) -> FederatedTraining:

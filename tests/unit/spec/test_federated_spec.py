@@ -93,6 +93,7 @@ def test_the_defaults_need_no_section() -> None:
             "fraction_train: 1",
         ),
         ("training: {backend: federated, federated: {rounds: 0}}\n", "rounds"),
+        ("training: {backend: federated, watermark: {}}\n", "`watermark` does not apply"),
         ("training: {backend: federated, federated: {privacy: {noise_multiplier: 1}}}\n", "clipping_norm"),
     ],
 )
