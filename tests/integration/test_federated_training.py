@@ -201,3 +201,51 @@ def test_dp_on_client_updates_clips_on_the_nodes_and_accounts_epsilon(
     config = json.loads((Path(result["weights"]["uri"]) / "model_config.json").read_text())
     assert config["training"]["federated"]["dp_epsilon"] == pytest.approx(expected)
     assert config["training"]["federated"]["dp_noise_multiplier"] == 0.3
+
+
+def test_with_too_few_supernodes_left_the_task_fails_clearly_and_the_run_is_stopped(
+    tmp_path: Path, example_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """min_clients 3 and a SuperNode killed in round 1: Flower waits for a third node before the next
+    round; the task's timeout ends the wait, stops the run on the SuperLink and fails the task."""
+    from airflow_mlops.exceptions import TrainingError
+    from airflow_mlops.operators.training_federated import ModelFitFederatedOperator
+    from airflow_mlops.training.federated import flower_cli
+
+    root, job = prepared_job(tmp_path, example_data)
+    with running_federation(tmp_path, 3) as federation:
+        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", federation.connection())
+        fit = ModelFitFederatedOperator(
+            task_id="fit", pipeline="fraud", artifact_root=root, job=job, deferrable=False,
+            federated={"data": "partitions", "partitions": 3, "min_clients": 3, "rounds": 3,
+                       "round_timeout": 120.0, "timeout": 240.0, "poll_interval": 2.0},
+        )  # fmt: skip
+        outcome: dict[str, Any] = {}
+
+        def fit_in_background() -> None:
+            try:
+                outcome["result"] = fit.execute(context())
+            except Exception as exc:  # the test asserts on it below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=fit_in_background, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 600
+        while "Receiving: train message" not in federation.node_log(2).read_text(errors="replace"):
+            assert time.monotonic() < deadline and worker.is_alive(), f"{outcome}\n{federation.diagnostics()}"
+            time.sleep(0.5)
+        federation.kill_node(2)
+        worker.join(timeout=600)
+        assert not worker.is_alive(), federation.diagnostics()
+        error = outcome.get("error")
+        assert isinstance(error, TrainingError), f"{outcome}\n{federation.diagnostics()}"
+        assert f"Flower run {fit.run_id} ended timeout" in str(error)
+        link = fit.superlink
+        states = []
+        for _ in range(60):  # the stop reaches the ServerApp within a few heartbeats
+            out = flower_cli.call(link, flower_cli.list_command(link, int(fit.run_id or 0)))
+            states.append(flower_cli.parse_status(out, int(fit.run_id or 0))["status"])
+            if states[-1] == flower_cli.STOPPED:
+                break
+            time.sleep(1)
+        assert states[-1] == flower_cli.STOPPED, states

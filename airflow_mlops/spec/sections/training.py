@@ -234,7 +234,12 @@ class FederatedTraining(StrictModel):
     )
     proximal_mu: float = Field(0.1, ge=0, description="`fedprox`: weight of the proximal term.")
     min_clients: int = Field(
-        2, ge=1, le=10000, description="SuperNodes a round needs: fewer replies fail the run."
+        2,
+        ge=1,
+        le=10000,
+        description="SuperNodes that must be connected to start the run and each round; a round "
+        "aggregates the replies it gets (a node lost mid-round is left out), and while fewer are "
+        "connected the run waits, until `timeout` stops it and fails the task.",
     )
     fraction_train: float = Field(
         1.0, gt=0, le=1, description="Share of the connected SuperNodes that train in each round."
