@@ -425,7 +425,6 @@ def evaluate_candidate(
 def _watermark_gate(predictor: Any, model_dir: Any, key: bytes | None) -> Any:
     """The watermark gate on the candidate's own record (none: the gate blocks)."""
     import json
-    from pathlib import Path
 
     from airflow_mlops.registry.gates import watermark_gate
     from airflow_mlops.registry.mlflow_registry import weights_dir
