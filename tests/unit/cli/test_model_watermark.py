@@ -77,3 +77,31 @@ def test_an_unsafe_model_is_refused_before_it_is_loaded(models, capsys, monkeypa
     (bad / "extra.pkl").write_bytes(pickle.dumps(print))  # a global outside the allowlist
     status, _, err = run(capsys, str(bad))
     assert status == 1 and "extra.pkl" in err
+
+
+def test_a_registered_version_by_its_models_uri(models, capsys, monkeypatch, tmp_path: Path) -> None:
+    """``models:/NAME/VERSION``: the version is downloaded (here: a stand-in for the registry's
+    download), its packaged layout read through MLmodel, scanned and verified."""
+    import shutil
+
+    from airflow_mlops.cli import model as cli_model
+    from airflow_mlops.registry import mlflow_registry
+
+    packaged = tmp_path / "version"
+    shutil.copytree(models["marked"], packaged / "artifacts" / "weights")
+    (packaged / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    artifacts:\n      weights:\n        path: artifacts/weights\n"
+    )
+    asked: list[tuple[str, str]] = []
+
+    def download_version(client, name, version, dest):
+        asked.append((name, version))
+        return packaged, packaged / "sig", None
+
+    monkeypatch.setattr(mlflow_registry, "download_version", download_version)
+    monkeypatch.setattr(cli_model, "mlflow_client", lambda args: object())
+    monkeypatch.setenv("MLOPS_WATERMARK_KEY", KEY)
+    status, out, _ = run(capsys, "models:/fraud_detector/7", "--json")
+    assert status == 0 and json.loads(out)["claimed"] is True and asked == [("fraud_detector", "7")]
+    status, _, err = run(capsys, "models:/no-version")
+    assert status == 1 and "models:/NAME/VERSION" in err
