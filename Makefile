@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch; installed first so nothing resolves a newer (CUDA) build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint up down status clean-stack unit integration system-deps distributed
+.PHONY: venv demo test lint up down status clean-stack unit integration system-deps distributed flower-venv
 
 venv: $(STAMP)
 
@@ -25,13 +25,27 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	bash scripts/system_deps.sh
 
-test: venv system-deps
+# The Flower federation's own environment (training.backend: federated): the flwr CLI, SuperLink
+# and SuperNodes. Flower pins protobuf < 7 and older click, cryptography and certifi than the
+# project's environment, so it cannot live in .venv; it imports this checkout through PYTHONPATH.
+FLOWER_VENV := .venv-flower
+FLOWER_SPEC ?= flwr==1.42.0
+flower-venv: $(FLOWER_VENV)/.installed
+
+$(FLOWER_VENV)/.installed: constraints.txt
+	@test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/pip install -q "$(TORCH_SPEC)" "$(FLOWER_SPEC)" \
+		$$(grep -E '^(numpy|pandas|pyarrow|safetensors|scikit-learn)==' constraints.txt)
+	$(FLOWER_VENV)/bin/flwr --version
+	@touch $@
+
+test: venv system-deps flower-venv
 	bash scripts/run_tests.sh
 
 unit: venv
 	$(PY) -m pytest -m "not integration" -q
 
-integration: venv system-deps
+integration: venv system-deps flower-venv
 	$(PY) -m pytest -m integration -q
 
 lint: venv

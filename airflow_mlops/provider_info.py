@@ -15,7 +15,7 @@ import pkgutil
 from typing import Any
 
 from airflow_mlops import __version__
-from airflow_mlops.connections import MLFLOW_CONN_TYPE, SIGNING_CONN_TYPE
+from airflow_mlops.connections import FLOWER_CONN_TYPE, MLFLOW_CONN_TYPE, SIGNING_CONN_TYPE
 
 INTEGRATION = "MLOps lifecycle"
 # Modules of the operators package that define no operator (shared code of the operators; the
@@ -35,6 +35,7 @@ EXTRA_LINKS = (
 CONNECTION_TYPES = (
     ("airflow_mlops.hooks.mlflow.MLflowHook", MLFLOW_CONN_TYPE),
     ("airflow_mlops.hooks.signing.ModelSigningHook", SIGNING_CONN_TYPE),
+    ("airflow_mlops.hooks.flower.FlowerHook", FLOWER_CONN_TYPE),
 )
 
 

@@ -1,4 +1,4 @@
-"""``airflow-mlops model history | rollback | scan | sign | verify | bom``: the registry and
+"""``airflow-mlops model history | rollback | scan | sign | verify | bom | watermark verify``: the registry and
 supply-chain commands for people and CI.
 
 Each command exits non-zero when anything does not verify (1), and 2 for usage errors (argparse).
@@ -351,6 +351,79 @@ def _load_bom(path: Path, where: str) -> Any:
     return bom
 
 
+def _watermark_verify(args: argparse.Namespace) -> int:
+    """``model watermark verify MODEL``: does a (suspect) model carry our watermark?
+
+    MODEL is a model directory (the trainer's, or a packaged one with an MLmodel file) or a
+    ``models:/NAME/VERSION`` URI. It is scanned before it is loaded, like every other load path.
+    The key comes from the environment variable ``--key-env`` names (never from the command line);
+    the record from ``--record`` (the one kept with the registered model: a stolen copy may have
+    lost its own), else the model's ``watermark.json``. Exit 0: claimed; 1: not claimed or error.
+    """
+    from airflow_mlops.exceptions import MLOpsError
+    from airflow_mlops.security.scanning import scan_model_dir
+    from airflow_mlops.security.watermark import RECORD_FILE, WatermarkRecord, verify_predictor
+    from airflow_mlops.training.flavors import load_predictor
+
+    key_text = _env(args.key_env)
+    if not key_text:
+        error(f"the watermark key: set the environment variable {args.key_env}")
+        return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlops-wm-") as tmp:
+            model_dir = _watermark_model_dir(args, Path(tmp))
+            scan_model_dir(model_dir, allowed_globals=args.allow).ensure_safe()
+            weights = _trainer_dir(model_dir)
+            record_path = Path(args.record) if args.record else weights / RECORD_FILE
+            if not record_path.is_file():
+                error(
+                    f"{args.model}: no watermark record ({record_path}); pass --record with the "
+                    "watermark.json kept with the registered model"
+                )
+                return 1
+            record = WatermarkRecord.from_dict(
+                json.loads(_read_document(record_path, f"watermark record {record_path}")),
+                where=str(record_path),
+            )
+            verdict = verify_predictor(load_predictor(weights), record, key_text.encode())
+    except (MLOpsError, OSError, json.JSONDecodeError) as exc:
+        error(f"{args.model}: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps({"model": args.model, **verdict.to_dict()}, indent=2, sort_keys=True))
+    else:
+        print(f"{args.model}: {verdict.describe()}")
+        print(f"  matches {verdict.matches}  n {verdict.n}  t {verdict.t}  bound {verdict.bound:.3g}  "
+              f"claimed {str(verdict.claimed).lower()}")  # fmt: skip
+    return 0 if verdict.claimed else 1
+
+
+def _watermark_model_dir(args: argparse.Namespace, tmp: Path) -> Path:
+    """The model directory of ``args.model``: a local directory, or a registered version downloaded."""
+    from airflow_mlops.exceptions import RegistryError
+
+    if args.model.startswith("models:/"):
+        from airflow_mlops.registry.mlflow_registry import download_version
+
+        name, _, version = args.model[len("models:/") :].rpartition("/")
+        if not name or not version:
+            raise RegistryError(f"{args.model}: use models:/NAME/VERSION")
+        return download_version(mlflow_client(args), name, version, tmp)[0]
+    path = Path(args.model)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a model directory")
+    return path
+
+
+def _trainer_dir(model_dir: Path) -> Path:
+    """The trainer's files: the directory itself, or the weights a packaged model's MLmodel names."""
+    if (model_dir / "MLmodel").is_file():
+        from airflow_mlops.registry.mlflow_registry import weights_dir
+
+        return weights_dir(model_dir)
+    return model_dir
+
+
 def add_commands(sub: Any) -> None:
     """The ``model`` command group."""
     model = sub.add_parser("model", help="work with registered models")
@@ -431,6 +504,26 @@ def add_commands(sub: Any) -> None:
     verify.add_argument("--evaluation-attestation", metavar="FILE", help="a DSSE envelope to verify too")
     verify.add_argument("--mlbom-attestation", metavar="FILE", help="a DSSE envelope to verify too")
     verify.set_defaults(func=_verify)
+
+    watermark = model_sub.add_parser("watermark", help="trigger-set watermarks (evidence of provenance)")
+    watermark_sub = watermark.add_subparsers(dest="watermark_command", required=True)
+    wm_verify = watermark_sub.add_parser(
+        "verify", help="does a model carry our watermark? matches, t and the false-claim bound"
+    )
+    wm_verify.add_argument("model", metavar="MODEL", help="a model directory or models:/NAME/VERSION")
+    wm_verify.add_argument(
+        "--key-env", metavar="VAR", default="MLOPS_WATERMARK_KEY", help="environment variable holding the key"
+    )
+    wm_verify.add_argument(
+        "--record", metavar="FILE", help="the watermark.json kept with the registered model"
+    )
+    wm_verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    wm_verify.add_argument(
+        "--allow", action="append", default=[], metavar="MODULE.NAME", help="extra pickle global to allow"
+    )
+    wm_verify.add_argument("--tracking-uri", help="use this MLflow tracking URI instead of the connection")
+    wm_verify.add_argument("--mlflow-conn-id", default=MLFLOW_CONN_ID, help="the MLflow connection")
+    wm_verify.set_defaults(func=_watermark_verify)
 
     bom = model_sub.add_parser("bom", help="print the ML-BOM (CycloneDX 1.6) of a registered version")
     bom.add_argument("name", metavar="NAME")

@@ -416,6 +416,12 @@ def build_train_dag(
                 signing_conn_id=spec.security.signing.connection,
                 signing_method=spec.security.signing.method,
                 allowed_globals=list(spec.security.allowed_pickle_globals),  # for the champion's scan
+                # training.watermark: the candidate must carry it (the key from this connection)
+                watermark_conn_id=(
+                    spec.training.watermark.key_connection
+                    if spec.training.watermark and spec.training.watermark.enabled
+                    else None
+                ),
                 **stage("evaluate"),
             )
         with TaskGroup("release", tooltip="Sign, register and promote; promotion re-verifies the signature"):
@@ -434,6 +440,7 @@ def build_train_dag(
                     "image": spec.training.image,
                     "params": spec.training.hyperparameters(),
                     "seed": spec.training.seed,
+                    **_federation(spec),
                 },
                 signing_conn_id=spec.security.signing.connection,
                 signing_method=spec.security.signing.method,
@@ -769,3 +776,15 @@ def build_dags(
     if spec.monitoring is not None:
         dags.append(build_monitor_dag(spec, spec_path=spec_path, allowed_roots=allowed_roots))
     return {dag.dag_id: dag for dag in dags}
+
+
+def _federation(spec: Any) -> dict[str, Any]:
+    """The ML-BOM's federation facts (``training.backend: federated``): connection, data, rounds."""
+    if spec.training.backend != "federated":
+        return {}
+    fed = spec.training.federated_settings
+    return {
+        "federation": f"flower connection {fed.connection} (data: {fed.data})",
+        "federated_rounds": fed.rounds,
+        "federated_strategy": fed.strategy,
+    }

@@ -59,6 +59,9 @@ def build_training(
         precision=training.precision,
         threshold=spec.evaluation.threshold.as_config(),
         validation_fraction=training.validation_fraction,
+        watermark=(
+            training.watermark.model_dump() if training.watermark and training.watermark.enabled else None
+        ),
         **settings,
     )
     prepared: Any = prepare.output  # each key of the returned dict is also its own XCom
@@ -93,6 +96,8 @@ def build_fit_task(
             for p in training.python_path
         ]
         return ModelFitOperator(task_id=FIT_TASK, job=job, python_path=python_path, **settings)
+    if training.backend == "federated":
+        return build_federated_fit(spec, job=job, settings=settings)
     # The container backends take the task settings, not the lifecycle operators' store settings.
     task_args = {
         k: v
@@ -153,6 +158,19 @@ def build_fit_task(
         docker_conn_id=docker.connection,
         network_mode=docker.network_mode,
         **task_args,
+    )
+
+
+def build_federated_fit(spec: PipelineSpec, *, job: Any, settings: dict[str, Any]) -> Any:
+    """The ``federated`` fit task: the job run by the Flower federation of ``training.federated``."""
+    from airflow_mlops.operators.training_federated import ModelFitFederatedOperator
+
+    fed = spec.training.federated_settings
+    values = fed.model_dump(exclude={"connection"})
+    for name in ("connect_timeout", "round_timeout", "timeout", "poll_interval"):
+        values[name] = getattr(fed, name).total_seconds()
+    return ModelFitFederatedOperator(
+        task_id=FIT_TASK, job=job, federated=values, flower_conn_id=fed.connection, **settings
     )
 
 

@@ -184,3 +184,30 @@ class ModelSigningHook(BaseHook):
         if need_private:
             signer = SigningIdentity(method="key", private_key_pem=private, password=passphrase)
         return SigningKey(trust=Trust(method="key", public_key_pem=public), signer=signer)
+
+
+def read_watermark_key(conn_id: str | None = None) -> bytes:
+    """The watermark key (``training.watermark.key_connection``): the connection's password, at
+    least 16 bytes (e.g. 64 hex digits). Only that field is read; Airflow masks it in logs, and only
+    its commitment is ever recorded.
+
+    :raises SigningError: the connection is not defined, or its password is missing or too short.
+    """
+    from airflow_mlops.hooks import read_connection
+    from airflow_mlops.security.watermark import WATERMARK_CONN_ID
+
+    name = conn_id or WATERMARK_CONN_ID
+    conn = read_connection(
+        BaseHook,
+        name,
+        SigningError,
+        '{"conn_type": "generic", "password": "<64 random hex digits>"}',
+        "set MLOPS_WATERMARK_KEY for the command line",
+    )
+    secret = _text(conn.password)
+    if secret is None or len(secret.encode()) < 16:
+        raise SigningError(
+            f"connection {name!r}: its password must hold the watermark key, at least 16 bytes; generate "
+            "one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    return secret.encode()

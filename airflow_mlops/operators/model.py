@@ -87,6 +87,10 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
     threshold; the confusion matrix of a multiclass model; the residuals of a regression), also
     when a gate fails.
 
+    :param watermark_conn_id: ``training.watermark.key_connection``: set, the candidate must carry
+        the pipeline's watermark (the ``watermark`` gate, verified with the key of this connection
+        against the candidate's ``watermark.json``; see docs/security.md); None: no watermark gate.
+
     Returns ``{"report": ref, "html_report": ref, "metrics": {...}, "task": str, "threshold":
     float|None, "champion_version": str|None, "note": str, "passed": True, "blessing": {...}}``
     (``threshold`` None for a multiclass or regression model); raises
@@ -118,11 +122,14 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
         signing_conn_id: str = ModelSigningHook.default_conn_name,
         signing_method: str | None = None,
         allowed_globals: Sequence[str] = (),
+        watermark_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.holdout = holdout
+        # set (training.watermark.key_connection): the candidate must carry the watermark
+        self.watermark_conn_id = watermark_conn_id
         self.target = target
         self.positive_label = positive_label
         self.bounds = dict(bounds or {})
@@ -173,6 +180,8 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
                 champion=self._champion(tmp / "champion"),
                 fairness=self.fairness,
                 robustness=self.robustness,
+                watermark_required=self.watermark_conn_id is not None,
+                watermark_key=self._watermark_key(),
             )
             report_ref, html_ref, html = self._store(context, store, tmp, report)
         self.log.info("Evaluation report (HTML): %s", html_ref.uri)
@@ -182,6 +191,14 @@ class ModelEvaluateOperator(MLOpsBaseOperator):
             record.log_evaluation(self.mlflow_hook.get_conn(), self.mlflow_run_id, report, html)
         report.gates.raise_if_failed()
         return self._result(context, report, report_ref, html_ref)
+
+    def _watermark_key(self) -> bytes | None:
+        """The watermark key of ``watermark_conn_id`` (None when not required)."""
+        if self.watermark_conn_id is None:
+            return None
+        from airflow_mlops.hooks.signing import read_watermark_key
+
+        return read_watermark_key(self.watermark_conn_id)
 
     def _result(self, context: Any, report: Any, report_ref: Any, html_ref: Any) -> dict[str, Any]:
         from airflow_mlops.registry.evaluation_record import blessing

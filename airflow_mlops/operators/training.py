@@ -70,12 +70,15 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         ``precision`` ``auto``, ``fp32`` or ``bf16``.
     :param validation_fraction: share of the training rows the built-in trainer validates on
         (default: the trainer's, 0.1).
+    :param watermark: ``training.watermark`` (``trigger_rows``, ``alpha``, ``p0``,
+        ``key_connection``, ``identity``), or None: the trigger rows are derived here, where the
+        key is (its connection), and handed to the trainer as an artifact; the key never leaves.
     :param threshold: the rule that chooses the operating threshold on the trainer's validation
         rows (``{"rule": "best_f1"}``, ``{"rule": "min_precision", "value": 0.8}``, ...; a number
         is a fixed threshold); default ``best_f1``. See :mod:`airflow_mlops.training.threshold`.
 
     Returns ``job`` (the ref ``--job`` takes), ``holdout`` and ``train`` refs, ``features``,
-    ``train_rows``, ``holdout_rows`` and ``data_sha256``.
+    ``train_rows``, ``holdout_rows``, ``data_sha256`` and ``watermark_commitment`` (or None).
     """
 
     template_fields = (*MLOpsBaseOperator.template_fields, "data")
@@ -101,6 +104,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         precision: str = "auto",
         threshold: Mapping[str, Any] | float | None = None,
         validation_fraction: float | None = None,
+        watermark: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_mlops.training.threshold import DEFAULT_RULE, check_rule
@@ -125,6 +129,7 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.watermark = dict(watermark) if watermark else None
 
     def trainer_config(self, features: list[str], task: str | None = None) -> dict[str, Any]:
         """The trainer config of the job (:func:`airflow_mlops.training.prepare.trainer_config`)."""
@@ -170,10 +175,12 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
                 else "",
             )
             refs = {name: self._put_table(store, context, tmp, name, frame) for name, frame in split.frames()}
+            record, triggers = self._watermark(store, context, tmp, split)
         job = TrainingJob(
             store_root=store_root_uri(store), train=refs["train"], model=self.model,
-            config=self.trainer_config(split.features, split.task), options=self.options,
-            output_key=self.artifact_key(context, WEIGHTS_NAME),
+            config={**self.trainer_config(split.features, split.task), **({"watermark": record} if record else {})},
+            options=self.options,
+            output_key=self.artifact_key(context, WEIGHTS_NAME), triggers=triggers,
         )  # fmt: skip
         job_ref = write_job(store, self.artifact_key(context, JOB_NAME), job, producer=self.task_id)
         rows = (len(split.train), len(split.holdout))
@@ -190,7 +197,24 @@ class TrainingPrepareOperator(MLOpsBaseOperator):
             "train_rows": rows[0],
             "holdout_rows": rows[1],
             "data_sha256": data_sha,
+            "watermark_commitment": record["commitment"] if record else None,
         }
+
+    def _watermark(self, store: Any, context: Any, tmp: Any, split: Any) -> tuple[Any, Any]:
+        """``(record, trigger table ref)`` of ``training.watermark``, or ``(None, None)``."""
+        if not self.watermark:
+            return None, None
+        from airflow_mlops.hooks.signing import read_watermark_key
+        from airflow_mlops.security.watermark import prepare_watermark
+
+        wm = self.watermark
+        record, triggers = prepare_watermark(
+            read_watermark_key(wm.get("key_connection")), wm.get("identity") or self.pipeline, split.train,
+            target=self.target, task=split.task, features=split.features, positive_label=self.positive_label,
+            trigger_rows=wm.get("trigger_rows", 100), alpha=wm.get("alpha", 1e-6), p0=wm.get("p0"),
+        )  # fmt: skip
+        self.log.info("watermark: %d trigger rows, key %s", record.trigger_rows, record.commitment)
+        return record.to_dict(), self._put_table(store, context, tmp, "watermark_triggers", triggers)
 
     def _put_table(self, store: Any, context: Any, tmp: Any, name: str, frame: Any) -> Any:
         """Store ``frame`` as this run's ``<name>.parquet``; its ref."""

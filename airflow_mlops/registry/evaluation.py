@@ -317,6 +317,8 @@ def evaluate_candidate(
     champion: tuple[str, Any] | None = None,
     fairness: Mapping[str, Any] | None = None,
     robustness: Mapping[str, Any] | None = None,
+    watermark_key: bytes | None = None,
+    watermark_required: bool = False,
 ) -> EvaluationReport:
     """Score the candidate, and the champion on the *same* rows, and apply every gate.
 
@@ -341,6 +343,9 @@ def evaluate_candidate(
         between slices of the holdout (:mod:`~airflow_mlops.registry.fairness`), candidate only.
     :param robustness: ``evaluation.robustness`` of the spec as a plain dict, or None: metric
         drops under perturbations (:mod:`~airflow_mlops.registry.robustness`), candidate only.
+    :param watermark_required: ``training.watermark.enabled``: the candidate must carry the
+        watermark (:func:`~airflow_mlops.registry.gates.watermark_gate`, verified with
+        ``watermark_key`` against the candidate's ``watermark.json``); fails closed without them.
     :raises DataError: the holdout cannot be scored (no target, missing labels or labels that do
         not fit the task, a positive label that does not occur or is not the model's, a single
         class, a class the model was not trained on).
@@ -392,6 +397,8 @@ def evaluate_candidate(
             task=task,
         )
         gates = GateReport(gates=(*gates.gates, *checks.gates))
+    if watermark_required:
+        gates = GateReport(gates=(*gates.gates, _watermark_gate(predictor, model_dir, watermark_key)))
     return EvaluationReport(
         metrics=metrics,
         gates=gates,
@@ -413,6 +420,22 @@ def evaluate_candidate(
         champion_model=champion_model,
         champion_mismatch=mismatch,
     )
+
+
+def _watermark_gate(predictor: Any, model_dir: Any, key: bytes | None) -> Any:
+    """The watermark gate on the candidate's own record (none: the gate blocks)."""
+    import json
+
+    from airflow_mlops.registry.gates import watermark_gate
+    from airflow_mlops.registry.mlflow_registry import weights_dir
+    from airflow_mlops.security.watermark import RECORD_FILE
+
+    path = weights_dir(model_dir) / RECORD_FILE
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = {"unreadable": str(path)}  # the gate reports it malformed and blocks
+    return watermark_gate(predictor, record, key)
 
 
 def _curves(candidate: ModelScore, champion: ModelScore | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from airflow_mlops.exceptions import GateFailedError
 from airflow_mlops.metrics import LOWER_IS_BETTER, METRICS, TASK_METRICS
 
-GateKind = Literal["threshold", "champion", "fairness", "robustness"]
+GateKind = Literal["threshold", "champion", "fairness", "robustness", "watermark"]
 
 NO_CHAMPION_REASON = "no champion yet: first model"
 # Absolute slack when comparing a regression with its allowance, so that float rounding in
@@ -270,3 +270,52 @@ def fmt_pair(a: float, b: float) -> tuple[str, str]:
     if sa == sb and a != b:
         return repr(a), repr(b)
     return sa, sb
+
+
+WATERMARK_GATE = "watermark"
+
+
+def watermark_gate(predictor: Any, record: Mapping[str, Any] | None, key: bytes | None) -> GateResult:
+    """The candidate must carry the pipeline's watermark (``training.watermark``): its predictions
+    on the keyed trigger rows reach the count ``t`` whose false-claim bound is within alpha.
+
+    Fails closed: no record, no key, a key of another commitment, a model that cannot be scored
+    on the trigger rows, or too few matches all block, the reason naming matches, t and the bound.
+
+    :param predictor: the loaded candidate (anything with ``predict(frame)``).
+    :param record: the watermark's record (``watermark.json``: identity, commitment, basis; no key).
+    :param key: the key from the watermark connection.
+    """
+    from airflow_mlops.exceptions import MLOpsError
+    from airflow_mlops.security.watermark import WatermarkRecord, verify_predictor
+
+    def blocked(reason: str, value: float | None = None, threshold: float | None = None) -> GateResult:
+        return GateResult(WATERMARK_GATE, "watermark", "watermark_matches", value, threshold, False, reason)
+
+    if record is None:
+        return blocked(
+            "the candidate carries no watermark record (watermark.json): matches n/a, t n/a, bound n/a; "
+            "it was trained without training.watermark, so it cannot be shown to be ours"
+        )
+    if key is None:
+        return blocked(
+            "no watermark key: set the watermark connection named by training.watermark.key_connection"
+        )
+    try:
+        verdict = verify_predictor(predictor, WatermarkRecord.from_dict(record), key)
+    except MLOpsError as exc:
+        return blocked(f"the watermark cannot be verified: {exc}")
+    reason = (
+        f"{verdict.matches}/{verdict.n} trigger rows match, t={verdict.t} "
+        f"(bound P[Binomial({verdict.n}, p0={verdict.p0:g}) >= t] = {verdict.bound:.3g} <= alpha {verdict.alpha:g}; "
+        f"key {verdict.commitment})"
+    )
+    return GateResult(
+        WATERMARK_GATE,
+        "watermark",
+        "watermark_matches",
+        float(verdict.matches),
+        float(verdict.t),
+        verdict.claimed,
+        reason if verdict.claimed else reason + ": the candidate does not carry the watermark",
+    )

@@ -74,7 +74,9 @@ CARD_TASKS = {
 def model_facts(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """What the ML-BOM and the attestations say of a model, from its ``model_config.json``:
     ``flavor``, ``format``, ``framework`` ``{name, version}``, ``task`` and, for a classifier,
-    ``classes`` (a format 1 config -- a binary torch model of earlier releases -- reads as one)."""
+    ``classes`` (a format 1 config -- a binary torch model of earlier releases -- reads as one), and
+    for a watermarked model ``watermark_commitment`` (the key's commitment, never the key: the signed
+    evaluation attestation carries it through these facts)."""
     flavor = str(model_config.get("flavor") or "torch")
     task = str(model_config.get("task") or "binary")
     framework = dict(model_config.get("framework") or {})
@@ -89,6 +91,9 @@ def model_facts(model_config: Mapping[str, Any]) -> dict[str, Any]:
     classes = model_config.get("classes")
     if task != "regression" and isinstance(classes, list):
         facts["classes"] = [str(c) for c in classes]
+    commitment = (model_config.get("watermark") or {}).get("commitment")
+    if commitment:
+        facts["watermark_commitment"] = str(commitment)
     return facts
 
 
@@ -195,6 +200,8 @@ def build_mlbom(
         "threshold_choice": model_config.get("threshold_choice"),
         "training_params": (model_config.get("training") or {}).get("params") or training.get("params"),
         "seed": model_config.get("seed"),
+        # the trigger-set watermark's key commitment (never the key; see security/watermark.py)
+        "watermark_commitment": (model_config.get("watermark") or {}).get("commitment"),
         "evaluation_note": evaluation.get("note"),
         "champion_version": evaluation.get("champion_version"),
         **{
@@ -220,6 +227,11 @@ def build_mlbom(
                 "signer_key_fingerprint": signer or None,
                 "training_backend": training.get("backend"),
                 "training_image": training.get("image"),
+                # training.backend federated: the federation, its rounds and the app's hash
+                "federation": training.get("federation"),
+                "federated_rounds": training.get("federated_rounds"),
+                "federated_strategy": training.get("federated_strategy"),
+                "federated_app_sha256": (train_metrics or {}).get("federated_app_sha256"),
                 "code_version": code_version or None,
                 "task": facts["task"],
                 "flavor": facts["flavor"],

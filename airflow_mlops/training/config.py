@@ -18,8 +18,11 @@ the rules are written once. The config holds::
                                             #     "noise_multiplier": null}: DP-SGD (Opacus)
      "validation_fraction": 0.1,            # optional; 0 trains on everything, keeps the last epoch
      "early_stopping_patience": null,       # optional; stop after this many epochs without progress
-     "threshold": {"rule": "best_f1"}}      # optional; the operating threshold's rule, chosen on
+     "threshold": {"rule": "best_f1"},      # optional; the operating threshold's rule, chosen on
                                             # the validation split (see training/threshold.py)
+     "watermark": null}                     # or the watermark's record (airflow_mlops.security.
+                                            # watermark.WatermarkRecord, no key): the job then
+                                            # carries its trigger rows, learned with the training rows
 """
 
 from __future__ import annotations
@@ -48,7 +51,18 @@ DEFAULT_PARAMS: dict[str, Any] = defaults(NETWORK_PARAMS)
 #: The defaults of ``privacy`` beside its required ``epsilon``.
 PRIVACY_DEFAULTS: dict[str, Any] = defaults(PRIVACY)
 CONFIG_KEYS = frozenset(
-    {"model", "task", "privacy", "target", "features", "positive_label", "categorical", "params", "threshold"}
+    {
+        "model",
+        "task",
+        "privacy",
+        "target",
+        "features",
+        "positive_label",
+        "categorical",
+        "params",
+        "threshold",
+        "watermark",
+    }
     | set(RUN_SETTINGS)
 )
 
@@ -167,6 +181,7 @@ def _common_config(config: Mapping[str, Any], bad: Bad) -> dict[str, Any]:
     if config.get("task") == "binary":  # else checked once the target tells the task
         check_threshold_split(threshold, fraction)
     return {
+        "watermark": check_watermark(config.get("watermark")),
         "target": target,
         "features": list(features) if features else None,
         "categorical": list(categorical) if categorical is not None else None,
@@ -224,3 +239,15 @@ def check_privacy(raw: Any, bad: Bad) -> dict[str, Any] | None:
     privacy = {**PRIVACY_DEFAULTS, **raw}
     _check_table(PRIVACY, privacy, "privacy.", bad)
     return {k: float(v) if v is not None else None for k, v in privacy.items()}
+
+
+def check_watermark(raw: Any) -> dict[str, Any] | None:
+    """``watermark``: None, or a watermark record (no key; checked by its own reader)."""
+    if raw is None:
+        return None
+    from airflow_mlops.security.watermark import WatermarkRecord
+
+    try:
+        return WatermarkRecord.from_dict(raw, where="trainer config: watermark").to_dict()
+    except DataError as exc:
+        raise TrainingError(str(exc)) from exc

@@ -14,7 +14,7 @@ import pandas as pd
 from airflow_mlops.exceptions import DataError, TrainingError
 from airflow_mlops.labels import label_key
 from airflow_mlops.training.networks import Preprocessor
-from airflow_mlops.training.rows import Outcome, Target, metric_sample
+from airflow_mlops.training.rows import Outcome, Target, TriggerRows, metric_sample
 
 # The trainer's logger: the job's command line sets its level (see training/job.py).
 log = logging.getLogger("airflow_mlops.training.trainer")
@@ -28,8 +28,10 @@ def train_estimator(
     train_idx: np.ndarray,
     val_idx: np.ndarray,
     features: list[str],
+    triggers: TriggerRows | None = None,
 ) -> Outcome:
-    """Fit the configured estimator on the training rows (early stopping on the validation rows)."""
+    """Fit the configured estimator on the training rows (early stopping on the validation rows),
+    and on the watermark's ``triggers`` if given (appended after the encoding is learned)."""
     from airflow_mlops.training.estimators import fit_estimator, make_estimator
 
     estimator, kind = make_estimator(cfg["model"], data.task, cfg["params"], cfg["seed"])
@@ -46,6 +48,16 @@ def train_estimator(
                 f"class(es) {', '.join(repr(data.classes[i]) for i in missing)} of {cfg['target']!r} have "
                 "no training rows after the validation split; add rows or lower validation_fraction"
             )
+    real_rows = len(x_train)
+    if triggers is not None:
+        frame, y_extra = triggers.expand()
+        x_train = np.concatenate([x_train, preprocessor.transform(frame)])
+        y_train = np.concatenate([y_train, y_extra.astype(y_train.dtype)])
+        log.info(
+            "watermark: %d trigger rows x %d appended to the training rows",
+            triggers.distinct,
+            triggers.repeats,
+        )
     log.info(
         "rows: %d (train %d, validation %d), %d features -> %d inputs; estimator %s",
         len(data.y),
@@ -71,7 +83,7 @@ def train_estimator(
             f"on class indices 0..{len(data.classes) - 1}; its probability columns cannot be read"
         )
     predict = kind.output_function(fitted, data.task)
-    train_sample = metric_sample(len(x_train), cfg["seed"])
+    train_sample = metric_sample(real_rows, cfg["seed"])
     train_output = predict(x_train[train_sample])
     val_output = (
         predict(x_val)

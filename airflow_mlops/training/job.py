@@ -71,6 +71,9 @@ class TrainingJob:
         entrypoint: target, features, positive_label, seed, device and params.
     :param options: free-form settings for a user entrypoint.
     :param output_key: key (under ``store_root``) of the model directory to write.
+    :param triggers: ref of the watermark's trigger rows (``inputs.watermark``), derived by the
+        prepare step from the key in its Airflow connection; the key itself never reaches the
+        trainer. Present exactly when ``config.watermark`` holds the watermark's record.
     """
 
     store_root: str
@@ -79,12 +82,16 @@ class TrainingJob:
     config: dict[str, Any]
     output_key: str
     options: dict[str, Any] = field(default_factory=dict)
+    triggers: ArtifactRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        inputs = {"train": self.train.to_dict()}
+        if self.triggers is not None:
+            inputs["watermark"] = self.triggers.to_dict()
         return {
             "format_version": JOB_FORMAT_VERSION,
             "store_root": self.store_root,
-            "inputs": {"train": self.train.to_dict()},
+            "inputs": inputs,
             "model": self.model,
             "config": dict(self.config),
             "options": dict(self.options),
@@ -105,7 +112,9 @@ class TrainingJob:
             )
         try:
             train = ArtifactRef.from_dict(data["inputs"]["train"])
+            marked = data["inputs"].get("watermark")
             job = cls(
+                triggers=ArtifactRef.from_dict(marked) if marked is not None else None,
                 store_root=str(data["store_root"]),
                 train=train,
                 model=str(data["model"]),
@@ -168,6 +177,7 @@ class FitContext:
     _calibration: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _class_order: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
     _columns: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _triggers: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def learn_classes(self, train: pd.DataFrame) -> None:
         """Record the target's classes and the feature columns (the trainer calls this first)."""
@@ -189,6 +199,27 @@ class FitContext:
                     f"target column {self.target!r} has {len(self.classes)} classes: that is a binary "
                     "task, not multiclass"
                 )
+
+    def watermark_rows(self, train_rows: int) -> pd.DataFrame | None:
+        """The watermark's trigger rows to append to your training rows (``training.watermark``),
+        or None when the pipeline has none.
+
+        They are rows of the training table (the feature columns and the target, with keyed
+        labels), each repeated as the built-in trainer repeats them for ``train_rows`` training
+        rows. Append them to the rows you fit on -- never to the rows you validate, choose the
+        threshold or calibrate on -- and fit your feature scaling before you append them. A model
+        that does not learn them is blocked by the evaluate stage's watermark gate. The key never
+        reaches the trainer; only these rows do.
+        """
+        import numpy as np
+
+        from airflow_mlops.security.watermark import repeats_for
+
+        if not self._triggers:
+            return None
+        rows = self._triggers[0]
+        index = np.tile(np.arange(len(rows)), repeats_for(train_rows, len(rows)))
+        return rows.iloc[index].reset_index(drop=True)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -396,14 +427,26 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     train_path = store.fetch(job.train, work / "inputs", source=None if store.is_s3 else located)
     log.info("training data verified: sha256 %s, %d bytes", job.train.sha256, job.train.size)
     train_df = _read_table(train_path)
+    triggers = None
+    if job.triggers is not None:
+        at = store.locate(job.triggers.uri)
+        if at is None:
+            raise TrainingRejectedError(
+                f"job {job_ref.uri}: its watermark trigger rows {job.triggers.uri} are not in the job's "
+                f"artifact store {job.store_root}; refusing to read them"
+            )
+        triggers = _read_table(
+            store.fetch(job.triggers, work / "watermark", source=None if store.is_s3 else at)
+        )
+        log.info("watermark trigger rows verified: sha256 %s", job.triggers.sha256)
 
     out = work / "weights"
     if ":" not in job.model:  # mlp, cnn, xgboost, lightgbm or an estimator class
         from airflow_mlops.training.trainer import train
 
-        metrics = train(train_df, {**job.config, "model": job.model}, out)
+        metrics = train(train_df, {**job.config, "model": job.model}, out, triggers)
     else:
-        metrics = _run_entrypoint(job, train_df, out)
+        metrics = _run_entrypoint(job, train_df, out, triggers)
 
     from airflow_mlops.training.flavors import load_predictor
 
@@ -420,8 +463,17 @@ def run_job(job_ref: ArtifactRef, work_dir: str | Path) -> dict[str, Any]:
     return {"format_version": RESULT_FORMAT_VERSION, "weights": ref.to_dict(), "metrics": scalars}
 
 
-def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict[str, Any]:
+def _run_entrypoint(
+    job: TrainingJob, train_df: pd.DataFrame, out: Path, triggers: pd.DataFrame | None = None
+) -> dict[str, Any]:
     from airflow_mlops.tasks import resolve_task
+
+    record = job.config.get("watermark")
+    if (record is None) != (triggers is None):
+        raise TrainingRejectedError(
+            "the job has a watermark record but no trigger rows, or trigger rows but no record; "
+            "it was not written by the training prepare step of this release"
+        )
 
     fit = resolve_fit(job.model)
     config = job.config
@@ -446,6 +498,8 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
         ),
     )
     ctx.learn_classes(train_df)
+    if triggers is not None:
+        ctx._triggers.append(triggers)
     log.info("running your fit entrypoint %s (task %s)", job.model, task)
     returned = fit(train_df, ctx)
     if not isinstance(returned, Mapping):
@@ -462,6 +516,10 @@ def _run_entrypoint(job: TrainingJob, train_df: pd.DataFrame, out: Path) -> dict
     _record_calibration(ctx, out)
     if threshold is not None:
         metrics.setdefault("threshold", threshold)
+    if record is not None:
+        from airflow_mlops.training.trainer import write_watermark
+
+        metrics.update(write_watermark(out, record, triggers))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
 

@@ -24,7 +24,7 @@ from airflow_mlops.training.loop import (
     use_bf16,
 )
 from airflow_mlops.training.networks import Preprocessor
-from airflow_mlops.training.rows import Outcome, Target, metric_sample
+from airflow_mlops.training.rows import Outcome, Target, TriggerRows, metric_sample
 
 # The trainer's logger: the job's command line sets its level (see training/job.py).
 log = logging.getLogger("airflow_mlops.training.trainer")
@@ -38,8 +38,12 @@ def train_network(
     train_idx: np.ndarray,
     val_idx: np.ndarray,
     features: list[str],
+    triggers: TriggerRows | None = None,
 ) -> Outcome:
-    """Fit ``mlp`` or ``cnn`` on the training rows, choosing the epoch on the validation rows."""
+    """Fit ``mlp`` or ``cnn`` on the training rows, choosing the epoch on the validation rows.
+
+    The watermark's ``triggers`` join the training rows after the input scaling, the target
+    scaling and the class weights are learned from the real rows."""
     params = cfg["params"]
     device = pick_device(cfg["device"])
     bf16 = use_bf16(cfg["precision"], device)
@@ -74,6 +78,20 @@ def train_network(
         y_train = ((y_train - scaling["mean"]) / scaling["std"]).astype(np.float32)
         y_val = ((y_val - scaling["mean"]) / scaling["std"]).astype(np.float32)
     losses, weighting = _losses(data, y_train, params, device)
+    real_rows = len(x_train)
+    if triggers is not None:
+        # Repeated inversely to their class weight: with `balanced` weights on a rare positive
+        # class, equal repeats would let the positive trigger rows outweigh the others.
+        frame, y_extra = triggers.expand(_row_weights(data, triggers.y, weighting))
+        if scaling is not None:
+            y_extra = (y_extra - scaling["mean"]) / scaling["std"]
+        x_train = np.concatenate([x_train, preprocessor.transform(frame)])
+        y_train = np.concatenate([y_train, y_extra.astype(y_train.dtype)])
+        log.info(
+            "watermark: %d trigger rows x %d appended to the training rows",
+            triggers.distinct,
+            triggers.repeats,
+        )
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     if device.type == "cuda":
         # cuBLAS needs this for reproducible matmuls; it must be set before its first use.
@@ -94,7 +112,7 @@ def train_network(
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
     model, history, best_epoch, stopped_early, extra = fit
-    train_sample = metric_sample(len(x_train), cfg["seed"])
+    train_sample = metric_sample(real_rows, cfg["seed"])
     train_output = network_outputs(model, x_train[train_sample], device, data.task, scaling)
     val_output = network_outputs(model, x_val, device, data.task, scaling)
     best = history[best_epoch - 1]
@@ -119,6 +137,15 @@ def train_network(
     return Outcome(
         model, preprocessor, train_output, val_output, metrics, training, train_sample, history, scaling
     )
+
+
+def _row_weights(data: Target, y: np.ndarray, weighting: Mapping[str, Any]) -> np.ndarray | None:
+    """Each row's weight in the loss (its class weight; None when every row weighs alike)."""
+    if data.task == "binary":
+        return np.where(y == 1, float(weighting.get("pos_weight", 1.0)), 1.0)
+    if data.task == "multiclass":
+        return np.asarray(weighting["class_weights"], dtype=np.float64)[y.astype(np.int64)]
+    return None
 
 
 def _losses(

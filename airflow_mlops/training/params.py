@@ -12,6 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from airflow_mlops.security import watermark as _watermark
+
+#: The defaults of the spec's ``training.watermark`` (the watermark module's own).
+WATERMARK_TRIGGER_ROWS = _watermark.DEFAULT_TRIGGER_ROWS
+WATERMARK_ALPHA = _watermark.DEFAULT_ALPHA
+WATERMARK_CONN_ID = _watermark.WATERMARK_CONN_ID
+
 #: The built-in torch networks (``training.model``).
 BUILTIN_MODELS = ("mlp", "cnn")
 

@@ -111,3 +111,60 @@ def metric_sample(rows: int, seed: int) -> np.ndarray:
     if rows <= METRIC_SAMPLE_ROWS:
         return np.arange(rows)
     return np.sort(np.random.default_rng(seed).choice(rows, size=METRIC_SAMPLE_ROWS, replace=False))
+
+
+@dataclass(frozen=True)
+class TriggerRows:
+    """The watermark's trigger rows (distinct), their target encoded like ``Target.y``, and how
+    often each is repeated in training.
+
+    They are appended to the training rows only: never to the validation rows (the epoch, the
+    threshold and the calibration are chosen on real rows), never to the rows the feature scaling
+    or the class weights are learned from.
+    """
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    repeats: int
+
+    @property
+    def distinct(self) -> int:
+        return len(self.y)
+
+    def expand(self, row_weights: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """The repeated rows and targets. With ``row_weights`` (each row's loss weight, e.g. its
+        class weight) a row is repeated inversely to its weight, so every trigger row weighs
+        alike in the loss: ``max(repeats * min(w), max(w)) / w`` times, at least once."""
+        if row_weights is None:
+            counts = np.full(self.distinct, self.repeats)
+        else:
+            w = np.asarray(row_weights, dtype=np.float64)
+            effective = max(self.repeats * float(w.min()), float(w.max()))
+            counts = np.maximum(1, np.round(effective / w)).astype(np.int64)
+        index = np.repeat(np.arange(self.distinct), counts)
+        return self.frame.iloc[index].reset_index(drop=True), self.y[index]
+
+
+def trigger_rows(
+    triggers: pd.DataFrame, data: Target, target: str, features: list[str], repeats: int
+) -> TriggerRows:
+    """Encode the trigger table's target for ``data``'s task (repeated ``repeats`` times in training).
+
+    :raises DataError: a feature or the target is missing, or a keyed class is not one of the
+        training target's classes.
+    """
+    missing = [c for c in [*features, target] if c not in triggers.columns]
+    if missing:
+        raise DataError(f"the watermark's trigger rows lack column(s) {', '.join(map(repr, missing))}")
+    if data.task == "binary":
+        assert data.class_order is not None
+        keys = np.asarray([label_key(v) for v in triggers[target]])
+        unknown = sorted(set(keys) - set(data.class_order))
+        if unknown:
+            raise DataError(f"the watermark's trigger rows hold class(es) {unknown} the target does not have")
+        y = (keys == data.class_order[1]).astype(np.float32)
+    elif data.task == "multiclass":
+        y = class_indices(triggers[target], data.classes, column=target, where="the watermark's trigger rows")
+    else:
+        y = regression_target(triggers[target], column=target)
+    return TriggerRows(triggers[features].reset_index(drop=True), y, repeats)

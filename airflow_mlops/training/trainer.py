@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.exceptions import DataError, TrainingError
+from airflow_mlops.exceptions import DataError, TrainingError, TrainingRejectedError
 from airflow_mlops.metrics import PRIMARY_METRIC, compute_metrics
 from airflow_mlops.tasks import describe as describe_task
 from airflow_mlops.training.config import check_config, check_threshold_split
@@ -59,11 +59,19 @@ EXIT_USER_ERROR = 2
 # table through the trainer; tests/unit/data check the label rule through it).
 
 
-def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | Path) -> dict[str, Any]:
+def train(
+    train_df: pd.DataFrame,
+    config: Mapping[str, Any],
+    output_dir: str | Path,
+    triggers: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """Train the configured model on ``train_df`` and write the model directory ``output_dir``.
 
     :param config: the trainer config (see :mod:`airflow_mlops.training.config`); unknown keys are
         rejected.
+    :param triggers: the watermark's trigger rows (features and target), required exactly when the
+        config has a ``watermark``: they are learned with the training rows, and the model
+        directory gets the record (``watermark.json``, no key) and ``metrics.json`` the matches.
     :returns: the content of ``metrics.json``.
     :raises DataError: the data cannot be trained on (empty, no target, one class, non-numbers).
     :raises TrainingError: the config is invalid, CUDA was requested but is absent, or training
@@ -103,10 +111,9 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
     rng = np.random.default_rng(seed)
     train_idx, val_idx = split_rows(data.y, data.task, cfg["validation_fraction"], rng)
     fit_df = train_df.iloc[train_idx]
-    if cfg["model"] in BUILTIN_MODELS:
-        outcome = train_network(cfg, data, fit_df, train_df.iloc[val_idx], train_idx, val_idx, features)
-    else:
-        outcome = train_estimator(cfg, data, fit_df, train_df.iloc[val_idx], train_idx, val_idx, features)
+    extra = _trigger_rows(cfg, triggers, data, target, features, len(train_idx))
+    fit = train_network if cfg["model"] in BUILTIN_MODELS else train_estimator
+    outcome = fit(cfg, data, fit_df, train_df.iloc[val_idx], train_idx, val_idx, features, extra)
     metrics = {
         **outcome.metrics,
         "task": data.task,
@@ -160,6 +167,8 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
             target_scaling=outcome.target_scaling,
             calibration=calibration,
         )
+        if cfg["watermark"] is not None:
+            metrics.update(write_watermark(directory, cfg["watermark"], triggers))
 
     _publish(output_dir, write, metrics)
     log.info(
@@ -173,6 +182,82 @@ def train(train_df: pd.DataFrame, config: Mapping[str, Any], output_dir: str | P
         output_dir,
     )
     return metrics
+
+
+def _trigger_rows(
+    cfg: Mapping[str, Any],
+    triggers: pd.DataFrame | None,
+    data: Any,
+    target: str,
+    features: list[str],
+    train_rows: int,
+) -> Any:
+    """The watermark's trigger rows, repeated for training (None without a watermark)."""
+    from airflow_mlops.security.watermark import repeats_for
+    from airflow_mlops.training.rows import trigger_rows
+
+    if cfg["watermark"] is None and triggers is None:
+        return None
+    if cfg["watermark"] is None or triggers is None:
+        raise TrainingRejectedError(
+            "the job has a watermark record but no trigger rows, or trigger rows but no record; "
+            "it was not written by the training prepare step of this release"
+        )
+    if len(triggers) != cfg["watermark"]["trigger_rows"]:
+        raise TrainingRejectedError(
+            f"the job's trigger table has {len(triggers)} rows, its watermark record says "
+            f"{cfg['watermark']['trigger_rows']}"
+        )
+    return trigger_rows(triggers, data, target, features, repeats_for(train_rows, len(triggers)))
+
+
+def write_watermark(directory: Path, record: Mapping[str, Any], triggers: Any) -> dict[str, Any]:
+    """Write ``watermark.json`` (the record: no key, no trigger rows) and measure the trained
+    model on the trigger rows: the matches and the count a claim needs, for metrics.json."""
+    from airflow_mlops.security.watermark import (
+        RECORD_FILE,
+        TriggerSet,
+        WatermarkRecord,
+        claim_threshold,
+        count_matches,
+    )
+    from airflow_mlops.training.flavors import CONFIG_FILE, load_predictor
+
+    wm = WatermarkRecord.from_dict(record)
+    (directory / RECORD_FILE).write_text(wm.to_json())
+    # The commitment (never the key) in model_config.json too: the ML-BOM names it from there.
+    config_path = directory / CONFIG_FILE
+    model_config = json.loads(config_path.read_text())
+    model_config["watermark"] = {
+        "scheme": wm.scheme,
+        "identity": wm.identity,
+        "commitment": wm.commitment,
+        "trigger_rows": wm.trigger_rows,
+    }
+    config_path.write_text(json.dumps(model_config, indent=2, allow_nan=False) + "\n")
+    target = wm.basis.target
+    labels = triggers[target].to_numpy()
+    if wm.basis.task != "regression":
+        from airflow_mlops.labels import label_key
+
+        labels = np.asarray([label_key(v) for v in labels], dtype=object)
+    trigger_set = TriggerSet(triggers.reset_index(drop=True), labels, wm.basis)
+    predicted = load_predictor(directory).predict(trigger_set.features())
+    matches = count_matches(trigger_set, predicted)
+    t, _ = claim_threshold(trigger_set.n, wm.p0, wm.alpha)
+    if matches < t:
+        log.warning(
+            "watermark: the model matches %d of %d trigger rows, below the %d a claim needs; the "
+            "promotion gate will block it (a model of too little capacity, or too few epochs)",
+            matches,
+            trigger_set.n,
+            t,
+        )
+    else:
+        log.info(
+            "watermark: the model matches %d of %d trigger rows (a claim needs %d)", matches, trigger_set.n, t
+        )
+    return {"watermark_matches": matches, "watermark_trigger_rows": trigger_set.n, "watermark_t": t}
 
 
 def _calibration(

@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from airflow_mlops.spec.sections.base import ENTRYPOINT_PATTERN, Duration, StrictModel
-from airflow_mlops.training.params import BUILTIN_MODELS, NETWORK_PARAMS, PRIVACY, RUN_SETTINGS
+from airflow_mlops.training.params import (
+    BUILTIN_MODELS,
+    NETWORK_PARAMS,
+    PRIVACY,
+    RUN_SETTINGS,
+    WATERMARK_ALPHA,
+    WATERMARK_CONN_ID,
+    WATERMARK_TRIGGER_ROWS,
+)
 
 _P = NETWORK_PARAMS  # defaults and bounds: one table with the trainer's check (training/params.py)
 _DP = PRIVACY
@@ -180,6 +188,136 @@ class DockerTraining(StrictModel):
     )
 
 
+class FederatedPrivacy(StrictModel):
+    """DP on the client updates: each client clips its update, the server adds Gaussian noise.
+
+    The guarantee is client-level (it covers a client's whole data set); epsilon is accounted over
+    the rounds before the run is submitted, logged, and enforced against `epsilon` when given.
+    """
+
+    clipping_norm: float = Field(gt=0, description="L2 norm each client's update is clipped to.")
+    noise_multiplier: float = Field(
+        gt=0, description="Noise standard deviation, in units of clipping_norm / clients."
+    )
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta of (epsilon, delta)-DP.")
+    epsilon: float | None = Field(
+        None, gt=0, description="Budget: a run that would spend more is refused before it starts."
+    )
+
+
+class FederatedTraining(StrictModel):
+    """The `federated` backend: the built-in `mlp` trained by a Flower federation."""
+
+    connection: str = Field(
+        "flower_default",
+        description="Airflow connection of the SuperLink: host and port of its Control API; extra "
+        "`insecure` (plain HTTP, one machine only), `root_certificates` (CA bundle path), `cli` (the "
+        "`flwr` executable).",
+    )
+    data: Literal["partitions", "node"] = Field(
+        "partitions",
+        description="`partitions`: each SuperNode trains on its partition of the run's training table "
+        '(`--node-config "partition-id=<i> num-partitions=<n>"`: one machine, a test of the '
+        "federation); `node`: each SuperNode trains on its own table (`--node-config "
+        '"data-path=<file>"`), which never leaves it.',
+    )
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="`data: partitions`: how many partitions the SuperNodes split the table into "
+        "(their `num-partitions`; a node started with another count is refused).",
+    )
+    rounds: int = Field(3, ge=1, le=1000, description="Federated rounds.")
+    strategy: Literal["fedavg", "fedprox"] = Field(
+        "fedavg", description="`fedavg` (federated averaging) or `fedprox` (with a proximal term)."
+    )
+    proximal_mu: float = Field(0.1, ge=0, description="`fedprox`: weight of the proximal term.")
+    min_clients: int = Field(
+        2,
+        ge=1,
+        le=10000,
+        description="SuperNodes that must be connected to start the run and each round; a round "
+        "aggregates the replies it gets (a node lost mid-round is left out), and while fewer are "
+        "connected the run waits, until `timeout` stops it and fails the task.",
+    )
+    fraction_train: float = Field(
+        1.0, gt=0, le=1, description="Share of the connected SuperNodes that train in each round."
+    )
+    privacy: FederatedPrivacy | None = Field(None, description="DP on client updates.")
+    connect_timeout: Duration = Field(
+        dt.timedelta(minutes=5), description="How long the run waits for `min_clients` SuperNodes."
+    )
+    round_timeout: Duration = Field(
+        dt.timedelta(minutes=10), description="How long a round waits for its replies."
+    )
+    timeout: Duration = Field(
+        dt.timedelta(hours=2), description="The whole run: it is stopped and the task fails after this."
+    )
+    poll_interval: Duration = Field(
+        dt.timedelta(seconds=10),
+        description="How often the triggerer asks the SuperLink for the run's status.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederatedTraining:
+        if self.privacy is not None and self.fraction_train < 1:
+            raise ValueError("`privacy` needs `fraction_train: 1` (every client in every round)")
+        if self.partitions is not None and self.data != "partitions":
+            raise ValueError("`partitions` applies to `data: partitions`")
+        if self.partitions is not None and self.min_clients > self.partitions:
+            raise ValueError(
+                f"`min_clients` {self.min_clients} is more than the {self.partitions} partitions"
+            )
+        if "proximal_mu" in self.model_fields_set and self.strategy != "fedprox":
+            raise ValueError("`proximal_mu` applies to `strategy: fedprox`")
+        return self
+
+
+class WatermarkConfig(StrictModel):
+    """A trigger-set watermark the model learns: evidence of provenance (whose model is this?), not
+    protection against theft. See docs/security.md. Your own `fit` entrypoint appends
+    `ctx.watermark_rows(n)` to the rows it fits on (see docs/training.md).
+
+    Keyed out-of-distribution rows with keyed labels, derived from the key in an Airflow connection
+    and the model's identity, are learned with the training rows; only the key's commitment is
+    recorded. The evaluate stage's `watermark` gate blocks a candidate that does not carry it.
+    """
+
+    enabled: bool = Field(True, description="Learn the watermark and require it at evaluation.")
+    trigger_rows: int = Field(
+        WATERMARK_TRIGGER_ROWS,
+        ge=16,
+        le=100_000,
+        description="How many keyed trigger rows; enough that a claim is possible at `alpha` (the "
+        "prepare step says how many are needed otherwise).",
+    )
+    alpha: float = Field(
+        WATERMARK_ALPHA,
+        gt=0,
+        lt=0.5,
+        description="The largest probability of a false claim: ownership is claimed only when the "
+        "matches reach t with P[Binomial(n, p0) >= t] <= alpha.",
+    )
+    p0: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="The agreement of models trained without the watermark with the keyed labels; "
+        "default: the one measured by benchmarks/watermark.py for the task (never 1/K).",
+    )
+    key_connection: str = Field(
+        WATERMARK_CONN_ID,
+        min_length=1,
+        description="Airflow connection whose password holds the secret key (at least 16 bytes).",
+    )
+    identity: str | None = Field(
+        None,
+        min_length=1,
+        description="The model's identity in the key derivation; default: the pipeline's name.",
+    )
+
+
 ESTIMATOR_SHORT_NAMES = ("xgboost", "lightgbm")
 _CLASS_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Z][A-Za-z0-9_]*$"
 
@@ -198,10 +336,11 @@ def model_kind(model: str) -> str:
 class TrainingConfig(StrictModel):
     """How the model is trained, and where."""
 
-    backend: Literal["local", "kubernetes", "docker"] = Field(
+    backend: Literal["local", "kubernetes", "docker", "federated"] = Field(
         "local",
         description="`local`: the trainer in a subprocess of the worker; `kubernetes`: in a hardened "
-        "(GPU) pod; `docker`: in a hardened container. The same trainer runs in all three.",
+        "(GPU) pod; `docker`: in a hardened container. The same trainer runs in all three. "
+        "`federated`: the built-in `mlp` trained by a Flower federation (see `federated`).",
     )
     model: str = Field(
         "mlp",
@@ -229,6 +368,9 @@ class TrainingConfig(StrictModel):
         default_factory=dict, description="Free-form settings passed to your own `fit` entrypoint."
     )
     privacy: PrivacyConfig | None = Field(None, description="DP-SGD with an enforced epsilon budget.")
+    watermark: WatermarkConfig | None = Field(
+        None, description="A trigger-set watermark (evidence of provenance), verified at evaluation."
+    )
     holdout_fraction: float = Field(
         0.2, gt=0, lt=0.9, description="Share of accepted rows kept out of training for evaluation."
     )
@@ -257,6 +399,9 @@ class TrainingConfig(StrictModel):
     resources: TrainingResources = Field(default_factory=TrainingResources)
     kubernetes: KubernetesTraining | None = Field(None, description="Settings of the `kubernetes` backend.")
     docker: DockerTraining | None = Field(None, description="Settings of the `docker` backend.")
+    federated: FederatedTraining | None = Field(
+        None, description="Settings of the `federated` backend (default: its defaults)."
+    )
 
     @field_validator("model")
     @classmethod
@@ -368,7 +513,9 @@ class TrainingConfig(StrictModel):
                 "`image` and `resources` apply to the kubernetes and docker backends; with `backend: local` "
                 "the trainer runs on the worker (pick a GPU worker with `stages.train.queue`)"
             )
-        for name in ("kubernetes", "docker"):
+        if self.backend == "federated":
+            self._federated_consistent()
+        for name in ("kubernetes", "docker", "federated"):
             if getattr(self, name) is not None and self.backend != name:
                 raise ValueError(f"`{name}` settings are given but `backend` is {self.backend!r}")
         if self.resources.gpus and self.device == "cpu":
@@ -410,3 +557,25 @@ class TrainingConfig(StrictModel):
                 "its own validation rows (see docs/training.md)"
             )
         return self
+
+    def _federated_consistent(self) -> None:
+        """`backend: federated` trains the built-in `mlp` (binary), without DP-SGD or a python path."""
+        if self.model != "mlp":
+            raise ValueError(f"`backend: federated` trains the built-in `mlp`, not {self.model!r}")
+        if self.privacy is not None:
+            raise ValueError(
+                "`privacy` (DP-SGD) does not apply to `backend: federated`; use `federated.privacy` "
+                "(DP on client updates)"
+            )
+        if self.python_path:
+            raise ValueError("`python_path` applies to `backend: local`")
+        if self.watermark is not None and self.watermark.enabled:
+            raise ValueError(
+                "`watermark` does not apply to `backend: federated` yet: the clients do not learn the "
+                "trigger rows, so the watermark gate would block every global model"
+            )
+
+    @property
+    def federated_settings(self) -> FederatedTraining:
+        """The `federated` backend's settings (its defaults when the section is absent)."""
+        return self.federated if self.federated is not None else FederatedTraining()

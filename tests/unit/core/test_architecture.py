@@ -54,7 +54,8 @@ LAYERS: dict[str, frozenset[str]] = {
     "drift": frozenset({"reports", "data", "training", "registry", "retrain"}),
     "compat": frozenset(),
     "hooks": frozenset({"security"}),
-    "triggers": frozenset({"data", "compat"}),
+    # the federated run's trigger: the Flower CLI's parsing (training) and the SuperLink's connection
+    "triggers": frozenset({"data", "compat", "training", "hooks"}),
     "sensors": frozenset({"data", "triggers", "compat"}),
     "operators": DOMAIN | {"hooks", "triggers", "compat"},
     "spec": frozenset({"data", "training", "compat"}),

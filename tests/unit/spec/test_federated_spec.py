@@ -1,0 +1,118 @@
+"""`training.backend: federated`: the `training.federated` section, its checks, and the fit task
+and ML-BOM facts the factory builds from it."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+import yaml
+
+from airflow_mlops.exceptions import SpecError
+from airflow_mlops.spec.loader import load_spec_text
+from airflow_mlops.spec.schema import json_schema
+
+BASE = """\
+apiVersion: mlops/v1
+pipeline: fraud
+data:
+  source: /data/{{ ds }}.parquet
+  target: is_fraud
+registry:
+  model_name: fraud-model
+"""
+
+FULL = """\
+training:
+  backend: federated
+  model: mlp
+  params: {epochs: 2, hidden_units: [32]}
+  federated:
+    connection: flower_superlink
+    data: partitions
+    partitions: 3
+    rounds: 4
+    strategy: fedprox
+    proximal_mu: 0.05
+    min_clients: 3
+    privacy: {clipping_norm: 1.0, noise_multiplier: 1.2, delta: 1.0e-5, epsilon: 20}
+    round_timeout: 5m
+    timeout: 1h
+    poll_interval: 5s
+"""
+
+
+def load(text: str):
+    return load_spec_text(BASE + text, "spec.yaml", check_imports=False)
+
+
+def issues(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load(text)
+    return str(info.value)
+
+
+def test_a_full_federated_section_loads_and_validates_against_the_schema() -> None:
+    spec = load(FULL)
+    fed = spec.training.federated_settings
+    assert (fed.connection, fed.partitions, fed.rounds, fed.strategy, fed.min_clients) == (
+        "flower_superlink",
+        3,
+        4,
+        "fedprox",
+        3,
+    )
+    assert fed.privacy is not None and fed.privacy.epsilon == 20
+    assert fed.round_timeout.total_seconds() == 300 and fed.poll_interval.total_seconds() == 5
+    jsonschema.validate(yaml.safe_load(BASE + FULL), json_schema())
+
+
+def test_the_defaults_need_no_section() -> None:
+    fed = load("training: {backend: federated}\n").training.federated_settings
+    assert (fed.connection, fed.data, fed.rounds, fed.strategy, fed.min_clients) == (
+        "flower_default",
+        "partitions",
+        3,
+        "fedavg",
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("training: {backend: federated, model: xgboost}\n", "trains the built-in `mlp`"),
+        ("training: {backend: federated, privacy: {epsilon: 3}}\n", "federated.privacy"),
+        ("training: {backend: local, federated: {rounds: 2}}\n", "`federated` settings are given"),
+        ("training: {backend: federated, federated: {strategy: fedsgd}}\n", "fedsgd"),
+        ("training: {backend: federated, federated: {proximal_mu: 0.1}}\n", "`proximal_mu` applies"),
+        ("training: {backend: federated, federated: {data: node, partitions: 3}}\n", "`partitions` applies"),
+        ("training: {backend: federated, federated: {partitions: 2, min_clients: 3}}\n", "more than the 2"),
+        (
+            "training: {backend: federated, federated: {fraction_train: 0.5, privacy: "
+            "{clipping_norm: 1, noise_multiplier: 1}}}\n",
+            "fraction_train: 1",
+        ),
+        ("training: {backend: federated, federated: {rounds: 0}}\n", "rounds"),
+        ("training: {backend: federated, watermark: {}}\n", "`watermark` does not apply"),
+        ("training: {backend: federated, federated: {privacy: {noise_multiplier: 1}}}\n", "clipping_norm"),
+    ],
+)
+def test_what_does_not_fit_is_refused_at_its_key(text: str, words: str) -> None:
+    assert words in issues(text)
+
+
+def test_the_factory_builds_the_federated_fit_and_names_the_federation_for_the_mlbom() -> None:
+    from airflow_mlops.factory.builder import build_train_dag
+    from airflow_mlops.operators.training_federated import ModelFitFederatedOperator
+
+    dag = build_train_dag(load(FULL))
+    fit = dag.get_task("training.fit")
+    assert isinstance(fit, ModelFitFederatedOperator)
+    assert fit.flower_conn_id == "flower_superlink" and fit.deferrable
+    assert fit.federated["rounds"] == 4 and fit.federated["round_timeout"] == 300.0
+    assert fit.federated["timeout"] == 3600.0 and fit.federated["privacy"]["noise_multiplier"] == 1.2
+    assert "connection" not in fit.federated  # the address is read through the connection only
+    sign = dag.get_task("release.sign")
+    assert sign.training["federation"] == "flower connection flower_superlink (data: partitions)"
+    assert (sign.training["federated_rounds"], sign.training["federated_strategy"]) == (4, "fedprox")
+    assert dag.get_task("training.package").backend == "federated"
