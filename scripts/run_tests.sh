@@ -23,7 +23,7 @@ echo "== ruff"; $V/ruff check "${paths[@]}"; $V/ruff format --check "${paths[@]}
 echo "== mypy"; $V/mypy
 echo "== pytest"
 set +e
-$V/python -m pytest "$@"
+$V/python -m pytest --durations=30 "$@"  # the slowest 30: where CI time goes
 rc=$?
 set -e
 echo "== image builds (background)"; tail -8 .stack/build_images.log || true
