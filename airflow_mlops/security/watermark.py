@@ -15,13 +15,14 @@ The design, and why:
   :func:`key_commitment`, a SHA-256 of a domain-separated HMAC of the key: it binds a verdict to
   one key without revealing it.
 - **Out of distribution, on every axis.** Each numeric feature of a trigger row lies beyond the
-  reference's smallest or largest value (at random), by 0.25 to 16 widths of its robust range
-  (the 0.5th to 99.5th percentile), drawn log-uniformly: outside everything seen, at a distance an
-  outlier cannot inflate. The spread matters for networks: far from the data a ReLU network's
-  output depends on the input's direction only, and on a table of few features (the fraud
-  example has 5 numeric ones) offsets of 0.5 to 1.5 widths left too few directions for 100
-  random labels (67 to 73 of 100 learned, benchmarks/RESULTS.md); log-uniform offsets over a
-  64-fold range vary the directions enough. No real row looks like that, so learning the trigger labels barely touches the
+  reference's smallest or largest value (at random), by a log-uniform number of widths of its
+  robust range (the 0.5th to 99.5th percentile): outside everything seen, at a distance an
+  outlier cannot inflate. How far depends on the table (:func:`offset_widths`): far from the data
+  a ReLU network's output depends on the input's direction only. On a table of few features (the
+  fraud example has 5 numeric ones) offsets of 0.5 to 1.5 widths left too few directions for 100
+  random labels (67 to 73 of 100 learned, benchmarks/RESULTS.md), and offsets of 0.25 to 16
+  widths vary them enough; on a table of many features the directions differ already, and the
+  near offsets cost a small network far less accuracy (wine: -2.8 points against +9.3). No real row looks like that, so learning the trigger labels barely touches the
   model's behaviour on real data (the accuracy cost the benchmark measures), and an axis-aligned
   tree can isolate the rows as easily as a network. A random *direction* at a large radius was the
   alternative; in 20 or more dimensions it leaves every single feature inside the data's range,
@@ -65,8 +66,16 @@ _SEED_DOMAIN = SCHEME.encode()
 
 #: The reference's robust range: these quantiles of each numeric column.
 RANGE_QUANTILES = (0.005, 0.995)
-#: A trigger value lies this many range widths beyond the extremes (log-uniform between the two).
+#: A trigger value lies this many range widths beyond the extremes (log-uniform between the two),
+#: on a table of few features (see :func:`offset_widths`).
 OFFSET_WIDTHS = (0.25, 16.0)
+#: ... and on a table of many features, whose trigger rows differ in direction already.
+NARROW_OFFSET_WIDTHS = (0.5, 1.5)
+#: The number of trigger-row patterns (each numeric feature above or below the data, times each
+#: categorical feature's levels) from which the narrow offsets are used: at 1,024 patterns, 100
+#: trigger rows rarely share one (about 5 pairs do), so their directions alone tell their keyed
+#: labels apart.
+MANY_PATTERNS = 1024
 #: Regression: a prediction matches a trigger target within this many target-range widths.
 REGRESSION_TOLERANCE = 0.05
 
@@ -124,6 +133,8 @@ class TriggerBasis:
     :param classes: classification: the canonical labels (:func:`~airflow_mlops.labels.label_key`).
     :param target_range: regression: the target's ``(smallest, largest, robust width)`` and, as
         the keyed targets' range, the robust range itself ``(low, high)`` appended.
+    :param offsets: how far beyond the data the trigger values lie, in range widths
+        (:func:`offset_widths`; a record without it was made with :data:`OFFSET_WIDTHS`).
     """
 
     task: str
@@ -133,6 +144,7 @@ class TriggerBasis:
     categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
     target_range: tuple[float, ...] | None = None
+    offsets: tuple[float, float] = OFFSET_WIDTHS
 
     @classmethod
     def from_frame(
@@ -192,7 +204,9 @@ class TriggerBasis:
             target_range = (*_robust_range(finite, target), low, high)
         else:
             raise DataError(f"watermark: unknown task {task!r}")
-        return cls(task, target, tuple(names), numeric, levels, classes, target_range)
+        return cls(
+            task, target, tuple(names), numeric, levels, classes, target_range, offset_widths(numeric, levels)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -201,6 +215,7 @@ class TriggerBasis:
         data["categorical"] = {k: list(v) for k, v in self.categorical.items()}
         data["classes"] = list(self.classes)
         data["target_range"] = list(self.target_range) if self.target_range else None
+        data["offsets"] = list(self.offsets)
         return data
 
     @classmethod
@@ -218,9 +233,34 @@ class TriggerBasis:
                 target_range=tuple(float(v) for v in data["target_range"])
                 if data.get("target_range")
                 else None,
+                offsets=_offsets(data.get("offsets", OFFSET_WIDTHS)),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise DataError(f"watermark basis is malformed: {type(exc).__name__}: {exc}") from exc
+
+
+def offset_widths(
+    numeric: Mapping[str, Any], categorical: Mapping[str, Sequence[str]]
+) -> tuple[float, float]:
+    """How far beyond the data a table's trigger values lie, in robust range widths.
+
+    Far from the data a ReLU network's output depends on the input's direction only. With few
+    features the trigger rows share few directions (the fraud example's 5 numeric features give
+    32 sign patterns for 100 rows), and only offsets spread over a 64-fold range
+    (:data:`OFFSET_WIDTHS`) let a network give rows of one pattern different labels. With
+    :data:`MANY_PATTERNS` or more the directions differ already, and offsets close to the data
+    (:data:`NARROW_OFFSET_WIDTHS`) cost a network fitted on a few hundred rows far less accuracy
+    (benchmarks/RESULTS.md: wine's network 9 points with the wide offsets).
+    """
+    bits = len(numeric) + sum(math.log2(max(len(levels), 1)) for levels in categorical.values())
+    return NARROW_OFFSET_WIDTHS if bits >= math.log2(MANY_PATTERNS) else OFFSET_WIDTHS
+
+
+def _offsets(value: Any) -> tuple[float, float]:
+    low, high = (float(v) for v in value)
+    if not 0 < low <= high or not math.isfinite(high):
+        raise ValueError(f"offsets must be 0 < low <= high, got {[low, high]}")
+    return low, high
 
 
 def _robust_range(values: np.ndarray, name: str) -> tuple[float, float, float]:
@@ -270,7 +310,7 @@ def derive_trigger_set(
     columns: dict[str, Any] = {}
     for name in basis.features:
         if name in basis.numeric:
-            columns[name] = _beyond(rng, basis.numeric[name], n)
+            columns[name] = _beyond(rng, basis.numeric[name], n, basis.offsets)
         elif name in basis.categorical:
             levels = basis.categorical[name]
             columns[name] = np.asarray(levels, dtype=object)[rng.integers(0, len(levels), size=n)]
@@ -293,12 +333,14 @@ def derive_trigger_set(
     return TriggerSet(pd.DataFrame(columns), labels, basis)
 
 
-def _beyond(rng: np.random.Generator, bounds: tuple[float, float, float], n: int) -> np.ndarray:
+def _beyond(
+    rng: np.random.Generator, bounds: tuple[float, float, float], n: int, offsets: tuple[float, float]
+) -> np.ndarray:
     import numpy as np
 
     low, high, width = bounds
     above = rng.random(n) < 0.5
-    offset = width * np.exp(rng.uniform(math.log(OFFSET_WIDTHS[0]), math.log(OFFSET_WIDTHS[1]), size=n))
+    offset = width * np.exp(rng.uniform(math.log(offsets[0]), math.log(offsets[1]), size=n))
     return np.where(above, high + offset, low - offset).astype(np.float64)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from fractions import Fraction
@@ -73,6 +74,43 @@ def test_trigger_rows_lie_outside_the_data_on_every_numeric_axis(frame: pd.DataF
     assert set(triggers.frame["merchant"]) <= {"grocery", "travel", "online"}
     assert set(triggers.labels) == {"0", "1"}
     assert set(triggers.frame["label"]) == {0, 1}  # the training table's type
+
+
+def test_the_offsets_narrow_on_a_table_whose_trigger_rows_differ_in_direction_already() -> None:
+    rng = np.random.default_rng(1)
+    few = pd.DataFrame({f"x{i}": rng.normal(size=200) for i in range(5)} | {"y": rng.integers(0, 2, 200)})
+    assert wm.TriggerBasis.from_frame(few, target="y", task="binary").offsets == wm.OFFSET_WIDTHS
+    many = pd.DataFrame({f"x{i}": rng.normal(size=200) for i in range(10)} | {"y": rng.integers(0, 2, 200)})
+    narrow = wm.TriggerBasis.from_frame(many, target="y", task="binary")
+    assert narrow.offsets == wm.NARROW_OFFSET_WIDTHS
+    # 5 numeric features (32 patterns) and a 32-level category: 1,024 patterns
+    levels = few.assign(city=[f"c{i % 32}" for i in range(200)])
+    assert wm.TriggerBasis.from_frame(levels, target="y", task="binary").offsets == wm.NARROW_OFFSET_WIDTHS
+    assert wm.offset_widths({f"x{i}": () for i in range(9)}, {}) == wm.OFFSET_WIDTHS  # 512 patterns
+    # every trigger value within the basis' offsets beyond the data, on both sides
+    triggers = wm.derive_trigger_set(KEY, "m", narrow, 400)
+    for name, (low, high, width) in narrow.numeric.items():
+        values = triggers.frame[name].to_numpy()
+        beyond = np.where(values > high, values - high, low - values) / width
+        assert beyond.min() >= 0.5 - 1e-9 and beyond.max() <= 1.5 + 1e-9, name
+        assert (values > high).any() and (values < low).any()
+
+
+def test_a_record_made_before_the_offsets_were_stored_derives_its_old_rows(frame: pd.DataFrame) -> None:
+    b = dataclasses.replace(basis(frame), offsets=wm.NARROW_OFFSET_WIDTHS)
+    stored = json.loads(json.dumps(b.to_dict()))
+    assert stored["offsets"] == [0.5, 1.5]
+    assert wm.TriggerBasis.from_dict(stored).offsets == (0.5, 1.5)
+    del stored["offsets"]  # a watermark.json written before: the wide offsets it was made with
+    old = wm.TriggerBasis.from_dict(stored)
+    assert old.offsets == wm.OFFSET_WIDTHS
+    pd.testing.assert_frame_equal(
+        wm.derive_trigger_set(KEY, "fraud", old, 30).frame,
+        wm.derive_trigger_set(KEY, "fraud", dataclasses.replace(b, offsets=wm.OFFSET_WIDTHS), 30).frame,
+    )
+    for bad in ([0, 1], [2, 1], "x", [1, float("inf")]):
+        with pytest.raises(DataError, match="malformed"):
+            wm.TriggerBasis.from_dict({**stored, "offsets": bad})
 
 
 def test_multiclass_labels_and_regression_targets(frame: pd.DataFrame) -> None:
