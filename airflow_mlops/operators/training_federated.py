@@ -76,6 +76,7 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
         epsilon = self._epsilon()
         result_key = self.artifact_key(context, RESULT_NAME)
         job = dict(self.job) if isinstance(self.job, Mapping) else json.loads(str(self.job))
+        self._check_job(job)
         values = flower_cli.run_config_values(
             job=job, result_key=result_key, settings=self.federated, app_sha256=app_sha256(), epsilon=epsilon
         )
@@ -160,6 +161,18 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
         weights = ArtifactRef.from_dict(result["weights"])
         check_weights_location(weights.uri, store.uri_for(self.artifact_key(context, WEIGHTS_NAME)))
         return result
+
+    def _check_job(self, ref: dict[str, Any]) -> None:
+        """Refuse, before anything is submitted, a job the federated app cannot train (another
+        model, or a task other than binary classification, e.g. one inferred from the data): the
+        SuperLink would only fail the run later, with the reason in its own log."""
+        from airflow_mlops.training.federated.global_model import trainer_config
+        from airflow_mlops.training.job import TrainingJob
+
+        with self.scratch() as tmp:
+            path = self.fetch(ref, tmp / "job")
+            job = TrainingJob.from_dict(json.loads(path.read_text()), where=str(ref.get("uri")))
+        trainer_config(job)
 
     def _epsilon(self) -> float | None:
         privacy = self.federated.get("privacy")

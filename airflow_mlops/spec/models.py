@@ -328,6 +328,8 @@ class PipelineSpec(StrictModel):
             evidence.append((("training", "model"), f"the regressor {self.training.model}", {"regression"}))
         if "positive_label" in self.data.model_fields_set:
             evidence.append((("data", "positive_label"), "data.positive_label", {"binary"}))
+        if self.training.backend == "federated":
+            evidence.append((("training", "backend"), "`backend: federated` (the built-in mlp)", {"binary"}))
         return evidence
 
     @property

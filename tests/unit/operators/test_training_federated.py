@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,20 @@ from airflow_mlops.triggers.federated import FlowerRunTrigger
 from tests.unit.triggers.fake_flwr import calls, make_fake_flwr
 
 RUN = "manual__2026-01-02"
-JOB = {"uri": "/store/p/r/train/job.json", "sha256": "a" * 64, "size": 9, "media_type": "application/json"}
+
+
+def write_job(tmp_path: Path, model: str = "mlp", task: str | None = "binary") -> dict[str, Any]:
+    """A prepared job.json in the operator's store (the training table is never read here)."""
+    from airflow_mlops.training.job import TrainingJob
+    from airflow_mlops.training.job import write_job as put_job
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    (tmp_path / "train.parquet").write_bytes(b"PAR1")
+    train = store.put_file(tmp_path / "train.parquet", f"p/{RUN}/train/train.parquet")
+    config = {"target": "is_fraud", "features": ["amount"], "task": task}
+    job = TrainingJob(store_root=store.root, train=train, model=model, config=config,
+                      output_key=f"p/{RUN}/train/weights")  # fmt: skip
+    return put_job(store, f"p/{RUN}/train/job.json", job).to_dict()
 
 
 def context() -> dict[str, Any]:
@@ -31,9 +45,10 @@ def operator(
     cli, state = make_fake_flwr(tmp_path / "cli", statuses)
     conn = {"conn_type": "flower", "host": "127.0.0.1", "port": 9093, "extra": {"insecure": True, "cli": cli}}
     monkeypatch.setenv("AIRFLOW_CONN_FL", json.dumps(conn))
+    job = write_job(tmp_path, **kw.pop("job", {}))
     federated = {"rounds": 3, "min_clients": 3, "partitions": 3, "timeout": 60.0, "poll_interval": 0.01, **kw}
     op = ModelFitFederatedOperator(
-        task_id="fit", pipeline="p", artifact_root=str(tmp_path / "store"), job=JOB, federated=federated,
+        task_id="fit", pipeline="p", artifact_root=str(tmp_path / "store"), job=job, federated=federated,
         flower_conn_id="fl", deferrable=kw.pop("deferrable", True),
     )  # fmt: skip
     return op, state
@@ -67,7 +82,7 @@ def test_execute_submits_the_app_and_defers_to_the_trigger(
     [run] = calls(state)
     assert run[:3] == ["run", str(APP_DIR), "mlops"]
     config = tomllib.loads((state / "run.toml").read_text())
-    assert config["job-uri"] == JOB["uri"] and config["job-sha256"] == JOB["sha256"]
+    assert (config["job-uri"], config["job-sha256"]) == (op.job["uri"], op.job["sha256"])
     assert config["result-key"] == f"p/{RUN}/train/federated_result.json"
     assert (config["rounds"], config["min-clients"], config["partitions"]) == (3, 3, 3)
     assert config["dp-clipping-norm"] == 0.0
@@ -140,6 +155,33 @@ def test_dp_epsilon_is_accounted_and_the_budget_refuses_before_submitting(
         tmp_path / "b", monkeypatch, ["running"], privacy={**privacy, "epsilon": epsilon / 2}
     )
     with pytest.raises(TrainingRejectedError, match="above the budget"):
+        op.execute(context())
+    assert calls(state) == []
+
+
+@pytest.mark.parametrize(
+    ("job", "words"),
+    [
+        ({"task": "multiclass"}, "on a binary task; this job is mlp (multiclass)"),
+        ({"task": "regression"}, "on a binary task; this job is mlp (regression)"),
+        ({"model": "xgboost"}, "trains the built-in `mlp`; this job's model is xgboost"),
+    ],
+)
+def test_a_job_the_federated_app_cannot_train_is_refused_before_submitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: dict[str, Any], words: str
+) -> None:
+    op, state = operator(tmp_path, monkeypatch, ["running"], job=job)
+    with pytest.raises(TrainingRejectedError, match=re.escape(words)):
+        op.execute(context())
+    assert calls(state) == []  # nothing reached the SuperLink
+
+
+def test_a_job_that_is_not_what_prepare_wrote_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op, state = operator(tmp_path, monkeypatch, ["running"])
+    Path(op.job["uri"]).write_text(Path(op.job["uri"]).read_text().replace('"binary"', '"regression"'))
+    with pytest.raises(ArtifactIntegrityError):
         op.execute(context())
     assert calls(state) == []
 

@@ -66,6 +66,11 @@ def test_a_full_federated_section_loads_and_validates_against_the_schema() -> No
     jsonschema.validate(yaml.safe_load(BASE + FULL), json_schema())
 
 
+def test_a_federated_spec_without_a_task_is_a_binary_one() -> None:
+    assert load("training: {backend: federated}\n").task_hint == "binary"
+    assert load("task: binary\ntraining: {backend: federated}\n").task == "binary"
+
+
 def test_the_defaults_need_no_section() -> None:
     fed = load("training: {backend: federated}\n").training.federated_settings
     assert (fed.connection, fed.data, fed.rounds, fed.strategy, fed.min_clients) == (
@@ -95,6 +100,17 @@ def test_the_defaults_need_no_section() -> None:
         ("training: {backend: federated, federated: {rounds: 0}}\n", "rounds"),
         ("training: {backend: federated, watermark: {}}\n", "`watermark` does not apply"),
         ("training: {backend: federated, federated: {privacy: {noise_multiplier: 1}}}\n", "clipping_norm"),
+        # the federated app trains binary classification: a declared or implied other task is refused
+        (
+            "task: multiclass\ntraining: {backend: federated}\n",
+            "training.backend: `backend: federated` (the built-in mlp) applies to binary tasks, but `task` "
+            "is multiclass",
+        ),
+        ("task: regression\ntraining: {backend: federated}\n", "but `task` is regression"),
+        (
+            "evaluation: {metrics: {rmse: {max: 3}}}\ntraining: {backend: federated}\n",
+            "`backend: federated` (the built-in mlp) applies to binary tasks, but metric rmse does not",
+        ),
     ],
 )
 def test_what_does_not_fit_is_refused_at_its_key(text: str, words: str) -> None:
