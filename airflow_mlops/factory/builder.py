@@ -784,7 +784,9 @@ def _federation(spec: Any) -> dict[str, Any]:
         return {}
     fed = spec.training.federated_settings
     return {
-        "federation": f"flower connection {fed.connection} (data: {fed.data})",
+        "federation": f"local: {fed.local_nodes} SuperNodes on the worker (data: partitions)"
+        if fed.local_nodes
+        else f"flower connection {fed.connection} (data: {fed.data})",
         "federated_rounds": fed.rounds,
         "federated_strategy": fed.strategy,
     }

@@ -48,6 +48,18 @@ class FlowerHook(BaseHook):
         conn = read_connection(self, self.flower_conn_id, TrainingRejectedError, _EXAMPLE)
         return superlink_settings(self.flower_conn_id, conn.host, conn.port, conn.extra_dejson or {})
 
+    def cli(self) -> str:
+        """The ``flwr`` executable of a local federation (``training.federated.local_nodes``): the
+        connection's ``extra.cli`` when the connection exists (host and port are not needed),
+        else ``flwr`` on the worker's PATH."""
+        from airflow_mlops.hooks import read_connection
+
+        try:
+            conn = read_connection(self, self.flower_conn_id, TrainingRejectedError, _EXAMPLE)
+        except TrainingRejectedError:
+            return "flwr"
+        return str((conn.extra_dejson or {}).get("cli") or "flwr")
+
 
 def superlink_settings(conn_id: str, host: Any, port: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """The connection's named keys as the SuperLink settings (see :class:`FlowerHook`)."""

@@ -15,6 +15,12 @@ signing and promotion stages that follow do not know how the model was trained. 
 
 A run that fails, is stopped or times out fails the task with Flower's reason (a timed-out run is
 stopped first). ``on_kill`` while the task still runs on the worker stops the run too.
+
+With ``local_nodes`` the task starts the federation itself, on the worker: a SuperLink and that
+many SuperNodes on 127.0.0.1 (:mod:`airflow_mlops.training.federated.local_federation`), each
+training on its partition of the job's table. The worker owns those processes, so the task polls
+from the worker instead of deferring, and stops the federation when the run ends, fails or is
+killed.
 """
 
 from __future__ import annotations
@@ -65,20 +71,51 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
         self.flower_conn_id = flower_conn_id
         self.deferrable = deferrable
         self.run_id: int | None = None
+        self._federation: Any = None
 
     @cached_property
     def superlink(self) -> flower_cli.SuperLink:
         return flower_cli.SuperLink(**FlowerHook(flower_conn_id=self.flower_conn_id).superlink())
 
+    def _job_ref(self) -> dict[str, Any]:
+        return dict(self.job) if isinstance(self.job, Mapping) else json.loads(str(self.job))
+
     def execute(self, context: Any) -> dict[str, Any] | None:
+        self._check_job(self._job_ref())
+        epsilon = self._epsilon()  # refused above the budget before anything starts
+        nodes = self.federated.get("local_nodes")
+        if not nodes:
+            return self._submit_and_wait(context, epsilon, deferrable=self.deferrable)
+        from airflow_mlops.training.federated import local_federation
+
+        cli = FlowerHook(flower_conn_id=self.flower_conn_id).cli()
+        with self.scratch() as tmp:
+            self.log.info("starting a local Flower federation: a SuperLink and %d SuperNode(s) on 127.0.0.1",
+                          int(nodes))  # fmt: skip
+            federation = self._federation = local_federation.start(cli, int(nodes), tmp)
+            try:
+                self.__dict__["superlink"] = federation.superlink  # the cached property's value
+                return self._submit_and_wait(context, epsilon, deferrable=False)
+            except Exception:
+                self.log.error("the local federation's logs:\n%s", federation.diagnostics(1500))
+                raise
+            finally:
+                self._federation = None
+                federation.stop()
+                self.log.info("local Flower federation stopped")
+
+    def _submit_and_wait(
+        self, context: Any, epsilon: float | None, *, deferrable: bool
+    ) -> dict[str, Any] | None:
         from airflow_mlops.training.federated.common import APP_DIR, app_sha256
 
-        epsilon = self._epsilon()
         result_key = self.artifact_key(context, RESULT_NAME)
-        job = dict(self.job) if isinstance(self.job, Mapping) else json.loads(str(self.job))
-        self._check_job(job)
+        job = self._job_ref()
+        settings = dict(self.federated)
+        if settings.get("local_nodes"):  # each local SuperNode trains on one partition
+            settings["partitions"] = int(settings["local_nodes"])
         values = flower_cli.run_config_values(
-            job=job, result_key=result_key, settings=self.federated, app_sha256=app_sha256(), epsilon=epsilon
+            job=job, result_key=result_key, settings=settings, app_sha256=app_sha256(), epsilon=epsilon
         )
         with self.scratch() as tmp:
             config = flower_cli.write_run_config(tmp / "run.toml", values)
@@ -89,7 +126,7 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                       values["rounds"], values["strategy"])  # fmt: skip
         deadline = time.time() + float(self.federated.get("timeout", 7200.0))
         poll = float(self.federated.get("poll_interval", 10.0))
-        if self.deferrable:
+        if deferrable:
             # The event names the run; the rest is recomputed on resume (`airflow dags test` resumes
             # a deferred task with the event only, without the deferral's kwargs).
             self.defer(
@@ -200,5 +237,8 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
             self.log.warning("could not stop Flower run %s: %s", self.run_id, exc)
 
     def on_kill(self) -> None:
-        """The task was killed while it ran on the worker: stop the run."""
+        """The task was killed while it ran on the worker: stop the run (and a local federation)."""
         self._stop()
+        federation = self._federation
+        if federation is not None:
+            federation.stop()

@@ -1,9 +1,10 @@
 """`training.backend: federated` for real: a Flower SuperLink and three SuperNodes on 127.0.0.1
 (processes of the Flower environment, no Ray) train the fraud example partitioned three ways.
 
-- the example lifecycle DAG (``airflow dags test``, its trigger run in line) trains through the
-  federation, and the global model goes through scan, evaluation, signing and promotion like any
-  other: it is the signed champion, and its ML-BOM names the federation, rounds and app hash;
+- the example lifecycle DAG (``airflow dags test``) with ``local_nodes: 3``: its fit task starts
+  the federation, trains through it and stops it, and the global model goes through scan,
+  evaluation, signing and promotion like any other: it is the signed champion, and its ML-BOM
+  names the federation, rounds and app hash;
 - a SuperNode killed in the middle of a round: with ``min_clients: 2`` the run goes on with the
   two others and completes.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ROOT, MLflowServer
-from tests.integration.flower_federation import FLOWER_VENV, running_federation
+from tests.integration.flower_federation import FLOWER_VENV, connection, running_federation
 from tests.integration.test_lifecycle_dag import airflow_env, make_dags_folder, run
 
 pytestmark = [
@@ -37,8 +38,7 @@ training:
   model: mlp
   params: {epochs: 3, lr: 0.002, batch_size: 256, hidden_units: [64, 32]}
   federated:
-    data: partitions
-    partitions: 3
+    local_nodes: 3
     min_clients: 3
     rounds: 5
     round_timeout: 5m
@@ -63,6 +63,8 @@ def test_a_local_federation_trains_the_example_and_the_signed_global_model_is_pr
     from airflow_mlops.registry.mlflow_registry import TAG_GATES, champion_version, fetch_verified_version
     from airflow_mlops.training.federated.common import app_sha256
 
+    flwr = FLOWER_VENV / "bin" / "flwr"
+
     model_name = "fraud-detector-federated"
     dags = make_dags_folder(tmp_path, example_data, model_name)
     federated_spec(dags)
@@ -72,18 +74,16 @@ def test_a_local_federation_trains_the_example_and_the_signed_global_model_is_pr
     migrate = run([airflow, "db", "migrate"], env, tmp_path / "migrate.log")
     assert migrate.returncode == 0, migrate.stderr[-2000:]
 
-    with running_federation(tmp_path, 3) as federation:
-        env["AIRFLOW_CONN_FLOWER_DEFAULT"] = federation.connection()
-        started = time.monotonic()
-        proc = run(
-            [airflow, "dags", "test", "fraud_detector__train", "2026-01-02"], env, tmp_path / "run.log"
-        )
-        seconds = time.monotonic() - started
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:] + federation.diagnostics()
-        # every SuperNode trained in every round
-        for index in range(3):
-            assert federation.node_log(index).read_text().count("Receiving: train message") == 5
+    # local_nodes: the fit task starts the federation itself; the connection names the Flower CLI
+    env["AIRFLOW_CONN_FLOWER_DEFAULT"] = json.dumps({"conn_type": "flower", "extra": {"cli": str(flwr)}})
+    started = time.monotonic()
+    proc = run([airflow, "dags", "test", "fraud_detector__train", "2026-01-02"], env, tmp_path / "run.log")
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     print(f"federated lifecycle: {seconds:.0f}s")
+    log = proc.stdout + proc.stderr
+    assert "starting a local Flower federation: a SuperLink and 3 SuperNode(s) on 127.0.0.1" in log
+    assert "local Flower federation stopped" in log
 
     client = MlflowClient(tracking_uri=fresh_mlflow_server.url)
     champion = champion_version(client, model_name, "champion")
@@ -95,6 +95,7 @@ def test_a_local_federation_trains_the_example_and_the_signed_global_model_is_pr
     run_data = client.get_run(champion.run_id).data
     assert run_data.tags["mlops.training_backend"] == "federated"
     assert run_data.metrics["train_federated_clients"] == 3
+    assert {f"train_round_{r}_train_loss" for r in range(1, 6)} <= set(run_data.metrics)
 
     public = tmp_path / "public.pem"
     public.write_bytes(signing_keys[1])
@@ -105,7 +106,7 @@ def test_a_local_federation_trains_the_example_and_the_signed_global_model_is_pr
     bom = json.loads(bom_run.stdout[bom_run.stdout.index("{") :])
     props = {p["name"].split(":", 1)[1]: p["value"] for p in bom["components"][0]["properties"]}
     assert props["training_backend"] == "federated"
-    assert props["federation"] == "flower connection flower_default (data: partitions)"
+    assert props["federation"] == "local: 3 SuperNodes on the worker (data: partitions)"
     assert props["federated_rounds"] == "5"
     assert props["federated_app_sha256"] == app_sha256()
 
@@ -138,7 +139,7 @@ def test_a_supernode_killed_mid_round_leaves_the_run_to_the_others(
 
     root, job = prepared_job(tmp_path, example_data)
     with running_federation(tmp_path, 3) as federation:
-        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", federation.connection())
+        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", connection(federation.port))
         fit = ModelFitFederatedOperator(
             task_id="fit", pipeline="fraud", artifact_root=root, job=job, deferrable=False,
             federated={"data": "partitions", "partitions": 3, "min_clients": 2, "rounds": 3,
@@ -185,7 +186,7 @@ def test_dp_on_client_updates_clips_on_the_nodes_and_accounts_epsilon(
     root, job = prepared_job(tmp_path, example_data)
     privacy = {"clipping_norm": 5.0, "noise_multiplier": 0.3, "delta": 1e-5}
     with running_federation(tmp_path, 3) as federation:
-        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", federation.connection())
+        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", connection(federation.port))
         fit = ModelFitFederatedOperator(
             task_id="fit", pipeline="fraud", artifact_root=root, job=job, deferrable=False,
             federated={"data": "partitions", "partitions": 3, "min_clients": 3, "rounds": 2, "privacy": privacy,
@@ -214,7 +215,7 @@ def test_with_too_few_supernodes_left_the_task_fails_clearly_and_the_run_is_stop
 
     root, job = prepared_job(tmp_path, example_data)
     with running_federation(tmp_path, 3) as federation:
-        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", federation.connection())
+        monkeypatch.setenv("AIRFLOW_CONN_FLOWER_DEFAULT", connection(federation.port))
         fit = ModelFitFederatedOperator(
             task_id="fit", pipeline="fraud", artifact_root=root, job=job, deferrable=False,
             federated={"data": "partitions", "partitions": 3, "min_clients": 3, "rounds": 3,

@@ -212,7 +212,17 @@ class FederatedTraining(StrictModel):
         "flower_default",
         description="Airflow connection of the SuperLink: host and port of its Control API; extra "
         "`insecure` (plain HTTP, one machine only), `root_certificates` (CA bundle path), `cli` (the "
-        "`flwr` executable).",
+        "`flwr` executable). With `local_nodes` only `cli` is read, and the connection may be absent.",
+    )
+    local_nodes: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Start the federation on the worker for the run instead of using a SuperLink: a "
+        "SuperLink and this many SuperNodes on 127.0.0.1 (processes of the Flower environment, no "
+        "Ray), SuperNode i training on partition i of the run's table, all stopped when the task "
+        "ends. One machine: a trial of the federation (the same app, rounds, strategy and DP), not "
+        "a privacy boundary. Needs `data: partitions`; the task polls from the worker.",
     )
     data: Literal["partitions", "node"] = Field(
         "partitions",
@@ -271,6 +281,20 @@ class FederatedTraining(StrictModel):
             )
         if "proximal_mu" in self.model_fields_set and self.strategy != "fedprox":
             raise ValueError("`proximal_mu` applies to `strategy: fedprox`")
+        if self.local_nodes is not None:
+            if self.data != "partitions":
+                raise ValueError(
+                    "`local_nodes` trains on partitions of the run's table: it needs `data: partitions`"
+                )
+            if self.partitions is not None and self.partitions != self.local_nodes:
+                raise ValueError(
+                    f"`partitions` {self.partitions} differs from `local_nodes` {self.local_nodes}: each "
+                    "local SuperNode trains on one partition (leave `partitions` out)"
+                )
+            if self.min_clients > self.local_nodes:
+                raise ValueError(
+                    f"`min_clients` {self.min_clients} is more than the {self.local_nodes} local SuperNodes"
+                )
         return self
 
 

@@ -37,3 +37,13 @@ def test_a_missing_or_incomplete_connection_says_what_to_set(monkeypatch: pytest
     monkeypatch.setenv("AIRFLOW_CONN_HALF", json.dumps({"conn_type": "flower", "host": "h"}))
     with pytest.raises(TrainingRejectedError, match="needs host and port"):
         FlowerHook("half").superlink()
+
+
+def test_a_local_federation_reads_only_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LOCAL", json.dumps({"conn_type": "flower", "extra": {"cli": "/fl/bin/flwr"}})
+    )
+    assert FlowerHook("local").cli() == "/fl/bin/flwr"  # no host or port needed
+    monkeypatch.setenv("AIRFLOW_CONN_BARE", json.dumps({"conn_type": "flower"}))
+    assert FlowerHook("bare").cli() == "flwr"
+    assert FlowerHook("absent").cli() == "flwr"  # no connection: flwr on the worker's PATH

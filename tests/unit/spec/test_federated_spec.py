@@ -100,6 +100,19 @@ def test_the_defaults_need_no_section() -> None:
         ("training: {backend: federated, federated: {rounds: 0}}\n", "rounds"),
         ("training: {backend: federated, watermark: {}}\n", "`watermark` does not apply"),
         ("training: {backend: federated, federated: {privacy: {noise_multiplier: 1}}}\n", "clipping_norm"),
+        (
+            "training: {backend: federated, federated: {local_nodes: 3, data: node}}\n",
+            "needs `data: partitions`",
+        ),
+        (
+            "training: {backend: federated, federated: {local_nodes: 3, partitions: 2}}\n",
+            "differs from `local_nodes` 3",
+        ),
+        (
+            "training: {backend: federated, federated: {local_nodes: 2, min_clients: 3}}\n",
+            "the 2 local SuperNodes",
+        ),
+        ("training: {backend: federated, federated: {local_nodes: 17}}\n", "local_nodes"),
         # the federated app trains binary classification: a declared or implied other task is refused
         (
             "task: multiclass\ntraining: {backend: federated}\n",
@@ -132,3 +145,18 @@ def test_the_factory_builds_the_federated_fit_and_names_the_federation_for_the_m
     assert sign.training["federation"] == "flower connection flower_superlink (data: partitions)"
     assert (sign.training["federated_rounds"], sign.training["federated_strategy"]) == (4, "fedprox")
     assert dag.get_task("training.package").backend == "federated"
+
+
+def test_a_local_federation_is_started_by_the_fit_task_and_named_in_the_mlbom() -> None:
+    from airflow_mlops.factory.builder import build_train_dag
+
+    spec = load("training:\n  backend: federated\n  federated: {local_nodes: 3, min_clients: 3, rounds: 2}\n")
+    assert spec.training.federated_settings.local_nodes == 3
+    dag = build_train_dag(spec)
+    fit = dag.get_task("training.fit")
+    assert fit.federated["local_nodes"] == 3 and fit.federated["partitions"] is None
+    sign = dag.get_task("release.sign")
+    assert sign.training["federation"] == "local: 3 SuperNodes on the worker (data: partitions)"
+    jsonschema.validate(
+        yaml.safe_load(BASE + "training: {backend: federated, federated: {local_nodes: 3}}\n"), json_schema()
+    )

@@ -49,3 +49,46 @@ def calls(state: Path) -> list[list[object]]:
     import json
 
     return [json.loads(line) for line in (state / "calls").read_text().splitlines()]
+
+
+SUPERLINK = """\
+import glob, os, sys, time
+state = {state!r}
+if os.path.exists(os.path.join(state, "superlink-fails")):
+    print("cannot bind", flush=True)
+    sys.exit(3)
+print("INFO: Uvicorn running on http://" + sys.argv[sys.argv.index("--host") + 1] + ":"
+      + sys.argv[sys.argv.index("--port") + 1], flush=True)
+seen = set()
+while True:  # a SuperNode registers by leaving its file in the state folder
+    for path in sorted(glob.glob(os.path.join(state, "node-*"))):
+        if path not in seen:
+            seen.add(path)
+            print("INFO: Activated node_id=" + open(path).read(), flush=True)
+    time.sleep(0.1)
+"""
+
+SUPERNODE = """\
+import os, subprocess, sys, time
+state = {state!r}
+config = sys.argv[sys.argv.index("--node-config") + 1]
+# like a SuperNode's superexec: a child process that outlives it unless its group is signalled
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+with open(os.path.join(state, f"child-{{os.getpid()}}"), "w") as fh:
+    fh.write(str(child.pid))
+with open(os.path.join(state, f"node-{{os.getpid()}}"), "w") as fh:
+    fh.write(config + " superlink=" + sys.argv[sys.argv.index("--superlink") + 1])
+while True:
+    time.sleep(0.1)
+"""
+
+
+def make_fake_federation(folder: Path, statuses: list[str]) -> tuple[str, Path]:
+    """A fake ``flwr`` with fake ``flower-superlink`` and ``flower-supernode`` beside it (a
+    SuperNode registers with the SuperLink through the state folder)."""
+    cli, state = make_fake_flwr(folder, statuses)
+    for name, script in (("flower-superlink", SUPERLINK), ("flower-supernode", SUPERNODE)):
+        path = folder / name
+        path.write_text(f"#!{sys.executable}\n" + script.format(state=str(state)))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return cli, state
