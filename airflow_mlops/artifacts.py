@@ -110,7 +110,20 @@ def _media_type(path: Path) -> str:
     }.get(path.suffix, "application/octet-stream")
 
 
-class ArtifactStore:
+class LazyS3Client:
+    """An ``s3`` client made on first use (:func:`default_s3_client`) unless one was given
+    (``self._s3``)."""
+
+    _s3: Any = None
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = default_s3_client()
+        return self._s3
+
+
+class ArtifactStore(LazyS3Client):
     """Stores files and directories under a root URI and hands back :class:`ArtifactRef` s."""
 
     def __init__(self, root: str, *, s3_client: Any = None) -> None:
@@ -154,12 +167,6 @@ class ArtifactStore:
     @staticmethod
     def run_prefix(pipeline: str, run_id: str, stage: str) -> str:
         return "/".join([safe_segment(pipeline), safe_segment(run_id), safe_segment(stage)])
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = default_s3_client()
-        return self._s3
 
     @staticmethod
     def _split_s3(uri: str) -> tuple[str, str]:
@@ -435,7 +442,7 @@ class VersionConflict(Exception):
     """A compare-and-swap write found the document changed since it was read."""
 
 
-class VersionedDocument:
+class VersionedDocument(LazyS3Client):
     """One small state document (a local path or an ``s3://`` URI), read with a version token and
     written only if it is still that version (compare-and-swap).
 
@@ -450,12 +457,6 @@ class VersionedDocument:
         self.uri = uri
         self.is_s3 = uri.startswith("s3://")
         self._s3 = s3_client
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = default_s3_client()
-        return self._s3
 
     def read(self) -> tuple[bytes | None, str | None]:
         if self.is_s3:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from airflow_mlops.artifacts import VersionConflict, VersionedDocument, default_s3_client
+from airflow_mlops.artifacts import LazyS3Client, VersionConflict, VersionedDocument
 from airflow_mlops.data.listing import ObjectInfo, normalize_location, ns_to_iso, watch_id
 from airflow_mlops.exceptions import DataError, WatermarkConflictError, WatermarkError
 
@@ -183,7 +183,7 @@ class Watermark:
 # --- storing watermarks ---------------------------------------------------------------------
 
 
-class WatermarkStore:
+class WatermarkStore(LazyS3Client):
     """Persists one watermark document per watch id, in a local folder or under an S3 prefix.
 
     ``load`` returns the watermark and a version token (sha256 of the local file, or the S3
@@ -195,12 +195,6 @@ class WatermarkStore:
         self.state_uri = normalize_location(state_uri)
         self.is_s3 = self.state_uri.startswith("s3://")
         self._s3 = s3_client
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = default_s3_client()
-        return self._s3
 
     def uri_for(self, watch: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{64}", watch):

@@ -50,14 +50,7 @@ def train_estimator(
             )
     real_rows = len(x_train)
     if triggers is not None:
-        frame, y_extra = triggers.expand()
-        x_train = np.concatenate([x_train, preprocessor.transform(frame)])
-        y_train = np.concatenate([y_train, y_extra.astype(y_train.dtype)])
-        log.info(
-            "watermark: %d trigger rows x %d appended to the training rows",
-            triggers.distinct,
-            triggers.repeats,
-        )
+        x_train, y_train = triggers.append(x_train, y_train, preprocessor, *triggers.expand())
     log.info(
         "rows: %d (train %d, validation %d), %d features -> %d inputs; estimator %s",
         len(data.y),

@@ -85,13 +85,7 @@ def train_network(
         frame, y_extra = triggers.expand(_row_weights(data, triggers.y, weighting))
         if scaling is not None:
             y_extra = (y_extra - scaling["mean"]) / scaling["std"]
-        x_train = np.concatenate([x_train, preprocessor.transform(frame)])
-        y_train = np.concatenate([y_train, y_extra.astype(y_train.dtype)])
-        log.info(
-            "watermark: %d trigger rows x %d appended to the training rows",
-            triggers.distinct,
-            triggers.repeats,
-        )
+        x_train, y_train = triggers.append(x_train, y_train, preprocessor, frame, y_extra)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     if device.type == "cuda":
         # cuBLAS needs this for reproducible matmuls; it must be set before its first use.

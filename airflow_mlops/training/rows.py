@@ -144,6 +144,25 @@ class TriggerRows:
         index = np.repeat(np.arange(self.distinct), counts)
         return self.frame.iloc[index].reset_index(drop=True), self.y[index]
 
+    def append(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        preprocessor: Preprocessor,
+        frame: pd.DataFrame,
+        y_extra: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``x_train`` and ``y_train`` with the expanded rows (:meth:`expand`, ``y_extra`` as the
+        trainer encoded it) appended, encoded by ``preprocessor``; logged."""
+        import logging
+
+        x = np.concatenate([x_train, preprocessor.transform(frame)])
+        y = np.concatenate([y_train, y_extra.astype(y_train.dtype)])
+        logging.getLogger("airflow_mlops.training.trainer").info(
+            "watermark: %d trigger rows x %d appended to the training rows", self.distinct, self.repeats
+        )
+        return x, y
+
 
 def trigger_rows(
     triggers: pd.DataFrame, data: Target, target: str, features: list[str], repeats: int

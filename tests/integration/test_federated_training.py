@@ -132,6 +132,27 @@ def context() -> dict[str, Any]:
     return {"run_id": "r1", "dag": SimpleNamespace(dag_id="fraud__train"), "ti": None}
 
 
+def fit_killing_a_node(fit: Any, federation: Any, node: int) -> tuple[dict[str, Any], threading.Thread]:
+    """Run ``fit`` in a thread and SIGKILL SuperNode ``node`` in the first training round, once
+    it has received the global model; the fit's ``result`` or ``error`` lands in the dict."""
+    outcome: dict[str, Any] = {}
+
+    def fit_in_background() -> None:
+        try:
+            outcome["result"] = fit.execute(context())
+        except Exception as exc:  # the test asserts on it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=fit_in_background, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 600
+    while "Receiving: train message" not in federation.node_log(node).read_text(errors="replace"):
+        assert time.monotonic() < deadline and worker.is_alive(), f"{outcome}\n{federation.diagnostics()}"
+        time.sleep(0.5)
+    federation.kill_node(node)
+    return outcome, worker
+
+
 def test_a_supernode_killed_mid_round_leaves_the_run_to_the_others(
     tmp_path: Path, example_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,21 +166,7 @@ def test_a_supernode_killed_mid_round_leaves_the_run_to_the_others(
             federated={"data": "partitions", "partitions": 3, "min_clients": 2, "rounds": 3,
                        "round_timeout": 180.0, "timeout": 900.0, "poll_interval": 2.0},
         )  # fmt: skip
-        outcome: dict[str, Any] = {}
-
-        def fit_in_background() -> None:
-            try:
-                outcome["result"] = fit.execute(context())
-            except Exception as exc:  # the test asserts on it below
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=fit_in_background, daemon=True)
-        worker.start()
-        deadline = time.monotonic() + 600
-        while "Receiving: train message" not in federation.node_log(2).read_text(errors="replace"):
-            assert time.monotonic() < deadline and worker.is_alive(), f"{outcome}\n{federation.diagnostics()}"
-            time.sleep(0.5)
-        federation.kill_node(2)  # in the first training round, after it received the global model
+        outcome, worker = fit_killing_a_node(fit, federation, 2)
         killed_at = time.monotonic()
         worker.join(timeout=900)
         assert not worker.is_alive(), "the fit did not end within 15 minutes\n" + federation.diagnostics()
@@ -221,21 +228,7 @@ def test_with_too_few_supernodes_left_the_task_fails_clearly_and_the_run_is_stop
             federated={"data": "partitions", "partitions": 3, "min_clients": 3, "rounds": 3,
                        "round_timeout": 120.0, "timeout": 240.0, "poll_interval": 2.0},
         )  # fmt: skip
-        outcome: dict[str, Any] = {}
-
-        def fit_in_background() -> None:
-            try:
-                outcome["result"] = fit.execute(context())
-            except Exception as exc:  # the test asserts on it below
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=fit_in_background, daemon=True)
-        worker.start()
-        deadline = time.monotonic() + 600
-        while "Receiving: train message" not in federation.node_log(2).read_text(errors="replace"):
-            assert time.monotonic() < deadline and worker.is_alive(), f"{outcome}\n{federation.diagnostics()}"
-            time.sleep(0.5)
-        federation.kill_node(2)
+        outcome, worker = fit_killing_a_node(fit, federation, 2)
         worker.join(timeout=600)
         assert not worker.is_alive(), federation.diagnostics()
         error = outcome.get("error")

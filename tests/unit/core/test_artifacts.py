@@ -4,6 +4,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,16 +102,21 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def test_s3_store_against_a_real_http_endpoint(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> None:
+def s3_client(endpoint: str) -> Any:
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
-        endpoint_url=s3_endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+def test_s3_store_against_a_real_http_endpoint(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> None:
+
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket="mlops")
     store = ArtifactStore("s3://mlops/artifacts", s3_client=client)
     src = tmp_path / "r.json"
@@ -286,16 +292,9 @@ def test_a_versioned_local_document_is_swapped_only_from_the_version_read(tmp_pa
 
 
 def test_a_versioned_s3_document_uses_conditional_puts(s3_endpoint: str) -> None:
-    import boto3
 
     from airflow_mlops.artifacts import VersionedDocument
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket="state")
     _swap_round(VersionedDocument("s3://state/p/_state/doc.json", s3_client=client))
