@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 # Importing Airflow configures logging: a handler on the root logger, bound to the sys.stdout of
@@ -10,6 +11,15 @@ from pathlib import Path
 # log record would print a "Logging error" traceback to stderr (which the CLI tests refuse).
 import airflow  # noqa: F401
 import pytest
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (one per test module that asks for it): its endpoint URL."""
+    from tests.unit.moto_s3 import moto_endpoint
+
+    with moto_endpoint() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

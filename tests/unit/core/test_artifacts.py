@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +19,7 @@ from airflow_mlops.artifacts import (
 )
 from airflow_mlops.exceptions import ArtifactError, ArtifactIntegrityError
 from tests.unit.core.open_helpers import _FakeS3
+from tests.unit.moto_s3 import s3_client
 
 
 @pytest.fixture
@@ -89,29 +88,6 @@ def test_bad_ref_and_segments() -> None:
     assert safe_segment("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00_00_00_00_00"
     with pytest.raises(ArtifactError):
         safe_segment("///")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def s3_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
 
 
 def test_s3_store_against_a_real_http_endpoint(tmp_path: Path, model_dir: Path, s3_endpoint: str) -> None:

@@ -43,21 +43,9 @@ def poisoned_result(poisoned, reference) -> ScreenResult:
 def s3() -> Iterator[Any]:
     """A boto3 S3 client against a moto server on a free local port, with the bucket ``lake``
     (one server per test module that asks for it)."""
-    import boto3
-    from moto.server import ThreadedMotoServer
+    from tests.unit.moto_s3 import moto_endpoint, s3_client
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        client = boto3.client(
-            "s3",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+    with moto_endpoint() as endpoint:
+        client = s3_client(endpoint)
         client.create_bucket(Bucket="lake")
         yield client
-    finally:
-        server.stop()
