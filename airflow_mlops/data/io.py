@@ -394,6 +394,67 @@ def read_source(
         target.unlink(missing_ok=True)  # the frame is in memory; leave no copy behind
 
 
+def count_table_rows(
+    location: str, *, s3_client: Any = None, scratch: str | os.PathLike[str] | None = None
+) -> int | None:
+    """The data rows of a parquet or CSV table at an already checked ``location`` (a local path
+    or an ``s3://`` URI), without loading it: a parquet file's footer (of an S3 object only its
+    last bytes are read), a CSV's lines (an S3 object is downloaded into ``scratch``, a temporary
+    folder by default, and removed). The columns and rows are checked as for reading
+    (:func:`check_parquet_schema`, :func:`check_csv_layout`).
+
+    :raises DataError: unknown format, a missing object, or a table that fails those checks.
+    """
+    fmt = format_from_path(location)
+    if not location.startswith("s3://"):
+        return (
+            check_csv_layout(location, location) if fmt == "csv" else check_parquet_schema(location, location)
+        )
+    bucket, _, key = location[len("s3://") :].partition("/")
+    if s3_client is None:
+        from airflow_mlops.artifacts import default_s3_client
+
+        s3_client = default_s3_client()
+    try:
+        if fmt == "parquet":
+            return _s3_parquet_rows(s3_client, bucket, key, location)
+        with tempfile.TemporaryDirectory(prefix="mlops-count-", dir=scratch) as tmp:
+            target = Path(tmp) / "table.csv"
+            s3_client.download_file(bucket, key, str(target))
+            return check_csv_layout(target, location)
+    except DataError:
+        raise
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in _S3_MISSING:
+            raise DataError(f"data file {location} does not exist (S3 answered {code})") from None
+        raise
+
+
+def _s3_parquet_rows(s3_client: Any, bucket: str, key: str, location: str) -> int | None:
+    """A parquet object's row count from its footer: two ranged reads (the length, then the
+    footer), never the data pages."""
+    import struct
+
+    import pyarrow as pa
+
+    size = int(s3_client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    if size < 12:
+        raise DataError(f"{location} is not a parquet file ({size} bytes)")
+
+    def tail(count: int) -> bytes:
+        body = s3_client.get_object(Bucket=bucket, Key=key, Range=f"bytes={size - count}-{size - 1}")["Body"]
+        return bytes(body.read())
+
+    end = tail(8)
+    (footer_length,) = struct.unpack("<i", end[:4])
+    if end[4:] != b"PAR1" or not 0 < footer_length <= size - 12:
+        raise DataError(f"{location} is not a parquet file (no parquet footer at its end)")
+    # The footer as a file of its own: magic, footer, length, magic (no data pages needed).
+    footer = b"PAR1" + tail(footer_length + 8)
+    return check_parquet_schema(pa.BufferReader(footer), location)
+
+
 # S3's answers for "no such object / bucket" (download_file reports a HEAD 404 as "404").
 _S3_MISSING = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
 

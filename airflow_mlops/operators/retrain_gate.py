@@ -118,25 +118,28 @@ class RetrainGateOperator(MLOpsBaseOperator):
         return out
 
     def _rows(self, payload: Mapping[str, Any]) -> int | None:
-        """Rows a new-data event brings: its ``rows``, else the row counts of its local files
-        (CSV lines, parquet footers); None when they cannot be counted (fail closed)."""
+        """Rows a new-data event brings: its ``rows``, else the row counts of its files, local or
+        on S3 (CSV lines, parquet footers: of an S3 parquet object only its footer is read);
+        None when they cannot be counted (fail closed)."""
         declared = payload.get("rows")
         if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
             return declared
         if not self.policy.get("min_new_rows"):
             return None
-        from airflow_mlops.data.io import check_csv_layout, check_parquet_schema, format_from_path
+        from airflow_mlops.data.io import count_table_rows
 
         uris = payload.get("data") or []
         if not isinstance(uris, list) or not uris:
             return None
         total = 0
+        client = None
         for uri in uris:
             try:
-                path = self.check_location(str(uri), "new-data batch")
-                fmt = format_from_path(path)
-                count = check_csv_layout(path, path) if fmt == "csv" else check_parquet_schema(path, path)
-            except Exception as exc:  # unreadable, remote or outside the allowed roots: unknown
+                location = self.check_location(str(uri), "new-data batch")
+                if location.startswith("s3://") and client is None:
+                    client = self.artifact_store().s3  # the store's S3 connection, as data.validate reads
+                count = count_table_rows(location, s3_client=client)
+            except Exception as exc:  # unreadable or outside the allowed roots: unknown
                 self.log.warning("Cannot count the rows of %s: %s", uri, exc)
                 return None
             if count is None:

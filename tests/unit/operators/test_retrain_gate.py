@@ -255,3 +255,47 @@ def test_a_policy_the_gate_cannot_apply_is_a_spec_error(schedule: str, says: str
     assert old in text
     with pytest.raises(SpecError, match=re.escape(says)):
         load_spec_text(text.replace(old, f"schedule: {schedule}\n"), str(EXAMPLE))
+
+
+def test_new_data_rows_on_s3_are_counted(
+    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 batch's rows are counted (a parquet object from its footer), not suppressed as
+    ``no_row_count``; an object the gate cannot read still is."""
+    import io
+
+    import pandas as pd
+
+    from tests.unit.moto_s3 import s3_client
+
+    for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
+                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    client = s3_client(s3_endpoint)
+    client.create_bucket(Bucket="gate-lake")
+    buffer = io.BytesIO()
+    pd.DataFrame({"a": range(30), "label": [0] * 30}).to_parquet(buffer)
+    client.put_object(Bucket="gate-lake", Key="in/b1.parquet", Body=buffer.getvalue())
+    client.put_object(Bucket="gate-lake", Key="in/b2.csv", Body=b"a,label\n" + b"1,0\n" * 25)
+    op = RetrainGateOperator(
+        task_id="gate", pipeline="p", artifact_root=str(tmp_path / "artifacts"),
+        allowed_roots=[str(tmp_path), "s3://gate-lake"], policy={"min_new_rows": 50}, model_name="p-model",
+    )  # fmt: skip
+    first = {"extra": {"payload": {"batch_id": "b1", "data": ["s3://gate-lake/in/b1.parquet"]}}, "at": T0}
+    second = {
+        "extra": {"payload": {"batch_id": "b2", "data": ["s3://gate-lake/in/b2.csv"]}},
+        "at": T0 + dt.timedelta(minutes=1),
+    }
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    ctx = context("r1", {"x-mlops://p/new_data": [first]})
+    with pytest.raises(AirflowSkipException):
+        op.execute(ctx)
+    assert "30 of 50 new rows" in ctx["ti"].pushed["decision"]["suppressed"][0]["reason"]
+    # the next batch brings the pending rows to 55: admitted
+    assert op.execute(context("r2", {"x-mlops://p/new_data": [second]}))["decision"]["admitted"]
+    missing = {"extra": {"payload": {"batch_id": "b3", "data": ["s3://gate-lake/in/none.parquet"]}}, "at": T0}
+    ctx = context("r3", {"x-mlops://p/new_data": [missing]})
+    with pytest.raises(AirflowSkipException):
+        op.execute(ctx)
+    assert ctx["ti"].pushed["decision"]["counts"] == {"no_row_count": 1}
