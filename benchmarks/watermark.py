@@ -218,7 +218,20 @@ def surrogate(
 def run(
     datasets: list[str], *, fraud_rows: int, seeds: int, trigger_rows: int, alpha: float
 ) -> dict[str, Any]:
-    logging.getLogger("airflow_mlops").setLevel(logging.WARNING)
+    """The whole benchmark, with the trainer's INFO lines quiet while it runs (the level is put
+    back after: a caller in the same process keeps its logging)."""
+    quiet = logging.getLogger("airflow_mlops")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        return _run(datasets, fraud_rows=fraud_rows, seeds=seeds, trigger_rows=trigger_rows, alpha=alpha)
+    finally:
+        quiet.setLevel(level)
+
+
+def _run(
+    datasets: list[str], *, fraud_rows: int, seeds: int, trigger_rows: int, alpha: float
+) -> dict[str, Any]:
     results: dict[str, Any] = {"datasets": {}}
     nulls: dict[str, list[float]] = {"binary": [], "multiclass": [], "regression": []}
     false_claims = checks = 0

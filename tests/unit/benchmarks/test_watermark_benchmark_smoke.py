@@ -24,3 +24,12 @@ def test_the_benchmark_measures_cost_false_claims_and_survival(bench: ModuleType
     assert results["false_claims"] == "0/1" and results["wrong_key_claims"] == "0/20"
     assert 0 <= results["p0_measured"]["binary"] <= 1
     assert "xgboost" in bench.summary_line("breast_cancer", "xgboost", entry)
+
+
+def test_the_run_leaves_the_callers_logging_as_it_was(bench: ModuleType) -> None:
+    import logging
+
+    logger = logging.getLogger("airflow_mlops")
+    before = logger.level
+    bench.run([], fraud_rows=0, seeds=1, trigger_rows=60, alpha=1e-3)
+    assert logger.level == before
