@@ -381,6 +381,10 @@ def default_artifact_root() -> str:
 S3_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 #: S3 error codes of an object that does not exist.
 S3_MISSING_CODES = frozenset({"NoSuchKey", "404"})
+#: S3 error codes of an object or its bucket that does not exist: a data file to read is not there
+#: either way (``download_file`` reports a HEAD 404 as ``"404"``). A state document's read keeps to
+#: :data:`S3_MISSING_CODES`: a missing bucket is an error there, not an empty document.
+S3_ABSENT_CODES = S3_MISSING_CODES | {"NoSuchBucket", "NotFound"}
 
 
 def default_s3_client() -> Any:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from airflow_mlops.artifacts import S3_ABSENT_CODES, s3_error_code
 from airflow_mlops.exceptions import DataError
 
 if TYPE_CHECKING:
@@ -380,8 +381,8 @@ def read_source(
     try:
         s3_client.download_file(bucket, key, str(target))
     except Exception as exc:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        if code in _S3_MISSING:
+        code = s3_error_code(exc)
+        if code in S3_ABSENT_CODES:
             target.unlink(missing_ok=True)
             raise DataError(
                 f"data file {uri} does not exist (S3 answered {code}): check data.source / "
@@ -425,8 +426,8 @@ def count_table_rows(
     except DataError:
         raise
     except Exception as exc:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        if code in _S3_MISSING:
+        code = s3_error_code(exc)
+        if code in S3_ABSENT_CODES:
             raise DataError(f"data file {location} does not exist (S3 answered {code})") from None
         raise
 
@@ -453,10 +454,6 @@ def _s3_parquet_rows(s3_client: Any, bucket: str, key: str, location: str) -> in
     # The footer as a file of its own: magic, footer, length, magic (no data pages needed).
     footer = b"PAR1" + tail(footer_length + 8)
     return check_parquet_schema(pa.BufferReader(footer), location)
-
-
-# S3's answers for "no such object / bucket" (download_file reports a HEAD 404 as "404").
-_S3_MISSING = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
