@@ -94,8 +94,9 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                           int(nodes))  # fmt: skip
             federation = self._federation = local_federation.start(cli, int(nodes), tmp)
             try:
-                self.__dict__["superlink"] = federation.superlink  # the cached property's value
-                return self._submit_and_wait(context, epsilon, deferrable=False)
+                return self._submit_and_wait(
+                    context, epsilon, deferrable=False, superlink=federation.superlink
+                )
             except Exception:
                 self.log.error("the local federation's logs:\n%s", federation.diagnostics(1500))
                 raise
@@ -105,8 +106,14 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                 self.log.info("local Flower federation stopped")
 
     def _submit_and_wait(
-        self, context: Any, epsilon: float | None, *, deferrable: bool
+        self,
+        context: Any,
+        epsilon: float | None,
+        *,
+        deferrable: bool,
+        superlink: flower_cli.SuperLink | None = None,
     ) -> dict[str, Any] | None:
+        """Submit the run to ``superlink`` (by default the connection's) and wait for it there."""
         from airflow_mlops.training.federated.common import APP_DIR, app_sha256
 
         result_key = self.artifact_key(context, RESULT_NAME)
@@ -119,10 +126,11 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
         )
         with self.scratch() as tmp:
             config = flower_cli.write_run_config(tmp / "run.toml", values)
-            out = flower_cli.call(self.superlink, flower_cli.run_command(self.superlink, APP_DIR, config))
+            link = self.superlink if superlink is None else superlink
+            out = flower_cli.call(link, flower_cli.run_command(link, APP_DIR, config))
         submitted = flower_cli.parse_run(out)
         self.run_id = submitted["run_id"]
-        self.log.info("Flower run %s submitted to %s (%d rounds, %s)", self.run_id, self.superlink.address,
+        self.log.info("Flower run %s submitted to %s (%d rounds, %s)", self.run_id, link.address,
                       values["rounds"], values["strategy"])  # fmt: skip
         deadline = time.time() + float(self.federated.get("timeout", 7200.0))
         poll = float(self.federated.get("poll_interval", 10.0))
@@ -138,29 +146,38 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        return self.execute_complete(context, self._wait(deadline, poll))
+        return self.execute_complete(context, self._wait(link, deadline, poll), superlink=link)
 
-    def _wait(self, deadline: float, poll: float) -> dict[str, Any]:
-        """The non-deferrable wait: the trigger's event, polled from the worker."""
+    def _wait(self, superlink: flower_cli.SuperLink, deadline: float, poll: float) -> dict[str, Any]:
+        """The non-deferrable wait: the trigger's event, polled from the worker on ``superlink``."""
         assert self.run_id is not None
         while True:
-            argv = flower_cli.list_command(self.superlink, self.run_id)
-            state = flower_cli.parse_status(flower_cli.call(self.superlink, argv), self.run_id)
+            argv = flower_cli.list_command(superlink, self.run_id)
+            state = flower_cli.parse_status(flower_cli.call(superlink, argv), self.run_id)
             if flower_cli.is_finished(state["status"]):
                 return {"run_id": self.run_id, "status": state["status"], "details": state["details"]}
             if time.time() > deadline:
                 return {"run_id": self.run_id, "status": "timeout", "details": f"still {state['status']}"}
             time.sleep(poll)
 
-    def execute_complete(self, context: Any, event: Mapping[str, Any], **_: Any) -> dict[str, Any]:
-        """The run has ended: its global model's fit result, or the task fails with Flower's reason."""
+    def execute_complete(
+        self,
+        context: Any,
+        event: Mapping[str, Any],
+        *,
+        superlink: flower_cli.SuperLink | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """The run has ended: its global model's fit result, or the task fails with Flower's reason.
+
+        ``superlink``: where the run ran, to stop it on a timeout (by default the connection's)."""
         from airflow_mlops.training.federated.common import app_sha256
 
         run_id = self.run_id = int(event["run_id"])
         status, details = str(event.get("status")), str(event.get("details") or "")
         if status != flower_cli.COMPLETED:
             if status == "timeout":
-                self._stop()
+                self._stop(superlink)
             raise TrainingError(f"Flower run {run_id} ended {status}: {details}")
         result = self._result(context)
         metrics = dict(result["metrics"])
@@ -227,18 +244,22 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                       epsilon, privacy.get("delta", 1e-5), self.federated.get("rounds", 3))  # fmt: skip
         return epsilon
 
-    def _stop(self) -> None:
+    def _stop(self, superlink: flower_cli.SuperLink | None = None) -> None:
+        """Stop the run on ``superlink`` (by default the connection's)."""
         if self.run_id is None:
             return
         try:
-            out = flower_cli.call(self.superlink, flower_cli.stop_command(self.superlink, self.run_id))
+            link = self.superlink if superlink is None else superlink
+            out = flower_cli.call(link, flower_cli.stop_command(link, self.run_id))
             self.log.info("Flower run %s stopped: %s", self.run_id, out.strip()[-300:])
         except TrainingError as exc:
             self.log.warning("could not stop Flower run %s: %s", self.run_id, exc)
 
     def on_kill(self) -> None:
         """The task was killed while it ran on the worker: stop the run (and a local federation)."""
-        self._stop()
         federation = self._federation
         if federation is not None:
+            self._stop(federation.superlink)
             federation.stop()
+        elif not self.federated.get("local_nodes"):  # a local run ended with its federation
+            self._stop()
