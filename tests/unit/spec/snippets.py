@@ -1,8 +1,10 @@
-"""The smallest valid spec, which a spec test appends the section under test to, and the two
-helpers the spec tests share: load the text, or collect the issues it is refused with."""
+"""The smallest valid spec, which a spec test appends the section under test to, and the
+helpers the spec tests share: that header for another pipeline, load the text, or collect the
+issues it is refused with."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -10,15 +12,31 @@ import pytest
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.spec.loader import load_spec_text
 
-MINIMAL = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: /data/{{ ds }}.parquet
-  target: churned
-registry:
-  model_name: churn-model
-"""
+
+def header(
+    pipeline: str = "churn",
+    target: str = "churned",
+    *,
+    model_name: str | None = None,
+    features: Sequence[str] = (),
+) -> str:
+    """The smallest valid spec of ``pipeline``: its data (``/data/{{ ds }}.parquet``) with
+    ``target`` (and ``features``, when given) and its registered model (``<pipeline>-model``
+    unless ``model_name`` is given)."""
+    listed = f"  features: [{', '.join(features)}]\n" if features else ""
+    return (
+        "apiVersion: mlops/v1\n"
+        f"pipeline: {pipeline}\n"
+        "data:\n"
+        "  source: /data/{{ ds }}.parquet\n"
+        f"  target: {target}\n"
+        f"{listed}"
+        "registry:\n"
+        f"  model_name: {model_name or pipeline + '-model'}\n"
+    )
+
+
+MINIMAL = header()
 
 
 def load(text: str, base: str = MINIMAL) -> Any:

@@ -7,17 +7,8 @@ import pytest
 from airflow_mlops.spec.loader import load_spec_text
 from tests.unit.spec import snippets
 
-BASE = """\
-apiVersion: mlops/v1
-pipeline: churn
-data:
-  source: /data/{{ ds }}.parquet
-  target: churned
-  features: [country, amount, age]
-registry:
-  model_name: churn-model
-evaluation:
-"""
+HEADER = snippets.header(features=["country", "amount", "age"])
+BASE = HEADER + "evaluation:\n"
 FAIRNESS = "  fairness:\n    slices: [country]\n    metrics: {roc_auc: {max_gap: 0.1}}\n"
 ROBUSTNESS = (
     "  robustness:\n    perturbations:\n      - {missing: [age]}\n    metrics: {roc_auc: {max_drop: 0.05}}\n"
@@ -29,9 +20,8 @@ def issues(evaluation: str, base: str = BASE) -> list:
 
 
 def test_both_sections_load_with_their_defaults() -> None:
-    spec = load_spec_text(
-        BASE
-        + "  fairness:\n"
+    spec = snippets.load(
+        "  fairness:\n"
         + "    slices: [country, {column: amount, bins: [0, 50, 500]}]\n"
         + "    metrics: {recall: {max_gap: 0.15}, log_loss: {max_gap: 3}}\n"
         + "  robustness:\n"
@@ -41,8 +31,7 @@ def test_both_sections_load_with_their_defaults() -> None:
         + "      - {noise: {std: 0.2}}\n"
         + "    metrics: {roc_auc: {max_drop: 0.05}}\n"
         + "    seed: 3\n",
-        "spec.yaml",
-        check_imports=False,
+        BASE,
     )
     fairness, robustness = spec.evaluation.fairness, spec.evaluation.robustness
     assert fairness is not None and robustness is not None
@@ -55,7 +44,7 @@ def test_both_sections_load_with_their_defaults() -> None:
         {"missing": None, "noise": {"std": 0.2, "features": None}},
     ]
     assert robustness.seed == 3
-    assert load_spec_text(BASE.removesuffix("evaluation:\n"), check_imports=False).evaluation.fairness is None
+    assert load_spec_text(HEADER, check_imports=False).evaluation.fairness is None
 
 
 @pytest.mark.parametrize(
@@ -196,7 +185,7 @@ def test_slice_and_perturbed_columns_must_be_features(evaluation, path, line, wo
 
 
 def test_without_listed_features_only_the_target_is_refused() -> None:
-    base = BASE.replace("  features: [country, amount, age]\n", "")
+    base = snippets.MINIMAL + "evaluation:\n"
     spec = load_spec_text(base + FAIRNESS.replace("[country]", "[city]"), check_imports=False)
     assert spec.evaluation.fairness is not None
     (issue,) = issues(ROBUSTNESS.replace("[age]", "[churned]"), base)

@@ -8,18 +8,10 @@ import pytest
 import yaml
 
 from airflow_mlops.exceptions import SpecError
-from airflow_mlops.spec.loader import load_spec_text
 from airflow_mlops.spec.schema import json_schema
+from tests.unit.spec import snippets
 
-BASE = """\
-apiVersion: mlops/v1
-pipeline: fraud
-data:
-  source: /data/{{ ds }}.parquet
-  target: is_fraud
-registry:
-  model_name: fraud-model
-"""
+BASE = snippets.header("fraud", "is_fraud")
 
 FULL = """\
 training:
@@ -42,7 +34,7 @@ training:
 
 
 def load(text: str):
-    return load_spec_text(BASE + text, "spec.yaml", check_imports=False)
+    return snippets.load(text, BASE)
 
 
 def issues(text: str) -> str:

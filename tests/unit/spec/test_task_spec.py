@@ -14,15 +14,7 @@ from airflow_mlops.spec.loader import load_spec_text
 from tests.unit.spec import snippets
 
 ROOT = Path(__file__).resolve().parents[3]
-BASE = """\
-apiVersion: mlops/v1
-pipeline: house_prices
-data:
-  source: /data/{{ ds }}.parquet
-  target: price
-registry:
-  model_name: house-prices
-"""
+BASE = snippets.header("house_prices", "price", model_name="house-prices")
 FIRST = BASE.count("\n") + 1  # the line the appended text starts on
 
 
