@@ -404,7 +404,9 @@ def s3_error_code(exc: BaseException) -> str | None:
     """The ``Error.Code`` of a botocore ``ClientError`` (None for any other exception)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code")) or None
+        error = response.get("Error")
+        code = error.get("Code") if isinstance(error, dict) else None
+        return str(code) if code not in (None, "") else None
     return None
 
 

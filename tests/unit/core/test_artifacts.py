@@ -187,6 +187,10 @@ def test_s3_error_code_reads_a_client_error_and_nothing_else() -> None:
     missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
     assert s3_error_code(lost) in S3_CONFLICT_CODES and s3_error_code(missing) in S3_MISSING_CODES
     assert s3_error_code(ValueError("PreconditionFailed")) is None  # a message is not a code
+    # a response without a code has none (not the text "None")
+    assert s3_error_code(ClientError({"Error": {"Message": "odd"}}, "GetObject")) is None
+    assert s3_error_code(ClientError({}, "GetObject")) is None
+    assert s3_error_code(ClientError({"Error": {"Code": 404}}, "HeadObject")) == "404"
 
 
 def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path, monkeypatch) -> None:
