@@ -48,13 +48,19 @@ Two parts:
    balanced accuracy on the clean test split of the same model
    (``HistGradientBoostingClassifier(random_state=0)``) trained on the whole poisoned batch and
    on the batch rows the side accepted; the accuracy change is also counted in test rows
-   (accuracy change x test rows: the change in rightly predicted test rows).
+   (accuracy change x test rows: the change in rightly predicted test rows). One fit moves by a
+   few test rows when a few training rows change, poisoned or not (a perfect screen, exactly the
+   poisoned rows dropped, is worse than none in a tenth of the cases), so the downstream target
+   is judged on a steadier measure: the mean of ``DOWNSTREAM_FITS`` fits (``random_state`` 0 to
+   4), each on the kept rows of its own random 80 % of the batch rows, the same subsets for the
+   poisoned batch, the perfect screen and every side of a case. Both measures are reported, each
+   with the perfect screen's share beside it.
 
    The targets, for ``screen_data`` in each regime: mean F1 (over the attacks, each the mean over
    the datasets) >= the best peer's mean F1 + 0.05 (the best peer: the peer side, IsolationForest
    included, with the highest mean F1 in that regime); a clean-data false-positive rate <= 1 % in
    every class of every dataset; at most a tenth of the attacked cases with a downstream accuracy
-   worse than with no screen by more than one test row.
+   (the mean of the repeated fits) worse than with no screen by more than one test row.
 
 2. **Scale** (``--only scale``): 1,000,000 rows x 20 features (``make_classification``, 10 % random
    flips) screened with the same checks in both regimes (a 50,000-row reference; none), each
@@ -149,6 +155,10 @@ SHORT = {
 TARGET_F1_MARGIN = 0.05  # mean F1 >= the best peer's mean F1 + this
 TARGET_CLEAN_FPR = 0.01  # the clean-data false-positive rate of every class
 TARGET_WORSE_SHARE = 0.10  # attacked cases downstream worse than no screen by > 1 test row
+# The steadier downstream measure: the mean over this many fits, each on its own random share of
+# the batch rows (the same shares for every side of a case).
+DOWNSTREAM_FITS = 5
+DOWNSTREAM_SUBSAMPLE = 0.8
 TARGET_SCALE_SECONDS = 60.0
 
 # Runs in the peer's venv: cross_val_predict + find_label_issues, as a user would.
@@ -446,21 +456,45 @@ def detection(flagged: np.ndarray, poison: np.ndarray, y_true: np.ndarray) -> di
 
 
 def downstream(
-    x: np.ndarray, y: np.ndarray, keep: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
-) -> dict[str, float]:
+    x: np.ndarray,
+    y: np.ndarray,
+    keep: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    subsets: list[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The clean test split's accuracy of ``HistGradientBoostingClassifier`` trained on the
+    ``keep`` rows: one fit on all of them (``random_state=0``), and, given ``subsets`` (row masks
+    shared by every side of a case), the mean over one fit per subset (``random_state`` its
+    number) on the kept rows of that subset: the steadier measure, whose differences between two
+    sides do not hang on a few rows' luck in one fit."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
     from threadpoolctl import threadpool_limits
 
-    # Small fits run faster on one thread (and do not spin on a busy machine).
-    with threadpool_limits(limits=1 if keep.sum() < 20_000 else None, user_api="openmp"):
-        model = HistGradientBoostingClassifier(random_state=0).fit(x[keep], y[keep])
-        pred = model.predict(x_test)
-    return {
+    def fit(rows: np.ndarray, seed: int) -> np.ndarray:
+        # Small fits run faster on one thread (and do not spin on a busy machine).
+        with threadpool_limits(limits=1 if rows.sum() < 20_000 else None, user_api="openmp"):
+            return HistGradientBoostingClassifier(random_state=seed).fit(x[rows], y[rows]).predict(x_test)
+
+    pred = fit(keep, 0)
+    out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_test, pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_test, pred)),
         "correct_test_rows": int((pred == y_test).sum()),
     }
+    if subsets:
+        correct = [int((fit(keep & sub, r) == y_test).sum()) for r, sub in enumerate(subsets)]
+        out["correct_test_rows_per_fit"] = correct
+        out["mean_correct_test_rows"] = float(np.mean(correct))
+    return out
+
+
+def downstream_subsets(rows: int, seed: int) -> list[np.ndarray]:
+    """``DOWNSTREAM_FITS`` random row masks (each row in with ``DOWNSTREAM_SUBSAMPLE``), one set per
+    case: the poisoned batch, the perfect screen and every side are fitted on the same subsets."""
+    rng = np.random.default_rng(seed)
+    return [rng.random(rows) < DOWNSTREAM_SUBSAMPLE for _ in range(DOWNSTREAM_FITS)]
 
 
 # --- parts --------------------------------------------------------------------------------
@@ -486,7 +520,8 @@ def quality(
             if name not in attacks:
                 continue
             # One attacked batch per dataset and attack: both regimes screen the very same rows.
-            batch, poison = attack(ds, name, seed * 1000 + d * 10 + a)
+            case_seed = seed * 1000 + d * 10 + a
+            batch, poison = attack(ds, name, case_seed)
             x, y = to_matrix(ds, batch), batch[TARGET].to_numpy()
             key = f"d{d}a{a}"
             # The true class of each row (the poisoned rows of a flip attack had another).
@@ -517,7 +552,7 @@ def quality(
                     "classes": len(np.unique(ds.reference[TARGET])),
                     "flags": flags,
                     "seconds": seconds,
-                    "_data": (x, y, poison, y_true, test_x, test_y),
+                    "_data": (x, y, poison, y_true, test_x, test_y, case_seed),
                 }
             )
             times = ", ".join(f"{r} {seconds[r]['screen_data']:6.2f} s" for r in regimes)
@@ -550,13 +585,20 @@ def quality(
                     mask[np.asarray(res["flagged"], dtype=np.int64)] = True
                     c["flags"][regime][side] = mask
                     c["seconds"][regime][side] = res["seconds"]
+    return {**peer, "regimes": score(cases, regimes)}
+
+
+def score(cases: list[dict[str, Any]], regimes: tuple[str, ...]) -> dict[str, Any]:
+    """Per regime: every side's detection metrics and downstream accuracy on each case (the flags
+    in ``flags``, the arrays in ``_data``, which this pops), and the summary."""
     per_regime: dict[str, list[dict[str, Any]]] = {regime: [] for regime in regimes}
     for c in cases:
-        x, y, poison, y_true, test_x, test_y = c.pop("_data")
+        x, y, poison, y_true, test_x, test_y, case_seed = c.pop("_data")
+        data = (x, y, test_x, test_y, downstream_subsets(len(y), case_seed))
         fits: dict[bytes, dict[str, Any]] = {}
-        poisoned = _downstream_once(fits, (x, y, test_x, test_y), np.ones(len(y), dtype=bool))
+        poisoned = _downstream_once(fits, data, np.ones(len(y), dtype=bool))
         # The noise floor of the downstream target: a perfect screen drops exactly the poisoned rows.
-        perfect = _downstream_once(fits, (x, y, test_x, test_y), ~poison)
+        perfect = _downstream_once(fits, data, ~poison)
         common = {k: v for k, v in c.items() if k not in ("key", "flags", "seconds")}
         for regime in regimes:
             sides = {}
@@ -564,13 +606,16 @@ def quality(
                 mask = c["flags"][regime].get(side)
                 if mask is None:
                     continue
-                screened = _downstream_once(fits, (x, y, test_x, test_y), ~mask)
+                screened = _downstream_once(fits, data, ~mask)
                 sides[side] = {
                     **detection(mask, poison, y_true),
                     "downstream": screened,
                     # accuracy change x test rows: rightly predicted test rows won (or lost)
                     "accuracy_change_test_rows": screened["correct_test_rows"]
                     - poisoned["correct_test_rows"],
+                    # the same over the repeated fits: their mean change
+                    "mean_accuracy_change_test_rows": screened["mean_correct_test_rows"]
+                    - poisoned["mean_correct_test_rows"],
                 }
             per_regime[regime].append(
                 {
@@ -582,24 +627,32 @@ def quality(
                 }
             )
     return {
-        **peer,
-        "regimes": {
-            regime: {"inputs": INPUTS[regime], "cases": cs, "summary": summarise(cs)}
-            for regime, cs in per_regime.items()
-        },
+        regime: {"inputs": INPUTS[regime], "cases": cs, "summary": summarise(cs)}
+        for regime, cs in per_regime.items()
     }
 
 
 def _downstream_once(
-    fits: dict[bytes, dict[str, Any]], data: tuple[np.ndarray, ...], keep: np.ndarray
+    fits: dict[bytes, dict[str, Any]], data: tuple[Any, ...], keep: np.ndarray
 ) -> dict[str, Any]:
-    """``downstream`` of ``data`` (x, y, x_test, y_test) trained on the ``keep`` rows, remembered in
-    ``fits``: the model is deterministic, the same accepted rows (often: both regimes) fit once."""
+    """``downstream`` of ``data`` (x, y, x_test, y_test, subsets) trained on the ``keep`` rows,
+    remembered in ``fits``: the model is deterministic, the same accepted rows (often: both
+    regimes) fit once."""
     mark = np.packbits(keep).tobytes()
     if mark not in fits:
-        x, y, x_test, y_test = data
-        fits[mark] = downstream(x, y, keep, x_test, y_test)
+        x, y, x_test, y_test, subsets = data
+        fits[mark] = downstream(x, y, keep, x_test, y_test, subsets)
     return fits[mark]
+
+
+def _worse(cases: list[dict[str, Any]], change: Any) -> list[dict[str, Any]]:
+    """The cases whose ``change(case)`` (test rows predicted right, screened minus poisoned) is
+    below -1: downstream worse than no screen by more than one test row."""
+    return [
+        {"dataset": c["dataset"], "attack": c["attack"], "test_rows": value}
+        for c in cases
+        if (value := change(c)) < -1
+    ]
 
 
 def _mean(values: list[float]) -> float:
@@ -626,19 +679,10 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
             f1_per_dataset.setdefault(c["dataset"], {})[c["attack"]] = c["sides"][side]["f1"]
         clean_fpr = {c["dataset"]: c["sides"][side]["max_class_fpr"] for c in mine if c["attack"] == "clean"}
         worst_fpr = max(((v, name) for name, v in clean_fpr.items()), default=(0.0, ""))
-        # Worse by more than one test row: more than one test row fewer predicted right.
-        worse = [
-            {
-                "dataset": c["dataset"],
-                "attack": c["attack"],
-                "test_rows": c["sides"][side]["accuracy_change_test_rows"],
-                "accuracy": c["sides"][side]["downstream"]["accuracy"] - c["downstream_poisoned"]["accuracy"],
-                "balanced_accuracy": c["sides"][side]["downstream"]["balanced_accuracy"]
-                - c["downstream_poisoned"]["balanced_accuracy"],
-            }
-            for c in attacked
-            if c["sides"][side]["accuracy_change_test_rows"] < -1
-        ]
+        # Worse by more than one test row: more than one test row fewer predicted right, in the one
+        # fit on all kept rows and in the mean of the repeated fits.
+        worse = _worse(attacked, lambda c, side=side: c["sides"][side]["accuracy_change_test_rows"])
+        worse_mean = _worse(attacked, lambda c, side=side: c["sides"][side]["mean_accuracy_change_test_rows"])
         out[side] = {
             "mean_f1_per_attack": per_family,
             "mean_f1": _mean(list(per_family.values())),
@@ -650,8 +694,14 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "downstream_worse_cases": len(worse),
             "downstream_attacked_cases": len(attacked),
             "downstream_worse_share": len(worse) / len(attacked) if attacked else 0.0,
+            "mean_of_fits_downstream_worse_by_more_than_one_test_row": worse_mean,
+            "mean_of_fits_downstream_worse_cases": len(worse_mean),
+            "mean_of_fits_downstream_worse_share": len(worse_mean) / len(attacked) if attacked else 0.0,
             "mean_accuracy_change_test_rows": _mean(
                 [c["sides"][side]["accuracy_change_test_rows"] for c in attacked]
+            ),
+            "mean_of_fits_mean_accuracy_change_test_rows": _mean(
+                [c["sides"][side]["mean_accuracy_change_test_rows"] for c in attacked]
             ),
             "mean_balanced_accuracy_gain": _mean(
                 [
@@ -665,19 +715,27 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
     # A perfect screen (exactly the poisoned rows dropped) against the same target: how often the
     # downstream model's own variance alone makes it worse by more than one test row.
     attacked = [c for c in cases if c["attack"] != "clean" and "downstream_perfect_screen" in c]
-    perfect_worse = [
-        {"dataset": c["dataset"], "attack": c["attack"], "test_rows": change}
-        for c in attacked
-        if (
-            change := c["downstream_perfect_screen"]["correct_test_rows"]
+    perfect_worse = _worse(
+        attacked,
+        lambda c: (
+            c["downstream_perfect_screen"]["correct_test_rows"]
             - c["downstream_poisoned"]["correct_test_rows"]
-        )
-        < -1
-    ]
+        ),
+    )
+    perfect_worse_mean = _worse(
+        attacked,
+        lambda c: (
+            c["downstream_perfect_screen"]["mean_correct_test_rows"]
+            - c["downstream_poisoned"]["mean_correct_test_rows"]
+        ),
+    )
     out["perfect_screen"] = {
         "downstream_worse_by_more_than_one_test_row": perfect_worse,
         "downstream_worse_cases": len(perfect_worse),
         "downstream_worse_share": len(perfect_worse) / len(attacked) if attacked else 0.0,
+        "mean_of_fits_downstream_worse_by_more_than_one_test_row": perfect_worse_mean,
+        "mean_of_fits_downstream_worse_cases": len(perfect_worse_mean),
+        "mean_of_fits_downstream_worse_share": len(perfect_worse_mean) / len(attacked) if attacked else 0.0,
     }
     ours = out.get("screen_data")
     peers = [side for side in PEERS if side in out]
@@ -702,8 +760,22 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 "value": ours["max_clean_fpr_of_a_class"],
                 "met": ours["max_clean_fpr_of_a_class"] <= TARGET_CLEAN_FPR,
             },
+            # The target's measure: the mean over the repeated fits (a perfect screen's share under
+            # it is the floor any screen can reach).
             "downstream_worse_share": {
-                "target": f"<= {TARGET_WORSE_SHARE} of the attacked cases worse by > 1 test row",
+                "target": (
+                    f"<= {TARGET_WORSE_SHARE} of the attacked cases worse by > 1 test row"
+                    f" (mean of {DOWNSTREAM_FITS} fits on {DOWNSTREAM_SUBSAMPLE:.0%} subsets)"
+                ),
+                "value": ours["mean_of_fits_downstream_worse_share"],
+                "cases": ours["mean_of_fits_downstream_worse_cases"],
+                "attacked_cases": ours["downstream_attacked_cases"],
+                "perfect_screen_share": out["perfect_screen"]["mean_of_fits_downstream_worse_share"],
+                "met": ours["mean_of_fits_downstream_worse_share"] <= TARGET_WORSE_SHARE,
+            },
+            # The same on one fit on all kept rows: reported beside it, with its own floor.
+            "downstream_worse_share_one_fit": {
+                "target": f"<= {TARGET_WORSE_SHARE} of the attacked cases worse by > 1 test row (one fit)",
                 "value": ours["downstream_worse_share"],
                 "cases": ours["downstream_worse_cases"],
                 "attacked_cases": ours["downstream_attacked_cases"],
@@ -818,19 +890,29 @@ def print_regime(regime: str, r: dict[str, Any]) -> None:
             print(_row(fam, [f"{s[side]['mean_f1_per_attack'][fam]:.3f}" for side in sides]))
     print(_row("mean", [f"{s[side]['mean_f1']:.3f}" for side in sides]))
     print(_row("max clean FPR (class)", [f"{s[side]['max_clean_fpr_of_a_class']:.3f}" for side in sides]))
-    print(_row("downstream worse > 1 row", [f"{s[side]['downstream_worse_cases']:d}" for side in sides]))
-    print(_row("  share of attacked cases", [f"{s[side]['downstream_worse_share']:.3f}" for side in sides]))
-    if "perfect_screen" in s:
-        p = s["perfect_screen"]
+    for label, prefix in (("one fit", ""), (f"mean of {DOWNSTREAM_FITS} fits", "mean_of_fits_")):
+        print(f"  downstream, {label}:")
         print(
-            f"  a perfect screen (exactly the poisoned rows dropped) is worse by > 1 row in "
-            f"{p['downstream_worse_cases']} cases ({p['downstream_worse_share']:.3f}): the downstream model's own variance"
+            _row(
+                "  worse by > 1 test row",
+                [f"{s[side][prefix + 'downstream_worse_cases']:d}" for side in sides],
+            )
         )
-    print(
-        _row(
-            "mean acc. change (rows)", [f"{s[side]['mean_accuracy_change_test_rows']:.2f}" for side in sides]
+        print(
+            _row(
+                "  share of attacked cases",
+                [f"{s[side][prefix + 'downstream_worse_share']:.3f}" for side in sides],
+            )
         )
-    )
+        change = prefix + "mean_accuracy_change_test_rows"
+        print(_row("  mean change (test rows)", [f"{s[side][change]:.2f}" for side in sides]))
+        if "perfect_screen" in s:
+            p = s["perfect_screen"]
+            print(
+                f"    a perfect screen (exactly the poisoned rows dropped) is worse by > 1 row in"
+                f" {p[prefix + 'downstream_worse_cases']} cases ({p[prefix + 'downstream_worse_share']:.3f}):"
+                " the downstream model's own variance"
+            )
     print(_row("mean bal. acc. gain", [f"{s[side]['mean_balanced_accuracy_gain']:.4f}" for side in sides]))
     print(_row("seconds (all cases)", [f"{s[side]['seconds_total']:.1f}" for side in sides]))
     if "targets" not in s:

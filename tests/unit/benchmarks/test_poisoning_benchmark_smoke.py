@@ -103,7 +103,12 @@ def test_benchmark_runs_side_by_side_in_both_regimes(
         assert ours["downstream_attacked_cases"] == len(f1s)
         assert s["best_peer"] == max(bench.PEERS, key=lambda side: s[side]["mean_f1"])
         assert set(s["mean_f1_ratio_screen_data_over"]) == set(bench.PEERS)
-        assert set(s["targets"]) == {"mean_f1_vs_best_peer", "clean_fpr_per_class", "downstream_worse_share"}
+        assert set(s["targets"]) == {
+            "mean_f1_vs_best_peer",
+            "clean_fpr_per_class",
+            "downstream_worse_share",
+            "downstream_worse_share_one_fit",
+        }
         bar = s[s["best_peer"]]["mean_f1"] + bench.TARGET_F1_MARGIN
         assert s["targets"]["mean_f1_vs_best_peer"]["met"] == (ours["mean_f1"] >= bar)
         # the noise floor: a perfect screen (exactly the poisoned rows dropped) on the same target
@@ -114,10 +119,23 @@ def test_benchmark_runs_side_by_side_in_both_regimes(
             for c in attacked
         ]
         assert s["perfect_screen"]["downstream_worse_cases"] == sum(change < -1 for change in perfect)
-        assert s["targets"]["downstream_worse_share"]["perfect_screen_share"] == pytest.approx(
+        assert s["targets"]["downstream_worse_share_one_fit"]["perfect_screen_share"] == pytest.approx(
             s["perfect_screen"]["downstream_worse_share"]
         )
-    assert printed.count("a perfect screen (exactly the poisoned rows dropped)") == 2
+        # the target's measure: the mean of the repeated fits, on subsets shared by every side
+        for case in attacked:
+            base = case["downstream_poisoned"]
+            assert len(base["correct_test_rows_per_fit"]) == bench.DOWNSTREAM_FITS
+            assert base["mean_correct_test_rows"] == pytest.approx(np.mean(base["correct_test_rows_per_fit"]))
+            for side in case["sides"].values():
+                change = side["downstream"]["mean_correct_test_rows"] - base["mean_correct_test_rows"]
+                assert side["mean_accuracy_change_test_rows"] == pytest.approx(change)
+        mean_worse = [c for c in attacked if c["sides"]["screen_data"]["mean_accuracy_change_test_rows"] < -1]
+        target = s["targets"]["downstream_worse_share"]
+        assert target["cases"] == len(mean_worse) and target["met"] == (
+            len(mean_worse) / len(attacked) <= bench.TARGET_WORSE_SHARE
+        )
+    assert printed.count("a perfect screen (exactly the poisoned rows dropped)") == 4
 
 
 def test_cleanlab_counts_only_the_rows_after_the_offset(bench: ModuleType, fake_cleanlab: None) -> None:
@@ -137,6 +155,14 @@ def test_splits_are_twenty_fifty_thirty_and_stratified(bench: ModuleType) -> Non
         assert sizes / sizes.sum() == pytest.approx([0.2, 0.5, 0.3], abs=0.01)
         shares = [f[bench.TARGET].value_counts(normalize=True).sort_index() for f in (ds.reference, ds.test)]
         assert np.allclose(shares[0], shares[1], atol=0.05)
+
+
+def test_downstream_subsets_are_seeded_and_hold_four_fifths(bench: ModuleType) -> None:
+    first, again = bench.downstream_subsets(5000, seed=3), bench.downstream_subsets(5000, seed=3)
+    assert len(first) == bench.DOWNSTREAM_FITS
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[1])  # each fit its own subset
+    assert all(abs(sub.mean() - bench.DOWNSTREAM_SUBSAMPLE) < 0.03 for sub in first)
 
 
 def test_detection_metrics_match_scikit_learn(bench: ModuleType) -> None:
