@@ -56,8 +56,11 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     ``>= 0`` is first log-compressed as ``log(x + median)``) from the median and outside the
     range of the reference's values (without a reference: of the batch's, less
     :data:`BATCH_RANGE_SHARE` at each end) by more than :data:`EXTREME_RANGE_MARGIN` x its width
-    (in a column whose MAD is 0 only an infinite value counts), an infinite value, or a negative value in a column the reference has only values >= 0 of (and
-    that is log-compressed), makes a row suspect too. A regression has no classes: one cut for all
+    (in a column whose MAD is 0 only an infinite value counts), a value outside that range by
+    more than :data:`FAR_RANGE_MARGIN` x its width whatever its z-score (a bounded column's MAD is
+    a quarter of its range, so its z-scores stay small), an infinite value, or a negative value in
+    a column the reference has only values >= 0 of (and that is log-compressed), makes a row
+    suspect too. A regression has no classes: one cut for all
     rows.
 ``duplicates``
     Exact and near duplicates (identical after rounding every numeric feature to a thousandth of
@@ -115,6 +118,7 @@ from airflow_mlops.data.poisoning.label_issues import (
 from airflow_mlops.data.poisoning.out_of_distribution import (
     BATCH_RANGE_SHARE,
     EXTREME_RANGE_MARGIN,
+    FAR_RANGE_MARGIN,
     MIN_OOD_CLASS_ROWS,
     OOD_MARGIN,
     OOD_QUANTILE,
@@ -162,6 +166,7 @@ __all__ = [
     "DUPLICATE_TARGET_SHARE",
     "EXCESS_Z",
     "EXTREME_RANGE_MARGIN",
+    "FAR_RANGE_MARGIN",
     "FDR_LEVEL",
     "LOG_SKEW_THRESHOLD",
     "MAD_TO_Z",

@@ -36,6 +36,10 @@ EXTREME_RANGE_MARGIN = 0.5
 # Without a reference: the range an extreme value must leave is that of the batch's values less
 # this share at each end.
 BATCH_RANGE_SHARE = 0.01
+# A value beyond that range by this share of it is extreme whatever its robust z-score: in a
+# bounded column (a share, a uniform draw) the MAD is a quarter of the range, so a value far
+# outside every value seen can stay under ``outlier_threshold``.
+FAR_RANGE_MARGIN = 1.0
 
 
 def out_of_distribution(
@@ -97,11 +101,6 @@ def out_of_distribution(
         median = float(np.median(finite))
         mad = float(np.median(np.abs(finite - median)))
         with np.errstate(invalid="ignore"):
-            if mad == 0:  # a flag or mostly constant column: only infinities count
-                hit = np.isinf(values)
-            else:
-                z = MAD_TO_Z * np.abs(values - median) / mad
-                hit = np.where(np.isnan(z), False, z > outlier_threshold)
             if fitted_on == "reference":
                 # A value the trusted reference has seen is not extreme, however small the MAD
                 # of a sparse or discrete column makes its z-score.
@@ -113,6 +112,14 @@ def out_of_distribution(
                 # of its central rows (BATCH_RANGE_SHARE cut off each end, where injected values
                 # would sit) by the same margin. A sparse column's rare large values are its range.
                 lo, hi = (float(v) for v in np.quantile(finite, [BATCH_RANGE_SHARE, 1 - BATCH_RANGE_SHARE]))
+            if mad == 0:  # a flag or mostly constant column: only infinities count
+                hit = np.isinf(values)
+            else:
+                z = MAD_TO_Z * np.abs(values - median) / mad
+                far = (values < lo - FAR_RANGE_MARGIN * (hi - lo)) | (
+                    values > hi + FAR_RANGE_MARGIN * (hi - lo)
+                )
+                hit = np.where(np.isnan(z), False, z > outlier_threshold) | far
             margin = EXTREME_RANGE_MARGIN * (hi - lo)
             hit &= (values < lo - margin) | (values > hi + margin)
         hit |= negative
