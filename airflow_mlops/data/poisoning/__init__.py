@@ -34,9 +34,11 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     too from the smaller :data:`REFERENCE_SOURCE_SHARE` and :data:`REFERENCE_DESTINATION_SHARE`.
     The estimated number of rows, among those
     whose label is not the likeliest class, with the largest margin ``max_j p_j - p_label`` are
-    suspect (reason ``label_issue``; the row's score is ``p_label - max_j p_j``). The reference
-    only adds evidence: more rows to learn from and a measured baseline, no p-value floor tied to
-    its size.
+    suspect (reason ``label_issue``; the row's score is ``p_label - max_j p_j``). The rows the
+    ``out_of_distribution`` and ``duplicates`` checks quarantine (when they run) are neither
+    counted nor taken: a far row's label is often random and a conflicting copy is a move already
+    found, so neither is evidence that other rows moved. The reference only adds evidence: more
+    rows to learn from and a measured baseline, no p-value floor tied to its size.
     **Regression**: residual outliers. HistGradientBoosting regressors, cross-fitted on the
     reference (or out of fold on the batch), predict each row; its score is
     ``|residual - median| / (MAD / 0.6745)`` of the residuals (the reference's when given). With a

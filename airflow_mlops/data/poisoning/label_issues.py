@@ -32,7 +32,8 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    the larger of the batch's own and the one beyond the reference.
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
    another class is more likely than ``i`` (``max_j p_j - p_i``), among the rows whose label is
-   not the likeliest class. The row's score is ``p_i - max_j p_j`` (below 0: another class is more
+   not the likeliest class. Rows another check quarantines (out of distribution, conflicting
+   copies) are left out of steps 2 to 4: their labels are no evidence that other rows moved. The row's score is ``p_i - max_j p_j`` (below 0: another class is more
    likely); the class's cut sits just above the highest score flagged.
 
 A trusted reference only ever adds evidence: its rows train every fold's models, and its clean
@@ -175,7 +176,7 @@ class LabelModel:
             model.source, model.ref_y, model.ref_proba = "batch and reference", ref_y, ref_proba
         return model
 
-    def estimated_issues(self) -> dict[str, np.ndarray]:
+    def estimated_issues(self, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Per class: the batch's rows, its estimated issues (the calibrated confident joint:
         ``moves[i, j]`` rows labelled ``i`` that belong to ``j``), and the estimate acted on.
 
@@ -184,11 +185,14 @@ class LabelModel:
         clean rows the same count finds, plus :data:`BASELINE_Z` standard errors (or a class's
         excess over its reference share), of the smaller practical size
         (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`): the reference
-        only ever adds to what the batch's own estimate acts on."""
+        only ever adds to what the batch's own estimate acts on. Rows in ``exclude`` (quarantined
+        by another check) are not counted."""
         import numpy as np
 
         k = len(self.classes)
         lab = self.y >= 0
+        if exclude is not None:
+            lab &= ~exclude
         rows = np.bincount(self.y[lab], minlength=k).astype(float)
         moves = _calibrated_joint(self.proba[lab], self.y[lab], self.thresholds, k)
         np.fill_diagonal(moves, 0.0)
@@ -238,16 +242,20 @@ class LabelModel:
             "issues": np.maximum(own, reference),
         }
 
-    def issues(self) -> tuple[np.ndarray, dict[str, Any]]:
+    def issues(self, exclude: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Suspect rows and the details: per class, the estimated number of rows whose label is
-        wrong, taken by the largest margin among the rows whose label is not the likeliest."""
+        wrong, taken by the largest margin among the rows whose label is not the likeliest. Rows
+        in ``exclude`` (quarantined by another check: out of distribution) are neither counted
+        nor taken."""
         import numpy as np
 
         k = len(self.classes)
-        estimate = self.estimated_issues()
+        estimate = self.estimated_issues(exclude)
         mask = np.zeros(len(self.y), dtype=bool)
         cuts = np.full(k, -math.inf)
         candidate = (self.y >= 0) & (self.suggested >= 0)
+        if exclude is not None:
+            candidate &= ~exclude
         for j in range(k):
             take = round(float(estimate["issues"][j]))
             rows = np.flatnonzero(candidate & (self.y == j))

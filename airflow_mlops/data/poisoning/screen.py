@@ -261,6 +261,49 @@ def screen_data(
             )
         return residuals
 
+    ood: tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray] | None = None
+
+    def out_of_distribution_result() -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
+        nonlocal ood
+        if ood is None:
+            ood = out_of_distribution(
+                df,
+                x,
+                fit_frame,
+                encoder,
+                target,
+                features,
+                outlier_threshold,
+                seed,
+                class_of=lambda labels: class_texts(label_view(labels, task), task),
+                fitted_on="reference" if reference is not None else "batch",
+            )
+        return ood
+
+    copies: tuple[np.ndarray, dict[str, Any]] | None = None
+
+    def duplicates_result() -> tuple[np.ndarray, dict[str, Any]]:
+        nonlocal copies
+        if copies is None:
+            if task == "regression":
+                assert y_num is not None
+                spread = target_scale(ref_y_num if ref_y_num is not None else y_num[labelled])
+                copies = conflicting_duplicate_targets(y_num, groups, labelled, spread, residual_model)
+            else:
+                copies = conflicting_duplicates(texts, groups, labelled, label_model)
+        return copies
+
+    def quarantined_by_others() -> np.ndarray:
+        """The rows the out-of-distribution and duplicates checks (those asked for) quarantine:
+        their labels are no evidence of a label move, so label_issues neither counts nor takes
+        them (a far row's label is often random, a conflicting copy is one move already)."""
+        out = np.zeros(n, dtype=bool)
+        if "out_of_distribution" in checks:
+            out |= out_of_distribution_result()[0]
+        if "duplicates" in checks:
+            out |= duplicates_result()[0]
+        return out
+
     shown_label = representatives(df[target], reference, target) if task == "multiclass" else {}
     for check in checks:  # each check once, in the order given
         if check == "label_issues" and task == "regression":
@@ -284,7 +327,7 @@ def screen_data(
                 check_details[check] = {"status": lm.status, "suspects": 0}
                 check_counts[check] = 0
                 continue
-            mask, detail = lm.issues()
+            mask, detail = lm.issues(exclude=quarantined_by_others())
             count = mark(mask, REASON_LABEL_ISSUE)
             for i in np.flatnonzero(mask):
                 suggested = plain(lm.classes[lm.suggested[i]])
@@ -294,18 +337,7 @@ def screen_data(
             scores["label_issues_cut"] = lm.row_cut(detail)
             check_details[check] = {"status": "ran", "suspects": count, **detail}
         elif check == "out_of_distribution":
-            mask, detail, score, cut = out_of_distribution(
-                df,
-                x,
-                fit_frame,
-                encoder,
-                target,
-                features,
-                outlier_threshold,
-                seed,
-                class_of=lambda labels: class_texts(label_view(labels, task), task),
-                fitted_on="reference" if reference is not None else "batch",
-            )
+            mask, detail, score, cut = out_of_distribution_result()
             count = mark(mask, REASON_OOD)
             for i in np.flatnonzero(mask):
                 row_scores[i]["out_of_distribution"] = round(float(score[i]), 4)
@@ -313,12 +345,7 @@ def screen_data(
             scores["out_of_distribution_cut"] = cut
             check_details[check] = {"status": "ran", "suspects": count, **detail}
         elif check == "duplicates":
-            if task == "regression":
-                assert y_num is not None
-                spread = target_scale(ref_y_num if ref_y_num is not None else y_num[labelled])
-                mask, detail = conflicting_duplicate_targets(y_num, groups, labelled, spread, residual_model)
-            else:
-                mask, detail = conflicting_duplicates(texts, groups, labelled, label_model)
+            mask, detail = duplicates_result()
             count = mark(mask, REASON_DUPLICATE)
             check_details[check] = {"status": "ran", "suspects": count, **detail}
         elif check == "class_balance":

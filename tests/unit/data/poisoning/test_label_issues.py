@@ -95,6 +95,26 @@ def test_without_a_reference_the_estimate_takes_the_rows_by_margin() -> None:
     json.dumps(detail, allow_nan=False)
 
 
+def test_rows_quarantined_by_another_check_are_neither_counted_nor_taken() -> None:
+    """Rows another check quarantines (far rows with random labels, conflicting copies) are no
+    evidence of a label move: the estimate is the one of the other rows, and none of them is taken."""
+    proba, y, flipped = _flipped(3, flips=100)
+    model = _model(proba, y)
+    exclude = np.zeros(len(y), dtype=bool)
+    exclude[flipped[:60]] = True
+    mask, _ = model.issues(exclude=exclude)
+    assert not (mask & exclude).any()
+    rest = _model(proba[~exclude], y[~exclude])
+    rest.thresholds = model.thresholds  # fitted on every row, as ``fit`` does
+    np.testing.assert_allclose(model.estimated_issues(exclude)["issues"], rest.estimated_issues()["issues"])
+    np.testing.assert_array_equal(mask[~exclude], rest.issues()[0])
+    # 40 flips left of ~1000 rows of class 0 (4 %): still a practical move, still found
+    assert mask[flipped[60:]].mean() >= 0.7
+    # with the other 40 quarantined as well, what is left is ambiguity: nothing is acted on
+    exclude[flipped] = True
+    assert not model.issues(exclude=exclude)[0].any()
+
+
 def _off_diagonal_of(model: label_issues.LabelModel) -> np.ndarray:
     return _confident_joint_by_hand(model.proba, model.y, model.thresholds)
 
