@@ -13,14 +13,25 @@ if TYPE_CHECKING:
 
 # Model fits on fewer rows than this use one thread.
 SMALL_FIT_ROWS = 20_000
+# The regressors' loss: the absolute error, whose fit is the conditional median. A poisoned
+# target (a share of swapped or shifted targets) pulls a mean as far as it lies; a median
+# hardly moves while the clean rows are the majority at a point, so the models learn the clean
+# relation and the poisoned rows keep their large residuals.
+REGRESSION_LOSS = "absolute_error"
 
 
 def _hgb(encoder: Encoder, seed: int, *, regression: bool = False) -> Any:
-    """The screen's gradient-boosting model: a classifier, or a regressor for a regression target."""
+    """The screen's gradient-boosting model: a classifier, or a regressor (loss
+    :data:`REGRESSION_LOSS`) for a regression target."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    model = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
-    return model(
+    if regression:
+        return HistGradientBoostingRegressor(loss=REGRESSION_LOSS, **_hgb_settings(encoder, seed))
+    return HistGradientBoostingClassifier(**_hgb_settings(encoder, seed))
+
+
+def _hgb_settings(encoder: Encoder, seed: int) -> dict[str, Any]:
+    return dict(
         max_iter=100,
         learning_rate=0.1,
         max_leaf_nodes=31,
@@ -186,8 +197,17 @@ def oof_predict(
     max_fit_rows: int,
     seed: int,
     groups: np.ndarray,
-) -> np.ndarray:
-    """Out-of-fold regression predictions; every copy of a row (``groups``) in one fold."""
+    reference_x: np.ndarray | None = None,
+    reference_y: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Out-of-fold regression predictions of the batch and, when given, of the reference, from
+    regressors fitted on both: fold ``f``'s regressor learns from the batch's other folds *and*
+    the reference's other folds, and predicts the batch's and the reference's fold ``f`` (as
+    :func:`pooled_oof_proba` does for the classifiers). No row is predicted by a model that saw
+    it, and a clean batch row and a reference row are predicted alike. Every copy of a row
+    (``groups``) falls in one fold; the batch rows in ``exclude`` (the first pass's suspects) are
+    predicted but learnt from by no model. At most ``max_fit_rows`` rows train each fold's model."""
     import numpy as np
     from sklearn.model_selection import KFold
     from threadpoolctl import threadpool_limits
@@ -197,45 +217,39 @@ def oof_predict(
     _, inverse = np.unique(groups, return_inverse=True)
     n_groups = int(inverse.max()) + 1 if len(inverse) else 0
     fold_of_group = np.empty(n_groups, dtype=np.int64)
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    for f, (_, test) in enumerate(splitter.split(np.zeros((n_groups, 1)))):
-        fold_of_group[test] = f
+    if n_groups >= folds:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+        for f, (_, test) in enumerate(splitter.split(np.zeros((n_groups, 1)))):
+            fold_of_group[test] = f
+    else:  # fewer distinct batch rows than folds (only with a reference): one fold each
+        fold_of_group[:] = np.arange(n_groups)
     fold = fold_of_group[inverse.ravel()]
-    with threadpool_limits(limits=_fit_threads(len(x), max_fit_rows), user_api="openmp"):
+    learn = np.ones(len(x), dtype=bool) if exclude is None else ~exclude
+    ref_out = ref_fold = None
+    if reference_x is not None and reference_y is not None and len(reference_x):
+        ref_out = np.zeros(len(reference_x))
+        ref_fold = np.empty(len(reference_x), dtype=np.int64)
+        for f, (_, test) in enumerate(
+            KFold(n_splits=folds, shuffle=True, random_state=seed + 1).split(reference_x)
+        ):
+            ref_fold[test] = f
+    rows = (len(x) + (0 if ref_out is None else len(ref_out))) * (folds - 1) // folds
+    with threadpool_limits(limits=_fit_threads(rows, max_fit_rows), user_api="openmp"):
         for f in range(folds):
-            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-            if len(train) > max_fit_rows:
-                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            out[test] = _hgb(encoder, seed, regression=True).fit(x[train], y[train]).predict(x[test])
-    return out
-
-
-def crossfit_predict(
-    rx: np.ndarray,
-    ry: np.ndarray,
-    encoder: Encoder,
-    bx: np.ndarray,
-    *,
-    folds: int,
-    max_fit_rows: int,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``folds`` regressors cross-fitted on the reference: its out-of-fold predictions, and the
-    batch's average prediction over all of them."""
-    import numpy as np
-    from sklearn.model_selection import KFold
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(seed)
-    ref_pred = np.zeros(len(rx))
-    batch_pred = np.zeros(len(bx))
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    with threadpool_limits(limits=_fit_threads(len(rx), max_fit_rows), user_api="openmp"):
-        for train, test in splitter.split(rx):
-            if len(train) > max_fit_rows:
-                train = np.sort(rng.choice(train, size=max_fit_rows, replace=False))
-            model = _hgb(encoder, seed, regression=True).fit(rx[train], ry[train])
-            ref_pred[test] = model.predict(rx[test])
-            if len(bx):
-                batch_pred += model.predict(bx) / folds
-    return ref_pred, batch_pred
+            train = np.flatnonzero((fold != f) & learn)
+            tx, ty = x[train], y[train]
+            if ref_fold is not None:
+                assert reference_x is not None and reference_y is not None
+                tx = np.concatenate([tx, reference_x[ref_fold != f]])
+                ty = np.concatenate([ty, reference_y[ref_fold != f]])
+            if len(tx) > max_fit_rows:
+                keep = np.sort(rng.choice(len(tx), size=max_fit_rows, replace=False))
+                tx, ty = tx[keep], ty[keep]
+            model = _hgb(encoder, seed, regression=True).fit(tx, ty)
+            test = np.flatnonzero(fold == f)
+            if len(test):
+                out[test] = model.predict(x[test])
+            if ref_fold is not None and ref_out is not None:
+                ref_test = np.flatnonzero(ref_fold == f)
+                ref_out[ref_test] = model.predict(reference_x[ref_test])  # type: ignore[index]
+    return out, ref_out

@@ -165,11 +165,14 @@ def test_out_of_fold_regression_learns_the_signal_and_keeps_copies_in_one_fold(n
     target = y + np.random.default_rng(5).normal(0, 0.01, len(y))
     target[1::2] = target[0::2]
     encoder = Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
-    split = fitting.oof_predict(
+    split, no_ref = fitting.oof_predict(
         x, target, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=np.arange(len(x))
     )
+    assert no_ref is None
     assert np.mean(np.abs(split - target) < 0.05) > 0.72  # a twin in another fold gives it away
-    grouped = fitting.oof_predict(x, target, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=groups)
+    grouped, _ = fitting.oof_predict(
+        x, target, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=groups
+    )
     assert np.mean(np.abs(grouped - target) < 0.05) < 0.65
     np.testing.assert_array_equal(grouped[0::2], grouped[1::2])
 
@@ -179,14 +182,45 @@ def test_regression_fits_learn_a_linear_target() -> None:
     x = rng.normal(size=(300, 2))
     y = 3 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 300)
     encoder = Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
-    oof = fitting.oof_predict(x, y, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=np.arange(300))
+    oof, _ = fitting.oof_predict(
+        x, y, encoder, folds=FOLDS, max_fit_rows=10_000, seed=0, groups=np.arange(300)
+    )
     assert np.corrcoef(oof, y)[0, 1] > 0.9
-    ref_pred, batch_pred = fitting.crossfit_predict(
-        x[:200], y[:200], encoder, x[200:], folds=FOLDS, max_fit_rows=10_000, seed=0
+    # With a reference: learnt from both, each row of either predicted by a model that did not see it.
+    batch_pred, ref_pred = fitting.oof_predict(
+        x[200:],
+        y[200:],
+        encoder,
+        folds=FOLDS,
+        max_fit_rows=10_000,
+        seed=0,
+        groups=np.arange(100),
+        reference_x=x[:200],
+        reference_y=y[:200],
     )
-    assert ref_pred.shape == (200,) and batch_pred.shape == (100,)
+    assert ref_pred is not None and ref_pred.shape == (200,) and batch_pred.shape == (100,)
     assert np.corrcoef(ref_pred, y[:200])[0, 1] > 0.9 and np.corrcoef(batch_pred, y[200:])[0, 1] > 0.9
-    _, empty = fitting.crossfit_predict(
-        x[:200], y[:200], encoder, x[:0], folds=FOLDS, max_fit_rows=10_000, seed=0
+    # The rows left out of the learning are still predicted; an empty batch is predicted by none.
+    left_out, _ = fitting.oof_predict(
+        x,
+        y,
+        encoder,
+        folds=FOLDS,
+        max_fit_rows=10_000,
+        seed=0,
+        groups=np.arange(300),
+        exclude=np.arange(300) < 100,
     )
-    assert empty.shape == (0,)
+    assert np.isfinite(left_out).all() and np.corrcoef(left_out, y)[0, 1] > 0.9
+    empty, ref_only = fitting.oof_predict(
+        x[:0],
+        y[:0],
+        encoder,
+        folds=FOLDS,
+        max_fit_rows=10_000,
+        seed=0,
+        groups=np.arange(0),
+        reference_x=x[:200],
+        reference_y=y[:200],
+    )
+    assert empty.shape == (0,) and ref_only is not None and ref_only.shape == (200,)
