@@ -7,7 +7,9 @@ Datasets that ship inside scikit-learn (nothing is downloaded): ``load_diabetes`
 ``make_regression`` (12,000 rows, 20 features, 8 informative, noise 10), ``make_friedman1``
 (10,000 rows, 10 features, 5 informative, noise 1) and a heavy-tailed one (``make_regression``,
 10,000 rows, 10 features, 5 informative, plus Student-t noise with 3 degrees of freedom: clean
-rows far out in the tails test the false positives). Each is split, stratified on deciles of the
+rows far out in the tails test the false positives), and, for the clean-data false positives only
+(no attack is run on it), a lognormal target whose noise grows with its level (10,000 rows, 5
+normal features, ``y = exp(1 + 0.8 x0 + 0.4 x1 + 0.5 e)``: prices, claims, durations). Each is split, stratified on deciles of the
 target, into a *reference* (20 %: clean, from the same distribution), a *batch* (50 %) that is
 attacked and screened, and a clean *test* split (30 %) that is never screened. The attacks:
 
@@ -57,19 +59,28 @@ cleanlab is AGPL-licensed and never a dependency of the package: it runs in the 
 venv (``benchmarks/.venv-cleanlab``, made by ``poisoning.py``'s ``ensure_peer_python``) in a
 subprocess (data in ``.npz`` files in a temporary folder, results back as JSON). When that venv
 cannot import ``cleanlab.regression`` the run fails. ``--peer-python`` names another interpreter
-that has cleanlab; ``--skip-cleanlab`` (smoke only) leaves the peer out.
+that has cleanlab; ``--skip-cleanlab`` (smoke only) leaves the peer out. ``--peer-cache FILE``
+keeps the peer's flags and seconds in a JSON file, keyed by a hash of the very rows and targets it
+was given (and of the peer's code): the peer does not change when the screen does, so a rerun on
+the same batches reads them back instead of refitting (the results say how many were read back).
+``--peer-from RESULTS.json`` takes the peer's per-case numbers (F1, FPR, downstream, seconds) from
+an earlier run's results instead, for every case whose data set, attack, rows and poisoned rows
+match (the batches are the same for the same seed; the peer is deterministic); it runs only on
+the others.
 
 Usage::
 
     .venv/bin/python benchmarks/poisoning_regression.py --out benchmarks/poisoning_regression_results.json
     .venv/bin/python benchmarks/poisoning_regression.py --regimes reference --attacks clean,noise_5
     .venv/bin/python benchmarks/poisoning_regression.py --tiny --skip-cleanlab  # smoke
+    .venv/bin/python benchmarks/poisoning_regression.py --peer-cache /tmp/cleanlab-flags.json --out ...
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 import os
@@ -114,6 +125,8 @@ STRATA = 10  # the splits are stratified on this many quantile bins of the targe
 ROW_CHECKS = pb.ROW_CHECKS
 ATTACKS = ("clean", "noise_5", "noise_20", "shift_10", "duplicates", "out_of_distribution")
 TINY_ATTACKS = ("clean", "shift_10")
+# Data sets only the clean batch of is screened: their flags count in the clean FPR, not in the F1s.
+CLEAN_ONLY = ("lognormal (clean only)",)
 SIDES = ("screen_data", "cleanlab (HGB)", "IsolationForest")
 PEERS = SIDES[1:]
 REGIMES = pb.REGIMES
@@ -227,6 +240,11 @@ def datasets(tiny: bool, seed: int) -> list[Any]:
     # Student-t noise (3 degrees of freedom, scale a fifth of the signal's spread): clean heavy tails.
     y = y + rng.standard_t(3, size=len(y)) * 0.2 * float(np.std(y))
     add("heavy-tailed (t3 noise)", _frame(x, y))
+    # A skewed target whose noise grows with its level: one residual scale for all rows is wrong.
+    rng = np.random.default_rng(seed + 3)
+    x = rng.normal(size=(10_000, 5))
+    y = np.exp(1.0 + 0.8 * x[:, 0] + 0.4 * x[:, 1] + 0.5 * rng.normal(size=len(x)))
+    add(CLEAN_ONLY[0], _frame(x, y))
     return out
 
 
@@ -322,21 +340,63 @@ def ensure_peer_python(peer_python: str | None) -> str:
 
 
 def run_cleanlab(
-    python: str, jobs: list[dict[str, Any]], arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+    python: str,
+    jobs: list[dict[str, Any]],
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     """Run every job (``id``, ``data``, optional ``offset``: the flags of the rows before it are
-    dropped, the others renumbered from it) in one peer subprocess; returns its JSON."""
-    with tempfile.TemporaryDirectory(prefix="poison-regression-bench-") as tmp:
-        work = Path(tmp)
-        for key, (x, y) in arrays.items():
-            np.savez(work / f"{key}.npz", x=x, y=y)
-        spec = [{"offset": 0, **job, "npz": str(work / f"{job['data']}.npz"), "folds": FOLDS} for job in jobs]
-        (work / "jobs.json").write_text(json.dumps(spec))
-        (work / "child.py").write_text(_PEER_CHILD)
-        subprocess.run(
-            [python, str(work / "child.py"), str(work / "jobs.json"), str(work / "out.json")], check=True
-        )
-        return json.loads((work / "out.json").read_text())
+    dropped, the others renumbered from it) in one peer subprocess; returns its JSON. With
+    ``cache`` (a JSON file), a job whose rows, targets, offset and folds (and the peer's code) were
+    run before is read back from it, the others run and are added to it (``cache_hits`` and
+    ``cache_misses`` in the answer)."""
+    keys = {job["id"]: _job_key(job, arrays) for job in jobs}
+    stored: dict[str, Any] = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
+    todo = [job for job in jobs if keys[job["id"]] not in stored.get("results", {})]
+    answer: dict[str, Any] = {"results": {}}
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="poison-regression-bench-") as tmp:
+            work = Path(tmp)
+            for key in dict.fromkeys(job["data"] for job in todo):
+                x, y = arrays[key]
+                np.savez(work / f"{key}.npz", x=x, y=y)
+            spec = [
+                {"offset": 0, **job, "npz": str(work / f"{job['data']}.npz"), "folds": FOLDS} for job in todo
+            ]
+            (work / "jobs.json").write_text(json.dumps(spec))
+            (work / "child.py").write_text(_PEER_CHILD)
+            subprocess.run(
+                [python, str(work / "child.py"), str(work / "jobs.json"), str(work / "out.json")], check=True
+            )
+            answer = json.loads((work / "out.json").read_text())
+    if cache is None:
+        return answer
+    if todo:
+        if stored.get("cleanlab_version", answer["cleanlab_version"]) != answer["cleanlab_version"]:
+            stored = {}  # another cleanlab: start afresh
+        stored["cleanlab_version"] = answer["cleanlab_version"]
+        results = stored.setdefault("results", {})
+        for job in todo:
+            results[keys[job["id"]]] = answer["results"][job["id"]]
+        cache.write_text(json.dumps(stored))
+    return {
+        "cleanlab_version": stored["cleanlab_version"],
+        "results": {job["id"]: stored["results"][keys[job["id"]]] for job in jobs},
+        "cache_hits": len(jobs) - len(todo),
+        "cache_misses": len(todo),
+    }
+
+
+def _job_key(job: dict[str, Any], arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """A hash of what the peer is given for ``job``: its rows and targets, the offset, the folds
+    and the peer's code."""
+    x, y = arrays[job["data"]]
+    digest = hashlib.sha256()
+    for part in (np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64)):
+        digest.update(str(part.shape).encode())
+        digest.update(part.tobytes())
+    digest.update(f"{job.get('offset', 0)}|{FOLDS}|{_PEER_CHILD}".encode())
+    return digest.hexdigest()
 
 
 # --- metrics ------------------------------------------------------------------------------
@@ -379,6 +439,8 @@ def quality(
     skip_cleanlab: bool,
     attacks: tuple[str, ...] = ATTACKS,
     regimes: tuple[str, ...] = REGIMES,
+    peer_cache: Path | None = None,
+    peer_from: Path | None = None,
 ) -> dict[str, Any]:
     # The peer first: a run that cannot have it fails before any work, it never skips it.
     python = None if skip_cleanlab else ensure_peer_python(peer_python)
@@ -389,7 +451,7 @@ def quality(
         ref_x, ref_y = pb.to_matrix(ds, ds.reference), ds.reference[TARGET].to_numpy(dtype=np.float64)
         test_x, test_y = pb.to_matrix(ds, ds.test), ds.test[TARGET].to_numpy(dtype=np.float64)
         for a, name in enumerate(ATTACKS):
-            if name not in attacks:
+            if name not in attacks or (ds.name in CLEAN_ONLY and name != "clean"):
                 continue
             # One attacked batch per dataset and attack: both regimes screen the very same rows.
             case_seed = seed * 1000 + d * 10 + a
@@ -436,6 +498,13 @@ def quality(
         print("cleanlab: " + peer["cleanlab"])
     else:
         assert python is not None
+        stored = _stored_peer(peer_from, cases, regimes) if peer_from is not None else {}
+        if peer_from is not None:
+            peer["cleanlab_from_earlier_run"] = {
+                "file": str(peer_from),
+                "cases_read_back": len(stored),
+                "note": "the peer's per-case numbers of the earlier run on the very same batches",
+            }
         jobs = [
             {
                 "id": f"{c['key']}-{regime}",
@@ -444,18 +513,60 @@ def quality(
             }
             for c in cases
             for regime in regimes
+            if (c["key"], regime) not in stored
         ]
+        for (key, regime), side in stored.items():
+            c = next(c for c in cases if c["key"] == key)
+            c.setdefault("stored_sides", {}).setdefault(regime, {})["cleanlab (HGB)"] = side["side"]
+            c["seconds"][regime]["cleanlab (HGB)"] = side["seconds"]
         print(f"cleanlab: {len(jobs)} jobs in {python}", flush=True)
-        answer = run_cleanlab(python, jobs, arrays)
-        peer["cleanlab_version"] = answer["cleanlab_version"]
+        answer = run_cleanlab(python, jobs, arrays, peer_cache) if jobs else {"results": {}}
+        peer["cleanlab_version"] = answer.get("cleanlab_version") or peer_version(peer_from)
+        if peer_cache is not None:
+            peer["cleanlab_flags_cache"] = {
+                "file": str(peer_cache),
+                "read_back": answer["cache_hits"],
+                "run": answer["cache_misses"],
+                "note": "flags and seconds of the jobs read back are those of the run that stored them",
+            }
         for c in cases:
             for regime in regimes:
+                if (c["key"], regime) in stored:
+                    continue
                 res = answer["results"][f"{c['key']}-{regime}"]
                 mask = np.zeros(c["rows"], dtype=bool)
                 mask[np.asarray(res["flagged"], dtype=np.int64)] = True
                 c["flags"][regime]["cleanlab (HGB)"] = mask
                 c["seconds"][regime]["cleanlab (HGB)"] = res["seconds"]
     return {**peer, "regimes": score(cases, regimes)}
+
+
+def _stored_peer(
+    path: Path, cases: list[dict[str, Any]], regimes: tuple[str, ...]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The peer's side of each case and regime in an earlier results file whose data set, attack,
+    rows, reference rows and poisoned rows match this run's: ``{(key, regime): {side, seconds}}``."""
+    earlier = json.loads(path.read_text())["quality"]["regimes"]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in cases:
+        poisoned = int(c["_data"][2].sum())
+        for regime in regimes:
+            for old in earlier.get(regime, {}).get("cases", []):
+                side = old["sides"].get("cleanlab (HGB)")
+                same = (old["dataset"], old["attack"], old["rows"], old["reference_rows"]) == (
+                    c["dataset"],
+                    c["attack"],
+                    c["rows"],
+                    c["reference_rows"],
+                )
+                if side is not None and same and side["poisoned"] == poisoned:
+                    out[(c["key"], regime)] = {"side": side, "seconds": old["seconds"]["cleanlab (HGB)"]}
+    return out
+
+
+def peer_version(path: Path | None) -> str | None:
+    """The cleanlab version an earlier results file recorded."""
+    return None if path is None else json.loads(path.read_text())["quality"].get("cleanlab_version")
 
 
 def score(cases: list[dict[str, Any]], regimes: tuple[str, ...]) -> dict[str, Any]:
@@ -469,12 +580,19 @@ def score(cases: list[dict[str, Any]], regimes: tuple[str, ...]) -> dict[str, An
         poisoned = _downstream_once(fits, data, np.ones(len(y), dtype=bool))
         # The noise floor of the downstream target: a perfect screen drops exactly the poisoned rows.
         perfect = _downstream_once(fits, data, ~poison)
-        common = {k: v for k, v in c.items() if k not in ("key", "flags", "seconds", "screen_data_reasons")}
+        common = {
+            k: v
+            for k, v in c.items()
+            if k not in ("key", "flags", "seconds", "screen_data_reasons", "stored_sides")
+        }
         for regime in regimes:
             sides = {}
             for side in SIDES:
                 mask = c["flags"][regime].get(side)
                 if mask is None:
+                    earlier = c.get("stored_sides", {}).get(regime, {}).get(side)
+                    if earlier is not None:  # the peer's numbers of an earlier run on these batches
+                        sides[side] = earlier
                     continue
                 screened = _downstream_once(fits, data, ~mask)
                 sides[side] = {
@@ -723,6 +841,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--peer-python", help="an interpreter with cleanlab (default: benchmarks/.venv-cleanlab)"
     )
     parser.add_argument("--skip-cleanlab", action="store_true", help="smoke mode only: no cleanlab side")
+    parser.add_argument(
+        "--peer-from",
+        type=Path,
+        help="an earlier results JSON: the peer's numbers of the cases it holds are read from it",
+    )
+    parser.add_argument(
+        "--peer-cache",
+        type=Path,
+        help="a JSON file of the peer's flags: read back what it holds, add the rest",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     default_attacks = TINY_ATTACKS if args.tiny else ATTACKS
@@ -733,7 +861,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine()}
     print("Regression poisoning screens:")
     q = results["quality"] = quality(
-        args.tiny, args.seed, args.peer_python, args.skip_cleanlab, attacks, regimes
+        args.tiny,
+        args.seed,
+        args.peer_python,
+        args.skip_cleanlab,
+        attacks,
+        regimes,
+        args.peer_cache,
+        args.peer_from,
     )
     for regime, r in q["regimes"].items():
         print_regime(regime, r)
