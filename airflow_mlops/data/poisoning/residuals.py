@@ -43,7 +43,9 @@ SCALE_BIN_ROWS = 500
 SCALE_FLOOR = 0.1
 # Without a reference the regressors are fitted a second time, on the rows the first pass did
 # not find suspect (as robust regression does): a share of poisoned targets no longer pulls the
-# models nor widens the scale. Every row is scored by the second pass.
+# models nor widens the scale. Every row is scored by the second pass. Each pass's fold models
+# learn from at most half of max_fit_rows rows (a batch of more rows than that costs what one
+# pass did).
 REFIT = True
 LOCAL_SCALE = True
 TWO_SIDED = True
@@ -152,6 +154,8 @@ class ResidualModel:
                 ref_below=ref_below,
                 ref_above=ref_above,
             )
+        if REFIT:  # two passes fit no more rows than one: half of max_fit_rows each
+            args["max_fit_rows"] = max(MIN_CALIBRATION_ROWS, max_fit_rows // 2)
         prediction[rows], _ = oof_predict(x[rows], y[rows], encoder, groups=groups[rows], **args)
         residual = y - prediction
         row_center, row_below, row_above = _level_center_scale(prediction[rows], residual[rows], prediction)
