@@ -39,13 +39,15 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     counted nor taken: a far row's label is often random and a conflicting copy is a move already
     found, so neither is evidence that other rows moved. The reference only adds evidence: more
     rows to learn from and a measured baseline, no p-value floor tied to its size.
-    **Regression**: residual outliers. HistGradientBoosting regressors, cross-fitted on the
-    reference (or out of fold on the batch), predict each row; its score is
-    ``|residual - median| / (MAD / 0.6745)`` of the residuals (the reference's when given). With a
-    reference: conformal p-values against the reference's own out-of-fold scores and
-    Benjamini-Hochberg at :data:`FDR_LEVEL`; without: the fixed cut
-    :data:`UNCALIBRATED_RESIDUAL_CUT`. A row whose target is infinite is quarantined with reason
-    ``non_finite_target``.
+    **Regression**: residual outliers. HistGradientBoosting regressors with an absolute-error
+    loss (a median fit, which a share of poisoned targets hardly moves) learn out of fold from the
+    reference and the batch together (without a reference: from the batch, then a second time
+    without the first pass's suspects) and predict each row; its score is its residual in robust
+    standard deviations of the residuals at its target level and on its side of them (the
+    reference's residuals when given). A row is suspect beyond :data:`UNCALIBRATED_RESIDUAL_CUT`;
+    with a reference that cut rises only when its own residuals cross it, and falls where
+    conformal p-values against them and Benjamini-Hochberg at :data:`FDR_LEVEL` find a set below
+    it. A row whose target is infinite is quarantined with reason ``non_finite_target``.
 ``out_of_distribution`` (old name ``outliers``)
     An :class:`~sklearn.ensemble.IsolationForest`. With a reference it is fitted on one half of
     it and the other half calibrates: the batch's anomaly scores get conformal p-values against
