@@ -94,9 +94,8 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                           int(nodes))  # fmt: skip
             federation = self._federation = local_federation.start(cli, int(nodes), tmp)
             try:
-                return self._submit_and_wait(
-                    context, epsilon, deferrable=False, superlink=federation.superlink
-                )
+                link = federation.superlink
+                return self._submit_and_wait(context, epsilon, deferrable=False, superlink=link)
             except Exception:
                 self.log.error("the local federation's logs:\n%s", federation.diagnostics(1500))
                 raise
@@ -105,14 +104,8 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                 federation.stop()
                 self.log.info("local Flower federation stopped")
 
-    def _submit_and_wait(
-        self,
-        context: Any,
-        epsilon: float | None,
-        *,
-        deferrable: bool,
-        superlink: flower_cli.SuperLink | None = None,
-    ) -> dict[str, Any] | None:
+    def _submit_and_wait(self, context: Any, epsilon: float | None, *, deferrable: bool,
+                         superlink: flower_cli.SuperLink | None = None) -> dict[str, Any] | None:  # fmt: skip
         """Submit the run to ``superlink`` (by default the connection's) and wait for it there."""
         from airflow_mlops.training.federated.common import APP_DIR, app_sha256
 
@@ -160,17 +153,9 @@ class ModelFitFederatedOperator(MLOpsBaseOperator):
                 return {"run_id": self.run_id, "status": "timeout", "details": f"still {state['status']}"}
             time.sleep(poll)
 
-    def execute_complete(
-        self,
-        context: Any,
-        event: Mapping[str, Any],
-        *,
-        superlink: flower_cli.SuperLink | None = None,
-        **_: Any,
-    ) -> dict[str, Any]:
-        """The run has ended: its global model's fit result, or the task fails with Flower's reason.
-
-        ``superlink``: where the run ran, to stop it on a timeout (by default the connection's)."""
+    def execute_complete(self, context: Any, event: Mapping[str, Any], *,
+                         superlink: flower_cli.SuperLink | None = None, **_: Any) -> dict[str, Any]:  # fmt: skip
+        """The run ended: the global model's fit result, or the task fails (a timeout stops it on ``superlink``)."""
         from airflow_mlops.training.federated.common import app_sha256
 
         run_id = self.run_id = int(event["run_id"])
