@@ -645,6 +645,25 @@ def _downstream_once(
     return fits[mark]
 
 
+def mean_f1_target(out: dict[str, Any], peers: list[str]) -> dict[str, Any]:
+    """The mean-F1 target of ``out["screen_data"]`` against the best of ``peers`` (the highest
+    mean F1; a NaN, no attacked case, ranks last); sets ``out["best_peer"]`` and the F1 ratios."""
+    ours = out["screen_data"]
+    best = max(peers, key=lambda side: np.nan_to_num(out[side]["mean_f1"], nan=-np.inf))
+    bar = out[best]["mean_f1"] + TARGET_F1_MARGIN
+    out["best_peer"] = best
+    out["mean_f1_ratio_screen_data_over"] = {
+        side: ours["mean_f1"] / out[side]["mean_f1"] if out[side]["mean_f1"] else float("inf")
+        for side in peers
+    }
+    return {
+        "target": f">= {best} {out[best]['mean_f1']:.3f} + {TARGET_F1_MARGIN} = {bar:.3f}",
+        "value": ours["mean_f1"],
+        "best_peer": best,
+        "met": bool(ours["mean_f1"] >= bar),
+    }
+
+
 def _worse(cases: list[dict[str, Any]], change: Any) -> list[dict[str, Any]]:
     """The cases whose ``change(case)`` (test rows predicted right, screened minus poisoned) is
     below -1: downstream worse than no screen by more than one test row."""
@@ -740,21 +759,8 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
     ours = out.get("screen_data")
     peers = [side for side in PEERS if side in out]
     if ours and peers:
-        # The best peer: the highest mean F1 (a NaN, no attacked case, ranks last).
-        best = max(peers, key=lambda side: np.nan_to_num(out[side]["mean_f1"], nan=-np.inf))
-        bar = out[best]["mean_f1"] + TARGET_F1_MARGIN
-        out["best_peer"] = best
-        out["mean_f1_ratio_screen_data_over"] = {
-            side: ours["mean_f1"] / out[side]["mean_f1"] if out[side]["mean_f1"] else float("inf")
-            for side in peers
-        }
         out["targets"] = {
-            "mean_f1_vs_best_peer": {
-                "target": f">= {best} {out[best]['mean_f1']:.3f} + {TARGET_F1_MARGIN} = {bar:.3f}",
-                "value": ours["mean_f1"],
-                "best_peer": best,
-                "met": bool(ours["mean_f1"] >= bar),
-            },
+            "mean_f1_vs_best_peer": mean_f1_target(out, peers),
             "clean_fpr_per_class": {
                 "target": f"<= {TARGET_CLEAN_FPR} (worst class of any dataset)",
                 "value": ours["max_clean_fpr_of_a_class"],
