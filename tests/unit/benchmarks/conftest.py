@@ -27,3 +27,18 @@ def _load(script: str) -> ModuleType:
 def load_benchmark() -> Callable[[str], ModuleType]:
     """``load_benchmark("drift.py")``: the benchmark script as a module."""
     return _load
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, dict[str, str]], None]:
+    """``fake_package("cleanlab", {"__init__.py": ...})``: a stand-in package on the PYTHONPATH of
+    the benchmarks' peer subprocesses (the real peer lives only in its own venv)."""
+
+    def put(name: str, files: dict[str, str]) -> None:
+        package = tmp_path / "fake" / name
+        for path, text in files.items():
+            (package / path).parent.mkdir(parents=True, exist_ok=True)
+            (package / path).write_text(text)
+        monkeypatch.setenv("PYTHONPATH", str(package.parent))
+
+    return put

@@ -30,13 +30,9 @@ def bench(load_benchmark) -> ModuleType:
 
 
 @pytest.fixture
-def fake_cleanlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_cleanlab(fake_package) -> None:
     """The stand-in ``cleanlab`` on the PYTHONPATH of the peer subprocess (``sys.executable``)."""
-    fake = tmp_path / "fake" / "cleanlab"
-    fake.mkdir(parents=True)
-    for name, text in FAKE_CLEANLAB.items():
-        (fake / name).write_text(text)
-    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    fake_package("cleanlab", FAKE_CLEANLAB)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -40,18 +40,10 @@ def bench(load_benchmark) -> ModuleType:
     return load_benchmark("poisoning_regression.py")
 
 
-def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
-    fake = tmp_path / "fake" / "cleanlab"
-    for name, text in files.items():
-        (fake / name).parent.mkdir(parents=True, exist_ok=True)
-        (fake / name).write_text(text)
-    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
-
-
 @pytest.fixture
-def fake_cleanlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_cleanlab(fake_package) -> None:
     """The stand-in ``cleanlab`` on the PYTHONPATH of the peer subprocess (``sys.executable``)."""
-    _fake(tmp_path, monkeypatch, FAKE_CLEANLAB)
+    fake_package("cleanlab", FAKE_CLEANLAB)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -236,12 +228,12 @@ def test_attacks_poison_what_they_say(bench: ModuleType) -> None:
 
 
 def test_a_peer_that_cannot_run_fails_the_run(
-    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bench: ModuleType, fake_package, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)
     with pytest.raises(RuntimeError, match="cannot import cleanlab"):
         bench.main(["--tiny", "--peer-python", sys.executable])
     # A cleanlab without its regression API fails it too.
-    _fake(tmp_path, monkeypatch, {k: v for k, v in FAKE_CLEANLAB.items() if not k.startswith("regression")})
+    fake_package("cleanlab", {k: v for k, v in FAKE_CLEANLAB.items() if not k.startswith("regression")})
     with pytest.raises(RuntimeError, match=r"cannot import cleanlab\.regression\.learn"):
         bench.main(["--tiny", "--peer-python", sys.executable])
