@@ -46,9 +46,6 @@ SCALE_FLOOR = 0.1
 # models nor widens the scale. Every row is scored by the second pass. Each pass's fold models
 # learn from at most half of max_fit_rows rows (a batch of more rows than that costs what one
 # pass did).
-REFIT = True
-LOCAL_SCALE = True
-TWO_SIDED = True
 
 
 @dataclass
@@ -154,25 +151,24 @@ class ResidualModel:
                 ref_below=ref_below,
                 ref_above=ref_above,
             )
-        if REFIT:  # two passes fit no more rows than one: half of max_fit_rows each
-            args["max_fit_rows"] = max(MIN_CALIBRATION_ROWS, max_fit_rows // 2)
+        # two passes fit no more rows than one: half of max_fit_rows each
+        args["max_fit_rows"] = max(MIN_CALIBRATION_ROWS, max_fit_rows // 2)
         prediction[rows], _ = oof_predict(x[rows], y[rows], encoder, groups=groups[rows], **args)
         residual = y - prediction
         row_center, row_below, row_above = _level_center_scale(prediction[rows], residual[rows], prediction)
-        passes, suspects = 1, 0
-        if REFIT:
-            first_score = _scores(residual[rows], row_center[rows], row_below[rows], row_above[rows])
-            first = first_score > UNCALIBRATED_RESIDUAL_CUT
-            suspects = int(first.sum())
-            if 0 < suspects <= len(rows) - need:
-                prediction[rows], _ = oof_predict(
-                    x[rows], y[rows], encoder, groups=groups[rows], exclude=first, **args
-                )
-                residual = y - prediction
-                row_center, row_below, row_above = _level_center_scale(
-                    prediction[rows], residual[rows], prediction
-                )
-                passes = 2
+        passes = 1
+        first_score = _scores(residual[rows], row_center[rows], row_below[rows], row_above[rows])
+        first = first_score > UNCALIBRATED_RESIDUAL_CUT
+        suspects = int(first.sum())
+        if 0 < suspects <= len(rows) - need:
+            prediction[rows], _ = oof_predict(
+                x[rows], y[rows], encoder, groups=groups[rows], exclude=first, **args
+            )
+            residual = y - prediction
+            row_center, row_below, row_above = _level_center_scale(
+                prediction[rows], residual[rows], prediction
+            )
+            passes = 2
         center, scale = _robust_center_scale(residual[rows])
         return cls(
             "ran",
@@ -282,14 +278,14 @@ def _level_center_scale(
     ok = np.isfinite(level) & np.isfinite(residual)
     level, residual = level[ok], residual[ok]
     center, scale = _robust_center_scale(residual)
-    bins = max(1, min(SCALE_BINS, len(level) // SCALE_BIN_ROWS)) if LOCAL_SCALE else 1
+    bins = max(1, min(SCALE_BINS, len(level) // SCALE_BIN_ROWS))
     if not len(level):
         return np.full(len(at), center), np.full(len(at), scale), np.full(len(at), scale)
     order = np.argsort(level, kind="stable")
     mids, centers, belows, aboves = [], [], [], []
     for part in np.array_split(order, bins):
         c, s = _robust_center_scale(residual[part])
-        below, above = _side_scales(residual[part], c, s) if TWO_SIDED else (s, s)
+        below, above = _side_scales(residual[part], c, s)
         mids.append(float(np.median(level[part])))
         centers.append(c)
         belows.append(max(below, SCALE_FLOOR * scale))
