@@ -14,13 +14,19 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    its probability of ``j`` reaches ``t_j``, the mean probability the rows of class ``j`` give
    their own class (the reference's rows when it is given: they are clean), and ``j`` is the
    likeliest such class; each row of the confident joint is rescaled to the class's row count.
+   Without a reference that mean measures class ``j`` only while most rows labelled ``j`` are its
+   own: when the count says at least :data:`DOMINATED_SHARE` of them came from other classes
+   (flips into a rare class can outnumber its rows ten to one), ``t_j`` is taken again from the
+   rows labelled ``j`` that are kept, and the count redone until the suspects settle.
 3. **Which moves are acted on.** The confident joint's ``[i, j]`` is a *move*: rows that look
    like class ``j`` labelled ``i``. Every data set holds rows that look like another class
    (genuinely ambiguous ones, a kind of one class that mimics another: a few per cent of a rare
    class), and no model tells those from moved rows one by one; an attack moves a *share* of a
    class. So the moves out of ``j`` are acted on when together they are at least
-   :data:`SOURCE_SHARE` of ``j``'s rows, and the moves into ``i`` when together they are at least
-   :data:`DESTINATION_SHARE` of ``i``'s rows, each beyond :data:`NOISE_Z` Poisson standard errors.
+   :data:`SOURCE_SHARE` of the rows ``j`` holds by the joint (its column: a rare class swamped by
+   flips into it lost its rows from its own size, not from its label's), and the moves into ``i``
+   when together they are at least :data:`DESTINATION_SHARE` of the rows labelled ``i``, each
+   beyond :data:`NOISE_Z` Poisson standard errors.
    **With a reference**, its clean rows, scored by the same models, say how many rows of a class
    look like another class without any poison: the count beyond that share, plus
    :data:`BASELINE_Z` standard errors, is acted on too, from a smaller practical size
@@ -33,8 +39,9 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
    another class is more likely than ``i`` (``max_j p_j - p_i``), among the rows whose label is
    not the likeliest class. Rows another check quarantines (out of distribution, conflicting
-   copies) are left out of steps 2 to 4: their labels are no evidence that other rows moved. The row's score is ``p_i - max_j p_j`` (below 0: another class is more
-   likely); the class's cut sits just above the highest score flagged.
+   copies) are left out of steps 2 to 4: their labels are no evidence that other rows moved.
+   The row's score is ``p_i - max_j p_j`` (below 0: another class is more likely); the class's
+   cut sits just above the highest score flagged.
 
 A trusted reference only ever adds evidence: its rows train every fold's models, and its clean
 scores tell the screen how many ambiguous rows to expect. No p-value floor depends on its size.
@@ -76,6 +83,15 @@ NOISE_Z = 1.0
 # With a reference: the moves beyond what its clean rows show (the baseline above) need less.
 REFERENCE_SOURCE_SHARE = 0.01
 REFERENCE_DESTINATION_SHARE = 0.10
+# Thresholds from the batch (no reference, or one without every class): a class's threshold is
+# the mean probability its labelled rows give it, which measures the class only while most of its
+# rows are its own. When the estimate says at least this share of the rows labelled with a class
+# came from others (flips into a rare class outnumber its rows), that mean measures the moved
+# rows: the class's threshold is taken again from its rows that are kept, and the estimate redone
+# (at most THRESHOLD_ROUNDS times, until the suspects settle). Confident learning assumes each
+# label's own class is the larger part of its rows; this is where that fails.
+DOMINATED_SHARE = 0.5
+THRESHOLD_ROUNDS = 5
 
 
 @dataclass
@@ -99,6 +115,9 @@ class LabelModel:
     # The reference's rows and their out-of-fold probabilities (same fold models).
     ref_y: np.ndarray | None = None
     ref_proba: np.ndarray | None = None
+    # Where the per-class thresholds come from: "reference" (its clean rows, every class among
+    # them) or "batch" (the rows labelled with each class; see DOMINATED_SHARE).
+    thresholds_from: str = "batch"
 
     @classmethod
     def fit(
@@ -162,8 +181,9 @@ class LabelModel:
             reference_y=ref_y,
         )
         prior = counts / counts.sum()
+        thresholds_from = "batch"
         if ref_y is not None and ref_proba is not None and np.bincount(ref_y, minlength=k).min() > 0:
-            thresholds = _mean_self_confidence(ref_proba, ref_y, k)
+            thresholds, thresholds_from = _mean_self_confidence(ref_proba, ref_y, k), "reference"
         else:
             thresholds = _mean_self_confidence(batch_proba, codes, k)
         proba = np.full((n, k), np.nan)
@@ -172,6 +192,7 @@ class LabelModel:
         suggested = np.full(n, -1, dtype=np.int64)
         score[rows], suggested[rows] = _margins(batch_proba, codes)
         model = cls("ran", classes, y, proba, prior, thresholds, score, suggested)
+        model.thresholds_from = thresholds_from
         if ref_y is not None:
             model.source, model.ref_y, model.ref_proba = "batch and reference", ref_y, ref_proba
         return model
@@ -186,7 +207,37 @@ class LabelModel:
         excess over its reference share), of the smaller practical size
         (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`): the reference
         only ever adds to what the batch's own estimate acts on. Rows in ``exclude`` (quarantined
-        by another check) are not counted."""
+        by another check) are not counted.
+
+        Thresholds from the batch: a class whose estimate is at least :data:`DOMINATED_SHARE` of
+        the rows labelled with it has its threshold taken again from the rows labelled with it
+        that are kept (not suspect), and the estimate redone, until the suspects settle (at most
+        :data:`THRESHOLD_ROUNDS` times). ``thresholds`` and ``dominated`` say what was used."""
+        import numpy as np
+
+        estimate = self._estimate(self.thresholds, exclude)
+        dominated = np.zeros(len(self.classes), dtype=bool)
+        if self.thresholds_from == "batch":
+            dominated = estimate["issues"] >= DOMINATED_SHARE * np.maximum(estimate["rows"], 1.0)
+        if dominated.any():
+            labelled = self.y >= 0 if exclude is None else (self.y >= 0) & ~exclude
+            suspects = self._take(estimate["issues"], exclude)[0]
+            for _ in range(THRESHOLD_ROUNDS):
+                kept = labelled & ~suspects
+                thresholds = self.thresholds.copy()
+                for j in np.flatnonzero(dominated):
+                    own = kept & (self.y == j)
+                    if own.any():
+                        thresholds[j] = self.proba[own, j].mean()
+                estimate = self._estimate(thresholds, exclude)
+                again = self._take(estimate["issues"], exclude)[0]
+                if np.array_equal(again, suspects):
+                    break
+                suspects = again
+        return {**estimate, "dominated": dominated}
+
+    def _estimate(self, thresholds: np.ndarray, exclude: np.ndarray | None) -> dict[str, np.ndarray]:
+        """:meth:`estimated_issues` with the given per-class thresholds."""
         import numpy as np
 
         k = len(self.classes)
@@ -194,16 +245,28 @@ class LabelModel:
         if exclude is not None:
             lab &= ~exclude
         rows = np.bincount(self.y[lab], minlength=k).astype(float)
-        moves = _calibrated_joint(self.proba[lab], self.y[lab], self.thresholds, k)
+        moves = _calibrated_joint(self.proba[lab], self.y[lab], thresholds, k)
+        # The rows each class holds by the joint (its column: the rows labelled with it that stay,
+        # and those labelled with others that belong to it): the size a move out of it is
+        # measured against. Flips into a rare class can outnumber its own rows, and the rows
+        # labelled with it are then no measure of how many it had to lose.
+        sources = moves.sum(axis=0)
         np.fill_diagonal(moves, 0.0)
         raw = moves.sum(axis=1)
         # The batch's own estimate: moves of a practical size beyond Poisson noise.
-        own = _practical(moves, rows, SOURCE_SHARE, DESTINATION_SHARE, NOISE_Z)
-        out = {"rows": rows, "raw": raw, "moves": moves, "batch_estimate": own}
+        own = _practical(moves, rows, SOURCE_SHARE, DESTINATION_SHARE, NOISE_Z, sources)
+        out = {
+            "rows": rows,
+            "sources": sources,
+            "raw": raw,
+            "moves": moves,
+            "batch_estimate": own,
+            "thresholds": thresholds,
+        }
         if self.ref_y is None or self.ref_proba is None:
             return {**out, "issues": own}
         ref_rows = np.bincount(self.ref_y, minlength=k).astype(float)
-        ref_moves = _calibrated_joint(self.ref_proba, self.ref_y, self.thresholds, k)
+        ref_moves = _calibrated_joint(self.ref_proba, self.ref_y, thresholds, k)
         np.fill_diagonal(ref_moves, 0.0)
         ref_share = np.divide(ref_moves.sum(axis=1), ref_rows, out=np.zeros(k), where=ref_rows > 0)
         # Binomial error of the batch's ambiguous rows and of the share measured on the reference.
@@ -231,7 +294,7 @@ class LabelModel:
         )
         reference = np.where(
             totals > 0,
-            _practical(scaled, rows, REFERENCE_SOURCE_SHARE, REFERENCE_DESTINATION_SHARE, 0.0),
+            _practical(scaled, rows, REFERENCE_SOURCE_SHARE, REFERENCE_DESTINATION_SHARE, 0.0, sources),
             beyond,
         )
         return {
@@ -247,28 +310,15 @@ class LabelModel:
         wrong, taken by the largest margin among the rows whose label is not the likeliest. Rows
         in ``exclude`` (quarantined by another check: out of distribution) are neither counted
         nor taken."""
-        import numpy as np
 
-        k = len(self.classes)
         estimate = self.estimated_issues(exclude)
-        mask = np.zeros(len(self.y), dtype=bool)
-        cuts = np.full(k, -math.inf)
-        candidate = (self.y >= 0) & (self.suggested >= 0)
-        if exclude is not None:
-            candidate &= ~exclude
-        for j in range(k):
-            take = round(float(estimate["issues"][j]))
-            rows = np.flatnonzero(candidate & (self.y == j))
-            if take <= 0 or not len(rows):
-                continue
-            chosen = rows[np.argsort(self.score[rows], kind="stable")[:take]]
-            mask[chosen] = True
-            cuts[j] = float(np.nextafter(self.score[chosen].max(), np.inf))
+        mask, cuts, candidate = self._take(estimate["issues"], exclude)
         per_class = {
             str(plain(c)): {
                 "rows": int((self.y == j).sum()),
                 "prior": float(self.prior[j]),
-                "mean_self_confidence": float(self.thresholds[j]),
+                "mean_self_confidence": float(estimate["thresholds"][j]),
+                **({"threshold_from_rows_kept": True} if estimate["dominated"][j] else {}),
                 "estimated_issues": round(float(estimate["raw"][j]), 2),
                 **(
                     {"reference_ambiguous_share": float(estimate["reference_share"][j])}
@@ -315,6 +365,30 @@ class LabelModel:
             "cuts": [finite_or_none(c) for c in cuts],
         }
         return mask, detail
+
+    def _take(
+        self, issues: np.ndarray, exclude: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class, the ``issues`` rows with the lowest score among the candidates (rows whose
+        label is not the likeliest class, not in ``exclude``): the mask, each class's cut (just
+        above the highest score taken) and the candidates."""
+        import numpy as np
+
+        k = len(self.classes)
+        mask = np.zeros(len(self.y), dtype=bool)
+        cuts = np.full(k, -math.inf)
+        candidate = (self.y >= 0) & (self.suggested >= 0)
+        if exclude is not None:
+            candidate &= ~exclude
+        for j in range(k):
+            take = round(float(issues[j]))
+            rows = np.flatnonzero(candidate & (self.y == j))
+            if take <= 0 or not len(rows):
+                continue
+            chosen = rows[np.argsort(self.score[rows], kind="stable")[:take]]
+            mask[chosen] = True
+            cuts[j] = float(np.nextafter(self.score[chosen].max(), np.inf))
+        return mask, cuts, candidate
 
     def row_cut(self, detail: dict[str, Any]) -> np.ndarray:
         import numpy as np
@@ -382,16 +456,22 @@ def _off_diagonal(proba: np.ndarray, y: np.ndarray, thresholds: np.ndarray, k: i
 
 
 def _practical(
-    moves: np.ndarray, rows: np.ndarray, source: float, destination: float, z: float
+    moves: np.ndarray,
+    rows: np.ndarray,
+    source: float,
+    destination: float,
+    z: float,
+    sources: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per given class, the rows of ``moves`` (``[i, j]``: labelled ``i``, belonging to ``j``,
     no diagonal) of a practical size: the moves out of class ``j`` when all of them together are
-    at least ``source`` of its rows, and the moves into label ``i`` when they are at least
-    ``destination`` of its rows, each beyond ``z`` Poisson standard errors of the count."""
+    at least ``source`` of its rows (``sources``, the rows it holds by the joint; else those
+    labelled with it), and the moves into label ``i`` when they are at least ``destination`` of
+    the rows labelled ``i``, each beyond ``z`` Poisson standard errors of the count."""
     import numpy as np
 
     out_of, into = moves.sum(axis=0), moves.sum(axis=1)
-    from_source = out_of >= source * rows + z * np.sqrt(out_of)
+    from_source = out_of >= source * (rows if sources is None else sources) + z * np.sqrt(out_of)
     to_destination = into >= destination * rows + z * np.sqrt(into)
     kept = from_source[None, :] | to_destination[:, None]
     return np.where(kept, moves, 0.0).sum(axis=1)

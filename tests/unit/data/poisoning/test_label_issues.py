@@ -24,6 +24,7 @@ def _model(proba: np.ndarray, y: np.ndarray, ref_proba=None, ref_y=None) -> labe
     model = label_issues.LabelModel("ran", list(range(k)), y, proba, prior, thresholds, score, suggested)
     if ref_y is not None:
         model.source, model.ref_y, model.ref_proba = "batch and reference", ref_y, ref_proba
+        model.thresholds_from = "reference"
     return model
 
 
@@ -119,7 +120,11 @@ def _off_diagonal_of(model: label_issues.LabelModel) -> np.ndarray:
     return _confident_joint_by_hand(model.proba, model.y, model.thresholds)
 
 
-def _practical_by_hand(moves: np.ndarray, rows: np.ndarray, source: float, destination: float, z: float):
+def _practical_by_hand(
+    moves: np.ndarray, rows: np.ndarray, sources: np.ndarray, source: float, destination: float, z: float
+):
+    """``sources``: the rows each class holds by the joint (a move out of ``j`` is measured
+    against them); ``rows``: the rows labelled with each class."""
     k = len(rows)
     out = np.zeros(k)
     for i in range(k):
@@ -128,7 +133,7 @@ def _practical_by_hand(moves: np.ndarray, rows: np.ndarray, source: float, desti
                 continue
             out_of_j = sum(moves[a, j] for a in range(k) if a != j)
             into_i = sum(moves[i, b] for b in range(k) if b != i)
-            if out_of_j >= source * rows[j] + z * np.sqrt(out_of_j) or into_i >= destination * rows[
+            if out_of_j >= source * sources[j] + z * np.sqrt(out_of_j) or into_i >= destination * rows[
                 i
             ] + z * np.sqrt(into_i):
                 out[i] += moves[i, j]
@@ -152,6 +157,7 @@ def test_without_a_reference_a_few_ambiguous_rows_are_left_alone(wrong: int, act
         _practical_by_hand(
             estimate["moves"],
             estimate["rows"],
+            estimate["sources"],
             label_issues.SOURCE_SHARE,
             label_issues.DESTINATION_SHARE,
             label_issues.NOISE_Z,
@@ -227,6 +233,75 @@ def test_without_a_reference_moves_out_of_a_rare_class_count_against_it() -> Non
     assert len(hits & set(hidden)) >= 0.6 * len(hidden) and len(hits - set(hidden)) <= 0.1 * len(hidden)
 
 
+def _swamped(seed: int, n: int = 20_000, flip_share: float = 0.2, hidden_share: float = 0.0):
+    """A rare class (2 %) swamped by flips: ``flip_share`` of the common class labelled rare, as
+    models that learn from those labels see them (the common class's probability of the rare one
+    is the flip rate, spread from a quarter of it to 1.75 times it; the rare class is still
+    likelier rare), plus
+    ``hidden_share`` of the rare class labelled common."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.02).astype(np.int64)
+    p1 = np.where(truth == 1, rng.uniform(0.6, 0.99, n), rng.uniform(0.25 * flip_share, 1.75 * flip_share, n))
+    y = truth.copy()
+    flipped = rng.choice(
+        np.flatnonzero(truth == 0), size=round(flip_share * (truth == 0).sum()), replace=False
+    )
+    hidden = rng.choice(np.flatnonzero(truth == 1), size=round(hidden_share * truth.sum()), replace=False)
+    y[flipped], y[hidden] = 1, 0
+    return np.column_stack([1 - p1, p1]), y, flipped, hidden
+
+
+def test_without_a_reference_flips_that_outnumber_a_rare_class_are_counted_by_its_own_rows() -> None:
+    """20 % of the common class labelled rare: nine in ten rows labelled rare are flips, so the
+    mean probability the rare label's rows give it measures the flips, and a third of the flips
+    reach it (counted as rightly labelled: about 60 % of the flips found). The class's threshold
+    is then taken from its rows that are kept, and the flips are found."""
+    proba, y, flipped, _ = _swamped(21)
+    model = _model(proba, y)
+    first = model._estimate(model.thresholds, None)
+    assert first["issues"][1] < 0.7 * len(flipped)  # what the labelled rows' mean finds
+    estimate = model.estimated_issues()
+    assert estimate["dominated"].tolist() == [False, True]
+    assert estimate["thresholds"][1] > model.thresholds[1] + 0.2
+    assert estimate["thresholds"][0] == model.thresholds[0]
+    mask, detail = model.issues()
+    assert detail["classes"]["1"]["threshold_from_rows_kept"] is True
+    assert "threshold_from_rows_kept" not in detail["classes"]["0"]
+    assert detail["classes"]["1"]["mean_self_confidence"] == pytest.approx(estimate["thresholds"][1])
+    hits = set(np.flatnonzero(mask))
+    assert len(hits & set(flipped)) >= 0.85 * len(flipped)
+    assert len(hits - set(flipped)) <= 0.02 * len(flipped)
+
+
+def test_moves_out_of_a_rare_class_swamped_by_flips_count_against_the_rows_it_holds() -> None:
+    """3 % of a rare class relabelled common while 5 % of the common class flipped into it make
+    its label three in four flips: a move of under 2 % of the rows labelled rare, but of several
+    per cent of the rows the class holds by the joint, the size it lost them from. They are
+    found, and few other rows labelled common with them."""
+    proba, y, _, hidden = _swamped(22, flip_share=0.05, hidden_share=0.03)
+    model = _model(proba, y)
+    estimate = model.estimated_issues()
+    out_of_rare = estimate["moves"][0, 1]
+    assert out_of_rare < label_issues.SOURCE_SHARE * estimate["rows"][1] + np.sqrt(out_of_rare)
+    assert estimate["sources"][1] < 0.5 * estimate["rows"][1]
+    mask, _ = model.issues()
+    assert mask[hidden].mean() >= 0.9
+    assert (mask & (y == 0)).sum() <= 1.2 * len(hidden)
+
+
+def test_with_thresholds_from_the_reference_no_class_is_retaken() -> None:
+    """The reference's clean rows set every threshold: they measure the class whatever the batch
+    holds, and nothing is recomputed."""
+    proba, y, _, _ = _swamped(23)
+    ref_p1 = np.random.default_rng(24).uniform(0.6, 0.99, 200)
+    ref_proba = np.vstack([np.column_stack([1 - ref_p1, ref_p1]), proba[y == 0][:800]])
+    ref_y = np.r_[np.ones(200, dtype=np.int64), np.zeros(800, dtype=np.int64)]
+    model = _model(proba, y, ref_proba, ref_y)
+    estimate = model.estimated_issues()
+    assert not estimate["dominated"].any()
+    np.testing.assert_array_equal(estimate["thresholds"], model.thresholds)
+
+
 def test_multiclass_flips_spread_over_every_pair_still_add_up_per_source_class() -> None:
     """5 % of every class flipped to any other of 10: each pair holds a handful of rows, each
     source class 5 % of its rows."""
@@ -267,7 +342,12 @@ def test_with_a_reference_its_ambiguous_share_is_taken_off() -> None:
     np.testing.assert_allclose(
         estimate["beyond_reference"],
         _practical_by_hand(
-            moved, rows, label_issues.REFERENCE_SOURCE_SHARE, label_issues.REFERENCE_DESTINATION_SHARE, 0.0
+            moved,
+            rows,
+            estimate["sources"],
+            label_issues.REFERENCE_SOURCE_SHARE,
+            label_issues.REFERENCE_DESTINATION_SHARE,
+            0.0,
         ),
     )
     np.testing.assert_allclose(
