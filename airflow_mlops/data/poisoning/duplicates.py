@@ -104,7 +104,8 @@ def conflicting_duplicate_targets(
     mask = np.zeros(len(y), dtype=bool)
     rows = np.flatnonzero(labelled)
     values = pd.Series(y[rows])
-    spread = values.groupby(group[rows]).agg(lambda v: float(v.max() - v.min()))
+    by_group = values.groupby(group[rows])
+    spread = (by_group.max() - by_group.min()).astype(float)
     floor = DUPLICATE_TARGET_SHARE * target_scale
     detail: dict[str, Any] = {
         "method": "exact and near duplicates (numeric features rounded to "
