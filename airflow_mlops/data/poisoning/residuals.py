@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 # standard deviations (MAD / 0.6745 of the residuals of rows at its target level) from their
 # median. With a reference the same cut holds unless more than REFERENCE_CLEAN_RATE of the
 # reference's own residuals lie beyond it (then the cut rises to their 1 - REFERENCE_CLEAN_RATE
-# quantile); Benjamini-Hochberg on the conformal p-values may lower it.
-UNCALIBRATED_RESIDUAL_CUT = 5.0
+# quantile); Benjamini-Hochberg on the conformal p-values may lower it. 5.5, not 5: a noise with
+# heavy tails (Student's t with 3 degrees of freedom) has 1.1 % of its rows beyond 5 robust
+# standard deviations and 0.8 % beyond 5.5; a model that fits the signal well leaves exactly that
+# noise, and without a reference nothing tells its far rows from poisoned ones.
+UNCALIBRATED_RESIDUAL_CUT = 5.5
 REFERENCE_CLEAN_RATE = 0.005
 # The residuals' centre and scale are those of the rows at a row's target level: the rows that
 # set them (the reference's, else the batch's) are cut, in order of their predicted target, into

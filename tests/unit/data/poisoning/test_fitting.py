@@ -177,6 +177,35 @@ def test_out_of_fold_regression_learns_the_signal_and_keeps_copies_in_one_fold(n
     np.testing.assert_array_equal(grouped[0::2], grouped[1::2])
 
 
+def test_the_regressor_carries_a_linear_trend_past_the_targets_it_saw() -> None:
+    """Trees alone predict the edge of what they saw; the linear start carries the trend on, and
+    a tenth of wild targets does not bend it (Huber)."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(400, 2))
+    y = 10 * x[:, 0] + rng.normal(0, 0.1, 400)
+    y[:40] += rng.choice([-1, 1], 40) * 60
+    encoder = Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
+    model = fitting.LinearThenTrees(encoder, 0).fit(x, y)
+    trees = fitting._hgb(encoder, 0, regression=True).fit(x, y)
+    beyond = np.array([[1.5, 0.0], [-1.5, 0.0]])
+    np.testing.assert_allclose(model.predict(beyond), [15.0, -15.0], atol=1.5)
+    assert np.abs(trees.predict(beyond)).max() < 11
+    inside = rng.uniform(-1, 1, size=(200, 2))
+    assert np.median(np.abs(model.predict(inside) - 10 * inside[:, 0])) < 0.5
+
+
+def test_the_linear_start_is_held_within_the_bulk_of_a_heavy_tailed_feature() -> None:
+    """A far value of a heavy-tailed feature moves the linear start no further than a value a
+    couple of the bulk's ranges out would: the clip, not the raw value, sets it."""
+    rng = np.random.default_rng(8)
+    x = np.column_stack([rng.normal(size=500), rng.normal(size=500)])
+    y = 2 * x[:, 0] + rng.normal(0, 0.1, 500)
+    encoder = Encoder.fit(pd.DataFrame(x, columns=["a", "b"]), ["a", "b"])
+    model = fitting.LinearThenTrees(encoder, 0).fit(x, y)
+    far, farther = model._start(np.array([[1e3, 0.0]])), model._start(np.array([[1e6, 0.0]]))
+    assert far == pytest.approx(farther) and abs(float(far[0])) < 30
+
+
 def test_regression_fits_learn_a_linear_target() -> None:
     rng = np.random.default_rng(6)
     x = rng.normal(size=(300, 2))
