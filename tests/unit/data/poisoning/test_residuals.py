@@ -163,6 +163,20 @@ def test_few_rows_get_one_scale_for_every_level() -> None:
 # ---- ResidualModel.fit -------------------------------------------------------------------------
 
 
+def _quarantined(df: pd.DataFrame, reference: pd.DataFrame | None = None) -> int:
+    """The rows ``label_issues`` quarantines of a regression target ``y`` on ``f0`` to ``f4``."""
+    result = screen_data(
+        df,
+        target="y",
+        features=[f"f{i}" for i in range(5)],
+        checks=["label_issues"],
+        max_suspect_fraction=1.0,
+        reference=reference,
+        task="regression",
+    )
+    return len(result.quarantined)
+
+
 def _five(seed: int, n: int) -> tuple[np.ndarray, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 5))
@@ -177,16 +191,7 @@ def test_a_clean_target_whose_noise_grows_with_its_level_keeps_its_rows() -> Non
     df["y"] = np.exp(1.0 + 0.8 * x[:, 0] + 0.4 * x[:, 1] + 0.5 * rng.normal(size=len(df)))
     ref, batch = df.iloc[:1000].reset_index(drop=True), df.iloc[1000:].reset_index(drop=True)
     for given in (None, ref):
-        result = screen_data(
-            batch,
-            target="y",
-            features=list(df.columns[:5]),
-            checks=["label_issues"],
-            max_suspect_fraction=1.0,
-            reference=given,
-            task="regression",
-        )
-        assert len(result.quarantined) <= 0.01 * len(batch)
+        assert _quarantined(batch, given) <= 0.01 * len(batch)
 
 
 @pytest.mark.parametrize("rows", [150, 300, 1000])
@@ -199,15 +204,7 @@ def test_the_ends_of_a_clean_linear_trend_keep_their_rows(rows: int) -> None:
         rng, df = _five(10 + seed, rows)
         x = df.to_numpy()
         df["y"] = 40 * x[:, 0] + 25 * x[:, 1] - 30 * x[:, 2] + rng.normal(0, 5, rows)
-        result = screen_data(
-            df,
-            target="y",
-            features=list(df.columns[:5]),
-            checks=["label_issues"],
-            max_suspect_fraction=1.0,
-            task="regression",
-        )
-        flagged += len(result.quarantined)
+        flagged += _quarantined(df)
     assert flagged <= 0.002 * 4 * rows
 
 
@@ -220,15 +217,7 @@ def test_a_clean_target_with_heavy_tailed_noise_keeps_its_rows_without_a_referen
         rng, df = _five(seed, 4000)
         x = df.to_numpy()
         df["y"] = 3 * x[:, 0] + np.exp(0.5 * x[:, 1]) + rng.standard_t(3, len(df))
-        result = screen_data(
-            df,
-            target="y",
-            features=list(df.columns[:5]),
-            checks=["label_issues"],
-            max_suspect_fraction=1.0,
-            task="regression",
-        )
-        flagged, rows = flagged + len(result.quarantined), rows + len(df)
+        flagged, rows = flagged + _quarantined(df), rows + len(df)
     assert flagged <= 0.009 * rows
 
 
