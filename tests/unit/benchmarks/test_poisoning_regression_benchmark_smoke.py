@@ -237,3 +237,34 @@ def test_a_peer_that_cannot_run_fails_the_run(
     fake_package("cleanlab", {k: v for k, v in FAKE_CLEANLAB.items() if not k.startswith("regression")})
     with pytest.raises(RuntimeError, match=r"cannot import cleanlab\.regression\.learn"):
         bench.main(["--tiny", "--peer-python", sys.executable])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_scale_part_times_both_regimes_beside_isolation_forest(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "scale.json"
+    bench.main(["--only", "scale", "--scale-rows", "2000", "--scale-features", "5", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "Scale, 2000 rows x 5 features" in printed
+    assert printed.count("ratio, seconds screen_data [") == 2
+    saved = json.loads(out.read_text())
+    assert "quality" not in saved
+    sc = saved["scale"]
+    assert sc["rows"] == 2000 and sc["reference_rows"] == 400
+    assert set(sc["sides"]) == {
+        "screen_data [no_reference]",
+        "screen_data [reference]",
+        "IsolationForest [reference]",
+    }
+    forest = sc["sides"]["IsolationForest [reference]"]["seconds"]
+    for regime in bench.REGIMES:
+        side = sc["sides"][f"screen_data [{regime}]"]
+        assert side["seconds"] > 0 and 0 <= side["fpr"] <= 1
+        # 10 % of the targets swapped among themselves: a swap that lands on its own row is no poison
+        assert side["flagged"] > 0 and side["recall"] > 0.5
+        assert sc["targets"][regime]["value"] == side["seconds"]
+        assert sc["targets"][regime]["met"] == (side["seconds"] < 60)
+        assert sc["ratio_screen_data_over_isolation_forest"][regime] == pytest.approx(
+            side["seconds"] / forest
+        )
