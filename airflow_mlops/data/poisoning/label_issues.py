@@ -310,7 +310,6 @@ class LabelModel:
         wrong, taken by the largest margin among the rows whose label is not the likeliest. Rows
         in ``exclude`` (quarantined by another check: out of distribution) are neither counted
         nor taken."""
-
         estimate = self.estimated_issues(exclude)
         mask, cuts, candidate = self._take(estimate["issues"], exclude)
         per_class = {
@@ -461,17 +460,17 @@ def _practical(
     source: float,
     destination: float,
     z: float,
-    sources: np.ndarray | None = None,
+    sources: np.ndarray,
 ) -> np.ndarray:
     """Per given class, the rows of ``moves`` (``[i, j]``: labelled ``i``, belonging to ``j``,
     no diagonal) of a practical size: the moves out of class ``j`` when all of them together are
-    at least ``source`` of its rows (``sources``, the rows it holds by the joint; else those
-    labelled with it), and the moves into label ``i`` when they are at least ``destination`` of
-    the rows labelled ``i``, each beyond ``z`` Poisson standard errors of the count."""
+    at least ``source`` of ``sources[j]`` (the rows it holds by the joint), and the moves into
+    label ``i`` when they are at least ``destination`` of ``rows[i]`` (the rows labelled ``i``),
+    each beyond ``z`` Poisson standard errors of the count."""
     import numpy as np
 
     out_of, into = moves.sum(axis=0), moves.sum(axis=1)
-    from_source = out_of >= source * (rows if sources is None else sources) + z * np.sqrt(out_of)
+    from_source = out_of >= source * sources + z * np.sqrt(out_of)
     to_destination = into >= destination * rows + z * np.sqrt(into)
     kept = from_source[None, :] | to_destination[:, None]
     return np.where(kept, moves, 0.0).sum(axis=1)
