@@ -857,28 +857,13 @@ def scale(rows: int, features: int, seed: int, regimes: tuple[str, ...] = REGIME
     }
     seconds: dict[str, float] = {}
     for regime in regimes:
-        start = time.perf_counter()
-        result = screen_data(
-            batch,
-            target=TARGET,
-            features=names,
-            checks=ROW_CHECKS,
-            max_suspect_fraction=1.0,
-            reference=ref if regime == "reference" else None,
-            task="regression",
-        )
-        seconds[regime] = time.perf_counter() - start
-        flagged = np.zeros(rows, dtype=bool)
-        flagged[result.quarantined["_row_index"].to_numpy()] = True
+        reference = ref if regime == "reference" else None
+        flagged, seconds[regime] = pb.timed_screen(batch, names, reference, TARGET, task="regression")
         out["sides"][f"screen_data [{regime}]"] = {
             "seconds": seconds[regime],
             **_brief(detection(flagged, poison)),
         }
-        out["targets"][regime] = {
-            "seconds": f"< {pb.TARGET_SCALE_SECONDS}",
-            "value": seconds[regime],
-            "met": seconds[regime] < pb.TARGET_SCALE_SECONDS,
-        }
+        out["targets"][regime] = pb.scale_target(seconds[regime])
     forest, t_forest = pb.run_isolation_forest(ref[names].to_numpy(), batch[names].to_numpy())
     out["sides"]["IsolationForest [reference]"] = {"seconds": t_forest, **_brief(detection(forest, poison))}
     out["ratio_screen_data_over_isolation_forest"] = {regime: t / t_forest for regime, t in seconds.items()}
