@@ -39,9 +39,10 @@ Row checks (the names of ``poisoning.checks`` in the spec; each suspect row gets
     counted nor taken: a far row's label is often random and a conflicting copy is a move already
     found, so neither is evidence that other rows moved. The reference only adds evidence: more
     rows to learn from and a measured baseline, no p-value floor tied to its size.
-    **Regression**: residual outliers. HistGradientBoosting regressors with an absolute-error
-    loss (a median fit, which a share of poisoned targets hardly moves) learn out of fold from the
-    reference and the batch together (without a reference: from the batch, then a second time
+    **Regression**: residual outliers. Regressors that start from a robust (Huber) linear fit, so
+    a trend reaches the largest and smallest targets, and add HistGradientBoosting with an
+    absolute-error loss on what it leaves (a median fit, which a share of poisoned targets hardly
+    moves) learn out of fold from the reference and the batch together (without a reference: from the batch, then a second time
     without the first pass's suspects) and predict each row; its score is its residual in robust
     standard deviations of the residuals at its target level and on its side of them (the
     reference's residuals when given). A row is suspect beyond :data:`UNCALIBRATED_RESIDUAL_CUT`;
