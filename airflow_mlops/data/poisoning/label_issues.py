@@ -34,8 +34,12 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    more rows of than the reference's share says (beyond :data:`EXCESS_Z` standard errors of
    sampling noise) has taken in at least that many rows of other classes: flips into a rare class
    can outnumber its genuine rows, and models that learn from the batch then find them
-   plausible; the class's count still says so. The reference only adds: a class's estimate is
-   the larger of the batch's own and the one beyond the reference.
+   plausible; the class's count still says so. A class's estimate is the larger of the batch's
+   own and the one beyond the reference, except in a class the reference vouches for: one whose
+   batch count is within :data:`CLEAN_Z` standard errors of the reference's share (measured on
+   at least :data:`MIN_REFERENCE_AMBIGUOUS` of its rows) with no excess. Its batch looks like
+   clean data, and its own estimate would take the rows that look like another class in clean
+   data too: where classes overlap (noisy outcomes), a tenth of a class or more.
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
    another class is more likely than ``i`` (``max_j p_j - p_i``), among the rows whose label is
    not the likeliest class. Rows another check quarantines (out of distribution, conflicting
@@ -43,8 +47,9 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    The row's score is ``p_i - max_j p_j`` (below 0: another class is more likely); the class's
    cut sits just above the highest score flagged.
 
-A trusted reference only ever adds evidence: its rows train every fold's models, and its clean
-scores tell the screen how many ambiguous rows to expect. No p-value floor depends on its size.
+A trusted reference adds evidence: its rows train every fold's models, and its clean scores tell
+the screen how many ambiguous rows to expect (and, where it has measured that share, that a
+class's count is no more than clean data shows). No p-value floor depends on its size.
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ BASELINE_Z = 1.0
 ERROR_FLOOR = 1.0
 # Standard errors of sampling noise a class's excess over its reference share must exceed.
 EXCESS_Z = 2.5
+# A class whose batch count of rows that look like another class is within this many standard
+# errors of the reference's share (and which shows no excess) is left alone: its batch looks like
+# the clean reference. Only where the reference holds at least MIN_REFERENCE_AMBIGUOUS such rows of
+# the class: a share measured, not a small reference's zero.
+CLEAN_Z = 4.0
+MIN_REFERENCE_AMBIGUOUS = 10
 # The least label move acted on. A poisoning attack moves a share of a class's rows to another
 # label; every data set also holds rows that look like another class (genuinely ambiguous, or a
 # kind of one class that mimics another), and no model tells those from moved rows one by one.
@@ -205,9 +216,10 @@ class LabelModel:
         :data:`DESTINATION_SHARE`). With one, also the moves beyond the share of the reference's
         clean rows the same count finds, plus :data:`BASELINE_Z` standard errors (or a class's
         excess over its reference share), of the smaller practical size
-        (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`): the reference
-        only ever adds to what the batch's own estimate acts on. Rows in ``exclude`` (quarantined
-        by another check) are not counted.
+        (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`), the larger of the
+        two; nothing in a class whose batch count the reference's share explains
+        (:data:`CLEAN_Z`, :data:`MIN_REFERENCE_AMBIGUOUS`; ``as_clean_reference``). Rows in
+        ``exclude`` (quarantined by another check) are not counted.
 
         Thresholds from the batch: a class whose estimate is at least :data:`DOMINATED_SHARE` of
         the rows labelled with it has its threshold taken again from the rows labelled with it
@@ -297,12 +309,24 @@ class LabelModel:
             _practical(scaled, rows, REFERENCE_SOURCE_SHARE, REFERENCE_DESTINATION_SHARE, 0.0, sources),
             beyond,
         )
+        # A class the batch holds no more rows that look like another class of than the
+        # reference's clean rows show (within CLEAN_Z standard errors), and no excess of, is what
+        # a clean batch looks like: acting on its own estimate would take rows that look like
+        # another class in clean data too (overlapping classes, noisy outcomes). Only where the
+        # reference holds at least MIN_REFERENCE_AMBIGUOUS such rows of the class: a share
+        # measured, not a small reference's zero.
+        clean = (
+            (raw <= ref_share * rows + CLEAN_Z * error)
+            & (inflow <= 0)
+            & (ref_moves.sum(axis=1) >= MIN_REFERENCE_AMBIGUOUS)
+        )
         return {
             **out,
             "reference_share": ref_share,
             "inflow": inflow,
             "beyond_reference": reference,
-            "issues": np.maximum(own, reference),
+            "as_clean_reference": clean,
+            "issues": np.where(clean, 0.0, np.maximum(own, reference)),
         }
 
     def issues(self, exclude: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -327,6 +351,11 @@ class LabelModel:
                 **(
                     {"excess_over_reference_share": round(float(estimate["inflow"][j]), 2)}
                     if "inflow" in estimate
+                    else {}
+                ),
+                **(
+                    {"as_in_the_clean_reference": True}
+                    if "as_clean_reference" in estimate and estimate["as_clean_reference"][j]
                     else {}
                 ),
                 "acted_on_by_batch": round(float(estimate["batch_estimate"][j]), 2),

@@ -381,6 +381,66 @@ def test_with_a_reference_a_clean_batch_has_no_suspects() -> None:
         assert mask.sum() <= 2, seed  # at most a row or two of 2000, by chance
 
 
+def _noisy_outcome(seed: int, n: int, flips: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlapping classes: each row's outcome drawn from its (calibrated) probability, so about a
+    quarter of the rows of a clean batch are labelled against the likelier class; ``flips`` rows
+    of class 0 labelled 1 on top."""
+    rng = np.random.default_rng(seed)
+    p1 = rng.beta(0.7, 0.7, n)
+    proba = np.column_stack([1 - p1, p1])
+    y = (rng.random(n) < p1).astype(np.int64)
+    flipped = rng.choice(np.flatnonzero(y == 0), size=flips, replace=False)
+    y[flipped] = 1
+    return proba, y, flipped
+
+
+def test_with_a_reference_a_batch_as_ambiguous_as_it_is_left_alone() -> None:
+    """Overlapping classes (a noisy outcome): the batch's own estimate finds hundreds of rows that
+    look like the other class, and the clean reference, scored by the same models, finds as many
+    per row: the batch looks like clean data, and nothing is taken (before, its own estimate
+    was acted on: the screen quarantined several per cent of a clean batch)."""
+    for seed in range(3):
+        proba, y, _ = _noisy_outcome(30 + seed, 6000)
+        ref_proba, ref_y, _ = _noisy_outcome(40 + seed, 2000)
+        model = _model(proba, y, ref_proba, ref_y)
+        estimate = model.estimated_issues()
+        assert (estimate["batch_estimate"] > 0.05 * estimate["rows"]).all(), seed  # acted on before
+        assert estimate["as_clean_reference"].all(), seed
+        mask, detail = model.issues()
+        assert not mask.any(), seed
+        assert detail["classes"]["0"]["as_in_the_clean_reference"] is True
+
+
+def test_with_a_reference_flips_beyond_its_ambiguity_are_still_acted_on() -> None:
+    """The same overlapping classes with 6 % of class 0 labelled 1: the rows labelled 1 that look
+    like 0 are beyond what the reference shows by many standard errors, and the flips are found
+    among them; class 0, untouched, is left alone."""
+    proba, y, flipped = _noisy_outcome(50, 6000, flips=180)
+    ref_proba, ref_y, _ = _noisy_outcome(51, 2000)
+    model = _model(proba, y, ref_proba, ref_y)
+    estimate = model.estimated_issues()
+    assert estimate["as_clean_reference"].tolist() == [True, False]
+    mask, detail = model.issues()
+    assert "as_in_the_clean_reference" not in detail["classes"]["1"]
+    assert not (mask & (y == 0)).any()
+    assert mask[flipped].mean() >= 0.5
+
+
+def test_a_reference_with_few_ambiguous_rows_of_a_class_does_not_vouch_for_it() -> None:
+    """A small reference that finds fewer than MIN_REFERENCE_AMBIGUOUS rows of a class looking
+    like another has not measured the class's share: the batch's own estimate stands."""
+    proba, y, _ = _noisy_outcome(60, 6000, flips=180)
+    ref_proba, ref_y, _ = _noisy_outcome(61, 40)
+    model = _model(proba, y, ref_proba, ref_y)
+    estimate = model.estimated_issues()
+    ref_ambiguous = _confident_joint_by_hand(ref_proba, ref_y, model.thresholds)
+    assert (ref_ambiguous < label_issues.MIN_REFERENCE_AMBIGUOUS).all()
+    assert not estimate["as_clean_reference"].any()
+    np.testing.assert_allclose(
+        estimate["issues"], np.maximum(estimate["batch_estimate"], estimate["beyond_reference"])
+    )
+
+
 def test_the_thresholds_come_from_the_clean_reference() -> None:
     """A class swamped by flips has a low mean self-confidence in the batch; the reference's
     rows, which are clean, set the bar."""
