@@ -62,6 +62,11 @@ Two parts:
    every class of every dataset; at most a tenth of the attacked cases with a downstream accuracy
    (the mean of the repeated fits) worse than with no screen by more than one test row.
 
+   ``--sets overlapping`` runs the same part on ``make_classification`` with classes that overlap
+   (its defaults: two informative features and 1 % of labels flipped by the generator; class_sep
+   0.5; three classes), 10,000 rows each, results under ``quality_overlapping``: a clean batch
+   there holds many rows that look like another class, which a screen with no baseline takes.
+
 2. **Scale** (``--only scale``): 1,000,000 rows x 20 features (``make_classification``, 10 % random
    flips) screened with the same checks in both regimes (a 50,000-row reference; none), each
    under 60 s; against cleanlab (HGB ``cross_val_predict`` + ``find_label_issues`` on the batch)
@@ -111,6 +116,13 @@ PEER_PINS = ("scikit-learn==1.9.1", "numpy==1.26.4", "pandas==2.3.3")
 PEER_VENV = ROOT / "benchmarks" / ".venv-cleanlab"
 FOLDS = 5
 SHARES = (0.2, 0.5)  # reference and batch; the test split is the rest (30 %)
+# --sets overlapping: make_classification's defaults (two informative features, 1 % of labels
+# flipped by the generator) and two harder variants: classes that overlap.
+OVERLAPPING: dict[str, dict[str, Any]] = {
+    "make_classification (defaults)": {},
+    "make_classification (class_sep 0.5)": {"class_sep": 0.5},
+    "make_classification (3 classes)": {"n_classes": 3, "n_informative": 3},
+}
 ROW_CHECKS = ["duplicates", "label_issues", "out_of_distribution"]
 ATTACKS = (
     "clean",
@@ -224,7 +236,10 @@ def _frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])]).assign(**{TARGET: y.astype("int64")})
 
 
-def datasets(tiny: bool, seed: int) -> list[Dataset]:
+def datasets(tiny: bool, seed: int, sets: str = "main") -> list[Dataset]:
+    """The data sets: ``main`` (the bundled sets and separable synthetic ones), or ``overlapping``
+    (make_classification with classes that overlap: a clean batch holds many rows that look like
+    another class, the case where a screen without a baseline takes genuine rows)."""
     from sklearn import datasets as skd
 
     out: list[Dataset] = []
@@ -233,6 +248,12 @@ def datasets(tiny: bool, seed: int) -> list[Dataset]:
         ref, batch, test = _split(df, SHARES, seed)
         feats = [c for c in df.columns if c != TARGET]
         out.append(Dataset(name, ref, batch, test, feats, categorical or {}))
+
+    if sets == "overlapping":
+        for name, kwargs in OVERLAPPING.items():
+            x, y = skd.make_classification(n_samples=2_000 if tiny else 10_000, random_state=seed, **kwargs)
+            add(name, _frame(x, y))
+        return out
 
     bc = skd.load_breast_cancer()
     add("breast_cancer", _frame(bc.data, bc.target))
@@ -507,13 +528,14 @@ def quality(
     skip_cleanlab: bool,
     attacks: tuple[str, ...] = ATTACKS,
     regimes: tuple[str, ...] = REGIMES,
+    sets: str = "main",
 ) -> dict[str, Any]:
     # The peer first: a run that cannot have it fails before any work, it never skips it.
     python = None if skip_cleanlab else ensure_peer_python(peer_python)
-    sets = datasets(tiny, seed)
+    sets_ = datasets(tiny, seed, sets)
     cases: list[dict[str, Any]] = []
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for d, ds in enumerate(sets):
+    for d, ds in enumerate(sets_):
         ref_x, ref_y = to_matrix(ds, ds.reference), ds.reference[TARGET].to_numpy()
         test_x, test_y = to_matrix(ds, ds.test), ds.test[TARGET].to_numpy()
         for a, name in enumerate(ATTACKS):
@@ -975,6 +997,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated subset of the regimes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--sets",
+        choices=("main", "overlapping"),
+        default="main",
+        help="the quality part's data sets; overlapping: classes that overlap (results under quality_overlapping)",
+    )
+    parser.add_argument(
         "--peer-python", help="an interpreter with cleanlab (default: make benchmarks/.venv-cleanlab)"
     )
     parser.add_argument("--skip-cleanlab", action="store_true", help="smoke mode only: no cleanlab side")
@@ -995,8 +1023,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if args.only in (None, "quality"):
         print("Quality:")
-        q = results["quality"] = quality(
-            args.tiny, args.seed, args.peer_python, args.skip_cleanlab, attacks, regimes
+        key = "quality" if args.sets == "main" else f"quality_{args.sets}"
+        q = results[key] = quality(
+            args.tiny, args.seed, args.peer_python, args.skip_cleanlab, attacks, regimes, args.sets
         )
         for regime, r in q["regimes"].items():
             print_regime(regime, r)

@@ -153,6 +153,29 @@ def test_splits_are_twenty_fifty_thirty_and_stratified(bench: ModuleType) -> Non
         assert np.allclose(shares[0], shares[1], atol=0.05)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_overlapping_sets_run_apart_and_are_saved_under_their_own_key(
+    bench: ModuleType, fake_cleanlab: None, tmp_path: Path
+) -> None:
+    """``--sets overlapping``: make_classification with classes that overlap (a model trained
+    on a clean batch of three classes is wrong on a tenth of the test rows or more), results
+    under ``quality_overlapping``, beside the main part's results already in the file."""
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"quality": {"kept": True}}))
+    sets = bench.datasets(tiny=True, seed=0, sets="overlapping")
+    assert [ds.name for ds in sets] == list(bench.OVERLAPPING)
+    results = bench.main(
+        ["--only", "quality", "--tiny", "--sets", "overlapping", "--attacks", "clean", "--regimes", "reference",
+         "--peer-python", sys.executable, "--out", str(out)]
+    )  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert saved["quality"] == {"kept": True}
+    cases = results["quality_overlapping"]["regimes"]["reference"]["cases"]
+    assert [c["dataset"] for c in cases] == list(bench.OVERLAPPING)
+    accuracy = {c["dataset"]: c["downstream_poisoned"]["accuracy"] for c in cases}
+    assert min(accuracy.values()) < 0.9, accuracy  # the classes overlap
+
+
 def test_downstream_subsets_are_seeded_and_hold_four_fifths(bench: ModuleType) -> None:
     first, again = bench.downstream_subsets(5000, seed=3), bench.downstream_subsets(5000, seed=3)
     assert len(first) == bench.DOWNSTREAM_FITS
