@@ -37,7 +37,8 @@ How a row becomes a suspect, per class ``i`` of the labels (a binary or multicla
    plausible; the class's count still says so. A class's estimate is the larger of the batch's
    own and the one beyond the reference, except in a class the reference vouches for: one whose
    batch count is within :data:`CLEAN_Z` standard errors of the reference's share (measured on
-   at least :data:`MIN_REFERENCE_AMBIGUOUS` of its rows) with no excess. Its batch looks like
+   at least :data:`MIN_REFERENCE_AMBIGUOUS` of its rows) with no excess, where its own estimate
+   is at least :data:`CLEAN_MIN_SHARE` of its rows. Its batch looks like
    clean data, and its own estimate would take the rows that look like another class in clean
    data too: where classes overlap (noisy outcomes), a tenth of a class or more.
 4. **Which rows**: the estimated number of rows labelled ``i`` with the largest margin by which
@@ -81,6 +82,11 @@ EXCESS_Z = 2.5
 # the class: a share measured, not a small reference's zero.
 CLEAN_Z = 4.0
 MIN_REFERENCE_AMBIGUOUS = 10
+# ... and only where acting would take a material share of the class (at least this share of its
+# rows): a handful of rows costs little to lose, and in a large class they may be the flips of a
+# rare one (5 frauds of 90 relabelled legitimate are 0.15 % of the legitimate rows, as many as the
+# reference's ambiguous share predicts, yet a twentieth of the frauds).
+CLEAN_MIN_SHARE = 0.01
 # The least label move acted on. A poisoning attack moves a share of a class's rows to another
 # label; every data set also holds rows that look like another class (genuinely ambiguous, or a
 # kind of one class that mimics another), and no model tells those from moved rows one by one.
@@ -218,7 +224,8 @@ class LabelModel:
         excess over its reference share), of the smaller practical size
         (:data:`REFERENCE_SOURCE_SHARE`, :data:`REFERENCE_DESTINATION_SHARE`), the larger of the
         two; nothing in a class whose batch count the reference's share explains
-        (:data:`CLEAN_Z`, :data:`MIN_REFERENCE_AMBIGUOUS`; ``as_clean_reference``). Rows in
+        (:data:`CLEAN_Z`, :data:`MIN_REFERENCE_AMBIGUOUS`, :data:`CLEAN_MIN_SHARE`;
+        ``as_clean_reference``). Rows in
         ``exclude`` (quarantined by another check) are not counted.
 
         Thresholds from the batch: a class whose estimate is at least :data:`DOMINATED_SHARE` of
@@ -314,11 +321,13 @@ class LabelModel:
         # a clean batch looks like: acting on its own estimate would take rows that look like
         # another class in clean data too (overlapping classes, noisy outcomes). Only where the
         # reference holds at least MIN_REFERENCE_AMBIGUOUS such rows of the class: a share
-        # measured, not a small reference's zero.
+        # measured, not a small reference's zero; and only where the batch's own estimate is a
+        # material share of the class (CLEAN_MIN_SHARE): a few rows may be a rare class's flips.
         clean = (
             (raw <= ref_share * rows + CLEAN_Z * error)
             & (inflow <= 0)
             & (ref_moves.sum(axis=1) >= MIN_REFERENCE_AMBIGUOUS)
+            & (own >= CLEAN_MIN_SHARE * rows)
         )
         return {
             **out,
