@@ -532,10 +532,10 @@ def quality(
 ) -> dict[str, Any]:
     # The peer first: a run that cannot have it fails before any work, it never skips it.
     python = None if skip_cleanlab else ensure_peer_python(peer_python)
-    sets_ = datasets(tiny, seed, sets)
+    data_sets = datasets(tiny, seed, sets)
     cases: list[dict[str, Any]] = []
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for d, ds in enumerate(sets_):
+    for d, ds in enumerate(data_sets):
         ref_x, ref_y = to_matrix(ds, ds.reference), ds.reference[TARGET].to_numpy()
         test_x, test_y = to_matrix(ds, ds.test), ds.test[TARGET].to_numpy()
         for a, name in enumerate(ATTACKS):

@@ -381,6 +381,70 @@ def test_with_a_reference_a_clean_batch_has_no_suspects() -> None:
         assert mask.sum() <= 2, seed  # at most a row or two of 2000, by chance
 
 
+def _gaussian_classes(seed: int, n: int, flips: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two Gaussian classes a standard deviation either side of 0, scored by their true
+    posterior (``p1 = sigmoid(2x)``): about a sixth of a clean batch lies nearer the other class,
+    but the far tails are pure; ``flips`` rows of class 0 labelled 1 on top."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    x = rng.normal(np.where(truth == 1, 1.0, -1.0), 1.0)
+    p1 = 1 / (1 + np.exp(-2 * x))
+    y = truth.copy()
+    flipped = rng.choice(np.flatnonzero(truth == 0), size=flips, replace=False)
+    y[flipped] = 1
+    return np.column_stack([1 - p1, p1]), y, flipped
+
+
+def test_the_anchor_bound_matches_a_computation_by_hand() -> None:
+    """Per class ``j``: its ANCHOR_SHARE of the rows it holds (at least ANCHOR_LEAST) with the
+    highest probability of ``j``; the rows labelled ``i`` among them, plus ANCHOR_Z Poisson
+    standard errors, scaled from the anchors to the rows ``j`` holds."""
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet([1.0, 1.0, 1.0], 3000)
+    y = rng.integers(0, 3, 3000)
+    sources = np.array([1000.0, 400.0, 1600.0])
+    bound = label_issues._anchor_bound(proba, y, 3, sources)
+    for j in range(3):
+        size = max(label_issues.ANCHOR_LEAST, round(label_issues.ANCHOR_SHARE * sources[j]))
+        top = np.argsort(-proba[:, j])[:size]
+        for i in range(3):
+            if i == j:
+                assert bound[i, j] == np.inf
+                continue
+            labelled = (y[top] == i).sum()
+            expected = (labelled + label_issues.ANCHOR_Z * np.sqrt(labelled + 1)) / size * sources[j]
+            assert bound[i, j] == pytest.approx(expected)
+
+
+def test_without_a_reference_classes_that_overlap_are_bounded_by_their_anchor_rows() -> None:
+    """Clean overlapping classes: the confident joint counts over 6 % of each class as looking
+    like the other (it was acted on: the screen quarantined them), but the anchor rows of each
+    class (the rows likeliest to be it) carry its own label: nothing is taken."""
+    for seed in range(3):
+        proba, y, _ = _gaussian_classes(60 + seed, 20_000)
+        model = _model(proba, y)
+        estimate = model.estimated_issues()
+        assert (estimate["raw"] > 0.06 * estimate["rows"]).all(), seed
+        assert (estimate["anchor_bounded"] < 0.02 * estimate["rows"]).all(), seed
+        mask, detail = model.issues()
+        assert not mask.any(), seed
+        assert detail["classes"]["1"]["bounded_by_anchor_rows"] < detail["classes"]["1"]["estimated_issues"]
+
+
+def test_without_a_reference_random_flips_reach_the_anchor_rows_and_are_acted_on() -> None:
+    """The same classes with 10 % of class 0 labelled 1: the flips took a tenth of class 0's
+    anchor rows too, so the move into label 1 stands (most flips found), while class 0, untouched,
+    is bounded to what its own anchors show."""
+    proba, y, flipped = _gaussian_classes(70, 6000, flips=300)
+    model = _model(proba, y)
+    estimate = model.estimated_issues()
+    assert estimate["anchor_bounded"][1] >= 0.7 * estimate["raw"][1]
+    assert estimate["anchor_bounded"][0] <= 0.5 * estimate["raw"][0]
+    mask, _ = model.issues()
+    assert mask[flipped].mean() >= 0.6
+    assert (mask & (y == 0)).sum() <= 0.03 * (y == 0).sum()
+
+
 def _noisy_outcome(seed: int, n: int, flips: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlapping classes: each row's outcome drawn from its (calibrated) probability, so about a
     quarter of the rows of a clean batch are labelled against the likelier class; ``flips`` rows
