@@ -1014,7 +1014,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if args.out and args.out.exists():
         results = json.loads(args.out.read_text())  # --only keeps the other part's results
-    results["machine"] = {
+    # The overlapping sets' machine beside their results: the main run's record stays as it is.
+    machine = "machine" if args.sets == "main" or args.only == "scale" else f"machine_{args.sets}"
+    results[machine] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -1044,7 +1046,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"  ratio of seconds, cleanlab (HGB) / screen_data [{regime}]: {ratio:.2f}x")
         for regime, t in sc["targets"].items():
             print(f"  target < {TARGET_SCALE_SECONDS:g} s [{regime}]: {'met' if t['met'] else 'MISSED'}")
-    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results[machine]["load_average_at_end"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     return results

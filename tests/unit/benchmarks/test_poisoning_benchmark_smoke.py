@@ -7,6 +7,7 @@ The real cleanlab (AGPL) lives only in the benchmark's own venv; here a tiny sta
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -161,7 +162,7 @@ def test_the_overlapping_sets_run_apart_and_are_saved_under_their_own_key(
     on a clean batch of three classes is wrong on a tenth of the test rows or more), results
     under ``quality_overlapping``, beside the main part's results already in the file."""
     out = tmp_path / "results.json"
-    out.write_text(json.dumps({"quality": {"kept": True}}))
+    out.write_text(json.dumps({"quality": {"kept": True}, "machine": {"kept": True}}))
     sets = bench.datasets(tiny=True, seed=0, sets="overlapping")
     assert [ds.name for ds in sets] == list(bench.OVERLAPPING)
     results = bench.main(
@@ -170,6 +171,8 @@ def test_the_overlapping_sets_run_apart_and_are_saved_under_their_own_key(
     )  # fmt: skip
     saved = json.loads(out.read_text())
     assert saved["quality"] == {"kept": True}
+    assert saved["machine"] == {"kept": True}  # the main run's machine, not this run's
+    assert saved["machine_overlapping"]["cpus"] == os.cpu_count()
     cases = results["quality_overlapping"]["regimes"]["reference"]["cases"]
     assert [c["dataset"] for c in cases] == list(bench.OVERLAPPING)
     accuracy = {c["dataset"]: c["downstream_poisoned"]["accuracy"] for c in cases}
