@@ -145,10 +145,14 @@ def quiet(api: AirflowAPI) -> bool:
 
 
 def settled(api: AirflowAPI, events: int) -> list[dict[str, Any]] | None:
-    """Every run, once all are finished and together they hold ``events`` events (else None)."""
-    if not quiet(api):
-        return None
+    """Every run, once all are finished and together they hold ``events`` events (else None).
+    One listing of the runs answers both: with two, a run made between them (the closing
+    event's) was counted for its events while it still ran, before its gate had decided."""
     runs = all_runs(api)
+    if not runs or any(r["state"] not in ("success", "failed") for r in runs):
+        return None
+    if api.get(f"dags/{TRAIN}/assets/queuedEvents")["total_entries"]:
+        return None
     total = sum(len(upstream_events(api, r["dag_run_id"])) for r in runs)
     return runs if total == events else None
 
